@@ -1,0 +1,1 @@
+//! service.json and identity.json: upstream-compatible loading, validation, defaults, environment overrides, Go durations

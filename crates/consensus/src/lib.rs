@@ -1,0 +1,1 @@
+//! Consensus service: the pinset on openraft, durable on redb; membership; allocation

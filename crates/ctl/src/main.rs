@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("ipfs-cluster-ctl: not built yet");
+    std::process::exit(1);
+}

@@ -1,0 +1,1 @@
+//! IPFS connector service: Kubo RPC client, pin tracker, informers, IPFS proxy

@@ -1,0 +1,1 @@
+//! Harness for the multi-process tests: free ports, a real IPFS node, a whole peer.
