@@ -1,1 +1,342 @@
-//! Harness for the multi-process tests: free ports, a real IPFS node, a whole peer.
+//! Harness for the multi-process tests: free loopback ports, a real IPFS node (the
+//! project's pinned js-ipfs in `tests/ipfs-testnode`), and whole peers started through the
+//! real `ipfs-cluster-service` launcher. Everything started here is killed on drop, and
+//! temp dirs are removed.
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The folder holding the workspace's built binaries (target/debug).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/debug/deps/<test>-<hash>
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+}
+
+/// The path of a workspace binary; panics with the fix when it was not built.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(p.exists(), "{} is missing: run `cargo build --workspace --bins` first (`make test` does)", p.display());
+    p
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Kills a child's whole process group on drop.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Result<Self> {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        Ok(Self { name: name.to_string(), child })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status();
+    }
+
+    /// Sends SIGTERM and waits up to `within` for the exit status.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        self.signal("TERM");
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let pgid = format!("-{}", self.child.id());
+            let _ = Command::new("kill").args(["-TERM", "--", &pgid]).status();
+            let until = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < until {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = Command::new("kill").args(["-KILL", "--", &pgid]).status();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A real js-ipfs daemon speaking the Kubo RPC API on loopback.
+pub struct IpfsNode {
+    pub api_port: u16,
+    pub swarm_port: u16,
+    _proc: Proc,
+}
+
+impl IpfsNode {
+    pub async fn start(dir: &Path) -> Result<Self> {
+        let node_dir = repo_root().join("tests/ipfs-testnode");
+        if !node_dir.join("node_modules/.bin/jsipfs").exists() {
+            bail!("the test IPFS node is not installed: run `make test` (or `cd tests/ipfs-testnode && npm ci --omit=optional`)");
+        }
+        let (api, swarm, gw, grpc) = (free_port(), free_port(), free_port(), free_port());
+        let log = std::fs::File::create(dir.join("ipfs.log"))?;
+        let proc = Proc::spawn(
+            "ipfs",
+            Command::new(node_dir.join("start-jsipfs.sh"))
+                .arg(dir.join("ipfs-repo"))
+                .args([api.to_string(), swarm.to_string(), gw.to_string(), grpc.to_string()])
+                .stdout(log.try_clone()?)
+                .stderr(log),
+        )?;
+        let node = Self { api_port: api, swarm_port: swarm, _proc: proc };
+        let url = format!("{}/api/v0/id", node.api_url());
+        wait_for(Duration::from_secs(60), || async { matches!(http("POST", &url, None).await, Ok((200, _))) })
+            .await
+            .with_context(|| format!("IPFS node did not answer; log: {}", dir.join("ipfs.log").display()))?;
+        Ok(node)
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    pub fn multiaddr(&self) -> String {
+        format!("/ip4/127.0.0.1/tcp/{}", self.api_port)
+    }
+
+    /// `ipfs add` of some bytes; returns the CID.
+    pub async fn add(&self, data: &[u8]) -> Result<String> {
+        let boundary = "----clustertestboundary";
+        let mut body = Vec::new();
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
+        body.extend_from_slice(data);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let req = hyper::Request::post(format!("{}/api/v0/add?pin=false", self.api_url()))
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .body(Full::new(Bytes::from(body)))?;
+        let (status, text) = send(req).await?;
+        if status != 200 {
+            bail!("ipfs add: {status} {text}");
+        }
+        let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or(""))?;
+        Ok(v["Hash"].as_str().context("no Hash in add output")?.to_string())
+    }
+
+    /// The recursive pins the daemon holds.
+    pub async fn pins(&self) -> Result<Vec<String>> {
+        let (status, text) = http("POST", &format!("{}/api/v0/pin/ls?type=recursive", self.api_url()), None).await?;
+        if status != 200 {
+            bail!("pin/ls: {status} {text}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&text)?;
+        Ok(v["Keys"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default())
+    }
+}
+
+/// The ports of one peer, all on 127.0.0.1.
+#[derive(Clone, Debug)]
+pub struct PeerPorts {
+    pub rest: u16,
+    pub pinsvc: u16,
+    pub proxy: u16,
+    pub swarm: u16,
+    pub transport: u16,
+    pub consensus: u16,
+    pub ipfs_connector: u16,
+    pub gateway: u16,
+}
+
+impl PeerPorts {
+    pub fn pick() -> Self {
+        Self {
+            rest: free_port(),
+            pinsvc: free_port(),
+            proxy: free_port(),
+            swarm: free_port(),
+            transport: free_port(),
+            consensus: free_port(),
+            ipfs_connector: free_port(),
+            gateway: free_port(),
+        }
+    }
+
+    /// Environment overrides (upstream's CLUSTER_* names) that put every listener here.
+    pub fn env(&self, ipfs_api: &str) -> Vec<(String, String)> {
+        let t = |p: u16| format!("/ip4/127.0.0.1/tcp/{p}");
+        [
+            ("CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS", t(self.rest)),
+            ("CLUSTER_PINSVCAPI_HTTPLISTENMULTIADDRESS", t(self.pinsvc)),
+            ("CLUSTER_IPFSPROXY_LISTENMULTIADDRESS", t(self.proxy)),
+            ("CLUSTER_IPFSPROXY_NODEMULTIADDRESS", ipfs_api.to_string()),
+            ("CLUSTER_IPFSHTTP_NODEMULTIADDRESS", ipfs_api.to_string()),
+            ("CLUSTER_LISTENMULTIADDRESS", t(self.swarm)),
+            ("CLUSTER_INTERNAL_TRANSPORTLISTENMULTIADDRESS", t(self.transport)),
+            ("CLUSTER_INTERNAL_CONSENSUSLISTENMULTIADDRESS", t(self.consensus)),
+            ("CLUSTER_INTERNAL_IPFSCONNECTORLISTENMULTIADDRESS", t(self.ipfs_connector)),
+            ("CLUSTER_INTERNAL_GATEWAYLISTENMULTIADDRESS", t(self.gateway)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// A peer's config folder, initialised by the real `ipfs-cluster-service init`.
+pub struct PeerDir {
+    pub dir: PathBuf,
+    pub ports: PeerPorts,
+    pub ipfs_api: String,
+}
+
+impl PeerDir {
+    pub fn init(dir: &Path, ipfs_api: &str, secret: Option<&str>) -> Result<Self> {
+        let ports = PeerPorts::pick();
+        let mut cmd = Command::new(bin("ipfs-cluster-service"));
+        cmd.arg("--config").arg(dir).arg("init");
+        cmd.envs(ports.env(ipfs_api));
+        if let Some(s) = secret {
+            cmd.env("CLUSTER_SECRET", s);
+        }
+        let out = cmd.output()?;
+        if !out.status.success() {
+            bail!("init failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(Self { dir: dir.to_path_buf(), ports, ipfs_api: ipfs_api.to_string() })
+    }
+
+    pub fn rest_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.rest)
+    }
+
+    /// Starts `ipfs-cluster-service daemon` and waits for `GET /id` to answer.
+    pub async fn start(&self, extra: &[&str]) -> Result<Proc> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log"))?;
+        let mut proc = Proc::spawn(
+            "ipfs-cluster-service",
+            Command::new(bin("ipfs-cluster-service"))
+                .arg("--config")
+                .arg(&self.dir)
+                .arg("daemon")
+                .args(extra)
+                .env("RUST_LOG", "info")
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .stdin(Stdio::null()),
+        )?;
+        let url = format!("{}/id", self.rest_url());
+        let ok = wait_for(Duration::from_secs(60), || async { matches!(http("GET", &url, None).await, Ok((200, _))) }).await;
+        if ok.is_err() {
+            let exited = proc.try_wait();
+            bail!("peer did not become ready (exit: {exited:?}); log:\n{}", self.log_tail());
+        }
+        Ok(proc)
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+/// Polls `f` until it returns true or `within` passes.
+pub async fn wait_for<F, Fut>(within: Duration, mut f: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + within;
+    loop {
+        if f().await {
+            return Ok(());
+        }
+        if Instant::now() > until {
+            bail!("condition not met within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One HTTP request; returns the status and the body as text.
+pub async fn http(method: &str, url: &str, body: Option<&str>) -> Result<(u16, String)> {
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Full::new(Bytes::from(body.unwrap_or("").to_string())))?;
+    send(req).await
+}
+
+pub async fn send(req: hyper::Request<Full<Bytes>>) -> Result<(u16, String)> {
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req)).await.context("HTTP request timed out")??;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// GET returning parsed JSON (status must be 200).
+pub async fn get_json(url: &str) -> Result<serde_json::Value> {
+    let (status, text) = http("GET", url, None).await?;
+    if status != 200 {
+        bail!("GET {url}: {status} {text}");
+    }
+    Ok(serde_json::from_str(&text).with_context(|| format!("GET {url}: not JSON: {text}"))?)
+}
+
+/// Runs a workspace binary to completion with a timeout; returns (exit code, stdout, stderr).
+pub fn run_bin(name: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(i32, String, String)> {
+    let mut cmd = Command::new(bin(name));
+    cmd.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            bail!("{name} {args:?} did not exit within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}

@@ -1,1 +1,8 @@
-//! ipfs-cluster-service: init, daemon (starts and supervises the four services of a peer), state export/import/cleanup
+//! The launcher behind `ipfs-cluster-service`: `init` writes a peer's config folder, and
+//! `daemon` starts the peer's four service binaries, waits until each one is healthy,
+//! supervises them, and stops them cleanly on SIGINT/SIGTERM. In production each service
+//! may instead run under its own systemd unit; the launcher is a convenience.
+
+pub mod supervisor;
+
+pub use supervisor::{run_daemon, DaemonOptions, SERVICES};

@@ -1,0 +1,39 @@
+# IPFS Cluster in Rust — the two set-up commands are `make run` and `make test`.
+CARGO ?= cargo
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+BIN := $(TARGET_DIR)/debug
+TESTNODE := tests/ipfs-testnode
+
+.PHONY: build run test testnode lint fmt clean-run
+
+## build: compile every service, the launcher and the CLI (debug)
+build:
+	$(CARGO) build --workspace --bins
+
+## testnode: install the pinned js-ipfs test node (npm) when missing
+testnode: $(TESTNODE)/node_modules/.bin/jsipfs
+
+$(TESTNODE)/node_modules/.bin/jsipfs: $(TESTNODE)/package-lock.json
+	cd $(TESTNODE) && npm ci --omit=optional --no-audit --no-fund
+	touch $@
+
+## run: a single-peer cluster in .run/peer0 with a local IPFS node (started when nothing answers on 127.0.0.1:5001)
+run: build testnode
+	BIN=$(BIN) deploy/local/run-peer.sh
+
+## test: every unit and multi-process test
+test: testnode
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace
+
+## lint: clippy and rustfmt, as CI wants them
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) fmt --all -- --check
+
+fmt:
+	$(CARGO) fmt --all
+
+## clean-run: forget the `make run` peer and IPFS node
+clean-run:
+	rm -rf .run

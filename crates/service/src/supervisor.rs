@@ -1,0 +1,256 @@
+//! Starting and supervising the four services of one peer.
+//!
+//! Order: transport, consensus, ipfs connector, gateway (each waits for the previous to be
+//! healthy, so dependencies are up first). A service that dies before it is ready makes the
+//! whole daemon exit non-zero with that service's own error line. A service that dies later
+//! is restarted with backoff (at most `MAX_RESTARTS` within `RESTART_WINDOW`, then the
+//! daemon gives up and stops the others). SIGINT/SIGTERM stop the services in reverse order.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use ipfs_cluster_config::Peer;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+    signal::unix::{signal, SignalKind},
+};
+use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+
+/// One service of a peer: its name in logs, its binary, and where its gRPC endpoint is.
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceSpec {
+    pub name: &'static str,
+    pub binary: &'static str,
+    pub addr: fn(&Peer) -> Result<SocketAddr, ipfs_cluster_config::ConfigError>,
+}
+
+pub const SERVICES: [ServiceSpec; 4] = [
+    ServiceSpec { name: "transport", binary: "ipfs-cluster-transport", addr: |p| p.config.internal.transport_addr() },
+    ServiceSpec { name: "consensus", binary: "ipfs-cluster-consensus", addr: |p| p.config.internal.consensus_addr() },
+    ServiceSpec {
+        name: "ipfs-connector",
+        binary: "ipfs-cluster-ipfs-connector",
+        addr: |p| p.config.internal.ipfs_connector_addr(),
+    },
+    ServiceSpec { name: "gateway", binary: "ipfs-cluster-gateway", addr: |p| p.config.internal.gateway_addr() },
+];
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_RESTARTS: usize = 5;
+const RESTART_WINDOW: Duration = Duration::from_secs(120);
+
+pub struct DaemonOptions {
+    pub config_dir: PathBuf,
+    /// Multiaddrs of cluster peers to join through (`--bootstrap`).
+    pub bootstrap: Vec<String>,
+    /// Force `leave_on_shutdown`.
+    pub leave: bool,
+    /// Where the service binaries are (default: beside this executable).
+    pub bin_dir: Option<PathBuf>,
+}
+
+struct Running {
+    spec: ServiceSpec,
+    child: Child,
+    last_error: Arc<Mutex<Option<String>>>,
+    restarts: Vec<Instant>,
+}
+
+/// The folder holding the service binaries: `$IPFS_CLUSTER_BIN_DIR`, else beside this exe.
+pub fn default_bin_dir() -> Result<PathBuf> {
+    if let Some(d) = std::env::var_os("IPFS_CLUSTER_BIN_DIR") {
+        return Ok(PathBuf::from(d));
+    }
+    let exe = std::env::current_exe().context("cannot find this executable's path")?;
+    Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
+}
+
+pub async fn run_daemon(opts: DaemonOptions) -> Result<()> {
+    // Load and validate once here so a bad config gives one clear line before anything starts.
+    let peer = Peer::load(&opts.config_dir)?;
+    let lock_path = opts.config_dir.join("cluster.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        bail!(
+            "{} is locked: another ipfs-cluster-service daemon or state command is using {}; stop it first",
+            lock_path.display(),
+            opts.config_dir.display()
+        );
+    }
+
+    let bin_dir = match &opts.bin_dir {
+        Some(d) => d.clone(),
+        None => default_bin_dir()?,
+    };
+    for spec in SERVICES {
+        let p = bin_dir.join(spec.binary);
+        if !p.exists() {
+            bail!("service binary {} not found; build the workspace (`make build`) or set IPFS_CLUSTER_BIN_DIR", p.display());
+        }
+    }
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut running: Vec<Running> = Vec::new();
+
+    for spec in SERVICES {
+        let addr = (spec.addr)(&peer)?;
+        let started = tokio::select! {
+            r = start_and_wait(&bin_dir, &opts, spec, addr) => r,
+            _ = sigterm.recv() => Err(anyhow!("interrupted by SIGTERM during start-up")),
+            _ = sigint.recv() => Err(anyhow!("interrupted by SIGINT during start-up")),
+        };
+        match started {
+            Ok(r) => running.push(r),
+            Err(e) => {
+                stop_all(&mut running).await;
+                return Err(e);
+            }
+        }
+    }
+    let rest = peer
+        .config
+        .api
+        .restapi
+        .as_ref()
+        .map(|r| r.http_listen_multiaddress.to_string())
+        .unwrap_or_else(|| "disabled".into());
+    tracing::info!(peer = %peer.identity.peer_id, rest_api = %rest, "IPFS Cluster peer ready");
+    eprintln!("**IPFS Cluster is READY**");
+
+    let outcome = loop {
+        tokio::select! {
+            _ = sigterm.recv() => break Ok("SIGTERM"),
+            _ = sigint.recv() => break Ok("SIGINT"),
+            (idx, status) = wait_any(&mut running) => {
+                let r = &mut running[idx];
+                let why = r.last_error.lock().unwrap().clone().unwrap_or_else(|| format!("exited with {status}"));
+                let now = Instant::now();
+                r.restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+                if r.restarts.len() >= MAX_RESTARTS {
+                    break Err(anyhow!("{} service keeps failing ({} restarts in {:?}); last error: {why}", r.spec.name, MAX_RESTARTS, RESTART_WINDOW));
+                }
+                let backoff = Duration::from_millis(500 * (1 << r.restarts.len().min(5)));
+                tracing::warn!(service = r.spec.name, error = %why, ?backoff, "service stopped unexpectedly; restarting");
+                tokio::time::sleep(backoff).await;
+                let spec = r.spec;
+                let addr = (spec.addr)(&peer)?;
+                match start_and_wait(&bin_dir, &opts, spec, addr).await {
+                    Ok(mut fresh) => {
+                        fresh.restarts = std::mem::take(&mut running[idx].restarts);
+                        fresh.restarts.push(now);
+                        running[idx] = fresh;
+                    }
+                    Err(e) => break Err(e),
+                }
+            }
+        }
+    };
+    if let Ok(sig) = &outcome {
+        tracing::info!("{sig} received: stopping the services");
+    }
+    stop_all(&mut running).await;
+    drop(lock);
+    outcome.map(|_| ())
+}
+
+async fn start_and_wait(bin_dir: &Path, opts: &DaemonOptions, spec: ServiceSpec, addr: SocketAddr) -> Result<Running> {
+    let mut cmd = Command::new(bin_dir.join(spec.binary));
+    cmd.arg("--config")
+        .arg(&opts.config_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if !opts.bootstrap.is_empty() {
+        cmd.env("CLUSTER_BOOTSTRAP", opts.bootstrap.join(","));
+    }
+    if opts.leave {
+        cmd.env("CLUSTER_LEAVEONSHUTDOWN", "true");
+    }
+    let mut child = cmd.spawn().with_context(|| format!("cannot start {}", spec.binary))?;
+    let last_error = Arc::new(Mutex::new(None));
+    if let Some(stderr) = child.stderr.take() {
+        let last = last_error.clone();
+        let name = spec.name;
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(msg) = line.strip_prefix("error: ") {
+                    *last.lock().unwrap() = Some(msg.to_string());
+                }
+                eprintln!("[{name}] {line}");
+            }
+        });
+    }
+
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            // Give the stderr reader a moment to see the last line.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let why = last_error.lock().unwrap().clone().unwrap_or_else(|| format!("exited with {status}"));
+            bail!("{} service failed to start: {why}", spec.name);
+        }
+        if healthy(addr).await {
+            tracing::info!(service = spec.name, %addr, "service ready");
+            return Ok(Running { spec, child, last_error, restarts: Vec::new() });
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill().await;
+            bail!("{} service did not become ready on {addr} within {:?}", spec.name, READY_TIMEOUT);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// gRPC health check (no token needed) of a local service.
+pub async fn healthy(addr: SocketAddr) -> bool {
+    let channel = ipfs_cluster_proto::client::channel(addr);
+    let mut client = HealthClient::new(channel);
+    let req = HealthCheckRequest { service: String::new() };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), client.check(req)).await,
+        Ok(Ok(resp)) if resp.get_ref().status == ServingStatus::Serving as i32
+    )
+}
+
+async fn wait_any(running: &mut [Running]) -> (usize, std::process::ExitStatus) {
+    loop {
+        for (i, r) in running.iter_mut().enumerate() {
+            if let Ok(Some(st)) = r.child.try_wait() {
+                return (i, st);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// SIGTERM each service in reverse start order; SIGKILL after `STOP_TIMEOUT`.
+async fn stop_all(running: &mut Vec<Running>) {
+    while let Some(mut r) = running.pop() {
+        if let Some(pid) = r.child.id() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+        }
+        match tokio::time::timeout(STOP_TIMEOUT, r.child.wait()).await {
+            Ok(_) => tracing::info!(service = r.spec.name, "stopped"),
+            Err(_) => {
+                tracing::warn!(service = r.spec.name, "did not stop within {:?}; killing it", STOP_TIMEOUT);
+                let _ = r.child.kill().await;
+            }
+        }
+    }
+}
