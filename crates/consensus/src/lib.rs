@@ -1,1 +1,14 @@
-//! Consensus service: the pinset on openraft, durable on redb; membership; allocation
+//! Consensus service: the pinset on openraft, durable on redb; membership; allocation.
+//!
+//! Layout: `store` (redb tables and reads), `raft_store` (openraft storage-v2 on it),
+//! `types` (raft type config and the replicated op), `ids` (peer id <-> raft node id),
+//! `pinning` (upstream's pin validation), `allocate` (balanced allocator and metrics),
+//! `network` (raft RPCs over transport peer calls), `node` (the running raft node),
+//! `service` (the gRPC service).
+
+pub mod allocate;
+pub mod ids;
+pub mod pinning;
+pub mod raft_store;
+pub mod store;
+pub mod types;

@@ -1,0 +1,263 @@
+//! Allocation as upstream's allocate.go + balanced allocator: latest valid metrics per peer,
+//! current/priority/candidate buckets, rmin/rmax rules, and the partition-tree round robin
+//! over `allocate_by`. Runs only on the leader.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::RwLock,
+};
+
+use ipfs_cluster_proto::types::v1::{Metric, Pin};
+
+/// The latest metric per (name, peer), as received from the transport's broadcast.
+#[derive(Default)]
+pub struct MetricStore {
+    latest: RwLock<HashMap<(String, String), Metric>>,
+}
+
+pub fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+impl MetricStore {
+    pub fn add(&self, mut m: Metric) {
+        if m.received_at == 0 {
+            m.received_at = now_nanos();
+        }
+        if let Ok(mut g) = self.latest.write() {
+            g.insert((m.name.clone(), m.peer.clone()), m);
+        }
+    }
+
+    /// Valid, unexpired metrics of `name` for the given peers.
+    pub fn latest(&self, name: &str, peers: &[String], now: i64) -> HashMap<String, Metric> {
+        let Ok(g) = self.latest.read() else { return HashMap::new() };
+        peers
+            .iter()
+            .filter_map(|p| g.get(&(name.to_string(), p.clone())))
+            .filter(|m| m.valid && m.expire > now)
+            .map(|m| (m.peer.clone(), m.clone()))
+            .collect()
+    }
+}
+
+pub struct AllocInput<'a> {
+    pub existing: Option<&'a Pin>,
+    pub rmin: i32,
+    pub rmax: i32,
+    pub blacklist: &'a [String],
+    pub priority: &'a [String],
+    /// Current raft members (peer ids).
+    pub members: &'a [String],
+    pub allocate_by: &'a [String],
+}
+
+/// Returns the allocations for a pin, or upstream's error message.
+pub fn allocate(input: &AllocInput<'_>, metrics: &MetricStore, now: i64) -> Result<Vec<String>, String> {
+    let (rmin, rmax) = (input.rmin, input.rmax);
+    if rmin + rmax == 0 {
+        return Err(format!("bad replication factors: {rmin}/{rmax}"));
+    }
+    if rmin < 0 && rmax < 0 {
+        return Ok(vec![]);
+    }
+    let current: Vec<String> = input.existing.map(|p| p.allocations.clone()).unwrap_or_default();
+    // peer -> name -> metric, only peers holding every allocate_by metric.
+    let mut by_peer: HashMap<String, HashMap<String, Metric>> = HashMap::new();
+    for name in input.allocate_by {
+        for (peer, m) in metrics.latest(name, input.members, now) {
+            by_peer.entry(peer).or_default().insert(name.clone(), m);
+        }
+    }
+    by_peer.retain(|_, ms| input.allocate_by.iter().all(|n| ms.contains_key(n)));
+    let black: HashSet<&String> = input.blacklist.iter().collect();
+    let prio_set: HashSet<&String> = input.priority.iter().collect();
+    let mut current_valid = Vec::new();
+    let mut priority = Vec::new();
+    let mut candidates = Vec::new();
+    let mut peers: Vec<&String> = by_peer.keys().collect();
+    peers.sort();
+    for p in peers {
+        if black.contains(p) {
+            continue;
+        }
+        if current.contains(p) {
+            current_valid.push(p.clone());
+        } else if prio_set.contains(p) {
+            priority.push(p.clone());
+        } else {
+            candidates.push(p.clone());
+        }
+    }
+    // Keep the existing order of current allocations.
+    current_valid.sort_by_key(|p| current.iter().position(|c| c == p));
+    let needed = rmin - current_valid.len() as i32;
+    let wanted = rmax - current_valid.len() as i32;
+    if wanted < 0 {
+        current_valid.truncate(rmax.max(0) as usize);
+        return Ok(current_valid);
+    }
+    if needed <= 0 {
+        return Ok(current);
+    }
+    let not_enough = |k: usize| {
+        format!(
+            "not enough peers to allocate CID. Needed at least: {needed}. Wanted at most: {wanted}. Available candidates: {k}. See logs for more info."
+        )
+    };
+    let available = priority.len() + candidates.len();
+    if (available as i32) < needed {
+        tracing::warn!(needed, wanted, available, "not enough peers to allocate");
+        return Err(not_enough(available));
+    }
+    let mut ordered = balanced(&priority, &by_peer, input.allocate_by);
+    ordered.extend(balanced(&candidates, &by_peer, input.allocate_by));
+    if (ordered.len() as i32) < needed {
+        return Err(not_enough(ordered.len()));
+    }
+    ordered.truncate(wanted as usize);
+    current_valid.extend(ordered);
+    Ok(current_valid)
+}
+
+struct Part {
+    value: String,
+    weight: i64,
+    agg: i64,
+    peers: VecDeque<String>,
+    subs: Vec<Part>,
+    cursor: usize,
+}
+
+impl Part {
+    fn next(&mut self) -> Option<String> {
+        if self.subs.is_empty() {
+            return self.peers.pop_front();
+        }
+        let n = self.subs.len();
+        for k in 0..n {
+            let i = (self.cursor + k) % n;
+            if let Some(p) = self.subs[i].next() {
+                self.cursor = i + 1;
+                return Some(p);
+            }
+        }
+        None
+    }
+}
+
+fn build(peers: &[String], by_peer: &HashMap<String, HashMap<String, Metric>>, by: &[String]) -> Vec<Part> {
+    let Some(name) = by.first() else { return vec![] };
+    let mut groups: Vec<Part> = Vec::new();
+    for p in peers {
+        let Some(m) = by_peer.get(p).and_then(|ms| ms.get(name)) else { continue };
+        if m.partitionable {
+            if let Some(g) = groups.iter_mut().find(|g| g.value == m.value) {
+                g.weight += m.weight;
+                g.peers.push_back(p.clone());
+                continue;
+            }
+        }
+        groups.push(Part {
+            value: m.value.clone(),
+            weight: m.weight,
+            agg: 0,
+            peers: VecDeque::from([p.clone()]),
+            subs: vec![],
+            cursor: 0,
+        });
+    }
+    for g in &mut groups {
+        let ps: Vec<String> = g.peers.iter().cloned().collect();
+        g.subs = build(&ps, by_peer, &by[1..]);
+        g.agg = g.weight + g.subs.iter().map(|s| s.agg).sum::<i64>();
+    }
+    groups.sort_by(|a, b| {
+        b.weight.cmp(&a.weight).then(b.agg.cmp(&a.agg)).then(a.value.cmp(&b.value)).then(a.peers.cmp(&b.peers))
+    });
+    groups
+}
+
+/// The balanced allocator's order for a set of peers.
+pub fn balanced(peers: &[String], by_peer: &HashMap<String, HashMap<String, Metric>>, by: &[String]) -> Vec<String> {
+    let mut root = Part { value: String::new(), weight: 0, agg: 0, peers: VecDeque::new(), subs: build(peers, by_peer, by), cursor: 0 };
+    let mut out = Vec::new();
+    while let Some(p) = root.next() {
+        out.push(p);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(name: &str, peer: &str, value: &str, weight: i64, partitionable: bool) -> Metric {
+        Metric {
+            name: name.into(),
+            peer: peer.into(),
+            value: value.into(),
+            weight,
+            partitionable,
+            valid: true,
+            expire: i64::MAX,
+            received_at: 0,
+        }
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn balanced_spreads_across_groups_by_freespace() {
+        let ms = MetricStore::default();
+        for (p, g, f) in [("p1", "a", 10), ("p2", "a", 50), ("p3", "b", 30), ("p4", "b", 20), ("p5", "c", 5)] {
+            ms.add(m("tag:group", p, g, 0, true));
+            ms.add(m("freespace", p, &f.to_string(), f, false));
+        }
+        let members = s(&["p1", "p2", "p3", "p4", "p5", "p6"]);
+        let by = s(&["tag:group", "freespace"]);
+        let input = AllocInput { existing: None, rmin: 1, rmax: 5, blacklist: &[], priority: &[], members: &members, allocate_by: &by };
+        // Groups by aggregated free space: a(60) > b(50) > c(5); within a group most free first.
+        assert_eq!(allocate(&input, &ms, 0).unwrap(), s(&["p2", "p3", "p5", "p1", "p4"]));
+        // p6 has no metrics: 4 needed of 5 available works, 6 does not.
+        let input = AllocInput { rmin: 6, rmax: 6, ..input };
+        let e = allocate(&input, &ms, 0).unwrap_err();
+        assert!(e.starts_with("not enough peers to allocate CID. Needed at least: 6. Wanted at most: 6. Available candidates: 5."), "{e}");
+    }
+
+    #[test]
+    fn rules_for_current_priority_and_blacklist() {
+        let ms = MetricStore::default();
+        for (p, f) in [("p1", 10), ("p2", 50), ("p3", 30)] {
+            ms.add(m("freespace", p, &f.to_string(), f, false));
+        }
+        let mut dead = m("freespace", "p4", "99", 99, false);
+        dead.expire = 5;
+        ms.add(dead);
+        let members = s(&["p1", "p2", "p3", "p4"]);
+        let by = s(&["freespace"]);
+        let base = AllocInput { existing: None, rmin: -1, rmax: -1, blacklist: &[], priority: &[], members: &members, allocate_by: &by };
+        assert!(allocate(&base, &ms, 10).unwrap().is_empty());
+        assert!(allocate(&AllocInput { rmin: 0, rmax: 0, ..base }, &ms, 10).unwrap_err().contains("bad replication factors"));
+        let prio = s(&["p1"]);
+        let got = allocate(&AllocInput { rmin: 2, rmax: 2, priority: &prio, ..base }, &ms, 10).unwrap();
+        assert_eq!(got, s(&["p1", "p2"]));
+        let bl = s(&["p2"]);
+        assert_eq!(allocate(&AllocInput { rmin: 1, rmax: 1, blacklist: &bl, ..base }, &ms, 10).unwrap(), s(&["p3"]));
+        // Above rmin with a dead allocation: unchanged.
+        let existing = Pin { allocations: s(&["p4", "p1"]), ..Default::default() };
+        let got = allocate(&AllocInput { rmin: 1, rmax: 3, existing: Some(&existing), ..base }, &ms, 10).unwrap();
+        assert_eq!(got, s(&["p4", "p1"]));
+        // Below rmin: dead dropped, refilled.
+        let got = allocate(&AllocInput { rmin: 2, rmax: 2, existing: Some(&existing), ..base }, &ms, 10).unwrap();
+        assert_eq!(got, s(&["p1", "p2"]));
+        // rmax lowered: shrink.
+        let ex = Pin { allocations: s(&["p1", "p2", "p3"]), ..Default::default() };
+        assert_eq!(allocate(&AllocInput { rmin: 1, rmax: 2, existing: Some(&ex), ..base }, &ms, 10).unwrap(), s(&["p1", "p2"]));
+    }
+}

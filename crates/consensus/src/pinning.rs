@@ -1,0 +1,213 @@
+//! Upstream's pin preparation (setupPin, PinUpdate): replication defaults and rules, expiry,
+//! repin rules and pin-type sanity checks, with upstream's error messages.
+
+use ipfs_cluster_proto::types::v1::{Pin, PinOptions, PinType};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinDefaults {
+    pub replication_min: i32,
+    pub replication_max: i32,
+}
+
+/// Parses a CID and returns its canonical string form (v0 base58btc, v1 base32).
+pub fn normalize_cid(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("bad pin object: the CID is empty".into());
+    }
+    cid::Cid::try_from(s).map(|c| c.to_string()).map_err(|e| format!("bad pin object: invalid CID {s:?}: {e}"))
+}
+
+pub fn type_name(t: i32) -> &'static str {
+    match PinType::try_from(t) {
+        Ok(PinType::Data) => "pin",
+        Ok(PinType::Meta) => "meta-pin",
+        Ok(PinType::ClusterDag) => "clusterdag-pin",
+        Ok(PinType::Shard) => "shard-pin",
+        _ => "bad",
+    }
+}
+
+/// Upstream's replication factor validation (after 0 has become the cluster default).
+pub fn check_replication(rmin: i32, rmax: i32) -> Result<(), String> {
+    if rmin < -1 {
+        return Err("cluster.replication_factor_min is wrong".into());
+    }
+    if rmax < -1 {
+        return Err("cluster.replication_factor_max is wrong".into());
+    }
+    if (rmin == -1) != (rmax == -1) {
+        return Err("cluster.replication_factor_min and max must be -1 when one of them is".into());
+    }
+    if rmin == 0 || rmax == 0 {
+        return Err(format!("bad replication factors: {rmin}/{rmax}"));
+    }
+    if rmin > rmax {
+        return Err("cluster.replication_factor_min is larger than max".into());
+    }
+    Ok(())
+}
+
+fn check_pin_type(pin: &Pin) -> Result<(), String> {
+    let has_ref = !pin.reference.is_empty();
+    match PinType::try_from(pin.r#type) {
+        Ok(PinType::Data) if has_ref => Err("data pins should not reference other pins".into()),
+        Ok(PinType::Data) => Ok(()),
+        Ok(PinType::Shard) if pin.max_depth != 1 => Err("must pin shards go depth 1".into()),
+        Ok(PinType::Shard) => Ok(()),
+        Ok(PinType::ClusterDag) if pin.max_depth != 0 => Err("must pin roots directly".into()),
+        Ok(PinType::ClusterDag) if !has_ref => Err("clusterDAG pins should reference a Meta pin".into()),
+        Ok(PinType::ClusterDag) => Ok(()),
+        Ok(PinType::Meta) if !pin.allocations.is_empty() => Err("meta pin should not specify allocations".into()),
+        Ok(PinType::Meta) if !has_ref => Err("metaPins should reference a ClusterDAG".into()),
+        Ok(PinType::Meta) => Ok(()),
+        _ => Err("unrecognized pin type".into()),
+    }
+}
+
+/// setupPin: fills replication defaults, validates, applies repin rules, sets the timestamp.
+/// `pin.cid` must already be normalised. `now` is Unix seconds.
+pub fn setup_pin(pin: &mut Pin, existing: Option<&Pin>, defaults: PinDefaults, now: i64) -> Result<(), String> {
+    if pin.r#type == PinType::Bad as i32 {
+        pin.r#type = PinType::Data as i32;
+    }
+    let opts = pin.options.get_or_insert_with(PinOptions::default);
+    if opts.replication_factor_min == 0 {
+        opts.replication_factor_min = defaults.replication_min;
+    }
+    if opts.replication_factor_max == 0 {
+        opts.replication_factor_max = defaults.replication_max;
+    }
+    let (rmin, rmax) = (opts.replication_factor_min, opts.replication_factor_max);
+    if rmin == -1 && rmax == -1 {
+        pin.allocations.clear();
+    }
+    check_replication(rmin, rmax)?;
+    if opts.expire_at != 0 && opts.expire_at < now {
+        return Err("pin.ExpireAt set before current time".into());
+    }
+    if let Some(ex) = existing {
+        if ex.r#type != pin.r#type {
+            return Err(format!(
+                "cannot repin CID with different tracking method, clear state with pin rm to proceed. New: {}. Was: {}",
+                type_name(pin.r#type),
+                type_name(ex.r#type)
+            ));
+        }
+        if ex.max_depth == -1 && pin.max_depth != -1 {
+            return Err(
+                "cannot repin a CID which is already pinned in recursive mode (new pin is pinned as direct). Unpin it first."
+                    .into(),
+            );
+        }
+    }
+    check_pin_type(pin)?;
+    pin.timestamp = now;
+    Ok(())
+}
+
+/// PinUpdate: a copy of `from` under `to`, keeping allocations, factors, mode, metadata and
+/// origins; the name is replaced when given, expire_at when it is in the future.
+pub fn pin_update(from: &Pin, to: &str, opts: Option<&PinOptions>, now: i64) -> Result<Pin, String> {
+    if from.r#type != PinType::Data as i32 {
+        return Err("this pin type cannot be updated".into());
+    }
+    let mut p = from.clone();
+    p.cid = to.to_string();
+    p.timestamp = now;
+    let o = p.options.get_or_insert_with(PinOptions::default);
+    o.pin_update = from.cid.clone();
+    o.user_allocations.clear();
+    if let Some(n) = opts {
+        if !n.name.is_empty() {
+            o.name = n.name.clone();
+        }
+        if n.expire_at > now {
+            o.expire_at = n.expire_at;
+        }
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: PinDefaults = PinDefaults { replication_min: -1, replication_max: -1 };
+    const CID: &str = "QmPZ9gcCEpqKTo6aq61g2nXGUhM4iCL3ewB6LDXZCtioEB";
+
+    fn pin(rmin: i32, rmax: i32) -> Pin {
+        Pin {
+            cid: CID.into(),
+            r#type: PinType::Data as i32,
+            max_depth: -1,
+            options: Some(PinOptions { replication_factor_min: rmin, replication_factor_max: rmax, ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cid_normalisation() {
+        assert_eq!(normalize_cid(&format!(" {CID} ")).unwrap(), CID);
+        assert!(normalize_cid("").unwrap_err().contains("bad pin object"));
+        assert!(normalize_cid("nope").unwrap_err().contains("invalid CID"));
+    }
+
+    #[test]
+    fn defaults_and_replication_messages() {
+        let mut p = pin(0, 0);
+        p.allocations = vec!["x".into()];
+        setup_pin(&mut p, None, D, 100).unwrap();
+        let o = p.options.as_ref().unwrap();
+        assert_eq!((o.replication_factor_min, o.replication_factor_max), (-1, -1));
+        assert!(p.allocations.is_empty());
+        assert_eq!(p.timestamp, 100);
+        let err = |a, b| setup_pin(&mut pin(a, b), None, D, 1).unwrap_err();
+        assert_eq!(err(3, 2), "cluster.replication_factor_min is larger than max");
+        assert_eq!(err(-1, 2), "cluster.replication_factor_min and max must be -1 when one of them is");
+        assert_eq!(err(-2, 2), "cluster.replication_factor_min is wrong");
+        assert_eq!(err(1, -5), "cluster.replication_factor_max is wrong");
+        let d2 = PinDefaults { replication_min: 2, replication_max: 3 };
+        let mut p = pin(0, 0);
+        setup_pin(&mut p, None, d2, 1).unwrap();
+        assert_eq!(p.options.unwrap().replication_factor_max, 3);
+    }
+
+    #[test]
+    fn expiry_and_repin_rules() {
+        let mut p = pin(-1, -1);
+        p.options.as_mut().unwrap().expire_at = 50;
+        assert_eq!(setup_pin(&mut p, None, D, 100).unwrap_err(), "pin.ExpireAt set before current time");
+        let existing = pin(-1, -1);
+        let mut direct = pin(-1, -1);
+        direct.max_depth = 0;
+        assert!(setup_pin(&mut direct, Some(&existing), D, 1).unwrap_err().contains("already pinned in recursive mode"));
+        let mut rec = pin(-1, -1);
+        setup_pin(&mut rec, Some(&direct), D, 1).unwrap();
+        let mut meta = pin(-1, -1);
+        meta.r#type = PinType::Meta as i32;
+        meta.reference = CID.into();
+        assert_eq!(
+            setup_pin(&mut meta, Some(&existing), D, 1).unwrap_err(),
+            "cannot repin CID with different tracking method, clear state with pin rm to proceed. New: meta-pin. Was: pin"
+        );
+        let mut shard = pin(-1, -1);
+        shard.r#type = PinType::Shard as i32;
+        assert_eq!(setup_pin(&mut shard, None, D, 1).unwrap_err(), "must pin shards go depth 1");
+    }
+
+    #[test]
+    fn update_copies() {
+        let mut from = pin(2, 3);
+        from.allocations = vec!["a".into(), "b".into()];
+        let opts = PinOptions { name: "n".into(), expire_at: 500, user_allocations: vec!["z".into()], ..Default::default() };
+        let p = pin_update(&from, "bafy", Some(&opts), 100).unwrap();
+        assert_eq!(p.allocations, from.allocations);
+        let o = p.options.unwrap();
+        assert_eq!((o.name.as_str(), o.expire_at, o.pin_update.as_str()), ("n", 500, CID));
+        assert!(o.user_allocations.is_empty());
+        let mut meta = from.clone();
+        meta.r#type = PinType::Meta as i32;
+        assert_eq!(pin_update(&meta, "x", None, 1).unwrap_err(), "this pin type cannot be updated");
+    }
+}

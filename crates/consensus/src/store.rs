@@ -1,0 +1,345 @@
+//! The durable store: one redb file `<raft dir>/consensus.redb` holding the raft log, the
+//! raft metadata (vote, committed, purged, applied, membership, snapshot meta) and the
+//! pinset itself (CID -> protobuf Pin). Nothing is loaded into memory at start-up: reads
+//! go to redb on demand, so start-up time does not grow with the pinset. Every redb call
+//! runs on tokio's blocking pool.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use prost::Message;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::types::{Entry, LogId, PinBytes, SnapshotMeta, StoredMembership};
+use ipfs_cluster_proto::{consensus::v1::StateChange, types::v1::Pin};
+
+pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+pub(crate) const PINS: TableDefinition<&str, &[u8]> = TableDefinition::new("pins");
+
+pub(crate) const K_VOTE: &str = "vote";
+pub(crate) const K_COMMITTED: &str = "committed";
+pub(crate) const K_PURGED: &str = "last_purged";
+pub(crate) const K_APPLIED: &str = "applied";
+pub(crate) const K_MEMBERSHIP: &str = "membership";
+pub(crate) const K_SNAPSHOT: &str = "snapshot_meta";
+
+pub const DB_FILE: &str = "consensus.redb";
+pub const SNAPSHOT_FILE: &str = "snapshot.bin";
+
+/// How many applied changes a watcher may lag behind before its stream is ended.
+pub const WATCH_BUFFER: usize = 8192;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("consensus store {path} cannot be opened: {msg}. If the file is corrupt or truncated, move the raft folder away (`ipfs-cluster-service state cleanup`) and rejoin the cluster or import a state export")]
+    Open { path: String, msg: String },
+    #[error("consensus store {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("consensus store: {0}")]
+    Db(String),
+    #[error("consensus store holds an undecodable {what}: {msg} (the store is corrupt; move the raft folder away and rejoin)")]
+    Decode { what: &'static str, msg: String },
+    #[error("consensus store task failed: {0}")]
+    Task(String),
+}
+
+pub(crate) fn db_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+pub(crate) fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("raft metadata always serializes")
+}
+
+pub(crate) fn dec<T: DeserializeOwned>(what: &'static str, b: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(b).map_err(|e| StoreError::Decode { what, msg: e.to_string() })
+}
+
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Task(e.to_string()))?
+}
+
+pub(crate) struct Inner {
+    pub db: Database,
+    pub dir: PathBuf,
+    pub changes: broadcast::Sender<Arc<StateChange>>,
+    /// Path of the snapshot file being received from the leader, if any.
+    pub receiving: std::sync::Mutex<Option<PathBuf>>,
+}
+
+/// Shared handle to the store; the raft log store and state machine are views of it.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// A consistent read of the applied state's position.
+#[derive(Debug, Clone, Default)]
+pub struct AppliedState {
+    pub applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub pins: u64,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`. An existing but unreadable file is an error,
+    /// never silently replaced by an empty state.
+    pub async fn open(dir: &Path) -> Result<Store, StoreError> {
+        let dir = dir.to_path_buf();
+        blocking(move || Self::open_blocking(&dir)).await
+    }
+
+    fn open_blocking(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { path: dir.display().to_string(), source })?;
+        let path = dir.join(DB_FILE);
+        let open_err = |msg: String| StoreError::Open { path: path.display().to_string(), msg };
+        let db = if path.exists() {
+            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if len == 0 {
+                return Err(open_err("the file is empty (truncated)".into()));
+            }
+            Database::open(&path).map_err(|e| open_err(e.to_string()))?
+        } else {
+            Database::create(&path).map_err(|e| open_err(e.to_string()))?
+        };
+        let txn = db.begin_write().map_err(db_err)?;
+        {
+            txn.open_table(LOG).map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(META).map_err(|e| open_err(e.to_string()))?;
+            txn.open_table(PINS).map_err(|e| open_err(e.to_string()))?;
+        }
+        txn.commit().map_err(db_err)?;
+        // Leftovers of an interrupted snapshot transfer.
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                if n.starts_with("snapshot.recv.") || n.starts_with("snapshot.tmp.") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let (changes, _) = broadcast::channel(WATCH_BUFFER);
+        Ok(Store {
+            inner: Arc::new(Inner { db, dir: dir.to_path_buf(), changes, receiving: std::sync::Mutex::new(None) }),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Subscribes to applied changes (bounded; a lagging receiver sees `Lagged`).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StateChange>> {
+        self.inner.changes.subscribe()
+    }
+
+    pub(crate) fn meta_get<T: DeserializeOwned>(
+        txn: &redb::ReadTransaction,
+        key: &'static str,
+    ) -> Result<Option<T>, StoreError> {
+        let t = txn.open_table(META).map_err(db_err)?;
+        match t.get(key).map_err(db_err)? {
+            Some(v) => Ok(Some(dec(key, v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn meta_get_w<T: DeserializeOwned>(
+        table: &redb::Table<&str, &[u8]>,
+        key: &'static str,
+    ) -> Result<Option<T>, StoreError> {
+        match table.get(key).map_err(db_err)? {
+            Some(v) => Ok(Some(dec(key, v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// One pin, or None.
+    pub async fn get(&self, cid: &str) -> Result<Option<Pin>, StoreError> {
+        let inner = self.inner.clone();
+        let cid = cid.to_string();
+        blocking(move || {
+            let txn = inner.db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(PINS).map_err(db_err)?;
+            match t.get(cid.as_str()).map_err(db_err)? {
+                Some(v) => Pin::decode(v.value())
+                    .map(Some)
+                    .map_err(|e| StoreError::Decode { what: "pin", msg: e.to_string() }),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    /// Applied position, membership and pin count, read in one transaction.
+    pub async fn applied_state(&self) -> Result<AppliedState, StoreError> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let txn = inner.db.begin_read().map_err(db_err)?;
+            let applied = Self::meta_get(&txn, K_APPLIED)?.flatten();
+            let membership = Self::meta_get(&txn, K_MEMBERSHIP)?.unwrap_or_default();
+            let pins = txn.open_table(PINS).map_err(db_err)?.len().map_err(db_err)?;
+            Ok(AppliedState { applied, membership, pins })
+        })
+        .await
+    }
+
+    /// Streams every pin matching `type_filter` (upstream PinType bits; 0 = all) into a
+    /// bounded channel from one read transaction. Returns the applied index of that view.
+    pub fn list(&self, type_filter: u32, buffer: usize) -> mpsc::Receiver<Result<Pin, StoreError>> {
+        let (tx, rx) = mpsc::channel(buffer.max(1));
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let run = || -> Result<(), StoreError> {
+                let txn = inner.db.begin_read().map_err(db_err)?;
+                let t = txn.open_table(PINS).map_err(db_err)?;
+                for item in t.iter().map_err(db_err)? {
+                    let (_, v) = item.map_err(db_err)?;
+                    let pin = Pin::decode(v.value()).map_err(|e| StoreError::Decode { what: "pin", msg: e.to_string() })?;
+                    if type_matches(pin.r#type, type_filter) && tx.blocking_send(Ok(pin)).is_err() {
+                        return Ok(()); // receiver gone
+                    }
+                }
+                Ok(())
+            };
+            if let Err(e) = run() {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        rx
+    }
+
+    /// A consistent full sync for watchers: the applied index and every pin, from one read
+    /// transaction, into a bounded channel. The first message is the index.
+    pub(crate) fn sync_view(&self, buffer: usize) -> mpsc::Receiver<Result<SyncItem, StoreError>> {
+        let (tx, rx) = mpsc::channel(buffer.max(1));
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let run = || -> Result<(), StoreError> {
+                let txn = inner.db.begin_read().map_err(db_err)?;
+                let applied: Option<LogId> = Self::meta_get(&txn, K_APPLIED)?.flatten();
+                if tx.blocking_send(Ok(SyncItem::Index(applied.map(|l| l.index).unwrap_or(0)))).is_err() {
+                    return Ok(());
+                }
+                let t = txn.open_table(PINS).map_err(db_err)?;
+                for item in t.iter().map_err(db_err)? {
+                    let (_, v) = item.map_err(db_err)?;
+                    let pin = Pin::decode(v.value()).map_err(|e| StoreError::Decode { what: "pin", msg: e.to_string() })?;
+                    if tx.blocking_send(Ok(SyncItem::Pin(pin))).is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(())
+            };
+            if let Err(e) = run() {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        rx
+    }
+
+    /// Replays applied changes with index in (from, applied] from the retained log, when the
+    /// log still holds them all. Ok(None) = not retained (caller does a full sync).
+    pub(crate) fn replay(
+        &self,
+        from: u64,
+        buffer: usize,
+    ) -> mpsc::Receiver<Result<Option<StateChange>, StoreError>> {
+        let (tx, rx) = mpsc::channel(buffer.max(1));
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let run = || -> Result<(), StoreError> {
+                let txn = inner.db.begin_read().map_err(db_err)?;
+                let applied = Self::meta_get::<Option<LogId>>(&txn, K_APPLIED)?.flatten().map(|l| l.index).unwrap_or(0);
+                let log = txn.open_table(LOG).map_err(db_err)?;
+                if from > applied {
+                    let _ = tx.blocking_send(Ok(None));
+                    return Ok(());
+                }
+                if from < applied {
+                    // The next entry must still be in the log.
+                    let first = log.first().map_err(db_err)?.map(|(k, _)| k.value());
+                    if first.is_none_or(|f| f > from + 1) {
+                        let _ = tx.blocking_send(Ok(None));
+                        return Ok(());
+                    }
+                }
+                for item in log.range(from + 1..=applied).map_err(db_err)? {
+                    let (_, v) = item.map_err(db_err)?;
+                    let entry: Entry = dec("log entry", v.value())?;
+                    for ch in changes_of(&entry) {
+                        if tx.blocking_send(Ok(Some(ch))).is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                // Marks the end of the replay: the live stream continues after `applied`.
+                let _ = tx.blocking_send(Ok(Some(StateChange {
+                    kind: ipfs_cluster_proto::consensus::v1::state_change::Kind::Unspecified as i32,
+                    index: applied,
+                    pin: None,
+                })));
+                Ok(())
+            };
+            if let Err(e) = run() {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        rx
+    }
+}
+
+pub(crate) enum SyncItem {
+    Index(u64),
+    Pin(Pin),
+}
+
+/// Upstream PinType bit of a proto PinType value (log2 encoding): data=2, meta=4, ...
+pub fn type_bit(t: i32) -> u32 {
+    if (0..=4).contains(&t) {
+        1u32 << t
+    } else {
+        0
+    }
+}
+
+pub fn type_matches(t: i32, filter: u32) -> bool {
+    filter == 0 || type_bit(t) & filter != 0
+}
+
+/// The watch changes one log entry produced (index = the entry's index).
+pub(crate) fn changes_of(entry: &Entry) -> Vec<StateChange> {
+    use ipfs_cluster_proto::consensus::v1::state_change::Kind;
+    use openraft::EntryPayload;
+    use crate::types::PinOp;
+    let index = entry.log_id.index;
+    let pin_change = |p: &PinBytes| {
+        p.decode().ok().map(|pin| StateChange { kind: Kind::Pin as i32, index, pin: Some(pin) })
+    };
+    match &entry.payload {
+        EntryPayload::Normal(PinOp::Pin(p)) => pin_change(p).into_iter().collect(),
+        EntryPayload::Normal(PinOp::PinBatch(ps)) => ps.iter().filter_map(pin_change).collect(),
+        EntryPayload::Normal(PinOp::Unpin(cid)) => vec![StateChange {
+            kind: Kind::Unpin as i32,
+            index,
+            pin: Some(Pin { cid: cid.clone(), ..Default::default() }),
+        }],
+        // A wipe cannot be expressed as changes: watchers resync (SYNC_BEGIN .. SYNC_END).
+        EntryPayload::Normal(PinOp::Clear) => vec![StateChange { kind: Kind::SyncBegin as i32, index, pin: None }],
+        _ => vec![],
+    }
+}
+
+pub(crate) fn snapshot_meta(txn: &redb::ReadTransaction) -> Result<Option<SnapshotMeta>, StoreError> {
+    Store::meta_get(txn, K_SNAPSHOT)
+}
