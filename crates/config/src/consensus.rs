@@ -1,0 +1,215 @@
+//! The `consensus` section. Upstream picks the consensus by which component is present
+//! (`raft` or `crdt`); we implement raft only, and keep a crdt section opaque so we can
+//! refuse it with a clear message.
+
+use libp2p::PeerId;
+use serde_json::Value;
+
+use crate::{
+    json::{Obj, Out, Result},
+    ConfigError, GoDuration,
+};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RaftConfig {
+    /// Peers of a brand-new cluster (used only when bootstrapping an empty raft).
+    pub init_peerset: Vec<PeerId>,
+    pub wait_for_leader_timeout: GoDuration,
+    pub network_timeout: GoDuration,
+    /// Number of retries (attempts = retries + 1).
+    pub commit_retries: i64,
+    pub commit_retry_delay: GoDuration,
+    pub backups_rotate: i64,
+    pub heartbeat_timeout: GoDuration,
+    pub election_timeout: GoDuration,
+    pub commit_timeout: GoDuration,
+    pub max_append_entries: i64,
+    pub trailing_logs: u64,
+    pub snapshot_interval: GoDuration,
+    pub snapshot_threshold: u64,
+    pub leader_lease_timeout: GoDuration,
+    /// "" = `<config dir>/raft` (see `Peer::raft_dir`).
+    pub data_folder: String,
+    pub datastore_namespace: String,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            init_peerset: Vec::new(),
+            wait_for_leader_timeout: GoDuration::from_secs(15),
+            network_timeout: GoDuration::from_secs(10),
+            commit_retries: 1,
+            commit_retry_delay: GoDuration::from_millis(200),
+            backups_rotate: 6,
+            heartbeat_timeout: GoDuration::from_secs(1),
+            election_timeout: GoDuration::from_secs(1),
+            commit_timeout: GoDuration::from_millis(50),
+            max_append_entries: 64,
+            trailing_logs: 10240,
+            snapshot_interval: GoDuration::from_secs(120),
+            snapshot_threshold: 8192,
+            leader_lease_timeout: GoDuration::from_millis(500),
+            data_folder: String::new(),
+            datastore_namespace: "/r".to_string(),
+        }
+    }
+}
+
+impl RaftConfig {
+    pub(crate) fn from_obj(mut o: Obj) -> Result<Self> {
+        let d = RaftConfig::default();
+        let mut init_peerset = Vec::new();
+        for s in o.strings("init_peerset")?.unwrap_or_default() {
+            let id = s.parse::<PeerId>().map_err(|e| {
+                ConfigError::invalid(
+                    o.key("init_peerset"),
+                    format!("{s:?} is not a peer ID: {e}"),
+                )
+            })?;
+            init_peerset.push(id);
+        }
+        let cfg = RaftConfig {
+            init_peerset,
+            wait_for_leader_timeout: o
+                .dur_or_warn("wait_for_leader_timeout", d.wait_for_leader_timeout)?,
+            network_timeout: o.dur_or_warn("network_timeout", d.network_timeout)?,
+            commit_retries: o.int_or("commit_retries", 0)?,
+            commit_retry_delay: o.dur_or_warn("commit_retry_delay", d.commit_retry_delay)?,
+            backups_rotate: o.int_or("backups_rotate", 0)?,
+            heartbeat_timeout: o.dur_or_warn("heartbeat_timeout", d.heartbeat_timeout)?,
+            election_timeout: o.dur_or_warn("election_timeout", d.election_timeout)?,
+            commit_timeout: o.dur_or_warn("commit_timeout", d.commit_timeout)?,
+            max_append_entries: o.int_or("max_append_entries", d.max_append_entries)?,
+            trailing_logs: o.uint_or("trailing_logs", d.trailing_logs)?,
+            snapshot_interval: o.dur_or_warn("snapshot_interval", d.snapshot_interval)?,
+            snapshot_threshold: o.uint_or("snapshot_threshold", d.snapshot_threshold)?,
+            leader_lease_timeout: o.dur_or_warn("leader_lease_timeout", d.leader_lease_timeout)?,
+            data_folder: o.string("data_folder")?.unwrap_or_default(),
+            datastore_namespace: o.string_or("datastore_namespace", &d.datastore_namespace)?,
+        };
+        o.finish();
+        Ok(cfg)
+    }
+
+    pub(crate) fn to_value(&self) -> Value {
+        let mut o = Out::default();
+        o.put(
+            "init_peerset",
+            Value::Array(
+                self.init_peerset
+                    .iter()
+                    .map(|p| Value::String(p.to_string()))
+                    .collect(),
+            ),
+        )
+        .dur("wait_for_leader_timeout", self.wait_for_leader_timeout)
+        .dur("network_timeout", self.network_timeout)
+        .put("commit_retries", self.commit_retries)
+        .dur("commit_retry_delay", self.commit_retry_delay)
+        .put("backups_rotate", self.backups_rotate)
+        .dur("heartbeat_timeout", self.heartbeat_timeout)
+        .dur("election_timeout", self.election_timeout)
+        .dur("commit_timeout", self.commit_timeout)
+        .put("max_append_entries", self.max_append_entries)
+        .put("trailing_logs", self.trailing_logs)
+        .dur("snapshot_interval", self.snapshot_interval)
+        .put("snapshot_threshold", self.snapshot_threshold)
+        .dur("leader_lease_timeout", self.leader_lease_timeout);
+        if !self.data_folder.is_empty() {
+            o.put("data_folder", self.data_folder.clone());
+        }
+        if self.datastore_namespace != "/r" {
+            o.put("datastore_namespace", self.datastore_namespace.clone());
+        }
+        o.done()
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad =
+            |k: &str, msg: &str| Err(ConfigError::invalid(format!("consensus.raft.{k}"), msg));
+        for (k, d) in [
+            ("wait_for_leader_timeout", self.wait_for_leader_timeout),
+            ("network_timeout", self.network_timeout),
+            ("commit_retry_delay", self.commit_retry_delay),
+            ("heartbeat_timeout", self.heartbeat_timeout),
+            ("election_timeout", self.election_timeout),
+            ("commit_timeout", self.commit_timeout),
+            ("snapshot_interval", self.snapshot_interval),
+            ("leader_lease_timeout", self.leader_lease_timeout),
+        ] {
+            if d.is_zero() {
+                return bad(k, "must be greater than 0");
+            }
+        }
+        if self.commit_retries < 0 {
+            return bad("commit_retries", "must be 0 or more (default 1)");
+        }
+        if self.backups_rotate <= 0 {
+            return bad("backups_rotate", "must be greater than 0 (default 6)");
+        }
+        if self.max_append_entries <= 0 {
+            return bad("max_append_entries", "must be greater than 0 (default 64)");
+        }
+        if self.election_timeout < self.heartbeat_timeout {
+            return bad(
+                "election_timeout",
+                "must be equal to or greater than heartbeat_timeout",
+            );
+        }
+        if self.leader_lease_timeout > self.heartbeat_timeout {
+            return bad(
+                "leader_lease_timeout",
+                "cannot be larger than heartbeat_timeout",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConsensusConfig {
+    pub raft: Option<RaftConfig>,
+    /// Kept only to refuse it clearly (and to write it back untouched).
+    pub crdt: Option<Value>,
+}
+
+impl ConsensusConfig {
+    pub(crate) fn from_obj(mut o: Obj) -> Result<Self> {
+        let raft = match o.obj("raft")? {
+            Some(r) => Some(RaftConfig::from_obj(r)?),
+            None => None,
+        };
+        let crdt = o.raw("crdt").cloned();
+        o.finish();
+        Ok(ConsensusConfig { raft, crdt })
+    }
+
+    pub(crate) fn to_value(&self) -> Value {
+        let mut o = Out::default();
+        if let Some(r) = &self.raft {
+            o.put("raft", r.to_value());
+        }
+        if let Some(c) = &self.crdt {
+            o.put("crdt", c.clone());
+        }
+        o.done()
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        match (&self.raft, &self.crdt) {
+            (Some(_), Some(_)) => Err(ConfigError::invalid(
+                "consensus",
+                "both raft and crdt are configured; keep exactly one (this implementation supports raft)",
+            )),
+            (None, None) => Err(ConfigError::invalid(
+                "consensus",
+                "no consensus configured; add a \"raft\" section (run `ipfs-cluster-service init` to get the defaults)",
+            )),
+            (None, Some(_)) => Err(ConfigError::Unsupported(
+                "service.json: consensus.crdt: crdt consensus is not supported by this implementation; use raft (`ipfs-cluster-service init --consensus raft`)".into(),
+            )),
+            (Some(r), None) => r.validate(),
+        }
+    }
+}

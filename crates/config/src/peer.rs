@@ -1,0 +1,307 @@
+//! One peer's on-disk state as every service sees it: the config folder with service.json,
+//! identity.json, the internal token and the peerstore. `Peer::load` is what each service
+//! binary calls at start; `init` is what `ipfs-cluster-service init` calls.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use ipfs_cluster_proto::InternalToken;
+use libp2p::{Multiaddr, PeerId};
+
+use crate::{
+    addr, cluster::hostname, identity::write_private, ClusterSecret, ConfigError, Identity,
+    ServiceConfig,
+};
+
+pub const SERVICE_JSON: &str = "service.json";
+pub const IDENTITY_JSON: &str = "identity.json";
+pub const DEFAULT_PEERSTORE: &str = "peerstore";
+
+type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+fn env_lookup(k: &str) -> Option<String> {
+    std::env::var(k).ok()
+}
+
+/// `--config` flag > `$IPFS_CLUSTER_PATH` > `$HOME/.ipfs-cluster`.
+pub fn resolve_config_dir(flag: Option<&Path>) -> PathBuf {
+    resolve_config_dir_from(flag, &env_lookup)
+}
+
+fn resolve_config_dir_from(flag: Option<&Path>, lookup: Lookup) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    if let Some(p) = lookup("IPFS_CLUSTER_PATH").filter(|s| !s.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let home = lookup("HOME")
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| ".".into());
+    PathBuf::from(home).join(".ipfs-cluster")
+}
+
+fn under(dir: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub dir: PathBuf,
+    pub config: ServiceConfig,
+    pub identity: Identity,
+    pub token: InternalToken,
+}
+
+impl Peer {
+    /// Reads service.json (+ `CLUSTER_*` env overrides, then validation), identity.json
+    /// (`CLUSTER_ID` / `CLUSTER_PRIVATEKEY` override it) and the internal token file.
+    pub fn load(dir: &Path) -> Result<Peer, ConfigError> {
+        Self::load_from(dir, &env_lookup)
+    }
+
+    /// `load` with an explicit environment lookup.
+    pub fn load_from(dir: &Path, lookup: Lookup) -> Result<Peer, ConfigError> {
+        let path = dir.join(SERVICE_JSON);
+        let text = fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let mut config = ServiceConfig::from_json(&text).map_err(|e| match e {
+            ConfigError::Json { source, .. } => ConfigError::Json {
+                path: path.clone(),
+                source,
+            },
+            other => other,
+        })?;
+        config.apply_env_from(lookup)?;
+        config.validate()?;
+        if config.cluster.secret.is_none() {
+            tracing::warn!(
+                "cluster secret is empty: the cluster will start on an UNPROTECTED network, any peer can join; set cluster.secret (64 hex characters) in {}",
+                path.display()
+            );
+        }
+        let identity = match (lookup("CLUSTER_ID"), lookup("CLUSTER_PRIVATEKEY")) {
+            (id, Some(key)) if !key.is_empty() => {
+                let what = Path::new("environment (CLUSTER_ID / CLUSTER_PRIVATEKEY)");
+                match id.filter(|s| !s.is_empty()) {
+                    Some(id) => Identity::from_strings(&id, &key, what)?,
+                    None => Identity::from_private_key_base64(&key, what)?,
+                }
+            }
+            _ => Identity::load(&dir.join(IDENTITY_JSON))?,
+        };
+        let token = InternalToken::load(&under(dir, &config.internal.token_file))?;
+        Ok(Peer {
+            dir: dir.to_path_buf(),
+            config,
+            identity,
+            token,
+        })
+    }
+
+    /// The peerstore file: `cluster.peerstore_file` (relative to the folder) or `peerstore`.
+    pub fn peerstore_path(&self) -> PathBuf {
+        let f = &self.config.cluster.peerstore_file;
+        under(&self.dir, if f.is_empty() { DEFAULT_PEERSTORE } else { f })
+    }
+
+    /// A service's data folder inside the config folder (`data_dir("raft")`).
+    pub fn data_dir(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The raft folder: `consensus.raft.data_folder` or `<config dir>/raft`.
+    pub fn raft_dir(&self) -> PathBuf {
+        match self
+            .config
+            .consensus
+            .raft
+            .as_ref()
+            .map(|r| r.data_folder.as_str())
+        {
+            Some(f) if !f.is_empty() => under(&self.dir, f),
+            _ => self.data_dir("raft"),
+        }
+    }
+
+    pub fn token_path(&self) -> PathBuf {
+        under(&self.dir, &self.config.internal.token_file)
+    }
+
+    /// Resolves a path from the config (log files, TLS files) against the folder.
+    pub fn resolve(&self, p: &str) -> PathBuf {
+        under(&self.dir, p)
+    }
+}
+
+/// Reads a peerstore file: one multiaddress per line; blank lines and lines not starting
+/// with `/` are ignored; bad addresses are skipped with a warning.
+pub fn read_peerstore(path: &Path) -> Result<Vec<Multiaddr>, ConfigError> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| l.starts_with('/')) {
+        match addr::parse(line) {
+            Ok(a) => out.push(a),
+            Err(e) => tracing::warn!("{}: skipping {e}", path.display()),
+        }
+    }
+    Ok(out)
+}
+
+/// Writes a peerstore file (one address per line).
+pub fn write_peerstore(path: &Path, addrs: &[Multiaddr]) -> Result<(), ConfigError> {
+    let mut text = String::new();
+    for a in addrs {
+        text.push_str(&a.to_string());
+        text.push('\n');
+    }
+    fs::write(path, text).map_err(|source| ConfigError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    pub force: bool,
+    pub peername: Option<String>,
+    /// None: `CLUSTER_SECRET` from the environment, else a random one.
+    pub secret: Option<ClusterSecret>,
+    /// Written to the peerstore; for raft their peer IDs also form `init_peerset`.
+    pub peers: Vec<Multiaddr>,
+    /// "raft" (crdt is refused).
+    pub consensus: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct InitReport {
+    pub service_json: PathBuf,
+    pub identity_json: PathBuf,
+    pub token_file: PathBuf,
+    pub peerstore: Option<PathBuf>,
+    pub peer_id: PeerId,
+    /// True when the secret was generated here (not given by flag or CLUSTER_SECRET).
+    pub secret_generated: bool,
+}
+
+/// Creates a peer's config folder: service.json (env overrides baked in, as upstream),
+/// identity.json (new Ed25519 key), the internal token (0600) and, with `peers`, the
+/// peerstore. Refuses to overwrite any of them unless `force`.
+pub fn init(dir: &Path, opts: &InitOptions) -> Result<InitReport, ConfigError> {
+    init_from(dir, opts, &env_lookup)
+}
+
+/// `init` with an explicit environment lookup.
+pub fn init_from(
+    dir: &Path,
+    opts: &InitOptions,
+    lookup: Lookup,
+) -> Result<InitReport, ConfigError> {
+    match opts.consensus.as_str() {
+        "raft" | "" => {}
+        "crdt" => {
+            return Err(ConfigError::Unsupported(
+                "crdt consensus is not supported by this implementation; use --consensus raft"
+                    .into(),
+            ))
+        }
+        other => {
+            return Err(ConfigError::Unsupported(format!(
+                "unknown consensus {other:?}; use --consensus raft"
+            )))
+        }
+    }
+    let mut init_peerset = Vec::new();
+    for a in &opts.peers {
+        let id = addr::peer_id(a).ok_or_else(|| ConfigError::Addr {
+            addr: a.to_string(),
+            msg: "a --peers address must end with /p2p/<peer id>".into(),
+        })?;
+        if !init_peerset.contains(&id) {
+            init_peerset.push(id);
+        }
+    }
+
+    let env_secret = lookup("CLUSTER_SECRET").is_some();
+    let secret_generated = opts.secret.is_none() && !env_secret;
+    let secret = opts.secret.unwrap_or_else(ClusterSecret::generate);
+    let mut config =
+        ServiceConfig::default_for_init(opts.peername.as_deref().unwrap_or(&hostname()), secret);
+    config.apply_env_from(lookup)?;
+    // Flags beat the environment.
+    if let Some(name) = &opts.peername {
+        config.cluster.peername = name.clone();
+    }
+    if let Some(s) = opts.secret {
+        config.cluster.secret = s;
+    }
+    if let Some(r) = config.consensus.raft.as_mut() {
+        for id in &init_peerset {
+            if !r.init_peerset.contains(id) {
+                r.init_peerset.push(*id);
+            }
+        }
+    }
+    config.validate()?;
+
+    let service_json = dir.join(SERVICE_JSON);
+    let identity_json = dir.join(IDENTITY_JSON);
+    let token_file = under(dir, &config.internal.token_file);
+    let peerstore = (!opts.peers.is_empty()).then(|| {
+        let f = &config.cluster.peerstore_file;
+        under(dir, if f.is_empty() { DEFAULT_PEERSTORE } else { f })
+    });
+    if !opts.force {
+        for p in [
+            Some(&service_json),
+            Some(&identity_json),
+            Some(&token_file),
+            peerstore.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.exists() {
+                return Err(ConfigError::Exists { path: p.clone() });
+            }
+        }
+    }
+    fs::create_dir_all(dir).map_err(|source| ConfigError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let identity = Identity::generate();
+    // service.json holds the cluster secret: owner-only, like identity.json.
+    write_private(&service_json, config.to_json_pretty().trim_end().as_bytes())?;
+    identity.save(&identity_json)?;
+    InternalToken::generate().write(&token_file)?;
+    if let Some(p) = &peerstore {
+        write_peerstore(p, &opts.peers)?;
+    }
+    Ok(InitReport {
+        service_json,
+        identity_json,
+        token_file,
+        peerstore,
+        peer_id: identity.peer_id,
+        secret_generated,
+    })
+}
