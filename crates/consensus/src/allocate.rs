@@ -34,7 +34,9 @@ impl MetricStore {
 
     /// Valid, unexpired metrics of `name` for the given peers.
     pub fn latest(&self, name: &str, peers: &[String], now: i64) -> HashMap<String, Metric> {
-        let Ok(g) = self.latest.read() else { return HashMap::new() };
+        let Ok(g) = self.latest.read() else {
+            return HashMap::new();
+        };
         peers
             .iter()
             .filter_map(|p| g.get(&(name.to_string(), p.clone())))
@@ -56,7 +58,11 @@ pub struct AllocInput<'a> {
 }
 
 /// Returns the allocations for a pin, or upstream's error message.
-pub fn allocate(input: &AllocInput<'_>, metrics: &MetricStore, now: i64) -> Result<Vec<String>, String> {
+pub fn allocate(
+    input: &AllocInput<'_>,
+    metrics: &MetricStore,
+    now: i64,
+) -> Result<Vec<String>, String> {
     let (rmin, rmax) = (input.rmin, input.rmax);
     if rmin + rmax == 0 {
         return Err(format!("bad replication factors: {rmin}/{rmax}"));
@@ -64,7 +70,10 @@ pub fn allocate(input: &AllocInput<'_>, metrics: &MetricStore, now: i64) -> Resu
     if rmin < 0 && rmax < 0 {
         return Ok(vec![]);
     }
-    let current: Vec<String> = input.existing.map(|p| p.allocations.clone()).unwrap_or_default();
+    let current: Vec<String> = input
+        .existing
+        .map(|p| p.allocations.clone())
+        .unwrap_or_default();
     // peer -> name -> metric, only peers holding every allocate_by metric.
     let mut by_peer: HashMap<String, HashMap<String, Metric>> = HashMap::new();
     for name in input.allocate_by {
@@ -149,11 +158,19 @@ impl Part {
     }
 }
 
-fn build(peers: &[String], by_peer: &HashMap<String, HashMap<String, Metric>>, by: &[String]) -> Vec<Part> {
-    let Some(name) = by.first() else { return vec![] };
+fn build(
+    peers: &[String],
+    by_peer: &HashMap<String, HashMap<String, Metric>>,
+    by: &[String],
+) -> Vec<Part> {
+    let Some(name) = by.first() else {
+        return vec![];
+    };
     let mut groups: Vec<Part> = Vec::new();
     for p in peers {
-        let Some(m) = by_peer.get(p).and_then(|ms| ms.get(name)) else { continue };
+        let Some(m) = by_peer.get(p).and_then(|ms| ms.get(name)) else {
+            continue;
+        };
         if m.partitionable {
             if let Some(g) = groups.iter_mut().find(|g| g.value == m.value) {
                 g.weight += m.weight;
@@ -176,14 +193,29 @@ fn build(peers: &[String], by_peer: &HashMap<String, HashMap<String, Metric>>, b
         g.agg = g.weight + g.subs.iter().map(|s| s.agg).sum::<i64>();
     }
     groups.sort_by(|a, b| {
-        b.weight.cmp(&a.weight).then(b.agg.cmp(&a.agg)).then(a.value.cmp(&b.value)).then(a.peers.cmp(&b.peers))
+        b.weight
+            .cmp(&a.weight)
+            .then(b.agg.cmp(&a.agg))
+            .then(a.value.cmp(&b.value))
+            .then(a.peers.cmp(&b.peers))
     });
     groups
 }
 
 /// The balanced allocator's order for a set of peers.
-pub fn balanced(peers: &[String], by_peer: &HashMap<String, HashMap<String, Metric>>, by: &[String]) -> Vec<String> {
-    let mut root = Part { value: String::new(), weight: 0, agg: 0, peers: VecDeque::new(), subs: build(peers, by_peer, by), cursor: 0 };
+pub fn balanced(
+    peers: &[String],
+    by_peer: &HashMap<String, HashMap<String, Metric>>,
+    by: &[String],
+) -> Vec<String> {
+    let mut root = Part {
+        value: String::new(),
+        weight: 0,
+        agg: 0,
+        peers: VecDeque::new(),
+        subs: build(peers, by_peer, by),
+        cursor: 0,
+    };
     let mut out = Vec::new();
     while let Some(p) = root.next() {
         out.push(p);
@@ -215,17 +247,38 @@ mod tests {
     #[test]
     fn balanced_spreads_across_groups_by_freespace() {
         let ms = MetricStore::default();
-        for (p, g, f) in [("p1", "a", 10), ("p2", "a", 50), ("p3", "b", 30), ("p4", "b", 20), ("p5", "c", 5)] {
+        for (p, g, f) in [
+            ("p1", "a", 10),
+            ("p2", "a", 50),
+            ("p3", "b", 30),
+            ("p4", "b", 20),
+            ("p5", "c", 5),
+        ] {
             ms.add(m("tag:group", p, g, 0, true));
             ms.add(m("freespace", p, &f.to_string(), f, false));
         }
         let members = s(&["p1", "p2", "p3", "p4", "p5", "p6"]);
         let by = s(&["tag:group", "freespace"]);
-        let input = AllocInput { existing: None, rmin: 1, rmax: 5, blacklist: &[], priority: &[], members: &members, allocate_by: &by };
+        let input = AllocInput {
+            existing: None,
+            rmin: 1,
+            rmax: 5,
+            blacklist: &[],
+            priority: &[],
+            members: &members,
+            allocate_by: &by,
+        };
         // Groups by aggregated free space: a(60) > b(50) > c(5); within a group most free first.
-        assert_eq!(allocate(&input, &ms, 0).unwrap(), s(&["p2", "p3", "p5", "p1", "p4"]));
+        assert_eq!(
+            allocate(&input, &ms, 0).unwrap(),
+            s(&["p2", "p3", "p5", "p1", "p4"])
+        );
         // p6 has no metrics: 4 needed of 5 available works, 6 does not.
-        let input = AllocInput { rmin: 6, rmax: 6, ..input };
+        let input = AllocInput {
+            rmin: 6,
+            rmax: 6,
+            ..input
+        };
         let e = allocate(&input, &ms, 0).unwrap_err();
         assert!(e.starts_with("not enough peers to allocate CID. Needed at least: 6. Wanted at most: 6. Available candidates: 5."), "{e}");
     }
@@ -241,23 +294,103 @@ mod tests {
         ms.add(dead);
         let members = s(&["p1", "p2", "p3", "p4"]);
         let by = s(&["freespace"]);
-        let base = AllocInput { existing: None, rmin: -1, rmax: -1, blacklist: &[], priority: &[], members: &members, allocate_by: &by };
+        let base = AllocInput {
+            existing: None,
+            rmin: -1,
+            rmax: -1,
+            blacklist: &[],
+            priority: &[],
+            members: &members,
+            allocate_by: &by,
+        };
         assert!(allocate(&base, &ms, 10).unwrap().is_empty());
-        assert!(allocate(&AllocInput { rmin: 0, rmax: 0, ..base }, &ms, 10).unwrap_err().contains("bad replication factors"));
+        assert!(allocate(
+            &AllocInput {
+                rmin: 0,
+                rmax: 0,
+                ..base
+            },
+            &ms,
+            10
+        )
+        .unwrap_err()
+        .contains("bad replication factors"));
         let prio = s(&["p1"]);
-        let got = allocate(&AllocInput { rmin: 2, rmax: 2, priority: &prio, ..base }, &ms, 10).unwrap();
+        let got = allocate(
+            &AllocInput {
+                rmin: 2,
+                rmax: 2,
+                priority: &prio,
+                ..base
+            },
+            &ms,
+            10,
+        )
+        .unwrap();
         assert_eq!(got, s(&["p1", "p2"]));
         let bl = s(&["p2"]);
-        assert_eq!(allocate(&AllocInput { rmin: 1, rmax: 1, blacklist: &bl, ..base }, &ms, 10).unwrap(), s(&["p3"]));
+        assert_eq!(
+            allocate(
+                &AllocInput {
+                    rmin: 1,
+                    rmax: 1,
+                    blacklist: &bl,
+                    ..base
+                },
+                &ms,
+                10
+            )
+            .unwrap(),
+            s(&["p3"])
+        );
         // Above rmin with a dead allocation: unchanged.
-        let existing = Pin { allocations: s(&["p4", "p1"]), ..Default::default() };
-        let got = allocate(&AllocInput { rmin: 1, rmax: 3, existing: Some(&existing), ..base }, &ms, 10).unwrap();
+        let existing = Pin {
+            allocations: s(&["p4", "p1"]),
+            ..Default::default()
+        };
+        let got = allocate(
+            &AllocInput {
+                rmin: 1,
+                rmax: 3,
+                existing: Some(&existing),
+                ..base
+            },
+            &ms,
+            10,
+        )
+        .unwrap();
         assert_eq!(got, s(&["p4", "p1"]));
         // Below rmin: dead dropped, refilled.
-        let got = allocate(&AllocInput { rmin: 2, rmax: 2, existing: Some(&existing), ..base }, &ms, 10).unwrap();
+        let got = allocate(
+            &AllocInput {
+                rmin: 2,
+                rmax: 2,
+                existing: Some(&existing),
+                ..base
+            },
+            &ms,
+            10,
+        )
+        .unwrap();
         assert_eq!(got, s(&["p1", "p2"]));
         // rmax lowered: shrink.
-        let ex = Pin { allocations: s(&["p1", "p2", "p3"]), ..Default::default() };
-        assert_eq!(allocate(&AllocInput { rmin: 1, rmax: 2, existing: Some(&ex), ..base }, &ms, 10).unwrap(), s(&["p1", "p2"]));
+        let ex = Pin {
+            allocations: s(&["p1", "p2", "p3"]),
+            ..Default::default()
+        };
+        assert_eq!(
+            allocate(
+                &AllocInput {
+                    rmin: 1,
+                    rmax: 2,
+                    existing: Some(&ex),
+                    ..base
+                },
+                &ms,
+                10
+            )
+            .unwrap(),
+            s(&["p1", "p2"])
+        );
     }
 }

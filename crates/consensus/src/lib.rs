@@ -8,7 +8,13 @@
 
 pub mod allocate;
 pub mod ids;
+pub mod network;
+pub mod node;
 pub mod pinning;
 pub mod raft_store;
+pub mod service;
 pub mod store;
 pub mod types;
+
+#[cfg(test)]
+mod tests;

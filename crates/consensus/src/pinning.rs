@@ -15,7 +15,9 @@ pub fn normalize_cid(s: &str) -> Result<String, String> {
     if s.is_empty() {
         return Err("bad pin object: the CID is empty".into());
     }
-    cid::Cid::try_from(s).map(|c| c.to_string()).map_err(|e| format!("bad pin object: invalid CID {s:?}: {e}"))
+    cid::Cid::try_from(s)
+        .map(|c| c.to_string())
+        .map_err(|e| format!("bad pin object: invalid CID {s:?}: {e}"))
 }
 
 pub fn type_name(t: i32) -> &'static str {
@@ -56,9 +58,13 @@ fn check_pin_type(pin: &Pin) -> Result<(), String> {
         Ok(PinType::Shard) if pin.max_depth != 1 => Err("must pin shards go depth 1".into()),
         Ok(PinType::Shard) => Ok(()),
         Ok(PinType::ClusterDag) if pin.max_depth != 0 => Err("must pin roots directly".into()),
-        Ok(PinType::ClusterDag) if !has_ref => Err("clusterDAG pins should reference a Meta pin".into()),
+        Ok(PinType::ClusterDag) if !has_ref => {
+            Err("clusterDAG pins should reference a Meta pin".into())
+        }
         Ok(PinType::ClusterDag) => Ok(()),
-        Ok(PinType::Meta) if !pin.allocations.is_empty() => Err("meta pin should not specify allocations".into()),
+        Ok(PinType::Meta) if !pin.allocations.is_empty() => {
+            Err("meta pin should not specify allocations".into())
+        }
         Ok(PinType::Meta) if !has_ref => Err("metaPins should reference a ClusterDAG".into()),
         Ok(PinType::Meta) => Ok(()),
         _ => Err("unrecognized pin type".into()),
@@ -67,7 +73,12 @@ fn check_pin_type(pin: &Pin) -> Result<(), String> {
 
 /// setupPin: fills replication defaults, validates, applies repin rules, sets the timestamp.
 /// `pin.cid` must already be normalised. `now` is Unix seconds.
-pub fn setup_pin(pin: &mut Pin, existing: Option<&Pin>, defaults: PinDefaults, now: i64) -> Result<(), String> {
+pub fn setup_pin(
+    pin: &mut Pin,
+    existing: Option<&Pin>,
+    defaults: PinDefaults,
+    now: i64,
+) -> Result<(), String> {
     if pin.r#type == PinType::Bad as i32 {
         pin.r#type = PinType::Data as i32;
     }
@@ -108,7 +119,12 @@ pub fn setup_pin(pin: &mut Pin, existing: Option<&Pin>, defaults: PinDefaults, n
 
 /// PinUpdate: a copy of `from` under `to`, keeping allocations, factors, mode, metadata and
 /// origins; the name is replaced when given, expire_at when it is in the future.
-pub fn pin_update(from: &Pin, to: &str, opts: Option<&PinOptions>, now: i64) -> Result<Pin, String> {
+pub fn pin_update(
+    from: &Pin,
+    to: &str,
+    opts: Option<&PinOptions>,
+    now: i64,
+) -> Result<Pin, String> {
     if from.r#type != PinType::Data as i32 {
         return Err("this pin type cannot be updated".into());
     }
@@ -133,7 +149,10 @@ pub fn pin_update(from: &Pin, to: &str, opts: Option<&PinOptions>, now: i64) -> 
 mod tests {
     use super::*;
 
-    const D: PinDefaults = PinDefaults { replication_min: -1, replication_max: -1 };
+    const D: PinDefaults = PinDefaults {
+        replication_min: -1,
+        replication_max: -1,
+    };
     const CID: &str = "QmPZ9gcCEpqKTo6aq61g2nXGUhM4iCL3ewB6LDXZCtioEB";
 
     fn pin(rmin: i32, rmax: i32) -> Pin {
@@ -141,7 +160,11 @@ mod tests {
             cid: CID.into(),
             r#type: PinType::Data as i32,
             max_depth: -1,
-            options: Some(PinOptions { replication_factor_min: rmin, replication_factor_max: rmax, ..Default::default() }),
+            options: Some(PinOptions {
+                replication_factor_min: rmin,
+                replication_factor_max: rmax,
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
@@ -159,15 +182,27 @@ mod tests {
         p.allocations = vec!["x".into()];
         setup_pin(&mut p, None, D, 100).unwrap();
         let o = p.options.as_ref().unwrap();
-        assert_eq!((o.replication_factor_min, o.replication_factor_max), (-1, -1));
+        assert_eq!(
+            (o.replication_factor_min, o.replication_factor_max),
+            (-1, -1)
+        );
         assert!(p.allocations.is_empty());
         assert_eq!(p.timestamp, 100);
         let err = |a, b| setup_pin(&mut pin(a, b), None, D, 1).unwrap_err();
-        assert_eq!(err(3, 2), "cluster.replication_factor_min is larger than max");
-        assert_eq!(err(-1, 2), "cluster.replication_factor_min and max must be -1 when one of them is");
+        assert_eq!(
+            err(3, 2),
+            "cluster.replication_factor_min is larger than max"
+        );
+        assert_eq!(
+            err(-1, 2),
+            "cluster.replication_factor_min and max must be -1 when one of them is"
+        );
         assert_eq!(err(-2, 2), "cluster.replication_factor_min is wrong");
         assert_eq!(err(1, -5), "cluster.replication_factor_max is wrong");
-        let d2 = PinDefaults { replication_min: 2, replication_max: 3 };
+        let d2 = PinDefaults {
+            replication_min: 2,
+            replication_max: 3,
+        };
         let mut p = pin(0, 0);
         setup_pin(&mut p, None, d2, 1).unwrap();
         assert_eq!(p.options.unwrap().replication_factor_max, 3);
@@ -177,11 +212,16 @@ mod tests {
     fn expiry_and_repin_rules() {
         let mut p = pin(-1, -1);
         p.options.as_mut().unwrap().expire_at = 50;
-        assert_eq!(setup_pin(&mut p, None, D, 100).unwrap_err(), "pin.ExpireAt set before current time");
+        assert_eq!(
+            setup_pin(&mut p, None, D, 100).unwrap_err(),
+            "pin.ExpireAt set before current time"
+        );
         let existing = pin(-1, -1);
         let mut direct = pin(-1, -1);
         direct.max_depth = 0;
-        assert!(setup_pin(&mut direct, Some(&existing), D, 1).unwrap_err().contains("already pinned in recursive mode"));
+        assert!(setup_pin(&mut direct, Some(&existing), D, 1)
+            .unwrap_err()
+            .contains("already pinned in recursive mode"));
         let mut rec = pin(-1, -1);
         setup_pin(&mut rec, Some(&direct), D, 1).unwrap();
         let mut meta = pin(-1, -1);
@@ -193,21 +233,35 @@ mod tests {
         );
         let mut shard = pin(-1, -1);
         shard.r#type = PinType::Shard as i32;
-        assert_eq!(setup_pin(&mut shard, None, D, 1).unwrap_err(), "must pin shards go depth 1");
+        assert_eq!(
+            setup_pin(&mut shard, None, D, 1).unwrap_err(),
+            "must pin shards go depth 1"
+        );
     }
 
     #[test]
     fn update_copies() {
         let mut from = pin(2, 3);
         from.allocations = vec!["a".into(), "b".into()];
-        let opts = PinOptions { name: "n".into(), expire_at: 500, user_allocations: vec!["z".into()], ..Default::default() };
+        let opts = PinOptions {
+            name: "n".into(),
+            expire_at: 500,
+            user_allocations: vec!["z".into()],
+            ..Default::default()
+        };
         let p = pin_update(&from, "bafy", Some(&opts), 100).unwrap();
         assert_eq!(p.allocations, from.allocations);
         let o = p.options.unwrap();
-        assert_eq!((o.name.as_str(), o.expire_at, o.pin_update.as_str()), ("n", 500, CID));
+        assert_eq!(
+            (o.name.as_str(), o.expire_at, o.pin_update.as_str()),
+            ("n", 500, CID)
+        );
         assert!(o.user_allocations.is_empty());
         let mut meta = from.clone();
         meta.r#type = PinType::Meta as i32;
-        assert_eq!(pin_update(&meta, "x", None, 1).unwrap_err(), "this pin type cannot be updated");
+        assert_eq!(
+            pin_update(&meta, "x", None, 1).unwrap_err(),
+            "this pin type cannot be updated"
+        );
     }
 }

@@ -21,12 +21,16 @@ use redb::{ReadableDatabase, ReadableTable};
 use crate::{
     ids::NodeId,
     store::{
-        blocking, changes_of, db_err, dec, enc, snapshot_meta, Store, StoreError, K_APPLIED, K_COMMITTED,
-        K_MEMBERSHIP, K_PURGED, K_SNAPSHOT, K_VOTE, LOG, META, PINS, SNAPSHOT_FILE,
+        blocking, changes_of, db_err, dec, enc, snapshot_meta, Store, StoreError, K_APPLIED,
+        K_COMMITTED, K_MEMBERSHIP, K_PURGED, K_SNAPSHOT, K_VOTE, LOG, META, PINS, SNAPSHOT_FILE,
     },
-    types::{ApplyResult, Entry, LogId, PinOp, SnapshotMeta, StorageError, StoredMembership, TypeConfig},
+    types::{
+        ApplyResult, Entry, LogId, PinOp, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    },
 };
-use ipfs_cluster_proto::{consensus::v1::state_change::Kind, consensus::v1::StateChange, types::v1::Pin};
+use ipfs_cluster_proto::{
+    consensus::v1::state_change::Kind, consensus::v1::StateChange, types::v1::Pin,
+};
 
 fn io_err(e: StoreError) -> std::io::Error {
     std::io::Error::other(e.to_string())
@@ -64,11 +68,18 @@ impl RaftLogReader<TypeConfig> for LogStore {
 }
 
 impl LogStore {
-    async fn put_meta<T: serde::Serialize + Send + 'static>(&self, key: &'static str, v: T) -> Result<(), StoreError> {
+    async fn put_meta<T: serde::Serialize + Send + 'static>(
+        &self,
+        key: &'static str,
+        v: T,
+    ) -> Result<(), StoreError> {
         let inner = self.0.inner.clone();
         blocking(move || {
             let txn = inner.db.begin_write().map_err(db_err)?;
-            txn.open_table(META).map_err(db_err)?.insert(key, enc(&v).as_slice()).map_err(db_err)?;
+            txn.open_table(META)
+                .map_err(db_err)?
+                .insert(key, enc(&v).as_slice())
+                .map_err(db_err)?;
             txn.commit().map_err(db_err)
         })
         .await
@@ -100,7 +111,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 Some((_, v)) => Some(dec::<Entry>("log entry", v.value())?.log_id),
                 None => purged,
             };
-            Ok(LogState { last_purged_log_id: purged, last_log_id: last })
+            Ok(LogState {
+                last_purged_log_id: purged,
+                last_log_id: last,
+            })
         })
         .await
         .map_err(|e| StorageIOError::read_logs(&io_err(e)).into())
@@ -111,15 +125,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
-        self.put_meta(K_VOTE, *vote).await.map_err(|e| StorageIOError::write_vote(&io_err(e)).into())
+        self.put_meta(K_VOTE, *vote)
+            .await
+            .map_err(|e| StorageIOError::write_vote(&io_err(e)).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
-        self.get_meta(K_VOTE).await.map_err(|e| StorageIOError::read_vote(&io_err(e)).into())
+        self.get_meta(K_VOTE)
+            .await
+            .map_err(|e| StorageIOError::read_vote(&io_err(e)).into())
     }
 
     async fn save_committed(&mut self, c: Option<LogId>) -> Result<(), StorageError> {
-        self.put_meta(K_COMMITTED, c).await.map_err(|e| StorageIOError::write(&io_err(e)).into())
+        self.put_meta(K_COMMITTED, c)
+            .await
+            .map_err(|e| StorageIOError::write(&io_err(e)).into())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -130,12 +150,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let entries: Vec<(u64, Vec<u8>)> = entries.into_iter().map(|e| (e.log_id.index, enc(&e))).collect();
+        let entries: Vec<(u64, Vec<u8>)> = entries
+            .into_iter()
+            .map(|e| (e.log_id.index, enc(&e)))
+            .collect();
         let inner = self.0.inner.clone();
         let res = blocking(move || {
             let txn = inner.db.begin_write().map_err(db_err)?;
@@ -165,7 +192,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let inner = self.0.inner.clone();
         blocking(move || {
             let txn = inner.db.begin_write().map_err(db_err)?;
-            txn.open_table(LOG).map_err(db_err)?.retain_in(log_id.index.., |_, _| false).map_err(db_err)?;
+            txn.open_table(LOG)
+                .map_err(db_err)?
+                .retain_in(log_id.index.., |_, _| false)
+                .map_err(db_err)?;
             txn.commit().map_err(db_err)
         })
         .await
@@ -176,8 +206,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let inner = self.0.inner.clone();
         blocking(move || {
             let txn = inner.db.begin_write().map_err(db_err)?;
-            txn.open_table(META).map_err(db_err)?.insert(K_PURGED, enc(&Some(log_id)).as_slice()).map_err(db_err)?;
-            txn.open_table(LOG).map_err(db_err)?.retain_in(..=log_id.index, |_, _| false).map_err(db_err)?;
+            txn.open_table(META)
+                .map_err(db_err)?
+                .insert(K_PURGED, enc(&Some(log_id)).as_slice())
+                .map_err(db_err)?;
+            txn.open_table(LOG)
+                .map_err(db_err)?
+                .retain_in(..=log_id.index, |_, _| false)
+                .map_err(db_err)?;
             txn.commit().map_err(db_err)
         })
         .await
@@ -189,18 +225,35 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 fn apply_op(pins: &mut redb::Table<&str, &[u8]>, op: &PinOp) -> Result<ApplyResult, StoreError> {
     match op {
         PinOp::Pin(p) => {
-            let cid = p.decode().map_err(|e| StoreError::Decode { what: "pin in log", msg: e.to_string() })?.cid;
-            let existed = pins.insert(cid.as_str(), p.0.as_slice()).map_err(db_err)?.is_some();
+            let cid = p
+                .decode()
+                .map_err(|e| StoreError::Decode {
+                    what: "pin in log",
+                    msg: e.to_string(),
+                })?
+                .cid;
+            let existed = pins
+                .insert(cid.as_str(), p.0.as_slice())
+                .map_err(db_err)?
+                .is_some();
             Ok(ApplyResult { existed })
         }
         PinOp::PinBatch(ps) => {
             for p in ps {
-                let cid = p.decode().map_err(|e| StoreError::Decode { what: "pin in log", msg: e.to_string() })?.cid;
+                let cid = p
+                    .decode()
+                    .map_err(|e| StoreError::Decode {
+                        what: "pin in log",
+                        msg: e.to_string(),
+                    })?
+                    .cid;
                 pins.insert(cid.as_str(), p.0.as_slice()).map_err(db_err)?;
             }
             Ok(ApplyResult::default())
         }
-        PinOp::Unpin(cid) => Ok(ApplyResult { existed: pins.remove(cid.as_str()).map_err(db_err)?.is_some() }),
+        PinOp::Unpin(cid) => Ok(ApplyResult {
+            existed: pins.remove(cid.as_str()).map_err(db_err)?.is_some(),
+        }),
         PinOp::Clear => {
             pins.retain(|_, _| false).map_err(db_err)?;
             Ok(ApplyResult::default())
@@ -209,7 +262,11 @@ fn apply_op(pins: &mut redb::Table<&str, &[u8]>, op: &PinOp) -> Result<ApplyResu
 }
 
 fn resync_marker(index: u64) -> Arc<StateChange> {
-    Arc::new(StateChange { kind: Kind::SyncBegin as i32, index, pin: None })
+    Arc::new(StateChange {
+        kind: Kind::SyncBegin as i32,
+        index,
+        pin: None,
+    })
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
@@ -218,7 +275,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let (meta, path) = blocking(move || {
             let txn = inner.db.begin_read().map_err(db_err)?;
             let applied: Option<LogId> = Store::meta_get(&txn, K_APPLIED)?.flatten();
-            let membership: StoredMembership = Store::meta_get(&txn, K_MEMBERSHIP)?.unwrap_or_default();
+            let membership: StoredMembership =
+                Store::meta_get(&txn, K_MEMBERSHIP)?.unwrap_or_default();
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos())
@@ -227,9 +285,16 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, nanos),
                 None => format!("0-0-{nanos}"),
             };
-            let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
+            let meta = SnapshotMeta {
+                last_log_id: applied,
+                last_membership: membership,
+                snapshot_id,
+            };
             let tmp = inner.dir.join(format!("snapshot.tmp.{nanos}"));
-            let io = |source| StoreError::Io { path: tmp.display().to_string(), source };
+            let io = |source| StoreError::Io {
+                path: tmp.display().to_string(),
+                source,
+            };
             {
                 let f = std::fs::File::create(&tmp).map_err(io)?;
                 let mut w = BufWriter::new(f);
@@ -246,7 +311,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             let path = inner.dir.join(SNAPSHOT_FILE);
             std::fs::rename(&tmp, &path).map_err(io)?;
             let wtxn = inner.db.begin_write().map_err(db_err)?;
-            wtxn.open_table(META).map_err(db_err)?.insert(K_SNAPSHOT, enc(&meta).as_slice()).map_err(db_err)?;
+            wtxn.open_table(META)
+                .map_err(db_err)?
+                .insert(K_SNAPSHOT, enc(&meta).as_slice())
+                .map_err(db_err)?;
             wtxn.commit().map_err(db_err)?;
             Ok((meta, path))
         })
@@ -255,7 +323,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let f = tokio::fs::File::open(&path)
             .await
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        Ok(Snapshot { meta, snapshot: Box::new(f) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(f),
+        })
     }
 }
 
@@ -263,7 +334,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = Self;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        let st = self.0.applied_state().await.map_err(|e| StorageIOError::read_state_machine(&io_err(e)))?;
+        let st = self
+            .0
+            .applied_state()
+            .await
+            .map_err(|e| StorageIOError::read_state_machine(&io_err(e)))?;
         Ok((st.applied, st.membership))
     }
 
@@ -289,7 +364,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         EntryPayload::Normal(op) => apply_op(&mut pins, op)?,
                         EntryPayload::Membership(m) => {
                             let sm = StoredMembership::new(Some(e.log_id), m.clone());
-                            meta.insert(K_MEMBERSHIP, enc(&sm).as_slice()).map_err(db_err)?;
+                            meta.insert(K_MEMBERSHIP, enc(&sm).as_slice())
+                                .map_err(db_err)?;
                             ApplyResult::default()
                         }
                     };
@@ -297,7 +373,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     changes.extend(changes_of(e));
                 }
                 if let Some(l) = last {
-                    meta.insert(K_APPLIED, enc(&Some(l)).as_slice()).map_err(db_err)?;
+                    meta.insert(K_APPLIED, enc(&Some(l)).as_slice())
+                        .map_err(db_err)?;
                 }
             }
             txn.commit().map_err(db_err)?;
@@ -338,14 +415,27 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(Box::new(f))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
         let mut file = snapshot.into_std().await;
-        let received = self.0.inner.receiving.lock().ok().and_then(|mut g| g.take());
+        let received = self
+            .0
+            .inner
+            .receiving
+            .lock()
+            .ok()
+            .and_then(|mut g| g.take());
         let inner = self.0.inner.clone();
         let meta2 = meta.clone();
         blocking(move || {
             let path = inner.dir.join(SNAPSHOT_FILE);
-            let io = |source| StoreError::Io { path: path.display().to_string(), source };
+            let io = |source| StoreError::Io {
+                path: path.display().to_string(),
+                source,
+            };
             file.flush().map_err(io)?;
             file.rewind().map_err(io)?;
             let txn = inner.db.begin_write().map_err(db_err)?;
@@ -362,14 +452,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     r.read_exact(&mut len).map_err(io)?;
                     buf.resize(u32::from_be_bytes(len) as usize, 0);
                     r.read_exact(&mut buf).map_err(io)?;
-                    let pin = Pin::decode(buf.as_slice())
-                        .map_err(|e| StoreError::Decode { what: "pin in snapshot", msg: e.to_string() })?;
-                    pins.insert(pin.cid.as_str(), buf.as_slice()).map_err(db_err)?;
+                    let pin = Pin::decode(buf.as_slice()).map_err(|e| StoreError::Decode {
+                        what: "pin in snapshot",
+                        msg: e.to_string(),
+                    })?;
+                    pins.insert(pin.cid.as_str(), buf.as_slice())
+                        .map_err(db_err)?;
                 }
                 let mut m = txn.open_table(META).map_err(db_err)?;
-                m.insert(K_APPLIED, enc(&meta2.last_log_id).as_slice()).map_err(db_err)?;
-                m.insert(K_MEMBERSHIP, enc(&meta2.last_membership).as_slice()).map_err(db_err)?;
-                m.insert(K_SNAPSHOT, enc(&meta2).as_slice()).map_err(db_err)?;
+                m.insert(K_APPLIED, enc(&meta2.last_log_id).as_slice())
+                    .map_err(db_err)?;
+                m.insert(K_MEMBERSHIP, enc(&meta2.last_membership).as_slice())
+                    .map_err(db_err)?;
+                m.insert(K_SNAPSHOT, enc(&meta2).as_slice())
+                    .map_err(db_err)?;
             }
             txn.commit().map_err(db_err)?;
             drop(file);
@@ -396,10 +492,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let Some(meta) = meta else { return Ok(None) };
         let path = self.0.inner.dir.join(SNAPSHOT_FILE);
         match tokio::fs::File::open(&path).await {
-            Ok(f) => Ok(Some(Snapshot { meta, snapshot: Box::new(f) })),
+            Ok(f) => Ok(Some(Snapshot {
+                meta,
+                snapshot: Box::new(f),
+            })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StorageIOError::read_snapshot(Some(meta.signature()), &e).into()),
         }
     }
 }
-

@@ -39,7 +39,10 @@ pub enum StoreError {
     #[error("consensus store {path} cannot be opened: {msg}. If the file is corrupt or truncated, move the raft folder away (`ipfs-cluster-service state cleanup`) and rejoin the cluster or import a state export")]
     Open { path: String, msg: String },
     #[error("consensus store {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("consensus store: {0}")]
     Db(String),
     #[error("consensus store holds an undecodable {what}: {msg} (the store is corrupt; move the raft folder away and rejoin)")]
@@ -57,7 +60,10 @@ pub(crate) fn enc<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 pub(crate) fn dec<T: DeserializeOwned>(what: &'static str, b: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(b).map_err(|e| StoreError::Decode { what, msg: e.to_string() })
+    serde_json::from_slice(b).map_err(|e| StoreError::Decode {
+        what,
+        msg: e.to_string(),
+    })
 }
 
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T, StoreError>
@@ -65,7 +71,9 @@ where
     T: Send + 'static,
     F: FnOnce() -> Result<T, StoreError> + Send + 'static,
 {
-    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Task(e.to_string()))?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
 }
 
 pub(crate) struct Inner {
@@ -86,6 +94,7 @@ pub struct Store {
 #[derive(Debug, Clone, Default)]
 pub struct AppliedState {
     pub applied: Option<LogId>,
+    pub committed: Option<LogId>,
     pub membership: StoredMembership,
     pub pins: u64,
 }
@@ -99,9 +108,15 @@ impl Store {
     }
 
     fn open_blocking(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { path: dir.display().to_string(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
         let path = dir.join(DB_FILE);
-        let open_err = |msg: String| StoreError::Open { path: path.display().to_string(), msg };
+        let open_err = |msg: String| StoreError::Open {
+            path: path.display().to_string(),
+            msg,
+        };
         let db = if path.exists() {
             let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             if len == 0 {
@@ -130,7 +145,12 @@ impl Store {
         }
         let (changes, _) = broadcast::channel(WATCH_BUFFER);
         Ok(Store {
-            inner: Arc::new(Inner { db, dir: dir.to_path_buf(), changes, receiving: std::sync::Mutex::new(None) }),
+            inner: Arc::new(Inner {
+                db,
+                dir: dir.to_path_buf(),
+                changes,
+                receiving: std::sync::Mutex::new(None),
+            }),
         })
     }
 
@@ -154,16 +174,6 @@ impl Store {
         }
     }
 
-    pub(crate) fn meta_get_w<T: DeserializeOwned>(
-        table: &redb::Table<&str, &[u8]>,
-        key: &'static str,
-    ) -> Result<Option<T>, StoreError> {
-        match table.get(key).map_err(db_err)? {
-            Some(v) => Ok(Some(dec(key, v.value())?)),
-            None => Ok(None),
-        }
-    }
-
     /// One pin, or None.
     pub async fn get(&self, cid: &str) -> Result<Option<Pin>, StoreError> {
         let inner = self.inner.clone();
@@ -174,7 +184,10 @@ impl Store {
             match t.get(cid.as_str()).map_err(db_err)? {
                 Some(v) => Pin::decode(v.value())
                     .map(Some)
-                    .map_err(|e| StoreError::Decode { what: "pin", msg: e.to_string() }),
+                    .map_err(|e| StoreError::Decode {
+                        what: "pin",
+                        msg: e.to_string(),
+                    }),
                 None => Ok(None),
             }
         })
@@ -187,9 +200,19 @@ impl Store {
         blocking(move || {
             let txn = inner.db.begin_read().map_err(db_err)?;
             let applied = Self::meta_get(&txn, K_APPLIED)?.flatten();
+            let committed = Self::meta_get(&txn, K_COMMITTED)?.flatten();
             let membership = Self::meta_get(&txn, K_MEMBERSHIP)?.unwrap_or_default();
-            let pins = txn.open_table(PINS).map_err(db_err)?.len().map_err(db_err)?;
-            Ok(AppliedState { applied, membership, pins })
+            let pins = txn
+                .open_table(PINS)
+                .map_err(db_err)?
+                .len()
+                .map_err(db_err)?;
+            Ok(AppliedState {
+                applied,
+                committed,
+                membership,
+                pins,
+            })
         })
         .await
     }
@@ -205,7 +228,10 @@ impl Store {
                 let t = txn.open_table(PINS).map_err(db_err)?;
                 for item in t.iter().map_err(db_err)? {
                     let (_, v) = item.map_err(db_err)?;
-                    let pin = Pin::decode(v.value()).map_err(|e| StoreError::Decode { what: "pin", msg: e.to_string() })?;
+                    let pin = Pin::decode(v.value()).map_err(|e| StoreError::Decode {
+                        what: "pin",
+                        msg: e.to_string(),
+                    })?;
                     if type_matches(pin.r#type, type_filter) && tx.blocking_send(Ok(pin)).is_err() {
                         return Ok(()); // receiver gone
                     }
@@ -228,13 +254,19 @@ impl Store {
             let run = || -> Result<(), StoreError> {
                 let txn = inner.db.begin_read().map_err(db_err)?;
                 let applied: Option<LogId> = Self::meta_get(&txn, K_APPLIED)?.flatten();
-                if tx.blocking_send(Ok(SyncItem::Index(applied.map(|l| l.index).unwrap_or(0)))).is_err() {
+                if tx
+                    .blocking_send(Ok(SyncItem::Index(applied.map(|l| l.index).unwrap_or(0))))
+                    .is_err()
+                {
                     return Ok(());
                 }
                 let t = txn.open_table(PINS).map_err(db_err)?;
                 for item in t.iter().map_err(db_err)? {
                     let (_, v) = item.map_err(db_err)?;
-                    let pin = Pin::decode(v.value()).map_err(|e| StoreError::Decode { what: "pin", msg: e.to_string() })?;
+                    let pin = Pin::decode(v.value()).map_err(|e| StoreError::Decode {
+                        what: "pin",
+                        msg: e.to_string(),
+                    })?;
                     if tx.blocking_send(Ok(SyncItem::Pin(pin))).is_err() {
                         return Ok(());
                     }
@@ -260,7 +292,10 @@ impl Store {
         tokio::task::spawn_blocking(move || {
             let run = || -> Result<(), StoreError> {
                 let txn = inner.db.begin_read().map_err(db_err)?;
-                let applied = Self::meta_get::<Option<LogId>>(&txn, K_APPLIED)?.flatten().map(|l| l.index).unwrap_or(0);
+                let applied = Self::meta_get::<Option<LogId>>(&txn, K_APPLIED)?
+                    .flatten()
+                    .map(|l| l.index)
+                    .unwrap_or(0);
                 let log = txn.open_table(LOG).map_err(db_err)?;
                 if from > applied {
                     let _ = tx.blocking_send(Ok(None));
@@ -319,12 +354,16 @@ pub fn type_matches(t: i32, filter: u32) -> bool {
 
 /// The watch changes one log entry produced (index = the entry's index).
 pub(crate) fn changes_of(entry: &Entry) -> Vec<StateChange> {
+    use crate::types::PinOp;
     use ipfs_cluster_proto::consensus::v1::state_change::Kind;
     use openraft::EntryPayload;
-    use crate::types::PinOp;
     let index = entry.log_id.index;
     let pin_change = |p: &PinBytes| {
-        p.decode().ok().map(|pin| StateChange { kind: Kind::Pin as i32, index, pin: Some(pin) })
+        p.decode().ok().map(|pin| StateChange {
+            kind: Kind::Pin as i32,
+            index,
+            pin: Some(pin),
+        })
     };
     match &entry.payload {
         EntryPayload::Normal(PinOp::Pin(p)) => pin_change(p).into_iter().collect(),
@@ -332,14 +371,23 @@ pub(crate) fn changes_of(entry: &Entry) -> Vec<StateChange> {
         EntryPayload::Normal(PinOp::Unpin(cid)) => vec![StateChange {
             kind: Kind::Unpin as i32,
             index,
-            pin: Some(Pin { cid: cid.clone(), ..Default::default() }),
+            pin: Some(Pin {
+                cid: cid.clone(),
+                ..Default::default()
+            }),
         }],
         // A wipe cannot be expressed as changes: watchers resync (SYNC_BEGIN .. SYNC_END).
-        EntryPayload::Normal(PinOp::Clear) => vec![StateChange { kind: Kind::SyncBegin as i32, index, pin: None }],
+        EntryPayload::Normal(PinOp::Clear) => vec![StateChange {
+            kind: Kind::SyncBegin as i32,
+            index,
+            pin: None,
+        }],
         _ => vec![],
     }
 }
 
-pub(crate) fn snapshot_meta(txn: &redb::ReadTransaction) -> Result<Option<SnapshotMeta>, StoreError> {
+pub(crate) fn snapshot_meta(
+    txn: &redb::ReadTransaction,
+) -> Result<Option<SnapshotMeta>, StoreError> {
     Store::meta_get(txn, K_SNAPSHOT)
 }

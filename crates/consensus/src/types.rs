@@ -2,7 +2,6 @@
 //! its protobuf encoding (the same bytes the state table keeps), base64 inside the
 //! serde/JSON encoding of raft entries and messages.
 
-
 use base64::Engine;
 use prost::Message;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -75,4 +74,3 @@ pub type LogId = openraft::LogId<NodeId>;
 pub type StoredMembership = openraft::StoredMembership<NodeId, PeerNode>;
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, PeerNode>;
 pub type StorageError = openraft::StorageError<NodeId>;
-

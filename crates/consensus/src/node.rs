@@ -1,0 +1,635 @@
+//! The running consensus node: the openraft instance on the redb store, the write path
+//! (validate, allocate, commit on the leader; followers forward with upstream's retries),
+//! membership changes, and the leader's background duties (expiry).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use openraft::{error::ClientWriteError, ChangeMembers};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tonic::Status;
+
+use crate::{
+    allocate::{allocate, now_nanos, AllocInput, MetricStore},
+    ids::{node_id, NodeId, PeerNode},
+    network::{raft_call, Network, RaftCarrier},
+    pinning::{normalize_cid, pin_update, setup_pin, PinDefaults},
+    raft_store::{LogStore, StateMachine},
+    store::Store,
+    types::{PinBytes, PinOp, Raft},
+};
+use ipfs_cluster_proto::{
+    consensus::v1::{raft_request::Kind, Member, RaftRequest, RaftResponse},
+    types::v1::{Pin, PinType},
+};
+
+/// Everything the node needs from service.json (consensus.raft + cluster sections).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub peer_id: String,
+    pub addresses: Vec<String>,
+    pub data_dir: PathBuf,
+    pub defaults: PinDefaults,
+    pub init_peerset: Vec<String>,
+    pub wait_for_leader_timeout: Duration,
+    pub network_timeout: Duration,
+    pub commit_retries: u32,
+    pub commit_retry_delay: Duration,
+    pub heartbeat_timeout: Duration,
+    pub election_timeout: Duration,
+    pub snapshot_threshold: u64,
+    pub trailing_logs: u64,
+    pub leave_on_shutdown: bool,
+    pub follower_mode: bool,
+    pub allocate_by: Vec<String>,
+    pub state_sync_interval: Duration,
+    pub peer_watch_interval: Duration,
+    /// Start without bootstrapping: wait to be added by a leader (upstream's staging).
+    pub staging: bool,
+}
+
+impl Options {
+    pub fn new(peer_id: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        Options {
+            peer_id: peer_id.into(),
+            addresses: vec![],
+            data_dir: data_dir.into(),
+            defaults: PinDefaults {
+                replication_min: -1,
+                replication_max: -1,
+            },
+            init_peerset: vec![],
+            wait_for_leader_timeout: Duration::from_secs(15),
+            network_timeout: Duration::from_secs(10),
+            commit_retries: 1,
+            commit_retry_delay: Duration::from_millis(200),
+            heartbeat_timeout: Duration::from_secs(1),
+            election_timeout: Duration::from_secs(1),
+            snapshot_threshold: 8192,
+            trailing_logs: 10240,
+            leave_on_shutdown: false,
+            follower_mode: false,
+            allocate_by: vec!["tag:group".into(), "freespace".into()],
+            state_sync_interval: Duration::from_secs(300),
+            peer_watch_interval: Duration::from_secs(5),
+            staging: false,
+        }
+    }
+}
+
+/// A write executed on the leader (locally or forwarded by a follower).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Forward {
+    Pin(PinBytes),
+    Unpin(String),
+    Join(PeerNode),
+    Remove(String),
+    Op(PinOp),
+}
+
+type ForwardResult = Result<Option<PinBytes>, (i32, String)>;
+
+pub struct Node {
+    pub raft: Raft,
+    pub store: Store,
+    pub opts: Options,
+    pub id: NodeId,
+    pub metrics: Arc<MetricStore>,
+    carrier: Arc<dyn RaftCarrier>,
+    /// Set to true when this peer was removed from the cluster (it must shut down).
+    removed: watch::Sender<bool>,
+}
+
+fn now_secs() -> i64 {
+    now_nanos() / 1_000_000_000
+}
+
+fn retryable(s: &Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Aborted
+    )
+}
+
+fn write_err(e: openraft::error::RaftError<NodeId, ClientWriteError<NodeId, PeerNode>>) -> Status {
+    match e.forward_to_leader::<PeerNode>() {
+        Some(_) => {
+            Status::unavailable("this peer lost the raft leadership during the commit; retry")
+        }
+        None => Status::internal(format!("raft commit failed: {e}")),
+    }
+}
+
+impl Node {
+    /// Opens the store and starts raft. Bootstraps `init_peerset + self` when the store has
+    /// no state and the node is not staging.
+    pub async fn start(opts: Options, carrier: Arc<dyn RaftCarrier>) -> anyhow::Result<Arc<Node>> {
+        let store = Store::open(&opts.data_dir).await?;
+        let hb = opts.heartbeat_timeout.as_millis().max(10) as u64;
+        let el = opts.election_timeout.as_millis().max(hb as u128 * 3) as u64;
+        let config = openraft::Config {
+            cluster_name: "ipfs-cluster".into(),
+            heartbeat_interval: (hb / 10).max(20),
+            election_timeout_min: el,
+            election_timeout_max: el * 2,
+            max_payload_entries: 64,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(
+                opts.snapshot_threshold.max(1),
+            ),
+            max_in_snapshot_log_to_keep: opts.trailing_logs,
+            install_snapshot_timeout: opts.network_timeout.as_millis() as u64,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| anyhow::anyhow!("consensus.raft timings are invalid: {e}"))?;
+        let id = node_id(&opts.peer_id);
+        let network = Network {
+            carrier: carrier.clone(),
+            timeout: opts.network_timeout,
+        };
+        let raft = Raft::new(
+            id,
+            Arc::new(config),
+            network,
+            LogStore(store.clone()),
+            StateMachine(store.clone()),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("starting raft: {e}"))?;
+        let (removed, _) = watch::channel(false);
+        let node = Arc::new(Node {
+            raft,
+            store,
+            opts,
+            id,
+            metrics: Arc::new(MetricStore::default()),
+            carrier,
+            removed,
+        });
+        let initialized = node
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| anyhow::anyhow!("raft: {e}"))?;
+        if !initialized && !node.opts.staging {
+            let mut members = BTreeMap::new();
+            members.insert(id, node.self_node());
+            for p in &node.opts.init_peerset {
+                members.insert(
+                    node_id(p),
+                    PeerNode {
+                        peer_id: p.clone(),
+                        addresses: vec![],
+                    },
+                );
+            }
+            tracing::info!(members = members.len(), "bootstrapping a new raft cluster");
+            node.raft
+                .initialize(members)
+                .await
+                .map_err(|e| anyhow::anyhow!("bootstrapping raft: {e}"))?;
+        }
+        Ok(node)
+    }
+
+    pub fn self_node(&self) -> PeerNode {
+        PeerNode {
+            peer_id: self.opts.peer_id.clone(),
+            addresses: self.opts.addresses.clone(),
+        }
+    }
+
+    pub fn removed(&self) -> watch::Receiver<bool> {
+        self.removed.subscribe()
+    }
+
+    /// Current members (from raft's latest membership config).
+    pub fn members(&self) -> Vec<Member> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        let voters: BTreeSet<NodeId> = m.membership().voter_ids().collect();
+        let mut out: Vec<Member> = m
+            .membership()
+            .nodes()
+            .map(|(id, n)| Member {
+                peer_id: n.peer_id.clone(),
+                addresses: n.addresses.clone(),
+                voter: voters.contains(id),
+            })
+            .collect();
+        out.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        out
+    }
+
+    pub fn member_ids(&self) -> Vec<String> {
+        self.members().into_iter().map(|m| m.peer_id).collect()
+    }
+
+    fn peer_of(&self, id: NodeId) -> Option<String> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        m.membership().get_node(&id).map(|n| n.peer_id.clone())
+    }
+
+    pub fn leader(&self) -> Option<String> {
+        let l = self.raft.metrics().borrow().current_leader;
+        l.and_then(|id| self.peer_of(id))
+    }
+
+    async fn wait_leader(&self) -> Result<NodeId, Status> {
+        let m = self
+            .raft
+            .wait(Some(self.opts.wait_for_leader_timeout))
+            .metrics(|m| m.current_leader.is_some(), "leader")
+            .await
+            .map_err(|_| Status::unavailable("timed out waiting for leader"))?;
+        m.current_leader
+            .ok_or_else(|| Status::unavailable("timed out waiting for leader"))
+    }
+
+    /// Runs a write on the leader: locally when we lead, else forwarded; retried as
+    /// upstream's commit_retries on transient failures.
+    pub async fn commit(&self, f: Forward) -> Result<Option<Pin>, Status> {
+        let mut last = Status::unavailable("timed out waiting for leader");
+        for attempt in 0..=self.opts.commit_retries {
+            if attempt > 0 {
+                tokio::time::sleep(self.opts.commit_retry_delay).await;
+            }
+            let leader = match self.wait_leader().await {
+                Ok(l) => l,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            let res = if leader == self.id {
+                self.execute(f.clone()).await
+            } else {
+                self.forward(leader, &f).await
+            };
+            match res {
+                Ok(p) => return Ok(p),
+                Err(e) if retryable(&e) => {
+                    tracing::debug!(attempt, error = %e.message(), "commit failed; retrying");
+                    last = e;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    async fn forward(&self, leader: NodeId, f: &Forward) -> Result<Option<Pin>, Status> {
+        let peer = self
+            .peer_of(leader)
+            .ok_or_else(|| Status::unavailable("the leader is not in the membership yet"))?;
+        let timeout = self.opts.network_timeout + self.opts.wait_for_leader_timeout;
+        let r: ForwardResult = raft_call(&*self.carrier, &peer, Kind::Forward, f, timeout)
+            .await
+            .map_err(|s| {
+                Status::new(
+                    s.code(),
+                    format!("forwarding to the leader {peer}: {}", s.message()),
+                )
+            })?;
+        match r {
+            Ok(p) => p
+                .map(|b| {
+                    b.decode()
+                        .map_err(|e| Status::internal(format!("leader sent a bad pin: {e}")))
+                })
+                .transpose(),
+            Err((code, msg)) => Err(Status::new(tonic::Code::from_i32(code), msg)),
+        }
+    }
+
+    /// Executes a write here; fails with UNAVAILABLE if we are not the leader.
+    pub async fn execute(&self, f: Forward) -> Result<Option<Pin>, Status> {
+        match f {
+            Forward::Pin(p) => {
+                let pin = p
+                    .decode()
+                    .map_err(|e| Status::invalid_argument(format!("bad pin object: {e}")))?;
+                self.pin_here(pin).await.map(Some)
+            }
+            Forward::Unpin(cid) => self.unpin_here(&cid).await.map(Some),
+            Forward::Op(op) => {
+                self.raft.client_write(op).await.map_err(write_err)?;
+                Ok(None)
+            }
+            Forward::Join(node) => self.add_voter(node).await.map(|_| None),
+            Forward::Remove(peer) => self.remove_here(&peer).await.map(|_| None),
+        }
+    }
+
+    async fn pin_here(&self, mut pin: Pin) -> Result<Pin, Status> {
+        let now = now_secs();
+        let update_from = pin
+            .options
+            .as_ref()
+            .map(|o| o.pin_update.clone())
+            .unwrap_or_default();
+        if !update_from.is_empty() && update_from != pin.cid {
+            let from_cid = normalize_cid(&update_from).map_err(Status::invalid_argument)?;
+            let from = self
+                .get(&from_cid)
+                .await?
+                .ok_or_else(|| Status::not_found("pin is not part of the pinset"))?;
+            let p = pin_update(&from, &pin.cid, pin.options.as_ref(), now)
+                .map_err(Status::invalid_argument)?;
+            self.raft
+                .client_write(PinOp::Pin(PinBytes::encode(&p)))
+                .await
+                .map_err(write_err)?;
+            return Ok(p);
+        }
+        let existing = self.get(&pin.cid).await?;
+        setup_pin(&mut pin, existing.as_ref(), self.opts.defaults, now)
+            .map_err(Status::invalid_argument)?;
+        if pin.r#type != PinType::Meta as i32 && pin.allocations.is_empty() {
+            pin.allocations = self.allocate_for(&pin, existing.as_ref(), &[])?;
+        }
+        // user_allocations only guide this allocation; upstream does not persist them.
+        if let Some(o) = pin.options.as_mut() {
+            o.user_allocations.clear();
+        }
+        self.raft
+            .client_write(PinOp::Pin(PinBytes::encode(&pin)))
+            .await
+            .map_err(write_err)?;
+        Ok(pin)
+    }
+
+    fn allocate_for(
+        &self,
+        pin: &Pin,
+        existing: Option<&Pin>,
+        blacklist: &[String],
+    ) -> Result<Vec<String>, Status> {
+        let o = pin.options.clone().unwrap_or_default();
+        let (rmin, rmax) = (o.replication_factor_min, o.replication_factor_max);
+        let members = self.member_ids();
+        // A one-peer cluster needs no metrics: the only candidate is this peer.
+        if members.len() == 1 && members[0] == self.opts.peer_id && rmin > 0 {
+            if rmin > 1 {
+                return Err(Status::failed_precondition(format!(
+                    "not enough peers to allocate CID. Needed at least: {rmin}. Wanted at most: {rmax}. Available candidates: 1. See logs for more info."
+                )));
+            }
+            return Ok(members);
+        }
+        let input = AllocInput {
+            existing,
+            rmin,
+            rmax,
+            blacklist,
+            priority: &o.user_allocations,
+            members: &members,
+            allocate_by: &self.opts.allocate_by,
+        };
+        allocate(&input, &self.metrics, now_nanos()).map_err(Status::failed_precondition)
+    }
+
+    async fn unpin_here(&self, cid: &str) -> Result<Pin, Status> {
+        let pin = self
+            .get(cid)
+            .await?
+            .ok_or_else(|| Status::not_found("pin is not part of the pinset"))?;
+        match PinType::try_from(pin.r#type) {
+            Ok(PinType::Shard) => {
+                return Err(Status::failed_precondition(
+                    "cannot unpin a shard directly. Unpin content root CID instead",
+                ))
+            }
+            Ok(PinType::ClusterDag) => {
+                return Err(Status::failed_precondition(
+                    "cannot unpin a Cluster DAG directly. Unpin content root CID instead",
+                ))
+            }
+            _ => {}
+        }
+        self.raft
+            .client_write(PinOp::Unpin(cid.to_string()))
+            .await
+            .map_err(write_err)?;
+        Ok(pin)
+    }
+
+    pub async fn get(&self, cid: &str) -> Result<Option<Pin>, Status> {
+        self.store
+            .get(cid)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))
+    }
+
+    /// Public write: pin (validated and allocated on the leader).
+    pub async fn pin(&self, mut pin: Pin) -> Result<Pin, Status> {
+        self.check_writable()?;
+        pin.cid = normalize_cid(&pin.cid).map_err(Status::invalid_argument)?;
+        self.commit(Forward::Pin(PinBytes::encode(&pin)))
+            .await?
+            .ok_or_else(|| Status::internal("the leader returned no pin"))
+    }
+
+    pub async fn unpin(&self, cid: &str) -> Result<Pin, Status> {
+        self.check_writable()?;
+        let cid = normalize_cid(cid).map_err(Status::invalid_argument)?;
+        self.commit(Forward::Unpin(cid))
+            .await?
+            .ok_or_else(|| Status::internal("the leader returned no pin"))
+    }
+
+    fn check_writable(&self) -> Result<(), Status> {
+        if self.opts.follower_mode {
+            return Err(Status::failed_precondition(
+                "this peer is configured to be in follower mode. Write operations are disabled",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn add_voter(&self, node: PeerNode) -> Result<(), Status> {
+        let id = node_id(&node.peer_id);
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        if m.membership().voter_ids().any(|v| v == id) {
+            return Ok(());
+        }
+        tracing::info!(peer = %node.peer_id, "adding peer to the cluster");
+        self.raft
+            .add_learner(id, node, true)
+            .await
+            .map_err(write_err)?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
+            .await
+            .map_err(write_err)?;
+        Ok(())
+    }
+
+    async fn remove_here(&self, peer: &str) -> Result<(), Status> {
+        let id = node_id(peer);
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        let voters: BTreeSet<NodeId> = m.membership().voter_ids().collect();
+        let is_node = m.membership().get_node(&id).is_some();
+        if !is_node {
+            return Ok(());
+        }
+        if voters.len() == 1 && voters.contains(&id) {
+            return Err(Status::failed_precondition(
+                "cannot remove ourselves from a 1-peer cluster",
+            ));
+        }
+        tracing::info!(%peer, "removing peer from the cluster");
+        let change = if voters.contains(&id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map_err(write_err)?;
+        // A removed voter may linger as a learner entry in some configs; drop it too.
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        if m.membership().get_node(&id).is_some() {
+            self.raft
+                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                .await
+                .map_err(write_err)?;
+        }
+        Ok(())
+    }
+
+    /// Handles an incoming `Consensus.Raft` call (raft traffic or a forwarded write).
+    pub async fn handle_raft(&self, req: RaftRequest) -> Result<RaftResponse, Status> {
+        let bad = |e: serde_json::Error| {
+            Status::invalid_argument(format!("undecodable raft message: {e}"))
+        };
+        let enc = |v: &dyn erased::Ser| {
+            v.to_json()
+                .map_err(|e| Status::internal(format!("encoding raft reply: {e}")))
+        };
+        let body = match Kind::try_from(req.kind) {
+            Ok(Kind::AppendEntries) => enc(&self
+                .raft
+                .append_entries(serde_json::from_slice(&req.body).map_err(bad)?)
+                .await)?,
+            Ok(Kind::Vote) => enc(&self
+                .raft
+                .vote(serde_json::from_slice(&req.body).map_err(bad)?)
+                .await)?,
+            Ok(Kind::InstallSnapshot) => enc(&self
+                .raft
+                .install_snapshot(serde_json::from_slice(&req.body).map_err(bad)?)
+                .await)?,
+            Ok(Kind::Forward) => {
+                let f: Forward = serde_json::from_slice(&req.body).map_err(bad)?;
+                let r: ForwardResult = match self.execute(f).await {
+                    Ok(p) => Ok(p.map(|p| PinBytes(p.encode_to_vec()))),
+                    Err(s) => Err((s.code() as i32, s.message().to_string())),
+                };
+                enc(&r)?
+            }
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown raft request kind {}",
+                    req.kind
+                )))
+            }
+        };
+        Ok(RaftResponse { body })
+    }
+
+    /// Background duties: notice removal; on the leader, remove expired pins.
+    pub fn spawn_background(self: &Arc<Self>) {
+        let node = self.clone();
+        tokio::spawn(async move {
+            let mut was_member = false;
+            loop {
+                tokio::time::sleep(node.opts.peer_watch_interval).await;
+                let m = node.raft.metrics().borrow().membership_config.clone();
+                let member = m.membership().get_node(&node.id).is_some();
+                if member {
+                    was_member = true;
+                } else if was_member {
+                    tracing::warn!("this peer was removed from the cluster; shutting down");
+                    let _ = node.removed.send(true);
+                    return;
+                }
+            }
+        });
+        let node = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(node.opts.state_sync_interval).await;
+                if node.raft.metrics().borrow().current_leader != Some(node.id) {
+                    continue;
+                }
+                if let Err(e) = node.expire_pins().await {
+                    tracing::warn!(error = %e.message(), "removing expired pins");
+                }
+            }
+        });
+    }
+
+    /// Unpins every pin whose expire_at has passed (leader only).
+    pub async fn expire_pins(&self) -> Result<usize, Status> {
+        let now = now_secs();
+        let mut rx = self.store.list(0, 256);
+        let mut expired = Vec::new();
+        while let Some(p) = rx.recv().await {
+            let p = p.map_err(|e| Status::internal(e.to_string()))?;
+            if p.options
+                .as_ref()
+                .is_some_and(|o| o.expire_at != 0 && o.expire_at <= now)
+            {
+                expired.push(p.cid);
+            }
+        }
+        let n = expired.len();
+        for cid in expired {
+            tracing::info!(%cid, "pin expired; unpinning");
+            self.raft
+                .client_write(PinOp::Unpin(cid))
+                .await
+                .map_err(write_err)?;
+        }
+        Ok(n)
+    }
+
+    /// Best-effort: leave the cluster (leave_on_shutdown).
+    pub async fn leave(&self) -> Result<(), Status> {
+        self.commit(Forward::Remove(self.opts.peer_id.clone()))
+            .await
+            .map(|_| ())
+    }
+
+    /// Joins the cluster through `peer` (already connected by the transport).
+    pub async fn join_via(&self, peer: &str) -> Result<(), Status> {
+        let req = ipfs_cluster_proto::consensus::v1::JoinRequest {
+            peer_id: self.opts.peer_id.clone(),
+            addresses: self.opts.addresses.clone(),
+        };
+        let timeout = self.opts.wait_for_leader_timeout + self.opts.network_timeout;
+        self.carrier
+            .call(peer, "Join", req.encode_to_vec(), timeout)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Tiny helper so handle_raft can JSON-encode the differently typed raft results.
+mod erased {
+    pub trait Ser {
+        fn to_json(&self) -> Result<Vec<u8>, serde_json::Error>;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+            serde_json::to_vec(self)
+        }
+    }
+}

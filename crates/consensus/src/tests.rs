@@ -1,0 +1,430 @@
+//! In-process tests: single-node pin flow, durability across reopen, watch semantics, the
+//! token check on the gRPC endpoint, and a 3-node cluster over an in-process router that
+//! stands in for the transport.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use futures::future::BoxFuture;
+use prost::Message;
+use tokio_stream::StreamExt;
+
+use crate::{
+    network::RaftCarrier,
+    node::{Node, Options},
+    service::ConsensusService,
+};
+use ipfs_cluster_proto::{
+    consensus::v1::{
+        consensus_server::Consensus, state_change::Kind, JoinRequest, RaftRequest, WatchRequest,
+    },
+    types::v1::{Pin, PinOptions, PinType},
+};
+
+const C1: &str = "QmPZ9gcCEpqKTo6aq61g2nXGUhM4iCL3ewB6LDXZCtioEB";
+const C2: &str = "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn";
+const C3: &str = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi";
+
+/// Routes peer calls to in-process nodes (the transport's job in production).
+#[derive(Default, Clone)]
+struct Router {
+    nodes: Arc<RwLock<HashMap<String, Arc<Node>>>>,
+}
+
+impl RaftCarrier for Router {
+    fn call(
+        &self,
+        peer: &str,
+        method: &'static str,
+        payload: Vec<u8>,
+        _timeout: Duration,
+    ) -> BoxFuture<'static, Result<Vec<u8>, tonic::Status>> {
+        let node = self.nodes.read().unwrap().get(peer).cloned();
+        let peer = peer.to_string();
+        Box::pin(async move {
+            let node = node
+                .ok_or_else(|| tonic::Status::unavailable(format!("peer {peer} not connected")))?;
+            let svc = ConsensusService::new(node);
+            match method {
+                "Raft" => {
+                    let req = RaftRequest::decode(payload.as_slice())
+                        .map_err(|e| tonic::Status::internal(e.to_string()))?;
+                    Ok(svc
+                        .raft(tonic::Request::new(req))
+                        .await?
+                        .into_inner()
+                        .encode_to_vec())
+                }
+                "Join" => {
+                    let req = JoinRequest::decode(payload.as_slice())
+                        .map_err(|e| tonic::Status::internal(e.to_string()))?;
+                    Ok(svc
+                        .join(tonic::Request::new(req))
+                        .await?
+                        .into_inner()
+                        .encode_to_vec())
+                }
+                m => Err(tonic::Status::unimplemented(format!("router: {m}"))),
+            }
+        })
+    }
+}
+
+fn opts(peer: &str, dir: &std::path::Path) -> Options {
+    let mut o = Options::new(peer, dir.join(peer));
+    o.heartbeat_timeout = Duration::from_millis(200);
+    o.election_timeout = Duration::from_millis(300);
+    o.wait_for_leader_timeout = Duration::from_secs(5);
+    o.network_timeout = Duration::from_secs(2);
+    o.commit_retries = 3;
+    o.commit_retry_delay = Duration::from_millis(100);
+    o.peer_watch_interval = Duration::from_millis(200);
+    o
+}
+
+fn pin(cid: &str, rmin: i32, rmax: i32) -> Pin {
+    Pin {
+        cid: cid.into(),
+        r#type: PinType::Data as i32,
+        max_depth: -1,
+        options: Some(PinOptions {
+            replication_factor_min: rmin,
+            replication_factor_max: rmax,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn start(router: &Router, o: Options) -> Arc<Node> {
+    let peer = o.peer_id.clone();
+    let n = Node::start(o, Arc::new(router.clone())).await.unwrap();
+    router.nodes.write().unwrap().insert(peer, n.clone());
+    n
+}
+
+async fn wait_leader(n: &Node) {
+    n.raft
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(|m| m.current_leader.is_some(), "leader")
+        .await
+        .unwrap();
+}
+
+async fn collect_list(n: &Node, filter: u32) -> Vec<String> {
+    let mut rx = n.store.list(filter, 4);
+    let mut v = vec![];
+    while let Some(p) = rx.recv().await {
+        v.push(p.unwrap().cid);
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_pin_get_list_unpin_and_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = Router::default();
+    let n = start(&router, opts("peerA", dir.path())).await;
+    wait_leader(&n).await;
+    assert_eq!(n.leader().as_deref(), Some("peerA"));
+
+    let p = n.pin(pin(C1, 0, 0)).await.unwrap();
+    assert!(
+        p.allocations.is_empty(),
+        "default replication -1 pins everywhere"
+    );
+    assert!(p.timestamp > 0);
+    let p2 = n.pin(pin(C2, 1, 1)).await.unwrap();
+    assert_eq!(
+        p2.allocations,
+        vec!["peerA".to_string()],
+        "one-peer cluster allocates itself"
+    );
+    let e = n.pin(pin(C3, 2, 2)).await.unwrap_err();
+    assert!(
+        e.message()
+            .starts_with("not enough peers to allocate CID. Needed at least: 2."),
+        "{}",
+        e.message()
+    );
+    let e = n.pin(pin(C3, 3, 2)).await.unwrap_err();
+    assert_eq!(
+        e.message(),
+        "cluster.replication_factor_min is larger than max"
+    );
+    let e = n.pin(pin("notacid", 0, 0)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    let mut expired = pin(C3, 0, 0);
+    expired.options.as_mut().unwrap().expire_at = 1000;
+    assert_eq!(
+        n.pin(expired).await.unwrap_err().message(),
+        "pin.ExpireAt set before current time"
+    );
+
+    assert_eq!(n.get(C1).await.unwrap().unwrap().cid, C1);
+    let mut all = collect_list(&n, 0).await;
+    all.sort();
+    assert_eq!(all, vec![C1.to_string(), C2.to_string()]);
+    assert_eq!(collect_list(&n, 4).await.len(), 0, "no meta pins");
+    assert_eq!(collect_list(&n, 2).await.len(), 2);
+
+    let gone = n.unpin(C1).await.unwrap();
+    assert_eq!(gone.cid, C1);
+    assert!(n.get(C1).await.unwrap().is_none());
+    let e = n.unpin(C1).await.unwrap_err();
+    assert_eq!(
+        (e.code(), e.message()),
+        (tonic::Code::NotFound, "pin is not part of the pinset")
+    );
+
+    // pin update copies from an existing pin; an absent source is NOT_FOUND.
+    let mut up = pin(C3, 0, 0);
+    up.options.as_mut().unwrap().pin_update = C2.into();
+    let got = n.pin(up).await.unwrap();
+    assert_eq!(got.allocations, vec!["peerA".to_string()]);
+    let mut up = pin(C1, 0, 0);
+    up.options.as_mut().unwrap().pin_update = C1.replace('E', "F");
+    assert!(n.pin(up).await.is_err());
+    n.raft.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pins_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let router = Router::default();
+        let n = start(&router, opts("peerA", dir.path())).await;
+        wait_leader(&n).await;
+        n.pin(pin(C1, 0, 0)).await.unwrap();
+        n.pin(pin(C2, 0, 0)).await.unwrap();
+        n.unpin(C2).await.unwrap();
+        n.raft.shutdown().await.unwrap();
+        router.nodes.write().unwrap().clear();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let router = Router::default();
+    let n = start(&router, opts("peerA", dir.path())).await;
+    // Readable straight from the store, before raft even has a leader.
+    assert!(n.get(C1).await.unwrap().is_some());
+    assert!(n.get(C2).await.unwrap().is_none());
+    wait_leader(&n).await;
+    n.pin(pin(C3, 0, 0)).await.unwrap();
+    assert_eq!(collect_list(&n, 0).await.len(), 2);
+    n.raft.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn corrupt_store_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let raft = dir.path().join("raft");
+    std::fs::create_dir_all(&raft).unwrap();
+    std::fs::write(
+        raft.join(crate::store::DB_FILE),
+        b"this is not a redb file at all, just garbage bytes",
+    )
+    .unwrap();
+    let e = crate::store::Store::open(&raft)
+        .await
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        e.contains("cannot be opened") && e.contains("state cleanup"),
+        "{e}"
+    );
+    std::fs::write(raft.join(crate::store::DB_FILE), b"").unwrap();
+    let e = crate::store::Store::open(&raft)
+        .await
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(e.contains("truncated"), "{e}");
+}
+
+async fn next(
+    s: &mut (impl tokio_stream::Stream<
+        Item = Result<ipfs_cluster_proto::consensus::v1::StateChange, tonic::Status>,
+    > + Unpin),
+) -> ipfs_cluster_proto::consensus::v1::StateChange {
+    tokio::time::timeout(Duration::from_secs(5), s.next())
+        .await
+        .expect("watch timed out")
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_syncs_then_follows_and_resumes_from_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = Router::default();
+    let n = start(&router, opts("peerA", dir.path())).await;
+    wait_leader(&n).await;
+    n.pin(pin(C1, 0, 0)).await.unwrap();
+    n.pin(pin(C2, 0, 0)).await.unwrap();
+    let svc = ConsensusService::new(n.clone());
+
+    let mut s = svc
+        .watch(tonic::Request::new(WatchRequest { from_index: 0 }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next(&mut s).await.kind, Kind::SyncBegin as i32);
+    let a = next(&mut s).await;
+    let b = next(&mut s).await;
+    assert_eq!((a.kind, b.kind), (Kind::Pin as i32, Kind::Pin as i32));
+    let end = next(&mut s).await;
+    assert_eq!(end.kind, Kind::SyncEnd as i32);
+    let idx = end.index;
+    assert!(idx >= 3, "blank + membership + 2 pins, got {idx}");
+
+    n.unpin(C1).await.unwrap();
+    let u = next(&mut s).await;
+    assert_eq!(
+        (u.kind, u.pin.unwrap().cid.as_str()),
+        (Kind::Unpin as i32, C1)
+    );
+    assert_eq!(u.index, idx + 1);
+    n.pin(pin(C3, 0, 0)).await.unwrap();
+    let p = next(&mut s).await;
+    assert_eq!((p.kind, p.index), (Kind::Pin as i32, idx + 2));
+
+    // Resume from the SYNC_END index: only the two later changes, no sync.
+    let mut r = svc
+        .watch(tonic::Request::new(WatchRequest { from_index: idx }))
+        .await
+        .unwrap()
+        .into_inner();
+    let x = next(&mut r).await;
+    assert_eq!((x.kind, x.index), (Kind::Unpin as i32, idx + 1));
+    let y = next(&mut r).await;
+    assert_eq!((y.kind, y.index), (Kind::Pin as i32, idx + 2));
+    n.pin(pin(C1, 0, 0)).await.unwrap();
+    let z = next(&mut r).await;
+    assert_eq!((z.kind, z.index), (Kind::Pin as i32, idx + 3));
+    // An index from the future (e.g. a wiped store) gets a full sync.
+    let mut f = svc
+        .watch(tonic::Request::new(WatchRequest { from_index: 10_000 }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next(&mut f).await.kind, Kind::SyncBegin as i32);
+    n.raft.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_endpoint_requires_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = Router::default();
+    let n = start(&router, opts("peerA", dir.path())).await;
+    wait_leader(&n).await;
+    let token = ipfs_cluster_proto::InternalToken::generate();
+    let listener = ipfs_cluster_proto::bind_internal("127.0.0.1:0".parse().unwrap(), false)
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(ipfs_cluster_proto::serve(
+        listener,
+        token.clone(),
+        ConsensusService::new(n.clone()).into_server(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let mut bad =
+        ipfs_cluster_proto::client::consensus(addr, &ipfs_cluster_proto::InternalToken::generate());
+    let e = bad
+        .leader(ipfs_cluster_proto::consensus::v1::LeaderRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    let mut good = ipfs_cluster_proto::client::consensus(addr, &token);
+    let l = good
+        .leader(ipfs_cluster_proto::consensus::v1::LeaderRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(l.peer_id, "peerA");
+    let r = good
+        .pin(ipfs_cluster_proto::consensus::v1::PinRequest {
+            pin: Some(pin(C1, 0, 0)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.pin.unwrap().cid, C1);
+    let mut list = good
+        .list(ipfs_cluster_proto::consensus::v1::ListRequest { type_filter: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.next().await.unwrap().unwrap().cid, C1);
+    assert!(list.next().await.is_none());
+    let _ = stop_tx.send(());
+    server.await.unwrap().unwrap();
+    n.raft.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_join_replicate_forward_and_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = Router::default();
+    let a = start(&router, opts("peerA", dir.path())).await;
+    wait_leader(&a).await;
+    let mut ob = opts("peerB", dir.path());
+    ob.staging = true;
+    let mut oc = opts("peerC", dir.path());
+    oc.staging = true;
+    let b = start(&router, ob).await;
+    let c = start(&router, oc).await;
+    b.join_via("peerA").await.unwrap();
+    c.join_via("peerB").await.unwrap(); // through a follower: forwarded to the leader
+    for n in [&a, &b, &c] {
+        n.raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(
+                |m| m.membership_config.membership().voter_ids().count() == 3,
+                "3 voters",
+            )
+            .await
+            .unwrap();
+        n.spawn_background();
+    }
+    // Writes through a follower are forwarded to the leader.
+    let p = c.pin(pin(C1, 0, 0)).await.unwrap();
+    assert_eq!(p.cid, C1);
+    b.pin(pin(C2, 0, 0)).await.unwrap();
+    let idx = a.raft.metrics().borrow().last_applied.unwrap().index;
+    for n in [&a, &b, &c] {
+        n.raft
+            .wait(Some(Duration::from_secs(5)))
+            .applied_index_at_least(Some(idx), "applied")
+            .await
+            .unwrap();
+        assert!(n.get(C1).await.unwrap().is_some());
+        assert!(n.get(C2).await.unwrap().is_some());
+        assert_eq!(n.member_ids(), vec!["peerA", "peerB", "peerC"]);
+    }
+    // Remove C through B; C notices and signals shutdown.
+    let mut removed = c.removed();
+    let svc = ConsensusService::new(b.clone());
+    svc.remove_peer(tonic::Request::new(
+        ipfs_cluster_proto::consensus::v1::RemovePeerRequest {
+            peer_id: "peerC".into(),
+        },
+    ))
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), removed.wait_for(|r| *r))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.member_ids(), vec!["peerA", "peerB"]);
+    b.unpin(C1).await.unwrap();
+    for n in [&a, &b, &c] {
+        n.raft.shutdown().await.unwrap();
+    }
+}
