@@ -1,1 +1,140 @@
-//! Transport service: the libp2p host with the cluster secret (pnet), peer calls with an allow-list policy, gossipsub broadcast, peerstore
+//! Transport service: the libp2p host with the cluster secret (pnet), peer calls with an
+//! allow-list policy, gossipsub broadcast, peerstore. The binary (`main.rs`) only loads
+//! the configuration and calls [`run`].
+
+pub mod host;
+pub mod inbound;
+pub mod local;
+pub mod options;
+pub mod peerstore;
+pub mod policy;
+pub mod secret;
+pub mod service;
+pub mod trust;
+pub mod wire;
+
+use std::{future::Future, sync::Arc};
+
+use ipfs_cluster_proto::{names, transport::v1::transport_server::TransportServer};
+use tokio::net::TcpListener;
+
+pub use host::HostHandle;
+pub use options::{Limits, TransportOptions};
+pub use service::TransportService;
+pub use trust::Members;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Host(#[from] host::HostError),
+    #[error("cannot read the peerstore file {path}: {source}")]
+    Peerstore {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Serve(#[from] ipfs_cluster_proto::ServeError),
+}
+
+/// A started transport: the libp2p host and its gRPC service (not yet served).
+pub struct Running {
+    pub host: HostHandle,
+    pub service: TransportService,
+    host_task: tokio::task::JoinHandle<()>,
+    bootstrap_task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// The tonic service with message limits matching the transport's.
+    pub fn grpc(&self) -> TransportServer<TransportService> {
+        let max = self.host.limits.max_message_size + 4096;
+        TransportServer::new(self.service.clone())
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max)
+    }
+
+    /// Stops bootstrapping and the host (writing the peerstore).
+    pub async fn stop(self) {
+        self.bootstrap_task.abort();
+        self.host.shutdown().await;
+        let _ = self.host_task.await;
+    }
+}
+
+/// Starts the libp2p host (listening, bootstrap dials in the background).
+pub async fn start(opts: TransportOptions) -> Result<Running, Error> {
+    let local_peer_id = opts.keypair.public().to_peer_id();
+    let book = match &opts.peerstore_file {
+        Some(p) => {
+            let path = p.clone();
+            tokio::task::spawn_blocking(move || peerstore::load(&path))
+                .await
+                .expect("peerstore load does not panic")
+                .map_err(|source| Error::Peerstore {
+                    path: p.display().to_string(),
+                    source,
+                })?
+        }
+        None => Default::default(),
+    };
+    let local = Arc::new(local::LocalServices::new(
+        &opts.services,
+        &opts.token,
+        opts.limits.max_message_size + 4096,
+    ));
+    let members = match opts.members {
+        Some(m) => m,
+        None => match opts.services.get(names::CONSENSUS) {
+            Some(addr) => {
+                Members::Consensus(ipfs_cluster_proto::client::consensus(*addr, &opts.token))
+            }
+            None => Members::Fixed(Default::default()),
+        },
+    };
+    let inbound = Arc::new(inbound::Inbound {
+        trust: trust::Trust::new(members, local_peer_id, opts.limits.membership_cache_ttl),
+        local: (*local).clone(),
+        limits: opts.limits.clone(),
+    });
+    let targets = host::bootstrap_targets(&opts.bootstrap, &book, &local_peer_id);
+    let (handle, host_task) = host::start(
+        host::HostConfig {
+            keypair: opts.keypair,
+            secret: opts.secret,
+            listen: opts.listen,
+            peerstore_file: opts.peerstore_file,
+            book,
+            limits: opts.limits,
+            gossip_heartbeat: opts.gossip_heartbeat,
+            ping_interval: opts.ping_interval,
+        },
+        inbound,
+    )
+    .await?;
+    let bootstrap_task = tokio::spawn(host::bootstrap(handle.clone(), targets));
+    Ok(Running {
+        service: TransportService {
+            host: handle.clone(),
+            local,
+        },
+        host: handle,
+        host_task,
+        bootstrap_task,
+    })
+}
+
+/// Runs the transport until `shutdown`: the host plus the gRPC service on `listener`.
+pub async fn run(
+    opts: TransportOptions,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let token = opts.token.clone();
+    let running = start(opts).await?;
+    let res = ipfs_cluster_proto::serve(listener, token, running.grpc(), shutdown).await;
+    running.stop().await;
+    res.map_err(Error::from)
+}
+
+#[cfg(test)]
+mod tests;

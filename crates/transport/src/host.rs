@@ -1,0 +1,890 @@
+//! The libp2p host: TCP (+ pnet when a secret is set) + noise + yamux, identify, ping,
+//! gossipsub and the peer-call protocol. One task owns the swarm; everything else talks
+//! to it through a bounded command queue (`HostHandle`).
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::PathBuf,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use ipfs_cluster_proto::transport::v1::{BroadcastMessage, PeerEntry, WireRequest, WireResponse};
+use libp2p::{
+    core::{muxing::StreamMuxerBox, transport::Boxed, upgrade::Version, ConnectedPoint},
+    gossipsub, identify, identity,
+    multiaddr::Protocol,
+    noise, ping,
+    pnet::{PnetConfig, PreSharedKey},
+    request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel},
+    swarm::{
+        dial_opts::{DialOpts, PeerCondition},
+        ConnectionId, DialError, NetworkBehaviour, SwarmEvent,
+    },
+    tcp, yamux, Multiaddr, PeerId, Swarm, Transport,
+};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tonic::Status;
+
+use crate::{
+    inbound::Inbound,
+    options::Limits,
+    peerstore::{self, Book},
+    wire::{status_response, WireCodec, CALL_PROTOCOL},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot build the libp2p host: {0}")]
+    Build(String),
+    #[error("cluster.listen_multiaddress has no TCP address we can use (got {0}); QUIC is not supported, add e.g. /ip4/0.0.0.0/tcp/9096")]
+    NoListenAddress(String),
+    #[error("cannot listen on {addr}: {reason} (is another cluster peer running? change cluster.listen_multiaddress)")]
+    Listen { addr: Multiaddr, reason: String },
+}
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub gossipsub: gossipsub::Behaviour,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub calls: request_response::Behaviour<WireCodec>,
+}
+
+/// TCP -> [pnet] -> multistream-select -> noise -> yamux.
+fn build_transport(
+    key: &identity::Keypair,
+    psk: Option<PreSharedKey>,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
+    let noise = noise::Config::new(key)?;
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    Ok(match psk {
+        Some(psk) => tcp
+            .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
+            .upgrade(Version::V1Lazy)
+            .authenticate(noise)
+            .multiplex(yamux::Config::default())
+            .boxed(),
+        None => tcp
+            .upgrade(Version::V1Lazy)
+            .authenticate(noise)
+            .multiplex(yamux::Config::default())
+            .boxed(),
+    })
+}
+
+/// True for addresses we cannot use (QUIC/UDP, websockets we do not speak).
+fn unsupported(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| {
+        matches!(
+            p,
+            Protocol::Udp(_)
+                | Protocol::Quic
+                | Protocol::QuicV1
+                | Protocol::Ws(_)
+                | Protocol::Wss(_)
+        )
+    })
+}
+
+/// Addresses worth remembering for a peer: dialable TCP, not 0.0.0.0/::.
+fn dialable(addr: &Multiaddr) -> bool {
+    !unsupported(addr)
+        && !addr.iter().any(|p| match p {
+            Protocol::Ip4(ip) => ip.is_unspecified(),
+            Protocol::Ip6(ip) => ip.is_unspecified(),
+            _ => false,
+        })
+        && addr.iter().any(|p| matches!(p, Protocol::Tcp(_)))
+}
+
+fn strip_p2p(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .filter(|p| !matches!(p, Protocol::P2p(_)))
+        .collect()
+}
+
+enum Command {
+    Call {
+        peer: PeerId,
+        req: WireRequest,
+        reply: oneshot::Sender<Result<WireResponse, Status>>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, Status>>,
+    },
+    Disconnect {
+        peer: PeerId,
+        forget: bool,
+        reply: oneshot::Sender<()>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerEntry>>,
+    },
+    Publish {
+        topic: String,
+        data: Bytes,
+        reply: oneshot::Sender<Result<(), Status>>,
+    },
+    Subscribe {
+        topic: String,
+        reply: oneshot::Sender<Result<broadcast::Receiver<BroadcastMessage>, Status>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+struct Shared {
+    listen: RwLock<Vec<Multiaddr>>,
+}
+
+/// A cheap, cloneable handle to the running host.
+#[derive(Clone)]
+pub struct HostHandle {
+    cmd: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+    pub local_peer_id: PeerId,
+    /// Hex PSK fingerprint; "" on an open network.
+    pub psk_fingerprint: String,
+    pub limits: Limits,
+}
+
+fn gone() -> Status {
+    Status::unavailable("the transport's libp2p host has stopped")
+}
+
+impl HostHandle {
+    async fn send(&self, c: Command) -> Result<(), Status> {
+        self.cmd.send(c).await.map_err(|_| gone())
+    }
+
+    /// Listen addresses, each ending in /p2p/<our id>.
+    pub fn addresses(&self) -> Vec<Multiaddr> {
+        let id = self.local_peer_id;
+        self.shared
+            .listen
+            .read()
+            .map(|l| {
+                l.iter()
+                    .map(|a| a.clone().with(Protocol::P2p(id)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A peer call to a remote peer, bounded by `timeout`.
+    pub async fn call(
+        &self,
+        peer: PeerId,
+        mut req: WireRequest,
+        timeout: Duration,
+    ) -> Result<WireResponse, Status> {
+        req.timeout_ms = timeout.as_millis().min(u32::MAX as u128) as u32;
+        let fut = async {
+            let (tx, rx) = oneshot::channel();
+            self.send(Command::Call {
+                peer,
+                req,
+                reply: tx,
+            })
+            .await?;
+            rx.await.map_err(|_| gone())?
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Status::deadline_exceeded(format!(
+                    "peer {peer} did not answer within {timeout:?}"
+                )))
+            })
+    }
+
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Dial { addr, reply: tx }).await?;
+        // The swarm's connection timeout bounds the dial; this is a safety net.
+        tokio::time::timeout(self.limits.dial_timeout * 2 + Duration::from_secs(1), rx)
+            .await
+            .map_err(|_| Status::deadline_exceeded("dial did not finish in time"))?
+            .map_err(|_| gone())?
+    }
+
+    pub async fn disconnect(&self, peer: PeerId, forget: bool) -> Result<(), Status> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Disconnect {
+            peer,
+            forget,
+            reply: tx,
+        })
+        .await?;
+        rx.await.map_err(|_| gone())
+    }
+
+    pub async fn peers(&self) -> Result<Vec<PeerEntry>, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Peers { reply: tx }).await?;
+        rx.await.map_err(|_| gone())
+    }
+
+    pub async fn publish(&self, topic: String, data: Bytes) -> Result<(), Status> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Publish {
+            topic,
+            data,
+            reply: tx,
+        })
+        .await?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    pub async fn subscribe(
+        &self,
+        topic: String,
+    ) -> Result<broadcast::Receiver<BroadcastMessage>, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Subscribe { topic, reply: tx }).await?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Stops the host and writes the peerstore. Idempotent.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd.send(Command::Shutdown { reply: tx }).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+pub struct HostConfig {
+    pub keypair: identity::Keypair,
+    pub secret: Option<[u8; 32]>,
+    pub listen: Vec<Multiaddr>,
+    pub peerstore_file: Option<PathBuf>,
+    pub book: Book,
+    pub limits: Limits,
+    pub gossip_heartbeat: Duration,
+    pub ping_interval: Duration,
+}
+
+/// Builds the host, starts listening (waits for the first listen address) and spawns the
+/// swarm task. Must run inside a tokio runtime.
+pub async fn start(
+    cfg: HostConfig,
+    inbound: Arc<Inbound>,
+) -> Result<(HostHandle, tokio::task::JoinHandle<()>), HostError> {
+    let psk = cfg.secret.map(PreSharedKey::new);
+    let local_peer_id = cfg.keypair.public().to_peer_id();
+    let limits = cfg.limits.clone();
+    let max = limits.max_message_size;
+    let heartbeat = cfg.gossip_heartbeat;
+    let ping_interval = cfg.ping_interval;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair)
+        .with_tokio()
+        .with_other_transport(|key| {
+            build_transport(key, psk)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        })
+        .map_err(|e| HostError::Build(e.to_string()))?
+        .with_behaviour(|key| {
+            let gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossipsub::ConfigBuilder::default()
+                    .heartbeat_interval(heartbeat)
+                    .validation_mode(gossipsub::ValidationMode::Strict)
+                    .max_transmit_size(max)
+                    .build()?,
+            )?;
+            let identify = identify::Behaviour::new(
+                identify::Config::new("ipfs/0.1.0".into(), key.public())
+                    .with_agent_version(format!("ipfs-cluster-rs/{}", ipfs_cluster_proto::VERSION)),
+            );
+            let calls = request_response::Behaviour::with_codec(
+                WireCodec {
+                    max_message_size: max + 4096,
+                },
+                [(CALL_PROTOCOL, ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(limits.max_call_timeout + Duration::from_secs(5))
+                    .with_max_concurrent_streams(4096),
+            );
+            Ok(Behaviour {
+                gossipsub,
+                identify,
+                ping: ping::Behaviour::new(ping::Config::new().with_interval(ping_interval)),
+                calls,
+            })
+        })
+        .map_err(|e| HostError::Build(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .with_connection_timeout(limits.dial_timeout)
+        .build();
+
+    let mut listening = 0;
+    for addr in &cfg.listen {
+        if unsupported(addr) {
+            tracing::info!(%addr, "skipping listen address: QUIC/UDP and websockets are not supported by this transport (TCP only, as upstream with a secret)");
+            continue;
+        }
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| HostError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
+        listening += 1;
+    }
+    if listening == 0 {
+        let all: Vec<String> = cfg.listen.iter().map(|a| a.to_string()).collect();
+        return Err(HostError::NoListenAddress(format!("[{}]", all.join(", "))));
+    }
+    let shared = Arc::new(Shared {
+        listen: RwLock::new(vec![]),
+    });
+    // Wait for the first listen address so callers can report/dial it right away.
+    let first = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::NewListenAddr { address, .. } => return Ok(address),
+                SwarmEvent::ListenerClosed {
+                    reason: Err(e),
+                    addresses,
+                    ..
+                } => {
+                    return Err(HostError::Listen {
+                        addr: addresses.first().cloned().unwrap_or_else(Multiaddr::empty),
+                        reason: e.to_string(),
+                    })
+                }
+                SwarmEvent::ListenerError { error, .. } => {
+                    return Err(HostError::Listen {
+                        addr: cfg.listen[0].clone(),
+                        reason: error.to_string(),
+                    })
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .map_err(|_| HostError::Listen {
+        addr: cfg.listen[0].clone(),
+        reason: "no listen address within 5s".into(),
+    })??;
+    shared
+        .listen
+        .write()
+        .expect("not poisoned")
+        .push(first.clone());
+    tracing::info!(peer_id = %local_peer_id, address = %first, "libp2p host listening");
+    let open_network = psk.is_none();
+    if open_network {
+        tracing::warn!("Cluster secret is empty, cluster will start on unprotected network: ANYONE who can reach this port can connect to this peer");
+    }
+
+    let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+    let (resp_tx, resp_rx) = mpsc::channel(1024);
+    let handle = HostHandle {
+        cmd: cmd_tx,
+        shared: shared.clone(),
+        local_peer_id,
+        psk_fingerprint: psk.map(|p| p.fingerprint().to_string()).unwrap_or_default(),
+        limits: cfg.limits.clone(),
+    };
+    let task = Task {
+        swarm,
+        local: local_peer_id,
+        shared,
+        inbound,
+        limits: cfg.limits,
+        open_network,
+        resp_tx,
+        pending_calls: HashMap::new(),
+        pending_dials: HashMap::new(),
+        inflight: HashMap::new(),
+        latency: HashMap::new(),
+        conn_addrs: HashMap::new(),
+        established: 0,
+        book: cfg.book,
+        dirty: false,
+        peerstore_file: cfg.peerstore_file,
+        topics: HashMap::new(),
+    };
+    let join = tokio::spawn(task.run(cmd_rx, resp_rx));
+    Ok((handle, join))
+}
+
+type InboundDone = (PeerId, ResponseChannel<WireResponse>, WireResponse);
+
+struct Task {
+    swarm: Swarm<Behaviour>,
+    local: PeerId,
+    shared: Arc<Shared>,
+    inbound: Arc<Inbound>,
+    limits: Limits,
+    open_network: bool,
+    resp_tx: mpsc::Sender<InboundDone>,
+    pending_calls: HashMap<OutboundRequestId, oneshot::Sender<Result<WireResponse, Status>>>,
+    pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, Status>>>,
+    inflight: HashMap<PeerId, usize>,
+    latency: HashMap<PeerId, Duration>,
+    conn_addrs: HashMap<PeerId, Vec<(ConnectionId, Multiaddr)>>,
+    established: usize,
+    book: Book,
+    dirty: bool,
+    peerstore_file: Option<PathBuf>,
+    topics: HashMap<String, broadcast::Sender<BroadcastMessage>>,
+}
+
+impl Task {
+    async fn run(
+        mut self,
+        mut cmd_rx: mpsc::Receiver<Command>,
+        mut resp_rx: mpsc::Receiver<InboundDone>,
+    ) {
+        let mut save_tick = tokio::time::interval(Duration::from_secs(5));
+        let shutdown_reply = loop {
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_event(ev),
+                cmd = cmd_rx.recv() => match cmd {
+                    None => break None,
+                    Some(Command::Shutdown { reply }) => break Some(reply),
+                    Some(c) => self.on_command(c),
+                },
+                Some((peer, channel, resp)) = resp_rx.recv() => {
+                    if let Some(n) = self.inflight.get_mut(&peer) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            self.inflight.remove(&peer);
+                        }
+                    }
+                    if self.swarm.behaviour_mut().calls.send_response(channel, resp).is_err() {
+                        tracing::debug!(%peer, "peer-call answer dropped: the caller went away");
+                    }
+                }
+                _ = save_tick.tick() => {
+                    if self.dirty {
+                        self.save_peerstore().await;
+                    }
+                }
+            }
+        };
+        self.save_peerstore().await;
+        tracing::info!("libp2p host stopped");
+        if let Some(r) = shutdown_reply {
+            let _ = r.send(());
+        }
+    }
+
+    async fn save_peerstore(&mut self) {
+        self.dirty = false;
+        let Some(path) = self.peerstore_file.clone() else {
+            return;
+        };
+        let book = self.book.clone();
+        let me = self.local;
+        let res = tokio::task::spawn_blocking(move || {
+            peerstore::save(&path, &book, &me).map_err(|e| (path, e))
+        })
+        .await;
+        if let Ok(Err((path, e))) = res {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the peerstore file");
+        }
+    }
+
+    fn remember(&mut self, peer: PeerId, addr: &Multiaddr) {
+        if peer == self.local || !dialable(addr) {
+            return;
+        }
+        if self.book.entry(peer).or_default().insert(strip_p2p(addr)) {
+            self.dirty = true;
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Call { peer, req, reply } => {
+                let addrs: Vec<Multiaddr> = self
+                    .book
+                    .get(&peer)
+                    .map(|s| s.iter().cloned().collect())
+                    .unwrap_or_default();
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .calls
+                    .send_request_with_addresses(&peer, req, addrs);
+                self.pending_calls.insert(id, reply);
+            }
+            Command::Dial { addr, reply } => {
+                let opts = match addr.iter().last() {
+                    Some(Protocol::P2p(peer)) => {
+                        if peer == self.local {
+                            let _ = reply.send(Err(Status::invalid_argument(format!(
+                                "{addr} is this peer's own address"
+                            ))));
+                            return;
+                        }
+                        DialOpts::peer_id(peer)
+                            .condition(PeerCondition::Disconnected)
+                            .addresses(vec![strip_p2p(&addr)])
+                            .build()
+                    }
+                    _ => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+                };
+                let conn = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.pending_dials.insert(conn, reply);
+                    }
+                    Err(DialError::DialPeerConditionFalse(_)) => {
+                        // Already connected: remember the address and report success.
+                        if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                            self.remember(peer, &addr);
+                            let _ = reply.send(Ok(peer));
+                        }
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(Status::invalid_argument(format!(
+                            "cannot dial {addr}: {e}"
+                        ))));
+                    }
+                }
+            }
+            Command::Disconnect {
+                peer,
+                forget,
+                reply,
+            } => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+                if forget && self.book.remove(&peer).is_some() {
+                    self.dirty = true;
+                }
+                let _ = reply.send(());
+            }
+            Command::Peers { reply } => {
+                let peers = self
+                    .swarm
+                    .connected_peers()
+                    .map(|p| {
+                        let mut addrs: Vec<String> = match self.book.get(p) {
+                            Some(s) if !s.is_empty() => s.iter().map(|a| a.to_string()).collect(),
+                            _ => self
+                                .conn_addrs
+                                .get(p)
+                                .map(|v| v.iter().map(|(_, a)| a.to_string()).collect())
+                                .unwrap_or_default(),
+                        };
+                        addrs.sort();
+                        addrs.dedup();
+                        PeerEntry {
+                            peer_id: p.to_string(),
+                            addresses: addrs,
+                            latency_ns: self
+                                .latency
+                                .get(p)
+                                .map(|d| d.as_nanos() as i64)
+                                .unwrap_or(0),
+                        }
+                    })
+                    .collect();
+                let _ = reply.send(peers);
+            }
+            Command::Publish { topic, data, reply } => {
+                let res = if data.len() > self.limits.max_message_size {
+                    Err(Status::invalid_argument(format!(
+                        "broadcast message of {} bytes exceeds the limit of {} bytes",
+                        data.len(),
+                        self.limits.max_message_size
+                    )))
+                } else {
+                    match self
+                        .swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .publish(gossipsub::IdentTopic::new(topic.clone()), data.to_vec())
+                    {
+                        Ok(_) | Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Ok(()),
+                        Err(e) => Err(Status::internal(format!(
+                            "cannot publish on topic {topic}: {e}"
+                        ))),
+                    }
+                };
+                if res.is_ok() {
+                    // gossipsub never echoes our own messages: deliver them locally.
+                    if let Some(tx) = self.topics.get(&topic) {
+                        let _ = tx.send(BroadcastMessage {
+                            topic,
+                            from: self.local.to_string(),
+                            data: data.to_vec(),
+                        });
+                    }
+                }
+                let _ = reply.send(res);
+            }
+            Command::Subscribe { topic, reply } => {
+                if topic.is_empty() {
+                    let _ = reply.send(Err(Status::invalid_argument(
+                        "subscribe needs a topic name, e.g. \"monitor.metrics\"",
+                    )));
+                    return;
+                }
+                let rx = match self.topics.get(&topic) {
+                    Some(tx) => tx.subscribe(),
+                    None => {
+                        if let Err(e) = self
+                            .swarm
+                            .behaviour_mut()
+                            .gossipsub
+                            .subscribe(&gossipsub::IdentTopic::new(topic.clone()))
+                        {
+                            let _ = reply.send(Err(Status::internal(format!(
+                                "cannot subscribe to topic {topic}: {e}"
+                            ))));
+                            return;
+                        }
+                        let (tx, rx) = broadcast::channel(1024);
+                        self.topics.insert(topic, tx);
+                        rx
+                    }
+                };
+                let _ = reply.send(Ok(rx));
+            }
+            Command::Shutdown { .. } => unreachable!("handled in run"),
+        }
+    }
+
+    fn on_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                if let Ok(mut l) = self.shared.listen.write() {
+                    if !l.contains(&address) {
+                        l.push(address);
+                    }
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                if let Ok(mut l) = self.shared.listen.write() {
+                    l.retain(|a| *a != address);
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                self.established += 1;
+                if self.established > self.limits.max_connections {
+                    tracing::warn!(peer = %peer_id, limit = self.limits.max_connections, "too many connections: closing the new one");
+                    self.swarm.close_connection(connection_id);
+                }
+                if self.open_network {
+                    tracing::warn!(peer = %peer_id, "new connection on an UNPROTECTED network (empty cluster secret): anyone can connect");
+                } else {
+                    tracing::debug!(peer = %peer_id, "connected");
+                }
+                let remote = endpoint.get_remote_address().clone();
+                if let ConnectedPoint::Dialer { address, .. } = &endpoint {
+                    self.remember(peer_id, address);
+                }
+                self.conn_addrs
+                    .entry(peer_id)
+                    .or_default()
+                    .push((connection_id, strip_p2p(&remote)));
+                if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                ..
+            } => {
+                self.established = self.established.saturating_sub(1);
+                if let Some(v) = self.conn_addrs.get_mut(&peer_id) {
+                    v.retain(|(c, _)| *c != connection_id);
+                }
+                if num_established == 0 {
+                    self.conn_addrs.remove(&peer_id);
+                    self.latency.remove(&peer_id);
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
+                tracing::debug!(peer = ?peer_id, %error, "dial failed");
+                if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Err(Status::unavailable(format!(
+                        "cannot connect: {error} (a different cluster secret shows up as a timeout or a handshake error)"
+                    ))));
+                }
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                tracing::info!(from = %send_back_addr, %error, "refused an incoming connection (wrong or missing cluster secret, or not libp2p)");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            })) => {
+                self.latency.insert(peer, rtt);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for a in &info.listen_addrs {
+                    self.remember(peer_id, a);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                message,
+                ..
+            })) => {
+                let topic = message.topic.as_str();
+                if let Some(tx) = self.topics.get(topic) {
+                    let _ = tx.send(BroadcastMessage {
+                        topic: topic.to_string(),
+                        from: message.source.map(|p| p.to_string()).unwrap_or_default(),
+                        data: message.data,
+                    });
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Calls(ev)) => self.on_call_event(ev),
+            _ => {}
+        }
+    }
+
+    fn on_call_event(&mut self, ev: request_response::Event<WireRequest, WireResponse>) {
+        use request_response::{Event, Message};
+        match ev {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let n = self.inflight.entry(peer).or_insert(0);
+                if *n >= self.limits.max_inbound_calls_per_peer {
+                    tracing::warn!(%peer, limit = self.limits.max_inbound_calls_per_peer, service = request.service, method = request.method, "peer-call refused: too many concurrent calls from this peer");
+                    let st = Status::resource_exhausted(format!(
+                        "too many concurrent peer calls from {peer} (limit {}); retry later",
+                        self.limits.max_inbound_calls_per_peer
+                    ));
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .calls
+                        .send_response(channel, status_response(&st));
+                    return;
+                }
+                *n += 1;
+                let inbound = self.inbound.clone();
+                let done = self.resp_tx.clone();
+                tokio::spawn(async move {
+                    let resp = inbound.handle(peer, request).await;
+                    let _ = done.send((peer, channel, resp)).await;
+                });
+            }
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(reply) = self.pending_calls.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(reply) = self.pending_calls.remove(&request_id) {
+                    let st = match error {
+                        request_response::OutboundFailure::Timeout => {
+                            Status::deadline_exceeded(format!("peer {peer} did not answer in time"))
+                        }
+                        e => Status::unavailable(format!("peer call to {peer} failed: {e}")),
+                    };
+                    let _ = reply.send(Err(st));
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                tracing::info!(%peer, %error, "dropped a malformed, oversized or unanswered inbound peer call");
+            }
+            Event::ResponseSent { .. } => {}
+        }
+    }
+}
+
+/// Peers to dial at start: `cluster.peer_addresses` first, then the peerstore.
+pub fn bootstrap_targets(bootstrap: &[Multiaddr], book: &Book, local: &PeerId) -> Vec<Multiaddr> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for a in bootstrap {
+        if let Some(Protocol::P2p(p)) = a.iter().last() {
+            if p == *local || !seen.insert(p) {
+                continue;
+            }
+        }
+        out.push(a.clone());
+    }
+    for (p, addrs) in book {
+        if p == local || !seen.insert(*p) {
+            continue;
+        }
+        for a in addrs {
+            out.push(a.clone().with(Protocol::P2p(*p)));
+        }
+    }
+    out
+}
+
+/// Dials each target until it connects, with exponential backoff (1 s doubling to 60 s).
+pub async fn bootstrap(host: HostHandle, targets: Vec<Multiaddr>) {
+    let tasks = targets.into_iter().map(|addr| {
+        let host = host.clone();
+        async move {
+            let mut delay = Duration::from_secs(1);
+            loop {
+                match host.dial(addr.clone()).await {
+                    Ok(peer) => {
+                        tracing::info!(%peer, %addr, "bootstrap: connected");
+                        return;
+                    }
+                    Err(e) if e.code() == tonic::Code::Unavailable && e.message().contains("stopped") => return,
+                    Err(e) if e.code() == tonic::Code::InvalidArgument => {
+                        tracing::warn!(%addr, error = e.message(), "bootstrap: not dialling this address");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::info!(%addr, error = e.message(), retry_in = ?delay, "bootstrap: dial failed");
+                    }
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(60));
+            }
+        }
+    });
+    futures::future::join_all(tasks).await;
+}

@@ -1,0 +1,60 @@
+//! Handling a peer call that arrived from another peer: policy first (a denied call is
+//! logged and never reaches a service), then the local service with the caller's deadline.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use ipfs_cluster_proto::transport::v1::{WireRequest, WireResponse};
+use libp2p::PeerId;
+
+use crate::{local::LocalServices, options::Limits, trust::Trust, wire::status_response};
+
+pub struct Inbound {
+    pub trust: Trust,
+    pub local: LocalServices,
+    pub limits: Limits,
+}
+
+/// The deadline to use for a call: the caller's (0 = default), never above the maximum.
+pub fn deadline(timeout_ms: u32, limits: &Limits) -> Duration {
+    if timeout_ms == 0 {
+        limits.default_call_timeout
+    } else {
+        Duration::from_millis(timeout_ms as u64).min(limits.max_call_timeout)
+    }
+}
+
+impl Inbound {
+    pub async fn handle(&self, peer: PeerId, req: WireRequest) -> WireResponse {
+        if let Err(st) = self.trust.check(&peer, &req.service, &req.method).await {
+            tracing::warn!(%peer, service = req.service, method = req.method, reason = st.message(), "peer call denied by the RPC policy");
+            return status_response(&st);
+        }
+        let timeout = deadline(req.timeout_ms, &self.limits);
+        let payload = Bytes::from(req.payload);
+        let res = if req.stream {
+            self.local
+                .collect_stream(
+                    &req.service,
+                    &req.method,
+                    payload,
+                    timeout,
+                    self.limits.max_message_size,
+                )
+                .await
+        } else {
+            self.local
+                .unary(&req.service, &req.method, payload, timeout)
+                .await
+                .map(|b| vec![b])
+        };
+        match res {
+            Ok(chunks) => WireResponse {
+                code: 0,
+                error: String::new(),
+                chunks: chunks.into_iter().map(|b| b.to_vec()).collect(),
+            },
+            Err(st) => status_response(&st),
+        }
+    }
+}

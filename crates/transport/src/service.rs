@@ -1,0 +1,249 @@
+//! The `Transport` gRPC service the local services use: identity, peers, peer calls
+//! (local dispatch for our own id, the libp2p peer-call protocol otherwise), broadcast.
+
+use std::{pin::Pin, str::FromStr, sync::Arc};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use ipfs_cluster_proto::{
+    transport::v1::{
+        transport_server, BroadcastMessage, DialRequest, DialResponse, DisconnectRequest,
+        IdRequest, IdResponse, PeerCallManyRequest, PeerCallManyResponse, PeerCallRequest,
+        PeerCallResponse, PeerCallResult, PeersRequest, PeersResponse, PublishRequest,
+        SubscribeRequest, WireRequest,
+    },
+    types::v1::Empty,
+};
+use libp2p::{Multiaddr, PeerId};
+use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
+use tonic::{Request, Response, Status};
+
+use crate::{host::HostHandle, inbound::deadline, local::LocalServices, wire::into_result};
+
+#[derive(Clone)]
+pub struct TransportService {
+    pub host: HostHandle,
+    pub local: Arc<LocalServices>,
+}
+
+/// Where a call goes.
+enum Target {
+    Local,
+    Remote(PeerId),
+}
+
+impl TransportService {
+    fn target(&self, peer: &str) -> Result<Target, Status> {
+        if peer.is_empty() {
+            return Ok(Target::Local);
+        }
+        let p = PeerId::from_str(peer).map_err(|e| {
+            Status::invalid_argument(format!("peer {peer:?} is not a valid peer id: {e}"))
+        })?;
+        Ok(if p == self.host.local_peer_id {
+            Target::Local
+        } else {
+            Target::Remote(p)
+        })
+    }
+
+    async fn call_one(
+        &self,
+        peer: &str,
+        service: &str,
+        method: &str,
+        payload: Bytes,
+        timeout_ms: u32,
+    ) -> Result<Bytes, Status> {
+        let timeout = deadline(timeout_ms, &self.host.limits);
+        match self.target(peer)? {
+            Target::Local => self.local.unary(service, method, payload, timeout).await,
+            Target::Remote(p) => {
+                let req = WireRequest {
+                    service: service.into(),
+                    method: method.into(),
+                    payload: payload.to_vec(),
+                    timeout_ms: 0,
+                    stream: false,
+                };
+                let chunks = into_result(self.host.call(p, req, timeout).await?)?;
+                Ok(chunks.into_iter().next().unwrap_or_default())
+            }
+        }
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl transport_server::Transport for TransportService {
+    async fn id(&self, _: Request<IdRequest>) -> Result<Response<IdResponse>, Status> {
+        Ok(Response::new(IdResponse {
+            peer_id: self.host.local_peer_id.to_string(),
+            addresses: self
+                .host
+                .addresses()
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            psk_fingerprint: self.host.psk_fingerprint.clone(),
+        }))
+    }
+
+    async fn peers(&self, _: Request<PeersRequest>) -> Result<Response<PeersResponse>, Status> {
+        Ok(Response::new(PeersResponse {
+            peers: self.host.peers().await?,
+        }))
+    }
+
+    async fn dial(&self, req: Request<DialRequest>) -> Result<Response<DialResponse>, Status> {
+        let s = req.into_inner().multiaddr;
+        let addr = Multiaddr::from_str(s.trim()).map_err(|e| {
+            Status::invalid_argument(format!(
+                "{s:?} is not a multiaddr ({e}); e.g. /ip4/10.0.0.2/tcp/9096/p2p/12D3KooW…"
+            ))
+        })?;
+        let peer = self.host.dial(addr).await?;
+        Ok(Response::new(DialResponse {
+            peer_id: peer.to_string(),
+        }))
+    }
+
+    async fn disconnect(&self, req: Request<DisconnectRequest>) -> Result<Response<Empty>, Status> {
+        let r = req.into_inner();
+        let peer = PeerId::from_str(&r.peer_id).map_err(|e| {
+            Status::invalid_argument(format!("peer {:?} is not a valid peer id: {e}", r.peer_id))
+        })?;
+        self.host.disconnect(peer, r.forget).await?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn call(
+        &self,
+        req: Request<PeerCallRequest>,
+    ) -> Result<Response<PeerCallResponse>, Status> {
+        let r = req.into_inner();
+        let payload = self
+            .call_one(
+                &r.peer,
+                &r.service,
+                &r.method,
+                Bytes::from(r.payload),
+                r.timeout_ms,
+            )
+            .await?;
+        Ok(Response::new(PeerCallResponse {
+            payload: payload.to_vec(),
+        }))
+    }
+
+    async fn call_many(
+        &self,
+        req: Request<PeerCallManyRequest>,
+    ) -> Result<Response<PeerCallManyResponse>, Status> {
+        let r = req.into_inner();
+        let payload = Bytes::from(r.payload);
+        let calls = r.peers.iter().map(|peer| {
+            let payload = payload.clone();
+            let (service, method) = (&r.service, &r.method);
+            async move {
+                match self
+                    .call_one(peer, service, method, payload, r.timeout_ms)
+                    .await
+                {
+                    Ok(p) => PeerCallResult {
+                        peer: peer.clone(),
+                        payload: p.to_vec(),
+                        code: 0,
+                        error: String::new(),
+                    },
+                    Err(st) => PeerCallResult {
+                        peer: peer.clone(),
+                        payload: vec![],
+                        code: st.code() as i32,
+                        error: st.message().to_string(),
+                    },
+                }
+            }
+        });
+        let results = futures::future::join_all(calls).await;
+        Ok(Response::new(PeerCallManyResponse { results }))
+    }
+
+    type CallStreamStream = BoxStream<PeerCallResponse>;
+
+    async fn call_stream(
+        &self,
+        req: Request<PeerCallRequest>,
+    ) -> Result<Response<Self::CallStreamStream>, Status> {
+        let r = req.into_inner();
+        let timeout = deadline(r.timeout_ms, &self.host.limits);
+        let stream: Self::CallStreamStream = match self.target(&r.peer)? {
+            Target::Local => {
+                let s = self
+                    .local
+                    .server_streaming(&r.service, &r.method, Bytes::from(r.payload), timeout)
+                    .await?;
+                Box::pin(s.map(|item| {
+                    item.map(|b| PeerCallResponse {
+                        payload: b.to_vec(),
+                    })
+                }))
+            }
+            Target::Remote(p) => {
+                let req = WireRequest {
+                    service: r.service,
+                    method: r.method,
+                    payload: r.payload,
+                    timeout_ms: 0,
+                    stream: true,
+                };
+                let chunks = into_result(self.host.call(p, req, timeout).await?)?;
+                Box::pin(futures::stream::iter(chunks.into_iter().map(|b| {
+                    Ok(PeerCallResponse {
+                        payload: b.to_vec(),
+                    })
+                })))
+            }
+        };
+        Ok(Response::new(stream))
+    }
+
+    async fn publish(&self, req: Request<PublishRequest>) -> Result<Response<Empty>, Status> {
+        let r = req.into_inner();
+        if r.topic.is_empty() {
+            return Err(Status::invalid_argument(
+                "publish needs a topic name, e.g. \"monitor.metrics\"",
+            ));
+        }
+        self.host.publish(r.topic, Bytes::from(r.data)).await?;
+        Ok(Response::new(Empty {}))
+    }
+
+    type SubscribeStream = BoxStream<BroadcastMessage>;
+
+    async fn subscribe(
+        &self,
+        req: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let topic = req.into_inner().topic;
+        let rx = self.host.subscribe(topic.clone()).await?;
+        let s = BroadcastStream::new(rx).filter_map(move |m| {
+            let topic = topic.clone();
+            async move {
+                match m {
+                    Ok(m) => Some(Ok(m)),
+                    Err(BroadcastStreamRecvError::Lagged(n)) => {
+                        tracing::warn!(
+                            topic,
+                            skipped = n,
+                            "a slow subscriber missed broadcast messages"
+                        );
+                        None
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(s)))
+    }
+}

@@ -1,0 +1,545 @@
+//! Multi-host tests on 127.0.0.1:0: secrets, peer calls through real gRPC endpoints,
+//! the policy, broadcast, the token check and the peerstore.
+
+use std::{
+    collections::{HashMap, HashSet},
+    convert::Infallible,
+    future::{ready, Future, Ready},
+    net::SocketAddr,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use ipfs_cluster_proto::{
+    names::{CONSENSUS, IPFS_CONNECTOR},
+    transport::v1::{PeerCallManyRequest, PeerCallRequest, PublishRequest, SubscribeRequest},
+    InternalToken,
+};
+use libp2p::{identity::Keypair, Multiaddr, PeerId};
+use tonic::{
+    body::Body,
+    codegen::Service,
+    server::{NamedService, ServerStreamingService, UnaryService},
+    Code, Request, Response, Status,
+};
+
+use crate::{local::BytesCodec, options::Limits, start, Members, Running, TransportOptions};
+
+const SECRET_A: [u8; 32] = [1; 32];
+const SECRET_B: [u8; 32] = [2; 32];
+
+struct UnaryEcho(String);
+impl UnaryService<Bytes> for UnaryEcho {
+    type Response = Bytes;
+    type Future = Ready<Result<Response<Bytes>, Status>>;
+    fn call(&mut self, r: Request<Bytes>) -> Self::Future {
+        let p = r.into_inner();
+        if &p[..] == b"fail" {
+            return ready(Err(Status::not_found("nothing here")));
+        }
+        ready(Ok(Response::new(Bytes::from(
+            [self.0.as_bytes(), b":", &p].concat(),
+        ))))
+    }
+}
+
+struct StreamEcho;
+type Chunks = futures::stream::Iter<std::vec::IntoIter<Result<Bytes, Status>>>;
+impl ServerStreamingService<Bytes> for StreamEcho {
+    type Response = Bytes;
+    type ResponseStream = Chunks;
+    type Future = Ready<Result<Response<Chunks>, Status>>;
+    fn call(&mut self, _: Request<Bytes>) -> Self::Future {
+        let v: Vec<Result<Bytes, Status>> = (0..3).map(|i| Ok(Bytes::from(vec![i]))).collect();
+        ready(Ok(Response::new(futures::stream::iter(v))))
+    }
+}
+
+async fn echo(req: http::Request<Body>) -> Result<http::Response<Body>, Infallible> {
+    let path = req.uri().path().to_string();
+    let mut grpc = tonic::server::Grpc::new(BytesCodec);
+    Ok(if path.ends_with("All") {
+        grpc.server_streaming(StreamEcho, req).await
+    } else {
+        grpc.unary(UnaryEcho(path), req).await
+    })
+}
+
+/// A test service answering every method of the named service: unary methods echo
+/// "<path>:<payload>" (payload "fail" = NOT_FOUND), methods ending in "All" stream 3 chunks.
+macro_rules! echo_service {
+    ($t:ident, $name:expr) => {
+        #[derive(Clone, Default)]
+        struct $t(Arc<AtomicUsize>);
+        impl NamedService for $t {
+            const NAME: &'static str = $name;
+        }
+        impl Service<http::Request<Body>> for $t {
+            type Response = http::Response<Body>;
+            type Error = Infallible;
+            type Future =
+                Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+                Poll::Ready(Ok(()))
+            }
+            fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Box::pin(echo(req))
+            }
+        }
+    };
+}
+echo_service!(EchoConnector, IPFS_CONNECTOR);
+echo_service!(EchoConsensus, CONSENSUS);
+
+struct Node {
+    running: Option<Running>,
+    peer: PeerId,
+    addr: Multiaddr,
+    grpc: SocketAddr,
+    token: InternalToken,
+    hits_connector: Arc<AtomicUsize>,
+    hits_consensus: Arc<AtomicUsize>,
+    stop: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Node {
+    fn client(&self) -> ipfs_cluster_proto::client::TransportClient {
+        ipfs_cluster_proto::client::transport(self.grpc, &self.token)
+    }
+    async fn stop(mut self) {
+        for s in self.stop.drain(..) {
+            let _ = s.send(());
+        }
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}
+
+fn limits() -> Limits {
+    Limits {
+        dial_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    }
+}
+
+async fn serve<S>(svc: S, token: &InternalToken) -> (SocketAddr, tokio::sync::oneshot::Sender<()>)
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let l = ipfs_cluster_proto::bind_internal("127.0.0.1:0".parse().unwrap(), false)
+        .await
+        .unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(ipfs_cluster_proto::serve(l, token.clone(), svc, async {
+        let _ = rx.await;
+    }));
+    (addr, tx)
+}
+
+/// A transport with echo services for the connector and consensus, gRPC served.
+async fn node_with(
+    secret: Option<[u8; 32]>,
+    keypair: Keypair,
+    members: Option<Vec<PeerId>>,
+    peerstore: Option<std::path::PathBuf>,
+    bootstrap: Vec<Multiaddr>,
+) -> Node {
+    let token = InternalToken::generate();
+    let (ec, ek) = (EchoConnector::default(), EchoConsensus::default());
+    let (hits_connector, hits_consensus) = (ec.0.clone(), ek.0.clone());
+    let (conn_addr, s1) = serve(ec, &token).await;
+    let (cons_addr, s2) = serve(ek, &token).await;
+    let mut opts = TransportOptions::new(
+        keypair,
+        secret,
+        vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        token.clone(),
+    );
+    opts.services = HashMap::from([
+        (IPFS_CONNECTOR.to_string(), conn_addr),
+        (CONSENSUS.to_string(), cons_addr),
+    ]);
+    opts.members = members.map(|m| Members::Fixed(Arc::new(m.into_iter().collect::<HashSet<_>>())));
+    opts.limits = limits();
+    opts.peerstore_file = peerstore;
+    opts.bootstrap = bootstrap;
+    let running = start(opts).await.unwrap();
+    let peer = running.host.local_peer_id;
+    let addr = running.host.addresses()[0].clone();
+    let (grpc, s3) = serve(running.grpc(), &token).await;
+    Node {
+        running: Some(running),
+        peer,
+        addr,
+        grpc,
+        token,
+        hits_connector,
+        hits_consensus,
+        stop: vec![s1, s2, s3],
+    }
+}
+
+async fn node(secret: Option<[u8; 32]>, members: Option<Vec<PeerId>>) -> Node {
+    node_with(secret, Keypair::generate_ed25519(), members, None, vec![]).await
+}
+
+fn call(peer: &PeerId, service: &str, method: &str, payload: &[u8]) -> PeerCallRequest {
+    PeerCallRequest {
+        peer: peer.to_string(),
+        service: service.into(),
+        method: method.into(),
+        payload: payload.to_vec(),
+        timeout_ms: 3000,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_secret_round_trip_policy_and_fanout() {
+    let keys: Vec<Keypair> = (0..2).map(|_| Keypair::generate_ed25519()).collect();
+    let ids: Vec<PeerId> = keys.iter().map(|k| k.public().to_peer_id()).collect();
+    let a = node_with(
+        Some(SECRET_A),
+        keys[0].clone(),
+        Some(ids.clone()),
+        None,
+        vec![],
+    )
+    .await;
+    let b = node_with(
+        Some(SECRET_A),
+        keys[1].clone(),
+        Some(ids.clone()),
+        None,
+        vec![],
+    )
+    .await;
+    // c has the secret but is not a member
+    let c = node(Some(SECRET_A), Some(vec![])).await;
+
+    let mut ca = a.client();
+    let got = ca
+        .dial(ipfs_cluster_proto::transport::v1::DialRequest {
+            multiaddr: b.addr.to_string(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.into_inner().peer_id, b.peer.to_string());
+
+    // trusted call from a member reaches b's service and returns its answer
+    let r = ca
+        .call(call(&b.peer, IPFS_CONNECTOR, "Status", b"hi"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.payload,
+        format!("/{IPFS_CONNECTOR}/Status:hi").into_bytes()
+    );
+    assert_eq!(b.hits_connector.load(Ordering::SeqCst), 1);
+    // the service's error status comes back as it is
+    let e = ca
+        .call(call(&b.peer, IPFS_CONNECTOR, "Status", b"fail"))
+        .await
+        .unwrap_err();
+    assert_eq!((e.code(), e.message()), (Code::NotFound, "nothing here"));
+    // remote streaming
+    let chunks: Vec<_> = ca
+        .call_stream(call(&b.peer, IPFS_CONNECTOR, "StatusAll", b""))
+        .await
+        .unwrap()
+        .into_inner()
+        .collect()
+        .await;
+    let chunks: Vec<Vec<u8>> = chunks.into_iter().map(|c| c.unwrap().payload).collect();
+    assert_eq!(chunks, vec![vec![0], vec![1], vec![2]]);
+
+    // a closed method never reaches the service, even from a member
+    let before = b.hits_consensus.load(Ordering::SeqCst);
+    let e = ca
+        .call(call(&b.peer, CONSENSUS, "Export", b""))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert_eq!(b.hits_consensus.load(Ordering::SeqCst), before);
+
+    // a secret holder that is not a member: trusted denied, Join (open) allowed
+    let mut cc = c.client();
+    cc.dial(ipfs_cluster_proto::transport::v1::DialRequest {
+        multiaddr: b.addr.to_string(),
+    })
+    .await
+    .unwrap();
+    let hits = b.hits_connector.load(Ordering::SeqCst);
+    let e = cc
+        .call(call(&b.peer, IPFS_CONNECTOR, "Status", b"x"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert_eq!(b.hits_connector.load(Ordering::SeqCst), hits);
+    let r = cc
+        .call(call(&b.peer, CONSENSUS, "Join", b"me"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.payload, format!("/{CONSENSUS}/Join:me").into_bytes());
+
+    // fan-out: local (own id and ""), remote, and a bad peer id, one result each
+    let many = ca
+        .call_many(PeerCallManyRequest {
+            peers: vec![
+                a.peer.to_string(),
+                String::new(),
+                b.peer.to_string(),
+                "nope".into(),
+            ],
+            service: IPFS_CONNECTOR.into(),
+            method: "Status".into(),
+            payload: b"m".to_vec(),
+            timeout_ms: 3000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(many.len(), 4);
+    for r in &many[..3] {
+        assert_eq!(
+            (r.code, r.payload.clone()),
+            (0, format!("/{IPFS_CONNECTOR}/Status:m").into_bytes()),
+            "{r:?}"
+        );
+    }
+    assert_eq!(many[3].code, Code::InvalidArgument as i32);
+    assert_eq!(a.hits_connector.load(Ordering::SeqCst), 2);
+
+    // peers lists the other with a latency
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let peers = ca
+            .peers(ipfs_cluster_proto::transport::v1::PeersRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .peers;
+        let e = peers
+            .iter()
+            .find(|p| p.peer_id == b.peer.to_string())
+            .expect("b is listed");
+        assert!(!e.addresses.is_empty());
+        if e.latency_ns > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no latency for b");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for n in [a, b, c] {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn different_or_missing_secret_never_connects() {
+    let a = node(Some(SECRET_A), None).await;
+    let b = node(Some(SECRET_B), None).await;
+    let open = node(None, None).await;
+    for (from, name) in [(&b, "different secret"), (&open, "no secret")] {
+        let t = Instant::now();
+        let e = from
+            .client()
+            .dial(ipfs_cluster_proto::transport::v1::DialRequest {
+                multiaddr: a.addr.to_string(),
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            t.elapsed() < Duration::from_secs(4),
+            "{name}: dial took {:?}",
+            t.elapsed()
+        );
+        assert!(
+            matches!(e.code(), Code::Unavailable | Code::DeadlineExceeded),
+            "{name}: {e:?}"
+        );
+        let e = from
+            .client()
+            .call(call(&a.peer, CONSENSUS, "Join", b""))
+            .await
+            .unwrap_err();
+        assert_ne!(e.code(), Code::Ok);
+    }
+    assert_eq!(a.hits_consensus.load(Ordering::SeqCst), 0);
+    for n in [a, b, open] {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_network_works_and_gossip_reaches_everyone() {
+    let a = node(None, None).await;
+    let b = node(None, None).await;
+    let mut ca = a.client();
+    ca.dial(ipfs_cluster_proto::transport::v1::DialRequest {
+        multiaddr: b.addr.to_string(),
+    })
+    .await
+    .unwrap();
+    let r = ca
+        .call(call(&b.peer, CONSENSUS, "Join", b"j"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.payload, format!("/{CONSENSUS}/Join:j").into_bytes());
+
+    let topic = ipfs_cluster_proto::METRICS_TOPIC.to_string();
+    let mut sub_a = ca
+        .subscribe(SubscribeRequest {
+            topic: topic.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut sub_b = b
+        .client()
+        .subscribe(SubscribeRequest {
+            topic: topic.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // The mesh forms within a heartbeat or two: publish until b hears one.
+    let got_b = tokio::time::timeout(Duration::from_secs(8), async {
+        loop {
+            ca.publish(PublishRequest {
+                topic: topic.clone(),
+                data: b"metric".to_vec(),
+            })
+            .await
+            .unwrap();
+            if let Ok(Some(m)) =
+                tokio::time::timeout(Duration::from_millis(500), sub_b.next()).await
+            {
+                return m.unwrap();
+            }
+        }
+    })
+    .await
+    .expect("b never received a broadcast");
+    assert_eq!(
+        (got_b.from, got_b.data),
+        (a.peer.to_string(), b"metric".to_vec())
+    );
+    let own = tokio::time::timeout(Duration::from_secs(1), sub_a.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (own.from, own.data, own.topic),
+        (a.peer.to_string(), b"metric".to_vec(), topic)
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_needs_the_token_but_health_does_not() {
+    let a = node(Some(SECRET_A), None).await;
+    let wrong = ipfs_cluster_proto::client::transport(a.grpc, &InternalToken::generate());
+    let e = wrong
+        .clone()
+        .id(ipfs_cluster_proto::transport::v1::IdRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(
+        ipfs_cluster_proto::client::channel(a.grpc),
+    );
+    let h = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        h.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    let id = a
+        .client()
+        .id(ipfs_cluster_proto::transport::v1::IdRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(id.peer_id, a.peer.to_string());
+    assert!(id.addresses[0].ends_with(&format!("/p2p/{}", a.peer)));
+    assert_eq!(id.psk_fingerprint.len(), 32);
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peerstore_survives_restart_and_bootstraps() {
+    let dir = tempfile::tempdir().unwrap();
+    let ps = dir.path().join("peerstore");
+    let b = node(Some(SECRET_A), None).await;
+    let key = Keypair::generate_ed25519();
+    let a = node_with(
+        Some(SECRET_A),
+        key.clone(),
+        None,
+        Some(ps.clone()),
+        vec![b.addr.clone()],
+    )
+    .await;
+    // bootstrap from peer_addresses
+    let connected = |n: &Node, p: PeerId| {
+        let mut c = n.client();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                let peers = c
+                    .peers(ipfs_cluster_proto::transport::v1::PeersRequest {})
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .peers;
+                if peers.iter().any(|e| e.peer_id == p.to_string()) {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        }
+    };
+    assert!(connected(&a, b.peer).await, "a did not bootstrap to b");
+    a.stop().await;
+    let text = std::fs::read_to_string(&ps).unwrap();
+    assert!(
+        text.lines().any(|l| l == b.addr.to_string()),
+        "peerstore lacks b: {text:?}"
+    );
+    // restart a with only its peerstore
+    let a = node_with(Some(SECRET_A), key, None, Some(ps.clone()), vec![]).await;
+    assert!(
+        connected(&a, b.peer).await,
+        "a did not reconnect from its peerstore"
+    );
+    a.stop().await;
+    b.stop().await;
+}

@@ -1,0 +1,157 @@
+//! Deciding whether a REMOTE peer may make a call: the policy table plus, for trusted
+//! methods, the current consensus members (asked from the local consensus service and
+//! cached briefly, so a burst of calls costs one Members call).
+
+use std::{
+    collections::HashSet,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use ipfs_cluster_proto::{
+    client::ConsensusClient, consensus::v1::MembersRequest, names::CONSENSUS,
+};
+use libp2p::PeerId;
+use tokio::sync::Mutex;
+use tonic::Status;
+
+use crate::policy::{access, Access};
+
+/// Where the member list comes from.
+#[derive(Clone)]
+pub enum Members {
+    /// The local consensus service's `Members` (the normal case).
+    Consensus(ConsensusClient),
+    /// A fixed set (embedding the transport without a consensus, and tests).
+    Fixed(Arc<HashSet<PeerId>>),
+}
+
+pub struct Trust {
+    source: Members,
+    local: PeerId,
+    ttl: Duration,
+    cache: Mutex<Option<(Instant, Arc<HashSet<PeerId>>)>>,
+}
+
+impl Trust {
+    pub fn new(source: Members, local: PeerId, ttl: Duration) -> Self {
+        Self {
+            source,
+            local,
+            ttl,
+            cache: Mutex::new(None),
+        }
+    }
+
+    async fn members(&self) -> Result<Arc<HashSet<PeerId>>, Status> {
+        let client = match &self.source {
+            Members::Fixed(set) => return Ok(set.clone()),
+            Members::Consensus(c) => c.clone(),
+        };
+        let mut cache = self.cache.lock().await;
+        if let Some((at, set)) = cache.as_ref() {
+            if at.elapsed() < self.ttl {
+                return Ok(set.clone());
+            }
+        }
+        let mut client = client;
+        let resp = tokio::time::timeout(Duration::from_secs(5), client.members(MembersRequest {}))
+            .await
+            .map_err(|_| Status::unavailable("cannot check membership: the local consensus service did not answer Members within 5s"))?
+            .map_err(|e| Status::unavailable(format!("cannot check membership: local consensus Members failed: {}", e.message())))?;
+        let set: HashSet<PeerId> = resp
+            .into_inner()
+            .members
+            .iter()
+            .filter_map(|m| m.peer_id.parse().ok())
+            .collect();
+        let set = Arc::new(set);
+        *cache = Some((Instant::now(), set.clone()));
+        Ok(set)
+    }
+
+    /// `Ok` when `peer` may call `service/method` on this peer; otherwise the status to
+    /// answer with (the caller logs it).
+    pub async fn check(&self, peer: &PeerId, service: &str, method: &str) -> Result<(), Status> {
+        match access(service, method) {
+            Access::Open => Ok(()),
+            Access::Closed => Err(Status::permission_denied(format!(
+                "{service}/{method} may not be called by other peers (closed by the transport's RPC policy)"
+            ))),
+            Access::Trusted => {
+                let members = self.members().await?;
+                if members.contains(peer) {
+                    return Ok(());
+                }
+                // A peer that is not part of a multi-peer cluster yet (no members, or only
+                // itself) must accept Raft traffic from the leader it is joining.
+                let joining = members.iter().all(|m| *m == self.local);
+                if joining && service == CONSENSUS && method == "Raft" {
+                    tracing::info!(%peer, "accepting Raft traffic from a non-member while this peer has not joined a cluster yet");
+                    return Ok(());
+                }
+                Err(Status::permission_denied(format!(
+                    "{service}/{method} is only for cluster members and peer {peer} is not one (trusted by the transport's RPC policy)"
+                )))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipfs_cluster_proto::names::IPFS_CONNECTOR;
+
+    #[tokio::test]
+    async fn decisions() {
+        let local = PeerId::random();
+        let member = PeerId::random();
+        let stranger = PeerId::random();
+        let set: HashSet<_> = [local, member].into_iter().collect();
+        let t = Trust::new(Members::Fixed(Arc::new(set)), local, Duration::from_secs(1));
+        assert!(t.check(&member, IPFS_CONNECTOR, "Status").await.is_ok());
+        let e = t
+            .check(&stranger, IPFS_CONNECTOR, "Status")
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert!(t.check(&stranger, CONSENSUS, "Join").await.is_ok());
+        assert!(t.check(&stranger, CONSENSUS, "Raft").await.is_err());
+        let e = t.check(&member, CONSENSUS, "Export").await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert!(t.check(&member, "no.Such", "Thing").await.is_err());
+
+        // not joined yet: only Raft is accepted from a stranger
+        let lonely = Trust::new(
+            Members::Fixed(Arc::new([local].into_iter().collect())),
+            local,
+            Duration::from_secs(1),
+        );
+        assert!(lonely.check(&stranger, CONSENSUS, "Raft").await.is_ok());
+        assert!(lonely.check(&stranger, CONSENSUS, "Pin").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn unreachable_consensus_denies_trusted_calls() {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let c = ipfs_cluster_proto::client::consensus(
+            addr,
+            &ipfs_cluster_proto::InternalToken::generate(),
+        );
+        let t = Trust::new(
+            Members::Consensus(c),
+            PeerId::random(),
+            Duration::from_secs(1),
+        );
+        let e = t
+            .check(&PeerId::random(), IPFS_CONNECTOR, "Status")
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable);
+        assert!(t.check(&PeerId::random(), CONSENSUS, "Join").await.is_ok());
+    }
+}
