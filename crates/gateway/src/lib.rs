@@ -1,1 +1,244 @@
-//! Gateway service: upstream's REST API and the IPFS Pinning Services API over hyper + rustls
+//! Gateway service: upstream's REST API (and the IPFS Pinning Services API) over hyper +
+//! rustls. It holds no cluster state: every answer comes from the local consensus,
+//! transport and ipfs connector services through their internal gRPC contracts.
+
+pub mod accesslog;
+pub mod auth;
+pub mod backend;
+pub mod config;
+pub mod cors;
+pub mod grpc;
+pub mod handlers;
+pub mod model;
+pub mod options;
+pub mod pinsvc;
+pub mod query;
+pub mod reply;
+pub mod router;
+pub mod server;
+pub mod tls;
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{atomic::AtomicU64, Arc},
+};
+
+use ipfs_cluster_proto::{gateway::v1::gateway_server::GatewayServer, InternalToken};
+use tokio::{net::TcpListener, sync::watch};
+
+pub use options::{GatewayOptions, HttpApiOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("cannot listen on {addr} for the {api}: address already in use (stop the other process or change {key})")]
+    AddrInUse {
+        api: &'static str,
+        key: &'static str,
+        addr: SocketAddr,
+    },
+    #[error("cannot listen on {addr} for the {api}: {source}")]
+    Bind {
+        api: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("{0}")]
+    Internal(#[from] ipfs_cluster_proto::ServeError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the {0} has no listen address; set http_listen_multiaddress")]
+    NoListener(&'static str),
+}
+
+/// A bound HTTP API, ready to serve.
+pub struct BoundApi {
+    pub listeners: Vec<TcpListener>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub app: Arc<server::App>,
+}
+
+impl BoundApi {
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+}
+
+/// Binds one HTTP API (REST or Pinning Services) with its TLS and access log, and logs
+/// loudly when it is exposed beyond loopback without TLS or without authentication.
+pub async fn bind_api(
+    kind: server::ApiKind,
+    opts: HttpApiOptions,
+    backends: backend::Backends,
+    served: Arc<AtomicU64>,
+) -> Result<BoundApi, GatewayError> {
+    let (api, key, log_target) = match kind {
+        server::ApiKind::Rest => (
+            "REST API",
+            "api.restapi.http_listen_multiaddress",
+            "restapilog",
+        ),
+        server::ApiKind::PinSvc => (
+            "Pinning Services API",
+            "api.pinsvcapi.http_listen_multiaddress",
+            "pinsvcapilog",
+        ),
+    };
+    if opts.listen.is_empty() {
+        return Err(GatewayError::NoListener(api));
+    }
+    let tls = match (&opts.ssl_cert_file, &opts.ssl_key_file) {
+        (Some(c), Some(k)) => Some(Arc::new(tls::server_config_from_files(c, k)?)),
+        _ => None,
+    };
+    let access_log = match &opts.http_log_file {
+        Some(p) => accesslog::AccessLog::file(log_target, p).await?,
+        None => accesslog::AccessLog::tracing(log_target),
+    };
+    let mut listeners = Vec::new();
+    for addr in &opts.listen {
+        let l = TcpListener::bind(addr).await.map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AddrInUse {
+                GatewayError::AddrInUse {
+                    api,
+                    key,
+                    addr: *addr,
+                }
+            } else {
+                GatewayError::Bind {
+                    api,
+                    addr: *addr,
+                    source,
+                }
+            }
+        })?;
+        let bound = l.local_addr()?;
+        if !bound.ip().is_loopback() {
+            if tls.is_none() {
+                tracing::warn!("SECURITY: the {api} listens on {bound} (not loopback) WITHOUT TLS: credentials and data cross the network in clear text; set ssl_cert_file and ssl_key_file");
+            }
+            if opts.basic_auth_credentials.is_none() {
+                tracing::warn!("SECURITY: the {api} listens on {bound} (not loopback) WITHOUT AUTHENTICATION: anyone who can reach it can pin, unpin and remove peers; set basic_auth_credentials");
+            }
+        }
+        tracing::info!(
+            "{} ({}): {}{}",
+            if kind == server::ApiKind::Rest {
+                "RESTAPI"
+            } else {
+                "PINSVCAPI"
+            },
+            if tls.is_some() { "HTTPS" } else { "HTTP" },
+            options::socket_to_multiaddr(bound),
+            if opts.basic_auth_credentials.is_some() {
+                " - authenticated"
+            } else {
+                ""
+            }
+        );
+        listeners.push(l);
+    }
+    let app = Arc::new(server::App::new(kind, opts, backends, access_log, served));
+    Ok(BoundApi {
+        listeners,
+        tls,
+        app,
+    })
+}
+
+/// Serves a bound API until `shutdown` flips to true.
+pub async fn serve_api(api: BoundApi, shutdown: watch::Receiver<bool>) {
+    let mut tasks = Vec::new();
+    for l in api.listeners {
+        tasks.push(tokio::spawn(server::serve(
+            l,
+            api.tls.clone(),
+            api.app.clone(),
+            shutdown.clone(),
+        )));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// Runs the whole gateway (REST, Pinning Services when configured, internal gRPC) until
+/// `shutdown` resolves.
+pub async fn run(
+    opts: GatewayOptions,
+    token: InternalToken,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    let backends = backend::Backends::connect(&opts, &token);
+    let served = Arc::new(AtomicU64::new(0));
+    let grpc_listener =
+        ipfs_cluster_proto::bind_internal(opts.gateway_addr, opts.allow_remote_internal).await?;
+    let rest = bind_api(
+        server::ApiKind::Rest,
+        opts.rest.clone(),
+        backends.clone(),
+        served.clone(),
+    )
+    .await?;
+    let pinsvc = match &opts.pinsvc {
+        Some(p) => Some(
+            bind_api(
+                server::ApiKind::PinSvc,
+                p.clone(),
+                backends.clone(),
+                served.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let svc = grpc::GatewayService {
+        backends,
+        rest_listen: rest
+            .local_addrs()
+            .into_iter()
+            .map(options::socket_to_multiaddr)
+            .collect(),
+        pinsvc_listen: pinsvc
+            .as_ref()
+            .map(|p| {
+                p.local_addrs()
+                    .into_iter()
+                    .map(options::socket_to_multiaddr)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        served,
+    };
+    let (tx, rx) = watch::channel(false);
+    let mut http_tasks = vec![tokio::spawn(serve_api(rest, rx.clone()))];
+    if let Some(p) = pinsvc {
+        http_tasks.push(tokio::spawn(serve_api(p, rx.clone())));
+    }
+    let mut grpc_rx = rx.clone();
+    let grpc_shutdown = async move {
+        let _ = grpc_rx.wait_for(|v| *v).await;
+    };
+    let grpc = tokio::spawn(ipfs_cluster_proto::serve(
+        grpc_listener,
+        token,
+        GatewayServer::new(svc),
+        grpc_shutdown,
+    ));
+    shutdown.await;
+    tracing::info!("gateway shutting down");
+    let _ = tx.send(true);
+    for t in http_tasks {
+        let _ = t.await;
+    }
+    match grpc.await {
+        Ok(r) => r?,
+        Err(e) => tracing::warn!(error = %e, "gateway gRPC task failed"),
+    }
+    Ok(())
+}

@@ -1,4 +1,82 @@
+//! `ipfs-cluster-gateway [--config DIR]`: loads the peer's configuration and serves the
+//! REST API, the Pinning Services API and the gateway's internal gRPC endpoint until
+//! SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ipfs-cluster-gateway",
+    version,
+    about = "IPFS Cluster gateway: REST API and Pinning Services API"
+)]
+struct Args {
+    /// Configuration folder (service.json, identity.json, internal.token).
+    #[arg(long, env = "IPFS_CLUSTER_PATH")]
+    config: Option<PathBuf>,
+}
+
+fn config_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(d) = arg {
+        return Ok(d);
+    }
+    let home = std::env::var_os("HOME").context("HOME is not set; pass --config DIR")?;
+    Ok(PathBuf::from(home).join(".ipfs-cluster"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn real_main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = config_dir(args.config)?;
+    let (opts, token) = ipfs_cluster_gateway::config::load(&dir)?;
+    ipfs_cluster_gateway::run(opts, token, shutdown_signal()).await?;
+    Ok(())
+}
+
 fn main() {
-    eprintln!("ipfs-cluster-gateway: not built yet");
-    std::process::exit(1);
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(real_main()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
 }

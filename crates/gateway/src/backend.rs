@@ -1,0 +1,440 @@
+//! The gateway's only way to the rest of the peer: typed gRPC clients of the local
+//! consensus, transport and ipfs connector (token attached), with timeouts, and the
+//! fan-out to other peers through `Transport.CallMany` / `CallStream`.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use futures::{Stream, StreamExt};
+use http::StatusCode;
+use ipfs_cluster_proto::{
+    client::{ConsensusClient, IpfsConnectorClient, TransportClient},
+    consensus::v1 as cpb,
+    gateway::v1 as gpb,
+    ipfsconnector::v1 as ipb,
+    names,
+    transport::v1 as tpb,
+    types::v1 as pb,
+    InternalToken,
+};
+use prost::Message;
+use tonic::{Code, Request, Status};
+
+use crate::{
+    model::{GlobalPinInfoJson, IdJson},
+    reply::{ApiError, NOT_IN_PINSET},
+};
+
+/// Deadline for reads and per-peer fan-out calls (upstream uses 15 s per peer).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// Deadline for writes that go through consensus (leader forwarding, commit).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+pub struct Backends {
+    pub consensus: ConsensusClient,
+    pub transport: TransportClient,
+    pub ipfs: IpfsConnectorClient,
+    pub peername: String,
+}
+
+fn req<T>(msg: T, timeout: Duration) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.set_timeout(timeout);
+    r
+}
+
+/// Maps a gRPC failure of a local service to the REST error upstream would give.
+pub fn status_error(service: &str, s: &Status) -> ApiError {
+    match s.code() {
+        Code::NotFound => ApiError::new(StatusCode::NOT_FOUND, NOT_IN_PINSET),
+        Code::Unimplemented => ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("{service}: {}", s.message()),
+        ),
+        Code::Unavailable => ApiError::internal(format!(
+            "the local {service} service is not reachable ({}); is it running?",
+            s.message()
+        )),
+        Code::DeadlineExceeded => ApiError::internal(format!(
+            "the local {service} service did not answer in time: {}",
+            s.message()
+        )),
+        _ => ApiError::internal(s.message().to_string()),
+    }
+}
+
+fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+}
+
+impl Backends {
+    pub fn connect(opts: &crate::options::GatewayOptions, token: &InternalToken) -> Self {
+        Self {
+            consensus: ipfs_cluster_proto::client::consensus(opts.consensus_addr, token),
+            transport: ipfs_cluster_proto::client::transport(opts.transport_addr, token),
+            ipfs: ipfs_cluster_proto::client::ipfs_connector(opts.ipfs_connector_addr, token),
+            peername: opts.peername.clone(),
+        }
+    }
+
+    pub async fn members(&self) -> Result<Vec<cpb::Member>, ApiError> {
+        let r = self
+            .consensus
+            .clone()
+            .members(req(cpb::MembersRequest {}, READ_TIMEOUT))
+            .await
+            .map_err(|s| status_error("consensus", &s))?;
+        Ok(r.into_inner().members)
+    }
+
+    async fn member_ids(&self) -> Result<Vec<String>, ApiError> {
+        Ok(self
+            .members()
+            .await?
+            .into_iter()
+            .map(|m| m.peer_id)
+            .collect())
+    }
+
+    /// This peer's ID (GET /id, Gateway.Id).
+    pub async fn id(&self) -> Result<gpb::IdResponse, ApiError> {
+        let (mut tc, mut ic) = (self.transport.clone(), self.ipfs.clone());
+        let (t, c, i) = tokio::join!(
+            tc.id(req(tpb::IdRequest {}, READ_TIMEOUT)),
+            self.members(),
+            ic.ipfs_id(req(pb::Empty {}, READ_TIMEOUT)),
+        );
+        let t = t.map_err(|s| status_error("transport", &s))?.into_inner();
+        let mut out = gpb::IdResponse {
+            id: t.peer_id.clone(),
+            addresses: t.addresses,
+            peername: self.peername.clone(),
+            ..Default::default()
+        };
+        match c {
+            Ok(members) => {
+                for m in members {
+                    if m.peer_id != t.peer_id {
+                        for a in &m.addresses {
+                            let full = if a.contains("/p2p/") {
+                                a.clone()
+                            } else {
+                                format!("{a}/p2p/{}", m.peer_id)
+                            };
+                            out.cluster_peers_addresses.push(full);
+                        }
+                    }
+                    out.cluster_peers.push(m.peer_id);
+                }
+            }
+            Err(e) => out.error = e.message,
+        }
+        match i {
+            Ok(r) => {
+                let r = r.into_inner();
+                out.ipfs_id = r.id;
+                out.ipfs_addresses = r.addresses;
+                out.ipfs_error = r.error;
+            }
+            Err(s) => out.ipfs_error = status_error("ipfs connector", &s).message,
+        }
+        Ok(out)
+    }
+
+    pub async fn pin(&self, pin: pb::Pin) -> Result<pb::Pin, ApiError> {
+        let r = self
+            .consensus
+            .clone()
+            .pin(req(cpb::PinRequest { pin: Some(pin) }, WRITE_TIMEOUT))
+            .await
+            .map_err(|s| status_error("consensus", &s))?;
+        r.into_inner()
+            .pin
+            .ok_or_else(|| ApiError::internal("consensus answered Pin without a pin"))
+    }
+
+    pub async fn unpin(&self, cid: &str) -> Result<pb::Pin, ApiError> {
+        let r = self
+            .consensus
+            .clone()
+            .unpin(req(
+                cpb::UnpinRequest {
+                    cid: cid.to_string(),
+                },
+                WRITE_TIMEOUT,
+            ))
+            .await
+            .map_err(|s| status_error("consensus", &s))?;
+        r.into_inner()
+            .pin
+            .ok_or_else(|| ApiError::internal("consensus answered Unpin without a pin"))
+    }
+
+    pub async fn get(&self, cid: &str) -> Result<pb::Pin, ApiError> {
+        let r = self
+            .consensus
+            .clone()
+            .get(req(
+                cpb::GetRequest {
+                    cid: cid.to_string(),
+                },
+                READ_TIMEOUT,
+            ))
+            .await
+            .map_err(|s| status_error("consensus", &s))?;
+        Ok(r.into_inner())
+    }
+
+    /// The pinset, streamed from consensus. Errors end the stream.
+    pub async fn list(
+        &self,
+        type_filter: u32,
+    ) -> Result<impl Stream<Item = Result<pb::Pin, ApiError>>, ApiError> {
+        let r = self
+            .consensus
+            .clone()
+            .list(cpb::ListRequest { type_filter })
+            .await
+            .map_err(|s| status_error("consensus", &s))?;
+        Ok(r.into_inner()
+            .map(|x| x.map_err(|s| status_error("consensus", &s))))
+    }
+
+    pub async fn resolve(&self, path: &str) -> Result<String, ApiError> {
+        let r = self
+            .ipfs
+            .clone()
+            .resolve(req(
+                ipb::ResolveRequest {
+                    path: path.to_string(),
+                },
+                READ_TIMEOUT,
+            ))
+            .await
+            .map_err(|s| status_error("ipfs connector", &s))?;
+        Ok(r.into_inner().cid)
+    }
+
+    /// One unary call on every member, through the transport.
+    async fn call_many<Req: Message>(
+        &self,
+        peers: Vec<String>,
+        service: &str,
+        method: &str,
+        payload: &Req,
+    ) -> Result<Vec<tpb::PeerCallResult>, ApiError> {
+        let r = self
+            .transport
+            .clone()
+            .call_many(req(
+                tpb::PeerCallManyRequest {
+                    peers,
+                    service: service.to_string(),
+                    method: method.to_string(),
+                    payload: payload.encode_to_vec(),
+                    timeout_ms: READ_TIMEOUT.as_millis() as u32,
+                },
+                READ_TIMEOUT + Duration::from_secs(5),
+            ))
+            .await
+            .map_err(|s| status_error("transport", &s))?;
+        Ok(r.into_inner().results)
+    }
+
+    /// Global status (or recover) of one CID: every member's connector, merged.
+    pub async fn status_global(
+        &self,
+        cid: &str,
+        method: &str,
+    ) -> Result<GlobalPinInfoJson, ApiError> {
+        let peers = self.member_ids().await?;
+        let results = self
+            .call_many(
+                peers,
+                names::IPFS_CONNECTOR,
+                method,
+                &ipb::StatusRequest {
+                    cid: cid.to_string(),
+                },
+            )
+            .await?;
+        let mut g = GlobalPinInfoJson::empty(cid);
+        let mut errors = Vec::new();
+        for r in results {
+            if r.code == 0 {
+                match pb::PinInfo::decode(r.payload.as_slice()) {
+                    Ok(mut info) => {
+                        if info.peer.is_empty() {
+                            info.peer = r.peer.clone();
+                        }
+                        g.add(&info);
+                    }
+                    Err(e) => {
+                        errors.push((r.peer, format!("cannot decode the status answer: {e}")))
+                    }
+                }
+            } else if r.code == Code::PermissionDenied as i32
+                || r.code == Code::Unauthenticated as i32
+            {
+                // Upstream drops peers that refuse the call for authorisation reasons.
+            } else {
+                errors.push((r.peer, r.error));
+            }
+        }
+        let now = now_ns();
+        for (peer, e) in errors {
+            g.add_error(&peer, &e, now);
+        }
+        Ok(g)
+    }
+
+    /// This peer only (`local=true`).
+    pub async fn status_local(
+        &self,
+        cid: &str,
+        recover: bool,
+    ) -> Result<GlobalPinInfoJson, ApiError> {
+        let mut c = self.ipfs.clone();
+        let r = req(
+            ipb::StatusRequest {
+                cid: cid.to_string(),
+            },
+            READ_TIMEOUT,
+        );
+        let info = if recover {
+            c.recover(r).await
+        } else {
+            c.status(r).await
+        }
+        .map_err(|s| status_error("ipfs connector", &s))?
+        .into_inner();
+        let mut g = GlobalPinInfoJson::empty(cid);
+        g.add(&info);
+        Ok(g)
+    }
+
+    /// Status (or recover) of every pin on every member, merged by CID. Per-peer stream
+    /// failures add a cluster_error entry to every item and a stream error.
+    pub async fn status_all_global(
+        &self,
+        filter: u32,
+        method: &str,
+    ) -> Result<(Vec<GlobalPinInfoJson>, Vec<String>), ApiError> {
+        let peers = self.member_ids().await?;
+        let payload = ipb::StatusAllRequest { filter }.encode_to_vec();
+        let calls = peers.iter().map(|p| {
+            let mut t = self.transport.clone();
+            let r = tpb::PeerCallRequest {
+                peer: p.clone(),
+                service: names::IPFS_CONNECTOR.to_string(),
+                method: method.to_string(),
+                payload: payload.clone(),
+                timeout_ms: 0,
+            };
+            async move {
+                let mut out = Vec::new();
+                let mut s = t.call_stream(r).await?.into_inner();
+                while let Some(chunk) = s.message().await? {
+                    let info = pb::PinInfo::decode(chunk.payload.as_slice()).map_err(|e| {
+                        Status::internal(format!("cannot decode a status item: {e}"))
+                    })?;
+                    out.push(info);
+                }
+                Ok::<_, Status>(out)
+            }
+        });
+        let results = futures::future::join_all(calls).await;
+        let mut merged: BTreeMap<String, GlobalPinInfoJson> = BTreeMap::new();
+        let mut order: Vec<String> = Vec::new();
+        let mut failed = Vec::new();
+        for (peer, res) in peers.iter().zip(results) {
+            match res {
+                Ok(items) => {
+                    for mut info in items {
+                        if info.peer.is_empty() {
+                            info.peer = peer.clone();
+                        }
+                        let e = merged.entry(info.cid.clone()).or_insert_with(|| {
+                            order.push(info.cid.clone());
+                            GlobalPinInfoJson::empty(&info.cid)
+                        });
+                        e.add(&info);
+                    }
+                }
+                Err(s) if matches!(s.code(), Code::PermissionDenied | Code::Unauthenticated) => {}
+                Err(s) => failed.push((peer.clone(), s.message().to_string())),
+            }
+        }
+        let now = now_ns();
+        let mut errors = Vec::new();
+        for (peer, e) in failed {
+            for g in merged.values_mut() {
+                g.add_error(&peer, &e, now);
+            }
+            errors.push(format!("{peer}: {e}"));
+        }
+        let items = order
+            .into_iter()
+            .filter_map(|c| merged.remove(&c))
+            .collect();
+        Ok((items, errors))
+    }
+
+    /// This peer's StatusAll / RecoverAll stream, unmerged.
+    pub async fn status_all_local(
+        &self,
+        filter: u32,
+        recover: bool,
+    ) -> Result<impl Stream<Item = Result<pb::PinInfo, ApiError>>, ApiError> {
+        let mut c = self.ipfs.clone();
+        let r = ipb::StatusAllRequest { filter };
+        let s = if recover {
+            c.recover_all(r).await
+        } else {
+            c.status_all(r).await
+        }
+        .map_err(|s| status_error("ipfs connector", &s))?
+        .into_inner();
+        Ok(s.map(|x| x.map_err(|s| status_error("ipfs connector", &s))))
+    }
+
+    /// Every member's ID (GET /peers), through each peer's gateway.
+    pub async fn peers(&self) -> Result<Vec<IdJson>, ApiError> {
+        let peers = self.member_ids().await?;
+        let results = self
+            .call_many(peers, names::GATEWAY, "Id", &gpb::IdRequest {})
+            .await?;
+        let mut out = Vec::new();
+        for r in results {
+            if r.code == 0 {
+                match gpb::IdResponse::decode(r.payload.as_slice()) {
+                    Ok(id) => out.push(crate::model::id_json(&id)),
+                    Err(e) => out.push(crate::model::id_error_json(
+                        &r.peer,
+                        &format!("cannot decode the ID answer: {e}"),
+                    )),
+                }
+            } else if r.code == Code::PermissionDenied as i32
+                || r.code == Code::Unauthenticated as i32
+            {
+            } else {
+                out.push(crate::model::id_error_json(&r.peer, &r.error));
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn remove_peer(&self, peer: &str) -> Result<(), ApiError> {
+        self.consensus
+            .clone()
+            .remove_peer(req(
+                cpb::RemovePeerRequest {
+                    peer_id: peer.to_string(),
+                },
+                WRITE_TIMEOUT,
+            ))
+            .await
+            .map_err(|s| status_error("consensus", &s))?;
+        Ok(())
+    }
+}

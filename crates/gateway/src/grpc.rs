@@ -1,0 +1,41 @@
+//! The gateway's own internal gRPC service: Info for operators, Id for other peers'
+//! gateways (their GET /peers reaches it through the transport).
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
+use ipfs_cluster_proto::gateway::v1::{
+    gateway_server::Gateway, IdRequest, IdResponse, InfoRequest, InfoResponse,
+};
+use tonic::{Request, Response, Status};
+
+use crate::backend::Backends;
+
+pub struct GatewayService {
+    pub backends: Backends,
+    pub rest_listen: Vec<String>,
+    pub pinsvc_listen: Vec<String>,
+    pub served: Arc<AtomicU64>,
+}
+
+#[tonic::async_trait]
+impl Gateway for GatewayService {
+    async fn info(&self, _req: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
+        Ok(Response::new(InfoResponse {
+            version: crate::model::VERSION.to_string(),
+            rest_listen: self.rest_listen.clone(),
+            pinsvc_listen: self.pinsvc_listen.clone(),
+            requests_served: self.served.load(Ordering::Relaxed),
+        }))
+    }
+
+    async fn id(&self, _req: Request<IdRequest>) -> Result<Response<IdResponse>, Status> {
+        self.backends
+            .id()
+            .await
+            .map(Response::new)
+            .map_err(|e| Status::unavailable(e.message))
+    }
+}

@@ -1,0 +1,151 @@
+//! The gateway's own view of its configuration (the `api.restapi` section plus what it
+//! needs from `cluster` and `internal`). Kept separate from ipfs-cluster-config so the HTTP
+//! code and its tests do not depend on how service.json is loaded.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+
+/// Settings of one HTTP API listener (REST or Pinning Services), as upstream's `api/common`.
+#[derive(Debug, Clone)]
+pub struct HttpApiOptions {
+    /// Resolved listen addresses (TCP only for now).
+    pub listen: Vec<SocketAddr>,
+    /// The multiaddrs as configured, for logs and Gateway.Info.
+    pub listen_multiaddrs: Vec<String>,
+    pub ssl_cert_file: Option<PathBuf>,
+    pub ssl_key_file: Option<PathBuf>,
+    pub read_timeout: Duration,
+    pub read_header_timeout: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    /// `None` = authentication off (upstream `basic_auth_credentials: null`).
+    pub basic_auth_credentials: Option<BTreeMap<String, String>>,
+    /// Access log file ("" = log through tracing).
+    pub http_log_file: Option<PathBuf>,
+    pub headers: BTreeMap<String, Vec<String>>,
+    pub cors: CorsOptions,
+}
+
+#[derive(Debug, Clone)]
+pub struct CorsOptions {
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub exposed_headers: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age: Duration,
+}
+
+impl Default for CorsOptions {
+    fn default() -> Self {
+        Self {
+            allowed_origins: vec!["*".into()],
+            allowed_methods: vec!["GET".into()],
+            allowed_headers: vec![],
+            exposed_headers: vec![
+                "Content-Type".into(),
+                "X-Stream-Output".into(),
+                "X-Chunked-Output".into(),
+                "X-Content-Length".into(),
+            ],
+            allow_credentials: true,
+            max_age: Duration::ZERO,
+        }
+    }
+}
+
+impl HttpApiOptions {
+    /// Upstream defaults for a listener on `addr`.
+    pub fn with_listen(addr: SocketAddr) -> Self {
+        Self {
+            listen: vec![addr],
+            listen_multiaddrs: vec![socket_to_multiaddr(addr)],
+            ssl_cert_file: None,
+            ssl_key_file: None,
+            read_timeout: Duration::ZERO,
+            read_header_timeout: Duration::from_secs(5),
+            write_timeout: Duration::ZERO,
+            idle_timeout: Duration::from_secs(120),
+            max_header_bytes: 4096,
+            basic_auth_credentials: None,
+            http_log_file: None,
+            headers: BTreeMap::new(),
+            cors: CorsOptions::default(),
+        }
+    }
+
+    pub fn tls_enabled(&self) -> bool {
+        self.ssl_cert_file.is_some() && self.ssl_key_file.is_some()
+    }
+}
+
+/// Everything the gateway needs to run.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    pub peername: String,
+    pub rest: HttpApiOptions,
+    /// The Pinning Services API, when its section is present.
+    pub pinsvc: Option<HttpApiOptions>,
+    pub transport_addr: SocketAddr,
+    pub consensus_addr: SocketAddr,
+    pub ipfs_connector_addr: SocketAddr,
+    pub gateway_addr: SocketAddr,
+    pub allow_remote_internal: bool,
+}
+
+/// `/ip4/1.2.3.4/tcp/9094` (or ip6) for a socket address.
+pub fn socket_to_multiaddr(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) => format!("/ip4/{}/tcp/{}", a.ip(), a.port()),
+        SocketAddr::V6(a) => format!("/ip6/{}/tcp/{}", a.ip(), a.port()),
+    }
+}
+
+/// Parses `/ip4|ip6/<addr>/tcp/<port>` (dns names are resolved by the caller).
+pub fn multiaddr_to_socket(maddr: &str) -> Result<SocketAddr, String> {
+    use multiaddr::{Multiaddr, Protocol};
+    let m: Multiaddr = maddr
+        .parse()
+        .map_err(|e| format!("listen address {maddr:?} is not a multiaddress: {e}"))?;
+    let mut ip = None;
+    let mut port = None;
+    for p in m.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(p) => port = Some(p),
+            other => {
+                return Err(format!(
+                    "listen address {maddr:?}: protocol {other} is not supported; use /ip4/<addr>/tcp/<port> or /ip6/<addr>/tcp/<port>"
+                ))
+            }
+        }
+    }
+    match (ip, port) {
+        (Some(ip), Some(port)) => Ok(SocketAddr::new(ip, port)),
+        _ => Err(format!(
+            "listen address {maddr:?} must be /ip4/<addr>/tcp/<port> or /ip6/<addr>/tcp/<port>"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multiaddr_roundtrip() {
+        let a = multiaddr_to_socket("/ip4/127.0.0.1/tcp/9094").unwrap();
+        assert_eq!(a.to_string(), "127.0.0.1:9094");
+        assert_eq!(socket_to_multiaddr(a), "/ip4/127.0.0.1/tcp/9094");
+        assert!(multiaddr_to_socket("/ip4/127.0.0.1/udp/1")
+            .unwrap_err()
+            .contains("udp"));
+        assert!(multiaddr_to_socket("nonsense")
+            .unwrap_err()
+            .contains("not a multiaddress"));
+        assert!(multiaddr_to_socket("/ip4/127.0.0.1")
+            .unwrap_err()
+            .contains("must be"));
+    }
+}

@@ -1,0 +1,257 @@
+//! Building responses as upstream's `SendResponse` / `StreamResponse` do: compact JSON plus
+//! one newline, `{"code","message"}` errors, and NDJSON streams that decide between 200,
+//! 204 and 500 from the first item and report later failures in the `X-Stream-Error`
+//! trailer. Responses built here are marked so the server adds the configured headers.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full, StreamBody};
+use hyper::body::Frame;
+use serde::Serialize;
+
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Marker extension: this response was written by the API helpers, so it gets the
+/// configured `headers` (405, redirects and CORS preflights do not).
+#[derive(Clone, Copy, Debug)]
+pub struct ApiResponse;
+
+pub const STREAM_ERROR: &str = "x-stream-error";
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed_unsync()
+}
+
+pub fn empty() -> Body {
+    Empty::new().boxed_unsync()
+}
+
+/// An error to send as `{"code":<status>,"message":...}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    /// Upstream's automatic code: 404 for exactly `pin is not part of the pinset`, else 500.
+    pub fn internal(message: impl Into<String>) -> Self {
+        let message = message.into();
+        let status = if message == NOT_IN_PINSET {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        Self { status, message }
+    }
+    pub fn not_implemented(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("{what} is not implemented by this gateway yet"),
+        )
+    }
+}
+
+pub const NOT_IN_PINSET: &str = "pin is not part of the pinset";
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: u16,
+    message: &'a str,
+}
+
+/// Compact JSON plus `\n`.
+pub fn json_line<T: Serialize + ?Sized>(v: &T) -> Bytes {
+    let mut out = serde_json::to_vec(v).unwrap_or_else(|e| {
+        // Serializing our own plain data types cannot fail; make it visible if it ever does.
+        serde_json::to_vec(&ErrorBody {
+            code: 500,
+            message: &format!("cannot encode response: {e}"),
+        })
+        .unwrap_or_default()
+    });
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
+fn api_response(status: StatusCode, body: Body) -> Response<Body> {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.extensions_mut().insert(ApiResponse);
+    r
+}
+
+pub fn ok_json<T: Serialize + ?Sized>(v: &T) -> Response<Body> {
+    api_response(StatusCode::OK, full(json_line(v)))
+}
+
+pub fn status_json<T: Serialize + ?Sized>(status: StatusCode, v: &T) -> Response<Body> {
+    api_response(status, full(json_line(v)))
+}
+
+pub fn no_content() -> Response<Body> {
+    api_response(StatusCode::NO_CONTENT, empty())
+}
+
+pub fn error(e: &ApiError) -> Response<Body> {
+    api_response(
+        e.status,
+        full(json_line(&ErrorBody {
+            code: e.status.as_u16(),
+            message: &e.message,
+        })),
+    )
+}
+
+/// Pinning Services API error body: `{"error":{"reason":...}}`.
+pub fn pinsvc_error(e: &ApiError) -> Response<Body> {
+    let body = serde_json::json!({"error": {"reason": e.message}});
+    api_response(e.status, full(json_line(&body)))
+}
+
+/// The router's 405: empty body, no configured headers.
+pub fn method_not_allowed() -> Response<Body> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
+pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// One event of a streamed answer: an item (already encoded) or a backend error that does
+/// not stop the stream (it becomes an extra `X-Stream-Error` trailer value).
+pub enum StreamEvent {
+    Item(Bytes),
+    Error(String),
+}
+
+/// How many encoded items may wait for a slow client before the producer pauses.
+const STREAM_QUEUE: usize = 64;
+
+/// Upstream's `StreamResponse` (§5.2).
+pub async fn ndjson<S>(events: S) -> Response<Body>
+where
+    S: Stream<Item = StreamEvent> + Send + 'static,
+{
+    let mut events = Box::pin(events);
+    let mut errors = Vec::new();
+    let first = loop {
+        match events.next().await {
+            Some(StreamEvent::Item(b)) => break Some(b),
+            Some(StreamEvent::Error(e)) => errors.push(e),
+            None => break None,
+        }
+    };
+    let Some(first) = first else {
+        let mut r = match errors.first() {
+            Some(e) => error(&ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.clone())),
+            None => no_content(),
+        };
+        r.headers_mut()
+            .insert(header::TRAILER, HeaderValue::from_static("X-Stream-Error"));
+        return r;
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(STREAM_QUEUE);
+    tokio::spawn(async move {
+        if tx.send(Ok(Frame::data(first))).await.is_err() {
+            return;
+        }
+        while let Some(ev) = events.next().await {
+            match ev {
+                StreamEvent::Item(b) => {
+                    if tx.send(Ok(Frame::data(b))).await.is_err() {
+                        return; // client went away
+                    }
+                }
+                StreamEvent::Error(e) => errors.push(e),
+            }
+        }
+        let mut trailers = HeaderMap::new();
+        trailers.append(STREAM_ERROR, HeaderValue::from_static(""));
+        for e in errors {
+            let v = HeaderValue::from_str(&e.replace(['\r', '\n'], " "))
+                .unwrap_or(HeaderValue::from_static("stream error"));
+            trailers.append(STREAM_ERROR, v);
+        }
+        let _ = tx.send(Ok(Frame::trailers(trailers))).await;
+    });
+    let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed_unsync();
+    let mut r = api_response(StatusCode::OK, body);
+    r.headers_mut()
+        .insert(header::TRAILER, HeaderValue::from_static("X-Stream-Error"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn collect(r: Response<Body>) -> (StatusCode, Bytes, Option<HeaderMap>) {
+        let status = r.status();
+        let c = r.into_body().collect().await.unwrap();
+        let trailers = c.trailers().cloned();
+        (status, c.to_bytes(), trailers)
+    }
+
+    #[tokio::test]
+    async fn stream_rules() {
+        let (s, b, _) = collect(ndjson(futures::stream::empty()).await).await;
+        assert_eq!((s, b.as_ref()), (StatusCode::NO_CONTENT, &b""[..]));
+
+        let evs = vec![StreamEvent::Error("boom".into())];
+        let (s, b, _) = collect(ndjson(futures::stream::iter(evs)).await).await;
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(b.as_ref(), b"{\"code\":500,\"message\":\"boom\"}\n");
+
+        let evs = vec![
+            StreamEvent::Item(json_line(&1)),
+            StreamEvent::Error("peer x down".into()),
+            StreamEvent::Item(json_line(&2)),
+        ];
+        let (s, b, t) = collect(ndjson(futures::stream::iter(evs)).await).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(b.as_ref(), b"1\n2\n");
+        let t = t.unwrap();
+        let vals: Vec<_> = t
+            .get_all(STREAM_ERROR)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(vals, vec!["".to_string(), "peer x down".to_string()]);
+    }
+
+    #[test]
+    fn automatic_404() {
+        assert_eq!(
+            ApiError::internal(NOT_IN_PINSET).status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            ApiError::internal("x").status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+}

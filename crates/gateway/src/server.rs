@@ -1,0 +1,276 @@
+//! The HTTP server shared by the REST API and the Pinning Services API: hyper 1.x over TCP
+//! or rustls, with upstream's middleware order (access log → auth → CORS → trailing-slash
+//! redirect → router) and limits (header size → 431, header read timeout).
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
+};
+use tokio::{net::TcpListener, sync::watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::{
+    auth::{AuthFailure, Credentials},
+    backend::Backends,
+    cors::Cors,
+    handlers::{self, Ctx},
+    options::HttpApiOptions,
+    query::Query,
+    reply::{self, ApiError, ApiResponse, Body},
+    router::{self, Match},
+};
+
+/// Which API a server speaks (they share the stack, not the routes or error bodies).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiKind {
+    Rest,
+    PinSvc,
+}
+
+pub struct App {
+    pub kind: ApiKind,
+    pub opts: HttpApiOptions,
+    pub cors: Cors,
+    pub credentials: Option<Credentials>,
+    pub backends: Backends,
+    pub access_log: crate::accesslog::AccessLog,
+    pub served: Arc<AtomicU64>,
+}
+
+impl App {
+    pub fn new(
+        kind: ApiKind,
+        opts: HttpApiOptions,
+        backends: Backends,
+        access_log: crate::accesslog::AccessLog,
+        served: Arc<AtomicU64>,
+    ) -> Self {
+        Self {
+            kind,
+            cors: Cors::new(&opts.cors),
+            credentials: opts.basic_auth_credentials.clone().map(Credentials::new),
+            opts,
+            backends,
+            access_log,
+            served,
+        }
+    }
+
+    fn err(&self, e: &ApiError) -> Response<Body> {
+        match self.kind {
+            ApiKind::Rest => reply::error(e),
+            ApiKind::PinSvc => reply::pinsvc_error(e),
+        }
+    }
+
+    /// The whole middleware chain for one request.
+    pub async fn call(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+        self.served.fetch_add(1, Ordering::Relaxed);
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let version = req.version();
+
+        let (user, mut resp) = self.inner(req).await;
+        if resp.extensions().get::<ApiResponse>().is_some() {
+            for (k, vals) in &self.opts.headers {
+                let Ok(name) = header::HeaderName::from_bytes(k.as_bytes()) else {
+                    continue;
+                };
+                for v in vals {
+                    if let Ok(v) = HeaderValue::from_str(v) {
+                        resp.headers_mut().append(name.clone(), v);
+                    }
+                }
+            }
+        }
+        self.access_log.log(
+            remote,
+            user.as_deref(),
+            &method,
+            &uri,
+            version,
+            resp.status(),
+            hyper::body::Body::size_hint(resp.body()).exact(),
+        );
+        resp
+    }
+
+    async fn inner(&self, req: Request<Incoming>) -> (Option<String>, Response<Body>) {
+        // 1. Authentication (before CORS: a 401 carries no CORS headers).
+        let mut user = None;
+        if let Some(creds) = &self.credentials {
+            let exempt = req.method() == Method::OPTIONS
+                || (req.method() == Method::GET && req.uri().path() == "/health");
+            if !exempt {
+                match creds.check(
+                    req.headers()
+                        .get(header::AUTHORIZATION)
+                        .map(|v| v.as_bytes()),
+                ) {
+                    Ok(u) => user = Some(u),
+                    Err(f) => return (None, self.unauthorized(f)),
+                }
+            }
+        }
+        // 2. CORS preflight.
+        if Cors::is_preflight(req.method(), req.headers()) {
+            let mut r = Response::new(reply::empty());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            *r.headers_mut() = self.cors.preflight(req.headers());
+            return (user, r);
+        }
+        let method = req.method().clone();
+        let req_headers = req.headers().clone();
+        let mut resp = self.route(req, user.clone()).await;
+        self.cors
+            .decorate(&method, &req_headers, resp.headers_mut());
+        (user, resp)
+    }
+
+    fn unauthorized(&self, f: AuthFailure) -> Response<Body> {
+        let mut r = self.err(&ApiError::new(StatusCode::UNAUTHORIZED, f.message()));
+        for c in f.challenges() {
+            if let Ok(v) = HeaderValue::from_str(&c) {
+                r.headers_mut().append(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        r
+    }
+
+    async fn route(&self, req: Request<Incoming>, user: Option<String>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        let raw_query = req.uri().query().map(str::to_string);
+        // 3. Trailing-slash redirect (307 keeps the method). "/" is a 404 (the [REC]).
+        if path.len() > 1 && path.ends_with('/') {
+            let mut loc = path[..path.len() - 1].to_string();
+            if let Some(q) = &raw_query {
+                loc = format!("{loc}?{q}");
+            }
+            return reply::redirect(StatusCode::TEMPORARY_REDIRECT, &loc);
+        }
+        // 4. Router: path cleaning, then matching in registration order.
+        if let Some(clean) = router::clean_path(&path) {
+            let loc = match &raw_query {
+                Some(q) => format!("{clean}?{q}"),
+                None => clean,
+            };
+            return reply::redirect(StatusCode::MOVED_PERMANENTLY, &loc);
+        }
+        let decoded = percent_encoding::percent_decode_str(&path)
+            .decode_utf8_lossy()
+            .to_string();
+        let query = Query::parse(raw_query.as_deref());
+        match self.kind {
+            ApiKind::Rest => match router::match_rest(req.method(), &decoded) {
+                Match::Found(route) => {
+                    let ctx = Ctx {
+                        backends: self.backends.clone(),
+                        user,
+                        credentials: self.credentials.clone(),
+                    };
+                    let body = Some(req.into_body());
+                    handlers::handle(&ctx, route, &query, body).await
+                }
+                Match::MethodNotAllowed => reply::method_not_allowed(),
+                Match::NotFound => self.err(&ApiError::new(StatusCode::NOT_FOUND, "not found")),
+            },
+            ApiKind::PinSvc => crate::pinsvc::handle(self, req, &decoded, &query, user).await,
+        }
+    }
+}
+
+/// Builds the hyper connection builder with the configured limits.
+fn conn_builder(opts: &HttpApiOptions) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    // Go allows max_header_bytes plus about 4 KiB of slack; hyper needs at least 8 KiB.
+    let max_buf = (opts.max_header_bytes.max(4096) + 4096).max(8192);
+    let hrt = (!opts.read_header_timeout.is_zero()).then_some(opts.read_header_timeout);
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(hrt)
+        .max_buf_size(max_buf)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(max_buf as u32);
+    b
+}
+
+/// Serves one listener until `shutdown` flips to true. In-flight connections are allowed to
+/// finish their current request.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: Arc<App>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = tls.map(TlsAcceptor::from);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let mut conn_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let builder = conn_builder(&app.opts);
+            let svc = service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, std::convert::Infallible>(app.call(req, remote).await) }
+            });
+            let res = match acceptor {
+                Some(acc) => {
+                    match tokio::time::timeout(Duration::from_secs(10), acc.accept(tcp)).await {
+                        Ok(Ok(tls)) => {
+                            let conn = builder.serve_connection(TokioIo::new(tls), svc);
+                            tokio::pin!(conn);
+                            tokio::select! {
+                                r = conn.as_mut() => r,
+                                _ = conn_shutdown.changed() => { conn.as_mut().graceful_shutdown(); conn.await }
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%remote, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        r = conn.as_mut() => r,
+                        _ = conn_shutdown.changed() => { conn.as_mut().graceful_shutdown(); conn.await }
+                    }
+                }
+            };
+            if let Err(e) = res {
+                tracing::debug!(%remote, error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+}
