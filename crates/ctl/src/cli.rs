@@ -1,0 +1,459 @@
+//! The clap command tree: every command, subcommand and flag of upstream's ctl (urfave/cli v1),
+//! with the same names, aliases and defaults. Global flags live on the top level only (as in
+//! upstream, they must come before the command), which also keeps short names such as `-s`
+//! (`--https` globally, `--chunker` on `add`) from colliding.
+
+use clap::{Args, Parser, Subcommand};
+
+pub const DEFAULT_HOST: &str = "/ip4/127.0.0.1/tcp/9094";
+
+const WAIT_DESC: &str = "Wait for the pin to reach the minimum replication factor before returning";
+const WAIT_TIMEOUT_DESC: &str = "How long to --wait (Go duration, e.g. 30s). Default: forever";
+const WAIT_LIMIT_DESC: &str =
+    "Number of peers that must reach the target status (default: replication-min)";
+
+const ABOUT: &str = "CLI for IPFS Cluster";
+const LONG_ABOUT: &str = "CLI for IPFS Cluster
+
+ipfs-cluster-ctl is a tool to manage IPFS Cluster nodes.
+
+Use \"ipfs-cluster-ctl help\" to list all available commands and
+\"ipfs-cluster-ctl help <command>\" to get usage information for a
+specific one.
+
+ipfs-cluster-ctl uses the IPFS Cluster API to perform requests and
+display responses in a user-readable format. The location of the IPFS
+Cluster server is assumed to be /ip4/127.0.0.1/tcp/9094, but can be configured
+with the --host option. If several multiaddresses are specified
+(comma-separated), requests will be sent to the first one and fail-over
+over to the others.
+
+For feedback, bug reports or any additional information, visit
+https://github.com/ipfs-cluster/ipfs-cluster.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ipfs-cluster-ctl",
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    disable_version_flag = true,
+    max_term_width = 120
+)]
+pub struct Cli {
+    /// API endpoint multiaddresses (comma-separated)
+    #[arg(long, short = 'l', default_value = DEFAULT_HOST, value_name = "MADDRS")]
+    pub host: String,
+    /// cluster secret (32 byte pnet-key) as needed. Only when using the LibP2P endpoint
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub secret: String,
+    /// use https to connect to the API
+    #[arg(long, short = 's')]
+    pub https: bool,
+    /// do not verify server TLS certificate. only valid with --https flag
+    #[arg(long)]
+    pub no_check_certificate: bool,
+    /// output format encoding [text, json]
+    #[arg(long, visible_alias = "enc", default_value = "text")]
+    pub encoding: String,
+    /// number of seconds to wait before timing out a request
+    #[arg(long, short = 't', default_value_t = 0)]
+    pub timeout: u64,
+    /// set debug log level
+    #[arg(long, short = 'd')]
+    pub debug: bool,
+    /// <username>[:<password>] BasicAuth credentials. Implies --https, which you can disable with --force-http
+    #[arg(
+        long,
+        env = "CLUSTER_CREDENTIALS",
+        value_name = "USER[:PASS]",
+        hide_env_values = true
+    )]
+    pub basic_auth: Option<String>,
+    /// force HTTP. only valid when using BasicAuth
+    #[arg(long, short = 'f')]
+    pub force_http: bool,
+    /// print the version
+    #[arg(long, short = 'v')]
+    pub version: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Retrieve peer information
+    #[command(
+        long_about = "Retrieve peer information\n\nThis command displays information about the peer \
+that the tool is contacting\n(usually running in localhost)."
+    )]
+    Id,
+    /// List and manage IPFS Cluster peers
+    #[command(subcommand)]
+    Peers(PeersCmd),
+    /// Add a file or directory to ipfs and pin it in the cluster
+    #[command(long_about = ADD_ABOUT)]
+    Add(AddArgs),
+    /// Pin and unpin and list items in IPFS Cluster
+    #[command(subcommand)]
+    Pin(PinCmd),
+    /// Retrieve the status of tracked items
+    #[command(long_about = STATUS_ABOUT)]
+    Status(StatusArgs),
+    /// Recover tracked items in error state
+    #[command(long_about = RECOVER_ABOUT)]
+    Recover(RecoverArgs),
+    /// Retrieve cluster version
+    Version,
+    /// Cluster monitoring information
+    #[command(subcommand)]
+    Health(HealthCmd),
+    /// Manage IPFS daemon
+    #[command(subcommand)]
+    Ipfs(IpfsCmd),
+    /// List all commands
+    #[command(hide = true)]
+    Commands,
+    /// Generate a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(hide = true)]
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeersCmd {
+    /// list the nodes participating in the IPFS Cluster
+    Ls,
+    /// remove a peer from the Cluster
+    Rm {
+        #[arg(value_name = "peer ID")]
+        peer: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PinCmd {
+    /// Pin an item in the cluster
+    Add(PinAddArgs),
+    /// Unpin an item from the cluster
+    Rm(PinRmArgs),
+    /// Pin a new item based on an existing one
+    Update(PinUpdateArgs),
+    /// List items in the cluster pinset
+    #[command(long_about = PIN_LS_ABOUT)]
+    Ls(PinLsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HealthCmd {
+    /// create a graph displaying connectivity of cluster peers
+    Graph(GraphArgs),
+    /// List latest metrics logged by this peer
+    Metrics {
+        #[arg(value_name = "metric name")]
+        name: Option<String>,
+    },
+    /// List the latest expired metric alerts
+    Alerts,
+    /// Show bandwidth usage by libp2p protocol
+    Bandwidth,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IpfsCmd {
+    /// run garbage collection on IPFS repos of cluster peers
+    Gc {
+        /// run operation only on the contacted peer
+        #[arg(long)]
+        local: bool,
+    },
+}
+
+/// Flags shared by the commands that wait for a pin status (§11.3).
+#[derive(Debug, Args, Clone, Default)]
+pub struct WaitArgs {
+    /// Prevents fetching pin status afterwards (faster, quieter)
+    #[arg(long, visible_alias = "ns")]
+    pub no_status: bool,
+    #[arg(long, short = 'w', help = WAIT_DESC)]
+    pub wait: bool,
+    #[arg(long, visible_alias = "wl", help = WAIT_LIMIT_DESC)]
+    pub wait_limit: Option<i64>,
+    #[arg(long, visible_alias = "wt", default_value = "0s", help = WAIT_TIMEOUT_DESC)]
+    pub wait_timeout: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PinAddArgs {
+    #[arg(value_name = "CID|Path")]
+    pub arg: String,
+    /// Sets a custom replication factor (overrides -rmax and -rmin)
+    #[arg(long, short = 'r', default_value_t = 0, allow_negative_numbers = true)]
+    pub replication: i64,
+    /// Sets the minimum replication factor for this pin
+    #[arg(
+        long,
+        visible_alias = "rmin",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub replication_min: i64,
+    /// Sets the maximum replication factor for this pin
+    #[arg(
+        long,
+        visible_alias = "rmax",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub replication_max: i64,
+    /// Optional comma-separated list of peer IDs
+    #[arg(
+        long,
+        visible_alias = "allocs",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub allocations: String,
+    /// Sets a name for this pin
+    #[arg(long, short = 'n', default_value = "", hide_default_value = true)]
+    pub name: String,
+    /// Select a way to pin: recursive or direct
+    #[arg(long, default_value = "recursive")]
+    pub mode: String,
+    /// Duration after which pin should be unpinned automatically
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub expire_in: String,
+    /// Pin metadata: key=value. Can be added multiple times
+    #[arg(long)]
+    pub metadata: Vec<String>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PinRmArgs {
+    #[arg(value_name = "CID|Path")]
+    pub arg: String,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PinUpdateArgs {
+    #[arg(value_name = "existing-CID")]
+    pub from: String,
+    #[arg(value_name = "new-CID|Path")]
+    pub to: String,
+    /// Sets a name for this updated pin
+    #[arg(long, short = 'n', default_value = "", hide_default_value = true)]
+    pub name: String,
+    /// Duration after which the pin should be unpinned automatically after updating
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub expire_in: String,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PinLsArgs {
+    #[arg(value_name = "CID")]
+    pub cid: Option<String>,
+    /// Comma separated list of pin types. See help above.
+    #[arg(long, default_value = "all")]
+    pub filter: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(value_name = "CID")]
+    pub cids: Vec<String>,
+    /// run operation only on the contacted peer
+    #[arg(long)]
+    pub local: bool,
+    /// comma-separated list of filters
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub filter: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    #[arg(value_name = "CID")]
+    pub cid: Option<String>,
+    /// run operation only on the contacted peer
+    #[arg(long)]
+    pub local: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// sets an output dot-file for the connectivity graph
+    #[arg(long, short = 'f', default_value = "", hide_default_value = true)]
+    pub file: String,
+    /// causes the graph to mark nodes for ipfs peers not directly in the cluster
+    #[arg(long)]
+    pub all_ipfs_peers: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct AddArgs {
+    /// Local paths (use - for stdin)
+    #[arg(value_name = "path")]
+    pub paths: Vec<String>,
+    /// Add directory paths recursively
+    #[arg(long, short = 'r')]
+    pub recursive: bool,
+    /// Write only hashes to output (one per line)
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Write only final hash to output
+    #[arg(long, short = 'Q')]
+    pub quieter: bool,
+    /// Buffer output locally. Produces a valid JSON array with --enc=json.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Add to local peer but pin normally
+    #[arg(long)]
+    pub local: bool,
+    /// Sets a name for this pin
+    #[arg(long, short = 'n', default_value = "", hide_default_value = true)]
+    pub name: String,
+    /// Sets the minimum replication factor for pinning this file
+    #[arg(
+        long,
+        visible_alias = "rmin",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub replication_min: i64,
+    /// Sets the maximum replication factor for pinning this file
+    #[arg(
+        long,
+        visible_alias = "rmax",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub replication_max: i64,
+    /// Duration after which the pin should be unpinned automatically
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub expire_in: String,
+    /// Pin metadata: key=value. Can be added multiple times
+    #[arg(long)]
+    pub metadata: Vec<String>,
+    /// Optional comma-separated list of peer IDs
+    #[arg(
+        long,
+        visible_alias = "allocs",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub allocations: String,
+    /// Do not pin after adding
+    #[arg(long)]
+    pub no_pin: bool,
+    #[arg(long, help = WAIT_DESC)]
+    pub wait: bool,
+    #[arg(long, visible_alias = "wt", default_value = "0s", help = WAIT_TIMEOUT_DESC)]
+    pub wait_timeout: String,
+    /// Wrap a with a directory object
+    #[arg(long, short = 'w')]
+    pub wrap_with_directory: bool,
+    /// 'unixfs' (add as unixfs DAG), 'car' (import CAR file)
+    #[arg(long, default_value = "unixfs")]
+    pub format: String,
+    /// Dag layout to use for dag generation: balanced or trickle
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub layout: String,
+    /// Include files that are hidden.  Only takes effect on recursive add
+    #[arg(long, short = 'H')]
+    pub hidden: bool,
+    /// 'size-<size>' or 'rabin-<min>-<avg>-<max>'
+    #[arg(long, short = 's', default_value = "size-262144")]
+    pub chunker: String,
+    /// Use raw blocks for leaves (experimental)
+    #[arg(long)]
+    pub raw_leaves: bool,
+    /// CID version. Non default implies raw-leaves
+    #[arg(long, default_value_t = 0)]
+    pub cid_version: i64,
+    /// Hash function to use. Implies cid-version=1
+    #[arg(long, default_value = "sha2-256")]
+    pub hash: String,
+    /// Add the URL using filestore. Implies raw-leaves. (experimental)
+    #[arg(long)]
+    pub nocopy: bool,
+}
+
+const ADD_ABOUT: &str = "Add a file or directory to ipfs and pin it in the cluster
+
+Add allows to add and replicate content to several ipfs daemons, performing
+a Cluster Pin operation on success. It takes elements from local paths.
+Providing several arguments will automatically set --wrap-with-directory.
+
+Cluster \"add\" works, by default, just like \"ipfs add\" and has similar options
+in terms of DAG layout, chunker, hash function etc. It also supports adding
+CAR files directly (--format car), as long as they have a single root.
+
+Optional replication-min and replication-max factors can be provided: -1 means
+\"pin everywhere\" and 0 means use cluster's default setting (i.e., replication
+factor set in config). Positive values indicate how many peers should pin this
+content.";
+
+const STATUS_ABOUT: &str = "Retrieve the status of tracked items
+
+This command retrieves the status of the CIDs tracked by IPFS
+Cluster, including which member is pinning them and any errors.
+If one of several CIDs are provided, the status will be only fetched
+for a single item.  Metadata CIDs are included in the status response.
+
+When the --local flag is passed, it will only fetch the status from the
+contacted cluster peer. By default, status will be fetched from all peers.
+
+When the --filter flag is passed, it will only fetch the peer information
+where status of the pin matches at least one of the filter values (a comma
+separated list). The following are valid status values:
+
+cluster_error, pin_error, unpin_error, error, pinned, pinning, unpinning,
+unpinned, remote, pin_queued, unpin_queued, queued, sharded, unexpectedly_unpinned";
+
+const RECOVER_ABOUT: &str = "Recover tracked items in error state
+
+This command asks Cluster peers to re-track or re-forget CIDs in
+error state, usually because the IPFS pin or unpin operation has failed.
+
+When the --local flag is passed, it will only trigger recover
+operations on the contacted peer (as opposed to on every peer).";
+
+const PIN_LS_ABOUT: &str = "List items in the cluster pinset
+
+This command will list the CIDs which are tracked by IPFS Cluster and to
+which peers they are currently allocated. For IPFS-status information about
+the pins, use \"status\".
+
+The filter only takes effect when listing all pins. The possible values are:
+  - all (default)
+  - pin (normal pins, recursive or direct)
+  - meta-pin (sharded pins)
+  - clusterdag-pin (sharding-dag root pins)
+  - shard-pin (individual shard pins)";
+
+/// The `commands` listing: every command path, depth first, as upstream's `walkCommands`.
+pub fn command_tree(prog: &str) -> Vec<String> {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, prefix: &str, out: &mut Vec<String>) {
+        for sub in cmd.get_subcommands() {
+            let name = sub.get_name();
+            if name == "help" || name == "completion" {
+                continue;
+            }
+            let line = format!("{prefix} {name}");
+            out.push(line.clone());
+            walk(sub, &line, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&Cli::command(), prog, &mut out);
+    out.push(format!("{prog} help"));
+    out
+}

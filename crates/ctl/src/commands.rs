@@ -1,0 +1,870 @@
+//! Command actions: each one makes upstream's REST call(s) (§11.2) and prints the result in
+//! the chosen encoding. Pin/unpin/update share the post-processing of §11.3 (wait / status).
+
+use std::io::Write;
+use std::time::Duration;
+
+use http::Method;
+use serde_json::Value;
+
+use crate::cli::{self, Cli, Command, HealthCmd, IpfsCmd, PeersCmd, PinCmd, WaitArgs};
+use crate::client::{Body, Client, ClientConfig, Endpoint};
+use crate::error::{ApiError, CtlError, CtlResult, LocalError};
+use crate::format;
+use crate::util;
+
+/// What every command needs: the client and the output encoding.
+pub struct Ctx {
+    pub client: Client,
+    pub json: bool,
+    pub debug: bool,
+}
+
+impl Ctx {
+    pub fn new(c: &Cli, json: bool, stderr: &mut dyn Write) -> CtlResult<Ctx> {
+        if !c.secret.is_empty() {
+            let ok = c.secret.len().is_multiple_of(2)
+                && c.secret.chars().all(|ch| ch.is_ascii_hexdigit());
+            if !ok {
+                return Err(CtlError::local(
+                    "parsing secret",
+                    "encoding/hex: invalid byte or odd length in secret",
+                ));
+            }
+        }
+        let mut cfg = ClientConfig {
+            https: c.https,
+            no_verify: c.no_check_certificate,
+            timeout: (c.timeout > 0).then(|| Duration::from_secs(c.timeout)),
+            ..Default::default()
+        };
+        if let Some(cred) = c.basic_auth.as_deref().filter(|s| !s.is_empty()) {
+            let (u, p) = cred.split_once(':').unwrap_or((cred, ""));
+            cfg.basic_auth = Some((u.to_string(), p.to_string()));
+            if !u.is_empty() && !cfg.https && !c.force_http {
+                if c.debug {
+                    let _ = writeln!(stderr, "SSL automatically enabled with basic auth credentials. Set \"force-http\" to disable");
+                }
+                cfg.https = true;
+            }
+        }
+        for addr in c.host.split(',') {
+            cfg.endpoints.push(Endpoint::parse(addr)?);
+        }
+        Ok(Ctx {
+            client: Client::new(cfg)?,
+            json,
+            debug: c.debug,
+        })
+    }
+
+    /// Prints one object: JSON (indented) or the given text rendering.
+    fn print(&self, out: &mut dyn Write, v: &Value, text: impl Fn(&Value) -> String) {
+        let s = if self.json {
+            format::json_pretty(v)
+        } else {
+            text(v)
+        };
+        let _ = out.write_all(s.as_bytes());
+        let _ = out.flush();
+    }
+}
+
+pub async fn dispatch(
+    ctx: &Ctx,
+    cmd: Command,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> CtlResult<()> {
+    let c = &ctx.client;
+    match cmd {
+        Command::Id => {
+            if let Some(v) = c.call(Method::GET, "/id", Body::Empty).await? {
+                ctx.print(out, &v, format::id);
+            }
+        }
+        Command::Version => {
+            if let Some(v) = c.call(Method::GET, "/version", Body::Empty).await? {
+                ctx.print(out, &v, format::version);
+            }
+        }
+        Command::Peers(PeersCmd::Ls) => {
+            c.stream(Method::GET, "/peers", Body::Empty, &mut |v| {
+                ctx.print(out, &v, format::id);
+                Ok(())
+            })
+            .await?;
+        }
+        Command::Peers(PeersCmd::Rm { peer }) => {
+            validate_peer_id(&peer).map_err(|e| {
+                CtlError::local("parsing peer ID", format!("failed to parse peer ID: {e}"))
+            })?;
+            c.call(Method::DELETE, &format!("/peers/{peer}"), Body::Empty)
+                .await?;
+        }
+        Command::Add(args) => crate::add::add(ctx, args, out, err).await?,
+        Command::Pin(PinCmd::Add(a)) => {
+            let (rmin, rmax) = if a.replication != 0 {
+                (a.replication, a.replication)
+            } else {
+                (a.replication_min, a.replication_max)
+            };
+            let mut allocs = Vec::new();
+            if !a.allocations.is_empty() {
+                for p in a.allocations.split(',').map(str::trim) {
+                    if validate_peer_id(p).is_err() {
+                        return Err(CtlError::local(
+                            "decoding allocations",
+                            "some peer IDs could not be decoded",
+                        ));
+                    }
+                    allocs.push(p.to_string());
+                }
+            }
+            let expire_at = parse_expire_in(&a.expire_in)?;
+            let metadata = parse_metadata(&a.metadata)?;
+            let mode = if a.mode == "direct" {
+                "direct"
+            } else {
+                "recursive"
+            };
+            let q = PinQuery {
+                rmin,
+                rmax,
+                name: a.name.clone(),
+                mode: mode.into(),
+                allocs,
+                expire_at,
+                metadata,
+                pin_update: None,
+            };
+            let path = ipfs_path(&a.arg).map_err(|e| CtlError::local("", e))?;
+            let pin = c
+                .call(
+                    Method::POST,
+                    &format!("/pins{}?{}", escape_path(&path), q.encode()),
+                    Body::Empty,
+                )
+                .await?;
+            let pin = pin.unwrap_or(Value::Null);
+            handle_pin_response(ctx, &a.wait, &pin, "pinned", out).await?;
+        }
+        Command::Pin(PinCmd::Rm(a)) => {
+            let path = ipfs_path(&a.arg).map_err(|e| CtlError::local("", e))?;
+            let pin = c
+                .call(
+                    Method::DELETE,
+                    &format!("/pins{}", escape_path(&path)),
+                    Body::Empty,
+                )
+                .await?;
+            handle_pin_response(ctx, &a.wait, &pin.unwrap_or(Value::Null), "unpinned", out).await?;
+        }
+        Command::Pin(PinCmd::Update(a)) => {
+            let from = parse_cid(&a.from).map_err(|e| CtlError::local("parsing from Cid", e))?;
+            let expire_at = parse_expire_in(&a.expire_in)?;
+            let q = PinQuery {
+                rmin: 0,
+                rmax: 0,
+                name: a.name.clone(),
+                mode: "recursive".into(),
+                allocs: vec![],
+                expire_at,
+                metadata: vec![],
+                pin_update: Some(from),
+            };
+            let path = ipfs_path(&a.to).map_err(|e| CtlError::local("", e))?;
+            let pin = c
+                .call(
+                    Method::POST,
+                    &format!("/pins{}?{}", escape_path(&path), q.encode()),
+                    Body::Empty,
+                )
+                .await?;
+            handle_pin_response(ctx, &a.wait, &pin.unwrap_or(Value::Null), "pinned", out).await?;
+        }
+        Command::Pin(PinCmd::Ls(a)) => match a.cid {
+            Some(cid) => {
+                let cid = parse_cid(&cid).map_err(|e| CtlError::local("parsing cid", e))?;
+                if let Some(v) = c
+                    .call(Method::GET, &format!("/allocations/{cid}"), Body::Empty)
+                    .await?
+                {
+                    ctx.print(out, &v, format::pin);
+                }
+            }
+            None => {
+                let f = pin_type_filter(&a.filter);
+                c.stream(
+                    Method::GET,
+                    &format!("/allocations?filter={}", query_escape(&f)),
+                    Body::Empty,
+                    &mut |v| {
+                        ctx.print(out, &v, format::pin);
+                        Ok(())
+                    },
+                )
+                .await?;
+            }
+        },
+        Command::Status(a) => {
+            let mut cids = Vec::new();
+            for s in &a.cids {
+                cids.push(parse_cid(s).map_err(|e| CtlError::local("parsing cid", e))?);
+            }
+            let local = a.local;
+            match cids.len() {
+                1 => {
+                    if let Some(v) = c
+                        .call(
+                            Method::GET,
+                            &format!("/pins/{}?local={local}", cids[0]),
+                            Body::Empty,
+                        )
+                        .await?
+                    {
+                        ctx.print(out, &v, format::global_pin_info);
+                    }
+                }
+                0 => {
+                    let bits = tracker_status_bits(&a.filter);
+                    if bits == 0 && !a.filter.is_empty() {
+                        return Err(CtlError::local(
+                            "parsing filter flag",
+                            "invalid filter name",
+                        ));
+                    }
+                    let f = tracker_filter_string(bits);
+                    let path = format!("/pins?local={local}&filter={}&cids=", query_escape(&f));
+                    c.stream(Method::GET, &path, Body::Empty, &mut |v| {
+                        ctx.print(out, &v, format::global_pin_info);
+                        Ok(())
+                    })
+                    .await?;
+                }
+                _ => {
+                    let path = format!(
+                        "/pins?local={local}&filter=&cids={}",
+                        query_escape(&cids.join(","))
+                    );
+                    c.stream(Method::GET, &path, Body::Empty, &mut |v| {
+                        ctx.print(out, &v, format::global_pin_info);
+                        Ok(())
+                    })
+                    .await?;
+                }
+            }
+        }
+        Command::Recover(a) => match a.cid {
+            Some(cid) => {
+                let cid = parse_cid(&cid).map_err(|e| CtlError::local("parsing cid", e))?;
+                let path = format!("/pins/{cid}/recover?local={}", a.local);
+                if let Some(v) = c.call(Method::POST, &path, Body::Empty).await? {
+                    ctx.print(out, &v, format::global_pin_info);
+                }
+            }
+            None => {
+                let path = format!("/pins/recover?local={}", a.local);
+                c.stream(Method::POST, &path, Body::Empty, &mut |v| {
+                    ctx.print(out, &v, format::global_pin_info);
+                    Ok(())
+                })
+                .await?;
+            }
+        },
+        Command::Health(HealthCmd::Graph(g)) => {
+            let Some(v) = c.call(Method::GET, "/health/graph", Body::Empty).await? else {
+                return Ok(());
+            };
+            let dot = crate::graph::make_dot(&v, g.all_ipfs_peers);
+            if g.file.is_empty() {
+                let _ = out.write_all(dot.as_bytes());
+            } else {
+                std::fs::write(&g.file, dot)
+                    .map_err(|e| CtlError::local("creating output file", e))?;
+            }
+        }
+        Command::Health(HealthCmd::Metrics { name }) => match name {
+            None => {
+                if let Some(v) = c.call(Method::GET, "/monitor/metrics", Body::Empty).await? {
+                    print_list(ctx, out, &v, |v| format!("{}\n", v.as_str().unwrap_or("")));
+                }
+            }
+            Some(n) => {
+                let path = format!("/monitor/metrics/{}", path_escape_segment(&n));
+                if let Some(v) = c.call(Method::GET, &path, Body::Empty).await? {
+                    let now = util::now_ns();
+                    print_list(ctx, out, &v, |m| format::metric(m, now));
+                }
+            }
+        },
+        Command::Health(HealthCmd::Alerts) => {
+            if let Some(v) = c.call(Method::GET, "/health/alerts", Body::Empty).await? {
+                let now = util::now_ns();
+                print_list(ctx, out, &v, |a| format::alert(a, now));
+            }
+        }
+        Command::Health(HealthCmd::Bandwidth) => {
+            if let Some(v) = c
+                .call(Method::GET, "/health/bandwidth", Body::Empty)
+                .await?
+            {
+                ctx.print(out, &v, format::bandwidth);
+            }
+        }
+        Command::Ipfs(IpfsCmd::Gc { local }) => {
+            if let Some(v) = c
+                .call(
+                    Method::POST,
+                    &format!("/ipfs/gc?local={local}"),
+                    Body::Empty,
+                )
+                .await?
+            {
+                ctx.print(out, &v, format::repo_gc);
+            }
+        }
+        Command::Commands | Command::Completion { .. } => {}
+    }
+    Ok(())
+}
+
+/// A JSON array printed whole in JSON mode, one text rendering per element otherwise.
+fn print_list(ctx: &Ctx, out: &mut dyn Write, v: &Value, text: impl Fn(&Value) -> String) {
+    if ctx.json {
+        let _ = out.write_all(format::json_pretty(v).as_bytes());
+        return;
+    }
+    for item in v.as_array().into_iter().flatten() {
+        let _ = out.write_all(text(item).as_bytes());
+    }
+}
+
+/// §11.3: after a pin, unpin or update: optionally wait, then print the Pin or the status.
+pub async fn handle_pin_response(
+    ctx: &Ctx,
+    w: &WaitArgs,
+    pin: &Value,
+    target: &str,
+    out: &mut dyn Write,
+) -> CtlResult<()> {
+    let cid = pin
+        .get("cid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let mut status = None;
+    if w.wait {
+        let limit = w.wait_limit.unwrap_or_else(|| {
+            if target == "pinned" {
+                pin.get("replication_factor_min")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+            } else {
+                0
+            }
+        });
+        let timeout = util::go_duration_std(&w.wait_timeout)
+            .map_err(|e| CtlError::local("parsing wait-timeout", e))?;
+        status = Some(wait_for(ctx, &cid, target, timeout, limit).await?);
+    }
+    if w.no_status {
+        ctx.print(out, pin, format::pin);
+        return Ok(());
+    }
+    let status = match status {
+        Some(s) => s,
+        None => {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            ctx.client
+                .call(
+                    Method::GET,
+                    &format!("/pins/{cid}?local=false"),
+                    Body::Empty,
+                )
+                .await?
+                .unwrap_or(Value::Null)
+        }
+    };
+    ctx.print(out, &status, format::global_pin_info);
+    Ok(())
+}
+
+/// Polls the status every second until `target` is reached (§11.3). `--wait-timeout` applies
+/// when longer than 1 s and ends with exit 62.
+pub async fn wait_for(
+    ctx: &Ctx,
+    cid: &str,
+    target: &str,
+    timeout: Duration,
+    limit: i64,
+) -> CtlResult<Value> {
+    let poll = async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let st = ctx
+                .client
+                .call(
+                    Method::GET,
+                    &format!("/pins/{cid}?local=false"),
+                    Body::Empty,
+                )
+                .await
+                .map_err(|e| match e {
+                    CtlError::Api(a) => CtlError::local("waiting for pin status", a),
+                    other => other,
+                })?
+                .unwrap_or(Value::Null);
+            if status_reached(&st, target, limit)? {
+                return Ok(st);
+            }
+        }
+    };
+    if timeout > Duration::from_secs(1) {
+        match tokio::time::timeout(timeout, poll).await {
+            Ok(r) => r,
+            Err(_) => Err(LocalError::deadline("waiting for pin status").into()),
+        }
+    } else {
+        poll.await
+    }
+}
+
+/// Whether a GlobalPinInfo has reached `target` under `limit`; errors abort the wait.
+pub fn status_reached(st: &Value, target: &str, limit: i64) -> CtlResult<bool> {
+    let empty = serde_json::Map::new();
+    let map = st
+        .get("peer_map")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let statuses: Vec<&str> = map
+        .values()
+        .map(|p| {
+            p.get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("undefined")
+        })
+        .collect();
+    if statuses.iter().any(|s| {
+        matches!(
+            *s,
+            "undefined" | "cluster_error" | "pin_error" | "unpin_error"
+        )
+    }) {
+        return Err(CtlError::local(
+            "waiting for pin status",
+            format!("error has occurred while attempting to reach status: {target}"),
+        ));
+    }
+    if limit > 0 {
+        let limit = (limit as usize).min(statuses.len());
+        let n = statuses.iter().filter(|s| **s == target).count();
+        return Ok(n >= limit);
+    }
+    Ok(statuses
+        .iter()
+        .all(|s| *s == target || (target == "pinned" && *s == "remote")))
+}
+
+/// Pin options serialised like the Go client's `ToQuery` (keys sorted, Go query escaping).
+pub struct PinQuery {
+    pub rmin: i64,
+    pub rmax: i64,
+    pub name: String,
+    pub mode: String,
+    pub allocs: Vec<String>,
+    pub expire_at: Option<String>,
+    pub metadata: Vec<(String, String)>,
+    pub pin_update: Option<String>,
+}
+
+impl PinQuery {
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        let mut v = vec![
+            ("mode".to_string(), self.mode.clone()),
+            ("name".to_string(), self.name.clone()),
+            ("replication-max".to_string(), self.rmax.to_string()),
+            ("replication-min".to_string(), self.rmin.to_string()),
+            ("shard-size".to_string(), "0".to_string()),
+            ("user-allocations".to_string(), self.allocs.join(",")),
+        ];
+        if let Some(e) = &self.expire_at {
+            v.push(("expire-at".into(), e.clone()));
+        }
+        for (k, val) in &self.metadata {
+            v.push((format!("meta-{k}"), val.clone()));
+        }
+        if let Some(p) = &self.pin_update {
+            v.push(("pin-update".into(), p.clone()));
+        }
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    pub fn encode(&self) -> String {
+        encode_pairs(&self.pairs())
+    }
+}
+
+pub fn encode_pairs(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", query_escape(k), query_escape(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Go's `url.QueryEscape`.
+pub fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Escapes a URL path, keeping `/` (Go's `url.PathEscape` per segment).
+pub fn escape_path(p: &str) -> String {
+    p.split('/')
+        .map(path_escape_segment)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+pub fn path_escape_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'_'
+            | b'.'
+            | b'~'
+            | b'$'
+            | b'&'
+            | b'+'
+            | b'='
+            | b':'
+            | b'@'
+            | b','
+            | b';'
+            | b'!'
+            | b'\''
+            | b'('
+            | b')'
+            | b'*' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+pub fn parse_cid(s: &str) -> Result<String, String> {
+    cid::Cid::try_from(s)
+        .map(|c| c.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// go-path `ParsePath`: a bare CID (optionally followed by a sub-path) gets `/ipfs/`;
+/// `/ipfs/`, `/ipld/` paths need a CID first, `/ipns/` any name.
+pub fn ipfs_path(txt: &str) -> Result<String, String> {
+    let bad = |e: String| format!("invalid path \"{txt}\": {e}");
+    let parts: Vec<&str> = txt.split('/').collect();
+    if !parts[0].is_empty() {
+        parse_cid(parts[0]).map_err(bad)?;
+        return Ok(format!("/ipfs/{txt}"));
+    }
+    if parts.len() < 3 {
+        return Err(bad("path does not begin with '/'".into()));
+    }
+    match parts[1] {
+        "ipfs" | "ipld" => {
+            if parts[2].is_empty() {
+                return Err(bad("not enough path components".into()));
+            }
+            parse_cid(parts[2]).map_err(|e| bad(format!("invalid CID: {e}")))?;
+        }
+        "ipns" => {
+            if parts[2].is_empty() {
+                return Err(bad("not enough path components".into()));
+            }
+        }
+        other => return Err(bad(format!("unknown namespace \"{other}\""))),
+    }
+    Ok(txt.to_string())
+}
+
+/// A peer ID in base58btc (`12D3KooW…`, `Qm…`) or CID form (`bafz…`, `k51…`).
+pub fn validate_peer_id(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("empty peer ID".into());
+    }
+    let bytes = if s.starts_with('1') || s.starts_with("Qm") {
+        cid::multibase::Base::Base58Btc
+            .decode(s)
+            .map_err(|e| e.to_string())?
+    } else {
+        let c = cid::Cid::try_from(s).map_err(|e| e.to_string())?;
+        if c.codec() != 0x72 {
+            return Err(format!(
+                "can't convert CID of type {:#x} to a peer ID",
+                c.codec()
+            ));
+        }
+        return Ok(());
+    };
+    let mh = cid::multihash::Multihash::<64>::from_bytes(&bytes).map_err(|e| e.to_string())?;
+    match mh.code() {
+        0x00 | 0x12 => Ok(()),
+        c => Err(format!("invalid multihash code {c:#x} for a peer ID")),
+    }
+}
+
+/// `--expire-in` → `expire-at` (RFC3339Nano, UTC).
+pub fn parse_expire_in(s: &str) -> CtlResult<Option<String>> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let ns = util::parse_go_duration(s).map_err(|e| CtlError::local("parsing expire-in", e))?;
+    Ok(Some(util::expire_at_from_now(ns)))
+}
+
+/// `--metadata k=v` (repeatable).
+pub fn parse_metadata(items: &[String]) -> CtlResult<Vec<(String, String)>> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for it in items {
+        let Some((k, v)) = it.split_once('=') else {
+            return Err(CtlError::local(
+                "parsing metadata",
+                "metadata were not in the format key=value",
+            ));
+        };
+        out.retain(|(ek, _)| ek != k);
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
+const STATUS_BITS: [(&str, u32); 15] = [
+    ("undefined", 0),
+    ("cluster_error", 2),
+    ("pin_error", 4),
+    ("unpin_error", 8),
+    ("error", 14),
+    ("pinned", 16),
+    ("pinning", 32),
+    ("unpinning", 64),
+    ("unpinned", 128),
+    ("remote", 256),
+    ("pin_queued", 512),
+    ("unpin_queued", 1024),
+    ("queued", 1536),
+    ("sharded", 2048),
+    ("unexpectedly_unpinned", 4096),
+];
+
+/// `TrackerStatusFromString`: OR of the known names in a comma list (spaces removed).
+pub fn tracker_status_bits(s: &str) -> u32 {
+    s.replace(' ', "")
+        .split(',')
+        .filter_map(|n| {
+            STATUS_BITS
+                .iter()
+                .find(|(name, _)| *name == n)
+                .map(|(_, b)| *b)
+        })
+        .fold(0, |a, b| a | b)
+}
+
+/// How the Go client writes a status filter (§9.1): a single name when exact, otherwise
+/// every name sharing a bit (composites included).
+pub fn tracker_filter_string(bits: u32) -> String {
+    if bits == 0 {
+        return String::new();
+    }
+    if let Some((name, _)) = STATUS_BITS.iter().find(|(_, b)| *b == bits) {
+        return name.to_string();
+    }
+    STATUS_BITS
+        .iter()
+        .filter(|(_, b)| b & bits != 0)
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `pin ls --filter`: OR of pin types; `all` stays `all`, unknown names only → empty.
+pub fn pin_type_filter(s: &str) -> String {
+    const TYPES: [(&str, u32); 4] = [
+        ("pin", 2),
+        ("meta-pin", 4),
+        ("clusterdag-pin", 8),
+        ("shard-pin", 16),
+    ];
+    let mut bits = 0;
+    for f in s.split(',') {
+        bits |= match f {
+            "all" => 30,
+            other => TYPES
+                .iter()
+                .find(|(n, _)| *n == other)
+                .map(|(_, b)| *b)
+                .unwrap_or(0),
+        };
+    }
+    if bits == 30 {
+        return "all".into();
+    }
+    TYPES
+        .iter()
+        .filter(|(_, b)| b & bits != 0)
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// For `cli` consumers: the default `--host`.
+pub fn default_host() -> &'static str {
+    cli::DEFAULT_HOST
+}
+
+/// A transport-level ApiError (code 0) for callers outside this module.
+pub fn transport_error(msg: &str) -> ApiError {
+    ApiError::transport(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const CID: &str = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG";
+
+    #[test]
+    fn pin_query_matches_go_client() {
+        let q = PinQuery {
+            rmin: 0,
+            rmax: 0,
+            name: "".into(),
+            mode: "recursive".into(),
+            allocs: vec![],
+            expire_at: None,
+            metadata: vec![],
+            pin_update: None,
+        };
+        assert_eq!(q.encode(), "mode=recursive&name=&replication-max=0&replication-min=0&shard-size=0&user-allocations=");
+        let q = PinQuery {
+            rmin: 2,
+            rmax: 3,
+            name: "my pin".into(),
+            mode: "direct".into(),
+            allocs: vec!["A".into(), "B".into()],
+            expire_at: Some("2024-05-01T10:00:00+02:00".into()),
+            metadata: vec![("k".into(), "v".into())],
+            pin_update: Some(CID.into()),
+        };
+        assert_eq!(
+            q.encode(),
+            format!(
+                "expire-at=2024-05-01T10%3A00%3A00%2B02%3A00&meta-k=v&mode=direct&name=my+pin&pin-update={CID}&replication-max=3&replication-min=2&shard-size=0&user-allocations=A%2CB"
+            )
+        );
+    }
+
+    #[test]
+    fn paths_like_go_path() {
+        assert_eq!(ipfs_path(CID).unwrap(), format!("/ipfs/{CID}"));
+        assert_eq!(
+            ipfs_path(&format!("{CID}/a")).unwrap(),
+            format!("/ipfs/{CID}/a")
+        );
+        assert_eq!(
+            ipfs_path(&format!("/ipfs/{CID}")).unwrap(),
+            format!("/ipfs/{CID}")
+        );
+        assert_eq!(ipfs_path("/ipns/example.com").unwrap(), "/ipns/example.com");
+        assert!(ipfs_path("foo")
+            .unwrap_err()
+            .starts_with("invalid path \"foo\": "));
+        assert_eq!(
+            ipfs_path("/x").unwrap_err(),
+            "invalid path \"/x\": path does not begin with '/'"
+        );
+        assert_eq!(
+            ipfs_path("/abc/def").unwrap_err(),
+            "invalid path \"/abc/def\": unknown namespace \"abc\""
+        );
+        assert!(ipfs_path("/ipfs/notacid")
+            .unwrap_err()
+            .contains("invalid CID"));
+    }
+
+    #[test]
+    fn peer_ids() {
+        assert!(validate_peer_id("12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA").is_ok());
+        assert!(validate_peer_id("QmcQ5XvrSQ4DouNkQyQtEoLczbMr6D9bSenGy6WQUCQUBt").is_ok());
+        assert!(validate_peer_id("notapeer").is_err());
+        assert!(validate_peer_id("").is_err());
+    }
+
+    #[test]
+    fn filters() {
+        assert_eq!(tracker_status_bits("pinned"), 16);
+        assert_eq!(tracker_status_bits("pinned, foo"), 16);
+        assert_eq!(tracker_status_bits("foo"), 0);
+        assert_eq!(tracker_filter_string(16), "pinned");
+        assert_eq!(tracker_filter_string(14), "error");
+        assert_eq!(tracker_filter_string(16 | 4), "pin_error,error,pinned");
+        assert_eq!(tracker_filter_string(0), "");
+        assert_eq!(pin_type_filter("all"), "all");
+        assert_eq!(pin_type_filter("pin,shard-pin"), "pin,shard-pin");
+        assert_eq!(pin_type_filter("bogus"), "");
+        assert_eq!(query_escape("pin,shard-pin"), "pin%2Cshard-pin");
+    }
+
+    #[test]
+    fn metadata_and_expire() {
+        assert_eq!(
+            parse_metadata(&["a=b=c".into()]).unwrap(),
+            vec![("a".to_string(), "b=c".to_string())]
+        );
+        let e = parse_metadata(&["nope".into()]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "error parsing metadata: metadata were not in the format key=value"
+        );
+        let e = parse_expire_in("soon").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "error parsing expire-in: time: invalid duration \"soon\""
+        );
+        assert!(parse_expire_in("1h").unwrap().unwrap().ends_with('Z'));
+        assert_eq!(parse_expire_in("").unwrap(), None);
+    }
+
+    #[test]
+    fn wait_conditions() {
+        let st =
+            |a: &str, b: &str| json!({"cid":CID,"peer_map":{"p1":{"status":a},"p2":{"status":b}}});
+        assert!(status_reached(&st("pinned", "remote"), "pinned", 0).unwrap());
+        assert!(!status_reached(&st("pinned", "pinning"), "pinned", 0).unwrap());
+        assert!(status_reached(&st("pinned", "pinning"), "pinned", 1).unwrap());
+        assert!(status_reached(&st("pinned", "pinning"), "pinned", 1).unwrap());
+        assert!(!status_reached(&st("pinned", "pinning"), "pinned", 5).unwrap());
+        assert!(status_reached(&st("unpinned", "unpinned"), "unpinned", 0).unwrap());
+        assert!(!status_reached(&st("unpinned", "remote"), "unpinned", 0).unwrap());
+        let e = status_reached(&st("pin_error", "pinned"), "pinned", 0).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "error waiting for pin status: error has occurred while attempting to reach status: pinned"
+        );
+    }
+}
