@@ -6,6 +6,7 @@
 //! as Go's RFC3339Nano in UTC, CIDs as canonical strings and peer IDs as base58 strings.
 //! Input decoding is as lenient as Go's: `null` for a plain value leaves its zero value.
 
+mod add;
 mod cid;
 mod convert;
 mod de;
@@ -20,6 +21,7 @@ mod query;
 mod status;
 mod time;
 
+pub use crate::add::{AddParams, DEFAULT_SHARD_SIZE};
 pub use crate::cid::{multiaddr_peer_id, parse_multiaddr, parse_peer_id, Cid};
 pub use crate::error::{ApiError, Error, QueryError};
 pub use crate::id::{Id, IpfsId, Version, RPC_PROTOCOL_VERSION, VERSION};
