@@ -1,4 +1,288 @@
+//! `ipfs-cluster-consensus [--config DIR] [--bootstrap ADDR,...] [--leave]`: loads the peer's
+//! configuration, opens the raft store, starts raft (bootstrapping or joining), follows the
+//! metrics broadcast for allocation, and serves the Consensus gRPC service on the internal
+//! consensus address until SIGINT/SIGTERM or until this peer is removed from the cluster.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use clap::Parser;
+use prost::Message;
+use tokio_stream::StreamExt;
+
+use ipfs_cluster_consensus::{
+    network::TransportCarrier,
+    node::{Node, Options},
+    pinning::PinDefaults,
+    service::ConsensusService,
+    store,
+};
+use ipfs_cluster_proto::{
+    client::TransportClient,
+    transport::v1::{DialRequest, IdRequest, SubscribeRequest},
+    types::v1::Metric,
+};
+
+#[derive(Parser, Debug)]
+#[command(name = "ipfs-cluster-consensus", version = ipfs_cluster_proto::VERSION, about = "IPFS Cluster consensus service (raft pinset)")]
+struct Cli {
+    /// Configuration folder (default: $IPFS_CLUSTER_PATH or ~/.ipfs-cluster).
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Join an existing cluster through these peer multiaddresses (…/p2p/<id>), comma separated.
+    /// Existing local raft state is moved to a backup first, as upstream.
+    #[arg(long, short = 'j', value_delimiter = ',')]
+    bootstrap: Vec<String>,
+    /// Leave the cluster on shutdown (overrides cluster.leave_on_shutdown).
+    #[arg(long, short = 'x', hide = true)]
+    leave: bool,
+}
+
 fn main() {
-    eprintln!("ipfs-cluster-consensus: not built yet");
-    std::process::exit(1);
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run(cli)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Moves `dir` to `dir.old.0`, shifting older backups and keeping at most `keep`.
+fn backup_dir(dir: &std::path::Path, keep: u32) -> anyhow::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "raft".into());
+    let path = |i: u32| dir.with_file_name(format!("{name}.old.{i}"));
+    let keep = keep.max(1);
+    let _ = std::fs::remove_dir_all(path(keep - 1));
+    for i in (0..keep - 1).rev() {
+        if path(i).exists() {
+            std::fs::rename(path(i), path(i + 1))
+                .with_context(|| format!("rotating raft backup {}", path(i).display()))?;
+        }
+    }
+    std::fs::rename(dir, path(0))
+        .with_context(|| format!("backing up {} to {}", dir.display(), path(0).display()))?;
+    tracing::info!(backup = %path(0).display(), "raft state moved to a backup");
+    Ok(())
+}
+
+/// Follows the transport's `monitor.metrics` topic into the allocator's metric store.
+fn spawn_metrics(node: Arc<Node>, mut client: TransportClient) {
+    tokio::spawn(async move {
+        loop {
+            let topic = ipfs_cluster_proto::METRICS_TOPIC.to_string();
+            match client.subscribe(SubscribeRequest { topic }).await {
+                Ok(s) => {
+                    let mut s = s.into_inner();
+                    while let Some(msg) = s.next().await {
+                        match msg {
+                            Ok(m) => match Metric::decode(m.data.as_slice()) {
+                                Ok(metric) => node.metrics.add(metric),
+                                Err(e) => {
+                                    tracing::debug!(from = %m.from, error = %e, "undecodable metric")
+                                }
+                            },
+                            Err(e) => {
+                                tracing::debug!(error = %e.message(), "metrics subscription ended");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e.message(), "subscribing to metrics"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}
+
+async fn join(
+    node: &Node,
+    transport: &TransportClient,
+    addrs: &[String],
+    deadline: Duration,
+) -> anyhow::Result<()> {
+    let start = tokio::time::Instant::now();
+    let mut last = String::from("no bootstrap address given");
+    while start.elapsed() < deadline {
+        for a in addrs {
+            let mut t = transport.clone();
+            let peer = match t
+                .dial(DialRequest {
+                    multiaddr: a.clone(),
+                })
+                .await
+            {
+                Ok(r) => r.into_inner().peer_id,
+                Err(e) => {
+                    last = format!("dialing {a}: {}", e.message());
+                    continue;
+                }
+            };
+            match node.join_via(&peer).await {
+                Ok(()) => {
+                    tracing::info!(%peer, "joined the cluster");
+                    return Ok(());
+                }
+                Err(e) => last = format!("joining through {peer}: {}", e.message()),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    anyhow::bail!("could not join the cluster: {last}")
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let dir = ipfs_cluster_config::resolve_config_dir(cli.config.as_deref());
+    let peer = ipfs_cluster_config::Peer::load(&dir)?;
+    let cfg = &peer.config;
+    let raft = match cfg.consensus.raft.as_ref() {
+        Some(r) => r.clone(),
+        None => anyhow::bail!(
+            "service.json has no consensus.raft section; this consensus service implements raft only (crdt is not supported)"
+        ),
+    };
+    let peer_id = peer.identity.peer_id.to_string();
+    let raft_dir = peer.raft_dir();
+    let transport_addr = cfg.internal.transport_addr()?;
+    let consensus_addr = cfg.internal.consensus_addr()?;
+    let transport = ipfs_cluster_proto::client::transport(transport_addr, &peer.token);
+
+    let mut opts = Options::new(peer_id.clone(), raft_dir.clone());
+    opts.defaults = PinDefaults {
+        replication_min: cfg.cluster.replication_factor_min,
+        replication_max: cfg.cluster.replication_factor_max,
+    };
+    opts.init_peerset = raft
+        .init_peerset
+        .iter()
+        .map(|p| p.to_string())
+        .filter(|p| *p != peer_id)
+        .collect();
+    opts.wait_for_leader_timeout = raft.wait_for_leader_timeout.as_duration();
+    opts.network_timeout = raft.network_timeout.as_duration();
+    opts.commit_retries = raft.commit_retries.max(0) as u32;
+    opts.commit_retry_delay = raft.commit_retry_delay.as_duration();
+    opts.heartbeat_timeout = raft.heartbeat_timeout.as_duration();
+    opts.election_timeout = raft.election_timeout.as_duration();
+    opts.snapshot_threshold = raft.snapshot_threshold;
+    opts.trailing_logs = raft.trailing_logs;
+    opts.leave_on_shutdown = cfg.cluster.leave_on_shutdown || cli.leave;
+    opts.follower_mode = cfg.cluster.follower_mode;
+    opts.allocate_by = cfg.allocator.balanced.allocate_by.clone();
+    if !cfg.cluster.state_sync_interval.is_zero() {
+        opts.state_sync_interval = cfg.cluster.state_sync_interval.as_duration();
+    }
+    if !cfg.cluster.peer_watch_interval.is_zero() {
+        opts.peer_watch_interval = cfg.cluster.peer_watch_interval.as_duration();
+    }
+    // Our libp2p addresses, when the transport is already up (informational only).
+    let mut t = transport.clone();
+    if let Ok(Ok(id)) = tokio::time::timeout(Duration::from_secs(2), t.id(IdRequest {})).await {
+        opts.addresses = id.into_inner().addresses;
+    }
+
+    let bootstrap: Vec<String> = cli
+        .bootstrap
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if !bootstrap.is_empty() {
+        // Upstream wipes (backs up) local raft state and starts in staging mode.
+        if raft_dir.join(store::DB_FILE).exists() {
+            backup_dir(&raft_dir, raft.backups_rotate.max(1) as u32)?;
+        }
+        opts.staging = true;
+    }
+    let keep = raft.backups_rotate.max(1) as u32;
+    let leave = opts.leave_on_shutdown;
+    let join_deadline = opts.wait_for_leader_timeout + Duration::from_secs(5);
+
+    // Bind first so a taken port fails before raft starts.
+    let listener =
+        ipfs_cluster_proto::bind_internal(consensus_addr, cfg.internal.allow_remote_internal)
+            .await?;
+    let carrier = Arc::new(TransportCarrier {
+        client: transport.clone(),
+    });
+    let node = Node::start(opts, carrier).await?;
+    node.spawn_background();
+    spawn_metrics(node.clone(), transport.clone());
+    tracing::info!(peer = %peer_id, addr = %consensus_addr, raft_dir = %raft_dir.display(), "consensus service ready");
+
+    let (fail_tx, mut fail_rx) = tokio::sync::mpsc::channel::<String>(1);
+    if !bootstrap.is_empty() {
+        let node = node.clone();
+        let transport = transport.clone();
+        tokio::spawn(async move {
+            if let Err(e) = join(&node, &transport, &bootstrap, join_deadline).await {
+                let _ = fail_tx.send(format!("{e:#}")).await;
+            }
+        });
+    }
+
+    let mut removed = node.removed();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(ipfs_cluster_proto::serve(
+        listener,
+        peer.token.clone(),
+        ConsensusService::new(node.clone()).into_server(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut failure = None;
+    let was_removed = tokio::select! {
+        _ = tokio::signal::ctrl_c() => false,
+        _ = sigterm.recv() => false,
+        _ = removed.wait_for(|r| *r) => true,
+        Some(e) = fail_rx.recv() => { failure = Some(e); false }
+    };
+    tracing::info!("consensus service shutting down");
+    let mut left = false;
+    if leave && !was_removed && failure.is_none() {
+        match tokio::time::timeout(Duration::from_secs(20), node.leave()).await {
+            Ok(Ok(())) => left = true,
+            Ok(Err(e)) => tracing::warn!(error = %e.message(), "leaving the cluster"),
+            Err(_) => tracing::warn!("leaving the cluster timed out"),
+        }
+    }
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    if let Err(e) = node.raft.shutdown().await {
+        tracing::warn!(error = %e, "raft shutdown");
+    }
+    drop(node);
+    if was_removed || left {
+        // Give the store's last handles a moment to close, then back the state up.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        backup_dir(&raft_dir, keep)?;
+    }
+    if let Some(e) = failure {
+        anyhow::bail!(e);
+    }
+    Ok(())
 }

@@ -91,6 +91,9 @@ pub enum Forward {
     Join(PeerNode),
     Remove(String),
     Op(PinOp),
+    /// Sent by the leader to a peer it just removed (a removed peer may never see the
+    /// final membership entry, since the leader stops replicating to it).
+    Removed,
 }
 
 type ForwardResult = Result<Option<PinBytes>, (i32, String)>;
@@ -323,6 +326,11 @@ impl Node {
             }
             Forward::Join(node) => self.add_voter(node).await.map(|_| None),
             Forward::Remove(peer) => self.remove_here(&peer).await.map(|_| None),
+            Forward::Removed => {
+                tracing::warn!("the leader removed this peer from the cluster");
+                let _ = self.removed.send(true);
+                Ok(None)
+            }
         }
     }
 
@@ -500,6 +508,26 @@ impl Node {
                 .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
                 .await
                 .map_err(write_err)?;
+        }
+        if peer == self.opts.peer_id {
+            let _ = self.removed.send(true);
+        } else {
+            let carrier = self.carrier.clone();
+            let peer = peer.to_string();
+            let timeout = self.opts.network_timeout;
+            tokio::spawn(async move {
+                let r = raft_call::<_, Option<PinBytes>, (i32, String)>(
+                    &*carrier,
+                    &peer,
+                    Kind::Forward,
+                    &Forward::Removed,
+                    timeout,
+                )
+                .await;
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e.message(), "telling a removed peer it was removed");
+                }
+            });
         }
         Ok(())
     }

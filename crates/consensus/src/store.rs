@@ -267,7 +267,7 @@ impl Store {
                         what: "pin",
                         msg: e.to_string(),
                     })?;
-                    if tx.blocking_send(Ok(SyncItem::Pin(pin))).is_err() {
+                    if tx.blocking_send(Ok(SyncItem::Pin(Box::new(pin)))).is_err() {
                         return Ok(());
                     }
                 }
@@ -336,7 +336,7 @@ impl Store {
 
 pub(crate) enum SyncItem {
     Index(u64),
-    Pin(Pin),
+    Pin(Box<Pin>),
 }
 
 /// Upstream PinType bit of a proto PinType value (log2 encoding): data=2, meta=4, ...
