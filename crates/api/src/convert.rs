@@ -1,6 +1,6 @@
 //! Conversions between the API types and the internal proto messages
-//! (`ipfs_cluster_proto::types::v1`). Proto uses "" / empty lists / 0 for "unset"; a pin
-//! read from proto gets upstream's state-read shape (see `Pin::normalized_state_read`).
+//! (`ipfs_cluster_proto::types::v1`). Proto uses "" / empty lists / 0 for "unset";
+//! `Pin::from_state_proto` gives a stored pin upstream's state-read shape.
 //! Times: Pin.timestamp and options.expire_at are Unix seconds, PinInfo.timestamp and
 //! Metric times Unix nanoseconds, PinInfo.created Unix seconds.
 use crate::cid::optional_cid;
@@ -124,8 +124,10 @@ impl From<Pin> for proto::Pin {
     }
 }
 
-/// A pin from proto (i.e. from the state), in upstream's state-read shape. A bad CID,
-/// reference, pin_update or origin, or an unknown type, is an error.
+/// A pin from proto, faithfully: user_allocations are kept (a `Consensus.Pin` request
+/// carries them for the allocator); mode comes from max_depth, metadata is null when
+/// empty and origins `[]`. A bad CID, reference, pin_update or origin, or an unknown
+/// type, is an error. For a pin read from the state use `Pin::from_state_proto`.
 impl TryFrom<proto::Pin> for Pin {
     type Error = Error;
     fn try_from(p: proto::Pin) -> Result<Self, Error> {
@@ -145,7 +147,15 @@ impl TryFrom<proto::Pin> for Pin {
                 .map_err(|e| bad("Pin.reference", e.to_string()))?,
             timestamp: Time::from_unix_secs(p.timestamp),
         };
-        Ok(pin.normalized_state_read())
+        Ok(pin)
+    }
+}
+
+impl Pin {
+    /// A pin read from the shared state, in upstream's state-read shape
+    /// (`/allocations`, DELETE responses): see `Pin::normalized_state_read`.
+    pub fn from_state_proto(p: proto::Pin) -> Result<Pin, Error> {
+        Pin::try_from(p).map(Pin::normalized_state_read)
     }
 }
 
@@ -263,12 +273,18 @@ mod tests {
         assert_eq!(p.max_depth, 0);
         assert_eq!(p.r#type, proto::PinType::Data as i32);
         assert_eq!(p.options.as_ref().unwrap().expire_at, 1893456000);
-        let back = Pin::try_from(p).unwrap();
+        let faithful = Pin::try_from(p.clone()).unwrap();
+        assert_eq!(
+            faithful.options.user_allocations,
+            Some(vec![PEER.to_string()])
+        );
+        let back = Pin::from_state_proto(p).unwrap();
         po.user_allocations = None;
         po.expire_at = po.expire_at.trunc_secs();
         assert_eq!(back.options, po);
         assert_eq!(back.timestamp, pin.timestamp.trunc_secs());
         assert_eq!(back, pin.normalized_state_read());
+        assert_eq!(faithful.normalized_state_read(), back);
     }
 
     #[test]
@@ -306,7 +322,7 @@ mod tests {
             max_depth: -1,
             ..Default::default()
         };
-        let pin = Pin::try_from(p).unwrap();
+        let pin = Pin::from_state_proto(p).unwrap();
         let j = serde_json::to_string(&pin).unwrap();
         assert_eq!(
             j,

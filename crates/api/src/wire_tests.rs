@@ -35,7 +35,7 @@ fn pin_from_allocations() {
     );
     assert_eq!(p.clone().normalized_state_read(), p);
     // through proto and back it is unchanged
-    let back = Pin::try_from(proto::Pin::from(p.clone())).unwrap();
+    let back = Pin::from_state_proto(proto::Pin::from(p.clone())).unwrap();
     assert_eq!(back, p);
 }
 
