@@ -161,8 +161,10 @@ const INTERNAL: &[(&str, Kind)] = &[
     ("allow_remote_internal", Bool),
 ];
 
+type Schema = &'static [(&'static str, Kind)];
+
 /// (section path in service.json, env prefix, keys)
-const SECTIONS: &[(&[&str], &str, &[(&str, Kind)])] = &[
+const SECTIONS: &[(&[&str], &str, Schema)] = &[
     (&["cluster"], "CLUSTER", CLUSTER),
     (&["consensus", "raft"], "CLUSTER_RAFT", RAFT),
     (&["api", "restapi"], "CLUSTER_RESTAPI", REST),

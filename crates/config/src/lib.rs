@@ -38,3 +38,6 @@ pub use peer::{
 };
 pub use secret::ClusterSecret;
 pub use service::ServiceConfig;
+
+#[cfg(test)]
+mod tests;

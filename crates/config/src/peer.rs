@@ -30,7 +30,7 @@ pub fn resolve_config_dir(flag: Option<&Path>) -> PathBuf {
     resolve_config_dir_from(flag, &env_lookup)
 }
 
-fn resolve_config_dir_from(flag: Option<&Path>, lookup: Lookup) -> PathBuf {
+pub(crate) fn resolve_config_dir_from(flag: Option<&Path>, lookup: Lookup) -> PathBuf {
     if let Some(p) = flag {
         return p.to_path_buf();
     }

@@ -1,0 +1,761 @@
+//! Whole-file tests: upstream's service.json loads, defaults round trip, env overrides,
+//! validation messages, Peer::load and init.
+
+use std::{collections::HashMap, fs, path::Path, time::Duration};
+
+use serde_json::Value;
+
+use crate::*;
+
+const SECRET: &str = "2588b80d5cb05374fa142aed6cbb047d1f4ef8ef15e37eba68c65b9d30df67ed";
+
+/// A service.json exactly as upstream's `ipfs-cluster-service init --consensus raft` writes it.
+fn upstream_service_json() -> String {
+    format!(
+        r#"{{
+  "cluster": {{
+    "peername": "host1",
+    "secret": "{SECRET}",
+    "leave_on_shutdown": false,
+    "listen_multiaddress": [
+      "/ip4/0.0.0.0/tcp/9096",
+      "/ip4/0.0.0.0/udp/9096/quic"
+    ],
+    "announce_multiaddress": [],
+    "no_announce_multiaddress": [],
+    "enable_relay_hop": true,
+    "connection_manager": {{
+      "high_water": 400,
+      "low_water": 100,
+      "grace_period": "2m0s"
+    }},
+    "resource_manager": {{
+      "enabled": true,
+      "memory_limit_bytes": 0,
+      "file_descriptors_limit": 0
+    }},
+    "pubsub": {{
+      "seen_messages_ttl": "30m0s",
+      "heartbeat_interval": "10s",
+      "d_factor": 4,
+      "history_gossip": 2,
+      "history_length": 6,
+      "flood_publish": false
+    }},
+    "dial_peer_timeout": "3s",
+    "state_sync_interval": "5m0s",
+    "pin_recover_interval": "12m0s",
+    "replication_factor_min": -1,
+    "replication_factor_max": -1,
+    "monitor_ping_interval": "15s",
+    "peer_watch_interval": "5s",
+    "mdns_interval": "10s",
+    "pin_only_on_trusted_peers": false,
+    "pin_only_on_untrusted_peers": false,
+    "disable_repinning": true,
+    "peer_addresses": []
+  }},
+  "consensus": {{
+    "raft": {{
+      "init_peerset": [],
+      "wait_for_leader_timeout": "15s",
+      "network_timeout": "10s",
+      "commit_retries": 1,
+      "commit_retry_delay": "200ms",
+      "backups_rotate": 6,
+      "heartbeat_timeout": "1s",
+      "election_timeout": "1s",
+      "commit_timeout": "50ms",
+      "max_append_entries": 64,
+      "trailing_logs": 10240,
+      "snapshot_interval": "2m0s",
+      "snapshot_threshold": 8192,
+      "leader_lease_timeout": "500ms"
+    }}
+  }},
+  "api": {{
+    "ipfsproxy": {{
+      "listen_multiaddress": "/ip4/127.0.0.1/tcp/9095",
+      "node_multiaddress": "/ip4/127.0.0.1/tcp/5001",
+      "log_file": "",
+      "read_timeout": "0s",
+      "read_header_timeout": "5s",
+      "write_timeout": "0s",
+      "idle_timeout": "1m0s",
+      "max_header_bytes": 4096
+    }},
+    "pinsvcapi": {{
+      "http_listen_multiaddress": "/ip4/127.0.0.1/tcp/9097",
+      "read_timeout": "0s",
+      "read_header_timeout": "5s",
+      "write_timeout": "0s",
+      "idle_timeout": "2m0s",
+      "max_header_bytes": 4096,
+      "basic_auth_credentials": null,
+      "http_log_file": "",
+      "headers": {{}},
+      "cors_allowed_origins": [
+        "*"
+      ],
+      "cors_allowed_methods": [
+        "GET"
+      ],
+      "cors_allowed_headers": [],
+      "cors_exposed_headers": [
+        "Content-Type",
+        "X-Stream-Output",
+        "X-Chunked-Output",
+        "X-Content-Length"
+      ],
+      "cors_allow_credentials": true,
+      "cors_max_age": "0s"
+    }},
+    "restapi": {{
+      "http_listen_multiaddress": "/ip4/127.0.0.1/tcp/9094",
+      "read_timeout": "0s",
+      "read_header_timeout": "5s",
+      "write_timeout": "0s",
+      "idle_timeout": "2m0s",
+      "max_header_bytes": 4096,
+      "basic_auth_credentials": null,
+      "http_log_file": "",
+      "headers": {{}},
+      "cors_allowed_origins": [
+        "*"
+      ],
+      "cors_allowed_methods": [
+        "GET"
+      ],
+      "cors_allowed_headers": [],
+      "cors_exposed_headers": [
+        "Content-Type",
+        "X-Stream-Output",
+        "X-Chunked-Output",
+        "X-Content-Length"
+      ],
+      "cors_allow_credentials": true,
+      "cors_max_age": "0s"
+    }}
+  }},
+  "ipfs_connector": {{
+    "ipfshttp": {{
+      "node_multiaddress": "/ip4/127.0.0.1/tcp/5001",
+      "connect_swarms_delay": "30s",
+      "ipfs_request_timeout": "5m0s",
+      "pin_timeout": "2m0s",
+      "unpin_timeout": "3h0m0s",
+      "repogc_timeout": "24h0m0s",
+      "informer_trigger_interval": 0
+    }}
+  }},
+  "pin_tracker": {{
+    "stateless": {{
+      "concurrent_pins": 10,
+      "priority_pin_max_age": "24h0m0s",
+      "priority_pin_max_retries": 5
+    }}
+  }},
+  "monitor": {{
+    "pubsubmon": {{
+      "check_interval": "15s"
+    }}
+  }},
+  "allocator": {{
+    "balanced": {{
+      "allocate_by": [
+        "tag:group",
+        "freespace"
+      ]
+    }}
+  }},
+  "informer": {{
+    "disk": {{
+      "metric_ttl": "30s",
+      "metric_type": "freespace"
+    }},
+    "pinqueue": {{
+      "metric_ttl": "30s",
+      "weight_bucket_size": 100000
+    }},
+    "tags": {{
+      "metric_ttl": "30s",
+      "tags": {{
+        "group": "default"
+      }}
+    }}
+  }},
+  "observations": {{
+    "metrics": {{
+      "enable_stats": false,
+      "prometheus_endpoint": "/ip4/127.0.0.1/tcp/8888",
+      "reporting_interval": "30s"
+    }},
+    "tracing": {{
+      "enable_tracing": false,
+      "jaeger_agent_endpoint": "/ip4/0.0.0.0/udp/6831",
+      "sampling_prob": 0.3,
+      "service_name": "cluster-daemon"
+    }}
+  }},
+  "datastore": {{}}
+}}"#
+    )
+}
+
+fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let m: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k: &str| m.get(k).cloned()
+}
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn secs(s: u64) -> GoDuration {
+    GoDuration(Duration::from_secs(s))
+}
+
+#[test]
+fn defaults_round_trip() {
+    let cfg = ServiceConfig::default_for_init("peer0", ClusterSecret::generate());
+    cfg.validate().unwrap();
+    let text = cfg.to_json_pretty();
+    let back = ServiceConfig::from_json(&text).unwrap();
+    assert_eq!(back, cfg);
+    assert_eq!(back.to_json_pretty(), text);
+}
+
+#[test]
+fn upstream_init_output_loads_and_writes_back_identically() {
+    let text = upstream_service_json();
+    let cfg = ServiceConfig::from_json(&text).unwrap();
+    cfg.validate().unwrap();
+    assert_eq!(cfg.cluster.peername, "host1");
+    assert_eq!(cfg.cluster.secret.to_hex(), SECRET);
+    assert_eq!(cfg.cluster.listen_multiaddress.len(), 2);
+    assert!(addr::is_quic(&cfg.cluster.listen_multiaddress[1]));
+    assert!(cfg.cluster.disable_repinning && cfg.cluster.enable_relay_hop);
+    assert_eq!(
+        cfg.consensus.raft.as_ref().unwrap().commit_retry_delay,
+        GoDuration::from_millis(200)
+    );
+    assert_eq!(
+        cfg.api.restapi.as_ref().unwrap().http_listen_multiaddress[0].to_string(),
+        "/ip4/127.0.0.1/tcp/9094"
+    );
+    assert_eq!(
+        *cfg.ipfs_connector.ipfshttp.unpin_timeout,
+        Duration::from_secs(3 * 3600)
+    );
+    assert_eq!(cfg.internal, InternalConfig::default());
+    assert_eq!(
+        cfg.internal.consensus_addr().unwrap(),
+        "127.0.0.1:9181".parse().unwrap()
+    );
+    // Everything but our own `internal` section (and the ignored empty datastore) is
+    // written back exactly as upstream wrote it, key order included.
+    let mut ours: Value = serde_json::from_str(&cfg.to_json_pretty()).unwrap();
+    ours.as_object_mut().unwrap().remove("internal");
+    let mut theirs: Value = serde_json::from_str(&text).unwrap();
+    theirs.as_object_mut().unwrap().remove("datastore");
+    assert_eq!(
+        serde_json::to_string_pretty(&ours).unwrap(),
+        serde_json::to_string_pretty(&theirs).unwrap()
+    );
+    // And default_for_init produces the same file.
+    let mut d = ServiceConfig::default_for_init("host1", ClusterSecret::from_hex(SECRET).unwrap());
+    d.internal = cfg.internal.clone();
+    assert_eq!(d, cfg);
+}
+
+#[test]
+fn unknown_sections_and_keys_warn_but_load() {
+    let text = upstream_service_json().replacen(
+        "\"cluster\": {",
+        "\"state\": {}, \"source\": \"\", \"foo\": [1], \"cluster\": {\"bogus_key\": 1,",
+        1,
+    );
+    let cfg = ServiceConfig::from_json(&text).unwrap();
+    cfg.validate().unwrap();
+    assert_eq!(cfg.cluster.peername, "host1");
+}
+
+#[test]
+fn upstream_loading_semantics() {
+    let text = r#"{
+      "cluster": {"listen_multiaddress": "/ip4/127.0.0.1/tcp/1234", "peername": "",
+                  "dial_peer_timeout": "", "replication_factor_min": 0, "replication_factor_max": 0,
+                  "connection_manager": {"high_water": 10, "low_water": 5},
+                  "resource_manager": {}},
+      "consensus": {"raft": {"commit_retries": 2, "backups_rotate": 3, "network_timeout": "bad"}},
+      "api": {"restapi": {"http_listen_multiaddress": ["/ip4/127.0.0.1/tcp/1", "/ip4/127.0.0.1/tcp/2"]}}
+    }"#;
+    let cfg = ServiceConfig::from_json(text).unwrap();
+    cfg.validate().unwrap();
+    let c = &cfg.cluster;
+    assert_eq!(
+        c.listen_multiaddress.len(),
+        1,
+        "a bare string is a one-entry list"
+    );
+    assert!(
+        !c.peername.is_empty(),
+        "empty peername = default (hostname)"
+    );
+    assert_eq!(c.dial_peer_timeout, secs(3), "empty duration = default");
+    assert_eq!(
+        (c.replication_factor_min, c.replication_factor_max),
+        (-1, -1),
+        "0 keeps -1"
+    );
+    assert!(
+        !c.disable_repinning && !c.enable_relay_hop,
+        "missing booleans are false"
+    );
+    assert_eq!(
+        c.connection_manager.grace_period,
+        secs(120),
+        "missing duration inside an object = default"
+    );
+    assert!(
+        !c.resource_manager.enabled,
+        "resource_manager without enabled turns it off"
+    );
+    assert!(c.secret.is_none(), "missing secret = open network");
+    let r = cfg.consensus.raft.as_ref().unwrap();
+    assert_eq!(
+        r.network_timeout,
+        secs(10),
+        "raft: bad duration falls back to the default"
+    );
+    assert_eq!(r.commit_retries, 2);
+    let rest = cfg.api.restapi.as_ref().unwrap();
+    assert_eq!(rest.http_listen_multiaddress.len(), 2);
+    assert!(
+        rest.cors_allowed_origins.is_empty() && !rest.cors_allow_credentials,
+        "upstream CORS quirk"
+    );
+    assert!(
+        cfg.api.pinsvcapi.is_none() && cfg.api.ipfsproxy.is_none(),
+        "absent APIs stay disabled"
+    );
+    assert!(cfg.informer.disk.is_none());
+    assert_eq!(
+        cfg.pin_tracker.stateless,
+        StatelessConfig::default(),
+        "absent components get defaults"
+    );
+    // A two-entry list is written as an array, a one-entry list as a bare string.
+    let v: Value = serde_json::from_str(&cfg.to_json_pretty()).unwrap();
+    assert_eq!(
+        v["cluster"]["listen_multiaddress"],
+        "/ip4/127.0.0.1/tcp/1234"
+    );
+    assert!(v["api"]["restapi"]["http_listen_multiaddress"].is_array());
+}
+
+fn load_err(text: &str) -> String {
+    match ServiceConfig::from_json(text).and_then(|c| c.validate()) {
+        Ok(()) => panic!("expected an error for {text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn validation_and_parse_errors_name_the_key() {
+    let base = upstream_service_json();
+    let e = load_err(&base.replace(SECRET, "0123456789ab"));
+    assert!(
+        e.contains("cluster.secret")
+            && e.contains("cluster secret must be 64 hex characters, got 12"),
+        "{e}"
+    );
+    let e = load_err(&base.replace(SECRET, &format!("{}zz", &SECRET[..62])));
+    assert!(e.contains("non-hex character"), "{e}");
+    let e = load_err(&base.replace(
+        "\"dial_peer_timeout\": \"3s\"",
+        "\"dial_peer_timeout\": \"5x\"",
+    ));
+    assert!(
+        e.contains("cluster.dial_peer_timeout") && e.contains("invalid duration \"5x\""),
+        "{e}"
+    );
+    let e = load_err(&base.replace("\"low_water\": 100", "\"low_water\": 1000"));
+    assert!(e.contains("cluster.connection_manager.low_water"), "{e}");
+    let e = load_err(&base.replace(
+        "\"replication_factor_min\": -1",
+        "\"replication_factor_min\": 2",
+    ));
+    assert!(e.contains("replication_factor_min"), "{e}");
+    let e = load_err(&base.replace("\"listen_multiaddress\": [", "\"x\": ["));
+    assert!(
+        e.contains("cluster.listen_multiaddress: is undefined"),
+        "{e}"
+    );
+    let e = load_err(&base.replace(
+        "\"max_header_bytes\": 4096,\n      \"basic_auth_credentials\": null",
+        "\"max_header_bytes\": 100,\n      \"basic_auth_credentials\": null",
+    ));
+    assert!(e.contains("max_header_bytes: must be at least 4096"), "{e}");
+    let e = load_err(&base.replace(
+        "\"node_multiaddress\": \"/ip4/127.0.0.1/tcp/5001\",\n      \"connect",
+        "\"node_multiaddress\": \"/ip9/x\",\n      \"connect",
+    ));
+    assert!(
+        e.contains("ipfs_connector.ipfshttp.node_multiaddress"),
+        "{e}"
+    );
+    let e = load_err(&base.replace("\"concurrent_pins\": 10", "\"concurrent_pins\": \"ten\""));
+    assert!(
+        e.contains("pin_tracker.stateless.concurrent_pins: must be an integer"),
+        "{e}"
+    );
+    let e = load_err("[1]");
+    assert!(e.contains("must be a JSON object"), "{e}");
+    let e = load_err("{");
+    assert!(e.contains("invalid JSON"), "{e}");
+}
+
+#[test]
+fn consensus_must_be_raft() {
+    let crdt = upstream_service_json().replace(
+        "\"raft\": {",
+        "\"crdt\": {\"cluster_name\": \"ipfs-cluster\", \"trusted_peers\": [\"*\"]}, \"raft_off\": {",
+    );
+    let e = load_err(&crdt);
+    assert!(
+        e.contains("crdt consensus is not supported by this implementation; use raft"),
+        "{e}"
+    );
+    let e = load_err(
+        r#"{"cluster": {"listen_multiaddress": "/ip4/0.0.0.0/tcp/9096"}, "consensus": {}}"#,
+    );
+    assert!(e.contains("no consensus configured"), "{e}");
+}
+
+#[test]
+fn internal_section_checks() {
+    let mut cfg = ServiceConfig::default_for_init("p", ClusterSecret::generate());
+    cfg.internal.gateway_listen_multiaddress = "/ip4/10.0.0.1/tcp/9183".parse().unwrap();
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("internal.gateway_listen_multiaddress") && e.contains("allow_remote_internal"),
+        "{e}"
+    );
+    cfg.internal.allow_remote_internal = true;
+    cfg.validate().unwrap();
+    cfg.internal.gateway_listen_multiaddress = cfg.internal.consensus_listen_multiaddress.clone();
+    assert!(cfg
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("also used by internal.consensus_listen_multiaddress"));
+    cfg.internal.gateway_listen_multiaddress = "/dns4/localhost/tcp/1".parse().unwrap();
+    assert!(cfg.internal.gateway_addr().is_err());
+}
+
+#[test]
+fn env_overrides() {
+    let mut cfg = ServiceConfig::from_json(&upstream_service_json()).unwrap();
+    cfg.consensus.raft.as_mut().unwrap().wait_for_leader_timeout = secs(30);
+    cfg.cluster.peer_addresses = vec!["/ip4/1.2.3.4/tcp/9096".parse().unwrap()];
+    cfg.apply_env_from(&env(&[
+        ("CLUSTER_PEERNAME", "envpeer"),
+        ("CLUSTER_DISABLEREPINNING", "false"),
+        ("CLUSTER_CONNECTIONMANAGER_HIGHWATER", "500"),
+        ("CLUSTER_PEERADDRESSES", ""),
+        ("CLUSTER_RAFT_WAITFORLEADERTIMEOUT", ""),
+        ("CLUSTER_RAFT_NETWORKTIMEOUT", "1m30s"),
+        (
+            "CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS",
+            "/ip4/127.0.0.1/tcp/1,/ip4/127.0.0.1/tcp/2",
+        ),
+        (
+            "CLUSTER_RESTAPI_BASICAUTHCREDENTIALS",
+            "user1:pass1,user2:pass2",
+        ),
+        ("CLUSTER_IPFSHTTP_NODEMULTIADDRESS", "/dns4/ipfs0/tcp/5001"),
+        ("CLUSTER_TAGS_TAGS", "group:a,zone:b"),
+        (
+            "CLUSTER_INTERNAL_CONSENSUSLISTENMULTIADDRESS",
+            "/ip4/127.0.0.1/tcp/19181",
+        ),
+        ("CLUSTER_TRACING_SAMPLINGPROB", "0.5"),
+    ]))
+    .unwrap();
+    assert_eq!(cfg.cluster.peername, "envpeer");
+    assert!(!cfg.cluster.disable_repinning);
+    assert_eq!(cfg.cluster.connection_manager.high_water, 500);
+    assert!(
+        cfg.cluster.peer_addresses.is_empty(),
+        "set-but-empty list overrides with empty"
+    );
+    let r = cfg.consensus.raft.as_ref().unwrap();
+    assert_eq!(
+        r.wait_for_leader_timeout,
+        secs(15),
+        "set-but-empty duration = default"
+    );
+    assert_eq!(r.network_timeout, secs(90));
+    let rest = cfg.api.restapi.as_ref().unwrap();
+    assert_eq!(rest.http_listen_multiaddress.len(), 2);
+    assert_eq!(
+        rest.basic_auth_credentials.as_ref().unwrap()["user2"],
+        "pass2"
+    );
+    assert_eq!(
+        addr::to_host_port(&cfg.ipfs_connector.ipfshttp.node_multiaddress)
+            .unwrap()
+            .0,
+        "ipfs0"
+    );
+    assert_eq!(cfg.informer.tags.as_ref().unwrap().tags["zone"], "b");
+    assert_eq!(cfg.internal.consensus_addr().unwrap().port(), 19181);
+    assert_eq!(cfg.observations.tracing.sampling_prob, 0.5);
+    cfg.validate().unwrap();
+    assert_eq!(
+        env_var_name("CLUSTER_RESTAPI", "http_listen_multiaddress"),
+        "CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS"
+    );
+}
+
+#[test]
+fn bad_env_values_name_the_variable() {
+    let base = ServiceConfig::from_json(&upstream_service_json()).unwrap();
+    for (var, val, want) in [
+        ("CLUSTER_DISABLEREPINNING", "maybe", "must be true or false"),
+        ("CLUSTER_DIALPEERTIMEOUT", "5x", "invalid duration \"5x\""),
+        (
+            "CLUSTER_SECRET",
+            "abc",
+            "cluster secret must be 64 hex characters, got 3",
+        ),
+        (
+            "CLUSTER_CONNECTIONMANAGER_LOWWATER",
+            "",
+            "must be an integer",
+        ),
+        (
+            "CLUSTER_CONNECTIONMANAGER_LOWWATER",
+            "100000",
+            "must not be greater than high_water",
+        ),
+        (
+            "CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS",
+            "nope",
+            "invalid multiaddress",
+        ),
+        (
+            "CLUSTER_INTERNAL_GATEWAYLISTENMULTIADDRESS",
+            "/ip4/8.8.8.8/tcp/1",
+            "not a loopback address",
+        ),
+    ] {
+        let mut cfg = base.clone();
+        let e = cfg
+            .apply_env_from(&env(&[(var, val)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("environment variable {var}: ")) && e.contains(want),
+            "{var}={val}: {e}"
+        );
+    }
+    // An env var for an absent optional component changes nothing.
+    let mut cfg = ServiceConfig::from_json(r#"{"cluster": {"listen_multiaddress": "/ip4/0.0.0.0/tcp/9096"}, "consensus": {"raft": {"backups_rotate": 1}}}"#).unwrap();
+    let before = cfg.clone();
+    cfg.apply_env_from(&env(&[(
+        "CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS",
+        "/ip4/127.0.0.1/tcp/1",
+    )]))
+    .unwrap();
+    assert_eq!(cfg, before);
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn init_then_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = Identity::generate();
+    let peer_addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/9096/p2p/{}", other.peer_id)
+        .parse()
+        .unwrap();
+    let opts = InitOptions {
+        peername: Some("flagname".into()),
+        peers: vec![peer_addr.clone()],
+        consensus: "raft".into(),
+        ..Default::default()
+    };
+    let lookup = env(&[
+        ("CLUSTER_SECRET", SECRET),
+        ("CLUSTER_PEERNAME", "envname"),
+        ("CLUSTER_MDNSINTERVAL", "0s"),
+    ]);
+    let rep = init_from(dir.path(), &opts, &lookup).unwrap();
+    assert!(!rep.secret_generated);
+    assert_eq!(mode(&rep.token_file), 0o600);
+    assert_eq!(mode(&rep.identity_json), 0o600);
+    assert_eq!(mode(&rep.service_json), 0o600);
+    let peer = Peer::load_from(dir.path(), &no_env).unwrap();
+    assert_eq!(peer.identity.peer_id, rep.peer_id);
+    assert_eq!(
+        peer.config.cluster.secret.to_hex(),
+        SECRET,
+        "CLUSTER_SECRET is baked in at init"
+    );
+    assert_eq!(peer.config.cluster.peername, "flagname", "flags beat env");
+    assert!(peer.config.cluster.mdns_interval.is_zero());
+    assert_eq!(
+        peer.config.consensus.raft.as_ref().unwrap().init_peerset,
+        vec![other.peer_id]
+    );
+    assert_eq!(
+        read_peerstore(&peer.peerstore_path()).unwrap(),
+        vec![peer_addr]
+    );
+    assert_eq!(
+        peer.token,
+        ipfs_cluster_proto::InternalToken::load(&rep.token_file).unwrap()
+    );
+    assert_eq!(peer.raft_dir(), dir.path().join("raft"));
+
+    // No overwrite without force; force replaces everything.
+    let e = init_from(dir.path(), &opts, &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.ends_with("already exists; use --force to overwrite"),
+        "{e}"
+    );
+    let rep2 = init_from(
+        dir.path(),
+        &InitOptions {
+            force: true,
+            ..opts.clone()
+        },
+        &no_env,
+    )
+    .unwrap();
+    assert!(rep2.secret_generated);
+    assert_ne!(rep2.peer_id, rep.peer_id);
+    let peer2 = Peer::load_from(dir.path(), &no_env).unwrap();
+    assert_ne!(peer2.config.cluster.secret.to_hex(), SECRET);
+    assert_ne!(peer2.token, peer.token);
+
+    // Env at load time overrides the file without writing it back.
+    let peer3 = Peer::load_from(dir.path(), &env(&[("CLUSTER_PEERNAME", "other")])).unwrap();
+    assert_eq!(peer3.config.cluster.peername, "other");
+    assert!(fs::read_to_string(&rep.service_json)
+        .unwrap()
+        .contains("\"flagname\""));
+
+    // CLUSTER_PRIVATEKEY / CLUSTER_ID replace identity.json.
+    let id = Identity::generate();
+    let peer4 = Peer::load_from(
+        dir.path(),
+        &env(&[("CLUSTER_PRIVATEKEY", &id.private_key_base64())]),
+    )
+    .unwrap();
+    assert_eq!(peer4.identity.peer_id, id.peer_id);
+    let bad = Peer::load_from(
+        dir.path(),
+        &env(&[
+            ("CLUSTER_PRIVATEKEY", &id.private_key_base64()),
+            ("CLUSTER_ID", &other.peer_id.to_string()),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(bad.contains("does not match private_key"), "{bad}");
+}
+
+#[test]
+fn init_rejects_crdt_and_peers_without_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = init_from(
+        dir.path(),
+        &InitOptions {
+            consensus: "crdt".into(),
+            ..Default::default()
+        },
+        &no_env,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("crdt consensus is not supported"),
+        "{e}"
+    );
+    let opts = InitOptions {
+        peers: vec!["/ip4/127.0.0.1/tcp/9096".parse().unwrap()],
+        ..Default::default()
+    };
+    let e = init_from(dir.path(), &opts, &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/p2p/<peer id>"), "{e}");
+    assert!(
+        !dir.path().join(SERVICE_JSON).exists(),
+        "nothing written on error"
+    );
+    let e = init_from(
+        dir.path(),
+        &InitOptions::default(),
+        &env(&[("CLUSTER_SECRET", "abc")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("CLUSTER_SECRET"), "{e}");
+}
+
+#[test]
+fn load_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Peer::load_from(dir.path(), &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("service.json") && e.contains("ipfs-cluster-service init"),
+        "{e}"
+    );
+    init_from(dir.path(), &InitOptions::default(), &no_env).unwrap();
+    fs::remove_file(dir.path().join("internal.token")).unwrap();
+    let e = Peer::load_from(dir.path(), &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("internal.token"), "{e}");
+    let text = fs::read_to_string(dir.path().join(SERVICE_JSON)).unwrap();
+    fs::write(
+        dir.path().join(SERVICE_JSON),
+        text.replace("\"3s\"", "\"3parsecs\""),
+    )
+    .unwrap();
+    let e = Peer::load_from(dir.path(), &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("invalid duration \"3parsecs\""), "{e}");
+}
+
+#[test]
+fn config_dir_resolution() {
+    use crate::peer::resolve_config_dir_from;
+    let flag = Path::new("/tmp/flag");
+    assert_eq!(
+        resolve_config_dir_from(Some(flag), &env(&[("IPFS_CLUSTER_PATH", "/x")])),
+        flag
+    );
+    assert_eq!(
+        resolve_config_dir_from(None, &env(&[("IPFS_CLUSTER_PATH", "/x"), ("HOME", "/h")])),
+        Path::new("/x")
+    );
+    assert_eq!(
+        resolve_config_dir_from(None, &env(&[("HOME", "/h")])),
+        Path::new("/h/.ipfs-cluster")
+    );
+}
