@@ -115,7 +115,7 @@ async fn watch_task(
                         StateChange {
                             kind: Kind::Pin as i32,
                             index: synced_upto,
-                            pin: Some(p),
+                            pin: Some(*p),
                         },
                     )
                     .await?
