@@ -154,6 +154,7 @@ where
 
 /// A transport with echo services for the connector and consensus, gRPC served.
 async fn node_with(
+    limits: Limits,
     secret: Option<[u8; 32]>,
     keypair: Keypair,
     members: Option<Vec<PeerId>>,
@@ -176,7 +177,7 @@ async fn node_with(
         (CONSENSUS.to_string(), cons_addr),
     ]);
     opts.members = members.map(|m| Members::Fixed(Arc::new(m.into_iter().collect::<HashSet<_>>())));
-    opts.limits = limits();
+    opts.limits = limits;
     opts.peerstore_file = peerstore;
     opts.bootstrap = bootstrap;
     let running = start(opts).await.unwrap();
@@ -196,7 +197,15 @@ async fn node_with(
 }
 
 async fn node(secret: Option<[u8; 32]>, members: Option<Vec<PeerId>>) -> Node {
-    node_with(secret, Keypair::generate_ed25519(), members, None, vec![]).await
+    node_with(
+        limits(),
+        secret,
+        Keypair::generate_ed25519(),
+        members,
+        None,
+        vec![],
+    )
+    .await
 }
 
 fn call(peer: &PeerId, service: &str, method: &str, payload: &[u8]) -> PeerCallRequest {
@@ -214,6 +223,7 @@ async fn same_secret_round_trip_policy_and_fanout() {
     let keys: Vec<Keypair> = (0..2).map(|_| Keypair::generate_ed25519()).collect();
     let ids: Vec<PeerId> = keys.iter().map(|k| k.public().to_peer_id()).collect();
     let a = node_with(
+        limits(),
         Some(SECRET_A),
         keys[0].clone(),
         Some(ids.clone()),
@@ -222,6 +232,7 @@ async fn same_secret_round_trip_policy_and_fanout() {
     )
     .await;
     let b = node_with(
+        limits(),
         Some(SECRET_A),
         keys[1].clone(),
         Some(ids.clone()),
@@ -500,6 +511,7 @@ async fn peerstore_survives_restart_and_bootstraps() {
     let b = node(Some(SECRET_A), None).await;
     let key = Keypair::generate_ed25519();
     let a = node_with(
+        limits(),
         Some(SECRET_A),
         key.clone(),
         None,
@@ -535,11 +547,116 @@ async fn peerstore_survives_restart_and_bootstraps() {
         "peerstore lacks b: {text:?}"
     );
     // restart a with only its peerstore
-    let a = node_with(Some(SECRET_A), key, None, Some(ps.clone()), vec![]).await;
+    let a = node_with(
+        limits(),
+        Some(SECRET_A),
+        key,
+        None,
+        Some(ps.clone()),
+        vec![],
+    )
+    .await;
     assert!(
         connected(&a, b.peer).await,
         "a did not reconnect from its peerstore"
     );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_port_does_not_disturb_calls() {
+    use tokio::io::AsyncWriteExt;
+    let a = node(Some(SECRET_A), None).await;
+    let b = node(Some(SECRET_A), None).await;
+    let mut cb = b.client();
+    cb.dial(ipfs_cluster_proto::transport::v1::DialRequest {
+        multiaddr: a.addr.to_string(),
+    })
+    .await
+    .unwrap();
+    // a raw TCP client writing junk to a's libp2p port, and one sending a truncated frame
+    let port = a.addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::Tcp(p) => Some(p),
+        _ => None,
+    });
+    let target = format!("127.0.0.1:{}", port.unwrap());
+    let mut junk = tokio::net::TcpStream::connect(&target).await.unwrap();
+    let bytes: Vec<u8> = (0..64 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let _ = junk.write_all(&bytes).await;
+    let mut short = tokio::net::TcpStream::connect(&target).await.unwrap();
+    let _ = short.write_all(&[0u8; 10]).await;
+    for i in 0..5 {
+        let r = cb
+            .call(call(&a.peer, CONSENSUS, "Join", format!("{i}").as_bytes()))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.payload, format!("/{CONSENSUS}/Join:{i}").into_bytes());
+    }
+    drop((junk, short));
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_peer_inbound_limit_and_message_size() {
+    let small = Limits {
+        max_inbound_calls_per_peer: 1,
+        max_message_size: 2048,
+        ..limits()
+    };
+    let a = node_with(
+        small,
+        Some(SECRET_A),
+        Keypair::generate_ed25519(),
+        None,
+        None,
+        vec![],
+    )
+    .await;
+    let b = node(Some(SECRET_A), None).await;
+    let cb = b.client();
+    cb.clone()
+        .dial(ipfs_cluster_proto::transport::v1::DialRequest {
+            multiaddr: a.addr.to_string(),
+        })
+        .await
+        .unwrap();
+
+    // three concurrent slow calls from one peer: only one is let through at a time
+    let calls = (0..3).map(|_| {
+        let mut c = cb.clone();
+        let req = call(&a.peer, CONSENSUS, "Join", b"slow");
+        async move { c.call(req).await.map(|r| r.into_inner().payload) }
+    });
+    let results = futures::future::join_all(calls).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(e) if e.code() == Code::ResourceExhausted))
+        .count();
+    assert_eq!((ok, refused), (1, 2), "{results:?}");
+
+    // a request larger than a's limit is dropped by a (never reaches the service) ...
+    let hits = a.hits_consensus.load(Ordering::SeqCst);
+    let e = cb
+        .clone()
+        .call(call(&a.peer, CONSENSUS, "Join", &[7u8; 8192]))
+        .await
+        .unwrap_err();
+    assert_ne!(e.code(), Code::Ok);
+    assert_eq!(a.hits_consensus.load(Ordering::SeqCst), hits);
+    // ... and a keeps serving
+    let r = cb
+        .clone()
+        .call(call(&a.peer, CONSENSUS, "Join", b"ok"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.payload, format!("/{CONSENSUS}/Join:ok").into_bytes());
     a.stop().await;
     b.stop().await;
 }
