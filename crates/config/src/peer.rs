@@ -202,6 +202,31 @@ pub struct InitReport {
     pub secret_generated: bool,
 }
 
+impl std::fmt::Display for InitReport {
+    /// What `ipfs-cluster-service init` prints: one line per file written.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "configuration written to {}",
+            self.service_json.display()
+        )?;
+        if self.secret_generated {
+            writeln!(f, "  (with a new random cluster secret; give the same secret to every peer of this cluster)")?;
+        }
+        writeln!(
+            f,
+            "new identity written to {} (peer ID {})",
+            self.identity_json.display(),
+            self.peer_id
+        )?;
+        write!(f, "internal token written to {}", self.token_file.display())?;
+        if let Some(p) = &self.peerstore {
+            write!(f, "\npeerstore written to {}", p.display())?;
+        }
+        Ok(())
+    }
+}
+
 /// Creates a peer's config folder: service.json (env overrides baked in, as upstream),
 /// identity.json (new Ed25519 key), the internal token (0600) and, with `peers`, the
 /// peerstore. Refuses to overwrite any of them unless `force`.

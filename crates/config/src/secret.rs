@@ -45,6 +45,11 @@ impl ClusterSecret {
         Ok(ClusterSecret(Some(out)))
     }
 
+    /// Same as `from_hex` (for `--custom-secret` style flags).
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        Self::from_hex(s)
+    }
+
     /// Lower-case hex, or "" for no secret.
     pub fn to_hex(&self) -> String {
         self.0.map(hex::encode).unwrap_or_default()
@@ -64,6 +69,13 @@ impl ClusterSecret {
     /// The raw 32 bytes (the libp2p pre-shared key), if any.
     pub fn bytes(&self) -> Option<&[u8; 32]> {
         self.0.as_ref()
+    }
+}
+
+impl std::str::FromStr for ClusterSecret {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        Self::from_hex(s)
     }
 }
 

@@ -600,6 +600,11 @@ fn init_then_load() {
     ]);
     let rep = init_from(dir.path(), &opts, &lookup).unwrap();
     assert!(!rep.secret_generated);
+    let shown = rep.to_string();
+    assert!(
+        shown.contains(&rep.peer_id.to_string()) && shown.contains("peerstore written to"),
+        "{shown}"
+    );
     assert_eq!(mode(&rep.token_file), 0o600);
     assert_eq!(mode(&rep.identity_json), 0o600);
     assert_eq!(mode(&rep.service_json), 0o600);
