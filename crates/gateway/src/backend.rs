@@ -19,8 +19,10 @@ use ipfs_cluster_proto::{
 use prost::Message;
 use tonic::{Code, Request, Status};
 
+use ipfs_cluster_api as api;
+
 use crate::{
-    model::{GlobalPinInfoJson, IdJson},
+    model,
     reply::{ApiError, NOT_IN_PINSET},
 };
 
@@ -61,10 +63,6 @@ pub fn status_error(service: &str, s: &Status) -> ApiError {
         )),
         _ => ApiError::internal(s.message().to_string()),
     }
-}
-
-fn now_ns() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
 }
 
 impl Backends {
@@ -244,9 +242,9 @@ impl Backends {
     /// Global status (or recover) of one CID: every member's connector, merged.
     pub async fn status_global(
         &self,
-        cid: &str,
+        cid: api::Cid,
         method: &str,
-    ) -> Result<GlobalPinInfoJson, ApiError> {
+    ) -> Result<api::GlobalPinInfo, ApiError> {
         let peers = self.member_ids().await?;
         let results = self
             .call_many(
@@ -258,7 +256,7 @@ impl Backends {
                 },
             )
             .await?;
-        let mut g = GlobalPinInfoJson::empty(cid);
+        let mut g = None;
         let mut errors = Vec::new();
         for r in results {
             if r.code == 0 {
@@ -267,7 +265,7 @@ impl Backends {
                         if info.peer.is_empty() {
                             info.peer = r.peer.clone();
                         }
-                        g.add(&info);
+                        model::merge(&mut g, model::pin_info(info)?);
                     }
                     Err(e) => {
                         errors.push((r.peer, format!("cannot decode the status answer: {e}")))
@@ -281,19 +279,18 @@ impl Backends {
                 errors.push((r.peer, r.error));
             }
         }
-        let now = now_ns();
         for (peer, e) in errors {
-            g.add_error(&peer, &e, now);
+            model::merge(&mut g, model::error_info(cid, &peer, &e));
         }
-        Ok(g)
+        g.ok_or_else(|| ApiError::internal("no cluster peer answered the status request"))
     }
 
     /// This peer only (`local=true`).
     pub async fn status_local(
         &self,
-        cid: &str,
+        cid: api::Cid,
         recover: bool,
-    ) -> Result<GlobalPinInfoJson, ApiError> {
+    ) -> Result<api::GlobalPinInfo, ApiError> {
         let mut c = self.ipfs.clone();
         let r = req(
             ipb::StatusRequest {
@@ -308,9 +305,7 @@ impl Backends {
         }
         .map_err(|s| status_error("ipfs connector", &s))?
         .into_inner();
-        let mut g = GlobalPinInfoJson::empty(cid);
-        g.add(&info);
-        Ok(g)
+        Ok(model::pin_info(info)?.to_global())
     }
 
     /// Status (or recover) of every pin on every member, merged by CID. Per-peer stream
@@ -319,7 +314,7 @@ impl Backends {
         &self,
         filter: u32,
         method: &str,
-    ) -> Result<(Vec<GlobalPinInfoJson>, Vec<String>), ApiError> {
+    ) -> Result<(Vec<api::GlobalPinInfo>, Vec<String>), ApiError> {
         let peers = self.member_ids().await?;
         let payload = ipb::StatusAllRequest { filter }.encode_to_vec();
         let calls = peers.iter().map(|p| {
@@ -344,7 +339,7 @@ impl Backends {
             }
         });
         let results = futures::future::join_all(calls).await;
-        let mut merged: BTreeMap<String, GlobalPinInfoJson> = BTreeMap::new();
+        let mut merged: BTreeMap<String, api::GlobalPinInfo> = BTreeMap::new();
         let mut order: Vec<String> = Vec::new();
         let mut failed = Vec::new();
         for (peer, res) in peers.iter().zip(results) {
@@ -354,22 +349,25 @@ impl Backends {
                         if info.peer.is_empty() {
                             info.peer = peer.clone();
                         }
-                        let e = merged.entry(info.cid.clone()).or_insert_with(|| {
-                            order.push(info.cid.clone());
-                            GlobalPinInfoJson::empty(&info.cid)
-                        });
-                        e.add(&info);
+                        let key = info.cid.clone();
+                        let info = model::pin_info(info)?;
+                        match merged.get_mut(&key) {
+                            Some(g) => g.add(info),
+                            None => {
+                                order.push(key.clone());
+                                merged.insert(key, info.to_global());
+                            }
+                        }
                     }
                 }
                 Err(s) if matches!(s.code(), Code::PermissionDenied | Code::Unauthenticated) => {}
                 Err(s) => failed.push((peer.clone(), s.message().to_string())),
             }
         }
-        let now = now_ns();
         let mut errors = Vec::new();
         for (peer, e) in failed {
             for g in merged.values_mut() {
-                g.add_error(&peer, &e, now);
+                g.add(model::error_info(g.cid, &peer, &e));
             }
             errors.push(format!("{peer}: {e}"));
         }
@@ -399,7 +397,7 @@ impl Backends {
     }
 
     /// Every member's ID (GET /peers), through each peer's gateway.
-    pub async fn peers(&self) -> Result<Vec<IdJson>, ApiError> {
+    pub async fn peers(&self) -> Result<Vec<api::Id>, ApiError> {
         let peers = self.member_ids().await?;
         let results = self
             .call_many(peers, names::GATEWAY, "Id", &gpb::IdRequest {})
@@ -408,8 +406,8 @@ impl Backends {
         for r in results {
             if r.code == 0 {
                 match gpb::IdResponse::decode(r.payload.as_slice()) {
-                    Ok(id) => out.push(crate::model::id_json(&id)),
-                    Err(e) => out.push(crate::model::id_error_json(
+                    Ok(id) => out.push(model::id(&id)),
+                    Err(e) => out.push(model::id_error(
                         &r.peer,
                         &format!("cannot decode the ID answer: {e}"),
                     )),
@@ -418,7 +416,7 @@ impl Backends {
                 || r.code == Code::Unauthenticated as i32
             {
             } else {
-                out.push(crate::model::id_error_json(&r.peer, &r.error));
+                out.push(model::id_error(&r.peer, &r.error));
             }
         }
         Ok(out)

@@ -45,14 +45,11 @@ fn duration(
     match s(v, key) {
         None => Ok(default),
         Some(d) => {
-            let ns = crate::query::parse_go_duration(d)
+            let dur = ipfs_cluster_api::parse_go_duration(d)
                 .map_err(|e| ConfigError::Invalid(format!("{section}.{key}: {e}")))?;
-            if ns < 0 {
-                return Err(ConfigError::Invalid(format!(
-                    "{section}.{key} must not be negative, got {d}"
-                )));
-            }
-            Ok(Duration::from_nanos(ns as u64))
+            dur.to_std().map_err(|_| {
+                ConfigError::Invalid(format!("{section}.{key} must not be negative, got {d}"))
+            })
         }
     }
 }

@@ -24,7 +24,7 @@ pub struct GatewayService {
 impl Gateway for GatewayService {
     async fn info(&self, _req: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
         Ok(Response::new(InfoResponse {
-            version: crate::model::VERSION.to_string(),
+            version: ipfs_cluster_api::VERSION.to_string(),
             rest_listen: self.rest_listen.clone(),
             pinsvc_listen: self.pinsvc_listen.clone(),
             requests_served: self.served.load(Ordering::Relaxed),

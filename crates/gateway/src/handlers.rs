@@ -6,12 +6,13 @@ use bytes::Bytes;
 use futures::{stream, StreamExt};
 use http::StatusCode;
 use http_body_util::BodyExt;
-use ipfs_cluster_proto::types::v1 as pb;
+
+use ipfs_cluster_api as api;
 
 use crate::{
     backend::Backends,
-    model::{self, pin_json, GlobalPinInfoJson, PinView},
-    query::{parse_cid, parse_peer_id, pin_options_from_query, Query},
+    model,
+    query::{cid_param, peer_param, Query},
     reply::{self, ApiError, Body, StreamEvent},
     router::Route,
 };
@@ -27,10 +28,6 @@ pub struct Ctx {
     /// `Some(user)` when auth is on and the request was authenticated.
     pub user: Option<String>,
     pub credentials: Option<crate::auth::Credentials>,
-}
-
-fn cid_param(hash: &str) -> Result<cid::Cid, ApiError> {
-    parse_cid(hash).map_err(|e| ApiError::bad_request(format!("error decoding Cid: {e}")))
 }
 
 pub async fn handle(
@@ -55,11 +52,9 @@ async fn dispatch(
     match route {
         Route::Id => {
             let id = b.id().await?;
-            Ok(reply::ok_json(&model::id_json(&id)))
+            Ok(reply::ok_json(&model::id(&id)))
         }
-        Route::Version => Ok(reply::ok_json(
-            &serde_json::json!({ "version": model::VERSION }),
-        )),
+        Route::Version => Ok(reply::ok_json(&api::Version::default())),
         Route::PeersList => {
             let events: Vec<StreamEvent> = match b.peers().await {
                 Ok(ids) => ids
@@ -76,8 +71,7 @@ async fn dispatch(
         }
         Route::PeerAdd => peer_add(ctx, body).await,
         Route::PeerRemove { peer } => {
-            let pid = parse_peer_id(&peer)
-                .map_err(|e| ApiError::bad_request(format!("error decoding Peer ID: {e}")))?;
+            let pid = peer_param(&peer)?;
             b.remove_peer(&pid).await?;
             Ok(reply::no_content())
         }
@@ -85,28 +79,28 @@ async fn dispatch(
             "POST /add (adding content through the cluster)",
         )),
         Route::Allocations => {
-            let filter = allocation_filter(q.get("filter").unwrap_or(""))?;
+            let filter = model::allocation_filter(q.get("filter"))?;
             let s = b.list(filter).await?;
-            let events = s.map(|r| match r {
-                Ok(p) => StreamEvent::Item(reply::json_line(&pin_json(&p, PinView::State))),
+            let events = s.map(|r| match r.and_then(model::state_pin) {
+                Ok(p) => StreamEvent::Item(reply::json_line(&p)),
                 Err(e) => StreamEvent::Error(e.message),
             });
             Ok(reply::ndjson(events).await)
         }
         Route::Allocation { hash } => {
             let c = cid_param(&hash)?;
-            pin_options_from_query(q, chrono::Utc::now()).map_err(ApiError::bad_request)?;
-            let p = b.get(&c.to_string()).await?;
-            Ok(reply::ok_json(&pin_json(&p, PinView::State)))
+            q.pin_options()?;
+            let p = model::state_pin(b.get(&c.to_string()).await?)?;
+            Ok(reply::ok_json(&p))
         }
         Route::StatusAll => status_all(ctx, q).await,
         Route::Recover { hash } => {
             let c = cid_param(&hash)?;
-            pin_options_from_query(q, chrono::Utc::now()).map_err(ApiError::bad_request)?;
+            q.pin_options()?;
             let g = if q.is_true("local") {
-                b.status_local(&c.to_string(), true).await?
+                b.status_local(c, true).await?
             } else {
-                b.status_global(&c.to_string(), "Recover").await?
+                b.status_global(c, "Recover").await?
             };
             Ok(reply::ok_json(&g))
         }
@@ -120,11 +114,11 @@ async fn dispatch(
         }
         Route::Status { hash } => {
             let c = cid_param(&hash)?;
-            pin_options_from_query(q, chrono::Utc::now()).map_err(ApiError::bad_request)?;
+            q.pin_options()?;
             let g = if q.is_true("local") {
-                b.status_local(&c.to_string(), false).await?
+                b.status_local(c, false).await?
             } else {
-                b.status_global(&c.to_string(), "Status").await?
+                b.status_global(c, "Status").await?
             };
             Ok(reply::ok_json(&g))
         }
@@ -133,20 +127,21 @@ async fn dispatch(
             pin_cid(ctx, c, q).await
         }
         Route::PinPath { key_type, path } => {
+            q.pin_options()?;
             let c = resolve_path(ctx, &key_type, &path).await?;
             pin_cid(ctx, c, q).await
         }
         Route::Unpin { hash } => {
             let c = cid_param(&hash)?;
-            pin_options_from_query(q, chrono::Utc::now()).map_err(ApiError::bad_request)?;
-            let p = b.unpin(&c.to_string()).await?;
-            Ok(reply::ok_json(&pin_json(&p, PinView::State)))
+            q.pin_options()?;
+            let p = model::state_pin(b.unpin(&c.to_string()).await?)?;
+            Ok(reply::ok_json(&p))
         }
         Route::UnpinPath { key_type, path } => {
+            q.pin_options()?;
             let c = resolve_path(ctx, &key_type, &path).await?;
-            pin_options_from_query(q, chrono::Utc::now()).map_err(ApiError::bad_request)?;
-            let p = b.unpin(&c.to_string()).await?;
-            Ok(reply::ok_json(&pin_json(&p, PinView::State)))
+            let p = model::state_pin(b.unpin(&c.to_string()).await?)?;
+            Ok(reply::ok_json(&p))
         }
         Route::RepoGc => Err(ApiError::not_implemented("POST /ipfs/gc")),
         Route::HealthGraph => Err(ApiError::not_implemented("GET /health/graph")),
@@ -173,51 +168,16 @@ fn token(ctx: &Ctx) -> Result<Resp, ApiError> {
     Ok(reply::ok_json(&serde_json::json!({ "token": t })))
 }
 
-/// Upstream PinType filter of GET /allocations.
-fn allocation_filter(s: &str) -> Result<u32, ApiError> {
-    if s.is_empty() {
-        return Ok(0);
-    }
-    let mut f = 0u32;
-    for part in s.split(',') {
-        f |= match part {
-            "pin" => 2,
-            "meta-pin" => 4,
-            "clusterdag-pin" => 8,
-            "shard-pin" => 16,
-            "all" => 30,
-            _ => 1,
-        };
-    }
-    if f == 1 {
-        return Err(ApiError::bad_request("invalid filter value"));
-    }
-    Ok(f & !1)
-}
-
 /// Builds the pin from the query and commits it. Honours `mode` (the [REC] of §6.3).
-async fn pin_cid(ctx: &Ctx, c: cid::Cid, q: &Query) -> Result<Resp, ApiError> {
-    let now = chrono::Utc::now();
-    let parsed = pin_options_from_query(q, now).map_err(ApiError::bad_request)?;
-    let pin = pb::Pin {
-        cid: c.to_string(),
-        r#type: pb::PinType::Data as i32,
-        allocations: vec![],
-        max_depth: parsed.max_depth,
-        reference: String::new(),
-        options: Some(parsed.options),
-        timestamp: now.timestamp(),
-    };
-    let mut committed = ctx.backends.pin(pin).await?;
-    if committed.options.is_none() {
-        committed.options = Some(pb::PinOptions::default());
-    }
-    Ok(reply::ok_json(&pin_json(&committed, PinView::Fresh)))
+async fn pin_cid(ctx: &Ctx, c: api::Cid, q: &Query) -> Result<Resp, ApiError> {
+    let requested = api::Pin::new_data(c, q.pin_options()?);
+    let committed = ctx.backends.pin(requested.clone().into()).await?;
+    Ok(reply::ok_json(&model::fresh_pin(&requested, committed)?))
 }
 
 /// `/pins/{ipfs|ipns|ipld}/{path}` → a CID: `/ipfs/<cid>` alone is used as is; anything
 /// else is resolved by the IPFS daemon (through the connector).
-async fn resolve_path(ctx: &Ctx, key_type: &str, path: &str) -> Result<cid::Cid, ApiError> {
+async fn resolve_path(ctx: &Ctx, key_type: &str, path: &str) -> Result<api::Cid, ApiError> {
     let path = path.trim_end_matches('/');
     let full = format!("/{key_type}/{path}");
     let mut segs = path.split('/');
@@ -228,7 +188,7 @@ async fn resolve_path(ctx: &Ctx, key_type: &str, path: &str) -> Result<cid::Cid,
         )));
     }
     if key_type != "ipns" {
-        let c = parse_cid(first).map_err(|e| {
+        let c = cid::Cid::try_from(first).map(api::Cid::from).map_err(|e| {
             ApiError::bad_request(format!("error parsing path: invalid CID {first:?}: {e}"))
         })?;
         if segs.next().is_none() && key_type == "ipfs" {
@@ -236,7 +196,7 @@ async fn resolve_path(ctx: &Ctx, key_type: &str, path: &str) -> Result<cid::Cid,
         }
     }
     let resolved = ctx.backends.resolve(&full).await?;
-    parse_cid(resolved.trim_start_matches("/ipfs/")).map_err(|e| {
+    api::Cid::parse(resolved.trim_start_matches("/ipfs/")).map_err(|e| {
         ApiError::internal(format!(
             "IPFS resolved {full} to an invalid CID {resolved:?}: {e}"
         ))
@@ -245,21 +205,22 @@ async fn resolve_path(ctx: &Ctx, key_type: &str, path: &str) -> Result<cid::Cid,
 
 async fn status_all(ctx: &Ctx, q: &Query) -> Result<Resp, ApiError> {
     let local = q.is_true("local");
-    if let Some(cids) = q.get("cids").filter(|c| !c.is_empty()) {
+    let cids = q.get("cids");
+    if !cids.is_empty() {
         let mut list = Vec::new();
         for c in cids.split(',') {
-            list.push(cid_param(c)?.to_string());
+            list.push(cid_param(c)?);
         }
         let b = ctx.backends.clone();
         let total = list.len();
-        let results: Vec<Result<GlobalPinInfoJson, ApiError>> = stream::iter(list)
+        let results: Vec<Result<api::GlobalPinInfo, ApiError>> = stream::iter(list)
             .map(|c| {
                 let b = b.clone();
                 async move {
                     if local {
-                        b.status_local(&c, false).await
+                        b.status_local(c, false).await
                     } else {
-                        b.status_global(&c, "Status").await
+                        b.status_global(c, "Status").await
                     }
                 }
             })
@@ -282,16 +243,18 @@ async fn status_all(ctx: &Ctx, q: &Query) -> Result<Resp, ApiError> {
             .collect();
         return Ok(reply::ndjson(stream::iter(events)).await);
     }
-    let filter = model::parse_status_filter(q.get("filter").unwrap_or(""))
-        .ok_or_else(|| ApiError::bad_request("invalid filter value"))?;
+    let filter = model::status_filter(q.get("filter"))?;
     if local {
-        return local_stream(ctx, filter, false).await;
+        return local_stream(ctx, filter.0, false).await;
     }
-    let (items, errors) = ctx.backends.status_all_global(filter, "StatusAll").await?;
+    let (items, errors) = ctx
+        .backends
+        .status_all_global(filter.0, "StatusAll")
+        .await?;
     Ok(global_stream(items, errors).await)
 }
 
-async fn global_stream(items: Vec<GlobalPinInfoJson>, errors: Vec<String>) -> Resp {
+async fn global_stream(items: Vec<api::GlobalPinInfo>, errors: Vec<String>) -> Resp {
     let events = items
         .into_iter()
         .map(|g| StreamEvent::Item(reply::json_line(&g)))
@@ -301,12 +264,8 @@ async fn global_stream(items: Vec<GlobalPinInfoJson>, errors: Vec<String>) -> Re
 
 async fn local_stream(ctx: &Ctx, filter: u32, recover: bool) -> Result<Resp, ApiError> {
     let s = ctx.backends.status_all_local(filter, recover).await?;
-    let events = s.map(|r| match r {
-        Ok(info) => {
-            let mut g = GlobalPinInfoJson::empty(&info.cid);
-            g.add(&info);
-            StreamEvent::Item(reply::json_line(&g))
-        }
+    let events = s.map(|r| match r.and_then(model::pin_info) {
+        Ok(info) => StreamEvent::Item(reply::json_line(&info.to_global())),
         Err(e) => StreamEvent::Error(e.message),
     });
     Ok(reply::ndjson(events).await)
@@ -333,8 +292,8 @@ async fn peer_add(ctx: &Ctx, body: Option<hyper::body::Incoming>) -> Result<Resp
     let raw = read_body(body).await?;
     let req: AddPeer = serde_json::from_slice(&raw)
         .map_err(|_| ApiError::bad_request("error decoding request body"))?;
-    let pid =
-        parse_peer_id(&req.peer_id).map_err(|_| ApiError::bad_request("error decoding peer_id"))?;
+    let pid = api::parse_peer_id(&req.peer_id)
+        .map_err(|_| ApiError::bad_request("error decoding peer_id"))?;
     let b = &ctx.backends;
     b.consensus
         .clone()
@@ -361,10 +320,10 @@ async fn peer_add(ctx: &Ctx, body: Option<hyper::body::Incoming>) -> Result<Resp
         Ok(r) => match <ipfs_cluster_proto::gateway::v1::IdResponse as prost::Message>::decode(
             r.into_inner().payload.as_slice(),
         ) {
-            Ok(id) => model::id_json(&id),
-            Err(e) => model::id_error_json(&pid, &format!("cannot decode the ID answer: {e}")),
+            Ok(id) => model::id(&id),
+            Err(e) => model::id_error(&pid, &format!("cannot decode the ID answer: {e}")),
         },
-        Err(s) => model::id_error_json(&pid, s.message()),
+        Err(s) => model::id_error(&pid, s.message()),
     };
     let peers = id.cluster_peers.get_or_insert_with(Vec::new);
     if !peers.contains(&own.id) {
