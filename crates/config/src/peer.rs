@@ -97,7 +97,7 @@ impl Peer {
                     None => Identity::from_private_key_base64(&key, what)?,
                 }
             }
-            _ => Identity::load(&dir.join(IDENTITY_JSON))?,
+            _ => load_identity_or_legacy(dir, &text)?,
         };
         let token = InternalToken::load(&under(dir, &config.internal.token_file))?;
         Ok(Peer {
@@ -141,6 +141,34 @@ impl Peer {
     pub fn resolve(&self, p: &str) -> PathBuf {
         under(&self.dir, p)
     }
+}
+
+/// identity.json, or (legacy upstream layout) `cluster.id` / `cluster.private_key` from
+/// service.json, in which case identity.json is written from them, as upstream does.
+fn load_identity_or_legacy(dir: &Path, service_text: &str) -> Result<Identity, ConfigError> {
+    let path = dir.join(IDENTITY_JSON);
+    if path.exists() {
+        return Identity::load(&path);
+    }
+    let v: serde_json::Value = serde_json::from_str(service_text).unwrap_or_default();
+    let key = v
+        .pointer("/cluster/private_key")
+        .and_then(|x| x.as_str())
+        .unwrap_or_default();
+    if key.is_empty() {
+        return Identity::load(&path); // reports the missing file with the init hint
+    }
+    let id = v
+        .pointer("/cluster/id")
+        .and_then(|x| x.as_str())
+        .unwrap_or_default();
+    let ident = Identity::from_strings(id, key, &dir.join(SERVICE_JSON))?;
+    ident.save(&path)?;
+    tracing::info!(
+        "moved the legacy identity in service.json to {}",
+        path.display()
+    );
+    Ok(ident)
 }
 
 /// Reads a peerstore file: one multiaddress per line; blank lines and lines not starting

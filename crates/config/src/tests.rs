@@ -764,3 +764,25 @@ fn config_dir_resolution() {
         Path::new("/h/.ipfs-cluster")
     );
 }
+
+#[test]
+fn legacy_identity_in_service_json() {
+    let dir = tempfile::tempdir().unwrap();
+    init_from(dir.path(), &InitOptions::default(), &no_env).unwrap();
+    let id = Identity::generate();
+    let p = dir.path().join(SERVICE_JSON);
+    let mut v: Value = serde_json::from_str(&fs::read_to_string(&p).unwrap()).unwrap();
+    v["cluster"]["id"] = id.peer_id.to_string().into();
+    v["cluster"]["private_key"] = id.private_key_base64().into();
+    fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
+    fs::remove_file(dir.path().join(IDENTITY_JSON)).unwrap();
+    let peer = Peer::load_from(dir.path(), &no_env).unwrap();
+    assert_eq!(peer.identity.peer_id, id.peer_id);
+    assert_eq!(
+        Identity::load(&dir.path().join(IDENTITY_JSON))
+            .unwrap()
+            .peer_id,
+        id.peer_id
+    );
+    assert_eq!(mode(&dir.path().join(IDENTITY_JSON)), 0o600);
+}
