@@ -280,6 +280,7 @@ pub async fn start(
     let local_peer_id = cfg.keypair.public().to_peer_id();
     let limits = cfg.limits.clone();
     let max = limits.max_message_size;
+    let max_stream = limits.max_stream_answer.max(max);
     let heartbeat = cfg.gossip_heartbeat;
     let ping_interval = cfg.ping_interval;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair)
@@ -304,7 +305,8 @@ pub async fn start(
             );
             let calls = request_response::Behaviour::with_codec(
                 WireCodec {
-                    max_message_size: max + 4096,
+                    max_request: max + 4096,
+                    max_response: max_stream + 4096,
                 },
                 [(CALL_PROTOCOL, ProtocolSupport::Full)],
                 request_response::Config::default()

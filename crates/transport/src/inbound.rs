@@ -39,7 +39,7 @@ impl Inbound {
                     &req.method,
                     payload,
                     timeout,
-                    self.limits.max_message_size,
+                    self.limits.max_stream_answer,
                 )
                 .await
         } else {

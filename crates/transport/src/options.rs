@@ -15,6 +15,9 @@ pub struct Limits {
     /// Largest peer-call request or response, in bytes (also the gossipsub message limit
     /// and the local gRPC message limit).
     pub max_message_size: usize,
+    /// Largest answer to a remote server-streaming call (all of its messages together:
+    /// remote streams travel as one response).
+    pub max_stream_answer: usize,
     /// Concurrent inbound peer calls one peer may have in flight; more get RESOURCE_EXHAUSTED.
     pub max_inbound_calls_per_peer: usize,
     /// Established libp2p connections; more are closed at once.
@@ -33,6 +36,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_message_size: 16 << 20,
+            max_stream_answer: 256 << 20,
             max_inbound_calls_per_peer: 64,
             max_connections: 400,
             default_call_timeout: Duration::from_secs(30),

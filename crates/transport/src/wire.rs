@@ -11,10 +11,12 @@ use prost::Message;
 
 pub const CALL_PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs-cluster-rs/call/1.0.0");
 
-/// request-response codec with a maximum frame size.
+/// request-response codec with maximum frame sizes (a response may carry a whole
+/// streamed answer, so it has its own, larger limit).
 #[derive(Debug, Clone)]
 pub struct WireCodec {
-    pub max_message_size: usize,
+    pub max_request: usize,
+    pub max_response: usize,
 }
 
 async fn read_frame<M: Message + Default, T: AsyncRead + Unpin + Send>(
@@ -71,14 +73,14 @@ impl libp2p::request_response::Codec for WireCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<WireRequest> {
-        read_frame(io, self.max_message_size).await
+        read_frame(io, self.max_request).await
     }
     async fn read_response<T: AsyncRead + Unpin + Send>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<WireResponse> {
-        read_frame(io, self.max_message_size).await
+        read_frame(io, self.max_response).await
     }
     async fn write_request<T: AsyncWrite + Unpin + Send>(
         &mut self,
@@ -86,7 +88,7 @@ impl libp2p::request_response::Codec for WireCodec {
         io: &mut T,
         req: WireRequest,
     ) -> io::Result<()> {
-        write_frame(io, &req, self.max_message_size).await
+        write_frame(io, &req, self.max_request).await
     }
     async fn write_response<T: AsyncWrite + Unpin + Send>(
         &mut self,
@@ -94,7 +96,7 @@ impl libp2p::request_response::Codec for WireCodec {
         io: &mut T,
         res: WireResponse,
     ) -> io::Result<()> {
-        write_frame(io, &res, self.max_message_size).await
+        write_frame(io, &res, self.max_response).await
     }
 }
 
@@ -128,7 +130,8 @@ mod tests {
     #[tokio::test]
     async fn roundtrip_and_limits() {
         let mut c = WireCodec {
-            max_message_size: 64,
+            max_request: 64,
+            max_response: 64,
         };
         let req = WireRequest {
             service: "a.B".into(),
