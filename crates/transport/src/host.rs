@@ -100,6 +100,14 @@ fn dialable(addr: &Multiaddr) -> bool {
         && addr.iter().any(|p| matches!(p, Protocol::Tcp(_)))
 }
 
+fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
 fn strip_p2p(addr: &Multiaddr) -> Multiaddr {
     addr.iter()
         .filter(|p| !matches!(p, Protocol::P2p(_)))
@@ -748,8 +756,16 @@ impl Task {
                 info,
                 ..
             })) => {
+                // A remote machine's loopback addresses are useless to us (and would dial
+                // whatever listens on our own loopback): keep them only for local peers.
+                let local_peer = self
+                    .conn_addrs
+                    .get(&peer_id)
+                    .is_some_and(|v| v.iter().any(|(_, a)| is_loopback(a)));
                 for a in &info.listen_addrs {
-                    self.remember(peer_id, a);
+                    if local_peer || !is_loopback(a) {
+                        self.remember(peer_id, a);
+                    }
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -889,4 +905,44 @@ pub async fn bootstrap(host: HostHandle, targets: Vec<Multiaddr>) {
         }
     });
     futures::future::join_all(tasks).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_filters() {
+        let a = |s: &str| s.parse::<Multiaddr>().unwrap();
+        assert!(unsupported(&a("/ip4/0.0.0.0/udp/9096/quic-v1")));
+        assert!(!unsupported(&a("/ip4/0.0.0.0/tcp/9096")));
+        assert!(!dialable(&a("/ip4/0.0.0.0/tcp/9096")));
+        assert!(dialable(&a("/ip4/10.0.0.1/tcp/9096")));
+        assert!(!dialable(&a("/ip4/10.0.0.1/udp/9096/quic-v1")));
+        assert!(is_loopback(&a("/ip4/127.0.0.1/tcp/1")));
+        assert!(!is_loopback(&a("/ip4/10.0.0.1/tcp/1")));
+        let p = PeerId::random();
+        assert_eq!(
+            strip_p2p(&a(&format!("/ip4/10.0.0.1/tcp/1/p2p/{p}"))),
+            a("/ip4/10.0.0.1/tcp/1")
+        );
+    }
+
+    #[test]
+    fn bootstrap_targets_dedupe_and_skip_self() {
+        let me = PeerId::random();
+        let other = PeerId::random();
+        let boot: Vec<Multiaddr> = vec![
+            format!("/ip4/10.0.0.1/tcp/9096/p2p/{me}").parse().unwrap(),
+            format!("/ip4/10.0.0.2/tcp/9096/p2p/{other}")
+                .parse()
+                .unwrap(),
+        ];
+        let mut book = Book::new();
+        book.entry(other)
+            .or_default()
+            .insert("/ip4/10.0.0.3/tcp/9096".parse().unwrap());
+        let t = bootstrap_targets(&boot, &book, &me);
+        assert_eq!(t, vec![boot[1].clone()]);
+    }
 }
