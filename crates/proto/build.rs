@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .file_descriptor_set_path(out_dir.join("ipfscluster_descriptor.bin"))
-        .compile_with_config(config, &files, &[root.clone()])?;
+        .compile_with_config(config, &files, std::slice::from_ref(&root))?;
 
     println!("cargo:rerun-if-changed={}", root.display());
     println!("cargo:rerun-if-env-changed=PROTOC");

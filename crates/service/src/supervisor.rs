@@ -126,7 +126,7 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<()> {
         .api
         .restapi
         .as_ref()
-        .map(|r| r.http_listen_multiaddress.to_string())
+        .map(|r| r.http_listen_multiaddress.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "))
         .unwrap_or_else(|| "disabled".into());
     tracing::info!(peer = %peer.identity.peer_id, rest_api = %rest, "IPFS Cluster peer ready");
     eprintln!("**IPFS Cluster is READY**");
@@ -175,6 +175,10 @@ async fn start_and_wait(bin_dir: &Path, opts: &DaemonOptions, spec: ServiceSpec,
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        // The services' logs go through our pipe; keep them free of colour codes.
+        cmd.env("NO_COLOR", "1");
+    }
     if !opts.bootstrap.is_empty() {
         cmd.env("CLUSTER_BOOTSTRAP", opts.bootstrap.join(","));
     }
