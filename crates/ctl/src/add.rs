@@ -12,8 +12,11 @@ use tokio::io::AsyncReadExt;
 
 use crate::cli::AddArgs;
 use crate::client::{channel_body, read_stream, Body};
+use ipfs_cluster_api as api;
+
 use crate::commands::{
-    encode_pairs, parse_expire_in, parse_metadata, query_escape, validate_peer_id, wait_for, Ctx,
+    decode, encode_pairs, parse_expire_in, parse_metadata, query_escape, validate_peer_id,
+    wait_for, Ctx,
 };
 use crate::error::{CtlError, CtlResult};
 use crate::format;
@@ -272,6 +275,8 @@ pub async fn add(
         .with_timeout(&format!("Post \"{path}\""), async {
             let resp = ctx.client.send(Method::POST, &path, body).await?;
             read_stream(resp, &mut |v| {
+                // decode as the Go client does, then work on the re-encoded object
+                let v = serde_json::to_value(decode::<api::AddedOutput>(&v)?).unwrap_or(v);
                 last = Some(v.clone());
                 if a.no_stream {
                     buffered.push(v);

@@ -8,9 +8,8 @@ use clap::{Args, Parser, Subcommand};
 pub const DEFAULT_HOST: &str = "/ip4/127.0.0.1/tcp/9094";
 
 const WAIT_DESC: &str = "Wait for the pin to reach the minimum replication factor before returning";
-const WAIT_TIMEOUT_DESC: &str = "How long to --wait (Go duration, e.g. 30s). Default: forever";
-const WAIT_LIMIT_DESC: &str =
-    "Number of peers that must reach the target status (default: replication-min)";
+const WAIT_TIMEOUT_DESC: &str = "How long to --wait (e.g. 30s, 2m). Default: forever";
+const WAIT_LIMIT_DESC: &str = "Peers that must reach the target status (default: replication-min)";
 
 const ABOUT: &str = "CLI for IPFS Cluster";
 const LONG_ABOUT: &str = "CLI for IPFS Cluster
@@ -61,7 +60,7 @@ pub struct Cli {
     /// set debug log level
     #[arg(long, short = 'd')]
     pub debug: bool,
-    /// <username>[:<password>] BasicAuth credentials. Implies --https, which you can disable with --force-http
+    /// BasicAuth credentials. Implies --https (see --force-http)
     #[arg(
         long,
         env = "CLUSTER_CREDENTIALS",
@@ -179,9 +178,9 @@ pub struct WaitArgs {
     pub no_status: bool,
     #[arg(long, short = 'w', help = WAIT_DESC)]
     pub wait: bool,
-    #[arg(long, visible_alias = "wl", help = WAIT_LIMIT_DESC)]
+    #[arg(long, visible_alias = "wl", value_name = "N", help = WAIT_LIMIT_DESC)]
     pub wait_limit: Option<i64>,
-    #[arg(long, visible_alias = "wt", default_value = "0s", help = WAIT_TIMEOUT_DESC)]
+    #[arg(long, visible_alias = "wt", value_name = "DURATION", default_value = "0s", help = WAIT_TIMEOUT_DESC)]
     pub wait_timeout: String,
 }
 
@@ -354,7 +353,7 @@ pub struct AddArgs {
     pub no_pin: bool,
     #[arg(long, help = WAIT_DESC)]
     pub wait: bool,
-    #[arg(long, visible_alias = "wt", default_value = "0s", help = WAIT_TIMEOUT_DESC)]
+    #[arg(long, visible_alias = "wt", value_name = "DURATION", default_value = "0s", help = WAIT_TIMEOUT_DESC)]
     pub wait_timeout: String,
     /// Wrap a with a directory object
     #[arg(long, short = 'w')]

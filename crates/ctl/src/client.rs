@@ -175,10 +175,12 @@ impl Client {
         let url = self.url(ep, path);
         let verb = go_verb(&method);
         let fail = |msg: String| ApiError::transport(format!("{verb} \"{url}\": {msg}"));
+        // `TE: trailers` lets a hyper HTTP/1 server send the X-Stream-Error trailers.
         let mut req = Request::builder()
             .method(method)
             .uri(path)
-            .header(header::HOST, ep.authority());
+            .header(header::HOST, ep.authority())
+            .header(header::TE, "trailers");
         if let Some(ct) = content_type {
             req = req.header(header::CONTENT_TYPE, ct);
         }

@@ -5,7 +5,10 @@ use std::io::Write;
 use std::time::Duration;
 
 use http::Method;
+use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
+
+use ipfs_cluster_api as api;
 
 use crate::cli::{self, Cli, Command, HealthCmd, IpfsCmd, PeersCmd, PinCmd, WaitArgs};
 use crate::client::{Body, Client, ClientConfig, Endpoint};
@@ -58,15 +61,24 @@ impl Ctx {
         })
     }
 
-    /// Prints one object: JSON (indented) or the given text rendering.
-    fn print(&self, out: &mut dyn Write, v: &Value, text: impl Fn(&Value) -> String) {
+    /// Prints one object after checking it decodes as `T`: JSON is the re-encoded `T`
+    /// (upstream decodes and re-encodes), text is rendered from the value as received (so
+    /// times keep the offset they arrived with).
+    pub fn show<T: DeserializeOwned + Serialize>(
+        &self,
+        out: &mut dyn Write,
+        v: &Value,
+        text: impl Fn(&Value) -> String,
+    ) -> CtlResult<()> {
+        let typed: T = decode(v)?;
         let s = if self.json {
-            format::json_pretty(v)
+            format::json_pretty(&typed)
         } else {
             text(v)
         };
         let _ = out.write_all(s.as_bytes());
         let _ = out.flush();
+        Ok(())
     }
 }
 
@@ -80,17 +92,17 @@ pub async fn dispatch(
     match cmd {
         Command::Id => {
             if let Some(v) = c.call(Method::GET, "/id", Body::Empty).await? {
-                ctx.print(out, &v, format::id);
+                ctx.show::<api::Id>(out, &v, format::id)?;
             }
         }
         Command::Version => {
             if let Some(v) = c.call(Method::GET, "/version", Body::Empty).await? {
-                ctx.print(out, &v, format::version);
+                ctx.show::<api::Version>(out, &v, format::version)?;
             }
         }
         Command::Peers(PeersCmd::Ls) => {
             c.stream(Method::GET, "/peers", Body::Empty, &mut |v| {
-                ctx.print(out, &v, format::id);
+                ctx.show::<api::Id>(out, &v, format::id)?;
                 Ok(())
             })
             .await?;
@@ -190,7 +202,7 @@ pub async fn dispatch(
                     .call(Method::GET, &format!("/allocations/{cid}"), Body::Empty)
                     .await?
                 {
-                    ctx.print(out, &v, format::pin);
+                    ctx.show::<api::Pin>(out, &v, format::pin)?;
                 }
             }
             None => {
@@ -200,7 +212,7 @@ pub async fn dispatch(
                     &format!("/allocations?filter={}", query_escape(&f)),
                     Body::Empty,
                     &mut |v| {
-                        ctx.print(out, &v, format::pin);
+                        ctx.show::<api::Pin>(out, &v, format::pin)?;
                         Ok(())
                     },
                 )
@@ -223,7 +235,7 @@ pub async fn dispatch(
                         )
                         .await?
                     {
-                        ctx.print(out, &v, format::global_pin_info);
+                        ctx.show::<api::GlobalPinInfo>(out, &v, format::global_pin_info)?;
                     }
                 }
                 0 => {
@@ -237,7 +249,7 @@ pub async fn dispatch(
                     let f = tracker_filter_string(bits);
                     let path = format!("/pins?local={local}&filter={}&cids=", query_escape(&f));
                     c.stream(Method::GET, &path, Body::Empty, &mut |v| {
-                        ctx.print(out, &v, format::global_pin_info);
+                        ctx.show::<api::GlobalPinInfo>(out, &v, format::global_pin_info)?;
                         Ok(())
                     })
                     .await?;
@@ -248,7 +260,7 @@ pub async fn dispatch(
                         query_escape(&cids.join(","))
                     );
                     c.stream(Method::GET, &path, Body::Empty, &mut |v| {
-                        ctx.print(out, &v, format::global_pin_info);
+                        ctx.show::<api::GlobalPinInfo>(out, &v, format::global_pin_info)?;
                         Ok(())
                     })
                     .await?;
@@ -260,13 +272,13 @@ pub async fn dispatch(
                 let cid = parse_cid(&cid).map_err(|e| CtlError::local("parsing cid", e))?;
                 let path = format!("/pins/{cid}/recover?local={}", a.local);
                 if let Some(v) = c.call(Method::POST, &path, Body::Empty).await? {
-                    ctx.print(out, &v, format::global_pin_info);
+                    ctx.show::<api::GlobalPinInfo>(out, &v, format::global_pin_info)?;
                 }
             }
             None => {
                 let path = format!("/pins/recover?local={}", a.local);
                 c.stream(Method::POST, &path, Body::Empty, &mut |v| {
-                    ctx.print(out, &v, format::global_pin_info);
+                    ctx.show::<api::GlobalPinInfo>(out, &v, format::global_pin_info)?;
                     Ok(())
                 })
                 .await?;
@@ -287,21 +299,23 @@ pub async fn dispatch(
         Command::Health(HealthCmd::Metrics { name }) => match name {
             None => {
                 if let Some(v) = c.call(Method::GET, "/monitor/metrics", Body::Empty).await? {
-                    print_list(ctx, out, &v, |v| format!("{}\n", v.as_str().unwrap_or("")));
+                    print_list::<String>(ctx, out, &v, |v| {
+                        format!("{}\n", v.as_str().unwrap_or(""))
+                    })?;
                 }
             }
             Some(n) => {
                 let path = format!("/monitor/metrics/{}", path_escape_segment(&n));
                 if let Some(v) = c.call(Method::GET, &path, Body::Empty).await? {
                     let now = util::now_ns();
-                    print_list(ctx, out, &v, |m| format::metric(m, now));
+                    print_list::<api::Metric>(ctx, out, &v, |m| format::metric(m, now))?;
                 }
             }
         },
         Command::Health(HealthCmd::Alerts) => {
             if let Some(v) = c.call(Method::GET, "/health/alerts", Body::Empty).await? {
                 let now = util::now_ns();
-                print_list(ctx, out, &v, |a| format::alert(a, now));
+                print_list::<api::Alert>(ctx, out, &v, |a| format::alert(a, now))?;
             }
         }
         Command::Health(HealthCmd::Bandwidth) => {
@@ -309,7 +323,7 @@ pub async fn dispatch(
                 .call(Method::GET, "/health/bandwidth", Body::Empty)
                 .await?
             {
-                ctx.print(out, &v, format::bandwidth);
+                ctx.show::<api::BandwidthByProtocol>(out, &v, format::bandwidth)?;
             }
         }
         Command::Ipfs(IpfsCmd::Gc { local }) => {
@@ -321,7 +335,7 @@ pub async fn dispatch(
                 )
                 .await?
             {
-                ctx.print(out, &v, format::repo_gc);
+                ctx.show::<api::GlobalRepoGc>(out, &v, format::repo_gc)?;
             }
         }
         Command::Commands | Command::Completion { .. } => {}
@@ -330,14 +344,33 @@ pub async fn dispatch(
 }
 
 /// A JSON array printed whole in JSON mode, one text rendering per element otherwise.
-fn print_list(ctx: &Ctx, out: &mut dyn Write, v: &Value, text: impl Fn(&Value) -> String) {
+fn print_list<T: DeserializeOwned + Serialize>(
+    ctx: &Ctx,
+    out: &mut dyn Write,
+    v: &Value,
+    text: impl Fn(&Value) -> String,
+) -> CtlResult<()> {
+    let typed: Option<Vec<T>> = decode(v)?;
     if ctx.json {
-        let _ = out.write_all(format::json_pretty(v).as_bytes());
-        return;
+        let _ = out.write_all(format::json_pretty(&typed).as_bytes());
+        return Ok(());
     }
     for item in v.as_array().into_iter().flatten() {
         let _ = out.write_all(text(item).as_bytes());
     }
+    Ok(())
+}
+
+/// Decodes a response into its API type, as the Go client does: a value that does not fit
+/// is an error `{code: 200, message: <decode error>}`.
+pub fn decode<T: DeserializeOwned>(v: &Value) -> CtlResult<T> {
+    serde_json::from_value(v.clone()).map_err(|e| {
+        ApiError {
+            code: 200,
+            message: e.to_string(),
+        }
+        .into()
+    })
 }
 
 /// §11.3: after a pin, unpin or update: optionally wait, then print the Pin or the status.
@@ -369,7 +402,7 @@ pub async fn handle_pin_response(
         status = Some(wait_for(ctx, &cid, target, timeout, limit).await?);
     }
     if w.no_status {
-        ctx.print(out, pin, format::pin);
+        ctx.show::<api::Pin>(out, pin, format::pin)?;
         return Ok(());
     }
     let status = match status {
@@ -386,7 +419,7 @@ pub async fn handle_pin_response(
                 .unwrap_or(Value::Null)
         }
     };
-    ctx.print(out, &status, format::global_pin_info);
+    ctx.show::<api::GlobalPinInfo>(out, &status, format::global_pin_info)?;
     Ok(())
 }
 
