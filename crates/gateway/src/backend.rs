@@ -48,7 +48,10 @@ fn req<T>(msg: T, timeout: Duration) -> Request<T> {
 /// Maps a gRPC failure of a local service to the REST error upstream would give.
 pub fn status_error(service: &str, s: &Status) -> ApiError {
     match s.code() {
-        Code::NotFound => ApiError::new(StatusCode::NOT_FOUND, NOT_IN_PINSET),
+        // Only consensus speaks about the pinset; upstream's 404 text must not name the CID.
+        Code::NotFound if service == "consensus" => {
+            ApiError::new(StatusCode::NOT_FOUND, NOT_IN_PINSET)
+        }
         Code::Unimplemented => ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             format!("{service}: {}", s.message()),
@@ -346,6 +349,14 @@ impl Backends {
             match res {
                 Ok(items) => {
                     for mut info in items {
+                        // Peers filter their own lists; re-check so a peer that ignores
+                        // the filter cannot widen the answer.
+                        let st = pb::TrackerStatus::try_from(info.status)
+                            .map(api::TrackerStatus::from)
+                            .unwrap_or_default();
+                        if !api::TrackerStatusFilter(filter).matches(st) {
+                            continue;
+                        }
                         if info.peer.is_empty() {
                             info.peer = peer.clone();
                         }
@@ -393,7 +404,18 @@ impl Backends {
         }
         .map_err(|s| status_error("ipfs connector", &s))?
         .into_inner();
-        Ok(s.map(|x| x.map_err(|s| status_error("ipfs connector", &s))))
+        let f = api::TrackerStatusFilter(filter);
+        Ok(s.filter_map(move |x| {
+            let keep = match &x {
+                Ok(info) => f.matches(
+                    pb::TrackerStatus::try_from(info.status)
+                        .map(api::TrackerStatus::from)
+                        .unwrap_or_default(),
+                ),
+                Err(_) => true,
+            };
+            futures::future::ready(keep.then(|| x.map_err(|s| status_error("ipfs connector", &s))))
+        }))
     }
 
     /// Every member's ID (GET /peers), through each peer's gateway.

@@ -242,3 +242,8 @@ pub async fn run(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod http_tests;
+#[cfg(test)]
+mod test_support;

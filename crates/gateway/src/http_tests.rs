@@ -1,0 +1,495 @@
+//! HTTP-level tests: the real server and handlers against in-process doubles of our gRPC
+//! contracts, checking exact bytes, status codes, streaming, auth, CORS and TLS.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+
+use crate::test_support::*;
+
+fn id_json() -> String {
+    format!(
+        r#"{{"id":"{SELF_PEER}","addresses":["/ip4/127.0.0.1/tcp/9096/p2p/{SELF_PEER}"],"cluster_peers":["{SELF_PEER}"],"cluster_peers_addresses":[],"version":"1.1.6","commit":"","rpc_protocol_version":"/ipfscluster/1.0/rpc","error":"","ipfs":{{"id":"{IPFS_PEER}","addresses":["/ip4/127.0.0.1/tcp/4001/p2p/{IPFS_PEER}"],"error":""}},"peername":"p1"}}"#
+    ) + "\n"
+}
+
+#[tokio::test]
+async fn id_and_version_exact_bytes() {
+    let h = start(|_| {}).await;
+    let r = send(h.rest, "GET", "/id", &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert_eq!(r.text(), id_json());
+    let r = send(h.rest, "GET", "/version", &[]).await;
+    assert_eq!(r.text(), "{\"version\":\"1.1.6\"}\n");
+    let r = send(h.rest, "GET", "/health", &[]).await;
+    assert_eq!((r.status.as_u16(), r.body.len()), (204, 0));
+}
+
+#[tokio::test]
+async fn pin_status_allocations_unpin() {
+    let h = start(|_| {}).await;
+    let r = send(
+        h.rest,
+        "POST",
+        &format!("/pins/{CID1}?name=doc&meta-k=v&mode=direct"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["cid"], CID1);
+    assert_eq!(v["name"], "doc");
+    assert_eq!(v["mode"], "direct");
+    assert_eq!(
+        v["max_depth"], 0,
+        "mode=direct is honoured on the CID route"
+    );
+    assert_eq!(v["metadata"], serde_json::json!({"k": "v"}));
+    assert_eq!(v["replication_factor_min"], -1);
+    assert_eq!(v["pin_update"], serde_json::Value::Null);
+    assert_eq!(v["origins"], serde_json::Value::Null);
+    assert_eq!(v["allocations"], serde_json::json!([]));
+    assert!(r.text().ends_with("}\n"));
+
+    let r = send(h.rest, "GET", &format!("/pins/{CID1}?local=false"), &[]).await;
+    let ts = crate::model::state_pin(h.world.pins.lock().unwrap()[CID1].clone())
+        .unwrap()
+        .timestamp;
+    let created = serde_json::to_string(&ts).unwrap();
+    assert_eq!(
+        r.text(),
+        format!(
+            r#"{{"cid":"{CID1}","name":"doc","allocations":[],"origins":[],"created":{created},"metadata":null,"peer_map":{{"{SELF_PEER}":{{"peername":"p1","ipfs_peer_id":"{IPFS_PEER}","ipfs_peer_addresses":["/ip4/127.0.0.1/tcp/4001/p2p/{IPFS_PEER}"],"status":"pinned","timestamp":"2024-05-01T10:21:00.5Z","error":"","attempt_count":0,"priority_pin":false}}}}}}"#
+        ) + "\n"
+    );
+
+    let r = send(h.rest, "GET", &format!("/allocations/{CID1}"), &[]).await;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        (v["metadata"]["k"].as_str(), v["user_allocations"].is_null()),
+        (Some("v"), true)
+    );
+
+    // Streams: NDJSON, trailer announced and (with TE: trailers) sent empty.
+    let r = send(
+        h.rest,
+        "GET",
+        "/allocations?filter=all",
+        &[("te", "trailers")],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["trailer"], "X-Stream-Error");
+    assert_eq!(r.text().lines().count(), 1);
+    assert_eq!(r.trailers.as_ref().unwrap()["x-stream-error"], "");
+    let r = send(
+        h.rest,
+        "GET",
+        "/pins?local=false&filter=&cids=",
+        &[("te", "trailers")],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("\"status\":\"pinned\""));
+    let r = send(h.rest, "GET", "/pins?filter=unpinned", &[]).await;
+    assert_eq!(r.status, 204, "filter applies");
+    let r = send(h.rest, "GET", "/pins?local=true", &[]).await;
+    assert_eq!(r.status, 200);
+    let r = send(h.rest, "GET", &format!("/pins?cids={CID1},{CID2}"), &[]).await;
+    assert_eq!(r.text().lines().count(), 2);
+    assert!(r.text().contains("\"status\":\"unpinned\""));
+
+    let r = send(h.rest, "DELETE", &format!("/pins/{CID1}"), &[]).await;
+    assert_eq!(r.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        (v["cid"].as_str(), v["origins"].clone()),
+        (Some(CID1), serde_json::json!([]))
+    );
+    let r = send(h.rest, "DELETE", &format!("/pins/{CID1}"), &[]).await;
+    assert_eq!(
+        (r.status.as_u16(), r.text()),
+        (
+            404,
+            "{\"code\":404,\"message\":\"pin is not part of the pinset\"}\n".into()
+        )
+    );
+    let r = send(h.rest, "GET", &format!("/allocations/{CID1}"), &[]).await;
+    assert_eq!(r.status, 404);
+    let r = send(h.rest, "GET", "/allocations", &[]).await;
+    assert_eq!((r.status.as_u16(), r.body.len()), (204, 0));
+    // hyper drops the announced `Trailer` header on a 204 (no body can carry trailers).
+    assert_eq!(r.headers["content-type"], "application/json");
+}
+
+#[tokio::test]
+async fn path_routes() {
+    let h = start(|_| {}).await;
+    let r = send(
+        h.rest,
+        "POST",
+        &format!("/pins/ipfs/{CID1}?mode=direct"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("\"max_depth\":0"));
+    let r = send(h.rest, "POST", "/pins/ipns/example.com/x", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains(CID2));
+    let r = send(h.rest, "POST", "/pins/ipfs/notacid/x", &[]).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text()
+            .starts_with("{\"code\":400,\"message\":\"error parsing path: "),
+        "{}",
+        r.text()
+    );
+    let r = send(h.rest, "POST", &format!("/pins/ipfs/{CID1}/missing"), &[]).await;
+    assert_eq!(r.status, 500, "IPFS resolution errors are 500");
+    let r = send(h.rest, "DELETE", &format!("/pins/ipfs/{CID1}"), &[]).await;
+    assert_eq!(r.status, 200);
+    let r = send(h.rest, "GET", &format!("/pins/ipfs/{CID1}"), &[]).await;
+    assert_eq!((r.status.as_u16(), r.body.len()), (405, 0));
+}
+
+#[tokio::test]
+async fn upstream_errors() {
+    let h = start(|o| {
+        o.headers = BTreeMap::from([("X-Custom".to_string(), vec!["yes".to_string()])]);
+    })
+    .await;
+    let r = send(h.rest, "GET", "/pins/notacid", &[]).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text()
+            .starts_with("{\"code\":400,\"message\":\"error decoding Cid: "),
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.headers["x-custom"], "yes");
+    // A bad option is a single 400 and nothing is pinned (the [REC] of §6.2).
+    let r = send(
+        h.rest,
+        "POST",
+        &format!("/pins/{CID1}?name=a&replication-min=x"),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        r.text(),
+        "{\"code\":400,\"message\":\"parameter replication-min invalid\"}\n"
+    );
+    assert!(h.world.pins.lock().unwrap().is_empty());
+    let r = send(h.rest, "GET", "/pins?filter=bogus", &[]).await;
+    assert_eq!(
+        r.text(),
+        "{\"code\":400,\"message\":\"invalid filter value\"}\n"
+    );
+    let r = send(h.rest, "GET", "/allocations?filter=bogus", &[]).await;
+    assert_eq!(r.status, 400);
+    let r = send(h.rest, "PUT", &format!("/pins/{CID1}"), &[]).await;
+    assert_eq!(
+        (
+            r.status.as_u16(),
+            r.body.len(),
+            r.headers.get("x-custom").is_none()
+        ),
+        (405, 0, true)
+    );
+    let r = send(h.rest, "GET", "/nothing", &[]).await;
+    assert_eq!(
+        (r.status.as_u16(), r.text()),
+        (404, "{\"code\":404,\"message\":\"not found\"}\n".into())
+    );
+    let r = send(h.rest, "GET", "/", &[]).await;
+    assert_eq!(r.status, 404);
+    let r = send(h.rest, "POST", "/pins/?cids=a,b", &[]).await;
+    assert_eq!(
+        (r.status.as_u16(), r.headers["location"].to_str().unwrap()),
+        (307, "/pins?cids=a,b")
+    );
+    let r = send(h.rest, "GET", "/a/../id", &[]).await;
+    assert_eq!(
+        (r.status.as_u16(), r.headers["location"].to_str().unwrap()),
+        (301, "/id")
+    );
+    let r = send(h.rest, "POST", "/add", &[]).await;
+    assert_eq!(r.status, 501);
+    let r = send(h.rest, "DELETE", "/peers/nope", &[]).await;
+    assert!(r
+        .text()
+        .starts_with("{\"code\":400,\"message\":\"error decoding Peer ID: "));
+    let big = "x".repeat(10_000);
+    let r = send(h.rest, "GET", "/id", &[("x-big", &big)]).await;
+    assert_eq!(r.status, 431);
+}
+
+#[tokio::test]
+async fn unreachable_peer_shows_as_cluster_error() {
+    let h = start(|_| {}).await;
+    h.world
+        .extra_members
+        .lock()
+        .unwrap()
+        .push(DOWN_PEER.to_string());
+    send(h.rest, "POST", &format!("/pins/{CID1}"), &[]).await;
+    let r = send(h.rest, "GET", &format!("/pins/{CID1}"), &[]).await;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["peer_map"][SELF_PEER]["status"], "pinned");
+    assert_eq!(v["peer_map"][DOWN_PEER]["status"], "cluster_error");
+    assert!(v["peer_map"][DOWN_PEER]["error"]
+        .as_str()
+        .unwrap()
+        .contains("failed to dial"));
+
+    let r = send(h.rest, "GET", "/pins", &[("te", "trailers")]).await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("cluster_error"));
+    let t: Vec<_> = r
+        .trailers
+        .unwrap()
+        .get_all("x-stream-error")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(t.len(), 2);
+    assert_eq!(t[0], "");
+    assert!(t[1].contains(DOWN_PEER));
+
+    let r = send(h.rest, "GET", "/peers", &[]).await;
+    assert_eq!(r.status, 200);
+    let lines: Vec<serde_json::Value> = r
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(format!("{}\n", serde_json::to_string(&lines[0]).unwrap()), id_json().replace(
+        &format!("\"cluster_peers\":[\"{SELF_PEER}\"],\"cluster_peers_addresses\":[]"),
+        &format!("\"cluster_peers\":[\"{SELF_PEER}\",\"{DOWN_PEER}\"],\"cluster_peers_addresses\":[\"/ip4/127.0.0.1/tcp/9096/p2p/{DOWN_PEER}\"]"),
+    ));
+    assert_eq!(lines[1]["id"], DOWN_PEER);
+    assert!(lines[1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("failed to dial"));
+    assert_eq!(
+        lines[1]["ipfs"],
+        serde_json::json!({"addresses": null, "error": ""})
+    );
+
+    let r = send(h.rest, "DELETE", &format!("/peers/{DOWN_PEER}"), &[]).await;
+    assert_eq!(r.status, 204);
+}
+
+fn basic(u: &str, p: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{u}:{p}")))
+}
+
+#[tokio::test]
+async fn auth_basic_jwt_and_forgery() {
+    let h = start(|o| {
+        o.basic_auth_credentials = Some(BTreeMap::from([
+            ("alice".to_string(), "secret".to_string()),
+            ("userwithoutpass".to_string(), String::new()),
+        ]));
+    })
+    .await;
+    let r = send(h.rest, "GET", "/id", &[("origin", "http://x")]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.text(),
+        "{\"code\":401,\"message\":\"unauthorized: no auth provided\"}\n"
+    );
+    let ch: Vec<_> = r.headers.get_all("www-authenticate").iter().collect();
+    assert_eq!(
+        ch,
+        vec![
+            "Bearer realm=\"Restricted IPFS Cluster API\"",
+            "Basic realm=\"Restricted IPFS Cluster API\""
+        ]
+    );
+    assert!(
+        r.headers.get("access-control-allow-origin").is_none(),
+        "401 carries no CORS headers"
+    );
+    assert!(r.headers.get("vary").is_none());
+
+    let r = send(
+        h.rest,
+        "GET",
+        "/id",
+        &[("authorization", &basic("alice", "bad"))],
+    )
+    .await;
+    assert_eq!(
+        r.text(),
+        "{\"code\":401,\"message\":\"unauthorized: access denied\"}\n"
+    );
+    let r = send(
+        h.rest,
+        "GET",
+        "/id",
+        &[("authorization", &basic("userwithoutpass", ""))],
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    let r = send(
+        h.rest,
+        "GET",
+        "/id",
+        &[("authorization", &basic("alice", "secret"))],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+
+    let r = send(
+        h.rest,
+        "POST",
+        "/token",
+        &[("authorization", &basic("alice", "secret"))],
+    )
+    .await;
+    let token = serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = send(
+        h.rest,
+        "GET",
+        "/version",
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+
+    // The upstream forgery: HS256 with an empty key for the password-less user.
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let hd = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let cl = URL_SAFE_NO_PAD.encode(br#"{"iss":"userwithoutpass"}"#);
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"");
+    let sig =
+        URL_SAFE_NO_PAD.encode(ring::hmac::sign(&key, format!("{hd}.{cl}").as_bytes()).as_ref());
+    let r = send(
+        h.rest,
+        "GET",
+        "/version",
+        &[("authorization", &format!("Bearer {hd}.{cl}.{sig}"))],
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.text(),
+        "{\"code\":401,\"message\":\"unauthorized: invalid token\"}\n"
+    );
+    assert_eq!(
+        r.headers["www-authenticate"],
+        "Bearer realm=\"Restricted IPFS Cluster API\", error=\"invalid_token\""
+    );
+
+    // Exempt: GET /health and preflights.
+    assert_eq!(send(h.rest, "GET", "/health", &[]).await.status, 204);
+    let r = send(
+        h.rest,
+        "OPTIONS",
+        "/id",
+        &[
+            ("origin", "http://x"),
+            ("access-control-request-method", "GET"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(r.headers["access-control-allow-origin"], "*");
+}
+
+#[tokio::test]
+async fn token_without_auth_is_401() {
+    let h = start(|_| {}).await;
+    let r = send(h.rest, "POST", "/token", &[]).await;
+    assert_eq!(r.text(), "{\"code\":401,\"message\":\"unauthorized\"}\n");
+    let r = send(h.rest, "GET", "/id", &[("origin", "http://x")]).await;
+    assert_eq!(r.headers["access-control-allow-origin"], "*");
+    assert_eq!(r.headers["vary"], "Origin");
+}
+
+#[tokio::test]
+async fn gateway_info_counts_requests() {
+    let h = start(|_| {}).await;
+    send(h.rest, "GET", "/version", &[]).await;
+    let mut c = ipfs_cluster_proto::client::gateway(h.grpc, &h.token);
+    let info = c
+        .info(ipfs_cluster_proto::gateway::v1::InfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.version, "1.1.6");
+    assert!(info.requests_served >= 1);
+    let mut bad =
+        ipfs_cluster_proto::client::gateway(h.grpc, &ipfs_cluster_proto::InternalToken::generate());
+    assert_eq!(
+        bad.info(ipfs_cluster_proto::gateway::v1::InfoRequest {})
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::Unauthenticated
+    );
+}
+
+#[tokio::test]
+async fn tls_round_trip_and_plain_http_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, ck.cert.pem()).unwrap();
+    std::fs::write(&key_path, ck.key_pair.serialize_pem()).unwrap();
+    let h = start(|o| {
+        o.ssl_cert_file = Some(cert_path.clone());
+        o.ssl_key_file = Some(key_path.clone());
+        o.basic_auth_credentials = Some(BTreeMap::from([(
+            "alice".to_string(),
+            "secret".to_string(),
+        )]));
+    })
+    .await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(h.rest).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    let r = send_on(
+        tls,
+        "GET",
+        "/id",
+        &[("authorization", &basic("alice", "secret"))],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), id_json());
+
+    // Plain HTTP to the TLS port: the connection fails, no HTTP answer, no hang.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(h.rest).await.unwrap();
+    tcp.write_all(b"GET /id HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let n =
+        tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+    assert!(n.is_ok(), "the server closes the connection");
+    assert!(!String::from_utf8_lossy(&buf).contains("HTTP/1.1 200"));
+}

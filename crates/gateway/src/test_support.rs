@@ -1,0 +1,578 @@
+//! Test doubles of our own gRPC contracts (consensus, transport, ipfs connector) served
+//! in-process on 127.0.0.1:0, and a small HTTP/1.1 client, for the HTTP-level tests.
+//! Only our contracts are faked here, never IPFS.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{Arc, Mutex},
+};
+
+use bytes::Bytes;
+use futures::Stream;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use ipfs_cluster_proto::{
+    consensus::v1::{self as cpb, consensus_server::ConsensusServer},
+    gateway::v1::gateway_server::GatewayServer,
+    ipfsconnector::v1 as ipb,
+    names,
+    transport::v1::{self as tpb, transport_server::TransportServer},
+    types::v1 as pb,
+    InternalToken,
+};
+use prost::Message;
+use tokio::sync::watch;
+use tonic::{Request as GReq, Response as GResp, Status};
+
+pub const SELF_PEER: &str = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
+pub const DOWN_PEER: &str = "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N";
+pub const IPFS_PEER: &str = "12D3KooWPVbVt9cxfsWgX8ppcHGQB6NgpTbzkJZYfjJwY8YxeHXn";
+pub const CID1: &str = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG";
+pub const CID2: &str = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi";
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The shared fake cluster state.
+#[derive(Default)]
+pub struct World {
+    pub pins: Mutex<BTreeMap<String, pb::Pin>>,
+    /// Members besides SELF_PEER (e.g. DOWN_PEER).
+    pub extra_members: Mutex<Vec<String>>,
+}
+
+impl World {
+    fn members(&self) -> Vec<String> {
+        let mut m = vec![SELF_PEER.to_string()];
+        m.extend(self.extra_members.lock().unwrap().iter().cloned());
+        m
+    }
+
+    /// What the connector double answers for a CID: pinned when in the state.
+    fn status(&self, cid: &str) -> pb::PinInfo {
+        let pins = self.pins.lock().unwrap();
+        let (status, name, created) = match pins.get(cid) {
+            Some(p) => (
+                pb::TrackerStatus::Pinned,
+                p.options.clone().unwrap_or_default().name,
+                p.timestamp,
+            ),
+            None => (pb::TrackerStatus::Unpinned, String::new(), 1_714_558_830),
+        };
+        pb::PinInfo {
+            cid: cid.to_string(),
+            name,
+            peer: SELF_PEER.to_string(),
+            allocations: vec![],
+            origins: vec![],
+            created,
+            metadata: Default::default(),
+            peername: "p1".into(),
+            ipfs_peer_id: IPFS_PEER.into(),
+            ipfs_peer_addresses: vec![format!("/ip4/127.0.0.1/tcp/4001/p2p/{IPFS_PEER}")],
+            status: status as i32,
+            timestamp: 1_714_558_860_500_000_000,
+            error: String::new(),
+            attempt_count: 0,
+            priority_pin: false,
+        }
+    }
+
+    fn status_all(&self) -> Vec<pb::PinInfo> {
+        let cids: Vec<String> = self.pins.lock().unwrap().keys().cloned().collect();
+        cids.iter().map(|c| self.status(c)).collect()
+    }
+}
+
+pub struct FakeConsensus(pub Arc<World>);
+
+#[tonic::async_trait]
+impl cpb::consensus_server::Consensus for FakeConsensus {
+    async fn pin(&self, r: GReq<cpb::PinRequest>) -> Result<GResp<cpb::PinResponse>, Status> {
+        let mut p = r
+            .into_inner()
+            .pin
+            .ok_or_else(|| Status::invalid_argument("no pin"))?;
+        let o = p.options.get_or_insert_with(Default::default);
+        if o.replication_factor_min == 0 && o.replication_factor_max == 0 {
+            o.replication_factor_min = -1;
+            o.replication_factor_max = -1;
+        }
+        o.user_allocations.clear();
+        self.0.pins.lock().unwrap().insert(p.cid.clone(), p.clone());
+        Ok(GResp::new(cpb::PinResponse { pin: Some(p) }))
+    }
+    async fn unpin(&self, r: GReq<cpb::UnpinRequest>) -> Result<GResp<cpb::PinResponse>, Status> {
+        match self.0.pins.lock().unwrap().remove(&r.into_inner().cid) {
+            Some(p) => Ok(GResp::new(cpb::PinResponse { pin: Some(p) })),
+            None => Err(Status::not_found("pin is not part of the pinset")),
+        }
+    }
+    async fn get(&self, r: GReq<cpb::GetRequest>) -> Result<GResp<pb::Pin>, Status> {
+        match self.0.pins.lock().unwrap().get(&r.into_inner().cid) {
+            Some(p) => Ok(GResp::new(p.clone())),
+            None => Err(Status::not_found("pin is not part of the pinset")),
+        }
+    }
+    type ListStream = BoxStream<pb::Pin>;
+    async fn list(&self, _r: GReq<cpb::ListRequest>) -> Result<GResp<Self::ListStream>, Status> {
+        let pins: Vec<_> = self
+            .0
+            .pins
+            .lock()
+            .unwrap()
+            .values()
+            .cloned()
+            .map(Ok)
+            .collect();
+        Ok(GResp::new(Box::pin(futures::stream::iter(pins))))
+    }
+    type WatchStream = BoxStream<cpb::StateChange>;
+    async fn watch(&self, _r: GReq<cpb::WatchRequest>) -> Result<GResp<Self::WatchStream>, Status> {
+        Err(Status::unimplemented("not in this double"))
+    }
+    async fn members(
+        &self,
+        _r: GReq<cpb::MembersRequest>,
+    ) -> Result<GResp<cpb::MembersResponse>, Status> {
+        let members = self
+            .0
+            .members()
+            .into_iter()
+            .map(|p| cpb::Member {
+                addresses: vec![format!("/ip4/127.0.0.1/tcp/9096/p2p/{p}")],
+                peer_id: p,
+                voter: true,
+            })
+            .collect();
+        Ok(GResp::new(cpb::MembersResponse { members }))
+    }
+    async fn leader(
+        &self,
+        _r: GReq<cpb::LeaderRequest>,
+    ) -> Result<GResp<cpb::LeaderResponse>, Status> {
+        Err(Status::unimplemented("not in this double"))
+    }
+    async fn join(
+        &self,
+        _r: GReq<cpb::JoinRequest>,
+    ) -> Result<GResp<cpb::MembersResponse>, Status> {
+        Err(Status::unimplemented("not in this double"))
+    }
+    async fn remove_peer(
+        &self,
+        r: GReq<cpb::RemovePeerRequest>,
+    ) -> Result<GResp<pb::Empty>, Status> {
+        let id = r.into_inner().peer_id;
+        let mut m = self.0.extra_members.lock().unwrap();
+        let before = m.len();
+        m.retain(|p| *p != id);
+        if before == m.len() {
+            return Err(Status::failed_precondition(format!(
+                "{id} is not a cluster member"
+            )));
+        }
+        Ok(GResp::new(pb::Empty {}))
+    }
+    type ExportStream = BoxStream<pb::Pin>;
+    async fn export(
+        &self,
+        _r: GReq<cpb::ListRequest>,
+    ) -> Result<GResp<Self::ExportStream>, Status> {
+        Err(Status::unimplemented("not in this double"))
+    }
+    async fn import(
+        &self,
+        _r: GReq<tonic::Streaming<pb::Pin>>,
+    ) -> Result<GResp<cpb::ImportResponse>, Status> {
+        Err(Status::unimplemented("not in this double"))
+    }
+    async fn raft(&self, _r: GReq<cpb::RaftRequest>) -> Result<GResp<cpb::RaftResponse>, Status> {
+        Err(Status::unimplemented("not in this double"))
+    }
+    async fn stats(
+        &self,
+        _r: GReq<cpb::StatsRequest>,
+    ) -> Result<GResp<cpb::StatsResponse>, Status> {
+        Err(Status::unimplemented("not in this double"))
+    }
+}
+
+pub struct FakeConnector(pub Arc<World>);
+
+#[tonic::async_trait]
+impl ipb::ipfs_connector_server::IpfsConnector for FakeConnector {
+    async fn status(&self, r: GReq<ipb::StatusRequest>) -> Result<GResp<pb::PinInfo>, Status> {
+        Ok(GResp::new(self.0.status(&r.into_inner().cid)))
+    }
+    type StatusAllStream = BoxStream<pb::PinInfo>;
+    async fn status_all(
+        &self,
+        _r: GReq<ipb::StatusAllRequest>,
+    ) -> Result<GResp<Self::StatusAllStream>, Status> {
+        let items: Vec<_> = self.0.status_all().into_iter().map(Ok).collect();
+        Ok(GResp::new(Box::pin(futures::stream::iter(items))))
+    }
+    async fn recover(&self, r: GReq<ipb::StatusRequest>) -> Result<GResp<pb::PinInfo>, Status> {
+        Ok(GResp::new(self.0.status(&r.into_inner().cid)))
+    }
+    type RecoverAllStream = BoxStream<pb::PinInfo>;
+    async fn recover_all(
+        &self,
+        _r: GReq<ipb::StatusAllRequest>,
+    ) -> Result<GResp<Self::RecoverAllStream>, Status> {
+        Ok(GResp::new(Box::pin(futures::stream::empty())))
+    }
+    async fn ipfs_id(&self, _r: GReq<pb::Empty>) -> Result<GResp<ipb::IpfsIdResponse>, Status> {
+        Ok(GResp::new(ipb::IpfsIdResponse {
+            id: IPFS_PEER.into(),
+            addresses: vec![format!("/ip4/127.0.0.1/tcp/4001/p2p/{IPFS_PEER}")],
+            error: String::new(),
+        }))
+    }
+    async fn swarm_peers(
+        &self,
+        _r: GReq<pb::Empty>,
+    ) -> Result<GResp<ipb::SwarmPeersResponse>, Status> {
+        Err(Status::unimplemented("not in this double"))
+    }
+    async fn repo_stat(&self, _r: GReq<pb::Empty>) -> Result<GResp<ipb::RepoStatResponse>, Status> {
+        Err(Status::unimplemented("not in this double"))
+    }
+    async fn repo_gc(&self, _r: GReq<pb::Empty>) -> Result<GResp<ipb::RepoGcResponse>, Status> {
+        Err(Status::unimplemented("not in this double"))
+    }
+    async fn block_put(
+        &self,
+        _r: GReq<ipb::BlockPutRequest>,
+    ) -> Result<GResp<ipb::BlockPutResponse>, Status> {
+        Err(Status::unimplemented("not in this double"))
+    }
+    async fn resolve(
+        &self,
+        r: GReq<ipb::ResolveRequest>,
+    ) -> Result<GResp<ipb::ResolveResponse>, Status> {
+        let path = r.into_inner().path;
+        if path.starts_with("/ipns/") {
+            Ok(GResp::new(ipb::ResolveResponse {
+                cid: format!("/ipfs/{CID2}"),
+            }))
+        } else {
+            Err(Status::not_found(format!("no link named in {path}")))
+        }
+    }
+    async fn pin_now(&self, _r: GReq<ipb::PinNowRequest>) -> Result<GResp<pb::Empty>, Status> {
+        Err(Status::unimplemented("not in this double"))
+    }
+    async fn unpin_now(&self, _r: GReq<ipb::PinNowRequest>) -> Result<GResp<pb::Empty>, Status> {
+        Err(Status::unimplemented("not in this double"))
+    }
+}
+
+/// Dispatches peer calls: SELF_PEER to the local doubles (and the real gateway service
+/// for Gateway.Id), DOWN_PEER fails as an unreachable peer would.
+pub struct FakeTransport {
+    pub world: Arc<World>,
+    pub gateway: Mutex<Option<ipfs_cluster_proto::client::GatewayClient>>,
+}
+
+impl FakeTransport {
+    async fn dispatch(
+        &self,
+        peer: &str,
+        service: &str,
+        method: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, Status> {
+        if peer == DOWN_PEER {
+            return Err(Status::unavailable(format!(
+                "failed to dial {DOWN_PEER}: no addresses"
+            )));
+        }
+        match (service, method) {
+            (names::IPFS_CONNECTOR, "Status") | (names::IPFS_CONNECTOR, "Recover") => {
+                let r = ipb::StatusRequest::decode(payload)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                Ok(self.world.status(&r.cid).encode_to_vec())
+            }
+            (names::GATEWAY, "Id") => {
+                let g = self.gateway.lock().unwrap().clone();
+                let mut g = g.ok_or_else(|| Status::unavailable("gateway not started"))?;
+                Ok(g.id(ipfs_cluster_proto::gateway::v1::IdRequest {})
+                    .await?
+                    .into_inner()
+                    .encode_to_vec())
+            }
+            _ => Err(Status::unimplemented(format!(
+                "{service}/{method} not in this double"
+            ))),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl tpb::transport_server::Transport for FakeTransport {
+    async fn id(&self, _r: GReq<tpb::IdRequest>) -> Result<GResp<tpb::IdResponse>, Status> {
+        Ok(GResp::new(tpb::IdResponse {
+            peer_id: SELF_PEER.into(),
+            addresses: vec![format!("/ip4/127.0.0.1/tcp/9096/p2p/{SELF_PEER}")],
+            psk_fingerprint: String::new(),
+        }))
+    }
+    async fn peers(
+        &self,
+        _r: GReq<tpb::PeersRequest>,
+    ) -> Result<GResp<tpb::PeersResponse>, Status> {
+        Err(Status::unimplemented("not in this double"))
+    }
+    async fn dial(&self, _r: GReq<tpb::DialRequest>) -> Result<GResp<tpb::DialResponse>, Status> {
+        Err(Status::unimplemented("not in this double"))
+    }
+    async fn disconnect(
+        &self,
+        _r: GReq<tpb::DisconnectRequest>,
+    ) -> Result<GResp<pb::Empty>, Status> {
+        Err(Status::unimplemented("not in this double"))
+    }
+    async fn call(
+        &self,
+        r: GReq<tpb::PeerCallRequest>,
+    ) -> Result<GResp<tpb::PeerCallResponse>, Status> {
+        let r = r.into_inner();
+        let payload = self
+            .dispatch(&r.peer, &r.service, &r.method, &r.payload)
+            .await?;
+        Ok(GResp::new(tpb::PeerCallResponse { payload }))
+    }
+    async fn call_many(
+        &self,
+        r: GReq<tpb::PeerCallManyRequest>,
+    ) -> Result<GResp<tpb::PeerCallManyResponse>, Status> {
+        let r = r.into_inner();
+        let mut results = Vec::new();
+        for p in &r.peers {
+            results.push(
+                match self.dispatch(p, &r.service, &r.method, &r.payload).await {
+                    Ok(payload) => tpb::PeerCallResult {
+                        peer: p.clone(),
+                        payload,
+                        code: 0,
+                        error: String::new(),
+                    },
+                    Err(s) => tpb::PeerCallResult {
+                        peer: p.clone(),
+                        payload: vec![],
+                        code: s.code() as i32,
+                        error: s.message().to_string(),
+                    },
+                },
+            );
+        }
+        Ok(GResp::new(tpb::PeerCallManyResponse { results }))
+    }
+    type CallStreamStream = BoxStream<tpb::PeerCallResponse>;
+    async fn call_stream(
+        &self,
+        r: GReq<tpb::PeerCallRequest>,
+    ) -> Result<GResp<Self::CallStreamStream>, Status> {
+        let r = r.into_inner();
+        if r.peer == DOWN_PEER {
+            return Err(Status::unavailable(format!(
+                "failed to dial {DOWN_PEER}: no addresses"
+            )));
+        }
+        match (r.service.as_str(), r.method.as_str()) {
+            (names::IPFS_CONNECTOR, "StatusAll") => {
+                let items: Vec<_> = self
+                    .world
+                    .status_all()
+                    .into_iter()
+                    .map(|i| {
+                        Ok(tpb::PeerCallResponse {
+                            payload: i.encode_to_vec(),
+                        })
+                    })
+                    .collect();
+                Ok(GResp::new(Box::pin(futures::stream::iter(items))))
+            }
+            (names::IPFS_CONNECTOR, "RecoverAll") => {
+                Ok(GResp::new(Box::pin(futures::stream::empty())))
+            }
+            _ => Err(Status::unimplemented("not in this double")),
+        }
+    }
+    async fn publish(&self, _r: GReq<tpb::PublishRequest>) -> Result<GResp<pb::Empty>, Status> {
+        Err(Status::unimplemented("not in this double"))
+    }
+    type SubscribeStream = BoxStream<tpb::BroadcastMessage>;
+    async fn subscribe(
+        &self,
+        _r: GReq<tpb::SubscribeRequest>,
+    ) -> Result<GResp<Self::SubscribeStream>, Status> {
+        Err(Status::unimplemented("not in this double"))
+    }
+}
+
+/// A running gateway (REST listener + Gateway gRPC) in front of the doubles.
+pub struct Harness {
+    pub world: Arc<World>,
+    pub rest: SocketAddr,
+    pub grpc: SocketAddr,
+    pub token: InternalToken,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+async fn local() -> tokio::net::TcpListener {
+    ipfs_cluster_proto::bind_internal("127.0.0.1:0".parse().unwrap(), false)
+        .await
+        .unwrap()
+}
+
+/// Starts the doubles and a gateway; `tune` adjusts the REST options (auth, TLS, CORS...).
+pub async fn start(tune: impl FnOnce(&mut crate::HttpApiOptions)) -> Harness {
+    let world = Arc::new(World::default());
+    let token = InternalToken::generate();
+    let (tx, rx) = watch::channel(false);
+    let stop = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+
+    let (lc, lt, li, lg) = (local().await, local().await, local().await, local().await);
+    let (ac, at, ai, ag) = (
+        lc.local_addr().unwrap(),
+        lt.local_addr().unwrap(),
+        li.local_addr().unwrap(),
+        lg.local_addr().unwrap(),
+    );
+    let transport = Arc::new(FakeTransport {
+        world: world.clone(),
+        gateway: Mutex::new(None),
+    });
+    tokio::spawn(ipfs_cluster_proto::serve(
+        lc,
+        token.clone(),
+        ConsensusServer::new(FakeConsensus(world.clone())),
+        stop(rx.clone()),
+    ));
+    tokio::spawn(ipfs_cluster_proto::serve(
+        lt,
+        token.clone(),
+        TransportServer::from_arc(transport.clone()),
+        stop(rx.clone()),
+    ));
+    tokio::spawn(ipfs_cluster_proto::serve(
+        li,
+        token.clone(),
+        ipb::ipfs_connector_server::IpfsConnectorServer::new(FakeConnector(world.clone())),
+        stop(rx.clone()),
+    ));
+
+    let mut rest = crate::HttpApiOptions::with_listen("127.0.0.1:0".parse().unwrap());
+    tune(&mut rest);
+    let opts = crate::GatewayOptions {
+        peername: "p1".into(),
+        rest: rest.clone(),
+        pinsvc: None,
+        transport_addr: at,
+        consensus_addr: ac,
+        ipfs_connector_addr: ai,
+        gateway_addr: ag,
+        allow_remote_internal: false,
+    };
+    let backends = crate::backend::Backends::connect(&opts, &token);
+    let served = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let api = crate::bind_api(
+        crate::server::ApiKind::Rest,
+        rest,
+        backends.clone(),
+        served.clone(),
+    )
+    .await
+    .unwrap();
+    let rest_addr = api.local_addrs()[0];
+    tokio::spawn(crate::serve_api(api, rx.clone()));
+    let svc = crate::grpc::GatewayService {
+        backends,
+        rest_listen: vec![],
+        pinsvc_listen: vec![],
+        served,
+    };
+    tokio::spawn(ipfs_cluster_proto::serve(
+        lg,
+        token.clone(),
+        GatewayServer::new(svc),
+        stop(rx.clone()),
+    ));
+    *transport.gateway.lock().unwrap() = Some(ipfs_cluster_proto::client::gateway(ag, &token));
+    Harness {
+        world,
+        rest: rest_addr,
+        grpc: ag,
+        token,
+        shutdown: tx,
+    }
+}
+
+/// A response as the tests look at it.
+#[derive(Debug)]
+pub struct Got {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub trailers: Option<HeaderMap>,
+}
+
+impl Got {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection (plain TCP or any stream).
+pub async fn send_on<S>(
+    io: S,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Got
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "127.0.0.1");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let collected = resp.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned();
+    Got {
+        status,
+        headers,
+        body: collected.to_bytes(),
+        trailers,
+    }
+}
+
+pub async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Got {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    send_on(tcp, method, path, headers, "").await
+}
