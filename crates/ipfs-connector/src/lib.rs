@@ -1,1 +1,19 @@
-//! IPFS connector service: Kubo RPC client, pin tracker, informers, IPFS proxy
+// IPFS connector service: the only service that talks to the IPFS daemon. It keeps the
+// daemon pinning exactly this peer's allocations (pin tracker), reports per-pin status,
+// measures the peer (informers) and serves the IPFS proxy.
+//! IPFS connector service: Kubo RPC client, pin tracker, informers, IPFS proxy.
+
+pub mod follower;
+pub mod informers;
+pub mod kubo;
+pub mod options;
+pub mod run;
+pub mod service;
+pub mod settings;
+pub mod statefile;
+pub mod tracker;
+
+pub use kubo::{parse_node_multiaddress, Kubo, KuboError, NodeAddr, Timeouts};
+pub use options::Options;
+pub use service::ConnectorService;
+pub use tracker::Tracker;

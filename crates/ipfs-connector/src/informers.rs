@@ -1,0 +1,169 @@
+//! Informers (cluster-internals.md §6.2, §1.13): measure this peer and publish the
+//! metrics on the transport's `monitor.metrics` broadcast (prost-encoded `Metric`), each
+//! every half of its TTL, with upstream's names. Invalid metrics are never published.
+
+use std::time::Duration;
+
+use ipfs_cluster_proto::{
+    client::TransportClient, transport::v1::PublishRequest, types::v1::Metric, METRICS_TOPIC,
+};
+use prost::Message;
+
+use crate::tracker::{now_ns, Tracker};
+
+/// A metric ready to publish, or None when the measurement failed (logged).
+fn metric(
+    t: &Tracker,
+    name: &str,
+    value: String,
+    weight: i64,
+    ttl: Duration,
+    partitionable: bool,
+) -> Metric {
+    Metric {
+        name: name.to_string(),
+        peer: t.opts().peer_id.clone(),
+        value,
+        expire: now_ns() + ttl.as_nanos() as i64,
+        valid: true,
+        weight,
+        partitionable,
+        received_at: 0,
+    }
+}
+
+/// Measures one informer now.
+pub async fn measure(t: &Tracker, which: &str) -> Vec<Metric> {
+    let o = t.opts();
+    match which {
+        "freespace" => {
+            let Some(ttl) = o.freespace_ttl else {
+                return vec![];
+            };
+            match t.kubo().repo_stat().await {
+                Ok(s) if s.repo_size < s.storage_max => {
+                    let free = s.storage_max - s.repo_size;
+                    vec![metric(
+                        t,
+                        "freespace",
+                        free.to_string(),
+                        free.min(i64::MAX as u64) as i64,
+                        ttl,
+                        false,
+                    )]
+                }
+                Ok(s) => {
+                    tracing::debug!(
+                        repo_size = s.repo_size,
+                        storage_max = s.storage_max,
+                        "freespace metric invalid: repo is full"
+                    );
+                    vec![]
+                }
+                Err(e) => {
+                    tracing::debug!("freespace metric invalid: {e}");
+                    vec![]
+                }
+            }
+        }
+        "numpin" => {
+            let Some(ttl) = o.numpin_ttl else {
+                return vec![];
+            };
+            match t.kubo().pin_ls_all().await {
+                Ok(m) => vec![metric(t, "numpin", m.len().to_string(), 0, ttl, false)],
+                Err(e) => {
+                    tracing::debug!("numpin metric invalid: {e}");
+                    vec![]
+                }
+            }
+        }
+        "pinqueue" => {
+            let Some(ttl) = o.pinqueue_ttl else {
+                return vec![];
+            };
+            let n = t.pin_queue_size();
+            let w = -((n / o.pinqueue_weight_bucket_size.max(1)) as i64);
+            vec![metric(t, "pinqueue", n.to_string(), w, ttl, false)]
+        }
+        "tags" => {
+            let Some((ttl, tags)) = &o.tags else {
+                return vec![];
+            };
+            tags.iter()
+                .map(|(k, v)| metric(t, &format!("tag:{k}"), v.clone(), 0, *ttl, true))
+                .collect()
+        }
+        "ping" => {
+            let ttl = o.monitor_ping_interval * 2;
+            let id = t.inner.ipfs_id.read().unwrap().clone();
+            let value = serde_json::json!({
+                "peer_name": o.peername,
+                "ipfs_id": id.as_ref().map(|i| i.id.clone()).unwrap_or_default(),
+                "ipfs_addresses": id.map(|i| i.addresses).unwrap_or_default(),
+            });
+            vec![metric(t, "ping", value.to_string(), 0, ttl, false)]
+        }
+        _ => vec![],
+    }
+}
+
+fn period(t: &Tracker, which: &str) -> Option<Duration> {
+    let o = t.opts();
+    let ttl = match which {
+        "freespace" => o.freespace_ttl?,
+        "numpin" => o.numpin_ttl?,
+        "pinqueue" => o.pinqueue_ttl?,
+        "tags" => o.tags.as_ref()?.0,
+        "ping" => return Some(o.monitor_ping_interval.max(Duration::from_millis(100))),
+        _ => return None,
+    };
+    Some((ttl / 2).max(Duration::from_millis(100)))
+}
+
+/// Starts one publishing loop per enabled informer.
+pub fn start(t: Tracker, client: TransportClient) {
+    for which in ["freespace", "numpin", "pinqueue", "tags", "ping"] {
+        let Some(every) = period(&t, which) else {
+            continue;
+        };
+        let t = t.clone();
+        let mut client = client.clone();
+        tokio::spawn(async move {
+            let mut warned = false;
+            loop {
+                for m in measure(&t, which).await {
+                    let req = PublishRequest {
+                        topic: METRICS_TOPIC.to_string(),
+                        data: m.encode_to_vec(),
+                    };
+                    let r =
+                        tokio::time::timeout(Duration::from_secs(10), client.publish(req)).await;
+                    match r {
+                        Ok(Ok(_)) => warned = false,
+                        Ok(Err(e)) if !warned => {
+                            warned = true;
+                            tracing::warn!(
+                                metric = m.name,
+                                "cannot publish metric through the transport: {}",
+                                e.message()
+                            );
+                        }
+                        Err(_) if !warned => {
+                            warned = true;
+                            tracing::warn!(
+                                metric = m.name,
+                                "publishing metric through the transport timed out"
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+                tokio::select! {
+                    _ = t.inner.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+        });
+    }
+}

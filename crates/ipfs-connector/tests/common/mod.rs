@@ -1,0 +1,335 @@
+//! Test helpers: a real js-ipfs daemon (tests/ipfs-testnode), and an in-process test
+//! double of the `Consensus` gRPC contract that only implements `Watch` (the connector
+//! uses nothing else), fed by the test.
+#![allow(dead_code)]
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    pin::Pin as StdPin,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use futures::Stream;
+use ipfs_cluster_ipfs_connector::{Kubo, NodeAddr, Timeouts};
+use ipfs_cluster_proto::{
+    consensus::v1::{consensus_server::*, state_change::Kind, *},
+    types::v1::{Empty, Pin},
+    InternalToken,
+};
+use tokio::sync::{mpsc, watch};
+use tonic::{Request, Response, Status, Streaming};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn testnode_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/ipfs-testnode")
+}
+
+/// A js-ipfs daemon on free loopback ports; killed on drop.
+pub struct JsIpfs {
+    pub api_port: u16,
+    pub child: Option<tokio::process::Child>,
+    pub repo: PathBuf,
+    swarm: u16,
+    gw: u16,
+    grpc: u16,
+}
+
+impl JsIpfs {
+    /// None (with a message) when the npm packages are not installed.
+    pub async fn start(repo: &Path) -> Option<Self> {
+        if !testnode_dir().join("node_modules/.bin/jsipfs").exists() {
+            eprintln!("SKIPPED: tests/ipfs-testnode/node_modules is missing (run `npm ci --omit=optional` there)");
+            return None;
+        }
+        let mut n = JsIpfs {
+            api_port: free_port(),
+            child: None,
+            repo: repo.to_path_buf(),
+            swarm: free_port(),
+            gw: free_port(),
+            grpc: free_port(),
+        };
+        n.spawn().await;
+        Some(n)
+    }
+
+    /// Starts (or restarts) the daemon on the same repo and ports and waits for `id`.
+    pub async fn spawn(&mut self) {
+        let child = tokio::process::Command::new("bash")
+            .arg(testnode_dir().join("start-jsipfs.sh"))
+            .arg(&self.repo)
+            .arg(self.api_port.to_string())
+            .arg(self.swarm.to_string())
+            .arg(self.gw.to_string())
+            .arg(self.grpc.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start js-ipfs");
+        self.child = Some(child);
+        let k = self.kubo();
+        for _ in 0..300 {
+            if k.id().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "js-ipfs did not answer within 30 s on port {}",
+            self.api_port
+        );
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+            let _ = c.wait().await;
+        }
+    }
+
+    pub fn multiaddr(&self) -> String {
+        format!("/ip4/127.0.0.1/tcp/{}", self.api_port)
+    }
+
+    pub fn kubo(&self) -> Kubo {
+        Kubo::new(
+            NodeAddr::Tcp(format!("127.0.0.1:{}", self.api_port)),
+            Timeouts {
+                request: Duration::from_secs(10),
+                ..Default::default()
+            },
+            false,
+        )
+    }
+
+    /// `add` of one file without pinning; returns its CID.
+    pub async fn add(&self, data: &[u8]) -> String {
+        let boundary = "testboundary42";
+        let mut body = Vec::new();
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
+        body.extend_from_slice(data);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let resp = self
+            .kubo()
+            .post(
+                "add",
+                "pin=false",
+                Some((
+                    format!("multipart/form-data; boundary={boundary}"),
+                    Bytes::from(body),
+                )),
+            )
+            .await
+            .expect("add");
+        let mut lines = ipfs_cluster_ipfs_connector::kubo::NdJson::new(resp.into_body(), "add");
+        let line = lines.next_line().await.unwrap().expect("one line");
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        v["Hash"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for JsIpfs {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.start_kill();
+        }
+    }
+}
+
+/// Test double of the Consensus contract: a log of changes the test appends to; `Watch`
+/// replays from `from_index` (or a full sync for 0) and then follows new entries.
+#[derive(Clone)]
+pub struct FakeConsensus {
+    pub log: Arc<Mutex<Vec<StateChange>>>,
+    pub watch_from: Arc<Mutex<Vec<u64>>>,
+    notify: watch::Sender<u64>,
+}
+
+impl Default for FakeConsensus {
+    fn default() -> Self {
+        Self {
+            log: Default::default(),
+            watch_from: Default::default(),
+            notify: watch::channel(0).0,
+        }
+    }
+}
+
+impl FakeConsensus {
+    pub fn push_pin(&self, pin: Pin) -> u64 {
+        self.push(Kind::Pin, pin)
+    }
+    pub fn push_unpin(&self, cid: &str) -> u64 {
+        self.push(
+            Kind::Unpin,
+            Pin {
+                cid: cid.into(),
+                ..Default::default()
+            },
+        )
+    }
+    fn push(&self, kind: Kind, pin: Pin) -> u64 {
+        let mut log = self.log.lock().unwrap();
+        let index = log.len() as u64 + 1;
+        log.push(StateChange {
+            kind: kind as i32,
+            index,
+            pin: Some(pin),
+        });
+        drop(log);
+        self.notify.send_replace(index);
+        index
+    }
+    /// The pins in the state as of the whole log.
+    fn state(&self) -> Vec<Pin> {
+        let mut m = std::collections::BTreeMap::new();
+        for c in self.log.lock().unwrap().iter() {
+            let p = c.pin.clone().unwrap();
+            if c.kind == Kind::Pin as i32 {
+                m.insert(p.cid.clone(), p);
+            } else {
+                m.remove(&p.cid);
+            }
+        }
+        m.into_values().collect()
+    }
+
+    /// Serves on a free port; returns the address and a handle to stop it.
+    pub async fn serve(&self, token: &InternalToken) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let svc = ConsensusServer::new(self.clone());
+        let token = token.clone();
+        let h = tokio::spawn(async move {
+            let _ = ipfs_cluster_proto::serve(l, token, svc, std::future::pending()).await;
+        });
+        (addr, h)
+    }
+}
+
+type S<T> = StdPin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+fn unimpl<T>() -> Result<T, Status> {
+    Err(Status::unimplemented("not part of the test double"))
+}
+
+#[tonic::async_trait]
+impl Consensus for FakeConsensus {
+    async fn pin(&self, _: Request<PinRequest>) -> Result<Response<PinResponse>, Status> {
+        unimpl()
+    }
+    async fn unpin(&self, _: Request<UnpinRequest>) -> Result<Response<PinResponse>, Status> {
+        unimpl()
+    }
+    async fn get(&self, _: Request<GetRequest>) -> Result<Response<Pin>, Status> {
+        unimpl()
+    }
+    type ListStream = S<Pin>;
+    async fn list(&self, _: Request<ListRequest>) -> Result<Response<Self::ListStream>, Status> {
+        unimpl()
+    }
+    type WatchStream = S<StateChange>;
+    async fn watch(
+        &self,
+        req: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let from = req.into_inner().from_index;
+        self.watch_from.lock().unwrap().push(from);
+        let (tx, rx) = mpsc::channel(16);
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut rx_n = me.notify.subscribe();
+            let mut next = from;
+            if from == 0 {
+                let last = me.log.lock().unwrap().len() as u64;
+                let _ = tx
+                    .send(Ok(StateChange {
+                        kind: Kind::SyncBegin as i32,
+                        index: 0,
+                        pin: None,
+                    }))
+                    .await;
+                for p in me.state() {
+                    let _ = tx
+                        .send(Ok(StateChange {
+                            kind: Kind::Pin as i32,
+                            index: last,
+                            pin: Some(p),
+                        }))
+                        .await;
+                }
+                let _ = tx
+                    .send(Ok(StateChange {
+                        kind: Kind::SyncEnd as i32,
+                        index: last,
+                        pin: None,
+                    }))
+                    .await;
+                next = last + 1;
+            }
+            loop {
+                let batch: Vec<StateChange> = me
+                    .log
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|c| c.index >= next)
+                    .cloned()
+                    .collect();
+                for c in batch {
+                    next = c.index + 1;
+                    if tx.send(Ok(c)).await.is_err() {
+                        return;
+                    }
+                }
+                if rx_n.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+    async fn members(
+        &self,
+        _: Request<MembersRequest>,
+    ) -> Result<Response<MembersResponse>, Status> {
+        unimpl()
+    }
+    async fn leader(&self, _: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
+        unimpl()
+    }
+    async fn join(&self, _: Request<JoinRequest>) -> Result<Response<MembersResponse>, Status> {
+        unimpl()
+    }
+    async fn remove_peer(&self, _: Request<RemovePeerRequest>) -> Result<Response<Empty>, Status> {
+        unimpl()
+    }
+    type ExportStream = S<Pin>;
+    async fn export(
+        &self,
+        _: Request<ListRequest>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
+        unimpl()
+    }
+    async fn import(&self, _: Request<Streaming<Pin>>) -> Result<Response<ImportResponse>, Status> {
+        unimpl()
+    }
+    async fn raft(&self, _: Request<RaftRequest>) -> Result<Response<RaftResponse>, Status> {
+        unimpl()
+    }
+    async fn stats(&self, _: Request<StatsRequest>) -> Result<Response<StatsResponse>, Status> {
+        unimpl()
+    }
+}
