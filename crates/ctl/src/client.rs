@@ -95,6 +95,8 @@ pub struct ClientConfig {
     pub no_verify: bool,
     pub basic_auth: Option<(String, String)>,
     pub timeout: Option<Duration>,
+    /// `--debug`: log each request and its status on stderr.
+    pub debug: bool,
 }
 
 #[derive(Clone)]
@@ -156,9 +158,22 @@ impl Client {
                 }
                 Some(Body::Stream(s, ct)) => (s, Some(ct)),
             };
+            if self.cfg.debug {
+                eprintln!("DEBUG cluster-ctl: {method} {}", self.url(ep, path));
+            }
             match self.send_once(ep, method.clone(), path, b, ct).await {
-                Ok(r) => return Ok(r),
-                Err(e) => last = e,
+                Ok(r) => {
+                    if self.cfg.debug {
+                        eprintln!("DEBUG cluster-ctl: response {}", r.status());
+                    }
+                    return Ok(r);
+                }
+                Err(e) => {
+                    if self.cfg.debug {
+                        eprintln!("DEBUG cluster-ctl: {e}; trying the next address if any");
+                    }
+                    last = e
+                }
             }
         }
         Err(last)

@@ -39,6 +39,7 @@ impl Ctx {
             https: c.https,
             no_verify: c.no_check_certificate,
             timeout: (c.timeout > 0).then(|| Duration::from_secs(c.timeout)),
+            debug: c.debug,
             ..Default::default()
         };
         if let Some(cred) = c.basic_auth.as_deref().filter(|s| !s.is_empty()) {

@@ -509,3 +509,82 @@ async fn help_lines_fit_in_120_columns() {
         }
     }
 }
+
+#[tokio::test]
+async fn unix_socket_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("api.sock");
+    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+    let server = tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        let svc = service_fn(|_req: hyper::Request<hyper::body::Incoming>| async {
+            Ok::<_, Infallible>(Response::new(http_body_util::Full::new(
+                Bytes::from_static(b"{\"version\":\"1.1.6\"}\n"),
+            )))
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(s), svc)
+            .await;
+    });
+    let host = format!("/unix{}", sock.display());
+    let (code, out, err) = ctl(&["--host", &host, "version"]).await;
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "1.1.6\n", ""));
+    server.abort();
+}
+
+#[tokio::test]
+async fn health_graph_metrics_and_gc() {
+    let d = start(Arc::new(|_, uri| match uri {
+        "/health/graph" => ok(format!(
+            r#"{{"cluster_id":"{P1}","id_to_peername":{{"{P1}":"p1"}},"ipfs_links":{{"{I1}":[]}},"cluster_links":{{"{P1}":[]}},"cluster_trust_links":{{"{P1}":false}},"cluster_to_ipfs":{{"{P1}":"{I1}"}}}}"#
+        )),
+        "/monitor/metrics" => ok(r#"["ping","freespace"]"#),
+        "/ipfs/gc?local=true" => ok(format!(
+            r#"{{"peer_map":{{"{P1}":{{"peer":"{P1}","peername":"p1","keys":[{{"key":"{CID}"}}]}}}}}}"#
+        )),
+        _ => Canned { status: 404, body: r#"{"code":404,"message":"not found"}"#.into(), ..Default::default() },
+    }))
+    .await;
+    let (code, out, _) = ctl(&["--host", &host(&d), "--enc", "json", "health", "graph"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("digraph cluster {\n") && out.ends_with('}'),
+        "{out}"
+    );
+    assert!(out.contains("\nC0 -> I0\n"), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("g.dot");
+    let (code, out, _) = ctl(&[
+        "--host",
+        &host(&d),
+        "health",
+        "graph",
+        "-f",
+        file.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!((code, out.as_str()), (0, ""));
+    assert!(std::fs::read_to_string(&file).unwrap().contains("C0 -> I0"));
+    let (code, out, _) = ctl(&["--host", &host(&d), "health", "metrics"]).await;
+    assert_eq!((code, out.as_str()), (0, "ping\nfreespace\n"));
+    let (code, out, _) = ctl(&["--host", &host(&d), "ipfs", "gc", "--local"]).await;
+    assert_eq!(
+        (code, out),
+        (0, format!("p1             \n  > CIDs:\n    - {CID}\n"))
+    );
+    let (code, out, _) = ctl(&["--host", &host(&d), "health", "alerts"]).await;
+    assert_eq!(
+        (code, out.as_str()),
+        (2, "An error occurred:\n  Code: 404\n  Message: not found\n")
+    );
+}
+
+#[tokio::test]
+async fn completion_scripts() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, _) = ctl(&["completion", shell]).await;
+        assert_eq!(code, 0);
+        assert!(out.contains("ipfs-cluster-ctl"), "{shell}");
+        assert!(out.contains("wait-timeout"), "{shell}");
+    }
+}
