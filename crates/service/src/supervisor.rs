@@ -109,7 +109,7 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<()> {
     for spec in SERVICES {
         let addr = (spec.addr)(&peer)?;
         let started = tokio::select! {
-            r = start_and_wait(&bin_dir, &opts, spec, addr) => r,
+            r = start_and_wait(&bin_dir, &opts, spec, addr, true) => r,
             _ = sigterm.recv() => Err(anyhow!("interrupted by SIGTERM during start-up")),
             _ = sigint.recv() => Err(anyhow!("interrupted by SIGINT during start-up")),
         };
@@ -148,7 +148,7 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<()> {
                 tokio::time::sleep(backoff).await;
                 let spec = r.spec;
                 let addr = (spec.addr)(&peer)?;
-                match start_and_wait(&bin_dir, &opts, spec, addr).await {
+                match start_and_wait(&bin_dir, &opts, spec, addr, false).await {
                     Ok(mut fresh) => {
                         fresh.restarts = std::mem::take(&mut running[idx].restarts);
                         fresh.restarts.push(now);
@@ -167,7 +167,9 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<()> {
     outcome.map(|_| ())
 }
 
-async fn start_and_wait(bin_dir: &Path, opts: &DaemonOptions, spec: ServiceSpec, addr: SocketAddr) -> Result<Running> {
+/// `first` is false for restarts after a crash: those resume the local state and do not
+/// join again through `--bootstrap`.
+async fn start_and_wait(bin_dir: &Path, opts: &DaemonOptions, spec: ServiceSpec, addr: SocketAddr, first: bool) -> Result<Running> {
     let mut cmd = Command::new(bin_dir.join(spec.binary));
     cmd.arg("--config")
         .arg(&opts.config_dir)
@@ -179,11 +181,14 @@ async fn start_and_wait(bin_dir: &Path, opts: &DaemonOptions, spec: ServiceSpec,
         // The services' logs go through our pipe; keep them free of colour codes.
         cmd.env("NO_COLOR", "1");
     }
-    if !opts.bootstrap.is_empty() {
-        cmd.env("CLUSTER_BOOTSTRAP", opts.bootstrap.join(","));
-    }
-    if opts.leave {
-        cmd.env("CLUSTER_LEAVEONSHUTDOWN", "true");
+    // Joining and leaving are the consensus service's business.
+    if spec.name == "consensus" {
+        if first && !opts.bootstrap.is_empty() {
+            cmd.arg("--bootstrap").arg(opts.bootstrap.join(","));
+        }
+        if opts.leave {
+            cmd.arg("--leave");
+        }
     }
     let mut child = cmd.spawn().with_context(|| format!("cannot start {}", spec.binary))?;
     let last_error = Arc::new(Mutex::new(None));
