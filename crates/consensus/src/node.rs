@@ -147,6 +147,8 @@ impl Node {
             ),
             max_in_snapshot_log_to_keep: opts.trailing_logs,
             install_snapshot_timeout: opts.network_timeout.as_millis() as u64,
+            // Chunks travel JSON-encoded inside one gRPC message: stay well under 4 MiB.
+            snapshot_max_chunk_size: 512 * 1024,
             ..Default::default()
         }
         .validate()

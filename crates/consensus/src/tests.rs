@@ -397,7 +397,12 @@ async fn three_nodes_join_replicate_forward_and_remove() {
     let p = c.pin(pin(C1, 0, 0)).await.unwrap();
     assert_eq!(p.cid, C1);
     b.pin(pin(C2, 0, 0)).await.unwrap();
-    let idx = a.raft.metrics().borrow().last_applied.unwrap().index;
+    // The leader may have changed meanwhile: wait for the furthest applied index.
+    let idx = [&a, &b, &c]
+        .iter()
+        .filter_map(|n| n.raft.metrics().borrow().last_applied.map(|l| l.index))
+        .max()
+        .unwrap();
     for n in [&a, &b, &c] {
         n.raft
             .wait(Some(Duration::from_secs(5)))
@@ -425,6 +430,150 @@ async fn three_nodes_join_replicate_forward_and_remove() {
     assert_eq!(a.member_ids(), vec!["peerA", "peerB"]);
     b.unpin(C1).await.unwrap();
     for n in [&a, &b, &c] {
+        n.raft.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_joiner_catches_up_from_a_streamed_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = Router::default();
+    let mut oa = opts("peerA", dir.path());
+    oa.snapshot_threshold = 5;
+    oa.trailing_logs = 0;
+    let a = start(&router, oa).await;
+    wait_leader(&a).await;
+    let cids: Vec<String> = (0..30u8)
+        .map(|i| {
+            let mh = cid::multihash::Multihash::<64>::wrap(0x12, &[i; 32]).unwrap();
+            cid::Cid::new_v1(0x55, mh).to_string()
+        })
+        .collect();
+    for c in &cids {
+        a.pin(pin(c, 0, 0)).await.unwrap();
+    }
+    a.raft.trigger().snapshot().await.unwrap();
+    a.raft
+        .wait(Some(Duration::from_secs(5)))
+        .metrics(|m| m.snapshot.is_some_and(|s| s.index >= 30), "snapshot")
+        .await
+        .unwrap();
+    a.raft
+        .trigger()
+        .purge_log(a.raft.metrics().borrow().snapshot.unwrap().index)
+        .await
+        .unwrap();
+    a.raft
+        .wait(Some(Duration::from_secs(5)))
+        .metrics(|m| m.purged.is_some_and(|p| p.index >= 30), "purged")
+        .await
+        .unwrap();
+    // A watcher resuming from an index that was purged gets a full sync.
+    let svc = ConsensusService::new(a.clone());
+    let mut w = svc
+        .watch(tonic::Request::new(WatchRequest { from_index: 3 }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next(&mut w).await.kind, Kind::SyncBegin as i32);
+
+    let mut ob = opts("peerB", dir.path());
+    ob.staging = true;
+    let b = start(&router, ob).await;
+    let mut bw = ConsensusService::new(b.clone())
+        .watch(tonic::Request::new(WatchRequest { from_index: 0 }))
+        .await
+        .unwrap()
+        .into_inner();
+    b.join_via("peerA").await.unwrap();
+    let idx = a.raft.metrics().borrow().last_applied.unwrap().index;
+    b.raft
+        .wait(Some(Duration::from_secs(10)))
+        .applied_index_at_least(Some(idx), "applied")
+        .await
+        .unwrap();
+    assert_eq!(collect_list(&b, 0).await.len(), 30);
+    assert!(
+        b.raft.metrics().borrow().snapshot.is_some(),
+        "B was caught up by a snapshot"
+    );
+    // B's early watcher saw an empty sync, then is told to resync when the snapshot lands.
+    assert_eq!(next(&mut bw).await.kind, Kind::SyncBegin as i32);
+    assert_eq!(next(&mut bw).await.kind, Kind::SyncEnd as i32);
+    let e = tokio::time::timeout(Duration::from_secs(5), bw.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        e.unwrap_err().code(),
+        tonic::Code::Aborted,
+        "the snapshot install ends live watchers"
+    );
+    b.raft.shutdown().await.unwrap();
+    a.raft.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_failover_keeps_acknowledged_pins_and_expiry_runs_on_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = Router::default();
+    let peers = ["peerA", "peerB", "peerC"];
+    let mut nodes = vec![];
+    for p in peers {
+        let mut o = opts(p, dir.path());
+        o.init_peerset = peers.iter().map(|s| s.to_string()).collect();
+        nodes.push(start(&router, o).await);
+    }
+    for n in &nodes {
+        wait_leader(n).await;
+    }
+    let leader = nodes[0].leader().unwrap();
+    let li = peers.iter().position(|p| *p == leader).unwrap();
+    let mut acked = vec![];
+    for i in 0..10u8 {
+        let mh = cid::multihash::Multihash::<64>::wrap(0x12, &[i; 32]).unwrap();
+        let c = cid::Cid::new_v1(0x55, mh).to_string();
+        nodes[(li + 1) % 3].pin(pin(&c, 0, 0)).await.unwrap();
+        acked.push(c);
+    }
+    // Stop the leader; the others elect a new one and keep every acknowledged pin.
+    nodes[li].raft.shutdown().await.unwrap();
+    router.nodes.write().unwrap().remove(&leader);
+    let rest: Vec<_> = (0..3)
+        .filter(|i| *i != li)
+        .map(|i| nodes[i].clone())
+        .collect();
+    rest[0]
+        .raft
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(
+            |m| {
+                m.current_leader
+                    .is_some_and(|l| l != crate::ids::node_id(&leader))
+            },
+            "new leader",
+        )
+        .await
+        .unwrap();
+    let mut soon = pin(C1, 0, 0);
+    soon.options.as_mut().unwrap().expire_at = crate::allocate::now_nanos() / 1_000_000_000 + 1;
+    rest[1].pin(soon).await.unwrap();
+    for n in &rest {
+        let mut got = collect_list(n, 0).await;
+        got.retain(|c| c != C1);
+        got.sort();
+        let mut want = acked.clone();
+        want.sort();
+        assert_eq!(got, want);
+    }
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let new_leader = rest
+        .iter()
+        .find(|n| n.raft.metrics().borrow().current_leader == Some(n.id))
+        .unwrap();
+    assert_eq!(new_leader.expire_pins().await.unwrap(), 1);
+    assert!(new_leader.get(C1).await.unwrap().is_none());
+    for n in &rest {
         n.raft.shutdown().await.unwrap();
     }
 }
