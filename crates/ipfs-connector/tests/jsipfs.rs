@@ -116,6 +116,8 @@ const ME: &str = "12D3KooWConnectorTestPeer";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pin_flow_against_jsipfs() {
+    let t0 = Instant::now();
+    let step = |what: &str| eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
     let tmp = tempfile::tempdir().unwrap();
     let Some(mut node) = JsIpfs::start(&tmp.path().join("repo")).await else {
         return;
@@ -140,6 +142,7 @@ async fn pin_flow_against_jsipfs() {
     opts.pin_recover_interval = Duration::from_secs(3600);
     let mut c = Connector::start(opts.clone(), caddr, &token).await;
 
+    step("node up, connector started");
     // Before any state: a clear cluster_error, not a wrong "unpinned".
     let i = c.status(&cid_a).await;
     assert!(
@@ -159,6 +162,7 @@ async fn pin_flow_against_jsipfs() {
         Some(PinKind::Recursive)
     );
 
+    step("pinned");
     // Allocated elsewhere -> remote, and not pinned here.
     fake.push_pin(pin(&cid_b, &["12D3KooWSomeoneElse"]));
     c.wait_status(&cid_b, TrackerStatus::Remote, 10).await;
@@ -197,6 +201,7 @@ async fn pin_flow_against_jsipfs() {
     }
     assert_eq!(got, vec![cid_a.clone()]);
 
+    step("status-all");
     // Unpin -> gone from the daemon.
     fake.push_unpin(&cid_a);
     c.wait_status(&cid_a, TrackerStatus::Unpinned, 10).await;
@@ -211,6 +216,7 @@ async fn pin_flow_against_jsipfs() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    step("unpinned");
     // A CID nobody has: pinning, then pin_error after the no-progress timeout; recover re-queues.
     let lost = unfindable_cid();
     fake.push_pin(pin(&lost, &[ME]));
@@ -231,6 +237,7 @@ async fn pin_flow_against_jsipfs() {
     let i = c.wait_status(&lost, TrackerStatus::PinError, 15).await;
     assert_eq!(i.attempt_count, 2);
 
+    step("pin_error + recover");
     // Removed behind the cluster's back -> unexpectedly_unpinned -> recover repairs it.
     fake.push_pin(pin(&cid_c, &[]));
     c.wait_status(&cid_c, TrackerStatus::Pinned, 20).await;
@@ -247,6 +254,7 @@ async fn pin_flow_against_jsipfs() {
         .unwrap();
     c.wait_status(&cid_c, TrackerStatus::Pinned, 20).await;
 
+    step("unexpectedly_unpinned repaired");
     // IpfsId and RepoStat reach the daemon (js-ipfs sends repo/stat numbers as strings).
     let id = c.client.ipfs_id(Empty {}).await.unwrap().into_inner();
     assert!(
@@ -256,6 +264,7 @@ async fn pin_flow_against_jsipfs() {
     let rs = c.client.repo_stat(Empty {}).await.unwrap().into_inner();
     assert!(rs.storage_max > rs.repo_size && rs.repo_size > 0, "{rs:?}");
 
+    step("id/repo stat");
     // Restart: the index is persisted; a change made while down is applied on resume.
     let last = fake.log.lock().unwrap().len() as u64;
     c.shutdown().await;
@@ -276,6 +285,7 @@ async fn pin_flow_against_jsipfs() {
         "state survived the restart"
     );
 
+    step("restart resumed");
     // Daemon down: statuses say so, queued work waits and resumes when it is back.
     node.stop().await;
     fake.push_pin(pin(&cid_a, &[]));

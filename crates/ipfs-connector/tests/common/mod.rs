@@ -65,6 +65,10 @@ impl JsIpfs {
 
     /// Starts (or restarts) the daemon on the same repo and ports and waits for `id`.
     pub async fn spawn(&mut self) {
+        // A daemon killed hard leaves its lock behind; ours is known to be dead here.
+        let _ = std::fs::remove_dir_all(self.repo.join("repo.lock"));
+        let _ = std::fs::remove_file(self.repo.join("repo.lock"));
+        let _ = std::fs::remove_file(self.repo.join("api"));
         let child = tokio::process::Command::new("bash")
             .arg(testnode_dir().join("start-jsipfs.sh"))
             .arg(&self.repo)
@@ -91,8 +95,21 @@ impl JsIpfs {
         );
     }
 
+    /// SIGTERM (clean shutdown releases the repo lock), SIGKILL after 10 s.
     pub async fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            if let Some(pid) = c.id() {
+                let _ = std::process::Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status();
+                if tokio::time::timeout(Duration::from_secs(10), c.wait())
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
             let _ = c.kill().await;
             let _ = c.wait().await;
         }
