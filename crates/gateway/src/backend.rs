@@ -37,6 +37,8 @@ pub struct Backends {
     pub transport: TransportClient,
     pub ipfs: IpfsConnectorClient,
     pub peername: String,
+    /// Metrics followed from the broadcast (filled by `metrics::spawn`).
+    pub metrics: std::sync::Arc<crate::metrics::MetricStore>,
 }
 
 fn req<T>(msg: T, timeout: Duration) -> Request<T> {
@@ -75,7 +77,72 @@ impl Backends {
             transport: ipfs_cluster_proto::client::transport(opts.transport_addr, token),
             ipfs: ipfs_cluster_proto::client::ipfs_connector(opts.ipfs_connector_addr, token),
             peername: opts.peername.clone(),
+            metrics: Default::default(),
         }
+    }
+
+    /// A cluster_error entry, with the name and IPFS identity from the peer's last ping.
+    fn error_info(&self, cid: api::Cid, peer: &str, error: &str) -> api::PinInfo {
+        let mut i = model::error_info(cid, peer, error);
+        if let Some(p) = self.metrics.ping_info(peer) {
+            if !p.peer_name.is_empty() {
+                i.short.peername = p.peer_name;
+            }
+            i.short.ipfs_peer_id = p.ipfs_id;
+            i.short.ipfs_peer_addresses = p
+                .ipfs_addresses
+                .iter()
+                .filter_map(|a| api::parse_multiaddr(a).ok())
+                .collect();
+        }
+        i
+    }
+
+    pub async fn member_list(&self) -> Result<Vec<String>, ApiError> {
+        self.member_ids().await
+    }
+
+    /// Every member's Gateway.Id answer (or the error text), in member order.
+    pub async fn ids_of(
+        &self,
+        peers: Vec<String>,
+    ) -> Result<Vec<(String, Result<gpb::IdResponse, String>)>, ApiError> {
+        let results = self
+            .call_many(peers, names::GATEWAY, "Id", &gpb::IdRequest {})
+            .await?;
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                let v = if r.code == 0 {
+                    gpb::IdResponse::decode(r.payload.as_slice())
+                        .map_err(|e| format!("cannot decode the ID answer: {e}"))
+                } else {
+                    Err(r.error)
+                };
+                (r.peer, v)
+            })
+            .collect())
+    }
+
+    /// Runs a unary connector method on every member; raw per-peer results.
+    pub async fn connector_on_members<Req: Message>(
+        &self,
+        peers: Vec<String>,
+        method: &str,
+        payload: &Req,
+    ) -> Result<Vec<tpb::PeerCallResult>, ApiError> {
+        self.call_many(peers, names::IPFS_CONNECTOR, method, payload)
+            .await
+    }
+
+    pub async fn transport_on_members<Req: Message>(
+        &self,
+        peers: Vec<String>,
+        method: &str,
+        payload: &Req,
+    ) -> Result<Vec<tpb::PeerCallResult>, ApiError> {
+        self.call_many(peers, names::TRANSPORT, method, payload)
+            .await
     }
 
     pub async fn members(&self) -> Result<Vec<cpb::Member>, ApiError> {
@@ -283,7 +350,8 @@ impl Backends {
             }
         }
         for (peer, e) in errors {
-            model::merge(&mut g, model::error_info(cid, &peer, &e));
+            let info = self.error_info(cid, &peer, &e);
+            model::merge(&mut g, info);
         }
         g.ok_or_else(|| ApiError::internal("no cluster peer answered the status request"))
     }
@@ -378,7 +446,7 @@ impl Backends {
         let mut errors = Vec::new();
         for (peer, e) in failed {
             for g in merged.values_mut() {
-                g.add(model::error_info(g.cid, &peer, &e));
+                g.add(self.error_info(g.cid, &peer, &e));
             }
             errors.push(format!("{peer}: {e}"));
         }

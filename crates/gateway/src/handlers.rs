@@ -143,12 +143,16 @@ async fn dispatch(
             let p = model::state_pin(b.unpin(&c.to_string()).await?)?;
             Ok(reply::ok_json(&p))
         }
-        Route::RepoGc => Err(ApiError::not_implemented("POST /ipfs/gc")),
-        Route::HealthGraph => Err(ApiError::not_implemented("GET /health/graph")),
-        Route::Alerts => Err(ApiError::not_implemented("GET /health/alerts")),
-        Route::Bandwidth => Err(ApiError::not_implemented("GET /health/bandwidth")),
-        Route::Metrics { .. } => Err(ApiError::not_implemented("GET /monitor/metrics/{name}")),
-        Route::MetricNames => Err(ApiError::not_implemented("GET /monitor/metrics")),
+        Route::RepoGc => Ok(reply::ok_json(
+            &crate::health::gc(b, q.is_true("local")).await?,
+        )),
+        Route::HealthGraph => Ok(reply::ok_json(&crate::health::graph(b).await?)),
+        Route::Alerts => Ok(reply::ok_json(&b.metrics.alerts())),
+        Route::Bandwidth => Err(ApiError::not_implemented(
+            "GET /health/bandwidth (the transport does not report per-protocol bandwidth yet)",
+        )),
+        Route::Metrics { name } => Ok(reply::ok_json(&crate::health::metrics(b, &name).await?)),
+        Route::MetricNames => Ok(reply::ok_json(&b.metrics.names())),
         Route::Token => token(ctx),
         Route::Health => Ok(reply::no_content()),
     }

@@ -493,3 +493,100 @@ async fn tls_round_trip_and_plain_http_refused() {
     assert!(n.is_ok(), "the server closes the connection");
     assert!(!String::from_utf8_lossy(&buf).contains("HTTP/1.1 200"));
 }
+
+#[tokio::test]
+async fn health_metrics_alerts_gc_graph() {
+    let h = start(|_| {}).await;
+    let r = send(h.rest, "GET", "/monitor/metrics", &[]).await;
+    assert_eq!(r.text(), "[]\n");
+    let r = send(h.rest, "GET", "/health/alerts", &[]).await;
+    assert_eq!(r.text(), "[]\n");
+    let far = chrono::Utc::now().timestamp_nanos_opt().unwrap() + 3_600_000_000_000;
+    h.metrics.add(ipfs_cluster_proto::types::v1::Metric {
+        name: "freespace".into(),
+        peer: SELF_PEER.into(),
+        value: "1000".into(),
+        expire: far,
+        valid: true,
+        weight: 1000,
+        ..Default::default()
+    });
+    h.metrics.add(ipfs_cluster_proto::types::v1::Metric {
+        name: "ping".into(),
+        peer: DOWN_PEER.into(),
+        value: r#"{"peer_name":"p2"}"#.into(),
+        expire: 1,
+        valid: true,
+        ..Default::default()
+    });
+    let r = send(h.rest, "GET", "/monitor/metrics", &[]).await;
+    assert_eq!(r.text(), "[\"freespace\",\"ping\"]\n");
+    let r = send(h.rest, "GET", "/monitor/metrics/freespace", &[]).await;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        (
+            v[0]["peer"].as_str(),
+            v[0]["value"].as_str(),
+            v[0]["weight"].as_i64()
+        ),
+        (Some(SELF_PEER), Some("1000"), Some(1000))
+    );
+    assert_eq!(
+        send(h.rest, "GET", "/monitor/metrics/ping", &[])
+            .await
+            .text(),
+        "[]\n",
+        "expired metrics are not listed"
+    );
+    h.metrics
+        .check(chrono::Utc::now().timestamp_nanos_opt().unwrap());
+    let r = send(h.rest, "GET", "/health/alerts", &[]).await;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        (v[0]["name"].as_str(), v[0]["peer"].as_str()),
+        (Some("ping"), Some(DOWN_PEER))
+    );
+    assert!(v[0]["triggered_at"].is_string());
+
+    // The cached ping names an unreachable peer in cluster_error entries.
+    h.world
+        .extra_members
+        .lock()
+        .unwrap()
+        .push(DOWN_PEER.to_string());
+    let r = send(h.rest, "GET", &format!("/pins/{CID1}"), &[]).await;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["peer_map"][DOWN_PEER]["peername"], "p2");
+    assert_eq!(v["peer_map"][SELF_PEER]["status"], "unpinned");
+
+    let r = send(h.rest, "POST", "/ipfs/gc?local=false", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["peer_map"][SELF_PEER]["peername"], "p1");
+    assert_eq!(v["peer_map"][SELF_PEER]["keys"][0]["key"], CID1);
+    assert!(v["peer_map"][DOWN_PEER]["error"]
+        .as_str()
+        .unwrap()
+        .contains("failed to dial"));
+    let r = send(h.rest, "POST", "/ipfs/gc?local=true", &[]).await;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["peer_map"].as_object().unwrap().len(), 1);
+
+    let r = send(h.rest, "GET", "/health/graph", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["cluster_id"], SELF_PEER);
+    assert_eq!(v["id_to_peername"][SELF_PEER], "p1");
+    assert_eq!(
+        v["cluster_links"][SELF_PEER],
+        serde_json::json!([DOWN_PEER])
+    );
+    assert_eq!(v["cluster_links"][DOWN_PEER], serde_json::json!([]));
+    assert_eq!(v["cluster_to_ipfs"][SELF_PEER], IPFS_PEER);
+    assert_eq!(v["ipfs_links"][IPFS_PEER], serde_json::json!([DOWN_PEER]));
+
+    assert_eq!(
+        send(h.rest, "GET", "/health/bandwidth", &[]).await.status,
+        501
+    );
+}

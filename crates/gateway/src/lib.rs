@@ -9,6 +9,8 @@ pub mod config;
 pub mod cors;
 pub mod grpc;
 pub mod handlers;
+pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod options;
 pub mod pinsvc;
@@ -175,6 +177,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let backends = backend::Backends::connect(&opts, &token);
+    metrics::spawn(backends.metrics.clone(), backends.transport.clone());
     let served = Arc::new(AtomicU64::new(0));
     let grpc_listener =
         ipfs_cluster_proto::bind_internal(opts.gateway_addr, opts.allow_remote_internal).await?;

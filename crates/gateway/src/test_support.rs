@@ -241,7 +241,7 @@ impl ipb::ipfs_connector_server::IpfsConnector for FakeConnector {
         Err(Status::unimplemented("not in this double"))
     }
     async fn repo_gc(&self, _r: GReq<pb::Empty>) -> Result<GResp<ipb::RepoGcResponse>, Status> {
-        Err(Status::unimplemented("not in this double"))
+        Ok(GResp::new(gc_answer()))
     }
     async fn block_put(
         &self,
@@ -267,6 +267,16 @@ impl ipb::ipfs_connector_server::IpfsConnector for FakeConnector {
     }
     async fn unpin_now(&self, _r: GReq<ipb::PinNowRequest>) -> Result<GResp<pb::Empty>, Status> {
         Err(Status::unimplemented("not in this double"))
+    }
+}
+
+fn gc_answer() -> ipb::RepoGcResponse {
+    ipb::RepoGcResponse {
+        keys: vec![ipb::RepoGcKey {
+            key: CID1.into(),
+            error: String::new(),
+        }],
+        error: String::new(),
     }
 }
 
@@ -296,6 +306,19 @@ impl FakeTransport {
                     .map_err(|e| Status::invalid_argument(e.to_string()))?;
                 Ok(self.world.status(&r.cid).encode_to_vec())
             }
+            (names::IPFS_CONNECTOR, "RepoGc") => Ok(gc_answer().encode_to_vec()),
+            (names::IPFS_CONNECTOR, "SwarmPeers") => Ok(ipb::SwarmPeersResponse {
+                peers: vec![DOWN_PEER.to_string()],
+            }
+            .encode_to_vec()),
+            (names::TRANSPORT, "Peers") => Ok(tpb::PeersResponse {
+                peers: vec![tpb::PeerEntry {
+                    peer_id: DOWN_PEER.into(),
+                    addresses: vec![],
+                    latency_ns: 0,
+                }],
+            }
+            .encode_to_vec()),
             (names::GATEWAY, "Id") => {
                 let g = self.gateway.lock().unwrap().clone();
                 let mut g = g.ok_or_else(|| Status::unavailable("gateway not started"))?;
@@ -417,6 +440,7 @@ impl tpb::transport_server::Transport for FakeTransport {
 /// A running gateway (REST listener + Gateway gRPC) in front of the doubles.
 pub struct Harness {
     pub world: Arc<World>,
+    pub metrics: Arc<crate::metrics::MetricStore>,
     pub rest: SocketAddr,
     pub grpc: SocketAddr,
     pub token: InternalToken,
@@ -487,6 +511,7 @@ pub async fn start(tune: impl FnOnce(&mut crate::HttpApiOptions)) -> Harness {
         allow_remote_internal: false,
     };
     let backends = crate::backend::Backends::connect(&opts, &token);
+    let metrics = backends.metrics.clone();
     let served = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let api = crate::bind_api(
         crate::server::ApiKind::Rest,
@@ -513,6 +538,7 @@ pub async fn start(tune: impl FnOnce(&mut crate::HttpApiOptions)) -> Harness {
     *transport.gateway.lock().unwrap() = Some(ipfs_cluster_proto::client::gateway(ag, &token));
     Harness {
         world,
+        metrics,
         rest: rest_addr,
         grpc: ag,
         token,
