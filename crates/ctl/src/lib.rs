@@ -49,6 +49,7 @@ pub async fn run_async(args: Vec<OsString>, stdout: &mut dyn Write, stderr: &mut
                 .map(|f| f.to_string_lossy().to_string())
         })
         .unwrap_or_else(|| "ipfs-cluster-ctl".to_string());
+    let args = urfave_compat_args(args);
     let matches = match cli::Cli::command().try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => return clap_error(e, stdout, stderr),
@@ -159,5 +160,135 @@ fn clap_error(e: clap::Error, stdout: &mut dyn Write, stderr: &mut dyn Write) ->
             let _ = write!(stderr, "{}", e.render());
             1
         }
+    }
+}
+
+/// Rewrites urfave/cli v1 spellings clap does not accept: single-dash long flags
+/// (`-rmin 2`, `-enc=json`) become `--rmin 2`, and `--bool=true|false` becomes `--bool` or
+/// nothing. Only names that are real long flags (or aliases) of the command being parsed
+/// are touched, so values and positional arguments pass through unchanged.
+pub fn urfave_compat_args(args: Vec<OsString>) -> Vec<OsString> {
+    let root = cli::Cli::command();
+    let mut cmd = &root;
+    let mut out = Vec::with_capacity(args.len());
+    let mut iter = args.into_iter();
+    if let Some(prog) = iter.next() {
+        out.push(prog);
+    }
+    let mut skip_value = false;
+    let mut rest_positional = false;
+    for arg in iter {
+        let Some(s) = arg.to_str().map(str::to_string) else {
+            out.push(arg);
+            continue;
+        };
+        if skip_value || rest_positional {
+            skip_value = false;
+            out.push(arg);
+            continue;
+        }
+        if s == "--" {
+            rest_positional = true;
+            out.push(arg);
+            continue;
+        }
+        let long = if let Some(l) = s.strip_prefix("--") {
+            Some(l)
+        } else if s.len() > 2
+            && s.starts_with('-')
+            && s[1..].starts_with(|c: char| c.is_ascii_alphabetic())
+        {
+            Some(&s[1..])
+        } else {
+            None
+        };
+        if let Some(l) = long {
+            let (name, value) = match l.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (l, None),
+            };
+            let found = cmd.get_arguments().find(|a| {
+                a.get_long() == Some(name)
+                    || a.get_all_aliases().is_some_and(|al| al.contains(&name))
+            });
+            if let Some(a) = found {
+                let is_bool = matches!(a.get_action(), clap::ArgAction::SetTrue);
+                match (is_bool, value) {
+                    (true, Some(v)) => match v {
+                        "1" | "t" | "T" | "true" | "TRUE" | "True" => {
+                            out.push(format!("--{name}").into())
+                        }
+                        "0" | "f" | "F" | "false" | "FALSE" | "False" => {}
+                        _ => out.push(format!("--{name}={v}").into()),
+                    },
+                    (true, None) => out.push(format!("--{name}").into()),
+                    (false, Some(v)) => out.push(format!("--{name}={v}").into()),
+                    (false, None) => {
+                        skip_value = a.get_action().takes_values();
+                        out.push(format!("--{name}").into());
+                    }
+                }
+                continue;
+            }
+            // urfave never groups short flags: an unknown `-name` is an unknown long flag
+            out.push(format!("--{l}").into());
+            continue;
+        }
+        if let Some(short) = s.strip_prefix('-').filter(|x| x.len() == 1) {
+            let c = short.chars().next().unwrap_or('-');
+            if let Some(a) = cmd.get_arguments().find(|a| a.get_short() == Some(c)) {
+                skip_value = a.get_action().takes_values();
+            }
+            out.push(arg);
+            continue;
+        }
+        if let Some(sub) = cmd.find_subcommand(&s) {
+            cmd = sub;
+        }
+        out.push(arg);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(a: &[&str]) -> Vec<String> {
+        let args = std::iter::once("ipfs-cluster-ctl")
+            .chain(a.iter().copied())
+            .map(OsString::from)
+            .collect();
+        urfave_compat_args(args)
+            .into_iter()
+            .skip(1)
+            .map(|s| s.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn urfave_spellings() {
+        assert_eq!(
+            norm(&["-enc=json", "-host", "/ip4/1.2.3.4/tcp/1", "id"]),
+            ["--enc=json", "--host", "/ip4/1.2.3.4/tcp/1", "id"]
+        );
+        assert_eq!(
+            norm(&["pin", "add", "-rmin", "-1", "-name", "-x", "Qm"]),
+            ["pin", "add", "--rmin", "-1", "--name", "-x", "Qm"]
+        );
+        assert_eq!(
+            norm(&["status", "--local=true", "Qm"]),
+            ["status", "--local", "Qm"]
+        );
+        assert_eq!(norm(&["status", "--local=false", "Qm"]), ["status", "Qm"]);
+        assert_eq!(
+            norm(&["add", "-r", "-w", "dir"]),
+            ["add", "-r", "-w", "dir"]
+        );
+        assert_eq!(
+            norm(&["pin", "add", "--", "-wait"]),
+            ["pin", "add", "--", "-wait"]
+        );
+        assert_eq!(norm(&["pin", "ls", "-bogus"]), ["pin", "ls", "--bogus"]);
     }
 }
