@@ -11,16 +11,10 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser)]
 #[command(name = "ipfs-cluster-ipfs-connector", version = ipfs_cluster_proto::VERSION, about = "IPFS Cluster IPFS connector service: pin tracker, Kubo RPC client, informers")]
 struct Args {
-    /// Configuration folder (service.json, identity.json, internal.token).
-    #[arg(long, env = "IPFS_CLUSTER_PATH")]
+    /// Configuration folder (service.json, identity.json, internal.token); default
+    /// $IPFS_CLUSTER_PATH, else ~/.ipfs-cluster.
+    #[arg(long)]
     config: Option<PathBuf>,
-}
-
-fn default_dir() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join(".ipfs-cluster")
 }
 
 #[tokio::main]
@@ -32,9 +26,9 @@ async fn main() {
         )
         .init();
     let args = Args::parse();
-    let dir = args.config.unwrap_or_else(default_dir);
+    let dir = ipfs_cluster_config::resolve_config_dir(args.config.as_deref());
     if let Err(e) = real_main(dir).await {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {e}");
         std::process::exit(1);
     }
 }
