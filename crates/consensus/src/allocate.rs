@@ -32,6 +32,22 @@ impl MetricStore {
         }
     }
 
+    /// Peers (among `peers`) whose latest `name` metric is expired or invalid. Peers that
+    /// never sent one are not listed (upstream alerts only on a metric it has seen).
+    pub fn expired(&self, name: &str, peers: &[String], now: i64) -> Vec<String> {
+        let Ok(g) = self.latest.read() else {
+            return vec![];
+        };
+        peers
+            .iter()
+            .filter(|p| {
+                g.get(&(name.to_string(), (*p).clone()))
+                    .is_some_and(|m| !m.valid || m.expire <= now)
+            })
+            .cloned()
+            .collect()
+    }
+
     /// Valid, unexpired metrics of `name` for the given peers.
     pub fn latest(&self, name: &str, peers: &[String], now: i64) -> HashMap<String, Metric> {
         let Ok(g) = self.latest.read() else {

@@ -191,6 +191,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     opts.leave_on_shutdown = cfg.cluster.leave_on_shutdown || cli.leave;
     opts.follower_mode = cfg.cluster.follower_mode;
     opts.allocate_by = cfg.allocator.balanced.allocate_by.clone();
+    opts.disable_repinning = cfg.cluster.disable_repinning;
+    if !cfg.monitor.pubsubmon.check_interval.is_zero() {
+        opts.check_interval = cfg.monitor.pubsubmon.check_interval.as_duration();
+    }
     if !cfg.cluster.state_sync_interval.is_zero() {
         opts.state_sync_interval = cfg.cluster.state_sync_interval.as_duration();
     }

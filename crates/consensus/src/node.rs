@@ -50,6 +50,10 @@ pub struct Options {
     pub allocate_by: Vec<String>,
     pub state_sync_interval: Duration,
     pub peer_watch_interval: Duration,
+    /// cluster.disable_repinning (upstream default: true = nothing is re-allocated).
+    pub disable_repinning: bool,
+    /// monitor.pubsubmon.check_interval: how often the leader looks for dead peers.
+    pub check_interval: Duration,
     /// Start without bootstrapping: wait to be added by a leader (upstream's staging).
     pub staging: bool,
 }
@@ -78,6 +82,8 @@ impl Options {
             allocate_by: vec!["tag:group".into(), "freespace".into()],
             state_sync_interval: Duration::from_secs(300),
             peer_watch_interval: Duration::from_secs(5),
+            disable_repinning: true,
+            check_interval: Duration::from_secs(15),
             staging: false,
         }
     }
@@ -493,6 +499,16 @@ impl Node {
                 "cannot remove ourselves from a 1-peer cluster",
             ));
         }
+        if !self.opts.disable_repinning {
+            match self.vacate(peer).await {
+                Ok(n) => {
+                    tracing::info!(%peer, repinned = n, "re-allocated the pins of a removed peer")
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e.message(), "re-allocating the pins of a removed peer")
+                }
+            }
+        }
         tracing::info!(%peer, "removing peer from the cluster");
         let change = if voters.contains(&id) {
             ChangeMembers::RemoveVoters(BTreeSet::from([id]))
@@ -592,6 +608,20 @@ impl Node {
                 }
             }
         });
+        if !self.opts.disable_repinning {
+            let node = self.clone();
+            tokio::spawn(async move {
+                let mut alerted = BTreeSet::new();
+                loop {
+                    tokio::time::sleep(node.opts.check_interval).await;
+                    if node.raft.metrics().borrow().current_leader == Some(node.id) {
+                        node.check_dead_peers(&mut alerted).await;
+                    } else {
+                        alerted.clear();
+                    }
+                }
+            });
+        }
         let node = self.clone();
         tokio::spawn(async move {
             loop {
@@ -604,6 +634,69 @@ impl Node {
                 }
             }
         });
+    }
+
+    /// Re-allocates every pin allocated to `peer` with `peer` blacklisted (upstream's
+    /// repinFromPeer / vacatePeer). Pins whose other allocations still meet rmin keep their
+    /// allocations; a pin is only re-committed when its allocations change.
+    pub async fn vacate(&self, peer: &str) -> Result<usize, Status> {
+        let mut rx = self.store.list(0, 256);
+        let mut cids = Vec::new();
+        while let Some(p) = rx.recv().await {
+            let p = p.map_err(|e| Status::internal(e.to_string()))?;
+            if p.allocations.iter().any(|a| a == peer) {
+                cids.push(p.cid);
+            }
+        }
+        let blacklist = [peer.to_string()];
+        let mut changed = 0;
+        for cid in cids {
+            let Some(existing) = self.get(&cid).await? else {
+                continue;
+            };
+            let mut p = existing.clone();
+            p.allocations.clear();
+            match self.allocate_for(&p, Some(&existing), &blacklist) {
+                Ok(a) if a != existing.allocations => {
+                    p.allocations = a;
+                    p.timestamp = now_secs();
+                    self.raft
+                        .client_write(PinOp::Pin(PinBytes::encode(&p)))
+                        .await
+                        .map_err(write_err)?;
+                    changed += 1;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(%cid, %peer, error = %e.message(), "cannot re-allocate pin")
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// One pass of the leader's failure check: peers whose `ping` metric expired get their
+    /// pins re-allocated (once per failure; a fresh ping re-arms it).
+    pub async fn check_dead_peers(&self, alerted: &mut BTreeSet<String>) -> usize {
+        let members: Vec<String> = self
+            .member_ids()
+            .into_iter()
+            .filter(|p| *p != self.opts.peer_id)
+            .collect();
+        let dead = self.metrics.expired("ping", &members, now_nanos());
+        alerted.retain(|p| dead.contains(p));
+        let mut n = 0;
+        for p in dead {
+            if !alerted.insert(p.clone()) {
+                continue;
+            }
+            tracing::warn!(peer = %p, "peer's ping metric expired; re-allocating its pins");
+            match self.vacate(&p).await {
+                Ok(k) => n += k,
+                Err(e) => tracing::warn!(peer = %p, error = %e.message(), "re-allocating pins"),
+            }
+        }
+        n
     }
 
     /// Unpins every pin whose expire_at has passed (leader only).

@@ -577,3 +577,98 @@ async fn leader_failover_keeps_acknowledged_pins_and_expiry_runs_on_leader() {
         n.raft.shutdown().await.unwrap();
     }
 }
+
+fn metric(
+    name: &str,
+    peer: &str,
+    weight: i64,
+    expire: i64,
+) -> ipfs_cluster_proto::types::v1::Metric {
+    ipfs_cluster_proto::types::v1::Metric {
+        name: name.into(),
+        peer: peer.into(),
+        value: weight.to_string(),
+        expire,
+        valid: true,
+        weight,
+        partitionable: false,
+        received_at: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_allocates_by_metrics_and_repins_from_dead_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = Router::default();
+    let peers = ["peerA", "peerB", "peerC"];
+    let mut nodes = vec![];
+    for p in peers {
+        let mut o = opts(p, dir.path());
+        o.init_peerset = peers.iter().map(|s| s.to_string()).collect();
+        o.allocate_by = vec!["freespace".into()];
+        o.disable_repinning = false;
+        nodes.push(start(&router, o).await);
+    }
+    for n in &nodes {
+        wait_leader(n).await;
+    }
+    let far = i64::MAX;
+    for n in &nodes {
+        for (p, free) in [("peerA", 300), ("peerB", 200), ("peerC", 100)] {
+            n.metrics.add(metric("freespace", p, free, far));
+            n.metrics.add(metric("ping", p, 0, far));
+        }
+    }
+    let p = nodes[2].pin(pin(C1, 2, 2)).await.unwrap();
+    assert_eq!(
+        p.allocations,
+        vec!["peerA", "peerB"],
+        "most free space first"
+    );
+    let e = nodes[1].pin(pin(C2, 4, 4)).await.unwrap_err();
+    assert!(
+        e.message()
+            .starts_with("not enough peers to allocate CID. Needed at least: 4."),
+        "{}",
+        e.message()
+    );
+    // peerA dies (its metrics expire): the leader moves its pins, once.
+    let leader = nodes
+        .iter()
+        .find(|n| n.raft.metrics().borrow().current_leader == Some(n.id))
+        .unwrap()
+        .clone();
+    if leader.opts.peer_id == "peerA" {
+        // Keep the leader alive in this test: kill peerB instead.
+        leader.metrics.add(metric("ping", "peerB", 0, 1));
+        leader.metrics.add(metric("freespace", "peerB", 200, 1));
+        let mut alerted = Default::default();
+        assert_eq!(leader.check_dead_peers(&mut alerted).await, 1);
+        assert_eq!(
+            leader.get(C1).await.unwrap().unwrap().allocations,
+            vec!["peerA", "peerC"]
+        );
+        assert_eq!(
+            leader.check_dead_peers(&mut alerted).await,
+            0,
+            "one alert per failure"
+        );
+    } else {
+        leader.metrics.add(metric("ping", "peerA", 0, 1));
+        leader.metrics.add(metric("freespace", "peerA", 300, 1));
+        let mut alerted = Default::default();
+        assert_eq!(leader.check_dead_peers(&mut alerted).await, 1);
+        assert_eq!(
+            leader.get(C1).await.unwrap().unwrap().allocations,
+            vec!["peerB", "peerC"]
+        );
+        assert_eq!(
+            leader.check_dead_peers(&mut alerted).await,
+            0,
+            "one alert per failure"
+        );
+    }
+    for n in &nodes {
+        n.raft.shutdown().await.unwrap();
+    }
+}
