@@ -313,7 +313,10 @@ impl Kubo {
             NodeAddr::Tcp(a) => a.clone(),
             NodeAddr::Unix(_) => "localhost".to_string(),
         };
-        let mut b = Request::post(uri).header(http::header::HOST, host);
+        // TE: trailers so servers that honour it (hyper) send X-Stream-Error like Kubo does.
+        let mut b = Request::post(uri)
+            .header(http::header::HOST, host)
+            .header(http::header::TE, "trailers");
         let bytes = match body {
             Some((ct, bytes)) => {
                 b = b.header(http::header::CONTENT_TYPE, ct);
