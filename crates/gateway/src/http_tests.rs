@@ -60,7 +60,7 @@ async fn pin_status_allocations_unpin() {
     assert_eq!(
         r.text(),
         format!(
-            r#"{{"cid":"{CID1}","name":"doc","allocations":[],"origins":[],"created":{created},"metadata":null,"peer_map":{{"{SELF_PEER}":{{"peername":"p1","ipfs_peer_id":"{IPFS_PEER}","ipfs_peer_addresses":["/ip4/127.0.0.1/tcp/4001/p2p/{IPFS_PEER}"],"status":"pinned","timestamp":"2024-05-01T10:21:00.5Z","error":"","attempt_count":0,"priority_pin":false}}}}}}"#
+            r#"{{"cid":"{CID1}","name":"doc","allocations":[],"origins":[],"created":{created},"metadata":{{"k":"v"}},"peer_map":{{"{SELF_PEER}":{{"peername":"p1","ipfs_peer_id":"{IPFS_PEER}","ipfs_peer_addresses":["/ip4/127.0.0.1/tcp/4001/p2p/{IPFS_PEER}"],"status":"pinned","timestamp":"2024-05-01T10:21:00.5Z","error":"","attempt_count":0,"priority_pin":false}}}}}}"#
         ) + "\n"
     );
 
@@ -589,4 +589,150 @@ async fn health_metrics_alerts_gc_graph() {
         send(h.rest, "GET", "/health/bandwidth", &[]).await.status,
         501
     );
+}
+
+#[tokio::test]
+async fn pinning_services_api() {
+    let h = start(|_| {}).await;
+    let post = |body: &'static str, path: &'static str| {
+        let addr = h.pinsvc;
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            send_on(
+                tcp,
+                "POST",
+                path,
+                &[("content-type", "application/json")],
+                body,
+            )
+            .await
+        }
+    };
+    let r = post(
+        r#"{"cid":"QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG","name":"doc","meta":{"k":"v"}}"#,
+        "/pins",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        (v["requestid"].as_str(), v["status"].as_str()),
+        (Some(CID1), Some("queued"))
+    );
+    assert_eq!(
+        v["pin"],
+        serde_json::json!({"cid": CID1, "name": "doc", "meta": {"k": "v"}})
+    );
+    assert_eq!(v["info"]["warning2"], "experimental");
+    assert_eq!(h.world.pins.lock().unwrap()[CID1].max_depth, -1);
+
+    let r = send(h.pinsvc, "GET", &format!("/pins/{CID1}"), &[]).await;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["status"], "pinned");
+    assert_eq!(
+        v["delegates"],
+        serde_json::json!([format!("/ip4/127.0.0.1/tcp/4001/p2p/{IPFS_PEER}")])
+    );
+
+    let r = send(h.pinsvc, "GET", "/pins", &[]).await;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["count"], 1);
+    let r = send(
+        h.pinsvc,
+        "GET",
+        "/pins?name=DOC&match=iexact&meta=%7B%22k%22%3A%22v%22%7D",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["count"],
+        1
+    );
+    let r = send(h.pinsvc, "GET", "/pins?name=other", &[]).await;
+    assert_eq!(r.text(), "{\"count\":0,\"results\":[]}\n");
+    let r = send(h.pinsvc, "GET", "/pins?status=bogus", &[]).await;
+    assert_eq!(
+        (r.status.as_u16(), r.text()),
+        (
+            500,
+            "{\"error\":{\"reason\":\"error decoding 'status' query param: no valid filter\"}}\n"
+                .into()
+        )
+    );
+
+    // Replace: the new CID is pinned as an update of the old one, which is then unpinned.
+    let r = post(
+        r#"{"cid":"bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"}"#,
+        "/pins/QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    {
+        let pins = h.world.pins.lock().unwrap();
+        assert!(!pins.contains_key(CID1));
+        assert_eq!(pins[CID2].options.as_ref().unwrap().pin_update, CID1);
+    }
+    let r = send(h.pinsvc, "GET", &format!("/pins/{CID1}"), &[]).await;
+    assert_eq!(
+        (r.status.as_u16(), r.text()),
+        (404, "{\"error\":{\"reason\":\"pin not found\"}}\n".into())
+    );
+
+    let r = send(h.pinsvc, "DELETE", &format!("/pins/{CID2}"), &[]).await;
+    assert_eq!((r.status.as_u16(), r.body.len()), (202, 0));
+    let r = send(h.pinsvc, "DELETE", &format!("/pins/{CID2}"), &[]).await;
+    assert_eq!(
+        (r.status.as_u16(), r.text()),
+        (
+            404,
+            "{\"error\":{\"reason\":\"pin is not part of the pinset\"}}\n".into()
+        )
+    );
+    let r = send(h.pinsvc, "GET", "/pins/nope", &[]).await;
+    assert_eq!(r.status, 400);
+    let r = post("not json", "/pins").await;
+    assert!(r
+        .text()
+        .starts_with("{\"error\":{\"reason\":\"error decoding request body: "));
+    let r = send(h.pinsvc, "PUT", "/pins", &[]).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(send(h.pinsvc, "GET", "/health", &[]).await.status, 204);
+}
+
+#[tokio::test]
+async fn pinning_services_api_auth() {
+    let h = start(|o| {
+        o.basic_auth_credentials = Some(BTreeMap::from([(
+            "alice".to_string(),
+            "secret".to_string(),
+        )]))
+    })
+    .await;
+    let r = send(h.pinsvc, "GET", "/pins", &[]).await;
+    assert_eq!(
+        (r.status.as_u16(), r.text()),
+        (
+            401,
+            "{\"error\":{\"reason\":\"unauthorized: no auth provided\"}}\n".into()
+        )
+    );
+    let r = send(
+        h.pinsvc,
+        "POST",
+        "/token",
+        &[("authorization", &basic("alice", "secret"))],
+    )
+    .await;
+    let token = serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = send(
+        h.pinsvc,
+        "GET",
+        "/pins",
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+    .await;
+    assert_eq!(r.status, 200);
 }

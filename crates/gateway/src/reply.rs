@@ -121,8 +121,12 @@ pub fn error(e: &ApiError) -> Response<Body> {
 
 /// Pinning Services API error body: `{"error":{"reason":...}}`.
 pub fn pinsvc_error(e: &ApiError) -> Response<Body> {
-    let body = serde_json::json!({"error": {"reason": e.message}});
-    api_response(e.status, full(json_line(&body)))
+    api_response(
+        e.status,
+        full(json_line(&ipfs_cluster_api::PsaError::new(
+            e.message.clone(),
+        ))),
+    )
 }
 
 /// The router's 405: empty body, no configured headers.

@@ -52,22 +52,26 @@ impl World {
     /// What the connector double answers for a CID: pinned when in the state.
     fn status(&self, cid: &str) -> pb::PinInfo {
         let pins = self.pins.lock().unwrap();
-        let (status, name, created) = match pins.get(cid) {
+        let (status, opts, created) = match pins.get(cid) {
             Some(p) => (
                 pb::TrackerStatus::Pinned,
-                p.options.clone().unwrap_or_default().name,
+                p.options.clone().unwrap_or_default(),
                 p.timestamp,
             ),
-            None => (pb::TrackerStatus::Unpinned, String::new(), 1_714_558_830),
+            None => (
+                pb::TrackerStatus::Unpinned,
+                pb::PinOptions::default(),
+                1_714_558_830,
+            ),
         };
         pb::PinInfo {
             cid: cid.to_string(),
-            name,
+            name: opts.name,
             peer: SELF_PEER.to_string(),
             allocations: vec![],
             origins: vec![],
             created,
-            metadata: Default::default(),
+            metadata: opts.metadata,
             peername: "p1".into(),
             ipfs_peer_id: IPFS_PEER.into(),
             ipfs_peer_addresses: vec![format!("/ip4/127.0.0.1/tcp/4001/p2p/{IPFS_PEER}")],
@@ -442,6 +446,7 @@ pub struct Harness {
     pub world: Arc<World>,
     pub metrics: Arc<crate::metrics::MetricStore>,
     pub rest: SocketAddr,
+    pub pinsvc: SocketAddr,
     pub grpc: SocketAddr,
     pub token: InternalToken,
     shutdown: watch::Sender<bool>,
@@ -523,6 +528,18 @@ pub async fn start(tune: impl FnOnce(&mut crate::HttpApiOptions)) -> Harness {
     .unwrap();
     let rest_addr = api.local_addrs()[0];
     tokio::spawn(crate::serve_api(api, rx.clone()));
+    let mut ps_opts = crate::HttpApiOptions::with_listen("127.0.0.1:0".parse().unwrap());
+    ps_opts.basic_auth_credentials = opts.rest.basic_auth_credentials.clone();
+    let ps = crate::bind_api(
+        crate::server::ApiKind::PinSvc,
+        ps_opts,
+        backends.clone(),
+        served.clone(),
+    )
+    .await
+    .unwrap();
+    let pinsvc = ps.local_addrs()[0];
+    tokio::spawn(crate::serve_api(ps, rx.clone()));
     let svc = crate::grpc::GatewayService {
         backends,
         rest_listen: vec![],
@@ -540,6 +557,7 @@ pub async fn start(tune: impl FnOnce(&mut crate::HttpApiOptions)) -> Harness {
         world,
         metrics,
         rest: rest_addr,
+        pinsvc,
         grpc: ag,
         token,
         shutdown: tx,
