@@ -411,3 +411,123 @@ async fn daemon_down_is_a_clear_error_and_requests_get_throttled() {
     );
     let _ = Full::new(Bytes::new()); // keep the import used in every cfg
 }
+
+#[tokio::test]
+async fn queue_full_and_priority() {
+    let (_f, addr) =
+        FakeKubo::tcp(|_, _| err500(r#"{"Message":"unexpected","Code":0,"Type":"error"}"#)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = Options::with_defaults("12D3KooWMe", dir.path().to_path_buf());
+    opts.max_pin_queue_size = 1;
+    // Workers not started: items stay queued.
+    let t = Tracker::new(
+        opts,
+        kubo(addr, Duration::from_secs(5)),
+        CancellationToken::new(),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    t.apply_pin(
+        1,
+        Pin {
+            cid: CID.into(),
+            r#type: 1,
+            max_depth: -1,
+            timestamp: now,
+            ..Default::default()
+        },
+    );
+    t.apply_pin(
+        2,
+        Pin {
+            cid: CID2.into(),
+            r#type: 1,
+            max_depth: -1,
+            timestamp: 0,
+            ..Default::default()
+        },
+    );
+    let third = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
+    t.apply_pin(
+        3,
+        Pin {
+            cid: third.into(),
+            r#type: 1,
+            max_depth: -1,
+            timestamp: now,
+            ..Default::default()
+        },
+    );
+    let a = t.status(CID).await.unwrap();
+    assert_eq!(a.status, TrackerStatus::PinQueued as i32);
+    assert!(a.priority_pin, "a new pin is priority");
+    let b = t.status(CID2).await.unwrap();
+    assert_eq!(b.status, TrackerStatus::PinQueued as i32, "{b:?}");
+    assert!(!b.priority_pin, "an old pin is not");
+    let c = t.status(third).await.unwrap();
+    assert_eq!(c.status, TrackerStatus::PinError as i32);
+    assert_eq!(
+        c.error,
+        "pin/unpin operation queue is full. Try increasing max_pin_queue_size"
+    );
+    assert_eq!(t.pin_queue_size(), 2);
+    let m = ipfs_cluster_ipfs_connector::informers::measure(&t, "pinqueue").await;
+    assert_eq!(
+        (m[0].name.as_str(), m[0].value.as_str(), m[0].weight),
+        ("pinqueue", "2", 0)
+    );
+    let m = ipfs_cluster_ipfs_connector::informers::measure(&t, "tags").await;
+    assert_eq!(
+        (m[0].name.as_str(), m[0].value.as_str(), m[0].partitionable),
+        ("tag:group", "default", true)
+    );
+}
+
+#[tokio::test]
+async fn freespace_metric_from_repo_stat() {
+    let (_f, addr) = FakeKubo::tcp(|path, _| match path {
+        "repo/stat" => ok(r#"{"RepoSize":1000,"StorageMax":10000,"NumObjects":3}"#),
+        _ => err500(r#"{"Message":"unexpected","Code":0,"Type":"error"}"#),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tracker::new(
+        Options::with_defaults("12D3KooWMe", dir.path().to_path_buf()),
+        kubo(addr, Duration::from_secs(5)),
+        CancellationToken::new(),
+    );
+    let m = ipfs_cluster_ipfs_connector::informers::measure(&t, "freespace").await;
+    assert_eq!(m.len(), 1);
+    assert_eq!(
+        (
+            m[0].name.as_str(),
+            m[0].value.as_str(),
+            m[0].weight,
+            m[0].peer.as_str()
+        ),
+        ("freespace", "9000", 9000, "12D3KooWMe")
+    );
+    let ttl = m[0].expire - ipfs_cluster_ipfs_connector::tracker::now_ns();
+    assert!(ttl > 29_000_000_000 && ttl <= 30_000_000_000, "{ttl}");
+    // Daemon down: no (invalid) metric is published.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let t = Tracker::new(
+        Options::with_defaults("12D3KooWMe", dir.path().to_path_buf()),
+        kubo(
+            NodeAddr::Tcp(format!("127.0.0.1:{port}")),
+            Duration::from_secs(1),
+        ),
+        CancellationToken::new(),
+    );
+    assert!(
+        ipfs_cluster_ipfs_connector::informers::measure(&t, "freespace")
+            .await
+            .is_empty()
+    );
+}
