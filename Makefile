@@ -4,7 +4,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/debug
 TESTNODE := tests/ipfs-testnode
 
-.PHONY: build run test testnode lint fmt clean-run
+.PHONY: build run cluster test testnode lint fmt clean-run
 
 ## build: compile every service, the launcher and the CLI (debug)
 build:
@@ -20,6 +20,10 @@ $(TESTNODE)/node_modules/.bin/jsipfs: $(TESTNODE)/package-lock.json
 ## run: a single-peer cluster in .run/peer0 with a local IPFS node (started when nothing answers on 127.0.0.1:5001)
 run: build testnode
 	BIN=$(BIN) deploy/local/run-peer.sh
+
+## cluster: a local 3-peer cluster (PEERS=N for another size) in .run/cluster, one IPFS node each
+cluster: build testnode
+	BIN=$(BIN) deploy/local/run-cluster.sh
 
 ## test: every unit and multi-process test
 test: testnode

@@ -7,7 +7,11 @@ use std::process::Command;
 use ipfs_cluster_tests::repo_root;
 
 fn have(tool: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success())
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[test]
@@ -29,16 +33,29 @@ fn systemd_units_verify() {
         let text = std::fs::read_to_string(&p).unwrap();
         let text = text
             .lines()
-            .map(|l| if l.starts_with("ExecStart=") { "ExecStart=/bin/true".to_string() } else { l.to_string() })
+            .map(|l| {
+                if l.starts_with("ExecStart=") {
+                    "ExecStart=/bin/true".to_string()
+                } else {
+                    l.to_string()
+                }
+            })
             .collect::<Vec<_>>()
             .join("\n");
         std::fs::write(tmp.path().join(&name), text).unwrap();
         units.push(tmp.path().join(&name));
     }
     assert_eq!(units.len(), 5, "four services and a target");
-    let out = Command::new("systemd-analyze").arg("verify").args(&units).output().unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(&units)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && err.trim().is_empty(), "systemd-analyze verify: {err}");
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "systemd-analyze verify: {err}"
+    );
 }
 
 #[test]
@@ -55,7 +72,11 @@ fn compose_stack_is_valid() {
         .env("CLUSTER_SECRET", "7".repeat(64))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cfg = String::from_utf8_lossy(&out.stdout);
     // Only the REST API is published, and only on loopback.
     // docker-compose 1.x prints port mappings in the short form `- host_ip:host:container/proto`.
@@ -66,6 +87,12 @@ fn compose_stack_is_valid() {
         .collect();
     assert_eq!(published, ["- 127.0.0.1:9094:9094/tcp"], "{cfg}");
     // Without a secret the stack refuses to start.
-    let out = Command::new("docker-compose").arg("-f").arg(&file).arg("config").env_remove("CLUSTER_SECRET").output().unwrap();
+    let out = Command::new("docker-compose")
+        .arg("-f")
+        .arg(&file)
+        .arg("config")
+        .env_remove("CLUSTER_SECRET")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
 }

@@ -19,12 +19,20 @@ use tonic::Code;
 async fn reflection_lists(addr: SocketAddr, token: &InternalToken) -> Vec<String> {
     use tokio_stream::StreamExt;
     use tonic_reflection::pb::v1alpha::{
-        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-        server_reflection_response::MessageResponse, ServerReflectionRequest,
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
     };
     let mut c = ServerReflectionClient::new(client::authed(addr, token));
-    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut stream = c.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = c
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
     let resp = stream.next().await.unwrap().unwrap();
     match resp.message_response.unwrap() {
         MessageResponse::ListServicesResponse(l) => l.service.into_iter().map(|s| s.name).collect(),
@@ -46,32 +54,70 @@ async fn internal_endpoints_require_the_token() {
     // A wrong token: refused by every service.
     {
         let ch = |port| client::authed(at(port), &wrong);
-        let e = TransportClient::new(ch(p.transport)).id(IdRequest {}).await.unwrap_err();
+        let e = TransportClient::new(ch(p.transport))
+            .id(IdRequest {})
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Code::Unauthenticated, "transport: {e}");
-        let e = ConsensusClient::new(ch(p.consensus)).members(MembersRequest {}).await.unwrap_err();
+        let e = ConsensusClient::new(ch(p.consensus))
+            .members(MembersRequest {})
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Code::Unauthenticated, "consensus: {e}");
-        let e = IpfsConnectorClient::new(ch(p.ipfs_connector)).ipfs_id(Empty {}).await.unwrap_err();
+        let e = IpfsConnectorClient::new(ch(p.ipfs_connector))
+            .ipfs_id(Empty {})
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Code::Unauthenticated, "ipfs connector: {e}");
-        let e = GatewayClient::new(ch(p.gateway)).info(InfoRequest {}).await.unwrap_err();
+        let e = GatewayClient::new(ch(p.gateway))
+            .info(InfoRequest {})
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Code::Unauthenticated, "gateway: {e}");
     }
     // No authorization header at all: refused by every service.
-    let e = TransportClient::new(client::channel(at(p.transport))).id(IdRequest {}).await.unwrap_err();
+    let e = TransportClient::new(client::channel(at(p.transport)))
+        .id(IdRequest {})
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
-    let e = ConsensusClient::new(client::channel(at(p.consensus))).members(MembersRequest {}).await.unwrap_err();
+    let e = ConsensusClient::new(client::channel(at(p.consensus)))
+        .members(MembersRequest {})
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
-    let e = IpfsConnectorClient::new(client::channel(at(p.ipfs_connector))).ipfs_id(Empty {}).await.unwrap_err();
+    let e = IpfsConnectorClient::new(client::channel(at(p.ipfs_connector)))
+        .ipfs_id(Empty {})
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
-    let e = GatewayClient::new(client::channel(at(p.gateway))).info(InfoRequest {}).await.unwrap_err();
+    let e = GatewayClient::new(client::channel(at(p.gateway)))
+        .info(InfoRequest {})
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
 
     // With the token: answered.
-    let id = client::transport(at(p.transport), &token).id(IdRequest {}).await.unwrap().into_inner();
+    let id = client::transport(at(p.transport), &token)
+        .id(IdRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert!(id.peer_id.starts_with("12D3KooW"));
-    let members = client::consensus(at(p.consensus), &token).members(MembersRequest {}).await.unwrap().into_inner();
+    let members = client::consensus(at(p.consensus), &token)
+        .members(MembersRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(members.members.len(), 1);
-    client::ipfs_connector(at(p.ipfs_connector), &token).ipfs_id(Empty {}).await.unwrap();
-    client::gateway(at(p.gateway), &token).info(InfoRequest {}).await.unwrap();
+    client::ipfs_connector(at(p.ipfs_connector), &token)
+        .ipfs_id(Empty {})
+        .await
+        .unwrap();
+    client::gateway(at(p.gateway), &token)
+        .info(InfoRequest {})
+        .await
+        .unwrap();
 
     // Health without a token; reflection lists each service.
     for (port, name) in [
@@ -81,10 +127,25 @@ async fn internal_endpoints_require_the_token() {
         (p.gateway, ipfs_cluster_proto::names::GATEWAY),
     ] {
         let mut h = tonic_health::pb::health_client::HealthClient::new(client::channel(at(port)));
-        let r = h.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
-        assert_eq!(r.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+        let r = h
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            r.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
         let services = reflection_lists(at(port), &token).await;
-        assert!(services.iter().any(|s| s == name), "{name} not in {services:?}");
-        assert!(services.iter().any(|s| s == "grpc.health.v1.Health"), "{services:?}");
+        assert!(
+            services.iter().any(|s| s == name),
+            "{name} not in {services:?}"
+        );
+        assert!(
+            services.iter().any(|s| s == "grpc.health.v1.Health"),
+            "{services:?}"
+        );
     }
 }

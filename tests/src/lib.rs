@@ -17,25 +17,39 @@ use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The folder holding the workspace's built binaries (target/debug).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/debug/deps/<test>-<hash>
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
 }
 
 /// The path of a workspace binary; panics with the fix when it was not built.
 pub fn bin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
-    assert!(p.exists(), "{} is missing: run `cargo build --workspace --bins` first (`make test` does)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (`make test` does)",
+        p.display()
+    );
     p
 }
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Kills a child's whole process group on drop.
@@ -49,7 +63,10 @@ impl Proc {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
         let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
-        Ok(Self { name: name.to_string(), child })
+        Ok(Self {
+            name: name.to_string(),
+            child,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -57,7 +74,10 @@ impl Proc {
     }
 
     pub fn signal(&self, sig: &str) {
-        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status();
     }
 
     /// Sends SIGTERM and waits up to `within` for the exit status.
@@ -115,15 +135,31 @@ impl IpfsNode {
             "ipfs",
             Command::new(node_dir.join("start-jsipfs.sh"))
                 .arg(dir.join("ipfs-repo"))
-                .args([api.to_string(), swarm.to_string(), gw.to_string(), grpc.to_string()])
+                .args([
+                    api.to_string(),
+                    swarm.to_string(),
+                    gw.to_string(),
+                    grpc.to_string(),
+                ])
                 .stdout(log.try_clone()?)
                 .stderr(log),
         )?;
-        let node = Self { api_port: api, swarm_port: swarm, _proc: proc };
+        let node = Self {
+            api_port: api,
+            swarm_port: swarm,
+            _proc: proc,
+        };
         let url = format!("{}/api/v0/id", node.api_url());
-        wait_for(Duration::from_secs(60), || async { matches!(http("POST", &url, None).await, Ok((200, _))) })
-            .await
-            .with_context(|| format!("IPFS node did not answer; log: {}", dir.join("ipfs.log").display()))?;
+        wait_for(Duration::from_secs(60), || async {
+            matches!(http("POST", &url, None).await, Ok((200, _)))
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "IPFS node did not answer; log: {}",
+                dir.join("ipfs.log").display()
+            )
+        })?;
         Ok(node)
     }
 
@@ -143,24 +179,38 @@ impl IpfsNode {
         body.extend_from_slice(data);
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
         let req = hyper::Request::post(format!("{}/api/v0/add?pin=false", self.api_url()))
-            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
             .body(Full::new(Bytes::from(body)))?;
         let (status, text) = send(req).await?;
         if status != 200 {
             bail!("ipfs add: {status} {text}");
         }
         let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or(""))?;
-        Ok(v["Hash"].as_str().context("no Hash in add output")?.to_string())
+        Ok(v["Hash"]
+            .as_str()
+            .context("no Hash in add output")?
+            .to_string())
     }
 
     /// The recursive pins the daemon holds.
     pub async fn pins(&self) -> Result<Vec<String>> {
-        let (status, text) = http("POST", &format!("{}/api/v0/pin/ls?type=recursive", self.api_url()), None).await?;
+        let (status, text) = http(
+            "POST",
+            &format!("{}/api/v0/pin/ls?type=recursive", self.api_url()),
+            None,
+        )
+        .await?;
         if status != 200 {
             bail!("pin/ls: {status} {text}");
         }
         let v: serde_json::Value = serde_json::from_str(&text)?;
-        Ok(v["Keys"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default())
+        Ok(v["Keys"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default())
     }
 }
 
@@ -201,10 +251,22 @@ impl PeerPorts {
             ("CLUSTER_IPFSPROXY_NODEMULTIADDRESS", ipfs_api.to_string()),
             ("CLUSTER_IPFSHTTP_NODEMULTIADDRESS", ipfs_api.to_string()),
             ("CLUSTER_LISTENMULTIADDRESS", t(self.swarm)),
-            ("CLUSTER_INTERNAL_TRANSPORTLISTENMULTIADDRESS", t(self.transport)),
-            ("CLUSTER_INTERNAL_CONSENSUSLISTENMULTIADDRESS", t(self.consensus)),
-            ("CLUSTER_INTERNAL_IPFSCONNECTORLISTENMULTIADDRESS", t(self.ipfs_connector)),
-            ("CLUSTER_INTERNAL_GATEWAYLISTENMULTIADDRESS", t(self.gateway)),
+            (
+                "CLUSTER_INTERNAL_TRANSPORTLISTENMULTIADDRESS",
+                t(self.transport),
+            ),
+            (
+                "CLUSTER_INTERNAL_CONSENSUSLISTENMULTIADDRESS",
+                t(self.consensus),
+            ),
+            (
+                "CLUSTER_INTERNAL_IPFSCONNECTORLISTENMULTIADDRESS",
+                t(self.ipfs_connector),
+            ),
+            (
+                "CLUSTER_INTERNAL_GATEWAYLISTENMULTIADDRESS",
+                t(self.gateway),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -232,7 +294,11 @@ impl PeerDir {
         if !out.status.success() {
             bail!("init failed: {}", String::from_utf8_lossy(&out.stderr));
         }
-        Ok(Self { dir: dir.to_path_buf(), ports, ipfs_api: ipfs_api.to_string() })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            ports,
+            ipfs_api: ipfs_api.to_string(),
+        })
     }
 
     pub fn rest_url(&self) -> String {
@@ -241,7 +307,10 @@ impl PeerDir {
 
     /// Starts `ipfs-cluster-service daemon` and waits for `GET /id` to answer.
     pub async fn start(&self, extra: &[&str]) -> Result<Proc> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("daemon.log"))?;
         let mut proc = Proc::spawn(
             "ipfs-cluster-service",
             Command::new(bin("ipfs-cluster-service"))
@@ -255,10 +324,16 @@ impl PeerDir {
                 .stdin(Stdio::null()),
         )?;
         let url = format!("{}/id", self.rest_url());
-        let ok = wait_for(Duration::from_secs(60), || async { matches!(http("GET", &url, None).await, Ok((200, _))) }).await;
+        let ok = wait_for(Duration::from_secs(60), || async {
+            matches!(http("GET", &url, None).await, Ok((200, _)))
+        })
+        .await;
         if ok.is_err() {
             let exited = proc.try_wait();
-            bail!("peer did not become ready (exit: {exited:?}); log:\n{}", self.log_tail());
+            bail!(
+                "peer did not become ready (exit: {exited:?}); log:\n{}",
+                self.log_tail()
+            );
         }
         Ok(proc)
     }
@@ -299,7 +374,9 @@ pub async fn http(method: &str, url: &str, body: Option<&str>) -> Result<(u16, S
 
 pub async fn send(req: hyper::Request<Full<Bytes>>) -> Result<(u16, String)> {
     let client = Client::builder(TokioExecutor::new()).build_http();
-    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req)).await.context("HTTP request timed out")??;
+    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
+        .await
+        .context("HTTP request timed out")??;
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await?.to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))

@@ -63,11 +63,17 @@ fn init_logging(cli: &Cli) {
     let filter = if cli.debug {
         "debug".to_string()
     } else {
-        cli.loglevel.clone().or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_else(|| "info".into())
+        cli.loglevel
+            .clone()
+            .or_else(|| std::env::var("RUST_LOG").ok())
+            .unwrap_or_else(|| "info".into())
     };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -78,17 +84,40 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{}", ipfs_cluster_proto::VERSION);
             Ok(())
         }
-        Cmd::Init { force, consensus, peers, custom_secret } => {
-            let secret = custom_secret.as_deref().map(ClusterSecret::parse).transpose()?;
-            let peers = peers.iter().map(|p| p.parse()).collect::<Result<Vec<_>, _>>()
+        Cmd::Init {
+            force,
+            consensus,
+            peers,
+            custom_secret,
+        } => {
+            let secret = custom_secret
+                .as_deref()
+                .map(ClusterSecret::parse)
+                .transpose()?;
+            let peers = peers
+                .iter()
+                .map(|p| p.parse())
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| anyhow::anyhow!("--peers: invalid multiaddr: {e}"))?;
-            let opts = InitOptions { force, peername: None, secret, peers, consensus };
+            let opts = InitOptions {
+                force,
+                peername: None,
+                secret,
+                peers,
+                consensus,
+            };
             let report = ipfs_cluster_config::init(&dir, &opts)?;
             println!("{report}");
             Ok(())
         }
         Cmd::Daemon { bootstrap, leave } => {
-            run_daemon(DaemonOptions { config_dir: dir, bootstrap, leave, bin_dir: None }).await
+            run_daemon(DaemonOptions {
+                config_dir: dir,
+                bootstrap,
+                leave,
+                bin_dir: None,
+            })
+            .await
         }
     }
 }

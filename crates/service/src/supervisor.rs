@@ -21,7 +21,9 @@ use tokio::{
     process::{Child, Command},
     signal::unix::{signal, SignalKind},
 };
-use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+use tonic_health::pb::{
+    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+};
 
 /// One service of a peer: its name in logs, its binary, and where its gRPC endpoint is.
 #[derive(Clone, Copy, Debug)]
@@ -32,14 +34,26 @@ pub struct ServiceSpec {
 }
 
 pub const SERVICES: [ServiceSpec; 4] = [
-    ServiceSpec { name: "transport", binary: "ipfs-cluster-transport", addr: |p| p.config.internal.transport_addr() },
-    ServiceSpec { name: "consensus", binary: "ipfs-cluster-consensus", addr: |p| p.config.internal.consensus_addr() },
+    ServiceSpec {
+        name: "transport",
+        binary: "ipfs-cluster-transport",
+        addr: |p| p.config.internal.transport_addr(),
+    },
+    ServiceSpec {
+        name: "consensus",
+        binary: "ipfs-cluster-consensus",
+        addr: |p| p.config.internal.consensus_addr(),
+    },
     ServiceSpec {
         name: "ipfs-connector",
         binary: "ipfs-cluster-ipfs-connector",
         addr: |p| p.config.internal.ipfs_connector_addr(),
     },
-    ServiceSpec { name: "gateway", binary: "ipfs-cluster-gateway", addr: |p| p.config.internal.gateway_addr() },
+    ServiceSpec {
+        name: "gateway",
+        binary: "ipfs-cluster-gateway",
+        addr: |p| p.config.internal.gateway_addr(),
+    },
 ];
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -126,7 +140,13 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<()> {
         .api
         .restapi
         .as_ref()
-        .map(|r| r.http_listen_multiaddress.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "))
+        .map(|r| {
+            r.http_listen_multiaddress
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
         .unwrap_or_else(|| "disabled".into());
     tracing::info!(peer = %peer.identity.peer_id, rest_api = %rest, "IPFS Cluster peer ready");
     eprintln!("**IPFS Cluster is READY**");
@@ -169,7 +189,13 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<()> {
 
 /// `first` is false for restarts after a crash: those resume the local state and do not
 /// join again through `--bootstrap`.
-async fn start_and_wait(bin_dir: &Path, opts: &DaemonOptions, spec: ServiceSpec, addr: SocketAddr, first: bool) -> Result<Running> {
+async fn start_and_wait(
+    bin_dir: &Path,
+    opts: &DaemonOptions,
+    spec: ServiceSpec,
+    addr: SocketAddr,
+    first: bool,
+) -> Result<Running> {
     let mut cmd = Command::new(bin_dir.join(spec.binary));
     cmd.arg("--config")
         .arg(&opts.config_dir)
@@ -190,7 +216,9 @@ async fn start_and_wait(bin_dir: &Path, opts: &DaemonOptions, spec: ServiceSpec,
             cmd.arg("--leave");
         }
     }
-    let mut child = cmd.spawn().with_context(|| format!("cannot start {}", spec.binary))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", spec.binary))?;
     let last_error = Arc::new(Mutex::new(None));
     if let Some(stderr) = child.stderr.take() {
         let last = last_error.clone();
@@ -211,16 +239,29 @@ async fn start_and_wait(bin_dir: &Path, opts: &DaemonOptions, spec: ServiceSpec,
         if let Some(status) = child.try_wait()? {
             // Give the stderr reader a moment to see the last line.
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let why = last_error.lock().unwrap().clone().unwrap_or_else(|| format!("exited with {status}"));
+            let why = last_error
+                .lock()
+                .unwrap()
+                .clone()
+                .unwrap_or_else(|| format!("exited with {status}"));
             bail!("{} service failed to start: {why}", spec.name);
         }
         if healthy(addr).await {
             tracing::info!(service = spec.name, %addr, "service ready");
-            return Ok(Running { spec, child, last_error, restarts: Vec::new() });
+            return Ok(Running {
+                spec,
+                child,
+                last_error,
+                restarts: Vec::new(),
+            });
         }
         if Instant::now() > deadline {
             let _ = child.kill().await;
-            bail!("{} service did not become ready on {addr} within {:?}", spec.name, READY_TIMEOUT);
+            bail!(
+                "{} service did not become ready on {addr} within {:?}",
+                spec.name,
+                READY_TIMEOUT
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -230,7 +271,9 @@ async fn start_and_wait(bin_dir: &Path, opts: &DaemonOptions, spec: ServiceSpec,
 pub async fn healthy(addr: SocketAddr) -> bool {
     let channel = ipfs_cluster_proto::client::channel(addr);
     let mut client = HealthClient::new(channel);
-    let req = HealthCheckRequest { service: String::new() };
+    let req = HealthCheckRequest {
+        service: String::new(),
+    };
     matches!(
         tokio::time::timeout(Duration::from_secs(2), client.check(req)).await,
         Ok(Ok(resp)) if resp.get_ref().status == ServingStatus::Serving as i32
@@ -252,12 +295,19 @@ async fn wait_any(running: &mut [Running]) -> (usize, std::process::ExitStatus) 
 async fn stop_all(running: &mut Vec<Running>) {
     while let Some(mut r) = running.pop() {
         if let Some(pid) = r.child.id() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
         match tokio::time::timeout(STOP_TIMEOUT, r.child.wait()).await {
             Ok(_) => tracing::info!(service = r.spec.name, "stopped"),
             Err(_) => {
-                tracing::warn!(service = r.spec.name, "did not stop within {:?}; killing it", STOP_TIMEOUT);
+                tracing::warn!(
+                    service = r.spec.name,
+                    "did not stop within {:?}; killing it",
+                    STOP_TIMEOUT
+                );
                 let _ = r.child.kill().await;
             }
         }

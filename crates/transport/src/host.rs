@@ -118,6 +118,8 @@ enum Command {
     Call {
         peer: PeerId,
         req: WireRequest,
+        /// Addresses to try besides those in the address book (e.g. from consensus).
+        extra: Vec<Multiaddr>,
         reply: oneshot::Sender<Result<WireResponse, Status>>,
     },
     Dial {
@@ -184,12 +186,14 @@ impl HostHandle {
             .unwrap_or_default()
     }
 
-    /// A peer call to a remote peer, bounded by `timeout`.
+    /// A peer call to a remote peer, bounded by `timeout`. `extra` are addresses to dial
+    /// besides the address book's when there is no connection yet.
     pub async fn call(
         &self,
         peer: PeerId,
         mut req: WireRequest,
         timeout: Duration,
+        extra: Vec<Multiaddr>,
     ) -> Result<WireResponse, Status> {
         req.timeout_ms = timeout.as_millis().min(u32::MAX as u128) as u32;
         let fut = async {
@@ -197,6 +201,7 @@ impl HostHandle {
             self.send(Command::Call {
                 peer,
                 req,
+                extra,
                 reply: tx,
             })
             .await?;
@@ -516,12 +521,23 @@ impl Task {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Call { peer, req, reply } => {
-                let addrs: Vec<Multiaddr> = self
+            Command::Call {
+                peer,
+                req,
+                extra,
+                reply,
+            } => {
+                let mut addrs: Vec<Multiaddr> = self
                     .book
                     .get(&peer)
                     .map(|s| s.iter().cloned().collect())
                     .unwrap_or_default();
+                for a in extra {
+                    let a = strip_p2p(&a);
+                    if dialable(&a) && !addrs.contains(&a) {
+                        addrs.push(a);
+                    }
+                }
                 let id = self
                     .swarm
                     .behaviour_mut()

@@ -10,7 +10,7 @@ use libp2p::PeerId;
 use crate::{local::LocalServices, options::Limits, trust::Trust, wire::status_response};
 
 pub struct Inbound {
-    pub trust: Trust,
+    pub trust: std::sync::Arc<Trust>,
     pub local: LocalServices,
     pub limits: Limits,
 }

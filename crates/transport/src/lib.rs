@@ -91,8 +91,13 @@ pub async fn start(opts: TransportOptions) -> Result<Running, Error> {
             None => Members::Fixed(Default::default()),
         },
     };
+    let trust = Arc::new(trust::Trust::new(
+        members,
+        local_peer_id,
+        opts.limits.membership_cache_ttl,
+    ));
     let inbound = Arc::new(inbound::Inbound {
-        trust: trust::Trust::new(members, local_peer_id, opts.limits.membership_cache_ttl),
+        trust: trust.clone(),
         local: (*local).clone(),
         limits: opts.limits.clone(),
     });
@@ -116,6 +121,7 @@ pub async fn start(opts: TransportOptions) -> Result<Running, Error> {
         service: TransportService {
             host: handle.clone(),
             local,
+            trust,
         },
         host: handle,
         host_task,

@@ -24,6 +24,8 @@ use crate::{host::HostHandle, inbound::deadline, local::LocalServices, wire::int
 pub struct TransportService {
     pub host: HostHandle,
     pub local: Arc<LocalServices>,
+    /// Member addresses from consensus, to reach members we never connected to.
+    pub trust: Arc<crate::trust::Trust>,
 }
 
 /// Where a call goes.
@@ -66,7 +68,8 @@ impl TransportService {
                     timeout_ms: 0,
                     stream: false,
                 };
-                let chunks = into_result(self.host.call(p, req, timeout).await?)?;
+                let addrs = self.trust.member_addresses(&p).await;
+                let chunks = into_result(self.host.call(p, req, timeout, addrs).await?)?;
                 Ok(chunks.into_iter().next().unwrap_or_default())
             }
         }
@@ -198,7 +201,8 @@ impl transport_server::Transport for TransportService {
                     timeout_ms: 0,
                     stream: true,
                 };
-                let chunks = into_result(self.host.call(p, req, timeout).await?)?;
+                let addrs = self.trust.member_addresses(&p).await;
+                let chunks = into_result(self.host.call(p, req, timeout, addrs).await?)?;
                 Box::pin(futures::stream::iter(chunks.into_iter().map(|b| {
                     Ok(PeerCallResponse {
                         payload: b.to_vec(),

@@ -3,7 +3,7 @@
 //! cached briefly, so a burst of calls costs one Members call).
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -11,7 +11,7 @@ use std::{
 use ipfs_cluster_proto::{
     client::ConsensusClient, consensus::v1::MembersRequest, names::CONSENSUS,
 };
-use libp2p::PeerId;
+use libp2p::{Multiaddr, PeerId};
 use tokio::sync::Mutex;
 use tonic::Status;
 
@@ -30,7 +30,15 @@ pub struct Trust {
     source: Members,
     local: PeerId,
     ttl: Duration,
-    cache: Mutex<Option<(Instant, Arc<HashSet<PeerId>>)>>,
+    cache: Mutex<Option<(Instant, Arc<MemberView>)>>,
+}
+
+/// The member list as last read from consensus: who is a member, and the libp2p addresses
+/// consensus knows for each (used to reach members this host has never connected to).
+#[derive(Default)]
+struct MemberView {
+    set: Arc<HashSet<PeerId>>,
+    addrs: HashMap<PeerId, Vec<Multiaddr>>,
 }
 
 impl Trust {
@@ -44,8 +52,28 @@ impl Trust {
     }
 
     async fn members(&self) -> Result<Arc<HashSet<PeerId>>, Status> {
+        if let Members::Fixed(set) = &self.source {
+            return Ok(set.clone());
+        }
+        Ok(self.view().await?.set.clone())
+    }
+
+    /// The addresses consensus knows for `peer` (empty when unknown or unreachable).
+    pub async fn member_addresses(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        match self.view().await {
+            Ok(v) => v.addrs.get(peer).cloned().unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    async fn view(&self) -> Result<Arc<MemberView>, Status> {
         let client = match &self.source {
-            Members::Fixed(set) => return Ok(set.clone()),
+            Members::Fixed(set) => {
+                return Ok(Arc::new(MemberView {
+                    set: set.clone(),
+                    addrs: HashMap::new(),
+                }))
+            }
             Members::Consensus(c) => c.clone(),
         };
         let mut cache = self.cache.lock().await;
@@ -59,15 +87,20 @@ impl Trust {
             .await
             .map_err(|_| Status::unavailable("cannot check membership: the local consensus service did not answer Members within 5s"))?
             .map_err(|e| Status::unavailable(format!("cannot check membership: local consensus Members failed: {}", e.message())))?;
-        let set: HashSet<PeerId> = resp
-            .into_inner()
-            .members
-            .iter()
-            .filter_map(|m| m.peer_id.parse().ok())
-            .collect();
-        let set = Arc::new(set);
-        *cache = Some((Instant::now(), set.clone()));
-        Ok(set)
+        let mut view = MemberView::default();
+        let mut set = HashSet::new();
+        for m in resp.into_inner().members {
+            let Ok(id) = m.peer_id.parse::<PeerId>() else {
+                continue;
+            };
+            set.insert(id);
+            let addrs: Vec<Multiaddr> = m.addresses.iter().filter_map(|a| a.parse().ok()).collect();
+            view.addrs.insert(id, addrs);
+        }
+        view.set = Arc::new(set);
+        let view = Arc::new(view);
+        *cache = Some((Instant::now(), view.clone()));
+        Ok(view)
     }
 
     /// `Ok` when `peer` may call `service/method` on this peer; otherwise the status to
