@@ -28,6 +28,8 @@ pub struct Ctx {
     /// `Some(user)` when auth is on and the request was authenticated.
     pub user: Option<String>,
     pub credentials: Option<crate::auth::Credentials>,
+    /// Deadline for reading a request body (`read_timeout`; zero = none).
+    pub read_timeout: std::time::Duration,
 }
 
 pub async fn handle(
@@ -275,14 +277,27 @@ async fn local_stream(ctx: &Ctx, filter: u32, recover: bool) -> Result<Resp, Api
     Ok(reply::ndjson(events).await)
 }
 
-async fn read_body(body: Option<hyper::body::Incoming>) -> Result<Bytes, ApiError> {
+/// Reads a small request body, bounded in size and by `read_timeout`.
+pub async fn read_body(
+    body: Option<hyper::body::Incoming>,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ApiError> {
     let Some(body) = body else {
         return Ok(Bytes::new());
     };
-    let limited = http_body_util::Limited::new(body, MAX_JSON_BODY);
-    limited
-        .collect()
-        .await
+    let collect = http_body_util::Limited::new(body, limit).collect();
+    let collected = if timeout.is_zero() {
+        collect.await
+    } else {
+        tokio::time::timeout(timeout, collect).await.map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the request body was not received within read_timeout ({timeout:?})"),
+            )
+        })?
+    };
+    collected
         .map(|c| c.to_bytes())
         .map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))
 }
@@ -293,7 +308,7 @@ async fn peer_add(ctx: &Ctx, body: Option<hyper::body::Incoming>) -> Result<Resp
     struct AddPeer {
         peer_id: String,
     }
-    let raw = read_body(body).await?;
+    let raw = read_body(body, MAX_JSON_BODY, ctx.read_timeout).await?;
     let req: AddPeer = serde_json::from_slice(&raw)
         .map_err(|_| ApiError::bad_request("error decoding request body"))?;
     let pid = api::parse_peer_id(&req.peer_id)

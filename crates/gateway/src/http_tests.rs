@@ -736,3 +736,21 @@ async fn pinning_services_api_auth() {
     .await;
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test]
+async fn slow_body_hits_read_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = start(|o| o.read_timeout = std::time::Duration::from_millis(300)).await;
+    let mut tcp = tokio::net::TcpStream::connect(h.rest).await.unwrap();
+    tcp.write_all(b"POST /peers HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"peer_id\"")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(head.contains("read_timeout"), "{head}");
+}

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use futures::{stream, StreamExt};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use ipfs_cluster_api as api;
 
@@ -46,12 +45,12 @@ pub async fn handle(
             _ => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized")),
         },
         (["pins"], &Method::GET) => list(b, query).await.map(|r| reply::ok_json(&r)),
-        (["pins"], &Method::POST) => add(b, req.into_body(), None)
+        (["pins"], &Method::POST) => add(b, req.into_body(), None, app.opts.read_timeout)
             .await
             .map(|r| reply::ok_json(&r)),
         (["pins", id], &Method::GET) => get(b, id).await.map(|r| reply::ok_json(&r)),
         (["pins", id], &Method::POST) => match request_id(id) {
-            Ok(old) => add(b, req.into_body(), Some(old))
+            Ok(old) => add(b, req.into_body(), Some(old), app.opts.read_timeout)
                 .await
                 .map(|r| reply::ok_json(&r)),
             Err(e) => Err(e),
@@ -87,12 +86,9 @@ async fn add(
     b: &Backends,
     body: Incoming,
     replace: Option<api::Cid>,
+    read_timeout: std::time::Duration,
 ) -> Result<api::PinStatus, ApiError> {
-    let raw = http_body_util::Limited::new(body, MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))?
-        .to_bytes();
+    let raw = crate::handlers::read_body(Some(body), MAX_BODY, read_timeout).await?;
     let psa: api::PsaPin = serde_json::from_slice(&raw)
         .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))?;
     // [REC] upstream answers an empty 200 when `cid` is missing; we say what is wrong.

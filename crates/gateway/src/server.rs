@@ -81,7 +81,23 @@ impl App {
         let uri = req.uri().clone();
         let version = req.version();
 
-        let (user, mut resp) = self.inner(req).await;
+        // write_timeout bounds how long the answer may take to start (Go closes the
+        // connection; we answer 503 so the client learns why).
+        let wt = self.opts.write_timeout;
+        let (user, mut resp) = if wt.is_zero() {
+            self.inner(req).await
+        } else {
+            match tokio::time::timeout(wt, self.inner(req)).await {
+                Ok(x) => x,
+                Err(_) => (
+                    None,
+                    self.err(&ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("the answer took longer than write_timeout ({wt:?})"),
+                    )),
+                ),
+            }
+        };
         if resp.extensions().get::<ApiResponse>().is_some() {
             for (k, vals) in &self.opts.headers {
                 let Ok(name) = header::HeaderName::from_bytes(k.as_bytes()) else {
@@ -178,6 +194,7 @@ impl App {
                         backends: self.backends.clone(),
                         user,
                         credentials: self.credentials.clone(),
+                        read_timeout: self.opts.read_timeout,
                     };
                     let body = Some(req.into_body());
                     handlers::handle(&ctx, route, &query, body).await
