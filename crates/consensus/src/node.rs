@@ -299,14 +299,25 @@ impl Node {
             .peer_of(leader)
             .ok_or_else(|| Status::unavailable("the leader is not in the membership yet"))?;
         let timeout = self.opts.network_timeout + self.opts.wait_for_leader_timeout;
-        let r: ForwardResult = raft_call(&*self.carrier, &peer, Kind::Forward, f, timeout)
-            .await
-            .map_err(|s| {
-                Status::new(
-                    s.code(),
-                    format!("forwarding to the leader {peer}: {}", s.message()),
-                )
-            })?;
+        // A peer that just joined may not be in the leader's (cached) member list yet, so the
+        // leader's transport can refuse us for a moment: retry that for a few seconds.
+        let mut tries = 0;
+        let r: ForwardResult = loop {
+            match raft_call(&*self.carrier, &peer, Kind::Forward, f, timeout).await {
+                Ok(r) => break r,
+                Err(s) if s.code() == tonic::Code::PermissionDenied && tries < 8 => {
+                    tries += 1;
+                    tracing::debug!(%peer, error = %s.message(), "leader refused a forwarded write; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(s) => {
+                    return Err(Status::new(
+                        s.code(),
+                        format!("forwarding to the leader {peer}: {}", s.message()),
+                    ))
+                }
+            }
+        };
         match r {
             Ok(p) => p
                 .map(|b| {
