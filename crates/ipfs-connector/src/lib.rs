@@ -7,6 +7,7 @@ pub mod follower;
 pub mod informers;
 pub mod kubo;
 pub mod options;
+pub mod proxy;
 pub mod run;
 pub mod service;
 pub mod settings;

@@ -21,6 +21,8 @@ pub enum RunError {
     StateFile(#[from] statefile::StateFileError),
     #[error(transparent)]
     Serve(#[from] ServeError),
+    #[error("{0}")]
+    Proxy(std::io::Error),
 }
 
 /// Builds the Kubo client and the tracker, loading the persisted state.
@@ -76,6 +78,17 @@ pub async fn run_with(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let t = build_tracker(settings.opts, shutdown.clone())?;
+    if let Some(addr) = settings.proxy_listen {
+        let l = crate::proxy::bind(addr).await.map_err(RunError::Proxy)?;
+        tracing::info!(%addr, "IPFS proxy listening");
+        let consensus = client::consensus(settings.consensus_addr, &settings.token);
+        tokio::spawn(crate::proxy::serve(
+            l,
+            t.kubo().clone(),
+            consensus,
+            shutdown.clone(),
+        ));
+    }
     let writer = start_background(
         &t,
         settings.consensus_addr,

@@ -319,3 +319,152 @@ async fn pin_flow_against_jsipfs() {
     c.shutdown().await;
     node.stop().await;
 }
+
+/// The IPFS proxy: pin/add becomes a cluster pin (and lands on the daemon through the
+/// tracker), pin/ls answers from the cluster state, pin/rm unpins, unknown paths are
+/// forwarded to the daemon, unimplemented hijacked paths say so with 501.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipfs_proxy_against_jsipfs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(mut node) = JsIpfs::start(&tmp.path().join("repo")).await else {
+        return;
+    };
+    let kubo = node.kubo();
+    let cid = node.add(b"proxy test content\n").await;
+    let token = InternalToken::generate();
+    let fake = FakeConsensus::default();
+    let (caddr, _cserver) = fake.serve(&token).await;
+    let state_dir = tmp.path().join("cfg");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let mut opts = Options::with_defaults(ME, state_dir);
+    opts.node_multiaddress = node.multiaddr();
+    opts.freespace_ttl = None;
+    opts.pinqueue_ttl = None;
+    opts.tags = None;
+    let proxy_port = common::free_port();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let settings = Settings {
+        opts,
+        token: token.clone(),
+        connector_addr: addr,
+        consensus_addr: caddr,
+        transport_addr: format!("127.0.0.1:{}", common::free_port())
+            .parse()
+            .unwrap(),
+        allow_remote_internal: false,
+        proxy_listen: Some(format!("127.0.0.1:{proxy_port}").parse().unwrap()),
+    };
+    let stop = CancellationToken::new();
+    let s2 = stop.clone();
+    let h = tokio::spawn(async move {
+        run::run_with(l, settings, s2)
+            .await
+            .expect("connector runs")
+    });
+    let mut c = Connector {
+        client: client::ipfs_connector(addr, &token),
+        stop,
+        handle: h,
+    };
+    let via = ipfs_cluster_ipfs_connector::Kubo::new(
+        ipfs_cluster_ipfs_connector::NodeAddr::Tcp(format!("127.0.0.1:{proxy_port}")),
+        Default::default(),
+        false,
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Forwarded: version answers through the proxy.
+    let resp = via
+        .post("version", "", None)
+        .await
+        .expect("version through the proxy");
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert!(
+        String::from_utf8_lossy(&body).contains("Version"),
+        "{body:?}"
+    );
+
+    // pin/add -> cluster state -> tracker pins it on the daemon.
+    let resp = via
+        .post("pin/add", &format!("arg={cid}"), None)
+        .await
+        .expect("pin/add");
+    assert_eq!(
+        resp.headers()["server"].to_str().unwrap(),
+        format!("ipfs-cluster/ipfsproxy/{}", ipfs_cluster_proto::VERSION)
+    );
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"Pins": [cid]})
+    );
+    c.wait_status(&cid, TrackerStatus::Pinned, 20).await;
+    assert!(kubo
+        .pin_ls_cid(&cid, PinKind::Recursive)
+        .await
+        .unwrap()
+        .is_some());
+
+    // pin/ls answers from the cluster state.
+    let resp = via
+        .post("pin/ls", &format!("arg={cid}"), None)
+        .await
+        .expect("pin/ls");
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"Keys": {cid.clone(): {"Type": "recursive"}}})
+    );
+    let resp = via
+        .post("pin/ls", "stream=true", None)
+        .await
+        .expect("pin/ls stream");
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        format!("{{\"Cid\":\"{cid}\",\"Type\":\"recursive\"}}\n")
+    );
+
+    // Unimplemented hijacked path: 501 with Kubo's error shape.
+    let e = via.post("repo/gc", "", None).await.unwrap_err().to_string();
+    assert!(
+        e.contains("Code: 501") && e.contains("not implemented"),
+        "{e}"
+    );
+
+    // pin/rm -> unpinned on the daemon; a second pin/rm is Kubo's "not pinned" error.
+    via.post("pin/rm", &format!("arg={cid}"), None)
+        .await
+        .expect("pin/rm");
+    c.wait_status(&cid, TrackerStatus::Unpinned, 10).await;
+    let e = via
+        .post("pin/rm", &format!("arg={cid}"), None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not pinned"), "{e}");
+    let e = via
+        .post("pin/ls", &format!("arg={cid}"), None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("Error: path '{cid}' is not pinned")),
+        "{e}"
+    );
+    c.shutdown().await;
+    node.stop().await;
+}

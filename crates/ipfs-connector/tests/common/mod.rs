@@ -242,18 +242,36 @@ fn unimpl<T>() -> Result<T, Status> {
 
 #[tonic::async_trait]
 impl Consensus for FakeConsensus {
-    async fn pin(&self, _: Request<PinRequest>) -> Result<Response<PinResponse>, Status> {
-        unimpl()
+    async fn pin(&self, req: Request<PinRequest>) -> Result<Response<PinResponse>, Status> {
+        let pin = req
+            .into_inner()
+            .pin
+            .ok_or_else(|| Status::invalid_argument("pin missing"))?;
+        self.push_pin(pin.clone());
+        Ok(Response::new(PinResponse { pin: Some(pin) }))
     }
-    async fn unpin(&self, _: Request<UnpinRequest>) -> Result<Response<PinResponse>, Status> {
-        unimpl()
+    async fn unpin(&self, req: Request<UnpinRequest>) -> Result<Response<PinResponse>, Status> {
+        let cid = req.into_inner().cid;
+        let pin = self
+            .state()
+            .into_iter()
+            .find(|p| p.cid == cid)
+            .ok_or_else(|| Status::not_found(format!("{cid} is not pinned")))?;
+        self.push_unpin(&cid);
+        Ok(Response::new(PinResponse { pin: Some(pin) }))
     }
-    async fn get(&self, _: Request<GetRequest>) -> Result<Response<Pin>, Status> {
-        unimpl()
+    async fn get(&self, req: Request<GetRequest>) -> Result<Response<Pin>, Status> {
+        let cid = req.into_inner().cid;
+        self.state()
+            .into_iter()
+            .find(|p| p.cid == cid)
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found("not found"))
     }
     type ListStream = S<Pin>;
     async fn list(&self, _: Request<ListRequest>) -> Result<Response<Self::ListStream>, Status> {
-        unimpl()
+        let items: Vec<Result<Pin, Status>> = self.state().into_iter().map(Ok).collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(items))))
     }
     type WatchStream = S<StateChange>;
     async fn watch(

@@ -1,0 +1,482 @@
+//! The IPFS proxy (upstream api/ipfsproxy, cluster-internals.md §5): looks like the Kubo
+//! RPC API; `pin/add`, `pin/rm` and `pin/ls` become cluster operations on the local
+//! consensus, the other hijacked paths upstream has (`add`, `pin/update`, `repo/stat`,
+//! `repo/gc`, `block/put?pin=true`, `dag/put?pin=true`) answer 501 with a clear message
+//! until they are implemented, and everything else is forwarded to the daemon as is,
+//! streaming both ways.
+
+use std::{convert::Infallible, net::SocketAddr, sync::Arc};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::{body::Incoming, service::service_fn, Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use ipfs_cluster_proto::{
+    client::ConsensusClient,
+    consensus::v1::{GetRequest, ListRequest, PinRequest, UnpinRequest},
+    types::v1::{Pin, PinOptions, PinType},
+};
+use tokio::net::{TcpListener, TcpStream, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::kubo::{Kubo, NodeAddr};
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+struct Proxy {
+    kubo: Kubo,
+    consensus: ConsensusClient,
+}
+
+fn server_header() -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "ipfs-cluster/ipfsproxy/{}",
+        ipfs_cluster_proto::VERSION
+    ))
+    .expect("ascii")
+}
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(full(serde_json::to_vec(&v).expect("json")));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(header::SERVER, server_header());
+    r
+}
+
+/// Kubo's error shape.
+fn kubo_error(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
+    json(
+        status,
+        serde_json::json!({"Message": msg.into(), "Code": 0, "Type": "error"}),
+    )
+}
+
+/// All values of `key` in a query string (percent-decoded).
+fn query_all(query: &str, key: &str) -> Vec<String> {
+    query
+        .split('&')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == key).then(|| decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `arg` from the query, or the path suffix (`/pin/add/{arg}`).
+fn arg_of(rest: &str, query: &str) -> Option<String> {
+    query_all(query, "arg")
+        .into_iter()
+        .next()
+        .or_else(|| (!rest.is_empty()).then(|| decode(rest)))
+}
+
+impl Proxy {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or("").to_string();
+        let hijackable = matches!(*req.method(), Method::POST | Method::GET | Method::PUT);
+        if hijackable {
+            if let Some(sub) = path.strip_prefix("/api/v0/") {
+                let (route, rest) = split_route(sub);
+                match route {
+                    "pin/add" => return Ok(self.pin_add(rest, &query).await),
+                    "pin/rm" => return Ok(self.pin_rm(rest, &query).await),
+                    "pin/ls" => return Ok(self.pin_ls(rest, &query).await),
+                    "add" | "pin/update" | "repo/stat" | "repo/gc" => {
+                        return Ok(not_implemented(route))
+                    }
+                    "block/put" | "dag/put"
+                        if query_all(&query, "pin").iter().any(|v| v == "true") =>
+                    {
+                        return Ok(not_implemented(&format!("{route}?pin=true")))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(self.forward(req).await)
+    }
+
+    async fn resolve_arg(&self, arg: Option<String>, what: &str) -> Result<String, Response<Body>> {
+        let Some(arg) = arg else {
+            return Err(kubo_error(
+                StatusCode::BAD_REQUEST,
+                format!("argument \"{what}\" is required"),
+            ));
+        };
+        self.kubo
+            .resolve(&arg)
+            .await
+            .map_err(|e| kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    }
+
+    async fn pin_add(&self, rest: &str, query: &str) -> Response<Body> {
+        let cid = match self.resolve_arg(arg_of(rest, query), "ipfs-path").await {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        let direct = query_all(query, "type").iter().any(|t| t == "direct");
+        let pin = Pin {
+            cid: cid.clone(),
+            r#type: PinType::Data as i32,
+            max_depth: if direct { 0 } else { -1 },
+            options: Some(PinOptions::default()),
+            ..Default::default()
+        };
+        match self
+            .consensus
+            .clone()
+            .pin(PinRequest { pin: Some(pin) })
+            .await
+        {
+            Ok(_) => json(StatusCode::OK, serde_json::json!({"Pins": [cid]})),
+            Err(e) => kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()),
+        }
+    }
+
+    async fn pin_rm(&self, rest: &str, query: &str) -> Response<Body> {
+        let cid = match self.resolve_arg(arg_of(rest, query), "ipfs-path").await {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        match self
+            .consensus
+            .clone()
+            .unpin(UnpinRequest { cid: cid.clone() })
+            .await
+        {
+            Ok(_) => json(StatusCode::OK, serde_json::json!({"Pins": [cid]})),
+            Err(e) if e.code() == tonic::Code::NotFound => kubo_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "not pinned or pinned indirectly",
+            ),
+            Err(e) => kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()),
+        }
+    }
+
+    async fn pin_ls(&self, rest: &str, query: &str) -> Response<Body> {
+        let stream = query_all(query, "stream")
+            .iter()
+            .chain(query_all(query, "s").iter())
+            .any(|v| v == "true");
+        let kind = |p: &Pin| {
+            if p.max_depth == 0 {
+                "direct"
+            } else {
+                "recursive"
+            }
+        };
+        if let Some(arg) = arg_of(rest, query) {
+            let Ok(cid) = crate::kubo::parse_cid(&arg) else {
+                return kubo_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("invalid CID {arg:?}: pin/ls through the cluster proxy takes a CID"),
+                );
+            };
+            return match self
+                .consensus
+                .clone()
+                .get(GetRequest {
+                    cid: cid.to_string(),
+                })
+                .await
+            {
+                Ok(p) => {
+                    let p = p.into_inner();
+                    if stream {
+                        json(
+                            StatusCode::OK,
+                            serde_json::json!({"Cid": p.cid, "Type": kind(&p)}),
+                        )
+                    } else {
+                        json(
+                            StatusCode::OK,
+                            serde_json::json!({"Keys": {p.cid: {"Type": "recursive"}}}),
+                        )
+                    }
+                }
+                Err(e) if e.code() == tonic::Code::NotFound => kubo_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("Error: path '{arg}' is not pinned"),
+                ),
+                Err(e) => kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()),
+            };
+        }
+        let mut list = match self
+            .consensus
+            .clone()
+            .list(ListRequest { type_filter: 0 })
+            .await
+        {
+            Ok(s) => s.into_inner(),
+            Err(e) => {
+                return kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string())
+            }
+        };
+        if stream {
+            let (tx, rx) =
+                tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, hyper::Error>>(64);
+            tokio::spawn(async move {
+                loop {
+                    match list.message().await {
+                        Ok(Some(p)) => {
+                            let mut line = serde_json::to_vec(
+                                &serde_json::json!({"Cid": p.cid, "Type": kind(&p)}),
+                            )
+                            .expect("json");
+                            line.push(b'\n');
+                            if tx
+                                .send(Ok(hyper::body::Frame::data(Bytes::from(line))))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        Ok(None) => return,
+                        Err(e) => {
+                            let mut t = HeaderMap::new();
+                            if let Ok(v) =
+                                HeaderValue::from_str(&e.message().replace(['\r', '\n'], " "))
+                            {
+                                t.insert("x-stream-error", v);
+                            }
+                            let _ = tx.send(Ok(hyper::body::Frame::trailers(t))).await;
+                            return;
+                        }
+                    }
+                }
+            });
+            let mut r = Response::new(
+                StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed(),
+            );
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r.headers_mut().insert(header::SERVER, server_header());
+            r.headers_mut()
+                .insert(header::TRAILER, HeaderValue::from_static("X-Stream-Error"));
+            r.headers_mut()
+                .insert("x-chunked-output", HeaderValue::from_static("1"));
+            return r;
+        }
+        let mut keys = serde_json::Map::new();
+        loop {
+            match list.message().await {
+                Ok(Some(p)) => {
+                    keys.insert(p.cid, serde_json::json!({"Type": "recursive"}));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string())
+                }
+            }
+        }
+        json(StatusCode::OK, serde_json::json!({ "Keys": keys }))
+    }
+
+    /// Reverse proxy: same method, path, query, headers (minus hop-by-hop) and body.
+    async fn forward(&self, req: Request<Incoming>) -> Response<Body> {
+        let (mut parts, body) = req.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        parts.uri = match pq.parse() {
+            Ok(u) => u,
+            Err(_) => return kubo_error(StatusCode::BAD_REQUEST, "bad request path"),
+        };
+        let host = match self.kubo.addr() {
+            NodeAddr::Tcp(a) => a.clone(),
+            NodeAddr::Unix(_) => "localhost".into(),
+        };
+        if let Ok(h) = HeaderValue::from_str(&host) {
+            parts.headers.insert(header::HOST, h);
+        }
+        let req = Request::from_parts(parts, body);
+        let res = match self.kubo.addr() {
+            NodeAddr::Tcp(a) => match TcpStream::connect(a.as_str()).await {
+                Ok(s) => send(s, req).await,
+                Err(e) => Err(e.to_string()),
+            },
+            NodeAddr::Unix(p) => match UnixStream::connect(p).await {
+                Ok(s) => send(s, req).await,
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        match res {
+            Ok(resp) => {
+                let (mut parts, body) = resp.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                Response::from_parts(parts, body.boxed())
+            }
+            Err(e) => kubo_error(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "ipfs-cluster proxy: cannot reach the IPFS daemon at {}: {e}",
+                    self.kubo.addr()
+                ),
+            ),
+        }
+    }
+}
+
+fn not_implemented(route: &str) -> Response<Body> {
+    kubo_error(
+        StatusCode::NOT_IMPLEMENTED,
+        format!("ipfs-cluster proxy: /api/v0/{route} is not implemented by this cluster peer yet; use the cluster REST API (ipfs-cluster-ctl) for it"),
+    )
+}
+
+/// ("pin/add", "{arg}") for "pin/add/{arg}"; two-segment routes first.
+fn split_route(sub: &str) -> (&str, &str) {
+    for r in [
+        "pin/add",
+        "pin/rm",
+        "pin/ls",
+        "pin/update",
+        "repo/stat",
+        "repo/gc",
+        "block/put",
+        "dag/put",
+    ] {
+        if sub == r {
+            return (r, "");
+        }
+        if let Some(rest) = sub.strip_prefix(r).and_then(|s| s.strip_prefix('/')) {
+            return (r, rest);
+        }
+    }
+    (sub, "")
+}
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    for k in [
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        if k == "trailer" {
+            continue; // needed for X-Stream-Error to reach the client
+        }
+        h.remove(k);
+    }
+}
+
+async fn send<T>(io: T, req: Request<Incoming>) -> Result<Response<Incoming>, String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    sender.send_request(req).await.map_err(|e| e.to_string())
+}
+
+/// Serves the proxy on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    kubo: Kubo,
+    consensus: ConsensusClient,
+    shutdown: CancellationToken,
+) {
+    let proxy = Arc::new(Proxy { kubo, consensus });
+    loop {
+        let (sock, _) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("ipfs proxy accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| proxy.clone().handle(req));
+            let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            b.http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(5));
+            if let Err(e) = b.serve_connection(TokioIo::new(sock), svc).await {
+                tracing::debug!("ipfs proxy connection: {e}");
+            }
+        });
+    }
+}
+
+/// Binds the proxy address with a clear error.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, std::io::Error> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on api.ipfsproxy.listen_multiaddress {addr}: {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_queries() {
+        assert_eq!(split_route("pin/add"), ("pin/add", ""));
+        assert_eq!(split_route("pin/add/QmX"), ("pin/add", "QmX"));
+        assert_eq!(split_route("version"), ("version", ""));
+        assert_eq!(
+            query_all("arg=%2Fipfs%2FQm&arg=b&x=1", "arg"),
+            vec!["/ipfs/Qm".to_string(), "b".into()]
+        );
+        assert_eq!(arg_of("QmY", ""), Some("QmY".into()));
+        assert_eq!(decode("a%2"), "a%2");
+    }
+}
