@@ -150,7 +150,7 @@ impl IpfsNode {
             _proc: proc,
         };
         let url = format!("{}/api/v0/id", node.api_url());
-        wait_for(Duration::from_secs(60), || async {
+        wait_for(Duration::from_secs(120), || async {
             matches!(http("POST", &url, None).await, Ok((200, _)))
         })
         .await

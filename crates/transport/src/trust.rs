@@ -58,6 +58,14 @@ impl Trust {
         Ok(self.view().await?.set.clone())
     }
 
+    /// Forgets the cached member list (it is read again on next use).
+    async fn invalidate(&self) {
+        let mut cache = self.cache.lock().await;
+        if cache.as_ref().is_some_and(|(at, _)| at.elapsed() > Duration::from_millis(100)) {
+            *cache = None;
+        }
+    }
+
     /// The addresses consensus knows for `peer` (empty when unknown or unreachable).
     pub async fn member_addresses(&self, peer: &PeerId) -> Vec<Multiaddr> {
         match self.view().await {
@@ -112,7 +120,12 @@ impl Trust {
                 "{service}/{method} may not be called by other peers (closed by the transport's RPC policy)"
             ))),
             Access::Trusted => {
-                let members = self.members().await?;
+                let mut members = self.members().await?;
+                if !members.contains(peer) && matches!(self.source, Members::Consensus(_)) {
+                    // The cache may predate a peer that just joined: read the members again.
+                    self.invalidate().await;
+                    members = self.members().await?;
+                }
                 if members.contains(peer) {
                     return Ok(());
                 }
