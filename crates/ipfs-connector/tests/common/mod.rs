@@ -165,7 +165,7 @@ impl Drop for JsIpfs {
 }
 
 /// Test double of the Consensus contract: a log of changes the test appends to; `Watch`
-/// replays from `from_index` (or a full sync for 0) and then follows new entries.
+/// replays the changes after `from_index` (or a full sync for 0), then follows new ones.
 #[derive(Clone)]
 pub struct FakeConsensus {
     pub log: Arc<Mutex<Vec<StateChange>>>,
@@ -284,7 +284,7 @@ impl Consensus for FakeConsensus {
         let me = self.clone();
         tokio::spawn(async move {
             let mut rx_n = me.notify.subscribe();
-            let mut next = from;
+            let mut next = from + 1;
             if from == 0 {
                 let last = me.log.lock().unwrap().len() as u64;
                 let _ = tx
