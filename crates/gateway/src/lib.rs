@@ -7,6 +7,7 @@ pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod cors;
+pub mod dag;
 pub mod grpc;
 pub mod handlers;
 pub mod health;
