@@ -54,6 +54,8 @@ pub struct Options {
     pub disable_repinning: bool,
     /// monitor.pubsubmon.check_interval: how often the leader looks for dead peers.
     pub check_interval: Duration,
+    /// How many applied changes a Watch stream may lag before it is ended.
+    pub watch_buffer: usize,
     /// Start without bootstrapping: wait to be added by a leader (upstream's staging).
     pub staging: bool,
 }
@@ -84,6 +86,7 @@ impl Options {
             peer_watch_interval: Duration::from_secs(5),
             disable_repinning: true,
             check_interval: Duration::from_secs(15),
+            watch_buffer: crate::store::WATCH_BUFFER,
             staging: false,
         }
     }
@@ -139,7 +142,7 @@ impl Node {
     /// Opens the store and starts raft. Bootstraps `init_peerset + self` when the store has
     /// no state and the node is not staging.
     pub async fn start(opts: Options, carrier: Arc<dyn RaftCarrier>) -> anyhow::Result<Arc<Node>> {
-        let store = Store::open(&opts.data_dir).await?;
+        let store = Store::open_with(&opts.data_dir, opts.watch_buffer).await?;
         let hb = opts.heartbeat_timeout.as_millis().max(10) as u64;
         let el = opts.election_timeout.as_millis().max(hb as u128 * 3) as u64;
         let config = openraft::Config {

@@ -313,7 +313,9 @@ impl Consensus for ConsensusService {
         let st = self.node.store.applied_state().await.map_err(internal)?;
         Ok(Response::new(StatsResponse {
             term: m.current_term,
-            commit_index: st.committed.map(|l| l.index).unwrap_or(0),
+            // The persisted commit index can trail (openraft saves it lazily); an applied
+            // entry is committed by definition.
+            commit_index: st.committed.max(st.applied).map(|l| l.index).unwrap_or(0),
             applied_index: st.applied.map(|l| l.index).unwrap_or(0),
             leader: self.node.leader().unwrap_or_default(),
             pins: st.pins,

@@ -103,11 +103,16 @@ impl Store {
     /// Opens (or creates) the store in `dir`. An existing but unreadable file is an error,
     /// never silently replaced by an empty state.
     pub async fn open(dir: &Path) -> Result<Store, StoreError> {
-        let dir = dir.to_path_buf();
-        blocking(move || Self::open_blocking(&dir)).await
+        Self::open_with(dir, WATCH_BUFFER).await
     }
 
-    fn open_blocking(dir: &Path) -> Result<Store, StoreError> {
+    /// `open` with a chosen watch buffer (how far a watcher may lag, in changes).
+    pub async fn open_with(dir: &Path, watch_buffer: usize) -> Result<Store, StoreError> {
+        let dir = dir.to_path_buf();
+        blocking(move || Self::open_blocking(&dir, watch_buffer.max(1))).await
+    }
+
+    fn open_blocking(dir: &Path, watch_buffer: usize) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.display().to_string(),
             source,
@@ -143,7 +148,7 @@ impl Store {
                 }
             }
         }
-        let (changes, _) = broadcast::channel(WATCH_BUFFER);
+        let (changes, _) = broadcast::channel(watch_buffer);
         Ok(Store {
             inner: Arc::new(Inner {
                 db,

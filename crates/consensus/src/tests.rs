@@ -672,3 +672,151 @@ async fn leader_allocates_by_metrics_and_repins_from_dead_peers() {
         n.raft.shutdown().await.unwrap();
     }
 }
+
+fn cid_n(i: u32) -> String {
+    let mut d = [0u8; 32];
+    d[..4].copy_from_slice(&i.to_be_bytes());
+    let mh = cid::multihash::Multihash::<64>::wrap(0x12, &d).unwrap();
+    cid::Cid::new_v1(0x55, mh).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_watcher_is_cut_off_not_raft() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = Router::default();
+    let mut o = opts("peerA", dir.path());
+    o.watch_buffer = 16;
+    let n = start(&router, o).await;
+    wait_leader(&n).await;
+    let svc = ConsensusService::new(n.clone());
+    let mut w = svc
+        .watch(tonic::Request::new(WatchRequest { from_index: 0 }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next(&mut w).await.kind, Kind::SyncBegin as i32);
+    assert_eq!(next(&mut w).await.kind, Kind::SyncEnd as i32);
+    // 600 changes while the watcher reads nothing: raft is not blocked.
+    let batch: Vec<_> = (0..600)
+        .map(|i| crate::types::PinBytes::encode(&pin(&cid_n(i), -1, -1)))
+        .collect();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        n.commit(crate::node::Forward::Op(crate::types::PinOp::PinBatch(
+            batch,
+        ))),
+    )
+    .await
+    .expect("a slow watcher must not block commits")
+    .unwrap();
+    let mut got = 0;
+    let err = loop {
+        match tokio::time::timeout(Duration::from_secs(5), w.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(_)) => got += 1,
+            Some(Err(e)) => break e,
+            None => panic!("stream ended without an error"),
+        }
+    };
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert!(got < 600);
+    // Stats reflect the state.
+    let st = svc
+        .stats(tonic::Request::new(Default::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((st.pins, st.leader.as_str()), (600, "peerA"));
+    assert!(
+        st.applied_index >= 2 && st.commit_index >= st.applied_index,
+        "{st:?}"
+    );
+    n.raft.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_replaces_the_state_and_export_streams_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = Router::default();
+    let n = start(&router, opts("peerA", dir.path())).await;
+    wait_leader(&n).await;
+    n.pin(pin(C1, 0, 0)).await.unwrap();
+    let svc = ConsensusService::new(n.clone());
+    let mut w = svc
+        .watch(tonic::Request::new(WatchRequest { from_index: 0 }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next(&mut w).await.kind, Kind::SyncBegin as i32);
+    assert_eq!(next(&mut w).await.kind, Kind::Pin as i32);
+    assert_eq!(next(&mut w).await.kind, Kind::SyncEnd as i32);
+
+    // Import goes through a real gRPC client stream.
+    let token = ipfs_cluster_proto::InternalToken::generate();
+    let listener = ipfs_cluster_proto::bind_internal("127.0.0.1:0".parse().unwrap(), false)
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(ipfs_cluster_proto::serve(
+        listener,
+        token.clone(),
+        svc.clone().into_server(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let mut client = ipfs_cluster_proto::client::consensus(addr, &token);
+    let pins: Vec<Pin> = (0..300)
+        .map(|i| Pin {
+            cid: cid_n(i),
+            max_depth: -1,
+            ..Default::default()
+        })
+        .collect();
+    let r = client
+        .import(tokio_stream::iter(pins))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.imported, 300);
+    assert!(n.get(C1).await.unwrap().is_none(), "import wipes first");
+    let got = n.get(&cid_n(7)).await.unwrap().unwrap();
+    assert_eq!(
+        got.r#type,
+        PinType::Data as i32,
+        "absent type defaults to pin"
+    );
+    let e = tokio::time::timeout(Duration::from_secs(5), w.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        e.unwrap_err().code(),
+        tonic::Code::Aborted,
+        "live watchers resync after an import"
+    );
+    let mut exp = client
+        .export(ipfs_cluster_proto::consensus::v1::ListRequest { type_filter: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut count = 0;
+    while let Some(p) = exp.next().await {
+        p.unwrap();
+        count += 1;
+    }
+    assert_eq!(count, 300);
+    // A bad CID in the stream is a clear error.
+    let bad = vec![Pin {
+        cid: "nope".into(),
+        ..Default::default()
+    }];
+    let e = client.import(tokio_stream::iter(bad)).await.unwrap_err();
+    assert!(e.message().contains("import: pin #1"), "{}", e.message());
+    let _ = stop_tx.send(());
+    server.await.unwrap().unwrap();
+    n.raft.shutdown().await.unwrap();
+}
