@@ -388,7 +388,7 @@ pub async fn get_json(url: &str) -> Result<serde_json::Value> {
     if status != 200 {
         bail!("GET {url}: {status} {text}");
     }
-    Ok(serde_json::from_str(&text).with_context(|| format!("GET {url}: not JSON: {text}"))?)
+    serde_json::from_str(&text).with_context(|| format!("GET {url}: not JSON: {text}"))
 }
 
 /// Runs a workspace binary to completion with a timeout; returns (exit code, stdout, stderr).
