@@ -11,7 +11,7 @@ use ipfs_cluster_service::{run_daemon, DaemonOptions};
 #[derive(Parser)]
 #[command(
     name = "ipfs-cluster-service",
-    version = ipfs_cluster_proto::VERSION,
+    version = concat!("version ", env!("CARGO_PKG_VERSION")),
     about = "IPFS Cluster peer: pinset orchestration for IPFS",
     long_about = "Runs an IPFS Cluster peer: four services (transport, consensus, ipfs connector, gateway) started and supervised together. `init` writes the configuration; `daemon` runs the peer."
 )]
