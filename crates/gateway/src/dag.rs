@@ -119,6 +119,7 @@ fn pb_node(links: &[(&str, &Link)], data: &[u8]) -> Vec<u8> {
 
 const UNIXFS_DIRECTORY: u64 = 1;
 const UNIXFS_FILE: u64 = 2;
+const UNIXFS_SYMLINK: u64 = 4;
 
 impl DagParams {
     fn pb_block(&self, bytes: Vec<u8>) -> Block {
@@ -172,6 +173,20 @@ impl DagParams {
             cid: block.cid,
             tsize,
             filesize,
+        };
+        (block, link)
+    }
+
+    /// A UnixFS symlink node whose data is the target path.
+    pub fn symlink(&self, target: &str) -> (Block, Link) {
+        let block = self.pb_block(pb_node(
+            &[],
+            &unixfs_data(UNIXFS_SYMLINK, Some(target.as_bytes()), None, &[]),
+        ));
+        let link = Link {
+            cid: block.cid,
+            tsize: block.data.len() as u64,
+            filesize: 0,
         };
         (block, link)
     }
@@ -339,7 +354,7 @@ mod tests {
         assert_eq!(top.cid, root.cid);
         assert_eq!(
             root.tsize,
-            blocks.iter().map(|b| b.data.len() as u64).sum::<u64>() - 0
+            blocks.iter().map(|b| b.data.len() as u64).sum::<u64>()
         );
         // Same bytes, same CID, whatever the feeding pattern.
         let mut f = FileBuilder::new(p);

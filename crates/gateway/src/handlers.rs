@@ -30,6 +30,8 @@ pub struct Ctx {
     pub credentials: Option<crate::auth::Credentials>,
     /// Deadline for reading a request body (`read_timeout`; zero = none).
     pub read_timeout: std::time::Duration,
+    /// The request's Content-Type (POST /add needs the multipart boundary).
+    pub content_type: Option<String>,
 }
 
 pub async fn handle(
@@ -77,9 +79,12 @@ async fn dispatch(
             b.remove_peer(&pid).await?;
             Ok(reply::no_content())
         }
-        Route::Add => Err(ApiError::not_implemented(
-            "POST /add (adding content through the cluster)",
-        )),
+        Route::Add => match body {
+            Some(body) => crate::add::handle(b, q.raw(), ctx.content_type.as_deref(), body).await,
+            None => Err(ApiError::bad_request(
+                "request Content-Type isn't multipart/form-data",
+            )),
+        },
         Route::Allocations => {
             let filter = model::allocation_filter(q.get("filter"))?;
             let s = b.list(filter).await?;

@@ -216,7 +216,7 @@ async fn upstream_errors() {
         (301, "/id")
     );
     let r = send(h.rest, "POST", "/add", &[]).await;
-    assert_eq!(r.status, 501);
+    assert_eq!(r.status, 400, "not multipart");
     let r = send(h.rest, "DELETE", "/peers/nope", &[]).await;
     assert!(r
         .text()
@@ -753,4 +753,229 @@ async fn slow_body_hits_read_timeout() {
     let head = String::from_utf8_lossy(&buf[..n]);
     assert!(head.starts_with("HTTP/1.1 408"), "{head}");
     assert!(head.contains("read_timeout"), "{head}");
+}
+
+fn multipart(parts: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----gatewaytestboundary";
+    let mut body = Vec::new();
+    for (name, ctype, data) in parts {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: {ctype}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn post_add(h: &Harness, query: &str, parts: &[(&str, &str, &[u8])]) -> Got {
+    let (ct, body) = multipart(parts);
+    let tcp = tokio::net::TcpStream::connect(h.rest).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post(format!("/add?{query}"))
+        .header("host", "x")
+        .header("content-type", ct)
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let c = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap();
+    let trailers = c.trailers().cloned();
+    Got {
+        status,
+        headers,
+        body: c.to_bytes(),
+        trailers,
+    }
+}
+
+#[tokio::test]
+async fn add_files_and_directories() {
+    let h = start(|_| {}).await;
+    let r = post_add(
+        &h,
+        "name=greeting",
+        &[("hello.txt", "application/octet-stream", b"hello world\n")],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["x-chunked-output"], "1");
+    assert_eq!(r.headers["trailer"], "X-Stream-Error");
+    assert_eq!(
+        r.text(),
+        format!("{{\"name\":\"hello.txt\",\"cid\":\"QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o\",\"size\":20,\"allocations\":[\"{SELF_PEER}\"]}}\n")
+    );
+    assert!(
+        r.trailers
+            .map(|t| t.get("x-stream-error").is_none())
+            .unwrap_or(true),
+        "no error trailer on success"
+    );
+    {
+        let pins = h.world.pins.lock().unwrap();
+        let p = &pins["QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"];
+        assert_eq!(
+            (p.max_depth, p.options.as_ref().unwrap().name.as_str()),
+            (-1, "greeting")
+        );
+        assert!(h
+            .world
+            .blocks
+            .lock()
+            .unwrap()
+            .contains_key("QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"));
+    }
+
+    // A multi-chunk file gives js-ipfs's (= Kubo's) CID.
+    let a: Vec<u8> = (0..262_144 * 3 + 1000).map(|i| (i % 251) as u8).collect();
+    let r = post_add(
+        &h,
+        "stream-channels=false&no-pin=true",
+        &[("a.bin", "application/octet-stream", &a)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        v[0]["cid"],
+        "QmaMuznfvPDxKQmt58AWynv98rzyDT2nwQb4mafGJEmKGf"
+    );
+    assert!(
+        !h.world
+            .pins
+            .lock()
+            .unwrap()
+            .contains_key("QmaMuznfvPDxKQmt58AWynv98rzyDT2nwQb4mafGJEmKGf"),
+        "no-pin"
+    );
+
+    // A directory as the Go client sends it: directory part first, escaped names.
+    let r = post_add(
+        &h,
+        "",
+        &[
+            ("d", "application/x-directory", b""),
+            ("d%2Fx.txt", "application/octet-stream", b"hello\n"),
+            ("d%2Fsub%2Fy.txt", "application/octet-stream", b"world\n"),
+        ],
+    )
+    .await;
+    let lines: Vec<serde_json::Value> = r
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| (l["name"].as_str().unwrap(), l["cid"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("d/x.txt", "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN"),
+            (
+                "d/sub/y.txt",
+                "QmaRGe7bVmVaLmxbrMiVNXqW4pRNNp3xq7hFtyRKA3mtJL"
+            ),
+            ("d/sub", "QmeJT5xC6bnZacuKAKBuWJcGcM5BK9J66bB36GyhTRPafq"),
+            ("d", "QmQ8YpKXWj8X64mETDUJF6ZUXipFNyyQYhYK5ZvWHZZHhg"),
+        ]
+    );
+    assert!(h
+        .world
+        .pins
+        .lock()
+        .unwrap()
+        .contains_key("QmQ8YpKXWj8X64mETDUJF6ZUXipFNyyQYhYK5ZvWHZZHhg"));
+
+    // Wrapped: the file, then the wrapper with an empty name.
+    let r = post_add(
+        &h,
+        "wrap-with-directory=true",
+        &[("hello.txt", "application/octet-stream", b"hello world\n")],
+    )
+    .await;
+    let lines: Vec<serde_json::Value> = r
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!((lines.len(), lines[1]["name"].as_str()), (2, Some("")));
+
+    // CIDv1 with raw leaves.
+    let r = post_add(
+        &h,
+        "cid-version=1",
+        &[("hello.txt", "application/octet-stream", b"hello world\n")],
+    )
+    .await;
+    assert!(r.text().contains("\"cid\":\"bafkrei"), "{}", r.text());
+}
+
+#[tokio::test]
+async fn add_errors() {
+    let h = start(|_| {}).await;
+    let r = send(
+        h.rest,
+        "POST",
+        "/add",
+        &[("content-type", "application/json")],
+    )
+    .await;
+    assert_eq!(
+        r.text(),
+        "{\"code\":400,\"message\":\"request Content-Type isn't multipart/form-data\"}\n"
+    );
+    let r = post_add(
+        &h,
+        "layout=bogus",
+        &[("a", "application/octet-stream", b"x")],
+    )
+    .await;
+    assert_eq!(
+        r.text(),
+        "{\"code\":400,\"message\":\"layout parameter is invalid\"}\n"
+    );
+    let r = post_add(
+        &h,
+        "chunker=rabin-16-32-64",
+        &[("a", "application/octet-stream", b"x")],
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    // A truncated body after the 200: the error arrives in the trailer.
+    let tcp = tokio::net::TcpStream::connect(h.rest).await.unwrap();
+    let r = send_on(
+        tcp,
+        "POST",
+        "/add",
+        &[
+            ("content-type", "multipart/form-data; boundary=b"),
+            ("te", "trailers"),
+        ],
+        "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\npartial",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let t = r.trailers.expect("error trailer");
+    assert!(
+        t["x-stream-error"]
+            .to_str()
+            .unwrap()
+            .contains("unexpected end"),
+        "{t:?}"
+    );
+    assert!(h.world.pins.lock().unwrap().is_empty());
 }

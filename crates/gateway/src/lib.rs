@@ -3,6 +3,7 @@
 //! transport and ipfs connector services through their internal gRPC contracts.
 
 pub mod accesslog;
+pub mod add;
 pub mod auth;
 pub mod backend;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod handlers;
 pub mod health;
 pub mod metrics;
 pub mod model;
+pub mod multipart;
 pub mod options;
 pub mod pinsvc;
 pub mod query;

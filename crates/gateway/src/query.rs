@@ -27,6 +27,11 @@ impl Query {
         self.params.get(key)
     }
 
+    /// The raw query string.
+    pub fn raw(&self) -> &str {
+        &self.raw
+    }
+
     /// Only the exact string `true` turns a flag on (upstream's `local=true`).
     pub fn is_true(&self, key: &str) -> bool {
         self.get(key) == "true"

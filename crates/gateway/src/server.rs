@@ -195,6 +195,11 @@ impl App {
                         user,
                         credentials: self.credentials.clone(),
                         read_timeout: self.opts.read_timeout,
+                        content_type: req
+                            .headers()
+                            .get(header::CONTENT_TYPE)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string),
                     };
                     let body = Some(req.into_body());
                     handlers::handle(&ctx, route, &query, body).await

@@ -38,6 +38,8 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 #[derive(Default)]
 pub struct World {
     pub pins: Mutex<BTreeMap<String, pb::Pin>>,
+    /// Blocks stored through IpfsConnector.BlockPut (CID string → bytes).
+    pub blocks: Mutex<BTreeMap<String, Vec<u8>>>,
     /// Members besides SELF_PEER (e.g. DOWN_PEER).
     pub extra_members: Mutex<Vec<String>>,
 }
@@ -309,6 +311,29 @@ impl FakeTransport {
                 let r = ipb::StatusRequest::decode(payload)
                     .map_err(|e| Status::invalid_argument(e.to_string()))?;
                 Ok(self.world.status(&r.cid).encode_to_vec())
+            }
+            (names::IPFS_CONNECTOR, "BlockPut") => {
+                let r = ipb::BlockPutRequest::decode(payload)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                let codec = if r.format == "raw" { 0x55 } else { 0x70 };
+                let digest = ring::digest::digest(&ring::digest::SHA256, &r.data);
+                let mh = cid::multihash::Multihash::<64>::wrap(0x12, digest.as_ref()).unwrap();
+                let c = if r.cid_version == 0 {
+                    cid::Cid::new_v0(mh).unwrap()
+                } else {
+                    cid::Cid::new_v1(codec, mh)
+                };
+                let size = r.data.len() as u64;
+                self.world
+                    .blocks
+                    .lock()
+                    .unwrap()
+                    .insert(c.to_string(), r.data);
+                Ok(ipb::BlockPutResponse {
+                    cid: c.to_string(),
+                    size,
+                }
+                .encode_to_vec())
             }
             (names::IPFS_CONNECTOR, "RepoGc") => Ok(gc_answer().encode_to_vec()),
             (names::IPFS_CONNECTOR, "SwarmPeers") => Ok(ipb::SwarmPeersResponse {

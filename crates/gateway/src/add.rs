@@ -1,0 +1,476 @@
+//! `POST /add` (§7): a multipart upload turned into a UnixFS DAG with Kubo's CIDs, its
+//! blocks stored on the destination peers' IPFS through their ipfs connectors
+//! (`Transport.CallMany(..., IpfsConnector.BlockPut)`), then cluster-pinned (recursive).
+//! Output is NDJSON of AddedOutput in upstream's order (files as they complete, then
+//! directories depth-first children first, then the wrapper), or one JSON array with
+//! `stream-channels=false`. Failures after the 200 go to the `X-Stream-Error` trailer.
+
+use std::{collections::BTreeMap, convert::Infallible};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use ipfs_cluster_api as api;
+use ipfs_cluster_proto::{ipfsconnector::v1 as ipb, names, transport::v1 as tpb};
+use prost::Message;
+use tokio::sync::mpsc;
+
+use crate::{
+    backend::Backends,
+    dag::{Block, DagParams, FileBuilder, Link, MAX_CHUNK},
+    multipart::{Event, Multipart},
+    reply::{self, ApiError, Body},
+};
+
+/// Encoded outputs waiting for a slow client.
+const OUTPUT_QUEUE: usize = 64;
+
+/// Parameters this gateway can honour, or a 400 naming what it cannot.
+fn dag_params(p: &api::AddParams) -> Result<DagParams, ApiError> {
+    let unsupported =
+        |what: &str| ApiError::bad_request(format!("{what} is not supported by this gateway"));
+    if p.format == "car" {
+        return Err(unsupported("format=car"));
+    }
+    if p.layout == "trickle" {
+        return Err(unsupported("layout=trickle"));
+    }
+    if p.shard {
+        return Err(unsupported("shard=true (sharded adds)"));
+    }
+    if p.no_copy {
+        return Err(unsupported("nocopy (filestore/urlstore)"));
+    }
+    if !p.hash_fun.eq_ignore_ascii_case("sha2-256") {
+        return Err(ApiError::bad_request(format!(
+            "hash function {:?} is not supported by this gateway (only sha2-256)",
+            p.hash_fun
+        )));
+    }
+    let chunk_size = match p.chunker.strip_prefix("size-") {
+        Some(n) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0 && *n <= MAX_CHUNK)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "chunker {:?}: the size must be 1..={MAX_CHUNK}",
+                    p.chunker
+                ))
+            })?,
+        None if p.chunker.is_empty() || p.chunker == "default" => 262_144,
+        None if p.chunker.starts_with("rabin") => return Err(unsupported("the rabin chunker")),
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "chunker {:?} is invalid: use size-<bytes>",
+                p.chunker
+            )))
+        }
+    };
+    let cid_version = match p.cid_version {
+        0 => 0,
+        1 => 1,
+        v => {
+            return Err(ApiError::bad_request(format!(
+                "cid-version {v} is invalid: use 0 or 1"
+            )))
+        }
+    };
+    Ok(DagParams {
+        chunk_size,
+        raw_leaves: p.raw_leaves,
+        cid_version,
+    })
+}
+
+/// boxo/files: query-unescape the filename (`+` is a space), then clean `/`+name.
+fn part_path(raw: &str) -> Vec<String> {
+    let unescaped: String = form_urlencoded::parse(format!("x={raw}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| raw.to_string());
+    let mut out: Vec<String> = Vec::new();
+    for seg in unescaped.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s.to_string()),
+        }
+    }
+    out
+}
+
+#[derive(Debug)]
+enum Node {
+    Leaf(Link),
+    Dir(BTreeMap<String, Node>),
+}
+
+/// The entry at `path`, creating implicit directories on the way.
+fn insert(root: &mut BTreeMap<String, Node>, path: &[String], node: Node) -> Result<(), String> {
+    let (last, parents) = path
+        .split_last()
+        .ok_or("a multipart part has no file name")?;
+    let mut dir = root;
+    for p in parents {
+        let entry = dir
+            .entry(p.clone())
+            .or_insert_with(|| Node::Dir(BTreeMap::new()));
+        dir = match entry {
+            Node::Dir(d) => d,
+            Node::Leaf(_) => return Err(format!("{p} is a file, it cannot contain {last}")),
+        };
+    }
+    match (dir.get_mut(last), node) {
+        (Some(Node::Dir(_)), Node::Dir(_)) => Ok(()),
+        (_, node) => {
+            dir.insert(last.clone(), node);
+            Ok(())
+        }
+    }
+}
+
+/// Stores blocks on the destination peers' IPFS and reports outputs.
+struct Adder {
+    backends: Backends,
+    params: DagParams,
+    destinations: Vec<String>,
+    out: mpsc::Sender<api::AddedOutput>,
+}
+
+impl Adder {
+    async fn put(&self, blocks: Vec<Block>) -> Result<(), String> {
+        for b in blocks {
+            let req = ipb::BlockPutRequest {
+                data: b.data.to_vec(),
+                format: if b.cid.codec() == 0x55 {
+                    "raw".into()
+                } else {
+                    "dag-pb".into()
+                },
+                mhtype: "sha2-256".into(),
+                cid_version: b.cid.version() as i32,
+            };
+            let r = self
+                .backends
+                .transport
+                .clone()
+                .call_many(tpb::PeerCallManyRequest {
+                    peers: self.destinations.clone(),
+                    service: names::IPFS_CONNECTOR.to_string(),
+                    method: "BlockPut".into(),
+                    payload: req.encode_to_vec(),
+                    timeout_ms: 60_000,
+                })
+                .await
+                .map_err(|s| {
+                    format!(
+                        "storing block {}: the local transport service: {}",
+                        b.cid,
+                        s.message()
+                    )
+                })?
+                .into_inner();
+            for res in r.results {
+                if res.code != 0 {
+                    return Err(format!(
+                        "storing block {} on {}: {}",
+                        b.cid, res.peer, res.error
+                    ));
+                }
+                let got = ipb::BlockPutResponse::decode(res.payload.as_slice()).map_err(|e| {
+                    format!(
+                        "storing block {} on {}: undecodable answer: {e}",
+                        b.cid, res.peer
+                    )
+                })?;
+                let same =
+                    cid::Cid::try_from(got.cid.as_str()).is_ok_and(|c| c.hash() == b.cid.hash());
+                if !same {
+                    return Err(format!(
+                        "storing block {} on {}: IPFS answered a different CID {:?}",
+                        b.cid, res.peer, got.cid
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn emit(&self, name: &str, link: &Link) {
+        let o = api::AddedOutput {
+            name: name.to_string(),
+            cid: Some(api::Cid::from(link.cid)),
+            bytes: 0,
+            size: link.tsize,
+            allocations: self.destinations.clone(),
+        };
+        let _ = self.out.send(o).await;
+    }
+
+    /// Builds the directory nodes of `tree` (children first, sorted), emitting each.
+    fn dir<'a>(
+        &'a self,
+        name: String,
+        tree: &'a BTreeMap<String, Node>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Link, String>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            let mut entries = Vec::new();
+            for (n, node) in tree {
+                let link = match node {
+                    Node::Leaf(l) => l.clone(),
+                    Node::Dir(d) => self.dir(format!("{name}/{n}"), d).await?,
+                };
+                entries.push((n.clone(), link));
+            }
+            let (block, link) = self.params.directory(&entries);
+            self.put(vec![block]).await?;
+            self.emit(&name, &link).await;
+            Ok(link)
+        })
+    }
+
+    /// Reads every part, stores the DAG, returns the root (last top-level entry, or the
+    /// wrapper).
+    async fn run(&self, mut mp: Multipart, wrap: bool) -> Result<Option<Link>, String> {
+        let mut tree: BTreeMap<String, Node> = BTreeMap::new();
+        let mut order: Vec<String> = Vec::new();
+        while let Some(ev) = mp.next().await? {
+            let Event::Part(h) = ev else { continue };
+            let path = part_path(h.filename.as_deref().unwrap_or(""));
+            if path.is_empty() {
+                return Err(
+                    "a multipart part has no file name (Content-Disposition filename)".into(),
+                );
+            }
+            if !order.contains(&path[0]) {
+                order.push(path[0].clone());
+            }
+            let name = path.join("/");
+            match h.content_type.as_str() {
+                "application/x-directory" | "multipart/form-data" | "multipart/mixed" => {
+                    skip_part(&mut mp).await?;
+                    insert(&mut tree, &path, Node::Dir(BTreeMap::new()))?;
+                }
+                "application/symlink" => {
+                    let target = read_part(&mut mp, 4096).await?;
+                    let (block, link) = self.params.symlink(&String::from_utf8_lossy(&target));
+                    self.put(vec![block]).await?;
+                    self.emit(&name, &link).await;
+                    insert(&mut tree, &path, Node::Leaf(link))?;
+                }
+                _ => {
+                    let mut f = FileBuilder::new(self.params);
+                    loop {
+                        match mp.next().await? {
+                            Some(Event::Data(d)) => self.put(f.push(&d)).await?,
+                            Some(Event::PartEnd) | None => break,
+                            Some(Event::Part(_)) => {
+                                return Err("multipart: a part started inside a part".into())
+                            }
+                        }
+                    }
+                    let (blocks, link) = f.finish();
+                    self.put(blocks).await?;
+                    self.emit(&name, &link).await;
+                    insert(&mut tree, &path, Node::Leaf(link))?;
+                }
+            }
+        }
+        let mut root = None;
+        let mut tops = Vec::new();
+        for top in &order {
+            let link = match tree.get(top) {
+                Some(Node::Dir(d)) => self.dir(top.clone(), d).await?,
+                Some(Node::Leaf(l)) => l.clone(),
+                None => continue,
+            };
+            tops.push((top.clone(), link.clone()));
+            root = Some(link);
+        }
+        if wrap {
+            let (block, link) = self.params.directory(&tops);
+            self.put(vec![block]).await?;
+            self.emit("", &link).await;
+            root = Some(link);
+        }
+        Ok(root)
+    }
+}
+
+async fn skip_part(mp: &mut Multipart) -> Result<(), String> {
+    loop {
+        match mp.next().await? {
+            Some(Event::Data(_)) => {}
+            _ => return Ok(()),
+        }
+    }
+}
+
+async fn read_part(mp: &mut Multipart, limit: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        match mp.next().await? {
+            Some(Event::Data(d)) => {
+                out.extend_from_slice(&d);
+                if out.len() > limit {
+                    return Err(format!("a symlink target is longer than {limit} bytes"));
+                }
+            }
+            _ => return Ok(out),
+        }
+    }
+}
+
+fn add_headers(h: &mut HeaderMap, streaming: bool) {
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if streaming {
+        h.insert("x-chunked-output", HeaderValue::from_static("1"));
+        h.insert(header::TRAILER, HeaderValue::from_static("X-Stream-Error"));
+    }
+}
+
+/// The whole `POST /add`.
+pub async fn handle(
+    b: &Backends,
+    query: &str,
+    content_type: Option<&str>,
+    body: Incoming,
+) -> Result<Response<Body>, ApiError> {
+    let params = api::AddParams::from_query(query).map_err(|e| ApiError::bad_request(e.0))?;
+    let dag = dag_params(&params)?;
+    let boundary = crate::multipart::boundary(content_type).map_err(ApiError::bad_request)?;
+    let destinations = match params
+        .pin_options
+        .user_allocations
+        .as_ref()
+        .filter(|u| !u.is_empty() && !params.local)
+    {
+        Some(u) => u.clone(),
+        None => vec![b.id().await?.id],
+    };
+    let (tx, mut rx) = mpsc::channel::<api::AddedOutput>(OUTPUT_QUEUE);
+    let adder = Adder {
+        backends: b.clone(),
+        params: dag,
+        destinations,
+        out: tx,
+    };
+    let mp = Multipart::new(body, &boundary);
+    let mut pin_opts = params.pin_options.clone();
+    pin_opts.mode = api::PinMode::Recursive;
+    let (no_pin, wrap) = (params.no_pin, params.wrap);
+    let work = async move {
+        let root = adder.run(mp, wrap).await?;
+        if let (Some(root), false) = (root, no_pin) {
+            let pin = api::Pin::new_data(api::Cid::from(root.cid), pin_opts);
+            adder
+                .backends
+                .pin(pin.into())
+                .await
+                .map_err(|e| e.message)?;
+        }
+        Ok::<(), String>(())
+    };
+
+    if !params.stream_channels {
+        let (res, outputs) = tokio::join!(work, async move {
+            let mut v = Vec::new();
+            while let Some(o) = rx.recv().await {
+                v.push(o);
+            }
+            v
+        });
+        res.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        let body = if outputs.is_empty() {
+            reply::json_line(&serde_json::Value::Null)
+        } else {
+            reply::json_line(&outputs)
+        };
+        let mut r = reply::ok_json(&serde_json::Value::Null);
+        *r.body_mut() = reply::full(body);
+        add_headers(r.headers_mut(), false);
+        return Ok(r);
+    }
+
+    let (ftx, frx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(OUTPUT_QUEUE);
+    tokio::spawn(async move {
+        // Owns the receiver: if the client goes away, dropping it makes further outputs
+        // fail fast instead of filling the queue and stalling the add.
+        let data_tx = ftx.clone();
+        let forward = async move {
+            while let Some(o) = rx.recv().await {
+                if data_tx
+                    .send(Ok(Frame::data(reply::json_line(&o))))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        };
+        let (res, _) = tokio::join!(work, forward);
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "POST /add failed");
+            let mut t = HeaderMap::new();
+            let v = HeaderValue::from_str(&e.replace(['\r', '\n'], " "))
+                .unwrap_or(HeaderValue::from_static("add failed"));
+            t.insert(reply::STREAM_ERROR, v);
+            let _ = ftx.send(Ok(Frame::trailers(t))).await;
+        }
+    });
+    let mut r = reply::ok_json(&serde_json::Value::Null);
+    *r.body_mut() =
+        StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(frx)).boxed_unsync();
+    add_headers(r.headers_mut(), true);
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_params() {
+        assert_eq!(
+            part_path("testFolder%2Fabc.txt"),
+            vec!["testFolder", "abc.txt"]
+        );
+        assert_eq!(part_path("a+b.txt"), vec!["a b.txt"]);
+        assert_eq!(part_path("../x/./y"), vec!["x", "y"]);
+        let p = |q: &str| dag_params(&api::AddParams::from_query(q).unwrap());
+        assert_eq!(p("").unwrap(), DagParams::default());
+        assert_eq!(
+            p("cid-version=1").unwrap(),
+            DagParams {
+                cid_version: 1,
+                raw_leaves: true,
+                chunk_size: 262_144
+            }
+        );
+        assert_eq!(
+            p("chunker=size-1024&raw-leaves=true").unwrap().chunk_size,
+            1024
+        );
+        assert!(p("chunker=size-0").is_err());
+        assert!(p("chunker=rabin-1-2-3")
+            .unwrap_err()
+            .message
+            .contains("not supported"));
+        assert!(p("hash=sha3-512")
+            .unwrap_err()
+            .message
+            .contains("only sha2-256"));
+        assert!(p("format=car").is_err());
+        assert!(p("layout=trickle").is_err());
+    }
+}
