@@ -4,7 +4,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/debug
 TESTNODE := tests/ipfs-testnode
 
-.PHONY: build run cluster test testnode lint fmt clean-run
+.PHONY: build run cluster test testnode lint fmt clean-run bench
 
 ## build: compile every service, the launcher and the CLI (debug)
 build:
@@ -29,6 +29,10 @@ cluster: build testnode
 test: testnode
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
+
+## bench: release build, then every benchmark; figures go to docs/benchmarks.md
+bench: testnode
+	deploy/local/bench.sh
 
 ## lint: clippy and rustfmt, as CI wants them
 lint:
