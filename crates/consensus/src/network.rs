@@ -189,3 +189,69 @@ impl RaftNetwork<TypeConfig> for Conn {
         self.send(Kind::Vote, &rpc, &option).await
     }
 }
+
+/// Routes peer calls to consensus nodes in the same process: stands in for the transport in
+/// tests and benchmarks (handles "Raft" and "Join" like the real service does).
+#[derive(Default, Clone)]
+pub struct LocalRouter {
+    nodes: Arc<std::sync::RwLock<std::collections::HashMap<String, Arc<crate::node::Node>>>>,
+}
+
+impl LocalRouter {
+    pub fn insert(&self, peer: impl Into<String>, node: Arc<crate::node::Node>) {
+        if let Ok(mut g) = self.nodes.write() {
+            g.insert(peer.into(), node);
+        }
+    }
+    pub fn remove(&self, peer: &str) {
+        if let Ok(mut g) = self.nodes.write() {
+            g.remove(peer);
+        }
+    }
+    pub fn clear(&self) {
+        if let Ok(mut g) = self.nodes.write() {
+            g.clear();
+        }
+    }
+}
+
+impl RaftCarrier for LocalRouter {
+    fn call(
+        &self,
+        peer: &str,
+        method: &'static str,
+        payload: Vec<u8>,
+        _timeout: Duration,
+    ) -> BoxFuture<'static, Result<Vec<u8>, tonic::Status>> {
+        use ipfs_cluster_proto::consensus::v1::{consensus_server::Consensus, JoinRequest};
+        let node = self.nodes.read().ok().and_then(|g| g.get(peer).cloned());
+        let peer = peer.to_string();
+        Box::pin(async move {
+            let node = node
+                .ok_or_else(|| tonic::Status::unavailable(format!("peer {peer} not connected")))?;
+            let svc = crate::service::ConsensusService::new(node);
+            let bad = |e: prost::DecodeError| tonic::Status::invalid_argument(e.to_string());
+            match method {
+                "Raft" => {
+                    let req = RaftRequest::decode(payload.as_slice()).map_err(bad)?;
+                    Ok(svc
+                        .raft(tonic::Request::new(req))
+                        .await?
+                        .into_inner()
+                        .encode_to_vec())
+                }
+                "Join" => {
+                    let req = JoinRequest::decode(payload.as_slice()).map_err(bad)?;
+                    Ok(svc
+                        .join(tonic::Request::new(req))
+                        .await?
+                        .into_inner()
+                        .encode_to_vec())
+                }
+                m => Err(tonic::Status::unimplemented(format!(
+                    "in-process router: {m} is not routed"
+                ))),
+            }
+        })
+    }
+}

@@ -31,6 +31,9 @@ pub(crate) const K_SNAPSHOT: &str = "snapshot_meta";
 pub const DB_FILE: &str = "consensus.redb";
 pub const SNAPSHOT_FILE: &str = "snapshot.bin";
 
+/// redb page cache size.
+pub const STORE_CACHE_BYTES: usize = 64 << 20;
+
 /// How many applied changes a watcher may lag behind before its stream is ended.
 pub const WATCH_BUFFER: usize = 8192;
 
@@ -122,14 +125,22 @@ impl Store {
             path: path.display().to_string(),
             msg,
         };
+        let mut builder = Database::builder();
+        // Bounded page cache: memory does not grow with the pinset.
+        builder.set_cache_size(STORE_CACHE_BYTES);
+        builder.set_repair_callback(|session| {
+            if session.progress() == 0.0 {
+                tracing::warn!("consensus store was not shut down cleanly; redb is repairing it (this reads the whole file)");
+            }
+        });
         let db = if path.exists() {
             let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             if len == 0 {
                 return Err(open_err("the file is empty (truncated)".into()));
             }
-            Database::open(&path).map_err(|e| open_err(e.to_string()))?
+            builder.open(&path).map_err(|e| open_err(e.to_string()))?
         } else {
-            Database::create(&path).map_err(|e| open_err(e.to_string()))?
+            builder.create(&path).map_err(|e| open_err(e.to_string()))?
         };
         let txn = db.begin_write().map_err(db_err)?;
         {

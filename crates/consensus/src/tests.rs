@@ -2,25 +2,16 @@
 //! token check on the gRPC endpoint, and a 3-node cluster over an in-process router that
 //! stands in for the transport.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, RwLock},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
-use futures::future::BoxFuture;
-use prost::Message;
 use tokio_stream::StreamExt;
 
 use crate::{
-    network::RaftCarrier,
     node::{Node, Options},
     service::ConsensusService,
 };
 use ipfs_cluster_proto::{
-    consensus::v1::{
-        consensus_server::Consensus, state_change::Kind, JoinRequest, RaftRequest, WatchRequest,
-    },
+    consensus::v1::{consensus_server::Consensus, state_change::Kind, WatchRequest},
     types::v1::{Pin, PinOptions, PinType},
 };
 
@@ -28,50 +19,7 @@ const C1: &str = "QmPZ9gcCEpqKTo6aq61g2nXGUhM4iCL3ewB6LDXZCtioEB";
 const C2: &str = "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn";
 const C3: &str = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi";
 
-/// Routes peer calls to in-process nodes (the transport's job in production).
-#[derive(Default, Clone)]
-struct Router {
-    nodes: Arc<RwLock<HashMap<String, Arc<Node>>>>,
-}
-
-impl RaftCarrier for Router {
-    fn call(
-        &self,
-        peer: &str,
-        method: &'static str,
-        payload: Vec<u8>,
-        _timeout: Duration,
-    ) -> BoxFuture<'static, Result<Vec<u8>, tonic::Status>> {
-        let node = self.nodes.read().unwrap().get(peer).cloned();
-        let peer = peer.to_string();
-        Box::pin(async move {
-            let node = node
-                .ok_or_else(|| tonic::Status::unavailable(format!("peer {peer} not connected")))?;
-            let svc = ConsensusService::new(node);
-            match method {
-                "Raft" => {
-                    let req = RaftRequest::decode(payload.as_slice())
-                        .map_err(|e| tonic::Status::internal(e.to_string()))?;
-                    Ok(svc
-                        .raft(tonic::Request::new(req))
-                        .await?
-                        .into_inner()
-                        .encode_to_vec())
-                }
-                "Join" => {
-                    let req = JoinRequest::decode(payload.as_slice())
-                        .map_err(|e| tonic::Status::internal(e.to_string()))?;
-                    Ok(svc
-                        .join(tonic::Request::new(req))
-                        .await?
-                        .into_inner()
-                        .encode_to_vec())
-                }
-                m => Err(tonic::Status::unimplemented(format!("router: {m}"))),
-            }
-        })
-    }
-}
+type Router = crate::network::LocalRouter;
 
 fn opts(peer: &str, dir: &std::path::Path) -> Options {
     let mut o = Options::new(peer, dir.join(peer));
@@ -102,7 +50,7 @@ fn pin(cid: &str, rmin: i32, rmax: i32) -> Pin {
 async fn start(router: &Router, o: Options) -> Arc<Node> {
     let peer = o.peer_id.clone();
     let n = Node::start(o, Arc::new(router.clone())).await.unwrap();
-    router.nodes.write().unwrap().insert(peer, n.clone());
+    router.insert(peer, n.clone());
     n
 }
 
@@ -202,7 +150,7 @@ async fn pins_survive_a_restart() {
         n.pin(pin(C2, 0, 0)).await.unwrap();
         n.unpin(C2).await.unwrap();
         n.raft.shutdown().await.unwrap();
-        router.nodes.write().unwrap().clear();
+        router.clear();
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let router = Router::default();
@@ -538,7 +486,7 @@ async fn leader_failover_keeps_acknowledged_pins_and_expiry_runs_on_leader() {
     }
     // Stop the leader; the others elect a new one and keep every acknowledged pin.
     nodes[li].raft.shutdown().await.unwrap();
-    router.nodes.write().unwrap().remove(&leader);
+    router.remove(&leader);
     let rest: Vec<_> = (0..3)
         .filter(|i| *i != li)
         .map(|i| nodes[i].clone())
