@@ -123,13 +123,13 @@ pub async fn bind_api(
             }
         })?;
         let bound = l.local_addr()?;
-        if !bound.ip().is_loopback() {
-            if tls.is_none() {
-                tracing::warn!("SECURITY: the {api} listens on {bound} (not loopback) WITHOUT TLS: credentials and data cross the network in clear text; set ssl_cert_file and ssl_key_file");
-            }
-            if opts.basic_auth_credentials.is_none() {
-                tracing::warn!("SECURITY: the {api} listens on {bound} (not loopback) WITHOUT AUTHENTICATION: anyone who can reach it can pin, unpin and remove peers; set basic_auth_credentials");
-            }
+        for w in exposure_warnings(
+            api,
+            bound,
+            tls.is_some(),
+            opts.basic_auth_credentials.is_some(),
+        ) {
+            tracing::warn!("{w}");
         }
         tracing::info!(
             "{} ({}): {}{}",
@@ -154,6 +154,21 @@ pub async fn bind_api(
         tls,
         app,
     })
+}
+
+/// The loud warnings for an API listening beyond loopback without TLS or without auth.
+pub fn exposure_warnings(api: &str, bound: SocketAddr, tls: bool, auth: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    if bound.ip().is_loopback() {
+        return out;
+    }
+    if !tls {
+        out.push(format!("SECURITY: the {api} listens on {bound} (not loopback) WITHOUT TLS: credentials and data cross the network in clear text; set ssl_cert_file and ssl_key_file"));
+    }
+    if !auth {
+        out.push(format!("SECURITY: the {api} listens on {bound} (not loopback) WITHOUT AUTHENTICATION: anyone who can reach it can pin, unpin and remove peers; set basic_auth_credentials"));
+    }
+    out
 }
 
 /// Serves a bound API until `shutdown` flips to true.
@@ -251,5 +266,22 @@ pub async fn run(
 
 #[cfg(test)]
 mod http_tests;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loud_warnings_beyond_loopback() {
+        let lo: SocketAddr = "127.0.0.1:9094".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:9094".parse().unwrap();
+        assert!(exposure_warnings("REST API", lo, false, false).is_empty());
+        let w = exposure_warnings("REST API", any, false, false);
+        assert_eq!(w.len(), 2);
+        assert!(w[0].contains("WITHOUT TLS") && w[1].contains("WITHOUT AUTHENTICATION"));
+        assert!(exposure_warnings("REST API", any, true, true).is_empty());
+        assert_eq!(exposure_warnings("REST API", any, true, false).len(), 1);
+    }
+}
+
 #[cfg(test)]
 mod test_support;
