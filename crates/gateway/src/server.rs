@@ -217,7 +217,12 @@ fn conn_builder(opts: &HttpApiOptions) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     // Go allows max_header_bytes plus about 4 KiB of slack; hyper needs at least 8 KiB.
     let max_buf = (opts.max_header_bytes.max(4096) + 4096).max(8192);
-    let hrt = (!opts.read_header_timeout.is_zero()).then_some(opts.read_header_timeout);
+    // hyper's header timer also runs while a keep-alive connection waits for its next
+    // request, so it doubles as the idle timeout; fall back to idle_timeout when the
+    // header timeout is off.
+    let hrt = [opts.read_header_timeout, opts.idle_timeout]
+        .into_iter()
+        .find(|d| !d.is_zero());
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(hrt)
