@@ -1,0 +1,173 @@
+//! `ipfs-cluster-bench`: the whole-peer benchmark of issue 10. `run` starts real peers
+//! (release binaries through the real launcher), a js-ipfs node and a hello-world
+//! ceiling, measures, and rewrites its sections of docs/benchmarks.md; `hello` is the
+//! ceiling server itself (run as a child process).
+
+mod cids;
+mod hello;
+mod load;
+mod procs;
+mod report;
+mod suite;
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "ipfs-cluster-bench",
+    about = "Whole-peer benchmarks (issue 10); writes docs/benchmarks.md"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run every whole-peer figure and rewrite our sections of the report
+    Run {
+        /// Folder with the built binaries (use a release build)
+        #[arg(long, default_value = "target/release")]
+        bin_dir: PathBuf,
+        /// The report to update (only the `## Whole peer` and `## Method` blocks are rewritten)
+        #[arg(long, default_value = "docs/benchmarks.md")]
+        out: PathBuf,
+        /// Concurrent keep-alive connections of the load generator
+        #[arg(long, default_value_t = 32)]
+        conns: usize,
+        /// Seconds of each ingest measurement (after a 1 s warm-up)
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        /// Pinset sizes for the listing / restart / memory figures
+        #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+        sizes: Vec<u64>,
+        /// Skip a pinset size when the measured import rate says it would end past this
+        #[arg(long, default_value_t = 540)]
+        budget_secs: u64,
+        /// How many fresh peers to cold-start (the median is reported)
+        #[arg(long, default_value_t = 3)]
+        cold_starts: usize,
+    },
+    /// Serve "Hello, world!" on 127.0.0.1:PORT (the ingest ceiling)
+    Hello {
+        #[arg(long)]
+        port: u16,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new()?;
+    match cli.cmd {
+        Cmd::Hello { port } => rt.block_on(hello::serve(procs::loopback(port))),
+        Cmd::Run {
+            bin_dir,
+            out,
+            conns,
+            duration_secs,
+            sizes,
+            budget_secs,
+            cold_starts,
+        } => {
+            if !bin_dir.join("ipfs-cluster-service").exists() {
+                bail!(
+                    "{} has no ipfs-cluster-service: build first (`cargo build --release --workspace --bins`) or pass --bin-dir",
+                    bin_dir.display()
+                );
+            }
+            if conns == 0 || duration_secs == 0 || cold_starts == 0 {
+                bail!("--conns, --duration-secs and --cold-starts must be at least 1");
+            }
+            let bin_dir = bin_dir.canonicalize()?;
+            let opts = suite::Options {
+                repo_root: suite::default_repo_root(&bin_dir),
+                bin_dir,
+                conns,
+                duration: Duration::from_secs(duration_secs),
+                sizes,
+                budget: Duration::from_secs(budget_secs),
+                cold_starts,
+            };
+            let started = chrono::Utc::now();
+            let t0 = std::time::Instant::now();
+            let res = rt.block_on(suite::run(&opts))?;
+            let command = std::env::args().collect::<Vec<_>>().join(" ");
+            let (whole, method) = render(&res, &command, started, t0.elapsed(), &opts);
+            report::write_sections(&out, &whole, &method).context("updating the report")?;
+            println!("{whole}");
+            eprintln!("bench: wrote {}", out.display());
+            Ok(())
+        }
+    }
+}
+
+fn render(
+    res: &suite::Results,
+    command: &str,
+    started: chrono::DateTime<chrono::Utc>,
+    took: Duration,
+    opts: &suite::Options,
+) -> (String, String) {
+    let mut w = String::new();
+    w.push_str(&format!(
+        "Run {} UTC on {}; took {:.0} s.\nCommand: `deploy/local/bench.sh` → `{command}`.\n\n",
+        started.format("%Y-%m-%d %H:%M"),
+        suite::machine(),
+        took.as_secs_f64()
+    ));
+    w.push_str("| # | figure | measured | target | |\n|---|---|---|---|---|\n");
+    for f in &res.figures {
+        let verdict = match f.met {
+            Some(true) => "met",
+            Some(false) => "**missed**",
+            None => "",
+        };
+        w.push_str(&format!(
+            "| {} | {} | {} | {} | {verdict} |\n",
+            f.id, f.what, f.value, f.target
+        ));
+    }
+    for d in &res.details {
+        w.push_str(&format!("\n{d}\n"));
+    }
+    for n in &res.notes {
+        w.push_str(&format!("\nNote: {n}\n"));
+    }
+    let method = format!(
+        "Whole-peer figures come from `crates/bench` (`ipfs-cluster-bench run`), started by \
+`deploy/local/bench.sh` after a release build; everything runs on this one machine, so the \
+load generator, the services and js-ipfs share its CPUs.\n\n\
+- **Peers** are the release binaries started through the real launcher \
+(`ipfs-cluster-service init` + `daemon`, every port picked free and passed as upstream's \
+`CLUSTER_*` env overrides, `RUST_LOG=warn`). One js-ipfs test node (tests/ipfs-testnode) \
+serves every peer; it never answers pins of our random CIDs, so those pins stay `pinning` \
+in the connector and IPFS fetching is not measured.\n\
+- **CIDs**: CIDv1, raw codec, sha2-256 of 32 random bytes (`bafkrei…`), fresh per request.\n\
+- **Load generator**: our own hyper 1.x HTTP/1.1 client, {conns} keep-alive connections \
+(one task each, TCP_NODELAY), each sending its next request as soon as the previous answer \
+is read, for {dur} s after a 1 s warm-up (discarded); a request counts when a 2xx answer is \
+read whole; latency is per request; non-2xx and 10 s timeouts count as errors. With 3 peers, \
+connection i talks to peer i mod 3.\n\
+- **Ceiling**: `ipfs-cluster-bench hello`, a hyper 1.x HTTP/1.1 server in its own process \
+(tokio multi-thread runtime) answering `Hello, world!`, driven by the same generator with \
+the same requests in the same run.\n\
+- **Listing**: one `GET` read to the end as it streams, NDJSON lines counted; items/s = \
+lines / (request sent → last byte). The pinset is filled through `Consensus.Import` (gRPC \
+client stream with the peer's internal token) on a fresh single peer.\n\
+- **Restart-to-ready**: SIGTERM to the launcher, wait for its exit, start it again; ready \
+when `GET /id` answers 200 and `GET /allocations` has streamed its first item (polled every \
+5 ms). **Cold start**: a freshly `init`-ed peer, `daemon` until `GET /id` is 200 (median of \
+{cold}).\n\
+- **Memory**: VmRSS from `/proc/PID/status` of each child of the launcher.\n\
+- **Profiles**: `perf stat -e instructions` is not supported in this VM, so missed targets \
+are profiled with `valgrind --tool=callgrind` on short runs (see the notes under \
+`## Whole peer`).\n",
+        conns = opts.conns,
+        dur = opts.duration.as_secs(),
+        cold = opts.cold_starts,
+    );
+    (w, method)
+}

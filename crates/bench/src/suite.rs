@@ -1,0 +1,506 @@
+//! The whole-peer scenarios of issue 10 (figures 1, 3, 4, 5, 7), in one run so the hello-
+//! world ceiling and the peers are measured by the same generator on the same machine
+//! state. Each scenario adds figures (compared with their targets) and detail lines.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use ipfs_cluster_proto::types::v1::{Pin, PinOptions, PinType};
+
+use crate::{
+    cids::random_cid,
+    load::{self, LoadResult, MakeRequest},
+    procs::{self, loopback, IpfsNode, PeerDir, Proc},
+};
+
+pub struct Options {
+    pub bin_dir: PathBuf,
+    pub repo_root: PathBuf,
+    pub conns: usize,
+    pub duration: Duration,
+    pub sizes: Vec<u64>,
+    pub budget: Duration,
+    pub cold_starts: usize,
+}
+
+/// A figure compared with its target.
+pub struct Figure {
+    pub id: &'static str,
+    pub what: String,
+    pub value: String,
+    pub target: String,
+    /// None = no target (informative figure).
+    pub met: Option<bool>,
+}
+
+#[derive(Default)]
+pub struct Results {
+    pub figures: Vec<Figure>,
+    /// Markdown blocks with the raw measurements.
+    pub details: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+impl Results {
+    fn fig(
+        &mut self,
+        id: &'static str,
+        what: impl Into<String>,
+        value: impl Into<String>,
+        target: impl Into<String>,
+        met: Option<bool>,
+    ) {
+        self.figures.push(Figure {
+            id,
+            what: what.into(),
+            value: value.into(),
+            target: target.into(),
+            met,
+        });
+    }
+}
+
+const SECRET: &str = "be5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5c";
+
+fn pins_request() -> MakeRequest {
+    Arc::new(|_| (hyper::Method::POST, format!("/pins/{}", random_cid())))
+}
+
+fn load_row(name: &str, r: &LoadResult) -> String {
+    format!(
+        "| {name} | {:.0} | {:.2} | {:.2} | {} | {} |{}",
+        r.rate(),
+        r.pct_ms(0.50),
+        r.pct_ms(0.99),
+        r.ok,
+        r.errors,
+        r.first_error
+            .as_deref()
+            .map(|e| format!(
+                " first error: `{}`",
+                e.replace('|', "/").chars().take(160).collect::<String>()
+            ))
+            .unwrap_or_default()
+    )
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// RSS of the launcher's children (the four services), by binary name.
+fn service_rss(launcher: &Proc) -> Vec<(String, u64)> {
+    procs::children(launcher.pid())
+        .into_iter()
+        .filter_map(|(pid, name)| procs::rss_kib(pid).map(|k| (name, k)))
+        .collect()
+}
+
+pub async fn run(opts: &Options) -> Result<Results> {
+    let t_start = Instant::now();
+    let mut res = Results::default();
+    let tmp = tempfile::Builder::new()
+        .prefix("ipfs-cluster-bench")
+        .tempdir()?;
+    let root = tmp.path();
+
+    eprintln!("bench: starting js-ipfs (shared by every peer; random CIDs are never fetched)");
+    std::fs::create_dir_all(root.join("ipfs"))?;
+    let ipfs = IpfsNode::start(&opts.repo_root, &root.join("ipfs")).await?;
+    let ipfs_ma = ipfs.multiaddr();
+
+    // 7 + 5 (idle): cold starts of fresh peers.
+    eprintln!("bench: cold start ×{}", opts.cold_starts);
+    let mut colds = Vec::new();
+    let mut idle_rss: Vec<(String, u64)> = Vec::new();
+    for i in 0..opts.cold_starts {
+        let peer = PeerDir::init(
+            &opts.bin_dir,
+            &root.join(format!("cold{i}")),
+            &ipfs_ma,
+            SECRET,
+        )?;
+        let mut proc = peer.spawn(&[])?;
+        let d = peer.wait_ready(&mut proc, Duration::from_secs(60)).await?;
+        colds.push(d);
+        if i + 1 == opts.cold_starts {
+            // "Idle": ready, no pins, no requests; give the services a moment to settle.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            idle_rss = service_rss(&proc);
+        }
+        drop(proc);
+    }
+    colds.sort();
+    let cold_med = colds[colds.len() / 2];
+    res.fig(
+        "7",
+        "cold start of a whole peer (launcher + 4 services) to `GET /id` 200, median",
+        format!("{:.0} ms", cold_med.as_secs_f64() * 1000.0),
+        "< 1000 ms",
+        Some(cold_med < Duration::from_secs(1)),
+    );
+    res.details.push(format!(
+        "Cold starts (fresh `init`, then `daemon` until `GET /id` is 200, polled every 5 ms): {} ms.",
+        colds.iter().map(|d| format!("{:.0}", d.as_secs_f64() * 1000.0)).collect::<Vec<_>>().join(", ")
+    ));
+    let mut rows = vec![
+        "| service | RSS idle (MiB) |".to_string(),
+        "|---|---|".to_string(),
+    ];
+    for (name, kib) in &idle_rss {
+        rows.push(format!("| {name} | {:.1} |", mib(*kib)));
+        if name != "ipfs-cluster-service" {
+            res.fig(
+                "5",
+                format!("RSS idle: {name}"),
+                format!("{:.1} MiB", mib(*kib)),
+                "< 30 MB",
+                Some(*kib * 1024 < 30_000_000),
+            );
+        }
+    }
+    res.details.push(format!(
+        "Resident memory (VmRSS from /proc/PID/status) 3 s after ready, no pins:\n\n{}",
+        rows.join("\n")
+    ));
+
+    // 1: ingest, hello-world ceiling, 1 peer, 3 peers.
+    eprintln!("bench: ingest (hello-world ceiling)");
+    let hello_port = procs::free_port()?;
+    let _hello = Proc::spawn(
+        "hello-world server",
+        Command::new(std::env::current_exe()?).args(["hello", "--port", &hello_port.to_string()]),
+    )?;
+    let hello_addr = loopback(hello_port);
+    procs::wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        || async { tokio::net::TcpStream::connect(hello_addr).await.is_ok() },
+    )
+    .await
+    .context("hello-world server did not listen")?;
+    let warm = Duration::from_secs(1);
+    load::run(&[hello_addr], opts.conns, warm, u64::MAX, pins_request()).await?;
+    let hello = load::run(
+        &[hello_addr],
+        opts.conns,
+        opts.duration,
+        u64::MAX,
+        pins_request(),
+    )
+    .await?;
+    drop(_hello);
+
+    eprintln!("bench: ingest, 1 peer");
+    let dirs: Vec<PeerDir> = (0..3)
+        .map(|i| PeerDir::init(&opts.bin_dir, &root.join(format!("p{i}")), &ipfs_ma, SECRET))
+        .collect::<Result<_>>()?;
+    let mut p0 = dirs[0].spawn(&[])?;
+    dirs[0].wait_ready(&mut p0, Duration::from_secs(60)).await?;
+    let a0 = dirs[0].rest_addr();
+    load::run(&[a0], opts.conns, warm, u64::MAX, pins_request()).await?;
+    let one = load::run(&[a0], opts.conns, opts.duration, u64::MAX, pins_request()).await?;
+
+    eprintln!("bench: ingest, 3 peers");
+    let id = load::get(a0, "/id", Duration::from_secs(5)).await?;
+    let id: serde_json::Value = serde_json::from_slice(&id.1)?;
+    let boot = format!(
+        "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+        dirs[0].swarm,
+        id["id"].as_str().context("GET /id has no id")?
+    );
+    let mut p1 = dirs[1].spawn(&["--bootstrap", &boot])?;
+    dirs[1].wait_ready(&mut p1, Duration::from_secs(60)).await?;
+    let mut p2 = dirs[2].spawn(&["--bootstrap", &boot])?;
+    dirs[2].wait_ready(&mut p2, Duration::from_secs(60)).await?;
+    for d in &dirs {
+        let a = d.rest_addr();
+        procs::wait_until(
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            || async {
+                match load::get(a, "/peers", Duration::from_secs(5)).await {
+                    Ok((200, b)) => b.split(|&c| c == b'\n').filter(|l| !l.is_empty()).count() == 3,
+                    _ => false,
+                }
+            },
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "peer {} does not list 3 peers; log:\n{}",
+                d.dir.display(),
+                d.log_tail()
+            )
+        })?;
+    }
+    let addrs: Vec<_> = dirs.iter().map(PeerDir::rest_addr).collect();
+    load::run(&addrs, opts.conns, warm, u64::MAX, pins_request()).await?;
+    let three = load::run(&addrs, opts.conns, opts.duration, u64::MAX, pins_request()).await?;
+    drop((p2, p1, p0));
+
+    res.details.push(format!(
+        "REST pin ingest, {} keep-alive connections, {:.0} s each after a 1 s warm-up, `POST /pins/{{random CIDv1}}`; \
+         3 peers: connection i talks to peer i mod 3. Latency = request sent → whole 2xx answer read.\n\n\
+         | target | req/s | p50 ms | p99 ms | ok | errors |\n|---|---|---|---|---|---|\n{}\n{}\n{}",
+        opts.conns,
+        opts.duration.as_secs_f64(),
+        load_row("hello-world hyper (ceiling)", &hello),
+        load_row("1 peer", &one),
+        load_row("3 peers (round-robin)", &three),
+    ));
+    let ratio = one.rate() / hello.rate();
+    res.fig(
+        "1",
+        "ingest, 1 peer, 32 clients",
+        format!(
+            "{:.0} pins/s (p50 {:.1} ms, p99 {:.1} ms) = {:.1} % of hello-world {:.0} req/s",
+            one.rate(),
+            one.pct_ms(0.5),
+            one.pct_ms(0.99),
+            ratio * 100.0,
+            hello.rate()
+        ),
+        "≥ 50 % of hello-world",
+        Some(ratio >= 0.5 && one.errors == 0),
+    );
+    res.fig(
+        "1",
+        "ingest, 3 peers, 32 clients",
+        format!(
+            "{:.0} pins/s (p50 {:.1} ms, p99 {:.1} ms)",
+            three.rate(),
+            three.pct_ms(0.5),
+            three.pct_ms(0.99)
+        ),
+        "≥ 2000 pins/s",
+        Some(three.rate() >= 2000.0 && three.errors == 0),
+    );
+
+    // 3, 4, 5 with a big state: a fresh single peer filled through Consensus.Import.
+    let big = PeerDir::init(&opts.bin_dir, &root.join("big"), &ipfs_ma, SECRET)?;
+    let mut bp = big.spawn(&[])?;
+    big.wait_ready(&mut bp, Duration::from_secs(60)).await?;
+    let mut import_secs_per_pin = None::<f64>;
+    for &n in &opts.sizes {
+        let spent = t_start.elapsed();
+        if let Some(per) = import_secs_per_pin {
+            // import + two listings + restart, roughly 2× the import alone
+            let need = Duration::from_secs_f64(per * n as f64 * 2.0);
+            if spent + need > opts.budget {
+                res.notes.push(format!(
+                    "{n} pins skipped: at the measured import rate it needs ≈ {:.0} s, over the remaining budget ({:.0} s of --budget-secs {}).",
+                    need.as_secs_f64(),
+                    opts.budget.saturating_sub(spent).as_secs_f64(),
+                    opts.budget.as_secs()
+                ));
+                continue;
+            }
+        }
+        eprintln!("bench: importing {n} pins");
+        let imp = import(&big, n).await?;
+        import_secs_per_pin = Some(imp.as_secs_f64() / n as f64);
+        res.details.push(format!(
+            "Filled {n} pins with `Consensus.Import` (gRPC client stream, internal token): {:.1} s ({:.0} pins/s).",
+            imp.as_secs_f64(),
+            n as f64 / imp.as_secs_f64()
+        ));
+        big_state(&mut res, &big, &mut bp, n).await?;
+    }
+    drop(bp);
+    drop(ipfs);
+    Ok(res)
+}
+
+async fn import(peer: &PeerDir, n: u64) -> Result<Duration> {
+    let token = peer.token()?;
+    let mut client = ipfs_cluster_proto::client::consensus(loopback(peer.consensus), &token);
+    let now = chrono::Utc::now().timestamp();
+    let pins = (0..n).map(move |_| Pin {
+        cid: random_cid(),
+        r#type: PinType::Data as i32,
+        max_depth: -1,
+        options: Some(PinOptions {
+            replication_factor_min: -1,
+            replication_factor_max: -1,
+            ..Default::default()
+        }),
+        timestamp: now,
+        ..Default::default()
+    });
+    let t0 = Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(1800),
+        client.import(tokio_stream::iter(pins)),
+    )
+    .await
+    .context("Consensus.Import did not finish within 30 min")?
+    .context("Consensus.Import")?
+    .into_inner();
+    if r.imported != n {
+        bail!("Consensus.Import imported {} pins, sent {n}", r.imported);
+    }
+    Ok(t0.elapsed())
+}
+
+async fn big_state(res: &mut Results, peer: &PeerDir, proc: &mut Proc, n: u64) -> Result<()> {
+    let addr = peer.rest_addr();
+    let limit = Duration::from_secs(600);
+    eprintln!("bench: listing {n}");
+    let alloc = load::stream_lines(addr, "/allocations", limit).await?;
+    if alloc.items != n {
+        bail!(
+            "GET /allocations streamed {} items, the state holds {n}",
+            alloc.items
+        );
+    }
+    let local = load::stream_lines(addr, "/pins?local=true", limit).await?;
+    let rss = service_rss(proc);
+
+    let at_1m = n >= 1_000_000;
+    res.fig(
+        "3",
+        format!("`GET /allocations` at {n} pins"),
+        format!(
+            "{:.0} items/s ({:.2} s, {:.1} MB)",
+            alloc.rate(),
+            alloc.elapsed.as_secs_f64(),
+            alloc.bytes as f64 / 1e6
+        ),
+        "≥ 500000 items/s at 1M",
+        at_1m.then_some(alloc.rate() >= 500_000.0),
+    );
+    res.fig(
+        "3",
+        format!("`GET /pins?local=true` at {n} pins"),
+        format!(
+            "{:.0} items/s ({} items, {:.2} s)",
+            local.rate(),
+            local.items,
+            local.elapsed.as_secs_f64()
+        ),
+        "–",
+        None,
+    );
+
+    eprintln!("bench: restart with {n}");
+    let t_stop = Instant::now();
+    proc.terminate(Duration::from_secs(60))?;
+    let stop = t_stop.elapsed();
+    let t0 = Instant::now();
+    *proc = peer.spawn(&[])?;
+    peer.wait_ready(proc, Duration::from_secs(300)).await?;
+    let id_ready = t0.elapsed();
+    procs::wait_until(
+        Duration::from_secs(300),
+        Duration::from_millis(5),
+        || async {
+            load::first_line(addr, "/allocations", Duration::from_secs(30))
+                .await
+                .is_ok()
+        },
+    )
+    .await
+    .context("GET /allocations did not stream after the restart")?;
+    let ready = t0.elapsed();
+    let after = load::stream_lines(addr, "/allocations", limit).await?;
+    if after.items != n {
+        bail!(
+            "after the restart GET /allocations streamed {} items, expected {n}",
+            after.items
+        );
+    }
+    let rss_after = service_rss(proc);
+    res.fig(
+        "4",
+        format!(
+            "restart-to-ready at {n} pins (SIGTERM → start → `/id` 200 and `/allocations` streams)"
+        ),
+        format!(
+            "{:.0} ms (`/id` at {:.0} ms; stop took {:.0} ms)",
+            ready.as_secs_f64() * 1000.0,
+            id_ready.as_secs_f64() * 1000.0,
+            stop.as_secs_f64() * 1000.0
+        ),
+        "< 2000 ms at 1M",
+        at_1m.then_some(ready < Duration::from_secs(2)),
+    );
+
+    let mut rows = vec![
+        format!("| service | RSS after listing {n} pins (MiB) | RSS after restart (MiB) |"),
+        "|---|---|---|".to_string(),
+    ];
+    for (name, kib) in &rss {
+        let a = rss_after
+            .iter()
+            .find(|(n2, _)| n2 == name)
+            .map(|x| x.1)
+            .unwrap_or(0);
+        rows.push(format!("| {name} | {:.1} | {:.1} |", mib(*kib), mib(a)));
+        if name.ends_with("consensus") {
+            res.fig(
+                "5",
+                format!("RSS consensus at {n} pins"),
+                format!("{:.1} MiB", mib(*kib.max(&a))),
+                "< 256 MB at 1M",
+                at_1m.then_some(*kib.max(&a) * 1024 < 256_000_000),
+            );
+        } else if name != "ipfs-cluster-service" {
+            res.fig(
+                "5",
+                format!("RSS {name} at {n} pins"),
+                format!("{:.1} MiB", mib(*kib.max(&a))),
+                "–",
+                None,
+            );
+        }
+    }
+    res.details.push(format!(
+        "Resident memory with {n} pins:\n\n{}",
+        rows.join("\n")
+    ));
+    Ok(())
+}
+
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|k| format!("{:.1} GiB", k as f64 / 1048576.0))
+        .unwrap_or_else(|| "unknown".into());
+    let nproc = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!(
+        "{nproc} CPUs ({cpu}), {mem} RAM, kernel {}",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+    )
+}
+
+pub fn default_repo_root(bin_dir: &Path) -> PathBuf {
+    // target/<profile>/ → repo root
+    bin_dir
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# `make bench`: build release, run the whole-peer benchmark (crates/bench) and every
+# owner's benchmark example that exists; each rewrites its own section of
+# docs/benchmarks.md. Extra arguments go to `ipfs-cluster-bench run` (e.g. --sizes 100000).
+# Budget: about 20 minutes on the 2-core dev machine.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+CARGO="${CARGO:-cargo}"
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+OUT="${BENCH_OUT:-docs/benchmarks.md}"
+
+if [ ! -x tests/ipfs-testnode/node_modules/.bin/jsipfs ]; then
+  echo "bench: the js-ipfs test node is missing; run \`make testnode\` first" >&2
+  exit 1
+fi
+
+echo "bench: cargo build --release --workspace --bins" >&2
+"$CARGO" build --release --workspace --bins
+
+status=0
+echo "bench: whole peer (ipfs-cluster-bench)" >&2
+timeout 1200 "$TARGET_DIR/release/ipfs-cluster-bench" run \
+  --bin-dir "$TARGET_DIR/release" --out "$OUT" "$@" || status=$?
+
+# The other owners' benchmarks, each only when it exists; each writes its own section.
+for crate in transport ipfs-connector consensus; do
+  if [ -f "crates/$crate/examples/bench.rs" ]; then
+    echo "bench: ipfs-cluster-$crate example bench" >&2
+    timeout 900 "$CARGO" run --release -q -p "ipfs-cluster-$crate" --example bench \
+      || { echo "bench: ipfs-cluster-$crate bench failed" >&2; status=1; }
+  fi
+done
+
+echo "bench: report in $OUT" >&2
+exit "$status"
