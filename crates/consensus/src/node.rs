@@ -269,29 +269,40 @@ impl Node {
     /// upstream's commit_retries on transient failures.
     pub async fn commit(&self, f: Forward) -> Result<Option<Pin>, Status> {
         let mut last = Status::unavailable("timed out waiting for leader");
-        for attempt in 0..=self.opts.commit_retries {
-            if attempt > 0 {
-                tokio::time::sleep(self.opts.commit_retry_delay).await;
-            }
-            let leader = match self.wait_leader().await {
-                Ok(l) => l,
-                Err(e) => {
-                    last = e;
-                    continue;
+        // As upstream: commit_retries re-tries of the whole commit, each with up to
+        // commit_retries re-tries of the redirect to the leader (2 x heartbeat_timeout apart,
+        // long enough for a dead leader to be replaced).
+        let retries = self.opts.commit_retries;
+        let mut delay = Duration::ZERO;
+        for attempt in 0..=retries {
+            for redirect in 0..=retries {
+                if attempt + redirect > 0 {
+                    tokio::time::sleep(delay).await;
                 }
-            };
-            let res = if leader == self.id {
-                self.execute(f.clone()).await
-            } else {
-                self.forward(leader, &f).await
-            };
-            match res {
-                Ok(p) => return Ok(p),
-                Err(e) if retryable(&e) => {
-                    tracing::debug!(attempt, error = %e.message(), "commit failed; retrying");
-                    last = e;
+                let leader = match self.wait_leader().await {
+                    Ok(l) => l,
+                    Err(e) => return Err(e),
+                };
+                let forwarded = leader != self.id;
+                let res = if forwarded {
+                    self.forward(leader, &f).await
+                } else {
+                    self.execute(f.clone()).await
+                };
+                match res {
+                    Ok(p) => return Ok(p),
+                    Err(e) if retryable(&e) => {
+                        tracing::debug!(attempt, redirect, error = %e.message(), "commit failed; retrying");
+                        last = e;
+                        if forwarded {
+                            delay = self.opts.heartbeat_timeout * 2;
+                            continue;
+                        }
+                        delay = self.opts.commit_retry_delay;
+                        break;
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
             }
         }
         Err(last)

@@ -491,6 +491,10 @@ async fn leader_failover_keeps_acknowledged_pins_and_expiry_runs_on_leader() {
         .filter(|i| *i != li)
         .map(|i| nodes[i].clone())
         .collect();
+    // A write arriving right after the leader died is retried until the new leader takes it.
+    let during = cid_n(999);
+    rest[0].pin(pin(&during, 0, 0)).await.unwrap();
+    acked.push(during);
     rest[0]
         .raft
         .wait(Some(Duration::from_secs(10)))
