@@ -309,3 +309,13 @@ pub fn children(pid: u32) -> Vec<(u32, String)> {
     out.sort_by(|a, b| a.1.cmp(&b.1));
     out
 }
+
+/// CPU time (user + system) a process has used so far, in seconds.
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // after the comm: state(0) ppid(1) … utime(11) stime(12)
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0) // USER_HZ is 100 on Linux
+}

@@ -93,6 +93,40 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
+/// CPU seconds used so far by each service of these launchers, summed by binary name.
+fn service_cpu(launchers: &[&Proc]) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = Vec::new();
+    for l in launchers {
+        for (pid, name) in procs::children(l.pid()) {
+            let c = procs::cpu_secs(pid).unwrap_or(0.0);
+            match out.iter_mut().find(|(n, _)| *n == name) {
+                Some(e) => e.1 += c,
+                None => out.push((name, c)),
+            }
+        }
+    }
+    out
+}
+
+fn cpu_delta(before: &[(String, f64)], after: &[(String, f64)], secs: f64) -> String {
+    after
+        .iter()
+        .map(|(n, a)| {
+            let b = before
+                .iter()
+                .find(|(m, _)| m == n)
+                .map(|x| x.1)
+                .unwrap_or(0.0);
+            format!(
+                "{} {:.0} %",
+                n.trim_start_matches("ipfs-cluster-"),
+                (a - b) / secs * 100.0
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// RSS of the launcher's children (the four services), by binary name.
 fn service_rss(launcher: &Proc) -> Vec<(String, u64)> {
     procs::children(launcher.pid())
@@ -204,7 +238,9 @@ pub async fn run(opts: &Options) -> Result<Results> {
     dirs[0].wait_ready(&mut p0, Duration::from_secs(60)).await?;
     let a0 = dirs[0].rest_addr();
     load::run(&[a0], opts.conns, warm, u64::MAX, pins_request()).await?;
+    let c0 = service_cpu(&[&p0]);
     let one = load::run(&[a0], opts.conns, opts.duration, u64::MAX, pins_request()).await?;
+    let cpu_one = cpu_delta(&c0, &service_cpu(&[&p0]), one.elapsed.as_secs_f64());
 
     eprintln!("bench: ingest, 3 peers");
     let id = load::get(a0, "/id", Duration::from_secs(5)).await?;
@@ -241,13 +277,21 @@ pub async fn run(opts: &Options) -> Result<Results> {
     }
     let addrs: Vec<_> = dirs.iter().map(PeerDir::rest_addr).collect();
     load::run(&addrs, opts.conns, warm, u64::MAX, pins_request()).await?;
+    let c0 = service_cpu(&[&p0, &p1, &p2]);
     let three = load::run(&addrs, opts.conns, opts.duration, u64::MAX, pins_request()).await?;
+    let cpu_three = cpu_delta(
+        &c0,
+        &service_cpu(&[&p0, &p1, &p2]),
+        three.elapsed.as_secs_f64(),
+    );
     drop((p2, p1, p0));
 
     res.details.push(format!(
         "REST pin ingest, {} keep-alive connections, {:.0} s each after a 1 s warm-up, `POST /pins/{{random CIDv1}}`; \
          3 peers: connection i talks to peer i mod 3. Latency = request sent → whole 2xx answer read.\n\n\
-         | target | req/s | p50 ms | p99 ms | ok | errors |\n|---|---|---|---|---|---|\n{}\n{}\n{}",
+         | target | req/s | p50 ms | p99 ms | ok | errors |\n|---|---|---|---|---|---|\n{}\n{}\n{}\n\n\
+         CPU used by the services during the run (100 % = one core; 3 peers: summed over peers): \
+         1 peer: {cpu_one}; 3 peers: {cpu_three}.",
         opts.conns,
         opts.duration.as_secs_f64(),
         load_row("hello-world hyper (ceiling)", &hello),
