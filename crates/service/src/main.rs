@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use ipfs_cluster_config::{resolve_config_dir, ClusterSecret, InitOptions};
-use ipfs_cluster_service::{run_daemon, DaemonOptions};
+use ipfs_cluster_service::{run_daemon, state, DaemonOptions, ImportOptions, StateOptions};
 
 #[derive(Parser)]
 #[command(
@@ -55,8 +55,106 @@ enum Cmd {
         #[arg(short = 'x', long)]
         leave: bool,
     },
+    /// Offline pinset administration (the daemon must be stopped)
+    State {
+        #[command(subcommand)]
+        command: StateCmd,
+    },
     /// Print the version
     Version,
+}
+
+#[derive(Subcommand)]
+enum StateCmd {
+    /// Write the pinset as JSON lines (one pin per line) to stdout or a file
+    Export {
+        /// Write to this file instead of stdout
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+    },
+    /// Replace the pinset with the pins of a JSON-lines export (stdin when no file is given)
+    Import {
+        /// Export file to read (stdin when absent; then --force is required)
+        file: Option<PathBuf>,
+        /// Do not ask before wiping the current state
+        #[arg(short = 'f', long)]
+        force: bool,
+        /// Set every pin's replication_factor_min (when > 0)
+        #[arg(
+            long = "replication-min",
+            visible_alias = "rmin",
+            default_value_t = 0,
+            allow_negative_numbers = true
+        )]
+        replication_min: i32,
+        /// Set every pin's replication_factor_max (when > 0)
+        #[arg(
+            long = "replication-max",
+            visible_alias = "rmax",
+            default_value_t = 0,
+            allow_negative_numbers = true
+        )]
+        replication_max: i32,
+        /// Comma-separated peer IDs replacing every pin's allocations
+        #[arg(long = "allocations", visible_alias = "allocs", value_delimiter = ',')]
+        allocations: Vec<String>,
+    },
+    /// Remove this peer's consensus state (kept as a rotated raft.old.N backup)
+    Cleanup {
+        /// Do not ask for confirmation
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+}
+
+async fn run_state(dir: PathBuf, cmd: StateCmd) -> Result<()> {
+    let opts = StateOptions {
+        config_dir: dir,
+        bin_dir: None,
+    };
+    match cmd {
+        StateCmd::Export { file } => {
+            let res = state::export(&opts, file.as_deref()).await;
+            if let (Err(_), Some(f)) = (&res, &file) {
+                // Do not leave a truncated export behind that looks complete.
+                let _ = std::fs::remove_file(f);
+            }
+            let n = res?;
+            tracing::info!(pins = n, "state exported");
+            Ok(())
+        }
+        StateCmd::Import {
+            file,
+            force,
+            replication_min,
+            replication_max,
+            allocations,
+        } => {
+            let n = state::import(
+                &opts,
+                &ImportOptions {
+                    input: file,
+                    force,
+                    replication_min,
+                    replication_max,
+                    allocations,
+                },
+            )
+            .await?;
+            eprintln!("{n} pins imported");
+            Ok(())
+        }
+        StateCmd::Cleanup { force } => {
+            match state::cleanup(&opts, force).await? {
+                Some(backup) => eprintln!(
+                    "the consensus state was cleaned up (backup in {})",
+                    backup.display()
+                ),
+                None => eprintln!("no consensus state to clean up"),
+            }
+            Ok(())
+        }
+    }
 }
 
 fn init_logging(cli: &Cli) {
@@ -110,6 +208,7 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{report}");
             Ok(())
         }
+        Cmd::State { command } => run_state(dir, command).await,
         Cmd::Daemon { bootstrap, leave } => {
             run_daemon(DaemonOptions {
                 config_dir: dir,

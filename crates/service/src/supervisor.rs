@@ -90,20 +90,7 @@ pub fn default_bin_dir() -> Result<PathBuf> {
 pub async fn run_daemon(opts: DaemonOptions) -> Result<()> {
     // Load and validate once here so a bad config gives one clear line before anything starts.
     let peer = Peer::load(&opts.config_dir)?;
-    let lock_path = opts.config_dir.join("cluster.lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("cannot open {}", lock_path.display()))?;
-    if lock.try_lock().is_err() {
-        bail!(
-            "{} is locked: another ipfs-cluster-service daemon or state command is using {}; stop it first",
-            lock_path.display(),
-            opts.config_dir.display()
-        );
-    }
+    let lock = crate::lock::lock_config_dir(&opts.config_dir)?;
 
     let bin_dir = match &opts.bin_dir {
         Some(d) => d.clone(),

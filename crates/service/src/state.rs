@@ -1,0 +1,482 @@
+//! `ipfs-cluster-service state export|import|cleanup`: offline administration of a peer's
+//! pinset, as upstream (the daemon must be stopped; `cluster.lock` is taken). The state
+//! travels in upstream's format: one api Pin JSON object per line. Import checks the whole
+//! input before it wipes anything, so bad input never leaves a half-imported state.
+
+use std::{
+    io::IsTerminal,
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use ipfs_cluster_api::{parse_peer_id, proto, to_json_line, Pin};
+use ipfs_cluster_config::Peer;
+use ipfs_cluster_proto::consensus::v1::ListRequest;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio_stream::{wrappers::ReceiverStream, StreamExt};
+
+use crate::{lock::lock_config_dir, offline::OfflineConsensus, supervisor::default_bin_dir};
+
+/// The consensus store's file inside the raft folder (crates/consensus `store::DB_FILE`).
+const DB_FILE: &str = "consensus.redb";
+const IMPORT_QUEUE: usize = 256;
+
+/// Where the peer lives and where the service binaries are.
+pub struct StateOptions {
+    pub config_dir: PathBuf,
+    /// Default: `$IPFS_CLUSTER_BIN_DIR`, else beside this executable.
+    pub bin_dir: Option<PathBuf>,
+}
+
+impl StateOptions {
+    fn bin_dir(&self) -> Result<PathBuf> {
+        match &self.bin_dir {
+            Some(d) => Ok(d.clone()),
+            None => default_bin_dir(),
+        }
+    }
+}
+
+pub struct ImportOptions {
+    /// Read from this file; stdin when None.
+    pub input: Option<PathBuf>,
+    /// Do not ask before wiping the current state.
+    pub force: bool,
+    /// Applied to every pin when > 0.
+    pub replication_min: i32,
+    /// Applied to every pin when > 0.
+    pub replication_max: i32,
+    /// Replaces every pin's allocations when not empty.
+    pub allocations: Vec<String>,
+}
+
+/// Reads one line of an export: a JSON Pin object. As upstream's Rust note says, an absent
+/// `type` means `pin` and an absent `max_depth` means recursive (-1).
+pub fn parse_line(line: &str) -> Result<Pin, String> {
+    let mut v: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let obj = v
+        .as_object_mut()
+        .ok_or_else(|| "not a JSON object (one pin object per line expected)".to_string())?;
+    match obj.get("cid") {
+        None | Some(serde_json::Value::Null) => return Err("the pin has no \"cid\"".into()),
+        _ => {}
+    }
+    if obj.get("max_depth").is_none_or(|d| d.is_null()) {
+        obj.insert("max_depth".into(), (-1).into());
+    }
+    if obj.get("type").is_none_or(|d| d.is_null()) {
+        obj.insert("type".into(), "pin".into());
+    }
+    serde_json::from_value::<Pin>(v).map_err(|e| format!("invalid pin: {e}"))
+}
+
+impl ImportOptions {
+    fn check(&self) -> Result<()> {
+        if self.replication_min > 0
+            && self.replication_max > 0
+            && self.replication_min > self.replication_max
+        {
+            bail!(
+                "--replication-min ({}) is greater than --replication-max ({})",
+                self.replication_min,
+                self.replication_max
+            );
+        }
+        for a in &self.allocations {
+            parse_peer_id(a).map_err(|e| anyhow!("--allocations: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn apply(&self, mut pin: Pin) -> Pin {
+        if self.replication_min > 0 {
+            pin.options.replication_factor_min = self.replication_min;
+        }
+        if self.replication_max > 0 {
+            pin.options.replication_factor_max = self.replication_max;
+        }
+        if !self.allocations.is_empty() {
+            pin.allocations = self
+                .allocations
+                .iter()
+                .map(|a| parse_peer_id(a).unwrap_or_else(|_| a.clone()))
+                .collect();
+        }
+        pin
+    }
+}
+
+fn has_state(peer: &Peer) -> bool {
+    peer.raft_dir().join(DB_FILE).exists()
+}
+
+/// Asks on the terminal; without a terminal (and without --force) refuses.
+async fn confirm(question: String, force: bool) -> Result<()> {
+    if force {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("{question}: confirmation needed but stdin is not a terminal; pass --force");
+    }
+    let answer = tokio::task::spawn_blocking(move || {
+        eprint!("{question} [y/N]: ");
+        let mut s = String::new();
+        std::io::stdin().read_line(&mut s).map(|_| s)
+    })
+    .await??;
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => bail!("aborted: nothing was changed"),
+    }
+}
+
+/// `state export`: every pin of the state, one JSON line each, to `out` or stdout.
+pub async fn export(opts: &StateOptions, out: Option<&Path>) -> Result<u64> {
+    let peer = Peer::load(&opts.config_dir)?;
+    let _lock = lock_config_dir(&opts.config_dir)?;
+    let sink: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match out {
+        Some(p) => Box::new(
+            tokio::fs::File::create(p)
+                .await
+                .with_context(|| format!("cannot create {}", p.display()))?,
+        ),
+        None => Box::new(std_fd(std::io::stdout().as_fd())?),
+    };
+    let mut sink = tokio::io::BufWriter::new(sink);
+    if !has_state(&peer) {
+        tracing::info!(raft_dir = %peer.raft_dir().display(), "no consensus state yet: exporting an empty pinset");
+        sink.flush().await?;
+        return Ok(0);
+    }
+    let mut consensus = OfflineConsensus::start(&peer, &opts.bin_dir()?).await?;
+    let result = async {
+        let mut stream = consensus
+            .client
+            .export(ListRequest { type_filter: 0 })
+            .await
+            .map_err(|e| anyhow!("consensus Export: {}", e.message()))?
+            .into_inner();
+        let mut n = 0u64;
+        while let Some(p) = stream.next().await {
+            let p = p.map_err(|e| anyhow!("consensus Export: {}", e.message()))?;
+            let cid = p.cid.clone();
+            let pin = Pin::from_state_proto(p).map_err(|e| {
+                anyhow!("the state holds a pin that cannot be exported ({cid}): {e}")
+            })?;
+            sink.write_all(to_json_line(&pin)?.as_bytes()).await?;
+            n += 1;
+        }
+        sink.flush().await?;
+        Ok::<_, anyhow::Error>(n)
+    }
+    .await;
+    let stopped = consensus.stop().await;
+    let n = result?;
+    stopped?;
+    Ok(n)
+}
+
+/// First pass over an import file: every line must be a valid pin. Returns the pin count.
+async fn validate(path: &Path) -> Result<u64> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let mut lines = BufReader::new(file).lines();
+    let (mut n, mut lineno) = (0u64, 0usize);
+    while let Some(line) = lines
+        .next_line()
+        .await
+        .with_context(|| format!("reading {}", path.display()))?
+    {
+        lineno += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        parse_line(&line).map_err(|e| anyhow!("line {lineno}: {e}"))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Copies the raft folder to `<raft>.old.0` (rotating older backups), keeping it in place.
+fn backup_copy(dir: &Path, keep: u32) -> Result<PathBuf> {
+    let backup = rotate_slots(dir, keep)?;
+    copy_dir(dir, &backup)
+        .with_context(|| format!("backing up {} to {}", dir.display(), backup.display()))?;
+    Ok(backup)
+}
+
+/// Moves the raft folder to `<raft>.old.0` (rotating older backups), as upstream's cleanup.
+fn backup_move(dir: &Path, keep: u32) -> Result<PathBuf> {
+    let backup = rotate_slots(dir, keep)?;
+    std::fs::rename(dir, &backup)
+        .with_context(|| format!("moving {} to {}", dir.display(), backup.display()))?;
+    Ok(backup)
+}
+
+/// Shifts `<dir>.old.i` to `.old.i+1`, dropping what would exceed `keep`; returns the
+/// now free `.old.0` path.
+fn rotate_slots(dir: &Path, keep: u32) -> Result<PathBuf> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "raft".into());
+    let path = |i: u32| dir.with_file_name(format!("{name}.old.{i}"));
+    let keep = keep.max(1);
+    let oldest = path(keep - 1);
+    if oldest.exists() {
+        std::fs::remove_dir_all(&oldest)
+            .with_context(|| format!("removing the oldest backup {}", oldest.display()))?;
+    }
+    for i in (0..keep - 1).rev() {
+        if path(i).exists() {
+            std::fs::rename(path(i), path(i + 1))
+                .with_context(|| format!("rotating backup {}", path(i).display()))?;
+        }
+    }
+    Ok(path(0))
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() || total < 1000 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "importing {bar:40} {pos}/{len} pins ({per_sec}, eta {eta})",
+    ) {
+        pb.set_style(style);
+    }
+    pb
+}
+
+/// `state import`: wipes the state and adds every pin of the input, as given (plus the
+/// replication/allocation overrides). Returns the number of pins imported.
+pub async fn import(opts: &StateOptions, iopts: &ImportOptions) -> Result<u64> {
+    iopts.check()?;
+    let peer = Peer::load(&opts.config_dir)?;
+    let _lock = lock_config_dir(&opts.config_dir)?;
+    // stdin is spooled to a temp file so the input can be checked before the wipe.
+    let mut _spool = None;
+    let path = match &iopts.input {
+        Some(p) => p.clone(),
+        None => {
+            if !iopts.force {
+                bail!("state import reads the pins from stdin, so it cannot ask for confirmation there: pass --force (the current state will be wiped) or give a file");
+            }
+            let tmp = tempfile::NamedTempFile::new().context("creating a temp file for stdin")?;
+            let mut f = tokio::fs::File::from_std(tmp.reopen()?);
+            tokio::io::copy(&mut std_fd(std::io::stdin().as_fd())?, &mut f)
+                .await
+                .context("reading the pins from stdin")?;
+            f.flush().await?;
+            let p = tmp.path().to_path_buf();
+            _spool = Some(tmp);
+            p
+        }
+    };
+    let total = validate(&path)
+        .await
+        .with_context(|| format!("{}: nothing was imported", display_input(&iopts.input)))?;
+    confirm(
+        format!(
+            "state import replaces the whole pinset of {} with {total} pins from {}",
+            opts.config_dir.display(),
+            display_input(&iopts.input)
+        ),
+        iopts.force,
+    )
+    .await?;
+
+    let raft = peer.config.consensus.raft.clone().unwrap_or_default();
+    if has_state(&peer) {
+        let backup = backup_copy(&peer.raft_dir(), raft.backups_rotate.max(1) as u32)?;
+        tracing::info!(backup = %backup.display(), "current raft state backed up");
+    }
+    let mut consensus = OfflineConsensus::start(&peer, &opts.bin_dir()?).await?;
+    let result = async {
+        consensus
+            .wait_leader(raft.wait_for_leader_timeout.as_duration() + Duration::from_secs(10))
+            .await?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<proto::Pin>(IMPORT_QUEUE);
+        let pb = progress_bar(total);
+        let apply = |p: Pin| proto::Pin::from(iopts.apply(p));
+        let (read, resp) = tokio::join!(
+            read_pins(path.clone(), apply, tx, pb.clone()),
+            consensus.client.import(ReceiverStream::new(rx))
+        );
+        pb.finish_and_clear();
+        let imported = resp
+            .map_err(|e| anyhow!("consensus Import: {}", e.message()))?
+            .into_inner()
+            .imported;
+        read.context("the input changed during the import: the state is partial; re-run the import (the previous state is in the raft.old.0 backup)")?;
+        if imported != total {
+            bail!("consensus imported {imported} pins of {total}; re-run the import");
+        }
+        Ok::<_, anyhow::Error>(imported)
+    }
+    .await;
+    let stopped = consensus.stop().await;
+    let n = result?;
+    stopped?;
+    Ok(n)
+}
+
+/// Second pass: streams the (already checked) pins to the import call.
+async fn read_pins(
+    path: PathBuf,
+    apply: impl Fn(Pin) -> proto::Pin,
+    tx: tokio::sync::mpsc::Sender<proto::Pin>,
+    pb: indicatif::ProgressBar,
+) -> Result<()> {
+    let file = tokio::fs::File::open(&path).await?;
+    let mut lines = BufReader::new(file).lines();
+    let mut lineno = 0usize;
+    while let Some(line) = lines.next_line().await? {
+        lineno += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let pin = parse_line(&line).map_err(|e| anyhow!("line {lineno}: {e}"))?;
+        if tx.send(apply(pin)).await.is_err() {
+            bail!("the consensus service stopped reading the import");
+        }
+        pb.inc(1);
+    }
+    Ok(())
+}
+
+/// stdin/stdout as tokio files (their I/O runs on the blocking pool, off the runtime).
+fn std_fd(fd: std::os::fd::BorrowedFd<'_>) -> Result<tokio::fs::File> {
+    let owned = fd
+        .try_clone_to_owned()
+        .context("duplicating stdin/stdout")?;
+    Ok(tokio::fs::File::from_std(std::fs::File::from(owned)))
+}
+
+fn display_input(input: &Option<PathBuf>) -> String {
+    input
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "stdin".into())
+}
+
+/// `state cleanup`: moves the raft folder to a rotated backup; the next start is a first
+/// start (bootstrap from init_peerset, or join with --bootstrap).
+pub async fn cleanup(opts: &StateOptions, force: bool) -> Result<Option<PathBuf>> {
+    let peer = Peer::load(&opts.config_dir)?;
+    let _lock = lock_config_dir(&opts.config_dir)?;
+    let dir = peer.raft_dir();
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let keep = peer
+        .config
+        .consensus
+        .raft
+        .as_ref()
+        .map(|r| r.backups_rotate)
+        .unwrap_or(6)
+        .max(1) as u32;
+    confirm(
+        format!(
+            "state cleanup removes this peer's consensus state ({}; kept as a backup, {keep} backups rotate)",
+            dir.display()
+        ),
+        force,
+    )
+    .await?;
+    if !has_state(&peer) {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("removing the empty raft folder {}", dir.display()))?;
+        return Ok(None);
+    }
+    backup_move(&dir, keep).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CID: &str = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG";
+
+    #[test]
+    fn absent_type_and_depth_default_to_recursive_pin() {
+        let p = parse_line(&format!("{{\"cid\":\"{CID}\"}}")).unwrap();
+        assert_eq!(p.max_depth, -1);
+        assert_eq!(p.pin_type, ipfs_cluster_api::PinType::Data);
+    }
+
+    #[test]
+    fn bad_lines_are_named() {
+        assert!(parse_line("{").unwrap_err().contains("not JSON"));
+        assert!(parse_line("[1]").unwrap_err().contains("not a JSON object"));
+        assert!(parse_line("{\"name\":\"x\"}").unwrap_err().contains("cid"));
+        let e = parse_line("{\"cid\":\"notacid\"}").unwrap_err();
+        assert!(e.contains("invalid pin"), "{e}");
+    }
+
+    #[test]
+    fn overrides_apply_when_positive() {
+        let o = ImportOptions {
+            input: None,
+            force: true,
+            replication_min: 2,
+            replication_max: 0,
+            allocations: vec![],
+        };
+        let p = o.apply(
+            parse_line(&format!(
+                "{{\"cid\":\"{CID}\",\"replication_factor_max\":5}}"
+            ))
+            .unwrap(),
+        );
+        assert_eq!(p.options.replication_factor_min, 2);
+        assert_eq!(p.options.replication_factor_max, 5);
+        let bad = ImportOptions {
+            replication_min: 3,
+            replication_max: 2,
+            ..o
+        };
+        assert!(bad.check().is_err());
+    }
+
+    #[test]
+    fn rotation_keeps_at_most_n() {
+        let tmp = tempfile::tempdir().unwrap();
+        let raft = tmp.path().join("raft");
+        for round in 0..4 {
+            std::fs::create_dir_all(&raft).unwrap();
+            std::fs::write(raft.join("f"), format!("{round}")).unwrap();
+            backup_move(&raft, 2).unwrap();
+        }
+        assert!(!raft.exists());
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("raft.old.0/f")).unwrap(),
+            "3"
+        );
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("raft.old.1/f")).unwrap(),
+            "2"
+        );
+        assert!(!tmp.path().join("raft.old.2").exists());
+    }
+}
