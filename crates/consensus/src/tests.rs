@@ -772,3 +772,72 @@ async fn import_replaces_the_state_and_export_streams_it() {
     server.await.unwrap().unwrap();
     n.raft.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_removes_itself_and_the_last_peer_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = Router::default();
+    let peers = ["peerA", "peerB", "peerC"];
+    let mut nodes = vec![];
+    for p in peers {
+        let mut o = opts(p, dir.path());
+        o.init_peerset = peers.iter().map(|s| s.to_string()).collect();
+        nodes.push(start(&router, o).await);
+    }
+    for n in &nodes {
+        wait_leader(n).await;
+    }
+    let leader = nodes
+        .iter()
+        .find(|n| n.raft.metrics().borrow().current_leader == Some(n.id))
+        .unwrap()
+        .clone();
+    let mut removed = leader.removed();
+    leader.leave().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), removed.wait_for(|r| *r))
+        .await
+        .unwrap()
+        .unwrap();
+    let rest: Vec<_> = nodes
+        .iter()
+        .filter(|n| n.id != leader.id)
+        .cloned()
+        .collect();
+    for n in &rest {
+        n.raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(
+                |m| {
+                    m.membership_config.membership().nodes().count() == 2
+                        && m.current_leader.is_some_and(|l| l != leader.id)
+                },
+                "2 members and a new leader",
+            )
+            .await
+            .unwrap();
+    }
+    rest[0].pin(pin(C1, 0, 0)).await.unwrap();
+    // Joining again as an existing voter is a no-op.
+    let svc = ConsensusService::new(rest[1].clone());
+    let r = svc
+        .join(tonic::Request::new(
+            ipfs_cluster_proto::consensus::v1::JoinRequest {
+                peer_id: rest[0].opts.peer_id.clone(),
+                addresses: vec![],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.members.len(), 2);
+    for n in &nodes {
+        n.raft.shutdown().await.unwrap();
+    }
+
+    // A one-peer cluster cannot remove its last member.
+    let solo = start(&router, opts("solo", dir.path())).await;
+    wait_leader(&solo).await;
+    let e = solo.leave().await.unwrap_err();
+    assert_eq!(e.message(), "cannot remove ourselves from a 1-peer cluster");
+    solo.raft.shutdown().await.unwrap();
+}
