@@ -364,3 +364,47 @@ async fn grpcurl_lists_and_calls_each_service_with_the_token() {
         );
     }
 }
+
+/// The launcher's own observability: a service that stops answering its health check (here
+/// frozen with SIGSTOP) is logged as unhealthy, and as ready again once it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launcher_logs_service_health_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ipfs = IpfsNode::start(tmp.path()).await.expect("IPFS test node");
+    let peer = PeerDir::init(&tmp.path().join("peer"), &ipfs.multiaddr(), None).expect("init");
+    let daemon = peer.start(&[]).await.expect("daemon");
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", daemon.pid())).unwrap();
+    let gateway = children
+        .split_whitespace()
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.contains("ipfs-cluster-gateway"))
+        })
+        .expect("the launcher's gateway child")
+        .to_string();
+    let log = || std::fs::read_to_string(peer.dir.join("daemon.log")).unwrap_or_default();
+    let kill = |sig: &str| {
+        Command::new("kill")
+            .args([sig, &gateway])
+            .status()
+            .expect("kill");
+    };
+    kill("-STOP");
+    let unhealthy = wait_for(Duration::from_secs(30), || async {
+        log().lines().any(|l| {
+            l.contains("service stopped answering its health check") && l.contains("gateway")
+        })
+    })
+    .await;
+    kill("-CONT");
+    unhealthy.unwrap_or_else(|_| panic!("no unhealthy line; log:\n{}", peer.log_tail()));
+    wait_for(Duration::from_secs(30), || async {
+        log()
+            .lines()
+            .any(|l| l.contains("service healthy again") && l.contains("gateway"))
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no healthy-again line; log:\n{}", peer.log_tail()));
+    drop(daemon);
+}

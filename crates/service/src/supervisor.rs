@@ -60,6 +60,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RESTARTS: usize = 5;
 const RESTART_WINDOW: Duration = Duration::from_secs(120);
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
 pub struct DaemonOptions {
     pub config_dir: PathBuf,
@@ -136,6 +137,7 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<()> {
         })
         .unwrap_or_else(|| "disabled".into());
     tracing::info!(peer = %peer.identity.peer_id, rest_api = %rest, "IPFS Cluster peer ready");
+    let watch = spawn_health_watch(&peer)?;
     eprintln!("**IPFS Cluster is READY**");
 
     let outcome = loop {
@@ -151,7 +153,7 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<()> {
                     break Err(anyhow!("{} service keeps failing ({} restarts in {:?}); last error: {why}", r.spec.name, MAX_RESTARTS, RESTART_WINDOW));
                 }
                 let backoff = Duration::from_millis(500 * (1 << r.restarts.len().min(5)));
-                tracing::warn!(service = r.spec.name, error = %why, ?backoff, "service stopped unexpectedly; restarting");
+                tracing::warn!(service = r.spec.name, state = "restarting", error = %why, ?backoff, "service stopped unexpectedly; restarting");
                 tokio::time::sleep(backoff).await;
                 let spec = r.spec;
                 let addr = (spec.addr)(&peer)?;
@@ -169,6 +171,7 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<()> {
     if let Ok(sig) = &outcome {
         tracing::info!("{sig} received: stopping the services");
     }
+    watch.abort();
     stop_all(&mut running).await;
     drop(lock);
     outcome.map(|_| ())
@@ -206,6 +209,12 @@ async fn start_and_wait(
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot start {}", spec.binary))?;
+    tracing::info!(
+        service = spec.name,
+        state = "starting",
+        pid = child.id(),
+        "service started"
+    );
     let last_error = Arc::new(Mutex::new(None));
     if let Some(stderr) = child.stderr.take() {
         let last = last_error.clone();
@@ -234,7 +243,7 @@ async fn start_and_wait(
             bail!("{} service failed to start: {why}", spec.name);
         }
         if healthy(addr).await {
-            tracing::info!(service = spec.name, %addr, "service ready");
+            tracing::info!(service = spec.name, state = "ready", %addr, "service ready");
             return Ok(Running {
                 spec,
                 child,
@@ -252,6 +261,34 @@ async fn start_and_wait(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Logs every change of a service's health (`state=unhealthy` / `state=ready`) while the
+/// peer runs, so a hung service shows in the launcher's log even when its process lives.
+fn spawn_health_watch(peer: &Peer) -> Result<tokio::task::JoinHandle<()>> {
+    let mut addrs = Vec::new();
+    for spec in SERVICES {
+        addrs.push((spec.name, (spec.addr)(peer)?));
+    }
+    Ok(tokio::spawn(async move {
+        let mut up = vec![true; addrs.len()];
+        let mut tick = tokio::time::interval(HEALTH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for (i, (name, addr)) in addrs.iter().enumerate() {
+                let now = healthy(*addr).await;
+                if now != up[i] {
+                    if now {
+                        tracing::info!(service = name, state = "ready", %addr, "service healthy again");
+                    } else {
+                        tracing::warn!(service = name, state = "unhealthy", %addr, "service stopped answering its health check");
+                    }
+                    up[i] = now;
+                }
+            }
+        }
+    }))
 }
 
 /// gRPC health check (no token needed) of a local service.
@@ -288,7 +325,7 @@ async fn stop_all(running: &mut Vec<Running>) {
             );
         }
         match tokio::time::timeout(STOP_TIMEOUT, r.child.wait()).await {
-            Ok(_) => tracing::info!(service = r.spec.name, "stopped"),
+            Ok(_) => tracing::info!(service = r.spec.name, state = "stopped", "stopped"),
             Err(_) => {
                 tracing::warn!(
                     service = r.spec.name,
