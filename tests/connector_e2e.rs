@@ -1,1 +1,600 @@
-//! (being written: see docs/internals.md)
+//! The ipfs connector through whole peers (real launcher, real js-ipfs daemons):
+//! content added on node A is pinned by peer B's daemon over bitswap and unpinned again;
+//! a CID nobody has goes `pinning` → `pin_error` after the pin timeout and recover
+//! re-queues it; `ipfs pin rm` behind the cluster's back → `unexpectedly_unpinned` →
+//! recover repairs it; the daemon going down and coming back (statuses say so, queued
+//! work resumes, the connector stays idle meanwhile); and the IPFS proxy driven with the
+//! plain HTTP requests the `ipfs` CLI sends (multipart add, pin ls, pin update, repo
+//! stat, block put, dag put).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use ipfs_cluster_tests::*;
+use serde_json::Value;
+
+/// A js-ipfs daemon on fixed ports that can be stopped (SIGTERM: js-ipfs leaves
+/// repo.lock behind after SIGKILL) and started again on the same ports and repo.
+struct RestartableIpfs {
+    dir: PathBuf,
+    api: u16,
+    swarm: u16,
+    gw: u16,
+    grpc: u16,
+    proc: Option<Proc>,
+}
+
+impl RestartableIpfs {
+    async fn start(dir: &Path) -> Self {
+        let mut n = Self {
+            dir: dir.to_path_buf(),
+            api: free_port(),
+            swarm: free_port(),
+            gw: free_port(),
+            grpc: free_port(),
+            proc: None,
+        };
+        n.up().await;
+        n
+    }
+
+    fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api)
+    }
+
+    fn multiaddr(&self) -> String {
+        format!("/ip4/127.0.0.1/tcp/{}", self.api)
+    }
+
+    async fn up(&mut self) {
+        let script = repo_root().join("tests/ipfs-testnode/start-jsipfs.sh");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("ipfs.log"))
+            .unwrap();
+        let p = Proc::spawn(
+            "ipfs",
+            Command::new(script)
+                .arg(self.dir.join("ipfs-repo"))
+                .args([self.api, self.swarm, self.gw, self.grpc].map(|p| p.to_string()))
+                .stdout(log.try_clone().unwrap())
+                .stderr(log),
+        )
+        .unwrap();
+        self.proc = Some(p);
+        let url = format!("{}/api/v0/id", self.api_url());
+        wait_for(Duration::from_secs(120), || async {
+            matches!(http("POST", &url, None).await, Ok((200, _)))
+        })
+        .await
+        .unwrap_or_else(|_| panic!("js-ipfs did not start; see {}", self.dir.display()));
+    }
+
+    fn down(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            assert!(
+                p.terminate(Duration::from_secs(30)).is_some(),
+                "js-ipfs did not stop on SIGTERM"
+            );
+        }
+    }
+
+    async fn add(&self, data: &[u8], only_hash: bool) -> String {
+        let q = if only_hash {
+            "pin=false&only-hash=true"
+        } else {
+            "pin=false"
+        };
+        let lines = multipart_add(&format!("{}/api/v0/add?{q}", self.api_url()), data).await;
+        lines.last().unwrap()["Hash"].as_str().unwrap().to_string()
+    }
+
+    async fn pins(&self) -> Vec<String> {
+        daemon_pins(&self.api_url()).await
+    }
+}
+
+/// `ipfs add` as the Kubo CLI sends it: multipart/form-data, one file part.
+/// Returns the NDJSON lines; panics on a non-200 answer.
+async fn multipart_add(url: &str, data: &[u8]) -> Vec<Value> {
+    let (status, text) = multipart_post(url, data).await;
+    assert_eq!(status, 200, "add {url}: {text}");
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+async fn multipart_post(url: &str, data: &[u8]) -> (u16, String) {
+    let boundary = "e2e7f9c1b2d3a4";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"hello.txt\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let req = hyper::Request::post(url)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .header("user-agent", "kubo/0.18.1/")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    send(req).await.unwrap()
+}
+
+async fn daemon_pins(api: &str) -> Vec<String> {
+    let Ok((200, text)) = http("POST", &format!("{api}/api/v0/pin/ls?type=recursive"), None).await
+    else {
+        return vec![];
+    };
+    let v: Value = serde_json::from_str(&text).unwrap_or_default();
+    v["Keys"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+async fn ipfs_id(api: &str) -> String {
+    let (st, body) = http("POST", &format!("{api}/api/v0/id"), None)
+        .await
+        .unwrap();
+    assert_eq!(st, 200, "{body}");
+    serde_json::from_str::<Value>(&body).unwrap()["ID"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn peer_id(rest: &str) -> String {
+    get_json(&format!("{rest}/id")).await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The PinInfo of `peer` in `GET /pins/{cid}` (Null when not answered).
+async fn pin_info(rest: &str, cid: &str, peer: &str) -> Value {
+    match get_json(&format!("{rest}/pins/{cid}")).await {
+        Ok(v) => v["peer_map"][peer].clone(),
+        Err(_) => Value::Null,
+    }
+}
+
+/// Waits until `peer` reports `want` for `cid`; returns the PinInfo.
+async fn wait_status(rest: &str, cid: &str, peer: &str, want: &str, secs: u64, log: &str) -> Value {
+    let mut last = Value::Null;
+    let until = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < until {
+        last = pin_info(rest, cid, peer).await;
+        if last["status"] == want {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{cid} on {peer}: wanted {want}, last {last}; log:\n{log}");
+}
+
+/// Sets keys of `service.json` (the daemon reads it at start).
+fn edit_service_json(dir: &Path, f: impl FnOnce(&mut Value)) {
+    let p = dir.join("service.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(&p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// The ipfs connector child of a launcher (by parent pid and name).
+fn connector_pid(launcher: u32) -> Option<u32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some((head, tail)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let ppid = tail
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse::<u32>().ok());
+        if ppid == Some(launcher) && head.contains("ipfs-cluster-ip") {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let tail = stat.rsplit_once(')').unwrap().1;
+    let f: Vec<&str> = tail.split_whitespace().collect();
+    // after ')': state(0) ppid(1) ... utime(11) stime(12)
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn unique(tag: &str) -> Vec<u8> {
+    format!(
+        "{tag} {:?} {}\n",
+        std::time::SystemTime::now(),
+        std::process::id()
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_from_node_a_is_pinned_by_peer_b_over_bitswap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&da).unwrap();
+    std::fs::create_dir_all(&db).unwrap();
+    let (a, b) = tokio::join!(IpfsNode::start(&da), IpfsNode::start(&db));
+    let (ipfs_a, ipfs_b) = (a.expect("IPFS node A"), b.expect("IPFS node B"));
+    // No DHT/bootstrap in the test nodes: B dials A so bitswap can fetch from it.
+    let id_a = ipfs_id(&ipfs_a.api_url()).await;
+    let (st, body) = http(
+        "POST",
+        &format!(
+            "{}/api/v0/swarm/connect?arg=/ip4/127.0.0.1/tcp/{}/p2p/{id_a}",
+            ipfs_b.api_url(),
+            ipfs_a.swarm_port
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 200, "swarm/connect: {body}");
+
+    let secret = "c0".repeat(32);
+    let pa = PeerDir::init(&da.join("peer"), &ipfs_a.multiaddr(), Some(&secret)).unwrap();
+    let pb = PeerDir::init(&db.join("peer"), &ipfs_b.multiaddr(), Some(&secret)).unwrap();
+    let _peer_a = pa.start(&[]).await.unwrap();
+    let id_pa = peer_id(&pa.rest_url()).await;
+    let boot = format!("/ip4/127.0.0.1/tcp/{}/p2p/{id_pa}", pa.ports.swarm);
+    let _peer_b = pb.start(&["--bootstrap", &boot]).await.unwrap();
+    let id_pb = peer_id(&pb.rest_url()).await;
+    let rest = pa.rest_url();
+    wait_for(Duration::from_secs(30), || async {
+        matches!(http("GET", &format!("{rest}/peers"), None).await,
+            Ok((200, b)) if b.contains(&id_pb) && b.contains(&id_pa))
+    })
+    .await
+    .unwrap_or_else(|_| panic!("B never joined; log:\n{}", pb.log_tail()));
+
+    // Only node A holds the content; the pin is allocated to B alone.
+    let data = unique("fetched by bitswap");
+    let cid = ipfs_a.add(&data).await.unwrap();
+    let (st, body) = http(
+        "POST",
+        &format!("{rest}/pins/{cid}?replication-min=1&replication-max=1&user-allocations={id_pb}"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 200, "{body}");
+    let pin: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(pin["allocations"], serde_json::json!([id_pb]), "{pin}");
+
+    wait_status(&rest, &cid, &id_pb, "pinned", 60, &pb.log_tail()).await;
+    assert_eq!(pin_info(&rest, &cid, &id_pa).await["status"], "remote");
+    assert!(
+        ipfs_b.pins().await.unwrap().contains(&cid),
+        "node B does not hold the pin"
+    );
+    assert!(
+        !ipfs_a.pins().await.unwrap().contains(&cid),
+        "node A pinned a CID allocated to B"
+    );
+    // B really has the bytes now (fetched from A over bitswap).
+    let (st, got) = http(
+        "POST",
+        &format!("{}/api/v0/cat?arg={cid}&offline=true", ipfs_b.api_url()),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 200, "{got}");
+    assert_eq!(got.as_bytes(), &data[..]);
+
+    // Unpin through peer B: gone from node B, every peer says unpinned.
+    let (st, body) = http("DELETE", &format!("{}/pins/{cid}", pb.rest_url()), None)
+        .await
+        .unwrap();
+    assert_eq!(st, 200, "{body}");
+    wait_for(Duration::from_secs(30), || async {
+        !ipfs_b.pins().await.unwrap_or_default().contains(&cid)
+    })
+    .await
+    .expect("node B still pins after the cluster unpin");
+    wait_status(&rest, &cid, &id_pb, "unpinned", 20, &pb.log_tail()).await;
+    wait_status(&rest, &cid, &id_pa, "unpinned", 20, &pa.log_tail()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_errors_recover_and_the_daemon_going_away() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ipfs = RestartableIpfs::start(tmp.path()).await;
+    let peer = PeerDir::init(&tmp.path().join("peer"), &ipfs.multiaddr(), None).unwrap();
+    edit_service_json(&peer.dir, |v| {
+        v["ipfs_connector"]["ipfshttp"]["pin_timeout"] = "3s".into();
+    });
+    let daemon = peer.start(&[]).await.unwrap();
+    let rest = peer.rest_url();
+    let me = peer_id(&rest).await;
+
+    // A CID nobody has: pinning, then pin_error once the no-progress timeout hits.
+    let missing = ipfs.add(&unique("nobody has this"), true).await;
+    let (st, body) = http("POST", &format!("{rest}/pins/{missing}"), None)
+        .await
+        .unwrap();
+    assert_eq!(st, 200, "{body}");
+    wait_status(&rest, &missing, &me, "pinning", 20, &peer.log_tail()).await;
+    let failed = wait_status(&rest, &missing, &me, "pin_error", 30, &peer.log_tail()).await;
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("pin_timeout"),
+        "{failed}"
+    );
+    let attempts = failed["attempt_count"].as_u64().unwrap_or(0);
+    assert!(attempts >= 1, "{failed}");
+    // recover re-queues it: it is worked on again and fails again, one attempt more.
+    let (st, body) = http("POST", &format!("{rest}/pins/{missing}/recover"), None)
+        .await
+        .unwrap();
+    assert_eq!(st, 200, "{body}");
+    let rec: Value = serde_json::from_str(&body).unwrap();
+    let s = rec["peer_map"][&me]["status"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(s == "pin_queued" || s == "pinning", "after recover: {rec}");
+    let again = wait_status(&rest, &missing, &me, "pin_error", 30, &peer.log_tail()).await;
+    assert!(
+        again["attempt_count"].as_u64().unwrap_or(0) > attempts,
+        "attempts did not grow: {failed} then {again}"
+    );
+    // The CID is not lost from the state.
+    let (_, allocs) = http("GET", &format!("{rest}/allocations"), None)
+        .await
+        .unwrap();
+    assert!(allocs.contains(&missing), "{allocs}");
+
+    // Pinned, then removed behind the cluster's back, then repaired by recover.
+    let cid = ipfs.add(&unique("pinned then removed"), false).await;
+    let (st, body) = http("POST", &format!("{rest}/pins/{cid}"), None)
+        .await
+        .unwrap();
+    assert_eq!(st, 200, "{body}");
+    wait_status(&rest, &cid, &me, "pinned", 30, &peer.log_tail()).await;
+    let (st, body) = http(
+        "POST",
+        &format!("{}/api/v0/pin/rm?arg={cid}", ipfs.api_url()),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 200, "ipfs pin rm: {body}");
+    let gone = wait_status(
+        &rest,
+        &cid,
+        &me,
+        "unexpectedly_unpinned",
+        20,
+        &peer.log_tail(),
+    )
+    .await;
+    assert!(!gone["error"].as_str().unwrap_or("").is_empty(), "{gone}");
+    let (st, body) = http("POST", &format!("{rest}/pins/{cid}/recover"), None)
+        .await
+        .unwrap();
+    assert_eq!(st, 200, "{body}");
+    wait_status(&rest, &cid, &me, "pinned", 30, &peer.log_tail()).await;
+    assert!(ipfs.pins().await.contains(&cid), "recover did not re-pin");
+
+    // The daemon goes away. Content for a pin requested meanwhile is already in its repo.
+    let queued = ipfs.add(&unique("queued while down"), false).await;
+    ipfs.down();
+    let down = wait_status(&rest, &cid, &me, "cluster_error", 20, &peer.log_tail()).await;
+    let err = down["error"].as_str().unwrap_or("");
+    assert!(err.contains("IPFS") || err.contains("ipfs"), "{down}");
+    let (st, body) = http("POST", &format!("{rest}/pins/{queued}"), None)
+        .await
+        .unwrap();
+    assert_eq!(st, 200, "pinning while IPFS is down is accepted: {body}");
+    let q = wait_status(&rest, &queued, &me, "pin_queued", 20, &peer.log_tail()).await;
+    assert_eq!(
+        q["attempt_count"].as_u64().unwrap_or(0),
+        0,
+        "attempt burnt: {q}"
+    );
+    // While waiting, the connector does not spin (a busy loop would use ~100% of a core).
+    let conn = connector_pid(daemon.pid()).expect("the ipfs connector process");
+    let (t0, c0) = (Instant::now(), cpu_ticks(conn));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ticks = cpu_ticks(conn) - c0;
+    let secs = t0.elapsed().as_secs_f64();
+    // 100 ticks/s on Linux; half a core is far above any idle wait.
+    assert!(
+        (ticks as f64) < secs * 50.0,
+        "connector used {ticks} ticks in {secs:.1}s while the daemon was down"
+    );
+    assert_eq!(
+        pin_info(&rest, &queued, &me).await["status"],
+        "pin_queued",
+        "queued work changed state while the daemon was down"
+    );
+
+    // The daemon is back: queued work is done, earlier pins are reported again.
+    ipfs.up().await;
+    wait_status(&rest, &queued, &me, "pinned", 30, &peer.log_tail()).await;
+    wait_status(&rest, &cid, &me, "pinned", 30, &peer.log_tail()).await;
+    let pins = ipfs.pins().await;
+    assert!(pins.contains(&queued) && pins.contains(&cid), "{pins:?}");
+    let (_, allocs) = http("GET", &format!("{rest}/allocations"), None)
+        .await
+        .unwrap();
+    for c in [&missing, &cid, &queued] {
+        assert!(allocs.contains(c.as_str()), "{c} lost: {allocs}");
+    }
+    ipfs.down();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipfs_proxy_serves_an_unmodified_client_flow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ipfs = IpfsNode::start(tmp.path()).await.expect("IPFS test node");
+    let peer = PeerDir::init(&tmp.path().join("peer"), &ipfs.multiaddr(), None).unwrap();
+    let _daemon = peer.start(&[]).await.unwrap();
+    let rest = peer.rest_url();
+    let me = peer_id(&rest).await;
+    let proxy = format!("http://127.0.0.1:{}", peer.ports.proxy);
+    wait_for(Duration::from_secs(20), || async {
+        matches!(
+            http("POST", &format!("{proxy}/api/v0/version"), None).await,
+            Ok((200, _))
+        )
+    })
+    .await
+    .unwrap_or_else(|_| panic!("proxy never answered; log:\n{}", peer.log_tail()));
+
+    // `ipfs add` (pin=true is Kubo's default) through the proxy.
+    let data = unique("added through the proxy");
+    let lines = multipart_add(
+        &format!("{proxy}/api/v0/add?stream-channels=true&pin=true&progress=false"),
+        &data,
+    )
+    .await;
+    let cid = lines.last().unwrap()["Hash"].as_str().unwrap().to_string();
+    assert_eq!(lines.last().unwrap()["Name"], "hello.txt", "{lines:?}");
+
+    // The cluster state has it, allocated to this peer (empty allocations = everyone).
+    let pin = get_json(&format!("{rest}/allocations/{cid}"))
+        .await
+        .unwrap();
+    let allocs = pin["allocations"].as_array().cloned().unwrap_or_default();
+    assert!(
+        allocs.is_empty() || allocs.iter().any(|a| a == &Value::String(me.clone())),
+        "{pin}"
+    );
+    wait_status(&rest, &cid, &me, "pinned", 30, &peer.log_tail()).await;
+    assert!(ipfs.pins().await.unwrap().contains(&cid));
+
+    // `ipfs pin ls` through the proxy (the CLI streams).
+    let (st, body) = http(
+        "POST",
+        &format!("{proxy}/api/v0/pin/ls?arg={cid}&type=all&stream=true"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["Cid"], cid.as_str(), "{body}");
+    let (st, body) = http("POST", &format!("{proxy}/api/v0/pin/ls"), None)
+        .await
+        .unwrap();
+    assert_eq!(st, 200, "{body}");
+    assert!(body.contains(&cid), "{body}");
+
+    // `add --pin=false` is forwarded untouched: nothing enters the cluster.
+    let unpinned = multipart_add(
+        &format!("{proxy}/api/v0/add?pin=false"),
+        &unique("not pinned"),
+    )
+    .await;
+    let ucid = unpinned.last().unwrap()["Hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, _) = http("GET", &format!("{rest}/allocations/{ucid}"), None)
+        .await
+        .unwrap();
+    assert_eq!(st, 404, "add pin=false entered the cluster");
+
+    // pin/update: the new CID replaces the old one in the cluster.
+    let (st, body) = http(
+        "POST",
+        &format!("{proxy}/api/v0/pin/update?arg={cid}&arg={ucid}"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        serde_json::json!({"Pins": [cid, ucid]})
+    );
+    let (st, _) = http("GET", &format!("{rest}/allocations/{cid}"), None)
+        .await
+        .unwrap();
+    assert_eq!(st, 404, "pin/update left the old CID pinned");
+    wait_status(&rest, &ucid, &me, "pinned", 30, &peer.log_tail()).await;
+
+    // repo/stat: numbers summed over the members.
+    let (st, body) = http("POST", &format!("{proxy}/api/v0/repo/stat"), None)
+        .await
+        .unwrap();
+    assert_eq!(st, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["RepoSize"].as_u64().unwrap_or(0) > 0, "{body}");
+    assert!(v["StorageMax"].is_u64(), "{body}");
+
+    // block/put?pin=true: the block is stored by the daemon and pinned by the cluster.
+    let (st, body) = multipart_post(
+        &format!("{proxy}/api/v0/block/put?pin=true&cid-codec=raw&format=raw&mhtype=sha2-256"),
+        &unique("a raw block"),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let bcid = serde_json::from_str::<Value>(body.trim()).unwrap()["Key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, body) = http("GET", &format!("{rest}/allocations/{bcid}"), None)
+        .await
+        .unwrap();
+    assert_eq!(st, 200, "block/put?pin=true not in the cluster: {body}");
+
+    // dag/put?pin=true: same for the DAG node.
+    let doc = format!("{{\"hello\":\"{}\"}}", std::process::id());
+    let (st, body) = multipart_post(
+        &format!("{proxy}/api/v0/dag/put?pin=true&store-codec=dag-cbor&input-codec=dag-json"),
+        doc.as_bytes(),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let dcid = serde_json::from_str::<Value>(body.trim()).unwrap()["Cid"]["/"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, body) = http("GET", &format!("{rest}/allocations/{dcid}"), None)
+        .await
+        .unwrap();
+    assert_eq!(st, 200, "dag/put?pin=true not in the cluster: {body}");
+
+    // pin/rm through the proxy.
+    let (st, body) = http("POST", &format!("{proxy}/api/v0/pin/rm?arg={ucid}"), None)
+        .await
+        .unwrap();
+    assert_eq!(st, 200, "{body}");
+    wait_for(Duration::from_secs(30), || async {
+        !ipfs.pins().await.unwrap_or_default().contains(&ucid)
+    })
+    .await
+    .expect("pin/rm through the proxy did not unpin on the daemon");
+}

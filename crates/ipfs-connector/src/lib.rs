@@ -8,6 +8,7 @@ pub mod informers;
 pub mod kubo;
 pub mod options;
 pub mod proxy;
+mod proxy_pinning;
 pub mod run;
 pub mod service;
 pub mod settings;

@@ -1,9 +1,9 @@
 //! The IPFS proxy (upstream api/ipfsproxy, cluster-internals.md §5): looks like the Kubo
 //! RPC API; `pin/add`, `pin/rm` and `pin/ls` become cluster operations on the local
-//! consensus, the other hijacked paths upstream has (`add`, `pin/update`, `repo/stat`,
-//! `repo/gc`, `block/put?pin=true`, `dag/put?pin=true`) answer 501 with a clear message
-//! until they are implemented, and everything else is forwarded to the daemon as is,
-//! streaming both ways.
+//! consensus, `pin/update` becomes a cluster pin update, `add` / `block/put?pin=true` /
+//! `dag/put?pin=true` are forwarded to the daemon and every resulting root is pinned
+//! through the cluster, `repo/stat` and `repo/gc` run on every member, and everything
+//! else is forwarded to the daemon as is, streaming both ways.
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
@@ -13,23 +13,26 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::{body::Incoming, service::service_fn, Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ipfs_cluster_proto::{
-    client::ConsensusClient,
+    client::{ConsensusClient, TransportClient},
     consensus::v1::{GetRequest, ListRequest, PinRequest, UnpinRequest},
     types::v1::{Pin, PinOptions, PinType},
 };
+
+use crate::proxy_pinning::{self, Roots};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::kubo::{Kubo, NodeAddr};
 
-type Body = BoxBody<Bytes, hyper::Error>;
+pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 
-struct Proxy {
-    kubo: Kubo,
-    consensus: ConsensusClient,
+pub(crate) struct Proxy {
+    pub(crate) kubo: Kubo,
+    pub(crate) consensus: ConsensusClient,
+    pub(crate) transport: TransportClient,
 }
 
-fn server_header() -> HeaderValue {
+pub(crate) fn server_header() -> HeaderValue {
     HeaderValue::from_str(&format!(
         "ipfs-cluster/ipfsproxy/{}",
         ipfs_cluster_proto::VERSION
@@ -37,13 +40,13 @@ fn server_header() -> HeaderValue {
     .expect("ascii")
 }
 
-fn full(b: impl Into<Bytes>) -> Body {
+pub(crate) fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into())
         .map_err(|never: Infallible| match never {})
         .boxed()
 }
 
-fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
+pub(crate) fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
     let mut r = Response::new(full(serde_json::to_vec(&v).expect("json")));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -55,7 +58,7 @@ fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
 }
 
 /// Kubo's error shape.
-fn kubo_error(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
+pub(crate) fn kubo_error(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
     json(
         status,
         serde_json::json!({"Message": msg.into(), "Code": 0, "Type": "error"}),
@@ -63,7 +66,7 @@ fn kubo_error(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
 }
 
 /// All values of `key` in a query string (percent-decoded).
-fn query_all(query: &str, key: &str) -> Vec<String> {
+pub(crate) fn query_all(query: &str, key: &str) -> Vec<String> {
     query
         .split('&')
         .filter_map(|kv| {
@@ -117,13 +120,24 @@ impl Proxy {
                     "pin/add" => return Ok(self.pin_add(rest, &query).await),
                     "pin/rm" => return Ok(self.pin_rm(rest, &query).await),
                     "pin/ls" => return Ok(self.pin_ls(rest, &query).await),
-                    "add" | "pin/update" | "repo/stat" | "repo/gc" => {
-                        return Ok(not_implemented(route))
+                    "pin/update" => return Ok(self.pin_update(&query).await),
+                    "repo/stat" => return Ok(proxy_pinning::repo_stat(&self).await),
+                    "repo/gc" => return Ok(proxy_pinning::repo_gc(&self, &query).await),
+                    "add" if rest.is_empty() && !flag(&query, "pin", true) => {}
+                    "add" if rest.is_empty() && flag(&query, "only-hash", false) => {}
+                    "add" if rest.is_empty() => {
+                        let wrap =
+                            flag(&query, "wrap-with-directory", false) || flag(&query, "w", false);
+                        let req = with_query_param(req, "pin", "false");
+                        let name = query_all(&query, "name").into_iter().next();
+                        return Ok(self.forward_and_pin(req, Roots::Add { wrap }, name).await);
                     }
-                    "block/put" | "dag/put"
-                        if query_all(&query, "pin").iter().any(|v| v == "true") =>
-                    {
-                        return Ok(not_implemented(&format!("{route}?pin=true")))
+                    "block/put" if flag(&query, "pin", false) => {
+                        return Ok(self.forward_and_pin(req, Roots::BlockPut, None).await)
+                    }
+                    "dag/put" if flag(&query, "pin", false) => {
+                        let req = with_query_param(req, "pin", "false");
+                        return Ok(self.forward_and_pin(req, Roots::DagPut, None).await);
                     }
                     _ => {}
                 }
@@ -167,6 +181,59 @@ impl Proxy {
             Ok(_) => json(StatusCode::OK, serde_json::json!({"Pins": [cid]})),
             Err(e) => kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()),
         }
+    }
+
+    /// Upstream: `Cluster.PinPath(to, pin_update=from)`, then `Unpin(from)` unless
+    /// `unpin=false`; answers `{"Pins":[from,to]}`.
+    async fn pin_update(&self, query: &str) -> Response<Body> {
+        let args = query_all(query, "arg");
+        let Some(from) = args.first().cloned() else {
+            return kubo_error(
+                StatusCode::BAD_REQUEST,
+                "argument \"from-path\" is required",
+            );
+        };
+        let Some(to) = args.get(1).cloned() else {
+            return kubo_error(StatusCode::BAD_REQUEST, "argument \"to-path\" is required");
+        };
+        let unpin = flag(query, "unpin", true);
+        let from = match self.resolve_arg(Some(from), "from-path").await {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        let to = match self.resolve_arg(Some(to), "to-path").await {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        let pin = Pin {
+            cid: to.clone(),
+            r#type: PinType::Data as i32,
+            max_depth: -1,
+            options: Some(PinOptions {
+                pin_update: from.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        if let Err(e) = self
+            .consensus
+            .clone()
+            .pin(PinRequest { pin: Some(pin) })
+            .await
+        {
+            return kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string());
+        }
+        if unpin {
+            if let Err(e) = self
+                .consensus
+                .clone()
+                .unpin(UnpinRequest { cid: from.clone() })
+                .await
+            {
+                return kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string());
+            }
+        }
+        json(StatusCode::OK, serde_json::json!({"Pins": [from, to]}))
     }
 
     async fn pin_rm(&self, rest: &str, query: &str) -> Response<Body> {
@@ -312,7 +379,7 @@ impl Proxy {
     }
 
     /// Reverse proxy: same method, path, query, headers (minus hop-by-hop) and body.
-    async fn forward(&self, req: Request<Incoming>) -> Response<Body> {
+    pub(crate) async fn forward(&self, req: Request<Incoming>) -> Response<Body> {
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         let pq = parts
@@ -359,11 +426,31 @@ impl Proxy {
     }
 }
 
-fn not_implemented(route: &str) -> Response<Body> {
-    kubo_error(
-        StatusCode::NOT_IMPLEMENTED,
-        format!("ipfs-cluster proxy: /api/v0/{route} is not implemented by this cluster peer yet; use the cluster REST API (ipfs-cluster-ctl) for it"),
-    )
+/// A boolean query flag as Kubo parses it (`x`, `x=true`, `x=1` are true).
+pub(crate) fn flag(query: &str, key: &str, default: bool) -> bool {
+    match query_all(query, key).first().map(String::as_str) {
+        None => default,
+        Some("" | "true" | "1" | "True" | "TRUE") => true,
+        Some(_) => false,
+    }
+}
+
+/// The request with `key=value` replacing every `key=` in its query.
+fn with_query_param(mut req: Request<Incoming>, key: &str, value: &str) -> Request<Incoming> {
+    let path = req.uri().path().to_string();
+    let mut parts: Vec<String> = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some(key))
+        .map(str::to_string)
+        .collect();
+    parts.push(format!("{key}={value}"));
+    if let Ok(u) = format!("{path}?{}", parts.join("&")).parse() {
+        *req.uri_mut() = u;
+    }
+    req
 }
 
 /// ("pin/add", "{arg}") for "pin/add/{arg}"; two-segment routes first.
@@ -388,7 +475,7 @@ fn split_route(sub: &str) -> (&str, &str) {
     (sub, "")
 }
 
-fn strip_hop_by_hop(h: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap) {
     for k in [
         "connection",
         "keep-alive",
@@ -424,9 +511,14 @@ pub async fn serve(
     listener: TcpListener,
     kubo: Kubo,
     consensus: ConsensusClient,
+    transport: TransportClient,
     shutdown: CancellationToken,
 ) {
-    let proxy = Arc::new(Proxy { kubo, consensus });
+    let proxy = Arc::new(Proxy {
+        kubo,
+        consensus,
+        transport,
+    });
     loop {
         let (sock, _) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -478,5 +570,8 @@ mod tests {
         );
         assert_eq!(arg_of("QmY", ""), Some("QmY".into()));
         assert_eq!(decode("a%2"), "a%2");
+        assert!(flag("pin", "pin", false));
+        assert!(!flag("pin=false", "pin", true));
+        assert!(flag("x=1", "pin", true));
     }
 }

@@ -82,10 +82,12 @@ pub async fn run_with(
         let l = crate::proxy::bind(addr).await.map_err(RunError::Proxy)?;
         tracing::info!(%addr, "IPFS proxy listening");
         let consensus = client::consensus(settings.consensus_addr, &settings.token);
+        let transport = client::transport(settings.transport_addr, &settings.token);
         tokio::spawn(crate::proxy::serve(
             l,
             t.kubo().clone(),
             consensus,
+            transport,
             shutdown.clone(),
         ));
     }

@@ -322,7 +322,7 @@ async fn pin_flow_against_jsipfs() {
 
 /// The IPFS proxy: pin/add becomes a cluster pin (and lands on the daemon through the
 /// tracker), pin/ls answers from the cluster state, pin/rm unpins, unknown paths are
-/// forwarded to the daemon, unimplemented hijacked paths say so with 501.
+/// forwarded to the daemon, pin/update without both paths is Kubo's 400.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipfs_proxy_against_jsipfs() {
     let tmp = tempfile::tempdir().unwrap();
@@ -438,10 +438,14 @@ async fn ipfs_proxy_against_jsipfs() {
         format!("{{\"Cid\":\"{cid}\",\"Type\":\"recursive\"}}\n")
     );
 
-    // Unimplemented hijacked path: 501 with Kubo's error shape.
-    let e = via.post("repo/gc", "", None).await.unwrap_err().to_string();
+    // pin/update needs two paths: Kubo's 400 error shape.
+    let e = via
+        .post("pin/update", &format!("arg={cid}"), None)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
-        e.contains("Code: 501") && e.contains("not implemented"),
+        e.contains("Code: 400") && e.contains("argument \"to-path\" is required"),
         "{e}"
     );
 
