@@ -87,6 +87,16 @@ fn backup_dir(dir: &std::path::Path, keep: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The file that says this peer left or was removed: `<raft dir>.removed`, beside the raft
+/// folder. While it exists the service refuses to start without `--bootstrap`.
+pub fn removed_marker(raft_dir: &std::path::Path) -> PathBuf {
+    let name = raft_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "raft".into());
+    raft_dir.with_file_name(format!("{name}.removed"))
+}
+
 /// Follows the transport's `monitor.metrics` topic into the allocator's metric store.
 fn spawn_metrics(node: Arc<Node>, mut client: TransportClient) {
     tokio::spawn(async move {
@@ -213,6 +223,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
+    let marker = removed_marker(&raft_dir);
+    if marker.exists() {
+        if bootstrap.is_empty() {
+            anyhow::bail!(
+                "this peer left or was removed from its cluster (marker {}); start it with --bootstrap <peer multiaddr> to join a cluster again, or run `ipfs-cluster-service state cleanup` to start a new one",
+                marker.display()
+            );
+        }
+        std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
+    }
     if !bootstrap.is_empty() {
         // Upstream wipes (backs up) local raft state and starts in staging mode.
         if raft_dir.join(store::DB_FILE).exists() {
@@ -284,6 +304,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         // Give the store's last handles a moment to close, then back the state up.
         tokio::time::sleep(Duration::from_millis(200)).await;
         backup_dir(&raft_dir, keep)?;
+        // Without this marker a restart would bootstrap a new one-peer cluster.
+        std::fs::write(&marker, b"this peer left or was removed from its cluster\n")
+            .with_context(|| format!("writing {}", marker.display()))?;
+        eprintln!("this peer is no longer a cluster member; raft state backed up, exiting");
     }
     if let Some(e) = failure {
         anyhow::bail!(e);

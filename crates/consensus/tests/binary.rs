@@ -121,4 +121,26 @@ async fn binary_pins_durably_and_refuses_a_taken_port() {
         .unwrap()
         .into_inner();
     assert_eq!(again.cid, CID);
+
+    drop(_p);
+
+    // A peer that left or was removed refuses to start without --bootstrap.
+    std::fs::write(dir.path().join("raft.removed"), b"x").unwrap();
+    let refused = spawn(dir.path(), cport, tport);
+    let out = tokio::task::spawn_blocking(move || {
+        let mut s = refused;
+        let status = s.0.wait().unwrap();
+        let mut err = String::new();
+        use std::io::Read;
+        s.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        (status, err)
+    })
+    .await
+    .unwrap();
+    assert!(!out.0.success());
+    assert!(
+        out.1.contains("error: this peer left or was removed") && out.1.contains("--bootstrap"),
+        "{}",
+        out.1
+    );
 }
