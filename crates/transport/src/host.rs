@@ -29,6 +29,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tonic::Status;
 
 use crate::{
+    first_bytes::FirstBytesCheck,
     inbound::Inbound,
     options::Limits,
     peerstore::{self, Book},
@@ -60,14 +61,18 @@ fn build_transport(
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
     let noise = noise::Config::new(key)?;
     let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    // FirstBytesCheck: a wrong/missing secret fails at the first received byte, not at the
+    // connection timeout (see first_bytes.rs).
     Ok(match psk {
         Some(psk) => tcp
             .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
+            .map(|socket, _| FirstBytesCheck::new(socket))
             .upgrade(Version::V1Lazy)
             .authenticate(noise)
             .multiplex(yamux::Config::default())
             .boxed(),
         None => tcp
+            .map(|socket, _| FirstBytesCheck::new(socket))
             .upgrade(Version::V1Lazy)
             .authenticate(noise)
             .multiplex(yamux::Config::default())

@@ -2,6 +2,7 @@
 //! allow-list policy, gossipsub broadcast, peerstore. The binary (`main.rs`) only loads
 //! the configuration and calls [`run`].
 
+pub mod first_bytes;
 pub mod host;
 pub mod inbound;
 pub mod local;

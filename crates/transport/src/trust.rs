@@ -61,7 +61,10 @@ impl Trust {
     /// Forgets the cached member list (it is read again on next use).
     async fn invalidate(&self) {
         let mut cache = self.cache.lock().await;
-        if cache.as_ref().is_some_and(|(at, _)| at.elapsed() > Duration::from_millis(100)) {
+        if cache
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() > Duration::from_millis(100))
+        {
             *cache = None;
         }
     }
