@@ -841,3 +841,47 @@ async fn the_leader_removes_itself_and_the_last_peer_cannot() {
     assert_eq!(e.message(), "cannot remove ourselves from a 1-peer cluster");
     solo.raft.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_store_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let router = Router::default();
+        let n = start(&router, opts("peerA", dir.path())).await;
+        wait_leader(&n).await;
+        let batch: Vec<_> = (0..2000)
+            .map(|i| crate::types::PinBytes::encode(&pin(&cid_n(i), -1, -1)))
+            .collect();
+        n.commit(crate::node::Forward::Op(crate::types::PinOp::PinBatch(
+            batch,
+        )))
+        .await
+        .unwrap();
+        n.raft.shutdown().await.unwrap();
+        router.clear();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let path = dir.path().join("peerA").join(crate::store::DB_FILE);
+    let len = std::fs::metadata(&path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(len / 2).unwrap();
+    drop(f);
+    let r = crate::store::Store::open(&dir.path().join("peerA")).await;
+    match r {
+        Err(e) => assert!(e.to_string().contains("cannot be opened"), "{e}"),
+        Ok(s) => {
+            // If redb accepted the file, every pin must still be readable (no silent loss).
+            let st = s.applied_state().await;
+            let mut rx = s.list(0, 16);
+            let mut n = 0;
+            let mut err = None;
+            while let Some(p) = rx.recv().await {
+                match p {
+                    Ok(_) => n += 1,
+                    Err(e) => err = Some(e),
+                }
+            }
+            panic!("truncated store opened: applied_state {st:?}, listed {n}, error {err:?}");
+        }
+    }
+}
