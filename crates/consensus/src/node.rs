@@ -394,12 +394,14 @@ impl Node {
         if pin.r#type != PinType::Meta as i32 && pin.allocations.is_empty() {
             pin.allocations = self.allocate_for(&pin, existing.as_ref(), &[])?;
         }
-        // user_allocations only guide this allocation; upstream does not persist them.
-        if let Some(o) = pin.options.as_mut() {
+        // user_allocations only guide this allocation: upstream does not persist them, but
+        // returns them in the pin it answers with.
+        let mut stored = pin.clone();
+        if let Some(o) = stored.options.as_mut() {
             o.user_allocations.clear();
         }
         self.raft
-            .client_write(PinOp::Pin(PinBytes::encode(&pin)))
+            .client_write(PinOp::Pin(PinBytes::encode(&stored)))
             .await
             .map_err(write_err)?;
         Ok(pin)

@@ -885,3 +885,37 @@ async fn truncated_store_is_a_clear_error() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_allocations_guide_allocation_but_are_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = Router::default();
+    let peers = ["peerA", "peerB", "peerC"];
+    let mut nodes = vec![];
+    for p in peers {
+        let mut o = opts(p, dir.path());
+        o.init_peerset = peers.iter().map(|s| s.to_string()).collect();
+        o.allocate_by = vec!["freespace".into()];
+        nodes.push(start(&router, o).await);
+    }
+    for n in &nodes {
+        wait_leader(n).await;
+        for (p, free) in [("peerA", 300), ("peerB", 200), ("peerC", 100)] {
+            n.metrics.add(metric("freespace", p, free, i64::MAX));
+        }
+    }
+    let mut p = pin(C1, 1, 1);
+    p.options.as_mut().unwrap().user_allocations = vec!["peerC".into()];
+    let got = nodes[1].pin(p).await.unwrap();
+    assert_eq!(got.allocations, vec!["peerC"], "priority peer first");
+    assert_eq!(got.options.unwrap().user_allocations, vec!["peerC"]);
+    let leader = nodes
+        .iter()
+        .find(|n| n.raft.metrics().borrow().current_leader == Some(n.id))
+        .unwrap();
+    let stored = leader.get(C1).await.unwrap().unwrap();
+    assert!(stored.options.unwrap().user_allocations.is_empty());
+    for n in &nodes {
+        n.raft.shutdown().await.unwrap();
+    }
+}
