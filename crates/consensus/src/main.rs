@@ -227,7 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if marker.exists() {
         if bootstrap.is_empty() {
             anyhow::bail!(
-                "this peer left or was removed from its cluster (marker {}); start it with --bootstrap <peer multiaddr> to join a cluster again, or run `ipfs-cluster-service state cleanup` to start a new one",
+                "this peer left or was removed from its cluster (marker {}); start it with --bootstrap <peer multiaddr> to join a cluster again, or delete that file to start a new cluster (`ipfs-cluster-service state cleanup` does)",
                 marker.display()
             );
         }
