@@ -1332,15 +1332,31 @@ async fn local_behaviour_without_a_cluster() {
     assert_eq!(num(&svc.1), num(&ctl.stdout), "service: {svc:?}");
     assert_eq!(svc.1, "ipfs-cluster-service version 1.1.6\n");
 
-    // Bad flag: Incorrect Usage on stdout, exit 1; for a global and a command flag.
-    for args in [vec!["--bogus", "id"], vec!["pin", "ls", "--bogus"]] {
+    // Bad flag: urfave's Incorrect Usage and the relevant help on stdout, exit 1. The app
+    // (a global flag) and command groups write `Incorrect Usage.`, leaf commands `:`.
+    for (args, head, help) in [
+        (
+            vec!["--bogus", "id"],
+            "Incorrect Usage. ",
+            "Usage: ipfs-cluster-ctl [OPTIONS]",
+        ),
+        (
+            vec!["pin", "ls", "--bogus"],
+            "Incorrect Usage: ",
+            "Usage: ipfs-cluster-ctl pin ls",
+        ),
+        (
+            vec!["pin", "-bogus", "ls"],
+            "Incorrect Usage. ",
+            "Usage: ipfs-cluster-ctl pin ",
+        ),
+    ] {
         let out = ctl_full(&args, None, None).await;
         assert_eq!(out.code, 1, "{args:?}: {out:?}");
-        assert!(
-            out.stdout
-                .starts_with("Incorrect Usage: flag provided but not defined: -bogus\n\n"),
-            "{args:?}: {out:?}"
-        );
+        let expected = format!("{head}flag provided but not defined: -bogus\n\n");
+        assert!(out.stdout.starts_with(&expected), "{args:?}: {out:?}");
+        assert!(out.stdout.contains(help), "{args:?}: {out:?}");
+        assert_eq!(out.stderr, "", "{args:?}");
     }
     // Unknown subcommand: exit 3.
     let out = ctl_full(&["peers", "add"], None, None).await;

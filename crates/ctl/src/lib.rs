@@ -50,13 +50,13 @@ pub async fn run_async(args: Vec<OsString>, stdout: &mut dyn Write, stderr: &mut
         })
         .unwrap_or_else(|| "ipfs-cluster-ctl".to_string());
     let args = urfave_compat_args(args);
-    let matches = match cli::Cli::command().try_get_matches_from(args) {
+    let matches = match cli::Cli::command().try_get_matches_from(args.clone()) {
         Ok(m) => m,
-        Err(e) => return clap_error(e, stdout, stderr),
+        Err(e) => return clap_error(e, &args, stdout, stderr),
     };
     let mut parsed = match cli::Cli::from_arg_matches(&matches) {
         Ok(c) => c,
-        Err(e) => return clap_error(e, stdout, stderr),
+        Err(e) => return clap_error(e, &args, stdout, stderr),
     };
     if parsed.version {
         let _ = writeln!(stdout, "ipfs-cluster-ctl version {VERSION}");
@@ -123,8 +123,14 @@ pub fn report(e: &CtlError, json: bool, stdout: &mut dyn Write, stderr: &mut dyn
 
 /// Maps clap's parse errors to urfave/cli v1 behaviour: help exits 0, an unknown command
 /// prints `No help topic for '<x>'` (exit 3), an undefined flag prints `Incorrect Usage`
-/// plus help (exit 1), other usage errors exit 1.
-fn clap_error(e: clap::Error, stdout: &mut dyn Write, stderr: &mut dyn Write) -> i32 {
+/// plus the help of the command it was given to, on stdout (exit 1), other usage errors
+/// exit 1.
+fn clap_error(
+    e: clap::Error,
+    args: &[OsString],
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> i32 {
     match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
             let _ = write!(stdout, "{}", e.render());
@@ -149,11 +155,7 @@ fn clap_error(e: clap::Error, stdout: &mut dyn Write, stderr: &mut dyn Write) ->
             };
             let flag = arg.trim_start_matches('-');
             let flag = flag.split('=').next().unwrap_or(flag);
-            let _ = writeln!(
-                stdout,
-                "Incorrect Usage: flag provided but not defined: -{flag}\n"
-            );
-            let _ = writeln!(stderr, "{}", e.render());
+            let _ = write!(stdout, "{}", incorrect_usage(args, &arg, flag));
             1
         }
         _ => {
@@ -161,6 +163,71 @@ fn clap_error(e: clap::Error, stdout: &mut dyn Write, stderr: &mut dyn Write) ->
             1
         }
     }
+}
+
+/// urfave/cli v1's text for an undefined flag: a leaf command prints
+/// `Incorrect Usage: <err>` and its help; the app and command groups (`pin`, `peers`, …)
+/// print `Incorrect Usage. <err>` and their help. All on stdout.
+fn incorrect_usage(args: &[OsString], bad: &str, flag: &str) -> String {
+    let mut root = cli::Cli::command();
+    root.build();
+    let path = command_path_before(args, bad);
+    let mut cmd = &root;
+    for name in &path {
+        match cmd.find_subcommand(name) {
+            Some(sub) => cmd = sub,
+            None => break,
+        }
+    }
+    let leaf = !path.is_empty() && !cmd.has_subcommands();
+    let sep = if leaf { ":" } else { "." };
+    format!(
+        "Incorrect Usage{sep} flag provided but not defined: -{flag}\n\n{}",
+        cmd.clone().render_long_help()
+    )
+}
+
+/// The subcommand names given before the argument `bad` (args as rewritten by
+/// [`urfave_compat_args`], program name first), skipping flag values.
+fn command_path_before(args: &[OsString], bad: &str) -> Vec<String> {
+    let root = cli::Cli::command();
+    let mut cmd = &root;
+    let mut path = Vec::new();
+    let mut skip_value = false;
+    for arg in args.iter().skip(1) {
+        let s = arg.to_string_lossy();
+        if skip_value {
+            skip_value = false;
+            continue;
+        }
+        if s == bad || s == "--" {
+            break;
+        }
+        if let Some(l) = s.strip_prefix("--") {
+            if !l.contains('=') {
+                skip_value = cmd
+                    .get_arguments()
+                    .find(|a| {
+                        a.get_long() == Some(l)
+                            || a.get_all_aliases().is_some_and(|al| al.contains(&l))
+                    })
+                    .is_some_and(|a| a.get_action().takes_values());
+            }
+            continue;
+        }
+        if let Some(c) = s.strip_prefix('-').and_then(|x| x.chars().next()) {
+            skip_value = cmd
+                .get_arguments()
+                .find(|a| a.get_short() == Some(c))
+                .is_some_and(|a| a.get_action().takes_values() && s.len() == 2);
+            continue;
+        }
+        if let Some(sub) = cmd.find_subcommand(s.as_ref()) {
+            path.push(sub.get_name().to_string());
+            cmd = sub;
+        }
+    }
+    path
 }
 
 /// Rewrites urfave/cli v1 spellings clap does not accept: single-dash long flags
@@ -290,5 +357,66 @@ mod tests {
             ["pin", "add", "--", "-wait"]
         );
         assert_eq!(norm(&["pin", "ls", "-bogus"]), ["pin", "ls", "--bogus"]);
+    }
+
+    fn usage(a: &[&str]) -> (i32, String, String) {
+        let args = std::iter::once("ipfs-cluster-ctl")
+            .chain(a.iter().copied())
+            .map(OsString::from)
+            .collect();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = run(args, &mut out, &mut err);
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    fn help_of(path: &[&str]) -> String {
+        let mut root = cli::Cli::command();
+        root.build();
+        let mut cmd = &root;
+        for p in path {
+            cmd = cmd.find_subcommand(p).unwrap();
+        }
+        cmd.clone().render_long_help().to_string()
+    }
+
+    #[test]
+    fn undefined_flags_print_urfave_usage_and_the_right_help() {
+        // A leaf command: `Incorrect Usage:` and that command's help.
+        let (code, out, err) = usage(&["--host", "/ip4/1.2.3.4/tcp/1", "pin", "ls", "--bogus"]);
+        assert_eq!(code, 1);
+        assert_eq!(
+            out,
+            format!(
+                "Incorrect Usage: flag provided but not defined: -bogus\n\n{}",
+                help_of(&["pin", "ls"])
+            )
+        );
+        assert_eq!(err, "");
+        let (_, out, _) = usage(&["status", "-bogus=1", "Qm"]);
+        assert!(out.starts_with("Incorrect Usage: flag provided but not defined: -bogus\n\n"));
+        assert!(out.ends_with(&help_of(&["status"])), "{out}");
+        // The app: `Incorrect Usage.` and the app help.
+        let (code, out, _) = usage(&["--bogus", "id"]);
+        assert_eq!(code, 1);
+        assert_eq!(
+            out,
+            format!(
+                "Incorrect Usage. flag provided but not defined: -bogus\n\n{}",
+                help_of(&[])
+            )
+        );
+        // A command group: `Incorrect Usage.` and the group's help.
+        let (_, out, _) = usage(&["pin", "--bogus", "ls"]);
+        assert_eq!(
+            out,
+            format!(
+                "Incorrect Usage. flag provided but not defined: -bogus\n\n{}",
+                help_of(&["pin"])
+            )
+        );
     }
 }
