@@ -67,6 +67,7 @@ fn options(peer: &Peer) -> anyhow::Result<TransportOptions> {
     if c.cluster.connection_manager.high_water > 0 {
         o.limits.max_connections = c.cluster.connection_manager.high_water as usize;
     }
+    limits_from_env(&mut o.limits, |k| std::env::var(k).ok())?;
     let hb = c.cluster.pubsub.heartbeat_interval.as_duration();
     if !hb.is_zero() {
         o.gossip_heartbeat = hb;
@@ -76,6 +77,57 @@ fn options(peer: &Peer) -> anyhow::Result<TransportOptions> {
         o.ping_interval = ping;
     }
     Ok(o)
+}
+
+/// Transport limits that service.json has no key for (yet), as environment variables in
+/// upstream's `CLUSTER_<SECTION>_<KEY>` style. Unset = the default in `Limits`.
+const LIMIT_VARS: [&str; 4] = [
+    "CLUSTER_TRANSPORT_MAXMESSAGESIZE",
+    "CLUSTER_TRANSPORT_MAXSTREAMANSWER",
+    "CLUSTER_TRANSPORT_MAXINBOUNDCALLSPERPEER",
+    "CLUSTER_TRANSPORT_MAXCALLTIMEOUTSECONDS",
+];
+
+fn limits_from_env(
+    l: &mut ipfs_cluster_transport::Limits,
+    var: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<()> {
+    for name in LIMIT_VARS {
+        let Some(v) = var(name).filter(|v| !v.trim().is_empty()) else {
+            continue;
+        };
+        let n: usize = v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .with_context(|| format!("{name}={v:?} is not a positive whole number"))?;
+        match name {
+            "CLUSTER_TRANSPORT_MAXMESSAGESIZE" => {
+                anyhow::ensure!(
+                    n >= 1024 && n <= u32::MAX as usize - 8192,
+                    "{name}={n} must be between 1024 and {} bytes",
+                    u32::MAX as usize - 8192
+                );
+                l.max_message_size = n;
+            }
+            "CLUSTER_TRANSPORT_MAXSTREAMANSWER" => {
+                anyhow::ensure!(
+                    n <= u32::MAX as usize - 8192,
+                    "{name}={n} must be at most {} bytes",
+                    u32::MAX as usize - 8192
+                );
+                l.max_stream_answer = n;
+            }
+            "CLUSTER_TRANSPORT_MAXINBOUNDCALLSPERPEER" => l.max_inbound_calls_per_peer = n,
+            "CLUSTER_TRANSPORT_MAXCALLTIMEOUTSECONDS" => {
+                l.max_call_timeout = std::time::Duration::from_secs(n as u64);
+                l.default_call_timeout = l.default_call_timeout.min(l.max_call_timeout);
+            }
+            _ => unreachable!("every name in LIMIT_VARS is handled"),
+        }
+    }
+    Ok(())
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -111,4 +163,45 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_from_the_environment() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let mut l = ipfs_cluster_transport::Limits::default();
+        limits_from_env(&mut l, env(&[])).unwrap();
+        assert_eq!(l.max_message_size, 16 << 20);
+        limits_from_env(
+            &mut l,
+            env(&[
+                ("CLUSTER_TRANSPORT_MAXMESSAGESIZE", "4096"),
+                ("CLUSTER_TRANSPORT_MAXINBOUNDCALLSPERPEER", " 8 "),
+                ("CLUSTER_TRANSPORT_MAXCALLTIMEOUTSECONDS", "10"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(l.max_message_size, 4096);
+        assert_eq!(l.max_inbound_calls_per_peer, 8);
+        assert_eq!(l.max_call_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(l.default_call_timeout, std::time::Duration::from_secs(10));
+        for bad in [
+            &[("CLUSTER_TRANSPORT_MAXINBOUNDCALLSPERPEER", "0")][..],
+            &[("CLUSTER_TRANSPORT_MAXMESSAGESIZE", "lots")][..],
+            &[("CLUSTER_TRANSPORT_MAXMESSAGESIZE", "10")][..],
+        ] {
+            let e = limits_from_env(&mut l, env(bad)).unwrap_err().to_string();
+            assert!(e.contains(bad[0].0), "{e}");
+        }
+    }
 }

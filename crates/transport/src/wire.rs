@@ -47,19 +47,19 @@ async fn write_frame<M: Message, T: AsyncWrite + Unpin + Send>(
     msg: &M,
     max: usize,
 ) -> io::Result<()> {
-    let buf = msg.encode_to_vec();
-    if buf.len() > max {
+    let len = msg.encoded_len();
+    if len > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!(
-                "peer-call message of {} bytes exceeds the limit of {max} bytes",
-                buf.len()
-            ),
+            format!("peer-call message of {len} bytes exceeds the limit of {max} bytes"),
         ));
     }
-    io.write_all(&(buf.len() as u32).to_be_bytes()).await?;
+    // One buffer, one write: length and message travel in a single yamux/noise frame.
+    let mut buf = Vec::with_capacity(4 + len);
+    buf.extend_from_slice(&(len as u32).to_be_bytes());
+    msg.encode(&mut buf)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     io.write_all(&buf).await?;
-    io.flush().await?;
     io.close().await
 }
 
