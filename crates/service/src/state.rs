@@ -385,7 +385,16 @@ pub async fn cleanup(opts: &StateOptions, force: bool) -> Result<Option<PathBuf>
     let peer = Peer::load(&opts.config_dir)?;
     let _lock = lock_config_dir(&opts.config_dir)?;
     let dir = peer.raft_dir();
+    // The consensus service's "this peer was removed" marker: after a cleanup the next
+    // start is a first start again.
+    let mut marker = dir.clone().into_os_string();
+    marker.push(".removed");
+    let marker = PathBuf::from(marker);
     if !dir.exists() {
+        if marker.exists() {
+            std::fs::remove_file(&marker)
+                .with_context(|| format!("removing {}", marker.display()))?;
+        }
         return Ok(None);
     }
     let keep = peer
@@ -404,6 +413,9 @@ pub async fn cleanup(opts: &StateOptions, force: bool) -> Result<Option<PathBuf>
         force,
     )
     .await?;
+    if marker.exists() {
+        std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
+    }
     if !has_state(&peer) {
         std::fs::remove_dir_all(&dir)
             .with_context(|| format!("removing the empty raft folder {}", dir.display()))?;

@@ -146,6 +146,11 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<()> {
             _ = sigint.recv() => break Ok("SIGINT"),
             (idx, status) = wait_any(&mut running) => {
                 let r = &mut running[idx];
+                if r.spec.name == "consensus" && status.success() {
+                    // Consensus exits 0 only when this peer is no longer a cluster member
+                    // (removed, or left): the whole peer shuts down, as upstream.
+                    break Ok("removal from the cluster");
+                }
                 let why = r.last_error.lock().unwrap().clone().unwrap_or_else(|| format!("exited with {status}"));
                 let now = Instant::now();
                 r.restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
@@ -169,7 +174,7 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<()> {
         }
     };
     if let Ok(sig) = &outcome {
-        tracing::info!("{sig} received: stopping the services");
+        tracing::info!("{sig}: stopping the services");
     }
     watch.abort();
     stop_all(&mut running).await;
