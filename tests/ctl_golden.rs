@@ -1206,6 +1206,53 @@ async fn golden_outputs_against_a_two_peer_cluster() {
     assert_eq!(&keys(r)[..2], ["peer", "peername"]);
     assert_eq!(r["peername"], "peer0");
 
+    // ---- health bandwidth ----------------------------------------------------------------
+    // The gateway may not implement it yet (501): then the API error block, exit 2.
+    let out = c.ctl(&["health", "bandwidth"]).await;
+    if out.code == 2 {
+        assert!(
+            out.stdout
+                .starts_with("An error occurred:\n  Code: 501\n  Message: "),
+            "{out:?}"
+        );
+    } else {
+        assert_eq!(out.code, 0, "{out:?}");
+        for l in out.stdout.lines() {
+            // <protocol right-aligned to 25>: In: <7>. Out: <7>. RateIn: x.xxB/s. RateOut: x.xxB/s
+            let (proto, rest) = l.split_at(25);
+            assert!(
+                proto.trim_start().len() <= 25 && !proto.trim().is_empty(),
+                "{l}"
+            );
+            assert!(
+                rest.starts_with(": In: ") && rest.contains(". Out: "),
+                "{l}"
+            );
+            assert!(rest.contains(". RateIn: ") && rest.ends_with("B/s"), "{l}");
+        }
+    }
+
+    // ---- peers rm ----------------------------------------------------------------------
+    let out = c.ctl(&["peers", "rm", "notapeer"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .starts_with("error parsing peer ID: failed to parse peer ID: "),
+        "{out:?}"
+    );
+    let out = c.ctl(&["peers", "rm", &c.ids[1]]).await;
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{out:?}");
+    let rest0 = c.peers[0].rest_url();
+    wait_for(Duration::from_secs(30), || async {
+        count_lines(&format!("{rest0}/peers"), "\"peername\"").await == 1
+    })
+    .await
+    .expect("peer1 still listed after peers rm");
+    assert_eq!(
+        c.ok(&["peers", "ls"]).await,
+        id_block(0).replace("Sees 1 other peers", "Sees 0 other peers")
+    );
+
     // ---- unreachable host --------------------------------------------------------------
     let port = free_port();
     let out = ctl_full(
@@ -1218,6 +1265,23 @@ async fn golden_outputs_against_a_two_peer_cluster() {
     assert_eq!(
         out.stdout,
         format!("An error occurred:\n  Code: 0\n  Message: Get \"http://127.0.0.1:{port}/id\": dial tcp 127.0.0.1:{port}: connect: connection refused\n")
+    );
+    let out = ctl_full(
+        &[
+            "--host",
+            &format!("/ip4/127.0.0.1/tcp/{port}"),
+            "--enc",
+            "json",
+            "version",
+        ],
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!("{{\n    \"code\": 0,\n    \"message\": \"Get \\\"http://127.0.0.1:{port}/version\\\": dial tcp 127.0.0.1:{port}: connect: connection refused\"\n}}\n")
     );
     // Fail-over to the next address of --host.
     let hosts = format!("/ip4/127.0.0.1/tcp/{port},{}", c.host);
@@ -1258,6 +1322,15 @@ async fn golden_outputs_against_a_two_peer_cluster() {
         (
             2,
             "An error occurred:\n  Code: 401\n  Message: unauthorized: access denied\n"
+        ),
+        "{out:?}"
+    );
+    let out = ctl_full(&["--host", &ahost, "--enc", "json", "id"], None, None).await;
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (
+            2,
+            "{\n    \"code\": 401,\n    \"message\": \"unauthorized: no auth provided\"\n}\n"
         ),
         "{out:?}"
     );
