@@ -4,7 +4,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/debug
 TESTNODE := tests/ipfs-testnode
 
-.PHONY: build run cluster test testnode lint fmt clean-run bench
+.PHONY: build run cluster test testnode lint fmt clean-run bench fuzz
 
 ## build: compile every service, the launcher and the CLI (debug)
 build:
@@ -33,6 +33,10 @@ test: testnode
 ## bench: release build, then every benchmark; figures go to docs/benchmarks.md
 bench: testnode
 	deploy/local/bench.sh
+
+## fuzz: every cargo-fuzz target for FUZZ_SECONDS each (default 60)
+fuzz:
+	deploy/local/fuzz.sh
 
 ## lint: clippy and rustfmt, as CI wants them
 lint:
