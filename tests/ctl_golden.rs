@@ -897,6 +897,23 @@ async fn golden_outputs_against_a_two_peer_cluster() {
         );
     }
 
+    // --wait-timeout expiry: a CID no node has stays pinning; exit 62, nothing on stdout.
+    let missing = only_hash(&c.ipfs[0], b"ctl golden: content no node holds\n").await;
+    let out = c
+        .ctl(&["pin", "add", "--wait", "--wait-timeout", "2s", &missing])
+        .await;
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (
+            62,
+            "",
+            "error waiting for pin status: context deadline exceeded\n"
+        ),
+        "{out:?}"
+    );
+    let out = c.ctl(&["pin", "rm", "--no-status", &missing]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+
     // ---- add ---------------------------------------------------------------------------
     let hello = b"hello\n";
     std::fs::write(c.work.join("f1"), hello).unwrap();
@@ -1349,6 +1366,35 @@ async fn golden_outputs_against_a_two_peer_cluster() {
     .await;
     assert_eq!((out.code, out.stdout.as_str()), (0, "1.1.6\n"), "{out:?}");
     drop(auth_daemon);
+}
+
+/// The CID IPFS would give `data`, without storing it (`add?only-hash=true`).
+async fn only_hash(node: &IpfsNode, data: &[u8]) -> String {
+    let boundary = "----ctlgoldenboundary";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let req = hyper::Request::post(format!(
+        "{}/api/v0/add?pin=false&only-hash=true",
+        node.api_url()
+    ))
+    .header(
+        "content-type",
+        format!("multipart/form-data; boundary={boundary}"),
+    )
+    .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+    .unwrap();
+    let (st, text) = send(req).await.unwrap();
+    assert_eq!(st, 200, "{text}");
+    let v: Value = serde_json::from_str(text.lines().last().unwrap_or("")).unwrap();
+    v["Hash"].as_str().unwrap().to_string()
 }
 
 impl Cluster {
