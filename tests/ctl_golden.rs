@@ -1123,6 +1123,21 @@ async fn golden_outputs_against_a_two_peer_cluster() {
         iname(ipfs_order[0]), iname(ipfs_order[1]), iname(ipfs_order[1]), iname(ipfs_order[0]),
     );
     assert_eq!(graph, expected_graph);
+    // --file writes the same dot to a file and prints nothing; --all-ipfs-peers adds no
+    // node here (every IPFS swarm peer is a cluster peer's daemon).
+    let dot = c.work.join("graph.dot");
+    let out = c
+        .ctl(&["health", "graph", "--file", dot.to_str().unwrap()])
+        .await;
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{out:?}");
+    assert_eq!(
+        c.norm.apply(&std::fs::read_to_string(&dot).unwrap()),
+        expected_graph
+    );
+    assert_eq!(
+        c.ok(&["health", "graph", "--all-ipfs-peers"]).await,
+        expected_graph
+    );
     // JSON encoding still prints dot (§11.5).
     assert_eq!(
         c.norm
