@@ -11,7 +11,10 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::{body::Incoming, service::service_fn, Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::{TokioExecutor, TokioIo},
+};
 use ipfs_cluster_proto::{
     client::{ConsensusClient, TransportClient},
     consensus::v1::{GetRequest, ListRequest, PinRequest, UnpinRequest},
@@ -19,7 +22,7 @@ use ipfs_cluster_proto::{
 };
 
 use crate::proxy_pinning::{self, Roots};
-use tokio::net::{TcpListener, TcpStream, UnixStream};
+use tokio::net::{TcpListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::kubo::{Kubo, NodeAddr};
@@ -28,6 +31,8 @@ pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 
 pub(crate) struct Proxy {
     pub(crate) kubo: Kubo,
+    /// Keep-alive connection pool to a TCP daemon (a unix socket dials per request).
+    pool: Client<HttpConnector, Incoming>,
     pub(crate) consensus: ConsensusClient,
     pub(crate) transport: TransportClient,
 }
@@ -400,10 +405,17 @@ impl Proxy {
         }
         let req = Request::from_parts(parts, body);
         let res = match self.kubo.addr() {
-            NodeAddr::Tcp(a) => match TcpStream::connect(a.as_str()).await {
-                Ok(s) => send(s, req).await,
-                Err(e) => Err(e.to_string()),
-            },
+            NodeAddr::Tcp(a) => {
+                let (mut parts, body) = req.into_parts();
+                match format!("http://{a}{pq}").parse() {
+                    Ok(u) => parts.uri = u,
+                    Err(_) => return kubo_error(StatusCode::BAD_REQUEST, "bad request path"),
+                }
+                self.pool
+                    .request(Request::from_parts(parts, body))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
             NodeAddr::Unix(p) => match UnixStream::connect(p).await {
                 Ok(s) => send(s, req).await,
                 Err(e) => Err(e.to_string()),
@@ -514,8 +526,14 @@ pub async fn serve(
     transport: TransportClient,
     shutdown: CancellationToken,
 ) {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    let pool = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .build(http);
     let proxy = Arc::new(Proxy {
         kubo,
+        pool,
         consensus,
         transport,
     });
