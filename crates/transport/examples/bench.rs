@@ -8,7 +8,7 @@
 //! service (one gRPC hop; a peer call makes two plus the libp2p hop).
 //!
 //! `cargo run --release -p ipfs-cluster-transport --example bench -- [--secs 5]
-//!  [--concurrency 32] [--size 256]`
+//!  [--concurrency 32] [--size 256] [--only raw|grpc|local|peer] [--server-nodelay]`
 
 use std::{
     collections::{HashMap, HashSet},
@@ -41,6 +41,10 @@ use tonic::{
 };
 
 struct Args {
+    /// Only this figure ("raw", "grpc", "local" or "peer"), e.g. for profiling; "" = all three.
+    only: String,
+    /// Serve the internal gRPC endpoints with TCP_NODELAY (ipfs_cluster_proto::serve does not).
+    nodelay: bool,
     secs: u64,
     concurrency: usize,
     size: usize,
@@ -48,12 +52,18 @@ struct Args {
 
 fn args() -> anyhow::Result<Args> {
     let mut a = Args {
+        only: String::new(),
+        nodelay: false,
         secs: 5,
         concurrency: 32,
         size: 256,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
+        if k == "--server-nodelay" {
+            a.nodelay = true;
+            continue;
+        }
         let v = it
             .next()
             .ok_or_else(|| anyhow::anyhow!("{k} needs a value"))?;
@@ -61,7 +71,10 @@ fn args() -> anyhow::Result<Args> {
             "--secs" => a.secs = v.parse()?,
             "--concurrency" => a.concurrency = v.parse()?,
             "--size" => a.size = v.parse()?,
-            _ => anyhow::bail!("unknown option {k}; use --secs N --concurrency N --size BYTES"),
+            "--only" if ["raw", "grpc", "local", "peer"].contains(&v.as_str()) => a.only = v,
+            _ => anyhow::bail!(
+                "unknown option {k} {v}; use --secs N --concurrency N --size BYTES [--only raw|grpc|local|peer] [--server-nodelay]"
+            ),
         }
     }
     anyhow::ensure!(
@@ -99,7 +112,7 @@ impl Service<http::Request<Body>> for EchoGateway {
     }
 }
 
-async fn serve<S>(svc: S, token: &InternalToken) -> anyhow::Result<SocketAddr>
+async fn serve<S>(svc: S, token: &InternalToken, nodelay: bool) -> anyhow::Result<SocketAddr>
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
         + NamedService
@@ -111,6 +124,20 @@ where
 {
     let l = ipfs_cluster_proto::bind_internal("127.0.0.1:0".parse()?, false).await?;
     let addr = l.local_addr()?;
+    if nodelay {
+        // The same server as ipfs_cluster_proto::serve (token check) but with TCP_NODELAY
+        // on accepted sockets, to measure what Nagle's algorithm costs the internal hops.
+        let incoming = tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true));
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .layer(ipfs_cluster_proto::server::AuthLayer {
+                    token: token.clone(),
+                })
+                .add_service(svc)
+                .serve_with_incoming(incoming),
+        );
+        return Ok(addr);
+    }
     tokio::spawn(ipfs_cluster_proto::serve(
         l,
         token.clone(),
@@ -124,6 +151,8 @@ where
 
 struct Figures {
     calls: usize,
+    /// Process CPU time (user + system, every thread) during the measured window.
+    cpu: Duration,
     errors: usize,
     secs: f64,
     p50: Duration,
@@ -134,15 +163,31 @@ impl Figures {
     fn rate(&self) -> f64 {
         self.calls as f64 / self.secs
     }
+    /// CPU microseconds one round trip costs (client and server sides together).
+    fn cpu_per_call_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.calls.max(1) as f64
+    }
     fn line(&self, what: &str) -> String {
         format!(
-            "| {what} | {:.0} | {:.3} | {:.3} | {} |",
+            "| {what} | {:.0} | {:.3} | {:.3} | {:.1} | {} |",
             self.rate(),
             self.p50.as_secs_f64() * 1e3,
             self.p99.as_secs_f64() * 1e3,
+            self.cpu_per_call_us(),
             self.errors
         )
     }
+}
+
+/// CPU time used by this process so far (utime + stime from /proc/self/stat, 10 ms ticks).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name may contain spaces: fields are counted after the closing ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // fields 14 and 15 of stat are utime and stime; in `rest` they are at 11 and 12.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 /// Runs `concurrency` workers, each calling `one` in a loop for `secs` (after a 1 s warm-up).
@@ -178,6 +223,10 @@ where
             })
         })
         .collect();
+    tokio::time::sleep_until(warm.into()).await;
+    let cpu0 = process_cpu();
+    tokio::time::sleep_until(end.into()).await;
+    let cpu = process_cpu().saturating_sub(cpu0);
     let mut all = Vec::new();
     let mut errors = 0;
     for w in workers {
@@ -193,6 +242,7 @@ where
     };
     Figures {
         calls: all.len(),
+        cpu,
         errors,
         secs: secs as f64,
         p50: pct(0.50),
@@ -246,7 +296,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Two transports (same secret) and B's echo service.
     let token = InternalToken::generate();
-    let echo = serve(EchoGateway, &token).await?;
+    let echo = serve(EchoGateway, &token, a.nodelay).await?;
     let keys: Vec<Keypair> = (0..2).map(|_| Keypair::generate_ed25519()).collect();
     let ids: HashSet<_> = keys.iter().map(|k| k.public().to_peer_id()).collect();
     let mut nodes = Vec::new();
@@ -260,7 +310,7 @@ async fn main() -> anyhow::Result<()> {
         o.services = HashMap::from([(GATEWAY.to_string(), echo)]);
         o.members = Some(Members::Fixed(Arc::new(ids.clone())));
         let running = start(o).await?;
-        let grpc = serve(running.grpc(), &token).await?;
+        let grpc = serve(running.grpc(), &token, a.nodelay).await?;
         nodes.push((running, grpc));
     }
     let b_id = nodes[1].0.host.local_peer_id.to_string();
@@ -295,75 +345,134 @@ async fn main() -> anyhow::Result<()> {
         conns.push(Arc::new(tokio::sync::Mutex::new(s)));
     }
     let size = a.size;
-    let raw = load(a.concurrency, a.secs, |i| {
-        let conn = conns[i].clone();
-        let mut frame = (size as u32).to_be_bytes().to_vec();
-        frame.extend(std::iter::repeat_n(0x5a, size));
-        move || {
-            let conn = conn.clone();
-            let frame = frame.clone();
-            async move {
-                let mut s = conn.lock().await;
-                let mut back = vec![0u8; frame.len()];
-                s.write_all(&frame).await.is_ok()
-                    && s.read_exact(&mut back).await.is_ok()
-                    && back == frame
+    let run = |what: &str| a.only.is_empty() || a.only == what;
+    let skipped = || Figures {
+        calls: 0,
+        cpu: Duration::ZERO,
+        errors: 0,
+        secs: 1.0,
+        p50: Duration::ZERO,
+        p99: Duration::ZERO,
+    };
+    let raw = if !run("raw") {
+        skipped()
+    } else {
+        load(a.concurrency, a.secs, |i| {
+            let conn = conns[i].clone();
+            let mut frame = (size as u32).to_be_bytes().to_vec();
+            frame.extend(std::iter::repeat_n(0x5a, size));
+            move || {
+                let conn = conn.clone();
+                let frame = frame.clone();
+                async move {
+                    let mut s = conn.lock().await;
+                    let mut back = vec![0u8; frame.len()];
+                    s.write_all(&frame).await.is_ok()
+                        && s.read_exact(&mut back).await.is_ok()
+                        && back == frame
+                }
             }
-        }
-    })
-    .await;
+        })
+        .await
+    };
 
     // 2. One gRPC hop: the client straight to the echo service (reference).
     let echo_client = tonic::client::Grpc::new(ipfs_cluster_proto::client::authed(echo, &token));
-    let grpc = load(a.concurrency, a.secs, |_| {
-        let c = echo_client.clone();
-        let payload = payload.clone();
-        move || {
-            let mut c = c.clone();
+    let grpc = if !run("grpc") {
+        skipped()
+    } else {
+        load(a.concurrency, a.secs, |_| {
+            let c = echo_client.clone();
             let payload = payload.clone();
-            async move {
-                if c.ready().await.is_err() {
-                    return false;
-                }
-                let path =
-                    http::uri::PathAndQuery::from_static("/ipfscluster.gateway.v1.Gateway/Id");
-                matches!(c.unary(Request::new(payload.clone()), path, BytesCodec).await,
+            move || {
+                let mut c = c.clone();
+                let payload = payload.clone();
+                async move {
+                    if c.ready().await.is_err() {
+                        return false;
+                    }
+                    let path =
+                        http::uri::PathAndQuery::from_static("/ipfscluster.gateway.v1.Gateway/Id");
+                    matches!(c.unary(Request::new(payload.clone()), path, BytesCodec).await,
                     Ok(r) if r.get_ref() == &payload)
+                }
             }
-        }
-    })
-    .await;
+        })
+        .await
+    };
 
-    // 3. Peer calls A -> B through Transport.Call.
-    let peer = load(a.concurrency, a.secs, |_| {
-        let c = client.clone();
-        let (payload, b_id) = (payload.clone(), b_id.clone());
-        move || {
-            let mut c = c.clone();
-            let req = PeerCallRequest {
-                peer: b_id.clone(),
-                service: GATEWAY.into(),
-                method: "Id".into(),
-                payload: payload.to_vec(),
-                timeout_ms: 10_000,
-            };
+    // 3. Transport.Call to our own service (peer ""): two gRPC hops, no libp2p.
+    let local = if !run("local") {
+        skipped()
+    } else {
+        load(a.concurrency, a.secs, |_| {
+            let c = client.clone();
             let payload = payload.clone();
-            async move { matches!(c.call(req).await, Ok(r) if r.get_ref().payload == payload) }
-        }
-    })
-    .await;
+            move || {
+                let mut c = c.clone();
+                let req = PeerCallRequest {
+                    peer: String::new(),
+                    service: GATEWAY.into(),
+                    method: "Id".into(),
+                    payload: payload.to_vec(),
+                    timeout_ms: 10_000,
+                };
+                let payload = payload.clone();
+                async move { matches!(c.call(req).await, Ok(r) if r.get_ref().payload == payload) }
+            }
+        })
+        .await
+    };
+
+    // 4. Peer calls A -> B through Transport.Call.
+    let peer = if !run("peer") {
+        skipped()
+    } else {
+        load(a.concurrency, a.secs, |_| {
+            let c = client.clone();
+            let (payload, b_id) = (payload.clone(), b_id.clone());
+            move || {
+                let mut c = c.clone();
+                let req = PeerCallRequest {
+                    peer: b_id.clone(),
+                    service: GATEWAY.into(),
+                    method: "Id".into(),
+                    payload: payload.to_vec(),
+                    timeout_ms: 10_000,
+                };
+                let payload = payload.clone();
+                async move { matches!(c.call(req).await, Ok(r) if r.get_ref().payload == payload) }
+            }
+        })
+        .await
+    };
 
     println!();
-    println!("| path | round trips/s | p50 ms | p99 ms | errors |");
-    println!("|---|---|---|---|---|");
+    println!("| path | round trips/s | p50 ms | p99 ms | CPU µs per round trip | errors |");
+    println!("|---|---|---|---|---|---|");
     println!("{}", raw.line("raw TCP echo (ceiling)"));
     println!("{}", grpc.line("gRPC echo, one hop (reference)"));
+    println!(
+        "{}",
+        local.line("Transport.Call to the local service, two gRPC hops (reference)")
+    );
     println!("{}", peer.line("peer call A -> B (Transport.Call)"));
     println!();
     println!(
         "peer calls = {:.1} % of the raw TCP echo rate (target >= 50 %); {:.1} % of one gRPC hop",
         100.0 * peer.rate() / raw.rate(),
         100.0 * peer.rate() / grpc.rate()
+    );
+    println!(
+        "by CPU cost per round trip (robust when the machine is shared): peer call = {:.1} % of raw TCP echo, {:.1} % of one gRPC hop",
+        100.0 * raw.cpu_per_call_us() / peer.cpu_per_call_us(),
+        100.0 * grpc.cpu_per_call_us() / peer.cpu_per_call_us()
+    );
+    println!(
+        "load average during the run: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
     for (r, _) in nodes {
         r.stop().await;
