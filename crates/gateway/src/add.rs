@@ -21,6 +21,7 @@ use crate::{
     dag::{Block, DagParams, FileBuilder, Link, MAX_CHUNK},
     multipart::{Event, Multipart},
     reply::{self, ApiError, Body},
+    spool::Spool,
 };
 
 /// Encoded outputs waiting for a slow client.
@@ -138,63 +139,21 @@ struct Adder {
     backends: Backends,
     params: DagParams,
     destinations: Vec<String>,
+    /// Kept when the allocations are the consensus's choice (not `local`, no
+    /// user-allocations) so the blocks can follow the pin to every allocated peer.
+    spool: tokio::sync::Mutex<Option<Spool>>,
     out: mpsc::Sender<api::AddedOutput>,
 }
 
 impl Adder {
+    /// Stores blocks on the destinations, and keeps them in the spool when one is kept.
     async fn put(&self, blocks: Vec<Block>) -> Result<(), String> {
         for b in blocks {
-            let req = ipb::BlockPutRequest {
-                data: b.data.to_vec(),
-                format: if b.cid.codec() == 0x55 {
-                    "raw".into()
-                } else {
-                    "dag-pb".into()
-                },
-                mhtype: "sha2-256".into(),
-                cid_version: b.cid.version() as i32,
-            };
-            let r = self
-                .backends
-                .transport
-                .clone()
-                .call_many(tpb::PeerCallManyRequest {
-                    peers: self.destinations.clone(),
-                    service: names::IPFS_CONNECTOR.to_string(),
-                    method: "BlockPut".into(),
-                    payload: req.encode_to_vec(),
-                    timeout_ms: 60_000,
-                })
-                .await
-                .map_err(|s| {
-                    format!(
-                        "storing block {}: the local transport service: {}",
-                        b.cid,
-                        s.message()
-                    )
-                })?
-                .into_inner();
-            for res in r.results {
-                if res.code != 0 {
-                    return Err(format!(
-                        "storing block {} on {}: {}",
-                        b.cid, res.peer, res.error
-                    ));
-                }
-                let got = ipb::BlockPutResponse::decode(res.payload.as_slice()).map_err(|e| {
-                    format!(
-                        "storing block {} on {}: undecodable answer: {e}",
-                        b.cid, res.peer
-                    )
-                })?;
-                let same =
-                    cid::Cid::try_from(got.cid.as_str()).is_ok_and(|c| c.hash() == b.cid.hash());
-                if !same {
-                    return Err(format!(
-                        "storing block {} on {}: IPFS answered a different CID {:?}",
-                        b.cid, res.peer, got.cid
-                    ));
-                }
+            put_block(&self.backends, &self.destinations, &b.cid, &b.data).await?;
+            if let Some(s) = self.spool.lock().await.as_mut() {
+                s.push(&b.cid, &b.data)
+                    .await
+                    .map_err(|e| format!("keeping block {} in the add spool: {e}", b.cid))?;
             }
         }
         Ok(())
@@ -302,6 +261,103 @@ impl Adder {
     }
 }
 
+/// `IpfsConnector.BlockPut` of one block on every peer of `peers`, checking the CID.
+async fn put_block(
+    backends: &Backends,
+    peers: &[String],
+    cid: &cid::Cid,
+    data: &[u8],
+) -> Result<(), String> {
+    let req = ipb::BlockPutRequest {
+        data: data.to_vec(),
+        format: if cid.codec() == 0x55 {
+            "raw".into()
+        } else {
+            "dag-pb".into()
+        },
+        mhtype: "sha2-256".into(),
+        cid_version: cid.version() as i32,
+    };
+    let r = backends
+        .transport
+        .clone()
+        .call_many(tpb::PeerCallManyRequest {
+            peers: peers.to_vec(),
+            service: names::IPFS_CONNECTOR.to_string(),
+            method: "BlockPut".into(),
+            payload: req.encode_to_vec(),
+            timeout_ms: 60_000,
+        })
+        .await
+        .map_err(|s| {
+            format!(
+                "storing block {cid}: the local transport service: {}",
+                s.message()
+            )
+        })?
+        .into_inner();
+    for res in r.results {
+        if res.code != 0 {
+            return Err(format!(
+                "storing block {cid} on {}: {}",
+                res.peer, res.error
+            ));
+        }
+        let got = ipb::BlockPutResponse::decode(res.payload.as_slice()).map_err(|e| {
+            format!(
+                "storing block {cid} on {}: undecodable answer: {e}",
+                res.peer
+            )
+        })?;
+        let same = cid::Cid::try_from(got.cid.as_str()).is_ok_and(|c| c.hash() == cid.hash());
+        if !same {
+            return Err(format!(
+                "storing block {cid} on {}: IPFS answered a different CID {:?}",
+                res.peer, got.cid
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// After the pin: the allocated peers the add did not reach get every spooled block
+/// (upstream sends blocks to all allocations before pinning; see `spool`).
+async fn replay_to_allocations(
+    backends: &Backends,
+    spool: Spool,
+    pin: &ipfs_cluster_proto::types::v1::Pin,
+    reached: &[String],
+) -> Result<(), String> {
+    let allocated = if pin.allocations.is_empty() {
+        backends.member_list().await.map_err(|e| e.message)?
+    } else {
+        pin.allocations.clone()
+    };
+    let missing: Vec<String> = allocated
+        .into_iter()
+        .filter(|p| !reached.contains(p))
+        .collect();
+    if missing.is_empty() || spool.is_empty() {
+        return Ok(());
+    }
+    let blocks = spool.len();
+    let mut r = spool
+        .replay()
+        .await
+        .map_err(|e| format!("reading the add spool: {e}"))?;
+    while let Some((cid, data)) = r
+        .next()
+        .await
+        .map_err(|e| format!("reading the add spool: {e}"))?
+    {
+        put_block(backends, &missing, &cid, &data).await.map_err(|e| {
+            format!("the content is pinned, but sending its blocks to the allocated peers failed: {e}")
+        })?;
+    }
+    tracing::debug!(blocks, peers = ?missing, "add: blocks sent to the other allocated peers");
+    Ok(())
+}
+
 async fn skip_part(mp: &mut Multipart) -> Result<(), String> {
     loop {
         match mp.next().await? {
@@ -349,20 +405,31 @@ pub async fn handle(
     let params = api::AddParams::from_query(query).map_err(|e| ApiError::bad_request(e.0))?;
     let dag = dag_params(&params)?;
     let boundary = crate::multipart::boundary(content_type).map_err(ApiError::bad_request)?;
-    let destinations = match params
+    let user_allocations = params
         .pin_options
         .user_allocations
         .as_ref()
-        .filter(|u| !u.is_empty() && !params.local)
-    {
+        .filter(|u| !u.is_empty() && !params.local);
+    let destinations = match user_allocations {
         Some(u) => u.clone(),
         None => vec![b.id().await?.id],
+    };
+    let spool = if user_allocations.is_none() && !params.local && !params.no_pin {
+        Some(Spool::new().await.map_err(|e| {
+            ApiError::internal(format!(
+                "cannot create the add spool in the temp folder ({}): {e}",
+                std::env::temp_dir().display()
+            ))
+        })?)
+    } else {
+        None
     };
     let (tx, mut rx) = mpsc::channel::<api::AddedOutput>(OUTPUT_QUEUE);
     let adder = Adder {
         backends: b.clone(),
         params: dag,
         destinations,
+        spool: tokio::sync::Mutex::new(spool),
         out: tx,
     };
     let mp = Multipart::new(body, &boundary);
@@ -373,11 +440,14 @@ pub async fn handle(
         let root = adder.run(mp, wrap).await?;
         if let (Some(root), false) = (root, no_pin) {
             let pin = api::Pin::new_data(api::Cid::from(root.cid), pin_opts);
-            adder
+            let pinned = adder
                 .backends
                 .pin(pin.into())
                 .await
                 .map_err(|e| e.message)?;
+            if let Some(spool) = adder.spool.lock().await.take() {
+                replay_to_allocations(&adder.backends, spool, &pinned, &adder.destinations).await?;
+            }
         }
         Ok::<(), String>(())
     };

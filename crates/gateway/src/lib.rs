@@ -21,6 +21,7 @@ pub mod query;
 pub mod reply;
 pub mod router;
 pub mod server;
+pub mod spool;
 pub mod tls;
 
 use std::{
