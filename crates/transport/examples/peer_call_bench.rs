@@ -7,7 +7,7 @@
 //! Also measured, to show where the time goes: the same gRPC client straight to the echo
 //! service (one gRPC hop; a peer call makes two plus the libp2p hop).
 //!
-//! `cargo run --release -p ipfs-cluster-transport --example bench -- [--secs 5]
+//! `cargo run --release -p ipfs-cluster-transport --example peer_call_bench -- [--secs 5]
 //!  [--concurrency 32] [--size 256] [--only raw|grpc|local|peer] [--server-nodelay]`
 
 use std::{
