@@ -51,6 +51,23 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         cold_starts: usize,
     },
+    /// Profiling aid: run one peer holding PINS imported pins until SIGINT/SIGTERM
+    Hold {
+        #[arg(long, default_value = "target/release")]
+        bin_dir: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        pins: u64,
+    },
+    /// Profiling aid: the ingest load (POST /pins/{random cid}) against running peers
+    Load {
+        /// REST addresses (host:port), connections spread round-robin
+        #[arg(long, value_delimiter = ',', required = true)]
+        addr: Vec<std::net::SocketAddr>,
+        #[arg(long, default_value_t = 32)]
+        conns: usize,
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+    },
     /// Serve "Hello, world!" on 127.0.0.1:PORT (the ingest ceiling)
     Hello {
         #[arg(long)]
@@ -63,6 +80,47 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     match cli.cmd {
         Cmd::Hello { port } => rt.block_on(hello::serve(procs::loopback(port))),
+        Cmd::Hold { bin_dir, pins } => {
+            let bin_dir = bin_dir.canonicalize()?;
+            let opts = suite::Options {
+                repo_root: suite::default_repo_root(&bin_dir),
+                bin_dir,
+                conns: 0,
+                duration: Duration::ZERO,
+                sizes: vec![],
+                budget: Duration::ZERO,
+                cold_starts: 0,
+            };
+            rt.block_on(suite::hold(&opts, pins))
+        }
+        Cmd::Load {
+            addr,
+            conns,
+            duration_secs,
+        } => {
+            if conns == 0 || duration_secs == 0 {
+                bail!("--conns and --duration-secs must be at least 1");
+            }
+            let r = rt.block_on(load::run(
+                &addr,
+                conns,
+                Duration::from_secs(duration_secs),
+                u64::MAX,
+                suite::pins_request(),
+            ))?;
+            println!(
+                "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, ok {}, errors {}{}",
+                r.rate(),
+                r.pct_ms(0.5),
+                r.pct_ms(0.99),
+                r.ok,
+                r.errors,
+                r.first_error
+                    .map(|e| format!(" (first: {e})"))
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
         Cmd::Run {
             bin_dir,
             out,

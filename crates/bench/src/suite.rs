@@ -65,9 +65,9 @@ impl Results {
     }
 }
 
-const SECRET: &str = "be5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5c";
+pub const SECRET: &str = "be5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5c";
 
-fn pins_request() -> MakeRequest {
+pub fn pins_request() -> MakeRequest {
     Arc::new(|_| (hyper::Method::POST, format!("/pins/{}", random_cid())))
 }
 
@@ -94,7 +94,7 @@ fn mib(kib: u64) -> f64 {
 }
 
 /// CPU seconds used so far by each service of these launchers, summed by binary name.
-fn service_cpu(launchers: &[&Proc]) -> Vec<(String, f64)> {
+pub fn service_cpu(launchers: &[&Proc]) -> Vec<(String, f64)> {
     let mut out: Vec<(String, f64)> = Vec::new();
     for l in launchers {
         for (pid, name) in procs::children(l.pid()) {
@@ -108,7 +108,7 @@ fn service_cpu(launchers: &[&Proc]) -> Vec<(String, f64)> {
     out
 }
 
-fn cpu_delta(before: &[(String, f64)], after: &[(String, f64)], secs: f64) -> String {
+pub fn cpu_delta(before: &[(String, f64)], after: &[(String, f64)], secs: f64) -> String {
     after
         .iter()
         .map(|(n, a)| {
@@ -361,7 +361,7 @@ pub async fn run(opts: &Options) -> Result<Results> {
     Ok(res)
 }
 
-async fn import(peer: &PeerDir, n: u64) -> Result<Duration> {
+pub async fn import(peer: &PeerDir, n: u64) -> Result<Duration> {
     let token = peer.token()?;
     let mut client = ipfs_cluster_proto::client::consensus(loopback(peer.consensus), &token);
     let now = chrono::Utc::now().timestamp();
@@ -547,4 +547,34 @@ pub fn default_repo_root(bin_dir: &Path) -> PathBuf {
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// For profiling by hand: one peer (plus js-ipfs) holding `n` imported pins, kept running
+/// until SIGINT/SIGTERM, with the REST address and service PIDs printed.
+pub async fn hold(opts: &Options, n: u64) -> Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix("ipfs-cluster-bench-hold")
+        .tempdir()?;
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("ipfs"))?;
+    let ipfs = IpfsNode::start(&opts.repo_root, &root.join("ipfs")).await?;
+    let peer = PeerDir::init(&opts.bin_dir, &root.join("peer"), &ipfs.multiaddr(), SECRET)?;
+    let mut proc = peer.spawn(&[])?;
+    peer.wait_ready(&mut proc, Duration::from_secs(60)).await?;
+    if n > 0 {
+        let d = import(&peer, n).await?;
+        eprintln!("imported {n} pins in {:.1} s", d.as_secs_f64());
+    }
+    println!("rest {}", peer.rest_addr());
+    for (pid, name) in procs::children(proc.pid()) {
+        println!("pid {pid} {name}");
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    drop(proc);
+    drop(ipfs);
+    Ok(())
 }
