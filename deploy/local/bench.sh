@@ -22,12 +22,19 @@ echo "bench: whole peer (ipfs-cluster-bench)" >&2
 timeout 1200 "$TARGET_DIR/release/ipfs-cluster-bench" run \
   --bin-dir "$TARGET_DIR/release" --out "$OUT" "$@" || status=$?
 
-# The other owners' benchmarks, each only when it exists; each writes its own section.
-for crate in transport ipfs-connector consensus; do
-  if [ -f "crates/$crate/examples/bench.rs" ]; then
-    echo "bench: ipfs-cluster-$crate example bench" >&2
-    timeout 900 "$CARGO" run --release -q -p "ipfs-cluster-$crate" --example bench \
-      || { echo "bench: ipfs-cluster-$crate bench failed" >&2; status=1; }
+# The other owners' benchmarks, each only when its example exists (names as their owners
+# chose them); their output is kept in $TARGET_DIR/bench-logs/, and each owner keeps its own
+# section of the report.
+mkdir -p "$TARGET_DIR/bench-logs"
+for pair in transport:peer_call_bench ipfs-connector:connector_bench consensus:bench; do
+  crate="${pair%%:*}"; example="${pair#*:}"
+  if [ -f "crates/$crate/examples/$example.rs" ]; then
+    log="$TARGET_DIR/bench-logs/$crate-$example.txt"
+    echo "bench: ipfs-cluster-$crate --example $example (output: $log)" >&2
+    if ! timeout 900 "$CARGO" run --release -q -p "ipfs-cluster-$crate" --example "$example" 2>&1 | tee "$log"; then
+      echo "bench: ipfs-cluster-$crate --example $example failed (see $log)" >&2
+      status=1
+    fi
   fi
 done
 

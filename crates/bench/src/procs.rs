@@ -157,6 +157,8 @@ pub struct PeerDir {
     pub rest: u16,
     pub swarm: u16,
     pub consensus: u16,
+    /// (service, internal gRPC port) in the launcher's start order.
+    pub internal: Vec<(&'static str, u16)>,
 }
 
 impl PeerDir {
@@ -203,6 +205,12 @@ impl PeerDir {
             rest,
             swarm,
             consensus,
+            internal: vec![
+                ("transport", transport),
+                ("consensus", consensus),
+                ("ipfs-connector", connector),
+                ("gateway", gateway),
+            ],
         })
     }
 
@@ -318,4 +326,23 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     // after the comm: state(0) ppid(1) … utime(11) stime(12)
     let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     Some(ticks as f64 / 100.0) // USER_HZ is 100 on Linux
+}
+
+/// Polls every `(name, port)` until it accepts TCP (every 5 ms, up to `within`); returns
+/// how long after the call each one started listening (None = never within the limit).
+pub async fn listen_times(
+    ports: &[(&'static str, u16)],
+    within: Duration,
+) -> Vec<(&'static str, Option<Duration>)> {
+    let t0 = Instant::now();
+    let polls = ports.iter().map(|&(name, port)| async move {
+        let r = wait_until(within, Duration::from_millis(5), || async {
+            tcp_open(loopback(port)).await
+        })
+        .await
+        .ok()
+        .map(|_| t0.elapsed());
+        (name, r)
+    });
+    futures::future::join_all(polls).await
 }

@@ -438,8 +438,23 @@ async fn big_state(res: &mut Results, peer: &PeerDir, proc: &mut Proc, n: u64) -
     let stop = t_stop.elapsed();
     let t0 = Instant::now();
     *proc = peer.spawn(&[])?;
-    peer.wait_ready(proc, Duration::from_secs(300)).await?;
+    let listens = procs::listen_times(&peer.internal, Duration::from_secs(300));
+    let (listens, ready) = tokio::join!(listens, peer.wait_ready(proc, Duration::from_secs(300)));
+    ready?;
     let id_ready = t0.elapsed();
+    let listens = listens
+        .iter()
+        .map(|(n, d)| match d {
+            Some(d) => format!("{n} {:.0} ms", d.as_secs_f64() * 1000.0),
+            None => format!("{n} never"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    res.details.push(format!(
+        "Restart with {n} pins: stop (SIGTERM → launcher exit) {:.0} ms; after the start, each service's internal gRPC port accepted connections at: {listens}; `GET /id` 200 at {:.0} ms.",
+        stop.as_secs_f64() * 1000.0,
+        id_ready.as_secs_f64() * 1000.0
+    ));
     procs::wait_until(
         Duration::from_secs(300),
         Duration::from_millis(5),
