@@ -155,6 +155,9 @@ enum Command {
 
 struct Shared {
     listen: RwLock<Vec<Multiaddr>>,
+    /// Peers with at least one open connection (read by callers without a round trip to
+    /// the swarm task).
+    connected: RwLock<HashSet<PeerId>>,
 }
 
 /// A cheap, cloneable handle to the running host.
@@ -189,6 +192,15 @@ impl HostHandle {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// True while we hold an open connection to `peer`.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.shared
+            .connected
+            .read()
+            .map(|c| c.contains(peer))
+            .unwrap_or(false)
     }
 
     /// A peer call to a remote peer, bounded by `timeout`. `extra` are addresses to dial
@@ -363,6 +375,7 @@ pub async fn start(
     }
     let shared = Arc::new(Shared {
         listen: RwLock::new(vec![]),
+        connected: RwLock::new(HashSet::new()),
     });
     // Wait for the first listen address so callers can report/dial it right away.
     let first = tokio::time::timeout(Duration::from_secs(5), async {
@@ -710,6 +723,9 @@ impl Task {
                 ..
             } => {
                 self.established += 1;
+                if let Ok(mut c) = self.shared.connected.write() {
+                    c.insert(peer_id);
+                }
                 if self.established > self.limits.max_connections {
                     tracing::warn!(peer = %peer_id, limit = self.limits.max_connections, "too many connections: closing the new one");
                     self.swarm.close_connection(connection_id);
@@ -744,6 +760,9 @@ impl Task {
                 if num_established == 0 {
                     self.conn_addrs.remove(&peer_id);
                     self.latency.remove(&peer_id);
+                    if let Ok(mut c) = self.shared.connected.write() {
+                        c.remove(&peer_id);
+                    }
                 }
             }
             SwarmEvent::OutgoingConnectionError {

@@ -49,6 +49,16 @@ impl TransportService {
         })
     }
 
+    /// Addresses consensus knows for `peer`, asked only when we have no connection to it:
+    /// calls to connected peers never wait for the local consensus service.
+    async fn dial_hints(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        if self.host.is_connected(peer) {
+            Vec::new()
+        } else {
+            self.trust.member_addresses(peer).await
+        }
+    }
+
     async fn call_one(
         &self,
         peer: &str,
@@ -68,7 +78,7 @@ impl TransportService {
                     timeout_ms: 0,
                     stream: false,
                 };
-                let addrs = self.trust.member_addresses(&p).await;
+                let addrs = self.dial_hints(&p).await;
                 let chunks = into_result(self.host.call(p, req, timeout, addrs).await?)?;
                 Ok(chunks.into_iter().next().unwrap_or_default())
             }
@@ -201,7 +211,7 @@ impl transport_server::Transport for TransportService {
                     timeout_ms: 0,
                     stream: true,
                 };
-                let addrs = self.trust.member_addresses(&p).await;
+                let addrs = self.dial_hints(&p).await;
                 let chunks = into_result(self.host.call(p, req, timeout, addrs).await?)?;
                 Box::pin(futures::stream::iter(chunks.into_iter().map(|b| {
                     Ok(PeerCallResponse {
