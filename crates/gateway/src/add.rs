@@ -27,6 +27,10 @@ use crate::{
 /// Encoded outputs waiting for a slow client.
 const OUTPUT_QUEUE: usize = 64;
 
+/// Blocks sent at once when replaying the spool to the other allocated peers (bounded
+/// memory: at most this many chunks of up to 1 MiB).
+const REPLAY_IN_FLIGHT: usize = 8;
+
 /// Parameters this gateway can honour, or a 400 naming what it cannot.
 fn dag_params(p: &api::AddParams) -> Result<DagParams, ApiError> {
     let unsupported =
@@ -345,14 +349,30 @@ async fn replay_to_allocations(
         .replay()
         .await
         .map_err(|e| format!("reading the add spool: {e}"))?;
-    while let Some((cid, data)) = r
-        .next()
-        .await
-        .map_err(|e| format!("reading the add spool: {e}"))?
-    {
-        put_block(backends, &missing, &cid, &data).await.map_err(|e| {
-            format!("the content is pinned, but sending its blocks to the allocated peers failed: {e}")
-        })?;
+    loop {
+        // A few blocks in flight: each BlockPut is a round trip through two services.
+        let mut batch = Vec::with_capacity(REPLAY_IN_FLIGHT);
+        while batch.len() < REPLAY_IN_FLIGHT {
+            match r
+                .next()
+                .await
+                .map_err(|e| format!("reading the add spool: {e}"))?
+            {
+                Some(b) => batch.push(b),
+                None => break,
+            }
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let puts = batch
+            .iter()
+            .map(|(cid, data)| put_block(backends, &missing, cid, data));
+        for res in futures::future::join_all(puts).await {
+            res.map_err(|e| {
+                format!("the content is pinned, but sending its blocks to the allocated peers failed: {e}")
+            })?;
+        }
     }
     tracing::debug!(blocks, peers = ?missing, "add: blocks sent to the other allocated peers");
     Ok(())
