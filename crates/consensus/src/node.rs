@@ -116,6 +116,10 @@ pub struct Node {
     carrier: Arc<dyn RaftCarrier>,
     /// Set to true when this peer was removed from the cluster (it must shut down).
     removed: watch::Sender<bool>,
+    /// One membership change at a time on this leader: openraft refuses a change while
+    /// another is uncommitted ("already undergoing a configuration change"), which made
+    /// peers joining at the same moment fail their join.
+    membership_lock: tokio::sync::Mutex<()>,
 }
 
 fn now_secs() -> i64 {
@@ -147,7 +151,12 @@ impl Node {
         let el = opts.election_timeout.as_millis().max(hb as u128 * 3) as u64;
         let config = openraft::Config {
             cluster_name: "ipfs-cluster".into(),
-            heartbeat_interval: (hb / 10).max(20),
+            // openraft bounds every AppendEntries call (heartbeats and log replication) by
+            // heartbeat_interval. hb/10 (100 ms by default) made peer calls on a loaded
+            // machine (transport hop + an fsync'd append on the follower) time out for good,
+            // and followers then started elections. heartbeat_timeout itself keeps heartbeats
+            // inside the election timeout (>= 3 hb) while leaving room for slow calls.
+            heartbeat_interval: hb,
             election_timeout_min: el,
             election_timeout_max: el * 2,
             max_payload_entries: 64,
@@ -185,6 +194,7 @@ impl Node {
             metrics: Arc::new(MetricStore::default()),
             carrier,
             removed,
+            membership_lock: tokio::sync::Mutex::new(()),
         });
         let initialized = node
             .raft
@@ -496,6 +506,7 @@ impl Node {
     }
 
     async fn add_voter(&self, node: PeerNode) -> Result<(), Status> {
+        let _one_at_a_time = self.membership_lock.lock().await;
         let id = node_id(&node.peer_id);
         let m = self.raft.metrics().borrow().membership_config.clone();
         if m.membership().voter_ids().any(|v| v == id) {
@@ -506,14 +517,29 @@ impl Node {
             .add_learner(id, node, true)
             .await
             .map_err(write_err)?;
-        self.raft
-            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
-            .await
-            .map_err(write_err)?;
-        Ok(())
+        // A change left uncommitted by a previous leader can still be in progress: retry.
+        let mut tries = 0;
+        loop {
+            match self
+                .raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if tries < 20
+                        && e.to_string().contains("undergoing a configuration change") =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(write_err(e)),
+            }
+        }
     }
 
     async fn remove_here(&self, peer: &str) -> Result<(), Status> {
+        let _one_at_a_time = self.membership_lock.lock().await;
         let id = node_id(peer);
         let m = self.raft.metrics().borrow().membership_config.clone();
         let voters: BTreeSet<NodeId> = m.membership().voter_ids().collect();
