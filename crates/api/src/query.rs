@@ -163,12 +163,15 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
         };
         let mut part = int.checked_mul(unit_ns).ok_or_else(invalid)?;
         if !frac_part.is_empty() {
-            // scale the fraction to the unit, truncating below a nanosecond like Go
-            let digits = frac_part.len().min(30) as u32;
+            // scale the fraction to the unit, truncating below a nanosecond like Go; 18
+            // digits are below a nanosecond of an hour and keep `frac * unit_ns` in range
+            let digits = frac_part.len().min(18) as u32;
             let frac: u128 = frac_part[..digits as usize]
                 .parse()
                 .map_err(|_| invalid())?;
-            part += frac * unit_ns / 10u128.pow(digits);
+            part = part
+                .checked_add(frac * unit_ns / 10u128.pow(digits))
+                .ok_or_else(invalid)?;
         }
         total = total.checked_add(part).ok_or_else(invalid)?;
         if total > i64::MAX as u128 {
@@ -324,6 +327,19 @@ mod tests {
 
     fn err(q: &str) -> String {
         PinOptions::from_query(q).unwrap_err().0
+    }
+
+    #[test]
+    fn duration_overflows_are_errors_not_panics() {
+        // Spotted while writing the rest_query fuzz target (tests/fuzz), which reproduces
+        // both: a 30-digit fraction of an hour overflowed the multiplication, a fraction
+        // on the largest whole number of hours overflowed the addition.
+        let ok = |s: &str| parse_go_duration(s).unwrap().num_nanoseconds().unwrap();
+        assert_eq!(ok("1.999999999999999999999999999999h"), 7_199_999_999_999);
+        assert_eq!(
+            parse_go_duration("94522879700260684295381835.9h").unwrap_err(),
+            "time: invalid duration \"94522879700260684295381835.9h\""
+        );
     }
 
     #[test]

@@ -100,7 +100,9 @@ impl GoDuration {
                 // Only the first 18 fraction digits matter at nanosecond precision.
                 let digits = &frac_part[..frac_part.len().min(18)];
                 let f: u128 = digits.parse().map_err(|_| err("bad fraction"))?;
-                v += f * unit / 10u128.pow(digits.len() as u32);
+                v = v
+                    .checked_add(f * unit / 10u128.pow(digits.len() as u32))
+                    .ok_or_else(|| err("overflow"))?;
             }
             total = total.checked_add(v).ok_or_else(|| err("overflow"))?;
             if total > MAX_NS {
@@ -201,6 +203,15 @@ mod tests {
 
     fn d(ns: u64) -> GoDuration {
         GoDuration(Duration::from_nanos(ns))
+    }
+
+    #[test]
+    fn fraction_on_a_huge_number_is_an_overflow_error() {
+        // Spotted while writing the config_loaders fuzz target (tests/fuzz), which
+        // reproduces it: the fraction added to the largest whole number of hours a u128
+        // holds overflowed (a panic in debug builds, a wrapped, bogus duration in release).
+        let e = GoDuration::parse("94522879700260684295381835.9h").unwrap_err();
+        assert!(e.to_string().contains("overflow"), "{e}");
     }
 
     #[test]
