@@ -9,11 +9,17 @@ use rand::RngCore;
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error("internal token file {path}: {source} (run `ipfs-cluster-service init` to create it)")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("internal token file {path} is empty or not 64 hex characters; delete it and run `ipfs-cluster-service init --force`")]
     Malformed { path: String },
     #[error("cannot write internal token file {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// A 32-byte random secret, hex encoded. Debug output never shows it.
@@ -36,11 +42,15 @@ impl InternalToken {
     /// Parses a token as stored in the file (surrounding whitespace ignored).
     pub fn parse(s: &str) -> Option<Self> {
         let s = s.trim();
-        (s.len() == 64 && s.bytes().all(|c| c.is_ascii_hexdigit())).then(|| Self(s.to_ascii_lowercase()))
+        (s.len() == 64 && s.bytes().all(|c| c.is_ascii_hexdigit()))
+            .then(|| Self(s.to_ascii_lowercase()))
     }
 
     pub fn load(path: &Path) -> Result<Self, TokenError> {
-        let text = fs::read_to_string(path).map_err(|source| TokenError::Read { path: path.display().to_string(), source })?;
+        let text = fs::read_to_string(path).map_err(|source| TokenError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -50,12 +60,17 @@ impl InternalToken {
                 }
             }
         }
-        Self::parse(&text).ok_or_else(|| TokenError::Malformed { path: path.display().to_string() })
+        Self::parse(&text).ok_or_else(|| TokenError::Malformed {
+            path: path.display().to_string(),
+        })
     }
 
     /// Writes the token to a new file created with mode 0600 (replacing any old file).
     pub fn write(&self, path: &Path) -> Result<(), TokenError> {
-        let err = |source| TokenError::Write { path: path.display().to_string(), source };
+        let err = |source| TokenError::Write {
+            path: path.display().to_string(),
+            source,
+        };
         let _ = fs::remove_file(path);
         let mut opts = fs::OpenOptions::new();
         opts.write(true).create_new(true);
@@ -81,12 +96,18 @@ impl InternalToken {
 
     /// Constant-time check of an `authorization` header value.
     pub fn matches_header(&self, value: &[u8]) -> bool {
-        let Some(given) = value.strip_prefix(b"Bearer ") else { return false };
+        let Some(given) = value.strip_prefix(b"Bearer ") else {
+            return false;
+        };
         let want = self.0.as_bytes();
         if given.len() != want.len() {
             return false;
         }
-        given.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        given
+            .iter()
+            .zip(want)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
     }
 }
 
@@ -104,7 +125,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
     }
 
@@ -124,7 +148,9 @@ mod tests {
         fs::write(&p, "abc").unwrap();
         let e = InternalToken::load(&p).unwrap_err().to_string();
         assert!(e.contains("not 64 hex characters"), "{e}");
-        let e = InternalToken::load(&dir.path().join("missing")).unwrap_err().to_string();
+        let e = InternalToken::load(&dir.path().join("missing"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ipfs-cluster-service init"), "{e}");
     }
 }

@@ -18,7 +18,12 @@ pub struct BearerToken(MetadataValue<tonic::metadata::Ascii>);
 
 impl BearerToken {
     pub fn new(token: &InternalToken) -> Self {
-        Self(token.bearer().parse().expect("a hex token is a valid header value"))
+        Self(
+            token
+                .bearer()
+                .parse()
+                .expect("a hex token is a valid header value"),
+        )
     }
 }
 
@@ -32,7 +37,8 @@ impl Interceptor for BearerToken {
 pub type Authed = InterceptedService<Channel, BearerToken>;
 pub type TransportClient = crate::transport::v1::transport_client::TransportClient<Authed>;
 pub type ConsensusClient = crate::consensus::v1::consensus_client::ConsensusClient<Authed>;
-pub type IpfsConnectorClient = crate::ipfsconnector::v1::ipfs_connector_client::IpfsConnectorClient<Authed>;
+pub type IpfsConnectorClient =
+    crate::ipfsconnector::v1::ipfs_connector_client::IpfsConnectorClient<Authed>;
 pub type GatewayClient = crate::gateway::v1::gateway_client::GatewayClient<Authed>;
 
 /// A channel to a local service that connects on first use and reconnects after failures.

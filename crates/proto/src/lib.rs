@@ -39,7 +39,8 @@ pub mod gateway {
 }
 
 /// Encoded FileDescriptorSet of every contract, served by gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ipfscluster_descriptor");
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("ipfscluster_descriptor");
 
 /// Fully qualified gRPC service names, as carried in peer calls and used by the policy.
 pub mod names {

@@ -22,7 +22,10 @@ pub enum ServeError {
     #[error("cannot listen on {addr}: address already in use (another process holds the port; stop it or change the address in service.json)")]
     AddrInUse { addr: SocketAddr },
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("gRPC reflection setup: {0}")]
     Reflection(String),
     #[error("gRPC server: {0}")]
@@ -30,7 +33,10 @@ pub enum ServeError {
 }
 
 /// Binds an internal endpoint, refusing non-loopback addresses unless `allow_remote`.
-pub async fn bind_internal(addr: SocketAddr, allow_remote: bool) -> Result<TcpListener, ServeError> {
+pub async fn bind_internal(
+    addr: SocketAddr,
+    allow_remote: bool,
+) -> Result<TcpListener, ServeError> {
     if !addr.ip().is_loopback() && !allow_remote {
         return Err(ServeError::NotLoopback { addr });
     }
@@ -82,7 +88,10 @@ where
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(svc)
-        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await?;
     Ok(())
 }
@@ -96,7 +105,10 @@ pub struct AuthLayer {
 impl<S> Layer<S> for AuthLayer {
     type Service = AuthService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        AuthService { inner, token: self.token.clone() }
+        AuthService {
+            inner,
+            token: self.token.clone(),
+        }
     }
 }
 
@@ -130,7 +142,10 @@ where
         if allowed {
             Box::pin(self.inner.call(req))
         } else {
-            tracing::warn!(path = req.uri().path(), "internal gRPC call refused: missing or wrong internal token");
+            tracing::warn!(
+                path = req.uri().path(),
+                "internal gRPC call refused: missing or wrong internal token"
+            );
             let status = Status::unauthenticated(
                 "missing or wrong internal token: send `authorization: Bearer <token>` with the token from the peer's internal.token file",
             );
