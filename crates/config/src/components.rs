@@ -112,7 +112,13 @@ pub struct StatelessConfig {
     pub concurrent_pins: i64,
     pub priority_pin_max_age: GoDuration,
     pub priority_pin_max_retries: i64,
+    /// Ours (upstream has no such key): after this many failed attempts the periodic
+    /// recovery leaves an item in `pin_error` until it is recovered by hand; 0 = retry
+    /// forever (upstream's behaviour). Omitted from JSON when default.
+    pub max_pin_attempts: i64,
 }
+
+pub const DEFAULT_MAX_PIN_ATTEMPTS: i64 = 10;
 
 const DEFAULT_MAX_PIN_QUEUE: i64 = 1_000_000;
 
@@ -123,6 +129,7 @@ impl Default for StatelessConfig {
             concurrent_pins: 10,
             priority_pin_max_age: GoDuration::from_secs(24 * 3600),
             priority_pin_max_retries: 5,
+            max_pin_attempts: DEFAULT_MAX_PIN_ATTEMPTS,
         }
     }
 }
@@ -147,6 +154,7 @@ impl PinTrackerConfig {
                     priority_pin_max_age: c
                         .dur_or("priority_pin_max_age", d.priority_pin_max_age)?,
                     priority_pin_max_retries: c.int_or("priority_pin_max_retries", 0)?,
+                    max_pin_attempts: c.int_or("max_pin_attempts", DEFAULT_MAX_PIN_ATTEMPTS)?,
                 };
                 c.finish();
                 v
@@ -165,6 +173,9 @@ impl PinTrackerConfig {
         h.put("concurrent_pins", s.concurrent_pins)
             .dur("priority_pin_max_age", s.priority_pin_max_age)
             .put("priority_pin_max_retries", s.priority_pin_max_retries);
+        if s.max_pin_attempts != DEFAULT_MAX_PIN_ATTEMPTS {
+            h.put("max_pin_attempts", s.max_pin_attempts);
+        }
         let mut o = Out::default();
         o.put("stateless", h.done());
         o.done()
@@ -194,6 +205,12 @@ impl PinTrackerConfig {
             return bad(
                 "pin_tracker.stateless.priority_pin_max_retries",
                 "must be greater than 0 (default 5)",
+            );
+        }
+        if s.max_pin_attempts < 0 {
+            return bad(
+                "pin_tracker.stateless.max_pin_attempts",
+                "must be 0 (retry forever) or more (default 10)",
             );
         }
         Ok(())

@@ -135,6 +135,7 @@ const STATELESS: &[(&str, Kind)] = &[
     ("concurrent_pins", Int),
     ("priority_pin_max_age", Str),
     ("priority_pin_max_retries", Int),
+    ("max_pin_attempts", Int),
 ];
 const PUBSUBMON: &[(&str, Kind)] = &[("check_interval", Str)];
 const BALANCED: &[(&str, Kind)] = &[("allocate_by", List)];

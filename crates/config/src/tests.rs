@@ -786,3 +786,38 @@ fn legacy_identity_in_service_json() {
     );
     assert_eq!(mode(&dir.path().join(IDENTITY_JSON)), 0o600);
 }
+
+#[test]
+fn max_pin_attempts_is_our_stateless_key() {
+    // Absent (an upstream file) = 10, and not written back while it is the default.
+    let cfg = ServiceConfig::from_json(&upstream_service_json()).unwrap();
+    assert_eq!(cfg.pin_tracker.stateless.max_pin_attempts, 10);
+    let v: Value = serde_json::from_str(&cfg.to_json_pretty()).unwrap();
+    assert!(v["pin_tracker"]["stateless"]
+        .get("max_pin_attempts")
+        .is_none());
+    // Set in the file: kept and written back; 0 (retry forever) is valid.
+    let text = upstream_service_json().replace(
+        "\"priority_pin_max_retries\": 5",
+        "\"priority_pin_max_retries\": 5,\n      \"max_pin_attempts\": 0",
+    );
+    let cfg = ServiceConfig::from_json(&text).unwrap();
+    cfg.validate().unwrap();
+    assert_eq!(cfg.pin_tracker.stateless.max_pin_attempts, 0);
+    let v: Value = serde_json::from_str(&cfg.to_json_pretty()).unwrap();
+    assert_eq!(v["pin_tracker"]["stateless"]["max_pin_attempts"], 0);
+    // Negative values are refused, naming the key.
+    let e = load_err(&text.replace("\"max_pin_attempts\": 0", "\"max_pin_attempts\": -1"));
+    assert!(e.contains("pin_tracker.stateless.max_pin_attempts"), "{e}");
+    // Env override.
+    let mut cfg = ServiceConfig::from_json(&upstream_service_json()).unwrap();
+    cfg.apply_env_from(&env(&[("CLUSTER_STATELESS_MAXPINATTEMPTS", "3")]))
+        .unwrap();
+    assert_eq!(cfg.pin_tracker.stateless.max_pin_attempts, 3);
+    let e = ServiceConfig::from_json(&upstream_service_json())
+        .unwrap()
+        .apply_env_from(&env(&[("CLUSTER_STATELESS_MAXPINATTEMPTS", "x")]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("CLUSTER_STATELESS_MAXPINATTEMPTS"), "{e}");
+}

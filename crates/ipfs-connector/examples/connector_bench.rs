@@ -30,8 +30,8 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
 };
 use ipfs_cluster_ipfs_connector::{
-    kubo::parse_node_multiaddress, proxy, service::ConnectorService, Kubo, NodeAddr, Options,
-    Timeouts, Tracker,
+    kubo::parse_node_multiaddress, proxy, proxy_accesslog, proxy_server, service::ConnectorService,
+    Kubo, NodeAddr, Options, Timeouts, Tracker,
 };
 use ipfs_cluster_proto::{
     client, ipfsconnector::v1::StatusAllRequest, types::v1::Pin, types::v1::TrackerStatus,
@@ -258,15 +258,22 @@ async fn main() -> Result<()> {
         NodeAddr::Tcp(a) => format!("http://{a}"),
         NodeAddr::Unix(_) => bail!("--ipfs-api must be a TCP multiaddress for the proxy run"),
     };
-    let kubo = Kubo::new(addr, Timeouts::default(), false);
+    let kubo = Kubo::new(addr.clone(), Timeouts::default(), false);
     let pl = TcpListener::bind("127.0.0.1:0").await?;
     let paddr = pl.local_addr()?;
     let unused: SocketAddr = "127.0.0.1:9".parse()?;
-    tokio::spawn(proxy::serve(
-        pl,
+    // Forwarded calls (header extraction is for hijacked ones); the access log goes to
+    // tracing as in a real peer (no subscriber here).
+    let p = proxy::Proxy::new(
+        proxy_server::ProxyConfig::new(vec![paddr], addr),
         kubo,
         client::consensus(unused, &token),
         client::transport(unused, &token),
+    )?;
+    tokio::spawn(proxy::serve(
+        vec![pl],
+        p,
+        proxy_accesslog::AccessLog::tracing(),
         stop.clone(),
     ));
     let direct_url = format!("{daemon_url}/api/v0/version");

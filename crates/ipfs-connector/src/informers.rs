@@ -97,15 +97,25 @@ pub async fn measure(t: &Tracker, which: &str) -> Vec<Metric> {
         "ping" => {
             let ttl = o.monitor_ping_interval * 2;
             let id = t.inner.ipfs_id.read().unwrap().clone();
-            let value = serde_json::json!({
-                "peer_name": o.peername,
-                "ipfs_id": id.as_ref().map(|i| i.id.clone()).unwrap_or_default(),
-                "ipfs_addresses": id.map(|i| i.addresses).unwrap_or_default(),
-            });
-            vec![metric(t, "ping", value.to_string(), 0, ttl, false)]
+            let value = ping_value(
+                &o.peername,
+                id.as_ref().map(|i| i.id.as_str()).unwrap_or_default(),
+                id.as_ref().map(|i| i.addresses.clone()).unwrap_or_default(),
+            );
+            vec![metric(t, "ping", value, 0, ttl, false)]
         }
         _ => vec![],
     }
+}
+
+/// The ping metric's value as upstream writes it: empty fields are omitted.
+fn ping_value(peer_name: &str, ipfs_id: &str, ipfs_addresses: Vec<String>) -> String {
+    serde_json::to_string(&ipfs_cluster_api::PingValue {
+        peer_name: peer_name.to_string(),
+        ipfs_id: ipfs_id.to_string(),
+        ipfs_addresses,
+    })
+    .expect("PingValue serializes")
 }
 
 fn period(t: &Tracker, which: &str) -> Option<Duration> {
@@ -165,5 +175,27 @@ pub fn start(t: Tracker, client: TransportClient) {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_value_omits_empty_fields() {
+        assert_eq!(ping_value("", "", vec![]), "{}");
+        assert_eq!(
+            ping_value("p1", "", vec![]),
+            r#"{"peer_name":"p1"}"#,
+            "no \"ipfs_id\":\"\" nor \"ipfs_addresses\":[] while the daemon is unknown"
+        );
+        let v = ping_value("p1", "12D3KooWx", vec!["/ip4/127.0.0.1/tcp/4001".into()]);
+        assert_eq!(
+            v,
+            r#"{"peer_name":"p1","ipfs_id":"12D3KooWx","ipfs_addresses":["/ip4/127.0.0.1/tcp/4001"]}"#
+        );
+        let back: ipfs_cluster_api::PingValue = serde_json::from_str(&v).unwrap();
+        assert_eq!(back.ipfs_id, "12D3KooWx");
     }
 }

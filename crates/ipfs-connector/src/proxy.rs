@@ -8,9 +8,10 @@
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
-use hyper::{body::Incoming, service::service_fn, Request, Response};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full, StreamBody};
+use hyper::{body::Incoming, Request, Response};
+use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::{TokioExecutor, TokioIo},
@@ -25,16 +26,76 @@ use crate::proxy_pinning::{self, Roots};
 use tokio::net::{TcpListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::kubo::{Kubo, NodeAddr};
+use crate::{
+    kubo::{Kubo, NodeAddr},
+    proxy_accesslog::AccessLog,
+    proxy_headers::Extracted,
+    proxy_server::ProxyConfig,
+};
 
-pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Answer bodies (hijacked or forwarded).
+pub type Body = BoxBody<Bytes, BoxError>;
+/// Request bodies (the client's, wrapped with the read deadline).
+pub type ReqBody = BoxBody<Bytes, BoxError>;
 
-pub(crate) struct Proxy {
+pub struct Proxy {
+    /// The connector's Kubo client (`ipfs_connector.ipfshttp`): path resolution.
     pub(crate) kubo: Kubo,
-    /// Keep-alive connection pool to a TCP daemon (a unix socket dials per request).
-    pool: Client<HttpConnector, Incoming>,
+    pub(crate) cfg: Arc<ProxyConfig>,
+    /// Keep-alive connection pool to a TCP daemon, http or https (a unix socket dials
+    /// per request).
+    pool: Client<HttpsConnector<HttpConnector>, ReqBody>,
     pub(crate) consensus: ConsensusClient,
     pub(crate) transport: TransportClient,
+    pub(crate) extracted: Extracted,
+}
+
+/// A routed (hijacked) call; everything else is forwarded.
+#[derive(Debug, PartialEq)]
+enum Route<'a> {
+    PinAdd(&'a str),
+    PinRm(&'a str),
+    PinLs(&'a str),
+    PinUpdate,
+    RepoStat,
+    RepoGc,
+    Add { wrap: bool },
+    BlockPut,
+    DagPut,
+}
+
+/// Upstream's routing (§5.1): only POST/GET/PUT under `/api/v0/` are hijacked.
+fn route<'a>(method: &Method, path: &'a str, query: &str) -> Option<Route<'a>> {
+    if !matches!(*method, Method::POST | Method::GET | Method::PUT) {
+        return None;
+    }
+    let sub = path.strip_prefix("/api/v0/")?;
+    let (r, rest) = split_route(sub);
+    Some(match r {
+        "pin/add" => Route::PinAdd(rest),
+        "pin/rm" => Route::PinRm(rest),
+        "pin/ls" => Route::PinLs(rest),
+        "pin/update" => Route::PinUpdate,
+        "repo/stat" => Route::RepoStat,
+        "repo/gc" => Route::RepoGc,
+        "add"
+            if rest.is_empty() && flag(query, "pin", true) && !flag(query, "only-hash", false) =>
+        {
+            Route::Add {
+                wrap: flag(query, "wrap-with-directory", false) || flag(query, "w", false),
+            }
+        }
+        "block/put" if flag(query, "pin", false) => Route::BlockPut,
+        "dag/put" if flag(query, "pin", false) => Route::DagPut,
+        _ => return None,
+    })
+}
+
+pub(crate) fn empty_req() -> ReqBody {
+    Empty::new()
+        .map_err(|never: Infallible| match never {})
+        .boxed()
 }
 
 pub(crate) fn server_header() -> HeaderValue {
@@ -114,41 +175,87 @@ fn arg_of(rest: &str, query: &str) -> Option<String> {
 }
 
 impl Proxy {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    /// Builds the proxy; fails when `node_https` is set and no system trust roots load.
+    pub fn new(
+        cfg: ProxyConfig,
+        kubo: Kubo,
+        consensus: ConsensusClient,
+        transport: TransportClient,
+    ) -> Result<Arc<Self>, std::io::Error> {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let b = hyper_rustls::HttpsConnectorBuilder::new();
+        let b = if cfg.node_https {
+            b.with_provider_and_native_roots(rustls::crypto::ring::default_provider())
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("api.ipfsproxy.node_https: cannot load the system's trusted certificates: {e}"),
+                    )
+                })?
+        } else {
+            // Never used for https (plain http URLs); an empty trust store is enough.
+            b.with_tls_config(
+                rustls::ClientConfig::builder_with_provider(
+                    rustls::crypto::ring::default_provider().into(),
+                )
+                .with_safe_default_protocol_versions()
+                .map_err(|e| std::io::Error::other(e.to_string()))?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+            )
+        };
+        let conn = b.https_or_http().enable_http1().wrap_connector(http);
+        let pool = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .build(conn);
+        let extracted = Extracted::new(
+            &cfg.extract_headers_extra,
+            &cfg.extract_headers_path,
+            cfg.extract_headers_ttl,
+        );
+        Ok(Arc::new(Self {
+            kubo,
+            cfg: Arc::new(cfg),
+            pool,
+            consensus,
+            transport,
+            extracted,
+        }))
+    }
+
+    pub(crate) async fn handle(self: Arc<Self>, req: Request<ReqBody>) -> Response<Body> {
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
-        let hijackable = matches!(*req.method(), Method::POST | Method::GET | Method::PUT);
-        if hijackable {
-            if let Some(sub) = path.strip_prefix("/api/v0/") {
-                let (route, rest) = split_route(sub);
-                match route {
-                    "pin/add" => return Ok(self.pin_add(rest, &query).await),
-                    "pin/rm" => return Ok(self.pin_rm(rest, &query).await),
-                    "pin/ls" => return Ok(self.pin_ls(rest, &query).await),
-                    "pin/update" => return Ok(self.pin_update(&query).await),
-                    "repo/stat" => return Ok(proxy_pinning::repo_stat(&self).await),
-                    "repo/gc" => return Ok(proxy_pinning::repo_gc(&self, &query).await),
-                    "add" if rest.is_empty() && !flag(&query, "pin", true) => {}
-                    "add" if rest.is_empty() && flag(&query, "only-hash", false) => {}
-                    "add" if rest.is_empty() => {
-                        let wrap =
-                            flag(&query, "wrap-with-directory", false) || flag(&query, "w", false);
-                        let req = with_query_param(req, "pin", "false");
-                        let name = query_all(&query, "name").into_iter().next();
-                        return Ok(self.forward_and_pin(req, Roots::Add { wrap }, name).await);
-                    }
-                    "block/put" if flag(&query, "pin", false) => {
-                        return Ok(self.forward_and_pin(req, Roots::BlockPut, None).await)
-                    }
-                    "dag/put" if flag(&query, "pin", false) => {
-                        let req = with_query_param(req, "pin", "false");
-                        return Ok(self.forward_and_pin(req, Roots::DagPut, None).await);
-                    }
-                    _ => {}
+        let Some(r) = route(req.method(), &path, &query) else {
+            return self.forward(req).await;
+        };
+        let origin = req.headers().get(header::ORIGIN).cloned();
+        let method = req.method().clone();
+        let answer = async {
+            match r {
+                Route::PinAdd(rest) => self.pin_add(rest, &query).await,
+                Route::PinRm(rest) => self.pin_rm(rest, &query).await,
+                Route::PinLs(rest) => self.pin_ls(rest, &query).await,
+                Route::PinUpdate => self.pin_update(&query).await,
+                Route::RepoStat => proxy_pinning::repo_stat(&self).await,
+                Route::RepoGc => proxy_pinning::repo_gc(&self, &query).await,
+                Route::Add { wrap } => {
+                    let req = with_query_param(req, "pin", "false");
+                    let name = query_all(&query, "name").into_iter().next();
+                    self.forward_and_pin(req, Roots::Add { wrap }, name).await
+                }
+                Route::BlockPut => self.forward_and_pin(req, Roots::BlockPut, None).await,
+                Route::DagPut => {
+                    let req = with_query_param(req, "pin", "false");
+                    self.forward_and_pin(req, Roots::DagPut, None).await
                 }
             }
-        }
-        Ok(self.forward(req).await)
+        };
+        let (mut resp, headers) = tokio::join!(answer, self.hijack_headers(&path, origin, &method));
+        headers.apply(resp.headers_mut());
+        resp
     }
 
     async fn resolve_arg(&self, arg: Option<String>, what: &str) -> Result<String, Response<Body>> {
@@ -322,7 +429,7 @@ impl Proxy {
         };
         if stream {
             let (tx, rx) =
-                tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, hyper::Error>>(64);
+                tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, BoxError>>(64);
             tokio::spawn(async move {
                 loop {
                     match list.message().await {
@@ -383,58 +490,92 @@ impl Proxy {
         json(StatusCode::OK, serde_json::json!({ "Keys": keys }))
     }
 
-    /// Reverse proxy: same method, path, query, headers (minus hop-by-hop) and body.
-    pub(crate) async fn forward(&self, req: Request<Incoming>) -> Response<Body> {
+    /// Sends `req` (method, headers, body) to the daemon at `path_and_query`.
+    pub(crate) async fn daemon_request(
+        &self,
+        path_and_query: &str,
+        req: Request<ReqBody>,
+    ) -> Result<Response<Incoming>, String> {
         let (mut parts, body) = req.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
-        parts.uri = match pq.parse() {
-            Ok(u) => u,
-            Err(_) => return kubo_error(StatusCode::BAD_REQUEST, "bad request path"),
-        };
-        let host = match self.kubo.addr() {
+        let host = match &self.cfg.node {
             NodeAddr::Tcp(a) => a.clone(),
             NodeAddr::Unix(_) => "localhost".into(),
         };
         if let Ok(h) = HeaderValue::from_str(&host) {
             parts.headers.insert(header::HOST, h);
         }
-        let req = Request::from_parts(parts, body);
-        let res = match self.kubo.addr() {
+        match &self.cfg.node {
             NodeAddr::Tcp(a) => {
-                let (mut parts, body) = req.into_parts();
-                match format!("http://{a}{pq}").parse() {
-                    Ok(u) => parts.uri = u,
-                    Err(_) => return kubo_error(StatusCode::BAD_REQUEST, "bad request path"),
-                }
+                let scheme = if self.cfg.node_https { "https" } else { "http" };
+                parts.uri = format!("{scheme}://{a}{path_and_query}")
+                    .parse()
+                    .map_err(|e| format!("bad request path {path_and_query:?}: {e}"))?;
                 self.pool
                     .request(Request::from_parts(parts, body))
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| match std::error::Error::source(&e) {
+                        Some(s) => format!("{e}: {s}"),
+                        None => e.to_string(),
+                    })
             }
-            NodeAddr::Unix(p) => match UnixStream::connect(p).await {
-                Ok(s) => send(s, req).await,
-                Err(e) => Err(e.to_string()),
-            },
-        };
-        match res {
+            NodeAddr::Unix(p) => {
+                parts.uri = path_and_query
+                    .parse()
+                    .map_err(|e| format!("bad request path {path_and_query:?}: {e}"))?;
+                let s = UnixStream::connect(p).await.map_err(|e| e.to_string())?;
+                send(s, Request::from_parts(parts, body)).await
+            }
+        }
+    }
+
+    /// Reverse proxy as Go's httputil.ReverseProxy: same method, path, query, headers
+    /// (minus hop-by-hop ones), the client's address appended to `X-Forwarded-For`, and
+    /// the body, streaming both ways.
+    pub(crate) async fn forward(&self, req: Request<ReqBody>) -> Response<Body> {
+        let (mut parts, body) = req.into_parts();
+        strip_hop_by_hop(&mut parts.headers, true);
+        if let Some(remote) = parts.extensions.get::<SocketAddr>() {
+            add_forwarded_for(&mut parts.headers, remote.ip());
+        }
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        match self
+            .daemon_request(&pq, Request::from_parts(parts, body))
+            .await
+        {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
-                Response::from_parts(parts, body.boxed())
+                strip_hop_by_hop(&mut parts.headers, false);
+                Response::from_parts(parts, body.map_err(|e| -> BoxError { Box::new(e) }).boxed())
             }
             Err(e) => kubo_error(
                 StatusCode::BAD_GATEWAY,
                 format!(
                     "ipfs-cluster proxy: cannot reach the IPFS daemon at {}: {e}",
-                    self.kubo.addr()
+                    self.cfg.node
                 ),
             ),
         }
+    }
+}
+
+/// Go: `X-Forwarded-For: <prior values joined by ", ">, <client ip>`.
+fn add_forwarded_for(h: &mut HeaderMap, ip: std::net::IpAddr) {
+    let prior: Vec<String> = h
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    let v = if prior.is_empty() {
+        ip.to_string()
+    } else {
+        format!("{}, {ip}", prior.join(", "))
+    };
+    if let Ok(v) = HeaderValue::from_str(&v) {
+        h.insert("x-forwarded-for", v);
     }
 }
 
@@ -448,7 +589,7 @@ pub(crate) fn flag(query: &str, key: &str, default: bool) -> bool {
 }
 
 /// The request with `key=value` replacing every `key=` in its query.
-fn with_query_param(mut req: Request<Incoming>, key: &str, value: &str) -> Request<Incoming> {
+fn with_query_param(mut req: Request<ReqBody>, key: &str, value: &str) -> Request<ReqBody> {
     let path = req.uri().path().to_string();
     let mut parts: Vec<String> = req
         .uri()
@@ -487,9 +628,27 @@ fn split_route(sub: &str) -> (&str, &str) {
     (sub, "")
 }
 
-pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap) {
+/// Go's hop-by-hop handling: headers named in `Connection`, then the standard list.
+/// `Trailer` is kept on answers (it announces `X-Stream-Error`), `TE: trailers` on
+/// requests.
+pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, request: bool) {
+    let listed: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in listed {
+        h.remove(n);
+    }
+    let te_trailers = request
+        && h.get_all(header::TE)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|s| s.contains("trailers")));
     for k in [
         "connection",
+        "proxy-connection",
         "keep-alive",
         "proxy-authenticate",
         "proxy-authorization",
@@ -498,14 +657,17 @@ pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap) {
         "transfer-encoding",
         "upgrade",
     ] {
-        if k == "trailer" {
+        if k == "trailer" && !request {
             continue; // needed for X-Stream-Error to reach the client
         }
         h.remove(k);
     }
+    if te_trailers {
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
 }
 
-async fn send<T>(io: T, req: Request<Incoming>) -> Result<Response<Incoming>, String>
+async fn send<T>(io: T, req: Request<ReqBody>) -> Result<Response<Incoming>, String>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -518,49 +680,22 @@ where
     sender.send_request(req).await.map_err(|e| e.to_string())
 }
 
-/// Serves the proxy on `listener` until `shutdown`.
+/// Opens the access log (`log_file`, or tracing).
+pub async fn access_log(cfg: &ProxyConfig) -> Result<AccessLog, std::io::Error> {
+    match &cfg.log_file {
+        Some(p) => AccessLog::file(p).await,
+        None => Ok(AccessLog::tracing()),
+    }
+}
+
+/// Serves the proxy on `listeners` until `shutdown`.
 pub async fn serve(
-    listener: TcpListener,
-    kubo: Kubo,
-    consensus: ConsensusClient,
-    transport: TransportClient,
+    listeners: Vec<TcpListener>,
+    proxy: Arc<Proxy>,
+    log: AccessLog,
     shutdown: CancellationToken,
 ) {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    let pool = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(std::time::Duration::from_secs(60))
-        .build(http);
-    let proxy = Arc::new(Proxy {
-        kubo,
-        pool,
-        consensus,
-        transport,
-    });
-    loop {
-        let (sock, _) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!("ipfs proxy accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let proxy = proxy.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| proxy.clone().handle(req));
-            let mut b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            b.http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(5));
-            if let Err(e) = b.serve_connection(TokioIo::new(sock), svc).await {
-                tracing::debug!("ipfs proxy connection: {e}");
-            }
-        });
-    }
+    crate::proxy_server::serve_all(listeners, proxy, log, shutdown).await
 }
 
 /// Binds the proxy address with a clear error.

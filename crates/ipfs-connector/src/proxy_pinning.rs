@@ -90,7 +90,7 @@ impl Proxy {
     /// (default replication). Pin errors go to the `X-Stream-Error` trailer.
     pub(crate) async fn forward_and_pin(
         &self,
-        req: Request<hyper::body::Incoming>,
+        req: Request<crate::proxy::ReqBody>,
         roots: Roots,
         name: Option<String>,
     ) -> Response<Body> {
@@ -104,7 +104,7 @@ impl Proxy {
             .headers
             .insert(header::TRAILER, HeaderValue::from_static("X-Stream-Error"));
         parts.headers.insert(header::SERVER, server_header());
-        let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, hyper::Error>>(64);
+        let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, crate::proxy::BoxError>>(64);
         let consensus = self.consensus.clone();
         tokio::spawn(async move {
             let mut col = Collector::default();
@@ -265,7 +265,7 @@ pub(crate) async fn repo_gc(p: &Proxy, query: &str) -> Response<Body> {
             out.push(b'\n');
         }
     }
-    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, hyper::Error>>(2);
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, crate::proxy::BoxError>>(2);
     let _ = tx.try_send(Ok(Frame::data(Bytes::from(out))));
     if !errors.is_empty() {
         let mut t = HeaderMap::new();

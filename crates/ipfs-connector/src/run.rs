@@ -78,18 +78,19 @@ pub async fn run_with(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let t = build_tracker(settings.opts, shutdown.clone())?;
-    if let Some(addr) = settings.proxy_listen {
-        let l = crate::proxy::bind(addr).await.map_err(RunError::Proxy)?;
-        tracing::info!(%addr, "IPFS proxy listening");
+    if let Some(cfg) = settings.proxy {
+        let listeners = crate::proxy_server::bind_all(&cfg.listen)
+            .await
+            .map_err(RunError::Proxy)?;
+        let log = crate::proxy::access_log(&cfg)
+            .await
+            .map_err(RunError::Proxy)?;
+        tracing::info!(addrs = ?cfg.listen, ipfs = %cfg.node, "IPFS proxy listening");
         let consensus = client::consensus(settings.consensus_addr, &settings.token);
         let transport = client::transport(settings.transport_addr, &settings.token);
-        tokio::spawn(crate::proxy::serve(
-            l,
-            t.kubo().clone(),
-            consensus,
-            transport,
-            shutdown.clone(),
-        ));
+        let proxy = crate::proxy::Proxy::new(cfg, t.kubo().clone(), consensus, transport)
+            .map_err(RunError::Proxy)?;
+        tokio::spawn(crate::proxy::serve(listeners, proxy, log, shutdown.clone()));
     }
     let writer = start_background(
         &t,

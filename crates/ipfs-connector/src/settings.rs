@@ -1,14 +1,15 @@
 //! Everything the binary needs from the config dir, taken from
 //! `ipfs_cluster_config::Peer::load` (service.json + env overrides, identity.json, the
 //! internal token): the connector `Options`, the internal endpoints and the token.
-//! One extra knob not in upstream's service.json: `CLUSTER_IPFSCONNECTOR_MAXPINATTEMPTS`.
+//! `pin_tracker.stateless.max_pin_attempts` is our addition to upstream's keys; the old
+//! `CLUSTER_IPFSCONNECTOR_MAXPINATTEMPTS` variable still works, with a deprecation warning.
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
 use ipfs_cluster_config::{ConfigError, Peer};
 use ipfs_cluster_proto::InternalToken;
 
-use crate::options::Options;
+use crate::{options::Options, proxy_server::ProxyConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -26,8 +27,8 @@ pub struct Settings {
     pub consensus_addr: SocketAddr,
     pub transport_addr: SocketAddr,
     pub allow_remote_internal: bool,
-    /// `api.ipfsproxy.listen_multiaddress` (first) when the section is present.
-    pub proxy_listen: Option<SocketAddr>,
+    /// `api.ipfsproxy` when the section is present.
+    pub proxy: Option<ProxyConfig>,
 }
 
 impl Settings {
@@ -61,10 +62,20 @@ impl Settings {
         opts.priority_pin_max_retries =
             positive("priority_pin_max_retries", st.priority_pin_max_retries)? as u32;
         opts.priority_pin_max_age = st.priority_pin_max_age.as_duration();
-        if let Ok(v) = std::env::var("CLUSTER_IPFSCONNECTOR_MAXPINATTEMPTS") {
-            opts.max_pin_attempts = v.trim().parse().map_err(|_| {
-                SettingsError::Invalid(format!("CLUSTER_IPFSCONNECTOR_MAXPINATTEMPTS must be a number (0 = retry forever), got {v:?}"))
-            })?;
+        opts.max_pin_attempts = u32::try_from(st.max_pin_attempts).map_err(|_| {
+            SettingsError::Invalid(format!(
+                "pin_tracker.stateless.max_pin_attempts must be between 0 (retry forever) and {}, got {}",
+                u32::MAX,
+                st.max_pin_attempts
+            ))
+        })?;
+        if let Some(n) =
+            legacy_max_pin_attempts(std::env::var("CLUSTER_IPFSCONNECTOR_MAXPINATTEMPTS").ok())?
+        {
+            tracing::warn!(
+                "CLUSTER_IPFSCONNECTOR_MAXPINATTEMPTS is deprecated: use CLUSTER_STATELESS_MAXPINATTEMPTS or pin_tracker.stateless.max_pin_attempts in service.json (the old variable still wins for now)"
+            );
+            opts.max_pin_attempts = n;
         }
         let inf = &c.informer;
         opts.freespace_ttl = match &inf.disk {
@@ -97,14 +108,9 @@ impl Settings {
                 )));
             }
         }
-        let proxy_listen = match &c.api.ipfsproxy {
+        let proxy = match &c.api.ipfsproxy {
             None => None,
-            Some(p) => {
-                let a = p.listen_multiaddress.first().ok_or_else(|| {
-                    SettingsError::Invalid("api.ipfsproxy.listen_multiaddress is empty; set e.g. /ip4/127.0.0.1/tcp/9095".into())
-                })?;
-                Some(ipfs_cluster_config::addr::to_socket_addr(a)?)
-            }
+            Some(p) => Some(proxy_config(p, &peer.dir)?),
         };
         Ok(Self {
             opts,
@@ -113,9 +119,66 @@ impl Settings {
             consensus_addr: c.internal.consensus_addr()?,
             transport_addr: c.internal.transport_addr()?,
             allow_remote_internal: c.internal.allow_remote_internal,
-            proxy_listen,
+            proxy,
         })
     }
+}
+
+/// `api.ipfsproxy` → the proxy's settings (every listen address; relative `log_file`
+/// under the config folder).
+fn proxy_config(
+    p: &ipfs_cluster_config::IpfsProxyConfig,
+    dir: &Path,
+) -> Result<ProxyConfig, SettingsError> {
+    if p.listen_multiaddress.is_empty() {
+        return Err(SettingsError::Invalid(
+            "api.ipfsproxy.listen_multiaddress is empty; set e.g. /ip4/127.0.0.1/tcp/9095".into(),
+        ));
+    }
+    let mut listen = Vec::with_capacity(p.listen_multiaddress.len());
+    for a in &p.listen_multiaddress {
+        let sa = ipfs_cluster_config::addr::to_socket_addr(a)?;
+        if !listen.contains(&sa) {
+            listen.push(sa);
+        }
+    }
+    let node = crate::kubo::parse_node_multiaddress(&p.node_multiaddress.to_string())
+        .map_err(|e| SettingsError::Invalid(format!("api.ipfsproxy.{e}")))?;
+    let mut cfg = ProxyConfig::new(listen, node);
+    cfg.node_https = p.node_https;
+    cfg.log_file = (!p.log_file.is_empty()).then(|| {
+        let f = Path::new(&p.log_file);
+        if f.is_absolute() {
+            f.to_path_buf()
+        } else {
+            dir.join(f)
+        }
+    });
+    cfg.read_timeout = p.read_timeout.as_duration();
+    cfg.read_header_timeout = p.read_header_timeout.as_duration();
+    cfg.write_timeout = p.write_timeout.as_duration();
+    cfg.idle_timeout = p.idle_timeout.as_duration();
+    cfg.max_header_bytes = usize::try_from(p.max_header_bytes)
+        .unwrap_or(4096)
+        .max(4096);
+    cfg.extract_headers_extra = p.extract_headers_extra.clone();
+    cfg.extract_headers_path = if p.extract_headers_path.is_empty() {
+        "/api/v0/version".into()
+    } else {
+        p.extract_headers_path.clone()
+    };
+    cfg.extract_headers_ttl = p.extract_headers_ttl.as_duration();
+    Ok(cfg)
+}
+
+/// The deprecated `CLUSTER_IPFSCONNECTOR_MAXPINATTEMPTS` value, if set.
+fn legacy_max_pin_attempts(v: Option<String>) -> Result<Option<u32>, SettingsError> {
+    let Some(v) = v else { return Ok(None) };
+    v.trim().parse().map(Some).map_err(|_| {
+        SettingsError::Invalid(format!(
+            "CLUSTER_IPFSCONNECTOR_MAXPINATTEMPTS must be a number (0 = retry forever), got {v:?}; better use CLUSTER_STATELESS_MAXPINATTEMPTS"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -143,8 +206,60 @@ mod tests {
         assert_eq!(s.opts.freespace_ttl, Some(Duration::from_secs(30)));
         assert_eq!(s.connector_addr, "127.0.0.1:9182".parse().unwrap());
         assert_eq!(s.consensus_addr, "127.0.0.1:9181".parse().unwrap());
-        assert_eq!(s.proxy_listen, Some("127.0.0.1:9095".parse().unwrap()));
+        let p = s.proxy.as_ref().unwrap();
+        assert_eq!(p.listen, vec!["127.0.0.1:9095".parse().unwrap()]);
+        assert_eq!(p.read_header_timeout, Duration::from_secs(5));
+        assert_eq!(p.idle_timeout, Duration::from_secs(60));
+        assert_eq!(p.log_file, None);
+        assert_eq!(s.opts.max_pin_attempts, 10);
         assert_eq!(s.opts.state_dir, dir.path());
+    }
+
+    #[test]
+    fn legacy_max_pin_attempts_variable() {
+        assert_eq!(legacy_max_pin_attempts(None).unwrap(), None);
+        assert_eq!(legacy_max_pin_attempts(Some(" 3".into())).unwrap(), Some(3));
+        let e = legacy_max_pin_attempts(Some("x".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("CLUSTER_STATELESS_MAXPINATTEMPTS"), "{e}");
+    }
+
+    #[test]
+    fn proxy_section_and_max_pin_attempts_from_service_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = InitOptions {
+            force: false,
+            peername: Some("p1".into()),
+            secret: None,
+            peers: vec![],
+            consensus: "raft".into(),
+        };
+        init(dir.path(), &opts).unwrap();
+        let path = dir.path().join("service.json");
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        v["pin_tracker"]["stateless"]["max_pin_attempts"] = 0.into();
+        let p = &mut v["api"]["ipfsproxy"];
+        p["listen_multiaddress"] =
+            serde_json::json!(["/ip4/127.0.0.1/tcp/19095", "/ip4/127.0.0.2/tcp/19096"]);
+        p["log_file"] = "proxy.log".into();
+        p["read_timeout"] = "7s".into();
+        p["write_timeout"] = "9s".into();
+        p["max_header_bytes"] = 10000.into();
+        p["extract_headers_extra"] = serde_json::json!(["X-A"]);
+        p["extract_headers_ttl"] = "0s".into();
+        std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+        let s = Settings::load(dir.path()).unwrap();
+        assert_eq!(s.opts.max_pin_attempts, 0);
+        let p = s.proxy.unwrap();
+        assert_eq!(p.listen.len(), 2);
+        assert_eq!(p.log_file, Some(dir.path().join("proxy.log")));
+        assert_eq!(p.read_timeout, Duration::from_secs(7));
+        assert_eq!(p.write_timeout, Duration::from_secs(9));
+        assert_eq!(p.max_header_bytes, 10000);
+        assert_eq!(p.extract_headers_extra, vec!["X-A".to_string()]);
+        assert_eq!(p.extract_headers_ttl, Duration::ZERO);
     }
 
     #[test]

@@ -36,7 +36,7 @@ impl Connector {
                 .parse()
                 .unwrap(),
             allow_remote_internal: false,
-            proxy_listen: None,
+            proxy: None,
         };
         let stop = CancellationToken::new();
         let s2 = stop.clone();
@@ -353,7 +353,10 @@ async fn ipfs_proxy_against_jsipfs() {
             .parse()
             .unwrap(),
         allow_remote_internal: false,
-        proxy_listen: Some(format!("127.0.0.1:{proxy_port}").parse().unwrap()),
+        proxy: Some(ipfs_cluster_ipfs_connector::proxy_server::ProxyConfig::new(
+            vec![format!("127.0.0.1:{proxy_port}").parse().unwrap()],
+            ipfs_cluster_ipfs_connector::parse_node_multiaddress(&node.multiaddr()).unwrap(),
+        )),
     };
     let stop = CancellationToken::new();
     let s2 = stop.clone();
