@@ -4,7 +4,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/debug
 TESTNODE := tests/ipfs-testnode
 
-.PHONY: build run cluster test testnode lint fmt clean-run bench fuzz
+.PHONY: build run cluster test testnode clients lint fmt clean-run bench fuzz
 
 ## build: compile every service, the launcher and the CLI (debug)
 build:
@@ -17,6 +17,18 @@ $(TESTNODE)/node_modules/.bin/jsipfs: $(TESTNODE)/package-lock.json
 	cd $(TESTNODE) && npm ci --omit=optional --no-audit --no-fund
 	touch $@
 
+## clients: the third-party REST clients the gateway tests drive (npm + a Python venv)
+clients: tests/clients/node_modules/.done tests/clients/.venv/.done
+
+tests/clients/node_modules/.done: tests/clients/package-lock.json
+	cd tests/clients && npm ci --no-audit --no-fund
+	touch $@
+
+tests/clients/.venv/.done:
+	python3 -m venv tests/clients/.venv
+	tests/clients/.venv/bin/pip install -q ipfscluster==0.2.0 ipfshttpclient==0.4.12
+	touch $@
+
 ## run: a single-peer cluster in .run/peer0 with a local IPFS node (started when nothing answers on 127.0.0.1:5001)
 run: build testnode
 	BIN=$(BIN) deploy/local/run-peer.sh
@@ -26,7 +38,7 @@ cluster: build testnode
 	BIN=$(BIN) deploy/local/run-cluster.sh
 
 ## test: every unit and multi-process test
-test: testnode
+test: testnode clients
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 
