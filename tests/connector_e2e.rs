@@ -5,7 +5,8 @@
 //! recover repairs it; the daemon going down and coming back (statuses say so, queued
 //! work resumes, the connector stays idle meanwhile); and the IPFS proxy driven with the
 //! plain HTTP requests the `ipfs` CLI sends (multipart add, pin ls, pin update, repo
-//! stat, block put, dag put).
+//! stat, block put, dag put); `version` forwarded, hijacked answers with our Server header
+//! and the daemon's preflight CORS headers, and the proxy's access log file.
 
 use std::{
     path::{Path, PathBuf},
@@ -597,4 +598,124 @@ async fn ipfs_proxy_serves_an_unmodified_client_flow() {
     })
     .await
     .expect("pin/rm through the proxy did not unpin on the daemon");
+}
+
+/// One request with headers; (status, headers, body).
+async fn send_with_headers(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (u16, hyper::HeaderMap, String) {
+    use http_body_util::BodyExt;
+    let mut b = hyper::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b.body(Full::new(Bytes::new())).unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
+        .await
+        .expect("answer in time")
+        .unwrap();
+    let status = resp.status().as_u16();
+    let h = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, h, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipfs_proxy_headers_version_and_access_log_with_a_real_daemon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ipfs = IpfsNode::start(tmp.path()).await.expect("IPFS test node");
+    let peer = PeerDir::init(&tmp.path().join("peer"), &ipfs.multiaddr(), None).unwrap();
+    edit_service_json(&peer.dir, |v| {
+        v["api"]["ipfsproxy"]["log_file"] = "proxy-access.log".into();
+        v["api"]["ipfsproxy"]["extract_headers_extra"] = serde_json::json!(["X-Not-Sent"]);
+    });
+    let _daemon = peer.start(&[]).await.unwrap();
+    let proxy = format!("http://127.0.0.1:{}", peer.ports.proxy);
+    let daemon = format!("http://127.0.0.1:{}", ipfs.api_port);
+
+    // `ipfs version` answers through the proxy: forwarded, the daemon's own answer.
+    let url = format!("{proxy}/api/v0/version");
+    wait_for(Duration::from_secs(20), || async {
+        matches!(http("POST", &url, None).await, Ok((200, _)))
+    })
+    .await
+    .unwrap_or_else(|_| panic!("proxy never answered; log:\n{}", peer.log_tail()));
+    let (st, h, body) = send_with_headers("POST", &url, &[]).await;
+    assert_eq!(st, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let (_, _, direct) = send_with_headers("POST", &format!("{daemon}/api/v0/version"), &[]).await;
+    let direct: Value = serde_json::from_str(&direct).unwrap();
+    assert_eq!(v["Version"], direct["Version"], "{body}");
+    assert!(
+        v["Version"].as_str().is_some_and(|s| !s.is_empty()),
+        "{body}"
+    );
+    assert!(
+        !h.get("server")
+            .and_then(|s| s.to_str().ok())
+            .unwrap_or("")
+            .starts_with("ipfs-cluster/ipfsproxy/"),
+        "forwarded answers are the daemon's"
+    );
+
+    // A hijacked call carries our headers and the CORS headers the daemon's own preflight
+    // gives for the same Origin.
+    let origin = "http://127.0.0.1:5001";
+    let (st, h, body) = send_with_headers(
+        "POST",
+        &format!("{proxy}/api/v0/pin/ls"),
+        &[("origin", origin)],
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        h["server"].to_str().unwrap(),
+        format!("ipfs-cluster/ipfsproxy/{}", env!("CARGO_PKG_VERSION")),
+        "{h:?}"
+    );
+    assert_eq!(h["content-type"], "application/json");
+    let (_, pre, _) = send_with_headers(
+        "OPTIONS",
+        &format!("{daemon}/api/v0/pin/ls"),
+        &[
+            ("origin", origin),
+            ("access-control-request-method", "POST"),
+        ],
+    )
+    .await;
+    for n in [
+        "access-control-allow-origin",
+        "access-control-allow-credentials",
+    ] {
+        assert_eq!(
+            h.get(n),
+            pre.get(n),
+            "{n}: proxy {h:?} vs daemon preflight {pre:?}"
+        );
+    }
+    assert!(
+        h.get("x-not-sent").is_none(),
+        "absent at the daemon = absent here"
+    );
+
+    // Both calls are in the access log file (relative path = under the config folder).
+    let log = peer.dir.join("proxy-access.log");
+    wait_for(Duration::from_secs(10), || async {
+        let t = std::fs::read_to_string(&log).unwrap_or_default();
+        t.contains("\"POST /api/v0/version HTTP/1.1\" 200")
+            && t.contains("\"POST /api/v0/pin/ls HTTP/1.1\" 200")
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "access log lines missing:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    let t = std::fs::read_to_string(&log).unwrap();
+    assert!(t.lines().all(|l| l.starts_with("127.0.0.1 - - [")), "{t}");
 }
