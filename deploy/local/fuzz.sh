@@ -4,6 +4,7 @@
 #   FUZZ_SECONDS  seconds per target (default 60)
 #   FUZZ_TARGETS  space-separated subset (default: every target of tests/fuzz)
 #   FUZZ_NICE     nice level of the fuzzers (default 19: the machine is shared)
+#   FUZZ_TARGET_DIR  cargo target dir of the sanitizer build (default tests/fuzz/target)
 #
 # The fuzz project is its own workspace with its own target dir (tests/fuzz/target), so
 # the sanitizer build never touches the shared target/. Only the stable toolchain is
@@ -28,7 +29,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 export RUSTC_BOOTSTRAP=1
-export CARGO_TARGET_DIR="$FUZZ_DIR/target"
+export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$FUZZ_DIR/target}"
 cd "$ROOT"
 
 TARGETS="${FUZZ_TARGETS:-$(cargo fuzz list --fuzz-dir "$FUZZ_DIR")}"
