@@ -512,6 +512,29 @@ async fn ipfs_proxy_serves_an_unmodified_client_flow() {
     assert_eq!(st, 200, "{body}");
     assert!(body.contains(&cid), "{body}");
 
+    // The cluster's add parameters apply to the cluster pin (as upstream's proxy add).
+    let opt = multipart_add(
+        &format!("{proxy}/api/v0/add?pin=true&name=proxied&replication-min=1&replication-max=1&meta-kind=proxy"),
+        &unique("added with cluster options"),
+    )
+    .await;
+    let ocid = opt.last().unwrap()["Hash"].as_str().unwrap().to_string();
+    let pin = get_json(&format!("{rest}/allocations/{ocid}"))
+        .await
+        .unwrap();
+    assert_eq!(pin["name"], "proxied", "{pin}");
+    assert_eq!(pin["replication_factor_min"], 1, "{pin}");
+    assert_eq!(pin["replication_factor_max"], 1, "{pin}");
+    assert_eq!(pin["metadata"]["kind"], "proxy", "{pin}");
+    let (st, body) = http(
+        "POST",
+        &format!("{proxy}/api/v0/add?pin=true&replication-min=x"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(st, 400, "bad cluster option through the proxy: {body}");
+
     // `add --pin=false` is forwarded untouched: nothing enters the cluster.
     let unpinned = multipart_add(
         &format!("{proxy}/api/v0/add?pin=false"),

@@ -242,14 +242,25 @@ impl Proxy {
                 Route::RepoStat => proxy_pinning::repo_stat(&self).await,
                 Route::RepoGc => proxy_pinning::repo_gc(&self, &query).await,
                 Route::Add { wrap } => {
+                    // Upstream's proxy add takes the cluster's add parameters (name,
+                    // replication-min/max, user-allocations, meta-*, expire-in...) for the
+                    // cluster pin of the roots.
+                    let options = match ipfs_cluster_api::PinOptions::from_query(&query) {
+                        Ok(o) => o.into(),
+                        Err(e) => return kubo_error(StatusCode::BAD_REQUEST, e.0),
+                    };
                     let req = with_query_param(req, "pin", "false");
-                    let name = query_all(&query, "name").into_iter().next();
-                    self.forward_and_pin(req, Roots::Add { wrap }, name).await
+                    self.forward_and_pin(req, Roots::Add { wrap }, options)
+                        .await
                 }
-                Route::BlockPut => self.forward_and_pin(req, Roots::BlockPut, None).await,
+                Route::BlockPut => {
+                    self.forward_and_pin(req, Roots::BlockPut, Default::default())
+                        .await
+                }
                 Route::DagPut => {
                     let req = with_query_param(req, "pin", "false");
-                    self.forward_and_pin(req, Roots::DagPut, None).await
+                    self.forward_and_pin(req, Roots::DagPut, Default::default())
+                        .await
                 }
             }
         };

@@ -86,13 +86,14 @@ impl Collector {
 
 impl Proxy {
     /// Forwards `req` to the daemon, streams its answer to the client unchanged, and
-    /// before ending the stream pins the produced roots through `Consensus.Pin`
-    /// (default replication). Pin errors go to the `X-Stream-Error` trailer.
+    /// before ending the stream pins the produced roots through `Consensus.Pin` with
+    /// `options` (default: the cluster's replication). Pin errors go to the
+    /// `X-Stream-Error` trailer.
     pub(crate) async fn forward_and_pin(
         &self,
         req: Request<crate::proxy::ReqBody>,
         roots: Roots,
-        name: Option<String>,
+        options: PinOptions,
     ) -> Response<Body> {
         let resp = self.forward(req).await;
         if resp.status() != StatusCode::OK {
@@ -147,10 +148,7 @@ impl Proxy {
                         cid: cid.clone(),
                         r#type: PinType::Data as i32,
                         max_depth: -1,
-                        options: Some(PinOptions {
-                            name: name.clone().unwrap_or_default(),
-                            ..Default::default()
-                        }),
+                        options: Some(options.clone()),
                         ..Default::default()
                     };
                     if let Err(e) = consensus.clone().pin(PinRequest { pin: Some(pin) }).await {
