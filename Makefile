@@ -4,7 +4,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/debug
 TESTNODE := tests/ipfs-testnode
 
-.PHONY: build run cluster test testnode clients lint fmt clean-run bench fuzz
+.PHONY: build run cluster test testnode clients lint fmt clean-run bench fuzz chaos
 
 ## build: compile every service, the launcher and the CLI (debug)
 build:
@@ -45,6 +45,10 @@ test: testnode clients
 ## bench: release build, then every benchmark; figures go to docs/benchmarks.md
 bench: testnode
 	deploy/local/bench.sh
+
+## chaos: the long fault-injection runs (kills, stops, partitions) with the independent checker
+chaos: build testnode
+	BIN=$(BIN) deploy/local/chaos.sh
 
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS each (default 60)
 fuzz:
