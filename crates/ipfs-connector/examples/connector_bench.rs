@@ -152,7 +152,7 @@ async fn status_all(
     let kubo = Kubo::new(addr, Timeouts::default(), false);
     let dir = tempfile::tempdir()?;
     let opts = Options::with_defaults("12D3KooWBenchPeer", dir.path().to_path_buf());
-    let t = Tracker::new(opts, kubo, stop.clone());
+    let t = Tracker::new(opts, kubo, stop.clone())?;
     t.load_state(
         1,
         pins.iter()
@@ -162,7 +162,7 @@ async fn status_all(
                 ..Default::default()
             })
             .collect(),
-    );
+    )?;
     let l = TcpListener::bind("127.0.0.1:0").await?;
     let grpc = l.local_addr()?;
     let svc = ConnectorService::new(t).into_server();

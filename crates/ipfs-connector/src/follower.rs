@@ -1,6 +1,8 @@
 //! Follows `Consensus.Watch` from the tracker's last applied index and feeds every change
 //! to the tracker; reconnects with capped exponential backoff when consensus is down or
-//! restarts. A sync interrupted by a broken stream is dropped and taken again.
+//! restarts. A sync interrupted by a broken stream is dropped and taken again. Changes
+//! already received are applied in batches (up to `MAX_BATCH`, one store transaction per
+//! run of pin changes), so a big import or a full sync is not one fsync per pin.
 
 use std::time::Duration;
 
@@ -9,34 +11,51 @@ use ipfs_cluster_proto::{
     consensus::v1::{state_change::Kind, StateChange, WatchRequest},
 };
 
-use crate::tracker::Tracker;
+use futures::FutureExt;
+
+use crate::{
+    store::Change,
+    tracker::{StateEvent, Tracker},
+};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Most changes applied in one batch.
+pub const MAX_BATCH: usize = 4096;
 
-/// Applies one change. Unknown kinds are logged and skipped.
-pub fn apply(tracker: &Tracker, change: StateChange) {
+/// Converts one change of the stream. Unknown kinds and malformed changes are logged and
+/// skipped.
+pub fn event(change: StateChange) -> Option<StateEvent> {
     match Kind::try_from(change.kind) {
         Ok(Kind::Pin) => match change.pin {
-            Some(p) => tracker.apply_pin(change.index, p),
-            None => tracing::warn!(
-                index = change.index,
-                "PIN change without a pin on the watch stream; ignored"
-            ),
+            Some(p) => Some(StateEvent::Change(Change::Pin(change.index, p))),
+            None => {
+                tracing::warn!(
+                    index = change.index,
+                    "PIN change without a pin on the watch stream; ignored"
+                );
+                None
+            }
         },
         Ok(Kind::Unpin) => match change.pin {
-            Some(p) => tracker.apply_unpin(change.index, p),
-            None => tracing::warn!(
-                index = change.index,
-                "UNPIN change without a pin on the watch stream; ignored"
-            ),
+            Some(p) => Some(StateEvent::Change(Change::Unpin(change.index, p))),
+            None => {
+                tracing::warn!(
+                    index = change.index,
+                    "UNPIN change without a pin on the watch stream; ignored"
+                );
+                None
+            }
         },
-        Ok(Kind::SyncBegin) => tracker.begin_sync(),
-        Ok(Kind::SyncEnd) => tracker.end_sync(change.index),
-        _ => tracing::warn!(
-            kind = change.kind,
-            "unknown change kind on the watch stream; ignored"
-        ),
+        Ok(Kind::SyncBegin) => Some(StateEvent::SyncBegin),
+        Ok(Kind::SyncEnd) => Some(StateEvent::SyncEnd(change.index)),
+        _ => {
+            tracing::warn!(
+                kind = change.kind,
+                "unknown change kind on the watch stream; ignored"
+            );
+            None
+        }
     }
 }
 
@@ -57,29 +76,40 @@ pub async fn follow(tracker: Tracker, mut client: ConsensusClient) {
                 if failures > 0 {
                     tracing::info!(from, "following the consensus watch stream again");
                 }
-                loop {
+                'stream: loop {
                     let msg = tokio::select! {
                         _ = shutdown.cancelled() => return,
                         m = stream.message() => m,
                     };
-                    match msg {
-                        Ok(Some(change)) => {
-                            backoff = MIN_BACKOFF;
-                            failures = 0;
-                            apply(&tracker, change);
-                        }
-                        Ok(None) => {
-                            tracing::warn!("consensus watch stream ended; reconnecting");
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::warn!(
-                                "consensus watch stream broke: {}; reconnecting",
-                                e.message()
-                            );
-                            break;
+                    let mut batch = Vec::new();
+                    let mut next = Some(msg);
+                    // Take what has already arrived (message() is cancel-safe).
+                    while let Some(msg) = next.take() {
+                        match msg {
+                            Ok(Some(change)) => {
+                                backoff = MIN_BACKOFF;
+                                failures = 0;
+                                batch.extend(event(change));
+                                if batch.len() < MAX_BATCH {
+                                    next = stream.message().now_or_never();
+                                }
+                            }
+                            Ok(None) => {
+                                tracing::warn!("consensus watch stream ended; reconnecting");
+                                tracker.apply_changes(batch).await;
+                                break 'stream;
+                            }
+                            Err(e) => {
+                                tracing::warn!(
+                                    "consensus watch stream broke: {}; reconnecting",
+                                    e.message()
+                                );
+                                tracker.apply_changes(batch).await;
+                                break 'stream;
+                            }
                         }
                     }
+                    tracker.apply_changes(batch).await;
                 }
                 tracker.abort_sync();
             }

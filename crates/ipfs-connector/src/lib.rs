@@ -15,7 +15,7 @@ pub mod proxy_server;
 pub mod run;
 pub mod service;
 pub mod settings;
-pub mod statefile;
+pub mod store;
 pub mod tracker;
 
 pub use kubo::{parse_node_multiaddress, Kubo, KuboError, NodeAddr, Timeouts};

@@ -1,6 +1,7 @@
-//! Wires the pieces of one connector together (Kubo client, tracker, workers, watch
-//! follower, state file, informers, gRPC server) so the binary and the tests start the
-//! service the same way.
+//! Wires the pieces of one connector together (Kubo client, tracker and its store,
+//! workers, watch follower, informers, gRPC server) so the binary and the tests start the
+//! service the same way. The gRPC server (and health) is up as soon as the store is
+//! open; catching up with consensus happens in the background.
 
 use std::net::SocketAddr;
 
@@ -9,8 +10,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    follower, kubo, service::ConnectorService, settings::Settings, statefile, tracker::Tracker,
-    Kubo, Options, Timeouts,
+    follower, kubo, service::ConnectorService, settings::Settings, store, tracker::Tracker, Kubo,
+    Options, Timeouts,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -18,14 +19,14 @@ pub enum RunError {
     #[error(transparent)]
     Kubo(#[from] kubo::KuboError),
     #[error(transparent)]
-    StateFile(#[from] statefile::StateFileError),
+    Store(#[from] store::StoreError),
     #[error(transparent)]
     Serve(#[from] ServeError),
     #[error("{0}")]
     Proxy(std::io::Error),
 }
 
-/// Builds the Kubo client and the tracker, loading the persisted state.
+/// Builds the Kubo client and the tracker, opening its store (nothing is loaded).
 pub fn build_tracker(opts: Options, shutdown: CancellationToken) -> Result<Tracker, RunError> {
     let addr = kubo::parse_node_multiaddress(&opts.node_multiaddress)?;
     let timeouts = Timeouts {
@@ -35,22 +36,24 @@ pub fn build_tracker(opts: Options, shutdown: CancellationToken) -> Result<Track
         repogc: opts.repogc_timeout,
     };
     let k = Kubo::new(addr, timeouts, opts.unpin_disable);
-    let state_path = statefile::path_in(&opts.state_dir);
-    let loaded = statefile::load(&state_path)?;
-    let t = Tracker::new(opts, k, shutdown);
-    if let Some((index, pins)) = loaded {
+    let t = Tracker::new(opts, k, shutdown)?;
+    if t.is_synced() {
         tracing::info!(
-            index,
-            pins = pins.len(),
-            "resuming from the persisted tracker state"
+            index = t.last_index(),
+            store = %t.store().path().display(),
+            "resuming the watch from the stored tracker state"
         );
-        t.load_state(index, pins);
+    } else {
+        tracing::info!(
+            store = %t.store().path().display(),
+            "no tracker state stored yet: taking a full sync from consensus"
+        );
     }
     Ok(t)
 }
 
-/// Background tasks of a tracker: readiness, workers, watch follower, state writer,
-/// periodic recover. Returns the state writer's handle (it saves a last time on shutdown).
+/// Background tasks of a tracker: readiness, workers, watch follower, periodic recover,
+/// informers. Returns the follower's handle.
 pub fn start_background(
     t: &Tracker,
     consensus: SocketAddr,
@@ -59,15 +62,11 @@ pub fn start_background(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(t.clone().readiness_loop());
     t.start_workers();
+    tokio::spawn(t.clone().recover_loop(std::time::Duration::from_secs(5)));
+    crate::informers::start(t.clone(), client::transport(transport, token));
     tokio::spawn(follower::follow(
         t.clone(),
         client::consensus(consensus, token),
-    ));
-    tokio::spawn(t.clone().recover_loop(std::time::Duration::from_secs(5)));
-    crate::informers::start(t.clone(), client::transport(transport, token));
-    tokio::spawn(statefile::writer_loop(
-        t.clone(),
-        statefile::path_in(&t.opts().state_dir),
     ))
 }
 
@@ -92,13 +91,13 @@ pub async fn run_with(
             .map_err(RunError::Proxy)?;
         tokio::spawn(crate::proxy::serve(listeners, proxy, log, shutdown.clone()));
     }
-    let writer = start_background(
+    let follower = start_background(
         &t,
         settings.consensus_addr,
         settings.transport_addr,
         &settings.token,
     );
-    let svc = ConnectorService::new(t).into_server();
+    let svc = ConnectorService::new(t.clone()).into_server();
     let res = serve(
         listener,
         settings.token,
@@ -107,7 +106,10 @@ pub async fn run_with(
     )
     .await;
     shutdown.cancel();
-    let _ = writer.await;
+    // The follower may be storing a batch: let it finish, then close the store cleanly
+    // (waits for any read in progress) so the next start needs no repair.
+    let _ = follower.await;
+    t.store().close();
     Ok(res?)
 }
 

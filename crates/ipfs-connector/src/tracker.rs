@@ -1,11 +1,11 @@
 //! The pin tracker (upstream pintracker/stateless + optracker, cluster-internals.md §3):
-//! a mirror of the shared pinset fed by `Consensus.Watch`, one operation per CID for
-//! in-flight and failed work, three bounded queues (priority pins, pins, unpins) drained
+//! the shared pinset fed by `Consensus.Watch` kept on disk (`store.rs`, never loaded
+//! whole), one in-memory operation per CID only for in-flight and failed work, three bounded queues (priority pins, pins, unpins) drained
 //! by `concurrent_pins` pin workers and one unpin worker, and the Status / StatusAll /
 //! Recover logic that compares the state with what the daemon really holds.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, RwLock,
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     kubo::{canonical_cid, parse_cid, IpfsId, Kubo, KuboError, PinKind},
     options::Options,
+    store::{Action, Change, Store, StoreError},
 };
 
 pub const ERR_QUEUE_FULL: &str =
@@ -51,7 +52,9 @@ struct Operation {
     priority: bool,
     error: String,
     ts: i64,
-    pin: Pin,
+    /// Kept only for unpins (the pin is gone from the store); pins and remote
+    /// operations read it from the store when needed, so queued work stays small.
+    pin: Option<Pin>,
     cancel: CancellationToken,
 }
 
@@ -69,17 +72,6 @@ impl Operation {
     }
 }
 
-/// The pinset as last seen on the watch stream.
-#[derive(Default)]
-pub(crate) struct Mirror {
-    pub pins: HashMap<String, Pin>,
-    pub index: u64,
-    /// True once a state is known (loaded from disk or received from consensus).
-    pub synced: bool,
-    /// A full sync in progress (SYNC_BEGIN seen, SYNC_END not yet).
-    pub staging: Option<HashMap<String, Pin>>,
-}
-
 pub fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -92,6 +84,15 @@ fn now_secs() -> i64 {
 
 type QueueItem = (String, u64);
 
+/// One event of the watch stream, as the tracker applies it (transient, in batches).
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
+pub enum StateEvent {
+    Change(Change),
+    SyncBegin,
+    SyncEnd(u64),
+}
+
 /// Cheap to clone; all clones share one tracker.
 #[derive(Clone)]
 pub struct Tracker {
@@ -101,7 +102,7 @@ pub struct Tracker {
 pub(crate) struct Inner {
     pub opts: Options,
     pub kubo: Kubo,
-    pub mirror: RwLock<Mirror>,
+    pub store: Arc<Store>,
     ops: Mutex<HashMap<String, Operation>>,
     next_op: AtomicU64,
     prio_tx: mpsc::Sender<QueueItem>,
@@ -114,8 +115,6 @@ pub(crate) struct Inner {
     pub ipfs_error: RwLock<String>,
     /// Wakes the readiness loop when a worker finds the daemon gone.
     pub recheck: Notify,
-    /// Wakes the state-file writer.
-    pub dirty: Notify,
     pub shutdown: CancellationToken,
 }
 
@@ -126,16 +125,19 @@ struct Queues {
 }
 
 impl Tracker {
-    pub fn new(opts: Options, kubo: Kubo, shutdown: CancellationToken) -> Self {
+    /// Opens (or creates) the store in `opts.state_dir`; cheap whatever the pinset size.
+    pub fn new(opts: Options, kubo: Kubo, shutdown: CancellationToken) -> Result<Self, StoreError> {
+        crate::store::drop_old_state_file(&opts.state_dir);
+        let store = Arc::new(Store::open(&opts.state_dir)?);
         let cap = opts.max_pin_queue_size.max(1);
         let (prio_tx, prio_rx) = mpsc::channel(cap);
         let (pin_tx, pin_rx) = mpsc::channel(cap);
         let (unpin_tx, unpin_rx) = mpsc::channel(cap);
-        Self {
+        Ok(Self {
             inner: Arc::new(Inner {
                 opts,
                 kubo,
-                mirror: RwLock::new(Mirror::default()),
+                store,
                 ops: Mutex::new(HashMap::new()),
                 next_op: AtomicU64::new(1),
                 prio_tx,
@@ -150,10 +152,23 @@ impl Tracker {
                 ipfs_id: RwLock::new(None),
                 ipfs_error: RwLock::new("the IPFS daemon has not answered yet".into()),
                 recheck: Notify::new(),
-                dirty: Notify::new(),
                 shutdown,
             }),
-        }
+        })
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+
+    /// One pin from the store, off the async runtime.
+    async fn stored_pin(&self, key: &str) -> Result<Option<Pin>, KuboError> {
+        let store = self.inner.store.clone();
+        let key = key.to_string();
+        tokio::task::spawn_blocking(move || store.get(&key))
+            .await
+            .map_err(|e| KuboError::Invalid(format!("store task failed: {e}")))?
+            .map_err(|e| KuboError::Invalid(e.to_string()))
     }
 
     pub fn opts(&self) -> &Options {
@@ -203,120 +218,102 @@ impl Tracker {
         });
     }
 
-    // ---------------------------------------------------------------- state mirror
+    // ---------------------------------------------------------------- state (store)
 
     /// The last applied log index (0 = none).
     pub fn last_index(&self) -> u64 {
-        self.inner.mirror.read().unwrap().index
+        self.inner.store.index()
     }
     pub fn is_synced(&self) -> bool {
-        self.inner.mirror.read().unwrap().synced
+        self.inner.store.is_synced()
     }
 
-    /// Installs a state loaded from disk (before following the stream).
-    pub fn load_state(&self, index: u64, pins: Vec<Pin>) {
-        let mut m = self.inner.mirror.write().unwrap();
-        m.pins = pins
-            .into_iter()
-            .map(|p| (canonical_cid(&p.cid), p))
-            .collect();
-        m.index = index;
-        m.synced = true;
+    /// Replaces the stored state without tracking anything (benchmarks). Blocking.
+    pub fn load_state(&self, index: u64, pins: Vec<Pin>) -> Result<(), StoreError> {
+        self.inner.store.load(index, &pins)
     }
 
-    /// Copy of the mirror for persisting: (index, pins); None before any state is known.
-    pub fn snapshot(&self) -> Option<(u64, Vec<Pin>)> {
-        let m = self.inner.mirror.read().unwrap();
-        m.synced
-            .then(|| (m.index, m.pins.values().cloned().collect()))
-    }
-
-    /// A pin added or replaced at `index`.
+    /// A pin added or replaced at `index` (blocking; the follower batches instead).
     pub fn apply_pin(&self, index: u64, pin: Pin) {
-        let key = canonical_cid(&pin.cid);
-        {
-            let mut m = self.inner.mirror.write().unwrap();
-            if let Some(st) = m.staging.as_mut() {
-                st.insert(key, pin);
-                return;
-            }
-            if index != 0 && index < m.index {
-                return; // already applied before a restart or reconnect
-            }
-            m.pins.insert(key, pin.clone());
-            m.index = m.index.max(index);
-            m.synced = true;
-        }
-        self.inner.dirty.notify_one();
-        self.track(pin);
+        self.apply_changes_blocking(vec![StateEvent::Change(Change::Pin(index, pin))]);
     }
 
-    /// A pin removed at `index`.
+    /// A pin removed at `index` (blocking; the follower batches instead).
     pub fn apply_unpin(&self, index: u64, pin: Pin) {
-        let key = canonical_cid(&pin.cid);
-        let old = {
-            let mut m = self.inner.mirror.write().unwrap();
-            if let Some(st) = m.staging.as_mut() {
-                st.remove(&key);
-                return;
-            }
-            if index != 0 && index < m.index {
-                return;
-            }
-            m.index = m.index.max(index);
-            m.synced = true;
-            m.pins.remove(&key)
-        };
-        self.inner.dirty.notify_one();
-        self.untrack(old.unwrap_or(pin));
+        self.apply_changes_blocking(vec![StateEvent::Change(Change::Unpin(index, pin))]);
     }
 
-    pub fn begin_sync(&self) {
-        self.inner.mirror.write().unwrap().staging = Some(HashMap::new());
+    /// Applies a batch of watch events off the runtime: consecutive pin changes share one
+    /// write transaction.
+    pub async fn apply_changes(&self, events: Vec<StateEvent>) {
+        let t = self.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || t.apply_changes_blocking(events)).await
+        {
+            tracing::error!("applying watch changes failed: {e}");
+        }
+    }
+
+    /// Blocking body of `apply_changes`. A store error is logged; the stream position is
+    /// not advanced past a failed batch, so the next reconnect replays it.
+    pub fn apply_changes_blocking(&self, events: Vec<StateEvent>) {
+        let mut batch: Vec<Change> = Vec::new();
+        for ev in events {
+            match ev {
+                StateEvent::Change(c) => batch.push(c),
+                other => {
+                    self.flush_batch(&mut batch);
+                    match other {
+                        StateEvent::SyncBegin => {
+                            if let Err(e) = self.inner.store.begin_sync() {
+                                tracing::error!("full sync cannot start: {e}");
+                            }
+                        }
+                        StateEvent::SyncEnd(index) => self.end_sync(index),
+                        StateEvent::Change(_) => unreachable!(),
+                    }
+                }
+            }
+        }
+        self.flush_batch(&mut batch);
+    }
+
+    fn flush_batch(&self, batch: &mut Vec<Change>) {
+        if batch.is_empty() {
+            return;
+        }
+        match self.inner.store.apply(batch) {
+            Ok(actions) => self.act(actions),
+            Err(e) => tracing::error!(changes = batch.len(), "storing watch changes failed: {e}"),
+        }
+        batch.clear();
+    }
+
+    fn act(&self, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Track(p) => self.track(p),
+                Action::Untrack(p) => self.untrack(p),
+            }
+        }
     }
 
     /// Ends a full sync: pins new or changed are tracked, pins gone are untracked.
-    pub fn end_sync(&self, index: u64) {
-        let (added, removed) = {
-            let mut m = self.inner.mirror.write().unwrap();
-            let Some(new) = m.staging.take() else {
-                tracing::warn!("SYNC_END without SYNC_BEGIN on the watch stream; ignored");
-                return;
-            };
-            let removed: Vec<Pin> = m
-                .pins
-                .iter()
-                .filter(|(k, _)| !new.contains_key(*k))
-                .map(|(_, p)| p.clone())
-                .collect();
-            let added: Vec<Pin> = new
-                .iter()
-                .filter(|(k, p)| m.pins.get(*k) != Some(*p))
-                .map(|(_, p)| p.clone())
-                .collect();
-            m.pins = new;
-            m.index = index;
-            m.synced = true;
-            (added, removed)
-        };
-        tracing::info!(
-            index,
-            added = added.len(),
-            removed = removed.len(),
-            "full state sync from consensus applied"
-        );
-        self.inner.dirty.notify_one();
-        for p in removed {
-            self.untrack(p);
-        }
-        for p in added {
-            self.track(p);
+    fn end_sync(&self, index: u64) {
+        match self.inner.store.end_sync(index, |a| self.act(vec![a])) {
+            Ok(Some((added, removed))) => tracing::info!(
+                index,
+                added,
+                removed,
+                "full state sync from consensus applied"
+            ),
+            Ok(None) => tracing::warn!("SYNC_END without SYNC_BEGIN on the watch stream; ignored"),
+            Err(e) => tracing::error!("full state sync could not be stored: {e}"),
         }
     }
 
     /// A sync interrupted by a broken stream is dropped.
     pub fn abort_sync(&self) {
-        self.inner.mirror.write().unwrap().staging = None;
+        self.inner.store.abort_sync();
     }
 
     fn allocated_here(&self, pin: &Pin) -> bool {
@@ -357,7 +354,9 @@ impl Tracker {
             let mut attempts = 0;
             if let Some(old) = ops.get_mut(&key) {
                 if old.kind == kind && old.phase != Phase::Error && !force {
-                    old.pin = pin;
+                    if kind == OpKind::Unpin {
+                        old.pin = Some(pin);
+                    }
                     return false;
                 }
                 old.cancel.cancel();
@@ -380,7 +379,7 @@ impl Tracker {
                 priority,
                 error: String::new(),
                 ts: now_ns(),
-                pin,
+                pin: (kind == OpKind::Unpin).then_some(pin),
                 cancel: self.inner.shutdown.child_token(),
             };
             ops.insert(key.clone(), op);
@@ -430,8 +429,22 @@ impl Tracker {
                 (op.kind, op.pin.clone(), op.cancel.clone())
             };
             let res = match kind {
-                OpKind::Pin => self.pin_on_ipfs(&pin, &cancel).await,
-                OpKind::Unpin | OpKind::Remote => self.inner.kubo.pin_rm(&pin.cid, &cancel).await,
+                OpKind::Pin => match self.stored_pin(key).await {
+                    Ok(Some(pin)) => self.pin_on_ipfs(&pin, &cancel).await,
+                    Ok(None) => {
+                        // Gone from the state meanwhile (an unpin replaces this op).
+                        let mut ops = self.inner.ops.lock().unwrap();
+                        if ops.get(key).is_some_and(|o| o.id == id) {
+                            ops.remove(key);
+                        }
+                        return;
+                    }
+                    Err(e) => Err(e),
+                },
+                OpKind::Unpin | OpKind::Remote => {
+                    let cid = pin.as_ref().map(|p| p.cid.as_str()).unwrap_or(key);
+                    self.inner.kubo.pin_rm(cid, &cancel).await
+                }
             };
             let mut ops = self.inner.ops.lock().unwrap();
             let Some(op) = ops.get_mut(key) else { return };
@@ -554,8 +567,9 @@ impl Tracker {
         info
     }
 
-    fn op_info(&self, op: &Operation) -> PinInfo {
-        let mut info = self.base_info(&op.pin.cid, Some(&op.pin));
+    /// `stored`: the pin from the store (pin and remote operations keep none).
+    fn op_info(&self, key: &str, op: &Operation, stored: Option<&Pin>) -> PinInfo {
+        let mut info = self.base_info(key, op.pin.as_ref().or(stored));
         info.status = op.status() as i32;
         info.timestamp = op.ts;
         info.attempt_count = op.attempts as i32;
@@ -569,20 +583,21 @@ impl Tracker {
     /// Status(cid) (§3.4), checking the daemon for items believed pinned.
     pub async fn status(&self, cid: &str) -> Result<PinInfo, KuboError> {
         let key = parse_cid(cid)?.to_string();
-        if let Some(op) = self.inner.ops.lock().unwrap().get(&key) {
-            return Ok(self.op_info(op));
+        let op = self.inner.ops.lock().unwrap().get(&key).cloned();
+        if let Some(op) = op {
+            let stored = match op.pin {
+                Some(_) => None,
+                None => self.stored_pin(&key).await?,
+            };
+            return Ok(self.op_info(cid, &op, stored.as_ref()));
         }
-        let pin = {
-            let m = self.inner.mirror.read().unwrap();
-            if !m.synced {
-                let mut info = self.base_info(cid, None);
-                info.status = TrackerStatus::ClusterError as i32;
-                info.error = ERR_NOT_SYNCED.to_string();
-                return Ok(info);
-            }
-            m.pins.get(&key).cloned()
-        };
-        let Some(pin) = pin else {
+        if !self.is_synced() {
+            let mut info = self.base_info(cid, None);
+            info.status = TrackerStatus::ClusterError as i32;
+            info.error = ERR_NOT_SYNCED.to_string();
+            return Ok(info);
+        }
+        let Some(pin) = self.stored_pin(&key).await? else {
             let mut info = self.base_info(cid, None);
             info.status = TrackerStatus::Unpinned as i32;
             return Ok(info);
@@ -615,7 +630,8 @@ impl Tracker {
         Ok(info)
     }
 
-    /// StatusAll(filter) (§3.5), sent to `out` as produced. `filter` 0 = all.
+    /// StatusAll(filter) (§3.5), sent to `out` as produced. `filter` 0 = all. The state
+    /// is streamed from the store in chunks (never held whole).
     pub async fn status_all(
         &self,
         filter: u32,
@@ -628,34 +644,45 @@ impl Tracker {
             || want(TrackerStatus::Sharded)
             || want(TrackerStatus::Remote));
         if ops_only {
-            let infos: Vec<PinInfo> = {
+            let ops: Vec<(String, Operation)> = {
                 let ops = self.inner.ops.lock().unwrap();
-                ops.values()
-                    .filter(|o| want(o.status()))
-                    .map(|o| self.op_info(o))
+                ops.iter()
+                    .filter(|(_, o)| want(o.status()))
+                    .map(|(k, o)| (k.clone(), o.clone()))
                     .collect()
             };
-            for i in infos {
-                if out.send(i).await.is_err() {
+            for (key, op) in ops {
+                let stored = match op.pin {
+                    Some(_) => None,
+                    None => self.stored_pin(&key).await?,
+                };
+                if out
+                    .send(self.op_info(&key, &op, stored.as_ref()))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
             return Ok(());
         }
-        let (synced, pins): (bool, Vec<Pin>) = {
-            let m = self.inner.mirror.read().unwrap();
-            (m.synced, m.pins.values().cloned().collect())
-        };
-        if !synced {
+        if !self.is_synced() {
             return Err(KuboError::Invalid(ERR_NOT_SYNCED.to_string()));
         }
-        let kubo_pins = if want(TrackerStatus::Pinned) || want(TrackerStatus::UnexpectedlyUnpinned)
-        {
-            Some(self.inner.kubo.pin_ls_all().await?)
-        } else {
-            None
-        };
-        for chunk in pins.chunks(1024) {
+        let kubo_pins: Option<HashSet<String>> =
+            if want(TrackerStatus::Pinned) || want(TrackerStatus::UnexpectedlyUnpinned) {
+                Some(self.inner.kubo.pin_ls_all().await?.into_keys().collect())
+            } else {
+                None
+            };
+        // The store is read on the blocking pool, 1024 pins per message, 2 messages ahead.
+        let (tx, mut rx) = mpsc::channel::<Vec<Pin>>(2);
+        let store = self.inner.store.clone();
+        let reader = tokio::task::spawn_blocking(move || {
+            store.for_each_chunk(1024, |chunk| tx.blocking_send(chunk).is_ok())
+        });
+        let mut stopped = false;
+        while let Some(chunk) = rx.recv().await {
             let infos: Vec<PinInfo> = {
                 let ops = self.inner.ops.lock().unwrap();
                 chunk
@@ -663,14 +690,14 @@ impl Tracker {
                     .filter_map(|p| {
                         let key = canonical_cid(&p.cid);
                         let info = if let Some(op) = ops.get(&key) {
-                            self.op_info(op)
+                            self.op_info(&p.cid, op, Some(p))
                         } else {
                             let mut info = self.base_info(&p.cid, Some(p));
                             let st = if p.r#type == PinType::Meta as i32 {
                                 TrackerStatus::Sharded
                             } else if !self.allocated_here(p) {
                                 TrackerStatus::Remote
-                            } else if kubo_pins.as_ref().is_some_and(|k| k.contains_key(&key)) {
+                            } else if kubo_pins.as_ref().is_some_and(|k| k.contains(&key)) {
                                 TrackerStatus::Pinned
                             } else {
                                 info.error = ERR_UNEXPECTEDLY_UNPINNED.to_string();
@@ -687,11 +714,22 @@ impl Tracker {
             };
             for i in infos {
                 if out.send(i).await.is_err() {
-                    return Ok(());
+                    stopped = true;
+                    break;
                 }
             }
+            if stopped {
+                break;
+            }
         }
-        Ok(())
+        drop(rx);
+        match reader.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(KuboError::Invalid(e.to_string())),
+            Err(e) => Err(KuboError::Invalid(format!(
+                "store listing task failed: {e}"
+            ))),
+        }
     }
 
     // ---------------------------------------------------------------- recover
@@ -712,10 +750,13 @@ impl Tracker {
             return Ok(info);
         }
         let key = canonical_cid(&info.cid);
+        let mut stored = None;
         match st {
             TrackerStatus::PinError | TrackerStatus::UnexpectedlyUnpinned => {
-                let pin = self.inner.mirror.read().unwrap().pins.get(&key).cloned();
-                let Some(pin) = pin else { return Ok(info) };
+                let Some(pin) = self.stored_pin(&key).await? else {
+                    return Ok(info);
+                };
+                stored = Some(pin.clone());
                 self.enqueue(pin, OpKind::Pin, false);
             }
             TrackerStatus::UnpinError => {
@@ -725,7 +766,7 @@ impl Tracker {
                     .lock()
                     .unwrap()
                     .get(&key)
-                    .map(|o| o.pin.clone());
+                    .and_then(|o| o.pin.clone());
                 if let Some(pin) = pin {
                     self.enqueue(pin, OpKind::Unpin, false);
                 }
@@ -733,7 +774,9 @@ impl Tracker {
             _ => return Ok(info),
         }
         let op = self.inner.ops.lock().unwrap().get(&key).cloned();
-        Ok(op.map(|o| self.op_info(&o)).unwrap_or(info))
+        Ok(op
+            .map(|o| self.op_info(&info.cid, &o, stored.as_ref()))
+            .unwrap_or(info))
     }
 
     /// RecoverAll: every failed or vanished item re-queued; sends the re-queued ones.

@@ -1,7 +1,7 @@
 //! The connector against a real js-ipfs daemon, fed by the in-process Consensus test
 //! double: pin lands on the daemon, statuses, unpin, remote, stalled pin -> pin_error and
-//! recover, pin removed behind the cluster's back, restart resumes from the persisted
-//! index, daemon down -> clear errors and queued work resumes when it is back.
+//! recover, pin removed behind the cluster's back, restart resumes from the stored
+//! index (an old-format state file is dropped and a full sync taken instead), daemon down -> clear errors and queued work resumes when it is back.
 
 mod common;
 
@@ -132,6 +132,12 @@ async fn pin_flow_against_jsipfs() {
     let (caddr, _cserver) = fake.serve(&token).await;
     let state_dir = tmp.path().join("cfg");
     std::fs::create_dir_all(&state_dir).unwrap();
+    // A state file of the earlier format is dropped (a full sync rebuilds the store).
+    std::fs::write(
+        state_dir.join("ipfs-connector-state.bin"),
+        b"IPCTRK1\n\x05\0\0\0\0\0\0\0",
+    )
+    .unwrap();
     let mut opts = Options::with_defaults(ME, state_dir.clone());
     opts.node_multiaddress = node.multiaddr();
     opts.peername = "tester".into();
@@ -268,7 +274,8 @@ async fn pin_flow_against_jsipfs() {
     // Restart: the index is persisted; a change made while down is applied on resume.
     let last = fake.log.lock().unwrap().len() as u64;
     c.shutdown().await;
-    assert!(state_dir.join("ipfs-connector-state.bin").exists());
+    assert!(state_dir.join("ipfs-connector.redb").exists());
+    assert!(!state_dir.join("ipfs-connector-state.bin").exists());
     fake.push_unpin(&cid_c);
     let mut c = Connector::start(opts.clone(), caddr, &token).await;
     c.wait_status(&cid_c, TrackerStatus::Unpinned, 10).await;

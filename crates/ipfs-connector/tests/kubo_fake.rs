@@ -299,7 +299,7 @@ async fn tracker_uses_pin_update_when_the_old_pin_is_here() {
     let mut opts = Options::with_defaults("12D3KooWMe", dir.path().to_path_buf());
     opts.node_multiaddress = "/ip4/127.0.0.1/tcp/1".into();
     let stop = CancellationToken::new();
-    let t = Tracker::new(opts, kubo(addr, Duration::from_secs(5)), stop.clone());
+    let t = Tracker::new(opts, kubo(addr, Duration::from_secs(5)), stop.clone()).unwrap();
     tokio::spawn(t.clone().readiness_loop());
     t.start_workers();
     let pin = Pin {
@@ -424,7 +424,8 @@ async fn queue_full_and_priority() {
         opts,
         kubo(addr, Duration::from_secs(5)),
         CancellationToken::new(),
-    );
+    )
+    .unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -497,7 +498,8 @@ async fn freespace_metric_from_repo_stat() {
         Options::with_defaults("12D3KooWMe", dir.path().to_path_buf()),
         kubo(addr, Duration::from_secs(5)),
         CancellationToken::new(),
-    );
+    )
+    .unwrap();
     let m = ipfs_cluster_ipfs_connector::informers::measure(&t, "freespace").await;
     assert_eq!(m.len(), 1);
     assert_eq!(
@@ -517,14 +519,17 @@ async fn freespace_metric_from_repo_stat() {
         .local_addr()
         .unwrap()
         .port();
+    // Another folder: the first tracker still has its store open.
+    let dir2 = tempfile::tempdir().unwrap();
     let t = Tracker::new(
-        Options::with_defaults("12D3KooWMe", dir.path().to_path_buf()),
+        Options::with_defaults("12D3KooWMe", dir2.path().to_path_buf()),
         kubo(
             NodeAddr::Tcp(format!("127.0.0.1:{port}")),
             Duration::from_secs(1),
         ),
         CancellationToken::new(),
-    );
+    )
+    .unwrap();
     assert!(
         ipfs_cluster_ipfs_connector::informers::measure(&t, "freespace")
             .await
