@@ -88,6 +88,10 @@ fn unescape(s: &str) -> Option<String> {
         match bytes[i] {
             b'%' => {
                 let hex = bytes.get(i + 1..i + 3)?;
+                // from_str_radix would accept a sign ("%+f"); Go rejects it.
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
                 let hex = std::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
@@ -320,6 +324,13 @@ impl PinOptions {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_signed_escape_is_rejected_as_go_does() {
+        assert_eq!(super::unescape("%+f"), None);
+        assert_eq!(super::unescape("%-1"), None);
+        assert_eq!(super::unescape("%41").as_deref(), Some("A"));
+    }
+
     use super::*;
 
     const CID: &str = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG";
