@@ -54,8 +54,10 @@ struct Operation {
     ts: i64,
     /// Kept only for unpins (the pin is gone from the store); pins and remote
     /// operations read it from the store when needed, so queued work stays small.
-    pin: Option<Pin>,
-    cancel: CancellationToken,
+    pin: Option<Box<Pin>>,
+    /// Set while the operation runs (queued ones are told apart by `id`), so a long queue
+    /// costs no cancellation tokens.
+    cancel: Option<CancellationToken>,
 }
 
 impl Operation {
@@ -355,11 +357,13 @@ impl Tracker {
             if let Some(old) = ops.get_mut(&key) {
                 if old.kind == kind && old.phase != Phase::Error && !force {
                     if kind == OpKind::Unpin {
-                        old.pin = Some(pin);
+                        old.pin = Some(Box::new(pin));
                     }
                     return false;
                 }
-                old.cancel.cancel();
+                if let Some(c) = &old.cancel {
+                    c.cancel();
+                }
                 if old.kind == kind {
                     attempts = old.attempts;
                 }
@@ -379,8 +383,8 @@ impl Tracker {
                 priority,
                 error: String::new(),
                 ts: now_ns(),
-                pin: (kind == OpKind::Unpin).then_some(pin),
-                cancel: self.inner.shutdown.child_token(),
+                pin: (kind == OpKind::Unpin).then(|| Box::new(pin)),
+                cancel: None,
             };
             ops.insert(key.clone(), op);
             (id, priority)
@@ -420,13 +424,15 @@ impl Tracker {
             let (kind, pin, cancel) = {
                 let mut ops = self.inner.ops.lock().unwrap();
                 let Some(op) = ops.get_mut(key) else { return };
-                if op.id != id || op.cancel.is_cancelled() || op.phase != Phase::Queued {
+                if op.id != id || op.phase != Phase::Queued {
                     return;
                 }
+                let cancel = self.inner.shutdown.child_token();
                 op.phase = Phase::InProgress;
                 op.attempts += 1;
                 op.ts = now_ns();
-                (op.kind, op.pin.clone(), op.cancel.clone())
+                op.cancel = Some(cancel.clone());
+                (op.kind, op.pin.clone(), cancel)
             };
             let res = match kind {
                 OpKind::Pin => match self.stored_pin(key).await {
@@ -459,6 +465,7 @@ impl Tracker {
                 Err(e) if e.is_unreachable() && !cancel.is_cancelled() => {
                     // Not the item's fault: put it back and wait for the daemon.
                     op.phase = Phase::Queued;
+                    op.cancel = None;
                     op.attempts = op.attempts.saturating_sub(1);
                     op.error = e.to_string();
                     drop(ops);
@@ -471,6 +478,7 @@ impl Tracker {
                 Err(e) => {
                     tracing::warn!(cid = key, kind = ?kind, attempts = op.attempts, "IPFS operation failed: {e}");
                     op.phase = Phase::Error;
+                    op.cancel = None;
                     op.error = e.to_string();
                     op.ts = now_ns();
                     return;
@@ -569,7 +577,7 @@ impl Tracker {
 
     /// `stored`: the pin from the store (pin and remote operations keep none).
     fn op_info(&self, key: &str, op: &Operation, stored: Option<&Pin>) -> PinInfo {
-        let mut info = self.base_info(key, op.pin.as_ref().or(stored));
+        let mut info = self.base_info(key, op.pin.as_deref().or(stored));
         info.status = op.status() as i32;
         info.timestamp = op.ts;
         info.attempt_count = op.attempts as i32;
@@ -768,7 +776,7 @@ impl Tracker {
                     .get(&key)
                     .and_then(|o| o.pin.clone());
                 if let Some(pin) = pin {
-                    self.enqueue(pin, OpKind::Unpin, false);
+                    self.enqueue(*pin, OpKind::Unpin, false);
                 }
             }
             _ => return Ok(info),
