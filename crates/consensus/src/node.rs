@@ -399,7 +399,7 @@ impl Node {
             return Ok(p);
         }
         let existing = self.get(&pin.cid).await?;
-        setup_pin(&mut pin, existing.as_ref(), self.opts.defaults, now)
+        setup_pin(&mut pin, existing.as_ref(), self.opts.defaults, now_nanos())
             .map_err(Status::invalid_argument)?;
         if pin.r#type != PinType::Meta as i32 && pin.allocations.is_empty() {
             pin.allocations = self.allocate_for(&pin, existing.as_ref(), &[])?;

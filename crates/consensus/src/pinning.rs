@@ -72,13 +72,16 @@ fn check_pin_type(pin: &Pin) -> Result<(), String> {
 }
 
 /// setupPin: fills replication defaults, validates, applies repin rules, sets the timestamp.
-/// `pin.cid` must already be normalised. `now` is Unix seconds.
+/// `pin.cid` must already be normalised. `now_ns` is Unix time in nanoseconds: as upstream,
+/// `expire_at` (whole seconds) is compared with the full current time, so an expiry of "now"
+/// (this second) is already in the past.
 pub fn setup_pin(
     pin: &mut Pin,
     existing: Option<&Pin>,
     defaults: PinDefaults,
-    now: i64,
+    now_ns: i64,
 ) -> Result<(), String> {
+    let now = now_ns.div_euclid(1_000_000_000);
     if pin.r#type == PinType::Bad as i32 {
         pin.r#type = PinType::Data as i32;
     }
@@ -94,7 +97,7 @@ pub fn setup_pin(
         pin.allocations.clear();
     }
     check_replication(rmin, rmax)?;
-    if opts.expire_at != 0 && opts.expire_at < now {
+    if opts.expire_at != 0 && (opts.expire_at as i128) * 1_000_000_000 < now_ns as i128 {
         return Err("pin.ExpireAt set before current time".into());
     }
     if let Some(ex) = existing {
@@ -149,6 +152,8 @@ pub fn pin_update(
 mod tests {
     use super::*;
 
+    const NS: i64 = 1_000_000_000;
+
     const D: PinDefaults = PinDefaults {
         replication_min: -1,
         replication_max: -1,
@@ -180,7 +185,7 @@ mod tests {
     fn defaults_and_replication_messages() {
         let mut p = pin(0, 0);
         p.allocations = vec!["x".into()];
-        setup_pin(&mut p, None, D, 100).unwrap();
+        setup_pin(&mut p, None, D, 100 * NS).unwrap();
         let o = p.options.as_ref().unwrap();
         assert_eq!(
             (o.replication_factor_min, o.replication_factor_max),
@@ -188,7 +193,7 @@ mod tests {
         );
         assert!(p.allocations.is_empty());
         assert_eq!(p.timestamp, 100);
-        let err = |a, b| setup_pin(&mut pin(a, b), None, D, 1).unwrap_err();
+        let err = |a, b| setup_pin(&mut pin(a, b), None, D, NS).unwrap_err();
         assert_eq!(
             err(3, 2),
             "cluster.replication_factor_min is larger than max"
@@ -204,7 +209,7 @@ mod tests {
             replication_max: 3,
         };
         let mut p = pin(0, 0);
-        setup_pin(&mut p, None, d2, 1).unwrap();
+        setup_pin(&mut p, None, d2, NS).unwrap();
         assert_eq!(p.options.unwrap().replication_factor_max, 3);
     }
 
@@ -213,28 +218,36 @@ mod tests {
         let mut p = pin(-1, -1);
         p.options.as_mut().unwrap().expire_at = 50;
         assert_eq!(
-            setup_pin(&mut p, None, D, 100).unwrap_err(),
+            setup_pin(&mut p, None, D, 100 * NS).unwrap_err(),
             "pin.ExpireAt set before current time"
         );
+        // expire-at = now as whole seconds is already past (upstream compares with the
+        // full current time); the next second is still ahead.
+        let mut p = pin(-1, -1);
+        p.options.as_mut().unwrap().expire_at = 100;
+        assert!(setup_pin(&mut p, None, D, 100 * NS + 1).is_err());
+        p.options.as_mut().unwrap().expire_at = 101;
+        setup_pin(&mut p, None, D, 100 * NS + 1).unwrap();
+        assert_eq!(p.timestamp, 100);
         let existing = pin(-1, -1);
         let mut direct = pin(-1, -1);
         direct.max_depth = 0;
-        assert!(setup_pin(&mut direct, Some(&existing), D, 1)
+        assert!(setup_pin(&mut direct, Some(&existing), D, NS)
             .unwrap_err()
             .contains("already pinned in recursive mode"));
         let mut rec = pin(-1, -1);
-        setup_pin(&mut rec, Some(&direct), D, 1).unwrap();
+        setup_pin(&mut rec, Some(&direct), D, NS).unwrap();
         let mut meta = pin(-1, -1);
         meta.r#type = PinType::Meta as i32;
         meta.reference = CID.into();
         assert_eq!(
-            setup_pin(&mut meta, Some(&existing), D, 1).unwrap_err(),
+            setup_pin(&mut meta, Some(&existing), D, NS).unwrap_err(),
             "cannot repin CID with different tracking method, clear state with pin rm to proceed. New: meta-pin. Was: pin"
         );
         let mut shard = pin(-1, -1);
         shard.r#type = PinType::Shard as i32;
         assert_eq!(
-            setup_pin(&mut shard, None, D, 1).unwrap_err(),
+            setup_pin(&mut shard, None, D, NS).unwrap_err(),
             "must pin shards go depth 1"
         );
     }
