@@ -1,1 +1,1614 @@
-//! (being written: see docs/internals.md)
+//! Fault injection (issue 9): real clusters (one js-ipfs node per peer, every peer started
+//! by the real launcher) under a steady stream of pins and unpins of identity-hash CIDs
+//! while services are SIGKILLed, peers SIGSTOPped, IPFS nodes restarted, the network is
+//! partitioned with network namespaces, and the disk fills up or a store file is truncated.
+//! After every run an independent checker (public REST API + the IPFS nodes' pin/ls only)
+//! proves no acknowledged pin was lost, no acknowledged unpin came back, all peers agree
+//! and every allocated IPFS node holds its pins.
+//!
+//! The short versions run in `make test` (one at a time: `SERIAL`); `long_run` (ignored) is
+//! the long version that `deploy/local/chaos.sh` drives through `CHAOS_*` variables.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use ipfs_cluster_tests::*;
+
+/// The fault tests start whole clusters: run them one after another on this small machine.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Random numbers without a dependency (xorshift64*); the seed is printed so a run can be
+/// repeated with `CHAOS_SEED`.
+mod rng {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    pub struct Rng(AtomicU64);
+
+    impl Rng {
+        pub fn new(seed: u64) -> Self {
+            Self(AtomicU64::new(seed | 1))
+        }
+
+        pub fn from_env() -> Self {
+            let seed = std::env::var("CHAOS_SEED")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_nanos() as u64
+                        ^ ((std::process::id() as u64) << 32)
+                });
+            println!("chaos: seed {seed} (repeat with CHAOS_SEED={seed})");
+            Self::new(seed)
+        }
+
+        pub fn next(&self) -> u64 {
+            let mut x = self.0.load(Ordering::Relaxed);
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            self.0.store(x, Ordering::Relaxed);
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        pub fn below(&self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+
+        pub fn millis(&self, lo: u64, hi: u64) -> std::time::Duration {
+            std::time::Duration::from_millis(lo + self.below(hi - lo + 1))
+        }
+    }
+}
+use rng::Rng;
+
+/// CIDv1, raw codec, identity multihash of random bytes: `bafkq…`. IPFS "has" every block
+/// of such a CID (the data is in the CID), so pinning never fetches anything.
+fn identity_cid(rng: &Rng) -> String {
+    let mut data = [0u8; 16];
+    for chunk in data.chunks_mut(8) {
+        chunk.copy_from_slice(&rng.next().to_le_bytes()[..chunk.len()]);
+    }
+    let mut bytes = vec![0x01, 0x55, 0x00, data.len() as u8];
+    bytes.extend_from_slice(&data);
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut out = String::from("b");
+    let (mut buf, mut bits) = (0u32, 0u32);
+    for b in bytes {
+        buf = (buf << 8) | b as u32;
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((buf >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buf << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// How the test reaches a peer's HTTP endpoints: directly on loopback, or from inside the
+/// peer's network namespace (curl under `ip netns exec`; no address in the host namespace).
+#[derive(Clone, Debug)]
+enum Access {
+    Host,
+    Ns(String),
+}
+
+impl Access {
+    async fn req(&self, method: &str, url: &str, within: Duration) -> Result<(u16, String)> {
+        match self {
+            Access::Host => tokio::time::timeout(within, http(method, url, None))
+                .await
+                .with_context(|| format!("{method} {url}: no answer within {within:?}"))?,
+            Access::Ns(ns) => {
+                let out = tokio::process::Command::new("ip")
+                    .args(["netns", "exec", ns, "curl", "-sS", "-m"])
+                    .arg(within.as_secs().max(1).to_string())
+                    .args(["-X", method, "-w", "\n%{http_code}", url])
+                    .stdin(Stdio::null())
+                    .kill_on_drop(true)
+                    .output()
+                    .await?;
+                if !out.status.success() {
+                    bail!(
+                        "{method} {url} in {ns}: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+                Ok((code.trim().parse()?, body.to_string()))
+            }
+        }
+    }
+
+    /// `ip netns exec NS` prefix for a process started in this place.
+    fn command(&self, program: &Path) -> Command {
+        match self {
+            Access::Host => Command::new(program),
+            Access::Ns(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(program);
+                c
+            }
+        }
+    }
+}
+
+/// Stops a process off the runtime (Proc's methods sleep).
+async fn stop_proc(mut p: Proc, sig: &'static str, within: Duration) {
+    let _ = tokio::task::spawn_blocking(move || {
+        if sig == "TERM" {
+            p.terminate(within);
+        } else {
+            kill_group(p.pid(), sig);
+            let until = Instant::now() + within;
+            while p.try_wait().is_none() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        drop(p);
+    })
+    .await;
+}
+
+fn kill_group(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([format!("-{sig}"), "--".into(), format!("-{pid}")])
+        .status();
+}
+
+/// A js-ipfs node we can stop and start again on the same repo and ports.
+struct Ipfs {
+    dir: PathBuf,
+    ports: [u16; 4],
+    access: Access,
+    proc: Option<Proc>,
+}
+
+impl Ipfs {
+    fn new(dir: &Path, access: Access) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            ports: [free_port(), free_port(), free_port(), free_port()],
+            access,
+            proc: None,
+        }
+    }
+
+    fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports[0])
+    }
+
+    fn multiaddr(&self) -> String {
+        format!("/ip4/127.0.0.1/tcp/{}", self.ports[0])
+    }
+
+    async fn start(&mut self) -> Result<()> {
+        let script = repo_root().join("tests/ipfs-testnode/start-jsipfs.sh");
+        if !repo_root()
+            .join("tests/ipfs-testnode/node_modules/.bin/jsipfs")
+            .exists()
+        {
+            bail!("the test IPFS node is not installed: run `make test` (or `cd tests/ipfs-testnode && npm ci --omit=optional`)");
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("ipfs.log"))?;
+        let mut cmd = self.access.command(&script);
+        cmd.arg(self.dir.join("ipfs-repo"))
+            .args(self.ports.map(|p| p.to_string()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        self.proc = Some(Proc::spawn("ipfs", &mut cmd)?);
+        let url = format!("{}/api/v0/id", self.api_url());
+        let access = self.access.clone();
+        wait_for(Duration::from_secs(120), || {
+            let (access, url) = (access.clone(), url.clone());
+            async move {
+                matches!(
+                    access.req("POST", &url, Duration::from_secs(5)).await,
+                    Ok((200, _))
+                )
+            }
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "IPFS node did not answer; log: {}",
+                self.dir.join("ipfs.log").display()
+            )
+        })
+    }
+
+    /// SIGTERM (js-ipfs leaves `repo.lock` behind after SIGKILL).
+    async fn stop(&mut self) {
+        if let Some(p) = self.proc.take() {
+            stop_proc(p, "TERM", Duration::from_secs(30)).await;
+        }
+    }
+}
+
+/// One cluster peer: its folder, its daemon (the launcher and its four services, one
+/// process group), its IPFS node, and how to reach it.
+struct Peer {
+    name: String,
+    pd: PeerDir,
+    access: Access,
+    /// Where daemon.log goes (outside a tmpfs data folder).
+    log: PathBuf,
+    /// Extra environment for the daemon (e.g. the namespace's swarm address).
+    env: Vec<(String, String)>,
+    daemon: Option<Proc>,
+    ipfs: Ipfs,
+    id: String,
+    swarm: String,
+    /// Kill times of each service since the daemon started (the launcher gives up after 5
+    /// restarts of one service within 120 s).
+    kills: HashMap<&'static str, Vec<Instant>>,
+}
+
+impl Peer {
+    fn rest(&self) -> String {
+        self.pd.rest_url()
+    }
+
+    fn spawn_daemon(&self, extra: &[&str]) -> Result<Proc> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let mut cmd = self.access.command(&bin("ipfs-cluster-service"));
+        cmd.arg("--config")
+            .arg(&self.pd.dir)
+            .arg("daemon")
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        Proc::spawn(&format!("{} daemon", self.name), &mut cmd)
+    }
+
+    async fn start(&mut self, extra: &[&str]) -> Result<()> {
+        let mut p = self.spawn_daemon(extra)?;
+        let url = format!("{}/id", self.rest());
+        let access = self.access.clone();
+        let ok = wait_for(Duration::from_secs(120), || {
+            let (access, url) = (access.clone(), url.clone());
+            async move {
+                matches!(
+                    access.req("GET", &url, Duration::from_secs(5)).await,
+                    Ok((200, _))
+                )
+            }
+        })
+        .await;
+        if ok.is_err() {
+            let exited = p.try_wait();
+            stop_proc(p, "KILL", Duration::from_secs(5)).await;
+            bail!(
+                "{} did not become ready (exit: {exited:?}); log:\n{}",
+                self.name,
+                self.log_tail()
+            );
+        }
+        self.daemon = Some(p);
+        self.kills.clear();
+        Ok(())
+    }
+
+    async fn ready(&self, within: Duration) -> Result<()> {
+        let url = format!("{}/id", self.rest());
+        wait_for(within, || {
+            let (access, url) = (self.access.clone(), url.clone());
+            async move {
+                matches!(
+                    access.req("GET", &url, Duration::from_secs(5)).await,
+                    Ok((200, _))
+                )
+            }
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "{} REST API is not back; log:\n{}",
+                self.name,
+                self.log_tail()
+            )
+        })
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(Proc::pid)
+    }
+
+    /// The PID of one of the launcher's service processes (a child running that binary).
+    fn service_pid(&self, binary: &str) -> Option<u32> {
+        let daemon = self.daemon_pid()?;
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|s| s.parse::<u32>().ok());
+            if ppid != Some(daemon) {
+                continue;
+            }
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+            if String::from_utf8_lossy(argv0).ends_with(binary) {
+                return Some(pid);
+            }
+        }
+        None
+    }
+}
+
+/// Pins and unpins sent by the workload and what the cluster answered.
+#[derive(Default)]
+struct Ledger {
+    /// cid → the state the cluster acknowledged last (`Some(true)` pinned, `Some(false)`
+    /// unpinned), or `None` while the last operation on it is in doubt (error or no answer).
+    cids: Mutex<BTreeMap<String, Entry>>,
+    sent: AtomicU64,
+    acked: AtomicU64,
+    failed: AtomicU64,
+    /// The first error answers seen, to show what clients were told.
+    samples: Mutex<Vec<String>>,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    acked: Option<bool>,
+    /// The operation in doubt: true pin, false unpin.
+    intended: bool,
+}
+
+impl Ledger {
+    fn note_error(&self, what: String) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        let mut s = self.samples.lock().unwrap();
+        if s.len() < 8 {
+            s.push(what);
+        }
+    }
+
+    /// One pin or unpin through `peer`; updates the ledger with the answer.
+    async fn op(&self, access: &Access, rest: &str, cid: &str, pin: bool) -> Option<bool> {
+        let method = if pin { "POST" } else { "DELETE" };
+        self.cids.lock().unwrap().insert(
+            cid.to_string(),
+            Entry {
+                acked: None,
+                intended: pin,
+            },
+        );
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        let r = access
+            .req(
+                method,
+                &format!("{rest}/pins/{cid}"),
+                Duration::from_secs(25),
+            )
+            .await;
+        match r {
+            Ok((st, _)) if (200..300).contains(&st) => {
+                self.acked.fetch_add(1, Ordering::Relaxed);
+                self.cids.lock().unwrap().insert(
+                    cid.to_string(),
+                    Entry {
+                        acked: Some(pin),
+                        intended: pin,
+                    },
+                );
+                Some(pin)
+            }
+            Ok((st, body)) => {
+                self.note_error(format!("{method} via {rest}: {st} {}", body.trim()));
+                None
+            }
+            Err(e) => {
+                self.note_error(format!("{method} via {rest}: {e:#}"));
+                None
+            }
+        }
+    }
+}
+
+/// Pins new CIDs and unpins some acknowledged ones through random peers until `stop`.
+async fn workload(
+    targets: Vec<(Access, String)>,
+    ledger: Arc<Ledger>,
+    rng: Arc<Rng>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let (access, rest) = &targets[rng.below(targets.len() as u64) as usize];
+        let unpin_candidate = if rng.below(10) < 3 {
+            let cids = ledger.cids.lock().unwrap();
+            let pinned: Vec<&String> = cids
+                .iter()
+                .filter(|(_, e)| e.acked == Some(true))
+                .map(|(c, _)| c)
+                .collect();
+            (!pinned.is_empty()).then(|| pinned[rng.below(pinned.len() as u64) as usize].clone())
+        } else {
+            None
+        };
+        match unpin_candidate {
+            Some(cid) => ledger.op(access, rest, &cid, false).await,
+            None => ledger.op(access, rest, &identity_cid(&rng), true).await,
+        };
+        tokio::time::sleep(rng.millis(20, 120)).await;
+    }
+}
+
+/// Resolves every operation left in doubt by repeating it until the cluster answers
+/// definitively (pin: 2xx; unpin: 2xx, or 404 "not part of the pinset").
+async fn settle_in_doubt(
+    ledger: &Ledger,
+    targets: &[(Access, String)],
+    within: Duration,
+) -> Result<usize> {
+    let doubtful: Vec<(String, bool)> = ledger
+        .cids
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, e)| e.acked.is_none())
+        .map(|(c, e)| (c.clone(), e.intended))
+        .collect();
+    let until = Instant::now() + within;
+    for (i, (cid, pin)) in doubtful.iter().enumerate() {
+        let mut last: String;
+        loop {
+            let (access, rest) = &targets[i % targets.len()];
+            let method = if *pin { "POST" } else { "DELETE" };
+            match access
+                .req(
+                    method,
+                    &format!("{rest}/pins/{cid}"),
+                    Duration::from_secs(25),
+                )
+                .await
+            {
+                Ok((st, _)) if (200..300).contains(&st) || (!pin && st == 404) => {
+                    ledger.cids.lock().unwrap().insert(
+                        cid.clone(),
+                        Entry {
+                            acked: Some(*pin),
+                            intended: *pin,
+                        },
+                    );
+                    break;
+                }
+                Ok((st, body)) => last = format!("{st} {body}"),
+                Err(e) => last = format!("{e:#}"),
+            }
+            if Instant::now() > until {
+                bail!("the cluster never answered {method} {cid} definitively: {last}");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    Ok(doubtful.len())
+}
+
+/// The independent checker: only the peers' public REST API and the IPFS nodes' pin/ls.
+mod checker {
+    use super::*;
+
+    #[derive(Debug, Default)]
+    pub struct Report {
+        pub sent: u64,
+        pub acknowledged: u64,
+        pub failed: u64,
+        pub resolved_in_doubt: usize,
+        pub pinned: usize,
+        pub lost: usize,
+        pub resurrected: usize,
+        pub unknown: usize,
+        pub ipfs_missing: usize,
+        pub faults: u64,
+    }
+
+    impl std::fmt::Display for Report {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(
+                f,
+                "checker: sent={} acknowledged={} failed_or_in_doubt={} resolved_after={} final_pins={} lost={} resurrected={} unknown={} ipfs_missing={} faults_injected={}",
+                self.sent, self.acknowledged, self.failed, self.resolved_in_doubt, self.pinned,
+                self.lost, self.resurrected, self.unknown, self.ipfs_missing, self.faults
+            )
+        }
+    }
+
+    /// A peer as the checker sees it: its REST API, its IPFS API, and how to reach both.
+    pub struct Target {
+        pub access: Access,
+        pub rest: String,
+        pub ipfs: String,
+    }
+
+    /// `GET /allocations?filter=all`: cid → sorted allocations ([] = every peer).
+    pub async fn allocations(t: &Target) -> Result<BTreeMap<String, Vec<String>>> {
+        let (st, text) = t
+            .access
+            .req(
+                "GET",
+                &format!("{}/allocations?filter=all", t.rest),
+                Duration::from_secs(30),
+            )
+            .await?;
+        if st != 200 {
+            bail!("GET {}/allocations: {st} {text}", t.rest);
+        }
+        let mut out = BTreeMap::new();
+        for v in serde_json::Deserializer::from_str(&text).into_iter::<serde_json::Value>() {
+            let v = v.with_context(|| format!("GET {}/allocations: not JSON", t.rest))?;
+            let items = match v {
+                serde_json::Value::Array(a) => a,
+                other => vec![other],
+            };
+            for p in items {
+                let Some(cid) = p["cid"].as_str() else {
+                    bail!("GET {}/allocations: stream error {p}", t.rest);
+                };
+                let mut allocs: Vec<String> = p["allocations"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                allocs.sort();
+                out.insert(cid.to_string(), allocs);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ipfs_pins(t: &Target) -> Result<BTreeSet<String>> {
+        let url = format!("{}/api/v0/pin/ls?type=recursive&cid-base=base32", t.ipfs);
+        let (st, text) = t.access.req("POST", &url, Duration::from_secs(30)).await?;
+        if st != 200 {
+            bail!("pin/ls on {}: {st} {text}", t.ipfs);
+        }
+        let v: serde_json::Value = serde_json::from_str(&text)?;
+        Ok(v["Keys"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    /// Waits (bounded) for the peers to agree and the IPFS nodes to hold their pins, then
+    /// compares everything with what clients were told.
+    pub async fn check(
+        targets: &[Target],
+        ledger: &Ledger,
+        resolved: usize,
+        faults: u64,
+    ) -> Result<Report> {
+        // Every peer's cluster peer id, to map allocations to IPFS nodes.
+        let mut ids = Vec::new();
+        for t in targets {
+            let (st, text) = t
+                .access
+                .req("GET", &format!("{}/id", t.rest), Duration::from_secs(30))
+                .await?;
+            if st != 200 {
+                bail!("GET {}/id: {st} {text}", t.rest);
+            }
+            let v: serde_json::Value = serde_json::from_str(&text)?;
+            ids.push(v["id"].as_str().context("no id in /id")?.to_string());
+        }
+
+        // 1. All peers agree (followers may lag a little: bounded wait).
+        let until = Instant::now() + Duration::from_secs(90);
+        let state = loop {
+            let mut states = Vec::new();
+            let mut err = None;
+            for t in targets {
+                match allocations(t).await {
+                    Ok(s) => states.push(s),
+                    Err(e) => err = Some(e),
+                }
+            }
+            if err.is_none() && states.windows(2).all(|w| w[0] == w[1]) {
+                break states.swap_remove(0);
+            }
+            if Instant::now() > until {
+                if let Some(e) = err {
+                    bail!("a peer cannot list its allocations: {e:#}");
+                }
+                let mut diff = String::new();
+                for (i, s) in states.iter().enumerate() {
+                    let only: Vec<_> = s
+                        .iter()
+                        .filter(|(k, v)| states[0].get(*k) != Some(v))
+                        .take(3)
+                        .collect();
+                    diff.push_str(&format!(
+                        "\n  peer {i}: {} pins; differing from peer 0: {only:?}",
+                        s.len()
+                    ));
+                }
+                bail!("the peers do not agree on the pinset after 90 s:{diff}");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+
+        // 2. Nothing acknowledged is lost, nothing acknowledged as unpinned came back.
+        let mut report = Report {
+            sent: ledger.sent.load(Ordering::Relaxed),
+            acknowledged: ledger.acked.load(Ordering::Relaxed),
+            failed: ledger.failed.load(Ordering::Relaxed),
+            resolved_in_doubt: resolved,
+            pinned: state.len(),
+            faults,
+            ..Default::default()
+        };
+        let cids = ledger.cids.lock().unwrap().clone();
+        let mut examples = Vec::new();
+        for (cid, e) in &cids {
+            match e.acked {
+                Some(true) if !state.contains_key(cid) => {
+                    report.lost += 1;
+                    examples.push(format!("lost {cid}"));
+                }
+                Some(false) if state.contains_key(cid) => {
+                    report.resurrected += 1;
+                    examples.push(format!("came back {cid}"));
+                }
+                None => bail!("checker called with {cid} still in doubt"),
+                _ => {}
+            }
+        }
+        for cid in state.keys() {
+            if !cids.contains_key(cid) {
+                report.unknown += 1;
+                examples.push(format!("never sent {cid}"));
+            }
+        }
+
+        // 3. Every allocated peer's IPFS node holds the pin once statuses settle.
+        let wanted: Vec<BTreeSet<String>> = ids
+            .iter()
+            .map(|id| {
+                state
+                    .iter()
+                    .filter(|(_, a)| a.is_empty() || a.contains(id))
+                    .map(|(c, _)| c.clone())
+                    .collect()
+            })
+            .collect();
+        let until = Instant::now() + Duration::from_secs(120);
+        loop {
+            let mut missing = 0;
+            let mut first = None;
+            for (t, want) in targets.iter().zip(&wanted) {
+                match ipfs_pins(t).await {
+                    Ok(have) => {
+                        let m: Vec<_> = want.difference(&have).collect();
+                        if first.is_none() {
+                            first = m.first().map(|c| (t.rest.clone(), (*c).clone()));
+                        }
+                        missing += m.len();
+                    }
+                    Err(_) => missing += want.len(),
+                }
+            }
+            report.ipfs_missing = missing;
+            if missing == 0 {
+                break;
+            }
+            if Instant::now() > until {
+                if let Some((rest, cid)) = first {
+                    let t = targets.iter().find(|t| t.rest == rest).unwrap();
+                    let status = t
+                        .access
+                        .req(
+                            "GET",
+                            &format!("{rest}/pins/{cid}"),
+                            Duration::from_secs(30),
+                        )
+                        .await
+                        .map(|(_, b)| b)
+                        .unwrap_or_else(|e| e.to_string());
+                    examples.push(format!("IPFS of {rest} lacks {cid}; status: {status}"));
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+
+        println!("{report}");
+        if report.lost + report.resurrected + report.unknown + report.ipfs_missing > 0 {
+            bail!("{report}\n{}", examples.join("\n"));
+        }
+        Ok(report)
+    }
+}
+
+/// The fault kinds of issue 9 that need no namespaces.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    KillService,
+    KillPeer,
+    StopCont,
+    KillIpfs,
+}
+
+const SERVICE_BINS: [(&str, &str); 4] = [
+    ("transport", "ipfs-cluster-transport"),
+    ("consensus", "ipfs-cluster-consensus"),
+    ("ipfs-connector", "ipfs-cluster-ipfs-connector"),
+    ("gateway", "ipfs-cluster-gateway"),
+];
+
+/// A cluster of N peers on loopback or in namespaces.
+struct Cluster {
+    peers: Vec<Peer>,
+    faults: u64,
+    _tmp: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts N IPFS nodes and N peers (peer 0 first, the others `--bootstrap` it).
+    /// `access(i)` says where peer i lives; `swarm_ip(i)` its cluster swarm address.
+    async fn start(
+        n: usize,
+        access: impl Fn(usize) -> Access,
+        swarm_ip: impl Fn(usize) -> String,
+    ) -> Result<Self> {
+        Self::start_in(n, access, swarm_ip, |_, d| d.join("peer")).await
+    }
+
+    /// As `start`, with peer i's config/data folder at `peer_dir(i, its temp folder)`.
+    async fn start_in(
+        n: usize,
+        access: impl Fn(usize) -> Access,
+        swarm_ip: impl Fn(usize) -> String,
+        peer_dir: impl Fn(usize, &Path) -> PathBuf,
+    ) -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let secret = "c4".repeat(32);
+        let mut ipfs_nodes = Vec::new();
+        let mut starts = Vec::new();
+        for i in 0..n {
+            let dir = tmp.path().join(format!("n{i}"));
+            std::fs::create_dir_all(&dir)?;
+            let mut node = Ipfs::new(&dir, access(i));
+            starts.push(tokio::spawn(async move {
+                let r = node.start().await;
+                (node, r)
+            }));
+        }
+        for s in starts {
+            let (node, r) = s.await?;
+            ipfs_nodes.push(node);
+            r?;
+        }
+        let mut peers = Vec::new();
+        for (i, ipfs) in ipfs_nodes.into_iter().enumerate() {
+            let dir = tmp.path().join(format!("n{i}"));
+            let pd = PeerDir::init(&peer_dir(i, &dir), &ipfs.multiaddr(), Some(&secret))?;
+            let swarm = format!("/ip4/{}/tcp/{}", swarm_ip(i), pd.ports.swarm);
+            peers.push(Peer {
+                name: format!("peer{i}"),
+                access: access(i),
+                log: dir.join("daemon.log"),
+                env: vec![("CLUSTER_LISTENMULTIADDRESS".into(), swarm.clone())],
+                daemon: None,
+                ipfs,
+                id: String::new(),
+                swarm,
+                kills: HashMap::new(),
+                pd,
+            });
+        }
+        let mut c = Cluster {
+            peers,
+            faults: 0,
+            _tmp: tmp,
+        };
+        let mut boot = String::new();
+        for i in 0..n {
+            let args: Vec<&str> = if i == 0 {
+                vec![]
+            } else {
+                vec!["--bootstrap", &boot]
+            };
+            c.peers[i].start(&args).await?;
+            let (_, text) = c.peers[i]
+                .access
+                .req(
+                    "GET",
+                    &format!("{}/id", c.peers[i].rest()),
+                    Duration::from_secs(10),
+                )
+                .await?;
+            let v: serde_json::Value = serde_json::from_str(&text)?;
+            c.peers[i].id = v["id"].as_str().context("no id")?.to_string();
+            if i == 0 {
+                boot = format!("{}/p2p/{}", c.peers[0].swarm, c.peers[0].id);
+            }
+        }
+        c.wait_members(Duration::from_secs(120)).await?;
+        Ok(c)
+    }
+
+    /// Every peer lists all N peers without errors.
+    async fn wait_members(&self, within: Duration) -> Result<()> {
+        let n = self.peers.len();
+        for p in &self.peers {
+            let url = format!("{}/peers", p.rest());
+            wait_for(within, || {
+                let (access, url) = (p.access.clone(), url.clone());
+                async move {
+                    match access.req("GET", &url, Duration::from_secs(20)).await {
+                        Ok((200, body)) => {
+                            let vals: Vec<serde_json::Value> =
+                                serde_json::Deserializer::from_str(&body)
+                                    .into_iter()
+                                    .filter_map(Result::ok)
+                                    .collect();
+                            vals.len() == n
+                                && vals
+                                    .iter()
+                                    .all(|v| v["error"].as_str().unwrap_or("").is_empty())
+                        }
+                        _ => false,
+                    }
+                }
+            })
+            .await
+            .with_context(|| {
+                format!(
+                    "{} does not see {n} healthy peers; log:\n{}",
+                    p.name,
+                    p.log_tail()
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    fn targets(&self) -> Vec<(Access, String)> {
+        self.peers
+            .iter()
+            .map(|p| (p.access.clone(), p.rest()))
+            .collect()
+    }
+
+    fn checker_targets(&self) -> Vec<checker::Target> {
+        self.peers
+            .iter()
+            .map(|p| checker::Target {
+                access: p.access.clone(),
+                rest: p.rest(),
+                ipfs: p.ipfs.api_url(),
+            })
+            .collect()
+    }
+
+    /// Injects one fault of `kind` into a random peer and waits until that peer serves again.
+    async fn inject(&mut self, kind: Fault, rng: &Rng) -> Result<()> {
+        let i = rng.below(self.peers.len() as u64) as usize;
+        let p = &mut self.peers[i];
+        match kind {
+            Fault::KillService => {
+                let now = Instant::now();
+                let candidates: Vec<_> = SERVICE_BINS
+                    .iter()
+                    .filter(|(name, _)| {
+                        p.kills
+                            .get(name)
+                            .map(|v| {
+                                v.iter()
+                                    .filter(|t| now.duration_since(**t) < Duration::from_secs(125))
+                                    .count()
+                            })
+                            .unwrap_or(0)
+                            < 3
+                    })
+                    .collect();
+                if candidates.is_empty() {
+                    // This peer's restart budget is used up: crash the whole peer instead.
+                    return self.inject_peer_kill(i).await;
+                }
+                let (name, binary) = *candidates[rng.below(candidates.len() as u64) as usize];
+                let pid = p.service_pid(binary).with_context(|| {
+                    format!(
+                        "{}: no running {name} service; log:\n{}",
+                        p.name,
+                        p.log_tail()
+                    )
+                })?;
+                println!("chaos: SIGKILL {} {name} (pid {pid})", p.name);
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+                p.kills.entry(name).or_default().push(now);
+                self.faults += 1;
+                let p = &self.peers[i];
+                wait_for(Duration::from_secs(90), || async {
+                    p.service_pid(binary).is_some_and(|new| new != pid)
+                })
+                .await
+                .with_context(|| {
+                    format!(
+                        "the launcher did not restart {} {name}; log:\n{}",
+                        p.name,
+                        p.log_tail()
+                    )
+                })?;
+                p.ready(Duration::from_secs(90)).await
+            }
+            Fault::KillPeer => self.inject_peer_kill(i).await,
+            Fault::StopCont => {
+                let pid = p.daemon_pid().context("peer not running")?;
+                let pause = rng.millis(2000, 8000);
+                println!("chaos: SIGSTOP {} for {pause:?}", p.name);
+                kill_group(pid, "STOP");
+                self.faults += 1;
+                tokio::time::sleep(pause).await;
+                kill_group(pid, "CONT");
+                self.peers[i].ready(Duration::from_secs(90)).await
+            }
+            Fault::KillIpfs => {
+                println!("chaos: SIGTERM the IPFS node of {}", p.name);
+                p.ipfs.stop().await;
+                self.faults += 1;
+                tokio::time::sleep(rng.millis(500, 3000)).await;
+                p.ipfs.start().await
+            }
+        }
+    }
+
+    async fn inject_peer_kill(&mut self, i: usize) -> Result<()> {
+        let p = &mut self.peers[i];
+        println!(
+            "chaos: SIGKILL the whole {} (launcher and services)",
+            p.name
+        );
+        let d = p.daemon.take().context("peer not running")?;
+        stop_proc(d, "KILL", Duration::from_secs(10)).await;
+        self.faults += 1;
+        p.start(&[]).await
+    }
+
+    /// Injects faults of the given kinds until `count` faults or `until`.
+    async fn fault_loop(
+        &mut self,
+        kinds: &[Fault],
+        rng: &Rng,
+        count: u64,
+        until: Instant,
+    ) -> Result<()> {
+        let start = self.faults;
+        while self.faults - start < count && Instant::now() < until {
+            let kind = kinds[rng.below(kinds.len() as u64) as usize];
+            self.inject(kind, rng).await?;
+            tokio::time::sleep(rng.millis(200, 1500)).await;
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) {
+        for p in &mut self.peers {
+            if let Some(d) = p.daemon.take() {
+                stop_proc(d, "TERM", Duration::from_secs(15)).await;
+            }
+            p.ipfs.stop().await;
+        }
+    }
+}
+
+/// A workload running in the background while faults are injected, then the checker.
+async fn run_with_faults(
+    mut c: Cluster,
+    kinds: &[Fault],
+    count: u64,
+    duration: Duration,
+    rng: Arc<Rng>,
+) -> Result<checker::Report> {
+    let ledger = Arc::new(Ledger::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(workload(
+                c.targets(),
+                ledger.clone(),
+                rng.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    let faults = c
+        .fault_loop(kinds, &rng, count, Instant::now() + duration)
+        .await;
+    // Let the workload run a little on the recovered cluster, then stop it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await?;
+    }
+    let result = async {
+        faults?;
+        c.wait_members(Duration::from_secs(120)).await?;
+        let resolved = settle_in_doubt(&ledger, &c.targets(), Duration::from_secs(120)).await?;
+        println!(
+            "chaos: sample errors clients saw: {:#?}",
+            ledger.samples.lock().unwrap()
+        );
+        checker::check(&c.checker_targets(), &ledger, resolved, c.faults).await
+    }
+    .await;
+    if result.is_err() {
+        for p in &c.peers {
+            eprintln!("--- {} log tail:\n{}", p.name, p.log_tail());
+        }
+    }
+    c.shutdown().await;
+    result
+}
+
+async fn loopback_cluster(n: usize) -> Result<Cluster> {
+    Cluster::start(n, |_| Access::Host, |_| "127.0.0.1".to_string()).await
+}
+
+#[test]
+fn checker_identity_cids_are_well_formed() {
+    let rng = Rng::new(7);
+    let c = identity_cid(&rng);
+    // 4 header bytes + 16 data bytes = 160 bits = 32 base32 characters.
+    assert!(c.starts_with("bafkqae"), "{c}");
+    assert_eq!(c.len(), 33);
+    assert_ne!(c, identity_cid(&rng));
+}
+
+/// (a) random services of random peers SIGKILLed (the launcher restarts them), whole
+/// peers SIGKILLed and their daemon restarted.
+#[test]
+fn kill_services_and_peers_under_load() {
+    let _g = serial();
+    runtime().block_on(async {
+        let rng = Arc::new(Rng::from_env());
+        let c = loopback_cluster(3).await.unwrap();
+        let r = run_with_faults(
+            c,
+            &[
+                Fault::KillService,
+                Fault::KillService,
+                Fault::KillService,
+                Fault::KillPeer,
+            ],
+            8,
+            Duration::from_secs(60),
+            rng,
+        )
+        .await
+        .unwrap();
+        assert!(r.faults >= 4 && r.acknowledged > 0, "{r}");
+    });
+}
+
+/// (b) a peer SIGSTOPped and SIGCONTed; (d) a peer's IPFS node stopped and restarted.
+#[test]
+fn stop_peers_and_restart_ipfs_under_load() {
+    let _g = serial();
+    runtime().block_on(async {
+        let rng = Arc::new(Rng::from_env());
+        let c = loopback_cluster(3).await.unwrap();
+        let r = run_with_faults(
+            c,
+            &[Fault::StopCont, Fault::KillIpfs],
+            6,
+            Duration::from_secs(60),
+            rng,
+        )
+        .await
+        .unwrap();
+        assert!(r.faults >= 3 && r.acknowledged > 0, "{r}");
+    });
+}
+
+/// The long version for `deploy/local/chaos.sh`: CHAOS_PEERS peers, every fault kind
+/// without namespaces, until CHAOS_FAULTS faults (or CHAOS_SECONDS).
+#[test]
+#[ignore = "long run: deploy/local/chaos.sh (make chaos)"]
+fn long_run() {
+    let _g = serial();
+    runtime().block_on(async {
+        let n = env_u64("CHAOS_PEERS", 3) as usize;
+        let count = env_u64("CHAOS_FAULTS", 200);
+        let secs = env_u64("CHAOS_SECONDS", 3600);
+        let rng = Arc::new(Rng::from_env());
+        let c = loopback_cluster(n).await.unwrap();
+        let kinds = [
+            Fault::KillService,
+            Fault::KillService,
+            Fault::KillService,
+            Fault::KillPeer,
+            Fault::StopCont,
+            Fault::KillIpfs,
+        ];
+        let r = run_with_faults(c, &kinds, count, Duration::from_secs(secs), rng)
+            .await
+            .unwrap();
+        println!("CHAOS-RESULT peers={n} {r}");
+    });
+}
+
+/// Network namespaces for a real partition: a "switch" namespace holding a bridge, and one
+/// namespace per peer joined to it by a veth pair (10.77.0.(i+1)/24). Nothing is added to
+/// the host's namespace. Dropping it deletes the namespaces (and with them the veths).
+struct Netns {
+    switch: String,
+    peers: Vec<String>,
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running ip")?;
+    if !out.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl Netns {
+    fn create(tag: &str, n: usize) -> Result<Self> {
+        let mut net = Netns {
+            switch: format!("{tag}-sw"),
+            peers: Vec::new(),
+        };
+        ip(&["netns", "add", &net.switch])?;
+        ip(&["-n", &net.switch, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &net.switch, "link", "set", "br0", "up"])?;
+        for i in 0..n {
+            let ns = format!("{tag}-p{i}");
+            ip(&["netns", "add", &ns])?;
+            net.peers.push(ns.clone());
+            let port = format!("s{i}");
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            ip(&[
+                "-n",
+                &ns,
+                "link",
+                "add",
+                "eth0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                &net.switch,
+            ])?;
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("10.77.0.{}/24", i + 1),
+                "dev",
+                "eth0",
+            ])?;
+            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+            ip(&["-n", &net.switch, "link", "set", &port, "master", "br0"])?;
+            ip(&["-n", &net.switch, "link", "set", &port, "up"])?;
+        }
+        Ok(net)
+    }
+
+    /// Cuts peer i off the others (its switch port down), or reconnects it.
+    fn isolate(&self, i: usize, cut: bool) -> Result<()> {
+        ip(&[
+            "-n",
+            &self.switch,
+            "link",
+            "set",
+            &format!("s{i}"),
+            if cut { "down" } else { "up" },
+        ])
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for ns in self.peers.iter().chain(std::iter::once(&self.switch)) {
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
+}
+
+/// (c) A real partition: a follower (peer 2, joined last) is cut off: it refuses writes with
+/// an error (not a hang), the majority keeps committing, and after healing it catches up.
+#[test]
+fn partition_minority_refuses_majority_commits() {
+    partition_run(&[2]);
+}
+
+/// (c) The same with the leader cut off (peer 0, the founding peer, leads after start-up),
+/// then a follower: the isolated leader must refuse writes too, the other two elect a new
+/// leader and keep committing.
+#[test]
+#[ignore = "bug: a leader cut off from the majority never answers a write (the REST call hangs past 60 s) instead of refusing it; see report (consensus: client_write has no commit timeout)"]
+fn partition_isolated_leader_refuses_majority_commits() {
+    partition_run(&[0, 2]);
+}
+
+/// Cuts off each peer of `minorities` in turn under a majority workload, then checks.
+fn partition_run(minorities: &[usize]) {
+    let _g = serial();
+    let tag = format!("chaos{}", std::process::id());
+    let net = match Netns::create(&tag, 3) {
+        Ok(n) => n,
+        Err(e) => {
+            println!("SKIPPED: network namespaces are not available here: {e:#}");
+            return;
+        }
+    };
+    runtime().block_on(async {
+        let rng = Arc::new(Rng::from_env());
+        let mut c = Cluster::start(
+            3,
+            |i| Access::Ns(net.peers[i].clone()),
+            |i| format!("10.77.0.{}", i + 1),
+        )
+        .await
+        .unwrap();
+        let ledger = Arc::new(Ledger::default());
+        let result = async {
+            for &minority in minorities {
+                let majority: Vec<(Access, String)> = c
+                    .targets()
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != minority)
+                    .map(|(_, t)| t)
+                    .collect();
+                let stop = Arc::new(AtomicBool::new(false));
+                let worker = tokio::spawn(workload(
+                    majority,
+                    ledger.clone(),
+                    rng.clone(),
+                    stop.clone(),
+                ));
+                println!("chaos: partition: peer{minority} cut off from the other two");
+                net.isolate(minority, true)?;
+                c.faults += 1;
+
+                // The minority refuses a write with an error answer (curl gives up after 60 s).
+                let m = &c.peers[minority];
+                let cid = identity_cid(&rng);
+                ledger.cids.lock().unwrap().insert(
+                    cid.clone(),
+                    Entry {
+                        acked: None,
+                        intended: true,
+                    },
+                );
+                ledger.sent.fetch_add(1, Ordering::Relaxed);
+                let t0 = Instant::now();
+                let (st, body) = m
+                    .access
+                    .req(
+                        "POST",
+                        &format!("{}/pins/{cid}", m.rest()),
+                        Duration::from_secs(60),
+                    )
+                    .await
+                    .context("the minority did not answer a write (hang)")?;
+                println!(
+                    "chaos: minority write answered in {:?}: {st} {}",
+                    t0.elapsed(),
+                    body.trim()
+                );
+                if (200..300).contains(&st) {
+                    bail!("the minority acknowledged a write while cut off: {st} {body}");
+                }
+                ledger.note_error(format!("minority: {st} {}", body.trim()));
+                let v: serde_json::Value =
+                    serde_json::from_str(&body).context("error body is not JSON")?;
+                if v["message"].as_str().unwrap_or("").is_empty() {
+                    bail!("the minority's error has no message: {body}");
+                }
+
+                // The majority keeps committing.
+                let before = ledger.acked.load(Ordering::Relaxed);
+                wait_for(Duration::from_secs(90), || async {
+                    ledger.acked.load(Ordering::Relaxed) >= before + 10
+                })
+                .await
+                .context("the majority did not commit 10 pins while partitioned")?;
+
+                net.isolate(minority, false)?;
+                println!("chaos: partition healed");
+                stop.store(true, Ordering::Relaxed);
+                worker.await?;
+                c.wait_members(Duration::from_secs(120)).await?;
+            }
+            let resolved = settle_in_doubt(&ledger, &c.targets(), Duration::from_secs(120)).await?;
+            checker::check(&c.checker_targets(), &ledger, resolved, c.faults).await
+        }
+        .await;
+        if result.is_err() {
+            for p in &c.peers {
+                eprintln!("--- {} log tail:\n{}", p.name, p.log_tail());
+            }
+        }
+        c.shutdown().await;
+        let r = result.unwrap();
+        assert_eq!(r.faults, minorities.len() as u64);
+    });
+    drop(net);
+}
+
+/// A tmpfs mounted for the test; unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Result<Self> {
+        std::fs::create_dir_all(at)?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "mount tmpfs: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(Self(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Writes to `path` until the file system says it is full.
+fn fill(path: &Path) -> Result<u64> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    let mut written = 0u64;
+    for size in [1 << 20, 4096, 1] {
+        let buf = vec![0xa5u8; size];
+        while f.write_all(&buf).and_then(|_| f.sync_data()).is_ok() {
+            written += size as u64;
+        }
+    }
+    Ok(written)
+}
+
+/// Disk faults (1): the peer's folder on a full 20 MB tmpfs: pins fail with a clear error,
+/// the peer keeps running, and pins succeed again once space is freed; nothing acknowledged
+/// is lost, also across a restart.
+#[test]
+#[ignore = "bug: after one ENOSPC the consensus raft core stops for good (openraft StorageError is fatal) and every later pin fails with the same error after space is back, until the service is restarted; see crates/consensus/src/node.rs write_err"]
+fn full_disk_gives_errors_then_recovers() {
+    let _g = serial();
+    let mnt_root = tempfile::tempdir().unwrap();
+    let mnt = mnt_root.path().join("data");
+    let fs = match Tmpfs::mount(&mnt, "20m") {
+        Ok(m) => m,
+        Err(e) => {
+            println!("SKIPPED: cannot mount a tmpfs here: {e:#}");
+            return;
+        }
+    };
+    runtime().block_on(async {
+        let mnt2 = mnt.clone();
+        let mut c = Cluster::start_in(
+            1,
+            |_| Access::Host,
+            |_| "127.0.0.1".into(),
+            move |_, _| mnt2.join("peer"),
+        )
+        .await
+        .unwrap();
+        let rng = Rng::from_env();
+        let ledger = Ledger::default();
+        let result = async {
+            let (access, rest) = c.targets().remove(0);
+            for _ in 0..5 {
+                ledger
+                    .op(&access, &rest, &identity_cid(&rng), true)
+                    .await
+                    .context("pin before the disk is full")?;
+            }
+            let filler = mnt.join("filler");
+            let n = fill(&filler)?;
+            c.faults += 1;
+            println!("chaos: disk full after {n} filler bytes");
+
+            // Pins now fail with an error answer; give the store a few tries to use up any
+            // space it had reserved.
+            let mut refusal = None;
+            for _ in 0..50 {
+                let cid = identity_cid(&rng);
+                if ledger.op(&access, &rest, &cid, true).await.is_none() {
+                    refusal = ledger.samples.lock().unwrap().last().cloned();
+                    break;
+                }
+            }
+            let refusal = refusal.context("pins kept succeeding on a full disk")?;
+            println!("chaos: pin on a full disk answered: {refusal}");
+            if !refusal.to_lowercase().contains("space") {
+                bail!("the error does not say the disk is full: {refusal}");
+            }
+            let p = &mut c.peers[0];
+            if let Some(st) = p.daemon.as_mut().and_then(Proc::try_wait) {
+                bail!(
+                    "the daemon exited on a full disk: {st}; log:\n{}",
+                    p.log_tail()
+                );
+            }
+            p.ready(Duration::from_secs(30)).await?;
+
+            // Space back: pins succeed again (bounded wait, no restart).
+            std::fs::remove_file(&filler)?;
+            let until = Instant::now() + Duration::from_secs(90);
+            while ledger
+                .op(&access, &rest, &identity_cid(&rng), true)
+                .await
+                .is_none()
+            {
+                if Instant::now() > until {
+                    bail!(
+                        "pins still fail 90 s after space was freed: {:?}; log:\n{}",
+                        ledger.samples.lock().unwrap().last(),
+                        c.peers[0].log_tail()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            for _ in 0..5 {
+                ledger
+                    .op(&access, &rest, &identity_cid(&rng), true)
+                    .await
+                    .context("pin after space was freed")?;
+            }
+            let resolved = settle_in_doubt(&ledger, &c.targets(), Duration::from_secs(60)).await?;
+            checker::check(&c.checker_targets(), &ledger, resolved, c.faults).await?;
+
+            // And across a restart.
+            let d = c.peers[0].daemon.take().unwrap();
+            stop_proc(d, "TERM", Duration::from_secs(20)).await;
+            c.peers[0].start(&[]).await?;
+            checker::check(&c.checker_targets(), &ledger, resolved, c.faults).await
+        }
+        .await;
+        if result.is_err() {
+            eprintln!("--- log tail:\n{}", c.peers[0].log_tail());
+        }
+        c.shutdown().await;
+        result.unwrap();
+    });
+    drop(fs);
+}
+
+/// Disk faults (2): `raft/consensus.redb` truncated while the peer is stopped: the daemon
+/// refuses to start with an error naming the file (never a silent empty pinset).
+#[test]
+fn truncated_store_fails_start_naming_the_file() {
+    let _g = serial();
+    runtime().block_on(async {
+        let mut c = loopback_cluster(1).await.unwrap();
+        let rng = Rng::from_env();
+        let ledger = Ledger::default();
+        let (access, rest) = c.targets().remove(0);
+        for _ in 0..5 {
+            assert!(ledger
+                .op(&access, &rest, &identity_cid(&rng), true)
+                .await
+                .is_some());
+        }
+        let d = c.peers[0].daemon.take().unwrap();
+        stop_proc(d, "TERM", Duration::from_secs(20)).await;
+        let store = c.peers[0].pd.dir.join("raft/consensus.redb");
+        let len = std::fs::metadata(&store).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&store)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+
+        let p = &c.peers[0];
+        let mut d = p.spawn_daemon(&[]).unwrap();
+        let until = Instant::now() + Duration::from_secs(90);
+        let status = loop {
+            if let Some(st) = d.try_wait() {
+                break st;
+            }
+            assert!(
+                Instant::now() < until,
+                "the daemon kept running on a truncated store; log:\n{}",
+                p.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let log = std::fs::read_to_string(&p.log).unwrap();
+        let last = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("error"))
+            .unwrap_or("")
+            .to_string();
+        println!("chaos: start on a truncated store: {status}; {last}");
+        assert!(!status.success(), "exit status {status}");
+        assert!(
+            last.contains("consensus.redb"),
+            "the error does not name the file:\n{}",
+            p.log_tail()
+        );
+        drop(d);
+        c.shutdown().await;
+    });
+}
