@@ -1239,23 +1239,23 @@ async fn golden_outputs_against_a_two_peer_cluster() {
     assert_eq!(r["peername"], "peer0");
 
     // ---- health bandwidth ----------------------------------------------------------------
-    // The gateway may not implement it yet (501): then the API error block, exit 2.
+    // Real per-protocol bytes from the transport: two connected peers exchange at least
+    // gossipsub and the peer-call protocol.
     let out = c.ctl(&["health", "bandwidth"]).await;
-    if out.code == 2 {
-        assert!(
-            out.stdout
-                .starts_with("An error occurred:\n  Code: 501\n  Message: "),
-            "{out:?}"
-        );
-    } else {
+    {
         assert_eq!(out.code, 0, "{out:?}");
+        assert!(out.stdout.lines().count() >= 2, "{out:?}");
+        assert!(out.stdout.contains("/meshsub/"), "{out:?}");
         for l in out.stdout.lines() {
-            // <protocol right-aligned to 25>: In: <7>. Out: <7>. RateIn: x.xxB/s. RateOut: x.xxB/s
-            let (proto, rest) = l.split_at(25);
+            // <protocol right-aligned to 25 (%25s: longer ids overflow)>: In: <7>. Out: <7>.
+            // RateIn: x.xxB/s. RateOut: x.xxB/s
+            let at = l.find(": In: ").unwrap_or_else(|| panic!("{l}"));
+            let (proto, rest) = l.split_at(at);
             assert!(
-                proto.trim_start().len() <= 25 && !proto.trim().is_empty(),
+                proto.len() >= 25 && proto.trim_start().starts_with('/'),
                 "{l}"
             );
+            assert!(proto.len() == 25 || !proto.starts_with(' '), "{l}");
             assert!(
                 rest.starts_with(": In: ") && rest.contains(". Out: "),
                 "{l}"
@@ -1594,4 +1594,150 @@ fn normaliser_replaces_times_and_relative_times() {
         short("12D3KooWABY3VGJ8DC62R1s92Q4UyPkfjLazLJeKZ1y96WeJmUwe"),
         "12*eJmUwe"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// libp2p-http (`--host …/p2p/<id>`)
+// ---------------------------------------------------------------------------------------
+
+/// Sets api.restapi's own libp2p endpoint (listen address, id, private_key).
+fn set_restapi_libp2p(dir: &Path, listen: &str, id: &str, key: &str) {
+    let path = dir.join("service.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let r = &mut v["api"]["restapi"];
+    r["libp2p_listen_multiaddress"] = Value::from(listen);
+    r["id"] = Value::from(id);
+    r["private_key"] = Value::from(key);
+    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// The ctl over the cluster host's `/libp2p-http` (with the secret): id, pin add, status;
+/// a wrong or missing secret fails like a connection error (code 0, exit 1); the tunnel
+/// shows up in GET /health/bandwidth; then the REST API's own libp2p host answers `id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libp2p_http_over_the_cluster_host_and_its_own_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("ipfs")).unwrap();
+    let ipfs = IpfsNode::start(&tmp.path().join("ipfs")).await.unwrap();
+    let secret = "5c".repeat(32);
+    let p = PeerDir::init(&tmp.path().join("peer"), &ipfs.multiaddr(), Some(&secret)).unwrap();
+    edit_service_json(&p.dir, "p2ppeer", None);
+    let mut daemon = p.start(&[]).await.unwrap();
+    let id = get_json(&format!("{}/id", p.rest_url())).await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let host = format!("/ip4/127.0.0.1/tcp/{}/p2p/{id}", p.ports.swarm);
+    let run = |args: Vec<String>| async move {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        ctl_full(&a, None, None).await
+    };
+    let with = |secret: &str, rest: &[&str]| {
+        let mut v = vec!["--host".to_string(), host.clone()];
+        if !secret.is_empty() {
+            v.extend(["--secret".to_string(), secret.to_string()]);
+        }
+        v.extend(rest.iter().map(|s| s.to_string()));
+        v
+    };
+
+    // id over libp2p-http: the same block as over HTTP.
+    let over_p2p = run(with(&secret, &["id"])).await;
+    assert_eq!(over_p2p.code, 0, "{over_p2p:?}\n{}", p.log_tail());
+    let over_http = run(vec![
+        "--host".into(),
+        format!("/ip4/127.0.0.1/tcp/{}", p.ports.rest),
+        "id".into(),
+    ])
+    .await;
+    assert_eq!(over_p2p.stdout, over_http.stdout);
+    assert!(over_p2p.stdout.starts_with(&format!("{id} | p2ppeer | ")));
+
+    // pin add + status over libp2p-http; the pin really reaches IPFS.
+    let cid = ipfs.add(b"pinned through libp2p-http\n").await.unwrap();
+    let out = run(with(&secret, &["pin", "add", &cid])).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.starts_with(&format!("{cid}:\n")), "{out:?}");
+    wait_for(Duration::from_secs(30), || {
+        let args = with(&secret, &["status", &cid]);
+        async move {
+            let o = run(args).await;
+            o.code == 0 && o.stdout.contains(": PINNED |")
+        }
+    })
+    .await
+    .expect("status over libp2p-http never showed PINNED");
+    assert!(ipfs.pins().await.unwrap().contains(&cid));
+
+    // A wrong secret, and no secret, fail as a connection error: code 0, exit 1.
+    for bad in ["a1".repeat(32), String::new()] {
+        let out = run(with(&bad, &["id"])).await;
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(
+            out.stdout.starts_with(&format!(
+                "An error occurred:\n  Code: 0\n  Message: Get \"libp2p://{id}/id\": "
+            )),
+            "{out:?}"
+        );
+    }
+    // A secret that is not 32 bytes is a local error.
+    let out = run(with("abcd", &["id"])).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.starts_with("error parsing secret: "), "{out:?}");
+
+    // The tunnel's bytes are counted under /libp2p-http.
+    let bw = get_json(&format!("{}/health/bandwidth", p.rest_url()))
+        .await
+        .unwrap();
+    let t = &bw["/libp2p-http"];
+    assert!(
+        t["total_in"].as_i64().unwrap() > 0 && t["total_out"].as_i64().unwrap() > 0,
+        "{bw}"
+    );
+    let out = run(vec![
+        "--host".into(),
+        format!("/ip4/127.0.0.1/tcp/{}", p.ports.rest),
+        "health".into(),
+        "bandwidth".into(),
+    ])
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("             /libp2p-http: In: ")),
+        "{out:?}"
+    );
+
+    // The REST API's own libp2p host (no secret, as upstream): a second identity from a
+    // scratch `init`.
+    daemon.terminate(Duration::from_secs(20));
+    let scratch = tmp.path().join("scratch");
+    let (code, _, err) = run_bin(
+        "ipfs-cluster-service",
+        &["--config", scratch.to_str().unwrap(), "init"],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    let ident: Value =
+        serde_json::from_str(&std::fs::read_to_string(scratch.join("identity.json")).unwrap())
+            .unwrap();
+    let api_id = ident["id"].as_str().unwrap();
+    let port = free_port();
+    set_restapi_libp2p(
+        &p.dir,
+        &format!("/ip4/127.0.0.1/tcp/{port}"),
+        api_id,
+        ident["private_key"].as_str().unwrap(),
+    );
+    let _daemon = p.start(&[]).await.unwrap();
+    let out = run(vec![
+        "--host".into(),
+        format!("/ip4/127.0.0.1/tcp/{port}/p2p/{api_id}"),
+        "id".into(),
+    ])
+    .await;
+    assert_eq!(out.code, 0, "{out:?}\n{}", p.log_tail());
+    assert_eq!(out.stdout, over_http.stdout);
 }

@@ -691,8 +691,24 @@ async fn every_route_clients_and_big_add_on_two_peers() {
     let r = get(&format!("{rest}/health/alerts")).await;
     assert!(r.status == 200 && r.json().is_array(), "alerts: {}", r.body);
     let r = get(&format!("{rest}/health/bandwidth")).await;
-    // Known gap (gateway README): no per-protocol bandwidth RPC yet; upstream answers 200.
-    r.assert_error(501, "", "bandwidth");
+    // §9.12: keyed by protocol id, with real bytes (two connected peers gossip).
+    assert_eq!(r.status, 200, "bandwidth: {}", r.body);
+    let bw = r.json();
+    let table = bw.as_object().expect("bandwidth is an object");
+    let mesh = table
+        .iter()
+        .find(|(k, _)| k.starts_with("/meshsub/"))
+        .unwrap_or_else(|| panic!("no gossipsub entry: {bw}"));
+    assert!(mesh.1["total_in"].as_i64().unwrap() > 0, "{bw}");
+    assert!(mesh.1["total_out"].as_i64().unwrap() > 0, "{bw}");
+    for v in table.values() {
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["total_in", "total_out", "rate_in", "rate_out"],
+            "{bw}"
+        );
+    }
     let metrics = format!("{rest}/monitor/metrics");
     wait_for(Duration::from_secs(40), || async {
         get(&metrics)
@@ -1151,4 +1167,130 @@ fn which(cmd: &str) -> Option<PathBuf> {
             .map(|d| d.join(cmd))
             .find(|p| p.exists())
     })
+}
+
+/// One request; the raw body bytes (binary-safe, unlike `call`).
+async fn call_bytes(method: &str, url: &str, body: Vec<u8>, within: Duration) -> (u16, Bytes) {
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let fut = async {
+        let resp = client.request(req).await?;
+        let st = resp.status().as_u16();
+        let b = resp.into_body().collect().await?.to_bytes();
+        Ok::<_, anyhow::Error>((st, b))
+    };
+    tokio::time::timeout(within, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{method} {url}: no answer within {within:?}"))
+        .unwrap_or_else(|e| panic!("{method} {url}: {e:#}"))
+}
+
+/// POST /add?format=car: a CAR exported by ANOTHER IPFS node (`dag/export` of added
+/// content) is imported block by block through the ipfs connector, its root is pinned
+/// through the cluster, and the content is complete on the cluster peer's IPFS (the
+/// exporting node is stopped first, so nothing can be fetched from it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_format_car_imports_a_dag_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dx, dc) = (tmp.path().join("ipfs-x"), tmp.path().join("ipfs-c"));
+    std::fs::create_dir_all(&dx).unwrap();
+    std::fs::create_dir_all(&dc).unwrap();
+    let (x, c) = tokio::join!(IpfsNode::start(&dx), IpfsNode::start(&dc));
+    let (x, c) = (
+        x.expect("exporting IPFS node"),
+        c.expect("cluster IPFS node"),
+    );
+    let data = pseudo_random(600_000, 7); // 3 chunks: 3 leaves + 1 root
+    let root = ipfs_add(&x, "", &data).await;
+    let (st, car) = call_bytes(
+        "POST",
+        &format!("{}/api/v0/dag/export?arg={root}", x.api_url()),
+        vec![],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(st, 200, "dag/export");
+    assert!(car.len() > data.len());
+    drop(x);
+
+    let p = PeerDir::init(&tmp.path().join("peer"), &c.multiaddr(), None).unwrap();
+    let _daemon = start_peer(&p, &[]).await;
+    let rest = p.rest_url();
+    let ct = multipart_ct();
+    let hdr = [("content-type", ct.as_str())];
+
+    // Errors: wrapping, a body that is not a CAR, a truncated CAR.
+    let r = call(
+        "POST",
+        &format!("{rest}/add?format=car&wrap-with-directory=true"),
+        &hdr,
+        multipart_file("x.car", &car),
+    )
+    .await;
+    r.assert_error(400, "cannot wrap a CAR file upload", "car + wrap");
+    let r = call(
+        "POST",
+        &format!("{rest}/add?format=car&stream-channels=false"),
+        &hdr,
+        multipart_file("x.car", b"\x05hello, not a car"),
+    )
+    .await;
+    r.assert_error(500, "CAR header is not a CBOR map", "not a CAR");
+    let r = call(
+        "POST",
+        &format!("{rest}/add?format=car&stream-channels=false"),
+        &hdr,
+        multipart_file("x.car", &car[..car.len() - 10]),
+    )
+    .await;
+    r.assert_error(
+        500,
+        "format=car: the CAR ends with a truncated block",
+        "truncated",
+    );
+
+    // The import: one AddedOutput {name, cid: root, bytes: block bytes, size: file size}.
+    let r = call(
+        "POST",
+        &format!("{rest}/add?format=car&stream-channels=false"),
+        &hdr,
+        multipart_file("export.car", &car),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let out = r.json();
+    let out = out.as_array().unwrap();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0]["name"], "export.car");
+    assert_eq!(out[0]["cid"], json!(root));
+    assert_eq!(out[0]["size"], json!(data.len()));
+    assert!(
+        out[0]["bytes"].as_u64().unwrap() > data.len() as u64,
+        "{out:?}"
+    );
+
+    // Pinned through the cluster, and every byte is on the cluster peer's IPFS.
+    wait_for(Duration::from_secs(30), || async {
+        statuses(&rest, &root).await == ["pinned"]
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{root} never pinned; log:\n{}", p.log_tail()));
+    assert!(ipfs_pinned(&c, &root).await);
+    let (st, got) = call_bytes(
+        "POST",
+        &format!("{}/api/v0/cat?arg={root}", c.api_url()),
+        vec![],
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(
+        got == data,
+        "cat returned {} bytes, not the original",
+        got.len()
+    );
 }

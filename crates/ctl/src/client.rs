@@ -22,12 +22,20 @@ pub type ReqBody = BoxBody<Bytes, std::io::Error>;
 /// Where the API listens, from one `--host` multiaddr.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
-    Tcp { host: String, port: u16 },
+    Tcp {
+        host: String,
+        port: u16,
+    },
     Unix(String),
+    /// libp2p-http: the transport address (without /p2p) and the peer id.
+    P2p {
+        addr: Multiaddr,
+        peer: String,
+    },
 }
 
 impl Endpoint {
-    /// Parses one multiaddr. `/p2p/<id>` and `/dnsaddr` (libp2p-http) are not supported yet.
+    /// Parses one multiaddr. `/p2p/<id>` means libp2p-http; `/dnsaddr` is not supported.
     pub fn parse(s: &str) -> Result<Endpoint, LocalError> {
         let doing = "parsing host multiaddress";
         // /unix is a path protocol in Go (it takes the rest of the address); rust-multiaddr
@@ -58,10 +66,26 @@ impl Endpoint {
                     let path = if path.starts_with('/') { path } else { format!("/{path}") };
                     return Ok(Endpoint::Unix(path));
                 }
-                Protocol::P2p(_) | Protocol::Dnsaddr(_) => {
+                Protocol::P2p(peer) => {
+                    let addr: Multiaddr = ma
+                        .iter()
+                        .filter(|p| !matches!(p, Protocol::P2p(_)))
+                        .collect();
+                    if port.is_none() || host.is_none() {
+                        return Err(LocalError::new(
+                            doing,
+                            format!("{s}: expected /ip4|ip6|dns/<host>/tcp/<port>/p2p/<id>"),
+                        ));
+                    }
+                    return Ok(Endpoint::P2p {
+                        addr,
+                        peer: peer.to_string(),
+                    });
+                }
+                Protocol::Dnsaddr(_) => {
                     return Err(LocalError::new(
                         "creating API client",
-                        format!("{s}: libp2p-http endpoints (/p2p, /dnsaddr) are not supported yet; use the HTTP API address"),
+                        format!("{s}: /dnsaddr endpoints are not supported; use /dns4/<host>/tcp/<port>/p2p/<id>"),
                     ))
                 }
                 Protocol::Http | Protocol::Https => {}
@@ -84,6 +108,7 @@ impl Endpoint {
             Endpoint::Tcp { host, port } if host.contains(':') => format!("[{host}]:{port}"),
             Endpoint::Tcp { host, port } => format!("{host}:{port}"),
             Endpoint::Unix(_) => "unix".to_string(),
+            Endpoint::P2p { peer, .. } => peer.clone(),
         }
     }
 }
@@ -97,13 +122,20 @@ pub struct ClientConfig {
     pub timeout: Option<Duration>,
     /// `--debug`: log each request and its status on stderr.
     pub debug: bool,
+    /// `--secret`: the cluster's pnet key, for libp2p-http endpoints.
+    pub secret: Option<[u8; 32]>,
 }
 
 #[derive(Clone)]
 pub struct Client {
     cfg: ClientConfig,
     tls: Option<tokio_rustls::TlsConnector>,
+    /// libp2p clients by peer id, dialled on first use.
+    p2p: P2pClients,
 }
+
+type P2pClients =
+    Arc<tokio::sync::Mutex<std::collections::HashMap<String, Arc<crate::p2p::P2pClient>>>>;
 
 /// A request body that can be rebuilt for fail-over (or a one-shot stream).
 pub enum Body {
@@ -125,10 +157,17 @@ impl Client {
         } else {
             None
         };
-        Ok(Client { cfg, tls })
+        Ok(Client {
+            cfg,
+            tls,
+            p2p: Default::default(),
+        })
     }
 
     fn url(&self, ep: &Endpoint, path: &str) -> String {
+        if let Endpoint::P2p { peer, .. } = ep {
+            return format!("libp2p://{peer}{path}");
+        }
         let scheme = if self.cfg.https { "https" } else { "http" };
         format!("{scheme}://{}{path}", ep.authority())
     }
@@ -230,7 +269,29 @@ impl Client {
                     .map_err(|e| fail(format!("dial unix {path}: {}", io_msg(&e))))?;
                 exchange(sock, req).await.map_err(fail)
             }
+            Endpoint::P2p { addr, peer } => {
+                let client = self.p2p_client(addr, peer).await.map_err(&fail)?;
+                let stream = client.open().await.map_err(&fail)?;
+                exchange(stream, req).await.map_err(fail)
+            }
         }
+    }
+
+    async fn p2p_client(
+        &self,
+        addr: &Multiaddr,
+        peer: &str,
+    ) -> Result<Arc<crate::p2p::P2pClient>, String> {
+        let mut map = self.p2p.lock().await;
+        if let Some(c) = map.get(peer) {
+            return Ok(c.clone());
+        }
+        let id: libp2p::PeerId = peer
+            .parse()
+            .map_err(|e| format!("invalid peer id {peer}: {e}"))?;
+        let c = Arc::new(crate::p2p::P2pClient::connect(addr, id, self.cfg.secret).await?);
+        map.insert(peer.to_string(), c.clone());
+        Ok(c)
     }
 
     /// Runs `fut` under the `--timeout` budget (the whole exchange, like Go's Client.Timeout).
@@ -569,8 +630,13 @@ mod tests {
         let e = Endpoint::parse(
             "/ip4/127.0.0.1/tcp/9096/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA",
         )
-        .unwrap_err();
-        assert!(e.to_string().contains("not supported yet"), "{e}");
+        .unwrap();
+        assert!(
+            matches!(e, Endpoint::P2p { ref peer, .. } if peer == "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA")
+        );
+        assert!(
+            Endpoint::parse("/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA").is_err()
+        );
         assert!(Endpoint::parse("/ip4/127.0.0.1").is_err());
     }
 

@@ -25,6 +25,7 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(c: &Cli, json: bool, stderr: &mut dyn Write) -> CtlResult<Ctx> {
+        let mut secret = None;
         if !c.secret.is_empty() {
             let ok = c.secret.len().is_multiple_of(2)
                 && c.secret.chars().all(|ch| ch.is_ascii_hexdigit());
@@ -34,12 +35,26 @@ impl Ctx {
                     "encoding/hex: invalid byte or odd length in secret",
                 ));
             }
+            let bytes: Vec<u8> = (0..c.secret.len())
+                .step_by(2)
+                .filter_map(|i| u8::from_str_radix(&c.secret[i..i + 2], 16).ok())
+                .collect();
+            secret = Some(<[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                CtlError::local(
+                    "parsing secret",
+                    format!(
+                        "the secret must be 32 bytes (64 hex characters), got {} bytes",
+                        bytes.len()
+                    ),
+                )
+            })?);
         }
         let mut cfg = ClientConfig {
             https: c.https,
             no_verify: c.no_check_certificate,
             timeout: (c.timeout > 0).then(|| Duration::from_secs(c.timeout)),
             debug: c.debug,
+            secret,
             ..Default::default()
         };
         if let Some(cred) = c.basic_auth.as_deref().filter(|s| !s.is_empty()) {

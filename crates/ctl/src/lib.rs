@@ -9,6 +9,7 @@ pub mod commands;
 pub mod error;
 pub mod format;
 pub mod graph;
+pub mod p2p;
 pub mod util;
 
 use std::ffi::OsString;

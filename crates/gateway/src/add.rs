@@ -35,8 +35,8 @@ const REPLAY_IN_FLIGHT: usize = 8;
 fn dag_params(p: &api::AddParams) -> Result<DagParams, ApiError> {
     let unsupported =
         |what: &str| ApiError::bad_request(format!("{what} is not supported by this gateway"));
-    if p.format == "car" {
-        return Err(unsupported("format=car"));
+    if p.format == "car" && p.wrap {
+        return Err(ApiError::bad_request("cannot wrap a CAR file upload"));
     }
     if p.layout == "trickle" {
         return Err(unsupported("layout=trickle"));
@@ -197,6 +197,75 @@ impl Adder {
         })
     }
 
+    /// `format=car`: reads the first top-level part as a CARv1 with a single root, stores
+    /// every (verified) block and emits one output `{name, cid: root, bytes, size}`.
+    async fn run_car(&self, mut mp: Multipart) -> Result<Option<Link>, String> {
+        let name = loop {
+            match mp.next().await? {
+                Some(Event::Part(h)) => {
+                    break part_path(h.filename.as_deref().unwrap_or("")).join("/")
+                }
+                Some(_) => continue,
+                None => return Err("format=car: the upload has no file part".into()),
+            }
+        };
+        let mut car = crate::car::CarReader::default();
+        let mut root: Option<cid::Cid> = None;
+        let (mut total, mut size) = (0u64, 0u64);
+        loop {
+            let chunk = match mp.next().await? {
+                Some(Event::Data(d)) => d,
+                Some(Event::PartEnd) | None => break,
+                Some(Event::Part(_)) => {
+                    return Err("multipart: a part started inside a part".into())
+                }
+            };
+            car.feed(&chunk);
+            if root.is_none() {
+                match car.header()? {
+                    None => continue,
+                    Some([r]) => root = Some(*r),
+                    Some(_) => return Err("only CAR files with a single root are supported".into()),
+                }
+            }
+            while let Some((cid, data)) = car.block()? {
+                total += data.len() as u64;
+                if Some(cid) == root {
+                    size = crate::car::unixfs_size(&cid, &data);
+                }
+                self.put(vec![Block {
+                    cid,
+                    data: data.into(),
+                }])
+                .await?;
+            }
+        }
+        // Only the first top-level entry is read (as upstream): drain the rest.
+        while mp.next().await?.is_some() {}
+        let Some(root) = root else {
+            return Err("format=car: the upload ended before the CAR header".into());
+        };
+        if car.leftover() > 0 {
+            return Err(format!(
+                "format=car: the CAR ends with a truncated block ({} bytes)",
+                car.leftover()
+            ));
+        }
+        let o = api::AddedOutput {
+            name,
+            cid: Some(api::Cid::from(root)),
+            bytes: total,
+            size,
+            allocations: self.destinations.clone(),
+        };
+        let _ = self.out.send(o).await;
+        Ok(Some(Link {
+            cid: root,
+            tsize: total,
+            filesize: size,
+        }))
+    }
+
     /// Reads every part, stores the DAG, returns the root (last top-level entry, or the
     /// wrapper).
     async fn run(&self, mut mp: Multipart, wrap: bool) -> Result<Option<Link>, String> {
@@ -274,11 +343,9 @@ async fn put_block(
 ) -> Result<(), String> {
     let req = ipb::BlockPutRequest {
         data: data.to_vec(),
-        format: if cid.codec() == 0x55 {
-            "raw".into()
-        } else {
-            "dag-pb".into()
-        },
+        format: crate::car::codec_name(cid.codec())
+            .unwrap_or("dag-pb")
+            .into(),
         mhtype: "sha2-256".into(),
         cid_version: cid.version() as i32,
     };
@@ -455,9 +522,13 @@ pub async fn handle(
     let mp = Multipart::new(body, &boundary);
     let mut pin_opts = params.pin_options.clone();
     pin_opts.mode = api::PinMode::Recursive;
-    let (no_pin, wrap) = (params.no_pin, params.wrap);
+    let (no_pin, wrap, is_car) = (params.no_pin, params.wrap, params.format == "car");
     let work = async move {
-        let root = adder.run(mp, wrap).await?;
+        let root = if is_car {
+            adder.run_car(mp).await?
+        } else {
+            adder.run(mp, wrap).await?
+        };
         if let (Some(root), false) = (root, no_pin) {
             let pin = api::Pin::new_data(api::Cid::from(root.cid), pin_opts);
             let pinned = adder
@@ -560,7 +631,13 @@ mod tests {
             .unwrap_err()
             .message
             .contains("only sha2-256"));
-        assert!(p("format=car").is_err());
+        assert!(p("format=car").is_ok());
+        assert_eq!(
+            p("format=car&wrap-with-directory=true")
+                .unwrap_err()
+                .message,
+            "cannot wrap a CAR file upload"
+        );
         assert!(p("layout=trickle").is_err());
     }
 }

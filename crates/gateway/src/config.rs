@@ -59,6 +59,7 @@ pub fn api_options(
             allow_credentials: c.cors_allow_credentials,
             max_age: c.cors_max_age.as_duration(),
         },
+        libp2p: None,
     };
     if opts.ssl_cert_file.is_some() != opts.ssl_key_file.is_some() {
         return Err(invalid(
@@ -66,8 +67,21 @@ pub fn api_options(
             "set both ssl_cert_file and ssl_key_file, or neither".to_string(),
         ));
     }
+    let mut opts = opts;
     if !c.libp2p_listen_multiaddress.is_empty() {
-        tracing::warn!("{section}: the libp2p HTTP endpoint (libp2p_listen_multiaddress) is not supported by this gateway yet; only the HTTP listeners are served");
+        if section != "api.restapi" {
+            tracing::warn!("{section}: libp2p_listen_multiaddress is only served for api.restapi (as upstream); ignored");
+        } else {
+            let ident = ipfs_cluster_config::Identity::from_strings(
+                &c.id,
+                &c.private_key,
+                std::path::Path::new("api.restapi (id, private_key)"),
+            )?;
+            opts.libp2p = Some(crate::libp2p_http::Libp2pOptions {
+                listen: c.libp2p_listen_multiaddress.clone(),
+                keypair: ident.keypair,
+            });
+        }
     }
     Ok(opts)
 }

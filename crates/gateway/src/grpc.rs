@@ -18,6 +18,8 @@ pub struct GatewayService {
     pub rest_listen: Vec<String>,
     pub pinsvc_listen: Vec<String>,
     pub served: Arc<AtomicU64>,
+    /// Loopback plain-HTTP REST listener for the transport's /libp2p-http tunnel.
+    pub libp2p_http_target: String,
 }
 
 #[tonic::async_trait]
@@ -28,6 +30,7 @@ impl Gateway for GatewayService {
             rest_listen: self.rest_listen.clone(),
             pinsvc_listen: self.pinsvc_listen.clone(),
             requests_served: self.served.load(Ordering::Relaxed),
+            libp2p_http_target: self.libp2p_http_target.clone(),
         }))
     }
 

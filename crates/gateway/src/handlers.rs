@@ -155,9 +155,7 @@ async fn dispatch(
         )),
         Route::HealthGraph => Ok(reply::ok_json(&crate::health::graph(b).await?)),
         Route::Alerts => Ok(reply::ok_json(&b.metrics.alerts())),
-        Route::Bandwidth => Err(ApiError::not_implemented(
-            "GET /health/bandwidth (the transport does not report per-protocol bandwidth yet)",
-        )),
+        Route::Bandwidth => Ok(reply::ok_json(&crate::health::bandwidth(b).await?)),
         Route::Metrics { name } => Ok(reply::ok_json(&crate::health::metrics(b, &name).await?)),
         Route::MetricNames => Ok(reply::ok_json(&b.metrics.names())),
         Route::Token => token(ctx),

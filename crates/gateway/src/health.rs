@@ -141,3 +141,30 @@ pub async fn graph(b: &Backends) -> Result<api::ConnectGraph, ApiError> {
     }
     Ok(g)
 }
+
+/// GET /health/bandwidth: this peer's libp2p bytes by protocol (local, as upstream).
+pub async fn bandwidth(b: &Backends) -> Result<api::BandwidthByProtocol, ApiError> {
+    let mut t = b.transport.clone();
+    let mut r = tonic::Request::new(ipfs_cluster_proto::transport::v1::BandwidthRequest {});
+    r.set_timeout(crate::backend::READ_TIMEOUT);
+    let resp = t
+        .bandwidth(r)
+        .await
+        .map_err(|s| crate::backend::status_error("transport", &s))?
+        .into_inner();
+    Ok(resp
+        .protocols
+        .into_iter()
+        .map(|p| {
+            (
+                p.protocol,
+                api::Bandwidth {
+                    total_in: p.total_in.min(i64::MAX as u64) as i64,
+                    total_out: p.total_out.min(i64::MAX as u64) as i64,
+                    rate_in: p.rate_in,
+                    rate_out: p.rate_out,
+                },
+            )
+        })
+        .collect())
+}

@@ -6,12 +6,14 @@ pub mod accesslog;
 pub mod add;
 pub mod auth;
 pub mod backend;
+pub mod car;
 pub mod config;
 pub mod cors;
 pub mod dag;
 pub mod grpc;
 pub mod handlers;
 pub mod health;
+pub mod libp2p_http;
 pub mod metrics;
 pub mod model;
 pub mod multipart;
@@ -57,6 +59,8 @@ pub enum GatewayError {
     Io(#[from] std::io::Error),
     #[error("the {0} has no listen address; set http_listen_multiaddress")]
     NoListener(&'static str),
+    #[error("{0}")]
+    Libp2p(#[from] libp2p_http::Libp2pError),
 }
 
 /// A bound HTTP API, ready to serve.
@@ -95,7 +99,7 @@ pub async fn bind_api(
             "pinsvcapilog",
         ),
     };
-    if opts.listen.is_empty() {
+    if opts.listen.is_empty() && opts.libp2p.is_none() {
         return Err(GatewayError::NoListener(api));
     }
     let tls = match (&opts.ssl_cert_file, &opts.ssl_key_file) {
@@ -219,7 +223,18 @@ pub async fn run(
         ),
         None => None,
     };
+    // The transport pipes /libp2p-http streams (cluster host) here: the REST app in plain
+    // HTTP on an ephemeral loopback port (upstream's libp2p endpoint has no TLS).
+    let tunnel = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+    let tunnel_addr = tunnel.local_addr()?;
+    let rest_app = rest.app.clone();
+    let (tx, rx) = watch::channel(false);
+    let own_host = match opts.rest.libp2p.clone() {
+        Some(l) => Some(libp2p_http::start(l, rest_app.clone(), rx.clone()).await?.1),
+        None => None,
+    };
     let svc = grpc::GatewayService {
+        libp2p_http_target: tunnel_addr.to_string(),
         backends,
         rest_listen: rest
             .local_addrs()
@@ -237,8 +252,11 @@ pub async fn run(
             .unwrap_or_default(),
         served,
     };
-    let (tx, rx) = watch::channel(false);
-    let mut http_tasks = vec![tokio::spawn(serve_api(rest, rx.clone()))];
+    let mut http_tasks = vec![
+        tokio::spawn(serve_api(rest, rx.clone())),
+        tokio::spawn(server::serve(tunnel, None, rest_app, rx.clone())),
+    ];
+    http_tasks.extend(own_host);
     if let Some(p) = pinsvc {
         http_tasks.push(tokio::spawn(serve_api(p, rx.clone())));
     }

@@ -24,6 +24,8 @@ pub struct HttpApiOptions {
     pub http_log_file: Option<PathBuf>,
     pub headers: BTreeMap<String, Vec<String>>,
     pub cors: CorsOptions,
+    /// The REST API's own libp2p host (libp2p_http.rs), when configured.
+    pub libp2p: Option<crate::libp2p_http::Libp2pOptions>,
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +73,7 @@ impl HttpApiOptions {
             http_log_file: None,
             headers: BTreeMap::new(),
             cors: CorsOptions::default(),
+            libp2p: None,
         }
     }
 

@@ -258,6 +258,7 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
+        let app_for_io = app.clone();
         let mut conn_shutdown = shutdown.clone();
         tokio::spawn(async move {
             let builder = conn_builder(&app.opts);
@@ -287,17 +288,40 @@ pub async fn serve(
                     }
                 }
                 None => {
-                    let conn = builder.serve_connection(TokioIo::new(tcp), svc);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        r = conn.as_mut() => r,
-                        _ = conn_shutdown.changed() => { conn.as_mut().graceful_shutdown(); conn.await }
-                    }
+                    serve_io(tcp, remote, app_for_io, conn_shutdown).await;
+                    return;
                 }
             };
             if let Err(e) = res {
                 tracing::debug!(%remote, error = %e, "HTTP connection ended with an error");
             }
         });
+    }
+}
+
+/// Serves one plain (already accepted) connection or stream with `app` until it ends or
+/// `shutdown` flips (then the current request finishes). Used by the TCP listeners and by
+/// the libp2p-http endpoint.
+pub async fn serve_io<I>(
+    io: I,
+    remote: SocketAddr,
+    app: Arc<App>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let builder = conn_builder(&app.opts);
+    let svc = service_fn(move |req| {
+        let app = app.clone();
+        async move { Ok::<_, std::convert::Infallible>(app.call(req, remote).await) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let res = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.changed() => { conn.as_mut().graceful_shutdown(); conn.await }
+    };
+    if let Err(e) = res {
+        tracing::debug!(%remote, error = %e, "HTTP connection ended with an error");
     }
 }

@@ -378,6 +378,20 @@ impl tpb::transport_server::Transport for FakeTransport {
     ) -> Result<GResp<tpb::PeersResponse>, Status> {
         Err(Status::unimplemented("not in this double"))
     }
+    async fn bandwidth(
+        &self,
+        _r: GReq<tpb::BandwidthRequest>,
+    ) -> Result<GResp<tpb::BandwidthResponse>, Status> {
+        Ok(GResp::new(tpb::BandwidthResponse {
+            protocols: vec![tpb::ProtocolBandwidth {
+                protocol: "/ipfs/ping/1.0.0".into(),
+                total_in: 96,
+                total_out: 64,
+                rate_in: 1.5,
+                rate_out: 0.0,
+            }],
+        }))
+    }
     async fn dial(&self, _r: GReq<tpb::DialRequest>) -> Result<GResp<tpb::DialResponse>, Status> {
         Err(Status::unimplemented("not in this double"))
     }
@@ -566,6 +580,7 @@ pub async fn start(tune: impl FnOnce(&mut crate::HttpApiOptions)) -> Harness {
     let pinsvc = ps.local_addrs()[0];
     tokio::spawn(crate::serve_api(ps, rx.clone()));
     let svc = crate::grpc::GatewayService {
+        libp2p_http_target: String::new(),
         backends,
         rest_listen: vec![],
         pinsvc_listen: vec![],

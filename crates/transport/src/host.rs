@@ -29,6 +29,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tonic::Status;
 
 use crate::{
+    bandwidth::{Bandwidth, CountingMuxer},
     first_bytes::FirstBytesCheck,
     inbound::Inbound,
     options::Limits,
@@ -52,13 +53,17 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub calls: request_response::Behaviour<WireCodec>,
+    /// Raw streams (`/libp2p-http`, see http_tunnel.rs).
+    pub streams: libp2p_stream::Behaviour,
 }
 
 /// TCP -> [pnet] -> multistream-select -> noise -> yamux.
 fn build_transport(
     key: &identity::Keypair,
     psk: Option<PreSharedKey>,
+    bw: Arc<Bandwidth>,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
+    let bw2 = bw.clone();
     let noise = noise::Config::new(key)?;
     let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
     // FirstBytesCheck: a wrong/missing secret fails at the first received byte, not at the
@@ -70,12 +75,14 @@ fn build_transport(
             .upgrade(Version::V1Lazy)
             .authenticate(noise)
             .multiplex(yamux::Config::default())
+            .map(move |(p, m), _| (p, StreamMuxerBox::new(CountingMuxer::new(m, bw2.clone()))))
             .boxed(),
         None => tcp
             .map(|socket, _| FirstBytesCheck::new(socket))
             .upgrade(Version::V1Lazy)
             .authenticate(noise)
             .multiplex(yamux::Config::default())
+            .map(move |(p, m), _| (p, StreamMuxerBox::new(CountingMuxer::new(m, bw.clone()))))
             .boxed(),
     })
 }
@@ -169,6 +176,10 @@ pub struct HostHandle {
     /// Hex PSK fingerprint; "" on an open network.
     pub psk_fingerprint: String,
     pub limits: Limits,
+    /// Bytes by libp2p protocol (bandwidth.rs).
+    pub bandwidth: Arc<Bandwidth>,
+    /// Opens/accepts raw libp2p streams (http_tunnel.rs).
+    pub streams: libp2p_stream::Control,
 }
 
 fn gone() -> Status {
@@ -313,10 +324,12 @@ pub async fn start(
     let max_stream = limits.max_stream_answer.max(max);
     let heartbeat = cfg.gossip_heartbeat;
     let ping_interval = cfg.ping_interval;
+    let bandwidth = Bandwidth::new();
+    let bw = bandwidth.clone();
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair)
         .with_tokio()
         .with_other_transport(|key| {
-            build_transport(key, psk)
+            build_transport(key, psk, bw)
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         })
         .map_err(|e| HostError::Build(e.to_string()))?
@@ -348,6 +361,7 @@ pub async fn start(
                 identify,
                 ping: ping::Behaviour::new(ping::Config::new().with_interval(ping_interval)),
                 calls,
+                streams: libp2p_stream::Behaviour::new(),
             })
         })
         .map_err(|e| HostError::Build(e.to_string()))?
@@ -426,6 +440,8 @@ pub async fn start(
         local_peer_id,
         psk_fingerprint: psk.map(|p| p.fingerprint().to_string()).unwrap_or_default(),
         limits: cfg.limits.clone(),
+        bandwidth,
+        streams: swarm.behaviour().streams.new_control(),
     };
     let task = Task {
         swarm,

@@ -2,8 +2,10 @@
 //! allow-list policy, gossipsub broadcast, peerstore. The binary (`main.rs`) only loads
 //! the configuration and calls [`run`].
 
+pub mod bandwidth;
 pub mod first_bytes;
 pub mod host;
+pub mod http_tunnel;
 pub mod inbound;
 pub mod local;
 pub mod options;
@@ -43,6 +45,7 @@ pub struct Running {
     pub service: TransportService,
     host_task: tokio::task::JoinHandle<()>,
     bootstrap_task: tokio::task::JoinHandle<()>,
+    tunnel_task: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -57,6 +60,7 @@ impl Running {
     /// Stops bootstrapping and the host (writing the peerstore).
     pub async fn stop(self) {
         self.bootstrap_task.abort();
+        self.tunnel_task.abort();
         self.host.shutdown().await;
         let _ = self.host_task.await;
     }
@@ -118,6 +122,7 @@ pub async fn start(opts: TransportOptions) -> Result<Running, Error> {
     )
     .await?;
     let bootstrap_task = tokio::spawn(host::bootstrap(handle.clone(), targets));
+    let tunnel_task = http_tunnel::spawn(handle.streams.clone(), local.clone());
     Ok(Running {
         service: TransportService {
             host: handle.clone(),
@@ -127,6 +132,7 @@ pub async fn start(opts: TransportOptions) -> Result<Running, Error> {
         host: handle,
         host_task,
         bootstrap_task,
+        tunnel_task,
     })
 }
 

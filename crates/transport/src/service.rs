@@ -7,10 +7,10 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use ipfs_cluster_proto::{
     transport::v1::{
-        transport_server, BroadcastMessage, DialRequest, DialResponse, DisconnectRequest,
-        IdRequest, IdResponse, PeerCallManyRequest, PeerCallManyResponse, PeerCallRequest,
-        PeerCallResponse, PeerCallResult, PeersRequest, PeersResponse, PublishRequest,
-        SubscribeRequest, WireRequest,
+        transport_server, BandwidthRequest, BandwidthResponse, BroadcastMessage, DialRequest,
+        DialResponse, DisconnectRequest, IdRequest, IdResponse, PeerCallManyRequest,
+        PeerCallManyResponse, PeerCallRequest, PeerCallResponse, PeerCallResult, PeersRequest,
+        PeersResponse, PublishRequest, SubscribeRequest, WireRequest,
     },
     types::v1::Empty,
 };
@@ -101,6 +101,15 @@ impl transport_server::Transport for TransportService {
                 .collect(),
             psk_fingerprint: self.host.psk_fingerprint.clone(),
         }))
+    }
+
+    async fn bandwidth(
+        &self,
+        _: Request<BandwidthRequest>,
+    ) -> Result<Response<BandwidthResponse>, Status> {
+        Ok(Response::new(crate::bandwidth::to_proto(
+            self.host.bandwidth.snapshot(),
+        )))
     }
 
     async fn peers(&self, _: Request<PeersRequest>) -> Result<Response<PeersResponse>, Status> {

@@ -1,0 +1,156 @@
+//! libp2p-http for `--host …/p2p/<id>`, as upstream's client (go-libp2p-http): the ctl
+//! starts a throw-away libp2p host (TCP, pnet with `--secret` when given, noise, yamux),
+//! dials the cluster peer once and opens one `/libp2p-http` stream per request, on which
+//! the ordinary HTTP/1.1 exchange runs. `/dns*` names are resolved here (the host has no
+//! DNS transport).
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::{
+    core::{muxing::StreamMuxerBox, transport::Boxed, upgrade::Version},
+    identity, noise,
+    pnet::{PnetConfig, PreSharedKey},
+    swarm::{dial_opts::DialOpts, SwarmEvent},
+    tcp, yamux, Multiaddr, PeerId, StreamProtocol, Transport,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
+
+/// go-libp2p-http's protocol id.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/libp2p-http");
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub type P2pStream = Compat<libp2p::Stream>;
+
+/// A connected libp2p client for one peer.
+pub struct P2pClient {
+    control: libp2p_stream::Control,
+    peer: PeerId,
+    /// Keeps the swarm task alive; dropping the client stops it.
+    _stop: oneshot::Sender<()>,
+}
+
+fn transport(
+    key: &identity::Keypair,
+    psk: Option<PreSharedKey>,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
+    let noise = noise::Config::new(key)?;
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    Ok(match psk {
+        Some(psk) => tcp
+            .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
+            .upgrade(Version::V1Lazy)
+            .authenticate(noise)
+            .multiplex(yamux::Config::default())
+            .boxed(),
+        None => tcp
+            .upgrade(Version::V1Lazy)
+            .authenticate(noise)
+            .multiplex(yamux::Config::default())
+            .boxed(),
+    })
+}
+
+/// `/dns*/name/...` → `/ip4|ip6/addr/...` (first answer).
+async fn resolve(addr: &Multiaddr) -> Result<Multiaddr, String> {
+    use libp2p::multiaddr::Protocol;
+    let mut out = Multiaddr::empty();
+    let mut port = 0;
+    for p in addr.iter() {
+        if let Protocol::Tcp(t) = p {
+            port = t;
+        }
+    }
+    for p in addr.iter() {
+        match p {
+            Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_) => {
+                let want_v6 = matches!(p, Protocol::Dns6(_));
+                let want_v4 = matches!(p, Protocol::Dns4(_));
+                let (Protocol::Dns(n) | Protocol::Dns4(n) | Protocol::Dns6(n)) = p else {
+                    unreachable!("matched above")
+                };
+                let ip = tokio::net::lookup_host((n.as_ref(), port))
+                    .await
+                    .map_err(|e| format!("lookup {n}: {e}"))?
+                    .map(|s| s.ip())
+                    .find(|ip| (!want_v4 || ip.is_ipv4()) && (!want_v6 || ip.is_ipv6()))
+                    .ok_or_else(|| format!("lookup {n}: no such host"))?;
+                out.push(match ip {
+                    std::net::IpAddr::V4(a) => Protocol::Ip4(a),
+                    std::net::IpAddr::V6(a) => Protocol::Ip6(a),
+                });
+            }
+            other => out.push(other),
+        }
+    }
+    Ok(out)
+}
+
+impl P2pClient {
+    /// Dials `peer` at `addr` (without the /p2p part) and waits for the connection.
+    pub async fn connect(
+        addr: &Multiaddr,
+        peer: PeerId,
+        secret: Option<[u8; 32]>,
+    ) -> Result<P2pClient, String> {
+        let addr = resolve(addr).await?;
+        let psk = secret.map(PreSharedKey::new);
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_other_transport(|key| {
+                transport(key, psk)
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            })
+            .map_err(|e| format!("cannot build the libp2p client: {e}"))?
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .map_err(|e| format!("cannot build the libp2p client: {e}"))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .with_connection_timeout(DIAL_TIMEOUT)
+            .build();
+        let control = swarm.behaviour().new_control();
+        swarm
+            .dial(DialOpts::peer_id(peer).addresses(vec![addr]).build())
+            .map_err(|e| format!("failed to dial {peer}: {e}"))?;
+        let (conn_tx, mut conn_rx) = mpsc::channel::<Result<(), String>>(1);
+        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stop_rx => return,
+                    ev = swarm.select_next_some() => match ev {
+                        SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == peer => {
+                            let _ = conn_tx.try_send(Ok(()));
+                        }
+                        SwarmEvent::OutgoingConnectionError { error, .. } => {
+                            let _ = conn_tx.try_send(Err(format!("failed to dial {peer}: {error}")));
+                        }
+                        _ => {}
+                    },
+                }
+            }
+        });
+        match tokio::time::timeout(DIAL_TIMEOUT + Duration::from_secs(1), conn_rx.recv()).await {
+            Ok(Some(Ok(()))) => Ok(P2pClient {
+                control,
+                peer,
+                _stop: stop_tx,
+            }),
+            Ok(Some(Err(e))) => Err(e),
+            Ok(None) => Err(format!("failed to dial {peer}: the libp2p client stopped")),
+            Err(_) => Err(format!(
+                "failed to dial {peer}: no connection within {DIAL_TIMEOUT:?} (wrong --secret?)"
+            )),
+        }
+    }
+
+    /// A new `/libp2p-http` stream to the peer.
+    pub async fn open(&self) -> Result<P2pStream, String> {
+        let mut c = self.control.clone();
+        let s = tokio::time::timeout(DIAL_TIMEOUT, c.open_stream(self.peer, PROTOCOL))
+            .await
+            .map_err(|_| format!("opening a {PROTOCOL} stream to {} timed out", self.peer))?
+            .map_err(|e| format!("cannot open a {PROTOCOL} stream to {}: {e}", self.peer))?;
+        Ok(s.compat())
+    }
+}
