@@ -1520,9 +1520,39 @@ fn full_disk_gives_errors_then_recovers() {
                 .is_none()
             {
                 if Instant::now() > until {
+                    // Diagnose for the report: does a daemon restart cure it?
+                    let last = ledger.samples.lock().unwrap().last().cloned();
+                    let d = c.peers[0].daemon.take().unwrap();
+                    stop_proc(d, "TERM", Duration::from_secs(20)).await;
+                    let restarted = c.peers[0].start(&[]).await;
+                    let after = match restarted {
+                        Ok(()) => {
+                            let ok = ledger
+                                .op(&access, &rest, &identity_cid(&rng), true)
+                                .await
+                                .is_some();
+                            let check = match settle_in_doubt(
+                                &ledger,
+                                &c.targets(),
+                                Duration::from_secs(60),
+                            )
+                            .await
+                            {
+                                Ok(n) => checker::check(&c.checker_targets(), &ledger, n, c.faults)
+                                    .await
+                                    .map(|r| r.to_string())
+                                    .unwrap_or_else(|e| format!("{e:#}")),
+                                Err(e) => format!("{e:#}"),
+                            };
+                            format!(
+                                "after a daemon restart a pin {} and {check}",
+                                if ok { "succeeds" } else { "fails too" }
+                            )
+                        }
+                        Err(e) => format!("the daemon does not restart: {e:#}"),
+                    };
                     bail!(
-                        "pins still fail 90 s after space was freed: {:?}; log:\n{}",
-                        ledger.samples.lock().unwrap().last(),
+                        "pins still fail 90 s after space was freed: {last:?}; {after}; log:\n{}",
                         c.peers[0].log_tail()
                     );
                 }
