@@ -1189,33 +1189,57 @@ async fn call_bytes(method: &str, url: &str, body: Vec<u8>, within: Duration) ->
         .unwrap_or_else(|e| panic!("{method} {url}: {e:#}"))
 }
 
-/// POST /add?format=car: a CAR exported by ANOTHER IPFS node (`dag/export` of added
-/// content) is imported block by block through the ipfs connector, its root is pinned
-/// through the cluster, and the content is complete on the cluster peer's IPFS (the
-/// exporting node is stopped first, so nothing can be fetched from it).
+/// POST /add?format=car: a CAR from the IPFS node's `dag/export` of added content, whose
+/// blocks are then REMOVED from that node (`block/rm`), is imported block by block through
+/// the ipfs connector, its root is pinned through the cluster, and `cat` of the whole
+/// content works again on the peer's IPFS (so every block came from the CAR).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_format_car_imports_a_dag_export() {
     let tmp = tempfile::tempdir().unwrap();
-    let (dx, dc) = (tmp.path().join("ipfs-x"), tmp.path().join("ipfs-c"));
-    std::fs::create_dir_all(&dx).unwrap();
+    let dc = tmp.path().join("ipfs");
     std::fs::create_dir_all(&dc).unwrap();
-    let (x, c) = tokio::join!(IpfsNode::start(&dx), IpfsNode::start(&dc));
-    let (x, c) = (
-        x.expect("exporting IPFS node"),
-        c.expect("cluster IPFS node"),
-    );
+    let c = IpfsNode::start(&dc).await.expect("IPFS node");
     let data = pseudo_random(600_000, 7); // 3 chunks: 3 leaves + 1 root
-    let root = ipfs_add(&x, "", &data).await;
+    let root = ipfs_add(&c, "", &data).await;
     let (st, car) = call_bytes(
         "POST",
-        &format!("{}/api/v0/dag/export?arg={root}", x.api_url()),
+        &format!("{}/api/v0/dag/export?arg={root}", c.api_url()),
         vec![],
         Duration::from_secs(60),
     )
     .await;
     assert_eq!(st, 200, "dag/export");
     assert!(car.len() > data.len());
-    drop(x);
+    let (st, refs) = call_bytes(
+        "POST",
+        &format!("{}/api/v0/refs?arg={root}&recursive=true", c.api_url()),
+        vec![],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let mut rm = format!("{}/api/v0/block/rm?arg={root}", c.api_url());
+    let mut n = 1;
+    for v in serde_json::Deserializer::from_slice(&refs).into_iter::<Value>() {
+        rm.push_str(&format!("&arg={}", v.unwrap()["Ref"].as_str().unwrap()));
+        n += 1;
+    }
+    assert_eq!(n, 4, "root + 3 leaves");
+    let (st, body) = call_bytes("POST", &rm, vec![], Duration::from_secs(30)).await;
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(st, 200, "block/rm: {body}");
+    let removed: Vec<Value> = serde_json::Deserializer::from_str(&body)
+        .into_iter::<Value>()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(removed.len(), 4, "block/rm: {body}");
+    for r in &removed {
+        assert!(
+            r["Error"].as_str().unwrap_or("").is_empty(),
+            "block/rm: {body}"
+        );
+    }
+    assert!(body.contains(&root), "block/rm: {body}");
 
     let p = PeerDir::init(&tmp.path().join("peer"), &c.multiaddr(), None).unwrap();
     let _daemon = start_peer(&p, &[]).await;
