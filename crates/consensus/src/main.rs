@@ -97,6 +97,18 @@ pub fn removed_marker(raft_dir: &std::path::Path) -> PathBuf {
     raft_dir.with_file_name(format!("{name}.removed"))
 }
 
+/// The file that says a join through `--bootstrap` has not completed yet:
+/// `<raft dir>.joining`. A restart without `--bootstrap` (the launcher restarts crashed
+/// services without it) must not bootstrap a new one-peer cluster from the empty staging
+/// store: it resumes only when a leader already added this peer, else it refuses to start.
+pub fn joining_marker(raft_dir: &std::path::Path) -> PathBuf {
+    let name = raft_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "raft".into());
+    raft_dir.with_file_name(format!("{name}.joining"))
+}
+
 /// Follows the transport's `monitor.metrics` topic into the allocator's metric store.
 fn spawn_metrics(node: Arc<Node>, mut client: TransportClient) {
     tokio::spawn(async move {
@@ -233,11 +245,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
     }
+    let joining = joining_marker(&raft_dir);
+    // After `state cleanup` (no store any more) the marker is stale: a new start is wanted.
+    if joining.exists() && !raft_dir.join(store::DB_FILE).exists() {
+        let _ = std::fs::remove_file(&joining);
+    }
+    let unfinished_join = bootstrap.is_empty() && joining.exists();
     if !bootstrap.is_empty() {
         // Upstream wipes (backs up) local raft state and starts in staging mode.
         if raft_dir.join(store::DB_FILE).exists() {
             backup_dir(&raft_dir, raft.backups_rotate.max(1) as u32)?;
         }
+        opts.staging = true;
+        if let Some(parent) = joining.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(
+            &joining,
+            b"this peer is joining a cluster through --bootstrap\n",
+        )
+        .with_context(|| format!("writing {}", joining.display()))?;
+    } else if unfinished_join {
         opts.staging = true;
     }
     let keep = raft.backups_rotate.max(1) as u32;
@@ -252,6 +281,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         client: transport.clone(),
     });
     let node = Node::start(opts, carrier).await?;
+    if unfinished_join {
+        let initialized = node
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| anyhow::anyhow!("raft: {e}"))?;
+        if !initialized {
+            let _ = node.raft.shutdown().await;
+            anyhow::bail!(
+                "this peer's join through --bootstrap never completed (marker {}); start it with --bootstrap <peer multiaddr> again, or delete that file to start a new cluster",
+                joining.display()
+            );
+        }
+        tracing::info!("resuming: a leader added this peer before its join call returned");
+        let _ = std::fs::remove_file(&joining);
+    }
     node.spawn_background();
     spawn_metrics(node.clone(), transport.clone());
     tracing::info!(peer = %peer_id, addr = %consensus_addr, raft_dir = %raft_dir.display(), "consensus service ready");
@@ -260,9 +305,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if !bootstrap.is_empty() {
         let node = node.clone();
         let transport = transport.clone();
+        let joining_done = joining.clone();
         tokio::spawn(async move {
-            if let Err(e) = join(&node, &transport, &bootstrap, join_deadline).await {
-                let _ = fail_tx.send(format!("{e:#}")).await;
+            match join(&node, &transport, &bootstrap, join_deadline).await {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&joining_done);
+                }
+                Err(e) => {
+                    let _ = fail_tx.send(format!("{e:#}")).await;
+                }
             }
         });
     }
