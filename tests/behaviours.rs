@@ -618,7 +618,6 @@ fn hundred() -> Vec<Vec<u8>> {
 /// 1. Every peer's Peers() returns exactly the 5 members, each with the IPFS daemon ID
 ///    that member reports in its own ID().
 #[test]
-#[ignore = "needs the crypto crates optimised in dev builds (root Cargo.toml [profile.dev.package.curve25519-dalek] etc., see crates/consensus/README.md): unoptimised ed25519 gossip verification starves 5-peer clusters on 2 cores; run with --ignored"]
 fn b01_peers_lists_five_members_with_their_ipfs_ids() {
     with_cluster(|c| {
         Box::pin(async move {
@@ -669,7 +668,6 @@ fn b01_peers_lists_five_members_with_their_ipfs_ids() {
 /// 2. 100 CIDs pinned through random peers (replication -1) end up `pinned` in every peer's
 ///    local StatusAll; the state lists exactly 100 pins.
 #[test]
-#[ignore = "needs the crypto crates optimised in dev builds (root Cargo.toml [profile.dev.package.curve25519-dalek] etc., see crates/consensus/README.md): unoptimised ed25519 gossip verification starves 5-peer clusters on 2 cores; run with --ignored"]
 fn b02_hundred_pins_pinned_everywhere() {
     with_cluster(|c| {
         Box::pin(async move {
@@ -722,7 +720,6 @@ fn b02_hundred_pins_pinned_everywhere() {
 /// 3. Unpinning the 100 through random peers succeeds; unpinning them again fails (not in
 ///    the pinset); afterwards every peer's local StatusAll is empty.
 #[test]
-#[ignore = "needs the crypto crates optimised in dev builds (root Cargo.toml [profile.dev.package.curve25519-dalek] etc., see crates/consensus/README.md): unoptimised ed25519 gossip verification starves 5-peer clusters on 2 cores; run with --ignored"]
 fn b03_unpin_hundred_then_again_fails() {
     with_cluster(|c| {
         Box::pin(async move {
@@ -774,7 +771,6 @@ fn b03_unpin_hundred_then_again_fails() {
 /// 7. Global StatusAll on any peer: 1 item with the pin name, peer_map of 5, all `pinned`,
 ///    each with that peer's IPFS ID; Status(cid) agrees (also through the ctl).
 #[test]
-#[ignore = "needs the crypto crates optimised in dev builds (root Cargo.toml [profile.dev.package.curve25519-dalek] etc., see crates/consensus/README.md): unoptimised ed25519 gossip verification starves 5-peer clusters on 2 cores; run with --ignored"]
 fn b07_status_all_one_item_five_pinned() {
     with_cluster(|c| {
         Box::pin(async move {
@@ -814,7 +810,6 @@ fn b07_status_all_one_item_five_pinned() {
 /// 8. With one peer shut down (raft): StatusAll still has 5 entries, the dead one
 ///    `cluster_error` with its peername and IPFS ID from the metric cache; Status(cid) too.
 #[test]
-#[ignore = "needs the crypto crates optimised in dev builds (root Cargo.toml [profile.dev.package.curve25519-dalek] etc., see crates/consensus/README.md): unoptimised ed25519 gossip verification starves 5-peer clusters on 2 cores; run with --ignored"]
 fn b08_one_peer_down_reported_as_cluster_error() {
     with_cluster(|c| {
         Box::pin(async move {
@@ -856,7 +851,6 @@ fn b08_one_peer_down_reported_as_cluster_error() {
 /// 9. RecoverLocal on the always-failing CID leaves it `pin_error` after the queue runs;
 ///    RecoverLocal on a good CID returns `pinned`.
 #[test]
-#[ignore = "needs the crypto crates optimised in dev builds (root Cargo.toml [profile.dev.package.curve25519-dalek] etc., see crates/consensus/README.md): unoptimised ed25519 gossip verification starves 5-peer clusters on 2 cores; run with --ignored"]
 fn b09_recover_local() {
     with_cluster(|c| {
         Box::pin(async move {
@@ -916,7 +910,6 @@ fn b09_recover_local() {
 /// 10. Global Recover returns a peer_map with all 5 peers even on failure; afterwards
 ///     Status shows `pin_error` with an error on all 5; Recover of a good CID: `pinned` ×5.
 #[test]
-#[ignore = "needs the crypto crates optimised in dev builds (root Cargo.toml [profile.dev.package.curve25519-dalek] etc., see crates/consensus/README.md): unoptimised ed25519 gossip verification starves 5-peer clusters on 2 cores; run with --ignored"]
 fn b10_recover_global() {
     with_cluster(|c| {
         Box::pin(async move {
@@ -956,7 +949,6 @@ fn b10_recover_global() {
 /// 11. RecoverAll with one good and one failing pin returns exactly 1 GlobalPinInfo (the
 ///     re-queued failing CID) with 5 peer entries.
 #[test]
-#[ignore = "needs the crypto crates optimised in dev builds (root Cargo.toml [profile.dev.package.curve25519-dalek] etc., see crates/consensus/README.md): unoptimised ed25519 gossip verification starves 5-peer clusters on 2 cores; run with --ignored"]
 fn b11_recover_all_requeues_only_the_failing_pin() {
     with_cluster(|c| {
         Box::pin(async move {
@@ -988,7 +980,6 @@ fn b11_recover_all_requeues_only_the_failing_pin() {
 /// 27. RepoGC from any peer returns a peer_map of 5 entries, each with its peer ID and no
 ///     error (js-ipfs: the real GC'd keys, possibly none).
 #[test]
-#[ignore = "needs the crypto crates optimised in dev builds (root Cargo.toml [profile.dev.package.curve25519-dalek] etc., see crates/consensus/README.md): unoptimised ed25519 gossip verification starves 5-peer clusters on 2 cores; run with --ignored"]
 fn b27_repo_gc_answers_for_every_peer() {
     with_cluster(|c| {
         Box::pin(async move {
@@ -1024,7 +1015,6 @@ fn b27_repo_gc_answers_for_every_peer() {
 ///     mapped to its IPFS ID whose swarm peers are listed; with 2 peers shut down (raft)
 ///     the graph keeps 5 nodes and the dead ones have no links.
 #[test]
-#[ignore = "needs the crypto crates optimised in dev builds (root Cargo.toml [profile.dev.package.curve25519-dalek] etc., see crates/consensus/README.md): unoptimised ed25519 gossip verification starves 5-peer clusters on 2 cores; run with --ignored"]
 fn b28_connect_graph() {
     with_cluster(|c| {
         Box::pin(async move {
@@ -1094,7 +1084,6 @@ fn b28_connect_graph() {
 /// the others, nothing is re-allocated (disable_repinning defaults to true), and both
 /// rejoin on a plain restart and catch up with a pin made while they were down.
 #[test]
-#[ignore = "needs the crypto crates optimised in dev builds (root Cargo.toml [profile.dev.package.curve25519-dalek] etc., see crates/consensus/README.md): unoptimised ed25519 gossip verification starves 5-peer clusters on 2 cores; run with --ignored"]
 fn z_stop_and_kill_then_rejoin_and_catch_up() {
     with_cluster(|c| {
         Box::pin(async move {

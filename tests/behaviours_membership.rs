@@ -406,7 +406,6 @@ async fn joined(one_by_one: bool) -> Cluster {
 
 /// 35 (all at once).
 #[test]
-#[ignore = "needs the crypto crates optimised in dev builds (root Cargo.toml [profile.dev.package.curve25519-dalek] etc., see crates/consensus/README.md): unoptimised ed25519 gossip verification starves 5-peer clusters on 2 cores; run with --ignored"]
 fn b35_join_all_at_once() {
     run(async {
         joined(false).await;
@@ -417,7 +416,6 @@ fn b35_join_all_at_once() {
 /// the others see 4) and 33 (every remaining peer removes itself in turn, the leader first;
 /// each stops and the rest see one fewer; the last one cannot remove itself).
 #[test]
-#[ignore = "needs the crypto crates optimised in dev builds (root Cargo.toml [profile.dev.package.curve25519-dalek] etc., see crates/consensus/README.md): unoptimised ed25519 gossip verification starves 5-peer clusters on 2 cores; run with --ignored"]
 fn b35_join_one_by_one_then_b32_remove_then_b33_each_removes_itself() {
     run(async {
         let mut c = joined(true).await;

@@ -447,7 +447,6 @@ fn three_peers_100_pins_identical_allocations_then_unpin_all() {
 }
 
 #[test]
-#[ignore = "needs the crypto crates optimised in dev builds (root Cargo.toml [profile.dev.package.curve25519-dalek] etc., see crates/consensus/README.md): unoptimised ed25519 gossip verification starves 5-peer clusters on 2 cores; run with --ignored"]
 fn five_peers_100_pins_identical_allocations_then_unpin_all() {
     run(hundred_pins(
         5,
