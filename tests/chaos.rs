@@ -184,6 +184,14 @@ async fn stop_proc(mut p: Proc, sig: &'static str, within: Duration) {
     .await;
 }
 
+/// Whether a process still exists and has not exited (a zombie has freed its sockets).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|st| st.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
+        .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
+}
+
 fn kill_group(pid: u32, sig: &str) {
     let _ = Command::new("kill")
         .args([format!("-{sig}"), "--".into(), format!("-{pid}")])
@@ -1056,9 +1064,20 @@ impl Cluster {
             "chaos: SIGKILL the whole {} (launcher and services)",
             p.name
         );
+        let services: Vec<u32> = SERVICE_BINS
+            .iter()
+            .filter_map(|(_, b)| p.service_pid(b))
+            .collect();
         let d = p.daemon.take().context("peer not running")?;
         stop_proc(d, "KILL", Duration::from_secs(10)).await;
         self.faults += 1;
+        // The services die with the launcher but may take a moment to exit (and free their
+        // ports) on a loaded machine: a start before that fails with "address already in use".
+        wait_for(Duration::from_secs(30), || async {
+            services.iter().all(|pid| !alive(*pid))
+        })
+        .await
+        .context("the killed peer's services did not exit")?;
         p.start(&[]).await
     }
 
