@@ -58,10 +58,14 @@ pub fn status_error(service: &str, s: &Status) -> ApiError {
             StatusCode::NOT_IMPLEMENTED,
             format!("{service}: {}", s.message()),
         ),
-        Code::Unavailable => ApiError::internal(format!(
+        // tonic attaches the underlying error (connect refused, broken connection) as the
+        // source when the call never reached the service; an UNAVAILABLE the service sent
+        // itself (no leader, no quorum) carries its own explanation and is passed through.
+        Code::Unavailable if std::error::Error::source(s).is_some() => ApiError::internal(format!(
             "the local {service} service is not reachable ({}); is it running?",
             s.message()
         )),
+        Code::Unavailable => ApiError::internal(format!("{service}: {}", s.message())),
         Code::DeadlineExceeded => ApiError::internal(format!(
             "the local {service} service did not answer in time: {}",
             s.message()
@@ -524,5 +528,43 @@ impl Backends {
             .await
             .map_err(|s| status_error("consensus", &s))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipfs_cluster_proto::consensus::v1::LeaderRequest;
+
+    #[test]
+    fn unavailable_sent_by_the_service_is_passed_through() {
+        let e = status_error(
+            "consensus",
+            &Status::unavailable("no cluster leader reachable within 15s"),
+        );
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            e.message,
+            "consensus: no cluster leader reachable within 15s"
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_service_is_named_as_such() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let token = InternalToken::generate();
+        let mut c = ipfs_cluster_proto::client::consensus(([127, 0, 0, 1], port).into(), &token);
+        let s = c.leader(LeaderRequest {}).await.unwrap_err();
+        let e = status_error("consensus", &s);
+        assert!(
+            e.message
+                .starts_with("the local consensus service is not reachable"),
+            "{}",
+            e.message
+        );
     }
 }
