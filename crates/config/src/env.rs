@@ -160,6 +160,10 @@ const INTERNAL: &[(&str, Kind)] = &[
     ("gateway_listen_multiaddress", Str),
     ("token_file", Str),
     ("allow_remote_internal", Bool),
+    ("transport_metrics_multiaddress", Str),
+    ("consensus_metrics_multiaddress", Str),
+    ("ipfs_connector_metrics_multiaddress", Str),
+    ("gateway_metrics_multiaddress", Str),
 ];
 
 type Schema = &'static [(&'static str, Kind)];

@@ -30,7 +30,7 @@ pub use duration::GoDuration;
 pub use env::var_name as env_var_name;
 pub use error::ConfigError;
 pub use identity::Identity;
-pub use internal::InternalConfig;
+pub use internal::{InternalConfig, ServiceKind};
 pub use libp2p::{Multiaddr, PeerId};
 pub use peer::{
     init, init_from, read_peerstore, resolve_config_dir, write_peerstore, InitOptions, InitReport,

@@ -165,7 +165,18 @@ impl ServiceConfig {
         self.informer.validate()?;
         self.observations.validate()?;
         self.internal.validate()?;
+        if self.observations.metrics.enable_stats {
+            for k in crate::ServiceKind::ALL {
+                self.metrics_addr(k)?;
+            }
+        }
         Ok(())
+    }
+
+    /// Where `service` serves Prometheus `/metrics` (see `InternalConfig::metrics_addr`).
+    pub fn metrics_addr(&self, service: crate::ServiceKind) -> Result<std::net::SocketAddr> {
+        self.internal
+            .metrics_addr(service, &self.observations.metrics.prometheus_endpoint)
     }
 
     /// The raft section (validate() guarantees it exists on a loaded Peer).

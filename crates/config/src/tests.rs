@@ -821,3 +821,32 @@ fn max_pin_attempts_is_our_stateless_key() {
         .to_string();
     assert!(e.contains("CLUSTER_STATELESS_MAXPINATTEMPTS"), "{e}");
 }
+
+#[test]
+fn metrics_endpoints_derived_overridden_and_loopback_only() {
+    use crate::ServiceKind;
+    let mut cfg = ServiceConfig::default_for_init("p", ClusterSecret::generate());
+    let ports: Vec<u16> = ServiceKind::ALL
+        .iter()
+        .map(|k| cfg.metrics_addr(*k).unwrap().port())
+        .collect();
+    assert_eq!(ports, vec![8888, 8889, 8890, 8891]);
+    cfg.internal.gateway_metrics_multiaddress = Some("/ip4/127.0.0.1/tcp/9999".parse().unwrap());
+    assert_eq!(cfg.metrics_addr(ServiceKind::Gateway).unwrap().port(), 9999);
+    // The override survives a JSON round trip; "" means derived.
+    let v = cfg.internal.to_value();
+    assert_eq!(v["gateway_metrics_multiaddress"], "/ip4/127.0.0.1/tcp/9999");
+    assert_eq!(v["consensus_metrics_multiaddress"], "");
+    // Non-loopback: refused only when stats are on (validate) and always by metrics_addr.
+    cfg.observations.metrics.prometheus_endpoint = "/ip4/10.0.0.1/tcp/8888".parse().unwrap();
+    cfg.validate().unwrap();
+    cfg.observations.metrics.enable_stats = true;
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("observations.metrics.prometheus_endpoint")
+            && e.contains("allow_remote_internal"),
+        "{e}"
+    );
+    cfg.internal.allow_remote_internal = true;
+    cfg.validate().unwrap();
+}
