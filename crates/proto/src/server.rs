@@ -1,19 +1,83 @@
 //! Serving an internal gRPC endpoint: loopback-only binding, the bearer-token check on
-//! every call (health excepted), gRPC health and reflection v1 + v1alpha.
+//! every call (health excepted), gRPC health and reflection v1 + v1alpha. Every served
+//! call is also reported to the process's `GrpcObserver` (Prometheus counters) and, with
+//! tracing on, runs inside a span carrying the caller's W3C `trace_id`.
 
 use std::{
     convert::Infallible,
     future::Future,
     net::SocketAddr,
     pin::Pin,
+    sync::OnceLock,
     task::{Context, Poll},
+    time::{Duration, Instant},
 };
 
 use tokio::net::TcpListener;
 use tonic::{body::Body, server::NamedService, transport::Server, Status};
 use tower::{Layer, Service};
 
-use crate::auth::InternalToken;
+use tracing::Instrument;
+
+use crate::{
+    auth::InternalToken,
+    client::{in_trace, tracing_enabled, TraceContext, TRACEPARENT},
+};
+
+/// Told about every served gRPC call (health checks excepted); set once per process by
+/// the observability crate when metrics are on.
+pub trait GrpcObserver: Send + Sync + 'static {
+    /// `method` is `Service/Method` (package dropped), `code` the gRPC status name.
+    fn observe(&self, method: &str, code: &str, elapsed: Duration);
+}
+
+static OBSERVER: OnceLock<Box<dyn GrpcObserver>> = OnceLock::new();
+
+/// Installs the process's observer; false if one was already set.
+pub fn set_observer(o: Box<dyn GrpcObserver>) -> bool {
+    OBSERVER.set(o).is_ok()
+}
+
+/// `/ipfscluster.consensus.v1.Consensus/Pin` → `Consensus/Pin`.
+pub fn short_method(path: &str) -> &str {
+    let path = path.trim_start_matches('/');
+    match path.split_once('/') {
+        Some((svc, _)) => {
+            let short_svc = svc.rsplit('.').next().unwrap_or(svc);
+            &path[svc.len() - short_svc.len()..]
+        }
+        None => path,
+    }
+}
+
+/// The gRPC status name from a response's headers (a trailers-only error answer carries
+/// it there; a normal answer's status comes in trailers and is OK for our unary calls).
+fn status_name(h: &http::HeaderMap) -> &'static str {
+    let code = h
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .unwrap_or(0);
+    match tonic::Code::from_i32(code) {
+        tonic::Code::Ok => "OK",
+        tonic::Code::Cancelled => "CANCELLED",
+        tonic::Code::Unknown => "UNKNOWN",
+        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
+        tonic::Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        tonic::Code::NotFound => "NOT_FOUND",
+        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
+        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
+        tonic::Code::Aborted => "ABORTED",
+        tonic::Code::OutOfRange => "OUT_OF_RANGE",
+        tonic::Code::Unimplemented => "UNIMPLEMENTED",
+        tonic::Code::Internal => "INTERNAL",
+        tonic::Code::Unavailable => "UNAVAILABLE",
+        tonic::Code::DataLoss => "DATA_LOSS",
+        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -134,14 +198,61 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let allowed = req.uri().path().starts_with(HEALTH_PREFIX)
-            || req
-                .headers()
-                .get(http::header::AUTHORIZATION)
-                .is_some_and(|v| self.token.matches_header(v.as_bytes()));
+        let health = req.uri().path().starts_with(HEALTH_PREFIX);
+        if health {
+            return Box::pin(self.inner.call(req));
+        }
+        let method = short_method(req.uri().path()).to_string();
+        let started = Instant::now();
+        let allowed = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .is_some_and(|v| self.token.matches_header(v.as_bytes()));
         if allowed {
-            Box::pin(self.inner.call(req))
+            let trace = tracing_enabled().then(|| {
+                req.headers()
+                    .get(TRACEPARENT)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(TraceContext::parse)
+                    .map(|c| c.child())
+                    .unwrap_or_else(TraceContext::new_root)
+            });
+            let fut = self.inner.call(req);
+            Box::pin(async move {
+                let res = match trace {
+                    None => fut.await,
+                    Some(ctx) => {
+                        let trace_id = ctx.trace_id_hex();
+                        let span =
+                            tracing::info_span!("grpc", trace_id = %trace_id, method = %method);
+                        let res = in_trace(ctx, fut).instrument(span.clone()).await;
+                        let code = res
+                            .as_ref()
+                            .map(|r| status_name(r.headers()))
+                            .unwrap_or("INTERNAL");
+                        span.in_scope(|| {
+                            tracing::info!(
+                                code,
+                                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                                "grpc call served"
+                            )
+                        });
+                        res
+                    }
+                };
+                if let Some(o) = OBSERVER.get() {
+                    let code = res
+                        .as_ref()
+                        .map(|r| status_name(r.headers()))
+                        .unwrap_or("INTERNAL");
+                    o.observe(&method, code, started.elapsed());
+                }
+                res
+            })
         } else {
+            if let Some(o) = OBSERVER.get() {
+                o.observe(&method, "UNAUTHENTICATED", started.elapsed());
+            }
             tracing::warn!(
                 path = req.uri().path(),
                 "internal gRPC call refused: missing or wrong internal token"
@@ -151,5 +262,24 @@ where
             );
             Box::pin(async move { Ok(status.into_http()) })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_labels_and_status_names() {
+        assert_eq!(
+            short_method("/ipfscluster.consensus.v1.Consensus/Pin"),
+            "Consensus/Pin"
+        );
+        assert_eq!(short_method("/Plain/Call"), "Plain/Call");
+        assert_eq!(short_method("nothing"), "nothing");
+        let mut h = http::HeaderMap::new();
+        assert_eq!(status_name(&h), "OK");
+        h.insert("grpc-status", "14".parse().unwrap());
+        assert_eq!(status_name(&h), "UNAVAILABLE");
     }
 }
