@@ -1,0 +1,80 @@
+//! Observability shared by the four services: each one serves Prometheus `GET /metrics`
+//! on its own loopback port (`--stats` / `observations.metrics.enable_stats`) and, with
+//! `--tracing` / `observations.tracing.enable_tracing`, carries a W3C trace id through
+//! every internal gRPC call so one REST request's log lines share a `trace_id`.
+//!
+//! A service calls [`start`] once at startup, then registers its own families on the
+//! returned [`Metrics`] (or, from library code, on [`global()`]).
+
+pub mod metrics;
+pub mod serve;
+
+use std::{net::SocketAddr, sync::Arc};
+
+pub use ipfs_cluster_config::ServiceKind;
+pub use ipfs_cluster_proto::client::{
+    current_trace, in_trace, set_tracing, tracing_enabled, TraceContext, TRACEPARENT,
+};
+pub use metrics::{global, latency_histogram, HistogramFamily, Labels, Metrics};
+pub use prometheus_client;
+pub use serve::ServeError;
+
+/// What a service turns on at startup.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub service: ServiceKind,
+    pub peer_id: String,
+    /// `Some(addr)`: serve `/metrics` there.
+    pub metrics_addr: Option<SocketAddr>,
+    pub allow_remote: bool,
+    pub tracing: bool,
+}
+
+impl Options {
+    /// From a loaded peer configuration plus the binary's `--stats` / `--tracing` flags
+    /// (either the flag or the config key turns a feature on).
+    pub fn from_config(
+        service: ServiceKind,
+        peer_id: impl Into<String>,
+        cfg: &ipfs_cluster_config::ServiceConfig,
+        stats_flag: bool,
+        tracing_flag: bool,
+    ) -> Result<Self, ipfs_cluster_config::ConfigError> {
+        let stats = stats_flag || cfg.observations.metrics.enable_stats;
+        Ok(Options {
+            service,
+            peer_id: peer_id.into(),
+            metrics_addr: if stats {
+                Some(cfg.metrics_addr(service)?)
+            } else {
+                None
+            },
+            allow_remote: cfg.internal.allow_remote_internal,
+            tracing: tracing_flag || cfg.observations.tracing.enable_tracing,
+        })
+    }
+}
+
+/// Turns tracing on if asked, and with metrics on: builds the registry (build info, gRPC
+/// request families), hooks it into the gRPC server plumbing, binds the endpoint and
+/// serves it in the background. `Ok(None)` when metrics are off.
+pub async fn start(opts: Options) -> Result<Option<Arc<Metrics>>, ServeError> {
+    set_tracing(opts.tracing);
+    if opts.tracing {
+        tracing::info!(
+            service = opts.service.name(),
+            "tracing on: internal gRPC calls carry a W3C traceparent; grep trace_id=<id> in the logs"
+        );
+    }
+    let Some(addr) = opts.metrics_addr else {
+        return Ok(None);
+    };
+    let listener = serve::bind(addr, opts.allow_remote).await?;
+    let m = Metrics::new(opts.service.name(), &opts.peer_id);
+    m.install_grpc_observer();
+    metrics::set_global(m.clone());
+    let bound = listener.local_addr().unwrap_or(addr);
+    tracing::info!(addr = %bound, service = opts.service.name(), "Prometheus metrics endpoint listening on /metrics");
+    tokio::spawn(serve::serve(listener, m.clone()));
+    Ok(Some(m))
+}
