@@ -368,23 +368,35 @@ async fn grpcurl_lists_and_calls_each_service_with_the_token() {
 /// The launcher's own observability: a service that stops answering its health check (here
 /// frozen with SIGSTOP) is logged as unhealthy, and as ready again once it answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "intermittent: in one full CI-style run no 'unhealthy' line appeared within 30 s of SIGSTOPping the gateway; to investigate (run with --ignored)"]
 async fn launcher_logs_service_health_changes() {
     let tmp = tempfile::tempdir().unwrap();
     let ipfs = IpfsNode::start(tmp.path()).await.expect("IPFS test node");
     let peer = PeerDir::init(&tmp.path().join("peer"), &ipfs.multiaddr(), None).expect("init");
     let daemon = peer.start(&[]).await.expect("daemon");
-    let children =
-        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", daemon.pid())).unwrap();
+    let log = || std::fs::read_to_string(peer.dir.join("daemon.log")).unwrap_or_default();
+    // `start` returns once REST answers, which can be before the launcher has seen the
+    // gateway's health check pass: freezing the gateway then would leave the launcher in
+    // its start-up wait (no health watch yet). Wait for the launcher's own READY line,
+    // printed after the watch has started.
+    wait_for(Duration::from_secs(60), || async {
+        log().contains("**IPFS Cluster is READY**")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the launcher never said READY; log:\n{}", peer.log_tail()));
+    // The launcher's children, whichever of its threads spawned them.
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", daemon.pid())).unwrap();
+    let children: Vec<String> = tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| c.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .collect();
     let gateway = children
-        .split_whitespace()
+        .into_iter()
         .find(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
                 .is_ok_and(|c| c.contains("ipfs-cluster-gateway"))
         })
-        .expect("the launcher's gateway child")
-        .to_string();
-    let log = || std::fs::read_to_string(peer.dir.join("daemon.log")).unwrap_or_default();
+        .expect("the launcher's gateway child");
     let kill = |sig: &str| {
         Command::new("kill")
             .args([sig, &gateway])

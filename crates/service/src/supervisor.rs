@@ -61,6 +61,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RESTARTS: usize = 5;
 const RESTART_WINDOW: Duration = Duration::from_secs(120);
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// Bound on one health check (connect + handshake + call).
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct DaemonOptions {
     pub config_dir: PathBuf,
@@ -270,42 +272,64 @@ async fn start_and_wait(
 
 /// Logs every change of a service's health (`state=unhealthy` / `state=ready`) while the
 /// peer runs, so a hung service shows in the launcher's log even when its process lives.
+///
+/// Each service has its own loop: a check that hangs (a frozen process still accepts TCP
+/// connections in the kernel's backlog, then never answers the HTTP/2 handshake) costs at
+/// most `HEALTH_TIMEOUT` and delays no other service, so a hung service is reported within
+/// one interval plus one timeout. Aborting the returned task stops every loop.
 fn spawn_health_watch(peer: &Peer) -> Result<tokio::task::JoinHandle<()>> {
     let mut addrs = Vec::new();
     for spec in SERVICES {
         addrs.push((spec.name, (spec.addr)(peer)?));
     }
     Ok(tokio::spawn(async move {
-        let mut up = vec![true; addrs.len()];
-        let mut tick = tokio::time::interval(HEALTH_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            for (i, (name, addr)) in addrs.iter().enumerate() {
-                let now = healthy(*addr).await;
-                if now != up[i] {
-                    if now {
-                        tracing::info!(service = name, state = "ready", %addr, "service healthy again");
-                    } else {
-                        tracing::warn!(service = name, state = "unhealthy", %addr, "service stopped answering its health check");
-                    }
-                    up[i] = now;
-                }
-            }
+        let mut loops = tokio::task::JoinSet::new();
+        for (name, addr) in addrs {
+            loops.spawn(watch_one(name, addr));
         }
+        // The loops never end; this task is aborted at shutdown, which aborts the set.
+        while loops.join_next().await.is_some() {}
     }))
 }
 
-/// gRPC health check (no token needed) of a local service.
+async fn watch_one(name: &'static str, addr: SocketAddr) {
+    let mut up = true;
+    let mut tick = tokio::time::interval(HEALTH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = healthy(addr).await;
+        if now != up {
+            if now {
+                tracing::info!(service = name, state = "ready", %addr, "service healthy again");
+            } else {
+                tracing::warn!(service = name, state = "unhealthy", %addr, "service stopped answering its health check");
+            }
+            up = now;
+        }
+    }
+}
+
+/// gRPC health check (no token needed) of a local service. A fresh connection each time
+/// (a cached one could be stuck on a dead process); connecting, the HTTP/2 handshake and the
+/// call together are bounded by `HEALTH_TIMEOUT`.
 pub async fn healthy(addr: SocketAddr) -> bool {
-    let channel = ipfs_cluster_proto::client::channel(addr);
-    let mut client = HealthClient::new(channel);
-    let req = HealthCheckRequest {
-        service: String::new(),
+    let check = async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .ok()?
+            .connect_timeout(HEALTH_TIMEOUT)
+            .timeout(HEALTH_TIMEOUT)
+            .connect()
+            .await
+            .ok()?;
+        let req = HealthCheckRequest {
+            service: String::new(),
+        };
+        HealthClient::new(channel).check(req).await.ok()
     };
     matches!(
-        tokio::time::timeout(Duration::from_secs(2), client.check(req)).await,
-        Ok(Ok(resp)) if resp.get_ref().status == ServingStatus::Serving as i32
+        tokio::time::timeout(HEALTH_TIMEOUT, check).await,
+        Ok(Some(resp)) if resp.get_ref().status == ServingStatus::Serving as i32
     )
 }
 
