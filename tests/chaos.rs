@@ -1345,7 +1345,6 @@ fn partition_minority_refuses_majority_commits() {
 /// then a follower: the isolated leader must refuse writes too, the other two elect a new
 /// leader and keep committing.
 #[test]
-#[ignore = "bug: a leader cut off from the majority never answers a write (the REST call hangs past 60 s) instead of refusing it; see report (consensus: client_write has no commit timeout)"]
 fn partition_isolated_leader_refuses_majority_commits() {
     partition_run(&[0, 2]);
 }
@@ -1501,7 +1500,6 @@ fn fill(path: &Path) -> Result<u64> {
 /// the peer keeps running, and pins succeed again once space is freed; nothing acknowledged
 /// is lost, also across a restart.
 #[test]
-#[ignore = "bug: after one ENOSPC the consensus raft core stops for good (openraft StorageError is fatal) and every later pin fails with the same error after space is back, until the service is restarted; see crates/consensus/src/node.rs write_err"]
 fn full_disk_gives_errors_then_recovers() {
     let _g = serial();
     let mnt_root = tempfile::tempdir().unwrap();

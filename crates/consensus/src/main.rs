@@ -139,6 +139,27 @@ fn spawn_metrics(node: Arc<Node>, mut client: TransportClient) {
     });
 }
 
+/// Returns once `dir` takes a 1 MiB file again (probed every second).
+async fn wait_writable(dir: &std::path::Path) {
+    let probe = dir.join(".write-probe");
+    loop {
+        let p = probe.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let r = std::fs::File::create(&p)
+                .and_then(|mut f| f.write_all(&vec![0u8; 1 << 20]).and_then(|_| f.sync_all()));
+            let _ = std::fs::remove_file(&p);
+            r.is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        if ok {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 async fn join(
     node: &Node,
     transport: &TransportClient,
@@ -319,6 +340,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 
     let mut removed = node.removed();
+    let mut fatal = node.fatal();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(ipfs_cluster_proto::serve(
         listener,
@@ -335,7 +357,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ = sigterm.recv() => false,
         _ = removed.wait_for(|r| *r) => true,
         Some(e) = fail_rx.recv() => { failure = Some(e); false }
+        Ok(msg) = fatal.wait_for(|f| f.is_some()) => {
+            failure = msg.clone();
+            false
+        }
     };
+    if node.fatal().borrow().is_some() {
+        // Raft's core stopped (a storage write failed). Writes are refused with that error
+        // meanwhile; exit (non-zero, the launcher restarts us on a reopened store) once the
+        // disk takes writes again, so a full disk does not turn into a crash loop that makes
+        // the launcher give up.
+        tracing::error!(dir = %raft_dir.display(), "raft stopped on a storage error; exiting once the raft folder is writable again");
+        tokio::select! {
+            _ = wait_writable(&raft_dir) => {}
+            _ = tokio::signal::ctrl_c() => {}
+            _ = sigterm.recv() => {}
+        }
+    }
     tracing::info!("consensus service shutting down");
     let mut left = false;
     if leave && !was_removed && failure.is_none() {

@@ -4,12 +4,16 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    future::Future,
     path::PathBuf,
     sync::Arc,
     time::Duration,
 };
 
-use openraft::{error::ClientWriteError, ChangeMembers};
+use openraft::{
+    error::{Fatal, RaftError},
+    ChangeMembers, RaftMetrics,
+};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -22,7 +26,7 @@ use crate::{
     pinning::{normalize_cid, pin_update, setup_pin, PinDefaults},
     raft_store::{LogStore, StateMachine},
     store::Store,
-    types::{PinBytes, PinOp, Raft},
+    types::{ApplyResult, PinBytes, PinOp, Raft},
 };
 use ipfs_cluster_proto::{
     consensus::v1::{raft_request::Kind, Member, RaftRequest, RaftResponse},
@@ -120,6 +124,12 @@ pub struct Node {
     /// another is uncommitted ("already undergoing a configuration change"), which made
     /// peers joining at the same moment fail their join.
     membership_lock: tokio::sync::Mutex<()>,
+    /// Set (once) when raft's core stopped on an error (a failed storage write is fatal
+    /// in openraft): the process must exit so the launcher restarts it on a reopened store.
+    fatal: watch::Sender<Option<String>>,
+    /// election_timeout_max of the raft config: how long a leader may go without a quorum
+    /// acknowledgement before it refuses writes (plus the metrics' tick granularity).
+    quorum_grace: Duration,
 }
 
 fn now_secs() -> i64 {
@@ -133,13 +143,36 @@ fn retryable(s: &Status) -> bool {
     )
 }
 
-fn write_err(e: openraft::error::RaftError<NodeId, ClientWriteError<NodeId, PeerNode>>) -> Status {
+/// The message of a stopped raft core (what the caller and the log are told).
+fn fatal_message(f: &Fatal<NodeId>) -> String {
+    format!(
+        "the consensus store failed and raft stopped: {f}; this consensus service exits so the launcher restarts it on the reopened store (free disk space if the disk is full)"
+    )
+}
+
+fn write_err<E>(e: RaftError<NodeId, E>) -> Status
+where
+    E: std::error::Error + openraft::TryAsRef<openraft::error::ForwardToLeader<NodeId, PeerNode>>,
+{
+    if let RaftError::Fatal(f) = &e {
+        return match f {
+            Fatal::Stopped => Status::unavailable("the consensus service is shutting down; retry"),
+            f => Status::unavailable(fatal_message(f)),
+        };
+    }
     match e.forward_to_leader::<PeerNode>() {
         Some(_) => {
             Status::unavailable("this peer lost the raft leadership during the commit; retry")
         }
         None => Status::internal(format!("raft commit failed: {e}")),
     }
+}
+
+fn no_leader(timeout: Duration) -> Status {
+    Status::unavailable(format!(
+        "no cluster leader reachable within {}s: this peer may be cut off from the majority of the cluster, or the cluster lost its quorum",
+        timeout.as_secs_f64()
+    ))
 }
 
 impl Node {
@@ -186,6 +219,9 @@ impl Node {
         .await
         .map_err(|e| anyhow::anyhow!("starting raft: {e}"))?;
         let (removed, _) = watch::channel(false);
+        let (fatal, _) = watch::channel(None);
+        // Metrics are refreshed at least every tick (1.5 x heartbeat) on an idle leader.
+        let quorum_grace = Duration::from_millis(el * 2 + hb * 3 / 2);
         let node = Arc::new(Node {
             raft,
             store,
@@ -195,7 +231,10 @@ impl Node {
             carrier,
             removed,
             membership_lock: tokio::sync::Mutex::new(()),
+            fatal,
+            quorum_grace,
         });
+        node.spawn_fatal_watch();
         let initialized = node
             .raft
             .is_initialized()
@@ -231,6 +270,159 @@ impl Node {
 
     pub fn removed(&self) -> watch::Receiver<bool> {
         self.removed.subscribe()
+    }
+
+    /// Becomes Some(message) when raft's core stopped on an error (not a normal shutdown).
+    pub fn fatal(&self) -> watch::Receiver<Option<String>> {
+        self.fatal.subscribe()
+    }
+
+    /// Follows raft's metrics: a core that stopped on an error is reported once on `fatal`,
+    /// whether or not a write was in flight.
+    fn spawn_fatal_watch(self: &Arc<Self>) {
+        let mut rx = self.raft.metrics();
+        let fatal = self.fatal.clone();
+        tokio::spawn(async move {
+            loop {
+                let state = rx.borrow_and_update().running_state.clone();
+                match state {
+                    Err(Fatal::Stopped) => return,
+                    Err(f) => {
+                        let msg = fatal_message(&f);
+                        tracing::error!("{msg}");
+                        let _ = fatal.send(Some(msg));
+                        return;
+                    }
+                    Ok(()) => {}
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Refuses a write early when raft's core has stopped.
+    fn check_core(&self) -> Result<(), Status> {
+        match &self.raft.metrics().borrow().running_state {
+            Ok(()) => Ok(()),
+            Err(Fatal::Stopped) => Err(Status::unavailable(
+                "the consensus service is shutting down; retry",
+            )),
+            Err(f) => Err(Status::unavailable(fatal_message(f))),
+        }
+    }
+
+    /// On the leader: refuses to write when no quorum acknowledged this leader within the
+    /// election timeout. openraft 0.9 keeps a leader that lost its majority as leader, so
+    /// without this a partitioned leader would accept writes that can never commit.
+    async fn check_quorum(&self) -> Result<(), Status> {
+        let grace_ms = self.quorum_grace.as_millis() as u64;
+        let me = self.id;
+        let acked = move |m: &RaftMetrics<NodeId, PeerNode>| {
+            m.current_leader != Some(me)
+                || m.millis_since_quorum_ack.is_some_and(|ms| ms <= grace_ms)
+        };
+        let since = {
+            let m = self.raft.metrics().borrow().clone();
+            if acked(&m) {
+                return self.still_leader();
+            }
+            m.millis_since_quorum_ack
+        };
+        // A just-elected leader has no quorum ack yet: give it the grace period once. A
+        // stale ack means the majority stopped answering: refuse at once.
+        if since.is_none()
+            && self
+                .raft
+                .wait(Some(self.quorum_grace))
+                .metrics(acked, "quorum ack")
+                .await
+                .is_ok()
+        {
+            return self.still_leader();
+        }
+        Err(self.no_quorum(""))
+    }
+
+    /// UNAVAILABLE for a leader that lost its majority, with how long ago it last had one.
+    fn no_quorum(&self, suffix: &str) -> Status {
+        let since = self.raft.metrics().borrow().millis_since_quorum_ack;
+        let ago = match since {
+            Some(ms) => format!("last quorum ack {:.1}s ago", ms as f64 / 1000.0),
+            None => "no quorum ack since it was elected".to_string(),
+        };
+        Status::unavailable(format!(
+            "this peer leads but cannot reach a majority of the cluster ({ago}): it is probably partitioned{suffix}"
+        ))
+    }
+
+    /// Resolves when this peer still leads but its last quorum ack is older than the grace
+    /// period (the majority stopped answering while a write was in flight).
+    async fn quorum_lost(&self) {
+        let grace_ms = self.quorum_grace.as_millis() as u64;
+        let me = self.id;
+        let lost = move |m: &RaftMetrics<NodeId, PeerNode>| {
+            m.current_leader == Some(me) && m.millis_since_quorum_ack.is_none_or(|ms| ms > grace_ms)
+        };
+        if self
+            .raft
+            .wait(None)
+            .metrics(lost, "quorum lost")
+            .await
+            .is_err()
+        {
+            // The metrics channel closed (raft stopped): the write itself reports that.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    fn still_leader(&self) -> Result<(), Status> {
+        if self.raft.metrics().borrow().current_leader == Some(self.id) {
+            Ok(())
+        } else {
+            Err(Status::unavailable(
+                "this peer lost the raft leadership before the commit; retry",
+            ))
+        }
+    }
+
+    /// The bound of one raft write (commit or membership change) on the leader.
+    fn commit_timeout(&self) -> Duration {
+        self.opts.network_timeout + self.opts.wait_for_leader_timeout
+    }
+
+    /// Runs a raft write future on the leader: refused when the core stopped or the leader
+    /// has no quorum, and bounded by `commit_timeout`.
+    async fn bounded<T, E, F>(&self, fut: F) -> Result<T, Status>
+    where
+        F: Future<Output = Result<T, RaftError<NodeId, E>>>,
+        E: std::error::Error
+            + openraft::TryAsRef<openraft::error::ForwardToLeader<NodeId, PeerNode>>,
+    {
+        self.check_core()?;
+        self.check_quorum().await?;
+        let limit = self.commit_timeout();
+        tokio::select! {
+            r = fut => r.map_err(write_err),
+            _ = self.quorum_lost() => {
+                Err(self.no_quorum("; the write may or may not be applied"))
+            }
+            _ = tokio::time::sleep(limit) => {
+                self.check_core()?;
+                Err(Status::unavailable(format!(
+                    "the commit did not complete within {}s (this peer may have lost its majority); the write may or may not be applied",
+                    limit.as_secs_f64()
+                )))
+            }
+        }
+    }
+
+    /// Commits one op through raft on this leader (see `bounded`).
+    pub async fn write(&self, op: PinOp) -> Result<ApplyResult, Status> {
+        self.bounded(self.raft.client_write(op))
+            .await
+            .map(|r| r.data)
     }
 
     /// Current members (from raft's latest membership config).
@@ -270,15 +462,15 @@ impl Node {
             .wait(Some(self.opts.wait_for_leader_timeout))
             .metrics(|m| m.current_leader.is_some(), "leader")
             .await
-            .map_err(|_| Status::unavailable("timed out waiting for leader"))?;
+            .map_err(|_| no_leader(self.opts.wait_for_leader_timeout))?;
         m.current_leader
-            .ok_or_else(|| Status::unavailable("timed out waiting for leader"))
+            .ok_or_else(|| no_leader(self.opts.wait_for_leader_timeout))
     }
 
     /// Runs a write on the leader: locally when we lead, else forwarded; retried as
     /// upstream's commit_retries on transient failures.
     pub async fn commit(&self, f: Forward) -> Result<Option<Pin>, Status> {
-        let mut last = Status::unavailable("timed out waiting for leader");
+        let mut last = no_leader(self.opts.wait_for_leader_timeout);
         // As upstream: commit_retries re-tries of the whole commit, each with up to
         // commit_retries re-tries of the redirect to the leader (2 x heartbeat_timeout apart,
         // long enough for a dead leader to be replaced).
@@ -364,7 +556,7 @@ impl Node {
             }
             Forward::Unpin(cid) => self.unpin_here(&cid).await.map(Some),
             Forward::Op(op) => {
-                self.raft.client_write(op).await.map_err(write_err)?;
+                self.write(op).await?;
                 Ok(None)
             }
             Forward::Join(node) => self.add_voter(node).await.map(|_| None),
@@ -392,10 +584,7 @@ impl Node {
                 .ok_or_else(|| Status::not_found("pin is not part of the pinset"))?;
             let p = pin_update(&from, &pin.cid, pin.options.as_ref(), now)
                 .map_err(Status::invalid_argument)?;
-            self.raft
-                .client_write(PinOp::Pin(PinBytes::encode(&p)))
-                .await
-                .map_err(write_err)?;
+            self.write(PinOp::Pin(PinBytes::encode(&p))).await?;
             return Ok(p);
         }
         let existing = self.get(&pin.cid).await?;
@@ -410,10 +599,7 @@ impl Node {
         if let Some(o) = stored.options.as_mut() {
             o.user_allocations.clear();
         }
-        self.raft
-            .client_write(PinOp::Pin(PinBytes::encode(&stored)))
-            .await
-            .map_err(write_err)?;
+        self.write(PinOp::Pin(PinBytes::encode(&stored))).await?;
         Ok(pin)
     }
 
@@ -465,10 +651,7 @@ impl Node {
             }
             _ => {}
         }
-        self.raft
-            .client_write(PinOp::Unpin(cid.to_string()))
-            .await
-            .map_err(write_err)?;
+        self.write(PinOp::Unpin(cid.to_string())).await?;
         Ok(pin)
     }
 
@@ -513,27 +696,25 @@ impl Node {
             return Ok(());
         }
         tracing::info!(peer = %node.peer_id, "adding peer to the cluster");
-        self.raft
-            .add_learner(id, node, true)
-            .await
-            .map_err(write_err)?;
+        self.bounded(self.raft.add_learner(id, node, true)).await?;
         // A change left uncommitted by a previous leader can still be in progress: retry.
         let mut tries = 0;
         loop {
             match self
-                .raft
-                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
+                .bounded(
+                    self.raft
+                        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true),
+                )
                 .await
             {
                 Ok(_) => return Ok(()),
                 Err(e)
-                    if tries < 20
-                        && e.to_string().contains("undergoing a configuration change") =>
+                    if tries < 20 && e.message().contains("undergoing a configuration change") =>
                 {
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
-                Err(e) => return Err(write_err(e)),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -568,17 +749,16 @@ impl Node {
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
-        self.raft
-            .change_membership(change, false)
-            .await
-            .map_err(write_err)?;
+        self.bounded(self.raft.change_membership(change, false))
+            .await?;
         // A removed voter may linger as a learner entry in some configs; drop it too.
         let m = self.raft.metrics().borrow().membership_config.clone();
         if m.membership().get_node(&id).is_some() {
-            self.raft
-                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
-                .await
-                .map_err(write_err)?;
+            self.bounded(
+                self.raft
+                    .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false),
+            )
+            .await?;
         }
         if peer == self.opts.peer_id {
             let _ = self.removed.send(true);
@@ -713,10 +893,7 @@ impl Node {
                 Ok(a) if a != existing.allocations => {
                     p.allocations = a;
                     p.timestamp = now_secs();
-                    self.raft
-                        .client_write(PinOp::Pin(PinBytes::encode(&p)))
-                        .await
-                        .map_err(write_err)?;
+                    self.write(PinOp::Pin(PinBytes::encode(&p))).await?;
                     changed += 1;
                 }
                 Ok(_) => {}
@@ -769,10 +946,7 @@ impl Node {
         let n = expired.len();
         for cid in expired {
             tracing::info!(%cid, "pin expired; unpinning");
-            self.raft
-                .client_write(PinOp::Unpin(cid))
-                .await
-                .map_err(write_err)?;
+            self.write(PinOp::Unpin(cid)).await?;
         }
         Ok(n)
     }

@@ -919,3 +919,66 @@ async fn user_allocations_guide_allocation_but_are_not_stored() {
         n.raft.shutdown().await.unwrap();
     }
 }
+
+/// A leader cut off from both followers (each node has its own router, so the cut is
+/// symmetric) refuses a write with a clear UNAVAILABLE instead of hanging, while the other
+/// two elect a new leader and keep committing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_leader_refuses_writes_and_the_majority_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let peers = ["peerA", "peerB", "peerC"];
+    let routers: Vec<Router> = peers.iter().map(|_| Router::default()).collect();
+    let mut nodes = vec![];
+    for (i, p) in peers.iter().enumerate() {
+        let mut o = opts(p, dir.path());
+        o.init_peerset = peers.iter().map(|s| s.to_string()).collect();
+        let n = Node::start(o, Arc::new(routers[i].clone())).await.unwrap();
+        nodes.push(n);
+    }
+    for r in &routers {
+        for (p, n) in peers.iter().zip(&nodes) {
+            r.insert(*p, n.clone());
+        }
+    }
+    for n in &nodes {
+        wait_leader(n).await;
+    }
+    let leader = nodes[0].leader().unwrap();
+    let li = peers.iter().position(|p| *p == leader).unwrap();
+    nodes[li].pin(pin(C1, 0, 0)).await.unwrap();
+
+    // Cut the leader off in both directions.
+    routers[li].clear();
+    for (i, r) in routers.iter().enumerate() {
+        if i != li {
+            r.remove(&leader);
+        }
+    }
+    let t0 = std::time::Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(30), nodes[li].pin(pin(C2, 0, 0)))
+        .await
+        .expect("the isolated leader hung on a write")
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains("cannot reach a majority"),
+        "{}",
+        err.message()
+    );
+    println!(
+        "isolated leader refused in {:?}: {}",
+        t0.elapsed(),
+        err.message()
+    );
+
+    // The majority elects a new leader and commits.
+    let rest: Vec<_> = (0..3).filter(|i| *i != li).collect();
+    nodes[rest[0]].pin(pin(C3, 0, 0)).await.unwrap();
+    for &i in &rest {
+        assert!(nodes[i].get(C3).await.unwrap().is_some());
+    }
+    assert!(nodes[li].get(C3).await.unwrap().is_none());
+    for n in &nodes {
+        let _ = n.raft.shutdown().await;
+    }
+}
