@@ -3,6 +3,8 @@
 //! metrics broadcast for allocation, and serves the Consensus gRPC service on the internal
 //! consensus address until SIGINT/SIGTERM or until this peer is removed from the cluster.
 
+mod prometheus;
+
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
@@ -36,6 +38,12 @@ struct Cli {
     /// Leave the cluster on shutdown (overrides cluster.leave_on_shutdown).
     #[arg(long, short = 'x', hide = true)]
     leave: bool,
+    /// Serve Prometheus metrics (as observations.metrics.enable_stats).
+    #[arg(long)]
+    stats: bool,
+    /// Propagate and log trace ids (as observations.tracing.enable_tracing).
+    #[arg(long)]
+    tracing: bool,
 }
 
 fn main() {
@@ -298,6 +306,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let listener =
         ipfs_cluster_proto::bind_internal(consensus_addr, cfg.internal.allow_remote_internal)
             .await?;
+    let obs = ipfs_cluster_observability::Options::from_config(
+        ipfs_cluster_observability::ServiceKind::Consensus,
+        peer_id.clone(),
+        cfg,
+        cli.stats,
+        cli.tracing,
+    )?;
+    let prom = ipfs_cluster_observability::start(obs).await?;
     let carrier = Arc::new(TransportCarrier {
         client: transport.clone(),
     });
@@ -319,6 +335,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&joining);
     }
     node.spawn_background();
+    if let Some(m) = &prom {
+        prometheus::register(m, node.clone());
+    }
     spawn_metrics(node.clone(), transport.clone());
     tracing::info!(peer = %peer_id, addr = %consensus_addr, raft_dir = %raft_dir.display(), "consensus service ready");
 

@@ -19,6 +19,7 @@ pub mod model;
 pub mod multipart;
 pub mod options;
 pub mod pinsvc;
+pub mod prometheus;
 pub mod query;
 pub mod reply;
 pub mod router;

@@ -17,6 +17,12 @@ struct Args {
     /// Configuration folder (service.json, identity.json, internal.token).
     #[arg(long, env = "IPFS_CLUSTER_PATH")]
     config: Option<PathBuf>,
+    /// Serve Prometheus metrics (as observations.metrics.enable_stats).
+    #[arg(long)]
+    stats: bool,
+    /// Start a trace per HTTP request and propagate it (as observations.tracing.enable_tracing).
+    #[arg(long)]
+    tracing: bool,
 }
 
 fn config_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -54,6 +60,17 @@ async fn real_main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = config_dir(args.config)?;
     let (opts, token) = ipfs_cluster_gateway::config::load(&dir)?;
+    let peer = ipfs_cluster_config::Peer::load(&dir)?;
+    let obs = ipfs_cluster_observability::Options::from_config(
+        ipfs_cluster_observability::ServiceKind::Gateway,
+        peer.identity.peer_id.to_string(),
+        &peer.config,
+        args.stats,
+        args.tracing,
+    )?;
+    if let Some(m) = ipfs_cluster_observability::start(obs).await? {
+        ipfs_cluster_gateway::prometheus::register(&m);
+    }
     ipfs_cluster_gateway::run(opts, token, shutdown_signal()).await?;
     Ok(())
 }

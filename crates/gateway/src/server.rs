@@ -74,8 +74,30 @@ impl App {
         }
     }
 
-    /// The whole middleware chain for one request.
+    /// The whole middleware chain for one request, counted in the Prometheus families
+    /// and, with tracing on, run in the request's trace (crate::prometheus).
     pub async fn call(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+        use tracing::Instrument;
+        let obs = crate::prometheus::Observed::start(
+            self.kind,
+            req.method(),
+            req.uri().path(),
+            req.headers(),
+        );
+        let span = obs.span();
+        let mut resp = match obs.trace {
+            Some(ctx) => {
+                ipfs_cluster_observability::in_trace(ctx, self.call_untraced(req, remote))
+                    .instrument(span.clone())
+                    .await
+            }
+            None => self.call_untraced(req, remote).await,
+        };
+        obs.finish(&mut resp, &span);
+        resp
+    }
+
+    async fn call_untraced(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
         self.served.fetch_add(1, Ordering::Relaxed);
         let method = req.method().clone();
         let uri = req.uri().clone();

@@ -296,7 +296,20 @@ impl Kubo {
 
     /// Sends one POST and returns the response when it is 200; other statuses become
     /// upstream's error texts. No timeout here: callers bound the whole exchange.
+    /// Counted and timed in the Prometheus families when metrics are on.
     pub async fn post(
+        &self,
+        path: &str,
+        query: &str,
+        body: Option<(String, Bytes)>,
+    ) -> Result<Response<Incoming>, KuboError> {
+        let started = std::time::Instant::now();
+        let res = self.post_untimed(path, query, body).await;
+        crate::prometheus::ipfs_request(path, &res, started);
+        res
+    }
+
+    async fn post_untimed(
         &self,
         path: &str,
         query: &str,

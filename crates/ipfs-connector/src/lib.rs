@@ -7,6 +7,7 @@ pub mod follower;
 pub mod informers;
 pub mod kubo;
 pub mod options;
+pub mod prometheus;
 pub mod proxy;
 pub mod proxy_accesslog;
 mod proxy_headers;

@@ -15,6 +15,12 @@ struct Args {
     /// $IPFS_CLUSTER_PATH, else ~/.ipfs-cluster.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Serve Prometheus metrics (as observations.metrics.enable_stats).
+    #[arg(long)]
+    stats: bool,
+    /// Propagate and log trace ids (as observations.tracing.enable_tracing).
+    #[arg(long)]
+    tracing: bool,
 }
 
 #[tokio::main]
@@ -27,14 +33,23 @@ async fn main() {
         .init();
     let args = Args::parse();
     let dir = ipfs_cluster_config::resolve_config_dir(args.config.as_deref());
-    if let Err(e) = real_main(dir).await {
+    if let Err(e) = real_main(dir, args.stats, args.tracing).await {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
 }
 
-async fn real_main(dir: PathBuf) -> anyhow::Result<()> {
-    let settings = Settings::load(&dir)?;
+async fn real_main(dir: PathBuf, stats: bool, tracing: bool) -> anyhow::Result<()> {
+    let peer = ipfs_cluster_config::Peer::load(&dir)?;
+    let settings = Settings::from_peer(&peer)?;
+    let obs = ipfs_cluster_observability::Options::from_config(
+        ipfs_cluster_observability::ServiceKind::IpfsConnector,
+        peer.identity.peer_id.to_string(),
+        &peer.config,
+        stats,
+        tracing,
+    )?;
+    ipfs_cluster_observability::start(obs).await?;
     let shutdown = CancellationToken::new();
     let s2 = shutdown.clone();
     tokio::spawn(async move {

@@ -77,6 +77,7 @@ pub async fn run_with(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let t = build_tracker(settings.opts, shutdown.clone())?;
+    crate::prometheus::register(&t);
     if let Some(cfg) = settings.proxy {
         let listeners = crate::proxy_server::bind_all(&cfg.listen)
             .await

@@ -35,18 +35,24 @@ impl BearerToken {
 impl Interceptor for BearerToken {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
         req.metadata_mut().insert("authorization", self.0.clone());
-        if tracing_enabled() {
-            // The caller's trace (a child span of it), or a new trace for calls made
-            // outside any request (background loops).
-            let ctx = current_trace()
-                .map(|c| c.child())
-                .unwrap_or_else(TraceContext::new_root);
-            if let Ok(v) = ctx.traceparent().parse() {
-                req.metadata_mut().insert(TRACEPARENT, v);
-            }
+        if let Some(v) = outgoing_traceparent().and_then(|t| t.parse().ok()) {
+            req.metadata_mut().insert(TRACEPARENT, v);
         }
         Ok(req)
     }
+}
+
+/// The `traceparent` an outgoing internal call carries: a child span of the caller's
+/// trace, or a new trace for calls made outside any request (background loops). `None`
+/// when tracing is off.
+pub fn outgoing_traceparent() -> Option<String> {
+    if !tracing_enabled() {
+        return None;
+    }
+    let ctx = current_trace()
+        .map(|c| c.child())
+        .unwrap_or_else(TraceContext::new_root);
+    Some(ctx.traceparent())
 }
 
 // ------------------------------------------------------------------ trace context

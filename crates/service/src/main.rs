@@ -54,6 +54,12 @@ enum Cmd {
         /// Remove this peer from the cluster on shutdown
         #[arg(short = 'x', long)]
         leave: bool,
+        /// Serve Prometheus metrics: each service on its own port (observations.metrics)
+        #[arg(long)]
+        stats: bool,
+        /// Carry a trace id through every service a request crosses (observations.tracing)
+        #[arg(long)]
+        tracing: bool,
     },
     /// Offline pinset administration (the daemon must be stopped)
     State {
@@ -209,7 +215,9 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::State { command } => run_state(dir, command).await,
-        Cmd::Daemon { bootstrap, leave } => {
+        Cmd::Daemon {
+            bootstrap, leave, ..
+        } => {
             run_daemon(DaemonOptions {
                 config_dir: dir,
                 bootstrap,
@@ -221,11 +229,35 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-#[tokio::main]
-async fn main() {
+/// `daemon --stats` / `--tracing` reach the four services as the upstream environment
+/// overrides (`CLUSTER_METRICS_ENABLESTATS`, `CLUSTER_TRACING_ENABLETRACING`), which their
+/// config loading reads; set here, before any thread exists, and inherited by each child.
+fn export_observation_flags(cli: &Cli) {
+    if let Cmd::Daemon { stats, tracing, .. } = &cli.command {
+        if *stats {
+            std::env::set_var("CLUSTER_METRICS_ENABLESTATS", "true");
+        }
+        if *tracing {
+            std::env::set_var("CLUSTER_TRACING_ENABLETRACING", "true");
+        }
+    }
+}
+
+fn main() {
     let cli = Cli::parse();
+    export_observation_flags(&cli);
     init_logging(&cli);
-    if let Err(e) = run(cli).await {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run(cli)) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

@@ -25,7 +25,25 @@ pub fn deadline(timeout_ms: u32, limits: &Limits) -> Duration {
 }
 
 impl Inbound {
+    /// Serves one peer call; with tracing on, inside the caller's trace (its
+    /// `traceparent`, or a new trace when the caller sent none).
     pub async fn handle(&self, peer: PeerId, req: WireRequest) -> WireResponse {
+        use ipfs_cluster_proto::client::{in_trace, tracing_enabled, TraceContext};
+        use tracing::Instrument;
+        if !tracing_enabled() {
+            return self.handle_untraced(peer, req).await;
+        }
+        let ctx = TraceContext::parse(&req.traceparent)
+            .map(|c| c.child())
+            .unwrap_or_else(TraceContext::new_root);
+        let span = tracing::info_span!("peer_call", trace_id = %ctx.trace_id_hex(), %peer, service = %req.service, method = %req.method);
+        span.in_scope(|| tracing::info!("peer call received"));
+        in_trace(ctx, self.handle_untraced(peer, req))
+            .instrument(span)
+            .await
+    }
+
+    async fn handle_untraced(&self, peer: PeerId, req: WireRequest) -> WireResponse {
         if let Err(st) = self.trust.check(&peer, &req.service, &req.method).await {
             tracing::warn!(%peer, service = req.service, method = req.method, reason = st.message(), "peer call denied by the RPC policy");
             return status_response(&st);

@@ -11,6 +11,7 @@ pub mod local;
 pub mod options;
 pub mod peerstore;
 pub mod policy;
+pub mod prometheus;
 pub mod secret;
 pub mod service;
 pub mod trust;

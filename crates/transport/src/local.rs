@@ -141,6 +141,12 @@ impl LocalServices {
         let mut req = tonic::Request::new(payload);
         req.metadata_mut()
             .insert("authorization", self.bearer.clone());
+        if let Some(tp) = ipfs_cluster_proto::client::outgoing_traceparent() {
+            if let Ok(v) = tp.parse() {
+                req.metadata_mut()
+                    .insert(ipfs_cluster_proto::client::TRACEPARENT, v);
+            }
+        }
         req.set_timeout(timeout);
         req
     }

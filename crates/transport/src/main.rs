@@ -15,6 +15,12 @@ struct Args {
     /// Configuration folder (default: $IPFS_CLUSTER_PATH or ~/.ipfs-cluster).
     #[arg(long, value_name = "DIR")]
     config: Option<PathBuf>,
+    /// Serve Prometheus metrics (as observations.metrics.enable_stats).
+    #[arg(long)]
+    stats: bool,
+    /// Propagate and log trace ids (as observations.tracing.enable_tracing).
+    #[arg(long)]
+    tracing: bool,
 }
 
 fn main() -> ExitCode {
@@ -138,6 +144,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let addr = peer.config.internal.transport_addr()?;
     let listener =
         ipfs_cluster_proto::bind_internal(addr, peer.config.internal.allow_remote_internal).await?;
+    let obs = ipfs_cluster_observability::Options::from_config(
+        ipfs_cluster_observability::ServiceKind::Transport,
+        peer.identity.peer_id.to_string(),
+        &peer.config,
+        args.stats,
+        args.tracing,
+    )?;
+    if let Some(m) = ipfs_cluster_observability::start(obs).await? {
+        ipfs_cluster_transport::prometheus::register(&m, addr, &peer.token);
+    }
     tracing::info!(%addr, peer_id = %peer.identity.peer_id, "transport gRPC endpoint listening");
     ipfs_cluster_transport::run(opts, listener, shutdown_signal()).await?;
     Ok(())

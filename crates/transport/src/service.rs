@@ -68,7 +68,25 @@ impl TransportService {
         timeout_ms: u32,
     ) -> Result<Bytes, Status> {
         let timeout = deadline(timeout_ms, &self.host.limits);
-        match self.target(peer)? {
+        let started = std::time::Instant::now();
+        let target = self.target(peer)?;
+        let remote = matches!(target, Target::Remote(_));
+        let res = self
+            .call_target(target, service, method, payload, timeout)
+            .await;
+        crate::prometheus::peer_call(service, method, remote, &res, started);
+        res
+    }
+
+    async fn call_target(
+        &self,
+        target: Target,
+        service: &str,
+        method: &str,
+        payload: Bytes,
+        timeout: std::time::Duration,
+    ) -> Result<Bytes, Status> {
+        match target {
             Target::Local => self.local.unary(service, method, payload, timeout).await,
             Target::Remote(p) => {
                 let req = WireRequest {
@@ -77,6 +95,8 @@ impl TransportService {
                     payload: payload.to_vec(),
                     timeout_ms: 0,
                     stream: false,
+                    traceparent: ipfs_cluster_proto::client::outgoing_traceparent()
+                        .unwrap_or_default(),
                 };
                 let addrs = self.dial_hints(&p).await;
                 let chunks = into_result(self.host.call(p, req, timeout, addrs).await?)?;
@@ -219,6 +239,8 @@ impl transport_server::Transport for TransportService {
                     payload: r.payload,
                     timeout_ms: 0,
                     stream: true,
+                    traceparent: ipfs_cluster_proto::client::outgoing_traceparent()
+                        .unwrap_or_default(),
                 };
                 let addrs = self.dial_hints(&p).await;
                 let chunks = into_result(self.host.call(p, req, timeout, addrs).await?)?;

@@ -139,6 +139,7 @@ mod tests {
             payload: vec![1, 2, 3],
             timeout_ms: 5,
             stream: true,
+            traceparent: String::new(),
         };
         let mut out = Cursor::new(Vec::new());
         c.write_request(&CALL_PROTOCOL, &mut out, req.clone())
