@@ -1,13 +1,14 @@
 //! The pin tracker (upstream pintracker/stateless + optracker, cluster-internals.md §3):
 //! the shared pinset fed by `Consensus.Watch` kept on disk (`store.rs`, never loaded
-//! whole), one in-memory operation per CID only for in-flight and failed work, three bounded queues (priority pins, pins, unpins) drained
-//! by `concurrent_pins` pin workers and one unpin worker, and the Status / StatusAll /
-//! Recover logic that compares the state with what the daemon really holds.
+//! whole), and so are the operations and their three bounded queues (priority pins, pins,
+//! unpins): memory holds only a small read-ahead of each queue and the items the
+//! `concurrent_pins` pin workers and the one unpin worker are running. Also the Status /
+//! StatusAll / Recover logic that compares the state with what the daemon really holds.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc, Mutex, RwLock,
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -20,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     kubo::{canonical_cid, parse_cid, IpfsId, Kubo, KuboError, PinKind},
     options::Options,
-    store::{Action, Change, Store, StoreError},
+    store::{Action, Change, OpRecord, OpsWriter, QueueClass, Store, StoreError},
 };
 
 pub const ERR_QUEUE_FULL: &str =
@@ -43,9 +44,10 @@ pub enum Phase {
     Error,
 }
 
+/// How an operation looks to Status (built from its stored record and, while a worker
+/// holds it, the worker's in-memory state).
 #[derive(Debug, Clone)]
 struct Operation {
-    id: u64,
     kind: OpKind,
     phase: Phase,
     attempts: u32,
@@ -53,11 +55,8 @@ struct Operation {
     error: String,
     ts: i64,
     /// Kept only for unpins (the pin is gone from the store); pins and remote
-    /// operations read it from the store when needed, so queued work stays small.
-    pin: Option<Box<Pin>>,
-    /// Set while the operation runs (queued ones are told apart by `id`), so a long queue
-    /// costs no cancellation tokens.
-    cancel: Option<CancellationToken>,
+    /// operations read it from the store when needed.
+    pin: Option<Pin>,
 }
 
 impl Operation {
@@ -74,6 +73,23 @@ impl Operation {
     }
 }
 
+impl OpKind {
+    fn code(self) -> u32 {
+        match self {
+            OpKind::Pin => 0,
+            OpKind::Unpin => 1,
+            OpKind::Remote => 2,
+        }
+    }
+    fn from_code(v: u32) -> OpKind {
+        match v {
+            0 => OpKind::Pin,
+            1 => OpKind::Unpin,
+            _ => OpKind::Remote,
+        }
+    }
+}
+
 pub fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -84,7 +100,9 @@ fn now_secs() -> i64 {
     now_ns() / 1_000_000_000
 }
 
-type QueueItem = (String, u64);
+/// Queue entries read ahead from the store per queue (the in-memory window is this plus
+/// one entry per worker).
+pub const PREFETCH: usize = 64;
 
 /// One event of the watch stream, as the tracker applies it (transient, in batches).
 #[derive(Debug, Clone)]
@@ -95,22 +113,54 @@ pub enum StateEvent {
     SyncEnd(u64),
 }
 
+/// Queue sizes, cheap to read (no store access): the pinqueue informer and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Waiting in the priority / normal pin queue, and the unpin queue (unpins and
+    /// remote unpins).
+    pub priority: u64,
+    pub pin: u64,
+    pub unpin: u64,
+    /// Taken by a worker and running on the daemon.
+    pub in_progress: u64,
+}
+
 /// Cheap to clone; all clones share one tracker.
 #[derive(Clone)]
 pub struct Tracker {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// An item a worker holds (running, or waiting for the daemon to come back).
+struct Running {
+    seq: u64,
+    class: QueueClass,
+    /// Attempts stored before this run.
+    attempts: u32,
+    /// Waiting for the daemon: shown as queued.
+    waiting: bool,
+    ts: i64,
+    cancel: CancellationToken,
+}
+
+/// The in-memory part of the queues: a small read-ahead of each queue table and the items
+/// the workers hold. Bounded by `PREFETCH` + the number of workers, whatever the queue size.
+#[derive(Default)]
+struct Window {
+    buf: [VecDeque<(u64, String)>; 3],
+    /// Highest sequence read ahead per queue (queue keys only grow).
+    cursor: [u64; 3],
+    running: HashMap<String, Running>,
+}
+
 pub(crate) struct Inner {
     pub opts: Options,
     pub kubo: Kubo,
     pub store: Arc<Store>,
-    ops: Mutex<HashMap<String, Operation>>,
-    next_op: AtomicU64,
-    prio_tx: mpsc::Sender<QueueItem>,
-    pin_tx: mpsc::Sender<QueueItem>,
-    unpin_tx: mpsc::Sender<QueueItem>,
-    queues: Mutex<Option<Queues>>,
+    window: Mutex<Window>,
+    /// Wakes idle workers when work was queued.
+    work: Notify,
+    workers_started: AtomicBool,
     /// The daemon answered `id` recently (workers wait on it instead of failing items).
     pub ready: watch::Sender<bool>,
     pub ipfs_id: RwLock<Option<IpfsId>>,
@@ -120,10 +170,29 @@ pub(crate) struct Inner {
     pub shutdown: CancellationToken,
 }
 
-struct Queues {
-    prio_rx: mpsc::Receiver<QueueItem>,
-    pin_rx: mpsc::Receiver<QueueItem>,
-    unpin_rx: mpsc::Receiver<QueueItem>,
+/// An item taken from a queue by a worker.
+struct Claimed {
+    key: String,
+    seq: u64,
+    class: QueueClass,
+    kind: OpKind,
+    pin: Option<Pin>,
+    cancel: CancellationToken,
+}
+
+/// How a worker's run ended.
+enum Outcome {
+    Done,
+    Failed(String, u32),
+    /// Cancelled by a newer operation (or not replaced after all: taken again).
+    Cancelled,
+}
+
+fn blocking_err(e: tokio::task::JoinError) -> KuboError {
+    KuboError::Invalid(format!("store task failed: {e}"))
+}
+fn store_err(e: StoreError) -> KuboError {
+    KuboError::Invalid(e.to_string())
 }
 
 impl Tracker {
@@ -131,25 +200,14 @@ impl Tracker {
     pub fn new(opts: Options, kubo: Kubo, shutdown: CancellationToken) -> Result<Self, StoreError> {
         crate::store::drop_old_state_file(&opts.state_dir);
         let store = Arc::new(Store::open(&opts.state_dir)?);
-        let cap = opts.max_pin_queue_size.max(1);
-        let (prio_tx, prio_rx) = mpsc::channel(cap);
-        let (pin_tx, pin_rx) = mpsc::channel(cap);
-        let (unpin_tx, unpin_rx) = mpsc::channel(cap);
         Ok(Self {
             inner: Arc::new(Inner {
                 opts,
                 kubo,
                 store,
-                ops: Mutex::new(HashMap::new()),
-                next_op: AtomicU64::new(1),
-                prio_tx,
-                pin_tx,
-                unpin_tx,
-                queues: Mutex::new(Some(Queues {
-                    prio_rx,
-                    pin_rx,
-                    unpin_rx,
-                })),
+                window: Mutex::new(Window::default()),
+                work: Notify::new(),
+                workers_started: AtomicBool::new(false),
                 ready: watch::channel(false).0,
                 ipfs_id: RwLock::new(None),
                 ipfs_error: RwLock::new("the IPFS daemon has not answered yet".into()),
@@ -163,14 +221,22 @@ impl Tracker {
         &self.inner.store
     }
 
+    /// Runs a blocking store call off the async runtime.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Tracker) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, KuboError> {
+        let t = self.clone();
+        tokio::task::spawn_blocking(move || f(&t))
+            .await
+            .map_err(blocking_err)?
+            .map_err(store_err)
+    }
+
     /// One pin from the store, off the async runtime.
     async fn stored_pin(&self, key: &str) -> Result<Option<Pin>, KuboError> {
-        let store = self.inner.store.clone();
         let key = key.to_string();
-        tokio::task::spawn_blocking(move || store.get(&key))
-            .await
-            .map_err(|e| KuboError::Invalid(format!("store task failed: {e}")))?
-            .map_err(|e| KuboError::Invalid(e.to_string()))
+        self.blocking(move |t| t.inner.store.get(&key)).await
     }
 
     pub fn opts(&self) -> &Options {
@@ -182,42 +248,108 @@ impl Tracker {
 
     /// Starts the pin workers and the unpin worker (once).
     pub fn start_workers(&self) {
-        let Some(q) = self.inner.queues.lock().unwrap().take() else {
+        if self.inner.workers_started.swap(true, Ordering::AcqRel) {
             return;
-        };
-        let pins = Arc::new(tokio::sync::Mutex::new((q.prio_rx, q.pin_rx)));
-        for _ in 0..self.inner.opts.concurrent_pins.max(1) {
-            let t = self.clone();
-            let pins = pins.clone();
-            tokio::spawn(async move {
-                loop {
-                    let item = {
-                        let mut g = pins.lock().await;
-                        let (prio, normal) = &mut *g;
-                        tokio::select! {
-                            biased;
-                            _ = t.inner.shutdown.cancelled() => None,
-                            i = prio.recv() => i,
-                            i = normal.recv() => i,
-                        }
-                    };
-                    let Some((cid, id)) = item else { break };
-                    t.run_op(&cid, id).await;
-                }
-            });
         }
-        let t = self.clone();
-        let mut unpin_rx = q.unpin_rx;
-        tokio::spawn(async move {
-            loop {
-                let item = tokio::select! {
-                    _ = t.inner.shutdown.cancelled() => None,
-                    i = unpin_rx.recv() => i,
-                };
-                let Some((cid, id)) = item else { break };
-                t.run_op(&cid, id).await;
+        const PINS: &[QueueClass] = &[QueueClass::Priority, QueueClass::Pin];
+        const UNPINS: &[QueueClass] = &[QueueClass::Unpin];
+        for _ in 0..self.inner.opts.concurrent_pins.max(1) {
+            tokio::spawn(self.clone().worker(PINS));
+        }
+        tokio::spawn(self.clone().worker(UNPINS));
+    }
+
+    async fn worker(self, classes: &'static [QueueClass]) {
+        loop {
+            let notified = self.inner.work.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.inner.shutdown.is_cancelled() {
+                return;
             }
-        });
+            let t = self.clone();
+            match tokio::task::spawn_blocking(move || t.claim(classes)).await {
+                Ok(Ok(Some(c))) => self.run_op(c).await,
+                Ok(Ok(None)) => {
+                    tokio::select! {
+                        _ = self.inner.shutdown.cancelled() => return,
+                        _ = &mut notified => {}
+                    }
+                }
+                Ok(Err(StoreError::Closed)) => return,
+                r => {
+                    let e = match r {
+                        Ok(Err(e)) => e.to_string(),
+                        Err(e) => e.to_string(),
+                        Ok(Ok(_)) => unreachable!(),
+                    };
+                    tracing::error!("pin tracker worker cannot read its queue: {e}");
+                    tokio::select! {
+                        _ = self.inner.shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the next item of the first non-empty queue of `classes` (blocking): from the
+    /// read-ahead window, refilled from the store when empty. Stale entries (replaced or
+    /// failed meanwhile, or their CID held by another worker) are skipped; a CID held by
+    /// another worker is handed back when that worker finishes.
+    fn claim(&self, classes: &[QueueClass]) -> Result<Option<Claimed>, StoreError> {
+        let store = &self.inner.store;
+        let mut win = self.inner.window.lock().unwrap();
+        for &c in classes {
+            let ci = c as usize;
+            loop {
+                if win.buf[ci].is_empty() {
+                    let got = store.next_queued(c, win.cursor[ci], PREFETCH)?;
+                    let Some(&(last, _)) = got.last() else { break };
+                    win.cursor[ci] = last;
+                    win.buf[ci].extend(got);
+                }
+                let Some((seq, key)) = win.buf[ci].pop_front() else {
+                    break;
+                };
+                if win.running.contains_key(&key) {
+                    continue;
+                }
+                let Some(rec) = store.op(&key)? else { continue };
+                if rec.failed || rec.seq != seq {
+                    continue;
+                }
+                let cancel = self.inner.shutdown.child_token();
+                let kind = OpKind::from_code(rec.kind);
+                win.running.insert(
+                    key.clone(),
+                    Running {
+                        seq,
+                        class: c,
+                        attempts: rec.attempts,
+                        waiting: true,
+                        ts: now_ns(),
+                        cancel: cancel.clone(),
+                    },
+                );
+                return Ok(Some(Claimed {
+                    key,
+                    seq,
+                    class: c,
+                    kind,
+                    pin: rec.pin,
+                    cancel,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    fn set_running(&self, key: &str, waiting: bool) {
+        if let Some(r) = self.inner.window.lock().unwrap().running.get_mut(key) {
+            r.waiting = waiting;
+            r.ts = now_ns();
+        }
     }
 
     // ---------------------------------------------------------------- state (store)
@@ -246,7 +378,7 @@ impl Tracker {
     }
 
     /// Applies a batch of watch events off the runtime: consecutive pin changes share one
-    /// write transaction.
+    /// write transaction (with the operations they queue).
     pub async fn apply_changes(&self, events: Vec<StateEvent>) {
         let t = self.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || t.apply_changes_blocking(events)).await
@@ -283,31 +415,40 @@ impl Tracker {
         if batch.is_empty() {
             return;
         }
-        match self.inner.store.apply(batch) {
-            Ok(actions) => self.act(actions),
+        match self
+            .inner
+            .store
+            .apply_with(batch, |w, a| self.act(w, a).map(|_| ()))
+        {
+            Ok(_) => self.inner.work.notify_waiters(),
             Err(e) => tracing::error!(changes = batch.len(), "storing watch changes failed: {e}"),
         }
         batch.clear();
     }
 
-    fn act(&self, actions: Vec<Action>) {
-        for a in actions {
-            match a {
-                Action::Track(p) => self.track(p),
-                Action::Untrack(p) => self.untrack(p),
-            }
+    fn act(&self, w: &mut OpsWriter<'_>, a: Action) -> Result<bool, StoreError> {
+        match a {
+            Action::Track(p) => self.track(w, p),
+            Action::Untrack(p) => self.untrack(w, p),
         }
     }
 
     /// Ends a full sync: pins new or changed are tracked, pins gone are untracked.
     fn end_sync(&self, index: u64) {
-        match self.inner.store.end_sync(index, |a| self.act(vec![a])) {
-            Ok(Some((added, removed))) => tracing::info!(
-                index,
-                added,
-                removed,
-                "full state sync from consensus applied"
-            ),
+        match self
+            .inner
+            .store
+            .end_sync_with(index, |w, a| self.act(w, a).map(|_| ()))
+        {
+            Ok(Some((added, removed))) => {
+                self.inner.work.notify_waiters();
+                tracing::info!(
+                    index,
+                    added,
+                    removed,
+                    "full state sync from consensus applied"
+                )
+            }
             Ok(None) => tracing::warn!("SYNC_END without SYNC_BEGIN on the watch stream; ignored"),
             Err(e) => tracing::error!("full state sync could not be stored: {e}"),
         }
@@ -329,162 +470,207 @@ impl Tracker {
     // ---------------------------------------------------------------- operations
 
     /// Track (§3.3): meta pins ignored; remote pins are unpinned here; others queued.
-    pub fn track(&self, pin: Pin) {
+    fn track(&self, w: &mut OpsWriter<'_>, pin: Pin) -> Result<bool, StoreError> {
         if pin.r#type == PinType::Meta as i32 {
-            return;
+            return Ok(false);
         }
-        if self.allocated_here(&pin) {
-            self.enqueue(pin, OpKind::Pin, false);
+        let kind = if self.allocated_here(&pin) {
+            OpKind::Pin
         } else {
-            self.enqueue(pin, OpKind::Remote, false);
-        }
+            OpKind::Remote
+        };
+        self.enqueue_in(w, pin, kind, false)
     }
 
-    pub fn untrack(&self, pin: Pin) {
+    fn untrack(&self, w: &mut OpsWriter<'_>, pin: Pin) -> Result<bool, StoreError> {
         if pin.r#type == PinType::Meta as i32 {
-            return;
+            return Ok(false);
         }
-        self.enqueue(pin, OpKind::Unpin, false);
+        self.enqueue_in(w, pin, OpKind::Unpin, false)
     }
 
-    /// `TrackNewOperation` + enqueue. `force` re-queues even a same-kind op in progress
-    /// (never used for in-flight work; recover only re-queues error items).
-    fn enqueue(&self, pin: Pin, kind: OpKind, force: bool) -> bool {
+    /// `TrackNewOperation` + enqueue, inside a store write transaction. `force` re-queues
+    /// even a same-kind op (never used for in-flight work; recover only re-queues error
+    /// items). An operation of another kind replaces the old one and cancels it if a worker
+    /// is running it. A full queue stores the item as failed with `ERR_QUEUE_FULL`.
+    fn enqueue_in(
+        &self,
+        w: &mut OpsWriter<'_>,
+        pin: Pin,
+        kind: OpKind,
+        force: bool,
+    ) -> Result<bool, StoreError> {
         let key = canonical_cid(&pin.cid);
-        let (id, priority) = {
-            let mut ops = self.inner.ops.lock().unwrap();
-            let mut attempts = 0;
-            if let Some(old) = ops.get_mut(&key) {
-                if old.kind == kind && old.phase != Phase::Error && !force {
-                    if kind == OpKind::Unpin {
-                        old.pin = Some(Box::new(pin));
-                    }
-                    return false;
+        let mut attempts = 0;
+        if let Some(mut old) = w.get(&key)? {
+            let old_kind = OpKind::from_code(old.kind);
+            if old_kind == kind && !old.failed && !force {
+                if kind == OpKind::Unpin {
+                    old.pin = Some(pin);
+                    w.put(&key, &old)?;
                 }
-                if let Some(c) = &old.cancel {
-                    c.cancel();
-                }
-                if old.kind == kind {
-                    attempts = old.attempts;
-                }
+                return Ok(false);
             }
-            let id = self.inner.next_op.fetch_add(1, Ordering::Relaxed);
-            let o = &self.inner.opts;
-            let young = now_secs()
-                < pin
-                    .timestamp
-                    .saturating_add(o.priority_pin_max_age.as_secs() as i64);
-            let priority = kind == OpKind::Pin && young && attempts <= o.priority_pin_max_retries;
-            let op = Operation {
-                id,
-                kind,
-                phase: Phase::Queued,
-                attempts,
-                priority,
-                error: String::new(),
-                ts: now_ns(),
-                pin: (kind == OpKind::Unpin).then(|| Box::new(pin)),
-                cancel: None,
+            if !old.failed {
+                w.unqueue(QueueClass::from_u32(old.class), old.seq)?;
+            }
+            if old_kind == kind {
+                attempts = old.attempts;
+            }
+        }
+        if let Some(r) = self.inner.window.lock().unwrap().running.get(&key) {
+            r.cancel.cancel();
+        }
+        let o = &self.inner.opts;
+        let young = now_secs()
+            < pin
+                .timestamp
+                .saturating_add(o.priority_pin_max_age.as_secs() as i64);
+        let priority = kind == OpKind::Pin && young && attempts <= o.priority_pin_max_retries;
+        let class = match kind {
+            OpKind::Pin if priority => QueueClass::Priority,
+            OpKind::Pin => QueueClass::Pin,
+            OpKind::Unpin | OpKind::Remote => QueueClass::Unpin,
+        };
+        let mut rec = OpRecord {
+            kind: kind.code(),
+            failed: false,
+            attempts,
+            priority,
+            ts: now_ns(),
+            seq: 0,
+            class: class as u32,
+            error: String::new(),
+            pin: (kind == OpKind::Unpin).then_some(pin),
+        };
+        if w.queue_len(class)? >= o.max_pin_queue_size.max(1) as u64 {
+            rec.failed = true;
+            rec.error = ERR_QUEUE_FULL.to_string();
+            w.put(&key, &rec)?;
+            return Ok(false);
+        }
+        rec.seq = w.push(class, &key)?;
+        w.put(&key, &rec)?;
+        Ok(true)
+    }
+
+    /// `enqueue_in` in its own transaction, off the runtime.
+    async fn enqueue(&self, pin: Pin, kind: OpKind, force: bool) -> Result<bool, KuboError> {
+        let queued = self
+            .blocking(move |t| {
+                t.inner
+                    .store
+                    .write_ops(|w| t.enqueue_in(w, pin, kind, force))
+            })
+            .await?;
+        if queued {
+            self.inner.work.notify_waiters();
+        }
+        Ok(queued)
+    }
+
+    /// Records how a worker's run ended (blocking) and releases the item.
+    fn finish(&self, c: &Claimed, outcome: Outcome) {
+        let r = self.inner.store.write_ops(|w| {
+            let Some(mut rec) = w.get(&c.key)? else {
+                return Ok(None);
             };
-            ops.insert(key.clone(), op);
-            (id, priority)
-        };
-        let tx = match kind {
-            OpKind::Pin if priority => &self.inner.prio_tx,
-            OpKind::Pin => &self.inner.pin_tx,
-            OpKind::Unpin | OpKind::Remote => &self.inner.unpin_tx,
-        };
-        if tx.try_send((key.clone(), id)).is_err() {
-            self.set_error(&key, id, ERR_QUEUE_FULL.to_string());
-            return false;
-        }
-        true
-    }
-
-    fn set_error(&self, key: &str, id: u64, msg: String) {
-        let mut ops = self.inner.ops.lock().unwrap();
-        if let Some(op) = ops.get_mut(key) {
-            if op.id == id {
-                op.phase = Phase::Error;
-                op.error = msg;
-                op.ts = now_ns();
+            if rec.failed {
+                return Ok(None);
             }
+            if rec.seq != c.seq {
+                // Replaced by a newer queued operation: hand it back to the queue.
+                return Ok(Some((rec.seq, QueueClass::from_u32(rec.class))));
+            }
+            match outcome {
+                Outcome::Done => {
+                    w.remove(&c.key)?;
+                    Ok(None)
+                }
+                Outcome::Failed(msg, attempts) => {
+                    w.unqueue(c.class, c.seq)?;
+                    rec.failed = true;
+                    rec.error = msg;
+                    rec.attempts = attempts;
+                    rec.ts = now_ns();
+                    w.put(&c.key, &rec)?;
+                    Ok(None)
+                }
+                Outcome::Cancelled => Ok(Some((c.seq, c.class))),
+            }
+        });
+        let mut win = self.inner.window.lock().unwrap();
+        if win.running.get(&c.key).is_some_and(|r| r.seq == c.seq) {
+            win.running.remove(&c.key);
+        }
+        match r {
+            Ok(Some((seq, class))) => {
+                win.buf[class as usize].push_front((seq, c.key.clone()));
+                drop(win);
+                self.inner.work.notify_waiters();
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(
+                cid = c.key,
+                "cannot record the end of an IPFS operation: {e}"
+            ),
         }
     }
 
-    /// Worker step for one queued item.
-    async fn run_op(&self, key: &str, id: u64) {
-        loop {
+    /// Worker step for one claimed item.
+    async fn run_op(&self, c: Claimed) {
+        let (key, cancel) = (c.key.as_str(), c.cancel.clone());
+        let attempts = self
+            .inner
+            .window
+            .lock()
+            .unwrap()
+            .running
+            .get(key)
+            .map(|r| r.attempts)
+            .unwrap_or(0)
+            + 1;
+        let outcome = loop {
             // Wait for the daemon rather than failing every queued item while it is down.
             let mut ready = self.inner.ready.subscribe();
             tokio::select! {
-                _ = self.inner.shutdown.cancelled() => return,
-                r = ready.wait_for(|r| *r) => if r.is_err() { return },
+                _ = cancel.cancelled() => break Outcome::Cancelled,
+                r = ready.wait_for(|r| *r) => if r.is_err() { break Outcome::Cancelled },
             }
-            let (kind, pin, cancel) = {
-                let mut ops = self.inner.ops.lock().unwrap();
-                let Some(op) = ops.get_mut(key) else { return };
-                if op.id != id || op.phase != Phase::Queued {
-                    return;
-                }
-                let cancel = self.inner.shutdown.child_token();
-                op.phase = Phase::InProgress;
-                op.attempts += 1;
-                op.ts = now_ns();
-                op.cancel = Some(cancel.clone());
-                (op.kind, op.pin.clone(), cancel)
-            };
-            let res = match kind {
+            self.set_running(key, false);
+            let res = match c.kind {
                 OpKind::Pin => match self.stored_pin(key).await {
                     Ok(Some(pin)) => self.pin_on_ipfs(&pin, &cancel).await,
-                    Ok(None) => {
-                        // Gone from the state meanwhile (an unpin replaces this op).
-                        let mut ops = self.inner.ops.lock().unwrap();
-                        if ops.get(key).is_some_and(|o| o.id == id) {
-                            ops.remove(key);
-                        }
-                        return;
-                    }
+                    // Gone from the state meanwhile (an unpin replaces this op).
+                    Ok(None) => Ok(()),
                     Err(e) => Err(e),
                 },
                 OpKind::Unpin | OpKind::Remote => {
-                    let cid = pin.as_ref().map(|p| p.cid.as_str()).unwrap_or(key);
+                    let cid = c.pin.as_ref().map(|p| p.cid.as_str()).unwrap_or(key);
                     self.inner.kubo.pin_rm(cid, &cancel).await
                 }
             };
-            let mut ops = self.inner.ops.lock().unwrap();
-            let Some(op) = ops.get_mut(key) else { return };
-            if op.id != id {
-                return; // replaced meanwhile
-            }
             match res {
-                Ok(()) => {
-                    ops.remove(key);
-                    return;
-                }
+                Ok(()) => break Outcome::Done,
                 Err(e) if e.is_unreachable() && !cancel.is_cancelled() => {
-                    // Not the item's fault: put it back and wait for the daemon.
-                    op.phase = Phase::Queued;
-                    op.cancel = None;
-                    op.attempts = op.attempts.saturating_sub(1);
-                    op.error = e.to_string();
-                    drop(ops);
+                    // Not the item's fault: back to queued, wait for the daemon.
+                    self.set_running(key, true);
                     *self.inner.ipfs_error.write().unwrap() = e.to_string();
                     self.inner.ready.send_replace(false);
                     self.inner.recheck.notify_one();
-                    continue;
                 }
-                Err(_) if cancel.is_cancelled() => return,
+                Err(_) if cancel.is_cancelled() => break Outcome::Cancelled,
                 Err(e) => {
-                    tracing::warn!(cid = key, kind = ?kind, attempts = op.attempts, "IPFS operation failed: {e}");
-                    op.phase = Phase::Error;
-                    op.cancel = None;
-                    op.error = e.to_string();
-                    op.ts = now_ns();
-                    return;
+                    tracing::warn!(cid = key, kind = ?c.kind, attempts, "IPFS operation failed: {e}");
+                    break Outcome::Failed(e.to_string(), attempts);
                 }
             }
+        };
+        if self.inner.shutdown.is_cancelled() {
+            return; // stays queued in the store: the next start resumes it
         }
+        let t = self.clone();
+        let _ = tokio::task::spawn_blocking(move || t.finish(&c, outcome)).await;
     }
 
     /// The pin algorithm (§4.3).
@@ -538,15 +724,30 @@ impl Tracker {
             .await
     }
 
+    /// Queue sizes from counters kept at each commit (never touches the store).
+    pub fn queue_counts(&self) -> QueueCounts {
+        let s = &self.inner.store;
+        let win = self.inner.window.lock().unwrap();
+        let mut held = [0u64; 3];
+        let mut in_progress = 0;
+        for r in win.running.values() {
+            if !r.waiting {
+                held[r.class as usize] += 1;
+                in_progress += 1;
+            }
+        }
+        QueueCounts {
+            priority: s.queue_len(QueueClass::Priority).saturating_sub(held[0]),
+            pin: s.queue_len(QueueClass::Pin).saturating_sub(held[1]),
+            unpin: s.queue_len(QueueClass::Unpin).saturating_sub(held[2]),
+            in_progress,
+        }
+    }
+
     /// Pins queued (the pinqueue informer).
     pub fn pin_queue_size(&self) -> u64 {
-        self.inner
-            .ops
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|o| o.kind == OpKind::Pin && o.phase == Phase::Queued)
-            .count() as u64
+        let c = self.queue_counts();
+        c.priority + c.pin
     }
 
     // ---------------------------------------------------------------- status
@@ -575,9 +776,38 @@ impl Tracker {
         info
     }
 
+    /// The operation as Status shows it: the stored record, overlaid with the worker's
+    /// state when a worker holds it.
+    fn view(&self, key: &str, rec: OpRecord) -> Operation {
+        let mut op = Operation {
+            kind: OpKind::from_code(rec.kind),
+            phase: if rec.failed {
+                Phase::Error
+            } else {
+                Phase::Queued
+            },
+            attempts: rec.attempts,
+            priority: rec.priority,
+            error: rec.error,
+            ts: rec.ts,
+            pin: rec.pin,
+        };
+        if !rec.failed {
+            let win = self.inner.window.lock().unwrap();
+            if let Some(r) = win.running.get(key).filter(|r| r.seq == rec.seq) {
+                if !r.waiting {
+                    op.phase = Phase::InProgress;
+                    op.attempts = r.attempts + 1;
+                }
+                op.ts = r.ts;
+            }
+        }
+        op
+    }
+
     /// `stored`: the pin from the store (pin and remote operations keep none).
     fn op_info(&self, key: &str, op: &Operation, stored: Option<&Pin>) -> PinInfo {
-        let mut info = self.base_info(key, op.pin.as_deref().or(stored));
+        let mut info = self.base_info(key, op.pin.as_ref().or(stored));
         info.status = op.status() as i32;
         info.timestamp = op.ts;
         info.attempt_count = op.attempts as i32;
@@ -588,15 +818,29 @@ impl Tracker {
         info
     }
 
+    /// The stored operation of `key` and the stored pin, in one blocking call.
+    async fn stored_op_and_pin(
+        &self,
+        key: &str,
+    ) -> Result<(Option<OpRecord>, Option<Pin>), KuboError> {
+        let key = key.to_string();
+        self.blocking(move |t| {
+            let op = t.inner.store.op(&key)?;
+            let pin = match op.as_ref().and_then(|o| o.pin.as_ref()) {
+                Some(_) => None,
+                None => t.inner.store.get(&key)?,
+            };
+            Ok((op, pin))
+        })
+        .await
+    }
+
     /// Status(cid) (§3.4), checking the daemon for items believed pinned.
     pub async fn status(&self, cid: &str) -> Result<PinInfo, KuboError> {
         let key = parse_cid(cid)?.to_string();
-        let op = self.inner.ops.lock().unwrap().get(&key).cloned();
-        if let Some(op) = op {
-            let stored = match op.pin {
-                Some(_) => None,
-                None => self.stored_pin(&key).await?,
-            };
+        let (op, stored) = self.stored_op_and_pin(&key).await?;
+        if let Some(rec) = op {
+            let op = self.view(&key, rec);
             return Ok(self.op_info(cid, &op, stored.as_ref()));
         }
         if !self.is_synced() {
@@ -605,7 +849,7 @@ impl Tracker {
             info.error = ERR_NOT_SYNCED.to_string();
             return Ok(info);
         }
-        let Some(pin) = self.stored_pin(&key).await? else {
+        let Some(pin) = stored else {
             let mut info = self.base_info(cid, None);
             info.status = TrackerStatus::Unpinned as i32;
             return Ok(info);
@@ -639,7 +883,7 @@ impl Tracker {
     }
 
     /// StatusAll(filter) (§3.5), sent to `out` as produced. `filter` 0 = all. The state
-    /// is streamed from the store in chunks (never held whole).
+    /// and the operations are streamed from the store in chunks (never held whole).
     pub async fn status_all(
         &self,
         filter: u32,
@@ -652,27 +896,57 @@ impl Tracker {
             || want(TrackerStatus::Sharded)
             || want(TrackerStatus::Remote));
         if ops_only {
-            let ops: Vec<(String, Operation)> = {
-                let ops = self.inner.ops.lock().unwrap();
-                ops.iter()
-                    .filter(|(_, o)| want(o.status()))
-                    .map(|(k, o)| (k.clone(), o.clone()))
-                    .collect()
-            };
-            for (key, op) in ops {
-                let stored = match op.pin {
-                    Some(_) => None,
-                    None => self.stored_pin(&key).await?,
-                };
-                if out
-                    .send(self.op_info(&key, &op, stored.as_ref()))
-                    .await
-                    .is_err()
-                {
-                    break;
+            // Operations with their stored pins, 1024 per message, read on the blocking pool.
+            type OpChunk = Vec<(String, OpRecord, Option<Pin>)>;
+            let (tx, mut rx) = mpsc::channel::<OpChunk>(2);
+            let store = self.inner.store.clone();
+            let reader = tokio::task::spawn_blocking(move || {
+                store.for_each_op_chunk(1024, |chunk| {
+                    let keys: Vec<&str> = chunk
+                        .iter()
+                        .filter(|(_, r)| r.pin.is_none())
+                        .map(|(k, _)| k.as_str())
+                        .collect();
+                    let mut pins: HashMap<String, Pin> = match store.get_many(&keys) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::warn!("reading pins for the operations listing: {e}");
+                            HashMap::new()
+                        }
+                    };
+                    let chunk = chunk
+                        .into_iter()
+                        .map(|(k, r)| {
+                            let p = pins.remove(&k);
+                            (k, r, p)
+                        })
+                        .collect();
+                    tx.blocking_send(chunk).is_ok()
+                })
+            });
+            'chunks: while let Some(chunk) = rx.recv().await {
+                for (key, rec, pin) in chunk {
+                    let op = self.view(&key, rec);
+                    if !want(op.status()) {
+                        continue;
+                    }
+                    if out
+                        .send(self.op_info(&key, &op, pin.as_ref()))
+                        .await
+                        .is_err()
+                    {
+                        break 'chunks;
+                    }
                 }
             }
-            return Ok(());
+            drop(rx);
+            return match reader.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(store_err(e)),
+                Err(e) => Err(KuboError::Invalid(format!(
+                    "operations listing task failed: {e}"
+                ))),
+            };
         }
         if !self.is_synced() {
             return Err(KuboError::Invalid(ERR_NOT_SYNCED.to_string()));
@@ -683,43 +957,55 @@ impl Tracker {
             } else {
                 None
             };
-        // The store is read on the blocking pool, 1024 pins per message, 2 messages ahead.
-        let (tx, mut rx) = mpsc::channel::<Vec<Pin>>(2);
+        // The store is read on the blocking pool, 1024 pins per message (with the
+        // operations in the chunk's key range), 2 messages ahead.
+        type PinChunk = (Vec<Pin>, HashMap<String, OpRecord>);
+        let (tx, mut rx) = mpsc::channel::<PinChunk>(2);
         let store = self.inner.store.clone();
         let reader = tokio::task::spawn_blocking(move || {
-            store.for_each_chunk(1024, |chunk| tx.blocking_send(chunk).is_ok())
+            let ops_store = store.clone();
+            store.for_each_chunk(1024, |chunk| {
+                let ops = match (chunk.first(), chunk.last()) {
+                    (Some(a), Some(b)) => ops_store
+                        .ops_in_range(&canonical_cid(&a.cid), &canonical_cid(&b.cid))
+                        .unwrap_or_else(|e| {
+                            tracing::warn!("reading operations for the status listing: {e}");
+                            Vec::new()
+                        }),
+                    _ => Vec::new(),
+                };
+                tx.blocking_send((chunk, ops.into_iter().collect())).is_ok()
+            })
         });
         let mut stopped = false;
-        while let Some(chunk) = rx.recv().await {
-            let infos: Vec<PinInfo> = {
-                let ops = self.inner.ops.lock().unwrap();
-                chunk
-                    .iter()
-                    .filter_map(|p| {
-                        let key = canonical_cid(&p.cid);
-                        let info = if let Some(op) = ops.get(&key) {
-                            self.op_info(&p.cid, op, Some(p))
+        while let Some((chunk, mut ops)) = rx.recv().await {
+            let infos: Vec<PinInfo> = chunk
+                .iter()
+                .filter_map(|p| {
+                    let key = canonical_cid(&p.cid);
+                    let info = if let Some(rec) = ops.remove(&key) {
+                        let op = self.view(&key, rec);
+                        self.op_info(&p.cid, &op, Some(p))
+                    } else {
+                        let mut info = self.base_info(&p.cid, Some(p));
+                        let st = if p.r#type == PinType::Meta as i32 {
+                            TrackerStatus::Sharded
+                        } else if !self.allocated_here(p) {
+                            TrackerStatus::Remote
+                        } else if kubo_pins.as_ref().is_some_and(|k| k.contains(&key)) {
+                            TrackerStatus::Pinned
                         } else {
-                            let mut info = self.base_info(&p.cid, Some(p));
-                            let st = if p.r#type == PinType::Meta as i32 {
-                                TrackerStatus::Sharded
-                            } else if !self.allocated_here(p) {
-                                TrackerStatus::Remote
-                            } else if kubo_pins.as_ref().is_some_and(|k| k.contains(&key)) {
-                                TrackerStatus::Pinned
-                            } else {
-                                info.error = ERR_UNEXPECTEDLY_UNPINNED.to_string();
-                                TrackerStatus::UnexpectedlyUnpinned
-                            };
-                            info.status = st as i32;
-                            info
+                            info.error = ERR_UNEXPECTEDLY_UNPINNED.to_string();
+                            TrackerStatus::UnexpectedlyUnpinned
                         };
-                        let st = TrackerStatus::try_from(info.status)
-                            .unwrap_or(TrackerStatus::Undefined);
-                        want(st).then_some(info)
-                    })
-                    .collect()
-            };
+                        info.status = st as i32;
+                        info
+                    };
+                    let st =
+                        TrackerStatus::try_from(info.status).unwrap_or(TrackerStatus::Undefined);
+                    want(st).then_some(info)
+                })
+                .collect();
             for i in infos {
                 if out.send(i).await.is_err() {
                     stopped = true;
@@ -733,7 +1019,7 @@ impl Tracker {
         drop(rx);
         match reader.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(KuboError::Invalid(e.to_string())),
+            Ok(Err(e)) => Err(store_err(e)),
             Err(e) => Err(KuboError::Invalid(format!(
                 "store listing task failed: {e}"
             ))),
@@ -758,33 +1044,33 @@ impl Tracker {
             return Ok(info);
         }
         let key = canonical_cid(&info.cid);
-        let mut stored = None;
         match st {
             TrackerStatus::PinError | TrackerStatus::UnexpectedlyUnpinned => {
                 let Some(pin) = self.stored_pin(&key).await? else {
                     return Ok(info);
                 };
-                stored = Some(pin.clone());
-                self.enqueue(pin, OpKind::Pin, false);
+                self.enqueue(pin, OpKind::Pin, false).await?;
             }
             TrackerStatus::UnpinError => {
+                let k = key.clone();
                 let pin = self
-                    .inner
-                    .ops
-                    .lock()
-                    .unwrap()
-                    .get(&key)
-                    .and_then(|o| o.pin.clone());
+                    .blocking(move |t| t.inner.store.op(&k))
+                    .await?
+                    .and_then(|o| o.pin);
                 if let Some(pin) = pin {
-                    self.enqueue(*pin, OpKind::Unpin, false);
+                    self.enqueue(pin, OpKind::Unpin, false).await?;
                 }
             }
             _ => return Ok(info),
         }
-        let op = self.inner.ops.lock().unwrap().get(&key).cloned();
-        Ok(op
-            .map(|o| self.op_info(&info.cid, &o, stored.as_ref()))
-            .unwrap_or(info))
+        let (op, stored) = self.stored_op_and_pin(&key).await?;
+        Ok(match op {
+            Some(rec) => {
+                let op = self.view(&key, rec);
+                self.op_info(&info.cid, &op, stored.as_ref())
+            }
+            None => info,
+        })
     }
 
     /// RecoverAll: every failed or vanished item re-queued; sends the re-queued ones.
@@ -882,5 +1168,249 @@ impl Tracker {
                 _ = self.inner.recheck.notified() => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{parse_node_multiaddress, Timeouts};
+
+    const ME: &str = "12D3KooWMe";
+
+    fn tracker(dir: &std::path::Path, max_queue: usize) -> Tracker {
+        let mut opts = Options::with_defaults(ME, dir.to_path_buf());
+        opts.max_pin_queue_size = max_queue;
+        let t = Timeouts {
+            request: Duration::from_secs(1),
+            pin: Duration::from_secs(1),
+            unpin: Duration::from_secs(1),
+            repogc: Duration::from_secs(1),
+        };
+        // Nothing listens there: these tests drive the queues without a daemon.
+        let kubo = Kubo::new(
+            parse_node_multiaddress("/ip4/127.0.0.1/tcp/1").unwrap(),
+            t,
+            false,
+        );
+        Tracker::new(opts, kubo, CancellationToken::new()).unwrap()
+    }
+
+    /// A distinct valid CIDv1 (raw, identity-free sha2-256 digest of `i`).
+    fn cid(i: u32) -> String {
+        use cid::multihash::Multihash;
+        let mut d = [0u8; 32];
+        d[..4].copy_from_slice(&i.to_be_bytes());
+        let mh = Multihash::<64>::wrap(0x12, &d).unwrap();
+        cid::Cid::new_v1(0x55, mh).to_string()
+    }
+
+    fn pin(i: u32, young: bool) -> Pin {
+        Pin {
+            cid: cid(i),
+            r#type: PinType::Data as i32,
+            max_depth: -1,
+            timestamp: if young { now_secs() } else { 0 },
+            ..Default::default()
+        }
+    }
+
+    fn claim_pins(t: &Tracker) -> Option<Claimed> {
+        t.claim(&[QueueClass::Priority, QueueClass::Pin]).unwrap()
+    }
+
+    #[tokio::test]
+    async fn priority_first_then_arrival_order_with_a_bounded_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = tracker(dir.path(), 1_000_000);
+        let mut events = Vec::new();
+        for i in 0..300u32 {
+            // Every third pin is young (priority).
+            events.push(StateEvent::Change(Change::Pin(
+                u64::from(i) + 1,
+                pin(i, i % 3 == 0),
+            )));
+        }
+        t.apply_changes(events).await;
+        let c = t.queue_counts();
+        assert_eq!((c.priority, c.pin, c.unpin), (100, 200, 0));
+        assert_eq!(t.pin_queue_size(), 300);
+        let mut order = Vec::new();
+        while let Some(c) = claim_pins(&t) {
+            let win = t.inner.window.lock().unwrap();
+            let buffered: usize = win.buf.iter().map(|b| b.len()).sum();
+            assert!(
+                buffered <= PREFETCH,
+                "read-ahead stays bounded ({buffered})"
+            );
+            drop(win);
+            order.push(c.key.clone());
+            t.finish(&c, Outcome::Done);
+        }
+        let want: Vec<String> = (0..300u32)
+            .filter(|i| i % 3 == 0)
+            .chain((0..300u32).filter(|i| i % 3 != 0))
+            .map(cid)
+            .collect();
+        assert_eq!(order, want);
+        assert_eq!(t.queue_counts(), QueueCounts::default());
+        assert!(t.inner.window.lock().unwrap().running.is_empty());
+        // Done operations leave nothing behind in the store.
+        let (tx, mut rx) = mpsc::channel(16);
+        let filter = TrackerStatus::PinQueued as u32 | TrackerStatus::PinError as u32;
+        t.status_all(filter, &tx).await.unwrap();
+        drop(tx);
+        assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn queued_items_show_their_status_and_failures_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = tracker(dir.path(), 1_000_000);
+        t.apply_changes(vec![
+            StateEvent::Change(Change::Pin(1, pin(1, true))),
+            StateEvent::Change(Change::Pin(2, pin(2, false))),
+        ])
+        .await;
+        let s = t.status(&cid(1)).await.unwrap();
+        assert_eq!(
+            (s.status, s.priority_pin, s.attempt_count),
+            (TrackerStatus::PinQueued as i32, true, 0)
+        );
+        // Taken by a worker and running: pinning, attempt 1.
+        let c = claim_pins(&t).unwrap();
+        assert_eq!(c.key, cid(1));
+        t.set_running(&c.key, false);
+        let s = t.status(&cid(1)).await.unwrap();
+        assert_eq!(
+            (s.status, s.attempt_count),
+            (TrackerStatus::Pinning as i32, 1)
+        );
+        assert_eq!(t.queue_counts().in_progress, 1);
+        assert_eq!(t.pin_queue_size(), 1);
+        t.finish(&c, Outcome::Failed("boom".into(), 1));
+        let s = t.status(&cid(1)).await.unwrap();
+        assert_eq!(
+            (s.status, s.attempt_count, s.error.as_str()),
+            (TrackerStatus::PinError as i32, 1, "boom")
+        );
+        // Listing only operations: one queued, one failed.
+        let (tx, mut rx) = mpsc::channel(16);
+        let filter = TrackerStatus::PinQueued as u32 | TrackerStatus::PinError as u32;
+        t.status_all(filter, &tx).await.unwrap();
+        drop(tx);
+        let mut got = Vec::new();
+        while let Some(i) = rx.recv().await {
+            got.push((i.cid, i.status));
+        }
+        got.sort();
+        let mut want = vec![
+            (cid(1), TrackerStatus::PinError as i32),
+            (cid(2), TrackerStatus::PinQueued as i32),
+        ];
+        want.sort();
+        assert_eq!(got, want);
+        // Recover re-queues the failed one; attempts are kept.
+        let r = t.recover(&cid(1)).await.unwrap();
+        assert_eq!(
+            (r.status, r.attempt_count),
+            (TrackerStatus::PinQueued as i32, 1)
+        );
+        assert_eq!(t.pin_queue_size(), 2);
+    }
+
+    #[tokio::test]
+    async fn unpin_of_a_queued_or_running_pin_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = tracker(dir.path(), 1_000_000);
+        t.apply_changes(vec![
+            StateEvent::Change(Change::Pin(1, pin(1, false))),
+            StateEvent::Change(Change::Pin(2, pin(2, false))),
+        ])
+        .await;
+        // A running pin is cancelled by its unpin, which then goes to the unpin queue.
+        let running = claim_pins(&t).unwrap();
+        assert_eq!(running.key, cid(1));
+        t.apply_changes(vec![
+            StateEvent::Change(Change::Unpin(3, pin(1, false))),
+            StateEvent::Change(Change::Unpin(4, pin(2, false))),
+        ])
+        .await;
+        assert!(running.cancel.is_cancelled());
+        for i in [1, 2] {
+            let s = t.status(&cid(i)).await.unwrap();
+            assert_eq!(s.status, TrackerStatus::UnpinQueued as i32, "{i}");
+        }
+        assert!(claim_pins(&t).is_none(), "the queued pin of 2 is gone");
+        assert_eq!(t.pin_queue_size(), 0);
+        // The unpin of 1 waits for the cancelled pin to end, then is handed back.
+        let u = t.claim(&[QueueClass::Unpin]).unwrap().unwrap();
+        assert_eq!(u.key, cid(2));
+        assert!(t.claim(&[QueueClass::Unpin]).unwrap().is_none());
+        t.finish(&running, Outcome::Cancelled);
+        let u1 = t.claim(&[QueueClass::Unpin]).unwrap().unwrap();
+        assert_eq!((u1.key.as_str(), u1.kind), (cid(1).as_str(), OpKind::Unpin));
+        assert_eq!(u1.pin.as_ref().map(|p| p.cid.clone()), Some(cid(1)));
+        t.finish(&u, Outcome::Done);
+        t.finish(&u1, Outcome::Done);
+        for i in [1, 2] {
+            let s = t.status(&cid(i)).await.unwrap();
+            assert_eq!(s.status, TrackerStatus::Unpinned as i32, "{i}");
+        }
+    }
+
+    #[tokio::test]
+    async fn restart_resumes_the_queue_including_items_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let t = tracker(dir.path(), 1_000_000);
+            let events = (0..10u32)
+                .map(|i| StateEvent::Change(Change::Pin(u64::from(i) + 1, pin(i, false))))
+                .collect();
+            t.apply_changes(events).await;
+            let first = claim_pins(&t).unwrap();
+            let second = claim_pins(&t).unwrap();
+            t.finish(&first, Outcome::Done);
+            // `second` is still running when the process stops.
+            assert_eq!(second.key, cid(1));
+            t.store().close();
+        }
+        let t = tracker(dir.path(), 1_000_000);
+        assert_eq!(t.pin_queue_size(), 9);
+        let mut order = Vec::new();
+        while let Some(c) = claim_pins(&t) {
+            order.push(c.key.clone());
+            t.finish(&c, Outcome::Done);
+        }
+        assert_eq!(order, (1..10u32).map(cid).collect::<Vec<_>>());
+        // New work after a restart still goes after the old (sequence numbers resume).
+        t.apply_pin(20, pin(50, false));
+        assert_eq!(claim_pins(&t).unwrap().key, cid(50));
+    }
+
+    #[tokio::test]
+    async fn full_queue_is_a_pin_error_and_remote_pins_go_to_the_unpin_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = tracker(dir.path(), 2);
+        let mut remote = pin(9, false);
+        remote.allocations = vec!["12D3KooWOther".into()];
+        t.apply_changes(vec![
+            StateEvent::Change(Change::Pin(1, pin(1, false))),
+            StateEvent::Change(Change::Pin(2, pin(2, false))),
+            StateEvent::Change(Change::Pin(3, pin(3, false))),
+            StateEvent::Change(Change::Pin(4, remote)),
+        ])
+        .await;
+        let s = t.status(&cid(3)).await.unwrap();
+        assert_eq!(
+            (s.status, s.error.as_str()),
+            (TrackerStatus::PinError as i32, ERR_QUEUE_FULL)
+        );
+        assert_eq!(t.pin_queue_size(), 2);
+        assert_eq!(t.queue_counts().unpin, 1);
+        let s = t.status(&cid(9)).await.unwrap();
+        assert_eq!(s.status, TrackerStatus::Remote as i32);
+        let r = t.claim(&[QueueClass::Unpin]).unwrap().unwrap();
+        assert_eq!((r.key, r.kind), (cid(9), OpKind::Remote));
     }
 }
