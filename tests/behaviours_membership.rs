@@ -246,15 +246,20 @@ fn b35_join_all_at_once() {
     });
 }
 
-/// 35 (one at a time), then on the same cluster 32 (peer 0 removes peer 1: peer 1 stops,
-/// the others see 4) and 33 (every remaining peer removes itself in turn, the leader first;
-/// each stops and the rest see one fewer; the last one cannot remove itself).
+/// 35 (one at a time).
 #[test]
-fn b35_join_one_by_one_then_b32_remove_then_b33_each_removes_itself() {
+fn b35_join_one_by_one() {
     run(async {
-        let mut c = joined(true).await;
+        joined(true).await;
+    });
+}
 
-        // 32: peer 0 removes peer 1.
+/// 32: peer 0 removes peer 1: peer 1 stops, the others see 4.
+#[test]
+fn b32_remove_peer() {
+    run(async {
+        let mut c = joined(false).await;
+
         let id1 = c.ids[1].clone();
         let (st, body) = http("DELETE", &format!("{}/peers/{id1}", c.rest(0)), None)
             .await
@@ -267,9 +272,16 @@ fn b35_join_one_by_one_then_b32_remove_then_b33_each_removes_itself() {
             problems(&c.peers[1])
         );
         c.wait_members(&[0, 2, 3, 4], 4).await;
+    });
+}
 
-        // 33: each remaining peer removes itself, the current leader first.
-        let mut left: Vec<usize> = vec![0, 2, 3, 4];
+/// 33: every peer removes itself in turn, the current leader first; each stops and the rest
+/// see one fewer; the last one cannot remove itself (1-peer cluster).
+#[test]
+fn b33_each_peer_removes_itself() {
+    run(async {
+        let mut c = joined(false).await;
+        let mut left: Vec<usize> = (0..5).collect();
         while left.len() > 1 {
             // After each removal the survivors may be electing a new leader: wait for one.
             let mut leader = String::new();
