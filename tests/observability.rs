@@ -268,3 +268,77 @@ async fn stats_and_tracing_on_one_peer() {
         );
     }
 }
+
+/// Two peers with `--tracing`: a status request on peer A fans out to peer B through the
+/// transport, and B's transport and ipfs connector log the same trace id (carried in the
+/// peer call's `traceparent` field).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_id_crosses_peers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ipfs = IpfsNode::start(tmp.path()).await.expect("IPFS test node");
+    let secret = "2588b80d5cb05374fa142aed6cbb047d1f4ef8ef15e37eba68c65b9d30df67ed";
+    let a = PeerDir::init(&tmp.path().join("a"), &ipfs.multiaddr(), Some(secret)).expect("init a");
+    let b = PeerDir::init(&tmp.path().join("b"), &ipfs.multiaddr(), Some(secret)).expect("init b");
+    let _pa = a.start(&["--tracing"]).await.expect("peer a");
+    let id_a = get_json(&format!("{}/id", a.rest_url())).await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let boot = format!("/ip4/127.0.0.1/tcp/{}/p2p/{id_a}", a.ports.swarm);
+    let _pb = b
+        .start(&["--tracing", "--bootstrap", &boot])
+        .await
+        .expect("peer b");
+    let rest = a.rest_url();
+    let two = wait_for(Duration::from_secs(60), || async {
+        get_json(&format!("{rest}/id"))
+            .await
+            .ok()
+            .and_then(|v| v["cluster_peers"].as_array().map(|a| a.len()))
+            == Some(2)
+    })
+    .await;
+    assert!(two.is_ok(), "peer b never joined:\n{}", b.log_tail());
+
+    let cid = ipfs.add(b"traced across peers\n").await.unwrap();
+    let (status, body) = http("POST", &format!("{rest}/pins/{cid}"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (head, body) = get_with_headers(a.ports.rest, &format!("/pins/{cid}")).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["peer_map"].as_object().map(|m| m.len()),
+        Some(2),
+        "{body}"
+    );
+    let trace_id = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("traceparent")
+                .then(|| v.trim().split('-').nth(1).map(str::to_string))?
+        })
+        .unwrap_or_else(|| panic!("no traceparent response header: {head}"));
+    let needle = format!("trace_id={trace_id}");
+    let seen = wait_for(Duration::from_secs(10), || async {
+        let log = std::fs::read_to_string(b.dir.join("daemon.log")).unwrap_or_default();
+        let has = |svc: &str, what: &str| {
+            log.lines().any(|l| {
+                l.starts_with(&format!("[{svc}]")) && l.contains(&needle) && l.contains(what)
+            })
+        };
+        has("transport", "peer call received") && has("ipfs-connector", "IpfsConnector/Status")
+    })
+    .await;
+    if seen.is_err() {
+        let log = std::fs::read_to_string(b.dir.join("daemon.log")).unwrap_or_default();
+        let hits: Vec<&str> = log.lines().filter(|l| l.contains(&needle)).collect();
+        panic!(
+            "trace {trace_id} of peer a's request not in peer b's transport and connector logs; b's lines with it:\n{}\n\nb's log tail:\n{}",
+            hits.join("\n"),
+            b.log_tail()
+        );
+    }
+}
