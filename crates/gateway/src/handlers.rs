@@ -13,7 +13,7 @@ use crate::{
     backend::Backends,
     model,
     query::{cid_param, peer_param, Query},
-    reply::{self, ApiError, Body, StreamEvent},
+    reply::{self, ApiError, Body, Event, Json, StreamEvent},
     router::Route,
 };
 
@@ -89,8 +89,8 @@ async fn dispatch(
             let filter = model::allocation_filter(q.get("filter"))?;
             let s = b.list(filter).await?;
             let events = s.map(|r| match r.and_then(model::state_pin) {
-                Ok(p) => StreamEvent::Item(reply::json_line(&p)),
-                Err(e) => StreamEvent::Error(e.message),
+                Ok(p) => Event::Item(Json(p)),
+                Err(e) => Event::Error(e.message),
             });
             Ok(reply::ndjson(events).await)
         }
@@ -273,9 +273,28 @@ async fn global_stream(items: Vec<api::GlobalPinInfo>, errors: Vec<String>) -> R
 
 async fn local_stream(ctx: &Ctx, filter: u32, recover: bool) -> Result<Resp, ApiError> {
     let s = ctx.backends.status_all_local(filter, recover).await?;
-    let events = s.map(|r| match r.and_then(model::pin_info) {
-        Ok(info) => StreamEvent::Item(reply::json_line(&info.to_global())),
-        Err(e) => StreamEvent::Error(e.message),
+    // Every item of a local listing carries this peer's IPFS addresses: parse them once,
+    // not per item (multiaddr parsing was the largest cost of this stream in the gateway).
+    let mut addrs: Option<(Vec<String>, Vec<api::Multiaddr>)> = None;
+    let events = s.map(move |r| {
+        let info = r.and_then(|mut i| match &addrs {
+            Some((raw, parsed)) if *raw == i.ipfs_peer_addresses => {
+                i.ipfs_peer_addresses = Vec::new();
+                let mut info = model::pin_info(i)?;
+                info.short.ipfs_peer_addresses = parsed.clone();
+                Ok(info)
+            }
+            _ => {
+                let raw = i.ipfs_peer_addresses.clone();
+                let info = model::pin_info(i)?;
+                addrs = Some((raw, info.short.ipfs_peer_addresses.clone()));
+                Ok(info)
+            }
+        });
+        match info {
+            Ok(info) => Event::Item(Json(info.to_global())),
+            Err(e) => Event::Error(e.message),
+        }
     });
     Ok(reply::ndjson(events).await)
 }
