@@ -78,3 +78,34 @@ pub async fn start(opts: Options) -> Result<Option<Arc<Metrics>>, ServeError> {
     tokio::spawn(serve::serve(listener, m.clone()));
     Ok(Some(m))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipfs_cluster_config::{ClusterSecret, ServiceConfig};
+
+    #[test]
+    fn flags_or_config_turn_features_on() {
+        let mut cfg = ServiceConfig::default_for_init("p", ClusterSecret::generate());
+        let o = Options::from_config(ServiceKind::IpfsConnector, "p1", &cfg, false, false).unwrap();
+        assert_eq!((o.metrics_addr, o.tracing), (None, false));
+        let o = Options::from_config(ServiceKind::IpfsConnector, "p1", &cfg, true, true).unwrap();
+        assert_eq!(o.metrics_addr.unwrap().port(), 8890);
+        assert!(o.tracing);
+        cfg.observations.metrics.enable_stats = true;
+        cfg.observations.tracing.enable_tracing = true;
+        let o = Options::from_config(ServiceKind::Gateway, "p1", &cfg, false, false).unwrap();
+        assert_eq!(o.metrics_addr.unwrap().port(), 8891);
+        assert!(o.tracing);
+        // --stats with a non-loopback endpoint: the error names the key.
+        cfg.observations.metrics.enable_stats = false;
+        cfg.observations.metrics.prometheus_endpoint = "/ip4/10.0.0.9/tcp/8888".parse().unwrap();
+        let e = Options::from_config(ServiceKind::Transport, "p1", &cfg, true, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("observations.metrics.prometheus_endpoint"),
+            "{e}"
+        );
+    }
+}
