@@ -16,7 +16,7 @@ use openraft::{
 };
 use prost::Message;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tonic::Status;
 
 use crate::{
@@ -32,6 +32,10 @@ use ipfs_cluster_proto::{
     consensus::v1::{raft_request::Kind, Member, RaftRequest, RaftResponse},
     types::v1::{Pin, PinType},
 };
+
+#[path = "membership.rs"]
+mod membership;
+pub use membership::{backup_path, PrepareAnswer, RESTART_STAGING_EXIT};
 
 /// Everything the node needs from service.json (consensus.raft + cluster sections).
 #[derive(Debug, Clone)]
@@ -107,9 +111,37 @@ pub enum Forward {
     /// Sent by the leader to a peer it just removed (a removed peer may never see the
     /// final membership entry, since the leader stops replicating to it).
     Removed,
+    /// Several Pin/Unpin writes a follower gathered for one call to the leader; the answer
+    /// is one `ForwardResult` per write, in order.
+    Batch(Vec<Forward>),
+    /// Sent by a leader (its peer id inside) to a peer it is about to add; answered with a
+    /// `PrepareAnswer` (see membership.rs).
+    PrepareAdd(String),
 }
 
 type ForwardResult = Result<Option<PinBytes>, (i32, String)>;
+
+/// Group commit: at most this many pin/unpin ops go into one raft entry (bounds the entry
+/// and so the AppendEntries payload: max_payload_entries of them travel in one call).
+pub const MAX_GROUP: usize = 64;
+/// Group commits (leader) / batched forwards (follower) in flight at once; new writes wait
+/// in the queue meanwhile and form the next group.
+const GROUPS_IN_FLIGHT: usize = 4;
+/// Bound of the group-commit queues (callers wait when it is full).
+const GROUP_QUEUE: usize = 4096;
+
+/// One write waiting for the leader's group commit.
+struct PendingWrite {
+    op: PinOp,
+    done: oneshot::Sender<Result<ApplyResult, Status>>,
+}
+
+/// One write waiting to be forwarded to the leader in a batch.
+struct PendingForward {
+    leader: NodeId,
+    f: Forward,
+    done: oneshot::Sender<Result<Option<Pin>, Status>>,
+}
 
 pub struct Node {
     pub raft: Raft,
@@ -130,6 +162,12 @@ pub struct Node {
     /// election_timeout_max of the raft config: how long a leader may go without a quorum
     /// acknowledgement before it refuses writes (plus the metrics' tick granularity).
     quorum_grace: Duration,
+    /// Queue of the leader's group commit (pin/unpin ops gathered into one raft entry).
+    group_tx: mpsc::Sender<PendingWrite>,
+    /// Queue of the follower's batched forwards to the leader.
+    forward_tx: mpsc::Sender<PendingForward>,
+    /// Reset requests and the committed membership (membership.rs).
+    membership: membership::MembershipState,
 }
 
 fn now_secs() -> i64 {
@@ -220,6 +258,8 @@ impl Node {
         .map_err(|e| anyhow::anyhow!("starting raft: {e}"))?;
         let (removed, _) = watch::channel(false);
         let (fatal, _) = watch::channel(None);
+        let (group_tx, group_rx) = mpsc::channel(GROUP_QUEUE);
+        let (forward_tx, forward_rx) = mpsc::channel(GROUP_QUEUE);
         // Metrics are refreshed at least every tick (1.5 x heartbeat) on an idle leader.
         let quorum_grace = Duration::from_millis(el * 2 + hb * 3 / 2);
         let node = Arc::new(Node {
@@ -233,8 +273,14 @@ impl Node {
             membership_lock: tokio::sync::Mutex::new(()),
             fatal,
             quorum_grace,
+            group_tx,
+            forward_tx,
+            membership: Default::default(),
         });
         node.spawn_fatal_watch();
+        node.spawn_committed_watch();
+        tokio::spawn(run_group_commit(Arc::downgrade(&node), group_rx));
+        tokio::spawn(run_forward_batches(Arc::downgrade(&node), forward_rx));
         let initialized = node
             .raft
             .is_initialized()
@@ -425,12 +471,96 @@ impl Node {
             .map(|r| r.data)
     }
 
-    /// Current members (from raft's latest membership config).
+    /// `write` through the group commit: concurrent callers' ops share one raft entry.
+    pub async fn write_grouped(&self, op: PinOp) -> Result<ApplyResult, Status> {
+        let (done, rx) = oneshot::channel();
+        self.group_tx
+            .send(PendingWrite { op, done })
+            .await
+            .map_err(|_| Status::unavailable("the consensus service is shutting down; retry"))?;
+        rx.await
+            .map_err(|_| Status::unavailable("the consensus service is shutting down; retry"))?
+    }
+
+    /// Commits a gathered group: one op as itself, several as one `PinOp::Batch` entry;
+    /// every caller gets its own op's result (or the commit's error).
+    async fn commit_group(&self, group: Vec<PendingWrite>) {
+        if group.len() == 1 {
+            let w = group.into_iter().next().expect("one write");
+            let _ = w.done.send(self.write(w.op).await);
+            return;
+        }
+        let (ops, dones): (Vec<PinOp>, Vec<_>) = group.into_iter().map(|w| (w.op, w.done)).unzip();
+        match self.write(PinOp::Batch(ops)).await {
+            Ok(r) => {
+                let mut results = r.results.into_iter();
+                for d in dones {
+                    let _ = d.send(Ok(results.next().unwrap_or_default()));
+                }
+            }
+            Err(e) => {
+                for d in dones {
+                    let _ = d.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// Forwards a Pin/Unpin through the follower's batcher (one call per gathered batch).
+    async fn forward_grouped(&self, leader: NodeId, f: Forward) -> Result<Option<Pin>, Status> {
+        let (done, rx) = oneshot::channel();
+        self.forward_tx
+            .send(PendingForward { leader, f, done })
+            .await
+            .map_err(|_| Status::unavailable("the consensus service is shutting down; retry"))?;
+        rx.await
+            .map_err(|_| Status::unavailable("the consensus service is shutting down; retry"))?
+    }
+
+    /// Sends one gathered batch of writes to `leader`: a single write as itself, several as
+    /// one `Forward::Batch` call; each caller gets its own answer.
+    async fn forward_group(&self, leader: NodeId, group: Vec<PendingForward>) {
+        if group.len() == 1 {
+            let w = group.into_iter().next().expect("one forward");
+            let _ = w.done.send(self.forward(leader, &w.f).await);
+            return;
+        }
+        let (fs, dones): (Vec<Forward>, Vec<_>) = group.into_iter().map(|w| (w.f, w.done)).unzip();
+        let n = fs.len();
+        let res: Result<Vec<ForwardResult>, Status> = self
+            .forward_call::<Vec<ForwardResult>>(leader, &Forward::Batch(fs))
+            .await
+            .and_then(|r| r.map_err(|(code, msg)| Status::new(tonic::Code::from_i32(code), msg)))
+            .and_then(|r| {
+                if r.len() == n {
+                    Ok(r)
+                } else {
+                    Err(Status::internal(format!(
+                        "the leader answered {} results for a batch of {n} writes",
+                        r.len()
+                    )))
+                }
+            });
+        match res {
+            Ok(results) => {
+                for (d, r) in dones.into_iter().zip(results) {
+                    let _ = d.send(decode_forward_result(r));
+                }
+            }
+            Err(e) => {
+                for d in dones {
+                    let _ = d.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// Current members: the last committed membership (an appended but uncommitted change,
+    /// e.g. a refused add, is not listed).
     pub fn members(&self) -> Vec<Member> {
-        let m = self.raft.metrics().borrow().membership_config.clone();
-        let voters: BTreeSet<NodeId> = m.membership().voter_ids().collect();
+        let m = self.committed_membership();
+        let voters: BTreeSet<NodeId> = m.voter_ids().collect();
         let mut out: Vec<Member> = m
-            .membership()
             .nodes()
             .map(|(id, n)| Member {
                 peer_id: n.peer_id.clone(),
@@ -487,7 +617,12 @@ impl Node {
                 };
                 let forwarded = leader != self.id;
                 let res = if forwarded {
-                    self.forward(leader, &f).await
+                    match &f {
+                        Forward::Pin(_) | Forward::Unpin(_) => {
+                            self.forward_grouped(leader, f.clone()).await
+                        }
+                        _ => self.forward(leader, &f).await,
+                    }
                 } else {
                     self.execute(f.clone()).await
                 };
@@ -511,6 +646,16 @@ impl Node {
     }
 
     async fn forward(&self, leader: NodeId, f: &Forward) -> Result<Option<Pin>, Status> {
+        let r: ForwardResult = self.forward_call(leader, f).await?;
+        decode_forward_result(r)
+    }
+
+    /// One `Forward` call to the leader; `R` is the answer's type.
+    async fn forward_call<R: serde::de::DeserializeOwned>(
+        &self,
+        leader: NodeId,
+        f: &Forward,
+    ) -> Result<Result<R, (i32, String)>, Status> {
         let peer = self
             .peer_of(leader)
             .ok_or_else(|| Status::unavailable("the leader is not in the membership yet"))?;
@@ -518,9 +663,9 @@ impl Node {
         // A peer that just joined may not be in the leader's (cached) member list yet, so the
         // leader's transport can refuse us for a moment: retry that for a few seconds.
         let mut tries = 0;
-        let r: ForwardResult = loop {
+        loop {
             match raft_call(&*self.carrier, &peer, Kind::Forward, f, timeout).await {
-                Ok(r) => break r,
+                Ok(r) => return Ok(r),
                 Err(s) if s.code() == tonic::Code::PermissionDenied && tries < 8 => {
                     tries += 1;
                     tracing::debug!(%peer, error = %s.message(), "leader refused a forwarded write; retrying");
@@ -533,15 +678,6 @@ impl Node {
                     ))
                 }
             }
-        };
-        match r {
-            Ok(p) => p
-                .map(|b| {
-                    b.decode()
-                        .map_err(|e| Status::internal(format!("leader sent a bad pin: {e}")))
-                })
-                .transpose(),
-            Err((code, msg)) => Err(Status::new(tonic::Code::from_i32(code), msg)),
         }
     }
 
@@ -566,6 +702,12 @@ impl Node {
                 let _ = self.removed.send(true);
                 Ok(None)
             }
+            Forward::Batch(_) => Err(Status::invalid_argument(
+                "a forwarded batch cannot be nested",
+            )),
+            Forward::PrepareAdd(_) => Err(Status::invalid_argument(
+                "PrepareAdd is a raft message, not a write",
+            )),
         }
     }
 
@@ -584,7 +726,7 @@ impl Node {
                 .ok_or_else(|| Status::not_found("pin is not part of the pinset"))?;
             let p = pin_update(&from, &pin.cid, pin.options.as_ref(), now)
                 .map_err(Status::invalid_argument)?;
-            self.write(PinOp::Pin(PinBytes::encode(&p))).await?;
+            self.write_grouped(PinOp::Pin(PinBytes::encode(&p))).await?;
             return Ok(p);
         }
         let existing = self.get(&pin.cid).await?;
@@ -599,7 +741,8 @@ impl Node {
         if let Some(o) = stored.options.as_mut() {
             o.user_allocations.clear();
         }
-        self.write(PinOp::Pin(PinBytes::encode(&stored))).await?;
+        self.write_grouped(PinOp::Pin(PinBytes::encode(&stored)))
+            .await?;
         Ok(pin)
     }
 
@@ -651,7 +794,7 @@ impl Node {
             }
             _ => {}
         }
-        self.write(PinOp::Unpin(cid.to_string())).await?;
+        self.write_grouped(PinOp::Unpin(cid.to_string())).await?;
         Ok(pin)
     }
 
@@ -695,7 +838,12 @@ impl Node {
         if m.membership().voter_ids().any(|v| v == id) {
             return Ok(());
         }
+        // Confirm the leadership before touching the target or the membership (b31), then
+        // make sure the target can be added (b29).
+        self.confirm_leadership().await?;
+        self.prepare_target(&node.peer_id).await?;
         tracing::info!(peer = %node.peer_id, "adding peer to the cluster");
+        self.confirm_leadership().await?;
         self.bounded(self.raft.add_learner(id, node, true)).await?;
         // A change left uncommitted by a previous leader can still be in progress: retry.
         let mut tries = 0;
@@ -733,6 +881,7 @@ impl Node {
                 "cannot remove ourselves from a 1-peer cluster",
             ));
         }
+        self.confirm_leadership().await?;
         if !self.opts.disable_repinning {
             match self.vacate(peer).await {
                 Ok(n) => {
@@ -806,12 +955,30 @@ impl Node {
                 .install_snapshot(serde_json::from_slice(&req.body).map_err(bad)?)
                 .await)?,
             Ok(Kind::Forward) => {
-                let f: Forward = serde_json::from_slice(&req.body).map_err(bad)?;
-                let r: ForwardResult = match self.execute(f).await {
-                    Ok(p) => Ok(p.map(|p| PinBytes(p.encode_to_vec()))),
-                    Err(s) => Err((s.code() as i32, s.message().to_string())),
+                let to_result = |r: Result<Option<Pin>, Status>| -> ForwardResult {
+                    match r {
+                        Ok(p) => Ok(p.map(|p| PinBytes(p.encode_to_vec()))),
+                        Err(s) => Err((s.code() as i32, s.message().to_string())),
+                    }
                 };
-                enc(&r)?
+                match serde_json::from_slice::<Forward>(&req.body).map_err(bad)? {
+                    // Executed concurrently, so they meet in this leader's group commit.
+                    Forward::Batch(fs) => {
+                        let rs = futures::future::join_all(fs.into_iter().map(|f| self.execute(f)))
+                            .await;
+                        let all: Result<Vec<ForwardResult>, (i32, String)> =
+                            Ok(rs.into_iter().map(to_result).collect());
+                        enc(&all)?
+                    }
+                    Forward::PrepareAdd(leader) => {
+                        let r = self
+                            .prepare_add(&leader)
+                            .await
+                            .map_err(|s| (s.code() as i32, s.message().to_string()));
+                        enc(&r)?
+                    }
+                    f => enc(&to_result(self.execute(f).await))?,
+                }
             }
             _ => {
                 return Err(Status::invalid_argument(format!(
@@ -969,6 +1136,78 @@ impl Node {
             .call(peer, "Join", req.encode_to_vec(), timeout)
             .await
             .map(|_| ())
+    }
+}
+
+fn decode_forward_result(r: ForwardResult) -> Result<Option<Pin>, Status> {
+    match r {
+        Ok(p) => p
+            .map(|b| {
+                b.decode()
+                    .map_err(|e| Status::internal(format!("leader sent a bad pin: {e}")))
+            })
+            .transpose(),
+        Err((code, msg)) => Err(Status::new(tonic::Code::from_i32(code), msg)),
+    }
+}
+
+/// Takes the first queued item, then whatever else is already queued (up to `MAX_GROUP`):
+/// writes that arrive while earlier groups commit form the next group, so a lone write
+/// never waits for company.
+async fn gather<T>(rx: &mut mpsc::Receiver<T>) -> Option<Vec<T>> {
+    let first = rx.recv().await?;
+    let mut group = vec![first];
+    while group.len() < MAX_GROUP {
+        match rx.try_recv() {
+            Ok(x) => group.push(x),
+            Err(_) => break,
+        }
+    }
+    Some(group)
+}
+
+/// The leader's group commit loop (ends when the node is dropped).
+async fn run_group_commit(node: std::sync::Weak<Node>, mut rx: mpsc::Receiver<PendingWrite>) {
+    let slots = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(group) = gather(&mut rx).await else {
+            return;
+        };
+        let Some(node) = node.upgrade() else { return };
+        tokio::spawn(async move {
+            let _slot = slot;
+            node.commit_group(group).await;
+        });
+    }
+}
+
+/// The follower's forward batching loop: gathered writes, one call per leader.
+async fn run_forward_batches(node: std::sync::Weak<Node>, mut rx: mpsc::Receiver<PendingForward>) {
+    let slots = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(group) = gather(&mut rx).await else {
+            return;
+        };
+        let Some(node) = node.upgrade() else { return };
+        let mut by_leader: BTreeMap<NodeId, Vec<PendingForward>> = BTreeMap::new();
+        for w in group {
+            by_leader.entry(w.leader).or_default().push(w);
+        }
+        tokio::spawn(async move {
+            let _slot = slot;
+            futures::future::join_all(
+                by_leader
+                    .into_iter()
+                    .map(|(leader, ws)| node.forward_group(leader, ws)),
+            )
+            .await;
+        });
     }
 }
 

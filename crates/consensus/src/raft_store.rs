@@ -136,10 +136,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::read_vote(&io_err(e)).into())
     }
 
+    /// Not fsync'd (redb Durability::None): openraft treats the committed index as optional
+    /// (it is re-learned from the leader or re-established by an election), and the next
+    /// log append (a durable commit) persists it anyway. See the README's "Durability".
     async fn save_committed(&mut self, c: Option<LogId>) -> Result<(), StorageError> {
-        self.put_meta(K_COMMITTED, c)
-            .await
-            .map_err(|e| StorageIOError::write(&io_err(e)).into())
+        let inner = self.0.inner.clone();
+        blocking(move || {
+            let mut txn = inner.db.begin_write().map_err(db_err)?;
+            txn.set_durability(redb::Durability::None).map_err(db_err)?;
+            txn.open_table(META)
+                .map_err(db_err)?
+                .insert(K_COMMITTED, enc(&c).as_slice())
+                .map_err(db_err)?;
+            txn.commit().map_err(db_err)
+        })
+        .await
+        .map_err(|e| StorageIOError::write(&io_err(e)).into())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -236,7 +248,10 @@ fn apply_op(pins: &mut redb::Table<&str, &[u8]>, op: &PinOp) -> Result<ApplyResu
                 .insert(cid.as_str(), p.0.as_slice())
                 .map_err(db_err)?
                 .is_some();
-            Ok(ApplyResult { existed })
+            Ok(ApplyResult {
+                existed,
+                ..Default::default()
+            })
         }
         PinOp::PinBatch(ps) => {
             for p in ps {
@@ -253,10 +268,21 @@ fn apply_op(pins: &mut redb::Table<&str, &[u8]>, op: &PinOp) -> Result<ApplyResu
         }
         PinOp::Unpin(cid) => Ok(ApplyResult {
             existed: pins.remove(cid.as_str()).map_err(db_err)?.is_some(),
+            ..Default::default()
         }),
         PinOp::Clear => {
             pins.retain(|_, _| false).map_err(db_err)?;
             Ok(ApplyResult::default())
+        }
+        PinOp::Batch(ops) => {
+            let mut results = Vec::with_capacity(ops.len());
+            for op in ops {
+                results.push(apply_op(pins, op)?);
+            }
+            Ok(ApplyResult {
+                existed: false,
+                results,
+            })
         }
     }
 }

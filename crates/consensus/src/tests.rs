@@ -982,3 +982,82 @@ async fn isolated_leader_refuses_writes_and_the_majority_commits() {
         let _ = n.raft.shutdown().await;
     }
 }
+
+/// Group commit: many concurrent pins and unpins through a follower and the leader share
+/// raft entries (fewer entries than writes), each caller gets its own answer (an unpin of a
+/// CID not in the pinset still fails alone), and every node ends with the same pinset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_are_group_committed_with_per_op_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = Router::default();
+    let peers = ["peerA", "peerB", "peerC"];
+    let mut nodes = vec![];
+    for p in peers {
+        let mut o = opts(p, dir.path());
+        o.init_peerset = peers.iter().map(|s| s.to_string()).collect();
+        nodes.push(start(&router, o).await);
+    }
+    for n in &nodes {
+        wait_leader(n).await;
+    }
+    let leader = nodes[0].leader().unwrap();
+    let li = peers.iter().position(|p| *p == leader).unwrap();
+    let follower = nodes[(li + 1) % 3].clone();
+    let before = nodes[li].raft.metrics().borrow().last_log_index.unwrap_or(0);
+    let n_pins = 300u32;
+    let mut tasks = vec![];
+    for i in 0..n_pins {
+        let node = if i % 2 == 0 {
+            follower.clone()
+        } else {
+            nodes[li].clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            node.pin(pin(&cid_n(i), 0, 0)).await.map(|p| p.cid)
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert_eq!(t.await.unwrap().unwrap(), cid_n(i as u32));
+    }
+    let after = nodes[li].raft.metrics().borrow().last_log_index.unwrap_or(0);
+    println!("{n_pins} concurrent pins took {} raft entries", after - before);
+    assert!(after - before < n_pins as u64, "no grouping happened");
+
+    // Unpins: half of existing CIDs, plus CIDs that were never pinned (each fails alone).
+    let mut tasks = vec![];
+    for i in 0..100u32 {
+        let node = follower.clone();
+        let c = if i % 2 == 0 { cid_n(i) } else { cid_n(10_000 + i) };
+        tasks.push(tokio::spawn(async move { (i, node.unpin(&c).await) }));
+    }
+    for t in tasks {
+        let (i, r) = t.await.unwrap();
+        if i % 2 == 0 {
+            assert_eq!(r.unwrap().cid, cid_n(i));
+        } else {
+            assert_eq!(r.unwrap_err().code(), tonic::Code::NotFound);
+        }
+    }
+    let want: Vec<String> = {
+        let mut v: Vec<String> = (0..n_pins)
+            .filter(|i| !(i < &100 && i % 2 == 0))
+            .map(cid_n)
+            .collect();
+        v.sort();
+        v
+    };
+    for n in &nodes {
+        let target = nodes[li].raft.metrics().borrow().last_applied;
+        n.raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.last_applied >= target, "caught up")
+            .await
+            .unwrap();
+        let mut got = collect_list(n, 0).await;
+        got.sort();
+        assert_eq!(got, want);
+    }
+    for n in &nodes {
+        let _ = n.raft.shutdown().await;
+    }
+}

@@ -49,12 +49,19 @@ pub enum PinOp {
     Clear,
     /// Add or replace many pins in one entry (state import).
     PinBatch(Vec<PinBytes>),
+    /// Group commit: concurrent pin/unpin writes the leader gathered into one entry, applied
+    /// in order (each with its own result). Added after the others so older entries keep
+    /// their encoding.
+    Batch(Vec<PinOp>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ApplyResult {
     /// For Unpin: whether the CID was in the state. For Pin: whether it replaced a pin.
     pub existed: bool,
+    /// For Batch: one result per op, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub results: Vec<ApplyResult>,
 }
 
 openraft::declare_raft_types!(
