@@ -310,55 +310,6 @@ impl Store {
         rx
     }
 
-    /// As `list`, but in chunks of up to `chunk` pins per channel message: one hand-off
-    /// between the redb thread and the async side per chunk instead of per pin, so the gRPC
-    /// encoder finds many pins ready and packs them into few frames (`List`, `Export`).
-    pub fn list_chunks(
-        &self,
-        type_filter: u32,
-        chunk: usize,
-        buffer: usize,
-    ) -> mpsc::Receiver<Result<Vec<Pin>, StoreError>> {
-        let (tx, rx) = mpsc::channel(buffer.max(1));
-        let chunk = chunk.max(1);
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let run = || -> Result<(), StoreError> {
-                let txn = inner.db.begin_read().map_err(db_err)?;
-                let t = txn.open_table(PINS).map_err(db_err)?;
-                let mut out = Vec::with_capacity(chunk);
-                for item in t.iter().map_err(db_err)? {
-                    let (_, v) = item.map_err(db_err)?;
-                    let pin = Pin::decode(v.value()).map_err(|e| StoreError::Decode {
-                        what: "pin",
-                        msg: e.to_string(),
-                    })?;
-                    if type_matches(pin.r#type, type_filter) {
-                        out.push(pin);
-                        if out.len() == chunk
-                            && tx
-                                .blocking_send(Ok(std::mem::replace(
-                                    &mut out,
-                                    Vec::with_capacity(chunk),
-                                )))
-                                .is_err()
-                        {
-                            return Ok(()); // receiver gone
-                        }
-                    }
-                }
-                if !out.is_empty() {
-                    let _ = tx.blocking_send(Ok(out));
-                }
-                Ok(())
-            };
-            if let Err(e) = run() {
-                let _ = tx.blocking_send(Err(e));
-            }
-        });
-        rx
-    }
-
     /// A consistent full sync for watchers: the applied index and every pin, from one read
     /// transaction, into a bounded channel. The first message is the index.
     pub(crate) fn sync_view(&self, buffer: usize) -> mpsc::Receiver<Result<SyncItem, StoreError>> {
@@ -479,23 +430,36 @@ pub(crate) fn changes_of(entry: &Entry) -> Vec<StateChange> {
             pin: Some(pin),
         })
     };
+    fn op_changes(
+        op: &PinOp,
+        index: u64,
+        pin_change: &dyn Fn(&PinBytes) -> Option<StateChange>,
+    ) -> Vec<StateChange> {
+        match op {
+            PinOp::Pin(p) => pin_change(p).into_iter().collect(),
+            PinOp::PinBatch(ps) => ps.iter().filter_map(pin_change).collect(),
+            PinOp::Batch(ops) => ops
+                .iter()
+                .flat_map(|o| op_changes(o, index, pin_change))
+                .collect(),
+            PinOp::Unpin(cid) => vec![StateChange {
+                kind: Kind::Unpin as i32,
+                index,
+                pin: Some(Pin {
+                    cid: cid.clone(),
+                    ..Default::default()
+                }),
+            }],
+            // A wipe cannot be expressed as changes: watchers resync (SYNC_BEGIN .. SYNC_END).
+            PinOp::Clear => vec![StateChange {
+                kind: Kind::SyncBegin as i32,
+                index,
+                pin: None,
+            }],
+        }
+    }
     match &entry.payload {
-        EntryPayload::Normal(PinOp::Pin(p)) => pin_change(p).into_iter().collect(),
-        EntryPayload::Normal(PinOp::PinBatch(ps)) => ps.iter().filter_map(pin_change).collect(),
-        EntryPayload::Normal(PinOp::Unpin(cid)) => vec![StateChange {
-            kind: Kind::Unpin as i32,
-            index,
-            pin: Some(Pin {
-                cid: cid.clone(),
-                ..Default::default()
-            }),
-        }],
-        // A wipe cannot be expressed as changes: watchers resync (SYNC_BEGIN .. SYNC_END).
-        EntryPayload::Normal(PinOp::Clear) => vec![StateChange {
-            kind: Kind::SyncBegin as i32,
-            index,
-            pin: None,
-        }],
+        EntryPayload::Normal(op) => op_changes(op, index, &pin_change),
         _ => vec![],
     }
 }
