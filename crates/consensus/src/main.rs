@@ -14,7 +14,7 @@ use tokio_stream::StreamExt;
 
 use ipfs_cluster_consensus::{
     network::TransportCarrier,
-    node::{Node, Options},
+    node::{Node, Options, RESTART_STAGING_EXIT},
     pinning::PinDefaults,
     service::ConsensusService,
     store,
@@ -115,6 +115,35 @@ pub fn joining_marker(raft_dir: &std::path::Path) -> PathBuf {
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| "raft".into());
     raft_dir.with_file_name(format!("{name}.joining"))
+}
+
+/// The file that says this peer gave its one-peer cluster up to be added by a leader of
+/// another cluster: `<raft dir>.staging`. While it exists a start without `--bootstrap`
+/// stays in staging (waits to be added); it is removed once a leader added this peer.
+pub fn staging_marker(raft_dir: &std::path::Path) -> PathBuf {
+    let name = raft_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "raft".into());
+    raft_dir.with_file_name(format!("{name}.staging"))
+}
+
+/// Removes the staging marker once raft is initialized (a leader added this peer).
+fn spawn_staging_done(node: Arc<Node>, marker: PathBuf) {
+    tokio::spawn(async move {
+        loop {
+            match node.raft.is_initialized().await {
+                Ok(true) => {
+                    let _ = std::fs::remove_file(&marker);
+                    tracing::info!("added to the cluster by its leader; staging is over");
+                    return;
+                }
+                Ok(false) => {}
+                Err(_) => return,
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
 }
 
 /// Follows the transport's `monitor.metrics` topic into the allocator's metric store.
@@ -280,6 +309,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&joining);
     }
     let unfinished_join = bootstrap.is_empty() && joining.exists();
+    let staging = staging_marker(&raft_dir);
+    if !bootstrap.is_empty() {
+        let _ = std::fs::remove_file(&staging);
+    }
+    let awaiting_add = bootstrap.is_empty() && !unfinished_join && staging.exists();
+    if awaiting_add {
+        opts.staging = true;
+    }
     if !bootstrap.is_empty() {
         // Upstream wipes (backs up) local raft state and starts in staging mode.
         if raft_dir.join(store::DB_FILE).exists() {
@@ -334,6 +371,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::info!("resuming: a leader added this peer before its join call returned");
         let _ = std::fs::remove_file(&joining);
     }
+    if awaiting_add {
+        tracing::info!(
+            marker = %staging.display(),
+            "this peer gave its one-peer cluster up to be added to another cluster; waiting in staging for that cluster's leader (delete the marker to start a new cluster instead)"
+        );
+        spawn_staging_done(node.clone(), staging.clone());
+    }
     node.spawn_background();
     if let Some(m) = &prom {
         prometheus::register(m, node.clone());
@@ -360,6 +404,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     let mut removed = node.removed();
     let mut fatal = node.fatal();
+    let mut reset = node.reset_requested();
+    let mut reset_for = None;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(ipfs_cluster_proto::serve(
         listener,
@@ -375,6 +421,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => false,
         _ = sigterm.recv() => false,
         _ = removed.wait_for(|r| *r) => true,
+        Ok(by) = reset.wait_for(|r| r.is_some()) => { reset_for = by.clone(); false }
         Some(e) = fail_rx.recv() => { failure = Some(e); false }
         Ok(msg) = fatal.wait_for(|f| f.is_some()) => {
             failure = msg.clone();
@@ -395,7 +442,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     tracing::info!("consensus service shutting down");
     let mut left = false;
-    if leave && !was_removed && failure.is_none() {
+    if leave && !was_removed && failure.is_none() && reset_for.is_none() {
         match tokio::time::timeout(Duration::from_secs(20), node.leave()).await {
             Ok(Ok(())) => left = true,
             Ok(Err(e)) => tracing::warn!(error = %e.message(), "leaving the cluster"),
@@ -419,6 +466,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if let Some(e) = failure {
         anyhow::bail!(e);
+    }
+    if let Some(leader) = reset_for {
+        // A leader of another cluster is adding this one-peer cluster: back the state up
+        // (as --bootstrap does), mark staging, and ask the launcher for a restart now.
+        // The marker first: a restart between the two must not bootstrap a new cluster.
+        std::fs::write(
+            &staging,
+            format!("this peer waits to be added to the cluster of {leader}\n"),
+        )
+        .with_context(|| format!("writing {}", staging.display()))?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        backup_dir(&raft_dir, keep)?;
+        eprintln!(
+            "this peer's one-peer cluster was backed up to {} so that {leader} can add it to its cluster; restarting empty (exit code {RESTART_STAGING_EXIT})",
+            ipfs_cluster_consensus::node::backup_path(&raft_dir).display()
+        );
+        std::process::exit(RESTART_STAGING_EXIT);
     }
     Ok(())
 }

@@ -841,7 +841,7 @@ impl Node {
         // Confirm the leadership before touching the target or the membership (b31), then
         // make sure the target can be added (b29).
         self.confirm_leadership().await?;
-        self.prepare_target(&node.peer_id).await?;
+        let node = self.prepare_target(node).await?;
         tracing::info!(peer = %node.peer_id, "adding peer to the cluster");
         self.confirm_leadership().await?;
         self.bounded(self.raft.add_learner(id, node, true)).await?;

@@ -59,6 +59,10 @@ pub const SERVICES: [ServiceSpec; 4] = [
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RESTARTS: usize = 5;
+/// Exit code of the consensus service asking for an immediate restart in staging
+/// (`ipfs_cluster_consensus::node::RESTART_STAGING_EXIT`; the crates do not depend on
+/// each other, so the value is repeated here).
+const CONSENSUS_RESTART_STAGING: i32 = 75;
 const RESTART_WINDOW: Duration = Duration::from_secs(120);
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 /// Bound on one health check (connect + handshake + call).
@@ -152,6 +156,21 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<()> {
                     // Consensus exits 0 only when this peer is no longer a cluster member
                     // (removed, or left): the whole peer shuts down, as upstream.
                     break Ok("removal from the cluster");
+                }
+                if r.spec.name == "consensus" && status.code() == Some(CONSENSUS_RESTART_STAGING) {
+                    // Not a crash: consensus gave its one-peer cluster up to be added to
+                    // another cluster and must come back at once, empty (staging).
+                    tracing::info!(service = r.spec.name, state = "restarting", "consensus restarts empty to be added to another cluster");
+                    let spec = r.spec;
+                    let addr = (spec.addr)(&peer)?;
+                    match start_and_wait(&bin_dir, &opts, spec, addr, false).await {
+                        Ok(mut fresh) => {
+                            fresh.restarts = std::mem::take(&mut running[idx].restarts);
+                            running[idx] = fresh;
+                            continue;
+                        }
+                        Err(e) => break Err(e),
+                    }
                 }
                 let why = r.last_error.lock().unwrap().clone().unwrap_or_else(|| format!("exited with {status}"));
                 let now = Instant::now();

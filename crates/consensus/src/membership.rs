@@ -1,0 +1,549 @@
+//! Membership changes made safe (issue 8, behaviours 29 and 31 of cluster-internals §8).
+//!
+//! A child module of `node` (declared there with `#[path]`) so it can use the node's
+//! private parts; `node.rs` only calls in here.
+//!
+//! * **Leadership first.** Before any membership change the leader confirms it still leads
+//!   with a quorum heartbeat round (`Raft::get_read_log_id`, bounded by the quorum grace).
+//!   openraft 0.9 keeps a leader whose only other member just went down, and its last
+//!   quorum ack stays "fresh" for a while, so without this an add appended a learner entry
+//!   that could never commit.
+//! * **Committed membership.** `members()` reports the last *committed* membership, never
+//!   an appended but uncommitted one (openraft's metrics show the latter), so a refused
+//!   add does not leave the peer in `GET /peers`.
+//! * **Adding a peer that runs its own cluster** (upstream PeerAdd: hashicorp raft replaces
+//!   the added peer's single-peer history with the cluster's). Before `add_learner` the
+//!   leader sends the target `Forward::PrepareAdd` (over `Consensus/Raft`, which a peer that
+//!   is not in a multi-peer cluster accepts from anyone holding the secret). The target
+//!   answers: ready (staging, or already in the caller's cluster); resetting (it was a
+//!   one-peer cluster holding only itself: its consensus exits with `RESTART_STAGING_EXIT`
+//!   after moving its raft folder to a backup, and the launcher restarts it at once, empty
+//!   and in staging) — the leader asks again until ready; or FAILED_PRECONDITION when it is
+//!   a member of another multi-peer cluster (whose transport refuses our raft traffic).
+//!   Otherwise the openraft core of the added peer panicked on the conflicting entry 1.
+
+use super::*;
+
+use openraft::{error::CheckIsLeaderError, LogId, Membership};
+
+/// Exit code of the consensus service meaning "restart me now, in staging": its one-peer
+/// cluster was backed up because a leader of another cluster is adding this peer. The
+/// launcher (crates/service/src/supervisor.rs) restarts it at once, not as a crash.
+pub const RESTART_STAGING_EXIT: i32 = 75;
+
+/// How often a leader asks a resetting peer whether it is ready to be added.
+const PREPARE_POLL: Duration = Duration::from_millis(500);
+
+/// The target's answer to `Forward::PrepareAdd`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrepareAnswer {
+    /// This peer can be added now (staging, or already in the caller's cluster).
+    pub ready: bool,
+    /// It was a one-peer cluster: its raft state goes to `backup` and it restarts empty.
+    pub resetting: bool,
+    pub backup: String,
+    /// Members of the cluster this peer belonged to (0 when staging).
+    pub members: u32,
+    /// The peer's libp2p addresses, for the membership (`POST /peers` gives none, and the
+    /// other members' transports dial members by these).
+    #[serde(default)]
+    pub addresses: Vec<String>,
+}
+
+type Committed = (Option<LogId<NodeId>>, Membership<NodeId, PeerNode>);
+
+/// The membership bits of a `Node`.
+pub struct MembershipState {
+    /// Some(leader peer id) once a leader asked this one-peer cluster to start over.
+    reset: watch::Sender<Option<String>>,
+    /// The last committed membership seen (see `committed_membership`).
+    committed: std::sync::Mutex<Option<Committed>>,
+}
+
+impl Default for MembershipState {
+    fn default() -> Self {
+        MembershipState {
+            reset: watch::channel(None).0,
+            committed: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+/// Where `backup_dir` (main.rs) moves a raft folder: `<dir>.old.0`.
+pub fn backup_path(dir: &std::path::Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "raft".into());
+    dir.with_file_name(format!("{name}.old.0"))
+}
+
+impl Node {
+    /// Becomes Some(leader) when a leader asked this one-peer cluster to reset and be added:
+    /// the service must back its raft folder up and exit with `RESTART_STAGING_EXIT`.
+    pub fn reset_requested(&self) -> watch::Receiver<Option<String>> {
+        self.membership.reset.subscribe()
+    }
+
+    /// The last committed membership: openraft's effective membership once it is applied,
+    /// else the committed one remembered (or asked from raft's state by `watch_committed`).
+    pub(super) fn committed_membership(&self) -> Membership<NodeId, PeerNode> {
+        let (eff, applied) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.membership_config.clone(), m.last_applied)
+        };
+        let mut cache = self
+            .membership
+            .committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if eff.log_id().map(|l| l.index) <= applied.map(|l| l.index) {
+            let newer = cache
+                .as_ref()
+                .is_none_or(|(id, _)| id.map(|l| l.index) <= eff.log_id().map(|l| l.index));
+            if newer {
+                *cache = Some((*eff.log_id(), eff.membership().clone()));
+            }
+            return eff.membership().clone();
+        }
+        match cache.as_ref() {
+            Some((_, m)) => m.clone(),
+            None => eff.membership().clone(),
+        }
+    }
+
+    /// Keeps the committed membership known while an uncommitted one is the effective one:
+    /// each time the effective membership changes, ask raft's state for the committed one.
+    pub(super) fn spawn_committed_watch(self: &Arc<Self>) {
+        let node = Arc::downgrade(self);
+        let mut rx = self.raft.metrics();
+        tokio::spawn(async move {
+            let mut seen = None;
+            loop {
+                let eff = rx
+                    .borrow_and_update()
+                    .membership_config
+                    .log_id()
+                    .map(|l| l.index);
+                let Some(n) = node.upgrade() else { return };
+                if seen != Some(eff) {
+                    seen = Some(eff);
+                    let r = n
+                        .raft
+                        .with_raft_state(|st| {
+                            let c = st.membership_state.committed();
+                            (*c.log_id(), c.membership().clone())
+                        })
+                        .await;
+                    if let Ok((id, m)) = r {
+                        let mut cache = n
+                            .membership
+                            .committed
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner());
+                        let newer = cache
+                            .as_ref()
+                            .is_none_or(|(old, _)| old.map(|l| l.index) <= id.map(|l| l.index));
+                        if newer {
+                            *cache = Some((id, m));
+                        }
+                    }
+                }
+                // Also refresh the remembered committed one when the effective one applies.
+                let _ = n.committed_membership();
+                drop(n);
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// On the leader: a quorum of voters confirms this peer still leads (a heartbeat round,
+    /// bounded by the quorum grace). Required before any membership change.
+    pub(super) async fn confirm_leadership(&self) -> Result<(), Status> {
+        self.check_core()?;
+        match tokio::time::timeout(self.quorum_grace, self.raft.get_read_log_id()).await {
+            Ok(Ok(_)) => self.still_leader(),
+            Ok(Err(RaftError::Fatal(f))) => Err(match f {
+                Fatal::Stopped => Status::unavailable("the consensus service is shutting down; retry"),
+                f => Status::unavailable(fatal_message(&f)),
+            }),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
+                let voters = self.raft.metrics().borrow().membership_config.voter_ids().count();
+                Err(Status::unavailable(format!(
+                    "cannot change the cluster membership: this peer could not confirm its leadership with a majority of the members (only {} of the {voters} voters answered); bring the missing members back, or remove them, and retry",
+                    q.got.len()
+                )))
+            }
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => Err(
+                Status::unavailable("this peer lost the raft leadership before the membership change; retry"),
+            ),
+            Err(_) => Err(Status::unavailable(format!(
+                "cannot change the cluster membership: a majority of the members did not confirm this peer's leadership within {:.1}s; bring the missing members back, or remove them, and retry",
+                self.quorum_grace.as_secs_f64()
+            ))),
+        }
+    }
+
+    /// Target side of `Forward::PrepareAdd` (see the module comment).
+    pub(super) async fn prepare_add(&self, leader: &str) -> Result<PrepareAnswer, Status> {
+        let backup = backup_path(&self.opts.data_dir).display().to_string();
+        if self.membership.reset.borrow().is_some() {
+            return Ok(PrepareAnswer {
+                resetting: true,
+                backup,
+                members: 1,
+                ..Default::default()
+            });
+        }
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| Status::unavailable(format!("raft: {e}")))?;
+        if !initialized {
+            return Ok(PrepareAnswer {
+                ready: true,
+                addresses: self.opts.addresses.clone(),
+                ..Default::default()
+            });
+        }
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        let nodes: Vec<NodeId> = m.membership().nodes().map(|(id, _)| *id).collect();
+        let n = nodes.len() as u32;
+        if nodes.contains(&node_id(leader)) {
+            return Ok(PrepareAnswer {
+                ready: true,
+                members: n,
+                addresses: self.opts.addresses.clone(),
+                ..Default::default()
+            });
+        }
+        if nodes == [self.id] {
+            let pins = self
+                .store
+                .applied_state()
+                .await
+                .map(|s| s.pins)
+                .unwrap_or(0);
+            tracing::warn!(
+                %leader,
+                pins,
+                %backup,
+                "the leader of another cluster is adding this peer: this peer's own one-peer cluster is replaced by that cluster's state (as upstream); its raft state is moved to the backup and the consensus service restarts empty to be added"
+            );
+            // Answer first, then let the service shut down.
+            let reset = self.membership.reset.clone();
+            let leader = leader.to_string();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let _ = reset.send(Some(leader));
+            });
+            return Ok(PrepareAnswer {
+                resetting: true,
+                backup,
+                members: 1,
+                ..Default::default()
+            });
+        }
+        Err(Status::failed_precondition(format!(
+            "peer {} is a member of another cluster ({n} peers); remove it there first",
+            self.opts.peer_id
+        )))
+    }
+
+    /// Leader side: makes sure `node` can be added (see the module comment) and fills in
+    /// its addresses when the request had none. Peers that do not know `PrepareAdd` (older
+    /// versions) or cannot be reached are added as before.
+    pub(super) async fn prepare_target(&self, mut node: PeerNode) -> Result<PeerNode, Status> {
+        if node.peer_id == self.opts.peer_id {
+            return Ok(node);
+        }
+        let peer = node.peer_id.clone();
+        let peer = peer.as_str();
+        let deadline = tokio::time::Instant::now() + self.commit_timeout();
+        let ask = Forward::PrepareAdd(self.opts.peer_id.clone());
+        let mut resetting = false;
+        loop {
+            let r = raft_call::<_, PrepareAnswer, (i32, String)>(
+                &*self.carrier,
+                peer,
+                Kind::Forward,
+                &ask,
+                self.opts.network_timeout,
+            )
+            .await;
+            match r {
+                Ok(Ok(a)) if a.ready => {
+                    if resetting {
+                        tracing::info!(%peer, "the peer restarted empty and can be added");
+                    }
+                    if node.addresses.is_empty() {
+                        node.addresses = a.addresses;
+                    }
+                    return Ok(node);
+                }
+                Ok(Ok(a)) => {
+                    if !resetting {
+                        tracing::warn!(%peer, backup = %a.backup, "the peer ran a one-peer cluster of its own: it backs its raft state up (on that peer) and restarts empty to be added");
+                    }
+                    resetting = true;
+                }
+                Ok(Err((code, msg))) => return Err(Status::new(tonic::Code::from_i32(code), msg)),
+                // Its transport accepts raft traffic only from its cluster's members.
+                Err(s) if s.code() == tonic::Code::PermissionDenied && !resetting => {
+                    return Err(Status::failed_precondition(format!(
+                        "peer {peer} is a member of another cluster (it refuses raft traffic from this cluster: {}); remove it there first",
+                        s.message()
+                    )))
+                }
+                Err(s) if !resetting => {
+                    tracing::debug!(%peer, error = %s.message(), "asking the peer to prepare for being added; adding it as before");
+                    return Ok(node);
+                }
+                // Restarting: not answering for a moment.
+                Err(s) => tracing::debug!(%peer, error = %s.message(), "waiting for the peer to restart"),
+            }
+            if tokio::time::Instant::now() + PREPARE_POLL > deadline {
+                return Err(Status::unavailable(format!(
+                    "peer {peer} reset its one-peer cluster to be added but did not come back empty within {:.0}s; add it again once its consensus service runs",
+                    self.commit_timeout().as_secs_f64()
+                )));
+            }
+            tokio::time::sleep(PREPARE_POLL).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! In-process (LocalRouter carries `Consensus/Raft`, so `PrepareAdd` travels as in
+    //! production; the restart main.rs does is played by the test).
+
+    use super::*;
+    use crate::network::LocalRouter;
+
+    fn opts(peer: &str, dir: &std::path::Path) -> Options {
+        let mut o = Options::new(peer, dir.join(peer));
+        o.heartbeat_timeout = Duration::from_millis(200);
+        o.election_timeout = Duration::from_millis(300);
+        o.wait_for_leader_timeout = Duration::from_secs(5);
+        o.network_timeout = Duration::from_secs(2);
+        o.commit_retries = 1;
+        o.commit_retry_delay = Duration::from_millis(100);
+        o
+    }
+
+    async fn start(router: &LocalRouter, o: Options) -> Arc<Node> {
+        let peer = o.peer_id.clone();
+        let n = Node::start(o, Arc::new(router.clone())).await.unwrap();
+        router.insert(peer, n.clone());
+        n
+    }
+
+    async fn wait_voters(n: &Node, k: usize) {
+        n.raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(
+                |m| m.membership_config.membership().voter_ids().count() == k,
+                "voters",
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn wait_leader(n: &Node) {
+        n.raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.current_leader == Some(m.id), "leading")
+            .await
+            .unwrap();
+    }
+
+    fn join_of(peer: &str) -> Forward {
+        Forward::Join(PeerNode {
+            peer_id: peer.into(),
+            addresses: vec![],
+        })
+    }
+
+    fn a_pin(i: u8) -> PinBytes {
+        let mh = cid::multihash::Multihash::<64>::wrap(0x12, &[i; 32]).unwrap();
+        PinBytes::encode(&Pin {
+            cid: cid::Cid::new_v1(0x55, mh).to_string(),
+            r#type: PinType::Data as i32,
+            max_depth: -1,
+            ..Default::default()
+        })
+    }
+
+    /// b29 in-process: B runs its own one-peer cluster with a pin; A adds B. B is asked to
+    /// reset (its raft folder goes to the backup, it comes back empty in staging), then A
+    /// adds it: B ends with A's state, its own old state is in the backup.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn adding_a_one_peer_cluster_resets_it_and_adds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let router = LocalRouter::default();
+        let a = start(&router, opts("peerA", dir.path())).await;
+        let b = start(&router, opts("peerB", dir.path())).await;
+        wait_leader(&a).await;
+        wait_leader(&b).await;
+        a.write(PinOp::Pin(a_pin(1))).await.unwrap();
+        b.write(PinOp::Pin(a_pin(2))).await.unwrap();
+
+        let mut reset = b.reset_requested();
+        let adder = {
+            let a = a.clone();
+            tokio::spawn(async move { a.commit(join_of("peerB")).await })
+        };
+        let by = tokio::time::timeout(Duration::from_secs(10), reset.wait_for(|r| r.is_some()))
+            .await
+            .expect("B was not asked to reset")
+            .unwrap()
+            .clone();
+        assert_eq!(by.as_deref(), Some("peerA"));
+        // What main.rs does: stop, back the raft folder up, start again in staging.
+        router.remove("peerB");
+        b.raft.shutdown().await.unwrap();
+        drop(b);
+        let data = dir.path().join("peerB");
+        std::fs::rename(&data, backup_path(&data)).unwrap();
+        let mut ob = opts("peerB", dir.path());
+        ob.staging = true;
+        let b = start(&router, ob).await;
+
+        tokio::time::timeout(Duration::from_secs(30), adder)
+            .await
+            .expect("the add did not finish")
+            .unwrap()
+            .unwrap();
+        for n in [&a, &b] {
+            wait_voters(n, 2).await;
+        }
+        b.raft
+            .wait(Some(Duration::from_secs(10)))
+            .applied_index_at_least(
+                a.raft.metrics().borrow().last_applied.map(|l| l.index),
+                "caught up",
+            )
+            .await
+            .unwrap();
+        let cid1 = a_pin(1).decode().unwrap().cid;
+        let cid2 = a_pin(2).decode().unwrap().cid;
+        assert!(b.get(&cid1).await.unwrap().is_some(), "B has A's pin");
+        assert!(
+            b.get(&cid2).await.unwrap().is_none(),
+            "B's own pin is gone from B's state"
+        );
+        assert_eq!(b.member_ids(), vec!["peerA", "peerB"]);
+        // B's own state is in the backup.
+        let old = crate::store::Store::open(&backup_path(&data))
+            .await
+            .unwrap();
+        assert!(
+            old.get(&cid2).await.unwrap().is_some(),
+            "the backup holds B's pin"
+        );
+        for n in [&a, &b] {
+            n.raft.shutdown().await.unwrap();
+        }
+    }
+
+    /// A member of another multi-peer cluster is refused with a clear error, untouched.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_member_of_another_cluster_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let router = LocalRouter::default();
+        let a = start(&router, opts("peerA", dir.path())).await;
+        let b = start(&router, opts("peerB", dir.path())).await;
+        let mut oc = opts("peerC", dir.path());
+        oc.staging = true;
+        let c = start(&router, oc).await;
+        wait_leader(&a).await;
+        wait_leader(&b).await;
+        c.join_via("peerB").await.unwrap();
+        wait_voters(&b, 2).await;
+
+        let mut reset = b.reset_requested();
+        let e = a.commit(join_of("peerB")).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        assert_eq!(
+            e.message(),
+            "peer peerB is a member of another cluster (2 peers); remove it there first"
+        );
+        assert!(reset.borrow_and_update().is_none());
+        assert_eq!(a.member_ids(), vec!["peerA"]);
+        assert_eq!(b.member_ids(), vec!["peerB", "peerC"]);
+        for n in [&a, &b, &c] {
+            n.raft.shutdown().await.unwrap();
+        }
+    }
+
+    /// b31 in-process: with the only other member gone, an add fails at once (leadership
+    /// not confirmed), the target is not touched, and the membership stays at 2 — also when
+    /// an uncommitted learner entry is appended behind our back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_add_without_quorum_fails_and_the_members_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let router = LocalRouter::default();
+        let a = start(&router, opts("peerA", dir.path())).await;
+        let mut ob = opts("peerB", dir.path());
+        ob.staging = true;
+        let b = start(&router, ob).await;
+        let c = start(&router, opts("peerC", dir.path())).await;
+        wait_leader(&a).await;
+        wait_leader(&c).await;
+        b.join_via("peerA").await.unwrap();
+        wait_voters(&a, 2).await;
+        // B goes down.
+        router.remove("peerB");
+        b.raft.shutdown().await.unwrap();
+
+        let mut reset = c.reset_requested();
+        let e = a.commit(join_of("peerC")).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+        assert!(
+            e.message().contains("could not confirm its leadership"),
+            "{}",
+            e.message()
+        );
+        assert!(reset.borrow_and_update().is_none(), "C was asked to reset");
+        assert_eq!(a.member_ids(), vec!["peerA", "peerB"]);
+        assert_eq!(c.member_ids(), vec!["peerC"]);
+
+        // An uncommitted change (appended, never committed) is not reported.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            a.raft.add_learner(
+                node_id("peerD"),
+                PeerNode {
+                    peer_id: "peerD".into(),
+                    addresses: vec![],
+                },
+                false,
+            ),
+        )
+        .await;
+        a.raft
+            .wait(Some(Duration::from_secs(5)))
+            .metrics(
+                |m| {
+                    m.membership_config
+                        .membership()
+                        .get_node(&node_id("peerD"))
+                        .is_some()
+                },
+                "learner appended",
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.member_ids(), vec!["peerA", "peerB"]);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(a.member_ids(), vec!["peerA", "peerB"]);
+        for n in [&a, &c] {
+            n.raft.shutdown().await.unwrap();
+        }
+    }
+}
