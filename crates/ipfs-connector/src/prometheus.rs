@@ -1,6 +1,6 @@
 //! The IPFS connector's Prometheus families (docs/operations.md §3): the pin tracker's
-//! operations by phase (read from the tracker's in-memory operations at scrape time),
-//! the pins this peer holds (a full status pass, cached for `PINNED_CACHE`), and Kubo RPC
+//! queues (the tracker's counters, at scrape time), items in error and the pins this peer
+//! holds (status passes, cached for `PASS_CACHE`), and Kubo RPC
 //! requests with their latency (recorded by `Kubo::post`). All no-ops when metrics are off.
 
 use std::{
@@ -18,8 +18,9 @@ use tokio::sync::mpsc;
 
 use crate::tracker::Tracker;
 
-/// The pinned count needs an IPFS `pin/ls` and a pass over the store: at most this often.
-pub const PINNED_CACHE: Duration = Duration::from_secs(5);
+/// The errors and pinned counts need passes over the stored operations and the pinset
+/// (plus an IPFS `pin/ls`): at most this often.
+pub const PASS_CACHE: Duration = Duration::from_secs(5);
 
 struct Ipfs {
     total: Family<Labels, Counter>,
@@ -62,7 +63,7 @@ pub fn register(t: &Tracker) {
     let errors: Gauge = Gauge::default();
     m.register(
         "pintracker_errors",
-        "Items in pin_error or unpin_error on this peer",
+        "Items in pin_error or unpin_error on this peer (refreshed at most every 5 s)",
         errors.clone(),
     );
     let pinned: Gauge = Gauge::default();
@@ -71,60 +72,50 @@ pub fn register(t: &Tracker) {
         "Pins this peer holds on IPFS (refreshed at most every 5 s)",
         pinned.clone(),
     );
-    let last_pinned: std::sync::Arc<Mutex<Option<Instant>>> = Default::default();
+    let last_pass: std::sync::Arc<Mutex<Option<Instant>>> = Default::default();
     let t = t.clone();
     m.on_scrape(move || {
-        let (t, queued, in_progress, errors, pinned, last_pinned) = (
+        let (t, queued, in_progress, errors, pinned, last_pass) = (
             t.clone(),
             queued.clone(),
             in_progress.clone(),
             errors.clone(),
             pinned.clone(),
-            last_pinned.clone(),
+            last_pass.clone(),
         );
         Box::pin(async move {
-            let ops_filter = [
-                TrackerStatus::PinQueued,
-                TrackerStatus::UnpinQueued,
-                TrackerStatus::Pinning,
-                TrackerStatus::Unpinning,
-                TrackerStatus::PinError,
-                TrackerStatus::UnpinError,
-            ]
-            .iter()
-            .fold(0u32, |f, s| f | *s as u32);
-            let infos = collect(&t, ops_filter).await;
-            let (mut pin_q, mut unpin_q, mut prio_q, mut running, mut failed) = (0, 0, 0, 0, 0);
-            for i in &infos {
-                match TrackerStatus::try_from(i.status).unwrap_or(TrackerStatus::Undefined) {
-                    TrackerStatus::PinQueued if i.priority_pin => prio_q += 1,
-                    TrackerStatus::PinQueued => pin_q += 1,
-                    TrackerStatus::UnpinQueued => unpin_q += 1,
-                    TrackerStatus::Pinning | TrackerStatus::Unpinning => running += 1,
-                    TrackerStatus::PinError | TrackerStatus::UnpinError => failed += 1,
-                    _ => {}
-                }
-            }
-            for (q, n) in [("pin", pin_q), ("unpin", unpin_q), ("priority", prio_q)] {
+            // Queue sizes come from counters kept at each commit (cheap at any size).
+            let c = t.queue_counts();
+            for (q, n) in [("pin", c.pin), ("unpin", c.unpin), ("priority", c.priority)] {
                 queued
                     .get_or_create(&vec![("queue".into(), q.into())])
-                    .set(n);
+                    .set(n as i64);
             }
-            in_progress.set(running);
-            errors.set(failed);
-            let due = last_pinned
+            in_progress.set(c.in_progress as i64);
+            // Errors and pinned need passes over the operations / the pinset: cached.
+            let due = last_pass
                 .lock()
                 .unwrap()
-                .is_none_or(|at| at.elapsed() >= PINNED_CACHE);
-            if due && t.is_synced() {
-                let infos = collect(&t, TrackerStatus::Pinned as u32).await;
-                let n = infos
+                .is_none_or(|at| at.elapsed() >= PASS_CACHE);
+            if !due {
+                return;
+            }
+            let err_filter = TrackerStatus::PinError as u32 | TrackerStatus::UnpinError as u32;
+            let failed = collect(&t, err_filter)
+                .await
+                .iter()
+                .filter(|i| i.status & err_filter as i32 != 0)
+                .count();
+            errors.set(failed as i64);
+            if t.is_synced() {
+                let n = collect(&t, TrackerStatus::Pinned as u32)
+                    .await
                     .iter()
                     .filter(|i| i.status == TrackerStatus::Pinned as i32)
                     .count();
                 pinned.set(n as i64);
-                *last_pinned.lock().unwrap() = Some(Instant::now());
             }
+            *last_pass.lock().unwrap() = Some(Instant::now());
         })
     });
 }
