@@ -88,10 +88,15 @@ pub fn api_options(
 
 /// Loads the peer from `dir` and builds the gateway's options and token.
 pub fn load(dir: &Path) -> Result<(GatewayOptions, InternalToken), ConfigError> {
-    let peer = Peer::load(dir)?;
+    from_peer(&Peer::load(dir)?)
+}
+
+/// The gateway's options and token from an already loaded peer (the binary loads the peer
+/// once and also hands it to the observability set-up, so config warnings print once).
+pub fn from_peer(peer: &Peer) -> Result<(GatewayOptions, InternalToken), ConfigError> {
     let cfg = &peer.config;
     let rest = match &cfg.api.restapi {
-        Some(r) => api_options(&peer, "api.restapi", r)?,
+        Some(r) => api_options(peer, "api.restapi", r)?,
         None => {
             return Err(invalid(
                 "api.restapi".to_string(),
@@ -100,7 +105,7 @@ pub fn load(dir: &Path) -> Result<(GatewayOptions, InternalToken), ConfigError> 
         }
     };
     let pinsvc = match &cfg.api.pinsvcapi {
-        Some(p) => Some(api_options(&peer, "api.pinsvcapi", p)?),
+        Some(p) => Some(api_options(peer, "api.pinsvcapi", p)?),
         None => None,
     };
     let opts = GatewayOptions {

@@ -59,8 +59,8 @@ async fn shutdown_signal() {
 async fn real_main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = config_dir(args.config)?;
-    let (opts, token) = ipfs_cluster_gateway::config::load(&dir)?;
     let peer = ipfs_cluster_config::Peer::load(&dir)?;
+    let (opts, token) = ipfs_cluster_gateway::config::from_peer(&peer)?;
     let obs = ipfs_cluster_observability::Options::from_config(
         ipfs_cluster_observability::ServiceKind::Gateway,
         peer.identity.peer_id.to_string(),
