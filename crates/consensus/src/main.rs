@@ -450,7 +450,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    // Open Watch streams keep a graceful stop waiting; a reset for being added restarts at
+    // once (the leader's PrepareAdd answer went out before the reset was signalled).
+    let grace = if reset_for.is_some() {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(5)
+    };
+    let _ = tokio::time::timeout(grace, server).await;
     if let Err(e) = node.raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");
     }
