@@ -131,7 +131,17 @@ pub fn staging_marker(raft_dir: &std::path::Path) -> PathBuf {
 /// Removes the staging marker once raft is initialized (a leader added this peer).
 fn spawn_staging_done(node: Arc<Node>, marker: PathBuf) {
     tokio::spawn(async move {
+        let since = tokio::time::Instant::now();
+        let mut warned = since;
         loop {
+            if warned.elapsed() >= Duration::from_secs(60) {
+                warned = tokio::time::Instant::now();
+                tracing::warn!(
+                    marker = %marker.display(),
+                    waiting_s = since.elapsed().as_secs(),
+                    "still waiting in staging to be added by another cluster's leader: add this peer again there (POST /peers), or delete the marker and restart to run a cluster of its own (the old state is in the raft.old.* backups)"
+                );
+            }
             match node.raft.is_initialized().await {
                 Ok(true) => {
                     let _ = std::fs::remove_file(&marker);
