@@ -390,10 +390,16 @@ pub async fn cleanup(opts: &StateOptions, force: bool) -> Result<Option<PathBuf>
     let mut marker = dir.clone().into_os_string();
     marker.push(".removed");
     let marker = PathBuf::from(marker);
+    // And its "waiting to be added by another cluster's leader" marker (written when a
+    // leader resets this one-peer cluster to add it): a cleaned-up peer starts afresh.
+    let mut staging = dir.clone().into_os_string();
+    staging.push(".staging");
+    let staging = PathBuf::from(staging);
     if !dir.exists() {
-        if marker.exists() {
-            std::fs::remove_file(&marker)
-                .with_context(|| format!("removing {}", marker.display()))?;
+        for m in [&marker, &staging] {
+            if m.exists() {
+                std::fs::remove_file(m).with_context(|| format!("removing {}", m.display()))?;
+            }
         }
         return Ok(None);
     }
@@ -413,8 +419,10 @@ pub async fn cleanup(opts: &StateOptions, force: bool) -> Result<Option<PathBuf>
         force,
     )
     .await?;
-    if marker.exists() {
-        std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
+    for m in [&marker, &staging] {
+        if m.exists() {
+            std::fs::remove_file(m).with_context(|| format!("removing {}", m.display()))?;
+        }
     }
     if !has_state(&peer) {
         std::fs::remove_dir_all(&dir)
@@ -490,5 +498,36 @@ mod tests {
             "2"
         );
         assert!(!tmp.path().join("raft.old.2").exists());
+    }
+
+    #[tokio::test]
+    async fn cleanup_removes_the_removed_and_staging_markers() {
+        let tmp = tempfile::tempdir().unwrap();
+        ipfs_cluster_config::init(
+            tmp.path(),
+            &ipfs_cluster_config::InitOptions {
+                consensus: "raft".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let opts = StateOptions {
+            config_dir: tmp.path().to_path_buf(),
+            bin_dir: None,
+        };
+        let raft = Peer::load(tmp.path()).unwrap().raft_dir();
+        let staging = PathBuf::from(format!("{}.staging", raft.display()));
+        let removed = PathBuf::from(format!("{}.removed", raft.display()));
+        // Without a raft folder: only the markers go.
+        std::fs::write(&staging, "").unwrap();
+        std::fs::write(&removed, "").unwrap();
+        assert_eq!(cleanup(&opts, true).await.unwrap(), None);
+        assert!(!staging.exists() && !removed.exists());
+        // With an (empty) raft folder: the markers and the folder go.
+        std::fs::create_dir_all(&raft).unwrap();
+        std::fs::write(&staging, "").unwrap();
+        cleanup(&opts, true).await.unwrap();
+        assert!(!staging.exists());
+        assert!(!raft.exists());
     }
 }
