@@ -1,7 +1,12 @@
-//! CIDs and peer IDs as upstream puts them on the wire. `Cid` wraps the `cid` crate so a
-//! bad CID is an error at the edge and prints in canonical form (v0 base58btc `Qm…`, v1
-//! base32 `b…`). Peer IDs stay plain strings in the API types; `parse_peer_id` validates
-//! and canonicalises them (base58btc, also accepting the CID form `bafz…`/`k51…`).
+//! CIDs and peer IDs as upstream puts them on the wire. `Cid` is a validated CID kept as
+//! its canonical text (v0 base58btc `Qm…`, v1 base32 `b…`), so a bad CID is an error at
+//! the edge and printing one is a copy: listings print millions of CIDs that the consensus
+//! already normalized, and a parse-then-re-encode per item was ~8 % of the gateway's CPU.
+//! Text already in canonical v1 form is checked by a direct base32 decode plus the `cid`
+//! crate's binary reader (no allocation, no re-encode); anything else goes through the
+//! `cid` crate's full parser and is re-encoded. Both accept exactly the same inputs.
+//! Peer IDs stay plain strings in the API types; `parse_peer_id` validates and
+//! canonicalises them (base58btc, also accepting the CID form `bafz…`/`k51…`).
 use std::fmt;
 use std::str::FromStr;
 
@@ -13,32 +18,150 @@ use crate::Error;
 /// Multicodec of a libp2p public key, the codec a peer ID in CID form carries.
 const LIBP2P_KEY_CODEC: u64 = 0x72;
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Cid(cid::Cid);
+/// Longest canonical text of a `cid::Cid` (64-byte digests): version (1 byte) + codec and
+/// multihash code varints (10 bytes each at most) + size (1) + digest (64) = 86 bytes,
+/// 138 base32 characters plus the `b` prefix.
+const MAX_TEXT: usize = 139;
+/// Longest binary CID the fast path decodes (86 bytes, see `MAX_TEXT`).
+const MAX_BYTES: usize = 86;
+
+/// A validated CID, held as its canonical text. Equality and hashing are those of the CID
+/// (the canonical text is unique per CID); ordering is by canonical text.
+#[derive(Clone, Copy)]
+pub struct Cid {
+    len: u8,
+    text: [u8; MAX_TEXT],
+}
 
 impl Cid {
+    /// Parses and validates a CID in any form the `cid` crate accepts (also `/ipfs/<cid>`);
+    /// it prints in canonical form.
     pub fn parse(s: &str) -> Result<Cid, Error> {
+        if let Some(c) = canonical_v1(s) {
+            return Ok(c);
+        }
         cid::Cid::try_from(s)
-            .map(Cid)
-            .map_err(|e| Error::InvalidCid {
+            .map_err(|e| e.to_string())
+            .and_then(|c| Cid::from_text(&c.to_string()))
+            .map_err(|reason| Error::InvalidCid {
                 input: s.to_string(),
-                reason: e.to_string(),
+                reason,
             })
     }
-    pub fn inner(&self) -> &cid::Cid {
-        &self.0
+
+    /// The canonical text (`Qm…` or `b…`).
+    pub fn as_str(&self) -> &str {
+        // Only ever filled from ASCII text (base58btc / base32 alphabets).
+        std::str::from_utf8(&self.text[..self.len as usize]).unwrap_or_default()
+    }
+
+    /// The CID as the `cid` crate's type (parses the stored text).
+    pub fn to_cid(&self) -> cid::Cid {
+        // The text was validated when this value was built; a failure here would be a bug
+        // in this module, reported as the default CID rather than a panic.
+        cid::Cid::try_from(self.as_str()).unwrap_or_default()
+    }
+
+    fn from_text(canonical: &str) -> Result<Cid, String> {
+        let b = canonical.as_bytes();
+        if b.len() > MAX_TEXT {
+            return Err(format!("CID text longer than {MAX_TEXT} characters"));
+        }
+        let mut text = [0u8; MAX_TEXT];
+        text[..b.len()].copy_from_slice(b);
+        Ok(Cid {
+            len: b.len() as u8,
+            text,
+        })
+    }
+}
+
+/// `s` as a `Cid` when it is already the canonical text of a CIDv1 (`b` + lowercase
+/// base32 without padding, no stray trailing bits, a complete v1 CID and nothing after
+/// it); `None` sends the caller to the full parser.
+fn canonical_v1(s: &str) -> Option<Cid> {
+    let body = s.as_bytes().strip_prefix(b"b")?;
+    if s.len() > MAX_TEXT {
+        return None;
+    }
+    let mut bytes = [0u8; MAX_BYTES];
+    let mut n = 0;
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &ch in body {
+        let v = match ch {
+            b'a'..=b'z' => ch - b'a',
+            b'2'..=b'7' => ch - b'2' + 26,
+            _ => return None,
+        };
+        acc = (acc << 5) | u32::from(v);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            *bytes.get_mut(n)? = (acc >> bits) as u8;
+            n += 1;
+            acc &= (1 << bits) - 1;
+        }
+    }
+    // Canonical base32: the leftover bits are fewer than 5 and all zero.
+    if bits >= 5 || acc != 0 {
+        return None;
+    }
+    let mut rest = &bytes[..n];
+    let c = cid::Cid::read_bytes(&mut rest).ok()?;
+    if c.version() != cid::Version::V1 || !rest.is_empty() {
+        return None;
+    }
+    // The binary reader tolerates some non-minimal encodings that the CID would not print
+    // back: accept only bytes that are exactly the CID's own encoding.
+    let mut again = [0u8; MAX_BYTES];
+    let mut w = &mut again[..];
+    let written = c.write_bytes(&mut w).ok()?;
+    if again[..written] != bytes[..n] {
+        return None;
+    }
+    Cid::from_text(s).ok()
+}
+
+impl PartialEq for Cid {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Cid {}
+
+impl PartialOrd for Cid {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Cid {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for Cid {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
     }
 }
 
 impl From<cid::Cid> for Cid {
     fn from(c: cid::Cid) -> Self {
-        Cid(c)
+        // Every cid::Cid (64-byte digests at most) fits MAX_TEXT.
+        let text = c.to_string();
+        Cid::from_text(&text).unwrap_or(Cid {
+            len: 0,
+            text: [0; MAX_TEXT],
+        })
     }
 }
 
 impl From<Cid> for cid::Cid {
     fn from(c: Cid) -> Self {
-        c.0
+        c.to_cid()
     }
 }
 
@@ -51,19 +174,19 @@ impl FromStr for Cid {
 
 impl fmt::Display for Cid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for Cid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Cid({})", self.0)
+        write!(f, "Cid({})", self.as_str())
     }
 }
 
 impl Serialize for Cid {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -175,5 +298,120 @@ mod tests {
         let ma = parse_multiaddr("/ip4/127.0.0.1/tcp/4001").unwrap();
         assert_eq!(multiaddr_peer_id(&ma), None);
         assert!(parse_multiaddr("/ip4/999.0.0.1").is_err());
+    }
+
+    /// The full parser alone (the `cid` crate, then its canonical text): the oracle.
+    fn slow_parse(s: &str) -> Option<String> {
+        cid::Cid::try_from(s).ok().map(|c| c.to_string())
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    fn random_cid(r: &mut Rng) -> cid::Cid {
+        let codecs = [0x55, 0x70, 0x71, 0x72, 0x0129, 0xb220, u64::MAX >> 1];
+        let codec = codecs[(r.next() % codecs.len() as u64) as usize];
+        let size = [0usize, 1, 20, 32, 32, 48, 64][(r.next() % 7) as usize];
+        let digest: Vec<u8> = (0..size).map(|_| r.next() as u8).collect();
+        let code = [0x12, 0x13, 0xb220, 0x00, u64::MAX >> 1][(r.next() % 5) as usize];
+        let mh = cid::multihash::Multihash::<64>::wrap(code, &digest).unwrap();
+        if r.next().is_multiple_of(4) && code == 0x12 && size == 32 {
+            cid::Cid::new_v0(mh).unwrap()
+        } else {
+            cid::Cid::new_v1(codec, mh)
+        }
+    }
+
+    #[test]
+    fn fast_path_agrees_with_full_parser() {
+        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        let alphabet = b"abcdefghijklmnopqrstuvwxyz234567ABQm01=/";
+        for _ in 0..20_000 {
+            let c = random_cid(&mut r);
+            let canonical = c.to_string();
+            let got = Cid::parse(&canonical).unwrap();
+            assert_eq!(got.as_str(), canonical);
+            assert_eq!(got.to_cid(), c);
+            assert_eq!(Cid::from(c), got);
+            // other encodings and corruptions: same verdict and text as the full parser
+            let mut variants = vec![
+                c.to_string_of_base(cid::multibase::Base::Base58Btc)
+                    .unwrap_or_default(),
+                c.to_string_of_base(cid::multibase::Base::Base32Upper)
+                    .unwrap_or_default(),
+                format!("/ipfs/{canonical}"),
+                canonical[..canonical.len() - 1].to_string(),
+                format!("{canonical}a"),
+                format!("{canonical}q"),
+            ];
+            let mut bytes = canonical.clone().into_bytes();
+            let i = (r.next() as usize) % bytes.len();
+            bytes[i] = alphabet[(r.next() as usize) % alphabet.len()];
+            variants.push(String::from_utf8(bytes).unwrap());
+            // and one in the version / codec / multihash header, where varints live
+            let mut bytes = canonical.clone().into_bytes();
+            let i = 1 + (r.next() as usize) % 24.min(bytes.len() - 1);
+            bytes[i] = alphabet[(r.next() as usize) % 32];
+            variants.push(String::from_utf8(bytes).unwrap());
+            for v in variants {
+                let fast = Cid::parse(&v).ok().map(|c| c.as_str().to_string());
+                assert_eq!(fast, slow_parse(&v), "input {v:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn fast_path_edges() {
+        // v0 bytes behind a `b` prefix are a v0 CID: printed as Qm…
+        let v0 = cid::Cid::try_from(V0).unwrap();
+        let b = cid::multibase::encode(cid::multibase::Base::Base32Lower, v0.to_bytes());
+        assert_eq!(Cid::parse(&b).unwrap().as_str(), V0);
+        assert!(canonical_v1(&b).is_none());
+        // trailing bytes after a complete CID: accepted by the full parser, re-encoded
+        let v1 = cid::Cid::try_from("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
+            .unwrap();
+        let mut long = v1.to_bytes();
+        long.push(7);
+        let t = cid::multibase::encode(cid::multibase::Base::Base32Lower, &long);
+        assert!(canonical_v1(&t).is_none());
+        assert_eq!(Cid::parse(&t).ok().map(|c| c.to_string()), slow_parse(&t));
+        for bad in [
+            "",
+            "b",
+            "ba",
+            "bafy",
+            "b!!",
+            "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zz",
+        ] {
+            assert_eq!(
+                Cid::parse(bad).ok().map(|c| c.to_string()),
+                slow_parse(bad),
+                "{bad:?}"
+            );
+        }
+        let max = cid::Cid::new_v1(
+            u64::MAX >> 1,
+            cid::multihash::Multihash::<64>::wrap(u64::MAX >> 1, &[0xff; 64]).unwrap(),
+        );
+        let s = max.to_string();
+        assert!(s.len() <= MAX_TEXT, "{}", s.len());
+        assert_eq!(Cid::parse(&s).unwrap().as_str(), s);
+        assert_eq!(std::mem::size_of::<Cid>(), MAX_TEXT + 1);
+    }
+
+    #[test]
+    fn cid_json_is_the_text() {
+        let c = Cid::parse(V0).unwrap();
+        assert_eq!(serde_json::to_string(&c).unwrap(), format!("\"{V0}\""));
+        let back: Cid = serde_json::from_str(&format!("\"{V0}\"")).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(format!("{c:?}"), format!("Cid({V0})"));
     }
 }
