@@ -59,13 +59,25 @@ pub fn event(change: StateChange) -> Option<StateEvent> {
     }
 }
 
+/// The `from_index` to resume the watch from, given the last index the tracker stored.
+///
+/// One raft entry can carry many changes with the same index (a group commit, an import),
+/// and a batch may end in the middle of one. Consensus delivers changes *after*
+/// `from_index`, so resuming from the stored index would skip the rest of that entry;
+/// resuming one index earlier replays the last entry whole. Re-applying a change is
+/// harmless (the store keeps changes with an index equal to the stored one; pinning a
+/// pinned CID and unpinning an unpinned one both succeed).
+pub fn resume_from(last_index: u64) -> u64 {
+    last_index.saturating_sub(1)
+}
+
 /// Runs until the tracker shuts down.
 pub async fn follow(tracker: Tracker, mut client: ConsensusClient) {
     let shutdown = tracker.inner.shutdown.clone();
     let mut backoff = MIN_BACKOFF;
     let mut failures = 0u32;
     loop {
-        let from = tracker.last_index();
+        let from = resume_from(tracker.last_index());
         let res = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = client.watch(WatchRequest { from_index: from }) => r,
@@ -129,5 +141,17 @@ pub async fn follow(tracker: Tracker, mut client: ConsensusClient) {
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resume_from;
+
+    #[test]
+    fn resumes_one_entry_early_so_a_split_entry_is_replayed_whole() {
+        assert_eq!(resume_from(0), 0);
+        assert_eq!(resume_from(1), 0);
+        assert_eq!(resume_from(1148), 1147);
     }
 }

@@ -1388,6 +1388,42 @@ mod tests {
         assert_eq!(claim_pins(&t).unwrap().key, cid(50));
     }
 
+    /// One raft entry (index 7) with three pins, split across two batches by a crash: the
+    /// follower resumes one index early, consensus re-sends the whole entry, and every pin
+    /// of it ends up queued once.
+    #[tokio::test]
+    async fn an_entry_split_by_a_restart_is_replayed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let t = tracker(dir.path(), 1_000_000);
+            t.apply_changes(vec![StateEvent::Change(Change::Pin(7, pin(1, false)))])
+                .await;
+            assert_eq!(t.last_index(), 7);
+            t.store().close();
+        }
+        let t = tracker(dir.path(), 1_000_000);
+        let from = crate::follower::resume_from(t.last_index());
+        // What consensus sends after `from`: entry 7 whole.
+        assert!(from < 7);
+        t.apply_changes(
+            (1..=3u32)
+                .map(|i| StateEvent::Change(Change::Pin(7, pin(i, false))))
+                .collect(),
+        )
+        .await;
+        assert_eq!(t.last_index(), 7);
+        assert_eq!(t.pin_queue_size(), 3);
+        let mut got = Vec::new();
+        while let Some(c) = claim_pins(&t) {
+            got.push(c.key.clone());
+            t.finish(&c, Outcome::Done);
+        }
+        got.sort();
+        let mut want: Vec<_> = (1..=3u32).map(cid).collect();
+        want.sort();
+        assert_eq!(got, want);
+    }
+
     #[tokio::test]
     async fn full_queue_is_a_pin_error_and_remote_pins_go_to_the_unpin_queue() {
         let dir = tempfile::tempdir().unwrap();
