@@ -2,9 +2,11 @@
 //! its canonical text (v0 base58btc `Qm…`, v1 base32 `b…`), so a bad CID is an error at
 //! the edge and printing one is a copy: listings print millions of CIDs that the consensus
 //! already normalized, and a parse-then-re-encode per item was ~8 % of the gateway's CPU.
-//! Text already in canonical v1 form is checked by a direct base32 decode plus the `cid`
-//! crate's binary reader (no allocation, no re-encode); anything else goes through the
-//! `cid` crate's full parser and is re-encoded. Both accept exactly the same inputs.
+//! Text already in canonical v1 form (what the consensus stores) is validated by a direct
+//! base32 decode and a check of the binary layout, without allocating or re-encoding;
+//! anything else goes through the `cid` crate's full parser and is re-encoded. The fast
+//! path accepts a subset of what the full parser accepts, with the same result (tested
+//! against it), so validation is the same for user input and for state data.
 //! Peer IDs stay plain strings in the API types; `parse_peer_id` validates and
 //! canonicalises them (base58btc, also accepting the CID form `bafz…`/`k51…`).
 use std::fmt;
@@ -76,9 +78,28 @@ impl Cid {
     }
 }
 
-/// `s` as a `Cid` when it is already the canonical text of a CIDv1 (`b` + lowercase
-/// base32 without padding, no stray trailing bits, a complete v1 CID and nothing after
-/// it); `None` sends the caller to the full parser.
+/// Base32 (RFC 4648, lowercase) value of each byte; `0xff` = not in the alphabet.
+const BASE32_LOWER: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 26 {
+        t[b'a' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'2' as usize + i] = 26 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// `s` as a `Cid` when it is already the canonical text of a CIDv1: `b` + lowercase
+/// base32 without padding or stray trailing bits, decoding to version 1, codec and
+/// multihash code as minimal varints, a digest size of at most 64 and exactly that many
+/// digest bytes. Those are exactly the bytes the `cid` crate writes for the CID it reads
+/// from them, so the text is what it would print. `None` (including rarer shapes such as
+/// 10-byte varints) sends the caller to the full parser.
 fn canonical_v1(s: &str) -> Option<Cid> {
     let body = s.as_bytes().strip_prefix(b"b")?;
     if s.len() > MAX_TEXT {
@@ -88,11 +109,10 @@ fn canonical_v1(s: &str) -> Option<Cid> {
     let mut n = 0;
     let (mut acc, mut bits) = (0u32, 0u32);
     for &ch in body {
-        let v = match ch {
-            b'a'..=b'z' => ch - b'a',
-            b'2'..=b'7' => ch - b'2' + 26,
-            _ => return None,
-        };
+        let v = BASE32_LOWER[ch as usize];
+        if v == 0xff {
+            return None;
+        }
         acc = (acc << 5) | u32::from(v);
         bits += 5;
         if bits >= 8 {
@@ -107,19 +127,33 @@ fn canonical_v1(s: &str) -> Option<Cid> {
         return None;
     }
     let mut rest = &bytes[..n];
-    let c = cid::Cid::read_bytes(&mut rest).ok()?;
-    if c.version() != cid::Version::V1 || !rest.is_empty() {
+    if minimal_varint(&mut rest)? != 1 {
         return None;
     }
-    // The binary reader tolerates some non-minimal encodings that the CID would not print
-    // back: accept only bytes that are exactly the CID's own encoding.
-    let mut again = [0u8; MAX_BYTES];
-    let mut w = &mut again[..];
-    let written = c.write_bytes(&mut w).ok()?;
-    if again[..written] != bytes[..n] {
+    minimal_varint(&mut rest)?; // codec
+    minimal_varint(&mut rest)?; // multihash code
+    let size = minimal_varint(&mut rest)?;
+    if size > 64 || rest.len() as u64 != size {
         return None;
     }
     Cid::from_text(s).ok()
+}
+
+/// Reads an unsigned varint of at most 9 bytes in its shortest form from the front of `b`.
+fn minimal_varint(b: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for i in 0..9 {
+        let byte = *b.get(i)?;
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            if byte == 0 && i > 0 {
+                return None;
+            }
+            *b = &b[i + 1..];
+            return Some(v);
+        }
+    }
+    None
 }
 
 impl PartialEq for Cid {
@@ -340,6 +374,9 @@ mod tests {
             assert_eq!(got.as_str(), canonical);
             assert_eq!(got.to_cid(), c);
             assert_eq!(Cid::from(c), got);
+            if c.version() == cid::Version::V1 {
+                assert!(canonical_v1(&canonical).is_some(), "{canonical}");
+            }
             // other encodings and corruptions: same verdict and text as the full parser
             let mut variants = vec![
                 c.to_string_of_base(cid::multibase::Base::Base58Btc)
@@ -404,6 +441,21 @@ mod tests {
         assert!(s.len() <= MAX_TEXT, "{}", s.len());
         assert_eq!(Cid::parse(&s).unwrap().as_str(), s);
         assert_eq!(std::mem::size_of::<Cid>(), MAX_TEXT + 1);
+        // 10-byte varints are left to the full parser
+        let huge = cid::Cid::new_v1(
+            u64::MAX,
+            cid::multihash::Multihash::<64>::wrap(u64::MAX, &[1; 32]).unwrap(),
+        );
+        let s = huge.to_string();
+        assert!(canonical_v1(&s).is_none());
+        assert_eq!(Cid::parse(&s).unwrap().as_str(), s);
+        // a varint with a needless zero continuation byte is not canonical
+        let mut b = vec![0x01, 0xd5, 0x00];
+        b.extend([0x12, 0x20]);
+        b.extend([7u8; 32]);
+        let t = cid::multibase::encode(cid::multibase::Base::Base32Lower, &b);
+        assert!(canonical_v1(&t).is_none());
+        assert_eq!(Cid::parse(&t).ok().map(|c| c.to_string()), slow_parse(&t));
     }
 
     #[test]
