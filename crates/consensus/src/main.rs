@@ -417,13 +417,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut reset = node.reset_requested();
     let mut reset_for = None;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(ipfs_cluster_proto::serve(
+    let health = ipfs_cluster_proto::HealthHandle::new();
+    let server = tokio::spawn(ipfs_cluster_proto::serve_with_health(
         listener,
         peer.token.clone(),
         ConsensusService::new(node.clone()).into_server(),
         async {
             let _ = stop_rx.await;
         },
+        health.clone(),
     ));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut failure = None;
@@ -444,6 +446,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         // disk takes writes again, so a full disk does not turn into a crash loop that makes
         // the launcher give up.
         tracing::error!(dir = %raft_dir.display(), "raft stopped on a storage error; exiting once the raft folder is writable again");
+        // Health checks (the launcher's watch, grpcurl) see it meanwhile.
+        health
+            .set::<ipfs_cluster_proto::consensus::v1::consensus_server::ConsensusServer<ConsensusService>>(false)
+            .await;
         tokio::select! {
             _ = wait_writable(&raft_dir) => {}
             _ = tokio::signal::ctrl_c() => {}

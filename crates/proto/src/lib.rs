@@ -10,7 +10,7 @@ pub mod client;
 pub mod server;
 
 pub use auth::{InternalToken, TokenError};
-pub use server::{bind_internal, serve, ServeError};
+pub use server::{bind_internal, serve, serve_with_health, HealthHandle, ServeError};
 
 pub mod types {
     pub mod v1 {

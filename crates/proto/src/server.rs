@@ -133,6 +133,58 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
+    serve_with_health(listener, token, svc, shutdown, HealthHandle::new()).await
+}
+
+/// The gRPC health state a service reports, kept by the caller so it can turn the
+/// service NOT_SERVING (e.g. consensus whose raft core stopped on a storage error) while
+/// the process keeps answering with the reason.
+#[derive(Clone)]
+pub struct HealthHandle {
+    reporter: tonic_health::server::HealthReporter,
+}
+
+impl HealthHandle {
+    pub fn new() -> Self {
+        let (reporter, _) = tonic_health::server::health_reporter();
+        Self { reporter }
+    }
+
+    /// Reports service `S` (and the server as a whole, the empty name) as serving or not.
+    pub async fn set<S: NamedService>(&self, serving: bool) {
+        let status = if serving {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        self.reporter.set_service_status(S::NAME, status).await;
+        self.reporter.set_service_status("", status).await;
+    }
+}
+
+impl Default for HealthHandle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `serve` with a health state the caller keeps (see [`HealthHandle`]).
+pub async fn serve_with_health<S>(
+    listener: TcpListener,
+    token: InternalToken,
+    svc: S,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    health: HealthHandle,
+) -> Result<(), ServeError>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -143,8 +195,10 @@ where
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_serving::<S>().await;
+    health.set::<S>(true).await;
+    let health = tonic_health::pb::health_server::HealthServer::new(
+        tonic_health::server::HealthService::from_health_reporter(health.reporter.clone()),
+    );
 
     Server::builder()
         .layer(AuthLayer { token })
@@ -281,5 +335,30 @@ mod tests {
         assert_eq!(status_name(&h), "OK");
         h.insert("grpc-status", "14".parse().unwrap());
         assert_eq!(status_name(&h), "UNAVAILABLE");
+    }
+
+    #[tokio::test]
+    async fn health_handle_turns_a_service_not_serving() {
+        use tonic_health::pb::{
+            health_check_response::ServingStatus, health_server::Health, HealthCheckRequest,
+        };
+        struct Named;
+        impl NamedService for Named {
+            const NAME: &'static str = "x.v1.X";
+        }
+        let h = HealthHandle::new();
+        let svc = tonic_health::server::HealthService::from_health_reporter(h.reporter.clone());
+        let check = |name: &str| {
+            let req = tonic::Request::new(HealthCheckRequest {
+                service: name.to_string(),
+            });
+            let svc = &svc;
+            async move { svc.check(req).await.unwrap().into_inner().status }
+        };
+        h.set::<Named>(true).await;
+        assert_eq!(check("x.v1.X").await, ServingStatus::Serving as i32);
+        h.set::<Named>(false).await;
+        assert_eq!(check("x.v1.X").await, ServingStatus::NotServing as i32);
+        assert_eq!(check("").await, ServingStatus::NotServing as i32);
     }
 }
