@@ -61,6 +61,9 @@ fn metadata_from(m: std::collections::HashMap<String, String>) -> Option<Metadat
 }
 
 fn multiaddrs(v: Vec<String>) -> Result<Vec<multiaddr::Multiaddr>, Error> {
+    if v.is_empty() {
+        return Ok(Vec::new());
+    }
     v.iter().map(|s| parse_multiaddr(s)).collect()
 }
 

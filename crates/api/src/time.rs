@@ -12,11 +12,17 @@ use crate::Error;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Time(DateTime<Utc>);
 
+/// Go's zero time, built once at compile time (`is_zero` runs twice per listed pin).
+const ZERO_DATETIME: DateTime<Utc> = match NaiveDate::from_ymd_opt(1, 1, 1) {
+    Some(d) => match d.and_hms_opt(0, 0, 0) {
+        Some(n) => n.and_utc(),
+        None => DateTime::<Utc>::MIN_UTC,
+    },
+    None => DateTime::<Utc>::MIN_UTC,
+};
+
 fn zero_datetime() -> DateTime<Utc> {
-    NaiveDate::from_ymd_opt(1, 1, 1)
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|n| n.and_utc())
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    ZERO_DATETIME
 }
 
 impl Time {
