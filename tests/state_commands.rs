@@ -421,3 +421,66 @@ async fn launcher_logs_service_health_changes() {
     .unwrap_or_else(|_| panic!("no healthy-again line; log:\n{}", peer.log_tail()));
     drop(daemon);
 }
+
+/// A service restart that fails (its port briefly held by another process) is one more
+/// failed attempt, not the end of the peer: the launcher keeps trying with backoff and the
+/// peer is whole again once the port is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launcher_retries_a_restart_that_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ipfs = IpfsNode::start(tmp.path()).await.expect("IPFS test node");
+    let peer = PeerDir::init(&tmp.path().join("peer"), &ipfs.multiaddr(), None).expect("init");
+    let mut daemon = peer.start(&[]).await.expect("daemon");
+    let log = || std::fs::read_to_string(peer.dir.join("daemon.log")).unwrap_or_default();
+    wait_for(Duration::from_secs(60), || async {
+        log().contains("**IPFS Cluster is READY**")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the launcher never said READY; log:\n{}", peer.log_tail()));
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", daemon.pid())).unwrap();
+    let gateway = tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| c.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.contains("ipfs-cluster-gateway"))
+        })
+        .expect("the launcher's gateway child");
+    Command::new("kill")
+        .args(["-KILL", &gateway])
+        .status()
+        .expect("kill");
+    // Take the gateway's internal port as soon as the killed process has let it go.
+    let addr = ("127.0.0.1", peer.ports.gateway);
+    let mut holder = None;
+    for _ in 0..100 {
+        if let Ok(l) = std::net::TcpListener::bind(addr) {
+            holder = Some(l);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let holder = holder.expect("the killed gateway's port never became free");
+    wait_for(Duration::from_secs(30), || async {
+        log()
+            .lines()
+            .any(|l| l.contains("restart failed; trying again") && l.contains("gateway"))
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no failed-restart line; log:\n{}", peer.log_tail()));
+    assert!(
+        daemon.try_wait().is_none(),
+        "the launcher gave up after one failed restart; log:\n{}",
+        peer.log_tail()
+    );
+    drop(holder);
+    let url = format!("http://127.0.0.1:{}/id", peer.ports.rest);
+    wait_for(Duration::from_secs(60), || async {
+        matches!(http("GET", &url, None).await, Ok((200, _)))
+    })
+    .await
+    .unwrap_or_else(|_| panic!("REST never came back; log:\n{}", peer.log_tail()));
+    assert!(daemon.try_wait().is_none(), "{}", peer.log_tail());
+    drop(daemon);
+}

@@ -189,7 +189,16 @@ pub async fn run_daemon(opts: DaemonOptions) -> Result<()> {
                         fresh.restarts.push(now);
                         running[idx] = fresh;
                     }
-                    Err(e) => break Err(e),
+                    Err(e) => {
+                        // A restart that fails (e.g. its port is briefly held elsewhere) is
+                        // one more failed attempt, not the end of the peer: the old child
+                        // stays in place as exited, so the next turn of the loop tries
+                        // again with a longer backoff until the restart budget is spent.
+                        let r = &mut running[idx];
+                        r.restarts.push(now);
+                        *r.last_error.lock().unwrap() = Some(format!("{e:#}"));
+                        tracing::warn!(service = spec.name, state = "restarting", error = %format!("{e:#}"), "restart failed; trying again");
+                    }
                 }
             }
         }
