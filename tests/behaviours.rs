@@ -498,22 +498,27 @@ impl Cluster {
 /// Waits for the test binary to exit, then kills our process groups and removes the dir.
 fn spawn_watchdog(tmp: &Path) -> Result<()> {
     let script = r#"
-while kill -0 "$1" 2>/dev/null; do sleep 1; done
-for g in $(cat "$2/pgids" 2>/dev/null); do kill -TERM -- "-$g" 2>/dev/null; done
+cat >/dev/null
+for g in $(cat "$2/pgids" 2>/dev/null); do kill -TERM "-$g" 2>/dev/null; done
 sleep 3
-for g in $(cat "$2/pgids" 2>/dev/null); do kill -KILL -- "-$g" 2>/dev/null; done
+for g in $(cat "$2/pgids" 2>/dev/null); do kill -KILL "-$g" 2>/dev/null; done
 rm -rf "$2"
 "#;
     use std::os::unix::process::CommandExt;
-    Command::new("sh")
+    // The watchdog waits for EOF on a pipe whose only writer is this process (pipes are
+    // close-on-exec, so our children do not hold it): it ends exactly when we exit, however
+    // we exit. (Waiting with `kill -0 <pid>` broke when the pid was reused: pid_max is
+    // 32768 here and pids wrap within minutes.)
+    let mut child = Command::new("sh")
         .args(["-c", script, "watchdog", &std::process::id().to_string()])
         .arg(tmp)
-        .stdin(std::process::Stdio::null())
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .process_group(0)
         .spawn()
         .context("starting the cleanup watchdog")?;
+    std::mem::forget(child.stdin.take());
     Ok(())
 }
 

@@ -106,21 +106,38 @@ fn base32(data: &[u8]) -> String {
 /// shared cluster (e.g. when a filter skipped the group's last test).
 struct Reaper {
     list: PathBuf,
-    _proc: Proc,
+}
+
+/// A cluster dropped normally has killed its groups itself: forget them, so the reaper
+/// never signals a group id the kernel may have handed to someone else since.
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.list, "");
+    }
 }
 
 impl Reaper {
     fn start(dir: &Path) -> Result<Self> {
         let list = dir.join("pgids");
         std::fs::write(&list, "")?;
+        // Waits for EOF on a pipe only this process writes to (close-on-exec, so our
+        // children do not hold it): it ends exactly when we exit. (`kill -0 <pid>` broke
+        // when the pid was reused: pid_max is 32768 here and pids wrap within minutes.)
         let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; for p in $(cat {l}); do kill -KILL -- -$p 2>/dev/null; done; rm -rf {d}",
-            pid = std::process::id(),
+            "cat >/dev/null; for p in $(cat {l}); do kill -KILL \"-$p\" 2>/dev/null; done; rm -rf {d}",
             l = list.display(),
             d = dir.display()
         );
-        let proc = Proc::spawn("reaper", Command::new("sh").args(["-c", &script]))?;
-        Ok(Self { list, _proc: proc })
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        std::mem::forget(child.stdin.take());
+        Ok(Self { list })
     }
 
     fn add(&self, pgid: u32) {
