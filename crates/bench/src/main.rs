@@ -57,6 +57,9 @@ enum Cmd {
         bin_dir: PathBuf,
         #[arg(long, default_value_t = 0)]
         pins: u64,
+        /// How many peers (the others join the first)
+        #[arg(long, default_value_t = 1)]
+        peers: usize,
     },
     /// Profiling aid: the ingest load (POST /pins/{random cid}) against running peers
     Load {
@@ -80,7 +83,11 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     match cli.cmd {
         Cmd::Hello { port } => rt.block_on(hello::serve(procs::loopback(port))),
-        Cmd::Hold { bin_dir, pins } => {
+        Cmd::Hold {
+            bin_dir,
+            pins,
+            peers,
+        } => {
             let bin_dir = bin_dir.canonicalize()?;
             let opts = suite::Options {
                 repo_root: suite::default_repo_root(&bin_dir),
@@ -91,7 +98,7 @@ fn main() -> Result<()> {
                 budget: Duration::ZERO,
                 cold_starts: 0,
             };
-            rt.block_on(suite::hold(&opts, pins))
+            rt.block_on(suite::hold(&opts, pins, peers))
         }
         Cmd::Load {
             addr,

@@ -243,38 +243,12 @@ pub async fn run(opts: &Options) -> Result<Results> {
     let cpu_one = cpu_delta(&c0, &service_cpu(&[&p0]), one.elapsed.as_secs_f64());
 
     eprintln!("bench: ingest, 3 peers");
-    let id = load::get(a0, "/id", Duration::from_secs(5)).await?;
-    let id: serde_json::Value = serde_json::from_slice(&id.1)?;
-    let boot = format!(
-        "/ip4/127.0.0.1/tcp/{}/p2p/{}",
-        dirs[0].swarm,
-        id["id"].as_str().context("GET /id has no id")?
-    );
+    let boot = bootstrap_addr(&dirs[0]).await?;
     let mut p1 = dirs[1].spawn(&["--bootstrap", &boot])?;
     dirs[1].wait_ready(&mut p1, Duration::from_secs(60)).await?;
     let mut p2 = dirs[2].spawn(&["--bootstrap", &boot])?;
     dirs[2].wait_ready(&mut p2, Duration::from_secs(60)).await?;
-    for d in &dirs {
-        let a = d.rest_addr();
-        procs::wait_until(
-            Duration::from_secs(60),
-            Duration::from_millis(100),
-            || async {
-                match load::get(a, "/peers", Duration::from_secs(5)).await {
-                    Ok((200, b)) => b.split(|&c| c == b'\n').filter(|l| !l.is_empty()).count() == 3,
-                    _ => false,
-                }
-            },
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "peer {} does not list 3 peers; log:\n{}",
-                d.dir.display(),
-                d.log_tail()
-            )
-        })?;
-    }
+    wait_members(&dirs).await?;
     let addrs: Vec<_> = dirs.iter().map(PeerDir::rest_addr).collect();
     load::run(&addrs, opts.conns, warm, u64::MAX, pins_request()).await?;
     let c0 = service_cpu(&[&p0, &p1, &p2]);
@@ -564,32 +538,94 @@ pub fn default_repo_root(bin_dir: &Path) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// For profiling by hand: one peer (plus js-ipfs) holding `n` imported pins, kept running
-/// until SIGINT/SIGTERM, with the REST address and service PIDs printed.
-pub async fn hold(opts: &Options, n: u64) -> Result<()> {
+/// For profiling by hand: `peers` peers (plus js-ipfs; the first holds `n` imported pins,
+/// the others join it), kept running until SIGINT/SIGTERM, with the REST addresses and
+/// service PIDs printed.
+pub async fn hold(opts: &Options, n: u64, peers: usize) -> Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("ipfs-cluster-bench-hold")
         .tempdir()?;
     let root = tmp.path();
     std::fs::create_dir_all(root.join("ipfs"))?;
     let ipfs = IpfsNode::start(&opts.repo_root, &root.join("ipfs")).await?;
-    let peer = PeerDir::init(&opts.bin_dir, &root.join("peer"), &ipfs.multiaddr(), SECRET)?;
-    let mut proc = peer.spawn(&[])?;
-    peer.wait_ready(&mut proc, Duration::from_secs(60)).await?;
+    let dirs: Vec<PeerDir> = (0..peers.max(1))
+        .map(|i| {
+            PeerDir::init(
+                &opts.bin_dir,
+                &root.join(format!("peer{i}")),
+                &ipfs.multiaddr(),
+                SECRET,
+            )
+        })
+        .collect::<Result<_>>()?;
+    let mut first = dirs[0].spawn(&[])?;
+    dirs[0]
+        .wait_ready(&mut first, Duration::from_secs(60))
+        .await?;
     if n > 0 {
-        let d = import(&peer, n).await?;
+        let d = import(&dirs[0], n).await?;
         eprintln!("imported {n} pins in {:.1} s", d.as_secs_f64());
     }
-    println!("rest {}", peer.rest_addr());
-    for (pid, name) in procs::children(proc.pid()) {
-        println!("pid {pid} {name}");
+    let mut procs_ = vec![first];
+    if dirs.len() > 1 {
+        let boot = bootstrap_addr(&dirs[0]).await?;
+        for d in &dirs[1..] {
+            let mut p = d.spawn(&["--bootstrap", &boot])?;
+            d.wait_ready(&mut p, Duration::from_secs(60)).await?;
+            procs_.push(p);
+        }
+        wait_members(&dirs).await?;
+    }
+    for (d, proc) in dirs.iter().zip(&procs_) {
+        println!("rest {}", d.rest_addr());
+        for (pid, name) in procs::children(proc.pid()) {
+            println!("pid {pid} {name}");
+        }
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    drop(proc);
+    drop(procs_);
     drop(ipfs);
+    Ok(())
+}
+
+/// The libp2p multiaddr other peers `--bootstrap` to (peer must be running).
+async fn bootstrap_addr(peer: &PeerDir) -> Result<String> {
+    let id = load::get(peer.rest_addr(), "/id", Duration::from_secs(5)).await?;
+    let id: serde_json::Value = serde_json::from_slice(&id.1)?;
+    Ok(format!(
+        "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+        peer.swarm,
+        id["id"].as_str().context("GET /id has no id")?
+    ))
+}
+
+/// Waits until every peer's `GET /peers` lists all of them.
+async fn wait_members(dirs: &[PeerDir]) -> Result<()> {
+    let n = dirs.len();
+    for d in dirs {
+        let a = d.rest_addr();
+        procs::wait_until(
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            || async {
+                match load::get(a, "/peers", Duration::from_secs(5)).await {
+                    Ok((200, b)) => b.split(|&c| c == b'\n').filter(|l| !l.is_empty()).count() == n,
+                    _ => false,
+                }
+            },
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "peer {} does not list {n} peers; log:\n{}",
+                d.dir.display(),
+                d.log_tail()
+            )
+        })?;
+    }
     Ok(())
 }

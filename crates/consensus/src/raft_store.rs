@@ -376,7 +376,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let inner = self.0.inner.clone();
         let (results, changes) = blocking(move || {
-            let txn = inner.db.begin_write().map_err(db_err)?;
+            // Not fsync'd: every applied entry is already in the durable log (raft appends
+            // before it commits, and applies only committed entries), and redb makes this
+            // commit durable with the next durable one (the next log append). A crash can
+            // only roll the pins and `applied` back *together* (same transaction) to an
+            // earlier prefix, which raft re-applies from the log; watchers resuming from an
+            // index past the rolled-back one wait for that (service.rs `watch_task`).
+            let mut txn = inner.db.begin_write().map_err(db_err)?;
+            txn.set_durability(redb::Durability::None).map_err(db_err)?;
             let mut results = Vec::with_capacity(entries.len());
             let mut changes = Vec::new();
             {

@@ -81,6 +81,41 @@ async fn send(tx: &mpsc::Sender<Result<StateChange, Status>>, ch: StateChange) -
     tx.send(Ok(ch)).await.map_err(|_| ())
 }
 
+/// The state machine apply is not fsync'd (raft_store.rs): after a crash the applied index
+/// can be behind entries that are in this peer's durable log, and that a watcher (the ipfs
+/// connector) already processed. A watcher resuming from such an index waits (bounded by
+/// `within`) until raft has re-applied it, instead of getting a full sync from the older
+/// state (which would briefly look like unpins of everything applied since). An index past
+/// our log (a wiped store) still gets the full sync at once.
+async fn wait_applied(
+    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<crate::ids::NodeId, PeerNode>>,
+    from: u64,
+    within: std::time::Duration,
+) {
+    let applied_of = |m: &openraft::RaftMetrics<crate::ids::NodeId, PeerNode>| {
+        m.last_applied.map_or(0, |l| l.index)
+    };
+    let (applied, last_log) = {
+        let m = metrics.borrow();
+        (applied_of(&m), m.last_log_index.unwrap_or(0))
+    };
+    if from == 0 || from <= applied || from > last_log {
+        return;
+    }
+    tracing::info!(
+        from,
+        applied,
+        "a watcher resumes past the applied index (re-applying the log after a restart); waiting for raft"
+    );
+    let caught_up = tokio::time::timeout(within, metrics.wait_for(|m| applied_of(m) >= from)).await;
+    if !matches!(caught_up, Ok(Ok(_))) {
+        tracing::warn!(
+            from,
+            "raft did not re-apply the log up to a watcher's index in time; it gets a full sync"
+        );
+    }
+}
+
 /// Runs one watch stream; Err(()) means the client went away.
 async fn watch_task(
     store: Store,
@@ -222,9 +257,12 @@ impl Consensus for ConsensusService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let from = req.into_inner().from_index;
         let store = self.node.store.clone();
-        let live = store.subscribe(); // before any read, so nothing falls in between
+        let metrics = self.node.raft.metrics();
+        let within = self.node.opts.wait_for_leader_timeout + self.node.opts.network_timeout;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(async move {
+            wait_applied(metrics, from, within).await;
+            let live = store.subscribe(); // before any read, so nothing falls in between
             let _ = watch_task(store, from, live, tx).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

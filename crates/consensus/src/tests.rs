@@ -1003,7 +1003,12 @@ async fn concurrent_writes_are_group_committed_with_per_op_results() {
     let leader = nodes[0].leader().unwrap();
     let li = peers.iter().position(|p| *p == leader).unwrap();
     let follower = nodes[(li + 1) % 3].clone();
-    let before = nodes[li].raft.metrics().borrow().last_log_index.unwrap_or(0);
+    let before = nodes[li]
+        .raft
+        .metrics()
+        .borrow()
+        .last_log_index
+        .unwrap_or(0);
     let n_pins = 300u32;
     let mut tasks = vec![];
     for i in 0..n_pins {
@@ -1019,15 +1024,27 @@ async fn concurrent_writes_are_group_committed_with_per_op_results() {
     for (i, t) in tasks.into_iter().enumerate() {
         assert_eq!(t.await.unwrap().unwrap(), cid_n(i as u32));
     }
-    let after = nodes[li].raft.metrics().borrow().last_log_index.unwrap_or(0);
-    println!("{n_pins} concurrent pins took {} raft entries", after - before);
+    let after = nodes[li]
+        .raft
+        .metrics()
+        .borrow()
+        .last_log_index
+        .unwrap_or(0);
+    println!(
+        "{n_pins} concurrent pins took {} raft entries",
+        after - before
+    );
     assert!(after - before < n_pins as u64, "no grouping happened");
 
     // Unpins: half of existing CIDs, plus CIDs that were never pinned (each fails alone).
     let mut tasks = vec![];
     for i in 0..100u32 {
         let node = follower.clone();
-        let c = if i % 2 == 0 { cid_n(i) } else { cid_n(10_000 + i) };
+        let c = if i % 2 == 0 {
+            cid_n(i)
+        } else {
+            cid_n(10_000 + i)
+        };
         tasks.push(tokio::spawn(async move { (i, node.unpin(&c).await) }));
     }
     for t in tasks {
@@ -1060,4 +1077,76 @@ async fn concurrent_writes_are_group_committed_with_per_op_results() {
     for n in &nodes {
         let _ = n.raft.shutdown().await;
     }
+}
+
+/// The state machine apply is not fsync'd: a crash can roll the pins and the applied index
+/// back together while the log keeps the entries. A watcher (the ipfs connector) resuming
+/// from an index it already processed must then wait for raft to re-apply the log, not get
+/// a full sync of the older state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_wait_for_a_rolled_back_apply_instead_of_resyncing() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx;
+    {
+        let router = Router::default();
+        let n = start(&router, opts("peerA", dir.path())).await;
+        wait_leader(&n).await;
+        n.pin(pin(C1, 0, 0)).await.unwrap();
+        n.pin(pin(C2, 0, 0)).await.unwrap();
+        idx = n.raft.metrics().borrow().last_applied.unwrap().index;
+        n.raft.shutdown().await.unwrap();
+        router.clear();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // What a crash after the last apply could leave: pins, applied and committed one entry
+    // back, the log intact.
+    {
+        use crate::store;
+        use redb::ReadableTable;
+        let s = store::Store::open(&dir.path().join("peerA")).await.unwrap();
+        let txn = s.inner.db.begin_write().unwrap();
+        {
+            let log = txn.open_table(store::LOG).unwrap();
+            let prev: crate::types::Entry =
+                store::dec("log entry", log.get(idx - 1).unwrap().unwrap().value()).unwrap();
+            let mut meta = txn.open_table(store::META).unwrap();
+            let prev = store::enc(&Some(prev.log_id));
+            meta.insert(store::K_APPLIED, prev.as_slice()).unwrap();
+            meta.insert(store::K_COMMITTED, prev.as_slice()).unwrap();
+            txn.open_table(store::PINS).unwrap().remove(C2).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let router = Router::default();
+    let n = start(&router, opts("peerA", dir.path())).await;
+    assert!(
+        n.raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index)
+            < idx,
+        "the rolled-back entry is not applied before an election"
+    );
+    let svc = ConsensusService::new(n.clone());
+    let mut s = svc
+        .watch(tonic::Request::new(WatchRequest { from_index: idx }))
+        .await
+        .unwrap()
+        .into_inner();
+    wait_leader(&n).await;
+    n.pin(pin(C3, 0, 0)).await.unwrap();
+    let x = next(&mut s).await;
+    assert_eq!(
+        (x.kind, x.pin.unwrap().cid.as_str()),
+        (Kind::Pin as i32, C3),
+        "no full sync, no repeated change"
+    );
+    assert!(x.index > idx);
+    assert!(
+        n.get(C2).await.unwrap().is_some(),
+        "raft re-applied the entry from the log"
+    );
+    n.raft.shutdown().await.unwrap();
 }
