@@ -217,6 +217,10 @@ pub struct InitOptions {
     pub peers: Vec<Multiaddr>,
     /// "raft" (crdt is refused).
     pub consensus: String,
+    /// Upstream's `init --randomports`: every listening TCP port (cluster swarm, REST,
+    /// pinning service, proxy, and our four internal endpoints) is replaced by a port that
+    /// is free now, so several peers can be initialised side by side on one host.
+    pub random_ports: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -262,6 +266,82 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<InitReport, ConfigError> {
     init_from(dir, opts, &env_lookup)
 }
 
+/// A TCP port free on `ip` right now (the kernel's choice for port 0).
+fn free_tcp_port(ip: std::net::IpAddr) -> Result<u16, ConfigError> {
+    std::net::TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| ConfigError::Invalid {
+            key: "--randomports".into(),
+            msg: format!("cannot find a free TCP port on {ip}: {e}"),
+        })
+}
+
+/// Replaces the TCP port of one multiaddr (`/ip4|ip6/<ip>/tcp/<port>…`) by a free one;
+/// other addresses (unix sockets, DNS names) are left as they are.
+fn randomize_port(a: &mut Multiaddr, taken: &mut Vec<u16>) -> Result<(), ConfigError> {
+    use libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    let mut out = Multiaddr::empty();
+    for p in a.iter() {
+        match p {
+            Protocol::Ip4(v) => {
+                ip = Some(std::net::IpAddr::V4(v));
+                out.push(p);
+            }
+            Protocol::Ip6(v) => {
+                ip = Some(std::net::IpAddr::V6(v));
+                out.push(p);
+            }
+            Protocol::Tcp(_) if ip.is_some() => {
+                let ip = ip.expect("checked by the guard");
+                let port = loop {
+                    let p = free_tcp_port(ip)?;
+                    if !taken.contains(&p) {
+                        break p;
+                    }
+                };
+                taken.push(port);
+                out.push(Protocol::Tcp(port));
+            }
+            other => out.push(other),
+        }
+    }
+    *a = out;
+    Ok(())
+}
+
+/// `init --randomports`: every listening TCP port of the configuration gets a free one.
+fn randomize_ports(config: &mut ServiceConfig) -> Result<(), ConfigError> {
+    let mut taken = Vec::new();
+    for a in &mut config.cluster.listen_multiaddress {
+        randomize_port(a, &mut taken)?;
+    }
+    for api in [&mut config.api.restapi, &mut config.api.pinsvcapi]
+        .into_iter()
+        .flatten()
+    {
+        for a in &mut api.http_listen_multiaddress {
+            randomize_port(a, &mut taken)?;
+        }
+    }
+    if let Some(p) = &mut config.api.ipfsproxy {
+        for a in &mut p.listen_multiaddress {
+            randomize_port(a, &mut taken)?;
+        }
+    }
+    let i = &mut config.internal;
+    for a in [
+        &mut i.transport_listen_multiaddress,
+        &mut i.consensus_listen_multiaddress,
+        &mut i.ipfs_connector_listen_multiaddress,
+        &mut i.gateway_listen_multiaddress,
+    ] {
+        randomize_port(a, &mut taken)?;
+    }
+    Ok(())
+}
+
 /// `init` with an explicit environment lookup.
 pub fn init_from(
     dir: &Path,
@@ -305,6 +385,9 @@ pub fn init_from(
     }
     if let Some(s) = opts.secret {
         config.cluster.secret = s;
+    }
+    if opts.random_ports {
+        randomize_ports(&mut config)?;
     }
     if let Some(r) = config.consensus.raft.as_mut() {
         for id in &init_peerset {

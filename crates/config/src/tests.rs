@@ -850,3 +850,62 @@ fn metrics_endpoints_derived_overridden_and_loopback_only() {
     cfg.internal.allow_remote_internal = true;
     cfg.validate().unwrap();
 }
+
+#[test]
+fn init_randomports_gives_every_listener_its_own_free_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = InitOptions {
+        consensus: "raft".into(),
+        random_ports: true,
+        ..Default::default()
+    };
+    init_from(dir.path(), &opts, &no_env).unwrap();
+    let peer = Peer::load_from(dir.path(), &no_env).unwrap();
+    let c = &peer.config;
+    let port = |a: &Multiaddr| {
+        a.iter()
+            .find_map(|p| match p {
+                libp2p::multiaddr::Protocol::Tcp(p) => Some(p),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let mut ports = vec![port(&c.cluster.listen_multiaddress[0])];
+    ports.extend(
+        c.api
+            .restapi
+            .as_ref()
+            .unwrap()
+            .http_listen_multiaddress
+            .iter()
+            .map(port),
+    );
+    ports.extend(
+        c.api
+            .ipfsproxy
+            .as_ref()
+            .unwrap()
+            .listen_multiaddress
+            .iter()
+            .map(port),
+    );
+    for a in [
+        &c.internal.transport_listen_multiaddress,
+        &c.internal.consensus_listen_multiaddress,
+        &c.internal.ipfs_connector_listen_multiaddress,
+        &c.internal.gateway_listen_multiaddress,
+    ] {
+        ports.push(port(a));
+    }
+    // None of the defaults (9094-9096, 9180-9183), all different.
+    for p in &ports {
+        assert!(
+            ![9094, 9095, 9096, 9097, 9180, 9181, 9182, 9183].contains(p),
+            "{ports:?}"
+        );
+    }
+    let mut uniq = ports.clone();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!(uniq.len(), ports.len(), "{ports:?}");
+}

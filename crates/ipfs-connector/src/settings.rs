@@ -195,6 +195,7 @@ mod tests {
             secret: None,
             peers: vec![],
             consensus: "raft".into(),
+            random_ports: false,
         };
         init(dir.path(), &opts).unwrap();
         let s = Settings::load(dir.path()).unwrap();
@@ -234,6 +235,7 @@ mod tests {
             secret: None,
             peers: vec![],
             consensus: "raft".into(),
+            random_ports: false,
         };
         init(dir.path(), &opts).unwrap();
         let path = dir.path().join("service.json");

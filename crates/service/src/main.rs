@@ -45,6 +45,9 @@ enum Cmd {
         /// Cluster secret to use (64 hex characters) instead of a random one; env CLUSTER_SECRET also works
         #[arg(short = 's', long = "custom-secret")]
         custom_secret: Option<String>,
+        /// Pick free random ports for every listening address (swarm, APIs, proxy, internal)
+        #[arg(long = "randomports")]
+        random_ports: bool,
     },
     /// Run the peer: start and supervise the four services until SIGINT or SIGTERM
     Daemon {
@@ -193,6 +196,7 @@ async fn run(cli: Cli) -> Result<()> {
             consensus,
             peers,
             custom_secret,
+            random_ports,
         } => {
             let secret = custom_secret
                 .as_deref()
@@ -209,6 +213,7 @@ async fn run(cli: Cli) -> Result<()> {
                 secret,
                 peers,
                 consensus,
+                random_ports,
             };
             let report = ipfs_cluster_config::init(&dir, &opts)?;
             println!("{report}");
