@@ -24,6 +24,31 @@ pub enum RunError {
     Serve(#[from] ServeError),
     #[error("{0}")]
     Proxy(std::io::Error),
+    #[error("the ipfs connector store failed ({0}); exiting so the launcher restarts the connector on the reopened store (the watch replays from the last stored index)")]
+    StoreFailed(String),
+}
+
+/// Waits until `dir` takes a 1 MiB file again (a full disk was freed), probing every second.
+async fn wait_writable(dir: &std::path::Path, shutdown: &CancellationToken) {
+    let probe = dir.join(".write-probe");
+    loop {
+        let p = probe.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            let r = std::fs::write(&p, vec![0u8; 1 << 20])
+                .and_then(|_| std::fs::File::open(&p).and_then(|f| f.sync_all()));
+            let _ = std::fs::remove_file(&p);
+            r.is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        if ok {
+            return;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
 }
 
 /// Heap hygiene for glibc. The store is used from the blocking pool, whose threads each
@@ -145,6 +170,27 @@ pub async fn run_with(
         settings.transport_addr,
         &settings.token,
     );
+    // A failed store write: keep answering (statuses, errors) until the disk takes writes
+    // again, then stop so the launcher restarts us on a reopened store.
+    let failed = {
+        let t = t.clone();
+        let shutdown = shutdown.clone();
+        let dir = t.opts().state_dir.clone();
+        tokio::spawn(async move {
+            let mut rx = t.inner.store_failed.subscribe();
+            let msg = tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                r = rx.wait_for(|f| f.is_some()) => match r {
+                    Ok(m) => m.clone(),
+                    Err(_) => return None,
+                },
+            };
+            tracing::error!(dir = %dir.display(), "the ipfs connector store failed; restarting once the folder is writable again");
+            wait_writable(&dir, &shutdown).await;
+            shutdown.cancel();
+            msg
+        })
+    };
     let svc = ConnectorService::new(t.clone()).into_server();
     let res = serve(
         listener,
@@ -158,6 +204,9 @@ pub async fn run_with(
     // (waits for any read in progress) so the next start needs no repair.
     let _ = follower.await;
     t.store().close();
+    if let Ok(Some(msg)) = failed.await {
+        return Err(RunError::StoreFailed(msg));
+    }
     Ok(res?)
 }
 

@@ -168,6 +168,10 @@ pub(crate) struct Inner {
     /// Wakes the readiness loop when a worker finds the daemon gone.
     pub recheck: Notify,
     pub shutdown: CancellationToken,
+    /// Set when storing watch changes failed (e.g. a full disk): redb refuses every later
+    /// write until the database is reopened, so the service restarts (run.rs) once the disk
+    /// takes writes again; the watch then replays from the last stored index.
+    pub store_failed: watch::Sender<Option<String>>,
 }
 
 /// An item taken from a queue by a worker.
@@ -213,6 +217,7 @@ impl Tracker {
                 ipfs_error: RwLock::new("the IPFS daemon has not answered yet".into()),
                 recheck: Notify::new(),
                 shutdown,
+                store_failed: watch::channel(None).0,
             }),
         })
     }
@@ -421,7 +426,16 @@ impl Tracker {
             .apply_with(batch, |w, a| self.act(w, a).map(|_| ()))
         {
             Ok(_) => self.inner.work.notify_waiters(),
-            Err(e) => tracing::error!(changes = batch.len(), "storing watch changes failed: {e}"),
+            Err(e) => {
+                tracing::error!(changes = batch.len(), "storing watch changes failed: {e}");
+                self.inner.store_failed.send_if_modified(|f| {
+                    let first = f.is_none();
+                    if first {
+                        *f = Some(e.to_string());
+                    }
+                    first
+                });
+            }
         }
         batch.clear();
     }
