@@ -974,8 +974,18 @@ async fn isolated_leader_refuses_writes_and_the_majority_commits() {
     // The majority elects a new leader and commits.
     let rest: Vec<_> = (0..3).filter(|i| *i != li).collect();
     nodes[rest[0]].pin(pin(C3, 0, 0)).await.unwrap();
+    // Committed by the majority; a follower applies it once it hears the new commit index
+    // (the next append or heartbeat), so wait for that rather than expect it at once.
     for &i in &rest {
-        assert!(nodes[i].get(C3).await.unwrap().is_some());
+        let mut seen = false;
+        for _ in 0..100 {
+            if nodes[i].get(C3).await.unwrap().is_some() {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(seen, "node {i} of the majority never applied the pin");
     }
     assert!(nodes[li].get(C3).await.unwrap().is_none());
     for n in &nodes {
