@@ -186,27 +186,6 @@ fn spawn_metrics(node: Arc<Node>, mut client: TransportClient) {
     });
 }
 
-/// Returns once `dir` takes a 1 MiB file again (probed every second).
-async fn wait_writable(dir: &std::path::Path) {
-    let probe = dir.join(".write-probe");
-    loop {
-        let p = probe.clone();
-        let ok = tokio::task::spawn_blocking(move || {
-            use std::io::Write;
-            let r = std::fs::File::create(&p)
-                .and_then(|mut f| f.write_all(&vec![0u8; 1 << 20]).and_then(|_| f.sync_all()));
-            let _ = std::fs::remove_file(&p);
-            r.is_ok()
-        })
-        .await
-        .unwrap_or(false);
-        if ok {
-            return;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
 async fn join(
     node: &Node,
     transport: &TransportClient,
@@ -451,7 +430,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .set::<ipfs_cluster_proto::consensus::v1::consensus_server::ConsensusServer<ConsensusService>>(false)
             .await;
         tokio::select! {
-            _ = wait_writable(&raft_dir) => {}
+            _ = ipfs_cluster_proto::disk::wait_writable(&raft_dir) => {}
             _ = tokio::signal::ctrl_c() => {}
             _ = sigterm.recv() => {}
         }

@@ -28,29 +28,6 @@ pub enum RunError {
     StoreFailed(String),
 }
 
-/// Waits until `dir` takes a 1 MiB file again (a full disk was freed), probing every second.
-async fn wait_writable(dir: &std::path::Path, shutdown: &CancellationToken) {
-    let probe = dir.join(".write-probe");
-    loop {
-        let p = probe.clone();
-        let ok = tokio::task::spawn_blocking(move || {
-            let r = std::fs::write(&p, vec![0u8; 1 << 20])
-                .and_then(|_| std::fs::File::open(&p).and_then(|f| f.sync_all()));
-            let _ = std::fs::remove_file(&p);
-            r.is_ok()
-        })
-        .await
-        .unwrap_or(false);
-        if ok {
-            return;
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-        }
-    }
-}
-
 /// Heap hygiene for glibc. The store is used from the blocking pool, whose threads each
 /// get a malloc arena; after a big import every arena keeps its freed pages (measured at
 /// 1M pins: 380 MiB resident for 75 MiB live, `malloc_trim` brought it back to 73 MiB).
@@ -186,7 +163,10 @@ pub async fn run_with(
                 },
             };
             tracing::error!(dir = %dir.display(), "the ipfs connector store failed; restarting once the folder is writable again");
-            wait_writable(&dir, &shutdown).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = ipfs_cluster_proto::disk::wait_writable(&dir) => {}
+            }
             shutdown.cancel();
             msg
         })

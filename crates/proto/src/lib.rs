@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod disk;
 pub mod server;
 
 pub use auth::{InternalToken, TokenError};
