@@ -74,7 +74,7 @@ impl Cluster {
     /// one IPFS node. Peers 1.. know peer 0's address (`cluster.peer_addresses`), as
     /// upstream's test puts the others in peer 0's peerstore, so their hosts connect.
     async fn independent(n: usize) -> Result<Self> {
-        let tmp = tempfile::tempdir()?;
+        let tmp = test_dir()?;
         let ipfs = IpfsNode::start(tmp.path()).await?;
         let env = env();
         let p0 = init_peer(&tmp.path().join("peer_0"), &ipfs.multiaddr(), &env)?;

@@ -24,7 +24,7 @@ impl Cluster {
     /// `n` peers; peer 0 bootstraps and pins `first` (replicated everywhere), then the others
     /// join it with `--bootstrap`, one at a time or all at once.
     async fn start(n: usize, one_by_one: bool, first: &str) -> Result<Self> {
-        let tmp = tempfile::tempdir()?;
+        let tmp = test_dir()?;
         let ipfs = IpfsNode::start(tmp.path()).await?;
         let env = env();
         let peers: Vec<PeerDir> = (0..n)

@@ -23,7 +23,7 @@ include!("support/cluster_harness.rs");
 impl Cluster {
     /// `n` peers; peer 0 bootstraps, the others join it with `--bootstrap` (all at once).
     async fn start(n: usize) -> Result<Self> {
-        let tmp = tempfile::tempdir()?;
+        let tmp = test_dir()?;
         let ipfs = IpfsNode::start(tmp.path()).await?;
         let env = env();
         let peers: Vec<PeerDir> = (0..n)

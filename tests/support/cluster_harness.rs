@@ -24,6 +24,20 @@ fn init_peer(dir: &Path, ipfs_api: &str, extra: &[(&str, String)]) -> Result<Pee
     })
 }
 
+/// The test's temporary folder; `KEEP_TEST_DIRS=1` keeps it (with every peer's logs and
+/// stores) after the test, for a post-mortem.
+fn test_dir() -> Result<tempfile::TempDir> {
+    let keep = std::env::var_os("KEEP_TEST_DIRS").is_some();
+    let t = tempfile::Builder::new()
+        .prefix("ipfs-cluster-test")
+        .disable_cleanup(keep)
+        .tempdir()?;
+    if keep {
+        eprintln!("KEEP_TEST_DIRS: keeping {}", t.path().display());
+    }
+    Ok(t)
+}
+
 /// A random, valid CIDv1 (raw codec, identity multihash of 20 random bytes).
 fn random_cid() -> String {
     use std::hash::{BuildHasher, Hasher};

@@ -21,6 +21,9 @@
 //!   and in staging) — the leader asks again until ready; or FAILED_PRECONDITION when it is
 //!   a member of another multi-peer cluster (whose transport refuses our raft traffic).
 //!   Otherwise the openraft core of the added peer panicked on the conflicting entry 1.
+//!   A target that cannot be reached is asked again until the commit timeout and then the
+//!   add fails: it is never added unprepared. As a second line, a one-peer cluster refuses
+//!   raft traffic from any other node (`Node::refuse_foreign_leader`).
 
 use super::*;
 
@@ -256,7 +259,8 @@ impl Node {
 
     /// Leader side: makes sure `node` can be added (see the module comment) and fills in
     /// its addresses when the request had none. Peers that do not know `PrepareAdd` (older
-    /// versions) or cannot be reached are added as before.
+    /// versions) are added as before; unreachable ones are asked again until the commit
+    /// timeout, then the add fails.
     pub(super) async fn prepare_target(&self, mut node: PeerNode) -> Result<PeerNode, Status> {
         if node.peer_id == self.opts.peer_id {
             return Ok(node);
@@ -266,6 +270,7 @@ impl Node {
         let deadline = tokio::time::Instant::now() + self.commit_timeout();
         let ask = Forward::PrepareAdd(self.opts.peer_id.clone());
         let mut resetting = false;
+        let mut last_error = String::new();
         loop {
             let r = raft_call::<_, PrepareAnswer, (i32, String)>(
                 &*self.carrier,
@@ -299,18 +304,35 @@ impl Node {
                         s.message()
                     )))
                 }
-                Err(s) if !resetting => {
-                    tracing::debug!(%peer, error = %s.message(), "asking the peer to prepare for being added; adding it as before");
+                // An older version that does not know PrepareAdd: added as before.
+                Err(s)
+                    if !resetting
+                        && matches!(
+                            s.code(),
+                            tonic::Code::InvalidArgument | tonic::Code::Unimplemented
+                        ) =>
+                {
+                    tracing::debug!(%peer, error = %s.message(), "the peer does not know PrepareAdd; adding it as before");
                     return Ok(node);
                 }
-                // Restarting: not answering for a moment.
-                Err(s) => tracing::debug!(%peer, error = %s.message(), "waiting for the peer to restart"),
+                // Not reachable (yet): a peer is never added unprepared, since a one-peer
+                // cluster that missed its reset would be handed a foreign log.
+                Err(s) => {
+                    tracing::debug!(%peer, error = %s.message(), resetting, "the peer does not answer PrepareAdd yet");
+                    last_error = s.message().to_string();
+                }
             }
             if tokio::time::Instant::now() + PREPARE_POLL > deadline {
-                return Err(Status::unavailable(format!(
-                    "peer {peer} reset its one-peer cluster to be added but did not come back empty within {:.0}s; add it again once its consensus service runs",
-                    self.commit_timeout().as_secs_f64()
-                )));
+                let waited = self.commit_timeout().as_secs_f64();
+                return Err(Status::unavailable(if resetting {
+                    format!(
+                        "peer {peer} reset its one-peer cluster to be added but did not come back empty within {waited:.0}s; add it again once its consensus service runs"
+                    )
+                } else {
+                    format!(
+                        "peer {peer} could not be reached to prepare it for being added within {waited:.0}s ({last_error}); check that it runs with the same cluster secret and that this peer knows its address, then add it again"
+                    )
+                }));
             }
             tokio::time::sleep(PREPARE_POLL).await;
         }
@@ -447,6 +469,92 @@ mod tests {
             "the backup holds B's pin"
         );
         for n in [&a, &b] {
+            n.raft.shutdown().await.unwrap();
+        }
+    }
+
+    /// A one-peer cluster that cannot be reached yet is not added unprepared: the leader
+    /// asks again, and once the peer answers it is reset as usual. One that never answers
+    /// makes the add fail with a clear error, and nothing changes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreachable_peer_is_never_added_unprepared() {
+        let dir = tempfile::tempdir().unwrap();
+        let router = LocalRouter::default();
+        let a = start(&router, opts("peerA", dir.path())).await;
+        let b = Node::start(opts("peerB", dir.path()), Arc::new(router.clone()))
+            .await
+            .unwrap();
+        wait_leader(&a).await;
+        wait_leader(&b).await;
+
+        // Never reachable: the add fails once the commit timeout (7 s here) is over.
+        let e = a.commit(join_of("peerB")).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+        assert!(
+            e.message().contains("could not be reached to prepare it"),
+            "{}",
+            e.message()
+        );
+        assert_eq!(a.member_ids(), vec!["peerA"]);
+        assert_eq!(b.member_ids(), vec!["peerB"]);
+
+        // Reachable a moment after the add started: prepared (asked to reset), not added
+        // behind its back.
+        let mut reset = b.reset_requested();
+        let adder = {
+            let a = a.clone();
+            tokio::spawn(async move { a.commit(join_of("peerB")).await })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(reset.borrow_and_update().is_none());
+        router.insert("peerB", b.clone());
+        let by = tokio::time::timeout(Duration::from_secs(10), reset.wait_for(|r| r.is_some()))
+            .await
+            .expect("B was not asked to reset once reachable")
+            .unwrap()
+            .clone();
+        assert_eq!(by.as_deref(), Some("peerA"));
+        assert_eq!(b.member_ids(), vec!["peerB"]);
+        adder.abort();
+        for n in [&a, &b] {
+            n.raft.shutdown().await.unwrap();
+        }
+    }
+
+    /// A one-peer cluster takes no raft traffic from another node; a staging peer does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_one_peer_cluster_refuses_a_foreign_leader() {
+        use openraft::{raft::AppendEntriesRequest, Vote};
+        let dir = tempfile::tempdir().unwrap();
+        let router = LocalRouter::default();
+        let b = start(&router, opts("peerB", dir.path())).await;
+        let mut oc = opts("peerC", dir.path());
+        oc.staging = true;
+        let c = start(&router, oc).await;
+        wait_leader(&b).await;
+        let append = |term| {
+            let rpc: AppendEntriesRequest<TypeConfig> = AppendEntriesRequest {
+                vote: Vote::new_committed(term, node_id("peerA")),
+                prev_log_id: None,
+                entries: vec![],
+                leader_commit: None,
+            };
+            RaftRequest {
+                kind: Kind::AppendEntries as i32,
+                body: serde_json::to_vec(&rpc).unwrap(),
+            }
+        };
+        let e = b.handle_raft(append(5)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        assert!(
+            e.message().contains("one-peer cluster of its own"),
+            "{}",
+            e.message()
+        );
+        assert_eq!(b.leader().as_deref(), Some("peerB"), "B still leads itself");
+        // A staging (uninitialized) peer accepts the leader that adds it.
+        c.handle_raft(append(5)).await.unwrap();
+        for n in [&b, &c] {
             n.raft.shutdown().await.unwrap();
         }
     }

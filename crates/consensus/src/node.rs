@@ -12,6 +12,7 @@ use std::{
 
 use openraft::{
     error::{Fatal, RaftError},
+    raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest},
     ChangeMembers, RaftMetrics,
 };
 use prost::Message;
@@ -26,7 +27,7 @@ use crate::{
     pinning::{normalize_cid, pin_update, setup_pin, PinDefaults},
     raft_store::{LogStore, StateMachine},
     store::Store,
-    types::{ApplyResult, PinBytes, PinOp, Raft},
+    types::{ApplyResult, PinBytes, PinOp, Raft, TypeConfig},
 };
 use ipfs_cluster_proto::{
     consensus::v1::{raft_request::Kind, Member, RaftRequest, RaftResponse},
@@ -932,6 +933,25 @@ impl Node {
         Ok(())
     }
 
+    /// A peer running a one-peer cluster of its own (initialized, its only member is
+    /// itself) takes raft traffic from no other node: another cluster's leader must have it
+    /// reset first (`Forward::PrepareAdd`), or its log would be overwritten by a foreign
+    /// one. Uninitialized (staging) peers and members of larger clusters are not affected.
+    fn refuse_foreign_leader(&self, from: NodeId) -> Result<(), Status> {
+        if from == self.id {
+            return Ok(());
+        }
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        let mut nodes = m.membership().nodes().map(|(id, _)| *id);
+        if nodes.next() == Some(self.id) && nodes.next().is_none() {
+            return Err(Status::permission_denied(format!(
+                "peer {} runs a one-peer cluster of its own and takes no raft traffic from another cluster's node (raft id {from}); add it through POST /peers on that cluster, which resets it first",
+                self.opts.peer_id
+            )));
+        }
+        Ok(())
+    }
+
     /// Handles an incoming `Consensus.Raft` call (raft traffic or a forwarded write).
     pub async fn handle_raft(&self, req: RaftRequest) -> Result<RaftResponse, Status> {
         let bad = |e: serde_json::Error| {
@@ -942,18 +962,23 @@ impl Node {
                 .map_err(|e| Status::internal(format!("encoding raft reply: {e}")))
         };
         let body = match Kind::try_from(req.kind) {
-            Ok(Kind::AppendEntries) => enc(&self
-                .raft
-                .append_entries(serde_json::from_slice(&req.body).map_err(bad)?)
-                .await)?,
-            Ok(Kind::Vote) => enc(&self
-                .raft
-                .vote(serde_json::from_slice(&req.body).map_err(bad)?)
-                .await)?,
-            Ok(Kind::InstallSnapshot) => enc(&self
-                .raft
-                .install_snapshot(serde_json::from_slice(&req.body).map_err(bad)?)
-                .await)?,
+            Ok(Kind::AppendEntries) => {
+                let rpc: AppendEntriesRequest<TypeConfig> =
+                    serde_json::from_slice(&req.body).map_err(bad)?;
+                self.refuse_foreign_leader(rpc.vote.leader_id.node_id)?;
+                enc(&self.raft.append_entries(rpc).await)?
+            }
+            Ok(Kind::Vote) => {
+                let rpc: VoteRequest<NodeId> = serde_json::from_slice(&req.body).map_err(bad)?;
+                self.refuse_foreign_leader(rpc.vote.leader_id.node_id)?;
+                enc(&self.raft.vote(rpc).await)?
+            }
+            Ok(Kind::InstallSnapshot) => {
+                let rpc: InstallSnapshotRequest<TypeConfig> =
+                    serde_json::from_slice(&req.body).map_err(bad)?;
+                self.refuse_foreign_leader(rpc.vote.leader_id.node_id)?;
+                enc(&self.raft.install_snapshot(rpc).await)?
+            }
             Ok(Kind::Forward) => {
                 let to_result = |r: Result<Option<Pin>, Status>| -> ForwardResult {
                     match r {

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use futures::{stream, StreamExt};
 use http::StatusCode;
 use http_body_util::BodyExt;
+use std::time::Duration;
 
 use ipfs_cluster_api as api;
 
@@ -324,6 +325,9 @@ pub async fn read_body(
         .map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))
 }
 
+/// How long POST /peers waits for the added peer to answer its ID (it may be restarting).
+const PEER_ADD_ID_WAIT: Duration = Duration::from_secs(15);
+
 /// POST /peers `{"peer_id": ...}`: add the peer to consensus, then return its ID.
 async fn peer_add(ctx: &Ctx, body: Option<hyper::body::Incoming>) -> Result<Resp, ApiError> {
     #[derive(serde::Deserialize)]
@@ -346,17 +350,29 @@ async fn peer_add(ctx: &Ctx, body: Option<hyper::body::Incoming>) -> Result<Resp
         .map_err(|s| crate::backend::status_error("consensus", &s))?;
     let own = b.id().await?;
     let payload = prost::Message::encode_to_vec(&ipfs_cluster_proto::gateway::v1::IdRequest {});
-    let r = b
-        .transport
-        .clone()
-        .call(ipfs_cluster_proto::transport::v1::PeerCallRequest {
-            peer: pid.clone(),
-            service: ipfs_cluster_proto::names::GATEWAY.to_string(),
-            method: "Id".into(),
-            payload,
-            timeout_ms: crate::backend::READ_TIMEOUT.as_millis() as u32,
-        })
-        .await;
+    // A peer that ran its own one-peer cluster resets itself to join ours and restarts
+    // (exit 75), so its transport is briefly unreachable: ask again for a bounded time
+    // before answering with an ID that carries the error.
+    let deadline = tokio::time::Instant::now() + PEER_ADD_ID_WAIT;
+    let r = loop {
+        let r = b
+            .transport
+            .clone()
+            .call(ipfs_cluster_proto::transport::v1::PeerCallRequest {
+                peer: pid.clone(),
+                service: ipfs_cluster_proto::names::GATEWAY.to_string(),
+                method: "Id".into(),
+                payload: payload.clone(),
+                timeout_ms: crate::backend::READ_TIMEOUT.as_millis() as u32,
+            })
+            .await;
+        match r {
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250)).await
+            }
+            r => break r,
+        }
+    };
     let mut id = match r {
         Ok(r) => match <ipfs_cluster_proto::gateway::v1::IdResponse as prost::Message>::decode(
             r.into_inner().payload.as_slice(),
