@@ -378,7 +378,7 @@ fn b31_peer_add_with_the_other_member_down_fails() {
 #[test]
 fn b36_rejoin_after_leaving() {
     run(async {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = test_dir().unwrap();
         let ipfs = IpfsNode::start(tmp.path()).await.unwrap();
         let env = env();
         let mut env0 = env.clone();

@@ -271,7 +271,21 @@ impl Node {
         let ask = Forward::PrepareAdd(self.opts.peer_id.clone());
         let mut resetting = false;
         let mut last_error = String::new();
+        let mut reached = false;
         loop {
+            // A joiner (`--bootstrap` through another member) is connected to that member
+            // only, and a peer becomes a dial hint for the transport once it is a member:
+            // dial the addresses it sent until it answers.
+            if !reached {
+                for addr in &node.addresses {
+                    match self.carrier.dial(addr, self.opts.network_timeout).await {
+                        Ok(()) => break,
+                        Err(s) => {
+                            tracing::debug!(%peer, %addr, error = %s.message(), "dialing the peer to be added")
+                        }
+                    }
+                }
+            }
             let r = raft_call::<_, PrepareAnswer, (i32, String)>(
                 &*self.carrier,
                 peer,
@@ -280,6 +294,7 @@ impl Node {
                 self.opts.network_timeout,
             )
             .await;
+            reached = r.is_ok();
             match r {
                 Ok(Ok(a)) if a.ready => {
                     if resetting {

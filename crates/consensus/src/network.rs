@@ -25,7 +25,7 @@ use ipfs_cluster_proto::{
     client::TransportClient,
     consensus::v1::{raft_request::Kind, RaftRequest, RaftResponse},
     names,
-    transport::v1::PeerCallRequest,
+    transport::v1::{DialRequest, PeerCallRequest},
 };
 
 /// Delivers a call to the consensus service of another peer.
@@ -39,6 +39,17 @@ pub trait RaftCarrier: Send + Sync + 'static {
         payload: Vec<u8>,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Vec<u8>, tonic::Status>>;
+
+    /// Connects to a peer at `multiaddr` so later calls can reach it before it is a member
+    /// (its addresses are dial hints only once it is in the membership). The in-process
+    /// router is always connected.
+    fn dial(
+        &self,
+        _multiaddr: &str,
+        _timeout: Duration,
+    ) -> BoxFuture<'static, Result<(), tonic::Status>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// The production carrier: the local transport service's peer calls.
@@ -67,6 +78,19 @@ impl RaftCarrier for TransportCarrier {
             r.set_timeout(timeout + Duration::from_secs(1));
             Ok(client.call(r).await?.into_inner().payload)
         })
+    }
+
+    fn dial(
+        &self,
+        multiaddr: &str,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<(), tonic::Status>> {
+        let mut client = self.client.clone();
+        let mut r = tonic::Request::new(DialRequest {
+            multiaddr: multiaddr.to_string(),
+        });
+        r.set_timeout(timeout);
+        Box::pin(async move { client.dial(r).await.map(|_| ()) })
     }
 }
 
