@@ -136,25 +136,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::read_vote(&io_err(e)).into())
     }
 
-    /// Not fsync'd (redb Durability::None): openraft treats the committed index as optional
-    /// (it is re-learned from the leader or re-established by an election), and the next
-    /// log append (a durable commit) persists it anyway. See the README's "Durability".
+    /// Kept in memory and written with the next log append or apply transaction
+    /// (`Inner::flush_committed`): openraft treats the committed index as optional (it is
+    /// re-learned from the leader or re-established by an election), so it never needs a
+    /// commit of its own; the stored value never runs ahead of what openraft reported.
+    /// See the README's "Durability".
     async fn save_committed(&mut self, c: Option<LogId>) -> Result<(), StorageError> {
-        let inner = self.0.inner.clone();
-        blocking(move || {
-            let mut txn = inner.db.begin_write().map_err(db_err)?;
-            txn.set_durability(redb::Durability::None).map_err(db_err)?;
-            txn.open_table(META)
-                .map_err(db_err)?
-                .insert(K_COMMITTED, enc(&c).as_slice())
-                .map_err(db_err)?;
-            txn.commit().map_err(db_err)
-        })
-        .await
-        .map_err(|e| StorageIOError::write(&io_err(e)).into())
+        if let Ok(mut g) = self.0.inner.pending_committed.lock() {
+            *g = Some(c);
+        }
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        let pending = self.0.inner.pending_committed.lock().ok().and_then(|g| *g);
+        if let Some(c) = pending {
+            return Ok(c);
+        }
         Ok(self
             .get_meta::<Option<LogId>>(K_COMMITTED)
             .await
@@ -184,6 +182,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     t.insert(*i, b.as_slice()).map_err(db_err)?;
                 }
             }
+            inner.flush_committed(&txn)?;
             txn.commit().map_err(db_err)
         })
         .await;
@@ -410,6 +409,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         .map_err(db_err)?;
                 }
             }
+            inner.flush_committed(&txn)?;
             txn.commit().map_err(db_err)?;
             Ok((results, changes))
         })

@@ -69,6 +69,24 @@ pub(crate) fn dec<T: DeserializeOwned>(what: &'static str, b: &[u8]) -> Result<T
     })
 }
 
+impl Inner {
+    /// Writes the pending committed index (see `pending_committed`) in `txn`, if any.
+    pub(crate) fn flush_committed(&self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        let pending = self
+            .pending_committed
+            .lock()
+            .ok()
+            .and_then(|mut g| g.take());
+        if let Some(c) = pending {
+            txn.open_table(META)
+                .map_err(db_err)?
+                .insert(K_COMMITTED, enc(&c).as_slice())
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+}
+
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T, StoreError>
 where
     T: Send + 'static,
@@ -85,6 +103,10 @@ pub(crate) struct Inner {
     pub changes: broadcast::Sender<Arc<StateChange>>,
     /// Path of the snapshot file being received from the leader, if any.
     pub receiving: std::sync::Mutex<Option<PathBuf>>,
+    /// The committed index openraft last reported (`save_committed`), not yet written: it
+    /// rides along with the next log append or apply transaction instead of costing a
+    /// redb commit (and a blocking-pool round trip) of its own on every commit advance.
+    pub pending_committed: std::sync::Mutex<Option<Option<LogId>>>,
 }
 
 /// Shared handle to the store; the raft log store and state machine are views of it.
@@ -166,6 +188,7 @@ impl Store {
                 dir: dir.to_path_buf(),
                 changes,
                 receiving: std::sync::Mutex::new(None),
+                pending_committed: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -216,7 +239,14 @@ impl Store {
         blocking(move || {
             let txn = inner.db.begin_read().map_err(db_err)?;
             let applied = Self::meta_get(&txn, K_APPLIED)?.flatten();
-            let committed = Self::meta_get(&txn, K_COMMITTED)?.flatten();
+            let stored: Option<LogId> = Self::meta_get(&txn, K_COMMITTED)?.flatten();
+            let pending = inner
+                .pending_committed
+                .lock()
+                .ok()
+                .and_then(|g| *g)
+                .flatten();
+            let committed = stored.max(pending);
             let membership = Self::meta_get(&txn, K_MEMBERSHIP)?.unwrap_or_default();
             let pins = txn
                 .open_table(PINS)

@@ -23,8 +23,7 @@ struct Args {
     tracing: bool,
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -33,7 +32,14 @@ async fn main() {
         .init();
     let args = Args::parse();
     let dir = ipfs_cluster_config::resolve_config_dir(args.config.as_deref());
-    if let Err(e) = real_main(dir, args.stats, args.tracing).await {
+    let rt = match ipfs_cluster_proto::runtime::service_runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(real_main(dir, args.stats, args.tracing)) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

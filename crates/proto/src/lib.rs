@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod client;
 pub mod disk;
+pub mod runtime;
 pub mod server;
 
 pub use auth::{InternalToken, TokenError};

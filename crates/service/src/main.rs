@@ -252,10 +252,7 @@ fn main() {
     let cli = Cli::parse();
     export_observation_flags(&cli);
     init_logging(&cli);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match ipfs_cluster_proto::runtime::service_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

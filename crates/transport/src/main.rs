@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let rt = match tokio::runtime::Runtime::new() {
+    let rt = match ipfs_cluster_proto::runtime::service_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
