@@ -222,26 +222,9 @@ where
 
 /// Initialises a peer like `PeerDir::init`, with extra env (timings, peername) baked in.
 fn init_peer(dir: &Path, ipfs_api: &str, extra: &[(&str, String)]) -> Result<PeerDir> {
-    let ports = PeerPorts::pick();
-    let mut cmd = Command::new(bin("ipfs-cluster-service"));
-    cmd.arg("--config").arg(dir).arg("init");
-    cmd.envs(ports.env(ipfs_api));
-    cmd.env("CLUSTER_SECRET", SECRET);
-    for (k, v) in TIMINGS {
-        cmd.env(k, v);
-    }
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    let out = cmd.output()?;
-    if !out.status.success() {
-        bail!("init failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(PeerDir {
-        dir: dir.to_path_buf(),
-        ports,
-        ipfs_api: ipfs_api.to_string(),
-    })
+    let mut env: Vec<(&str, String)> = TIMINGS.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    env.extend(extra.iter().cloned());
+    init_peer_with(dir, ipfs_api, SECRET, &env)
 }
 
 /// `init` + `daemon [--bootstrap]`, retried in a fresh folder with new ports when a port
@@ -289,7 +272,7 @@ impl Cluster {
             boot: String::new(),
         };
         spawn_watchdog(&tmp)?;
-        let started = futures_join_all(dirs.iter().map(|d| Ipfs::start(d)).collect()).await;
+        let started = join_all(dirs.iter().map(|d| Ipfs::start(d))).await;
         for s in started {
             c.ipfs.push(s?);
         }
@@ -520,37 +503,6 @@ rm -rf "$2"
         .context("starting the cleanup watchdog")?;
     std::mem::forget(child.stdin.take());
     Ok(())
-}
-
-async fn futures_join_all<T, F>(futs: Vec<F>) -> Vec<T>
-where
-    F: std::future::Future<Output = T>,
-{
-    let mut out = Vec::new();
-    let mut pinned: Vec<_> = futs.into_iter().map(Box::pin).collect();
-    // Poll them together: start all, then await in order.
-    let mut results: Vec<Option<T>> = (0..pinned.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if results[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => results[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    for r in results {
-        out.push(r.unwrap());
-    }
-    out
 }
 
 /// What `/peers` answered last (for failure messages).

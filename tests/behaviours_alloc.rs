@@ -47,59 +47,12 @@ fn fast_env(repinning: bool) -> Vec<(&'static str, String)> {
 
 /// `ipfs-cluster-service init` with extra env overrides baked into service.json.
 fn init_peer(dir: &Path, ipfs_api: &str, extra: &[(&str, String)]) -> Result<PeerDir> {
-    let ports = PeerPorts::pick();
-    let mut cmd = Command::new(bin("ipfs-cluster-service"));
-    cmd.arg("--config").arg(dir).arg("init");
-    cmd.envs(ports.env(ipfs_api));
-    cmd.env("CLUSTER_SECRET", SECRET);
-    cmd.env("CLUSTER_PEERNAME", dir.file_name().unwrap());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    let out = cmd.output()?;
-    if !out.status.success() {
-        bail!("init failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(PeerDir {
-        dir: dir.to_path_buf(),
-        ports,
-        ipfs_api: ipfs_api.to_string(),
-    })
-}
-
-/// A random, valid CIDv1 (raw codec, identity multihash of 20 random bytes).
-fn random_cid() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut bytes = vec![0x01, 0x55, 0x00, 20];
-    while bytes.len() < 24 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos(),
-        );
-        bytes.extend_from_slice(&h.finish().to_le_bytes());
-    }
-    bytes.truncate(24);
-    format!("b{}", base32(&bytes))
-}
-
-fn base32(data: &[u8]) -> String {
-    const A: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let (mut out, mut buf, mut bits) = (String::new(), 0u32, 0);
-    for &b in data {
-        buf = (buf << 8) | b as u32;
-        bits += 8;
-        while bits >= 5 {
-            out.push(A[((buf >> (bits - 5)) & 31) as usize] as char);
-            bits -= 5;
-        }
-    }
-    if bits > 0 {
-        out.push(A[((buf << (5 - bits)) & 31) as usize] as char);
-    }
-    out
+    let mut env = vec![(
+        "CLUSTER_PEERNAME",
+        dir.file_name().unwrap().to_string_lossy().to_string(),
+    )];
+    env.extend(extra.iter().cloned());
+    init_peer_with(dir, ipfs_api, SECRET, &env)
 }
 
 /// Kills whole process groups we started when the test binary exits without dropping a
@@ -182,7 +135,7 @@ impl Cluster {
         let boot = format!("/ip4/127.0.0.1/tcp/{}/p2p/{id0}", peers[0].ports.swarm);
         let mut procs = vec![Some(p0)];
         let args = ["--bootstrap", boot.as_str()];
-        let started = futures_join_all(peers[1..].iter().map(|p| p.start(&args))).await;
+        let started = join_all(peers[1..].iter().map(|p| p.start(&args))).await;
         for p in started {
             let p = p?;
             reaper.add(p.pid());
@@ -352,35 +305,6 @@ impl Drop for Cluster {
         // Stop peers first (their Proc drops send SIGTERM to the group), then IPFS.
         self.procs.lock().unwrap().clear();
     }
-}
-
-async fn futures_join_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let handles: Vec<_> = fs.collect();
-    let mut out = Vec::new();
-    // Started concurrently: each `start` polls its own readiness.
-    let mut pinned: Vec<_> = handles.into_iter().map(Box::pin).collect();
-    let mut done: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if done[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => done[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    for d in done {
-        out.push(d.unwrap());
-    }
-    out
 }
 
 /// The warnings and errors of a peer's log (launcher and services), for failure messages.

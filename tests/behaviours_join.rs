@@ -11,7 +11,7 @@
 //! The 5-peer harness is tests/support/cluster_harness.rs (shared with
 //! behaviours_membership.rs and consensus_cluster.rs).
 
-use std::{collections::HashSet, path::Path, process::Command, time::Duration};
+use std::{collections::HashSet, path::Path, time::Duration};
 
 use anyhow::{bail, Context, Result};
 use ipfs_cluster_tests::*;
@@ -91,7 +91,7 @@ impl Cluster {
             )?);
         }
         let mut procs = Vec::new();
-        for p in futures_join_all(peers.iter().map(|p| p.start(&[]))).await {
+        for p in join_all(peers.iter().map(|p| p.start(&[]))).await {
             procs.push(Some(p?));
         }
         let mut ids = Vec::new();
@@ -405,7 +405,7 @@ fn b36_rejoin_after_leaving() {
         let boot0 = format!("/ip4/127.0.0.1/tcp/{}/p2p/{id0}", peers[0].ports.swarm);
         let mut procs = vec![Some(p0)];
         let args = ["--bootstrap", boot0.as_str()];
-        for p in futures_join_all(peers[1..].iter().map(|p| p.start(&args))).await {
+        for p in join_all(peers[1..].iter().map(|p| p.start(&args))).await {
             procs.push(Some(p.unwrap()));
         }
         let mut ids = vec![id0.clone()];

@@ -61,7 +61,7 @@ impl Cluster {
                 .with_context(|| format!("peer {} did not join", k + 1))?;
             }
         } else {
-            for p in futures_join_all(peers[1..].iter().map(|p| p.start(&args))).await {
+            for p in join_all(peers[1..].iter().map(|p| p.start(&args))).await {
                 procs.push(Some(p?));
             }
         }

@@ -40,7 +40,7 @@ impl Cluster {
         let boot = format!("/ip4/127.0.0.1/tcp/{}/p2p/{id0}", peers[0].ports.swarm);
         let mut procs = vec![Some(p0)];
         let args = ["--bootstrap", boot.as_str()];
-        for p in futures_join_all(peers[1..].iter().map(|p| p.start(&args))).await {
+        for p in join_all(peers[1..].iter().map(|p| p.start(&args))).await {
             procs.push(Some(p?));
         }
         let mut ids = vec![id0];
@@ -230,7 +230,7 @@ async fn hundred_pins(n: usize, query: &str, want_allocs: std::ops::RangeInclusi
             async move { (i, cid.clone(), http("POST", &url, None).await) }
         });
         let calls: Vec<_> = calls.collect();
-        for (i, cid, r) in futures_join_all(calls.into_iter()).await {
+        for (i, cid, r) in join_all(calls).await {
             let (st, body) = r.expect("POST /pins");
             assert_eq!(
                 st,
@@ -263,7 +263,7 @@ async fn hundred_pins(n: usize, query: &str, want_allocs: std::ops::RangeInclusi
                 async move { (i, cid.clone(), http("DELETE", &url, None).await) }
             })
             .collect();
-        for (i, cid, r) in futures_join_all(calls.into_iter()).await {
+        for (i, cid, r) in join_all(calls).await {
             let (st, body) = r.expect("DELETE /pins");
             assert_eq!(st, 200, "unpin {cid} through peer {i}: {body}");
         }

@@ -429,3 +429,82 @@ pub fn run_bin(name: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(i32, 
         String::from_utf8_lossy(&out.stderr).into_owned(),
     ))
 }
+
+/// Starts every future at once and waits for all (each `start` polls its own readiness).
+pub use futures::future::join_all;
+
+/// A random, valid CIDv1 (raw codec, identity multihash of 20 random bytes): never
+/// fetched by IPFS, unique per call.
+pub fn random_cid() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut bytes = vec![0x01, 0x55, 0x00, 20];
+    while bytes.len() < 24 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos(),
+        );
+        bytes.extend_from_slice(&h.finish().to_le_bytes());
+    }
+    bytes.truncate(24);
+    format!("b{}", base32_lower(&bytes))
+}
+
+/// RFC 4648 base32, lower case, no padding (the multibase `b` alphabet).
+fn base32_lower(data: &[u8]) -> String {
+    const A: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let (mut out, mut buf, mut bits) = (String::new(), 0u32, 0);
+    for &b in data {
+        buf = (buf << 8) | b as u32;
+        bits += 8;
+        while bits >= 5 {
+            out.push(A[((buf >> (bits - 5)) & 31) as usize] as char);
+            bits -= 5;
+        }
+    }
+    if bits > 0 {
+        out.push(A[((buf << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// `ipfs-cluster-service init` in `dir` on free ports, with the cluster `secret` and extra
+/// env overrides (timings, peer name, …) baked into service.json.
+pub fn init_peer_with(
+    dir: &Path,
+    ipfs_api: &str,
+    secret: &str,
+    extra: &[(&str, String)],
+) -> Result<PeerDir> {
+    let ports = PeerPorts::pick();
+    let mut cmd = std::process::Command::new(bin("ipfs-cluster-service"));
+    cmd.arg("--config").arg(dir).arg("init");
+    cmd.envs(ports.env(ipfs_api));
+    cmd.env("CLUSTER_SECRET", secret);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let out = cmd.output()?;
+    if !out.status.success() {
+        anyhow::bail!("init failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(PeerDir {
+        dir: dir.to_path_buf(),
+        ports,
+        ipfs_api: ipfs_api.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod helper_tests {
+    #[test]
+    fn random_cids_are_valid_and_distinct() {
+        let a = super::random_cid();
+        let b = super::random_cid();
+        assert_ne!(a, b);
+        assert!(a.starts_with("bafkqaf"), "{a}");
+        assert_eq!(a.len(), 1 + (24usize * 8).div_ceil(5));
+    }
+}
