@@ -55,13 +55,7 @@ fn main() {
         )
         .init();
     let cli = Cli::parse();
-    let rt = match ipfs_cluster_proto::runtime::service_runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
-            std::process::exit(1);
-        }
-    };
+    let rt = ipfs_cluster_proto::runtime::service_runtime_or_exit();
     if let Err(e) = rt.block_on(run(cli)) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -82,13 +82,7 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let rt = match ipfs_cluster_proto::runtime::service_runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
-    };
+    let rt = ipfs_cluster_proto::runtime::service_runtime_or_exit();
     if let Err(e) = rt.block_on(real_main()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -32,13 +32,7 @@ fn main() {
         .init();
     let args = Args::parse();
     let dir = ipfs_cluster_config::resolve_config_dir(args.config.as_deref());
-    let rt = match ipfs_cluster_proto::runtime::service_runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
-    };
+    let rt = ipfs_cluster_proto::runtime::service_runtime_or_exit();
     if let Err(e) = rt.block_on(real_main(dir, args.stats, args.tracing)) {
         eprintln!("error: {e}");
         std::process::exit(1);

@@ -22,6 +22,15 @@ pub fn service_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     b.build()
 }
 
+/// `service_runtime`, or the error printed and exit code 1 (what every service binary
+/// does when it cannot start one).
+pub fn service_runtime_or_exit() -> tokio::runtime::Runtime {
+    service_runtime().unwrap_or_else(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        std::process::exit(1)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

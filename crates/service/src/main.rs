@@ -252,13 +252,7 @@ fn main() {
     let cli = Cli::parse();
     export_observation_flags(&cli);
     init_logging(&cli);
-    let rt = match ipfs_cluster_proto::runtime::service_runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
-    };
+    let rt = ipfs_cluster_proto::runtime::service_runtime_or_exit();
     if let Err(e) = rt.block_on(run(cli)) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
