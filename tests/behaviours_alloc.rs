@@ -47,12 +47,7 @@ fn fast_env(repinning: bool) -> Vec<(&'static str, String)> {
 
 /// `ipfs-cluster-service init` with extra env overrides baked into service.json.
 fn init_peer(dir: &Path, ipfs_api: &str, extra: &[(&str, String)]) -> Result<PeerDir> {
-    let mut env = vec![(
-        "CLUSTER_PEERNAME",
-        dir.file_name().unwrap().to_string_lossy().to_string(),
-    )];
-    env.extend(extra.iter().cloned());
-    init_peer_with(dir, ipfs_api, SECRET, &env)
+    init_named_peer(dir, ipfs_api, SECRET, extra)
 }
 
 /// Kills whole process groups we started when the test binary exits without dropping a

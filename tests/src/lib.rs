@@ -497,6 +497,22 @@ pub fn init_peer_with(
     })
 }
 
+/// `init_peer_with`, the peer named after its folder (`CLUSTER_PEERNAME`).
+pub fn init_named_peer(
+    dir: &Path,
+    ipfs_api: &str,
+    secret: &str,
+    extra: &[(&str, String)],
+) -> Result<PeerDir> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let mut env = vec![("CLUSTER_PEERNAME", name)];
+    env.extend(extra.iter().cloned());
+    init_peer_with(dir, ipfs_api, secret, &env)
+}
+
 #[cfg(test)]
 mod helper_tests {
     #[test]

@@ -4,12 +4,7 @@ const SECRET: &str = "2b3c5e1f9b2d4a6c8e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a
 
 /// `ipfs-cluster-service init` with extra env overrides baked into service.json.
 fn init_peer(dir: &Path, ipfs_api: &str, extra: &[(&str, String)]) -> Result<PeerDir> {
-    let mut env = vec![(
-        "CLUSTER_PEERNAME",
-        dir.file_name().unwrap().to_string_lossy().to_string(),
-    )];
-    env.extend(extra.iter().cloned());
-    init_peer_with(dir, ipfs_api, SECRET, &env)
+    init_named_peer(dir, ipfs_api, SECRET, extra)
 }
 
 /// The test's temporary folder; `KEEP_TEST_DIRS=1` keeps it (with every peer's logs and

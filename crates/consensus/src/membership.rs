@@ -373,6 +373,13 @@ mod tests {
         o
     }
 
+    /// `opts` for a peer that waits in staging to be added (no cluster of its own).
+    fn staging_opts(peer: &str, dir: &std::path::Path) -> Options {
+        let mut o = opts(peer, dir);
+        o.staging = true;
+        o
+    }
+
     async fn start(router: &LocalRouter, o: Options) -> Arc<Node> {
         let peer = o.peer_id.clone();
         let n = Node::start(o, Arc::new(router.clone())).await.unwrap();
@@ -447,9 +454,7 @@ mod tests {
         drop(b);
         let data = dir.path().join("peerB");
         std::fs::rename(&data, backup_path(&data)).unwrap();
-        let mut ob = opts("peerB", dir.path());
-        ob.staging = true;
-        let b = start(&router, ob).await;
+        let b = start(&router, staging_opts("peerB", dir.path())).await;
 
         tokio::time::timeout(Duration::from_secs(30), adder)
             .await
@@ -543,9 +548,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let router = LocalRouter::default();
         let b = start(&router, opts("peerB", dir.path())).await;
-        let mut oc = opts("peerC", dir.path());
-        oc.staging = true;
-        let c = start(&router, oc).await;
+        let c = start(&router, staging_opts("peerC", dir.path())).await;
         wait_leader(&b).await;
         let append = |term| {
             let rpc: AppendEntriesRequest<TypeConfig> = AppendEntriesRequest {
@@ -581,9 +584,7 @@ mod tests {
         let router = LocalRouter::default();
         let a = start(&router, opts("peerA", dir.path())).await;
         let b = start(&router, opts("peerB", dir.path())).await;
-        let mut oc = opts("peerC", dir.path());
-        oc.staging = true;
-        let c = start(&router, oc).await;
+        let c = start(&router, staging_opts("peerC", dir.path())).await;
         wait_leader(&a).await;
         wait_leader(&b).await;
         c.join_via("peerB").await.unwrap();
@@ -612,9 +613,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let router = LocalRouter::default();
         let a = start(&router, opts("peerA", dir.path())).await;
-        let mut ob = opts("peerB", dir.path());
-        ob.staging = true;
-        let b = start(&router, ob).await;
+        let b = start(&router, staging_opts("peerB", dir.path())).await;
         let c = start(&router, opts("peerC", dir.path())).await;
         wait_leader(&a).await;
         wait_leader(&c).await;
