@@ -198,21 +198,6 @@ fn kill_group(pid: u32, sig: &str) {
         .status();
 }
 
-/// A free loopback port below the kernel's ephemeral range (32768+), so a peer restarted
-/// after a crash does not find its port taken by some process's outgoing connection (seen:
-/// "address already in use" on the transport port of a restarted peer).
-fn stable_port() -> u16 {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let base = std::process::id() as u64 * 7919;
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = 20000 + ((base + n * 613) % 12000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// A js-ipfs node we can stop and start again on the same repo and ports.
 struct Ipfs {
     dir: PathBuf,
@@ -225,7 +210,7 @@ impl Ipfs {
     fn new(dir: &Path, access: Access) -> Self {
         Self {
             dir: dir.to_path_buf(),
-            ports: [stable_port(), stable_port(), stable_port(), stable_port()],
+            ports: [free_port(), free_port(), free_port(), free_port()],
             access,
             proc: None,
         }
@@ -869,14 +854,14 @@ impl Cluster {
             let dir = tmp.path().join(format!("n{i}"));
             let mut pd = PeerDir::init(&peer_dir(i, &dir), &ipfs.multiaddr(), Some(&secret))?;
             pd.ports = PeerPorts {
-                rest: stable_port(),
-                pinsvc: stable_port(),
-                proxy: stable_port(),
-                swarm: stable_port(),
-                transport: stable_port(),
-                consensus: stable_port(),
-                ipfs_connector: stable_port(),
-                gateway: stable_port(),
+                rest: free_port(),
+                pinsvc: free_port(),
+                proxy: free_port(),
+                swarm: free_port(),
+                transport: free_port(),
+                consensus: free_port(),
+                ipfs_connector: free_port(),
+                gateway: free_port(),
             };
             let swarm = format!("/ip4/{}/tcp/{}", swarm_ip(i), pd.ports.swarm);
             let mut env: Vec<(String, String)> = pd

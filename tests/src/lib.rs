@@ -4,7 +4,6 @@
 //! temp dirs are removed.
 
 use std::{
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -15,25 +14,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
-/// A port that was free a moment ago on 127.0.0.1, and that this test process has not
-/// handed out before: tests in one binary run in parallel threads, and the kernel readily
-/// gives a just-released ephemeral port to the next `bind(0)`, so without the memory two
-/// services of one peer could be given the same port.
+/// A port free on 127.0.0.1, outside the kernel's ephemeral range, and not handed out
+/// before by this test process: tests in one binary run in parallel threads, and a port
+/// from the ephemeral range (what `bind(0)` gives) may become the local end of any outbound
+/// connection before the service we started binds it ("address already in use").
 pub fn free_port() -> u16 {
-    use std::collections::HashSet;
-    use std::sync::{Mutex, OnceLock};
-    static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
-    let given = GIVEN.get_or_init(|| Mutex::new(HashSet::new()));
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if given.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
-            return port;
-        }
-    }
+    ipfs_cluster_config::ports::free_loopback_port().expect("a free loopback port")
 }
 
 /// The folder holding the workspace's built binaries (target/debug).

@@ -4,7 +4,7 @@
 //! Everything started here is in its own process group and killed on drop.
 
 use std::{
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -14,8 +14,9 @@ use anyhow::{bail, Context, Result};
 
 use crate::load;
 
+/// A free loopback port outside the kernel's ephemeral range (see `ipfs_cluster_config::ports`).
 pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(ipfs_cluster_config::ports::free_loopback_port()?)
 }
 
 pub fn loopback(port: u16) -> SocketAddr {

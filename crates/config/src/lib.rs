@@ -15,6 +15,7 @@ pub mod identity;
 pub mod internal;
 mod json;
 mod peer;
+pub mod ports;
 pub mod secret;
 mod service;
 

@@ -266,15 +266,14 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<InitReport, ConfigError> {
     init_from(dir, opts, &env_lookup)
 }
 
-/// A TCP port free on `ip` right now (the kernel's choice for port 0).
+/// A TCP port free on `ip` right now, outside the kernel's ephemeral range (see
+/// [`crate::ports`]: a port from that range may be taken by any outbound connection before
+/// the service binds it).
 fn free_tcp_port(ip: std::net::IpAddr) -> Result<u16, ConfigError> {
-    std::net::TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| ConfigError::Invalid {
-            key: "--randomports".into(),
-            msg: format!("cannot find a free TCP port on {ip}: {e}"),
-        })
+    crate::ports::free_listen_port(ip).map_err(|e| ConfigError::Invalid {
+        key: "--randomports".into(),
+        msg: format!("cannot find a free TCP port on {ip}: {e}"),
+    })
 }
 
 /// Replaces the TCP port of one multiaddr (`/ip4|ip6/<ip>/tcp/<port>…`) by a free one;

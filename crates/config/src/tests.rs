@@ -908,4 +908,9 @@ fn init_randomports_gives_every_listener_its_own_free_port() {
     uniq.sort();
     uniq.dedup();
     assert_eq!(uniq.len(), ports.len(), "{ports:?}");
+    // Outside the kernel's ephemeral range, so no outbound connection can take them.
+    let (lo, hi) = crate::ports::ephemeral_range();
+    if lo > 21_000 {
+        assert!(ports.iter().all(|p| !(lo..=hi).contains(p)), "{ports:?}");
+    }
 }

@@ -17,11 +17,7 @@ use ipfs_cluster_proto::{
 const CID: &str = "QmPZ9gcCEpqKTo6aq61g2nXGUhM4iCL3ewB6LDXZCtioEB";
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    ipfs_cluster_config::ports::free_loopback_port().unwrap()
 }
 
 struct Proc(Child);

@@ -12,11 +12,7 @@ use ipfs_cluster_config::{init, InitOptions, Peer};
 const BIN: &str = env!("CARGO_BIN_EXE_ipfs-cluster-transport");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    ipfs_cluster_config::ports::free_loopback_port().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

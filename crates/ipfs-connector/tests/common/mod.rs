@@ -23,11 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status, Streaming};
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    ipfs_cluster_config::ports::free_loopback_port().unwrap()
 }
 
 pub fn testnode_dir() -> PathBuf {
