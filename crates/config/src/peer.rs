@@ -266,19 +266,11 @@ pub fn init(dir: &Path, opts: &InitOptions) -> Result<InitReport, ConfigError> {
     init_from(dir, opts, &env_lookup)
 }
 
-/// A TCP port free on `ip` right now, outside the kernel's ephemeral range (see
-/// [`crate::ports`]: a port from that range may be taken by any outbound connection before
-/// the service binds it).
-fn free_tcp_port(ip: std::net::IpAddr) -> Result<u16, ConfigError> {
-    crate::ports::free_listen_port(ip).map_err(|e| ConfigError::Invalid {
-        key: "--randomports".into(),
-        msg: format!("cannot find a free TCP port on {ip}: {e}"),
-    })
-}
-
-/// Replaces the TCP port of one multiaddr (`/ip4|ip6/<ip>/tcp/<port>…`) by a free one;
-/// other addresses (unix sockets, DNS names) are left as they are.
-fn randomize_port(a: &mut Multiaddr, taken: &mut Vec<u16>) -> Result<(), ConfigError> {
+/// Replaces the TCP port of one multiaddr (`/ip4|ip6/<ip>/tcp/<port>…`) by the first of
+/// `run` consecutive free ports, outside the kernel's ephemeral range (see [`crate::ports`]:
+/// a port from that range may be taken by any outbound connection before the service binds
+/// it); other addresses (unix sockets, DNS names) are left as they are.
+fn randomize_port(a: &mut Multiaddr, run: u16) -> Result<(), ConfigError> {
     use libp2p::multiaddr::Protocol;
     let mut ip = None;
     let mut out = Multiaddr::empty();
@@ -294,13 +286,12 @@ fn randomize_port(a: &mut Multiaddr, taken: &mut Vec<u16>) -> Result<(), ConfigE
             }
             Protocol::Tcp(_) if ip.is_some() => {
                 let ip = ip.expect("checked by the guard");
-                let port = loop {
-                    let p = free_tcp_port(ip)?;
-                    if !taken.contains(&p) {
-                        break p;
+                let port = crate::ports::free_listen_ports_in_a_row(ip, run).map_err(|e| {
+                    ConfigError::Invalid {
+                        key: "--randomports".into(),
+                        msg: format!("cannot find a free TCP port on {ip}: {e}"),
                     }
-                };
-                taken.push(port);
+                })?;
                 out.push(Protocol::Tcp(port));
             }
             other => out.push(other),
@@ -310,23 +301,24 @@ fn randomize_port(a: &mut Multiaddr, taken: &mut Vec<u16>) -> Result<(), ConfigE
     Ok(())
 }
 
-/// `init --randomports`: every listening TCP port of the configuration gets a free one.
+/// `init --randomports`: every listening TCP port of the configuration gets a free one,
+/// the metrics endpoints included (`prometheus_endpoint` P gets four free ports P..P+3,
+/// one per service, used once `enable_stats` is on).
 fn randomize_ports(config: &mut ServiceConfig) -> Result<(), ConfigError> {
-    let mut taken = Vec::new();
     for a in &mut config.cluster.listen_multiaddress {
-        randomize_port(a, &mut taken)?;
+        randomize_port(a, 1)?;
     }
     for api in [&mut config.api.restapi, &mut config.api.pinsvcapi]
         .into_iter()
         .flatten()
     {
         for a in &mut api.http_listen_multiaddress {
-            randomize_port(a, &mut taken)?;
+            randomize_port(a, 1)?;
         }
     }
     if let Some(p) = &mut config.api.ipfsproxy {
         for a in &mut p.listen_multiaddress {
-            randomize_port(a, &mut taken)?;
+            randomize_port(a, 1)?;
         }
     }
     let i = &mut config.internal;
@@ -336,8 +328,20 @@ fn randomize_ports(config: &mut ServiceConfig) -> Result<(), ConfigError> {
         &mut i.ipfs_connector_listen_multiaddress,
         &mut i.gateway_listen_multiaddress,
     ] {
-        randomize_port(a, &mut taken)?;
+        randomize_port(a, 1)?;
     }
+    for a in [
+        &mut i.transport_metrics_multiaddress,
+        &mut i.consensus_metrics_multiaddress,
+        &mut i.ipfs_connector_metrics_multiaddress,
+        &mut i.gateway_metrics_multiaddress,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        randomize_port(a, 1)?;
+    }
+    randomize_port(&mut config.observations.metrics.prometheus_endpoint, 4)?;
     Ok(())
 }
 

@@ -52,28 +52,66 @@ fn candidate_range() -> Option<(u16, u16)> {
 /// A TCP port free on `ip` right now, outside the ephemeral range, and not handed out
 /// before by this process (tests in one binary pick ports from parallel threads).
 pub fn free_listen_port(ip: IpAddr) -> io::Result<u16> {
-    static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
-    pick(ip, candidate_range(), GIVEN.get_or_init(Default::default))
+    free_listen_ports_in_a_row(ip, 1)
 }
 
-fn pick(ip: IpAddr, range: Option<(u16, u16)>, given: &Mutex<HashSet<u16>>) -> io::Result<u16> {
-    let remember = |port: u16| given.lock().unwrap_or_else(|e| e.into_inner()).insert(port);
-    if let Some((lo, hi)) = range {
+/// The first of `n` consecutive ports that are all what [`free_listen_port`] gives (the
+/// Prometheus endpoint P serves the four services on P..P+3).
+pub fn free_listen_ports_in_a_row(ip: IpAddr, n: u16) -> io::Result<u16> {
+    static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    pick(
+        ip,
+        candidate_range(),
+        n,
+        GIVEN.get_or_init(Default::default),
+    )
+}
+
+fn pick(
+    ip: IpAddr,
+    range: Option<(u16, u16)>,
+    n: u16,
+    given: &Mutex<HashSet<u16>>,
+) -> io::Result<u16> {
+    let n = n.max(1);
+    // All n free at once (held together while checking) and none handed out before.
+    let take = |first: u16| -> bool {
+        let Some(last) = first.checked_add(n - 1) else {
+            return false;
+        };
+        let held: Vec<TcpListener> = (first..=last)
+            .map_while(|p| TcpListener::bind((ip, p)).ok())
+            .collect();
+        if held.len() != usize::from(n) {
+            return false;
+        }
+        let mut g = given.lock().unwrap_or_else(|e| e.into_inner());
+        if (first..=last).any(|p| g.contains(&p)) {
+            return false;
+        }
+        g.extend(first..=last);
+        true
+    };
+    if let Some((lo, hi)) = range.filter(|(lo, hi)| hi.saturating_sub(*lo) + 1 >= n) {
         let mut rng = rand::thread_rng();
         for _ in 0..TRIES {
-            let port = rng.gen_range(lo..=hi);
-            if TcpListener::bind((ip, port)).is_ok() && remember(port) {
-                return Ok(port);
+            let first = rng.gen_range(lo..=hi - (n - 1));
+            if take(first) {
+                return Ok(first);
             }
         }
     }
     // No room outside the ephemeral range (or all of it taken): the kernel's choice.
-    loop {
-        let port = TcpListener::bind((ip, 0))?.local_addr()?.port();
-        if remember(port) {
-            return Ok(port);
+    for _ in 0..TRIES {
+        let first = TcpListener::bind((ip, 0))?.local_addr()?.port();
+        if take(first) {
+            return Ok(first);
         }
     }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("no {n} consecutive free TCP ports found on {ip}"),
+    ))
 }
 
 /// [`free_listen_port`] on 127.0.0.1.
@@ -118,14 +156,29 @@ mod tests {
         for _ in 0..20 {
             let fresh = Mutex::new(HashSet::new());
             assert_eq!(
-                pick(ip, Some((first, first + 4)), &fresh).unwrap(),
+                pick(ip, Some((first, first + 4)), 1, &fresh).unwrap(),
                 first + 4
             );
         }
         // Once handed out, not again: the next pick falls back to the kernel's choice.
         let given = Mutex::new(HashSet::from([first + 4]));
-        let p = pick(ip, Some((first, first + 4)), &given).unwrap();
+        let p = pick(ip, Some((first, first + 4)), 1, &given).unwrap();
         assert!(!(first..=first + 4).contains(&p));
         drop(held);
+    }
+
+    #[test]
+    fn runs_of_ports_are_free_together() {
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        for _ in 0..20 {
+            let p = free_listen_ports_in_a_row(ip, 4).unwrap();
+            let held: Vec<TcpListener> = (p..p + 4)
+                .map(|q| TcpListener::bind((ip, q)).expect("every port of the run is free"))
+                .collect();
+            assert_eq!(held.len(), 4);
+            // None of the run is handed out again.
+            let q = free_loopback_port().unwrap();
+            assert!(!(p..p + 4).contains(&q));
+        }
     }
 }

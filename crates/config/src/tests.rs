@@ -897,10 +897,13 @@ fn init_randomports_gives_every_listener_its_own_free_port() {
     ] {
         ports.push(port(a));
     }
-    // None of the defaults (9094-9096, 9180-9183), all different.
+    // The metrics endpoint P serves the four services on P..P+3: all four randomized.
+    let prom = port(&c.observations.metrics.prometheus_endpoint);
+    ports.extend(prom..prom + 4);
+    // None of the defaults (9094-9096, 9180-9183, 8888), all different.
     for p in &ports {
         assert!(
-            ![9094, 9095, 9096, 9097, 9180, 9181, 9182, 9183].contains(p),
+            ![9094, 9095, 9096, 9097, 9180, 9181, 9182, 9183, 8888].contains(p),
             "{ports:?}"
         );
     }
