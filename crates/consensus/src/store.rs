@@ -2,17 +2,19 @@
 //! raft metadata (vote, committed, purged, applied, membership, snapshot meta) and the
 //! pinset itself (CID -> protobuf Pin). Nothing is loaded into memory at start-up: reads
 //! go to redb on demand, so start-up time does not grow with the pinset. Every redb call
-//! runs on tokio's blocking pool.
+//! runs on tokio's blocking pool. Single-pin reads ([`Store::get`], one per incoming pin on
+//! the leader) are coalesced: whatever reads are waiting share one read transaction and one
+//! blocking-pool round trip, instead of one thread hand-off each.
 
 use std::{
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Weak},
 };
 
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::types::{Entry, LogId, PinBytes, SnapshotMeta, StoredMembership};
 use ipfs_cluster_proto::{consensus::v1::StateChange, types::v1::Pin};
@@ -113,6 +115,68 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct Store {
     pub(crate) inner: Arc<Inner>,
+    /// Queue of single-pin reads, served in batches by [`serve_gets`].
+    gets: mpsc::Sender<GetRequest>,
+}
+
+/// Most reads one coalesced read transaction serves.
+const GET_BATCH: usize = 512;
+
+type GetResult = Result<Option<Pin>, StoreError>;
+
+struct GetRequest {
+    cid: String,
+    reply: oneshot::Sender<GetResult>,
+}
+
+/// Serves the queued single-pin reads: every read waiting when the previous batch ends
+/// shares one read transaction (so each sees a state at least as new as when it was
+/// asked). Holds the store weakly: it ends when the last [`Store`] handle is dropped, and
+/// never keeps the database open by itself.
+async fn serve_gets(inner: Weak<Inner>, mut rx: mpsc::Receiver<GetRequest>) {
+    let mut batch = Vec::with_capacity(GET_BATCH);
+    while rx.recv_many(&mut batch, GET_BATCH).await > 0 {
+        let (cids, replies): (Vec<String>, Vec<oneshot::Sender<GetResult>>) =
+            batch.drain(..).map(|r| (r.cid, r.reply)).unzip();
+        let Some(inner) = inner.upgrade() else {
+            for r in replies {
+                let _ = r.send(Err(StoreError::Task(
+                    "the consensus store is closed".into(),
+                )));
+            }
+            continue;
+        };
+        let results = blocking(move || {
+            let txn = inner.db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(PINS).map_err(db_err)?;
+            Ok(cids
+                .iter()
+                .map(|cid| match t.get(cid.as_str()).map_err(db_err)? {
+                    Some(v) => Pin::decode(v.value())
+                        .map(Some)
+                        .map_err(|e| StoreError::Decode {
+                            what: "pin",
+                            msg: e.to_string(),
+                        }),
+                    None => Ok(None),
+                })
+                .collect::<Vec<GetResult>>())
+        })
+        .await;
+        match results {
+            Ok(results) => {
+                for (r, res) in replies.into_iter().zip(results) {
+                    let _ = r.send(res);
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for r in replies {
+                    let _ = r.send(Err(StoreError::Db(msg.clone())));
+                }
+            }
+        }
+    }
 }
 
 /// A consistent read of the applied state's position.
@@ -134,10 +198,14 @@ impl Store {
     /// `open` with a chosen watch buffer (how far a watcher may lag, in changes).
     pub async fn open_with(dir: &Path, watch_buffer: usize) -> Result<Store, StoreError> {
         let dir = dir.to_path_buf();
-        blocking(move || Self::open_blocking(&dir, watch_buffer.max(1))).await
+        let inner = blocking(move || Self::open_blocking(&dir, watch_buffer.max(1))).await?;
+        let inner = Arc::new(inner);
+        let (gets, rx) = mpsc::channel(4 * GET_BATCH);
+        tokio::spawn(serve_gets(Arc::downgrade(&inner), rx));
+        Ok(Store { inner, gets })
     }
 
-    fn open_blocking(dir: &Path, watch_buffer: usize) -> Result<Store, StoreError> {
+    fn open_blocking(dir: &Path, watch_buffer: usize) -> Result<Inner, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.display().to_string(),
             source,
@@ -182,14 +250,12 @@ impl Store {
             }
         }
         let (changes, _) = broadcast::channel(watch_buffer);
-        Ok(Store {
-            inner: Arc::new(Inner {
-                db,
-                dir: dir.to_path_buf(),
-                changes,
-                receiving: std::sync::Mutex::new(None),
-                pending_committed: std::sync::Mutex::new(None),
-            }),
+        Ok(Inner {
+            db,
+            dir: dir.to_path_buf(),
+            changes,
+            receiving: std::sync::Mutex::new(None),
+            pending_committed: std::sync::Mutex::new(None),
         })
     }
 
@@ -213,24 +279,18 @@ impl Store {
         }
     }
 
-    /// One pin, or None.
+    /// One pin, or None (a coalesced read: see [`serve_gets`]).
     pub async fn get(&self, cid: &str) -> Result<Option<Pin>, StoreError> {
-        let inner = self.inner.clone();
-        let cid = cid.to_string();
-        blocking(move || {
-            let txn = inner.db.begin_read().map_err(db_err)?;
-            let t = txn.open_table(PINS).map_err(db_err)?;
-            match t.get(cid.as_str()).map_err(db_err)? {
-                Some(v) => Pin::decode(v.value())
-                    .map(Some)
-                    .map_err(|e| StoreError::Decode {
-                        what: "pin",
-                        msg: e.to_string(),
-                    }),
-                None => Ok(None),
-            }
-        })
-        .await
+        let (reply, answer) = oneshot::channel();
+        let closed = || StoreError::Task("the consensus store's reader has stopped".into());
+        self.gets
+            .send(GetRequest {
+                cid: cid.to_string(),
+                reply,
+            })
+            .await
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
     }
 
     /// Applied position, membership and pin count, read in one transaction.

@@ -1160,3 +1160,39 @@ async fn watchers_wait_for_a_rolled_back_apply_instead_of_resyncing() {
     );
     n.raft.shutdown().await.unwrap();
 }
+
+/// Concurrent single-pin reads are served in shared batches: each gets its own answer
+/// (present or absent), and a dropped store can be opened again at once (the batching
+/// reader holds it only weakly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalesced_gets_answer_each_read_and_release_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = Router::default();
+    let n = start(&router, opts("peerA", dir.path())).await;
+    wait_leader(&n).await;
+    for i in 0..50 {
+        n.pin(pin(&cid_n(i), 0, 0)).await.unwrap();
+    }
+    let reads = (0..400u32).map(|i| {
+        let n = n.clone();
+        async move { (i % 100, n.get(&cid_n(i % 100)).await.unwrap()) }
+    });
+    for (i, got) in futures::future::join_all(reads).await {
+        match got {
+            Some(p) => {
+                assert!(i < 50, "pin {i} was never added");
+                assert_eq!(p.cid, cid_n(i));
+            }
+            None => assert!(i >= 50, "pin {i} is missing"),
+        }
+    }
+    n.raft.shutdown().await.unwrap();
+    router.clear();
+    drop(n);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let s = crate::store::Store::open(&dir.path().join("peerA"))
+        .await
+        .expect("the store opens again once every handle is gone");
+    assert_eq!(s.get(&cid_n(7)).await.unwrap().unwrap().cid, cid_n(7));
+    assert!(s.get(&cid_n(70)).await.unwrap().is_none());
+}
