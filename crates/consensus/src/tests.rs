@@ -375,6 +375,12 @@ async fn three_nodes_join_replicate_forward_and_remove() {
         .await
         .unwrap()
         .unwrap();
+    // C may hear of its removal before A learns that the new membership is committed
+    // (the next heartbeat tells it).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while a.member_ids() != ["peerA", "peerB"] && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(a.member_ids(), vec!["peerA", "peerB"]);
     b.unpin(C1).await.unwrap();
     for n in [&a, &b, &c] {
@@ -943,7 +949,16 @@ async fn isolated_leader_refuses_writes_and_the_majority_commits() {
     for n in &nodes {
         wait_leader(n).await;
     }
-    let leader = nodes[0].leader().unwrap();
+    // On a busy machine an election may still be under way: wait for a settled leader.
+    let mut leader = None;
+    for _ in 0..200 {
+        leader = nodes[0].leader();
+        if leader.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let leader = leader.expect("a leader within 10 s");
     let li = peers.iter().position(|p| *p == leader).unwrap();
     nodes[li].pin(pin(C1, 0, 0)).await.unwrap();
 
@@ -1124,12 +1139,25 @@ async fn watchers_wait_for_a_rolled_back_apply_instead_of_resyncing() {
             meta.insert(store::K_APPLIED, prev.as_slice()).unwrap();
             meta.insert(store::K_COMMITTED, prev.as_slice()).unwrap();
             txn.open_table(store::PINS).unwrap().remove(C2).unwrap();
+            // A vote not (yet) committed: openraft restores a committed leader vote as
+            // leader at once, and that leader would re-apply the entry before the check
+            // below; this way the node waits for an election first.
+            let mut vote: openraft::Vote<u64> =
+                store::dec("vote", meta.get(store::K_VOTE).unwrap().unwrap().value()).unwrap();
+            vote.committed = false;
+            let vote = store::enc(&vote);
+            meta.insert(store::K_VOTE, vote.as_slice()).unwrap();
         }
         txn.commit().unwrap();
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let router = Router::default();
-    let n = start(&router, opts("peerA", dir.path())).await;
+    // A long election timeout, so that the check below surely runs before the election
+    // (after which the entry is re-applied) even on a busy machine.
+    let mut o = opts("peerA", dir.path());
+    o.heartbeat_timeout = Duration::from_millis(1000);
+    o.election_timeout = Duration::from_millis(3000);
+    let n = start(&router, o).await;
     assert!(
         n.raft
             .metrics()
