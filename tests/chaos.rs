@@ -853,16 +853,7 @@ impl Cluster {
         for (i, ipfs) in ipfs_nodes.into_iter().enumerate() {
             let dir = tmp.path().join(format!("n{i}"));
             let mut pd = PeerDir::init(&peer_dir(i, &dir), &ipfs.multiaddr(), Some(&secret))?;
-            pd.ports = PeerPorts {
-                rest: free_port(),
-                pinsvc: free_port(),
-                proxy: free_port(),
-                swarm: free_port(),
-                transport: free_port(),
-                consensus: free_port(),
-                ipfs_connector: free_port(),
-                gateway: free_port(),
-            };
+            pd.ports = PeerPorts::pick();
             let swarm = format!("/ip4/{}/tcp/{}", swarm_ip(i), pd.ports.swarm);
             let mut env: Vec<(String, String)> = pd
                 .ports

@@ -60,6 +60,14 @@ pub(crate) fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
+/// A stored pin (protobuf bytes of the PINS table).
+fn decode_pin(bytes: &[u8]) -> Result<Pin, StoreError> {
+    Pin::decode(bytes).map_err(|e| StoreError::Decode {
+        what: "pin",
+        msg: e.to_string(),
+    })
+}
+
 pub(crate) fn enc<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("raft metadata always serializes")
 }
@@ -152,12 +160,7 @@ async fn serve_gets(inner: Weak<Inner>, mut rx: mpsc::Receiver<GetRequest>) {
             Ok(cids
                 .iter()
                 .map(|cid| match t.get(cid.as_str()).map_err(db_err)? {
-                    Some(v) => Pin::decode(v.value())
-                        .map(Some)
-                        .map_err(|e| StoreError::Decode {
-                            what: "pin",
-                            msg: e.to_string(),
-                        }),
+                    Some(v) => decode_pin(v.value()).map(Some),
                     None => Ok(None),
                 })
                 .collect::<Vec<GetResult>>())
@@ -334,10 +337,7 @@ impl Store {
                 let t = txn.open_table(PINS).map_err(db_err)?;
                 for item in t.iter().map_err(db_err)? {
                     let (_, v) = item.map_err(db_err)?;
-                    let pin = Pin::decode(v.value()).map_err(|e| StoreError::Decode {
-                        what: "pin",
-                        msg: e.to_string(),
-                    })?;
+                    let pin = decode_pin(v.value())?;
                     if type_matches(pin.r#type, type_filter) && tx.blocking_send(Ok(pin)).is_err() {
                         return Ok(()); // receiver gone
                     }
@@ -370,10 +370,7 @@ impl Store {
                 let mut out = Vec::with_capacity(chunk);
                 for item in t.iter().map_err(db_err)? {
                     let (_, v) = item.map_err(db_err)?;
-                    let pin = Pin::decode(v.value()).map_err(|e| StoreError::Decode {
-                        what: "pin",
-                        msg: e.to_string(),
-                    })?;
+                    let pin = decode_pin(v.value())?;
                     if type_matches(pin.r#type, type_filter) {
                         out.push(pin);
                         if out.len() == chunk
@@ -418,10 +415,7 @@ impl Store {
                 let t = txn.open_table(PINS).map_err(db_err)?;
                 for item in t.iter().map_err(db_err)? {
                     let (_, v) = item.map_err(db_err)?;
-                    let pin = Pin::decode(v.value()).map_err(|e| StoreError::Decode {
-                        what: "pin",
-                        msg: e.to_string(),
-                    })?;
+                    let pin = decode_pin(v.value())?;
                     if tx.blocking_send(Ok(SyncItem::Pin(Box::new(pin)))).is_err() {
                         return Ok(());
                     }
