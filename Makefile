@@ -2,20 +2,17 @@
 CARGO ?= cargo
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/debug
-TESTNODE := tests/ipfs-testnode
+KUBO := deploy/local/kubo.sh
 
-.PHONY: build run cluster test testnode clients lint fmt clean-run bench fuzz chaos
+.PHONY: build run cluster test kubo clients lint fmt clean-run bench fuzz chaos
 
 ## build: compile every service, the launcher and the CLI (debug)
 build:
 	$(CARGO) build --workspace --bins
 
-## testnode: install the pinned js-ipfs test node (npm) when missing
-testnode: $(TESTNODE)/node_modules/.bin/jsipfs
-
-$(TESTNODE)/node_modules/.bin/jsipfs: $(TESTNODE)/package-lock.json
-	cd $(TESTNODE) && npm ci --omit=optional --no-audit --no-fund
-	touch $@
+## kubo: install the pinned Kubo (the IPFS daemon) into the cache folder when missing (needs Go)
+kubo:
+	@$(KUBO) path >/dev/null
 
 ## clients: the third-party REST clients the gateway tests drive (npm + a Python venv)
 clients: tests/clients/node_modules/.done tests/clients/.venv/.done
@@ -29,25 +26,25 @@ tests/clients/.venv/.done:
 	tests/clients/.venv/bin/pip install -q ipfscluster==0.2.0 ipfshttpclient==0.4.12
 	touch $@
 
-## run: a single-peer cluster in .run/peer0 with a local IPFS node (started when nothing answers on 127.0.0.1:5001)
-run: build testnode
+## run: a single-peer cluster in .run/peer0 with a local Kubo node (started when nothing answers on 127.0.0.1:5001)
+run: build kubo
 	BIN=$(BIN) deploy/local/run-peer.sh
 
-## cluster: a local 3-peer cluster (PEERS=N for another size) in .run/cluster, one IPFS node each
-cluster: build testnode
+## cluster: a local 3-peer cluster (PEERS=N for another size) in .run/cluster, one Kubo node each
+cluster: build kubo
 	BIN=$(BIN) deploy/local/run-cluster.sh
 
 ## test: every unit and multi-process test
-test: testnode clients
+test: kubo clients
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 
 ## bench: release build, then every benchmark; figures go to docs/benchmarks.md
-bench: testnode
+bench: kubo
 	deploy/local/bench.sh
 
 ## chaos: the long fault-injection runs (kills, stops, partitions) with the independent checker
-chaos: build testnode
+chaos: build kubo
 	BIN=$(BIN) deploy/local/chaos.sh
 
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS each (default 60)

@@ -1,7 +1,7 @@
 //! Upstream's multi-peer behaviours (reference/cluster-internals.md §8: 1, 2, 3, 7, 8, 9,
 //! 10, 11, 27, 28, 38) and the stop/kill scenario of issue 8, through REST and the ctl only,
 //! on ONE shared 5-peer cluster started by the real launcher (peers 1..4 join peer 0 with
-//! `--bootstrap`, shared secret, one js-ipfs node each, §8's short timings via env at init).
+//! `--bootstrap`, shared secret, one Kubo node each, §8's short timings via env at init).
 //!
 //! Starting the cluster costs 20–40 s, so it is started once (on its own thread and runtime)
 //! and the tests take turns through a mutex. A test that stops peers restarts them before it
@@ -38,121 +38,10 @@ const TIMINGS: &[(&str, &str)] = &[
 ];
 
 // ---------------------------------------------------------------------------------------
-// Processes we own: a js-ipfs node (own copy so we know its process group) and the
-// watchdog's list of live process groups.
+// Processes we own: a Kubo node per peer (the test kit's) and the watchdog's list of live
+// process groups.
 
-/// A js-ipfs daemon (Kubo RPC) on loopback; its process group is ours.
-struct Ipfs {
-    api_port: u16,
-    swarm_port: u16,
-    id: String,
-    proc: Proc,
-}
-
-impl Ipfs {
-    async fn start(dir: &Path) -> Result<Self> {
-        let node_dir = repo_root().join("tests/ipfs-testnode");
-        if !node_dir.join("node_modules/.bin/jsipfs").exists() {
-            bail!("the test IPFS node is not installed: run `make test` (or `cd tests/ipfs-testnode && npm ci --omit=optional`)");
-        }
-        let (api, swarm, gw, grpc) = (free_port(), free_port(), free_port(), free_port());
-        let log = std::fs::File::create(dir.join("ipfs.log"))?;
-        let proc = Proc::spawn(
-            "ipfs",
-            Command::new(node_dir.join("start-jsipfs.sh"))
-                .arg(dir.join("ipfs-repo"))
-                .args([api, swarm, gw, grpc].map(|p| p.to_string()))
-                .stdout(log.try_clone()?)
-                .stderr(log),
-        )?;
-        let url = format!("http://127.0.0.1:{api}/api/v0/id");
-        wait_for(Duration::from_secs(120), || async {
-            matches!(http("POST", &url, None).await, Ok((200, _)))
-        })
-        .await
-        .with_context(|| {
-            format!(
-                "IPFS node did not answer; log: {}",
-                dir.join("ipfs.log").display()
-            )
-        })?;
-        let (_, body) = http("POST", &url, None).await?;
-        let v: Value = serde_json::from_str(&body)?;
-        let id = v["ID"].as_str().context("no ID from ipfs id")?.to_string();
-        Ok(Self {
-            api_port: api,
-            swarm_port: swarm,
-            id,
-            proc,
-        })
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.api_port)
-    }
-
-    fn multiaddr(&self) -> String {
-        format!("/ip4/127.0.0.1/tcp/{}", self.api_port)
-    }
-
-    /// `ipfs add` of several files in one request (no pin); returns their CIDs in order.
-    /// With `only_hash` nothing is stored: the CIDs are valid but nobody has the blocks.
-    async fn add_many(&self, files: &[Vec<u8>], only_hash: bool) -> Result<Vec<String>> {
-        let boundary = "----behavioursboundary";
-        let mut body = Vec::new();
-        for (i, data) in files.iter().enumerate() {
-            body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f{i}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
-            body.extend_from_slice(data);
-            body.extend_from_slice(b"\r\n");
-        }
-        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-        let req = hyper::Request::post(format!(
-            "{}/api/v0/add?pin=false&only-hash={only_hash}&cid-version=0",
-            self.url()
-        ))
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(Full::new(Bytes::from(body)))?;
-        let (status, text) = send(req).await?;
-        if status != 200 {
-            bail!("ipfs add: {status} {text}");
-        }
-        let mut out = Vec::new();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let v: Value = serde_json::from_str(line)?;
-            if let Some(h) = v["Hash"].as_str() {
-                out.push(h.to_string());
-            }
-        }
-        if out.len() != files.len() {
-            bail!(
-                "ipfs add returned {} CIDs for {} files: {text}",
-                out.len(),
-                files.len()
-            );
-        }
-        Ok(out)
-    }
-
-    async fn pins(&self) -> Result<Vec<String>> {
-        let (status, text) = http(
-            "POST",
-            &format!("{}/api/v0/pin/ls?type=recursive", self.url()),
-            None,
-        )
-        .await?;
-        if status != 200 {
-            bail!("pin/ls: {status} {text}");
-        }
-        let v: Value = serde_json::from_str(&text)?;
-        Ok(v["Keys"]
-            .as_object()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default())
-    }
-}
+type Ipfs = KuboNode;
 
 /// Unique bytes for test content.
 fn unique(tag: &str) -> Vec<u8> {
@@ -277,18 +166,10 @@ impl Cluster {
             c.ipfs.push(s?);
         }
         c.save_pgids();
-        // js-ipfs has no bootstrap/DHT here: connect every node to node 0 for bitswap.
-        let id0 = c.ipfs[0].id.clone();
+        // The Kubo nodes have no bootstrap peers and no DHT: connect every node to node 0
+        // for bitswap.
         for n in &c.ipfs[1..] {
-            let url = format!(
-                "{}/api/v0/swarm/connect?arg=/ip4/127.0.0.1/tcp/{}/p2p/{id0}",
-                n.url(),
-                c.ipfs[0].swarm_port
-            );
-            let (st, body) = http("POST", &url, None).await?;
-            if st != 200 {
-                bail!("swarm connect: {st} {body}");
-            }
+            n.connect(&c.ipfs[0]).await?;
         }
         #[allow(clippy::needless_range_loop)]
         for i in 0..N {
@@ -321,7 +202,9 @@ impl Cluster {
     fn save_pgids(&self) {
         let mut s = String::new();
         for n in &self.ipfs {
-            s.push_str(&format!("{}\n", n.proc.pid()));
+            if let Some(pid) = n.pid() {
+                s.push_str(&format!("{pid}\n"));
+            }
         }
         for p in self.daemons.iter().flatten() {
             s.push_str(&format!("{}\n", p.pid()));
@@ -1263,7 +1146,7 @@ fn b38_single_peer_cluster() {
             body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"d%2Ff\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
             body.extend_from_slice(&unique("b38 in a dir"));
             body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-            let req = hyper::Request::post(format!("{}/api/v0/add?pin=false&wrap-with-directory=true&cid-version=0", ipfs.url()))
+            let req = hyper::Request::post(format!("{}/api/v0/add?pin=false&wrap-with-directory=true&cid-version=0", ipfs.api_url()))
                 .header("content-type", format!("multipart/form-data; boundary={boundary}"))
                 .body(Full::new(Bytes::from(body)))
                 .unwrap();

@@ -9,10 +9,8 @@ CARGO="${CARGO:-cargo}"
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 OUT="${BENCH_OUT:-docs/benchmarks.md}"
 
-if [ ! -x tests/ipfs-testnode/node_modules/.bin/jsipfs ]; then
-  echo "bench: the js-ipfs test node is missing; run \`make testnode\` first" >&2
-  exit 1
-fi
+# The Kubo node (installed on demand; the benchmark starts it through the test kit).
+deploy/local/kubo.sh path >/dev/null
 
 echo "bench: cargo build --release --workspace --bins" >&2
 "$CARGO" build --release --workspace --bins

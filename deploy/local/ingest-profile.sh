@@ -7,8 +7,8 @@
 #   deploy/local/ingest-profile.sh                      # 3 peers, target/release
 #   PEERS=1 BIN_DIR=/tmp/old/target/release deploy/local/ingest-profile.sh
 #
-# BIN_DIR must sit in a tree whose tests/ipfs-testnode is installed (`make testnode`);
-# for an older build, copy its binaries to <dir>/target/release and symlink <dir>/tests.
+# BENCH starts Kubo through deploy/local/kubo.sh of the tree it was built in; an older
+# build's binaries can be compared by copying them to <dir>/target/release.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PEERS=${PEERS:-3}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a local N-peer cluster for `make cluster` (default 3): every peer has its own
-# js-ipfs node and its own ports on 127.0.0.1, all share one cluster secret, and peers 1..N-1
+# Kubo node (deploy/local/kubo.sh) and its own ports on 127.0.0.1, all share one cluster secret, and peers 1..N-1
 # join peer 0 with --bootstrap. State lives in .run/cluster/. Ctrl-C stops everything.
 #   peer i: REST 9094+100i, proxy 9095+100i, swarm 9096+100i, pinsvc 9097+100i,
 #           internal gRPC 9180..9183+100i, IPFS API 5101+i (swarm 4101+i)
@@ -25,17 +25,15 @@ secret_file="$base/secret"
 [ -f "$secret_file" ] || od -vN 32 -An -tx1 /dev/urandom | tr -d ' \n' > "$secret_file"
 secret=$(cat "$secret_file")
 
+KUBO_BIN=$("$root/deploy/local/kubo.sh" path)
+export KUBO_BIN
 for i in $(seq 0 $((n - 1))); do
   api=$((5101 + i)); swarm=$((4101 + i))
-  "$root/tests/ipfs-testnode/start-jsipfs.sh" "$base/ipfs$i" "$api" "$swarm" $((8101 + i)) $((5201 + i)) >"$base/ipfs$i.log" 2>&1 &
+  "$root/deploy/local/kubo.sh" start "$base/ipfs$i" "$api" "$swarm" $((8101 + i)) >"$base/ipfs$i.log" 2>&1 &
   pids+=($!)
 done
 for i in $(seq 0 $((n - 1))); do wait_port $((5101 + i)) || { echo "IPFS node $i did not start; see $base/ipfs$i.log"; exit 1; }; done
-# Connect the IPFS nodes to node 0 so they can fetch from each other.
-id0=$(curl -sf -X POST "http://127.0.0.1:5101/api/v0/id" | sed 's/.*"ID":"\([^"]*\)".*/\1/')
-for i in $(seq 1 $((n - 1))); do
-  curl -sf -X POST "http://127.0.0.1:$((5101 + i))/api/v0/swarm/connect?arg=/ip4/127.0.0.1/tcp/4101/p2p/$id0" >/dev/null || true
-done
+# The cluster connects the IPFS nodes to each other (ipfshttp connect_swarms_delay).
 
 boot=""
 for i in $(seq 0 $((n - 1))); do

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a single-peer cluster for `make run`: creates the peer's config in .run/peer0 on the
-# first run, starts the project's test IPFS node on 127.0.0.1:5001 when nothing answers
-# there, then runs `ipfs-cluster-service daemon` in the foreground. Ctrl-C stops everything.
+# first run, starts a Kubo node (deploy/local/kubo.sh: the pinned version, installed on
+# demand) on 127.0.0.1:5001 when nothing answers there, then runs `ipfs-cluster-service daemon` in the foreground. Ctrl-C stops everything.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 bin="${BIN:-$root/target/debug}"
@@ -15,9 +15,10 @@ cleanup() {
 trap cleanup EXIT
 
 if ! (exec 3<>/dev/tcp/127.0.0.1/5001) 2>/dev/null; then
-  echo "no IPFS daemon on 127.0.0.1:5001: starting the test node (js-ipfs) with its repo in $root/.run/ipfs0"
+  echo "no IPFS daemon on 127.0.0.1:5001: starting Kubo $("$root/deploy/local/kubo.sh" version) with its repo in $root/.run/ipfs0"
   mkdir -p "$root/.run"
-  "$root/tests/ipfs-testnode/start-jsipfs.sh" "$root/.run/ipfs0" 5001 4001 8080 5003 >"$root/.run/ipfs0.log" 2>&1 &
+  KUBO_BIN=$("$root/deploy/local/kubo.sh" path)
+  KUBO_BIN="$KUBO_BIN" "$root/deploy/local/kubo.sh" start "$root/.run/ipfs0" 5001 4001 8080 >"$root/.run/ipfs0.log" 2>&1 &
   ipfs_pid=$!
   for _ in $(seq 1 300); do
     if (exec 3<>/dev/tcp/127.0.0.1/5001) 2>/dev/null; then break; fi

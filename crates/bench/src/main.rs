@@ -1,5 +1,5 @@
 //! `ipfs-cluster-bench`: the whole-peer benchmark of issue 10. `run` starts real peers
-//! (release binaries through the real launcher), a js-ipfs node and a hello-world
+//! (release binaries through the real launcher), a Kubo node and a hello-world
 //! ceiling, measures, and rewrites its sections of docs/benchmarks.md; `hello` is the
 //! ceiling server itself (run as a child process).
 
@@ -90,7 +90,6 @@ fn main() -> Result<()> {
         } => {
             let bin_dir = bin_dir.canonicalize()?;
             let opts = suite::Options {
-                repo_root: suite::default_repo_root(&bin_dir),
                 bin_dir,
                 conns: 0,
                 duration: Duration::ZERO,
@@ -148,7 +147,6 @@ fn main() -> Result<()> {
             }
             let bin_dir = bin_dir.canonicalize()?;
             let opts = suite::Options {
-                repo_root: suite::default_repo_root(&bin_dir),
                 bin_dir,
                 conns,
                 duration: Duration::from_secs(duration_secs),
@@ -204,11 +202,11 @@ fn render(
     let method = format!(
         "Whole-peer figures come from `crates/bench` (`ipfs-cluster-bench run`), started by \
 `deploy/local/bench.sh` after a release build; everything runs on this one machine, so the \
-load generator, the services and js-ipfs share its CPUs.\n\n\
+load generator, the services and Kubo share its CPUs.\n\n\
 - **Peers** are the release binaries started through the real launcher \
 (`ipfs-cluster-service init` + `daemon`, every port picked free and passed as upstream's \
-`CLUSTER_*` env overrides, `RUST_LOG=warn`). One js-ipfs test node (tests/ipfs-testnode) \
-serves every peer; it never answers pins of our random CIDs, so those pins stay `pinning` \
+`CLUSTER_*` env overrides, `RUST_LOG=warn`). One Kubo node (deploy/local/kubo.sh, test profile, no DHT) \
+serves every peer; nobody has the blocks of our random CIDs, so it never completes their pins, so those pins stay `pinning` \
 in the connector and IPFS fetching is not measured.\n\
 - **CIDs**: CIDv1, raw codec, sha2-256 of 32 random bytes (`bafkrei…`), fresh per request.\n\
 - **Load generator**: our own hyper 1.x HTTP/1.1 client, {conns} keep-alive connections \

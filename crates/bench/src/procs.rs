@@ -1,4 +1,4 @@
-//! Processes the benchmark starts: a js-ipfs node, whole peers through the real
+//! Processes the benchmark starts (its Kubo node comes from the test kit): whole peers through the real
 //! `ipfs-cluster-service` launcher (every port picked free and passed as upstream's env
 //! overrides), the hello-world server; plus resident-memory readings from /proc.
 //! Everything started here is in its own process group and killed on drop.
@@ -97,52 +97,6 @@ where
             bail!("condition not met within {within:?}");
         }
         tokio::time::sleep(every).await;
-    }
-}
-
-/// The project's js-ipfs test node (tests/ipfs-testnode), API on a free port.
-pub struct IpfsNode {
-    pub api_port: u16,
-    _proc: Proc,
-}
-
-impl IpfsNode {
-    pub async fn start(repo_root: &Path, dir: &Path) -> Result<Self> {
-        let node_dir = repo_root.join("tests/ipfs-testnode");
-        if !node_dir.join("node_modules/.bin/jsipfs").exists() {
-            bail!("the test IPFS node is not installed: run `make testnode`");
-        }
-        let ports = [free_port()?, free_port()?, free_port()?, free_port()?];
-        let log = std::fs::File::create(dir.join("ipfs.log"))?;
-        let proc = Proc::spawn(
-            "js-ipfs",
-            Command::new(node_dir.join("start-jsipfs.sh"))
-                .arg(dir.join("ipfs-repo"))
-                .args(ports.iter().map(u16::to_string))
-                .stdout(log.try_clone()?)
-                .stderr(log),
-        )?;
-        let addr = loopback(ports[0]);
-        wait_until(
-            Duration::from_secs(120),
-            Duration::from_millis(200),
-            || async { tcp_open(addr).await },
-        )
-        .await
-        .with_context(|| {
-            format!(
-                "js-ipfs did not listen; log {}",
-                dir.join("ipfs.log").display()
-            )
-        })?;
-        Ok(Self {
-            api_port: ports[0],
-            _proc: proc,
-        })
-    }
-
-    pub fn multiaddr(&self) -> String {
-        format!("/ip4/127.0.0.1/tcp/{}", self.api_port)
     }
 }
 

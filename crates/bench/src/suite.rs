@@ -15,12 +15,11 @@ use ipfs_cluster_proto::types::v1::{Pin, PinOptions, PinType};
 use crate::{
     cids::random_cid,
     load::{self, LoadResult, MakeRequest},
-    procs::{self, loopback, IpfsNode, PeerDir, Proc},
+    procs::{self, loopback, PeerDir, Proc},
 };
 
 pub struct Options {
     pub bin_dir: PathBuf,
-    pub repo_root: PathBuf,
     pub conns: usize,
     pub duration: Duration,
     pub sizes: Vec<u64>,
@@ -143,9 +142,9 @@ pub async fn run(opts: &Options) -> Result<Results> {
         .tempdir()?;
     let root = tmp.path();
 
-    eprintln!("bench: starting js-ipfs (shared by every peer; random CIDs are never fetched)");
+    eprintln!("bench: starting Kubo (shared by every peer; random CIDs are never fetched)");
     std::fs::create_dir_all(root.join("ipfs"))?;
-    let ipfs = IpfsNode::start(&opts.repo_root, &root.join("ipfs")).await?;
+    let ipfs = start_ipfs(&root.join("ipfs")).await?;
     let ipfs_ma = ipfs.multiaddr();
 
     // 7 + 5 (idle): cold starts of fresh peers.
@@ -538,16 +537,7 @@ pub fn machine() -> String {
     )
 }
 
-pub fn default_repo_root(bin_dir: &Path) -> PathBuf {
-    // target/<profile>/ → repo root
-    bin_dir
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-/// For profiling by hand: `peers` peers (plus js-ipfs; the first holds `n` imported pins,
+/// For profiling by hand: `peers` peers (plus Kubo; the first holds `n` imported pins,
 /// the others join it), kept running until SIGINT/SIGTERM, with the REST addresses and
 /// service PIDs printed.
 pub async fn hold(opts: &Options, n: u64, peers: usize) -> Result<()> {
@@ -556,7 +546,7 @@ pub async fn hold(opts: &Options, n: u64, peers: usize) -> Result<()> {
         .tempdir()?;
     let root = tmp.path();
     std::fs::create_dir_all(root.join("ipfs"))?;
-    let ipfs = IpfsNode::start(&opts.repo_root, &root.join("ipfs")).await?;
+    let ipfs = start_ipfs(&root.join("ipfs")).await?;
     let dirs: Vec<PeerDir> = (0..peers.max(1))
         .map(|i| {
             PeerDir::init(
@@ -637,4 +627,10 @@ async fn wait_members(dirs: &[PeerDir]) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// The Kubo node every benchmark peer shares (the test kit's launcher).
+async fn start_ipfs(dir: &Path) -> Result<ipfs_cluster_testkit::KuboNode> {
+    std::fs::create_dir_all(dir)?;
+    ipfs_cluster_testkit::KuboNode::start(dir).await
 }

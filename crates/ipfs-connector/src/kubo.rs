@@ -1,8 +1,8 @@
 //! Kubo RPC client: the only code that talks to the IPFS daemon. Every call is an HTTP
 //! POST to `/api/v0/<path>` over TCP or a unix socket (from `node_multiaddress`), with
 //! upstream's parameters, per-call timeouts, error texts and the "throttle after more
-//! than 10 consecutive connection failures" rule (cluster-internals.md §4). It also
-//! tolerates js-ipfs (string numbers in repo/stat, its "not pinned" texts).
+//! than 10 consecutive connection failures" rule. It follows Kubo's answers (tested
+//! against the pinned Kubo of deploy/local/kubo.sh).
 
 use std::{
     collections::HashMap,
@@ -143,26 +143,6 @@ impl KuboError {
 struct KuboErrorBody {
     #[serde(rename = "Message")]
     message: String,
-}
-
-/// A number that js-ipfs sends as a JSON string and Kubo as a number.
-fn num_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum N {
-        Int(u64),
-        Float(f64),
-        Text(String),
-    }
-    match N::deserialize(d)? {
-        N::Int(n) => Ok(n),
-        N::Float(f) if f >= 0.0 => Ok(f as u64),
-        N::Float(f) => Err(serde::de::Error::custom(format!("negative number {f}"))),
-        N::Text(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| serde::de::Error::custom(format!("not a number: {s:?}"))),
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -482,7 +462,7 @@ impl Kubo {
     }
 
     /// Every recursive and direct pin on the daemon, keyed by the CID in its canonical
-    /// string form (so base58btc from js-ipfs and base32 compare equal). One
+    /// string form (CIDv1 in base32 whatever base the daemon printed it in). One
     /// `ipfs_request_timeout` bounds the whole listing.
     pub async fn pin_ls_all(&self) -> Result<HashMap<String, PinKind>, KuboError> {
         let to = self.inner.timeouts.request;
@@ -559,7 +539,7 @@ impl Kubo {
         }
     }
 
-    /// `pin/update from to unpin=false` (Kubo only; js-ipfs answers 404).
+    /// `pin/update from to unpin=false`.
     pub async fn pin_update(
         &self,
         from: &str,
@@ -627,11 +607,11 @@ impl Kubo {
     pub async fn repo_stat(&self) -> Result<RepoStat, KuboError> {
         #[derive(Deserialize)]
         struct R {
-            #[serde(rename = "RepoSize", deserialize_with = "num_or_string")]
+            #[serde(rename = "RepoSize")]
             repo_size: u64,
-            #[serde(rename = "StorageMax", deserialize_with = "num_or_string")]
+            #[serde(rename = "StorageMax")]
             storage_max: u64,
-            #[serde(rename = "NumObjects", deserialize_with = "num_or_string", default)]
+            #[serde(rename = "NumObjects", default)]
             num_objects: u64,
         }
         let b = self
@@ -686,8 +666,10 @@ impl Kubo {
         })
     }
 
-    /// Puts one block (multipart, one part). `format` is sent both as `format` (what
-    /// js-ipfs reads) and as `cid-codec` (Kubo); `cid_version` 0 keeps Kubo's default.
+    /// Puts one block (multipart, one part) as upstream does: `cid-codec`, `mhtype`,
+    /// `mhlen=-1`. Kubo answers a CIDv1 for every codec then; a CIDv0 (`cid_version` 0,
+    /// dag-pb, sha2-256) is asked for with Kubo's legacy `format=v0`, which it refuses
+    /// beside a custom `cid-codec`. Callers compare multihashes, so either form is fine.
     pub async fn block_put(
         &self,
         data: Bytes,
@@ -695,21 +677,21 @@ impl Kubo {
         mhtype: &str,
         cid_version: i32,
     ) -> Result<(String, u64), KuboError> {
-        let format = if format.is_empty() { "raw" } else { format };
+        let codec = if format.is_empty() { "raw" } else { format };
         let mhtype = if mhtype.is_empty() {
             "sha2-256"
         } else {
             mhtype
         };
-        let mut query = format!(
-            "format={}&cid-codec={}&mhtype={}&pin=false&allow-big-block=true",
-            q(format),
-            q(format),
-            q(mhtype)
-        );
-        if cid_version > 0 {
-            query.push_str(&format!("&version={cid_version}"));
-        }
+        let query = if cid_version == 0 && codec == "dag-pb" && mhtype == "sha2-256" {
+            "format=v0&mhtype=sha2-256&mhlen=-1&pin=false&allow-big-block=true".to_string()
+        } else {
+            format!(
+                "cid-codec={}&mhtype={}&mhlen=-1&pin=false&allow-big-block=true",
+                q(codec),
+                q(mhtype)
+            )
+        };
         let boundary = "ipfsclusterblockboundary7b3e1f";
         let mut body = BytesMut::new();
         body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"block\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
@@ -730,7 +712,7 @@ impl Kubo {
         struct R {
             #[serde(rename = "Key")]
             key: String,
-            #[serde(rename = "Size", deserialize_with = "num_or_string")]
+            #[serde(rename = "Size")]
             size: u64,
         }
         let first = b
@@ -774,10 +756,8 @@ impl Kubo {
                 r.path
             ))
         })?;
-        // js-ipfs returns a stray multibase "z" before CIDv0 ("/ipfs/zQm...").
         let rest = rest.split('/').next().unwrap_or(rest);
         let cid = Cid::try_from(rest)
-            .or_else(|_| Cid::try_from(rest.strip_prefix('z').unwrap_or(rest)))
             .map_err(|e| KuboError::Invalid(format!("resolve of {p} returned {}: {e}", r.path)))?;
         Ok(cid.to_string())
     }
@@ -791,13 +771,11 @@ struct PinLsEntry {
     kind: String,
 }
 
-/// Kubo: "path 'X' is not pinned" / "not pinned or pinned indirectly";
-/// js-ipfs: "Failed to remove pin: X is not pinned".
+/// Kubo's answers for a CID that has no such pin: "path 'X' is not pinned" (pin/ls) and
+/// "not pinned or pinned indirectly" (pin/rm).
 fn is_not_pinned(msg: &str) -> bool {
     let m = msg.trim();
-    m.ends_with("not pinned")
-        || m.contains("not pinned or pinned indirectly")
-        || m.ends_with("is not pinned")
+    m.ends_with("is not pinned") || m.contains("not pinned or pinned indirectly")
 }
 
 /// The canonical string of a CID (v0 base58, v1 base32); the input when it does not parse.
@@ -986,22 +964,8 @@ mod tests {
     fn not_pinned_texts() {
         assert!(is_not_pinned("path 'Qm' is not pinned"));
         assert!(is_not_pinned("not pinned or pinned indirectly"));
-        assert!(is_not_pinned("Failed to remove pin: Qm is not pinned"));
+        assert!(is_not_pinned("path 'Qm' is not pinned"));
         assert!(!is_not_pinned("context deadline exceeded"));
-    }
-
-    #[test]
-    fn numbers_as_strings_or_numbers() {
-        #[derive(Deserialize)]
-        struct R {
-            #[serde(deserialize_with = "num_or_string")]
-            a: u64,
-            #[serde(deserialize_with = "num_or_string")]
-            b: u64,
-        }
-        let r: R = serde_json::from_str(r#"{"a":"12","b":9007199254740991}"#).unwrap();
-        assert_eq!((r.a, r.b), (12, 9007199254740991));
-        assert!(serde_json::from_str::<R>(r#"{"a":"x","b":1}"#).is_err());
     }
 
     #[test]

@@ -717,19 +717,11 @@ impl Tracker {
                     .flatten()
                     == Some(PinKind::Recursive)
             {
-                match self
+                return self
                     .inner
                     .kubo
                     .pin_update(&o.pin_update, &pin.cid, cancel)
-                    .await
-                {
-                    // A daemon without pin/update (js-ipfs answers 404): plain pin/add.
-                    Err(KuboError::BadStatus { code: 404, .. })
-                    | Err(KuboError::Ipfs { code: 404, .. }) => {
-                        tracing::debug!(cid = %pin.cid, "pin/update not supported by the daemon: pin/add instead");
-                    }
-                    r => return r,
-                }
+                    .await;
             }
         }
         self.inner

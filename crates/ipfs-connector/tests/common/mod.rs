@@ -1,17 +1,16 @@
-//! Test helpers: a real js-ipfs daemon (tests/ipfs-testnode), and an in-process test
-//! double of the `Consensus` gRPC contract that only implements `Watch` (the connector
-//! uses nothing else), fed by the test.
+//! Test helpers: a real Kubo daemon (through the workspace's test kit), and an in-process
+//! test double of the `Consensus` gRPC contract that only implements `Watch` (the
+//! connector uses nothing else), fed by the test.
 #![allow(dead_code)]
 
 use std::{
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::Path,
     pin::Pin as StdPin,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use bytes::Bytes;
 use futures::Stream;
 use ipfs_cluster_ipfs_connector::{Kubo, NodeAddr, Timeouts};
 use ipfs_cluster_proto::{
@@ -19,6 +18,7 @@ use ipfs_cluster_proto::{
     types::v1::{Empty, Pin},
     InternalToken,
 };
+use ipfs_cluster_testkit::KuboNode;
 use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -26,98 +26,42 @@ pub fn free_port() -> u16 {
     ipfs_cluster_config::ports::free_loopback_port().unwrap()
 }
 
-pub fn testnode_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/ipfs-testnode")
+/// A real Kubo daemon (the test kit's) on free loopback ports, with the connector's own
+/// Kubo client pointed at it; killed on drop.
+pub struct Ipfs {
+    pub node: KuboNode,
 }
 
-/// A js-ipfs daemon on free loopback ports; killed on drop.
-pub struct JsIpfs {
-    pub api_port: u16,
-    pub child: Option<tokio::process::Child>,
-    pub repo: PathBuf,
-    swarm: u16,
-    gw: u16,
-    grpc: u16,
-}
-
-impl JsIpfs {
-    /// None (with a message) when the npm packages are not installed.
-    pub async fn start(repo: &Path) -> Option<Self> {
-        if !testnode_dir().join("node_modules/.bin/jsipfs").exists() {
-            eprintln!("SKIPPED: tests/ipfs-testnode/node_modules is missing (run `npm ci --omit=optional` there)");
-            return None;
-        }
-        let mut n = JsIpfs {
-            api_port: free_port(),
-            child: None,
-            repo: repo.to_path_buf(),
-            swarm: free_port(),
-            gw: free_port(),
-            grpc: free_port(),
-        };
-        n.spawn().await;
-        Some(n)
+impl Ipfs {
+    /// Starts a node whose repo and log live in `dir`.
+    pub async fn start(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let node = KuboNode::start(dir)
+            .await
+            .unwrap_or_else(|e| panic!("starting Kubo: {e:#}"));
+        Self { node }
     }
 
-    /// Starts (or restarts) the daemon on the same repo and ports and waits for `id`.
+    /// Starts the daemon again on the same repo and ports and waits for `id`.
     pub async fn spawn(&mut self) {
-        // A daemon killed hard leaves its lock behind; ours is known to be dead here.
-        let _ = std::fs::remove_dir_all(self.repo.join("repo.lock"));
-        let _ = std::fs::remove_file(self.repo.join("repo.lock"));
-        let _ = std::fs::remove_file(self.repo.join("api"));
-        let child = tokio::process::Command::new("bash")
-            .arg(testnode_dir().join("start-jsipfs.sh"))
-            .arg(&self.repo)
-            .arg(self.api_port.to_string())
-            .arg(self.swarm.to_string())
-            .arg(self.gw.to_string())
-            .arg(self.grpc.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start js-ipfs");
-        self.child = Some(child);
-        let k = self.kubo();
-        for _ in 0..300 {
-            if k.id().await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "js-ipfs did not answer within 30 s on port {}",
-            self.api_port
-        );
+        self.node
+            .restart()
+            .await
+            .unwrap_or_else(|e| panic!("restarting Kubo: {e:#}"));
     }
 
-    /// SIGTERM (clean shutdown releases the repo lock), SIGKILL after 10 s.
+    /// SIGTERM (SIGKILL after 30 s).
     pub async fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            if let Some(pid) = c.id() {
-                let _ = std::process::Command::new("kill")
-                    .arg("-TERM")
-                    .arg(pid.to_string())
-                    .status();
-                if tokio::time::timeout(Duration::from_secs(10), c.wait())
-                    .await
-                    .is_ok()
-                {
-                    return;
-                }
-            }
-            let _ = c.kill().await;
-            let _ = c.wait().await;
-        }
+        self.node.stop().await;
     }
 
     pub fn multiaddr(&self) -> String {
-        format!("/ip4/127.0.0.1/tcp/{}", self.api_port)
+        self.node.multiaddr()
     }
 
     pub fn kubo(&self) -> Kubo {
         Kubo::new(
-            NodeAddr::Tcp(format!("127.0.0.1:{}", self.api_port)),
+            NodeAddr::Tcp(format!("127.0.0.1:{}", self.node.api_port)),
             Timeouts {
                 request: Duration::from_secs(10),
                 ..Default::default()
@@ -128,35 +72,7 @@ impl JsIpfs {
 
     /// `add` of one file without pinning; returns its CID.
     pub async fn add(&self, data: &[u8]) -> String {
-        let boundary = "testboundary42";
-        let mut body = Vec::new();
-        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
-        body.extend_from_slice(data);
-        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        let resp = self
-            .kubo()
-            .post(
-                "add",
-                "pin=false",
-                Some((
-                    format!("multipart/form-data; boundary={boundary}"),
-                    Bytes::from(body),
-                )),
-            )
-            .await
-            .expect("add");
-        let mut lines = ipfs_cluster_ipfs_connector::kubo::NdJson::new(resp.into_body(), "add");
-        let line = lines.next_line().await.unwrap().expect("one line");
-        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
-        v["Hash"].as_str().unwrap().to_string()
-    }
-}
-
-impl Drop for JsIpfs {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.start_kill();
-        }
+        self.node.add(data).await.expect("ipfs add")
     }
 }
 

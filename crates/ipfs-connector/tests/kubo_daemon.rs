@@ -1,4 +1,4 @@
-//! The connector against a real js-ipfs daemon, fed by the in-process Consensus test
+//! The connector against a real Kubo daemon, fed by the in-process Consensus test
 //! double: pin lands on the daemon, statuses, unpin, remote, stalled pin -> pin_error and
 //! recover, pin removed behind the cluster's back, restart resumes from the stored
 //! index (an old-format state file is dropped and a full sync taken instead), daemon down -> clear errors and queued work resumes when it is back.
@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{FakeConsensus, JsIpfs};
+use common::{FakeConsensus, Ipfs};
 use ipfs_cluster_ipfs_connector::{kubo::PinKind, run, settings::Settings, Options};
 use ipfs_cluster_proto::{
     client::{self, IpfsConnectorClient},
@@ -115,13 +115,11 @@ fn unfindable_cid() -> String {
 const ME: &str = "12D3KooWConnectorTestPeer";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pin_flow_against_jsipfs() {
+async fn pin_flow_against_kubo() {
     let t0 = Instant::now();
     let step = |what: &str| eprintln!("[{:>6.1}s] {what}", t0.elapsed().as_secs_f64());
     let tmp = tempfile::tempdir().unwrap();
-    let Some(mut node) = JsIpfs::start(&tmp.path().join("repo")).await else {
-        return;
-    };
+    let mut node = Ipfs::start(&tmp.path().join("ipfs")).await;
     let kubo = node.kubo();
     let cid_a = node.add(b"connector test content A\n").await;
     let cid_b = node.add(b"connector test content B\n").await;
@@ -261,7 +259,7 @@ async fn pin_flow_against_jsipfs() {
     c.wait_status(&cid_c, TrackerStatus::Pinned, 20).await;
 
     step("unexpectedly_unpinned repaired");
-    // IpfsId and RepoStat reach the daemon (js-ipfs sends repo/stat numbers as strings).
+    // IpfsId and RepoStat reach the daemon.
     let id = c.client.ipfs_id(Empty {}).await.unwrap().into_inner();
     assert!(
         id.error.is_empty() && id.id.starts_with("12D3Koo"),
@@ -331,11 +329,9 @@ async fn pin_flow_against_jsipfs() {
 /// tracker), pin/ls answers from the cluster state, pin/rm unpins, unknown paths are
 /// forwarded to the daemon, pin/update without both paths is Kubo's 400.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ipfs_proxy_against_jsipfs() {
+async fn ipfs_proxy_against_kubo() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(mut node) = JsIpfs::start(&tmp.path().join("repo")).await else {
-        return;
-    };
+    let mut node = Ipfs::start(&tmp.path().join("ipfs")).await;
     let kubo = node.kubo();
     let cid = node.add(b"proxy test content\n").await;
     let token = InternalToken::generate();

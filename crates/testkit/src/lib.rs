@@ -1,0 +1,429 @@
+//! The one test kit of the workspace: free loopback ports, processes in their own groups
+//! (killed on drop), real Kubo nodes (`kubo`), whole peers started through the real
+//! `ipfs-cluster-service` launcher, and small HTTP helpers. The multi-process tests in
+//! `tests/`, the connector's tests and the benchmark all use it.
+
+mod kubo;
+pub use kubo::*;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+
+/// A port free on 127.0.0.1, outside the kernel's ephemeral range, and not handed out
+/// before by this test process: tests in one binary run in parallel threads, and a port
+/// from the ephemeral range (what `bind(0)` gives) may become the local end of any outbound
+/// connection before the service we started binds it ("address already in use").
+pub fn free_port() -> u16 {
+    ipfs_cluster_config::ports::free_loopback_port().expect("a free loopback port")
+}
+
+/// The folder holding the workspace's built binaries (target/debug).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/debug/deps/<test>-<hash>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// The path of a workspace binary; panics with the fix when it was not built.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (`make test` does)",
+        p.display()
+    );
+    p
+}
+
+pub fn repo_root() -> PathBuf {
+    // crates/testkit
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("the workspace root")
+        .to_path_buf()
+}
+
+/// Kills a child's whole process group on drop.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Result<Self> {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        Ok(Self {
+            name: name.to_string(),
+            child,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
+    /// Sends SIGTERM and waits up to `within` for the exit status.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        self.signal("TERM");
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// SIGKILL of the whole process group, then reaps the child.
+    pub fn kill_group(&mut self) {
+        let pgid = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &pgid]).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let pgid = format!("-{}", self.child.id());
+            let _ = Command::new("kill").args(["-TERM", "--", &pgid]).status();
+            let until = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < until {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = Command::new("kill").args(["-KILL", "--", &pgid]).status();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The IPFS node every test peer gets: a real Kubo daemon.
+pub type IpfsNode = KuboNode;
+
+/// The ports of one peer, all on 127.0.0.1.
+#[derive(Clone, Debug)]
+pub struct PeerPorts {
+    pub rest: u16,
+    pub pinsvc: u16,
+    pub proxy: u16,
+    pub swarm: u16,
+    pub transport: u16,
+    pub consensus: u16,
+    pub ipfs_connector: u16,
+    pub gateway: u16,
+}
+
+impl PeerPorts {
+    pub fn pick() -> Self {
+        Self {
+            rest: free_port(),
+            pinsvc: free_port(),
+            proxy: free_port(),
+            swarm: free_port(),
+            transport: free_port(),
+            consensus: free_port(),
+            ipfs_connector: free_port(),
+            gateway: free_port(),
+        }
+    }
+
+    /// Environment overrides (upstream's CLUSTER_* names) that put every listener here.
+    pub fn env(&self, ipfs_api: &str) -> Vec<(String, String)> {
+        let t = |p: u16| format!("/ip4/127.0.0.1/tcp/{p}");
+        [
+            ("CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS", t(self.rest)),
+            ("CLUSTER_PINSVCAPI_HTTPLISTENMULTIADDRESS", t(self.pinsvc)),
+            ("CLUSTER_IPFSPROXY_LISTENMULTIADDRESS", t(self.proxy)),
+            ("CLUSTER_IPFSPROXY_NODEMULTIADDRESS", ipfs_api.to_string()),
+            ("CLUSTER_IPFSHTTP_NODEMULTIADDRESS", ipfs_api.to_string()),
+            ("CLUSTER_LISTENMULTIADDRESS", t(self.swarm)),
+            (
+                "CLUSTER_INTERNAL_TRANSPORTLISTENMULTIADDRESS",
+                t(self.transport),
+            ),
+            (
+                "CLUSTER_INTERNAL_CONSENSUSLISTENMULTIADDRESS",
+                t(self.consensus),
+            ),
+            (
+                "CLUSTER_INTERNAL_IPFSCONNECTORLISTENMULTIADDRESS",
+                t(self.ipfs_connector),
+            ),
+            (
+                "CLUSTER_INTERNAL_GATEWAYLISTENMULTIADDRESS",
+                t(self.gateway),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// A peer's config folder, initialised by the real `ipfs-cluster-service init`.
+pub struct PeerDir {
+    pub dir: PathBuf,
+    pub ports: PeerPorts,
+    pub ipfs_api: String,
+}
+
+impl PeerDir {
+    pub fn init(dir: &Path, ipfs_api: &str, secret: Option<&str>) -> Result<Self> {
+        let ports = PeerPorts::pick();
+        let mut cmd = Command::new(bin("ipfs-cluster-service"));
+        cmd.arg("--config").arg(dir).arg("init");
+        cmd.envs(ports.env(ipfs_api));
+        if let Some(s) = secret {
+            cmd.env("CLUSTER_SECRET", s);
+        }
+        let out = cmd.output()?;
+        if !out.status.success() {
+            bail!("init failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            ports,
+            ipfs_api: ipfs_api.to_string(),
+        })
+    }
+
+    pub fn rest_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.rest)
+    }
+
+    /// Starts `ipfs-cluster-service daemon` and waits for `GET /id` to answer.
+    pub async fn start(&self, extra: &[&str]) -> Result<Proc> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("daemon.log"))?;
+        let mut proc = Proc::spawn(
+            "ipfs-cluster-service",
+            Command::new(bin("ipfs-cluster-service"))
+                .arg("--config")
+                .arg(&self.dir)
+                .arg("daemon")
+                .args(extra)
+                .env("RUST_LOG", "info")
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .stdin(Stdio::null()),
+        )?;
+        let url = format!("{}/id", self.rest_url());
+        let ok = wait_for(Duration::from_secs(60), || async {
+            matches!(http("GET", &url, None).await, Ok((200, _)))
+        })
+        .await;
+        if ok.is_err() {
+            let exited = proc.try_wait();
+            bail!(
+                "peer did not become ready (exit: {exited:?}); log:\n{}",
+                self.log_tail()
+            );
+        }
+        Ok(proc)
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+/// Polls `f` until it returns true or `within` passes.
+pub async fn wait_for<F, Fut>(within: Duration, mut f: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + within;
+    loop {
+        if f().await {
+            return Ok(());
+        }
+        if Instant::now() > until {
+            bail!("condition not met within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One HTTP request; returns the status and the body as text.
+pub async fn http(method: &str, url: &str, body: Option<&str>) -> Result<(u16, String)> {
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Full::new(Bytes::from(body.unwrap_or("").to_string())))?;
+    send(req).await
+}
+
+pub async fn send(req: hyper::Request<Full<Bytes>>) -> Result<(u16, String)> {
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
+        .await
+        .context("HTTP request timed out")??;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// GET returning parsed JSON (status must be 200).
+pub async fn get_json(url: &str) -> Result<serde_json::Value> {
+    let (status, text) = http("GET", url, None).await?;
+    if status != 200 {
+        bail!("GET {url}: {status} {text}");
+    }
+    serde_json::from_str(&text).with_context(|| format!("GET {url}: not JSON: {text}"))
+}
+
+/// Runs a workspace binary to completion with a timeout; returns (exit code, stdout, stderr).
+pub fn run_bin(name: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(i32, String, String)> {
+    let mut cmd = Command::new(bin(name));
+    cmd.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            bail!("{name} {args:?} did not exit within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Starts every future at once and waits for all (each `start` polls its own readiness).
+pub use futures::future::join_all;
+
+/// A random, valid CIDv1 (raw codec, identity multihash of 20 random bytes): never
+/// fetched by IPFS, unique per call.
+pub fn random_cid() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut bytes = vec![0x01, 0x55, 0x00, 20];
+    while bytes.len() < 24 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos(),
+        );
+        bytes.extend_from_slice(&h.finish().to_le_bytes());
+    }
+    bytes.truncate(24);
+    format!("b{}", base32_lower(&bytes))
+}
+
+/// RFC 4648 base32, lower case, no padding (the multibase `b` alphabet).
+fn base32_lower(data: &[u8]) -> String {
+    const A: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let (mut out, mut buf, mut bits) = (String::new(), 0u32, 0);
+    for &b in data {
+        buf = (buf << 8) | b as u32;
+        bits += 8;
+        while bits >= 5 {
+            out.push(A[((buf >> (bits - 5)) & 31) as usize] as char);
+            bits -= 5;
+        }
+    }
+    if bits > 0 {
+        out.push(A[((buf << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// `ipfs-cluster-service init` in `dir` on free ports, with the cluster `secret` and extra
+/// env overrides (timings, peer name, …) baked into service.json.
+pub fn init_peer_with(
+    dir: &Path,
+    ipfs_api: &str,
+    secret: &str,
+    extra: &[(&str, String)],
+) -> Result<PeerDir> {
+    let ports = PeerPorts::pick();
+    let mut cmd = std::process::Command::new(bin("ipfs-cluster-service"));
+    cmd.arg("--config").arg(dir).arg("init");
+    cmd.envs(ports.env(ipfs_api));
+    cmd.env("CLUSTER_SECRET", secret);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let out = cmd.output()?;
+    if !out.status.success() {
+        anyhow::bail!("init failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(PeerDir {
+        dir: dir.to_path_buf(),
+        ports,
+        ipfs_api: ipfs_api.to_string(),
+    })
+}
+
+/// `init_peer_with`, the peer named after its folder (`CLUSTER_PEERNAME`).
+pub fn init_named_peer(
+    dir: &Path,
+    ipfs_api: &str,
+    secret: &str,
+    extra: &[(&str, String)],
+) -> Result<PeerDir> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let mut env = vec![("CLUSTER_PEERNAME", name)];
+    env.extend(extra.iter().cloned());
+    init_peer_with(dir, ipfs_api, secret, &env)
+}
+
+#[cfg(test)]
+mod helper_tests {
+    #[test]
+    fn random_cids_are_valid_and_distinct() {
+        let a = super::random_cid();
+        let b = super::random_cid();
+        assert_ne!(a, b);
+        assert!(a.starts_with("bafkqaf"), "{a}");
+        assert_eq!(a.len(), 1 + (24usize * 8).div_ceil(5));
+    }
+}
