@@ -1,6 +1,6 @@
-//! Fault injection (issue 9): real clusters (one js-ipfs node per peer, every peer started
+//! Fault injection (issue 9): real clusters (one Kubo node per peer, every peer started
 //! by the real launcher) under a steady stream of pins and unpins of identity-hash CIDs
-//! while services are SIGKILLed, peers SIGSTOPped, IPFS nodes restarted, the network is
+//! while services are SIGKILLed, peers SIGSTOPped, IPFS nodes stopped or killed, the network is
 //! partitioned with network namespaces, and the disk fills up or a store file is truncated.
 //! After every run an independent checker (public REST API + the IPFS nodes' pin/ls only)
 //! proves no acknowledged pin was lost, no acknowledged unpin came back, all peers agree
@@ -198,10 +198,11 @@ fn kill_group(pid: u32, sig: &str) {
         .status();
 }
 
-/// A js-ipfs node we can stop and start again on the same repo and ports.
+/// A Kubo node (the test kit's launcher) we can stop, kill and start again on the same
+/// repo and ports, inside the peer's network namespace when it has one.
 struct Ipfs {
     dir: PathBuf,
-    ports: [u16; 4],
+    ports: [u16; 2],
     access: Access,
     proc: Option<Proc>,
 }
@@ -210,7 +211,7 @@ impl Ipfs {
     fn new(dir: &Path, access: Access) -> Self {
         Self {
             dir: dir.to_path_buf(),
-            ports: [free_port(), free_port(), free_port(), free_port()],
+            ports: [free_port(), free_port()],
             access,
             proc: None,
         }
@@ -225,23 +226,11 @@ impl Ipfs {
     }
 
     async fn start(&mut self) -> Result<()> {
-        let script = repo_root().join("tests/ipfs-testnode/start-jsipfs.sh");
-        if !repo_root()
-            .join("tests/ipfs-testnode/node_modules/.bin/jsipfs")
-            .exists()
-        {
-            bail!("the test IPFS node is not installed: run `make test` (or `cd tests/ipfs-testnode && npm ci --omit=optional`)");
-        }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("ipfs.log"))?;
-        let mut cmd = self.access.command(&script);
-        cmd.arg(self.dir.join("ipfs-repo"))
-            .args(self.ports.map(|p| p.to_string()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+        let wrap: Vec<&str> = match &self.access {
+            Access::Host => vec![],
+            Access::Ns(ns) => vec!["ip", "netns", "exec", ns],
+        };
+        let mut cmd = KuboNode::command(&self.dir, self.ports[0], self.ports[1], &wrap)?;
         self.proc = Some(Proc::spawn("ipfs", &mut cmd)?);
         let url = format!("{}/api/v0/id", self.api_url());
         let access = self.access.clone();
@@ -263,10 +252,17 @@ impl Ipfs {
         })
     }
 
-    /// SIGTERM (js-ipfs leaves `repo.lock` behind after SIGKILL).
+    /// SIGTERM: a clean stop.
     async fn stop(&mut self) {
         if let Some(p) = self.proc.take() {
             stop_proc(p, "TERM", Duration::from_secs(30)).await;
+        }
+    }
+
+    /// SIGKILL: a crash (Kubo's repo lock dies with the process).
+    async fn kill(&mut self) {
+        if let Some(p) = self.proc.take() {
+            stop_proc(p, "KILL", Duration::from_secs(30)).await;
         }
     }
 }
@@ -1025,8 +1021,14 @@ impl Cluster {
                 self.peers[i].ready(Duration::from_secs(90)).await
             }
             Fault::KillIpfs => {
-                println!("chaos: SIGTERM the IPFS node of {}", p.name);
-                p.ipfs.stop().await;
+                // Half clean stops, half crashes (Kubo's repo lock dies with the process).
+                if rng.next() % 2 == 0 {
+                    println!("chaos: SIGTERM the IPFS node of {}", p.name);
+                    p.ipfs.stop().await;
+                } else {
+                    println!("chaos: SIGKILL the IPFS node of {}", p.name);
+                    p.ipfs.kill().await;
+                }
                 self.faults += 1;
                 tokio::time::sleep(rng.millis(500, 3000)).await;
                 p.ipfs.start().await

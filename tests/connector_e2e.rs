@@ -1,4 +1,4 @@
-//! The ipfs connector through whole peers (real launcher, real js-ipfs daemons):
+//! The ipfs connector through whole peers (real launcher, real Kubo daemons):
 //! content added on node A is pinned by peer B's daemon over bitswap and unpinned again;
 //! a CID nobody has goes `pinning` → `pin_error` after the pin timeout and recover
 //! re-queues it; `ipfs pin rm` behind the cluster's back → `unexpectedly_unpinned` →
@@ -9,8 +9,7 @@
 //! and the daemon's preflight CORS headers, and the proxy's access log file.
 
 use std::{
-    path::{Path, PathBuf},
-    process::Command,
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -19,86 +18,12 @@ use http_body_util::Full;
 use ipfs_cluster_tests::*;
 use serde_json::Value;
 
-/// A js-ipfs daemon on fixed ports that can be stopped (SIGTERM: js-ipfs leaves
-/// repo.lock behind after SIGKILL) and started again on the same ports and repo.
-struct RestartableIpfs {
-    dir: PathBuf,
-    api: u16,
-    swarm: u16,
-    gw: u16,
-    grpc: u16,
-    proc: Option<Proc>,
-}
-
-impl RestartableIpfs {
-    async fn start(dir: &Path) -> Self {
-        let mut n = Self {
-            dir: dir.to_path_buf(),
-            api: free_port(),
-            swarm: free_port(),
-            gw: free_port(),
-            grpc: free_port(),
-            proc: None,
-        };
-        n.up().await;
-        n
-    }
-
-    fn api_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.api)
-    }
-
-    fn multiaddr(&self) -> String {
-        format!("/ip4/127.0.0.1/tcp/{}", self.api)
-    }
-
-    async fn up(&mut self) {
-        let script = repo_root().join("tests/ipfs-testnode/start-jsipfs.sh");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("ipfs.log"))
-            .unwrap();
-        let p = Proc::spawn(
-            "ipfs",
-            Command::new(script)
-                .arg(self.dir.join("ipfs-repo"))
-                .args([self.api, self.swarm, self.gw, self.grpc].map(|p| p.to_string()))
-                .stdout(log.try_clone().unwrap())
-                .stderr(log),
-        )
-        .unwrap();
-        self.proc = Some(p);
-        let url = format!("{}/api/v0/id", self.api_url());
-        wait_for(Duration::from_secs(120), || async {
-            matches!(http("POST", &url, None).await, Ok((200, _)))
-        })
+/// `ipfs add` (no pin; with `only_hash` nothing is stored, so nobody has the blocks).
+async fn add(ipfs: &IpfsNode, data: &[u8], only_hash: bool) -> String {
+    ipfs.add_many(&[data.to_vec()], only_hash)
         .await
-        .unwrap_or_else(|_| panic!("js-ipfs did not start; see {}", self.dir.display()));
-    }
-
-    fn down(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            assert!(
-                p.terminate(Duration::from_secs(30)).is_some(),
-                "js-ipfs did not stop on SIGTERM"
-            );
-        }
-    }
-
-    async fn add(&self, data: &[u8], only_hash: bool) -> String {
-        let q = if only_hash {
-            "pin=false&only-hash=true"
-        } else {
-            "pin=false"
-        };
-        let lines = multipart_add(&format!("{}/api/v0/add?{q}", self.api_url()), data).await;
-        lines.last().unwrap()["Hash"].as_str().unwrap().to_string()
-    }
-
-    async fn pins(&self) -> Vec<String> {
-        daemon_pins(&self.api_url()).await
-    }
+        .expect("ipfs add")
+        .remove(0)
 }
 
 /// `ipfs add` as the Kubo CLI sends it: multipart/form-data, one file part.
@@ -132,18 +57,6 @@ async fn multipart_post(url: &str, data: &[u8]) -> (u16, String) {
         .body(Full::new(Bytes::from(body)))
         .unwrap();
     send(req).await.unwrap()
-}
-
-async fn daemon_pins(api: &str) -> Vec<String> {
-    let Ok((200, text)) = http("POST", &format!("{api}/api/v0/pin/ls?type=recursive"), None).await
-    else {
-        return vec![];
-    };
-    let v: Value = serde_json::from_str(&text).unwrap_or_default();
-    v["Keys"]
-        .as_object()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default()
 }
 
 async fn ipfs_id(api: &str) -> String {
@@ -327,7 +240,7 @@ async fn content_from_node_a_is_pinned_by_peer_b_over_bitswap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pin_errors_recover_and_the_daemon_going_away() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut ipfs = RestartableIpfs::start(tmp.path()).await;
+    let mut ipfs = IpfsNode::start(tmp.path()).await.expect("IPFS test node");
     let peer = PeerDir::init(&tmp.path().join("peer"), &ipfs.multiaddr(), None).unwrap();
     edit_service_json(&peer.dir, |v| {
         v["ipfs_connector"]["ipfshttp"]["pin_timeout"] = "3s".into();
@@ -337,7 +250,7 @@ async fn pin_errors_recover_and_the_daemon_going_away() {
     let me = peer_id(&rest).await;
 
     // A CID nobody has: pinning, then pin_error once the no-progress timeout hits.
-    let missing = ipfs.add(&unique("nobody has this"), true).await;
+    let missing = add(&ipfs, &unique("nobody has this"), true).await;
     let (st, body) = http("POST", &format!("{rest}/pins/{missing}"), None)
         .await
         .unwrap();
@@ -376,7 +289,7 @@ async fn pin_errors_recover_and_the_daemon_going_away() {
     assert!(allocs.contains(&missing), "{allocs}");
 
     // Pinned, then removed behind the cluster's back, then repaired by recover.
-    let cid = ipfs.add(&unique("pinned then removed"), false).await;
+    let cid = add(&ipfs, &unique("pinned then removed"), false).await;
     let (st, body) = http("POST", &format!("{rest}/pins/{cid}"), None)
         .await
         .unwrap();
@@ -405,11 +318,14 @@ async fn pin_errors_recover_and_the_daemon_going_away() {
         .unwrap();
     assert_eq!(st, 200, "{body}");
     wait_status(&rest, &cid, &me, "pinned", 30, &peer.log_tail()).await;
-    assert!(ipfs.pins().await.contains(&cid), "recover did not re-pin");
+    assert!(
+        ipfs.pins().await.unwrap().contains(&cid),
+        "recover did not re-pin"
+    );
 
     // The daemon goes away. Content for a pin requested meanwhile is already in its repo.
-    let queued = ipfs.add(&unique("queued while down"), false).await;
-    ipfs.down();
+    let queued = add(&ipfs, &unique("queued while down"), false).await;
+    ipfs.stop().await;
     let down = wait_status(&rest, &cid, &me, "cluster_error", 20, &peer.log_tail()).await;
     let err = down["error"].as_str().unwrap_or("");
     assert!(err.contains("IPFS") || err.contains("ipfs"), "{down}");
@@ -441,10 +357,10 @@ async fn pin_errors_recover_and_the_daemon_going_away() {
     );
 
     // The daemon is back: queued work is done, earlier pins are reported again.
-    ipfs.up().await;
+    ipfs.restart().await.expect("restarting Kubo");
     wait_status(&rest, &queued, &me, "pinned", 30, &peer.log_tail()).await;
     wait_status(&rest, &cid, &me, "pinned", 30, &peer.log_tail()).await;
-    let pins = ipfs.pins().await;
+    let pins = ipfs.pins().await.unwrap();
     assert!(pins.contains(&queued) && pins.contains(&cid), "{pins:?}");
     let (_, allocs) = http("GET", &format!("{rest}/allocations"), None)
         .await
@@ -452,7 +368,7 @@ async fn pin_errors_recover_and_the_daemon_going_away() {
     for c in [&missing, &cid, &queued] {
         assert!(allocs.contains(c.as_str()), "{c} lost: {allocs}");
     }
-    ipfs.down();
+    ipfs.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

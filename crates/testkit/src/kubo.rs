@@ -77,15 +77,23 @@ impl KuboNode {
     }
 
     /// The command that (inits once and) runs the daemon of the repo in `dir` in the
-    /// foreground, output appended to `dir/ipfs.log`; for callers that wrap it (e.g. in a
-    /// network namespace) and wait for readiness themselves.
-    pub fn command(dir: &Path, api_port: u16, swarm_port: u16) -> Result<Command> {
+    /// foreground, output appended to `dir/ipfs.log`, run through `wrap` when it is not
+    /// empty (e.g. `["ip", "netns", "exec", "ns1"]`); for callers that wait for readiness
+    /// themselves.
+    pub fn command(dir: &Path, api_port: u16, swarm_port: u16, wrap: &[&str]) -> Result<Command> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("ipfs.log"))
             .with_context(|| format!("opening {}", dir.join("ipfs.log").display()))?;
-        let mut cmd = Command::new(kubo_script());
+        let mut cmd = match wrap.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(kubo_script());
+                c
+            }
+            None => Command::new(kubo_script()),
+        };
         cmd.arg("start")
             .arg(dir.join("ipfs-repo"))
             .arg(api_port.to_string())
@@ -104,7 +112,7 @@ impl KuboNode {
             bail!("the IPFS node in {} is already running", self.dir.display());
         }
         std::fs::create_dir_all(&self.dir)?;
-        let mut cmd = Self::command(&self.dir, self.api_port, self.swarm_port)?;
+        let mut cmd = Self::command(&self.dir, self.api_port, self.swarm_port, &[])?;
         self.proc = Some(Proc::spawn("ipfs", &mut cmd)?);
         let url = format!("{}/api/v0/id", self.api_url());
         wait_for(Duration::from_secs(60), || async {
