@@ -34,6 +34,8 @@ const TIMINGS: &[(&str, &str)] = &[
     ("CLUSTER_PINQUEUE_METRICTTL", "2s"),
     ("CLUSTER_TAGS_METRICTTL", "2s"),
     ("CLUSTER_IPFSHTTP_PINTIMEOUT", "5s"),
+    // The Kubo nodes have no bootstrap peers and no DHT: the cluster connects them.
+    ("CLUSTER_IPFSHTTP_CONNECTSWARMSDELAY", "1s"),
     ("CLUSTER_IPFSHTTP_UNPINTIMEOUT", "15s"),
 ];
 
@@ -166,11 +168,6 @@ impl Cluster {
             c.ipfs.push(s?);
         }
         c.save_pgids();
-        // The Kubo nodes have no bootstrap peers and no DHT: connect every node to node 0
-        // for bitswap.
-        for n in &c.ipfs[1..] {
-            n.connect(&c.ipfs[0]).await?;
-        }
         #[allow(clippy::needless_range_loop)]
         for i in 0..N {
             let boot = (i > 0).then(|| c.boot.clone());

@@ -59,17 +59,6 @@ async fn multipart_post(url: &str, data: &[u8]) -> (u16, String) {
     send(req).await.unwrap()
 }
 
-async fn ipfs_id(api: &str) -> String {
-    let (st, body) = http("POST", &format!("{api}/api/v0/id"), None)
-        .await
-        .unwrap();
-    assert_eq!(st, 200, "{body}");
-    serde_json::from_str::<Value>(&body).unwrap()["ID"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 async fn peer_id(rest: &str) -> String {
     get_json(&format!("{rest}/id")).await.unwrap()["id"]
         .as_str()
@@ -149,36 +138,36 @@ fn unique(tag: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn content_from_node_a_is_pinned_by_peer_b_over_bitswap() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
+/// Two peers, each with its own Kubo node (no bootstrap peers, no DHT: the nodes know
+/// nothing of each other), `connect_swarms_delay` as given; B joins A. Returns the nodes,
+/// the peers (with their daemons) and the peer ids.
+struct TwoPeers {
+    ipfs_a: IpfsNode,
+    ipfs_b: IpfsNode,
+    pa: PeerDir,
+    pb: PeerDir,
+    id_pa: String,
+    id_pb: String,
+    _daemons: (Proc, Proc),
+}
+
+async fn two_peers(tmp: &Path, connect_swarms_delay: &str) -> TwoPeers {
+    let (da, db) = (tmp.join("a"), tmp.join("b"));
     std::fs::create_dir_all(&da).unwrap();
     std::fs::create_dir_all(&db).unwrap();
     let (a, b) = tokio::join!(IpfsNode::start(&da), IpfsNode::start(&db));
     let (ipfs_a, ipfs_b) = (a.expect("IPFS node A"), b.expect("IPFS node B"));
-    // No DHT/bootstrap in the test nodes: B dials A so bitswap can fetch from it.
-    let id_a = ipfs_id(&ipfs_a.api_url()).await;
-    let (st, body) = http(
-        "POST",
-        &format!(
-            "{}/api/v0/swarm/connect?arg=/ip4/127.0.0.1/tcp/{}/p2p/{id_a}",
-            ipfs_b.api_url(),
-            ipfs_a.swarm_port
-        ),
-        None,
-    )
-    .await
-    .unwrap();
-    assert_eq!(st, 200, "swarm/connect: {body}");
-
     let secret = "c0".repeat(32);
-    let pa = PeerDir::init(&da.join("peer"), &ipfs_a.multiaddr(), Some(&secret)).unwrap();
-    let pb = PeerDir::init(&db.join("peer"), &ipfs_b.multiaddr(), Some(&secret)).unwrap();
-    let _peer_a = pa.start(&[]).await.unwrap();
+    let env = [(
+        "CLUSTER_IPFSHTTP_CONNECTSWARMSDELAY",
+        connect_swarms_delay.to_string(),
+    )];
+    let pa = init_peer_with(&da.join("peer"), &ipfs_a.multiaddr(), &secret, &env).unwrap();
+    let pb = init_peer_with(&db.join("peer"), &ipfs_b.multiaddr(), &secret, &env).unwrap();
+    let daemon_a = pa.start(&[]).await.unwrap();
     let id_pa = peer_id(&pa.rest_url()).await;
     let boot = format!("/ip4/127.0.0.1/tcp/{}/p2p/{id_pa}", pa.ports.swarm);
-    let _peer_b = pb.start(&["--bootstrap", &boot]).await.unwrap();
+    let daemon_b = pb.start(&["--bootstrap", &boot]).await.unwrap();
     let id_pb = peer_id(&pb.rest_url()).await;
     let rest = pa.rest_url();
     wait_for(Duration::from_secs(30), || async {
@@ -187,23 +176,68 @@ async fn content_from_node_a_is_pinned_by_peer_b_over_bitswap() {
     })
     .await
     .unwrap_or_else(|_| panic!("B never joined; log:\n{}", pb.log_tail()));
+    TwoPeers {
+        ipfs_a,
+        ipfs_b,
+        pa,
+        pb,
+        id_pa,
+        id_pb,
+        _daemons: (daemon_a, daemon_b),
+    }
+}
 
-    // Only node A holds the content; the pin is allocated to B alone.
-    let data = unique("fetched by bitswap");
-    let cid = ipfs_a.add(&data).await.unwrap();
+/// Content only on node A, pinned with an allocation on peer B only.
+async fn pin_a_content_on_b(t: &TwoPeers, tag: &str) -> (Vec<u8>, String) {
+    let data = unique(tag);
+    let cid = t.ipfs_a.add(&data).await.unwrap();
     let (st, body) = http(
         "POST",
-        &format!("{rest}/pins/{cid}?replication-min=1&replication-max=1&user-allocations={id_pb}"),
+        &format!(
+            "{}/pins/{cid}?replication-min=1&replication-max=1&user-allocations={}",
+            t.pa.rest_url(),
+            t.id_pb
+        ),
         None,
     )
     .await
     .unwrap();
     assert_eq!(st, 200, "{body}");
     let pin: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(pin["allocations"], serde_json::json!([id_pb]), "{pin}");
+    assert_eq!(pin["allocations"], serde_json::json!([t.id_pb]), "{pin}");
+    (data, cid)
+}
 
-    wait_status(&rest, &cid, &id_pb, "pinned", 60, &pb.log_tail()).await;
-    assert_eq!(pin_info(&rest, &cid, &id_pa).await["status"], "remote");
+/// connect_swarms_delay: the cluster connects B's daemon to A's (they share no bootstrap
+/// peer and have no DHT), so B fetches A's content over bitswap and pins it; the cluster
+/// unpin removes it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_swarms_lets_peer_b_pin_content_only_node_a_has() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = two_peers(tmp.path(), "1s").await;
+    let (ipfs_a, ipfs_b, pa, pb) = (&t.ipfs_a, &t.ipfs_b, &t.pa, &t.pb);
+    let (id_pa, id_pb) = (&t.id_pa, &t.id_pb);
+    let rest = pa.rest_url();
+    // The daemons get connected by the cluster, not by us.
+    wait_for(Duration::from_secs(30), || async {
+        ipfs_b
+            .swarm_peers()
+            .await
+            .unwrap_or_default()
+            .contains(&ipfs_a.id)
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the cluster never connected the IPFS daemons; logs:\n{}\n{}",
+            pa.log_tail(),
+            pb.log_tail()
+        )
+    });
+
+    let (data, cid) = pin_a_content_on_b(&t, "fetched by bitswap").await;
+    wait_status(&rest, &cid, id_pb, "pinned", 60, &pb.log_tail()).await;
+    assert_eq!(pin_info(&rest, &cid, id_pa).await["status"], "remote");
     assert!(
         ipfs_b.pins().await.unwrap().contains(&cid),
         "node B does not hold the pin"
@@ -233,8 +267,28 @@ async fn content_from_node_a_is_pinned_by_peer_b_over_bitswap() {
     })
     .await
     .expect("node B still pins after the cluster unpin");
-    wait_status(&rest, &cid, &id_pb, "unpinned", 20, &pb.log_tail()).await;
-    wait_status(&rest, &cid, &id_pa, "unpinned", 20, &pa.log_tail()).await;
+    wait_status(&rest, &cid, id_pb, "unpinned", 20, &pb.log_tail()).await;
+    wait_status(&rest, &cid, id_pa, "unpinned", 20, &pa.log_tail()).await;
+}
+
+/// The control: the same cluster with `connect_swarms_delay: 0` (never) leaves the
+/// daemons unconnected, and B cannot get the content (it stays `pinning`). This is what
+/// makes the test above a test of the feature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_connect_swarms_peer_b_cannot_get_the_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = two_peers(tmp.path(), "0s").await;
+    let (_, cid) = pin_a_content_on_b(&t, "never reaches B").await;
+    let rest = t.pa.rest_url();
+    wait_status(&rest, &cid, &t.id_pb, "pinning", 20, &t.pb.log_tail()).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let st = pin_info(&rest, &cid, &t.id_pb).await;
+    assert_eq!(st["status"], "pinning", "{st}");
+    assert!(
+        !t.ipfs_b.swarm_peers().await.unwrap().contains(&t.ipfs_a.id),
+        "the daemons got connected although connect_swarms_delay is 0"
+    );
+    assert!(!t.ipfs_b.pins().await.unwrap().contains(&cid));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -40,16 +40,10 @@ async fn three_peers_replicate_a_pin_everywhere() {
         IpfsNode::start(&dirs[2])
     );
     let ipfs = [a.unwrap(), b.unwrap(), c.unwrap()];
-    // js-ipfs has no bootstrap or DHT here: connect the daemons so they can fetch from each other.
-    let id0 = get_ipfs_id(&ipfs[0]).await;
+    // The Kubo test nodes have no bootstrap peers or DHT: connect them so they can fetch
+    // from each other.
     for n in &ipfs[1..] {
-        let url = format!(
-            "{}/api/v0/swarm/connect?arg=/ip4/127.0.0.1/tcp/{}/p2p/{id0}",
-            n.api_url(),
-            ipfs[0].swarm_port
-        );
-        let (st, body) = http("POST", &url, None).await.unwrap();
-        assert_eq!(st, 200, "{body}");
+        n.connect(&ipfs[0]).await.unwrap();
     }
 
     let secret = "5e".repeat(32);
@@ -113,13 +107,4 @@ async fn three_peers_replicate_a_pin_everywhere() {
         .await
         .expect("unpin did not reach every IPFS node");
     }
-}
-
-async fn get_ipfs_id(n: &IpfsNode) -> String {
-    let (st, body) = http("POST", &format!("{}/api/v0/id", n.api_url()), None)
-        .await
-        .unwrap();
-    assert_eq!(st, 200);
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["ID"].as_str().unwrap().to_string()
 }

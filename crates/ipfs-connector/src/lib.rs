@@ -17,6 +17,7 @@ pub mod run;
 pub mod service;
 pub mod settings;
 pub mod store;
+pub mod swarms;
 pub mod tracker;
 
 pub use kubo::{parse_node_multiaddress, Kubo, KuboError, NodeAddr, Timeouts};

@@ -10,6 +10,9 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 pub struct Options {
     /// `ipfs_connector.ipfshttp.node_multiaddress`.
     pub node_multiaddress: String,
+    /// `ipfs_connector.ipfshttp.connect_swarms_delay`: when to connect the daemon to the
+    /// other peers' daemons after start (zero = never).
+    pub connect_swarms_delay: Duration,
     pub ipfs_request_timeout: Duration,
     /// No-progress timeout of `pin/add`.
     pub pin_timeout: Duration,
@@ -45,6 +48,7 @@ impl Options {
     pub fn with_defaults(peer_id: impl Into<String>, state_dir: PathBuf) -> Self {
         Self {
             node_multiaddress: "/ip4/127.0.0.1/tcp/5001".into(),
+            connect_swarms_delay: Duration::from_secs(30),
             ipfs_request_timeout: Duration::from_secs(5 * 60),
             pin_timeout: Duration::from_secs(2 * 60),
             unpin_timeout: Duration::from_secs(3 * 3600),

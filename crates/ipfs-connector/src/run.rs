@@ -111,6 +111,14 @@ pub fn start_background(
     t.start_workers();
     tokio::spawn(t.clone().recover_loop(std::time::Duration::from_secs(5)));
     crate::informers::start(t.clone(), client::transport(transport, token));
+    crate::swarms::start(
+        t.kubo().clone(),
+        client::consensus(consensus, token),
+        client::transport(transport, token),
+        t.opts().peer_id.clone(),
+        t.opts().connect_swarms_delay,
+        t.inner.shutdown.clone(),
+    );
     tokio::spawn(follower::follow(
         t.clone(),
         client::consensus(consensus, token),

@@ -47,6 +47,7 @@ impl Settings {
         crate::kubo::parse_node_multiaddress(&opts.node_multiaddress)
             .map_err(|e| SettingsError::Invalid(format!("ipfs_connector.ipfshttp.{e}")))?;
         opts.ipfs_request_timeout = ih.ipfs_request_timeout.as_duration();
+        opts.connect_swarms_delay = ih.connect_swarms_delay.as_duration();
         opts.pin_timeout = ih.pin_timeout.as_duration();
         opts.unpin_timeout = ih.unpin_timeout.as_duration();
         opts.repogc_timeout = ih.repogc_timeout.as_duration();
