@@ -1,7 +1,10 @@
-//! Kubo behaviours js-ipfs lacks, against a small Kubo-shaped fake HTTP server
-//! (`FakeKubo`, canned answers taken from Kubo's source): `Progress` lines and the
-//! no-progress watchdog, `pin/update`, Kubo's exact error texts, numeric repo/stat,
-//! `X-Stream-Error` trailers, a unix-socket node address, and throttling while down.
+//! Faults real Kubo cannot be made to produce on demand, against a small Kubo-shaped fake
+//! HTTP server (`FakeKubo`, canned answers taken from Kubo's source): `Progress` that
+//! grows slowly or stalls at a chosen moment (the no-progress watchdog), a 502 or a
+//! listing cut by an `X-Stream-Error` trailer, the exact query strings we send (recorded),
+//! a unix-socket node address, throttling while the daemon is down, and a pin queue full
+//! of pins that never finish. Every one of these calls against the real daemon is in
+//! `kubo_rpc.rs` and `kubo_daemon.rs`.
 
 use std::{
     convert::Infallible,
