@@ -37,7 +37,12 @@ cluster: build kubo
 ## test: every unit and multi-process test
 test: kubo clients
 	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace
+	@rm -f $(BIN)/test-skips.txt
+	@status=0; $(CARGO) test --workspace || status=$$?; \
+	if [ -s $(BIN)/test-skips.txt ]; then \
+	  echo "skipped: $$(wc -l < $(BIN)/test-skips.txt) tests (under CI=true they fail instead):"; \
+	  sed 's/^/  /' $(BIN)/test-skips.txt; \
+	fi; exit $$status
 
 ## bench: release build, then every benchmark; figures go to docs/benchmarks.md
 bench: kubo

@@ -1334,7 +1334,10 @@ fn partition_run(minorities: &[usize]) {
     let net = match Netns::create(&tag, 3) {
         Ok(n) => n,
         Err(e) => {
-            println!("SKIPPED: network namespaces are not available here: {e:#}");
+            skip(
+                "chaos partition",
+                &format!("network namespaces are not available here: {e:#}"),
+            );
             return;
         }
     };
@@ -1485,7 +1488,10 @@ fn full_disk_gives_errors_then_recovers() {
     let fs = match Tmpfs::mount(&mnt, "20m") {
         Ok(m) => m,
         Err(e) => {
-            println!("SKIPPED: cannot mount a tmpfs here: {e:#}");
+            skip(
+                "chaos full disk",
+                &format!("cannot mount a tmpfs here: {e:#}"),
+            );
             return;
         }
     };

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use ipfs_cluster_tests::repo_root;
+use ipfs_cluster_tests::{repo_root, skip};
 
 fn have(tool: &str) -> bool {
     Command::new("sh")
@@ -17,7 +17,10 @@ fn have(tool: &str) -> bool {
 #[test]
 fn systemd_units_verify() {
     if !have("systemd-analyze") {
-        eprintln!("SKIPPED: systemd-analyze is not installed");
+        skip(
+            "systemd_units_verify",
+            "systemd-analyze is not installed (apt-get install systemd)",
+        );
         return;
     }
     let src = repo_root().join("deploy/systemd");
@@ -61,7 +64,10 @@ fn systemd_units_verify() {
 #[test]
 fn compose_stack_is_valid() {
     if !have("docker-compose") {
-        eprintln!("SKIPPED: docker-compose is not installed (.ci/run installs it)");
+        skip(
+            "compose_stack_is_valid",
+            "docker-compose is not installed (apt-get install docker-compose)",
+        );
         return;
     }
     let file = repo_root().join("deploy/docker-compose.yml");

@@ -825,7 +825,10 @@ async fn run_client(name: &str, cmd: &mut tokio::process::Command) -> String {
 async fn js_client_session(rest: &str, peers: usize, ipfs: &IpfsNode) {
     let dir = clients_dir();
     if !dir.join("node_modules/@nftstorage/ipfs-cluster").exists() {
-        println!("SKIPPED js client session: run `cd tests/clients && npm ci`");
+        skip(
+            "js client session",
+            "the JS client is not installed: run `make clients`",
+        );
         return;
     }
     let out = run_client(
@@ -862,8 +865,9 @@ async fn py_client_session(port: u16, peers: usize) {
         .status()
         .await;
     if !probe.is_ok_and(|s| s.success()) {
-        println!(
-            "SKIPPED python client session: run `pip install ipfscluster==0.2.0 ipfshttpclient==0.4.12`"
+        skip(
+            "python client session",
+            "the Python clients are not installed: run `make clients`",
         );
         return;
     }
@@ -988,7 +992,10 @@ fn gen_cert(dir: &Path) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_basic_auth_and_tokens() {
     if which("openssl").is_none() || which("curl").is_none() {
-        println!("SKIPPED tls test: needs the openssl and curl commands");
+        skip(
+            "tls_basic_auth_and_tokens",
+            "needs the openssl and curl commands",
+        );
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

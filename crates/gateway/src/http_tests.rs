@@ -840,7 +840,7 @@ async fn add_files_and_directories() {
             .contains_key("QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"));
     }
 
-    // A multi-chunk file gives js-ipfs's (= Kubo's) CID.
+    // A multi-chunk file gives Kubo's CID.
     let a: Vec<u8> = (0..262_144 * 3 + 1000).map(|i| (i % 251) as u8).collect();
     let r = post_add(
         &h,
