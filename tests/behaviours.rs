@@ -815,7 +815,7 @@ fn b11_recover_all_requeues_only_the_failing_pin() {
 }
 
 /// 27. RepoGC from any peer returns a peer_map of 5 entries, each with its peer ID and no
-///     error (js-ipfs: the real GC'd keys, possibly none).
+///     error (the keys are what each Kubo node collected, possibly none).
 #[test]
 fn b27_repo_gc_answers_for_every_peer() {
     with_cluster(|c| {

@@ -786,11 +786,19 @@ async fn golden_outputs_against_a_two_peer_cluster() {
     let v = c.ok_json(&["recover", &cid_a]).await;
     check_gpi(&v[0]);
 
-    // pin update: js-ipfs has no pin/update, so the cluster side is checked: the new pin
-    // copies the source's options and the source stays pinned (§8.2).
+    // pin update: the new pin copies the source's options and the source stays pinned
+    // (§8.2); on the IPFS nodes the new CID is pinned (Kubo's pin/update where the old
+    // one was pinned).
     let out = c.ctl(&["pin", "update", "--wait", &cid_b, &cid_u]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(n(&out.stdout), c.gpi_text("<U>", "opts", "PINNED"));
+    let mut holders = 0;
+    for node in &c.ipfs {
+        if node.pins().await.unwrap().contains(&cid_u) {
+            holders += 1;
+        }
+    }
+    assert!(holders >= 1, "no IPFS node pins the updated CID {cid_u}");
     let v = c.ok_json(&["pin", "ls", &cid_u]).await;
     assert_eq!(v[0]["name"], "opts");
     assert_eq!(v[0]["replication_factor_min"], 1);
@@ -929,7 +937,7 @@ async fn golden_outputs_against_a_two_peer_cluster() {
     std::fs::create_dir_all(c.work.join("d/sub")).unwrap();
     std::fs::write(c.work.join("d/a"), b"file a\n").unwrap();
     std::fs::write(c.work.join("d/sub/b"), b"file b\n").unwrap();
-    // The CID js-ipfs gives the same bytes (Kubo-compatible DAG).
+    // The CID Kubo gives the same bytes.
     let f1 = c.ipfs[1].add(hello).await.unwrap();
     assert_eq!(f1, "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN");
     let out = c.ctl(&["add", "f1"]).await;

@@ -1,4 +1,4 @@
-//! The REST gateway against running peers (real services, real js-ipfs nodes): every
+//! The REST gateway against running peers (real services, real Kubo nodes): every
 //! route of upstream's route table (rest-api-and-ctl.md §6.1) with its errors, the
 //! third-party JS and Python clients driven unmodified as subprocesses, TLS with Basic
 //! Auth and JWT, and a 50 MiB `add` whose root CID must equal the IPFS node's own.
@@ -141,7 +141,7 @@ fn pseudo_random(len: usize, mut seed: u64) -> Vec<u8> {
 async fn ipfs_add(node: &IpfsNode, query: &str, data: &[u8]) -> String {
     let r = call_within(
         "POST",
-        // js-ipfs prints CIDv1 in base58 unless told; Kubo and the cluster use base32.
+        // The cluster prints CIDv1 in base32; ask Kubo for the same base.
         &format!(
             "{}/api/v0/add?pin=false&{query}{}",
             node.api_url(),
@@ -233,9 +233,8 @@ async fn wait_status(c: &TwoPeers, cid: &str, want: &str, within: Duration) {
     }
 }
 
-/// Two peers, each with its own IPFS node (swarm-connected: without a connection the
-/// second js-ipfs node stopped answering at all during the pin checks, even
-/// `block/stat --offline`), the second joined through `--bootstrap`.
+/// Two peers, each with its own Kubo node (swarm-connected so either can fetch what the
+/// other holds), the second joined through `--bootstrap`.
 struct TwoPeers {
     ipfs: Vec<IpfsNode>,
     peers: Vec<PeerDir>,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The long fault-injection runs (`make chaos`, issue 9): repeated 3-peer and 5-peer clusters
-# (each peer its own js-ipfs node, started by the real launcher) under a steady stream of
+# (each peer its own Kubo node, started by the real launcher) under a steady stream of
 # pins/unpins while services are SIGKILLed, whole peers SIGKILLed and restarted, peers
 # SIGSTOPped/SIGCONTed and IPFS nodes restarted; plus the namespace partition test. After
 # every run the independent checker prints its counts (lost must be 0). Runs continue until

@@ -278,7 +278,7 @@ async fn main() -> Result<()> {
     ));
     let direct_url = format!("{daemon_url}/api/v0/version");
     let proxy_url = format!("http://{paddr}/api/v0/version");
-    // Two rounds, alternating, so warm-up (JIT in js-ipfs, connection pools) and drift
+    // Two rounds, alternating, so warm-up (connection pools, the daemon's caches) and drift
     // under a loaded machine show up instead of favouring one side.
     for round in 1..=2 {
         let direct = hammer(&direct_url, a.requests, a.concurrency).await?;
