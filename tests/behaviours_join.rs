@@ -8,119 +8,24 @@
 //! - 36: a peer with `leave_on_shutdown` leaves and is forgotten; a fresh peer with its
 //!   identity (new state folder, own IPFS node) joins again and pins what it missed.
 //!
-//! The 5-peer harness is tests/support/cluster_harness.rs (shared with
-//! behaviours_membership.rs and consensus_cluster.rs).
+//! The cluster harness is the test kit's (`crates/testkit`, `Cluster`).
 
-use std::{collections::HashSet, path::Path, time::Duration};
+use std::{collections::HashSet, time::Duration};
 
 use anyhow::{bail, Context, Result};
 use ipfs_cluster_tests::*;
 use serde_json::Value;
 
-include!("support/cluster_harness.rs");
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        // Stop peers first (their Proc drops end the process groups), then IPFS.
-        self.procs.clear();
-    }
+/// The probes only these tests need, on the test kit's `Cluster`.
+trait JoinProbes {
+    async fn peer_add(&self, on: usize, id: &str) -> (u16, String);
+    async fn cids(&self, i: usize) -> Result<HashSet<String>>;
+    async fn wait_pinset_has(&self, on: &[usize], want: &[&str]);
+    async fn wait_peerset(&self, on: &[usize], n: usize);
+    async fn wait_pinned_on(&self, i: usize, cid: &str);
 }
 
-/// The peer id written by `init` in a peer folder's identity.json.
-fn identity_id(dir: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(dir.join("identity.json"))?;
-    let v: Value = serde_json::from_str(&text)?;
-    Ok(v["id"]
-        .as_str()
-        .context("identity.json has no id")?
-        .to_string())
-}
-
-/// The panic messages in a peer's log (a service's thread panicked), with the line after.
-fn panics(p: &PeerDir) -> String {
-    let text = std::fs::read_to_string(p.dir.join("daemon.log")).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out = String::new();
-    for (k, l) in lines.iter().enumerate() {
-        if l.contains("panicked at") {
-            out.push_str(&format!("{}: PANIC {l}\n", p.dir.display()));
-            if let Some(next) = lines.get(k + 1) {
-                out.push_str(&format!("    {next}\n"));
-            }
-        }
-    }
-    out
-}
-
-/// Every peer id listed by `GET /peers`, also the entries carrying an error (a member that
-/// is down is still a member).
-async fn peerset(url: &str) -> Vec<String> {
-    match http("GET", url, None).await {
-        Ok((200, body)) => serde_json::Deserializer::from_str(&body)
-            .into_iter::<Value>()
-            .filter_map(|v| v.ok())
-            .flat_map(|v| match v {
-                Value::Array(a) => a,
-                v => vec![v],
-            })
-            .filter_map(|v| v["id"].as_str().map(str::to_string))
-            .collect(),
-        _ => vec![],
-    }
-}
-
-impl Cluster {
-    /// `n` peers, each started on its own (no `--bootstrap`): `n` single-peer clusters on
-    /// one IPFS node. Peers 1.. know peer 0's address (`cluster.peer_addresses`), as
-    /// upstream's test puts the others in peer 0's peerstore, so their hosts connect.
-    async fn independent(n: usize) -> Result<Self> {
-        let tmp = test_dir()?;
-        let ipfs = IpfsNode::start(tmp.path()).await?;
-        let env = env();
-        let p0 = init_peer(&tmp.path().join("peer_0"), &ipfs.multiaddr(), &env)?;
-        let id0 = identity_id(&p0.dir)?;
-        let boot = format!("/ip4/127.0.0.1/tcp/{}/p2p/{id0}", p0.ports.swarm);
-        let mut env_rest = env.clone();
-        env_rest.push(("CLUSTER_PEERADDRESSES", boot));
-        let mut peers = vec![p0];
-        for i in 1..n {
-            peers.push(init_peer(
-                &tmp.path().join(format!("peer_{i}")),
-                &ipfs.multiaddr(),
-                &env_rest,
-            )?);
-        }
-        let mut procs = Vec::new();
-        for p in join_all(peers.iter().map(|p| p.start(&[]))).await {
-            procs.push(Some(p?));
-        }
-        let mut ids = Vec::new();
-        for p in &peers {
-            ids.push(peer_id(p).await?);
-        }
-        Ok(Cluster {
-            peers,
-            ids,
-            procs,
-            _ipfs: ipfs,
-            _tmp: tmp,
-        })
-    }
-
-    fn rest(&self, i: usize) -> String {
-        self.peers[i].rest_url()
-    }
-
-    /// Warnings and errors of every peer, and any panic of one of their services.
-    fn logs(&self) -> String {
-        let l: Vec<String> = self
-            .peers
-            .iter()
-            .map(|p| format!("{}{}", panics(p), problems(p)))
-            .collect();
-        l.join("\n----\n")
-    }
-
+impl JoinProbes for Cluster {
     /// `POST /peers {"peer_id": …}` on peer `on` (upstream's PeerAdd): status and body.
     /// A plain HTTP/1.1 exchange with a long bound of its own (`http` gives up after 30 s
     /// and a refused add may take the consensus commit timeout to answer); status 0 and the
@@ -249,24 +154,12 @@ impl Cluster {
             );
         }
     }
-
-    /// SIGTERM peer `i`'s launcher and wait for it to exit.
-    fn stop(&mut self, i: usize) {
-        let p = self.procs[i].as_mut().expect("peer already stopped");
-        let st = p.terminate(Duration::from_secs(60));
-        assert!(
-            st.is_some(),
-            "peer {i} did not stop on SIGTERM\n{}",
-            problems(&self.peers[i])
-        );
-        self.procs[i] = None;
-    }
 }
 
 /// 29: PeerAdd of four independent single-peer clusters into peer 0's, one by one.
 #[test]
 fn b29_peer_add_independent_clusters() {
-    run(async {
+    one_at_a_time(async {
         let mut c = Cluster::independent(5).await.unwrap();
         let id0 = c.ids[0].clone();
         for i in 0..5 {
@@ -322,7 +215,7 @@ fn b29_peer_add_independent_clusters() {
 /// behaviour is tested on its own (adding an independent cluster is 29's business).
 #[test]
 fn b31_peer_add_with_the_other_member_down_fails() {
-    run(async {
+    one_at_a_time(async {
         let mut c = Cluster::independent(3).await.unwrap();
         // Peer 1 becomes a member by joining peer 0 (a restart through --bootstrap).
         c.stop(1);
@@ -377,48 +270,18 @@ fn b31_peer_add_with_the_other_member_down_fails() {
 /// with A and B pinned.
 #[test]
 fn b36_rejoin_after_leaving() {
-    run(async {
-        let tmp = test_dir().unwrap();
-        let ipfs = IpfsNode::start(tmp.path()).await.unwrap();
-        let env = env();
-        let mut env0 = env.clone();
-        env0.push(("CLUSTER_LEAVEONSHUTDOWN", "true".into()));
-        let mut peers =
-            vec![init_peer(&tmp.path().join("peer_0"), &ipfs.multiaddr(), &env0).unwrap()];
-        for i in 1..5 {
-            peers.push(
-                init_peer(
-                    &tmp.path().join(format!("peer_{i}")),
-                    &ipfs.multiaddr(),
-                    &env,
-                )
-                .unwrap(),
-            );
-        }
-        let p0 = peers[0].start(&[]).await.unwrap();
-        let id0 = peer_id(&peers[0]).await.unwrap();
+    one_at_a_time(async {
         let a = random_cid();
-        let (st, body) = http("POST", &format!("{}/pins/{a}", peers[0].rest_url()), None)
-            .await
-            .unwrap();
-        assert_eq!(st, 200, "pin A on peer 0: {body}");
-        let boot0 = format!("/ip4/127.0.0.1/tcp/{}/p2p/{id0}", peers[0].ports.swarm);
-        let mut procs = vec![Some(p0)];
-        let args = ["--bootstrap", boot0.as_str()];
-        for p in join_all(peers[1..].iter().map(|p| p.start(&args))).await {
-            procs.push(Some(p.unwrap()));
-        }
-        let mut ids = vec![id0.clone()];
-        for p in &peers[1..] {
-            ids.push(peer_id(p).await.unwrap());
-        }
-        let mut c = Cluster {
-            peers,
-            ids,
-            procs,
-            _ipfs: ipfs,
-            _tmp: tmp,
-        };
+        let mut c = Cluster::start_with(5, Join::AllAtOnce, Some(&a), |i| {
+            if i == 0 {
+                vec![("CLUSTER_LEAVEONSHUTDOWN", "true".to_string())]
+            } else {
+                vec![]
+            }
+        })
+        .await
+        .unwrap();
+        let id0 = c.ids[0].clone();
         let all: Vec<usize> = (0..5).collect();
         c.wait_peerset(&all, 5).await;
         c.wait_pinset_has(&all, &[a.as_str()]).await;
@@ -442,11 +305,11 @@ fn b36_rejoin_after_leaving() {
         c.wait_pinset_has(&rest, &[a.as_str(), b.as_str()]).await;
 
         // A fresh peer 0: new folder and ports, the same identity, its own IPFS node.
-        let dir = c._tmp.path().join("peer_0_fresh");
-        let ipfs0_dir = c._tmp.path().join("ipfs_0_fresh");
+        let dir = c.dir().join("peer_0_fresh");
+        let ipfs0_dir = c.dir().join("ipfs_0_fresh");
         std::fs::create_dir_all(&ipfs0_dir).unwrap();
         let ipfs0 = IpfsNode::start(&ipfs0_dir).await.unwrap();
-        let fresh = init_peer(&dir, &ipfs0.multiaddr(), &env).unwrap();
+        let fresh = init_test_peer(&dir, &ipfs0.multiaddr(), &short_timings()).unwrap();
         std::fs::copy(
             c.peers[0].dir.join("identity.json"),
             fresh.dir.join("identity.json"),

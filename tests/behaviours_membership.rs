@@ -7,230 +7,20 @@
 //!
 //! Harness copied (trimmed) from tests/consensus_cluster.rs: tests/src/lib.rs is shared.
 
-use std::{
-    collections::{BTreeMap, HashSet},
-    path::Path,
-    process::Command,
-    time::Duration,
-};
+use std::{collections::BTreeMap, process::Command, time::Duration};
 
-use anyhow::{bail, Context, Result};
 use ipfs_cluster_tests::*;
-use serde_json::Value;
-
-include!("support/cluster_harness.rs");
-
-impl Cluster {
-    /// `n` peers; peer 0 bootstraps and pins `first` (replicated everywhere), then the others
-    /// join it with `--bootstrap`, one at a time or all at once.
-    async fn start(n: usize, one_by_one: bool, first: &str) -> Result<Self> {
-        let tmp = test_dir()?;
-        let ipfs = IpfsNode::start(tmp.path()).await?;
-        let env = env();
-        let peers: Vec<PeerDir> = (0..n)
-            .map(|i| {
-                init_peer(
-                    &tmp.path().join(format!("peer_{i}")),
-                    &ipfs.multiaddr(),
-                    &env,
-                )
-            })
-            .collect::<Result<_>>()?;
-        let p0 = peers[0].start(&[]).await?;
-        let id0 = peer_id(&peers[0]).await?;
-        let (st, body) = http(
-            "POST",
-            &format!("{}/pins/{first}", peers[0].rest_url()),
-            None,
-        )
-        .await?;
-        if st != 200 {
-            bail!("pin {first} on peer 0 before the joins: {st} {body}");
-        }
-        let boot = format!("/ip4/127.0.0.1/tcp/{}/p2p/{id0}", peers[0].ports.swarm);
-        let mut procs = vec![Some(p0)];
-        let args = ["--bootstrap", boot.as_str()];
-        if one_by_one {
-            for (k, p) in peers[1..].iter().enumerate() {
-                procs.push(Some(p.start(&args).await?));
-                let url = format!("{}/peers", peers[0].rest_url());
-                wait_for(Duration::from_secs(60), || async {
-                    members(&url).await.len() == k + 2
-                })
-                .await
-                .with_context(|| format!("peer {} did not join", k + 1))?;
-            }
-        } else {
-            for p in join_all(peers[1..].iter().map(|p| p.start(&args))).await {
-                procs.push(Some(p?));
-            }
-        }
-        let mut ids = vec![id0];
-        for p in &peers[1..] {
-            ids.push(peer_id(p).await?);
-        }
-        let c = Cluster {
-            peers,
-            ids,
-            procs,
-            _ipfs: ipfs,
-            _tmp: tmp,
-        };
-        for i in 0..n {
-            let url = format!("{}/peers", c.rest(i));
-            wait_for(Duration::from_secs(90), || async {
-                members(&url).await.len() == n
-            })
-            .await
-            .with_context(|| {
-                format!(
-                    "peer {i} does not see {n} peers; log:\n{}",
-                    problems(&c.peers[i])
-                )
-            })?;
-        }
-        Ok(c)
-    }
-
-    fn rest(&self, i: usize) -> String {
-        self.peers[i].rest_url()
-    }
-
-    fn logs(&self) -> String {
-        let l: Vec<String> = self.peers.iter().map(problems).collect();
-        l.join("\n----\n")
-    }
-
-    /// The leader's peer id, asked through peer `i`'s REST API is not exposed upstream:
-    /// ask peer `i`'s consensus service.
-    async fn leader(&self, i: usize) -> Result<String> {
-        let p = &self.peers[i];
-        let token = ipfs_cluster_proto::auth::InternalToken::load(&p.dir.join("internal.token"))?;
-        let mut c = ipfs_cluster_proto::client::consensus(
-            format!("127.0.0.1:{}", p.ports.consensus).parse()?,
-            &token,
-        );
-        let r = c
-            .leader(ipfs_cluster_proto::consensus::v1::LeaderRequest {})
-            .await?;
-        Ok(r.into_inner().peer_id)
-    }
-
-    /// Peer `i`'s whole state (`GET /allocations?filter=all`): cid -> sorted allocations.
-    async fn state(&self, i: usize) -> Result<BTreeMap<String, Vec<String>>> {
-        let url = format!("{}/allocations?filter=all", self.rest(i));
-        let (st, body) = http("GET", &url, None).await?;
-        // An empty stream is answered with 204 and no body, as upstream.
-        if st == 204 {
-            return Ok(BTreeMap::new());
-        }
-        if st != 200 {
-            bail!("GET /allocations on peer {i}: {st} {body}");
-        }
-        let mut out = BTreeMap::new();
-        for v in serde_json::Deserializer::from_str(&body).into_iter::<Value>() {
-            let items = match v? {
-                Value::Array(a) => a,
-                v => vec![v],
-            };
-            for p in items {
-                let mut a = strings(&p["allocations"]);
-                a.sort();
-                out.insert(p["cid"].as_str().context("pin without cid")?.to_string(), a);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Waits until every listed peer's state equals `want` (cid -> allocations), or fails
-    /// naming the differences.
-    async fn wait_states(&self, on: &[usize], want: &BTreeMap<String, Vec<String>>) {
-        self.wait_holds(on, want, &HashSet::new()).await
-    }
-
-    /// Waits until every listed peer's state holds `want` (cid -> allocations) and nothing
-    /// else but CIDs in `maybe` (writes whose answer was an error may still have committed).
-    async fn wait_holds(
-        &self,
-        on: &[usize],
-        want: &BTreeMap<String, Vec<String>>,
-        maybe: &HashSet<String>,
-    ) {
-        let fits = |got: &BTreeMap<String, Vec<String>>| {
-            want.iter().all(|(k, v)| got.get(k) == Some(v))
-                && got
-                    .keys()
-                    .all(|k| want.contains_key(k) || maybe.contains(k))
-        };
-        for &i in on {
-            let ok = wait_for(Duration::from_secs(60), || async {
-                self.state(i).await.map(|s| fits(&s)).unwrap_or(false)
-            })
-            .await;
-            if ok.is_err() {
-                let got = match self.state(i).await {
-                    Ok(g) => g,
-                    Err(e) => panic!("peer {i}'s state: {e:#}"),
-                };
-                let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
-                let extra: Vec<_> = got
-                    .keys()
-                    .filter(|k| !want.contains_key(*k) && !maybe.contains(*k))
-                    .collect();
-                let differ: Vec<_> = want
-                    .iter()
-                    .filter(|(k, v)| got.get(*k).is_some_and(|g| g != *v))
-                    .map(|(k, _)| k)
-                    .collect();
-                panic!(
-                    "peer {i}'s state differs: {} missing {missing:?}, {} extra {extra:?}, allocations differ for {differ:?}\nlogs:\n{}",
-                    missing.len(),
-                    extra.len(),
-                    self.logs()
-                );
-            }
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        // Stop peers first (their Proc drops end the process groups), then IPFS.
-        self.procs.clear();
-    }
-}
-
-impl Cluster {
-    /// Waits until peer `i`'s launcher has exited; its exit status.
-    async fn wait_exit(&mut self, i: usize) -> Option<std::process::ExitStatus> {
-        let start = std::time::Instant::now();
-        while start.elapsed() < Duration::from_secs(60) {
-            if let Some(st) = self.procs[i].as_mut().and_then(|p| p.try_wait()) {
-                self.procs[i] = None;
-                return Some(st);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        None
-    }
-
-    async fn wait_members(&self, on: &[usize], n: usize) {
-        for &i in on {
-            let url = format!("{}/peers", self.rest(i));
-            wait_for(Duration::from_secs(60), || async {
-                members(&url).await.len() == n
-            })
-            .await
-            .unwrap_or_else(|_| panic!("peer {i} does not see {n} peers\n{}", self.logs()));
-        }
-    }
-}
 
 /// 35 (and the pin made before the joins) on a cluster whose peers joined peer 0 one at a
 /// time or all at once.
 async fn joined(one_by_one: bool) -> Cluster {
     let first = random_cid();
-    let c = Cluster::start(5, one_by_one, &first).await.unwrap();
+    let join = if one_by_one {
+        Join::OneByOne
+    } else {
+        Join::AllAtOnce
+    };
+    let c = Cluster::start(5, join, Some(&first)).await.unwrap();
     let all: Vec<usize> = (0..5).collect();
     c.wait_members(&all, 5).await;
     let want = BTreeMap::from([(first, vec![])]);
@@ -241,7 +31,7 @@ async fn joined(one_by_one: bool) -> Cluster {
 /// 35 (all at once).
 #[test]
 fn b35_join_all_at_once() {
-    run(async {
+    one_at_a_time(async {
         joined(false).await;
     });
 }
@@ -249,7 +39,7 @@ fn b35_join_all_at_once() {
 /// 35 (one at a time).
 #[test]
 fn b35_join_one_by_one() {
-    run(async {
+    one_at_a_time(async {
         joined(true).await;
     });
 }
@@ -257,7 +47,7 @@ fn b35_join_one_by_one() {
 /// 32: peer 0 removes peer 1: peer 1 stops, the others see 4.
 #[test]
 fn b32_remove_peer() {
-    run(async {
+    one_at_a_time(async {
         let mut c = joined(false).await;
 
         let id1 = c.ids[1].clone();
@@ -279,7 +69,7 @@ fn b32_remove_peer() {
 /// see one fewer; the last one cannot remove itself (1-peer cluster).
 #[test]
 fn b33_each_peer_removes_itself() {
-    run(async {
+    one_at_a_time(async {
         let mut c = joined(false).await;
         let mut left: Vec<usize> = (0..5).collect();
         while left.len() > 1 {
@@ -329,12 +119,12 @@ fn b33_each_peer_removes_itself() {
 /// when the launcher restarts its consensus service, which then runs without --bootstrap.
 #[test]
 fn b30_join_through_a_stopped_peer_fails() {
-    run(async {
+    one_at_a_time(async {
         let tmp = tempfile::tempdir().unwrap();
         let ipfs = IpfsNode::start(tmp.path()).await.unwrap();
-        let env = env();
-        let p0 = init_peer(&tmp.path().join("peer_0"), &ipfs.multiaddr(), &env).unwrap();
-        let p1 = init_peer(&tmp.path().join("peer_1"), &ipfs.multiaddr(), &env).unwrap();
+        let env = short_timings();
+        let p0 = init_test_peer(&tmp.path().join("peer_0"), &ipfs.multiaddr(), &env).unwrap();
+        let p1 = init_test_peer(&tmp.path().join("peer_1"), &ipfs.multiaddr(), &env).unwrap();
         let mut proc0 = p0.start(&[]).await.unwrap();
         let id0 = peer_id(&p0).await.unwrap();
         proc0.terminate(Duration::from_secs(20));

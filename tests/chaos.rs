@@ -410,6 +410,9 @@ struct Ledger {
     failed: AtomicU64,
     /// The first error answers seen, to show what clients were told.
     samples: Mutex<Vec<String>>,
+    /// Acknowledged pins whose first unpin was answered 404 "not part of the pinset": the
+    /// pin was gone before anyone unpinned it, i.e. lost.
+    lost_on_unpin: Mutex<Vec<String>>,
 }
 
 #[derive(Clone, Debug)]
@@ -428,16 +431,19 @@ impl Ledger {
         }
     }
 
-    /// One pin or unpin through `peer`; updates the ledger with the answer.
+    /// One pin or unpin through `peer`; updates the ledger with the answer. An unpin is
+    /// only sent for a CID `reserve_unpin` took.
     async fn op(&self, access: &Access, rest: &str, cid: &str, pin: bool) -> Option<bool> {
         let method = if pin { "POST" } else { "DELETE" };
-        self.cids.lock().unwrap().insert(
-            cid.to_string(),
-            Entry {
-                acked: None,
-                intended: pin,
-            },
-        );
+        if pin {
+            self.cids.lock().unwrap().insert(
+                cid.to_string(),
+                Entry {
+                    acked: None,
+                    intended: true,
+                },
+            );
+        }
         self.sent.fetch_add(1, Ordering::Relaxed);
         let r = access
             .req(
@@ -446,17 +452,34 @@ impl Ledger {
                 Duration::from_secs(25),
             )
             .await;
+        let acked = |l: &Self| {
+            l.acked.fetch_add(1, Ordering::Relaxed);
+            l.cids.lock().unwrap().insert(
+                cid.to_string(),
+                Entry {
+                    acked: Some(pin),
+                    intended: pin,
+                },
+            );
+            Some(pin)
+        };
         match r {
-            Ok((st, _)) if (200..300).contains(&st) => {
-                self.acked.fetch_add(1, Ordering::Relaxed);
+            Ok((st, _)) if (200..300).contains(&st) => acked(self),
+            // The first unpin of an acknowledged pin cannot meet "not part of the pinset"
+            // unless the pin was lost: count it, never accept it as a successful unpin.
+            Ok((404, body)) if !pin => {
+                self.lost_on_unpin.lock().unwrap().push(format!(
+                    "{cid}: DELETE via {rest} answered 404 {}",
+                    body.trim()
+                ));
                 self.cids.lock().unwrap().insert(
                     cid.to_string(),
                     Entry {
-                        acked: Some(pin),
-                        intended: pin,
+                        acked: Some(false),
+                        intended: false,
                     },
                 );
-                Some(pin)
+                None
             }
             Ok((st, body)) => {
                 self.note_error(format!("{method} via {rest}: {st} {}", body.trim()));
@@ -467,6 +490,29 @@ impl Ledger {
                 None
             }
         }
+    }
+
+    /// Takes an acknowledged-pinned CID for an unpin (marked in doubt at once, so no other
+    /// worker picks it too), or None when there is none.
+    fn reserve_unpin(&self, rng: &Rng) -> Option<String> {
+        let mut cids = self.cids.lock().unwrap();
+        let pinned: Vec<&String> = cids
+            .iter()
+            .filter(|(_, e)| e.acked == Some(true))
+            .map(|(c, _)| c)
+            .collect();
+        if pinned.is_empty() {
+            return None;
+        }
+        let cid = pinned[rng.below(pinned.len() as u64) as usize].clone();
+        cids.insert(
+            cid.clone(),
+            Entry {
+                acked: None,
+                intended: false,
+            },
+        );
+        Some(cid)
     }
 }
 
@@ -480,13 +526,7 @@ async fn workload(
     while !stop.load(Ordering::Relaxed) {
         let (access, rest) = &targets[rng.below(targets.len() as u64) as usize];
         let unpin_candidate = if rng.below(10) < 3 {
-            let cids = ledger.cids.lock().unwrap();
-            let pinned: Vec<&String> = cids
-                .iter()
-                .filter(|(_, e)| e.acked == Some(true))
-                .map(|(c, _)| c)
-                .collect();
-            (!pinned.is_empty()).then(|| pinned[rng.below(pinned.len() as u64) as usize].clone())
+            ledger.reserve_unpin(&rng)
         } else {
             None
         };
@@ -560,20 +600,34 @@ mod checker {
         pub failed: u64,
         pub resolved_in_doubt: usize,
         pub pinned: usize,
+        /// Acknowledged pins missing from the final state, plus those an unpin found gone.
         pub lost: usize,
+        /// The part of `lost` found by an unpin's 404.
+        pub lost_on_unpin: usize,
         pub resurrected: usize,
         pub unknown: usize,
         pub ipfs_missing: usize,
+        /// Pins of ours an IPFS node holds although the cluster does not allocate them to
+        /// it (an acknowledged unpin left on IPFS).
+        pub ipfs_extra: usize,
         pub faults: u64,
+    }
+
+    impl Report {
+        /// Nothing lost, resurrected, unknown, missing or extra.
+        pub fn clean(&self) -> bool {
+            self.lost + self.resurrected + self.unknown + self.ipfs_missing + self.ipfs_extra == 0
+        }
     }
 
     impl std::fmt::Display for Report {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             write!(
                 f,
-                "checker: sent={} acknowledged={} failed_or_in_doubt={} resolved_after={} final_pins={} lost={} resurrected={} unknown={} ipfs_missing={} faults_injected={}",
+                "checker: sent={} acknowledged={} failed_or_in_doubt={} resolved_after={} final_pins={} lost={} lost_on_unpin={} resurrected={} unknown={} ipfs_missing={} ipfs_extra={} faults_injected={}",
                 self.sent, self.acknowledged, self.failed, self.resolved_in_doubt, self.pinned,
-                self.lost, self.resurrected, self.unknown, self.ipfs_missing, self.faults
+                self.lost, self.lost_on_unpin, self.resurrected, self.unknown, self.ipfs_missing,
+                self.ipfs_extra, self.faults
             )
         }
     }
@@ -624,7 +678,8 @@ mod checker {
         Ok(out)
     }
 
-    async fn ipfs_pins(t: &Target) -> Result<BTreeSet<String>> {
+    /// The recursive pins of a target's IPFS node (base32).
+    pub async fn ipfs_pinned(t: &Target) -> Result<BTreeSet<String>> {
         let url = format!("{}/api/v0/pin/ls?type=recursive&cid-base=base32", t.ipfs);
         let (st, text) = t.access.req("POST", &url, Duration::from_secs(30)).await?;
         if st != 200 {
@@ -638,13 +693,40 @@ mod checker {
     }
 
     /// Waits (bounded) for the peers to agree and the IPFS nodes to hold their pins, then
-    /// compares everything with what clients were told.
+    /// compares everything with what clients were told; fails unless the report is clean.
     pub async fn check(
         targets: &[Target],
         ledger: &Ledger,
         resolved: usize,
         faults: u64,
     ) -> Result<Report> {
+        check_within(targets, ledger, resolved, faults, Duration::from_secs(120)).await
+    }
+
+    /// `check`, waiting at most `settle` for the IPFS nodes.
+    pub async fn check_within(
+        targets: &[Target],
+        ledger: &Ledger,
+        resolved: usize,
+        faults: u64,
+        settle: Duration,
+    ) -> Result<Report> {
+        let (report, examples) = inspect(targets, ledger, resolved, faults, settle).await?;
+        if !report.clean() {
+            bail!("{report}\n{}", examples.join("\n"));
+        }
+        Ok(report)
+    }
+
+    /// The counts behind `check` (and examples of each finding), waiting at most `settle`
+    /// for the IPFS nodes; an error only when the peers cannot be read or never agree.
+    pub async fn inspect(
+        targets: &[Target],
+        ledger: &Ledger,
+        resolved: usize,
+        faults: u64,
+        settle: Duration,
+    ) -> Result<(Report, Vec<String>)> {
         // Every peer's cluster peer id, to map allocations to IPFS nodes.
         let mut ids = Vec::new();
         for t in targets {
@@ -726,6 +808,11 @@ mod checker {
                 examples.push(format!("never sent {cid}"));
             }
         }
+        for l in ledger.lost_on_unpin.lock().unwrap().iter() {
+            report.lost += 1;
+            report.lost_on_unpin += 1;
+            examples.push(format!("lost (found by an unpin) {l}"));
+        }
 
         // 3. Every allocated peer's IPFS node holds the pin once statuses settle.
         let wanted: Vec<BTreeSet<String>> = ids
@@ -738,24 +825,35 @@ mod checker {
                     .collect()
             })
             .collect();
-        let until = Instant::now() + Duration::from_secs(120);
+        // ... and no IPFS node holds a pin of ours that is not allocated to it.
+        let until = Instant::now() + settle;
         loop {
-            let mut missing = 0;
+            let (mut missing, mut extra) = (0, 0);
             let mut first = None;
+            let mut first_extra = None;
             for (t, want) in targets.iter().zip(&wanted) {
-                match ipfs_pins(t).await {
+                match ipfs_pinned(t).await {
                     Ok(have) => {
                         let m: Vec<_> = want.difference(&have).collect();
                         if first.is_none() {
                             first = m.first().map(|c| (t.rest.clone(), (*c).clone()));
                         }
                         missing += m.len();
+                        let x: Vec<_> = have
+                            .iter()
+                            .filter(|c| cids.contains_key(*c) && !want.contains(*c))
+                            .collect();
+                        if first_extra.is_none() {
+                            first_extra = x.first().map(|c| (t.rest.clone(), (*c).clone()));
+                        }
+                        extra += x.len();
                     }
                     Err(_) => missing += want.len(),
                 }
             }
             report.ipfs_missing = missing;
-            if missing == 0 {
+            report.ipfs_extra = extra;
+            if missing == 0 && extra == 0 {
                 break;
             }
             if Instant::now() > until {
@@ -773,16 +871,18 @@ mod checker {
                         .unwrap_or_else(|e| e.to_string());
                     examples.push(format!("IPFS of {rest} lacks {cid}; status: {status}"));
                 }
+                if let Some((rest, cid)) = first_extra {
+                    examples.push(format!(
+                        "IPFS of {rest} still pins {cid}, which the cluster does not allocate to it"
+                    ));
+                }
                 break;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
 
         println!("{report}");
-        if report.lost + report.resurrected + report.unknown + report.ipfs_missing > 0 {
-            bail!("{report}\n{}", examples.join("\n"));
-        }
-        Ok(report)
+        Ok((report, examples))
     }
 }
 
@@ -1147,6 +1247,154 @@ fn checker_identity_cids_are_well_formed() {
     assert!(c.starts_with("bafkqae"), "{c}");
     assert_eq!(c.len(), 33);
     assert_ne!(c, identity_cid(&rng));
+}
+
+/// Negative controls: a one-peer cluster broken on purpose in each way the checker claims
+/// to detect, each of which it must count (and then fail the check):
+/// - an acknowledged pin removed behind the cluster's back (internal `Consensus.Unpin`):
+///   `lost`;
+/// - another such pin, then unpinned by the workload: the DELETE meets 404, which must
+///   count as `lost_on_unpin`, never as a successful unpin (the old checker's blind spot);
+/// - a pin that was never sent, added internally (`Consensus.Pin`): `unknown`;
+/// - an acknowledged pin unpinned directly on the IPFS node: `ipfs_missing`;
+/// - an acknowledged unpin whose CID is pinned again directly on the IPFS node:
+///   `ipfs_extra`.
+#[test]
+fn checker_detects_each_breakage() {
+    let _g = serial();
+    runtime().block_on(async {
+        let rng = Rng::new(0x5eed);
+        let mut c = loopback_cluster(1).await.unwrap();
+        // The connector's first periodic recover runs 5 s after it starts (then every
+        // pin_recover_interval, 12 min) and would repair the IPFS breakage below.
+        let first_recover_done = Instant::now() + Duration::from_secs(8);
+        let p = &c.peers[0];
+        let (access, rest) = (p.access.clone(), p.rest());
+        let ledger = Ledger::default();
+        let cids: Vec<String> = (0..5).map(|_| identity_cid(&rng)).collect();
+        for cid in &cids {
+            assert_eq!(ledger.op(&access, &rest, cid, true).await, Some(true));
+        }
+        let token = ipfs_cluster_proto::auth::InternalToken::load(&p.pd.dir.join("internal.token"))
+            .unwrap();
+        let mut consensus = ipfs_cluster_proto::client::consensus(
+            format!("127.0.0.1:{}", p.pd.ports.consensus)
+                .parse()
+                .unwrap(),
+            &token,
+        );
+        use ipfs_cluster_proto::{consensus::v1 as cpb, types::v1 as tpb};
+        for cid in &cids[..2] {
+            consensus
+                .unpin(cpb::UnpinRequest { cid: cid.clone() })
+                .await
+                .expect("internal unpin");
+        }
+        // The workload unpins the second one: 404 from a pin that was acknowledged.
+        let taken = loop {
+            let c = ledger.reserve_unpin(&rng).unwrap();
+            if c == cids[1] {
+                break c;
+            }
+            // Not this one: put it back as it was.
+            ledger.cids.lock().unwrap().insert(
+                c,
+                Entry {
+                    acked: Some(true),
+                    intended: true,
+                },
+            );
+        };
+        assert_eq!(ledger.op(&access, &rest, &taken, false).await, None);
+        let never_sent = identity_cid(&rng);
+        consensus
+            .pin(cpb::PinRequest {
+                pin: Some(tpb::Pin {
+                    cid: never_sent.clone(),
+                    r#type: tpb::PinType::Data as i32,
+                    max_depth: -1,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("internal pin");
+        let ipfs = p.ipfs.api_url();
+        let kubo = |path: String| {
+            let access = access.clone();
+            async move {
+                let (st, body) = access.req("POST", &path, Duration::from_secs(10)).await?;
+                anyhow::ensure!(st == 200, "{path}: {st} {body}");
+                Ok(())
+            }
+        };
+        // Unpinned behind the cluster's back on IPFS (once the connector pinned it).
+        let targets = c.checker_targets();
+        wait_for(Duration::from_secs(30), || async {
+            checker::ipfs_pinned(&targets[0])
+                .await
+                .is_ok_and(|have| cids[2..].iter().all(|c| have.contains(c)))
+        })
+        .await
+        .expect("the connector pinned the control pins");
+        tokio::time::sleep_until(first_recover_done.into()).await;
+        kubo(format!("{ipfs}/api/v0/pin/rm?arg={}", cids[2]))
+            .await
+            .unwrap();
+        // An acknowledged unpin, then pinned again on IPFS directly.
+        let c4 = ledger.reserve_unpin(&rng);
+        let c4 = match c4 {
+            Some(c) if c == cids[4] => c,
+            other => {
+                // Put any other choice back and take the one this control needs.
+                if let Some(o) = other {
+                    ledger.cids.lock().unwrap().insert(
+                        o,
+                        Entry {
+                            acked: Some(true),
+                            intended: true,
+                        },
+                    );
+                }
+                ledger.cids.lock().unwrap().insert(
+                    cids[4].clone(),
+                    Entry {
+                        acked: None,
+                        intended: false,
+                    },
+                );
+                cids[4].clone()
+            }
+        };
+        assert_eq!(ledger.op(&access, &rest, &c4, false).await, Some(false));
+        wait_for(Duration::from_secs(30), || async {
+            checker::ipfs_pinned(&targets[0])
+                .await
+                .is_ok_and(|have| !have.contains(&c4))
+        })
+        .await
+        .expect("the connector unpinned the control unpin");
+        kubo(format!("{ipfs}/api/v0/pin/add?arg={c4}"))
+            .await
+            .unwrap();
+
+        let (r, examples) = checker::inspect(&targets, &ledger, 0, 0, Duration::from_secs(5))
+            .await
+            .unwrap();
+        println!("negative controls: {r}\n{}", examples.join("\n"));
+        assert!(r.lost >= 2, "{r}");
+        assert!(r.lost_on_unpin >= 1, "{r}");
+        assert!(r.unknown >= 1, "{r}");
+        assert!(r.ipfs_missing >= 1, "{r}");
+        assert!(r.ipfs_extra >= 1, "{r}");
+        assert!(!r.clean());
+        assert!(
+            checker::check_within(&targets, &ledger, 0, 0, Duration::from_secs(5))
+                .await
+                .is_err(),
+            "the check passed a broken cluster"
+        );
+        c.shutdown().await;
+    });
 }
 
 /// (a) random services of random peers SIGKILLed (the launcher restarts them), whole

@@ -5,196 +5,31 @@
 //! (a new leader takes over, every acknowledged pin is in the final state of every
 //! surviving peer, and the killed service, restarted by the launcher, catches up).
 //!
-//! Harness copied (trimmed) from tests/behaviours_alloc.rs: tests/src/lib.rs is shared.
+//! The cluster harness is the test kit's (`crates/testkit`, `Cluster`).
 
 use std::{
     collections::{BTreeMap, HashSet},
-    path::Path,
     process::Command,
     time::Duration,
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use ipfs_cluster_tests::*;
 use serde_json::Value;
 
-include!("support/cluster_harness.rs");
-
-impl Cluster {
-    /// `n` peers; peer 0 bootstraps, the others join it with `--bootstrap` (all at once).
-    async fn start(n: usize) -> Result<Self> {
-        let tmp = test_dir()?;
-        let ipfs = IpfsNode::start(tmp.path()).await?;
-        let env = env();
-        let peers: Vec<PeerDir> = (0..n)
-            .map(|i| {
-                init_peer(
-                    &tmp.path().join(format!("peer_{i}")),
-                    &ipfs.multiaddr(),
-                    &env,
-                )
-            })
-            .collect::<Result<_>>()?;
-        let p0 = peers[0].start(&[]).await?;
-        let id0 = peer_id(&peers[0]).await?;
-        let boot = format!("/ip4/127.0.0.1/tcp/{}/p2p/{id0}", peers[0].ports.swarm);
-        let mut procs = vec![Some(p0)];
-        let args = ["--bootstrap", boot.as_str()];
-        for p in join_all(peers[1..].iter().map(|p| p.start(&args))).await {
-            procs.push(Some(p?));
-        }
-        let mut ids = vec![id0];
-        for p in &peers[1..] {
-            ids.push(peer_id(p).await?);
-        }
-        let c = Cluster {
-            peers,
-            ids,
-            procs,
-            _ipfs: ipfs,
-            _tmp: tmp,
-        };
-        for i in 0..n {
-            let url = format!("{}/peers", c.rest(i));
-            wait_for(Duration::from_secs(90), || async {
-                members(&url).await.len() == n
-            })
-            .await
-            .with_context(|| {
-                format!(
-                    "peer {i} does not see {n} peers; log:\n{}",
-                    problems(&c.peers[i])
-                )
-            })?;
-        }
-        // Allocation needs every peer's freespace metric on the leader (any peer may lead).
-        for i in 0..n {
-            let url = format!("{}/monitor/metrics/freespace", c.rest(i));
-            wait_for(Duration::from_secs(60), || async {
-                matches!(get_json(&url).await, Ok(Value::Array(a)) if a.len() == n)
-            })
-            .await
-            .with_context(|| format!("peer {i} does not hold {n} freespace metrics"))?;
-        }
-        Ok(c)
+/// `n` peers (all join peer 0 at once), and every peer's freespace metric on every peer:
+/// allocation needs them on the leader, and any peer may lead.
+async fn start(n: usize) -> Result<Cluster> {
+    let c = Cluster::start(n, Join::AllAtOnce, None).await?;
+    for i in 0..n {
+        let url = format!("{}/monitor/metrics/freespace", c.rest(i));
+        wait_for(Duration::from_secs(60), || async {
+            matches!(get_json(&url).await, Ok(Value::Array(a)) if a.len() == n)
+        })
+        .await
+        .with_context(|| format!("peer {i} does not hold {n} freespace metrics"))?;
     }
-
-    fn rest(&self, i: usize) -> String {
-        self.peers[i].rest_url()
-    }
-
-    fn logs(&self) -> String {
-        let l: Vec<String> = self.peers.iter().map(problems).collect();
-        l.join("\n----\n")
-    }
-
-    /// The leader's peer id, asked through peer `i`'s REST API is not exposed upstream:
-    /// ask peer `i`'s consensus service.
-    async fn leader(&self, i: usize) -> Result<String> {
-        let p = &self.peers[i];
-        let token = ipfs_cluster_proto::auth::InternalToken::load(&p.dir.join("internal.token"))?;
-        let mut c = ipfs_cluster_proto::client::consensus(
-            format!("127.0.0.1:{}", p.ports.consensus).parse()?,
-            &token,
-        );
-        let r = c
-            .leader(ipfs_cluster_proto::consensus::v1::LeaderRequest {})
-            .await?;
-        Ok(r.into_inner().peer_id)
-    }
-
-    /// Peer `i`'s whole state (`GET /allocations?filter=all`): cid -> sorted allocations.
-    async fn state(&self, i: usize) -> Result<BTreeMap<String, Vec<String>>> {
-        let url = format!("{}/allocations?filter=all", self.rest(i));
-        let (st, body) = http("GET", &url, None).await?;
-        // An empty stream is answered with 204 and no body, as upstream.
-        if st == 204 {
-            return Ok(BTreeMap::new());
-        }
-        if st != 200 {
-            bail!("GET /allocations on peer {i}: {st} {body}");
-        }
-        let mut out = BTreeMap::new();
-        for v in serde_json::Deserializer::from_str(&body).into_iter::<Value>() {
-            let items = match v? {
-                Value::Array(a) => a,
-                v => vec![v],
-            };
-            for p in items {
-                let mut a = strings(&p["allocations"]);
-                a.sort();
-                out.insert(p["cid"].as_str().context("pin without cid")?.to_string(), a);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Waits until every listed peer's state equals `want` (cid -> allocations), or fails
-    /// naming the differences.
-    async fn wait_states(&self, on: &[usize], want: &BTreeMap<String, Vec<String>>) {
-        self.wait_holds(on, want, &HashSet::new()).await
-    }
-
-    /// Waits until every listed peer's state holds `want` (cid -> allocations) and nothing
-    /// else but CIDs in `maybe` (writes whose answer was an error may still have committed).
-    async fn wait_holds(
-        &self,
-        on: &[usize],
-        want: &BTreeMap<String, Vec<String>>,
-        maybe: &HashSet<String>,
-    ) {
-        let fits = |got: &BTreeMap<String, Vec<String>>| {
-            want.iter().all(|(k, v)| got.get(k) == Some(v))
-                && got
-                    .keys()
-                    .all(|k| want.contains_key(k) || maybe.contains(k))
-        };
-        for &i in on {
-            let ok = wait_for(Duration::from_secs(60), || async {
-                self.state(i).await.map(|s| fits(&s)).unwrap_or(false)
-            })
-            .await;
-            if ok.is_err() {
-                let got = match self.state(i).await {
-                    Ok(g) => g,
-                    Err(e) => panic!("peer {i}'s state: {e:#}"),
-                };
-                let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
-                let extra: Vec<_> = got
-                    .keys()
-                    .filter(|k| !want.contains_key(*k) && !maybe.contains(*k))
-                    .collect();
-                let differ: Vec<_> = want
-                    .iter()
-                    .filter(|(k, v)| got.get(*k).is_some_and(|g| g != *v))
-                    .map(|(k, _)| k)
-                    .collect();
-                panic!(
-                    "peer {i}'s state differs: {} missing {missing:?}, {} extra {extra:?}, allocations differ for {differ:?}\nlogs:\n{}",
-                    missing.len(),
-                    extra.len(),
-                    self.logs()
-                );
-            }
-        }
-    }
-
-    /// The pid of peer `i`'s current consensus service (from the launcher's log).
-    fn consensus_pid(&self, i: usize) -> Result<u32> {
-        let log = std::fs::read_to_string(self.peers[i].dir.join("daemon.log"))?;
-        log.lines()
-            .filter(|l| l.contains("service started") && l.contains("service=\"consensus\""))
-            .filter_map(|l| l.rsplit("pid=").next()?.trim().parse().ok())
-            .next_back()
-            .context("no consensus pid in the launcher's log")
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        // Stop peers first (their Proc drops end the process groups), then IPFS.
-        self.procs.clear();
-    }
+    Ok(c)
 }
 
 /// A small xorshift: which peer each request goes to.
@@ -219,7 +54,7 @@ impl Rng {
 /// 100 pins through random peers (4 at a time), identical allocations everywhere, then
 /// unpin all through random peers: every state empty.
 async fn hundred_pins(n: usize, query: &str, want_allocs: std::ops::RangeInclusive<usize>) {
-    let c = Cluster::start(n).await.unwrap();
+    let c = start(n).await.unwrap();
     let mut rng = Rng::new();
     let cids: Vec<String> = (0..100).map(|_| random_cid()).collect();
     let mut want = BTreeMap::new();
@@ -273,7 +108,7 @@ async fn hundred_pins(n: usize, query: &str, want_allocs: std::ops::RangeInclusi
 
 #[test]
 fn three_peers_100_pins_identical_allocations_then_unpin_all() {
-    run(hundred_pins(
+    one_at_a_time(hundred_pins(
         3,
         "replication-min=2&replication-max=2",
         2..=2,
@@ -282,7 +117,7 @@ fn three_peers_100_pins_identical_allocations_then_unpin_all() {
 
 #[test]
 fn five_peers_100_pins_identical_allocations_then_unpin_all() {
-    run(hundred_pins(
+    one_at_a_time(hundred_pins(
         5,
         "replication-min=2&replication-max=3",
         3..=3,
@@ -294,9 +129,9 @@ fn five_peers_100_pins_identical_allocations_then_unpin_all() {
 /// surviving peer, and the killed service (restarted by the launcher) catches up.
 #[test]
 fn kill_leader_consensus_during_pins() {
-    run(async {
+    one_at_a_time(async {
         let n = 3;
-        let c = Cluster::start(n).await.unwrap();
+        let c = start(n).await.unwrap();
         let leader = c.leader(0).await.unwrap();
         let li = c.ids.iter().position(|x| *x == leader).unwrap();
         let others: Vec<usize> = (0..n).filter(|&i| i != li).collect();

@@ -3,7 +3,9 @@
 //! `ipfs-cluster-service` launcher, and small HTTP helpers. The multi-process tests in
 //! `tests/`, the connector's tests and the benchmark all use it.
 
+mod cluster;
 mod kubo;
+pub use cluster::*;
 pub use kubo::*;
 
 use std::{
