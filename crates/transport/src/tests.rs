@@ -40,9 +40,14 @@ impl UnaryService<Bytes> for UnaryEcho {
     type Response = Bytes;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Bytes>, Status>> + Send>>;
     fn call(&mut self, r: Request<Bytes>) -> Self::Future {
+        let caller = ipfs_cluster_proto::Caller::from_metadata(r.metadata());
         let p = r.into_inner();
         let path = self.0.clone();
         Box::pin(async move {
+            if &p[..] == b"whoami" {
+                let who = caller.peer().unwrap_or("local").to_string();
+                return Ok(Response::new(Bytes::from(who)));
+            }
             if &p[..] == b"fail" {
                 return Err(Status::not_found("nothing here"));
             }
@@ -668,4 +673,52 @@ async fn per_peer_inbound_limit_and_message_size() {
     assert_eq!(r.payload, format!("/{CONSENSUS}/Join:ok").into_bytes());
     a.stop().await;
     b.stop().await;
+}
+
+/// Issue 16 hole 2: the service behind the transport learns the caller's verified peer id
+/// on inbound peer calls, and sees no caller id on local dispatch, even when the local
+/// caller puts one into its own request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_calls_carry_the_verified_caller_and_local_ones_cannot_forge_it() {
+    let keys: Vec<Keypair> = (0..2).map(|_| Keypair::generate_ed25519()).collect();
+    let ids: Vec<PeerId> = keys.iter().map(|k| k.public().to_peer_id()).collect();
+    let mut nodes = Vec::new();
+    for k in &keys {
+        nodes.push(
+            node_with(
+                limits(),
+                Some(SECRET_A),
+                k.clone(),
+                Some(ids.clone()),
+                None,
+                vec![],
+            )
+            .await,
+        );
+    }
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut ca = a.client();
+    ca.dial(ipfs_cluster_proto::transport::v1::DialRequest {
+        multiaddr: b.addr.to_string(),
+    })
+    .await
+    .unwrap();
+    let got = ca
+        .call(call(&b.peer, IPFS_CONNECTOR, "Status", b"whoami"))
+        .await
+        .unwrap()
+        .into_inner()
+        .payload;
+    assert_eq!(String::from_utf8_lossy(&got), a.peer.to_string());
+    // A local caller claiming to be b through a's transport: the service sees a local call.
+    let mut forged = Request::new(call(&a.peer, IPFS_CONNECTOR, "Status", b"whoami"));
+    forged.metadata_mut().insert(
+        ipfs_cluster_proto::PEER_HEADER,
+        b.peer.to_string().parse().unwrap(),
+    );
+    let got = ca.call(forged).await.unwrap().into_inner().payload;
+    assert_eq!(String::from_utf8_lossy(&got), "local");
+    for n in nodes {
+        n.stop().await;
+    }
 }
