@@ -26,7 +26,8 @@ use ipfs_cluster_proto::{
     client::{self, TransportClient},
     consensus::v1::{raft_request::Kind, RaftRequest},
     names,
-    transport::v1::{DialRequest, IdRequest, PeerCallRequest},
+    transport::v1::{DialRequest, IdRequest, PeerCallRequest, PublishRequest, SubscribeRequest},
+    types::v1::Metric,
     InternalToken,
 };
 use ipfs_cluster_tests::*;
@@ -412,11 +413,82 @@ fn a_member_cannot_tell_the_leader_it_was_removed() {
                 member.dir.log_tail()
             )
         });
+        // A member's own metrics still reach the leader (hole 6 keeps them).
+        wait_for(Duration::from_secs(30), || async {
+            let (_, body) = http("GET", &leader.url("/monitor/metrics/ping"), None)
+                .await
+                .unwrap_or_default();
+            body.contains(&member.id)
+        })
+        .await
+        .expect("the member's ping metric never reached the leader");
         // The member misuses its own transport (its operator's token).
         let token = InternalToken::load(&member.dir.dir.join("internal.token")).unwrap();
         let t = client::transport(at(member.dir.ports.transport), &token);
         let r = raft_call(&t, &leader.id, Kind::Forward, r#""Removed""#).await;
         assert_refused("Removed from a member that does not lead", r);
         leader.assert_unharmed(&pins, &members).await;
+    });
+}
+
+/// Hole 6: a secret holder published metrics naming the victim (steering allocation,
+/// faking liveness) and any number of metric names: every peer stored them, up to the
+/// message limit each. Now a metric is taken only when its `peer` is the signed gossip
+/// source and a member, and is small.
+#[test]
+fn a_stranger_cannot_spoof_or_flood_metrics() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let (v, a, _) = one_peer_cluster(tmp.path(), 6).await;
+        // Join the metrics topic so the gossip mesh forms.
+        let mut t = a.transport.clone();
+        let _sub = t
+            .subscribe(SubscribeRequest {
+                topic: ipfs_cluster_proto::METRICS_TOPIC.to_string(),
+            })
+            .await
+            .unwrap();
+        let far = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            + 3_600_000_000_000) as i64;
+        let metric = |name: &str, peer: &str, value: String| Metric {
+            name: name.into(),
+            peer: peer.into(),
+            value,
+            expire: far,
+            valid: true,
+            ..Default::default()
+        };
+        let spoofed = metric("freespace", &v.id, "987654321987654321".into());
+        let own = metric("attackerflood0", &a.id, "1".into());
+        let huge = metric("attackerhuge", &a.id, "x".repeat(1 << 20));
+        // Gossip needs a heartbeat or two to mesh: publish for a while, then look.
+        for _ in 0..16 {
+            for m in [&spoofed, &own, &huge] {
+                let _ = t
+                    .publish(PublishRequest {
+                        topic: ipfs_cluster_proto::METRICS_TOPIC.to_string(),
+                        data: m.encode_to_vec(),
+                    })
+                    .await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let (_, names) = http("GET", &v.url("/monitor/metrics"), None).await.unwrap();
+        assert!(
+            !names.contains("attackerflood0") && !names.contains("attackerhuge"),
+            "a stranger's metric names were stored: {names}"
+        );
+        let (_, free) = http("GET", &v.url("/monitor/metrics/freespace"), None)
+            .await
+            .unwrap();
+        assert!(
+            !free.contains("987654321987654321"),
+            "a metric naming the victim, sent by a stranger, was stored: {free}"
+        );
+        let (st, _) = http("GET", &v.url("/id"), None).await.unwrap();
+        assert_eq!(st, 200);
     });
 }

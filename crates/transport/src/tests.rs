@@ -429,7 +429,8 @@ async fn open_network_works_and_gossip_reaches_everyone() {
         .into_inner();
     assert_eq!(r.payload, format!("/{CONSENSUS}/Join:j").into_bytes());
 
-    let topic = ipfs_cluster_proto::METRICS_TOPIC.to_string();
+    // Any topic but the metrics one (whose messages must be real metrics of members).
+    let topic = "test.broadcast".to_string();
     let mut sub_a = ca
         .subscribe(SubscribeRequest {
             topic: topic.clone(),
@@ -721,4 +722,51 @@ async fn inbound_calls_carry_the_verified_caller_and_local_ones_cannot_forge_it(
     for n in nodes {
         n.stop().await;
     }
+}
+
+/// Issue 16 hole 6: only small metrics about their own signed sender, a member, reach the
+/// local services.
+#[tokio::test]
+async fn metrics_are_admitted_only_from_members_about_themselves() {
+    use crate::{service::admit_metric, trust::Trust};
+    use ipfs_cluster_proto::{transport::v1::BroadcastMessage, types::v1::Metric};
+    use prost::Message;
+    let (local, member, stranger) = (PeerId::random(), PeerId::random(), PeerId::random());
+    let trust = Trust::new(
+        Members::Fixed(Arc::new([local, member].into_iter().collect())),
+        local,
+        Duration::from_secs(1),
+    );
+    let msg = |from: &PeerId, about: &PeerId, value: usize| BroadcastMessage {
+        topic: ipfs_cluster_proto::METRICS_TOPIC.into(),
+        from: from.to_string(),
+        data: Metric {
+            name: "freespace".into(),
+            peer: about.to_string(),
+            value: "9".repeat(value),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    };
+    assert!(admit_metric(&trust, &local, &msg(&member, &member, 10))
+        .await
+        .is_ok());
+    assert!(admit_metric(&trust, &local, &msg(&local, &local, 10))
+        .await
+        .is_ok());
+    let e = admit_metric(&trust, &local, &msg(&member, &local, 10))
+        .await
+        .unwrap_err();
+    assert!(e.contains("names peer"), "{e}");
+    let e = admit_metric(&trust, &local, &msg(&stranger, &stranger, 10))
+        .await
+        .unwrap_err();
+    assert!(e.contains("not a cluster member"), "{e}");
+    let e = admit_metric(&trust, &local, &msg(&member, &member, 5000))
+        .await
+        .unwrap_err();
+    assert!(e.contains("exceeds the limit"), "{e}");
+    let mut junk = msg(&member, &member, 1);
+    junk.data = vec![0xff; 8];
+    assert!(admit_metric(&trust, &local, &junk).await.is_err());
 }
