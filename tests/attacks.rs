@@ -492,3 +492,36 @@ fn a_stranger_cannot_spoof_or_flood_metrics() {
         assert_eq!(st, 200);
     });
 }
+
+/// Hole 7: `GET //evil.example/` on the REST API answered `307 Location: //evil.example`,
+/// which a browser follows to another host (an open redirect on a trusted origin). Every
+/// redirect now stays on this server.
+#[test]
+fn the_rest_api_is_no_open_redirect() {
+    rt().block_on(async {
+        use http_body_util::Full;
+        let tmp = tempfile::tempdir().unwrap();
+        let v = Victim::start(&tmp.path().join("victim"), &secret(7), &[]).await;
+        for path in ["//evil.example/", "//evil.example", "///evil.example/x/"] {
+            let req = hyper::Request::builder()
+                .method("GET")
+                .uri(format!("http://127.0.0.1:{}{path}", v.dir.ports.rest))
+                .body(Full::new(bytes::Bytes::new()))
+                .unwrap();
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http();
+            let resp = client.request(req).await.expect("GET");
+            if let Some(loc) = resp.headers().get("location") {
+                let loc = loc.to_str().unwrap_or_default();
+                assert!(
+                    loc.starts_with('/') && !loc.starts_with("//") && !loc.starts_with("/\\"),
+                    "GET {path} redirects off this server: {} Location: {loc}",
+                    resp.status()
+                );
+            }
+        }
+        let (st, _) = http("GET", &v.url("/id"), None).await.unwrap();
+        assert_eq!(st, 200);
+    });
+}
