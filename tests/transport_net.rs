@@ -542,10 +542,17 @@ async fn same_secret_peers_connect_call_and_broadcast() {
             "broadcast not received by all: {got:?}"
         );
         n += 1;
+        // A real metric about its sender: the transport passes only those on this topic.
+        let metric = ipfs_cluster_proto::types::v1::Metric {
+            name: "test".into(),
+            peer: a.id.clone(),
+            value: format!("metric-{n}"),
+            ..Default::default()
+        };
         a.client()
             .publish(PublishRequest {
                 topic: ipfs_cluster_proto::METRICS_TOPIC.into(),
-                data: format!("metric-{n}").into_bytes(),
+                data: prost::Message::encode_to_vec(&metric),
             })
             .await
             .unwrap();
@@ -554,7 +561,9 @@ async fn same_secret_peers_connect_call_and_broadcast() {
             while let Ok(m) = rx.try_recv() {
                 assert_eq!(m.topic, ipfs_cluster_proto::METRICS_TOPIC);
                 assert_eq!(m.from, a.id, "{name} got a message from someone else");
-                assert!(String::from_utf8_lossy(&m.data).starts_with("metric-"));
+                let got_metric: ipfs_cluster_proto::types::v1::Metric =
+                    prost::Message::decode(m.data.as_slice()).unwrap();
+                assert!(got_metric.value.starts_with("metric-"));
                 got[i] = true;
             }
         }

@@ -10,10 +10,18 @@ use std::{
 use ipfs_cluster_proto::types::v1::{Metric, Pin};
 
 /// The latest metric per (name, peer), as received from the transport's broadcast.
+/// Bounded: the transport passes only small metrics about members (issue 16, hole 6), and
+/// this store still refuses oversized ones and keeps at most `MAX_METRICS` entries.
 #[derive(Default)]
 pub struct MetricStore {
     latest: RwLock<HashMap<(String, String), Metric>>,
 }
+
+/// Most (name, peer) entries kept: enough for every informer of hundreds of peers.
+pub const MAX_METRICS: usize = 16_384;
+/// Longest metric name and value kept.
+pub const MAX_METRIC_NAME: usize = 256;
+pub const MAX_METRIC_VALUE: usize = 2048;
 
 pub fn now_nanos() -> i64 {
     std::time::SystemTime::now()
@@ -23,13 +31,38 @@ pub fn now_nanos() -> i64 {
 }
 
 impl MetricStore {
-    pub fn add(&self, mut m: Metric) {
+    /// Keeps `m` as the latest of its (name, peer), unless refused (see `try_add`).
+    pub fn add(&self, m: Metric) {
+        self.try_add(m);
+    }
+
+    /// Keeps `m` as the latest of its (name, peer); false when it is refused (too large,
+    /// or the store is full of unexpired metrics).
+    pub fn try_add(&self, mut m: Metric) -> bool {
+        if m.name.len() > MAX_METRIC_NAME || m.value.len() > MAX_METRIC_VALUE {
+            tracing::debug!(peer = %m.peer, "refused an oversized metric");
+            return false;
+        }
+        let now = now_nanos();
         if m.received_at == 0 {
-            m.received_at = now_nanos();
+            m.received_at = now;
         }
-        if let Ok(mut g) = self.latest.write() {
-            g.insert((m.name.clone(), m.peer.clone()), m);
+        let Ok(mut g) = self.latest.write() else {
+            return false;
+        };
+        let key = (m.name.clone(), m.peer.clone());
+        if g.len() >= MAX_METRICS && !g.contains_key(&key) {
+            g.retain(|_, old| old.expire > now);
+            if g.len() >= MAX_METRICS {
+                tracing::warn!(
+                    limit = MAX_METRICS,
+                    "the metric store is full of unexpired metrics; dropping a new one"
+                );
+                return false;
+            }
         }
+        g.insert(key, m);
+        true
     }
 
     /// Peers (among `peers`) whose latest `name` metric is expired or invalid. Peers that
@@ -241,6 +274,35 @@ pub fn balanced(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_store_is_bounded() {
+        use super::*;
+        let s = MetricStore::default();
+        let far = now_nanos() + 3_600_000_000_000;
+        let mk = |name: String, value: String, expire: i64| Metric {
+            name,
+            peer: "p".into(),
+            value,
+            expire,
+            valid: true,
+            ..Default::default()
+        };
+        assert!(!s.try_add(mk("big".into(), "x".repeat(MAX_METRIC_VALUE + 1), far)));
+        assert!(!s.try_add(mk("n".repeat(MAX_METRIC_NAME + 1), "1".into(), far)));
+        // Full of expired metrics: they make room.
+        for i in 0..MAX_METRICS {
+            assert!(s.try_add(mk(format!("old{i}"), "1".into(), 1)));
+        }
+        assert!(s.try_add(mk("fresh".into(), "1".into(), far)));
+        // Full of unexpired ones: a new name is refused, an existing one is updated.
+        for i in 1..MAX_METRICS {
+            assert!(s.try_add(mk(format!("new{i}"), "1".into(), far)));
+        }
+        assert!(!s.try_add(mk("one-too-many".into(), "1".into(), far)));
+        assert!(s.try_add(mk("fresh".into(), "2".into(), far)));
+        assert_eq!(s.latest("fresh", &["p".into()], 0)["p"].value, "2");
+    }
+
     use super::*;
 
     fn m(name: &str, peer: &str, value: &str, weight: i64, partitionable: bool) -> Metric {

@@ -13,8 +13,10 @@
 //!   add does not leave the peer in `GET /peers`.
 //! * **Adding a peer that runs its own cluster** (upstream PeerAdd: hashicorp raft replaces
 //!   the added peer's single-peer history with the cluster's). Before `add_learner` the
-//!   leader sends the target `Forward::PrepareAdd` (over `Consensus/Raft`, which a peer that
-//!   is not in a multi-peer cluster accepts from anyone holding the secret). The target
+//!   leader sends the target `Forward::PrepareAdd` (over `Consensus/Raft`; a staging peer
+//!   takes it from any secret holder, a one-peer cluster only from a peer listed in its
+//!   `cluster.peer_addresses`, which its transport checks: the operator's consent to be
+//!   absorbed). The target
 //!   answers: ready (staging, or already in the caller's cluster); resetting (it was a
 //!   one-peer cluster holding only itself: its consensus exits with `RESTART_STAGING_EXIT`
 //!   after moving its raft folder to a backup, and the launcher restarts it at once, empty
@@ -24,6 +26,10 @@
 //!   A target that cannot be reached is asked again until the commit timeout and then the
 //!   add fails: it is never added unprepared. As a second line, a one-peer cluster refuses
 //!   raft traffic from any other node (`Node::refuse_foreign_leader`).
+//! * **Sender identity** (issue 16). Raft calls from other peers carry the sender's
+//!   verified peer id (`ipfs_cluster_proto::Caller`). A staging peer remembers the leader
+//!   whose `PrepareAdd` it answered and takes raft traffic from that leader only (another
+//!   preparer is refused while that add may still run); `PrepareAdd` must name its sender.
 
 use super::*;
 
@@ -61,6 +67,9 @@ pub struct MembershipState {
     reset: watch::Sender<Option<String>>,
     /// The last committed membership seen (see `committed_membership`).
     committed: std::sync::Mutex<Option<Committed>>,
+    /// While in staging: the leader whose `PrepareAdd` this peer answered, and when. Raft
+    /// traffic is taken from that leader only (see `Node::check_raft_sender`).
+    preparer: std::sync::Mutex<Option<(String, std::time::Instant)>>,
 }
 
 impl Default for MembershipState {
@@ -68,7 +77,41 @@ impl Default for MembershipState {
         MembershipState {
             reset: watch::channel(None).0,
             committed: std::sync::Mutex::new(None),
+            preparer: std::sync::Mutex::new(None),
         }
+    }
+}
+
+impl MembershipState {
+    /// Staging: raft traffic only from the leader that prepared this peer.
+    pub(super) fn check_preparer(&self, sender: &str, me: &str) -> Result<(), Status> {
+        let p = self.preparer.lock().unwrap_or_else(|e| e.into_inner());
+        match p.as_ref() {
+            Some((leader, _)) if leader == sender => Ok(()),
+            Some((leader, _)) => Err(Status::permission_denied(format!(
+                "peer {me} waits in staging to be added by the leader {leader}, which prepared it; it takes no raft traffic from peer {sender}"
+            ))),
+            None => Err(Status::permission_denied(format!(
+                "peer {me} waits in staging to be added and takes raft traffic only from the leader that prepares it (PrepareAdd); peer {sender} did not"
+            ))),
+        }
+    }
+
+    /// Staging: `leader` prepares this peer. The first preparer keeps it for `window`
+    /// (the time a leader's add may take), so another secret holder cannot take over an
+    /// add in progress; the same leader asking again refreshes it.
+    fn claim_preparer(&self, leader: &str, me: &str, window: Duration) -> Result<(), Status> {
+        let mut p = self.preparer.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((held, at)) = p.as_ref() {
+            if held != leader && at.elapsed() < window {
+                return Err(Status::unavailable(format!(
+                    "peer {me} is being added by the leader {held} already; retry once that add is over (at most {:.0}s)",
+                    window.as_secs_f64()
+                )));
+            }
+        }
+        *p = Some((leader.to_string(), std::time::Instant::now()));
+        Ok(())
     }
 }
 
@@ -188,6 +231,13 @@ impl Node {
                 self.quorum_grace.as_secs_f64()
             ))),
         }
+    }
+
+    /// Staging peer asked by `leader` (the verified sender) to be prepared: remember it as
+    /// the only peer whose raft traffic is taken until this peer is added.
+    pub(super) fn claim_preparer(&self, leader: &str) -> Result<(), Status> {
+        self.membership
+            .claim_preparer(leader, &self.opts.peer_id, self.commit_timeout())
     }
 
     /// Target side of `Forward::PrepareAdd` (see the module comment).
@@ -380,9 +430,13 @@ mod tests {
         o
     }
 
+    /// Each node's calls carry its peer id, as through the transport, so every flow here
+    /// also passes the sender checks of `handle_raft`.
     async fn start(router: &LocalRouter, o: Options) -> Arc<Node> {
         let peer = o.peer_id.clone();
-        let n = Node::start(o, Arc::new(router.clone())).await.unwrap();
+        let n = Node::start(o, Arc::new(router.from_peer(peer.clone())))
+            .await
+            .unwrap();
         router.insert(peer, n.clone());
         n
     }
@@ -501,9 +555,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let router = LocalRouter::default();
         let a = start(&router, opts("peerA", dir.path())).await;
-        let b = Node::start(opts("peerB", dir.path()), Arc::new(router.clone()))
-            .await
-            .unwrap();
+        let b = Node::start(
+            opts("peerB", dir.path()),
+            Arc::new(router.from_peer("peerB")),
+        )
+        .await
+        .unwrap();
         wait_leader(&a).await;
         wait_leader(&b).await;
 
@@ -562,16 +619,40 @@ mod tests {
                 body: serde_json::to_vec(&rpc).unwrap(),
             }
         };
-        let e = b.handle_raft(append(5)).await.unwrap_err();
+        let from_a = Caller::Peer("peerA".into());
+        for caller in [&Caller::Local, &from_a] {
+            let e = b.handle_raft(caller, append(5)).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+            assert!(
+                e.message().contains("one-peer cluster of its own"),
+                "{}",
+                e.message()
+            );
+        }
+        assert_eq!(b.leader().as_deref(), Some("peerB"), "B still leads itself");
+        // A staging (uninitialized) peer accepts the leader that prepared it, only.
+        let e = c.handle_raft(&from_a, append(5)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        assert!(e.message().contains("PrepareAdd"), "{}", e.message());
+        let prepare = |leader: &str| RaftRequest {
+            kind: Kind::Forward as i32,
+            body: serde_json::to_vec(&Forward::PrepareAdd(leader.into())).unwrap(),
+        };
+        c.handle_raft(&from_a, prepare("peerA")).await.unwrap();
+        c.handle_raft(&from_a, append(5)).await.unwrap();
+        // Another peer can neither take the add over nor speak for A.
+        let from_x = Caller::Peer("peerX".into());
+        let e = c.handle_raft(&from_x, prepare("peerX")).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+        let e = c.handle_raft(&from_x, prepare("peerA")).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        let e = c.handle_raft(&from_x, append(5)).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
         assert!(
-            e.message().contains("one-peer cluster of its own"),
+            e.message().contains("speak for itself") || e.message().contains("staging"),
             "{}",
             e.message()
         );
-        assert_eq!(b.leader().as_deref(), Some("peerB"), "B still leads itself");
-        // A staging (uninitialized) peer accepts the leader that adds it.
-        c.handle_raft(append(5)).await.unwrap();
         for n in [&b, &c] {
             n.raft.shutdown().await.unwrap();
         }
@@ -665,6 +746,146 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(a.member_ids(), vec!["peerA", "peerB"]);
         for n in [&a, &c] {
+            n.raft.shutdown().await.unwrap();
+        }
+    }
+
+    fn forward(f: &Forward) -> RaftRequest {
+        RaftRequest {
+            kind: Kind::Forward as i32,
+            body: serde_json::to_vec(f).unwrap(),
+        }
+    }
+
+    /// Issue 16 hole 1: a peer holding the secret but not a member sends a one-peer
+    /// cluster the forwarded writes that used to be executed: each is refused and nothing
+    /// changes (the pin stays, the peer is not removed, not reset, still leads).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stranger_can_neither_write_nor_remove_nor_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let router = LocalRouter::default();
+        let a = start(&router, opts("peerA", dir.path())).await;
+        wait_leader(&a).await;
+        a.write(PinOp::Pin(a_pin(1))).await.unwrap();
+        let cid = a_pin(1).decode().unwrap().cid;
+        let x = Caller::Peer("peerX".into());
+        for f in [
+            Forward::Op(PinOp::Clear),
+            Forward::Unpin(cid.clone()),
+            Forward::Pin(a_pin(2)),
+            join_of("peerX"),
+            Forward::Remove("peerA".into()),
+            Forward::Batch(vec![Forward::Op(PinOp::Clear)]),
+            Forward::Removed,
+        ] {
+            let e = a.handle_raft(&x, forward(&f)).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::PermissionDenied, "{f:?}: {e:?}");
+        }
+        assert!(
+            a.get(&cid).await.unwrap().is_some(),
+            "the pin is still there"
+        );
+        assert!(a
+            .get(&a_pin(2).decode().unwrap().cid)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(!*a.removed().borrow(), "A was told it is removed");
+        assert_eq!(a.member_ids(), vec!["peerA"]);
+        assert_eq!(a.leader().as_deref(), Some("peerA"));
+        // Vote and AppendEntries claiming to come from A itself are refused too.
+        let vote = openraft::raft::VoteRequest {
+            vote: openraft::Vote::new(99, node_id("peerA")),
+            last_log_id: None,
+        };
+        let req = RaftRequest {
+            kind: Kind::Vote as i32,
+            body: serde_json::to_vec(&vote).unwrap(),
+        };
+        let e = a.handle_raft(&x, req).await.unwrap_err();
+        assert!(e.message().contains("speak for itself"), "{}", e.message());
+        assert!(
+            a.raft.metrics().borrow().current_term < 99,
+            "the forged vote reached raft"
+        );
+        assert_eq!(a.leader().as_deref(), Some("peerA"));
+        a.raft.shutdown().await.unwrap();
+    }
+
+    /// Hole 2 between members: forwarded writes go to the leader only, `Removed` comes from
+    /// the leader only and only once its membership no longer holds the peer, a peer may
+    /// not speak for another in raft messages, and `Join` adds only the caller itself.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn members_are_bound_to_their_own_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let router = LocalRouter::default();
+        let a = start(&router, opts("peerA", dir.path())).await;
+        let b = start(&router, staging_opts("peerB", dir.path())).await;
+        wait_leader(&a).await;
+        b.join_via("peerA").await.unwrap();
+        wait_voters(&b, 2).await;
+        let from_a = Caller::Peer("peerA".into());
+        let from_b = Caller::Peer("peerB".into());
+        // B is a follower: a write forwarded to it is refused (retryable), not executed.
+        let e = b
+            .handle_raft(&from_a, forward(&Forward::Op(PinOp::Clear)))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+        // A member that is not the leader cannot tell another peer it was removed.
+        let e = a
+            .handle_raft(&from_b, forward(&Forward::Removed))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        // The leader cannot either while its membership still holds the peer.
+        let e = b
+            .handle_raft(&from_a, forward(&Forward::Removed))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+        assert!(!*b.removed().borrow() && !*a.removed().borrow());
+        // B may not send raft messages in A's name.
+        let append = AppendEntriesRequest::<TypeConfig> {
+            vote: openraft::Vote::new_committed(50, node_id("peerA")),
+            prev_log_id: None,
+            entries: vec![],
+            leader_commit: None,
+        };
+        let req = RaftRequest {
+            kind: Kind::AppendEntries as i32,
+            body: serde_json::to_vec(&append).unwrap(),
+        };
+        let e = a.handle_raft(&from_b, req).await.unwrap_err();
+        assert!(e.message().contains("speak for itself"), "{}", e.message());
+        // Join names the caller only.
+        let join = ipfs_cluster_proto::consensus::v1::JoinRequest {
+            peer_id: "peerZ".into(),
+            addresses: vec![],
+        };
+        let e = router
+            .from_peer("peerB")
+            .call(
+                "peerA",
+                "Join",
+                join.encode_to_vec(),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        assert_eq!(a.member_ids(), vec!["peerA", "peerB"]);
+        // A legitimate write from the member B reaches the leader and commits.
+        let pin = b.pin(a_pin(3).decode().unwrap()).await.unwrap();
+        assert!(a.get(&pin.cid).await.unwrap().is_some());
+        // And a real removal is still taken: A removes B, B is told and stops.
+        let mut removed = b.removed();
+        a.commit(Forward::Remove("peerB".into())).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), removed.wait_for(|r| *r))
+            .await
+            .expect("B was not told it was removed")
+            .unwrap();
+        for n in [&a, &b] {
             n.raft.shutdown().await.unwrap();
         }
     }

@@ -215,13 +215,25 @@ impl RaftNetwork<TypeConfig> for Conn {
 }
 
 /// Routes peer calls to consensus nodes in the same process: stands in for the transport in
-/// tests and benchmarks (handles "Raft" and "Join" like the real service does).
+/// tests and benchmarks (handles "Raft", "Join" and "Members" like the real service does).
+/// A router made by [`LocalRouter::from_peer`] marks its calls with the caller's peer id as
+/// the transport does (`ipfs_cluster_proto::PEER_HEADER`); the default one makes local
+/// calls (no caller id, as the operator's).
 #[derive(Default, Clone)]
 pub struct LocalRouter {
     nodes: Arc<std::sync::RwLock<std::collections::HashMap<String, Arc<crate::node::Node>>>>,
+    from: Option<String>,
 }
 
 impl LocalRouter {
+    /// The same routes, for the node `peer`: its calls carry `peer` as the verified caller.
+    pub fn from_peer(&self, peer: impl Into<String>) -> Self {
+        LocalRouter {
+            nodes: self.nodes.clone(),
+            from: Some(peer.into()),
+        }
+    }
+
     pub fn insert(&self, peer: impl Into<String>, node: Arc<crate::node::Node>) {
         if let Ok(mut g) = self.nodes.write() {
             g.insert(peer.into(), node);
@@ -247,19 +259,29 @@ impl RaftCarrier for LocalRouter {
         payload: Vec<u8>,
         _timeout: Duration,
     ) -> BoxFuture<'static, Result<Vec<u8>, tonic::Status>> {
-        use ipfs_cluster_proto::consensus::v1::{consensus_server::Consensus, JoinRequest};
+        use ipfs_cluster_proto::consensus::v1::{
+            consensus_server::Consensus, JoinRequest, MembersRequest,
+        };
         let node = self.nodes.read().ok().and_then(|g| g.get(peer).cloned());
         let peer = peer.to_string();
+        let from = self.from.clone();
         Box::pin(async move {
             let node = node
                 .ok_or_else(|| tonic::Status::unavailable(format!("peer {peer} not connected")))?;
             let svc = crate::service::ConsensusService::new(node);
             let bad = |e: prost::DecodeError| tonic::Status::invalid_argument(e.to_string());
+            fn request<T>(from: &Option<String>, msg: T) -> tonic::Request<T> {
+                let mut r = tonic::Request::new(msg);
+                if let Some(v) = from.as_deref().and_then(|f| f.parse().ok()) {
+                    r.metadata_mut().insert(ipfs_cluster_proto::PEER_HEADER, v);
+                }
+                r
+            }
             match method {
                 "Raft" => {
                     let req = RaftRequest::decode(payload.as_slice()).map_err(bad)?;
                     Ok(svc
-                        .raft(tonic::Request::new(req))
+                        .raft(request(&from, req))
                         .await?
                         .into_inner()
                         .encode_to_vec())
@@ -267,7 +289,15 @@ impl RaftCarrier for LocalRouter {
                 "Join" => {
                     let req = JoinRequest::decode(payload.as_slice()).map_err(bad)?;
                     Ok(svc
-                        .join(tonic::Request::new(req))
+                        .join(request(&from, req))
+                        .await?
+                        .into_inner()
+                        .encode_to_vec())
+                }
+                "Members" => {
+                    let req = MembersRequest::decode(payload.as_slice()).map_err(bad)?;
+                    Ok(svc
+                        .members(request(&from, req))
                         .await?
                         .into_inner()
                         .encode_to_vec())

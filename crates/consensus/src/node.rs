@@ -32,6 +32,7 @@ use crate::{
 use ipfs_cluster_proto::{
     consensus::v1::{raft_request::Kind, Member, RaftRequest, RaftResponse},
     types::v1::{Pin, PinType},
+    Caller,
 };
 
 #[path = "membership.rs"]
@@ -701,11 +702,9 @@ impl Node {
             }
             Forward::Join(node) => self.add_voter(node).await.map(|_| None),
             Forward::Remove(peer) => self.remove_here(&peer).await.map(|_| None),
-            Forward::Removed => {
-                tracing::warn!("the leader removed this peer from the cluster");
-                let _ = self.removed.send(true);
-                Ok(None)
-            }
+            Forward::Removed => Err(Status::invalid_argument(
+                "Removed is a message from the leader, not a write",
+            )),
             Forward::Batch(_) => Err(Status::invalid_argument(
                 "a forwarded batch cannot be nested",
             )),
@@ -955,8 +954,125 @@ impl Node {
         Ok(())
     }
 
+    /// Raft node ids this peer knows as members: the effective membership (possibly not
+    /// committed yet, e.g. a voter being added) and the last committed one.
+    fn known_nodes(&self) -> BTreeSet<NodeId> {
+        let eff = self.raft.metrics().borrow().membership_config.clone();
+        let mut nodes: BTreeSet<NodeId> = eff.membership().nodes().map(|(id, _)| *id).collect();
+        nodes.extend(self.committed_membership().nodes().map(|(id, _)| *id));
+        nodes
+    }
+
+    /// AppendEntries / Vote / InstallSnapshot from another peer: the node id the message
+    /// names (leader or candidate) must be the sender's own, and the sender must be a
+    /// member; a peer in staging takes them only from the leader that prepared it.
+    fn check_raft_sender(&self, sender: &str, claimed: NodeId) -> Result<(), Status> {
+        let from = node_id(sender);
+        if claimed != from {
+            return Err(Status::permission_denied(format!(
+                "raft message names node {claimed} as its sender, but it was sent by peer {sender} (node {from}); a peer may only speak for itself"
+            )));
+        }
+        self.refuse_foreign_leader(from)?;
+        let nodes = self.known_nodes();
+        if nodes.is_empty() {
+            return self.membership.check_preparer(sender, &self.opts.peer_id);
+        }
+        if nodes.contains(&from) {
+            return Ok(());
+        }
+        Err(Status::permission_denied(format!(
+            "raft traffic is only taken from cluster members, and peer {sender} is not a member of peer {}'s cluster",
+            self.opts.peer_id
+        )))
+    }
+
+    /// A forwarded write (pin, unpin, join, remove, op, batch) from another peer: only
+    /// from a member of the committed membership, and only to the leader.
+    fn check_forward_from(&self, sender: &str) -> Result<(), Status> {
+        if !self
+            .committed_membership()
+            .nodes()
+            .any(|(_, n)| n.peer_id == sender)
+        {
+            return Err(Status::permission_denied(format!(
+                "forwarded writes are only taken from cluster members, and peer {sender} is not a member of peer {}'s cluster",
+                self.opts.peer_id
+            )));
+        }
+        if self.raft.metrics().borrow().current_leader != Some(self.id) {
+            return Err(Status::unavailable(format!(
+                "peer {} is not the raft leader; forward writes to the leader (current: {})",
+                self.opts.peer_id,
+                self.leader().unwrap_or_else(|| "none".into())
+            )));
+        }
+        Ok(())
+    }
+
+    /// `Forward::Removed` from another peer: only from this peer's current raft leader,
+    /// and only when that leader's committed membership no longer holds this peer (asked
+    /// back: its member list without us, or its transport refusing us as a non-member).
+    async fn check_removed_by(&self, sender: &str) -> Result<(), Status> {
+        let leader = self.raft.metrics().borrow().current_leader;
+        if sender == self.opts.peer_id || leader != Some(node_id(sender)) {
+            return Err(Status::permission_denied(format!(
+                "only the current raft leader may tell peer {} it was removed, and peer {sender} is not that leader (current: {})",
+                self.opts.peer_id,
+                self.leader().unwrap_or_else(|| "none".into())
+            )));
+        }
+        // The leader sends Removed once the change is committed, but its own member list
+        // may show it a moment later: ask again for most of the leader's call deadline.
+        let until = tokio::time::Instant::now() + self.opts.network_timeout * 3 / 4;
+        loop {
+            let req = ipfs_cluster_proto::consensus::v1::MembersRequest {};
+            let still = match self
+                .carrier
+                .call(sender, "Members", req.encode_to_vec(), self.opts.network_timeout / 4)
+                .await
+            {
+                Ok(bytes) => ipfs_cluster_proto::consensus::v1::MembersResponse::decode(
+                    bytes.as_slice(),
+                )
+                .map_err(|e| {
+                    Status::unavailable(format!(
+                        "cannot confirm the removal: the leader {sender} sent an undecodable member list: {e}"
+                    ))
+                })?
+                .members
+                .iter()
+                .any(|m| m.peer_id == self.opts.peer_id),
+                // The leader's transport refuses us as a non-member: we are out.
+                Err(s) if s.code() == tonic::Code::PermissionDenied => false,
+                Err(s) => {
+                    return Err(Status::unavailable(format!(
+                        "cannot confirm the removal with the leader {sender}: {}",
+                        s.message()
+                    )))
+                }
+            };
+            if !still {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= until {
+                return Err(Status::failed_precondition(format!(
+                    "the leader {sender} says peer {} was removed, but its committed membership still holds it; not shutting down",
+                    self.opts.peer_id
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Handles an incoming `Consensus.Raft` call (raft traffic or a forwarded write).
-    pub async fn handle_raft(&self, req: RaftRequest) -> Result<RaftResponse, Status> {
+    /// `caller` is who sent it: another peer (its verified peer id, set by the transport)
+    /// is held to the checks above; a local caller (internal token) is the operator.
+    pub async fn handle_raft(
+        &self,
+        caller: &Caller,
+        req: RaftRequest,
+    ) -> Result<RaftResponse, Status> {
         let bad = |e: serde_json::Error| {
             Status::invalid_argument(format!("undecodable raft message: {e}"))
         };
@@ -964,22 +1080,27 @@ impl Node {
             v.to_json()
                 .map_err(|e| Status::internal(format!("encoding raft reply: {e}")))
         };
+        let sender = caller.peer();
+        let check = |claimed: NodeId| match sender {
+            Some(p) => self.check_raft_sender(p, claimed),
+            None => self.refuse_foreign_leader(claimed),
+        };
         let body = match Kind::try_from(req.kind) {
             Ok(Kind::AppendEntries) => {
                 let rpc: AppendEntriesRequest<TypeConfig> =
                     serde_json::from_slice(&req.body).map_err(bad)?;
-                self.refuse_foreign_leader(rpc.vote.leader_id.node_id)?;
+                check(rpc.vote.leader_id.node_id)?;
                 enc(&self.raft.append_entries(rpc).await)?
             }
             Ok(Kind::Vote) => {
                 let rpc: VoteRequest<NodeId> = serde_json::from_slice(&req.body).map_err(bad)?;
-                self.refuse_foreign_leader(rpc.vote.leader_id.node_id)?;
+                check(rpc.vote.leader_id.node_id)?;
                 enc(&self.raft.vote(rpc).await)?
             }
             Ok(Kind::InstallSnapshot) => {
                 let rpc: InstallSnapshotRequest<TypeConfig> =
                     serde_json::from_slice(&req.body).map_err(bad)?;
-                self.refuse_foreign_leader(rpc.vote.leader_id.node_id)?;
+                check(rpc.vote.leader_id.node_id)?;
                 enc(&self.raft.install_snapshot(rpc).await)?
             }
             Ok(Kind::Forward) => {
@@ -990,22 +1111,52 @@ impl Node {
                     }
                 };
                 match serde_json::from_slice::<Forward>(&req.body).map_err(bad)? {
-                    // Executed concurrently, so they meet in this leader's group commit.
-                    Forward::Batch(fs) => {
-                        let rs = futures::future::join_all(fs.into_iter().map(|f| self.execute(f)))
-                            .await;
-                        let all: Result<Vec<ForwardResult>, (i32, String)> =
-                            Ok(rs.into_iter().map(to_result).collect());
-                        enc(&all)?
-                    }
                     Forward::PrepareAdd(leader) => {
+                        if let Some(p) = sender {
+                            if p != leader {
+                                return Err(Status::permission_denied(format!(
+                                    "PrepareAdd names {leader} as the adding leader, but it was sent by peer {p}; a peer may only speak for itself"
+                                )));
+                            }
+                            if self.known_nodes().is_empty() {
+                                self.claim_preparer(p)?;
+                            }
+                        }
                         let r = self
                             .prepare_add(&leader)
                             .await
                             .map_err(|s| (s.code() as i32, s.message().to_string()));
                         enc(&r)?
                     }
-                    f => enc(&to_result(self.execute(f).await))?,
+                    Forward::Removed => {
+                        if let Some(p) = sender {
+                            self.check_removed_by(p).await?;
+                        }
+                        tracing::warn!(
+                            by = sender.unwrap_or("a local caller"),
+                            "the leader removed this peer from the cluster"
+                        );
+                        let _ = self.removed.send(true);
+                        enc(&to_result(Ok(None)))?
+                    }
+                    f => {
+                        if let Some(p) = sender {
+                            self.check_forward_from(p)?;
+                        }
+                        match f {
+                            // Executed concurrently, so they meet in this leader's group commit.
+                            Forward::Batch(fs) => {
+                                let rs = futures::future::join_all(
+                                    fs.into_iter().map(|f| self.execute(f)),
+                                )
+                                .await;
+                                let all: Result<Vec<ForwardResult>, (i32, String)> =
+                                    Ok(rs.into_iter().map(to_result).collect());
+                                enc(&all)?
+                            }
+                            f => enc(&to_result(self.execute(f).await))?,
+                        }
+                    }
                 }
             }
             _ => {

@@ -285,9 +285,19 @@ impl Consensus for ConsensusService {
     }
 
     async fn join(&self, req: Request<JoinRequest>) -> Result<Response<MembersResponse>, Status> {
+        let caller = ipfs_cluster_proto::Caller::from_metadata(req.metadata());
         let r = req.into_inner();
         if r.peer_id.is_empty() {
             return Err(Status::invalid_argument("join: peer_id is empty"));
+        }
+        // Another peer may only ask to add itself (its id as the transport verified it).
+        if let Some(p) = caller.peer() {
+            if p != r.peer_id {
+                return Err(Status::permission_denied(format!(
+                    "join: peer {p} asked to add peer {}; a peer may only ask to add itself",
+                    r.peer_id
+                )));
+            }
         }
         self.node
             .commit(Forward::Join(PeerNode {
@@ -355,8 +365,9 @@ impl Consensus for ConsensusService {
     }
 
     async fn raft(&self, req: Request<RaftRequest>) -> Result<Response<RaftResponse>, Status> {
+        let caller = ipfs_cluster_proto::Caller::from_metadata(req.metadata());
         Ok(Response::new(
-            self.node.handle_raft(req.into_inner()).await?,
+            self.node.handle_raft(&caller, req.into_inner()).await?,
         ))
     }
 

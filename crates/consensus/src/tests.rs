@@ -47,9 +47,13 @@ fn pin(cid: &str, rmin: i32, rmax: i32) -> Pin {
     }
 }
 
+/// Each node's calls carry its peer id, as through the transport (so every in-process
+/// cluster here also passes the sender checks of `Node::handle_raft`).
 async fn start(router: &Router, o: Options) -> Arc<Node> {
     let peer = o.peer_id.clone();
-    let n = Node::start(o, Arc::new(router.clone())).await.unwrap();
+    let n = Node::start(o, Arc::new(router.from_peer(peer.clone())))
+        .await
+        .unwrap();
     router.insert(peer, n.clone());
     n
 }
@@ -938,7 +942,9 @@ async fn isolated_leader_refuses_writes_and_the_majority_commits() {
     for (i, p) in peers.iter().enumerate() {
         let mut o = opts(p, dir.path());
         o.init_peerset = peers.iter().map(|s| s.to_string()).collect();
-        let n = Node::start(o, Arc::new(routers[i].clone())).await.unwrap();
+        let n = Node::start(o, Arc::new(routers[i].from_peer(*p)))
+            .await
+            .unwrap();
         nodes.push(n);
     }
     for r in &routers {

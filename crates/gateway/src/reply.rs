@@ -136,10 +136,20 @@ pub fn method_not_allowed() -> Response<Body> {
     r
 }
 
+/// A redirect to a path on this server. A location starting with `//` or `/\\` would be
+/// read by browsers as another host (`GET //evil.example/` answered `Location:
+/// //evil.example`, an open redirect: issue 16 hole 7), so every run of slashes and
+/// backslashes at its start becomes one `/`.
 pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     let mut r = Response::new(empty());
     *r.status_mut() = status;
-    if let Ok(v) = HeaderValue::from_str(location) {
+    let rest = location.trim_start_matches(['/', '\\']);
+    let location = if rest.len() + 1 < location.len() {
+        format!("/{rest}")
+    } else {
+        location.to_string()
+    };
+    if let Ok(v) = HeaderValue::from_str(&location) {
         r.headers_mut().insert(header::LOCATION, v);
     }
     r
@@ -282,6 +292,22 @@ async fn send_frame(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn redirects_stay_on_this_server() {
+        use super::*;
+        let loc = |l: &str| {
+            redirect(StatusCode::TEMPORARY_REDIRECT, l).headers()[header::LOCATION]
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(loc("//evil.example"), "/evil.example");
+        assert_eq!(loc("/\\evil.example/x?y=1"), "/evil.example/x?y=1");
+        assert_eq!(loc("///a"), "/a");
+        assert_eq!(loc("/pins?x=1"), "/pins?x=1");
+        assert_eq!(loc("/"), "/");
+    }
+
     use super::*;
 
     async fn collect(r: Response<Body>) -> (StatusCode, Bytes, Option<HeaderMap>) {

@@ -6,12 +6,14 @@
 //! Services never link each other; they only share this crate.
 
 pub mod auth;
+pub mod caller;
 pub mod client;
 pub mod disk;
 pub mod runtime;
 pub mod server;
 
 pub use auth::{InternalToken, TokenError};
+pub use caller::{Caller, PEER_HEADER};
 pub use server::{bind_internal, serve, serve_with_health, HealthHandle, ServeError};
 
 pub mod types {

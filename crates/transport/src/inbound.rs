@@ -50,8 +50,10 @@ impl Inbound {
         }
         let timeout = deadline(req.timeout_ms, &self.limits);
         let payload = Bytes::from(req.payload);
+        // The service learns who calls (the peer id this connection authenticated).
+        let local = self.local.for_peer(&peer);
         let res = if req.stream {
-            self.local
+            local
                 .collect_stream(
                     &req.service,
                     &req.method,
@@ -61,7 +63,7 @@ impl Inbound {
                 )
                 .await
         } else {
-            self.local
+            local
                 .unary(&req.service, &req.method, payload, timeout)
                 .await
                 .map(|b| vec![b])

@@ -97,11 +97,16 @@ pub async fn start(opts: TransportOptions) -> Result<Running, Error> {
             None => Members::Fixed(Default::default()),
         },
     };
-    let trust = Arc::new(trust::Trust::new(
-        members,
-        local_peer_id,
-        opts.limits.membership_cache_ttl,
-    ));
+    let adders = opts.bootstrap.iter().filter_map(|a| {
+        a.iter().find_map(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+            _ => None,
+        })
+    });
+    let trust = Arc::new(
+        trust::Trust::new(members, local_peer_id, opts.limits.membership_cache_ttl)
+            .with_adders(adders),
+    );
     let inbound = Arc::new(inbound::Inbound {
         trust: trust.clone(),
         local: (*local).clone(),

@@ -2,7 +2,7 @@
 //! knows the message types: a pass-through codec moves the protobuf bytes as they are,
 //! and tonic's generic client does the HTTP/2 framing, deadline and status handling.
 
-use std::{collections::HashMap, net::SocketAddr, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::{Buf, BufMut, Bytes};
 use futures::{Stream, StreamExt};
@@ -57,9 +57,13 @@ impl Decoder for BytesDecoder {
 /// The local services' internal endpoints, by fully qualified gRPC service name.
 #[derive(Clone)]
 pub struct LocalServices {
-    channels: HashMap<String, (SocketAddr, Channel)>,
+    channels: Arc<HashMap<String, (SocketAddr, Channel)>>,
     bearer: MetadataValue<Ascii>,
     max_message_size: usize,
+    /// The verified peer id of the remote caller these calls are made for (set by
+    /// [`LocalServices::for_peer`] on the inbound path only); sent as
+    /// `ipfs_cluster_proto::PEER_HEADER`.
+    caller: Option<MetadataValue<Ascii>>,
 }
 
 /// A boxed stream of raw response messages.
@@ -90,13 +94,24 @@ impl LocalServices {
             })
             .collect();
         Self {
-            channels,
+            channels: Arc::new(channels),
+            caller: None,
             bearer: token
                 .bearer()
                 .parse()
                 .expect("a hex token is a valid header value"),
             max_message_size,
         }
+    }
+
+    /// The same services, for a call that arrived from `peer` over libp2p: every request
+    /// carries the peer id the connection authenticated, so the service can decide on it.
+    /// Requests are built here from scratch, so a remote or local caller cannot put its
+    /// own value into that header through the transport.
+    pub fn for_peer(&self, peer: &libp2p::PeerId) -> Self {
+        let mut s = self.clone();
+        s.caller = peer.to_string().parse().ok();
+        s
     }
 
     fn grpc(
@@ -141,6 +156,10 @@ impl LocalServices {
         let mut req = tonic::Request::new(payload);
         req.metadata_mut()
             .insert("authorization", self.bearer.clone());
+        if let Some(peer) = &self.caller {
+            req.metadata_mut()
+                .insert(ipfs_cluster_proto::PEER_HEADER, peer.clone());
+        }
         if let Some(tp) = ipfs_cluster_proto::client::outgoing_traceparent() {
             if let Ok(v) = tp.parse() {
                 req.metadata_mut()

@@ -108,6 +108,45 @@ impl TransportService {
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
+/// The largest gossip metric passed to the local services (the encoded `Metric`). Real
+/// metrics (freespace, numpin, ping, tags) are a few dozen bytes.
+pub const MAX_METRIC_BYTES: usize = 4096;
+
+/// Whether a message on the metrics topic reaches the local services: a small, decodable
+/// `Metric` about its own sender (the gossip source, whose signature gossipsub verified),
+/// which is this peer or a current member. Anything else could steer allocation, fake a
+/// peer's liveness or fill memory on every peer (issue 16, hole 6).
+pub async fn admit_metric(
+    trust: &crate::trust::Trust,
+    local: &PeerId,
+    m: &BroadcastMessage,
+) -> Result<(), String> {
+    use prost::Message;
+    if m.data.len() > MAX_METRIC_BYTES {
+        return Err(format!(
+            "metric of {} bytes exceeds the limit of {MAX_METRIC_BYTES} bytes",
+            m.data.len()
+        ));
+    }
+    let metric = ipfs_cluster_proto::types::v1::Metric::decode(m.data.as_slice())
+        .map_err(|e| format!("undecodable metric: {e}"))?;
+    if metric.peer != m.from {
+        return Err(format!(
+            "metric {:?} names peer {:?} but was published by {}",
+            metric.name, metric.peer, m.from
+        ));
+    }
+    let from = PeerId::from_str(&m.from).map_err(|e| format!("unsigned metric: {e}"))?;
+    if from == *local {
+        return Ok(());
+    }
+    match trust.is_member(&from).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!("peer {from} is not a cluster member")),
+        Err(st) => Err(st.message().to_string()),
+    }
+}
+
 #[tonic::async_trait]
 impl transport_server::Transport for TransportService {
     async fn id(&self, _: Request<IdRequest>) -> Result<Response<IdResponse>, Status> {
@@ -273,10 +312,21 @@ impl transport_server::Transport for TransportService {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let topic = req.into_inner().topic;
         let rx = self.host.subscribe(topic.clone()).await?;
+        let metrics = topic == ipfs_cluster_proto::METRICS_TOPIC;
+        let trust = self.trust.clone();
+        let local = self.host.local_peer_id;
         let s = BroadcastStream::new(rx).filter_map(move |m| {
             let topic = topic.clone();
+            let trust = trust.clone();
             async move {
                 match m {
+                    Ok(m) if metrics => match admit_metric(&trust, &local, &m).await {
+                        Ok(()) => Some(Ok(m)),
+                        Err(why) => {
+                            tracing::debug!(from = %m.from, reason = %why, "dropped a gossip metric");
+                            None
+                        }
+                    },
                     Ok(m) => Some(Ok(m)),
                     Err(BroadcastStreamRecvError::Lagged(n)) => {
                         tracing::warn!(

@@ -40,9 +40,14 @@ impl UnaryService<Bytes> for UnaryEcho {
     type Response = Bytes;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Bytes>, Status>> + Send>>;
     fn call(&mut self, r: Request<Bytes>) -> Self::Future {
+        let caller = ipfs_cluster_proto::Caller::from_metadata(r.metadata());
         let p = r.into_inner();
         let path = self.0.clone();
         Box::pin(async move {
+            if &p[..] == b"whoami" {
+                let who = caller.peer().unwrap_or("local").to_string();
+                return Ok(Response::new(Bytes::from(who)));
+            }
             if &p[..] == b"fail" {
                 return Err(Status::not_found("nothing here"));
             }
@@ -424,7 +429,8 @@ async fn open_network_works_and_gossip_reaches_everyone() {
         .into_inner();
     assert_eq!(r.payload, format!("/{CONSENSUS}/Join:j").into_bytes());
 
-    let topic = ipfs_cluster_proto::METRICS_TOPIC.to_string();
+    // Any topic but the metrics one (whose messages must be real metrics of members).
+    let topic = "test.broadcast".to_string();
     let mut sub_a = ca
         .subscribe(SubscribeRequest {
             topic: topic.clone(),
@@ -668,4 +674,99 @@ async fn per_peer_inbound_limit_and_message_size() {
     assert_eq!(r.payload, format!("/{CONSENSUS}/Join:ok").into_bytes());
     a.stop().await;
     b.stop().await;
+}
+
+/// Issue 16 hole 2: the service behind the transport learns the caller's verified peer id
+/// on inbound peer calls, and sees no caller id on local dispatch, even when the local
+/// caller puts one into its own request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_calls_carry_the_verified_caller_and_local_ones_cannot_forge_it() {
+    let keys: Vec<Keypair> = (0..2).map(|_| Keypair::generate_ed25519()).collect();
+    let ids: Vec<PeerId> = keys.iter().map(|k| k.public().to_peer_id()).collect();
+    let mut nodes = Vec::new();
+    for k in &keys {
+        nodes.push(
+            node_with(
+                limits(),
+                Some(SECRET_A),
+                k.clone(),
+                Some(ids.clone()),
+                None,
+                vec![],
+            )
+            .await,
+        );
+    }
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut ca = a.client();
+    ca.dial(ipfs_cluster_proto::transport::v1::DialRequest {
+        multiaddr: b.addr.to_string(),
+    })
+    .await
+    .unwrap();
+    let got = ca
+        .call(call(&b.peer, IPFS_CONNECTOR, "Status", b"whoami"))
+        .await
+        .unwrap()
+        .into_inner()
+        .payload;
+    assert_eq!(String::from_utf8_lossy(&got), a.peer.to_string());
+    // A local caller claiming to be b through a's transport: the service sees a local call.
+    let mut forged = Request::new(call(&a.peer, IPFS_CONNECTOR, "Status", b"whoami"));
+    forged.metadata_mut().insert(
+        ipfs_cluster_proto::PEER_HEADER,
+        b.peer.to_string().parse().unwrap(),
+    );
+    let got = ca.call(forged).await.unwrap().into_inner().payload;
+    assert_eq!(String::from_utf8_lossy(&got), "local");
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+/// Issue 16 hole 6: only small metrics about their own signed sender, a member, reach the
+/// local services.
+#[tokio::test]
+async fn metrics_are_admitted_only_from_members_about_themselves() {
+    use crate::{service::admit_metric, trust::Trust};
+    use ipfs_cluster_proto::{transport::v1::BroadcastMessage, types::v1::Metric};
+    use prost::Message;
+    let (local, member, stranger) = (PeerId::random(), PeerId::random(), PeerId::random());
+    let trust = Trust::new(
+        Members::Fixed(Arc::new([local, member].into_iter().collect())),
+        local,
+        Duration::from_secs(1),
+    );
+    let msg = |from: &PeerId, about: &PeerId, value: usize| BroadcastMessage {
+        topic: ipfs_cluster_proto::METRICS_TOPIC.into(),
+        from: from.to_string(),
+        data: Metric {
+            name: "freespace".into(),
+            peer: about.to_string(),
+            value: "9".repeat(value),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    };
+    assert!(admit_metric(&trust, &local, &msg(&member, &member, 10))
+        .await
+        .is_ok());
+    assert!(admit_metric(&trust, &local, &msg(&local, &local, 10))
+        .await
+        .is_ok());
+    let e = admit_metric(&trust, &local, &msg(&member, &local, 10))
+        .await
+        .unwrap_err();
+    assert!(e.contains("names peer"), "{e}");
+    let e = admit_metric(&trust, &local, &msg(&stranger, &stranger, 10))
+        .await
+        .unwrap_err();
+    assert!(e.contains("not a cluster member"), "{e}");
+    let e = admit_metric(&trust, &local, &msg(&member, &member, 5000))
+        .await
+        .unwrap_err();
+    assert!(e.contains("exceeds the limit"), "{e}");
+    let mut junk = msg(&member, &member, 1);
+    junk.data = vec![0xff; 8];
+    assert!(admit_metric(&trust, &local, &junk).await.is_err());
 }

@@ -1,6 +1,15 @@
 //! Deciding whether a REMOTE peer may make a call: the policy table plus, for trusted
 //! methods, the current consensus members (asked from the local consensus service and
 //! cached briefly, so a burst of calls costs one Members call).
+//!
+//! `Consensus/Raft` from a non-member passes in two cases only, and the consensus service
+//! then decides on the caller's verified peer id (see `ipfs_cluster_proto::caller`):
+//! - this peer is in staging (no members: it waits to be added by a leader); consensus
+//!   accepts only `PrepareAdd` from anyone, then raft traffic only from that leader;
+//! - this peer runs a one-peer cluster and the caller is one of the peers it was
+//!   configured to reach (`cluster.peer_addresses`): that is the operator's consent to be
+//!   absorbed into that peer's cluster by `POST /peers` there (upstream's PeerAdd);
+//!   consensus accepts only `PrepareAdd` from it. Any other secret holder is refused here.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -29,6 +38,9 @@ pub enum Members {
 pub struct Trust {
     source: Members,
     local: PeerId,
+    /// Peers whose `cluster.peer_addresses` entry names them: they may ask a one-peer
+    /// cluster to reset and be added to theirs.
+    adders: HashSet<PeerId>,
     ttl: Duration,
     cache: Mutex<Option<(Instant, Arc<MemberView>)>>,
 }
@@ -46,9 +58,28 @@ impl Trust {
         Self {
             source,
             local,
+            adders: HashSet::new(),
             ttl,
             cache: Mutex::new(None),
         }
+    }
+
+    /// Sets the peers a one-peer cluster lets add it to their cluster (the ids in
+    /// `cluster.peer_addresses`).
+    pub fn with_adders(mut self, adders: impl IntoIterator<Item = PeerId>) -> Self {
+        self.adders = adders.into_iter().collect();
+        self
+    }
+
+    /// True when `peer` is a current member (the cache is read again once on a miss, as
+    /// it may predate a peer that just joined). Errors when membership cannot be read.
+    pub async fn is_member(&self, peer: &PeerId) -> Result<bool, Status> {
+        let members = self.members().await?;
+        if members.contains(peer) || !matches!(self.source, Members::Consensus(_)) {
+            return Ok(members.contains(peer));
+        }
+        self.invalidate().await;
+        Ok(self.members().await?.contains(peer))
     }
 
     async fn members(&self) -> Result<Arc<HashSet<PeerId>>, Status> {
@@ -132,12 +163,23 @@ impl Trust {
                 if members.contains(peer) {
                     return Ok(());
                 }
-                // A peer that is not part of a multi-peer cluster yet (no members, or only
-                // itself) must accept Raft traffic from the leader it is joining.
-                let joining = members.iter().all(|m| *m == self.local);
-                if joining && service == CONSENSUS && method == "Raft" {
-                    tracing::info!(%peer, "accepting Raft traffic from a non-member while this peer has not joined a cluster yet");
-                    return Ok(());
+                // See the module comment: staging peers, and one-peer clusters asked by a
+                // configured peer, hand Raft to consensus, which decides on the caller id.
+                if service == CONSENSUS && method == "Raft" {
+                    if members.is_empty() {
+                        tracing::info!(%peer, "passing Raft from a non-member to consensus while this peer waits in staging to be added");
+                        return Ok(());
+                    }
+                    let alone = members.iter().all(|m| *m == self.local);
+                    if alone && self.adders.contains(peer) {
+                        tracing::info!(%peer, "passing Raft from a peer of cluster.peer_addresses to this one-peer cluster's consensus (it may add this peer to its cluster)");
+                        return Ok(());
+                    }
+                    if alone {
+                        return Err(Status::permission_denied(format!(
+                            "{service}/{method}: this peer runs a one-peer cluster and peer {peer} is neither a member nor listed in its cluster.peer_addresses (only a listed peer may add it to another cluster)"
+                        )));
+                    }
                 }
                 Err(Status::permission_denied(format!(
                     "{service}/{method} is only for cluster members and peer {peer} is not one (trusted by the transport's RPC policy)"
@@ -171,14 +213,34 @@ mod tests {
         assert_eq!(e.code(), tonic::Code::PermissionDenied);
         assert!(t.check(&member, "no.Such", "Thing").await.is_err());
 
-        // not joined yet: only Raft is accepted from a stranger
+        // staging (no members): Raft goes to consensus, which decides on the caller
+        let staging = Trust::new(
+            Members::Fixed(Arc::new(HashSet::new())),
+            local,
+            Duration::from_secs(1),
+        );
+        assert!(staging.check(&stranger, CONSENSUS, "Raft").await.is_ok());
+        assert!(staging.check(&stranger, CONSENSUS, "Pin").await.is_err());
+
+        // a one-peer cluster: Raft only from a peer of cluster.peer_addresses
+        let adder = PeerId::random();
         let lonely = Trust::new(
             Members::Fixed(Arc::new([local].into_iter().collect())),
             local,
             Duration::from_secs(1),
-        );
-        assert!(lonely.check(&stranger, CONSENSUS, "Raft").await.is_ok());
+        )
+        .with_adders([adder]);
+        let e = lonely
+            .check(&stranger, CONSENSUS, "Raft")
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert!(e.message().contains("cluster.peer_addresses"), "{e}");
+        assert!(lonely.check(&adder, CONSENSUS, "Raft").await.is_ok());
+        assert!(lonely.check(&adder, CONSENSUS, "Pin").await.is_err());
         assert!(lonely.check(&stranger, CONSENSUS, "Pin").await.is_err());
+        assert!(lonely.is_member(&local).await.unwrap());
+        assert!(!lonely.is_member(&adder).await.unwrap());
     }
 
     #[tokio::test]

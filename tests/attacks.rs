@@ -1,0 +1,527 @@
+//! Attacks from outside, through the real binaries and public endpoints only (issue 16).
+//!
+//! The victim is a peer started by the real launcher (`ipfs-cluster-service daemon`). The
+//! attacker holds the cluster secret but is not a member: it runs a bare
+//! `ipfs-cluster-transport` of its own (from a folder made by the real `init` with the same
+//! secret) and drives it over that transport's internal gRPC, exactly as its own services
+//! would, so every forged message crosses the real libp2p path (pnet, noise, the peer-call
+//! protocol) into the victim's transport and services. One attack uses a real member
+//! instead (a peer that joined with `--bootstrap`), misusing its own transport.
+//!
+//! Each attack asserts the refusal AND that nothing changed: the pinset is intact, the
+//! peer is still up, still a one-peer (or two-peer) cluster, and still serves its users
+//! (a new pin through REST works). No IPFS node is needed: pins are committed to the
+//! pinset whether or not the IPFS daemon answers, and the pinset is what is attacked.
+//! docs/security.md lists which attack proves which line of the threat model.
+
+use std::{
+    collections::BTreeSet,
+    net::SocketAddr,
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use ipfs_cluster_proto::{
+    client::{self, TransportClient},
+    consensus::v1::{raft_request::Kind, RaftRequest},
+    names,
+    transport::v1::{DialRequest, IdRequest, PeerCallRequest, PublishRequest, SubscribeRequest},
+    types::v1::Metric,
+    InternalToken,
+};
+use ipfs_cluster_tests::*;
+use prost::Message;
+use serde_json::Value;
+use tonic::Code;
+
+/// A secret (64 hex characters) unique to this test run and `salt`.
+fn secret(salt: u8) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let seed = nanos ^ ((std::process::id() as u128) << 64) ^ ((salt as u128) << 120);
+    format!("{seed:032x}{:032x}", !seed)
+}
+
+/// An IPFS API address nobody listens on: the attacks do not need an IPFS node.
+fn no_ipfs() -> String {
+    format!("/ip4/127.0.0.1/tcp/{}", free_port())
+}
+
+fn at(port: u16) -> SocketAddr {
+    ([127, 0, 0, 1], port).into()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A peer started by the real launcher, with its id and swarm address.
+struct Victim {
+    dir: PeerDir,
+    proc: Proc,
+    id: String,
+    swarm: String,
+}
+
+impl Victim {
+    async fn start(dir: &Path, secret: &str, extra: &[&str]) -> Victim {
+        let dir = init_peer_with(dir, &no_ipfs(), secret, &[]).expect("init the victim");
+        Self::run(dir, extra).await
+    }
+
+    async fn run(dir: PeerDir, extra: &[&str]) -> Victim {
+        let proc = dir.start(extra).await.expect("start the victim");
+        let id = get_json(&format!("{}/id", dir.rest_url()))
+            .await
+            .expect("GET /id")["id"]
+            .as_str()
+            .expect("an id")
+            .to_string();
+        let swarm = format!("/ip4/127.0.0.1/tcp/{}/p2p/{id}", dir.ports.swarm);
+        Victim {
+            dir,
+            proc,
+            id,
+            swarm,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.dir.rest_url())
+    }
+
+    /// Pins a new random CID through REST (the legitimate user); its CID.
+    async fn pin_new(&self) -> String {
+        let cid = random_cid();
+        let (st, body) = http("POST", &self.url(&format!("/pins/{cid}")), None)
+            .await
+            .expect("POST /pins");
+        assert_eq!(
+            st,
+            200,
+            "pinning through REST: {body}\n{}",
+            self.dir.log_tail()
+        );
+        cid
+    }
+
+    /// The pinset: the CIDs of `GET /allocations?filter=all`.
+    async fn pinset(&self) -> BTreeSet<String> {
+        let (st, body) = http("GET", &self.url("/allocations?filter=all"), None)
+            .await
+            .expect("GET /allocations");
+        assert_eq!(st, 200, "GET /allocations: {body}\n{}", self.dir.log_tail());
+        serde_json::Deserializer::from_str(&body)
+            .into_iter::<Value>()
+            .filter_map(|v| v.ok())
+            .flat_map(|v| match v {
+                Value::Array(a) => a,
+                v => vec![v],
+            })
+            .filter_map(|v| v["cid"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// The peer ids `GET /peers` lists.
+    async fn peers(&self) -> BTreeSet<String> {
+        let (_, body) = http("GET", &self.url("/peers"), None)
+            .await
+            .unwrap_or_default();
+        serde_json::Deserializer::from_str(&body)
+            .into_iter::<Value>()
+            .filter_map(|v| v.ok())
+            .flat_map(|v| match v {
+                Value::Array(a) => a,
+                v => vec![v],
+            })
+            .filter_map(|v| v["id"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// After an attack: give a delayed effect (a shutdown, a reset and restart) time to
+    /// happen, then check that the peer is up, its pinset is exactly `pins`, its members
+    /// are `members`, its raft state was not moved to a backup, and a new pin works.
+    async fn assert_unharmed(&mut self, pins: &BTreeSet<String>, members: &BTreeSet<String>) {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            self.proc.try_wait().is_none(),
+            "the victim's launcher exited:\n{}",
+            self.dir.log_tail()
+        );
+        let (st, _) = http("GET", &self.url("/id"), None)
+            .await
+            .unwrap_or((0, String::new()));
+        assert_eq!(
+            st,
+            200,
+            "the victim stopped answering:\n{}",
+            self.dir.log_tail()
+        );
+        assert_eq!(&self.pinset().await, pins, "the pinset changed");
+        assert_eq!(&self.peers().await, members, "the members changed");
+        for backup in ["raft.old.0", "raft.removed", "raft.staging"] {
+            assert!(
+                !self.dir.dir.join(backup).exists(),
+                "{backup} appeared: the raft state was backed up, removed or reset\n{}",
+                self.dir.log_tail()
+            );
+        }
+        let cid = self.pin_new().await;
+        assert!(
+            self.pinset().await.contains(&cid),
+            "a new pin is not listed"
+        );
+    }
+}
+
+/// A secret holder that is no member: a bare transport process of its own.
+struct Attacker {
+    _proc: Proc,
+    id: String,
+    transport: TransportClient,
+}
+
+impl Attacker {
+    async fn start(dir: &Path, secret: &str) -> Attacker {
+        let pdir = init_peer_with(dir, &no_ipfs(), secret, &[]).expect("init the attacker");
+        let log = std::fs::File::create(dir.join("transport.log")).unwrap();
+        let proc = Proc::spawn(
+            "ipfs-cluster-transport",
+            Command::new(bin("ipfs-cluster-transport"))
+                .arg("--config")
+                .arg(dir)
+                .env("RUST_LOG", "info")
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .stdin(Stdio::null()),
+        )
+        .expect("start the attacker's transport");
+        let token = InternalToken::load(&dir.join("internal.token")).unwrap();
+        let transport = client::transport(at(pdir.ports.transport), &token);
+        wait_for(Duration::from_secs(30), || {
+            let mut t = transport.clone();
+            async move { t.id(IdRequest {}).await.is_ok() }
+        })
+        .await
+        .expect("the attacker's transport did not come up");
+        let id = transport
+            .clone()
+            .id(IdRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .peer_id;
+        Attacker {
+            _proc: proc,
+            id,
+            transport,
+        }
+    }
+
+    async fn dial(&self, addr: &str) {
+        let mut t = self.transport.clone();
+        wait_for(Duration::from_secs(20), || {
+            let mut t = t.clone();
+            let addr = addr.to_string();
+            async move { t.dial(DialRequest { multiaddr: addr }).await.is_ok() }
+        })
+        .await
+        .expect("the attacker (same secret) cannot even connect");
+        t.id(IdRequest {}).await.unwrap();
+    }
+}
+
+/// `Consensus/Raft` with `kind` and a JSON `body`, sent to `peer` through `transport`.
+async fn raft_call(
+    transport: &TransportClient,
+    peer: &str,
+    kind: Kind,
+    body: &str,
+) -> Result<Vec<u8>, tonic::Status> {
+    let payload = RaftRequest {
+        kind: kind as i32,
+        body: body.as_bytes().to_vec(),
+    }
+    .encode_to_vec();
+    peer_call(transport, peer, "Raft", payload).await
+}
+
+async fn peer_call(
+    transport: &TransportClient,
+    peer: &str,
+    method: &str,
+    payload: Vec<u8>,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut t = transport.clone();
+    t.call(PeerCallRequest {
+        peer: peer.to_string(),
+        service: names::CONSENSUS.to_string(),
+        method: method.to_string(),
+        payload,
+        timeout_ms: 20_000,
+    })
+    .await
+    .map(|r| r.into_inner().payload)
+}
+
+/// The victim refused: the call failed with PERMISSION_DENIED, or the consensus answer
+/// inside it is an error (a forwarded write answers `{"Err":[code,msg]}`).
+fn assert_refused(what: &str, r: Result<Vec<u8>, tonic::Status>) {
+    match r {
+        Err(s) => assert_eq!(
+            s.code(),
+            Code::PermissionDenied,
+            "{what}: refused, but not as a permission error: {s:?}"
+        ),
+        Ok(payload) => {
+            let resp = ipfs_cluster_proto::consensus::v1::RaftResponse::decode(payload.as_slice())
+                .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+                .unwrap_or_default();
+            panic!("{what}: the victim accepted it and answered {resp}");
+        }
+    }
+}
+
+/// A one-peer cluster with three pins, and a stranger holding the secret.
+async fn one_peer_cluster(tmp: &Path, salt: u8) -> (Victim, Attacker, BTreeSet<String>) {
+    let s = secret(salt);
+    let v = Victim::start(&tmp.join("victim"), &s, &[]).await;
+    let mut pins = BTreeSet::new();
+    for _ in 0..3 {
+        pins.insert(v.pin_new().await);
+    }
+    assert_eq!(v.pinset().await, pins);
+    let a = Attacker::start(&tmp.join("attacker"), &s).await;
+    a.dial(&v.swarm).await;
+    (v, a, pins)
+}
+
+/// Hole 1: `Raft{FORWARD, {"Op":"Clear"}}` from a stranger emptied a one-peer cluster's
+/// pinset (and the connector then unpinned everything); so did forged unpins, a forged
+/// batch, and a forged remove of the peer itself.
+#[test]
+fn a_stranger_cannot_wipe_or_edit_the_pinset() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut v, a, pins) = one_peer_cluster(tmp.path(), 1).await;
+        let cid = pins.iter().next().unwrap().clone();
+        for (what, body) in [
+            ("Op(Clear)", r#"{"Op":"Clear"}"#.to_string()),
+            ("Unpin", format!(r#"{{"Unpin":"{cid}"}}"#)),
+            (
+                "Batch[Op(Clear)]",
+                r#"{"Batch":[{"Op":"Clear"}]}"#.to_string(),
+            ),
+            ("Remove(self)", format!(r#"{{"Remove":"{}"}}"#, v.id)),
+        ] {
+            let r = raft_call(&a.transport, &v.id, Kind::Forward, &body).await;
+            assert_refused(what, r);
+        }
+        let members = BTreeSet::from([v.id.clone()]);
+        v.assert_unharmed(&pins, &members).await;
+    });
+}
+
+/// Hole 1: `Raft{FORWARD, "Removed"}` from a stranger made the peer believe it was
+/// removed: its consensus backed the state up and exited for good.
+#[test]
+fn a_stranger_cannot_tell_a_peer_it_was_removed() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut v, a, pins) = one_peer_cluster(tmp.path(), 2).await;
+        let r = raft_call(&a.transport, &v.id, Kind::Forward, r#""Removed""#).await;
+        assert_refused("Removed", r);
+        let members = BTreeSet::from([v.id.clone()]);
+        v.assert_unharmed(&pins, &members).await;
+    });
+}
+
+/// Hole 1: `Raft{FORWARD, {"PrepareAdd": <attacker>}}` made a one-peer cluster back its
+/// state up and restart empty, waiting to be added to the attacker's "cluster". Only a
+/// peer named in its `cluster.peer_addresses` may do that now.
+#[test]
+fn a_stranger_cannot_reset_a_one_peer_cluster() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut v, a, pins) = one_peer_cluster(tmp.path(), 3).await;
+        let body = format!(r#"{{"PrepareAdd":"{}"}}"#, a.id);
+        let r = raft_call(&a.transport, &v.id, Kind::Forward, &body).await;
+        assert_refused("PrepareAdd", r);
+        let members = BTreeSet::from([v.id.clone()]);
+        v.assert_unharmed(&pins, &members).await;
+    });
+}
+
+/// Hole 2: `Join` took the joiner's id from the payload, so a secret holder could have any
+/// peer id (here: one it does not hold the key of) made a member of a one-peer cluster.
+/// The id to add must be the caller's own, as its transport verified it.
+#[test]
+fn a_stranger_cannot_join_in_someone_elses_name() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut v, a, pins) = one_peer_cluster(tmp.path(), 4).await;
+        // Someone else's peer id: a second transport the attacker does not control.
+        let s = std::fs::read_to_string(tmp.path().join("attacker/service.json")).unwrap();
+        let secret = serde_json::from_str::<Value>(&s).unwrap()["cluster"]["secret"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let other = Attacker::start(&tmp.path().join("other"), &secret).await;
+        let join = ipfs_cluster_proto::consensus::v1::JoinRequest {
+            peer_id: other.id.clone(),
+            addresses: vec![],
+        };
+        let r = peer_call(&a.transport, &v.id, "Join", join.encode_to_vec()).await;
+        match r {
+            Err(s) => assert_eq!(s.code(), Code::PermissionDenied, "{s:?}"),
+            Ok(_) => panic!("the victim accepted a join in someone else's name"),
+        }
+        let members = BTreeSet::from([v.id.clone()]);
+        v.assert_unharmed(&pins, &members).await;
+    });
+}
+
+/// Hole 2 between members: a member that is not the leader told the leader it was
+/// removed (`Removed`), and the leader's consensus shut down for good. `Removed` is now
+/// taken from the current leader only, once its membership no longer holds the peer.
+#[test]
+fn a_member_cannot_tell_the_leader_it_was_removed() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = secret(5);
+        let mut leader = Victim::start(&tmp.path().join("leader"), &s, &[]).await;
+        let pins = BTreeSet::from([leader.pin_new().await]);
+        let ping = [("CLUSTER_MONITORPINGINTERVAL", "1s".to_string())];
+        let mdir = init_peer_with(&tmp.path().join("member"), &no_ipfs(), &s, &ping).unwrap();
+        let member = Victim::run(mdir, &["--bootstrap", &leader.swarm.clone()]).await;
+        let members = BTreeSet::from([leader.id.clone(), member.id.clone()]);
+        wait_for(Duration::from_secs(60), || async {
+            leader.peers().await == members && member.peers().await == members
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the member did not join:\n{}\n----\n{}",
+                leader.dir.log_tail(),
+                member.dir.log_tail()
+            )
+        });
+        // A member's own metrics still reach the leader (hole 6 keeps them).
+        wait_for(Duration::from_secs(30), || async {
+            let (_, body) = http("GET", &leader.url("/monitor/metrics/ping"), None)
+                .await
+                .unwrap_or_default();
+            body.contains(&member.id)
+        })
+        .await
+        .expect("the member's ping metric never reached the leader");
+        // The member misuses its own transport (its operator's token).
+        let token = InternalToken::load(&member.dir.dir.join("internal.token")).unwrap();
+        let t = client::transport(at(member.dir.ports.transport), &token);
+        let r = raft_call(&t, &leader.id, Kind::Forward, r#""Removed""#).await;
+        assert_refused("Removed from a member that does not lead", r);
+        leader.assert_unharmed(&pins, &members).await;
+    });
+}
+
+/// Hole 6: a secret holder published metrics naming the victim (steering allocation,
+/// faking liveness) and any number of metric names: every peer stored them, up to the
+/// message limit each. Now a metric is taken only when its `peer` is the signed gossip
+/// source and a member, and is small.
+#[test]
+fn a_stranger_cannot_spoof_or_flood_metrics() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let (v, a, _) = one_peer_cluster(tmp.path(), 6).await;
+        // Join the metrics topic so the gossip mesh forms.
+        let mut t = a.transport.clone();
+        let _sub = t
+            .subscribe(SubscribeRequest {
+                topic: ipfs_cluster_proto::METRICS_TOPIC.to_string(),
+            })
+            .await
+            .unwrap();
+        let far = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            + 3_600_000_000_000) as i64;
+        let metric = |name: &str, peer: &str, value: String| Metric {
+            name: name.into(),
+            peer: peer.into(),
+            value,
+            expire: far,
+            valid: true,
+            ..Default::default()
+        };
+        let spoofed = metric("freespace", &v.id, "987654321987654321".into());
+        let own = metric("attackerflood0", &a.id, "1".into());
+        let huge = metric("attackerhuge", &a.id, "x".repeat(1 << 20));
+        // Gossip needs a heartbeat or two to mesh: publish for a while, then look.
+        for _ in 0..16 {
+            for m in [&spoofed, &own, &huge] {
+                let _ = t
+                    .publish(PublishRequest {
+                        topic: ipfs_cluster_proto::METRICS_TOPIC.to_string(),
+                        data: m.encode_to_vec(),
+                    })
+                    .await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let (_, names) = http("GET", &v.url("/monitor/metrics"), None).await.unwrap();
+        assert!(
+            !names.contains("attackerflood0") && !names.contains("attackerhuge"),
+            "a stranger's metric names were stored: {names}"
+        );
+        let (_, free) = http("GET", &v.url("/monitor/metrics/freespace"), None)
+            .await
+            .unwrap();
+        assert!(
+            !free.contains("987654321987654321"),
+            "a metric naming the victim, sent by a stranger, was stored: {free}"
+        );
+        let (st, _) = http("GET", &v.url("/id"), None).await.unwrap();
+        assert_eq!(st, 200);
+    });
+}
+
+/// Hole 7: `GET //evil.example/` on the REST API answered `307 Location: //evil.example`,
+/// which a browser follows to another host (an open redirect on a trusted origin). Every
+/// redirect now stays on this server.
+#[test]
+fn the_rest_api_is_no_open_redirect() {
+    rt().block_on(async {
+        use http_body_util::Full;
+        let tmp = tempfile::tempdir().unwrap();
+        let v = Victim::start(&tmp.path().join("victim"), &secret(7), &[]).await;
+        for path in ["//evil.example/", "//evil.example", "///evil.example/x/"] {
+            let req = hyper::Request::builder()
+                .method("GET")
+                .uri(format!("http://127.0.0.1:{}{path}", v.dir.ports.rest))
+                .body(Full::new(bytes::Bytes::new()))
+                .unwrap();
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http();
+            let resp = client.request(req).await.expect("GET");
+            if let Some(loc) = resp.headers().get("location") {
+                let loc = loc.to_str().unwrap_or_default();
+                assert!(
+                    loc.starts_with('/') && !loc.starts_with("//") && !loc.starts_with("/\\"),
+                    "GET {path} redirects off this server: {} Location: {loc}",
+                    resp.status()
+                );
+            }
+        }
+        let (st, _) = http("GET", &v.url("/id"), None).await.unwrap();
+        assert_eq!(st, 200);
+    });
+}
