@@ -1122,7 +1122,7 @@ impl Cluster {
             }
             Fault::KillIpfs => {
                 // Half clean stops, half crashes (Kubo's repo lock dies with the process).
-                if rng.next() % 2 == 0 {
+                if rng.next().is_multiple_of(2) {
                     println!("chaos: SIGTERM the IPFS node of {}", p.name);
                     p.ipfs.stop().await;
                 } else {

@@ -175,11 +175,10 @@ impl KuboNode {
 
     /// `ipfs add` of some bytes (not pinned); returns the CID.
     pub async fn add(&self, data: &[u8]) -> Result<String> {
-        Ok(self
-            .add_many(&[data.to_vec()], false)
+        self.add_many(&[data.to_vec()], false)
             .await?
             .pop()
-            .context("no CID from add")?)
+            .context("no CID from add")
     }
 
     /// `ipfs add` of several files in one request (no pin, CIDv0 as Kubo's default); returns
