@@ -418,18 +418,6 @@ pub fn init_named_peer(
     init_peer_with(dir, ipfs_api, secret, &env)
 }
 
-#[cfg(test)]
-mod helper_tests {
-    #[test]
-    fn random_cids_are_valid_and_distinct() {
-        let a = super::random_cid();
-        let b = super::random_cid();
-        assert_ne!(a, b);
-        assert!(a.starts_with("bafkqaf"), "{a}");
-        assert_eq!(a.len(), 1 + (24usize * 8).div_ceil(5));
-    }
-}
-
 /// A test that cannot reach its real subject (a tool, a privilege, a client) calls this
 /// instead of passing silently. Under CI (`CI` set) that is a failure: CI installs
 /// everything the tests need, so a missing piece is a broken CI script. Elsewhere it prints
@@ -448,5 +436,17 @@ pub fn skip(test: &str, reason: &str) {
         .open(bin_dir().join("test-skips.txt"))
     {
         let _ = writeln!(f, "{test}: {reason}");
+    }
+}
+
+#[cfg(test)]
+mod helper_tests {
+    #[test]
+    fn random_cids_are_valid_and_distinct() {
+        let a = super::random_cid();
+        let b = super::random_cid();
+        assert_ne!(a, b);
+        assert!(a.starts_with("bafkqaf"), "{a}");
+        assert_eq!(a.len(), 1 + (24usize * 8).div_ceil(5));
     }
 }
