@@ -3,8 +3,9 @@ CARGO ?= cargo
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/debug
 KUBO := deploy/local/kubo.sh
+UPSTREAM := deploy/local/upstream.sh
 
-.PHONY: build run cluster test kubo clients lint fmt clean-run bench fuzz chaos
+.PHONY: build run cluster test kubo upstream clients lint fmt clean-run bench fuzz chaos
 
 ## build: compile every service, the launcher and the CLI (debug)
 build:
@@ -13,6 +14,10 @@ build:
 ## kubo: install the pinned Kubo (the IPFS daemon) into the cache folder when missing (needs Go)
 kubo:
 	@$(KUBO) path >/dev/null
+
+## upstream: install upstream IPFS Cluster v1.1.6 (the comparison oracle) into the cache folder when missing (needs Go)
+upstream:
+	@$(UPSTREAM) path >/dev/null
 
 ## clients: the third-party REST clients the gateway tests drive (npm + a Python venv)
 clients: tests/clients/node_modules/.done tests/clients/.venv/.done
@@ -35,7 +40,7 @@ cluster: build kubo
 	BIN=$(BIN) deploy/local/run-cluster.sh
 
 ## test: every unit and multi-process test
-test: kubo clients
+test: kubo upstream clients
 	$(CARGO) build --workspace --bins
 	@rm -f $(BIN)/test-skips.txt
 	@status=0; $(CARGO) test --workspace || status=$$?; \
