@@ -525,3 +525,100 @@ fn the_rest_api_is_no_open_redirect() {
         assert_eq!(st, 200);
     });
 }
+
+/// One request with extra headers; status and body.
+async fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut b = hyper::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    send(
+        b.body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap(),
+    )
+    .await
+    .expect("HTTP request")
+}
+
+/// Hole 5: a web page in the operator's browser drives the loopback APIs. A cross-origin
+/// "simple" POST or DELETE needs no preflight, so before this any page could pin, unpin,
+/// or (through the IPFS proxy's hijacked routes) unpin and garbage-collect; a page on a
+/// domain resolving to 127.0.0.1 (DNS rebinding) could also read the answers. Now: a write
+/// with a foreign `Origin` is refused unless CORS allows it (REST: upstream's
+/// `cors_allowed_*`, GET only by default; proxy: the Kubo daemon's own CORS answer), and an
+/// endpoint on loopback refuses a `Host` that is a domain name. Non-browser clients (no
+/// `Origin`, an address as `Host`) are unaffected.
+#[test]
+fn a_web_page_cannot_drive_the_apis() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let ipfs_dir = tmp.path().join("ipfs");
+        std::fs::create_dir_all(&ipfs_dir).unwrap();
+        let ipfs = KuboNode::start(&ipfs_dir).await.expect("Kubo");
+        let dir = init_peer_with(
+            &tmp.path().join("victim"),
+            &ipfs.multiaddr(),
+            &secret(9),
+            &[],
+        )
+        .expect("init the victim");
+        let v = Victim::run(dir, &[]).await;
+        let kept = v.pin_new().await;
+        let page = [("origin", "https://evil.example")];
+
+        // REST: cross-origin writes refused, nothing changed.
+        let target = random_cid();
+        let (st, body) = request("POST", &v.url(&format!("/pins/{target}")), &page).await;
+        assert_eq!(st, 403, "cross-origin POST /pins: {body}");
+        assert!(body.contains("cross-origin"), "{body}");
+        let (st, body) = request("DELETE", &v.url(&format!("/pins/{kept}")), &page).await;
+        assert_eq!(st, 403, "cross-origin DELETE /pins: {body}");
+        let (st, _) = request("POST", &v.url("/pins/ipfs/evil"), &page).await;
+        assert_eq!(st, 403);
+        // DNS rebinding: the page's own name as Host, even without Origin.
+        let (st, body) = request("GET", &v.url("/id"), &[("host", "evil.example")]).await;
+        assert_eq!(st, 403, "GET /id with a foreign Host: {body}");
+        let pins = v.pinset().await;
+        assert!(pins.contains(&kept) && !pins.contains(&target), "{pins:?}");
+        // A cross-origin GET is fine (CORS decides what the page may read), and so is the
+        // legitimate client.
+        let (st, _) = request("GET", &v.url("/id"), &page).await;
+        assert_eq!(st, 200);
+        v.pin_new().await;
+
+        // IPFS proxy: hijacked pin/rm and repo/gc refused for the page; Kubo's own CORS
+        // (test profile: no origin allowed) decides, as on Kubo's API itself.
+        let proxy = format!("http://127.0.0.1:{}", v.dir.ports.proxy);
+        wait_for(Duration::from_secs(30), || async {
+            matches!(
+                http("POST", &format!("{proxy}/api/v0/version"), None).await,
+                Ok((200, _))
+            )
+        })
+        .await
+        .expect("the proxy answers");
+        for path in [
+            format!("/api/v0/pin/rm?arg={kept}"),
+            "/api/v0/repo/gc".to_string(),
+            format!("/api/v0/pin/add?arg={target}"),
+        ] {
+            let (st, body) = request("POST", &format!("{proxy}{path}"), &page).await;
+            assert_eq!(
+                st, 403,
+                "cross-origin POST {path} through the proxy: {body}"
+            );
+        }
+        let (st, body) = request(
+            "POST",
+            &format!("{proxy}/api/v0/pin/ls"),
+            &[("host", "evil.example:5001")],
+        )
+        .await;
+        assert_eq!(st, 403, "proxy with a foreign Host: {body}");
+        let pins = v.pinset().await;
+        assert!(pins.contains(&kept) && !pins.contains(&target), "{pins:?}");
+        // The legitimate client of the proxy.
+        let (st, body) = request("POST", &format!("{proxy}/api/v0/pin/ls?arg={kept}"), &[]).await;
+        assert_eq!(st, 200, "{body}");
+    });
+}

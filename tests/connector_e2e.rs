@@ -620,7 +620,15 @@ async fn send_with_headers(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipfs_proxy_headers_version_and_access_log_with_a_real_daemon() {
     let tmp = tempfile::tempdir().unwrap();
-    let ipfs = IpfsNode::start(tmp.path()).await.expect("IPFS test node");
+    let mut ipfs = IpfsNode::start(tmp.path()).await.expect("IPFS test node");
+    // The web origin below is one the daemon's own CORS allows (Kubo allows none by default,
+    // and then the proxy refuses that page's calls to hijacked routes too).
+    ipfs.set_config(
+        "API.HTTPHeaders.Access-Control-Allow-Origin",
+        r#"["http://127.0.0.1:5001"]"#,
+    )
+    .await
+    .unwrap();
     let peer = PeerDir::init(&tmp.path().join("peer"), &ipfs.multiaddr(), None).unwrap();
     edit_service_json(&peer.dir, |v| {
         v["api"]["ipfsproxy"]["log_file"] = "proxy-access.log".into();
@@ -655,8 +663,8 @@ async fn ipfs_proxy_headers_version_and_access_log_with_a_real_daemon() {
         "forwarded answers are the daemon's"
     );
 
-    // A hijacked call carries our headers and the CORS headers the daemon's own preflight
-    // gives for the same Origin.
+    // A hijacked call from an origin the daemon allows carries our headers and the CORS
+    // headers the daemon's own preflight gives for the same Origin.
     let origin = "http://127.0.0.1:5001";
     let (st, h, body) = send_with_headers(
         "POST",

@@ -11,6 +11,7 @@ pub mod consensus;
 pub mod duration;
 mod env;
 mod error;
+pub mod host_header;
 pub mod identity;
 pub mod internal;
 mod json;

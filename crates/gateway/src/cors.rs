@@ -82,6 +82,11 @@ impl Cors {
         m == "OPTIONS" || self.methods.contains(&m)
     }
 
+    /// Would a preflight for `method` from `origin` succeed?
+    pub fn allows(&self, origin: &str, method: &str) -> bool {
+        self.origin_allowed(origin) && self.method_allowed(method)
+    }
+
     fn origin_value(&self, origin: &str) -> HeaderValue {
         if self.any_origin {
             HeaderValue::from_static("*")

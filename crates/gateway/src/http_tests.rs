@@ -484,7 +484,7 @@ async fn tls_round_trip_and_plain_http_refused() {
     // Plain HTTP to the TLS port: the connection fails, no HTTP answer, no hang.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(h.rest).await.unwrap();
-    tcp.write_all(b"GET /id HTTP/1.1\r\nhost: x\r\n\r\n")
+    tcp.write_all(b"GET /id HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
         .await
         .unwrap();
     let mut buf = Vec::new();
@@ -744,9 +744,11 @@ async fn slow_body_hits_read_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let h = start(|o| o.read_timeout = std::time::Duration::from_millis(300)).await;
     let mut tcp = tokio::net::TcpStream::connect(h.rest).await.unwrap();
-    tcp.write_all(b"POST /peers HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"peer_id\"")
-        .await
-        .unwrap();
+    tcp.write_all(
+        b"POST /peers HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 100\r\n\r\n{\"peer_id\"",
+    )
+    .await
+    .unwrap();
     let mut buf = vec![0u8; 512];
     let n = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read(&mut buf))
         .await
@@ -783,7 +785,7 @@ async fn post_add(h: &Harness, query: &str, parts: &[(&str, &str, &[u8])]) -> Go
             .unwrap();
     tokio::spawn(conn);
     let req = http::Request::post(format!("/add?{query}"))
-        .header("host", "x")
+        .header("host", "127.0.0.1")
         .header("content-type", ct)
         .header("te", "trailers")
         .body(http_body_util::Full::new(bytes::Bytes::from(body)))

@@ -22,6 +22,7 @@ pub mod pinsvc;
 pub mod prometheus;
 pub mod query;
 pub mod reply;
+pub mod request_guard;
 pub mod router;
 pub mod server;
 pub mod spool;

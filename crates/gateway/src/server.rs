@@ -107,9 +107,9 @@ impl App {
         // connection; we answer 503 so the client learns why).
         let wt = self.opts.write_timeout;
         let (user, mut resp) = if wt.is_zero() {
-            self.inner(req).await
+            self.inner(req, remote).await
         } else {
-            match tokio::time::timeout(wt, self.inner(req)).await {
+            match tokio::time::timeout(wt, self.inner(req, remote)).await {
                 Ok(x) => x,
                 Err(_) => (
                     None,
@@ -144,7 +144,23 @@ impl App {
         resp
     }
 
-    async fn inner(&self, req: Request<Incoming>) -> (Option<String>, Response<Body>) {
+    async fn inner(
+        &self,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+    ) -> (Option<String>, Response<Body>) {
+        // 0. Web pages: DNS rebinding and cross-origin writes (request_guard.rs). The
+        //    libp2p endpoint (no TCP peer address) never carries a browser's request.
+        if !remote.ip().is_unspecified() {
+            let loopback_only = self.opts.listen.iter().all(|a| a.ip().is_loopback());
+            let checked = crate::request_guard::check_host(req.headers(), req.uri(), loopback_only)
+                .and_then(|()| {
+                    crate::request_guard::check_origin(req.method(), req.headers(), &self.cors)
+                });
+            if let Err(msg) = checked {
+                return (None, self.err(&ApiError::new(StatusCode::FORBIDDEN, msg)));
+            }
+        }
         // 1. Authentication (before CORS: a 401 carries no CORS headers).
         let mut user = None;
         if let Some(creds) = &self.credentials {

@@ -228,11 +228,45 @@ impl Proxy {
     pub(crate) async fn handle(self: Arc<Self>, req: Request<ReqBody>) -> Response<Body> {
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
+        // DNS rebinding: a proxy on loopback answers only to loopback names.
+        let loopback_only = self.cfg.listen.iter().all(|a| a.ip().is_loopback());
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()));
+        if let Err(msg) =
+            ipfs_cluster_config::host_header::check_loopback_host(host.as_deref(), loopback_only)
+        {
+            return kubo_error(StatusCode::FORBIDDEN, msg);
+        }
         let Some(r) = route(req.method(), &path, &query) else {
+            // The daemon applies its own Origin policy to what we forward.
             return self.forward(req).await;
         };
         let origin = req.headers().get(header::ORIGIN).cloned();
         let method = req.method().clone();
+        // A web page's request to a hijacked route is served only when the daemon's own
+        // CORS policy would serve it (Kubo refuses cross-origin API calls by default): its
+        // answer to the same preflight must allow the origin. Same-origin pages pass, as on
+        // Kubo.
+        if let Some(o) = &origin {
+            let same_origin = o
+                .to_str()
+                .ok()
+                .and_then(|o| o.split_once("://"))
+                .is_some_and(|(_, authority)| Some(authority) == host.as_deref());
+            if !same_origin && !self.daemon_allows_origin(&path, o.clone(), &method).await {
+                return kubo_error(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "cross-origin {method} from {} refused: the IPFS daemon's CORS settings (API.HTTPHeaders) do not allow this origin",
+                        o.to_str().unwrap_or("(not text)")
+                    ),
+                );
+            }
+        }
         let answer = async {
             match r {
                 Route::PinAdd(rest) => self.pin_add(rest, &query).await,

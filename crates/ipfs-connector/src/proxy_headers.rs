@@ -114,6 +114,20 @@ impl Proxy {
         HijackHeaders(out)
     }
 
+    /// Does the daemon's answer to a CORS preflight for `method` from `origin` allow it?
+    pub(crate) async fn daemon_allows_origin(
+        &self,
+        path: &str,
+        origin: HeaderValue,
+        method: &Method,
+    ) -> bool {
+        let got = self.cors_headers(path, Some(origin.clone()), method).await;
+        got.iter().any(|(name, values)| {
+            *name == header::ACCESS_CONTROL_ALLOW_ORIGIN
+                && values.iter().any(|v| v == "*" || *v == origin)
+        })
+    }
+
     async fn cors_headers(
         &self,
         path: &str,

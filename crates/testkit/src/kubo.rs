@@ -147,6 +147,25 @@ impl KuboNode {
         }
     }
 
+    /// Sets a Kubo config key to a JSON value (`ipfs config --json KEY VALUE`) and restarts
+    /// the daemon so it takes effect.
+    pub async fn set_config(&mut self, key: &str, json_value: &str) -> Result<()> {
+        self.stop().await;
+        let out = Command::new(kubo_bin()?)
+            .args(["config", "--json", key, json_value])
+            .env("IPFS_PATH", self.dir.join("ipfs-repo"))
+            .stdin(Stdio::null())
+            .output()
+            .context("running ipfs config")?;
+        if !out.status.success() {
+            bail!(
+                "ipfs config --json {key} {json_value}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        self.restart().await
+    }
+
     pub fn is_running(&self) -> bool {
         self.proc.is_some()
     }
