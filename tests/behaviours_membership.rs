@@ -3,7 +3,8 @@
 //! launcher on loopback: joining one at a time and all at once (the pin made on peer 0
 //! before the joins reaches every peer), removing a peer (it stops), every peer removing
 //! itself in turn (also the leader) until the last one, which cannot, and a join through the
-//! address of a peer that is gone (the joiner gives up and exits non-zero).
+//! address of a peer that is gone (the joiner keeps trying and never becomes a cluster of
+//! its own; issue 14 replaced "gives up and exits non-zero").
 //!
 //! Harness copied (trimmed) from tests/consensus_cluster.rs: tests/src/lib.rs is shared.
 
@@ -114,11 +115,15 @@ fn b33_each_peer_removes_itself() {
     });
 }
 
-/// 30: joining through the address of a peer that was shut down fails: the joiner gives up
-/// (its launcher exits non-zero, saying why) instead of starting a cluster of its own — also
-/// when the launcher restarts its consensus service, which then runs without --bootstrap.
+/// 30: joining through the address of a peer that was shut down does not succeed, and the
+/// joiner never starts a cluster of its own. Upstream's daemon then exits after its ready
+/// timeout; since issue 14 ours keeps retrying with backoff (a compose stack starts every
+/// peer at once, so the bootstrap peer is often not up yet), one log line per try, well past
+/// the old deadline (wait_for_leader_timeout + 5 s), until the operator stops it — which
+/// then works at once and cleanly. tests/join_dns.rs shows such a joiner joining once its
+/// peer comes up.
 #[test]
-fn b30_join_through_a_stopped_peer_fails() {
+fn b30_join_through_a_stopped_peer_keeps_trying_until_stopped() {
     one_at_a_time(async {
         let tmp = tempfile::tempdir().unwrap();
         let ipfs = IpfsNode::start(tmp.path()).await.unwrap();
@@ -142,29 +147,38 @@ fn b30_join_through_a_stopped_peer_fails() {
                 .stdin(std::process::Stdio::null()),
         )
         .unwrap();
-        let start = std::time::Instant::now();
-        let status = loop {
-            if let Some(st) = proc1.try_wait() {
-                break st;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(150),
-                "the joiner did not give up\n{}",
-                problems(&p1)
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        assert!(!status.success(), "the joiner exited 0\n{}", problems(&p1));
-        let log = std::fs::read_to_string(p1.dir.join("daemon.log")).unwrap();
+        // Past the old deadline (15 s + 5 s) and a few backoff rounds (1, 2, 4, 8, 16 s).
+        tokio::time::sleep(Duration::from_secs(35)).await;
         assert!(
-            log.contains("could not join the cluster"),
-            "{}",
+            proc1.try_wait().is_none(),
+            "the joiner gave up\n{}",
             problems(&p1)
         );
+        let log = std::fs::read_to_string(p1.dir.join("daemon.log")).unwrap();
+        let tries = log
+            .lines()
+            .filter(|l| l.contains("could not join the cluster yet") && l.contains(&boot))
+            .count();
+        assert!(tries >= 4, "{tries} retry lines\n{}", problems(&p1));
         // It did not turn into a cluster of its own: no raft state was bootstrapped.
         assert!(
             !log.contains("bootstrapping a new raft cluster"),
             "the joiner bootstrapped a cluster of its own"
+        );
+        assert!(
+            p1.dir.join("raft.joining").exists(),
+            "the unfinished join is still marked"
+        );
+        let stopped = std::time::Instant::now();
+        let status = proc1.terminate(Duration::from_secs(30));
+        assert!(
+            status.is_some(),
+            "the joiner did not stop on SIGTERM\n{}",
+            problems(&p1)
+        );
+        eprintln!(
+            "joiner stopped {:.1}s after SIGTERM ({status:?}), after {tries} tries",
+            stopped.elapsed().as_secs_f64()
         );
     });
 }

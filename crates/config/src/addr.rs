@@ -102,6 +102,41 @@ pub fn peer_id(a: &Multiaddr) -> Option<libp2p::PeerId> {
     })
 }
 
+/// What [`check_peer_address`] accepts, for error messages.
+pub const PEER_ADDRESS_FORMS: &str = "expected /ip4|ip6|dns|dns4|dns6/<host>/tcp/<port> or /dnsaddr/<name>, optionally ending in /p2p/<peer id> (e.g. /dns4/cluster0/tcp/9096 or /ip4/10.0.0.2/tcp/9096/p2p/12D3KooW…; QUIC and websockets are not supported)";
+
+/// Checks that `a` is an address the transport can dial to reach a cluster peer (what
+/// `daemon --bootstrap` and `init --peers` take): `/ip4|ip6|dns|dns4|dns6/<host>/tcp/<port>`
+/// or `/dnsaddr/<name>`, optionally ending in `/p2p/<peer id>`. Without the peer id the
+/// transport learns it from the connection.
+pub fn check_peer_address(a: &Multiaddr) -> Result<(), ConfigError> {
+    let mut it = a.iter();
+    let head = match it.next() {
+        Some(Protocol::Ip4(_) | Protocol::Ip6(_))
+        | Some(Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_)) => {
+            matches!(it.next(), Some(Protocol::Tcp(_)))
+        }
+        Some(Protocol::Dnsaddr(_)) => true,
+        _ => false,
+    };
+    let tail_ok = matches!(
+        (it.next(), it.next()),
+        (None, _) | (Some(Protocol::P2p(_)), None)
+    );
+    if head && tail_ok {
+        Ok(())
+    } else {
+        Err(err(a, PEER_ADDRESS_FORMS))
+    }
+}
+
+/// [`parse`] then [`check_peer_address`]: for `--bootstrap` and `--peers` values.
+pub fn parse_peer_address(s: &str) -> Result<Multiaddr, ConfigError> {
+    let a = parse(s.trim())?;
+    check_peer_address(&a)?;
+    Ok(a)
+}
+
 /// Parses a multiaddress string with an error naming it. `/unix/<path>` takes the whole
 /// rest as the path, as Go does (rust-multiaddr would stop at the first `/`).
 pub fn parse(s: &str) -> Result<Multiaddr, ConfigError> {
@@ -165,5 +200,41 @@ mod tests {
         assert!(!is_quic(&m("/ip4/0.0.0.0/tcp/9096")));
         let e = parse("/ip4/nope").unwrap_err().to_string();
         assert!(e.starts_with("invalid multiaddress \"/ip4/nope\""), "{e}");
+    }
+
+    /// `--bootstrap` / `--peers` forms: every DNS protocol, with and without the peer id.
+    #[test]
+    fn peer_addresses_in_dns_forms() {
+        let id = "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo";
+        for ok in [
+            "/dns4/cluster0/tcp/9096".to_string(),
+            format!("/dns4/cluster0/tcp/9096/p2p/{id}"),
+            "/dns6/cluster0/tcp/9096".to_string(),
+            format!("/dns6/cluster0/tcp/9096/p2p/{id}"),
+            "/dns/cluster0.example.org/tcp/9096".to_string(),
+            format!("/dns/cluster0.example.org/tcp/9096/p2p/{id}"),
+            "/dnsaddr/cluster.example.org".to_string(),
+            format!("/dnsaddr/cluster.example.org/p2p/{id}"),
+            "/ip4/10.0.0.2/tcp/9096".to_string(),
+            format!("/ip6/::1/tcp/9096/p2p/{id}"),
+            format!(" /dns4/localhost/tcp/9096/p2p/{id} "),
+        ] {
+            let a = parse_peer_address(&ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+            assert_eq!(a.to_string(), ok.trim());
+        }
+        for bad in [
+            "/dns4/cluster0",
+            "/dns4/cluster0/udp/9096/quic-v1",
+            "/ip4/10.0.0.2/udp/9096/quic",
+            "/dns4/cluster0/tcp/9096/ws",
+            &format!("/p2p/{id}"),
+            &format!("/dns4/cluster0/tcp/9096/p2p/{id}/p2p/{id}"),
+            "/unix/tmp/x.sock",
+        ] {
+            let e = parse_peer_address(bad).unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains("/dns4"), "{bad}: {e}");
+        }
+        let e = parse_peer_address("cluster0:9096").unwrap_err().to_string();
+        assert!(e.contains("cluster0:9096"), "{e}");
     }
 }

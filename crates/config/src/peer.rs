@@ -213,7 +213,10 @@ pub struct InitOptions {
     pub peername: Option<String>,
     /// None: `CLUSTER_SECRET` from the environment, else a random one.
     pub secret: Option<ClusterSecret>,
-    /// Written to the peerstore; for raft their peer IDs also form `init_peerset`.
+    /// Written to the peerstore; for raft their peer IDs also form `init_peerset`. Any
+    /// form the transport dials (`/ip4`, `/ip6`, `/dns`, `/dns4`, `/dns6` with `/tcp`, or
+    /// `/dnsaddr`); an address without `/p2p/<id>` goes to the peerstore only (as upstream,
+    /// which skips it for the peerset), and the report says so.
     pub peers: Vec<Multiaddr>,
     /// "raft" (crdt is refused).
     pub consensus: String,
@@ -232,6 +235,8 @@ pub struct InitReport {
     pub peer_id: PeerId,
     /// True when the secret was generated here (not given by flag or CLUSTER_SECRET).
     pub secret_generated: bool,
+    /// Things the user should know about what was written (one line each).
+    pub notes: Vec<String>,
 }
 
 impl std::fmt::Display for InitReport {
@@ -254,6 +259,9 @@ impl std::fmt::Display for InitReport {
         write!(f, "internal token written to {}", self.token_file.display())?;
         if let Some(p) = &self.peerstore {
             write!(f, "\npeerstore written to {}", p.display())?;
+        }
+        for n in &self.notes {
+            write!(f, "\nnote: {n}")?;
         }
         Ok(())
     }
@@ -366,13 +374,18 @@ pub fn init_from(
         }
     }
     let mut init_peerset = Vec::new();
+    let mut notes = Vec::new();
     for a in &opts.peers {
-        let id = addr::peer_id(a).ok_or_else(|| ConfigError::Addr {
-            addr: a.to_string(),
-            msg: "a --peers address must end with /p2p/<peer id>".into(),
-        })?;
-        if !init_peerset.contains(&id) {
-            init_peerset.push(id);
+        addr::check_peer_address(a)?;
+        match addr::peer_id(a) {
+            Some(id) => {
+                if !init_peerset.contains(&id) {
+                    init_peerset.push(id);
+                }
+            }
+            None => notes.push(format!(
+                "{a} has no /p2p/<peer id>: it is in the peerstore (dialled at start) but not in consensus.raft.init_peerset; to make this peer a member of that peer's cluster start it with `daemon --bootstrap {a}`, or give the address with /p2p/<peer id>"
+            )),
         }
     }
 
@@ -442,5 +455,6 @@ pub fn init_from(
         peerstore,
         peer_id: identity.peer_id,
         secret_generated,
+        notes,
     })
 }

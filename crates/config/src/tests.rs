@@ -682,7 +682,7 @@ fn init_then_load() {
 }
 
 #[test]
-fn init_rejects_crdt_and_peers_without_id() {
+fn init_rejects_crdt_and_bad_peers() {
     let dir = tempfile::tempdir().unwrap();
     let e = init_from(
         dir.path(),
@@ -698,13 +698,16 @@ fn init_rejects_crdt_and_peers_without_id() {
         "{e}"
     );
     let opts = InitOptions {
-        peers: vec!["/ip4/127.0.0.1/tcp/9096".parse().unwrap()],
+        peers: vec!["/ip4/127.0.0.1/udp/9096/quic-v1".parse().unwrap()],
         ..Default::default()
     };
     let e = init_from(dir.path(), &opts, &no_env)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("/p2p/<peer id>"), "{e}");
+    assert!(
+        e.contains("/ip4/127.0.0.1/udp/9096/quic-v1") && e.contains("/dns4"),
+        "{e}"
+    );
     assert!(
         !dir.path().join(SERVICE_JSON).exists(),
         "nothing written on error"
@@ -916,4 +919,127 @@ fn init_randomports_gives_every_listener_its_own_free_port() {
     if lo > 21_000 {
         assert!(ports.iter().all(|p| !(lo..=hi).contains(p)), "{ports:?}");
     }
+}
+
+/// `init --peers` takes every DNS form, with and without /p2p/<id>: all of them go to the
+/// peerstore as given; only those with an id go to raft's init_peerset, and the report
+/// says what happened to the others.
+#[test]
+fn init_peers_in_dns_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (Identity::generate().peer_id, Identity::generate().peer_id);
+    let peers: Vec<Multiaddr> = [
+        format!("/dns4/cluster0/tcp/9096/p2p/{a}"),
+        format!("/dns6/cluster0/tcp/9096/p2p/{a}"),
+        format!("/dnsaddr/cluster.example.org/p2p/{b}"),
+        "/dns/cluster2.example.org/tcp/9096".to_string(),
+        "/dns4/cluster3/tcp/9096".to_string(),
+        "/dnsaddr/bootstrap.example.org".to_string(),
+    ]
+    .iter()
+    .map(|s| addr::parse_peer_address(s).unwrap())
+    .collect();
+    let opts = InitOptions {
+        peers: peers.clone(),
+        ..Default::default()
+    };
+    let rep = init_from(dir.path(), &opts, &env(&[("CLUSTER_SECRET", SECRET)])).unwrap();
+    let peer = Peer::load_from(dir.path(), &no_env).unwrap();
+    assert_eq!(
+        peer.config.consensus.raft.as_ref().unwrap().init_peerset,
+        vec![a, b]
+    );
+    assert_eq!(read_peerstore(&peer.peerstore_path()).unwrap(), peers);
+    assert_eq!(rep.notes.len(), 3, "{:?}", rep.notes);
+    let shown = rep.to_string();
+    assert!(
+        shown.contains("note: /dns4/cluster3/tcp/9096 has no /p2p/<peer id>")
+            && shown.contains("daemon --bootstrap /dns4/cluster3/tcp/9096"),
+        "{shown}"
+    );
+}
+
+/// peer_addresses, announce_multiaddress and no_announce_multiaddress take DNS forms, with
+/// and without /p2p/<id>, from service.json and from the environment, and write back as is.
+#[test]
+fn dns_forms_in_cluster_address_keys() {
+    let id = Identity::generate().peer_id;
+    let text = upstream_service_json()
+        .replace(
+            r#""announce_multiaddress": [],"#,
+            r#""announce_multiaddress": ["/dns4/cluster0/tcp/9096", "/dns6/cluster0.example.org/tcp/9096", "/dnsaddr/cluster.example.org"],"#,
+        )
+        .replace(
+            r#""no_announce_multiaddress": [],"#,
+            r#""no_announce_multiaddress": ["/ip4/10.0.0.0/ipcidr/8", "/dns/internal.example.org/tcp/9096"],"#,
+        )
+        .replace(
+            r#""peer_addresses": []"#,
+            &format!(r#""peer_addresses": ["/dns4/cluster1/tcp/9096", "/dns/cluster2.example.org/tcp/9096/p2p/{id}", "/dnsaddr/cluster.example.org/p2p/{id}"]"#),
+        );
+    let cfg = ServiceConfig::from_json(&text).unwrap();
+    cfg.validate().unwrap();
+    let strs = |v: &[Multiaddr]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        strs(&cfg.cluster.announce_multiaddress),
+        vec![
+            "/dns4/cluster0/tcp/9096",
+            "/dns6/cluster0.example.org/tcp/9096",
+            "/dnsaddr/cluster.example.org"
+        ]
+    );
+    assert_eq!(
+        strs(&cfg.cluster.no_announce_multiaddress),
+        vec![
+            "/ip4/10.0.0.0/ipcidr/8",
+            "/dns/internal.example.org/tcp/9096"
+        ]
+    );
+    assert_eq!(
+        strs(&cfg.cluster.peer_addresses),
+        vec![
+            "/dns4/cluster1/tcp/9096".to_string(),
+            format!("/dns/cluster2.example.org/tcp/9096/p2p/{id}"),
+            format!("/dnsaddr/cluster.example.org/p2p/{id}"),
+        ]
+    );
+    for a in &cfg.cluster.peer_addresses {
+        addr::check_peer_address(a).unwrap();
+    }
+    let back = ServiceConfig::from_json(&cfg.to_json_pretty()).unwrap();
+    assert_eq!(back.cluster.peer_addresses, cfg.cluster.peer_addresses);
+    assert_eq!(
+        back.cluster.announce_multiaddress,
+        cfg.cluster.announce_multiaddress
+    );
+
+    let mut cfg = ServiceConfig::from_json(&upstream_service_json()).unwrap();
+    cfg.apply_env_from(&env(&[
+        (
+            "CLUSTER_PEERADDRESSES",
+            &format!("/dns4/cluster0/tcp/9096, /dns4/cluster1/tcp/9096/p2p/{id}"),
+        ),
+        ("CLUSTER_ANNOUNCEMULTIADDRESS", "/dns4/cluster5/tcp/9096"),
+        (
+            "CLUSTER_NOANNOUNCEMULTIADDRESS",
+            "/ip4/172.16.0.0/ipcidr/12",
+        ),
+    ]))
+    .unwrap();
+    cfg.validate().unwrap();
+    assert_eq!(
+        strs(&cfg.cluster.peer_addresses),
+        vec![
+            "/dns4/cluster0/tcp/9096".to_string(),
+            format!("/dns4/cluster1/tcp/9096/p2p/{id}")
+        ]
+    );
+    assert_eq!(
+        strs(&cfg.cluster.announce_multiaddress),
+        vec!["/dns4/cluster5/tcp/9096"]
+    );
+    assert_eq!(
+        strs(&cfg.cluster.no_announce_multiaddress),
+        vec!["/ip4/172.16.0.0/ipcidr/12"]
+    );
 }

@@ -4,10 +4,11 @@
 //! `types` (raft type config and the replicated op), `ids` (peer id <-> raft node id),
 //! `pinning` (upstream's pin validation), `allocate` (balanced allocator and metrics),
 //! `network` (raft RPCs over transport peer calls), `node` (the running raft node),
-//! `service` (the gRPC service).
+//! `service` (the gRPC service), `join` (joining through `--bootstrap`, retried).
 
 pub mod allocate;
 pub mod ids;
+pub mod join;
 pub mod network;
 pub mod node;
 pub mod pinning;

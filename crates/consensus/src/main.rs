@@ -13,6 +13,7 @@ use prost::Message;
 use tokio_stream::StreamExt;
 
 use ipfs_cluster_consensus::{
+    join::{self, Attempt, Joined},
     network::TransportCarrier,
     node::{Node, Options, RESTART_STAGING_EXIT},
     pinning::PinDefaults,
@@ -31,8 +32,10 @@ struct Cli {
     /// Configuration folder (default: $IPFS_CLUSTER_PATH or ~/.ipfs-cluster).
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
-    /// Join an existing cluster through these peer multiaddresses (…/p2p/<id>), comma separated.
-    /// Existing local raft state is moved to a backup first, as upstream.
+    /// Join an existing cluster through these peer multiaddresses, comma separated:
+    /// /ip4|ip6|dns|dns4|dns6/<host>/tcp/<port> or /dnsaddr/<name>, /p2p/<id> optional.
+    /// Existing local raft state is moved to a backup first, as upstream. The join is
+    /// retried with backoff until it succeeds or the service is stopped.
     #[arg(long, short = 'j', value_delimiter = ',')]
     bootstrap: Vec<String>,
     /// Leave the cluster on shutdown (overrides cluster.leave_on_shutdown).
@@ -97,9 +100,11 @@ pub fn removed_marker(raft_dir: &std::path::Path) -> PathBuf {
 }
 
 /// The file that says a join through `--bootstrap` has not completed yet:
-/// `<raft dir>.joining`. A restart without `--bootstrap` (the launcher restarts crashed
-/// services without it) must not bootstrap a new one-peer cluster from the empty staging
-/// store: it resumes only when a leader already added this peer, else it refuses to start.
+/// `<raft dir>.joining`, holding the addresses (see `join::marker_text`). A restart
+/// without `--bootstrap` (the launcher restarts crashed services without it) must not
+/// bootstrap a new one-peer cluster from the empty staging store: it resumes as a member
+/// when a leader already added this peer, else it resumes the join through the marker's
+/// addresses (a marker without addresses, from an older version, makes it refuse to start).
 pub fn joining_marker(raft_dir: &std::path::Path) -> PathBuf {
     let name = raft_dir
         .file_name()
@@ -177,40 +182,42 @@ fn spawn_metrics(node: Arc<Node>, mut client: TransportClient) {
     });
 }
 
-async fn join(
-    node: &Node,
-    transport: &TransportClient,
-    addrs: &[String],
-    deadline: Duration,
-) -> anyhow::Result<()> {
-    let start = tokio::time::Instant::now();
-    let mut last = String::from("no bootstrap address given");
-    while start.elapsed() < deadline {
-        for a in addrs {
-            let mut t = transport.clone();
-            let peer = match t
-                .dial(DialRequest {
-                    multiaddr: a.clone(),
-                })
-                .await
-            {
-                Ok(r) => r.into_inner().peer_id,
-                Err(e) => {
-                    last = format!("dialing {a}: {}", e.message());
-                    continue;
-                }
-            };
-            match node.join_via(&peer).await {
-                Ok(()) => {
-                    tracing::info!(%peer, "joined the cluster");
-                    return Ok(());
-                }
-                Err(e) => last = format!("joining through {peer}: {}", e.message()),
-            }
+/// One join attempt through `addr`: dial it with the transport (which resolves DNS names
+/// and, without `/p2p/<id>`, learns the peer id from the connection), then ask that peer
+/// to add us.
+async fn join_once(node: &Node, transport: &TransportClient, addr: String) -> Attempt {
+    let mut t = transport.clone();
+    let peer = match t
+        .dial(DialRequest {
+            multiaddr: addr.clone(),
+        })
+        .await
+    {
+        Ok(r) => r.into_inner().peer_id,
+        // The transport says no dial can ever work (not a multiaddr it speaks, our own).
+        Err(e) if e.code() == tonic::Code::InvalidArgument => {
+            return Attempt::Unusable(format!("dialing: {}", e.message()))
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        Err(e) => return Attempt::Failed(format!("dialing: {}", e.message())),
+    };
+    match node.join_via(&peer).await {
+        Ok(()) => Attempt::Joined(peer),
+        Err(e) => Attempt::Failed(format!("joining through {peer}: {}", e.message())),
     }
-    anyhow::bail!("could not join the cluster: {last}")
+}
+
+/// `--bootstrap` values (and a marker's) as checked multiaddr strings.
+fn bootstrap_addresses(raw: &[String], own: &str) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for s in raw.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let a = ipfs_cluster_config::addr::parse_peer_address(s)
+            .map_err(|e| anyhow::anyhow!("--bootstrap: {e}"))?;
+        if ipfs_cluster_config::addr::peer_id(&a).is_some_and(|p| p.to_string() == own) {
+            anyhow::bail!("--bootstrap: {s} is this peer's own address; give the address of a peer of the cluster to join");
+        }
+        out.push(a.to_string());
+    }
+    Ok(out)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -267,12 +274,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         opts.addresses = id.into_inner().addresses;
     }
 
-    let bootstrap: Vec<String> = cli
-        .bootstrap
-        .iter()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
+    let bootstrap = bootstrap_addresses(&cli.bootstrap, &peer_id)?;
     let marker = removed_marker(&raft_dir);
     if marker.exists() {
         if bootstrap.is_empty() {
@@ -289,6 +291,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&joining);
     }
     let unfinished_join = bootstrap.is_empty() && joining.exists();
+    // The addresses of that join (none in a marker written by an older version).
+    let resume_through = if unfinished_join {
+        let text = std::fs::read_to_string(&joining)
+            .with_context(|| format!("reading {}", joining.display()))?;
+        bootstrap_addresses(&join::marker_addresses(&text), &peer_id)
+            .with_context(|| format!("the join marker {}", joining.display()))?
+    } else {
+        Vec::new()
+    };
     let staging = staging_marker(&raft_dir);
     if !bootstrap.is_empty() {
         let _ = std::fs::remove_file(&staging);
@@ -307,17 +318,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
-        std::fs::write(
-            &joining,
-            b"this peer is joining a cluster through --bootstrap\n",
-        )
-        .with_context(|| format!("writing {}", joining.display()))?;
+        std::fs::write(&joining, join::marker_text(&bootstrap))
+            .with_context(|| format!("writing {}", joining.display()))?;
     } else if unfinished_join {
         opts.staging = true;
     }
     let keep = raft.backups_rotate.max(1) as u32;
     let leave = opts.leave_on_shutdown;
-    let join_deadline = opts.wait_for_leader_timeout + Duration::from_secs(5);
 
     // Bind first so a taken port fails before raft starts.
     let listener =
@@ -335,21 +342,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         client: transport.clone(),
     });
     let node = Node::start(opts, carrier).await?;
+    let mut join_through = bootstrap.clone();
     if unfinished_join {
         let initialized = node
             .raft
             .is_initialized()
             .await
             .map_err(|e| anyhow::anyhow!("raft: {e}"))?;
-        if !initialized {
+        if initialized {
+            tracing::info!("resuming: a leader added this peer before its join call returned");
+            let _ = std::fs::remove_file(&joining);
+        } else if resume_through.is_empty() {
             let _ = node.raft.shutdown().await;
             anyhow::bail!(
                 "this peer's join through --bootstrap never completed (marker {}); start it with --bootstrap <peer multiaddr> again, or delete that file to start a new cluster",
                 joining.display()
             );
+        } else {
+            tracing::info!(
+                marker = %joining.display(),
+                through = %resume_through.join(","),
+                "resuming this peer's unfinished join (started with --bootstrap before a restart)"
+            );
+            join_through = resume_through;
         }
-        tracing::info!("resuming: a leader added this peer before its join call returned");
-        let _ = std::fs::remove_file(&joining);
     }
     if awaiting_add {
         tracing::info!(
@@ -366,17 +382,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     tracing::info!(peer = %peer_id, addr = %consensus_addr, raft_dir = %raft_dir.display(), "consensus service ready");
 
     let (fail_tx, mut fail_rx) = tokio::sync::mpsc::channel::<String>(1);
-    if !bootstrap.is_empty() {
+    if !join_through.is_empty() {
         let node = node.clone();
         let transport = transport.clone();
         let joining_done = joining.clone();
         tokio::spawn(async move {
-            match join(&node, &transport, &bootstrap, join_deadline).await {
-                Ok(()) => {
+            let res = join::join_until(
+                &join_through,
+                join::Backoff::default(),
+                |addr| join_once(&node, &transport, addr),
+                || async { node.raft.is_initialized().await.unwrap_or(false) },
+            )
+            .await;
+            match res {
+                Ok(how) => {
+                    if how == Joined::AlreadyMember {
+                        tracing::info!("a leader added this peer; the join is complete");
+                    }
                     let _ = std::fs::remove_file(&joining_done);
                 }
                 Err(e) => {
-                    let _ = fail_tx.send(format!("{e:#}")).await;
+                    let _ = fail_tx.send(e).await;
                 }
             }
         });

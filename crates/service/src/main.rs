@@ -39,7 +39,7 @@ enum Cmd {
         /// Consensus component (only raft is supported)
         #[arg(long, default_value = "raft")]
         consensus: String,
-        /// Comma-separated multiaddrs of existing peers (written to the peerstore and raft init_peerset)
+        /// Comma-separated multiaddrs of existing peers, e.g. /dns4/cluster0/tcp/9096/p2p/<id> (written to the peerstore; those with /p2p/<id> also to raft init_peerset)
         #[arg(long, value_delimiter = ',')]
         peers: Vec<String>,
         /// Cluster secret to use (64 hex characters) instead of a random one; env CLUSTER_SECRET also works
@@ -51,7 +51,7 @@ enum Cmd {
     },
     /// Run the peer: start and supervise the four services until SIGINT or SIGTERM
     Daemon {
-        /// Comma-separated multiaddrs of cluster peers to join through
+        /// Comma-separated multiaddrs of cluster peers to join through: /ip4, /ip6, /dns4, /dns6 or /dns with /tcp/<port>, or /dnsaddr/<name>; /p2p/<id> optional. Retried with backoff until the join succeeds
         #[arg(short = 'j', long, value_delimiter = ',')]
         bootstrap: Vec<String>,
         /// Remove this peer from the cluster on shutdown
@@ -204,9 +204,10 @@ async fn run(cli: Cli) -> Result<()> {
                 .transpose()?;
             let peers = peers
                 .iter()
-                .map(|p| p.parse())
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| ipfs_cluster_config::addr::parse_peer_address(p))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| anyhow::anyhow!("--peers: invalid multiaddr: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("--peers: {e}"))?;
             let opts = InitOptions {
                 force,
                 peername: None,

@@ -94,9 +94,26 @@ pub fn default_bin_dir() -> Result<PathBuf> {
     Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
 }
 
-pub async fn run_daemon(opts: DaemonOptions) -> Result<()> {
+/// `--bootstrap` values, trimmed and checked before anything starts: each must be an
+/// address the transport can dial (any DNS form, `/p2p/<id>` optional) and not this peer's
+/// own. A bad one would otherwise only show as a join retried forever.
+pub fn check_bootstrap(addrs: &[String], own_peer_id: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for s in addrs.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let a = ipfs_cluster_config::addr::parse_peer_address(s)
+            .map_err(|e| anyhow!("--bootstrap: {e}"))?;
+        if ipfs_cluster_config::addr::peer_id(&a).is_some_and(|p| p.to_string() == own_peer_id) {
+            bail!("--bootstrap: {s} is this peer's own address; give the address of a peer of the cluster to join");
+        }
+        out.push(a.to_string());
+    }
+    Ok(out)
+}
+
+pub async fn run_daemon(mut opts: DaemonOptions) -> Result<()> {
     // Load and validate once here so a bad config gives one clear line before anything starts.
     let peer = Peer::load(&opts.config_dir)?;
+    opts.bootstrap = check_bootstrap(&opts.bootstrap, &peer.identity.peer_id.to_string())?;
     let lock = crate::lock::lock_config_dir(&opts.config_dir)?;
 
     let bin_dir = match &opts.bin_dir {
@@ -391,6 +408,51 @@ async fn stop_all(running: &mut Vec<Running>) {
                 );
                 let _ = r.child.kill().await;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--bootstrap` takes every DNS form with and without the peer id (the compose file's
+    /// `/dns4/cluster0/tcp/9096` among them) and refuses, naming the value, what cannot work.
+    #[test]
+    fn bootstrap_values_are_checked_before_start() {
+        let me = ipfs_cluster_config::Identity::generate()
+            .peer_id
+            .to_string();
+        let other = ipfs_cluster_config::Identity::generate()
+            .peer_id
+            .to_string();
+        let good = vec![
+            "/dns4/cluster0/tcp/9096".to_string(),
+            format!(" /dns4/localhost/tcp/9096/p2p/{other}"),
+            "/dns6/cluster0/tcp/9096".to_string(),
+            format!("/dns/cluster0.example.org/tcp/9096/p2p/{other}"),
+            "/dnsaddr/cluster.example.org".to_string(),
+            format!("/ip4/10.0.0.2/tcp/9096/p2p/{other}"),
+            "".to_string(),
+        ];
+        let got = check_bootstrap(&good, &me).unwrap();
+        assert_eq!(got.len(), 6);
+        assert_eq!(got[1], format!("/dns4/localhost/tcp/9096/p2p/{other}"));
+        for (bad, want) in [
+            ("cluster0:9096".to_string(), "cluster0:9096"),
+            (
+                "/dns4/cluster0/udp/9096/quic-v1".to_string(),
+                "/dnsaddr/<name>",
+            ),
+            (format!("/dns4/localhost/tcp/9096/p2p/{me}"), "own address"),
+        ] {
+            let e = check_bootstrap(std::slice::from_ref(&bad), &me)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("--bootstrap: ") && e.contains(&bad) && e.contains(want),
+                "{bad}: {e}"
+            );
         }
     }
 }

@@ -1,9 +1,9 @@
-//! The libp2p host: TCP (+ pnet when a secret is set) + noise + yamux, identify, ping,
-//! gossipsub and the peer-call protocol. One task owns the swarm; everything else talks
+//! The libp2p host: TCP with DNS resolution (+ pnet when a secret is set) + noise + yamux,
+//! identify, ping, gossipsub and the peer-call protocol. One task owns the swarm; everything else talks
 //! to it through a bounded command queue (`HostHandle`).
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     path::PathBuf,
     sync::{Arc, RwLock},
     time::Duration,
@@ -13,8 +13,13 @@ use bytes::Bytes;
 use futures::StreamExt;
 use ipfs_cluster_proto::transport::v1::{BroadcastMessage, PeerEntry, WireRequest, WireResponse};
 use libp2p::{
-    core::{muxing::StreamMuxerBox, transport::Boxed, upgrade::Version, ConnectedPoint},
-    gossipsub, identify, identity,
+    core::{
+        muxing::StreamMuxerBox,
+        transport::{Boxed, TransportError},
+        upgrade::Version,
+        ConnectedPoint,
+    },
+    dns, gossipsub, identify, identity,
     multiaddr::Protocol,
     noise, ping,
     pnet::{PnetConfig, PreSharedKey},
@@ -29,11 +34,12 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tonic::Status;
 
 use crate::{
+    announce::Announce,
     bandwidth::{Bandwidth, CountingMuxer},
     first_bytes::FirstBytesCheck,
     inbound::Inbound,
     options::Limits,
-    peerstore::{self, Book},
+    peerstore::{self, Peerstore},
     wire::{status_response, WireCodec, CALL_PROTOCOL},
 };
 
@@ -57,7 +63,27 @@ pub struct Behaviour {
     pub streams: libp2p_stream::Behaviour,
 }
 
-/// TCP -> [pnet] -> multistream-select -> noise -> yamux.
+/// TCP that resolves `/dns`, `/dns4`, `/dns6` and `/dnsaddr` names when dialling (as
+/// upstream's go-libp2p does), with the system's resolver configuration (`/etc/resolv.conf`
+/// and the hosts file; in a container that is the runtime's DNS, so compose service names
+/// work). Without a readable resolver configuration only the hosts file and `localhost`
+/// resolve, and the reason is logged once.
+fn dns_tcp() -> dns::tokio::Transport<tcp::tokio::Transport> {
+    let tcp = || tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    match dns::tokio::Transport::system(tcp()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the system's DNS configuration (/etc/resolv.conf): /dns4, /dns6, /dns and /dnsaddr addresses resolve through the hosts file only; fix the resolver configuration or use /ip4 or /ip6 addresses");
+            dns::tokio::Transport::custom(
+                tcp(),
+                dns::ResolverConfig::default(),
+                dns::ResolverOpts::default(),
+            )
+        }
+    }
+}
+
+/// TCP (+ DNS) -> [pnet] -> multistream-select -> noise -> yamux.
 fn build_transport(
     key: &identity::Keypair,
     psk: Option<PreSharedKey>,
@@ -65,7 +91,7 @@ fn build_transport(
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
     let bw2 = bw.clone();
     let noise = noise::Config::new(key)?;
-    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    let tcp = dns_tcp();
     // FirstBytesCheck: a wrong/missing secret fails at the first received byte, not at the
     // connection timeout (see first_bytes.rs).
     Ok(match psk {
@@ -101,7 +127,8 @@ fn unsupported(addr: &Multiaddr) -> bool {
     })
 }
 
-/// Addresses worth remembering for a peer: dialable TCP, not 0.0.0.0/::.
+/// Addresses worth remembering for a peer: dialable TCP (by IP or DNS name) or a
+/// `/dnsaddr` name (resolved to such addresses when dialled), not 0.0.0.0/::.
 fn dialable(addr: &Multiaddr) -> bool {
     !unsupported(addr)
         && !addr.iter().any(|p| match p {
@@ -109,13 +136,20 @@ fn dialable(addr: &Multiaddr) -> bool {
             Protocol::Ip6(ip) => ip.is_unspecified(),
             _ => false,
         })
-        && addr.iter().any(|p| matches!(p, Protocol::Tcp(_)))
+        && addr
+            .iter()
+            .any(|p| matches!(p, Protocol::Tcp(_) | Protocol::Dnsaddr(_)))
 }
 
+/// Loopback IPs, and the `localhost` names every resolver maps to them (RFC 6761).
 fn is_loopback(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| match p {
         Protocol::Ip4(ip) => ip.is_loopback(),
         Protocol::Ip6(ip) => ip.is_loopback(),
+        Protocol::Dns(h) | Protocol::Dns4(h) | Protocol::Dns6(h) => {
+            let h = h.trim_end_matches('.').to_ascii_lowercase();
+            h == "localhost" || h.ends_with(".localhost")
+        }
         _ => false,
     })
 }
@@ -162,6 +196,8 @@ enum Command {
 
 struct Shared {
     listen: RwLock<Vec<Multiaddr>>,
+    /// What we tell others (announce filter applied to `listen`), without /p2p.
+    announced: RwLock<Vec<Multiaddr>>,
     /// Peers with at least one open connection (read by callers without a round trip to
     /// the swarm task).
     connected: RwLock<HashSet<PeerId>>,
@@ -191,11 +227,12 @@ impl HostHandle {
         self.cmd.send(c).await.map_err(|_| gone())
     }
 
-    /// Listen addresses, each ending in /p2p/<our id>.
+    /// The addresses we announce (`cluster.announce_multiaddress`, else our listen
+    /// addresses, minus `no_announce_multiaddress`), each ending in /p2p/<our id>.
     pub fn addresses(&self) -> Vec<Multiaddr> {
         let id = self.local_peer_id;
         self.shared
-            .listen
+            .announced
             .read()
             .map(|l| {
                 l.iter()
@@ -305,7 +342,9 @@ pub struct HostConfig {
     pub secret: Option<[u8; 32]>,
     pub listen: Vec<Multiaddr>,
     pub peerstore_file: Option<PathBuf>,
-    pub book: Book,
+    pub peerstore: Peerstore,
+    /// Which addresses we tell others (identify, `addresses()`).
+    pub announce: Announce,
     pub limits: Limits,
     pub gossip_heartbeat: Duration,
     pub ping_interval: Duration,
@@ -344,7 +383,10 @@ pub async fn start(
             )?;
             let identify = identify::Behaviour::new(
                 identify::Config::new("ipfs/0.1.0".into(), key.public())
-                    .with_agent_version(format!("ipfs-cluster-rs/{}", ipfs_cluster_proto::VERSION)),
+                    .with_agent_version(format!("ipfs-cluster-rs/{}", ipfs_cluster_proto::VERSION))
+                    // Only the announced addresses (our external addresses, set from the
+                    // announce filter), as upstream's AddrsFactory.
+                    .with_hide_listen_addrs(true),
             );
             let calls = request_response::Behaviour::with_codec(
                 WireCodec {
@@ -389,6 +431,7 @@ pub async fn start(
     }
     let shared = Arc::new(Shared {
         listen: RwLock::new(vec![]),
+        announced: RwLock::new(vec![]),
         connected: RwLock::new(HashSet::new()),
     });
     // Wait for the first listen address so callers can report/dial it right away.
@@ -443,7 +486,7 @@ pub async fn start(
         bandwidth,
         streams: swarm.behaviour().streams.new_control(),
     };
-    let task = Task {
+    let mut task = Task {
         swarm,
         local: local_peer_id,
         shared,
@@ -457,11 +500,19 @@ pub async fn start(
         latency: HashMap::new(),
         conn_addrs: HashMap::new(),
         established: 0,
-        book: cfg.book,
+        book: cfg.peerstore.book,
+        unnamed: cfg.peerstore.unnamed,
         dirty: false,
         peerstore_file: cfg.peerstore_file,
         topics: HashMap::new(),
+        announce: cfg.announce,
+        external: Vec::new(),
     };
+    task.refresh_announced();
+    if task.announce.is_fixed() {
+        let announced: Vec<String> = task.external.iter().map(|a| a.to_string()).collect();
+        tracing::info!(addresses = %announced.join(", "), "announcing cluster.announce_multiaddress instead of the listen addresses");
+    }
     let join = tokio::spawn(task.run(cmd_rx, resp_rx));
     Ok((handle, join))
 }
@@ -482,10 +533,16 @@ struct Task {
     latency: HashMap<PeerId, Duration>,
     conn_addrs: HashMap<PeerId, Vec<(ConnectionId, Multiaddr)>>,
     established: usize,
-    book: Book,
+    book: peerstore::Book,
+    /// Peerstore lines without /p2p/<id>, until a dial through one tells us the peer.
+    unnamed: BTreeSet<Multiaddr>,
     dirty: bool,
     peerstore_file: Option<PathBuf>,
     topics: HashMap<String, broadcast::Sender<BroadcastMessage>>,
+    announce: Announce,
+    /// The announced addresses given to the swarm as external addresses (identify sends
+    /// these and no listen address).
+    external: Vec<Multiaddr>,
 }
 
 impl Task {
@@ -533,15 +590,50 @@ impl Task {
         let Some(path) = self.peerstore_file.clone() else {
             return;
         };
-        let book = self.book.clone();
+        let store = Peerstore {
+            book: self.book.clone(),
+            unnamed: self.unnamed.clone(),
+        };
         let me = self.local;
         let res = tokio::task::spawn_blocking(move || {
-            peerstore::save(&path, &book, &me).map_err(|e| (path, e))
+            peerstore::save(&path, &store, &me).map_err(|e| (path, e))
         })
         .await;
         if let Ok(Err((path, e))) = res {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the peerstore file");
         }
+    }
+
+    /// Recomputes what we announce from the listen addresses and syncs the swarm's
+    /// external addresses (what identify tells others) and `Shared::announced`.
+    fn refresh_announced(&mut self) {
+        let listen = self
+            .shared
+            .listen
+            .read()
+            .map(|l| l.clone())
+            .unwrap_or_default();
+        let mut now: Vec<Multiaddr> = Vec::new();
+        for a in self.announce.addresses(&listen) {
+            let a = strip_p2p(&a);
+            if !now.contains(&a) {
+                now.push(a);
+            }
+        }
+        for a in &self.external {
+            if !now.contains(a) {
+                self.swarm.remove_external_address(a);
+            }
+        }
+        for a in &now {
+            if !self.external.contains(a) {
+                self.swarm.add_external_address(a.clone());
+            }
+        }
+        if let Ok(mut s) = self.shared.announced.write() {
+            *s = now.clone();
+        }
+        self.external = now;
     }
 
     fn remember(&mut self, peer: PeerId, addr: &Multiaddr) {
@@ -726,11 +818,13 @@ impl Task {
                         l.push(address);
                     }
                 }
+                self.refresh_announced();
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 if let Ok(mut l) = self.shared.listen.write() {
                     l.retain(|a| *a != address);
                 }
+                self.refresh_announced();
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -754,6 +848,10 @@ impl Task {
                 let remote = endpoint.get_remote_address().clone();
                 if let ConnectedPoint::Dialer { address, .. } = &endpoint {
                     self.remember(peer_id, address);
+                    // An unnamed peerstore address now has its peer: the book holds it.
+                    if self.unnamed.remove(&strip_p2p(address)) {
+                        self.dirty = true;
+                    }
                 }
                 self.conn_addrs
                     .entry(peer_id)
@@ -788,9 +886,7 @@ impl Task {
             } => {
                 tracing::debug!(peer = ?peer_id, %error, "dial failed");
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
-                    let _ = reply.send(Err(Status::unavailable(format!(
-                        "cannot connect: {error} (a different cluster secret shows up as a timeout or a handshake error)"
-                    ))));
+                    let _ = reply.send(Err(dial_error_status(&error)));
                 }
             }
             SwarmEvent::IncomingConnectionError {
@@ -911,24 +1007,71 @@ impl Task {
     }
 }
 
-/// Peers to dial at start: `cluster.peer_addresses` first, then the peerstore.
-pub fn bootstrap_targets(bootstrap: &[Multiaddr], book: &Book, local: &PeerId) -> Vec<Multiaddr> {
+/// A failed dial as the status callers see. Errors that no retry can fix (the address is
+/// our own, or no transport of ours speaks it) are INVALID_ARGUMENT; the rest (refused,
+/// timed out, name not resolvable yet, wrong secret) are UNAVAILABLE.
+fn dial_error_status(error: &DialError) -> Status {
+    match error {
+        DialError::LocalPeerId { .. } => Status::invalid_argument(format!(
+            "cannot connect: {error} (the address is this peer's own; give the address of another cluster peer)"
+        )),
+        DialError::Transport(errs)
+            if !errs.is_empty()
+                && errs
+                    .iter()
+                    .all(|(_, e)| matches!(e, TransportError::MultiaddrNotSupported(_))) =>
+        {
+            Status::invalid_argument(format!(
+                "cannot connect: {error} (supported: /ip4, /ip6, /dns, /dns4 or /dns6 with /tcp/<port>, and /dnsaddr/<name>; optionally ending in /p2p/<peer id>)"
+            ))
+        }
+        _ => Status::unavailable(format!(
+            "cannot connect: {error} (a different cluster secret shows up as a timeout or a handshake error)"
+        )),
+    }
+}
+
+/// Peers to dial at start: `cluster.peer_addresses` first, then the peerstore (its
+/// addresses without a peer id last). Addresses no transport of ours speaks (QUIC,
+/// websockets) are skipped with a warning.
+pub fn bootstrap_targets(
+    bootstrap: &[Multiaddr],
+    store: &Peerstore,
+    local: &PeerId,
+) -> Vec<Multiaddr> {
     let mut seen = HashSet::new();
-    let mut out = Vec::new();
+    let mut out: Vec<Multiaddr> = Vec::new();
+    let usable = |a: &Multiaddr| {
+        if unsupported(a) {
+            tracing::warn!(addr = %a, "not dialling this peer address: QUIC/UDP and websockets are not supported (TCP only); use /ip4|ip6|dns|dns4|dns6/<host>/tcp/<port>");
+            false
+        } else {
+            true
+        }
+    };
     for a in bootstrap {
         if let Some(Protocol::P2p(p)) = a.iter().last() {
             if p == *local || !seen.insert(p) {
                 continue;
             }
         }
-        out.push(a.clone());
+        if usable(a) && !out.contains(a) {
+            out.push(a.clone());
+        }
     }
-    for (p, addrs) in book {
+    for (p, addrs) in &store.book {
         if p == local || !seen.insert(*p) {
             continue;
         }
         for a in addrs {
-            out.push(a.clone().with(Protocol::P2p(*p)));
+            if usable(a) {
+                out.push(a.clone().with(Protocol::P2p(*p)));
+            }
+        }
+    }
+    for a in &store.unnamed {
+        if usable(a) && !out.contains(a) {
+            out.push(a.clone());
         }
     }
     out
@@ -977,6 +1120,19 @@ mod tests {
         assert!(!dialable(&a("/ip4/10.0.0.1/udp/9096/quic-v1")));
         assert!(is_loopback(&a("/ip4/127.0.0.1/tcp/1")));
         assert!(!is_loopback(&a("/ip4/10.0.0.1/tcp/1")));
+        assert!(is_loopback(&a("/dns4/localhost/tcp/1")));
+        assert!(is_loopback(&a("/dns/LocalHost./tcp/1")));
+        assert!(is_loopback(&a("/dns6/peer.localhost/tcp/1")));
+        assert!(!is_loopback(&a("/dns4/cluster0/tcp/1")));
+        for d in [
+            "/dns4/cluster0/tcp/9096",
+            "/dns6/cluster0/tcp/9096",
+            "/dns/cluster0.example.org/tcp/9096",
+            "/dnsaddr/cluster.example.org",
+        ] {
+            assert!(dialable(&a(d)), "{d}");
+        }
+        assert!(!dialable(&a("/dns4/cluster0/udp/9096/quic-v1")));
         let p = PeerId::random();
         assert_eq!(
             strip_p2p(&a(&format!("/ip4/10.0.0.1/tcp/1/p2p/{p}"))),
@@ -994,11 +1150,49 @@ mod tests {
                 .parse()
                 .unwrap(),
         ];
-        let mut book = Book::new();
-        book.entry(other)
+        let mut store = Peerstore::default();
+        store
+            .book
+            .entry(other)
             .or_default()
             .insert("/ip4/10.0.0.3/tcp/9096".parse().unwrap());
-        let t = bootstrap_targets(&boot, &book, &me);
+        let t = bootstrap_targets(&boot, &store, &me);
         assert_eq!(t, vec![boot[1].clone()]);
+    }
+
+    /// peer_addresses and peerstore lines in DNS forms, with and without /p2p/<id>, are
+    /// all dialled; duplicates and unusable (QUIC) addresses are not.
+    #[test]
+    fn bootstrap_targets_take_dns_forms() {
+        let me = PeerId::random();
+        let other = PeerId::random();
+        let a = |s: &str| s.parse::<Multiaddr>().unwrap();
+        let boot = vec![
+            a("/dns4/cluster0/tcp/9096"),
+            a(&format!("/dns6/cluster1/tcp/9096/p2p/{other}")),
+            a("/dnsaddr/cluster.example.org"),
+            a("/dns4/cluster0/tcp/9096"),
+            a("/dns4/cluster9/udp/9096/quic-v1"),
+        ];
+        let mut store = Peerstore::default();
+        store
+            .book
+            .entry(PeerId::random())
+            .or_default()
+            .insert(a("/dns/cluster2.example.org/tcp/9096"));
+        store.unnamed.insert(a("/dns4/cluster3/tcp/9096"));
+        store.unnamed.insert(a("/dns4/cluster0/tcp/9096"));
+        let t = bootstrap_targets(&boot, &store, &me);
+        let got: Vec<String> = t.iter().map(|m| strip_p2p(m).to_string()).collect();
+        assert_eq!(
+            got,
+            vec![
+                "/dns4/cluster0/tcp/9096",
+                "/dns6/cluster1/tcp/9096",
+                "/dnsaddr/cluster.example.org",
+                "/dns/cluster2.example.org/tcp/9096",
+                "/dns4/cluster3/tcp/9096",
+            ]
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! allow-list policy, gossipsub broadcast, peerstore. The binary (`main.rs`) only loads
 //! the configuration and calls [`run`].
 
+pub mod announce;
 pub mod bandwidth;
 pub mod first_bytes;
 pub mod host;
@@ -70,7 +71,7 @@ impl Running {
 /// Starts the libp2p host (listening, bootstrap dials in the background).
 pub async fn start(opts: TransportOptions) -> Result<Running, Error> {
     let local_peer_id = opts.keypair.public().to_peer_id();
-    let book = match &opts.peerstore_file {
+    let store = match &opts.peerstore_file {
         Some(p) => {
             let path = p.clone();
             tokio::task::spawn_blocking(move || peerstore::load(&path))
@@ -112,14 +113,15 @@ pub async fn start(opts: TransportOptions) -> Result<Running, Error> {
         local: (*local).clone(),
         limits: opts.limits.clone(),
     });
-    let targets = host::bootstrap_targets(&opts.bootstrap, &book, &local_peer_id);
+    let targets = host::bootstrap_targets(&opts.bootstrap, &store, &local_peer_id);
     let (handle, host_task) = host::start(
         host::HostConfig {
             keypair: opts.keypair,
             secret: opts.secret,
             listen: opts.listen,
             peerstore_file: opts.peerstore_file,
-            book,
+            peerstore: store,
+            announce: announce::Announce::new(opts.announce, opts.no_announce),
             limits: opts.limits,
             gossip_heartbeat: opts.gossip_heartbeat,
             ping_interval: opts.ping_interval,

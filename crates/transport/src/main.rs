@@ -53,6 +53,8 @@ fn options(peer: &Peer) -> anyhow::Result<TransportOptions> {
         peer.token.clone(),
     );
     o.bootstrap = c.cluster.peer_addresses.clone();
+    o.announce = c.cluster.announce_multiaddress.clone();
+    o.no_announce = c.cluster.no_announce_multiaddress.clone();
     o.peerstore_file = Some(peer.peerstore_path());
     o.services = HashMap::from([
         (names::TRANSPORT.to_string(), i.transport_addr()?),

@@ -54,7 +54,13 @@ pub struct TransportOptions {
     /// `cluster.listen_multiaddress` (QUIC entries are skipped).
     pub listen: Vec<Multiaddr>,
     /// `cluster.peer_addresses`: dialled at start (with backoff) besides the peerstore.
+    /// Any TCP form (`/ip4`, `/ip6`, `/dns`, `/dns4`, `/dns6`) or `/dnsaddr`, with or
+    /// without `/p2p/<id>` (without it the peer id is learned from the connection).
     pub bootstrap: Vec<Multiaddr>,
+    /// `cluster.announce_multiaddress`: when not empty, the only addresses we tell others.
+    pub announce: Vec<Multiaddr>,
+    /// `cluster.no_announce_multiaddress`: never told to others (exact, or `/ipcidr` masks).
+    pub no_announce: Vec<Multiaddr>,
     /// The `peerstore` file; `None` = do not persist.
     pub peerstore_file: Option<PathBuf>,
     /// Local services' internal gRPC endpoints by fully qualified service name.
@@ -80,6 +86,8 @@ impl TransportOptions {
             secret,
             listen,
             bootstrap: vec![],
+            announce: vec![],
+            no_announce: vec![],
             peerstore_file: None,
             services: HashMap::new(),
             token,

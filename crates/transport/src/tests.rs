@@ -173,6 +173,28 @@ async fn node_with(
     peerstore: Option<std::path::PathBuf>,
     bootstrap: Vec<Multiaddr>,
 ) -> Node {
+    node_tweaked(
+        limits,
+        secret,
+        keypair,
+        members,
+        peerstore,
+        bootstrap,
+        |_| {},
+    )
+    .await
+}
+
+/// `node_with`, with a last say on the options (announce addresses, …).
+async fn node_tweaked(
+    limits: Limits,
+    secret: Option<[u8; 32]>,
+    keypair: Keypair,
+    members: Option<Vec<PeerId>>,
+    peerstore: Option<std::path::PathBuf>,
+    bootstrap: Vec<Multiaddr>,
+    tweak: impl FnOnce(&mut TransportOptions),
+) -> Node {
     let token = InternalToken::generate();
     let (ec, ek) = (EchoConnector::default(), EchoConsensus::default());
     let (hits_connector, hits_consensus) = (ec.0.clone(), ek.0.clone());
@@ -192,6 +214,7 @@ async fn node_with(
     opts.limits = limits;
     opts.peerstore_file = peerstore;
     opts.bootstrap = bootstrap;
+    tweak(&mut opts);
     let running = start(opts).await.unwrap();
     let peer = running.host.local_peer_id;
     let addr = running.host.addresses()[0].clone();
@@ -769,4 +792,155 @@ async fn metrics_are_admitted_only_from_members_about_themselves() {
     let mut junk = msg(&member, &member, 1);
     junk.data = vec![0xff; 8];
     assert!(admit_metric(&trust, &local, &junk).await.is_err());
+}
+
+/// The TCP port of a `/ip4/…/tcp/<port>/p2p/<id>` address.
+fn tcp_port(a: &Multiaddr) -> u16 {
+    a.iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .expect("a TCP address")
+}
+
+/// The addresses `n`'s transport lists for peer `p` (`Peers`), once it is connected.
+async fn peer_addresses_of(n: &Node, p: PeerId, until: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let mut c = n.client();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let peers = c
+            .peers(ipfs_cluster_proto::transport::v1::PeersRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .peers;
+        let addrs = peers
+            .into_iter()
+            .find(|e| e.peer_id == p.to_string())
+            .map(|e| e.addresses)
+            .unwrap_or_default();
+        if until(&addrs) || Instant::now() > deadline {
+            return addrs;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `Dial` takes /dns4 and /dns names, with `/p2p/<id>` and without it (the peer id is then
+/// learned from the connection); a name that does not resolve is a failure worth a retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dial_dns_addresses_with_and_without_peer_id() {
+    let b = node(Some(SECRET_A), None).await;
+    let port = tcp_port(&b.addr);
+    for (i, addr) in [
+        format!("/dns4/localhost/tcp/{port}/p2p/{}", b.peer),
+        format!("/dns4/localhost/tcp/{port}"),
+        format!("/dns/localhost/tcp/{port}"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // A fresh dialler each time: an existing connection would answer without dialling.
+        let a = node(Some(SECRET_A), None).await;
+        let got = a
+            .client()
+            .dial(ipfs_cluster_proto::transport::v1::DialRequest {
+                multiaddr: addr.clone(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("dial #{i} {addr}: {e}"))
+            .into_inner()
+            .peer_id;
+        assert_eq!(got, b.peer.to_string(), "dial #{i} {addr}");
+        let known = peer_addresses_of(&a, b.peer, |v| !v.is_empty()).await;
+        assert!(
+            known.contains(&format!("/dns4/localhost/tcp/{port}"))
+                || known.contains(&format!("/dns/localhost/tcp/{port}")),
+            "the name dialled is remembered for the peer: {known:?}"
+        );
+        a.stop().await;
+    }
+    let e = b
+        .client()
+        .dial(ipfs_cluster_proto::transport::v1::DialRequest {
+            multiaddr: "/dns4/no-such-host.invalid/tcp/9096".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        Code::Unavailable,
+        "a name that does not resolve (yet) is worth a retry: {e:?}"
+    );
+    b.stop().await;
+}
+
+/// A peerstore line without a peer id (`/dns4/localhost/tcp/<port>`, as an operator or
+/// `init --peers` writes it) is dialled at start; once connected the file names the peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unnamed_dns_peerstore_line_bootstraps_and_learns_the_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let ps = dir.path().join("peerstore");
+    let b = node(Some(SECRET_A), None).await;
+    let port = tcp_port(&b.addr);
+    std::fs::write(&ps, format!("/dns4/localhost/tcp/{port}\n")).unwrap();
+    let a = node_with(
+        limits(),
+        Some(SECRET_A),
+        Keypair::generate_ed25519(),
+        None,
+        Some(ps.clone()),
+        vec![],
+    )
+    .await;
+    let known = peer_addresses_of(&a, b.peer, |v| !v.is_empty()).await;
+    assert!(
+        !known.is_empty(),
+        "a did not bootstrap from the unnamed line"
+    );
+    a.stop().await;
+    let text = std::fs::read_to_string(&ps).unwrap();
+    assert_eq!(
+        text,
+        format!("/dns4/localhost/tcp/{port}/p2p/{}\n", b.peer),
+        "the DNS address is kept (alone, as upstream) and now carries the peer id"
+    );
+    b.stop().await;
+}
+
+/// `announce_multiaddress` replaces what a peer tells others: its ID's addresses, and
+/// identify (a peer it connects to learns the announced name, not the listen address).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announce_multiaddress_is_what_others_learn() {
+    let b = node(Some(SECRET_A), None).await;
+    let announced: Multiaddr = "/dns4/peer-a.example/tcp/4242".parse().unwrap();
+    let ann = announced.clone();
+    let a = node_tweaked(
+        limits(),
+        Some(SECRET_A),
+        Keypair::generate_ed25519(),
+        None,
+        None,
+        vec![b.addr.clone()],
+        move |o| o.announce = vec![ann],
+    )
+    .await;
+    let id = a
+        .client()
+        .id(ipfs_cluster_proto::transport::v1::IdRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(id.addresses, vec![format!("{announced}/p2p/{}", a.peer)]);
+    // a dialled b, so all b knows of a's addresses came through identify.
+    let want = announced.to_string();
+    let known = peer_addresses_of(&b, a.peer, |v| v.contains(&want)).await;
+    assert_eq!(
+        known,
+        vec![want],
+        "b learned other addresses of a: {known:?}"
+    );
+    a.stop().await;
+    b.stop().await;
 }
