@@ -51,7 +51,7 @@ struct Cli {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| ipfs_cluster_proto::shutdown::LogStderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,openraft=warn".into()),
@@ -423,11 +423,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         health.clone(),
     ));
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // SIGTERM, SIGINT, SIGHUP or the launcher gone (proto::shutdown), seen by both waits
+    // below.
+    let (stop_asked, mut stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let reason = ipfs_cluster_proto::shutdown::stop_requested().await;
+        tracing::info!(%reason, "stop requested");
+        let _ = stop_asked.send(true);
+    });
     let mut failure = None;
     let was_removed = tokio::select! {
-        _ = tokio::signal::ctrl_c() => false,
-        _ = sigterm.recv() => false,
+        _ = stop.wait_for(|s| *s) => false,
         _ = removed.wait_for(|r| *r) => true,
         Ok(by) = reset.wait_for(|r| r.is_some()) => { reset_for = by.clone(); false }
         Some(e) = fail_rx.recv() => { failure = Some(e); false }
@@ -448,8 +454,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await;
         tokio::select! {
             _ = ipfs_cluster_proto::disk::wait_writable(&raft_dir) => {}
-            _ = tokio::signal::ctrl_c() => {}
-            _ = sigterm.recv() => {}
+            _ = stop.wait_for(|s| *s) => {}
         }
     }
     tracing::info!("consensus service shutting down");

@@ -34,26 +34,8 @@ fn config_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
+    let reason = ipfs_cluster_proto::shutdown::stop_requested().await;
+    tracing::info!(%reason, "shutting down");
 }
 
 async fn real_main() -> anyhow::Result<()> {
@@ -77,7 +59,7 @@ async fn real_main() -> anyhow::Result<()> {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| ipfs_cluster_proto::shutdown::LogStderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )

@@ -25,7 +25,7 @@ struct Args {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| ipfs_cluster_proto::shutdown::LogStderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -53,13 +53,8 @@ async fn real_main(dir: PathBuf, stats: bool, tracing: bool) -> anyhow::Result<(
     let shutdown = CancellationToken::new();
     let s2 = shutdown.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("shutting down");
+        let reason = ipfs_cluster_proto::shutdown::stop_requested().await;
+        tracing::info!(%reason, "shutting down");
         s2.cancel();
     });
     run::run(settings, shutdown).await?;

@@ -251,13 +251,16 @@ impl Proxy {
         // CORS policy would serve it (Kubo refuses cross-origin API calls by default): its
         // answer to the same preflight must allow the origin. Same-origin pages pass, as on
         // Kubo.
+        let mut preflight = None;
         if let Some(o) = &origin {
             let same_origin = o
                 .to_str()
                 .ok()
                 .and_then(|o| o.split_once("://"))
                 .is_some_and(|(_, authority)| Some(authority) == host.as_deref());
-            if !same_origin && !self.daemon_allows_origin(&path, o.clone(), &method).await {
+            let (cors, allowed) = self.daemon_cors(&path, o.clone(), &method).await;
+            preflight = Some(cors);
+            if !same_origin && !allowed {
                 return kubo_error(
                     StatusCode::FORBIDDEN,
                     format!(
@@ -298,7 +301,10 @@ impl Proxy {
                 }
             }
         };
-        let (mut resp, headers) = tokio::join!(answer, self.hijack_headers(&path, origin, &method));
+        let (mut resp, headers) = tokio::join!(
+            answer,
+            self.hijack_headers(&path, origin, &method, preflight)
+        );
         headers.apply(resp.headers_mut());
         resp
     }

@@ -28,6 +28,9 @@ pub(crate) struct Extracted {
     cache: Mutex<Option<(Instant, HeaderMap)>>,
 }
 
+/// Header values picked from a daemon answer.
+pub(crate) type CorsHeaders = Vec<(HeaderName, Vec<HeaderValue>)>;
+
 impl Extracted {
     /// `extra` names that are not valid header names are skipped with a warning.
     pub(crate) fn new(extra: &[String], path: &str, ttl: Duration) -> Self {
@@ -104,28 +107,34 @@ impl Proxy {
         path: &str,
         origin: Option<HeaderValue>,
         method: &Method,
+        preflight: Option<CorsHeaders>,
     ) -> HijackHeaders {
-        let (cors, extracted) = tokio::join!(
-            self.cors_headers(path, origin, method),
-            self.extracted_headers()
-        );
+        let cors = async {
+            match preflight {
+                Some(c) => c,
+                None => self.cors_headers(path, origin, method).await,
+            }
+        };
+        let (cors, extracted) = tokio::join!(cors, self.extracted_headers());
         let mut out = cors;
         out.extend(extracted);
         HijackHeaders(out)
     }
 
-    /// Does the daemon's answer to a CORS preflight for `method` from `origin` allow it?
-    pub(crate) async fn daemon_allows_origin(
+    /// The daemon's CORS answer for `method` from `origin` (kept for the hijacked answer's
+    /// headers), and whether it allows that origin.
+    pub(crate) async fn daemon_cors(
         &self,
         path: &str,
         origin: HeaderValue,
         method: &Method,
-    ) -> bool {
+    ) -> (CorsHeaders, bool) {
         let got = self.cors_headers(path, Some(origin.clone()), method).await;
-        got.iter().any(|(name, values)| {
+        let allowed = got.iter().any(|(name, values)| {
             *name == header::ACCESS_CONTROL_ALLOW_ORIGIN
                 && values.iter().any(|v| v == "*" || *v == origin)
-        })
+        });
+        (got, allowed)
     }
 
     async fn cors_headers(
@@ -133,7 +142,7 @@ impl Proxy {
         path: &str,
         origin: Option<HeaderValue>,
         method: &Method,
-    ) -> Vec<(HeaderName, Vec<HeaderValue>)> {
+    ) -> CorsHeaders {
         let mut req = Request::new(empty_req());
         *req.method_mut() = Method::OPTIONS;
         if let Some(o) = origin {

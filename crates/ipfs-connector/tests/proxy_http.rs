@@ -150,7 +150,7 @@ async fn hijacked_answers_carry_the_daemons_cors_and_extracted_headers() {
     })
     .await;
     // pin/update without arguments is answered by the proxy itself (400): hijacked.
-    let req = "POST /api/v0/pin/update HTTP/1.1\r\nHost: x\r\nOrigin: http://app.example\r\nConnection: close\r\n\r\n";
+    let req = "POST /api/v0/pin/update HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://app.example\r\nConnection: close\r\n\r\n";
     let (status, h) = raw(p.addrs[0], req).await;
     assert_eq!(status, 400);
     assert_eq!(
@@ -198,7 +198,7 @@ async fn extracted_headers_are_asked_again_after_the_ttl() {
         c.extract_headers_ttl = Duration::from_millis(1)
     })
     .await;
-    let req = "POST /api/v0/pin/update HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let req = "POST /api/v0/pin/update HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     raw(p.addrs[0], req).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     let (_, h) = raw(p.addrs[0], req).await;
@@ -229,7 +229,7 @@ async fn forwarded_calls_get_reverse_proxy_headers_and_are_logged() {
     for a in &p.addrs {
         let (status, h) = raw(
             *a,
-            "POST /api/v0/version?x=1 HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1\r\nConnection: close, X-Secret\r\nX-Secret: s\r\nProxy-Authorization: Basic eA==\r\n\r\n",
+            "POST /api/v0/version?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-For: 10.0.0.1\r\nConnection: close, X-Secret\r\nX-Secret: s\r\nProxy-Authorization: Basic eA==\r\n\r\n",
         )
         .await;
         assert_eq!(status, 200, "answered on every listen address");
@@ -278,14 +278,14 @@ async fn header_limits_and_timeouts() {
     .await;
     // Headers beyond max_header_bytes (4096 + Go's 4096 slack) → 431.
     let big = format!(
-        "POST /api/v0/version HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "POST /api/v0/version HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
         "a".repeat(20_000)
     );
     let (status, _) = raw(p.addrs[0], &big).await;
     assert_eq!(status, 431);
     // Headers never finished: the connection is closed after read_header_timeout.
     let mut s = TcpStream::connect(p.addrs[0]).await.unwrap();
-    s.write_all(b"POST /api/v0/version HTTP/1.1\r\nHost: x\r\n")
+    s.write_all(b"POST /api/v0/version HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .await
         .unwrap();
     let mut buf = Vec::new();
@@ -295,7 +295,7 @@ async fn header_limits_and_timeouts() {
         .ok();
     // A keep-alive connection with nothing in flight is closed after idle_timeout.
     let mut s = TcpStream::connect(p.addrs[0]).await.unwrap();
-    s.write_all(b"POST /api/v0/version HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+    s.write_all(b"POST /api/v0/version HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")
         .await
         .unwrap();
     let mut buf = Vec::new();
@@ -309,7 +309,7 @@ async fn header_limits_and_timeouts() {
     );
     // An answer slower than write_timeout: the connection is dropped without an answer.
     let mut s = TcpStream::connect(p.addrs[0]).await.unwrap();
-    s.write_all(b"POST /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.write_all(b"POST /slow HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut buf = Vec::new();

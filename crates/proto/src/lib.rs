@@ -11,6 +11,7 @@ pub mod client;
 pub mod disk;
 pub mod runtime;
 pub mod server;
+pub mod shutdown;
 
 pub use auth::{InternalToken, TokenError};
 pub use caller::{Caller, PEER_HEADER};

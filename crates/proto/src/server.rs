@@ -200,7 +200,15 @@ where
         tonic_health::server::HealthService::from_health_reporter(health.reporter.clone()),
     );
 
-    Server::builder()
+    // A graceful stop lets calls in flight finish, but not forever: a stream whose client
+    // vanished without closing its connection (a peer whose launcher was SIGKILLed) would
+    // hold the stop, and the process, indefinitely.
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    };
+    let server = Server::builder()
         .layer(AuthLayer { token })
         .add_service(health)
         .add_service(reflection_v1)
@@ -209,10 +217,19 @@ where
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
-        )
-        .await?;
+        );
+    tokio::select! {
+        r = server => r?,
+        _ = async {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(STOP_GRACE).await;
+        } => tracing::debug!("calls still in flight after {STOP_GRACE:?}; stopping anyway"),
+    }
     Ok(())
 }
+
+/// How long a stopping server waits for calls in flight.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Tower layer that refuses calls without the internal token (UNAUTHENTICATED).
 #[derive(Clone)]

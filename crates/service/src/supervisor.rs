@@ -6,6 +6,7 @@
 //! is restarted with backoff (at most `MAX_RESTARTS` within `RESTART_WINDOW`, then the
 //! daemon gives up and stops the others). SIGINT/SIGTERM stop the services in reverse order.
 
+use std::io::Write as _;
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -129,6 +130,9 @@ pub async fn run_daemon(mut opts: DaemonOptions) -> Result<()> {
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    // A closed terminal or SSH session (and many stop scripts) send SIGHUP: stop the
+    // services cleanly instead of dying and leaving them behind.
+    let mut sighup = signal(SignalKind::hangup())?;
     let mut running: Vec<Running> = Vec::new();
 
     for spec in SERVICES {
@@ -137,6 +141,7 @@ pub async fn run_daemon(mut opts: DaemonOptions) -> Result<()> {
             r = start_and_wait(&bin_dir, &opts, spec, addr, true) => r,
             _ = sigterm.recv() => Err(anyhow!("interrupted by SIGTERM during start-up")),
             _ = sigint.recv() => Err(anyhow!("interrupted by SIGINT during start-up")),
+            _ = sighup.recv() => Err(anyhow!("interrupted by SIGHUP during start-up")),
         };
         match started {
             Ok(r) => running.push(r),
@@ -161,12 +166,13 @@ pub async fn run_daemon(mut opts: DaemonOptions) -> Result<()> {
         .unwrap_or_else(|| "disabled".into());
     tracing::info!(peer = %peer.identity.peer_id, rest_api = %rest, "IPFS Cluster peer ready");
     let watch = spawn_health_watch(&peer)?;
-    eprintln!("**IPFS Cluster is READY**");
+    let _ = writeln!(std::io::stderr(), "**IPFS Cluster is READY**");
 
     let outcome = loop {
         tokio::select! {
             _ = sigterm.recv() => break Ok("SIGTERM"),
             _ = sigint.recv() => break Ok("SIGINT"),
+            _ = sighup.recv() => break Ok("SIGHUP"),
             (idx, status) = wait_any(&mut running) => {
                 let r = &mut running[idx];
                 if r.spec.name == "consensus" && status.success() {
@@ -244,6 +250,11 @@ async fn start_and_wait(
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped())
+        // The service stops by itself if we die without stopping it (SIGKILL, a crash).
+        .env(
+            ipfs_cluster_proto::shutdown::LAUNCHER_PID_ENV,
+            std::process::id().to_string(),
+        )
         .kill_on_drop(true);
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         // The services' logs go through our pipe; keep them free of colour codes.
@@ -277,7 +288,9 @@ async fn start_and_wait(
                 if let Some(msg) = line.strip_prefix("error: ") {
                     *last.lock().unwrap() = Some(msg.to_string());
                 }
-                eprintln!("[{name}] {line}");
+                // Never panic on a closed terminal or pipe: the reader must keep draining
+                // the service's stderr, or the service blocks on its next log line.
+                let _ = writeln!(std::io::stderr(), "[{name}] {line}");
             }
         });
     }

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| ipfs_cluster_proto::shutdown::LogStderr)
         .init();
     let args = Args::parse();
     let rt = ipfs_cluster_proto::runtime::service_runtime_or_exit();
@@ -156,25 +156,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for SIGTERM; stop with SIGINT");
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("shutting down");
+    let reason = ipfs_cluster_proto::shutdown::stop_requested().await;
+    tracing::info!(%reason, "shutting down");
 }
 
 #[cfg(test)]
