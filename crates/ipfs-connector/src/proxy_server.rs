@@ -61,6 +61,21 @@ pub struct ProxyConfig {
     pub extract_headers_ttl: Duration,
 }
 
+/// The loud warning for a proxy bound beyond loopback: it has no authentication of its
+/// own (as upstream), so whoever reaches it controls the cluster's pinset and the IPFS
+/// daemon behind it.
+pub fn exposure_warnings(listen: &[SocketAddr]) -> Vec<String> {
+    listen
+        .iter()
+        .filter(|a| !a.ip().is_loopback())
+        .map(|a| {
+            format!(
+                "SECURITY: the IPFS proxy listens on {a} (not loopback) and has no authentication: anyone who can reach it can pin, unpin, add and garbage-collect through the cluster and use the IPFS daemon's whole API; bind ipfsproxy.listen_multiaddress to 127.0.0.1 or firewall it"
+            )
+        })
+        .collect()
+}
+
 impl ProxyConfig {
     pub fn new(listen: Vec<SocketAddr>, node: NodeAddr) -> Self {
         Self {
@@ -449,5 +464,21 @@ mod tests {
         let e = b.frame().await.unwrap().unwrap_err().to_string();
         assert!(e.contains("api.ipfsproxy.read_timeout"), "{e}");
         drop(tx);
+    }
+}
+
+#[cfg(test)]
+mod exposure_tests {
+    use super::exposure_warnings;
+
+    #[test]
+    fn a_proxy_beyond_loopback_is_reported() {
+        assert!(exposure_warnings(&["127.0.0.1:9095".parse().unwrap()]).is_empty());
+        let w = exposure_warnings(&[
+            "127.0.0.1:9095".parse().unwrap(),
+            "0.0.0.0:9095".parse().unwrap(),
+        ]);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("0.0.0.0:9095") && w[0].contains("no authentication"));
     }
 }

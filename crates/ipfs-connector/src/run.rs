@@ -143,6 +143,9 @@ pub async fn run_with(
             .await
             .map_err(RunError::Proxy)?;
         tracing::info!(addrs = ?cfg.listen, ipfs = %cfg.node, "IPFS proxy listening");
+        for w in crate::proxy_server::exposure_warnings(&cfg.listen) {
+            tracing::warn!("{w}");
+        }
         let consensus = client::consensus(settings.consensus_addr, &settings.token);
         let transport = client::transport(settings.transport_addr, &settings.token);
         let proxy = crate::proxy::Proxy::new(cfg, t.kubo().clone(), consensus, transport)
