@@ -622,3 +622,106 @@ fn a_web_page_cannot_drive_the_apis() {
         assert_eq!(st, 200, "{body}");
     });
 }
+
+/// One raw HTTP/1.1 request from the local address `from` (the throttle keys on the
+/// client address); the status and the headers' text.
+async fn request_from(from: &str, to: SocketAddr, path: &str, auth: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut s = sock.connect(to).await.expect("connect");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let head = text.split("\r\n\r\n").next().unwrap_or("").to_string();
+    (status, head)
+}
+
+/// Hole 10: Basic Auth could be brute-forced at full speed (and its comparison leaked the
+/// password's length). After five wrong credentials in a row a client address is refused
+/// with 429 and `Retry-After` (a delay that doubles per further failure, up to 60 s)
+/// before any password is looked at; other addresses keep working.
+#[test]
+fn password_guessing_is_throttled_per_address() {
+    rt().block_on(async {
+        use base64::Engine;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = init_peer_with(
+            &tmp.path().join("victim"),
+            &no_ipfs(),
+            &secret(10),
+            &[(
+                "CLUSTER_RESTAPI_BASICAUTHCREDENTIALS",
+                "alice:correct-horse".to_string(),
+            )],
+        )
+        .expect("init");
+        let log = std::fs::File::create(dir.dir.join("daemon.log")).unwrap();
+        let _daemon = Proc::spawn(
+            "ipfs-cluster-service",
+            Command::new(bin("ipfs-cluster-service"))
+                .arg("--config")
+                .arg(&dir.dir)
+                .arg("daemon")
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .stdin(Stdio::null()),
+        )
+        .unwrap();
+        let health = format!("{}/health", dir.rest_url());
+        wait_for(Duration::from_secs(60), || async {
+            matches!(http("GET", &health, None).await, Ok((204, _)))
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the victim did not start:\n{}", dir.log_tail()));
+        let rest = at(dir.ports.rest);
+        let basic = |user: &str, pass: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+            )
+        };
+        let mut statuses = Vec::new();
+        for i in 0..12 {
+            let (st, head) = request_from(
+                "127.0.0.1",
+                rest,
+                "/id",
+                &basic("alice", &format!("guess{i}")),
+            )
+            .await;
+            if st == 429 {
+                assert!(
+                    head.to_ascii_lowercase().contains("retry-after:"),
+                    "429 without Retry-After: {head}"
+                );
+            }
+            statuses.push(st);
+        }
+        assert_eq!(&statuses[..5], &[401; 5], "{statuses:?}");
+        assert!(
+            statuses[5..].iter().all(|s| *s == 429),
+            "guessing goes on unthrottled: {statuses:?}"
+        );
+        // While blocked, even the right password is not looked at from that address...
+        let (st, _) =
+            request_from("127.0.0.1", rest, "/id", &basic("alice", "correct-horse")).await;
+        assert_eq!(st, 429);
+        // ... and another client address is served normally.
+        let (st, head) =
+            request_from("127.0.0.2", rest, "/id", &basic("alice", "correct-horse")).await;
+        assert_eq!(st, 200, "{head}");
+    });
+}

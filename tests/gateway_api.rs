@@ -887,11 +887,17 @@ async fn py_client_session(port: u16, peers: usize) {
 // TLS + Basic Auth + JWT on one peer.
 
 /// `curl` with the given args; returns (status, headers, body). Status 0 = no answer.
+/// `curl -i` with `args`. Every call comes from its own loopback address (127.0.0.2, .3,
+/// …): the gateway throttles failed logins per client address, and each check here stands
+/// for a different client.
 async fn curl(args: &[&str]) -> (u16, String, String) {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 250 + 2;
+    let from = format!("127.0.0.{n}");
     let out = tokio::time::timeout(
         Duration::from_secs(30),
         tokio::process::Command::new("curl")
-            .args(["-sS", "-i", "--max-time", "20"])
+            .args(["-sS", "-i", "--max-time", "20", "--interface", &from])
             .args(args)
             .stdin(Stdio::null())
             .output(),

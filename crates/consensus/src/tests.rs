@@ -410,6 +410,17 @@ async fn late_joiner_catches_up_from_a_streamed_snapshot() {
     for c in &cids {
         a.pin(pin(c, 0, 0)).await.unwrap();
     }
+    // A snapshot covers what is applied when it is triggered: wait until every entry is
+    // (an acknowledged pin may still be applying under load), or the snapshot can stop
+    // short of index 30 with no later one triggered.
+    a.raft
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(
+            |m| m.last_applied.map(|l| l.index) >= m.last_log_index && m.last_log_index >= Some(30),
+            "everything applied",
+        )
+        .await
+        .unwrap();
     a.raft.trigger().snapshot().await.unwrap();
     a.raft
         .wait(Some(Duration::from_secs(5)))

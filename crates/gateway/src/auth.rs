@@ -88,9 +88,10 @@ impl Credentials {
         if user.is_empty() || pass.is_empty() {
             return Err(AuthFailure::AccessDenied);
         }
-        match self.users.get(user) {
-            Some(p) if constant_time_eq(p.as_bytes(), pass.as_bytes()) => Ok(user.to_string()),
-            _ => Err(AuthFailure::AccessDenied),
+        if password_matches(self.users.get(user).map(String::as_str), pass) {
+            Ok(user.to_string())
+        } else {
+            Err(AuthFailure::AccessDenied)
         }
     }
 
@@ -163,8 +164,78 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     .then(|| &s[prefix.len()..])
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares a password in time that depends on neither its length nor the stored one's,
+/// nor on whether the user exists: both sides are hashed to 32 bytes first and every byte
+/// is compared. An unknown user or an empty stored password never matches.
+fn password_matches(stored: Option<&str>, given: &str) -> bool {
+    use ring::digest::{digest, SHA256};
+    let want = digest(&SHA256, stored.unwrap_or("").as_bytes());
+    let got = digest(&SHA256, given.as_bytes());
+    let same = want
+        .as_ref()
+        .iter()
+        .zip(got.as_ref())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0;
+    same && stored.is_some_and(|s| !s.is_empty())
+}
+
+/// Failed-authentication throttling per client address: after `FREE_FAILURES` wrong
+/// credentials in a row, that address is refused (429, before any credential is looked at)
+/// for a delay that doubles with each further failure, up to `MAX_DELAY`; a success
+/// clears it. Brute-forcing a password then costs minutes per guess, not microseconds.
+/// At most `MAX_TRACKED` addresses are remembered (the stalest are forgotten first).
+#[derive(Default)]
+pub struct AuthThrottle {
+    by_ip: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Failures>>,
+}
+
+#[derive(Clone, Copy)]
+struct Failures {
+    count: u32,
+    blocked_until: std::time::Instant,
+    last: std::time::Instant,
+}
+
+pub const FREE_FAILURES: u32 = 5;
+pub const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(60);
+const MAX_TRACKED: usize = 10_000;
+
+impl AuthThrottle {
+    /// `Some(wait)` while `ip` must not try again.
+    pub fn blocked(&self, ip: std::net::IpAddr) -> Option<std::time::Duration> {
+        let now = std::time::Instant::now();
+        let m = self.by_ip.lock().unwrap();
+        m.get(&ip)
+            .and_then(|f| f.blocked_until.checked_duration_since(now))
+            .filter(|d| !d.is_zero())
+    }
+
+    pub fn failed(&self, ip: std::net::IpAddr) {
+        let now = std::time::Instant::now();
+        let mut m = self.by_ip.lock().unwrap();
+        if m.len() >= MAX_TRACKED && !m.contains_key(&ip) {
+            if let Some(stalest) = m.iter().min_by_key(|(_, f)| f.last).map(|(k, _)| *k) {
+                m.remove(&stalest);
+            }
+        }
+        let f = m.entry(ip).or_insert(Failures {
+            count: 0,
+            blocked_until: now,
+            last: now,
+        });
+        f.count += 1;
+        f.last = now;
+        if f.count >= FREE_FAILURES {
+            let exp = (f.count - FREE_FAILURES).min(16);
+            let delay = std::time::Duration::from_secs(1u64 << exp).min(MAX_DELAY);
+            f.blocked_until = now + delay;
+        }
+    }
+
+    pub fn succeeded(&self, ip: std::net::IpAddr) {
+        self.by_ip.lock().unwrap().remove(&ip);
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +252,41 @@ mod tests {
 
     fn basic(u: &str, p: &str) -> String {
         format!("Basic {}", STANDARD.encode(format!("{u}:{p}")))
+    }
+
+    #[test]
+    fn password_comparison_ignores_lengths_and_unknown_users() {
+        assert!(password_matches(Some("secret"), "secret"));
+        assert!(!password_matches(Some("secret"), "secre"));
+        assert!(!password_matches(Some("secret"), "secretx"));
+        assert!(!password_matches(None, ""));
+        assert!(!password_matches(Some(""), ""));
+    }
+
+    #[test]
+    fn failed_logins_are_throttled_per_address() {
+        let t = AuthThrottle::default();
+        let a: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+        for _ in 0..FREE_FAILURES - 1 {
+            t.failed(a);
+            assert!(t.blocked(a).is_none(), "the first failures are free");
+        }
+        t.failed(a);
+        let d = t.blocked(a).expect("blocked after too many failures");
+        assert!(d <= std::time::Duration::from_secs(1));
+        t.failed(a);
+        assert!(
+            t.blocked(a).unwrap() > std::time::Duration::from_secs(1),
+            "doubles"
+        );
+        for _ in 0..40 {
+            t.failed(a);
+        }
+        assert!(t.blocked(a).unwrap() <= MAX_DELAY);
+        assert!(t.blocked(b).is_none(), "other addresses are not affected");
+        t.succeeded(a);
+        assert!(t.blocked(a).is_none());
     }
 
     #[test]

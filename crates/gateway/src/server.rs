@@ -46,6 +46,7 @@ pub struct App {
     pub backends: Backends,
     pub access_log: crate::accesslog::AccessLog,
     pub served: Arc<AtomicU64>,
+    pub throttle: crate::auth::AuthThrottle,
 }
 
 impl App {
@@ -64,6 +65,7 @@ impl App {
             backends,
             access_log,
             served,
+            throttle: Default::default(),
         }
     }
 
@@ -167,13 +169,33 @@ impl App {
             let exempt = req.method() == Method::OPTIONS
                 || (req.method() == Method::GET && req.uri().path() == "/health");
             if !exempt {
+                let ip = remote.ip();
+                if let Some(wait) = self.throttle.blocked(ip) {
+                    let secs = wait.as_secs().max(1);
+                    let mut r = self.err(&ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        format!("too many failed logins from {ip}; try again in {secs} s"),
+                    ));
+                    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                        r.headers_mut().insert(header::RETRY_AFTER, v);
+                    }
+                    return (None, r);
+                }
                 match creds.check(
                     req.headers()
                         .get(header::AUTHORIZATION)
                         .map(|v| v.as_bytes()),
                 ) {
-                    Ok(u) => user = Some(u),
-                    Err(f) => return (None, self.unauthorized(f)),
+                    Ok(u) => {
+                        self.throttle.succeeded(ip);
+                        user = Some(u)
+                    }
+                    Err(f) => {
+                        if f != AuthFailure::NoAuth {
+                            self.throttle.failed(ip);
+                        }
+                        return (None, self.unauthorized(f));
+                    }
                 }
             }
         }
