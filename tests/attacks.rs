@@ -725,3 +725,61 @@ fn password_guessing_is_throttled_per_address() {
         assert_eq!(st, 200, "{head}");
     });
 }
+
+/// Hole 4: connections that never send a byte were kept forever (hyper waits without
+/// limit to tell HTTP/1 from HTTP/2) and their number was unbounded, so one client could
+/// exhaust the REST API's file descriptors before authenticating. Now at most
+/// `max_connections` (here 200, our key; default 1024) are served at once, more are
+/// closed at accept, and a silent connection is closed after `read_header_timeout` (here
+/// 2 s): a flood of 3,000 idle connections leaves the legitimate user served within a few
+/// seconds, and the peer up.
+#[test]
+fn idle_connection_floods_do_not_lock_users_out() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = init_peer_with(
+            &tmp.path().join("victim"),
+            &no_ipfs(),
+            &secret(11),
+            &[
+                ("CLUSTER_RESTAPI_MAXCONNECTIONS", "200".to_string()),
+                ("CLUSTER_RESTAPI_READHEADERTIMEOUT", "2s".to_string()),
+            ],
+        )
+        .expect("init");
+        let v = Victim::run(dir, &[]).await;
+        let rest = at(v.dir.ports.rest);
+        let mut idle = Vec::new();
+        for _ in 0..3000 {
+            match tokio::net::TcpStream::connect(rest).await {
+                Ok(s) => idle.push(s),
+                Err(_) => break,
+            }
+        }
+        assert!(idle.len() >= 2000, "only {} connections opened", idle.len());
+        // The legitimate user gets through once the silent connections are closed.
+        let t0 = std::time::Instant::now();
+        let served = wait_for(Duration::from_secs(20), || async {
+            matches!(http("GET", &v.url("/id"), None).await, Ok((200, _)))
+        })
+        .await;
+        assert!(
+            served.is_ok(),
+            "the REST API did not serve its user while 3,000 idle connections were open\n{}",
+            v.dir.log_tail()
+        );
+        println!("served after {:?} under the flood", t0.elapsed());
+        // The silent connections were closed by the server (read gives EOF or an error).
+        let reads = idle.iter_mut().take(300).map(|s| async move {
+            use tokio::io::AsyncReadExt;
+            let mut b = [0u8; 1];
+            matches!(
+                tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await,
+                Ok(Ok(0) | Err(_))
+            )
+        });
+        let closed = join_all(reads).await.into_iter().filter(|c| *c).count();
+        assert_eq!(closed, 300, "idle connections kept open by the server");
+        v.pin_new().await;
+    });
+}

@@ -36,9 +36,14 @@ pub struct RestApiConfig {
     pub cors_exposed_headers: Vec<String>,
     pub cors_allow_credentials: bool,
     pub cors_max_age: GoDuration,
+    /// Ours, not upstream's: open connections served at once; more are closed at accept
+    /// (so idle or slow clients cannot exhaust file descriptors and memory). Written to
+    /// service.json only when changed from the default.
+    pub max_connections: u32,
 }
 
 pub const DEFAULT_MAX_HEADER_BYTES: i64 = 4096;
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
 
 impl RestApiConfig {
     pub fn default_restapi() -> Self {
@@ -78,6 +83,7 @@ impl RestApiConfig {
             .to_vec(),
             cors_allow_credentials: true,
             cors_max_age: GoDuration::ZERO,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 
@@ -114,6 +120,15 @@ impl RestApiConfig {
             cors_exposed_headers: o.strings("cors_exposed_headers")?.unwrap_or_default(),
             cors_allow_credentials: o.bool("cors_allow_credentials")?,
             cors_max_age: o.dur_or("cors_max_age", GoDuration::ZERO)?,
+            max_connections: match o.uint_or("max_connections", 0)? {
+                0 => d.max_connections,
+                n => u32::try_from(n).map_err(|_| {
+                    ConfigError::invalid(
+                        "max_connections",
+                        format!("must be at most {}, got {n}", u32::MAX),
+                    )
+                })?,
+            },
         };
         o.finish();
         Ok(cfg)
@@ -172,6 +187,9 @@ impl RestApiConfig {
             .strings("cors_exposed_headers", &self.cors_exposed_headers)
             .put("cors_allow_credentials", self.cors_allow_credentials)
             .dur("cors_max_age", self.cors_max_age);
+        if self.max_connections != DEFAULT_MAX_CONNECTIONS {
+            o.put("max_connections", self.max_connections);
+        }
         o.done()
     }
 

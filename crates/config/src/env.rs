@@ -105,6 +105,7 @@ const REST: &[(&str, Kind)] = &[
     ("cors_exposed_headers", List),
     ("cors_allow_credentials", Bool),
     ("cors_max_age", Str),
+    ("max_connections", Int),
 ];
 const PROXY: &[(&str, Kind)] = &[
     ("listen_multiaddress", List),

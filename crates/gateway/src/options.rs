@@ -26,6 +26,8 @@ pub struct HttpApiOptions {
     pub cors: CorsOptions,
     /// The REST API's own libp2p host (libp2p_http.rs), when configured.
     pub libp2p: Option<crate::libp2p_http::Libp2pOptions>,
+    /// Connections served at once (per API); more are closed at accept.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +76,7 @@ impl HttpApiOptions {
             headers: BTreeMap::new(),
             cors: CorsOptions::default(),
             libp2p: None,
+            max_connections: ipfs_cluster_config::api::DEFAULT_MAX_CONNECTIONS as usize,
         }
     }
 

@@ -11,7 +11,8 @@
 //!   With upstream's defaults (any origin, GET only) no web page can write. Clients that
 //!   are not browsers send no `Origin` and are not affected.
 //!
-//! Requests over the libp2p endpoint never come from a browser and are not checked.
+//! Requests tunnelled over libp2p-http carry the peer id as `Host`, which is accepted (no
+//! DNS name looks like one); `Origin` is checked on them as on any request.
 
 use http::{header, HeaderMap, Method, Uri};
 
@@ -24,6 +25,14 @@ pub fn check_host(headers: &HeaderMap, uri: &Uri, loopback_only: bool) -> Result
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .or_else(|| uri.authority().map(|a| a.as_str().to_string()));
+    // Requests tunnelled over libp2p-http (the cluster host's tunnel listener, the REST
+    // API's own libp2p host) name the peer id as Host; no DNS name can look like one.
+    if let Some(h) = &host {
+        let name = h.rsplit_once(':').map_or(h.as_str(), |(n, _)| n);
+        if name.parse::<libp2p::PeerId>().is_ok() {
+            return Ok(());
+        }
+    }
     ipfs_cluster_config::host_header::check_loopback_host(host.as_deref(), loopback_only)
 }
 
@@ -69,6 +78,9 @@ mod tests {
         assert!(check_host(&h(&[("host", "evil.example")]), &u, false).is_ok());
         let u2: Uri = "http://evil.example:9094/pins".parse().unwrap();
         assert!(check_host(&h(&[]), &u2, true).is_err());
+        // libp2p-http clients name the peer.
+        let peer = "12D3KooWGBfKqTqgYSHCUZJH6wt7pAjjyfWGSVH2KAtVZzvTnTvM";
+        assert!(check_host(&h(&[("host", peer)]), &u, true).is_ok());
     }
 
     #[test]

@@ -151,17 +151,14 @@ impl App {
         req: Request<Incoming>,
         remote: SocketAddr,
     ) -> (Option<String>, Response<Body>) {
-        // 0. Web pages: DNS rebinding and cross-origin writes (request_guard.rs). The
-        //    libp2p endpoint (no TCP peer address) never carries a browser's request.
-        if !remote.ip().is_unspecified() {
-            let loopback_only = self.opts.listen.iter().all(|a| a.ip().is_loopback());
-            let checked = crate::request_guard::check_host(req.headers(), req.uri(), loopback_only)
-                .and_then(|()| {
-                    crate::request_guard::check_origin(req.method(), req.headers(), &self.cors)
-                });
-            if let Err(msg) = checked {
-                return (None, self.err(&ApiError::new(StatusCode::FORBIDDEN, msg)));
-            }
+        // 0. Web pages: DNS rebinding and cross-origin writes (request_guard.rs).
+        let loopback_only = self.opts.listen.iter().all(|a| a.ip().is_loopback());
+        let checked = crate::request_guard::check_host(req.headers(), req.uri(), loopback_only)
+            .and_then(|()| {
+                crate::request_guard::check_origin(req.method(), req.headers(), &self.cors)
+            });
+        if let Err(msg) = checked {
+            return (None, self.err(&ApiError::new(StatusCode::FORBIDDEN, msg)));
         }
         // 1. Authentication (before CORS: a 401 carries no CORS headers).
         let mut user = None;
@@ -288,10 +285,29 @@ fn conn_builder(opts: &HttpApiOptions) -> auto::Builder<TokioExecutor> {
         .header_read_timeout(hrt)
         .max_buf_size(max_buf)
         .keep_alive(true);
+    // HTTP/2: a bounded number of streams per connection, and pings that close a
+    // connection whose peer stopped answering.
     b.http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(max_buf as u32);
+        .max_header_list_size(max_buf as u32)
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .keep_alive_interval(Some(H2_PING_EVERY))
+        .keep_alive_timeout(H2_PING_TIMEOUT);
     b
+}
+
+/// Streams one HTTP/2 connection may have open at once.
+const H2_MAX_STREAMS: u32 = 256;
+const H2_PING_EVERY: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long a new plain connection may stay silent before its first byte: the header
+/// timeout (or the idle timeout when that is off), 5 s when both are off.
+fn first_byte_deadline(opts: &HttpApiOptions) -> Duration {
+    [opts.read_header_timeout, opts.idle_timeout]
+        .into_iter()
+        .find(|d| !d.is_zero())
+        .unwrap_or(Duration::from_secs(5))
 }
 
 /// Serves one listener until `shutdown` flips to true. In-flight connections are allowed to
@@ -303,6 +319,11 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = tls.map(TlsAcceptor::from);
+    // At most max_connections served at once: a flood of idle or slow connections is
+    // closed at accept instead of exhausting file descriptors and memory.
+    let slots = Arc::new(tokio::sync::Semaphore::new(app.opts.max_connections.max(1)));
+    let mut refused_since_log = 0u64;
+    let first_byte = first_byte_deadline(&app.opts);
     loop {
         let (tcp, remote) = tokio::select! {
             r = listener.accept() => match r {
@@ -315,12 +336,39 @@ pub async fn serve(
             },
             _ = shutdown.changed() => return,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            refused_since_log += 1;
+            if refused_since_log == 1 || refused_since_log.is_multiple_of(1000) {
+                tracing::warn!(
+                    %remote,
+                    max_connections = app.opts.max_connections,
+                    refused = refused_since_log,
+                    "too many open connections: closing new ones (raise max_connections if these are real clients)"
+                );
+            }
+            drop(tcp);
+            continue;
+        };
+        refused_since_log = 0;
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let app_for_io = app.clone();
         let mut conn_shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let _slot = slot;
+            // A connection that sends nothing is closed after the header timeout, before
+            // hyper (which waits without limit to tell HTTP/1 from HTTP/2) sees it.
+            if acceptor.is_none() {
+                let mut b = [0u8; 1];
+                match tokio::time::timeout(first_byte, tcp.peek(&mut b)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => {
+                        tracing::debug!(%remote, "connection closed: no request within {first_byte:?}");
+                        return;
+                    }
+                }
+            }
             let builder = conn_builder(&app.opts);
             let svc = service_fn(move |req| {
                 let app = app.clone();
