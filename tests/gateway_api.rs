@@ -390,16 +390,29 @@ async fn every_route_clients_and_big_add_on_two_peers() {
         (404, "{\"code\":404,\"message\":\"not found\"}\n")
     );
     let some_cid = "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"; // the empty directory
+
+    // gorilla/mux v1.8.1 (upstream's): a later route with the request's method clears a
+    // path-only match, so only these are 405 (checked against upstream by tests/compat.rs).
     for (m, p) in [
-        ("GET", "/add".to_string()),
         ("HEAD", "/id".to_string()),
         ("PUT", format!("/pins/{some_cid}")),
+        ("DELETE", "/health/graph".to_string()),
+    ] {
+        let r = call(m, &format!("{rest}{p}"), &[], vec![]).await;
+        assert_eq!((r.status, r.body.as_str()), (405, ""), "{m} {p}");
+    }
+    for (m, p) in [
+        ("GET", "/add".to_string()),
         ("GET", format!("/pins/ipfs/{some_cid}")),
         ("GET", "/token".to_string()),
         ("DELETE", "/version".to_string()),
     ] {
         let r = call(m, &format!("{rest}{p}"), &[], vec![]).await;
-        assert_eq!((r.status, r.body.as_str()), (405, ""), "{m} {p}");
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (404, "{\"code\":404,\"message\":\"not found\"}\n"),
+            "{m} {p}"
+        );
     }
     let r = get(&format!("{rest}/pins/?cids={some_cid}")).await;
     assert_eq!(r.status, 307);

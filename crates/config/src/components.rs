@@ -150,10 +150,17 @@ impl PinTrackerConfig {
                         0 => DEFAULT_MAX_PIN_QUEUE,
                         n => n,
                     },
-                    concurrent_pins: c.int_or("concurrent_pins", 0)?,
+                    // As upstream (SetIfNotDefault): missing or 0 takes the default.
+                    concurrent_pins: match c.int_or("concurrent_pins", 0)? {
+                        0 => d.concurrent_pins,
+                        n => n,
+                    },
                     priority_pin_max_age: c
                         .dur_or("priority_pin_max_age", d.priority_pin_max_age)?,
-                    priority_pin_max_retries: c.int_or("priority_pin_max_retries", 0)?,
+                    priority_pin_max_retries: match c.int_or("priority_pin_max_retries", 0)? {
+                        0 => d.priority_pin_max_retries,
+                        n => n,
+                    },
                     max_pin_attempts: c.int_or("max_pin_attempts", DEFAULT_MAX_PIN_ATTEMPTS)?,
                 };
                 c.finish();

@@ -69,22 +69,40 @@ impl RaftConfig {
             })?;
             init_peerset.push(id);
         }
+        // As upstream (`SetIfNotDefault`): a key that is missing, zero or (for durations)
+        // unparsable takes the default, so a service.json from an older release, written
+        // before a key existed, loads. Only `commit_retries` is taken as given (0 = none).
+        let dur = |o: &mut Obj, k: &'static str, d: GoDuration| -> Result<GoDuration> {
+            let v = o.dur_or_warn(k, d)?;
+            Ok(if v.is_zero() { d } else { v })
+        };
+        let int = |o: &mut Obj, k: &'static str, d: i64| -> Result<i64> {
+            let v = o.int_or(k, d)?;
+            Ok(if v == 0 { d } else { v })
+        };
+        let uint = |o: &mut Obj, k: &'static str, d: u64| -> Result<u64> {
+            let v = o.uint_or(k, d)?;
+            Ok(if v == 0 { d } else { v })
+        };
         let cfg = RaftConfig {
             init_peerset,
-            wait_for_leader_timeout: o
-                .dur_or_warn("wait_for_leader_timeout", d.wait_for_leader_timeout)?,
-            network_timeout: o.dur_or_warn("network_timeout", d.network_timeout)?,
+            wait_for_leader_timeout: dur(
+                &mut o,
+                "wait_for_leader_timeout",
+                d.wait_for_leader_timeout,
+            )?,
+            network_timeout: dur(&mut o, "network_timeout", d.network_timeout)?,
             commit_retries: o.int_or("commit_retries", 0)?,
-            commit_retry_delay: o.dur_or_warn("commit_retry_delay", d.commit_retry_delay)?,
-            backups_rotate: o.int_or("backups_rotate", 0)?,
-            heartbeat_timeout: o.dur_or_warn("heartbeat_timeout", d.heartbeat_timeout)?,
-            election_timeout: o.dur_or_warn("election_timeout", d.election_timeout)?,
-            commit_timeout: o.dur_or_warn("commit_timeout", d.commit_timeout)?,
-            max_append_entries: o.int_or("max_append_entries", d.max_append_entries)?,
-            trailing_logs: o.uint_or("trailing_logs", d.trailing_logs)?,
-            snapshot_interval: o.dur_or_warn("snapshot_interval", d.snapshot_interval)?,
-            snapshot_threshold: o.uint_or("snapshot_threshold", d.snapshot_threshold)?,
-            leader_lease_timeout: o.dur_or_warn("leader_lease_timeout", d.leader_lease_timeout)?,
+            commit_retry_delay: dur(&mut o, "commit_retry_delay", d.commit_retry_delay)?,
+            backups_rotate: int(&mut o, "backups_rotate", d.backups_rotate)?,
+            heartbeat_timeout: dur(&mut o, "heartbeat_timeout", d.heartbeat_timeout)?,
+            election_timeout: dur(&mut o, "election_timeout", d.election_timeout)?,
+            commit_timeout: dur(&mut o, "commit_timeout", d.commit_timeout)?,
+            max_append_entries: int(&mut o, "max_append_entries", d.max_append_entries)?,
+            trailing_logs: uint(&mut o, "trailing_logs", d.trailing_logs)?,
+            snapshot_interval: dur(&mut o, "snapshot_interval", d.snapshot_interval)?,
+            snapshot_threshold: uint(&mut o, "snapshot_threshold", d.snapshot_threshold)?,
+            leader_lease_timeout: dur(&mut o, "leader_lease_timeout", d.leader_lease_timeout)?,
             data_folder: o.string("data_folder")?.unwrap_or_default(),
             datastore_namespace: o.string_or("datastore_namespace", &d.datastore_namespace)?,
         };
@@ -146,7 +164,10 @@ impl RaftConfig {
             return bad("commit_retries", "must be 0 or more (default 1)");
         }
         if self.backups_rotate <= 0 {
-            return bad("backups_rotate", "must be greater than 0 (default 6)");
+            return bad(
+                "backups_rotate",
+                "must be greater than 0 (default 6; 0 or a missing key takes the default)",
+            );
         }
         if self.max_append_entries <= 0 {
             return bad("max_append_entries", "must be greater than 0 (default 64)");

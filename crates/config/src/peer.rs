@@ -99,7 +99,17 @@ impl Peer {
             }
             _ => load_identity_or_legacy(dir, &text)?,
         };
-        let token = InternalToken::load(&under(dir, &config.internal.token_file))?;
+        let token_path = under(dir, &config.internal.token_file);
+        let token = if token_path.exists() {
+            InternalToken::load(&token_path)?
+        } else {
+            // A folder made by upstream's `init` has no internal token (upstream is one
+            // process): create it, so upstream's folders run unchanged (drop-in).
+            let t = InternalToken::generate();
+            t.write(&token_path)?;
+            tracing::info!(path = %token_path.display(), "created the internal token (this folder had none: made by upstream's init?)");
+            t
+        };
         Ok(Peer {
             dir: dir.to_path_buf(),
             config,

@@ -733,11 +733,21 @@ fn load_errors() {
         "{e}"
     );
     init_from(dir.path(), &InitOptions::default(), &no_env).unwrap();
+    // A folder without the internal token (made by upstream's init) gets one, 0600.
     fs::remove_file(dir.path().join("internal.token")).unwrap();
+    let p = Peer::load_from(dir.path(), &no_env).unwrap();
+    assert_eq!(mode(&dir.path().join("internal.token")), 0o600);
+    assert_eq!(
+        ipfs_cluster_proto::InternalToken::load(&dir.path().join("internal.token")).unwrap(),
+        p.token
+    );
+    // A malformed one is still an error naming the file.
+    fs::write(dir.path().join("internal.token"), "short").unwrap();
     let e = Peer::load_from(dir.path(), &no_env)
         .unwrap_err()
         .to_string();
     assert!(e.contains("internal.token"), "{e}");
+    fs::remove_file(dir.path().join("internal.token")).unwrap();
     let text = fs::read_to_string(dir.path().join(SERVICE_JSON)).unwrap();
     fs::write(
         dir.path().join(SERVICE_JSON),
@@ -1042,4 +1052,51 @@ fn dns_forms_in_cluster_address_keys() {
         strs(&cfg.cluster.no_announce_multiaddress),
         vec!["/ip4/172.16.0.0/ipcidr/12"]
     );
+}
+
+#[test]
+fn raft_keys_missing_or_zero_take_upstreams_defaults() {
+    // A raft section as older releases wrote it (no backups_rotate, no
+    // leader_lease_timeout...), and one with zero values: upstream's SetIfNotDefault gives
+    // both the defaults; commit_retries alone is taken as given.
+    let old = r#"{"cluster": {"listen_multiaddress": "/ip4/127.0.0.1/tcp/1234"},
+      "consensus": {"raft": {"wait_for_leader_timeout": "15s", "heartbeat_timeout": "1s"}}}"#;
+    let zero = r#"{"cluster": {"listen_multiaddress": "/ip4/127.0.0.1/tcp/1234"},
+      "consensus": {"raft": {"backups_rotate": 0, "max_append_entries": 0, "trailing_logs": 0,
+        "snapshot_threshold": 0, "network_timeout": "0s", "commit_timeout": "0s",
+        "commit_retries": 0, "snapshot_interval": "0", "leader_lease_timeout": "0s"}}}"#;
+    let d = RaftConfig::default();
+    for text in [old, zero] {
+        let cfg = ServiceConfig::from_json(text).unwrap();
+        cfg.validate().unwrap();
+        let r = cfg.consensus.raft.as_ref().unwrap();
+        assert_eq!(r.backups_rotate, 6);
+        assert_eq!(r.max_append_entries, d.max_append_entries);
+        assert_eq!(r.trailing_logs, d.trailing_logs);
+        assert_eq!(r.snapshot_threshold, d.snapshot_threshold);
+        assert_eq!(r.network_timeout, d.network_timeout);
+        assert_eq!(r.commit_timeout, d.commit_timeout);
+        assert_eq!(r.snapshot_interval, d.snapshot_interval);
+        assert_eq!(r.leader_lease_timeout, d.leader_lease_timeout);
+        assert_eq!(r.commit_retries, 0, "commit_retries is taken as given");
+    }
+    let neg = r#"{"cluster": {"listen_multiaddress": "/ip4/127.0.0.1/tcp/1234"},
+      "consensus": {"raft": {"backups_rotate": -1}}}"#;
+    let e = ServiceConfig::from_json(neg)
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("consensus.raft.backups_rotate"), "{e}");
+}
+
+#[test]
+fn stateless_keys_missing_take_upstreams_defaults() {
+    let text = r#"{"cluster": {"listen_multiaddress": "/ip4/127.0.0.1/tcp/1234"},
+      "consensus": {"raft": {}},
+      "pin_tracker": {"stateless": {"priority_pin_max_age": "24h0m0s"}}}"#;
+    let cfg = ServiceConfig::from_json(text).unwrap();
+    cfg.validate().unwrap();
+    let s = &cfg.pin_tracker.stateless;
+    assert_eq!((s.concurrent_pins, s.priority_pin_max_retries), (10, 5));
 }

@@ -150,8 +150,15 @@ async fn path_routes() {
     assert_eq!(r.status, 500, "IPFS resolution errors are 500");
     let r = send(h.rest, "DELETE", &format!("/pins/ipfs/{CID1}"), &[]).await;
     assert_eq!(r.status, 200);
+    // mux v1.8.1: later GET routes clear the path-only match of the POST/DELETE routes.
     let r = send(h.rest, "GET", &format!("/pins/ipfs/{CID1}"), &[]).await;
-    assert_eq!((r.status.as_u16(), r.body.len()), (405, 0));
+    assert_eq!(
+        (r.status.as_u16(), r.text()),
+        (
+            404,
+            "{\"code\":404,\"message\":\"not found\"}\n".to_string()
+        )
+    );
 }
 
 #[tokio::test]

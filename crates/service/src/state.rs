@@ -1,7 +1,10 @@
 //! `ipfs-cluster-service state export|import|cleanup`: offline administration of a peer's
 //! pinset, as upstream (the daemon must be stopped; `cluster.lock` is taken). The state
-//! travels in upstream's format: one api Pin JSON object per line. Import checks the whole
-//! input before it wipes anything, so bad input never leaves a half-imported state.
+//! travels in upstream's format: export writes one api Pin JSON object per line; import,
+//! like upstream's (a JSON decoder over the stream), reads any sequence of JSON objects
+//! separated by whitespace, so a pretty-printed pin spanning several lines imports too.
+//! Import checks the whole input before it wipes anything, so bad input never leaves a
+//! half-imported state.
 
 use std::{
     io::IsTerminal,
@@ -52,7 +55,7 @@ pub struct ImportOptions {
     pub allocations: Vec<String>,
 }
 
-/// Reads one line of an export: a JSON Pin object. As upstream's Rust note says, an absent
+/// Reads one value of an export: a JSON Pin object. As upstream's Rust note says, an absent
 /// `type` means `pin` and an absent `max_depth` means recursive (-1).
 pub fn parse_line(line: &str) -> Result<Pin, String> {
     let mut v: serde_json::Value =
@@ -184,21 +187,122 @@ async fn validate(path: &Path) -> Result<u64> {
     let file = tokio::fs::File::open(path)
         .await
         .with_context(|| format!("cannot open {}", path.display()))?;
-    let mut lines = BufReader::new(file).lines();
-    let (mut n, mut lineno) = (0u64, 0usize);
-    while let Some(line) = lines
-        .next_line()
+    let mut values = JsonValues::new(BufReader::new(file));
+    let mut n = 0u64;
+    while let Some((lineno, text)) = values
+        .next()
         .await
         .with_context(|| format!("reading {}", path.display()))?
     {
-        lineno += 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        parse_line(&line).map_err(|e| anyhow!("line {lineno}: {e}"))?;
+        parse_line(&text).map_err(|e| anyhow!("line {lineno}: {e}"))?;
         n += 1;
     }
     Ok(n)
+}
+
+/// The largest single JSON value an import accepts (a pin is a few hundred bytes; this
+/// only stops a garbage file from being buffered whole).
+const MAX_VALUE_BYTES: usize = 16 << 20;
+
+/// Splits a byte stream into its top-level JSON values, as a streaming JSON decoder does:
+/// values may span lines, several may share a line, any whitespace separates them. Only
+/// the boundaries are found here (strings and escapes respected); each value's text is
+/// then parsed on its own, so memory stays at one value whatever the input size.
+struct JsonValues<R> {
+    reader: R,
+    /// The current line (1-based), counted over every byte consumed.
+    line: usize,
+}
+
+impl<R: tokio::io::AsyncBufRead + Unpin> JsonValues<R> {
+    fn new(reader: R) -> Self {
+        Self { reader, line: 1 }
+    }
+
+    /// The next value's text and the line it starts on; None at the end of the input.
+    async fn next(&mut self) -> Result<Option<(usize, String)>> {
+        // Skip whitespace.
+        loop {
+            let buf = self.reader.fill_buf().await?;
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            let skip = buf
+                .iter()
+                .take_while(|b| b.is_ascii_whitespace())
+                .inspect(|b| self.line += usize::from(**b == b'\n'))
+                .count();
+            let done = skip < buf.len();
+            self.reader.consume(skip);
+            if done {
+                break;
+            }
+        }
+        let start = self.line;
+        let mut out = Vec::new();
+        let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+        // A value that does not start with `{` or `[` is a scalar: it ends at whitespace
+        // or a bracket (and then fails to parse as a pin, naming the line).
+        let mut scalar = None;
+        loop {
+            let buf = self.reader.fill_buf().await?;
+            if buf.is_empty() {
+                return match scalar {
+                    Some(true) => Ok(Some((start, String::from_utf8_lossy(&out).into_owned()))),
+                    _ => bail!(
+                        "line {start}: not JSON: the input ends inside the value that starts here"
+                    ),
+                };
+            }
+            let mut used = 0;
+            let mut complete = false;
+            for &b in buf {
+                if scalar.is_none() {
+                    scalar = Some(b != b'{' && b != b'[');
+                }
+                if scalar == Some(true) {
+                    if b.is_ascii_whitespace() || b"{}[]".contains(&b) && !out.is_empty() {
+                        complete = true;
+                        break;
+                    }
+                    out.push(b);
+                    used += 1;
+                    continue;
+                }
+                used += 1;
+                out.push(b);
+                self.line += usize::from(b == b'\n');
+                if in_str {
+                    match (escaped, b) {
+                        (true, _) => escaped = false,
+                        (false, b'\\') => escaped = true,
+                        (false, b'"') => in_str = false,
+                        _ => {}
+                    }
+                    continue;
+                }
+                match b {
+                    b'"' => in_str = true,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth = depth.saturating_sub(1);
+                        if depth == 0 {
+                            complete = true;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            self.reader.consume(used);
+            if out.len() > MAX_VALUE_BYTES {
+                bail!("line {start}: the value that starts here is larger than {MAX_VALUE_BYTES} bytes: not a pin");
+            }
+            if complete {
+                return Ok(Some((start, String::from_utf8_lossy(&out).into_owned())));
+            }
+        }
+    }
 }
 
 /// Copies the raft folder to `<raft>.old.0` (rotating older backups), keeping it in place.
@@ -348,14 +452,9 @@ async fn read_pins(
     pb: indicatif::ProgressBar,
 ) -> Result<()> {
     let file = tokio::fs::File::open(&path).await?;
-    let mut lines = BufReader::new(file).lines();
-    let mut lineno = 0usize;
-    while let Some(line) = lines.next_line().await? {
-        lineno += 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let pin = parse_line(&line).map_err(|e| anyhow!("line {lineno}: {e}"))?;
+    let mut values = JsonValues::new(BufReader::new(file));
+    while let Some((lineno, text)) = values.next().await? {
+        let pin = parse_line(&text).map_err(|e| anyhow!("line {lineno}: {e}"))?;
         if tx.send(apply(pin)).await.is_err() {
             bail!("the consensus service stopped reading the import");
         }
@@ -452,6 +551,64 @@ mod tests {
         assert!(parse_line("{\"name\":\"x\"}").unwrap_err().contains("cid"));
         let e = parse_line("{\"cid\":\"notacid\"}").unwrap_err();
         assert!(e.contains("invalid pin"), "{e}");
+    }
+
+    async fn split(input: &str) -> Result<Vec<(usize, String)>> {
+        let mut v = JsonValues::new(BufReader::with_capacity(3, input.as_bytes()));
+        let mut out = Vec::new();
+        while let Some(x) = v.next().await? {
+            out.push(x);
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn values_may_span_lines_and_share_them() {
+        let pretty = format!("{{\n  \"cid\": \"{CID}\",\n  \"name\": \"a {{[\\\"}}\"\n}}\n");
+        let input = format!("\n{pretty}{{\"cid\":\"{CID}\"}} {{\"cid\":\"{CID}\"}}\n\n");
+        let got = split(&input).await.unwrap();
+        let lines: Vec<usize> = got.iter().map(|(l, _)| *l).collect();
+        assert_eq!(
+            lines,
+            vec![2, 6, 6],
+            "each value names the line it starts on"
+        );
+        let first = parse_line(&got[0].1).unwrap();
+        assert_eq!(
+            first.options.name, "a {[\"}",
+            "brackets and quotes inside strings"
+        );
+        for (_, text) in &got[1..] {
+            parse_line(text).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn truncated_and_scalar_values_are_errors_naming_the_line() {
+        let e = split(&format!("{{\"cid\":\"{CID}\"}}\n{{\"cid\":"))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("line 2: not JSON"), "{e}");
+        let got = split("42 {\"cid\":1}").await.unwrap();
+        assert_eq!(got[0], (1, "42".to_string()));
+        assert!(parse_line(&got[0].1)
+            .unwrap_err()
+            .contains("not a JSON object"));
+        assert!(split("  \n\n ").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn validate_counts_pretty_printed_pins() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("pins.json");
+        let pin = serde_json::json!({"cid": CID, "name": "x", "replication_factor_min": -1});
+        let text = format!(
+            "{}\n{}\n",
+            serde_json::to_string_pretty(&pin).unwrap(),
+            serde_json::to_string(&pin).unwrap()
+        );
+        std::fs::write(&f, text).unwrap();
+        assert_eq!(validate(&f).await.unwrap(), 2);
     }
 
     #[test]
