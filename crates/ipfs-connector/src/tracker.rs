@@ -151,7 +151,14 @@ struct Window {
     /// Highest sequence read ahead per queue (queue keys only grow).
     cursor: [u64; 3],
     running: HashMap<String, Running>,
+    /// Keys whose running pin was cancelled by an unpin: dropping the `pin/add` request
+    /// does not stop Kubo from finishing that pin a moment later, so the unpin is
+    /// repeated once after `CUT_PIN_SETTLE`.
+    cut_pins: std::collections::HashSet<String>,
 }
+
+/// How long after unpinning a CID whose pin was cut short the unpin is repeated.
+const CUT_PIN_SETTLE: Duration = Duration::from_secs(1);
 
 pub(crate) struct Inner {
     pub opts: Options,
@@ -532,8 +539,18 @@ impl Tracker {
                 attempts = old.attempts;
             }
         }
-        if let Some(r) = self.inner.window.lock().unwrap().running.get(&key) {
-            r.cancel.cancel();
+        {
+            let mut win = self.inner.window.lock().unwrap();
+            let cut_pin = match win.running.get(&key) {
+                Some(r) => {
+                    r.cancel.cancel();
+                    kind == OpKind::Unpin && r.class != QueueClass::Unpin
+                }
+                None => false,
+            };
+            if cut_pin {
+                win.cut_pins.insert(key.clone());
+            }
         }
         let o = &self.inner.opts;
         let young = now_secs()
@@ -661,8 +678,35 @@ impl Tracker {
                 },
                 OpKind::Unpin | OpKind::Remote => {
                     let cid = c.pin.as_ref().map(|p| p.cid.as_str()).unwrap_or(key);
-                    self.inner.kubo.pin_rm(cid, &cancel).await
+                    let r = self.inner.kubo.pin_rm(cid, &cancel).await;
+                    if r.is_ok() && self.inner.window.lock().unwrap().cut_pins.remove(key) {
+                        tokio::select! {
+                            _ = cancel.cancelled() => {}
+                            _ = tokio::time::sleep(CUT_PIN_SETTLE) => {}
+                        }
+                        self.inner.kubo.pin_rm(cid, &cancel).await
+                    } else {
+                        r
+                    }
                 }
+            };
+            // A failure while the daemon is going away (a request cut by its crash, or
+            // answered "context canceled" by its shutdown) is the daemon's, not the
+            // item's: if the daemon does not answer right after, wait for it like for
+            // an unreachable one instead of parking the item in pin_error/unpin_error
+            // until the next periodic recover (12 min by default).
+            let res = match res {
+                Err(e) if !e.is_unreachable() && !cancel.is_cancelled() => {
+                    match tokio::time::timeout(Duration::from_secs(2), self.inner.kubo.id()).await {
+                        Ok(Ok(_)) => Err(e),
+                        _ => Err(KuboError::Unreachable {
+                            addr: self.inner.kubo.addr().to_string(),
+                            path: format!("{:?}", c.kind).to_lowercase(),
+                            reason: format!("the daemon went away during the request ({e})"),
+                        }),
+                    }
+                }
+                r => r,
             };
             match res {
                 Ok(()) => break Outcome::Done,
