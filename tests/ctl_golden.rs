@@ -1658,12 +1658,35 @@ async fn libp2p_http_over_the_cluster_host_and_its_own_host() {
         v
     };
 
+    // Unlike upstream, holding the secret is not enough while the REST API has no
+    // credentials: the ctl's throw-away host is not a cluster member, so the cluster host
+    // refuses its /libp2p-http stream.
+    let refused = run(with(&secret, &["id"])).await;
+    assert_eq!(refused.code, 1, "{refused:?}");
+    wait_for(Duration::from_secs(10), || async {
+        p.log_tail().contains("not a cluster member")
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no refusal logged:\n{}", p.log_tail()));
+    // With basic_auth_credentials the REST API's own auth guards tunnelled requests.
+    daemon.terminate(Duration::from_secs(20));
+    edit_service_json(&p.dir, "p2ppeer", Some(("alice", "s3cret")));
+    let mut daemon = p.start_until(&[], "/health", 204).await.unwrap();
+    let with = |secret: &str, rest: &[&str]| {
+        let mut v = with(secret, &["--basic-auth", "alice:s3cret", "--force-http"]);
+        v.extend(rest.iter().map(|s| s.to_string()));
+        v
+    };
+
     // id over libp2p-http: the same block as over HTTP.
     let over_p2p = run(with(&secret, &["id"])).await;
     assert_eq!(over_p2p.code, 0, "{over_p2p:?}\n{}", p.log_tail());
     let over_http = run(vec![
         "--host".into(),
         format!("/ip4/127.0.0.1/tcp/{}", p.ports.rest),
+        "--basic-auth".into(),
+        "alice:s3cret".into(),
+        "--force-http".into(),
         "id".into(),
     ])
     .await;
@@ -1703,9 +1726,13 @@ async fn libp2p_http_over_the_cluster_host_and_its_own_host() {
     assert!(out.stderr.starts_with("error parsing secret: "), "{out:?}");
 
     // The tunnel's bytes are counted under /libp2p-http.
-    let bw = get_json(&format!("{}/health/bandwidth", p.rest_url()))
-        .await
+    let req = hyper::Request::get(format!("{}/health/bandwidth", p.rest_url()))
+        .header("authorization", "Basic YWxpY2U6czNjcmV0")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
         .unwrap();
+    let (st, text) = send(req).await.unwrap();
+    assert_eq!(st, 200, "{text}");
+    let bw: Value = serde_json::from_str(&text).unwrap();
     let t = &bw["/libp2p-http"];
     assert!(
         t["total_in"].as_i64().unwrap() > 0 && t["total_out"].as_i64().unwrap() > 0,
@@ -1714,6 +1741,9 @@ async fn libp2p_http_over_the_cluster_host_and_its_own_host() {
     let out = run(vec![
         "--host".into(),
         format!("/ip4/127.0.0.1/tcp/{}", p.ports.rest),
+        "--basic-auth".into(),
+        "alice:s3cret".into(),
+        "--force-http".into(),
         "health".into(),
         "bandwidth".into(),
     ])
@@ -1748,10 +1778,13 @@ async fn libp2p_http_over_the_cluster_host_and_its_own_host() {
         api_id,
         ident["private_key"].as_str().unwrap(),
     );
-    let _daemon = p.start(&[]).await.unwrap();
+    let _daemon = p.start_until(&[], "/health", 204).await.unwrap();
     let out = run(vec![
         "--host".into(),
         format!("/ip4/127.0.0.1/tcp/{port}/p2p/{api_id}"),
+        "--basic-auth".into(),
+        "alice:s3cret".into(),
+        "--force-http".into(),
         "id".into(),
     ])
     .await;

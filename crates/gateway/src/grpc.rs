@@ -18,6 +18,8 @@ pub struct GatewayService {
     pub rest_listen: Vec<String>,
     pub pinsvc_listen: Vec<String>,
     pub served: Arc<AtomicU64>,
+    /// The REST API checks credentials (see InfoResponse.rest_auth_required).
+    pub rest_auth_required: bool,
     /// Loopback plain-HTTP REST listener for the transport's /libp2p-http tunnel.
     pub libp2p_http_target: String,
 }
@@ -31,6 +33,7 @@ impl Gateway for GatewayService {
             pinsvc_listen: self.pinsvc_listen.clone(),
             requests_served: self.served.load(Ordering::Relaxed),
             libp2p_http_target: self.libp2p_http_target.clone(),
+            rest_auth_required: self.rest_auth_required,
         }))
     }
 

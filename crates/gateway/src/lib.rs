@@ -236,6 +236,7 @@ pub async fn run(
         None => None,
     };
     let svc = grpc::GatewayService {
+        rest_auth_required: opts.rest.basic_auth_credentials.is_some(),
         libp2p_http_target: tunnel_addr.to_string(),
         backends,
         rest_listen: rest

@@ -58,6 +58,12 @@ pub async fn start(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(Vec<Multiaddr>, tokio::task::JoinHandle<()>), Libp2pError> {
     let id = opts.keypair.public().to_peer_id();
+    if app.credentials.is_none() {
+        tracing::warn!(
+            listen = ?opts.listen,
+            "SECURITY: the REST API's own libp2p endpoint (libp2p_listen_multiaddress) has no private network (as upstream) and the REST API has no basic_auth_credentials: any libp2p peer that can reach it can pin, unpin and remove peers; set basic_auth_credentials"
+        );
+    }
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(opts.keypair)
         .with_tokio()
         .with_other_transport(|key| {

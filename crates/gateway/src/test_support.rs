@@ -581,6 +581,7 @@ pub async fn start(tune: impl FnOnce(&mut crate::HttpApiOptions)) -> Harness {
     tokio::spawn(crate::serve_api(ps, rx.clone()));
     let svc = crate::grpc::GatewayService {
         libp2p_http_target: String::new(),
+        rest_auth_required: false,
         backends,
         rest_listen: vec![],
         pinsvc_listen: vec![],

@@ -224,6 +224,12 @@ impl PeerDir {
 
     /// Starts `ipfs-cluster-service daemon` and waits for `GET /id` to answer.
     pub async fn start(&self, extra: &[&str]) -> Result<Proc> {
+        self.start_until(extra, "/id", 200).await
+    }
+
+    /// Starts `daemon` and waits until `GET <path>` answers `status` (e.g. `/health`, 204,
+    /// for a REST API that wants credentials).
+    pub async fn start_until(&self, extra: &[&str], path: &str, status: u16) -> Result<Proc> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -240,9 +246,9 @@ impl PeerDir {
                 .stderr(log)
                 .stdin(Stdio::null()),
         )?;
-        let url = format!("{}/id", self.rest_url());
+        let url = format!("{}{path}", self.rest_url());
         let ok = wait_for(Duration::from_secs(60), || async {
-            matches!(http("GET", &url, None).await, Ok((200, _)))
+            matches!(http("GET", &url, None).await, Ok((s, _)) if s == status)
         })
         .await;
         if ok.is_err() {

@@ -1,7 +1,9 @@
 //! The REST API's libp2p endpoint over the cluster host, as upstream's go-libp2p-http: a
 //! peer (or `ipfs-cluster-ctl --host …/p2p/<id> --secret …`) opens a stream with protocol
-//! `/libp2p-http` and speaks plain HTTP/1.1 on it. The cluster secret (pnet) already
-//! guards who can connect; the REST API's own auth still applies to each request. Each
+//! `/libp2p-http` and speaks plain HTTP/1.1 on it. Upstream lets every holder of the
+//! cluster secret in; here a stream from a peer that is not a cluster member is refused
+//! unless the REST API checks credentials (`basic_auth_credentials`), which then apply to
+//! each request: holding the secret alone does not open the REST API. Each
 //! stream is piped byte for byte to the gateway's loopback tunnel listener (asked from
 //! `Gateway.Info`; none when the REST API is off, then the stream is closed). The pump is
 //! bounded (concurrent tunnels, buffer size) and an idle tunnel is closed.
@@ -24,7 +26,7 @@ use tokio::{
 };
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
-use crate::local::LocalServices;
+use crate::{local::LocalServices, trust::Trust};
 
 /// go-libp2p-http's protocol id.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/libp2p-http");
@@ -39,6 +41,7 @@ const BUF: usize = 64 * 1024;
 pub fn spawn(
     mut control: libp2p_stream::Control,
     local: Arc<LocalServices>,
+    trust: Arc<Trust>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut incoming = match control.accept(PROTOCOL) {
@@ -48,7 +51,7 @@ pub fn spawn(
                 return;
             }
         };
-        tracing::info!("RESTAPI (libp2p-http): ENABLED over the cluster host (protected by the cluster secret)");
+        tracing::info!("RESTAPI (libp2p-http): ENABLED over the cluster host (cluster members; other holders of the cluster secret only when the REST API has basic_auth_credentials)");
         let slots = Arc::new(Semaphore::new(MAX_TUNNELS));
         while let Some((peer, stream)) = incoming.next().await {
             let Ok(slot) = slots.clone().try_acquire_owned() else {
@@ -56,15 +59,20 @@ pub fn spawn(
                 continue;
             };
             let local = local.clone();
+            let trust = trust.clone();
             tokio::spawn(async move {
                 let _slot = slot;
-                let target = match gateway_target(&local).await {
+                let (target, auth) = match gateway_target(&local).await {
                     Ok(t) => t,
                     Err(e) => {
                         tracing::info!(%peer, error = %e, "/libp2p-http stream closed");
                         return;
                     }
                 };
+                if !auth && !trust.is_member(&peer).await.unwrap_or(false) {
+                    tracing::warn!(%peer, "/libp2p-http stream refused: the peer is not a cluster member and the REST API has no basic_auth_credentials (holding the cluster secret is not enough)");
+                    return;
+                }
                 if let Err(e) = pump(peer, stream.compat(), target).await {
                     tracing::debug!(%peer, error = %e, "/libp2p-http tunnel ended with an error");
                 }
@@ -73,8 +81,9 @@ pub fn spawn(
     })
 }
 
-/// Where the gateway wants tunnelled HTTP: its `Gateway.Info` `libp2p_http_target`.
-async fn gateway_target(local: &LocalServices) -> Result<SocketAddr, String> {
+/// Where the gateway wants tunnelled HTTP (its `Gateway.Info` `libp2p_http_target`), and
+/// whether its REST API checks credentials.
+async fn gateway_target(local: &LocalServices) -> Result<(SocketAddr, bool), String> {
     let raw = local
         .unary(
             names::GATEWAY,
@@ -94,9 +103,11 @@ async fn gateway_target(local: &LocalServices) -> Result<SocketAddr, String> {
     if info.libp2p_http_target.is_empty() {
         return Err("the REST API (api.restapi) is not enabled on this peer".into());
     }
-    info.libp2p_http_target
+    let target = info
+        .libp2p_http_target
         .parse()
-        .map_err(|e| format!("bad libp2p_http_target {:?}: {e}", info.libp2p_http_target))
+        .map_err(|e| format!("bad libp2p_http_target {:?}: {e}", info.libp2p_http_target))?;
+    Ok((target, info.rest_auth_required))
 }
 
 /// Pipes `stream` to a TCP connection to `target` and back until both sides finish or

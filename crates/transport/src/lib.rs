@@ -130,7 +130,7 @@ pub async fn start(opts: TransportOptions) -> Result<Running, Error> {
     )
     .await?;
     let bootstrap_task = tokio::spawn(host::bootstrap(handle.clone(), targets));
-    let tunnel_task = http_tunnel::spawn(handle.streams.clone(), local.clone());
+    let tunnel_task = http_tunnel::spawn(handle.streams.clone(), local.clone(), trust.clone());
     Ok(Running {
         service: TransportService {
             host: handle.clone(),
