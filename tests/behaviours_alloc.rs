@@ -302,19 +302,6 @@ impl Drop for Cluster {
     }
 }
 
-/// The warnings and errors of a peer's log (launcher and services), for failure messages.
-fn problems(p: &PeerDir) -> String {
-    let text = std::fs::read_to_string(p.dir.join("daemon.log")).unwrap_or_default();
-    let lines: Vec<&str> = text
-        .lines()
-        .filter(|l| {
-            (l.contains("WARN") || l.contains("ERROR") || l.contains("error"))
-                && !l.contains("metric expired")
-        })
-        .collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
-
 /// Runs a future to completion from a sync context (only for failure messages).
 fn futures_block<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
@@ -326,38 +313,6 @@ fn consensus_client(p: &PeerDir) -> Result<ipfs_cluster_proto::client::Consensus
         format!("127.0.0.1:{}", p.ports.consensus).parse()?,
         &token,
     ))
-}
-
-async fn peer_id(p: &PeerDir) -> Result<String> {
-    let v = get_json(&format!("{}/id", p.rest_url())).await?;
-    Ok(v["id"].as_str().context("no id")?.to_string())
-}
-
-/// Peer ids listed by `GET /peers` (a JSON stream of objects, one per line).
-async fn members(url: &str) -> Vec<String> {
-    match http("GET", url, None).await {
-        Ok((200, body)) => serde_json::Deserializer::from_str(&body)
-            .into_iter::<Value>()
-            .filter_map(|v| v.ok())
-            .flat_map(|v| match v {
-                Value::Array(a) => a,
-                v => vec![v],
-            })
-            .filter(|v| v["error"].as_str().unwrap_or("").is_empty())
-            .filter_map(|v| v["id"].as_str().map(str::to_string))
-            .collect(),
-        _ => vec![],
-    }
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn set(v: &[String]) -> BTreeSet<String> {
