@@ -157,6 +157,9 @@ struct Window {
     cut_pins: std::collections::HashSet<String>,
 }
 
+/// Failures of one operation blamed on the daemon going away before it counts as failed.
+const MAX_CUT_SHORT: u32 = 5;
+
 /// How long after unpinning a CID whose pin was cut short the unpin is repeated.
 const CUT_PIN_SETTLE: Duration = Duration::from_secs(1);
 
@@ -661,6 +664,10 @@ impl Tracker {
             .map(|r| r.attempts)
             .unwrap_or(0)
             + 1;
+        // Failures blamed on the daemon going away are retried like an unreachable
+        // daemon, a bounded number of times (a daemon that keeps answering the same error
+        // fails the item).
+        let mut cut_short = 0u32;
         let outcome = loop {
             // Wait for the daemon rather than failing every queued item while it is down.
             let mut ready = self.inner.ready.subscribe();
@@ -696,15 +703,18 @@ impl Tracker {
             // an unreachable one instead of parking the item in pin_error/unpin_error
             // until the next periodic recover (12 min by default).
             let res = match res {
-                Err(e) if !e.is_unreachable() && !cancel.is_cancelled() => {
-                    match tokio::time::timeout(Duration::from_secs(2), self.inner.kubo.id()).await {
-                        Ok(Ok(_)) => Err(e),
-                        _ => Err(KuboError::Unreachable {
-                            addr: self.inner.kubo.addr().to_string(),
-                            path: format!("{:?}", c.kind).to_lowercase(),
-                            reason: format!("the daemon went away during the request ({e})"),
-                        }),
-                    }
+                Err(e)
+                    if !e.is_unreachable()
+                        && !cancel.is_cancelled()
+                        && cut_short < MAX_CUT_SHORT
+                        && self.daemon_going_away(&e, cut_short).await =>
+                {
+                    cut_short += 1;
+                    Err(KuboError::Unreachable {
+                        addr: self.inner.kubo.addr().to_string(),
+                        path: format!("{:?}", c.kind).to_lowercase(),
+                        reason: format!("the daemon went away during the request ({e})"),
+                    })
                 }
                 r => r,
             };
@@ -729,6 +739,25 @@ impl Tracker {
         }
         let t = self.clone();
         let _ = tokio::task::spawn_blocking(move || t.finish(&c, outcome)).await;
+    }
+
+    /// Was this failure the daemon going away rather than the item's? Kubo answers
+    /// requests caught in its shutdown with errors such as "pinner closed" or "context
+    /// canceled" while its API still answers `id`; otherwise, a daemon that stops
+    /// answering right after the failure (waited a little longer each time) went away.
+    async fn daemon_going_away(&self, e: &KuboError, tries: u32) -> bool {
+        if let KuboError::Ipfs { message, .. } = e {
+            let m = message.to_ascii_lowercase();
+            if m.contains("closed") || m.contains("context canceled") || m.contains("shutting down")
+            {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200 * (tries as u64 + 1))).await;
+        !matches!(
+            tokio::time::timeout(Duration::from_secs(2), self.inner.kubo.id()).await,
+            Ok(Ok(_))
+        )
     }
 
     /// The pin algorithm (§4.3).
