@@ -942,7 +942,7 @@ fn z_stop_and_kill_then_rejoin_and_catch_up() {
                     &format!("name=b&replication-min=2&replication-max=2&user-allocations={ua}"),
                 )
                 .await;
-            let mut alloc_b = set_of(&pb["allocations"]);
+            let mut alloc_b = strings(&pb["allocations"]);
             alloc_b.sort();
             let mut want = vec![c.ids[3].clone(), c.ids[4].clone()];
             want.sort();
@@ -997,7 +997,7 @@ fn z_stop_and_kill_then_rejoin_and_catch_up() {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             let pin = get_json(&leader_check).await.unwrap();
-            let mut now_b = set_of(&pin["allocations"]);
+            let mut now_b = strings(&pin["allocations"]);
             now_b.sort();
             assert_eq!(
                 now_b, want,
@@ -1029,16 +1029,6 @@ fn z_stop_and_kill_then_rejoin_and_catch_up() {
             c.clean_state().await;
         })
     });
-}
-
-fn set_of(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The four services of one peer, started directly (no launcher) in the units' order, each
