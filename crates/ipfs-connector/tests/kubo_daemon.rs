@@ -1,5 +1,6 @@
-//! The connector against a real Kubo daemon, fed by the in-process Consensus test
-//! double: pin lands on the daemon, statuses, unpin, remote, stalled pin -> pin_error and
+//! The connector against a real Kubo daemon, fed by the test kit's fake consensus
+//! (`FakeConsensus`): a log the test appends to and a record of the index every `Watch`
+//! resumes from, which a real raft cluster cannot be driven to or asked for. Pin lands on the daemon, statuses, unpin, remote, stalled pin -> pin_error and
 //! recover, pin removed behind the cluster's back, restart resumes from the stored
 //! index (an old-format state file is dropped and a full sync taken instead), daemon down -> clear errors and queued work resumes when it is back.
 
@@ -7,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{FakeConsensus, Ipfs};
+use common::Ipfs;
 use ipfs_cluster_ipfs_connector::{kubo::PinKind, run, settings::Settings, Options};
 use ipfs_cluster_proto::{
     client::{self, IpfsConnectorClient},
@@ -15,6 +16,7 @@ use ipfs_cluster_proto::{
     types::v1::{Empty, Pin, PinInfo, TrackerStatus},
     InternalToken,
 };
+use ipfs_cluster_testkit::{free_port, loopback_listener, FakeConsensus};
 use tokio_util::sync::CancellationToken;
 
 struct Connector {
@@ -25,16 +27,14 @@ struct Connector {
 
 impl Connector {
     async fn start(opts: Options, consensus: std::net::SocketAddr, token: &InternalToken) -> Self {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let l = loopback_listener().await.unwrap();
         let addr = l.local_addr().unwrap();
         let settings = Settings {
             opts,
             token: token.clone(),
             connector_addr: addr,
             consensus_addr: consensus,
-            transport_addr: format!("127.0.0.1:{}", common::free_port())
-                .parse()
-                .unwrap(),
+            transport_addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
             allow_remote_internal: false,
             proxy: None,
         };
@@ -127,7 +127,8 @@ async fn pin_flow_against_kubo() {
 
     let token = InternalToken::generate();
     let fake = FakeConsensus::default();
-    let (caddr, _cserver) = fake.serve(&token).await;
+    let served = fake.serve(None, &token).await.unwrap();
+    let caddr = served.addr;
     let state_dir = tmp.path().join("cfg");
     std::fs::create_dir_all(&state_dir).unwrap();
     // A state file of the earlier format is dropped (a full sync rebuilds the store).
@@ -270,14 +271,14 @@ async fn pin_flow_against_kubo() {
 
     step("id/repo stat");
     // Restart: the index is persisted; a change made while down is applied on resume.
-    let last = fake.log.lock().unwrap().len() as u64;
+    let last = fake.last_index();
     c.shutdown().await;
     assert!(state_dir.join("ipfs-connector.redb").exists());
     assert!(!state_dir.join("ipfs-connector-state.bin").exists());
     fake.push_unpin(&cid_c);
     let mut c = Connector::start(opts.clone(), caddr, &token).await;
     c.wait_status(&cid_c, TrackerStatus::Unpinned, 10).await;
-    let froms = fake.watch_from.lock().unwrap().clone();
+    let froms = fake.watch_froms();
     assert_eq!(froms.first(), Some(&0), "first start takes a full sync");
     assert_eq!(
         froms.last(),
@@ -336,7 +337,8 @@ async fn ipfs_proxy_against_kubo() {
     let cid = node.add(b"proxy test content\n").await;
     let token = InternalToken::generate();
     let fake = FakeConsensus::default();
-    let (caddr, _cserver) = fake.serve(&token).await;
+    let served = fake.serve(None, &token).await.unwrap();
+    let caddr = served.addr;
     let state_dir = tmp.path().join("cfg");
     std::fs::create_dir_all(&state_dir).unwrap();
     let mut opts = Options::with_defaults(ME, state_dir);
@@ -344,17 +346,15 @@ async fn ipfs_proxy_against_kubo() {
     opts.freespace_ttl = None;
     opts.pinqueue_ttl = None;
     opts.tags = None;
-    let proxy_port = common::free_port();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_port = free_port();
+    let l = loopback_listener().await.unwrap();
     let addr = l.local_addr().unwrap();
     let settings = Settings {
         opts,
         token: token.clone(),
         connector_addr: addr,
         consensus_addr: caddr,
-        transport_addr: format!("127.0.0.1:{}", common::free_port())
-            .parse()
-            .unwrap(),
+        transport_addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
         allow_remote_internal: false,
         proxy: Some(ipfs_cluster_ipfs_connector::proxy_server::ProxyConfig::new(
             vec![format!("127.0.0.1:{proxy_port}").parse().unwrap()],

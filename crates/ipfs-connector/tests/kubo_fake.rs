@@ -105,7 +105,7 @@ impl FakeKubo {
     async fn tcp(
         router: impl Fn(&str, &str) -> Canned + Send + Sync + 'static,
     ) -> (Self, NodeAddr) {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let l = ipfs_cluster_testkit::loopback_listener().await.unwrap();
         let addr = l.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<String>>> = Default::default();
         let router: Router = Arc::new(router);
@@ -385,11 +385,7 @@ async fn unix_socket_node_address() {
 
 #[tokio::test]
 async fn daemon_down_is_a_clear_error_and_requests_get_throttled() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = ipfs_cluster_testkit::free_port();
     let k = kubo(
         NodeAddr::Tcp(format!("127.0.0.1:{port}")),
         Duration::from_secs(1),
@@ -517,11 +513,7 @@ async fn freespace_metric_from_repo_stat() {
     let ttl = m[0].expire - ipfs_cluster_ipfs_connector::tracker::now_ns();
     assert!(ttl > 29_000_000_000 && ttl <= 30_000_000_000, "{ttl}");
     // Daemon down: no (invalid) metric is published.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = ipfs_cluster_testkit::free_port();
     // Another folder: the first tracker still has its store open.
     let dir2 = tempfile::tempdir().unwrap();
     let t = Tracker::new(

@@ -3,6 +3,9 @@
 //! extracted headers cached for the TTL, our Content-Type/Server), reverse-proxy header
 //! handling (hop-by-hop, X-Forwarded-For), the access log file, `max_header_bytes`,
 //! `read_header_timeout`, `idle_timeout`, `write_timeout` and every listen address.
+//! A fake daemon because these tests need what real Kubo cannot give: a record of the
+//! exact headers the proxy forwarded, chosen CORS answers, and a daemon that stalls on
+//! demand. The proxy against real Kubo is in `kubo_daemon.rs` (`ipfs_proxy_against_kubo`).
 
 use std::{
     net::SocketAddr,
@@ -18,7 +21,7 @@ use ipfs_cluster_ipfs_connector::{proxy, proxy_server::ProxyConfig, Kubo, NodeAd
 use ipfs_cluster_proto::{client, InternalToken};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +31,7 @@ type Seen = Arc<Mutex<Vec<(String, String, http::HeaderMap)>>>;
 /// A daemon answering OPTIONS with CORS headers for the given Origin, `/api/v0/version`
 /// with expose/custom headers, anything else with a hop-by-hop header; `/slow` waits 2 s.
 async fn fake_daemon() -> (SocketAddr, Seen) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let l = ipfs_cluster_testkit::loopback_listener().await.unwrap();
     let addr = l.local_addr().unwrap();
     let seen: Seen = Default::default();
     let s2 = seen.clone();
@@ -93,7 +96,7 @@ impl Drop for Running {
 async fn start_proxy(daemon: SocketAddr, n: usize, f: impl FnOnce(&mut ProxyConfig)) -> Running {
     let mut ls = Vec::new();
     for _ in 0..n {
-        ls.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        ls.push(ipfs_cluster_testkit::loopback_listener().await.unwrap());
     }
     let addrs: Vec<SocketAddr> = ls.iter().map(|l| l.local_addr().unwrap()).collect();
     let node = NodeAddr::Tcp(daemon.to_string());

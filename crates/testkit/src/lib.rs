@@ -1,11 +1,14 @@
 //! The one test kit of the workspace: free loopback ports, processes in their own groups
 //! (killed on drop), real Kubo nodes (`kubo`), whole peers started through the real
-//! `ipfs-cluster-service` launcher, and small HTTP helpers. The multi-process tests in
-//! `tests/`, the connector's tests and the benchmark all use it.
+//! `ipfs-cluster-service` launcher, the in-memory fake of the consensus contract
+//! (`fake_consensus`) and small HTTP helpers. The multi-process tests in `tests/`, the
+//! service crates' own tests and the benchmark all use it (docs/testing.md).
 
 mod cluster;
+mod fake_consensus;
 mod kubo;
 pub use cluster::*;
+pub use fake_consensus::*;
 pub use kubo::*;
 
 use std::{
@@ -25,6 +28,15 @@ use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 /// connection before the service we started binds it ("address already in use").
 pub fn free_port() -> u16 {
     ipfs_cluster_config::ports::free_loopback_port().expect("a free loopback port")
+}
+
+/// A TCP listener on 127.0.0.1 at a port from [`free_port`], for an in-process server of a
+/// test (fakes, a service run in the test's runtime).
+pub async fn loopback_listener() -> Result<tokio::net::TcpListener> {
+    let port = free_port();
+    tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{port}"))
 }
 
 /// The folder holding the workspace's built binaries (target/debug).
