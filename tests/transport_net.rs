@@ -1,8 +1,10 @@
 //! The transport service as a real process on loopback: `ipfs-cluster-transport --config DIR`
-//! on folders made by the real `ipfs-cluster-service init`, with in-process test doubles
-//! of our own gRPC contracts at each peer's internal addresses (Consensus `Members` for
-//! the trust policy, Gateway `Id`/`Info` as the "local test service" that peer calls
-//! reach). Covers issue 3's "Done when": connect + list, peer calls, secrets, junk on the
+//! on folders made by the real `ipfs-cluster-service init`, with in-process stand-ins of
+//! our own gRPC contracts at each peer's internal addresses: the test kit's fake consensus
+//! (its `Members` drive the trust policy, rewritten between two calls, and its call count
+//! proves the transport asks nothing else; a real raft cluster cannot be re-membered at
+//! will), and a Gateway double (`Id`/`Info`) as the "local test service" that peer calls
+//! reach, which counts the calls that got through. Covers issue 3's "Done when": connect + list, peer calls, secrets, junk on the
 //! swarm port, the allow-list, broadcast, and the peerstore across a restart.
 
 use std::{
@@ -19,13 +21,7 @@ use std::{
 
 use ipfs_cluster_proto::{
     client::{self, TransportClient},
-    consensus::v1::{
-        consensus_server::{Consensus, ConsensusServer},
-        GetRequest, ImportResponse, JoinRequest, LeaderRequest, LeaderResponse, ListRequest,
-        Member, MembersRequest, MembersResponse, PinRequest, PinResponse, RaftRequest,
-        RaftResponse, RemovePeerRequest, StateChange, StatsRequest, StatsResponse, UnpinRequest,
-        WatchRequest,
-    },
+    consensus::v1::Member,
     gateway::v1::{
         gateway_server::{Gateway, GatewayServer},
         IdRequest as GwIdRequest, IdResponse as GwIdResponse, InfoRequest, InfoResponse,
@@ -35,88 +31,15 @@ use ipfs_cluster_proto::{
         DialRequest, IdRequest, PeerCallManyRequest, PeerCallRequest, PeersRequest, PublishRequest,
         SubscribeRequest,
     },
-    types::v1::{Empty, Pin},
     InternalToken,
 };
-use ipfs_cluster_tests::{bin, wait_for, PeerDir, Proc};
+use ipfs_cluster_tests::{bin, serve_fake, wait_for, FakeConsensus, PeerDir, Proc, Served};
 use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
 use tonic::{Code, Request, Response, Status};
 
 // ---------------------------------------------------------------------------------------
 // Test doubles of our own contracts.
-
-/// Consensus double: answers `Members` from a list the test controls; counts every call.
-#[derive(Clone, Default)]
-struct ConsensusDouble {
-    members: Arc<Mutex<Vec<Member>>>,
-    other_calls: Arc<AtomicUsize>,
-}
-
-impl ConsensusDouble {
-    fn other(&self) -> Status {
-        self.other_calls.fetch_add(1, Ordering::SeqCst);
-        Status::unimplemented("consensus test double: only Members is implemented")
-    }
-}
-
-type Nothing<T> = tokio_stream::Empty<Result<T, Status>>;
-
-#[tonic::async_trait]
-impl Consensus for ConsensusDouble {
-    async fn pin(&self, _: Request<PinRequest>) -> Result<Response<PinResponse>, Status> {
-        Err(self.other())
-    }
-    async fn unpin(&self, _: Request<UnpinRequest>) -> Result<Response<PinResponse>, Status> {
-        Err(self.other())
-    }
-    async fn get(&self, _: Request<GetRequest>) -> Result<Response<Pin>, Status> {
-        Err(self.other())
-    }
-    type ListStream = Nothing<Pin>;
-    async fn list(&self, _: Request<ListRequest>) -> Result<Response<Self::ListStream>, Status> {
-        Err(self.other())
-    }
-    type WatchStream = Nothing<StateChange>;
-    async fn watch(&self, _: Request<WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
-        Err(self.other())
-    }
-    async fn members(
-        &self,
-        _: Request<MembersRequest>,
-    ) -> Result<Response<MembersResponse>, Status> {
-        let members = self.members.lock().unwrap().clone();
-        Ok(Response::new(MembersResponse { members }))
-    }
-    async fn leader(&self, _: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
-        Err(self.other())
-    }
-    async fn join(&self, _: Request<JoinRequest>) -> Result<Response<MembersResponse>, Status> {
-        Err(self.other())
-    }
-    async fn remove_peer(&self, _: Request<RemovePeerRequest>) -> Result<Response<Empty>, Status> {
-        Err(self.other())
-    }
-    type ExportStream = Nothing<Pin>;
-    async fn export(
-        &self,
-        _: Request<ListRequest>,
-    ) -> Result<Response<Self::ExportStream>, Status> {
-        Err(self.other())
-    }
-    async fn import(
-        &self,
-        _: Request<tonic::Streaming<Pin>>,
-    ) -> Result<Response<ImportResponse>, Status> {
-        Err(self.other())
-    }
-    async fn raft(&self, _: Request<RaftRequest>) -> Result<Response<RaftResponse>, Status> {
-        Err(self.other())
-    }
-    async fn stats(&self, _: Request<StatsRequest>) -> Result<Response<StatsResponse>, Status> {
-        Err(self.other())
-    }
-}
 
 /// Gateway double: the "local test service". `Id` (open to secret holders) answers with a
 /// marker naming the peer; `Info` is closed to other peers. Both count their calls.
@@ -152,9 +75,9 @@ struct Peer {
     name: &'static str,
     pdir: PeerDir,
     token: InternalToken,
-    consensus: ConsensusDouble,
+    consensus: FakeConsensus,
     gateway: GatewayDouble,
-    _doubles: Vec<tokio::sync::oneshot::Sender<()>>,
+    _doubles: Vec<Served>,
     proc: Option<Proc>,
     id: String,
     /// The swarm address, ending in /p2p/<id>.
@@ -187,33 +110,6 @@ fn junk(n: usize, mut s: u64) -> Vec<u8> {
         .collect()
 }
 
-async fn serve_double<S>(
-    svc: S,
-    port: u16,
-    token: &InternalToken,
-) -> tokio::sync::oneshot::Sender<()>
-where
-    S: tonic::codegen::Service<
-            tonic::codegen::http::Request<tonic::body::Body>,
-            Response = tonic::codegen::http::Response<tonic::body::Body>,
-            Error = std::convert::Infallible,
-        > + tonic::server::NamedService
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let l = ipfs_cluster_proto::bind_internal(at(port), false)
-        .await
-        .unwrap_or_else(|e| panic!("test double on port {port}: {e}"));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(ipfs_cluster_proto::serve(l, token.clone(), svc, async {
-        let _ = rx.await;
-    }));
-    tx
-}
-
 impl Peer {
     /// `ipfs-cluster-service init` with `secret` ("" = open network), the doubles started.
     async fn init(root: &Path, name: &'static str, secret: &str) -> Peer {
@@ -221,25 +117,24 @@ impl Peer {
         // No IPFS daemon is involved: the connector is not started in these tests.
         let pdir = PeerDir::init(&dir, "/ip4/127.0.0.1/tcp/1", Some(secret)).expect("init");
         let token = InternalToken::load(&dir.join("internal.token")).unwrap();
-        let consensus = ConsensusDouble::default();
+        let consensus = FakeConsensus::default();
         let gateway = GatewayDouble {
             marker: format!("gateway-double-of-{name}"),
             id_calls: Default::default(),
             info_calls: Default::default(),
         };
         let doubles = vec![
-            serve_double(
-                ConsensusServer::new(consensus.clone()),
-                pdir.ports.consensus,
-                &token,
-            )
-            .await,
-            serve_double(
+            consensus
+                .serve(Some(at(pdir.ports.consensus)), &token)
+                .await
+                .expect("the fake consensus"),
+            serve_fake(
                 GatewayServer::new(gateway.clone()),
-                pdir.ports.gateway,
+                Some(at(pdir.ports.gateway)),
                 &token,
             )
-            .await,
+            .await
+            .expect("the gateway double"),
         ];
         Peer {
             name,
@@ -347,7 +242,8 @@ impl Peer {
     }
 
     fn set_members(&self, peers: &[&Peer]) {
-        *self.consensus.members.lock().unwrap() = peers.iter().map(|p| p.member()).collect();
+        self.consensus
+            .set_members(peers.iter().map(|p| p.member()).collect());
     }
 
     async fn connected(&self) -> BTreeSet<String> {
@@ -482,7 +378,7 @@ async fn same_secret_peers_connect_call_and_broadcast() {
     let e = a.call(&b.id, "no.such.Service", "Thing").await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e}");
     assert_eq!(b.gateway.info_calls.load(Ordering::SeqCst), 0);
-    assert_eq!(b.consensus.other_calls.load(Ordering::SeqCst), 0);
+    assert_eq!(b.consensus.calls_except(&["Members"]), 0);
     assert!(
         b.log().contains("peer call denied by the RPC policy"),
         "{}",
@@ -644,7 +540,7 @@ async fn wrong_or_missing_secret_never_connects_and_junk_does_not_disturb() {
     assert_eq!(a.connected().await, expect);
     assert_eq!(a.gateway.id_calls.load(Ordering::SeqCst), 0);
     assert_eq!(a.gateway.info_calls.load(Ordering::SeqCst), 0);
-    assert_eq!(a.consensus.other_calls.load(Ordering::SeqCst), 0);
+    assert_eq!(a.consensus.calls_except(&["Members"]), 0);
     assert!(x.connected().await.is_empty());
     assert!(y.connected().await.is_empty());
 }
