@@ -287,8 +287,6 @@ pub async fn run(
 }
 
 #[cfg(test)]
-mod http_tests;
-#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -304,6 +302,3 @@ mod tests {
         assert_eq!(exposure_warnings("REST API", any, true, false).len(), 1);
     }
 }
-
-#[cfg(test)]
-mod test_support;

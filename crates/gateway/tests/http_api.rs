@@ -1,11 +1,17 @@
-//! HTTP-level tests: the real server and handlers against in-process doubles of our gRPC
-//! contracts, checking exact bytes, status codes, streaming, auth, CORS and TLS.
+//! HTTP-level tests: the gateway's real server and handlers (its public API, run in the
+//! test's runtime) against in-process stand-ins of our gRPC contracts (`common`: the test
+//! kit's fake consensus, transport and connector doubles), checking exact bytes, status
+//! codes, streaming, auth, CORS and TLS. The stand-ins give what real services cannot be
+//! made to give on demand: fixed ids and timestamps for byte-exact answers, and a member
+//! that is listed but unreachable.
 
 use std::{collections::BTreeMap, sync::Arc};
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 
-use crate::test_support::*;
+mod common;
+
+use common::*;
 
 fn id_json() -> String {
     format!(
@@ -53,7 +59,7 @@ async fn pin_status_allocations_unpin() {
     assert!(r.text().ends_with("}\n"));
 
     let r = send(h.rest, "GET", &format!("/pins/{CID1}?local=false"), &[]).await;
-    let ts = crate::model::state_pin(h.world.pins.lock().unwrap()[CID1].clone())
+    let ts = ipfs_cluster_gateway::model::state_pin(h.pins()[CID1].clone())
         .unwrap()
         .timestamp;
     let created = serde_json::to_string(&ts).unwrap();
@@ -188,7 +194,7 @@ async fn upstream_errors() {
         r.text(),
         "{\"code\":400,\"message\":\"parameter replication-min invalid\"}\n"
     );
-    assert!(h.world.pins.lock().unwrap().is_empty());
+    assert!(h.pins().is_empty());
     let r = send(h.rest, "GET", "/pins?filter=bogus", &[]).await;
     assert_eq!(
         r.text(),
@@ -236,11 +242,7 @@ async fn upstream_errors() {
 #[tokio::test]
 async fn unreachable_peer_shows_as_cluster_error() {
     let h = start(|_| {}).await;
-    h.world
-        .extra_members
-        .lock()
-        .unwrap()
-        .push(DOWN_PEER.to_string());
+    h.add_member(DOWN_PEER);
     send(h.rest, "POST", &format!("/pins/{CID1}"), &[]).await;
     let r = send(h.rest, "GET", &format!("/pins/{CID1}"), &[]).await;
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
@@ -556,11 +558,7 @@ async fn health_metrics_alerts_gc_graph() {
     assert!(v[0]["triggered_at"].is_string());
 
     // The cached ping names an unreachable peer in cluster_error entries.
-    h.world
-        .extra_members
-        .lock()
-        .unwrap()
-        .push(DOWN_PEER.to_string());
+    h.add_member(DOWN_PEER);
     let r = send(h.rest, "GET", &format!("/pins/{CID1}"), &[]).await;
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["peer_map"][DOWN_PEER]["peername"], "p2");
@@ -633,7 +631,7 @@ async fn pinning_services_api() {
         serde_json::json!({"cid": CID1, "name": "doc", "meta": {"k": "v"}})
     );
     assert_eq!(v["info"]["warning2"], "experimental");
-    assert_eq!(h.world.pins.lock().unwrap()[CID1].max_depth, -1);
+    assert_eq!(h.pins()[CID1].max_depth, -1);
 
     let r = send(h.pinsvc, "GET", &format!("/pins/{CID1}"), &[]).await;
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
@@ -677,7 +675,7 @@ async fn pinning_services_api() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
     {
-        let pins = h.world.pins.lock().unwrap();
+        let pins = h.pins();
         assert!(!pins.contains_key(CID1));
         assert_eq!(pins[CID2].options.as_ref().unwrap().pin_update, CID1);
     }
@@ -835,7 +833,7 @@ async fn add_files_and_directories() {
         "no error trailer on success"
     );
     {
-        let pins = h.world.pins.lock().unwrap();
+        let pins = h.pins();
         let p = &pins["QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"];
         assert_eq!(
             (p.max_depth, p.options.as_ref().unwrap().name.as_str()),
@@ -864,10 +862,7 @@ async fn add_files_and_directories() {
         "QmaMuznfvPDxKQmt58AWynv98rzyDT2nwQb4mafGJEmKGf"
     );
     assert!(
-        !h.world
-            .pins
-            .lock()
-            .unwrap()
+        !h.pins()
             .contains_key("QmaMuznfvPDxKQmt58AWynv98rzyDT2nwQb4mafGJEmKGf"),
         "no-pin"
     );
@@ -905,10 +900,7 @@ async fn add_files_and_directories() {
         ]
     );
     assert!(h
-        .world
-        .pins
-        .lock()
-        .unwrap()
+        .pins()
         .contains_key("QmQ8YpKXWj8X64mETDUJF6ZUXipFNyyQYhYK5ZvWHZZHhg"));
 
     // Wrapped: the file, then the wrapper with an empty name.
@@ -988,5 +980,5 @@ async fn add_errors() {
             .contains("unexpected end"),
         "{t:?}"
     );
-    assert!(h.world.pins.lock().unwrap().is_empty());
+    assert!(h.pins().is_empty());
 }

@@ -1,6 +1,12 @@
-//! Test doubles of our own gRPC contracts (consensus, transport, ipfs connector) served
-//! in-process on 127.0.0.1:0, and a small HTTP/1.1 client, for the HTTP-level tests.
-//! Only our contracts are faked here, never IPFS.
+//! The gateway's real HTTP server and handlers, started in the test's runtime through the
+//! crate's public API, in front of stand-ins of our own gRPC contracts: the test kit's
+//! fake consensus (one place for it), and transport / ipfs connector doubles made for
+//! these tests. They give what a real cluster cannot be driven to on demand: a member that
+//! is listed but unreachable (`DOWN_PEER`), fixed peer ids, timestamps and IPFS addresses
+//! so answers can be compared byte for byte, and direct reads of the pinset and of the
+//! blocks an add stored. Only our contracts are faked here, never IPFS; the same API
+//! against real services and Kubo is `tests/gateway_api.rs` and `tests/compat.rs`.
+#![allow(dead_code)]
 
 use std::{
     collections::BTreeMap,
@@ -14,7 +20,7 @@ use futures::Stream;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use ipfs_cluster_proto::{
-    consensus::v1::{self as cpb, consensus_server::ConsensusServer},
+    consensus::v1::consensus_server::ConsensusServer,
     gateway::v1::gateway_server::GatewayServer,
     ipfsconnector::v1 as ipb,
     names,
@@ -22,6 +28,7 @@ use ipfs_cluster_proto::{
     types::v1 as pb,
     InternalToken,
 };
+use ipfs_cluster_testkit::FakeConsensus;
 use prost::Message;
 use tokio::sync::watch;
 use tonic::{Request as GReq, Response as GResp, Status};
@@ -34,27 +41,18 @@ pub const CID2: &str = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fb
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// The shared fake cluster state.
+/// The shared fake cluster state: the pinset and members live in the fake consensus.
 #[derive(Default)]
 pub struct World {
-    pub pins: Mutex<BTreeMap<String, pb::Pin>>,
+    pub consensus: FakeConsensus,
     /// Blocks stored through IpfsConnector.BlockPut (CID string → bytes).
     pub blocks: Mutex<BTreeMap<String, Vec<u8>>>,
-    /// Members besides SELF_PEER (e.g. DOWN_PEER).
-    pub extra_members: Mutex<Vec<String>>,
 }
 
 impl World {
-    fn members(&self) -> Vec<String> {
-        let mut m = vec![SELF_PEER.to_string()];
-        m.extend(self.extra_members.lock().unwrap().iter().cloned());
-        m
-    }
-
     /// What the connector double answers for a CID: pinned when in the state.
     fn status(&self, cid: &str) -> pb::PinInfo {
-        let pins = self.pins.lock().unwrap();
-        let (status, opts, created) = match pins.get(cid) {
+        let (status, opts, created) = match self.consensus.pin(cid) {
             Some(p) => (
                 pb::TrackerStatus::Pinned,
                 p.options.clone().unwrap_or_default(),
@@ -86,122 +84,8 @@ impl World {
     }
 
     fn status_all(&self) -> Vec<pb::PinInfo> {
-        let cids: Vec<String> = self.pins.lock().unwrap().keys().cloned().collect();
+        let cids: Vec<String> = self.consensus.pins().into_keys().collect();
         cids.iter().map(|c| self.status(c)).collect()
-    }
-}
-
-pub struct FakeConsensus(pub Arc<World>);
-
-#[tonic::async_trait]
-impl cpb::consensus_server::Consensus for FakeConsensus {
-    async fn pin(&self, r: GReq<cpb::PinRequest>) -> Result<GResp<cpb::PinResponse>, Status> {
-        let mut p = r
-            .into_inner()
-            .pin
-            .ok_or_else(|| Status::invalid_argument("no pin"))?;
-        let o = p.options.get_or_insert_with(Default::default);
-        if o.replication_factor_min == 0 && o.replication_factor_max == 0 {
-            o.replication_factor_min = -1;
-            o.replication_factor_max = -1;
-        }
-        o.user_allocations.clear();
-        self.0.pins.lock().unwrap().insert(p.cid.clone(), p.clone());
-        Ok(GResp::new(cpb::PinResponse { pin: Some(p) }))
-    }
-    async fn unpin(&self, r: GReq<cpb::UnpinRequest>) -> Result<GResp<cpb::PinResponse>, Status> {
-        match self.0.pins.lock().unwrap().remove(&r.into_inner().cid) {
-            Some(p) => Ok(GResp::new(cpb::PinResponse { pin: Some(p) })),
-            None => Err(Status::not_found("pin is not part of the pinset")),
-        }
-    }
-    async fn get(&self, r: GReq<cpb::GetRequest>) -> Result<GResp<pb::Pin>, Status> {
-        match self.0.pins.lock().unwrap().get(&r.into_inner().cid) {
-            Some(p) => Ok(GResp::new(p.clone())),
-            None => Err(Status::not_found("pin is not part of the pinset")),
-        }
-    }
-    type ListStream = BoxStream<pb::Pin>;
-    async fn list(&self, _r: GReq<cpb::ListRequest>) -> Result<GResp<Self::ListStream>, Status> {
-        let pins: Vec<_> = self
-            .0
-            .pins
-            .lock()
-            .unwrap()
-            .values()
-            .cloned()
-            .map(Ok)
-            .collect();
-        Ok(GResp::new(Box::pin(futures::stream::iter(pins))))
-    }
-    type WatchStream = BoxStream<cpb::StateChange>;
-    async fn watch(&self, _r: GReq<cpb::WatchRequest>) -> Result<GResp<Self::WatchStream>, Status> {
-        Err(Status::unimplemented("not in this double"))
-    }
-    async fn members(
-        &self,
-        _r: GReq<cpb::MembersRequest>,
-    ) -> Result<GResp<cpb::MembersResponse>, Status> {
-        let members = self
-            .0
-            .members()
-            .into_iter()
-            .map(|p| cpb::Member {
-                addresses: vec![format!("/ip4/127.0.0.1/tcp/9096/p2p/{p}")],
-                peer_id: p,
-                voter: true,
-            })
-            .collect();
-        Ok(GResp::new(cpb::MembersResponse { members }))
-    }
-    async fn leader(
-        &self,
-        _r: GReq<cpb::LeaderRequest>,
-    ) -> Result<GResp<cpb::LeaderResponse>, Status> {
-        Err(Status::unimplemented("not in this double"))
-    }
-    async fn join(
-        &self,
-        _r: GReq<cpb::JoinRequest>,
-    ) -> Result<GResp<cpb::MembersResponse>, Status> {
-        Err(Status::unimplemented("not in this double"))
-    }
-    async fn remove_peer(
-        &self,
-        r: GReq<cpb::RemovePeerRequest>,
-    ) -> Result<GResp<pb::Empty>, Status> {
-        let id = r.into_inner().peer_id;
-        let mut m = self.0.extra_members.lock().unwrap();
-        let before = m.len();
-        m.retain(|p| *p != id);
-        if before == m.len() {
-            return Err(Status::failed_precondition(format!(
-                "{id} is not a cluster member"
-            )));
-        }
-        Ok(GResp::new(pb::Empty {}))
-    }
-    type ExportStream = BoxStream<pb::Pin>;
-    async fn export(
-        &self,
-        _r: GReq<cpb::ListRequest>,
-    ) -> Result<GResp<Self::ExportStream>, Status> {
-        Err(Status::unimplemented("not in this double"))
-    }
-    async fn import(
-        &self,
-        _r: GReq<tonic::Streaming<pb::Pin>>,
-    ) -> Result<GResp<cpb::ImportResponse>, Status> {
-        Err(Status::unimplemented("not in this double"))
-    }
-    async fn raft(&self, _r: GReq<cpb::RaftRequest>) -> Result<GResp<cpb::RaftResponse>, Status> {
-        Err(Status::unimplemented("not in this double"))
-    }
-    async fn stats(
-        &self,
-        _r: GReq<cpb::StatsRequest>,
-    ) -> Result<GResp<cpb::StatsResponse>, Status> {
-        Err(Status::unimplemented("not in this double"))
     }
 }
 
@@ -483,12 +367,26 @@ impl tpb::transport_server::Transport for FakeTransport {
 /// A running gateway (REST listener + Gateway gRPC) in front of the doubles.
 pub struct Harness {
     pub world: Arc<World>,
-    pub metrics: Arc<crate::metrics::MetricStore>,
+    pub metrics: Arc<ipfs_cluster_gateway::metrics::MetricStore>,
     pub rest: SocketAddr,
     pub pinsvc: SocketAddr,
     pub grpc: SocketAddr,
     pub token: InternalToken,
     shutdown: watch::Sender<bool>,
+}
+
+impl Harness {
+    /// The pinset as the fake consensus holds it.
+    pub fn pins(&self) -> BTreeMap<String, pb::Pin> {
+        self.world.consensus.pins()
+    }
+
+    /// Makes `peer` a cluster member too (e.g. `DOWN_PEER`, listed but unreachable).
+    pub fn add_member(&self, peer: &str) {
+        self.world
+            .consensus
+            .add_member(peer, vec![format!("/ip4/127.0.0.1/tcp/9096/p2p/{peer}")]);
+    }
 }
 
 impl Drop for Harness {
@@ -498,13 +396,11 @@ impl Drop for Harness {
 }
 
 async fn local() -> tokio::net::TcpListener {
-    ipfs_cluster_proto::bind_internal("127.0.0.1:0".parse().unwrap(), false)
-        .await
-        .unwrap()
+    ipfs_cluster_testkit::loopback_listener().await.unwrap()
 }
 
 /// Starts the doubles and a gateway; `tune` adjusts the REST options (auth, TLS, CORS...).
-pub async fn start(tune: impl FnOnce(&mut crate::HttpApiOptions)) -> Harness {
+pub async fn start(tune: impl FnOnce(&mut ipfs_cluster_gateway::HttpApiOptions)) -> Harness {
     let world = Arc::new(World::default());
     let token = InternalToken::generate();
     let (tx, rx) = watch::channel(false);
@@ -523,10 +419,14 @@ pub async fn start(tune: impl FnOnce(&mut crate::HttpApiOptions)) -> Harness {
         world: world.clone(),
         gateway: Mutex::new(None),
     });
+    world.consensus.add_member(
+        SELF_PEER,
+        vec![format!("/ip4/127.0.0.1/tcp/9096/p2p/{SELF_PEER}")],
+    );
     tokio::spawn(ipfs_cluster_proto::serve(
         lc,
         token.clone(),
-        ConsensusServer::new(FakeConsensus(world.clone())),
+        ConsensusServer::new(world.consensus.clone()),
         stop(rx.clone()),
     ));
     tokio::spawn(ipfs_cluster_proto::serve(
@@ -542,9 +442,10 @@ pub async fn start(tune: impl FnOnce(&mut crate::HttpApiOptions)) -> Harness {
         stop(rx.clone()),
     ));
 
-    let mut rest = crate::HttpApiOptions::with_listen("127.0.0.1:0".parse().unwrap());
+    let mut rest =
+        ipfs_cluster_gateway::HttpApiOptions::with_listen("127.0.0.1:0".parse().unwrap());
     tune(&mut rest);
-    let opts = crate::GatewayOptions {
+    let opts = ipfs_cluster_gateway::GatewayOptions {
         peername: "p1".into(),
         rest: rest.clone(),
         pinsvc: None,
@@ -554,11 +455,11 @@ pub async fn start(tune: impl FnOnce(&mut crate::HttpApiOptions)) -> Harness {
         gateway_addr: ag,
         allow_remote_internal: false,
     };
-    let backends = crate::backend::Backends::connect(&opts, &token);
+    let backends = ipfs_cluster_gateway::backend::Backends::connect(&opts, &token);
     let metrics = backends.metrics.clone();
     let served = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let api = crate::bind_api(
-        crate::server::ApiKind::Rest,
+    let api = ipfs_cluster_gateway::bind_api(
+        ipfs_cluster_gateway::server::ApiKind::Rest,
         rest,
         backends.clone(),
         served.clone(),
@@ -566,11 +467,12 @@ pub async fn start(tune: impl FnOnce(&mut crate::HttpApiOptions)) -> Harness {
     .await
     .unwrap();
     let rest_addr = api.local_addrs()[0];
-    tokio::spawn(crate::serve_api(api, rx.clone()));
-    let mut ps_opts = crate::HttpApiOptions::with_listen("127.0.0.1:0".parse().unwrap());
+    tokio::spawn(ipfs_cluster_gateway::serve_api(api, rx.clone()));
+    let mut ps_opts =
+        ipfs_cluster_gateway::HttpApiOptions::with_listen("127.0.0.1:0".parse().unwrap());
     ps_opts.basic_auth_credentials = opts.rest.basic_auth_credentials.clone();
-    let ps = crate::bind_api(
-        crate::server::ApiKind::PinSvc,
+    let ps = ipfs_cluster_gateway::bind_api(
+        ipfs_cluster_gateway::server::ApiKind::PinSvc,
         ps_opts,
         backends.clone(),
         served.clone(),
@@ -578,8 +480,8 @@ pub async fn start(tune: impl FnOnce(&mut crate::HttpApiOptions)) -> Harness {
     .await
     .unwrap();
     let pinsvc = ps.local_addrs()[0];
-    tokio::spawn(crate::serve_api(ps, rx.clone()));
-    let svc = crate::grpc::GatewayService {
+    tokio::spawn(ipfs_cluster_gateway::serve_api(ps, rx.clone()));
+    let svc = ipfs_cluster_gateway::grpc::GatewayService {
         libp2p_http_target: String::new(),
         rest_auth_required: false,
         backends,
