@@ -13,12 +13,9 @@ use ipfs_cluster_proto::{
     types::v1::{Pin, PinOptions, PinType},
     InternalToken,
 };
+use ipfs_cluster_testkit::free_port;
 
 const CID: &str = "QmPZ9gcCEpqKTo6aq61g2nXGUhM4iCL3ewB6LDXZCtioEB";
-
-fn free_port() -> u16 {
-    ipfs_cluster_config::ports::free_loopback_port().unwrap()
-}
 
 struct Proc(Child);
 impl Drop for Proc {

@@ -56,7 +56,7 @@ impl Drop for Double {
 }
 
 async fn start(handler: Handler) -> Double {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = ipfs_cluster_testkit::loopback_listener().await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen2 = seen.clone();
@@ -268,10 +268,8 @@ async fn unauthorized_and_basic_auth_header() {
 
 #[tokio::test]
 async fn unreachable_host_is_exit_1_and_fails_over() {
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // A free port nothing listens on.
+    let dead = ipfs_cluster_testkit::free_port();
     let dead_host = format!("/ip4/127.0.0.1/tcp/{dead}");
     let (code, out, _) = ctl(&["--host", &dead_host, "version"]).await;
     assert_eq!(code, 1);

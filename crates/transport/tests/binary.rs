@@ -8,12 +8,9 @@ use std::{
 };
 
 use ipfs_cluster_config::{init, InitOptions, Peer};
+use ipfs_cluster_testkit::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ipfs-cluster-transport");
-
-fn free_port() -> u16 {
-    ipfs_cluster_config::ports::free_loopback_port().unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starts_serves_and_stops() {
