@@ -44,11 +44,7 @@ fn init(dir: &Path, ipfs: &IpfsNode, name: &str) -> PeerDir {
     )
     .unwrap();
     assert_eq!(rc, 0, "init: {err}");
-    PeerDir {
-        dir: dir.to_path_buf(),
-        ports,
-        ipfs_api: ipfs.multiaddr(),
-    }
+    PeerDir::new(dir, ports, &ipfs.multiaddr())
 }
 
 /// `ipfs-cluster-ctl --host <peer's REST> ARGS…` → stdout (exit code must be 0).

@@ -2,7 +2,9 @@
 //! loopback, each with the shared short timings, sharing one Kubo node (these tests are
 //! about the cluster, not about moving content), plus the probes every such test asks
 //! (members, leader, state, logs). Peer 0 bootstraps, the others `--bootstrap` it (all at
-//! once or one at a time), or every peer is its own one-peer cluster.
+//! once or one at a time), or every peer is its own one-peer cluster. With network
+//! namespaces (`Cluster::start_in_netns`) each peer and its own Kubo node run in the peer's
+//! namespace, so a test can cut a peer off the network (`Netns::isolate`).
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -13,7 +15,10 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::{get_json, http, init_named_peer, join_all, wait_for, IpfsNode, PeerDir, Proc};
+use crate::{
+    get_json, http, in_netns_async, init_named_peer, init_peer_on, join_all, wait_for, IpfsNode,
+    Netns, PeerDir, Proc,
+};
 
 /// The cluster secret of every test cluster.
 pub const TEST_SECRET: &str = "2b3c5e1f9b2d4a6c8e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d";
@@ -155,7 +160,12 @@ pub struct Cluster {
     pub peers: Vec<PeerDir>,
     pub ids: Vec<String>,
     pub procs: Vec<Option<Proc>>,
+    /// The Kubo node of every peer, or of peer 0 when the others have their own.
     pub ipfs: IpfsNode,
+    /// The Kubo nodes of peers 1.. when each peer has its own (network namespaces).
+    pub other_ipfs: Vec<IpfsNode>,
+    /// The peers' network namespaces, when they run in some; after the processes.
+    pub netns: Option<Netns>,
     // Last: removed after every process is gone.
     _tmp: tempfile::TempDir,
 }
@@ -182,17 +192,63 @@ impl Cluster {
         first_pin: Option<&str>,
         extra: impl Fn(usize) -> Vec<(&'static str, String)>,
     ) -> Result<Self> {
+        Self::start_on(None, n, join, first_pin, extra).await
+    }
+
+    /// `start_with`, peer `i` and its own Kubo node inside `net.ns(i)`, the REST API and
+    /// the cluster swarm on `net.ip(i)` (reachable from the test until the peer is cut
+    /// off), everything else on the namespace's loopback.
+    pub async fn start_in_netns(
+        net: Netns,
+        n: usize,
+        join: Join,
+        extra: impl Fn(usize) -> Vec<(&'static str, String)>,
+    ) -> Result<Self> {
+        Self::start_on(Some(net), n, join, None, extra).await
+    }
+
+    async fn start_on(
+        netns: Option<Netns>,
+        n: usize,
+        join: Join,
+        first_pin: Option<&str>,
+        extra: impl Fn(usize) -> Vec<(&'static str, String)>,
+    ) -> Result<Self> {
         let tmp = test_dir()?;
-        let ipfs = IpfsNode::start(tmp.path()).await?;
+        let (ipfs, other_ipfs) = match &netns {
+            None => (IpfsNode::start(tmp.path()).await?, vec![]),
+            Some(net) => {
+                let dirs: Vec<_> = (0..n)
+                    .map(|i| tmp.path().join(format!("ipfs_{i}")))
+                    .collect();
+                let starts = dirs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| IpfsNode::start_in_netns(d, net.ns(i)));
+                let mut nodes = join_all(starts)
+                    .await
+                    .into_iter()
+                    .collect::<Result<Vec<_>>>()?;
+                let first = nodes.remove(0);
+                (first, nodes)
+            }
+        };
         let peers: Vec<PeerDir> = (0..n)
             .map(|i| {
                 let mut env = short_timings();
                 env.extend(extra(i));
-                init_test_peer(
-                    &tmp.path().join(format!("peer_{i}")),
-                    &ipfs.multiaddr(),
-                    &env,
-                )
+                let dir = tmp.path().join(format!("peer_{i}"));
+                match &netns {
+                    None => init_test_peer(&dir, &ipfs.multiaddr(), &env),
+                    Some(net) => {
+                        let node = if i == 0 { &ipfs } else { &other_ipfs[i - 1] };
+                        env.push(("CLUSTER_PEERNAME", format!("peer_{i}")));
+                        let mut p =
+                            init_peer_on(&dir, &node.multiaddr(), TEST_SECRET, &env, &net.ip(i))?;
+                        p.wrap = net.wrap(i);
+                        Ok(p)
+                    }
+                }
             })
             .collect::<Result<_>>()?;
         let p0 = peers[0].start(&[]).await?;
@@ -204,7 +260,7 @@ impl Cluster {
                 bail!("pin {first} on peer 0 before the joins: {st} {body}");
             }
         }
-        let boot = format!("/ip4/127.0.0.1/tcp/{}/p2p/{id0}", peers[0].ports.swarm);
+        let boot = peers[0].swarm_addr(&id0);
         let mut procs = vec![Some(p0)];
         let args = ["--bootstrap", boot.as_str()];
         match join {
@@ -234,6 +290,8 @@ impl Cluster {
             ids,
             procs,
             ipfs,
+            other_ipfs,
+            netns,
             _tmp: tmp,
         };
         for i in 0..n {
@@ -285,6 +343,8 @@ impl Cluster {
             ids,
             procs,
             ipfs,
+            other_ipfs: vec![],
+            netns: None,
             _tmp: tmp,
         })
     }
@@ -310,17 +370,53 @@ impl Cluster {
 
     /// The leader's peer id as peer `i`'s consensus service sees it (upstream's REST API
     /// does not expose it).
+    /// Asked inside the peer's namespace when it has one (internal gRPC is loopback-only).
     pub async fn leader(&self, i: usize) -> Result<String> {
         let p = &self.peers[i];
         let token = ipfs_cluster_proto::auth::InternalToken::load(&p.dir.join("internal.token"))?;
-        let mut c = ipfs_cluster_proto::client::consensus(
-            format!("127.0.0.1:{}", p.ports.consensus).parse()?,
-            &token,
-        );
-        let r = c
-            .leader(ipfs_cluster_proto::consensus::v1::LeaderRequest {})
-            .await?;
-        Ok(r.into_inner().peer_id)
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{}", p.ports.consensus).parse()?;
+        let ask = move || async move {
+            let mut c = ipfs_cluster_proto::client::consensus(addr, &token);
+            c.leader(ipfs_cluster_proto::consensus::v1::LeaderRequest {})
+                .await
+                .map(|r| r.into_inner().peer_id)
+        };
+        Ok(match &self.netns {
+            None => ask().await?,
+            Some(net) => in_netns_async(net.ns(i), ask).await??,
+        })
+    }
+
+    /// The index of the peer every peer in `on` names as the leader, once they agree on
+    /// one that is not in `except` (e.g. a leader that was just cut off).
+    pub async fn agreed_leader(
+        &self,
+        on: &[usize],
+        except: &[usize],
+        within: Duration,
+    ) -> Result<usize> {
+        let found = std::sync::Mutex::new(None);
+        wait_for(within, || async {
+            let mut named = Vec::new();
+            for &i in on {
+                named.push(self.leader(i).await.unwrap_or_default());
+            }
+            let agreed = !named[0].is_empty() && named.iter().all(|l| *l == named[0]);
+            let leader = self.ids.iter().position(|id| *id == named[0]);
+            let ok = agreed && leader.is_some_and(|l| !except.contains(&l));
+            if ok {
+                *found.lock().unwrap() = leader;
+            }
+            ok
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "peers {on:?} do not agree on a leader outside {except:?}\n{}",
+                self.logs()
+            )
+        })?;
+        Ok(found.into_inner().unwrap().expect("set when agreed"))
     }
 
     /// Peer `i`'s whole state (`GET /allocations?filter=all`): cid -> sorted allocations.

@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use http_body_util::Full;
 
-use crate::{free_port, http, repo_root, send, wait_for, Proc};
+use crate::{free_port, repo_root, send, wait_for, Proc};
 
 /// The script that installs and starts Kubo.
 pub fn kubo_script() -> PathBuf {
@@ -54,6 +54,8 @@ pub struct KuboNode {
     pub swarm_port: u16,
     /// The node's libp2p peer id.
     pub id: String,
+    /// The network namespace the daemon runs in (its API is reachable only there).
+    pub netns: Option<String>,
     proc: Option<Proc>,
 }
 
@@ -65,15 +67,44 @@ impl KuboNode {
 
     /// A node on the given ports (a repo already in `dir` is reused).
     pub async fn start_on(dir: &Path, api_port: u16, swarm_port: u16) -> Result<Self> {
+        Self::start_with(dir, api_port, swarm_port, None).await
+    }
+
+    /// A new node on free ports inside network namespace `ns` (see `Netns`); every
+    /// method of the node reaches its API from inside that namespace.
+    pub async fn start_in_netns(dir: &Path, ns: &str) -> Result<Self> {
+        Self::start_with(dir, free_port(), free_port(), Some(ns.to_string())).await
+    }
+
+    async fn start_with(
+        dir: &Path,
+        api_port: u16,
+        swarm_port: u16,
+        netns: Option<String>,
+    ) -> Result<Self> {
         let mut n = Self {
             dir: dir.to_path_buf(),
             api_port,
             swarm_port,
             id: String::new(),
+            netns,
             proc: None,
         };
         n.restart().await?;
         Ok(n)
+    }
+
+    /// One request to the node's API, from inside its namespace when it has one.
+    async fn send(&self, req: hyper::Request<Full<Bytes>>) -> Result<(u16, String)> {
+        match &self.netns {
+            None => send(req).await,
+            Some(ns) => crate::in_netns_async(ns, move || send(req)).await?,
+        }
+    }
+
+    async fn post(&self, url: &str) -> Result<(u16, String)> {
+        let req = hyper::Request::post(url).body(Full::new(Bytes::new()))?;
+        self.send(req).await
     }
 
     /// The command that (inits once and) runs the daemon of the repo in `dir` in the
@@ -112,15 +143,19 @@ impl KuboNode {
             bail!("the IPFS node in {} is already running", self.dir.display());
         }
         std::fs::create_dir_all(&self.dir)?;
-        let mut cmd = Self::command(&self.dir, self.api_port, self.swarm_port, &[])?;
+        let wrap: Vec<&str> = match &self.netns {
+            Some(ns) => vec!["ip", "netns", "exec", ns],
+            None => vec![],
+        };
+        let mut cmd = Self::command(&self.dir, self.api_port, self.swarm_port, &wrap)?;
         self.proc = Some(Proc::spawn("ipfs", &mut cmd)?);
         let url = format!("{}/api/v0/id", self.api_url());
         wait_for(Duration::from_secs(60), || async {
-            matches!(http("POST", &url, None).await, Ok((200, _)))
+            matches!(self.post(&url).await, Ok((200, _)))
         })
         .await
         .with_context(|| format!("Kubo did not answer; log: {}", self.log_path().display()))?;
-        let (_, body) = http("POST", &url, None).await?;
+        let (_, body) = self.post(&url).await?;
         let v: serde_json::Value = serde_json::from_str(&body)?;
         self.id = v["ID"].as_str().context("no ID from ipfs id")?.to_string();
         Ok(())
@@ -221,7 +256,7 @@ impl KuboNode {
             format!("multipart/form-data; boundary={boundary}"),
         )
         .body(Full::new(Bytes::from(body)))?;
-        let (status, text) = send(req).await?;
+        let (status, text) = self.send(req).await?;
         if status != 200 {
             bail!("ipfs add: {status} {text}");
         }
@@ -244,12 +279,9 @@ impl KuboNode {
 
     /// The recursive pins the daemon holds (CIDs as Kubo prints them).
     pub async fn pins(&self) -> Result<Vec<String>> {
-        let (status, text) = http(
-            "POST",
-            &format!("{}/api/v0/pin/ls?type=recursive", self.api_url()),
-            None,
-        )
-        .await?;
+        let (status, text) = self
+            .post(&format!("{}/api/v0/pin/ls?type=recursive", self.api_url()))
+            .await?;
         if status != 200 {
             bail!("pin/ls: {status} {text}");
         }
@@ -267,7 +299,7 @@ impl KuboNode {
             self.api_url(),
             other.swarm_multiaddr()
         );
-        let (status, text) = http("POST", &url, None).await?;
+        let (status, text) = self.post(&url).await?;
         if status != 200 {
             bail!("swarm/connect: {status} {text}");
         }
@@ -277,7 +309,7 @@ impl KuboNode {
     /// The peer ids this node is connected to.
     pub async fn swarm_peers(&self) -> Result<Vec<String>> {
         let url = format!("{}/api/v0/swarm/peers", self.api_url());
-        let (status, text) = http("POST", &url, None).await?;
+        let (status, text) = self.post(&url).await?;
         if status != 200 {
             bail!("swarm/peers: {status} {text}");
         }

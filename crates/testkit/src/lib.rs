@@ -7,9 +7,11 @@
 mod cluster;
 mod fake_consensus;
 mod kubo;
+mod netns;
 pub use cluster::*;
 pub use fake_consensus::*;
 pub use kubo::*;
+pub use netns::*;
 
 use std::{
     path::{Path, PathBuf},
@@ -172,14 +174,21 @@ impl PeerPorts {
 
     /// Environment overrides (upstream's CLUSTER_* names) that put every listener here.
     pub fn env(&self, ipfs_api: &str) -> Vec<(String, String)> {
+        self.env_on(ipfs_api, "127.0.0.1")
+    }
+
+    /// `env`, with the REST API and the cluster swarm on `host` (a peer's address in a
+    /// network namespace); everything else stays on the peer's loopback.
+    pub fn env_on(&self, ipfs_api: &str, host: &str) -> Vec<(String, String)> {
         let t = |p: u16| format!("/ip4/127.0.0.1/tcp/{p}");
+        let h = |p: u16| format!("/ip4/{host}/tcp/{p}");
         [
-            ("CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS", t(self.rest)),
+            ("CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS", h(self.rest)),
             ("CLUSTER_PINSVCAPI_HTTPLISTENMULTIADDRESS", t(self.pinsvc)),
             ("CLUSTER_IPFSPROXY_LISTENMULTIADDRESS", t(self.proxy)),
             ("CLUSTER_IPFSPROXY_NODEMULTIADDRESS", ipfs_api.to_string()),
             ("CLUSTER_IPFSHTTP_NODEMULTIADDRESS", ipfs_api.to_string()),
-            ("CLUSTER_LISTENMULTIADDRESS", t(self.swarm)),
+            ("CLUSTER_LISTENMULTIADDRESS", h(self.swarm)),
             (
                 "CLUSTER_INTERNAL_TRANSPORTLISTENMULTIADDRESS",
                 t(self.transport),
@@ -208,9 +217,30 @@ pub struct PeerDir {
     pub dir: PathBuf,
     pub ports: PeerPorts,
     pub ipfs_api: String,
+    /// Where the REST API and the cluster swarm listen (127.0.0.1, or the peer's address in
+    /// its network namespace).
+    pub host: String,
+    /// The prefix the daemon is started through (`ip netns exec NS`), empty for none.
+    pub wrap: Vec<String>,
 }
 
 impl PeerDir {
+    /// A folder `init` made with `ports` on loopback.
+    pub fn new(dir: &Path, ports: PeerPorts, ipfs_api: &str) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            ports,
+            ipfs_api: ipfs_api.to_string(),
+            host: "127.0.0.1".into(),
+            wrap: vec![],
+        }
+    }
+
+    /// The cluster swarm address of the peer with id `id` (what `--bootstrap` takes).
+    pub fn swarm_addr(&self, id: &str) -> String {
+        format!("/ip4/{}/tcp/{}/p2p/{id}", self.host, self.ports.swarm)
+    }
+
     pub fn init(dir: &Path, ipfs_api: &str, secret: Option<&str>) -> Result<Self> {
         let ports = PeerPorts::pick();
         let mut cmd = Command::new(bin("ipfs-cluster-service"));
@@ -223,15 +253,11 @@ impl PeerDir {
         if !out.status.success() {
             bail!("init failed: {}", String::from_utf8_lossy(&out.stderr));
         }
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            ports,
-            ipfs_api: ipfs_api.to_string(),
-        })
+        Ok(Self::new(dir, ports, ipfs_api))
     }
 
     pub fn rest_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.ports.rest)
+        format!("http://{}:{}", self.host, self.ports.rest)
     }
 
     /// Starts `ipfs-cluster-service daemon` and waits for `GET /id` to answer.
@@ -246,10 +272,17 @@ impl PeerDir {
             .create(true)
             .append(true)
             .open(self.dir.join("daemon.log"))?;
+        let mut cmd = match self.wrap.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin("ipfs-cluster-service"));
+                c
+            }
+            None => Command::new(bin("ipfs-cluster-service")),
+        };
         let mut proc = Proc::spawn(
             "ipfs-cluster-service",
-            Command::new(bin("ipfs-cluster-service"))
-                .arg("--config")
+            cmd.arg("--config")
                 .arg(&self.dir)
                 .arg("daemon")
                 .args(extra)
@@ -401,10 +434,21 @@ pub fn init_peer_with(
     secret: &str,
     extra: &[(&str, String)],
 ) -> Result<PeerDir> {
+    init_peer_on(dir, ipfs_api, secret, extra, "127.0.0.1")
+}
+
+/// `init_peer_with`, the REST API and the cluster swarm listening on `host`.
+pub fn init_peer_on(
+    dir: &Path,
+    ipfs_api: &str,
+    secret: &str,
+    extra: &[(&str, String)],
+    host: &str,
+) -> Result<PeerDir> {
     let ports = PeerPorts::pick();
     let mut cmd = std::process::Command::new(bin("ipfs-cluster-service"));
     cmd.arg("--config").arg(dir).arg("init");
-    cmd.envs(ports.env(ipfs_api));
+    cmd.envs(ports.env_on(ipfs_api, host));
     cmd.env("CLUSTER_SECRET", secret);
     for (k, v) in extra {
         cmd.env(k, v);
@@ -413,11 +457,9 @@ pub fn init_peer_with(
     if !out.status.success() {
         anyhow::bail!("init failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    Ok(PeerDir {
-        dir: dir.to_path_buf(),
-        ports,
-        ipfs_api: ipfs_api.to_string(),
-    })
+    let mut p = PeerDir::new(dir, ports, ipfs_api);
+    p.host = host.to_string();
+    Ok(p)
 }
 
 /// `init_peer_with`, the peer named after its folder (`CLUSTER_PEERNAME`).
