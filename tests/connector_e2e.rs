@@ -138,65 +138,30 @@ fn unique(tag: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Two peers, each with its own Kubo node (no bootstrap peers, no DHT: the nodes know
-/// nothing of each other), `connect_swarms_delay` as given; B joins A. Returns the nodes,
-/// the peers (with their daemons) and the peer ids.
-struct TwoPeers {
-    ipfs_a: IpfsNode,
-    ipfs_b: IpfsNode,
-    pa: PeerDir,
-    pb: PeerDir,
-    id_pa: String,
-    id_pb: String,
-    _daemons: (Proc, Proc),
-}
-
-async fn two_peers(tmp: &Path, connect_swarms_delay: &str) -> TwoPeers {
-    let (da, db) = (tmp.join("a"), tmp.join("b"));
-    std::fs::create_dir_all(&da).unwrap();
-    std::fs::create_dir_all(&db).unwrap();
-    let (a, b) = tokio::join!(IpfsNode::start(&da), IpfsNode::start(&db));
-    let (ipfs_a, ipfs_b) = (a.expect("IPFS node A"), b.expect("IPFS node B"));
-    let secret = "c0".repeat(32);
-    let env = [(
-        "CLUSTER_IPFSHTTP_CONNECTSWARMSDELAY",
-        connect_swarms_delay.to_string(),
-    )];
-    let pa = init_peer_with(&da.join("peer"), &ipfs_a.multiaddr(), &secret, &env).unwrap();
-    let pb = init_peer_with(&db.join("peer"), &ipfs_b.multiaddr(), &secret, &env).unwrap();
-    let daemon_a = pa.start(&[]).await.unwrap();
-    let id_pa = peer_id(&pa.rest_url()).await;
-    let boot = format!("/ip4/127.0.0.1/tcp/{}/p2p/{id_pa}", pa.ports.swarm);
-    let daemon_b = pb.start(&["--bootstrap", &boot]).await.unwrap();
-    let id_pb = peer_id(&pb.rest_url()).await;
-    let rest = pa.rest_url();
-    wait_for(Duration::from_secs(30), || async {
-        matches!(http("GET", &format!("{rest}/peers"), None).await,
-            Ok((200, b)) if b.contains(&id_pb) && b.contains(&id_pa))
+/// Two peers (A = 0, B = 1), each with its own Kubo node (no bootstrap peers, no DHT: the
+/// nodes know nothing of each other), `connect_swarms_delay` as given; B joins A; both
+/// hold both freespace metrics (B is a candidate for allocations).
+async fn two_peers(connect_swarms_delay: &str) -> Cluster {
+    let delay = connect_swarms_delay.to_string();
+    let c = Cluster::start_laid_out(Layout::OwnIpfs, 2, Join::OneByOne, None, |_| {
+        vec![("CLUSTER_IPFSHTTP_CONNECTSWARMSDELAY", delay.clone())]
     })
     .await
-    .unwrap_or_else(|_| panic!("B never joined; log:\n{}", pb.log_tail()));
-    TwoPeers {
-        ipfs_a,
-        ipfs_b,
-        pa,
-        pb,
-        id_pa,
-        id_pb,
-        _daemons: (daemon_a, daemon_b),
-    }
+    .expect("two peers, each with its own Kubo node");
+    c.wait_metric("freespace").await.unwrap();
+    c
 }
 
 /// Content only on node A, pinned with an allocation on peer B only.
-async fn pin_a_content_on_b(t: &TwoPeers, tag: &str) -> (Vec<u8>, String) {
+async fn pin_a_content_on_b(t: &Cluster, tag: &str) -> (Vec<u8>, String) {
     let data = unique(tag);
-    let cid = t.ipfs_a.add(&data).await.unwrap();
+    let cid = t.ipfs_of(0).add(&data).await.unwrap();
     let (st, body) = http(
         "POST",
         &format!(
             "{}/pins/{cid}?replication-min=1&replication-max=1&user-allocations={}",
-            t.pa.rest_url(),
-            t.id_pb
+            t.rest(0),
+            t.ids[1]
         ),
         None,
     )
@@ -204,7 +169,7 @@ async fn pin_a_content_on_b(t: &TwoPeers, tag: &str) -> (Vec<u8>, String) {
     .unwrap();
     assert_eq!(st, 200, "{body}");
     let pin: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(pin["allocations"], serde_json::json!([t.id_pb]), "{pin}");
+    assert_eq!(pin["allocations"], serde_json::json!([t.ids[1]]), "{pin}");
     (data, cid)
 }
 
@@ -213,10 +178,9 @@ async fn pin_a_content_on_b(t: &TwoPeers, tag: &str) -> (Vec<u8>, String) {
 /// unpin removes it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_swarms_lets_peer_b_pin_content_only_node_a_has() {
-    let tmp = tempfile::tempdir().unwrap();
-    let t = two_peers(tmp.path(), "1s").await;
-    let (ipfs_a, ipfs_b, pa, pb) = (&t.ipfs_a, &t.ipfs_b, &t.pa, &t.pb);
-    let (id_pa, id_pb) = (&t.id_pa, &t.id_pb);
+    let t = two_peers("1s").await;
+    let (ipfs_a, ipfs_b, pa, pb) = (t.ipfs_of(0), t.ipfs_of(1), &t.peers[0], &t.peers[1]);
+    let (id_pa, id_pb) = (&t.ids[0], &t.ids[1]);
     let rest = pa.rest_url();
     // The daemons get connected by the cluster, not by us.
     wait_for(Duration::from_secs(30), || async {
@@ -276,19 +240,30 @@ async fn connect_swarms_lets_peer_b_pin_content_only_node_a_has() {
 /// makes the test above a test of the feature.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_connect_swarms_peer_b_cannot_get_the_content() {
-    let tmp = tempfile::tempdir().unwrap();
-    let t = two_peers(tmp.path(), "0s").await;
+    let t = two_peers("0s").await;
     let (_, cid) = pin_a_content_on_b(&t, "never reaches B").await;
-    let rest = t.pa.rest_url();
-    wait_status(&rest, &cid, &t.id_pb, "pinning", 20, &t.pb.log_tail()).await;
+    let rest = t.rest(0);
+    wait_status(
+        &rest,
+        &cid,
+        &t.ids[1],
+        "pinning",
+        20,
+        &t.peers[1].log_tail(),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let st = pin_info(&rest, &cid, &t.id_pb).await;
+    let st = pin_info(&rest, &cid, &t.ids[1]).await;
     assert_eq!(st["status"], "pinning", "{st}");
     assert!(
-        !t.ipfs_b.swarm_peers().await.unwrap().contains(&t.ipfs_a.id),
+        !t.ipfs_of(1)
+            .swarm_peers()
+            .await
+            .unwrap()
+            .contains(&t.ipfs_of(0).id),
         "the daemons got connected although connect_swarms_delay is 0"
     );
-    assert!(!t.ipfs_b.pins().await.unwrap().contains(&cid));
+    assert!(!t.ipfs_of(1).pins().await.unwrap().contains(&cid));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ipfs_cluster_tests::*;
 use serde_json::Value;
 
@@ -21,14 +21,7 @@ use serde_json::Value;
 /// allocation needs them on the leader, and any peer may lead.
 async fn start(n: usize) -> Result<Cluster> {
     let c = Cluster::start(n, Join::AllAtOnce, None).await?;
-    for i in 0..n {
-        let url = format!("{}/monitor/metrics/freespace", c.rest(i));
-        wait_for(Duration::from_secs(60), || async {
-            matches!(get_json(&url).await, Ok(Value::Array(a)) if a.len() == n)
-        })
-        .await
-        .with_context(|| format!("peer {i} does not hold {n} freespace metrics"))?;
-    }
+    c.wait_metric("freespace").await?;
     Ok(c)
 }
 

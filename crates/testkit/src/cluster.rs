@@ -155,7 +155,17 @@ pub enum Join {
     OneByOne,
 }
 
-/// N peers of one test cluster, their daemons (None while stopped), the shared Kubo node.
+/// Where a test cluster's peers and their Kubo nodes run.
+pub enum Layout {
+    /// On loopback, one Kubo node for all peers (tests about the cluster, not content).
+    SharedIpfs,
+    /// On loopback, each peer with its own Kubo node (content moves between nodes).
+    OwnIpfs,
+    /// Each peer and its own Kubo node in the peer's network namespace.
+    Netns(Netns),
+}
+
+/// N peers of one test cluster, their daemons (None while stopped), the Kubo node(s).
 pub struct Cluster {
     pub peers: Vec<PeerDir>,
     pub ids: Vec<String>,
@@ -192,7 +202,7 @@ impl Cluster {
         first_pin: Option<&str>,
         extra: impl Fn(usize) -> Vec<(&'static str, String)>,
     ) -> Result<Self> {
-        Self::start_on(None, n, join, first_pin, extra).await
+        Self::start_laid_out(Layout::SharedIpfs, n, join, first_pin, extra).await
     }
 
     /// `start_with`, peer `i` and its own Kubo node inside `net.ns(i)`, the REST API and
@@ -204,53 +214,65 @@ impl Cluster {
         join: Join,
         extra: impl Fn(usize) -> Vec<(&'static str, String)>,
     ) -> Result<Self> {
-        Self::start_on(Some(net), n, join, None, extra).await
+        Self::start_laid_out(Layout::Netns(net), n, join, None, extra).await
     }
 
-    async fn start_on(
-        netns: Option<Netns>,
+    /// N peers placed as `layout` says; otherwise as `start_with`.
+    pub async fn start_laid_out(
+        layout: Layout,
         n: usize,
         join: Join,
         first_pin: Option<&str>,
         extra: impl Fn(usize) -> Vec<(&'static str, String)>,
     ) -> Result<Self> {
         let tmp = test_dir()?;
-        let (ipfs, other_ipfs) = match &netns {
-            None => (IpfsNode::start(tmp.path()).await?, vec![]),
-            Some(net) => {
-                let dirs: Vec<_> = (0..n)
-                    .map(|i| tmp.path().join(format!("ipfs_{i}")))
-                    .collect();
-                let starts = dirs
-                    .iter()
-                    .enumerate()
-                    .map(|(i, d)| IpfsNode::start_in_netns(d, net.ns(i)));
-                let mut nodes = join_all(starts)
-                    .await
-                    .into_iter()
-                    .collect::<Result<Vec<_>>>()?;
-                let first = nodes.remove(0);
-                (first, nodes)
-            }
+        let (netns, own_ipfs) = match layout {
+            Layout::SharedIpfs => (None, false),
+            Layout::OwnIpfs => (None, true),
+            Layout::Netns(net) => (Some(net), true),
+        };
+        let mut nodes = if own_ipfs {
+            let dirs: Vec<_> = (0..n)
+                .map(|i| tmp.path().join(format!("ipfs_{i}")))
+                .collect();
+            let ns = |i: usize| netns.as_ref().map(|net| net.ns(i).to_string());
+            let starts = dirs.iter().enumerate().map(|(i, d)| {
+                let ns = ns(i);
+                async move {
+                    match ns {
+                        Some(ns) => IpfsNode::start_in_netns(d, &ns).await,
+                        None => IpfsNode::start(d).await,
+                    }
+                }
+            });
+            join_all(starts)
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            vec![IpfsNode::start(tmp.path()).await?]
         };
         let peers: Vec<PeerDir> = (0..n)
             .map(|i| {
-                let mut env = short_timings();
+                // The name first: `extra` may override it.
+                let mut env = vec![("CLUSTER_PEERNAME", format!("peer_{i}"))];
+                env.extend(short_timings());
                 env.extend(extra(i));
+                let node = &nodes[if own_ipfs { i } else { 0 }];
+                let host = netns
+                    .as_ref()
+                    .map(|net| net.ip(i))
+                    .unwrap_or_else(|| "127.0.0.1".into());
                 let dir = tmp.path().join(format!("peer_{i}"));
-                match &netns {
-                    None => init_test_peer(&dir, &ipfs.multiaddr(), &env),
-                    Some(net) => {
-                        let node = if i == 0 { &ipfs } else { &other_ipfs[i - 1] };
-                        env.push(("CLUSTER_PEERNAME", format!("peer_{i}")));
-                        let mut p =
-                            init_peer_on(&dir, &node.multiaddr(), TEST_SECRET, &env, &net.ip(i))?;
-                        p.wrap = net.wrap(i);
-                        Ok(p)
-                    }
+                let mut p = init_peer_on(&dir, &node.multiaddr(), TEST_SECRET, &env, &host)?;
+                if let Some(net) = &netns {
+                    p.wrap = net.wrap(i);
                 }
+                Ok(p)
             })
             .collect::<Result<_>>()?;
+        let ipfs = nodes.remove(0);
+        let other_ipfs = nodes;
         let p0 = peers[0].start(&[]).await?;
         let id0 = peer_id(&peers[0]).await?;
         if let Some(first) = first_pin {
@@ -347,6 +369,14 @@ impl Cluster {
             netns: None,
             _tmp: tmp,
         })
+    }
+
+    /// Peer `i`'s Kubo node (the shared one unless each peer has its own).
+    pub fn ipfs_of(&self, i: usize) -> &IpfsNode {
+        match i {
+            0 => &self.ipfs,
+            i => self.other_ipfs.get(i - 1).unwrap_or(&self.ipfs),
+        }
     }
 
     /// Where the cluster's temporary folder is.
@@ -505,6 +535,22 @@ impl Cluster {
             .await
             .unwrap_or_else(|_| panic!("peer {i} does not see {n} peers\n{}", self.logs()));
         }
+    }
+
+    /// Waits until every peer holds the `metric` (e.g. "freespace") of every peer: the
+    /// allocator needs them on whichever peer leads, so a pin right after start-up could
+    /// otherwise miss a peer that just joined.
+    pub async fn wait_metric(&self, metric: &str) -> Result<()> {
+        let n = self.peers.len();
+        for i in 0..n {
+            let url = format!("{}/monitor/metrics/{metric}", self.rest(i));
+            wait_for(Duration::from_secs(60), || async {
+                matches!(get_json(&url).await, Ok(Value::Array(a)) if a.len() == n)
+            })
+            .await
+            .with_context(|| format!("peer {i} does not hold {n} {metric} metrics"))?;
+        }
+        Ok(())
     }
 
     /// Waits until peer `i`'s launcher has exited; its exit status.
