@@ -199,7 +199,7 @@ async fn statuses(rest: &str, cid: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn wait_status(c: &TwoPeers, cid: &str, want: &str, within: Duration) {
+async fn wait_status(c: &Cluster, cid: &str, want: &str, within: Duration) {
     let rest = c.peers[0].rest_url();
     let ok = wait_for(within, || async {
         let s = statuses(&rest, cid).await;
@@ -208,7 +208,7 @@ async fn wait_status(c: &TwoPeers, cid: &str, want: &str, within: Duration) {
     .await;
     if ok.is_err() {
         eprintln!("STATUS {}", get(&format!("{rest}/pins/{cid}")).await.body);
-        for (i, n) in c.ipfs.iter().enumerate() {
+        for (i, n) in [c.ipfs_of(0), c.ipfs_of(1)].into_iter().enumerate() {
             eprintln!(
                 "IPFSPIN{i} {}",
                 post(&format!("{}/api/v0/pin/ls?arg={cid}", n.api_url()))
@@ -217,7 +217,7 @@ async fn wait_status(c: &TwoPeers, cid: &str, want: &str, within: Duration) {
             );
         }
         for i in 0..2 {
-            let t = std::fs::read_to_string(c._tmp.path().join(format!("n{i}/ipfs.log")));
+            let t = std::fs::read_to_string(c.ipfs_of(i).log_path());
             eprintln!("IPFS{i} {}", t.unwrap_or_default());
             let t = std::fs::read_to_string(c.peers[i].dir.join("daemon.log")).unwrap_or_default();
             for l in t.lines().filter(|l| !l.contains("restapilog")) {
@@ -234,101 +234,18 @@ async fn wait_status(c: &TwoPeers, cid: &str, want: &str, within: Duration) {
 }
 
 /// Two peers, each with its own Kubo node (swarm-connected so either can fetch what the
-/// other holds), the second joined through `--bootstrap`.
-struct TwoPeers {
-    ipfs: Vec<IpfsNode>,
-    peers: Vec<PeerDir>,
-    procs: Vec<Proc>,
-    ids: Vec<String>,
-    _tmp: tempfile::TempDir,
-}
-
-async fn two_peers() -> TwoPeers {
-    let tmp = tempfile::tempdir().unwrap();
-    let dirs: Vec<PathBuf> = (0..2).map(|i| tmp.path().join(format!("n{i}"))).collect();
-    for d in &dirs {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    let (a, b) = tokio::join!(IpfsNode::start(&dirs[0]), IpfsNode::start(&dirs[1]));
-    let ipfs = vec![a.unwrap(), b.unwrap()];
-    let ipfs0 = ipfs_id(&ipfs[0]).await;
-    let r = post(&format!(
-        "{}/api/v0/swarm/connect?arg=/ip4/127.0.0.1/tcp/{}/p2p/{ipfs0}",
-        ipfs[1].api_url(),
-        ipfs[0].swarm_port
-    ))
-    .await;
-    assert_eq!(r.status, 200, "swarm connect: {}", r.body);
-
-    let secret = "7a".repeat(32);
-    let peers: Vec<PeerDir> = (0..2)
-        .map(|i| PeerDir::init(&dirs[i].join("peer"), &ipfs[i].multiaddr(), Some(&secret)).unwrap())
-        .collect();
-    let p0 = start_peer(&peers[0], &[]).await;
-    let id0 = get_json(&format!("{}/id", peers[0].rest_url()))
+/// other holds), the second joined through `--bootstrap`; both hold both freespace metrics.
+/// `TEST_RUST_LOG=info,ipfs_cluster_ipfs_connector=debug` logs the pin tracker.
+async fn two_peers() -> Cluster {
+    let c = Cluster::start_laid_out(Layout::OwnIpfs, 2, Join::OneByOne, None, |_| vec![])
         .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let boot = format!("/ip4/127.0.0.1/tcp/{}/p2p/{id0}", peers[0].ports.swarm);
-    let p1 = start_peer(&peers[1], &["--bootstrap", &boot]).await;
-    let id1 = get_json(&format!("{}/id", peers[1].rest_url()))
+        .expect("two peers, each with its own Kubo node");
+    c.ipfs_of(1)
+        .connect(c.ipfs_of(0))
         .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    for p in &peers {
-        let url = format!("{}/peers", p.rest_url());
-        wait_for(Duration::from_secs(30), || async {
-            let r = get(&url).await;
-            r.status == 200
-                && r.lines()
-                    .iter()
-                    .filter(|l| l["error"].as_str().unwrap_or("").is_empty())
-                    .count()
-                    == 2
-        })
-        .await
-        .unwrap_or_else(|_| panic!("peer does not see 2 peers; log:\n{}", p.log_tail()));
-    }
-    TwoPeers {
-        ipfs,
-        peers,
-        procs: vec![p0, p1],
-        ids: vec![id0, id1],
-        _tmp: tmp,
-    }
-}
-
-/// `PeerDir::start` with the ipfs connector's pin tracking logged at debug (for failures).
-async fn start_peer(p: &PeerDir, extra: &[&str]) -> Proc {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(p.dir.join("daemon.log"))
-        .unwrap();
-    let proc = Proc::spawn(
-        "ipfs-cluster-service",
-        std::process::Command::new(bin("ipfs-cluster-service"))
-            .arg("--config")
-            .arg(&p.dir)
-            .arg("daemon")
-            .args(extra)
-            .env("RUST_LOG", "info,ipfs_cluster_ipfs_connector=debug")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null()),
-    )
-    .unwrap();
-    let url = format!("{}/id", p.rest_url());
-    wait_for(Duration::from_secs(60), || async {
-        matches!(http("GET", &url, None).await, Ok((200, _)))
-    })
-    .await
-    .unwrap_or_else(|_| panic!("peer did not become ready; log:\n{}", p.log_tail()));
-    proc
+        .expect("swarm connect");
+    c.wait_metric("freespace").await.unwrap();
+    c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,7 +264,7 @@ async fn every_route_clients_and_big_add_on_two_peers() {
     let v = r.json();
     assert_eq!(v["id"], json!(id0));
     assert_eq!(v["version"], json!("1.1.6"));
-    assert_eq!(v["ipfs"]["id"], json!(ipfs_id(&c.ipfs[0]).await));
+    assert_eq!(v["ipfs"]["id"], json!(ipfs_id(c.ipfs_of(0)).await));
     assert_eq!(v["cluster_peers"].as_array().map(Vec::len), Some(2));
     let r = get(&format!("{rest}/version")).await;
     assert_eq!(
@@ -470,7 +387,8 @@ async fn every_route_clients_and_big_add_on_two_peers() {
     assert!(r.header("access-control-allow-methods").is_some());
 
     // --- unknown and malformed CIDs
-    let unknown = c.ipfs[0]
+    let unknown = c
+        .ipfs_of(0)
         .add(b"never pinned by the cluster\n")
         .await
         .unwrap();
@@ -594,7 +512,8 @@ async fn every_route_clients_and_big_add_on_two_peers() {
     }
 
     // --- 13 pin, 7/8 allocations, 12/9 status, 10/11 recover, 15 unpin
-    let cid = c.ipfs[0]
+    let cid = c
+        .ipfs_of(0)
         .add(b"pinned through the REST API\n")
         .await
         .unwrap();
@@ -747,7 +666,7 @@ async fn every_route_clients_and_big_add_on_two_peers() {
     );
 
     // --- third-party clients, unmodified
-    js_client_session(&rest, 2, &c.ipfs[0]).await;
+    js_client_session(&rest, 2, c.ipfs_of(0)).await;
     py_client_session(c.peers[0].ports.rest, 2).await;
 
     // --- 6 POST /add of 50 MiB: same root as the IPFS node's own add; pinned on every
@@ -771,7 +690,7 @@ async fn every_route_clients_and_big_add_on_two_peers() {
         assert_eq!(outs.len(), 1, "one output for one file: {}", r.body);
         let root = outs[0]["cid"].as_str().unwrap().to_string();
         assert_eq!(outs[0]["name"], json!("big.bin"));
-        let want = ipfs_add(&c.ipfs[1], q.trim_end_matches("&no-pin=true"), &data).await;
+        let want = ipfs_add(c.ipfs_of(1), q.trim_end_matches("&no-pin=true"), &data).await;
         assert_eq!(
             root, want,
             "add {q:?}: gateway root vs the IPFS node's own add"
@@ -786,7 +705,7 @@ async fn every_route_clients_and_big_add_on_two_peers() {
             continue;
         }
         wait_status(&c, &root, "pinned", Duration::from_secs(120)).await;
-        for n in &c.ipfs {
+        for n in [c.ipfs_of(0), c.ipfs_of(1)] {
             assert!(ipfs_pinned(n, &root).await, "{root} pinned on IPFS");
         }
         let r = delete(&format!("{rest}/pins/{root}")).await;
@@ -801,7 +720,7 @@ async fn every_route_clients_and_big_add_on_two_peers() {
     })
     .await
     .expect("one peer left after peers rm");
-    drop(c.procs);
+    drop(c);
 }
 
 fn clients_dir() -> PathBuf {
@@ -1267,7 +1186,7 @@ async fn add_format_car_imports_a_dag_export() {
     assert!(body.contains(&root), "block/rm: {body}");
 
     let p = PeerDir::init(&tmp.path().join("peer"), &c.multiaddr(), None).unwrap();
-    let _daemon = start_peer(&p, &[]).await;
+    let _daemon = p.start(&[]).await.unwrap();
     let rest = p.rest_url();
     let ct = multipart_ct();
     let hdr = [("content-type", ct.as_str())];

@@ -286,7 +286,7 @@ impl PeerDir {
                 .arg(&self.dir)
                 .arg("daemon")
                 .args(extra)
-                .env("RUST_LOG", "info")
+                .env("RUST_LOG", peer_log_filter())
                 .stdout(log.try_clone()?)
                 .stderr(log)
                 .stdin(Stdio::null()),
@@ -311,6 +311,12 @@ impl PeerDir {
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
+}
+
+/// The `RUST_LOG` of the peers tests start: `info`, or `TEST_RUST_LOG` when set (e.g.
+/// `TEST_RUST_LOG=info,ipfs_cluster_ipfs_connector=debug` to follow the pin tracker).
+pub fn peer_log_filter() -> String {
+    std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into())
 }
 
 /// Polls `f` until it returns true or `within` passes.
