@@ -319,12 +319,11 @@ fn check_gpi(v: &Value) {
 // The cluster
 // ---------------------------------------------------------------------------------------
 
+/// The test kit's two-peer cluster (one Kubo node each, swarm-connected, peers named
+/// `peer0` and `peer1`), with the ctl's working folder, `--host` and the normaliser.
 struct Cluster {
-    _tmp: tempfile::TempDir,
+    kit: ipfs_cluster_tests::Cluster,
     work: PathBuf,
-    ipfs: Vec<IpfsNode>,
-    peers: Vec<PeerDir>,
-    _procs: Vec<Proc>,
     ids: Vec<String>,
     ipfs_ids: Vec<String>,
     host: String,
@@ -342,15 +341,6 @@ fn edit_service_json(dir: &Path, peername: &str, auth: Option<(&str, &str)>) {
     std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
 }
 
-async fn ipfs_id(node: &IpfsNode) -> String {
-    let (st, body) = http("POST", &format!("{}/api/v0/id", node.api_url()), None)
-        .await
-        .unwrap();
-    assert_eq!(st, 200, "{body}");
-    let v: Value = serde_json::from_str(&body).unwrap();
-    v["ID"].as_str().unwrap().to_string()
-}
-
 async fn count_lines(url: &str, needle: &str) -> usize {
     match http("GET", url, None).await {
         Ok((200, body)) => body.matches(needle).count(),
@@ -360,63 +350,28 @@ async fn count_lines(url: &str, needle: &str) -> usize {
 
 impl Cluster {
     async fn start() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let dirs: Vec<_> = (0..2).map(|i| tmp.path().join(format!("n{i}"))).collect();
-        for d in &dirs {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        let (a, b) = tokio::join!(IpfsNode::start(&dirs[0]), IpfsNode::start(&dirs[1]));
-        let ipfs = vec![a.expect("IPFS node 0"), b.expect("IPFS node 1")];
-        let ipfs_ids = vec![ipfs_id(&ipfs[0]).await, ipfs_id(&ipfs[1]).await];
-        let url = format!(
-            "{}/api/v0/swarm/connect?arg=/ip4/127.0.0.1/tcp/{}/p2p/{}",
-            ipfs[1].api_url(),
-            ipfs[0].swarm_port,
-            ipfs_ids[0]
-        );
-        let (st, body) = http("POST", &url, None).await.unwrap();
-        assert_eq!(st, 200, "{body}");
-
-        let secret = "c7".repeat(32);
-        let peers: Vec<PeerDir> = (0..2)
-            .map(|i| {
-                let p = PeerDir::init(&dirs[i].join("peer"), &ipfs[i].multiaddr(), Some(&secret))
-                    .unwrap();
-                edit_service_json(&p.dir, &format!("peer{i}"), None);
-                p
-            })
-            .collect();
-        let d0 = peers[0].start(&[]).await.unwrap();
-        let id0 = get_json(&format!("{}/id", peers[0].rest_url()))
-            .await
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let boot = format!("/ip4/127.0.0.1/tcp/{}/p2p/{id0}", peers[0].ports.swarm);
-        let d1 = peers[1].start(&["--bootstrap", &boot]).await.unwrap();
-        let id1 = get_json(&format!("{}/id", peers[1].rest_url()))
-            .await
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let rest0 = peers[0].rest_url();
-        // Both peers listed, and both peers' metrics known, before any golden comparison.
-        wait_for(Duration::from_secs(60), || async {
-            count_lines(&format!("{rest0}/peers"), "\"peername\"").await == 2
-        })
+        let kit = ipfs_cluster_tests::Cluster::start_laid_out(
+            Layout::OwnIpfs,
+            2,
+            Join::OneByOne,
+            None,
+            |i| vec![("CLUSTER_PEERNAME", format!("peer{i}"))],
+        )
         .await
-        .unwrap_or_else(|_| panic!("peer0 does not see 2 peers; log:\n{}", peers[0].log_tail()));
-        for m in ["freespace", "ping"] {
-            wait_for(Duration::from_secs(60), || async {
-                count_lines(&format!("{rest0}/monitor/metrics/{m}"), "\"peer\"").await == 2
-            })
+        .expect("two peers, each with its own Kubo node");
+        kit.ipfs_of(1)
+            .connect(kit.ipfs_of(0))
             .await
-            .unwrap_or_else(|_| panic!("peer0 does not have both peers' {m} metrics"));
+            .expect("swarm connect");
+        // Both peers' metrics known before any golden comparison.
+        for m in ["freespace", "ping"] {
+            kit.wait_metric(m).await.unwrap();
         }
-
-        let work = tmp.path().join("work");
+        let ipfs_ids = vec![kit.ipfs_of(0).id.clone(), kit.ipfs_of(1).id.clone()];
+        let (id0, id1) = (kit.ids[0].clone(), kit.ids[1].clone());
+        let (peers, ipfs) = (&kit.peers, [kit.ipfs_of(0), kit.ipfs_of(1)]);
+        let tmp = kit.dir();
+        let work = tmp.join("work");
         std::fs::create_dir_all(&work).unwrap();
         let mut norm = Norm::default();
         for (i, id) in [&id0, &id1].into_iter().enumerate() {
@@ -441,15 +396,17 @@ impl Cluster {
         }
         Cluster {
             host: format!("/ip4/127.0.0.1/tcp/{}", peers[0].ports.rest),
-            _tmp: tmp,
             work,
-            ipfs,
-            peers,
-            _procs: vec![d0, d1],
             ids: vec![id0, id1],
             ipfs_ids,
             norm,
+            kit,
         }
+    }
+
+    /// Peer `i`'s Kubo node.
+    fn ipfs(&self, i: usize) -> &IpfsNode {
+        self.kit.ipfs_of(i)
     }
 
     /// Runs the ctl against peer 0 with `args` after the global `--host`.
@@ -503,7 +460,7 @@ impl Cluster {
     }
 
     async fn wait_pinned(&self, cid: &str) {
-        let url = format!("{}/pins/{cid}", self.peers[0].rest_url());
+        let url = format!("{}/pins/{cid}", self.kit.peers[0].rest_url());
         wait_for(Duration::from_secs(60), || async {
             count_lines(&url, "\"status\":\"pinned\"").await == 2
         })
@@ -553,13 +510,14 @@ async fn golden_outputs_against_a_two_peer_cluster() {
     }
 
     // ---- pin add / pin ls / status / recover / pin rm --------------------------------
-    let cid_a = c.ipfs[0].add(b"ctl golden: plain pin\n").await.unwrap();
-    let cid_b = c.ipfs[0]
+    let cid_a = c.ipfs(0).add(b"ctl golden: plain pin\n").await.unwrap();
+    let cid_b = c
+        .ipfs(0)
         .add(b"ctl golden: pin with options\n")
         .await
         .unwrap();
-    let cid_c = c.ipfs[0].add(b"ctl golden: no-status pin\n").await.unwrap();
-    let cid_u = c.ipfs[0].add(b"ctl golden: update target\n").await.unwrap();
+    let cid_c = c.ipfs(0).add(b"ctl golden: no-status pin\n").await.unwrap();
+    let cid_u = c.ipfs(0).add(b"ctl golden: update target\n").await.unwrap();
     let mut norm = c.norm.clone();
     for (cid, ph) in [
         (&cid_a, "<A>"),
@@ -750,7 +708,7 @@ async fn golden_outputs_against_a_two_peer_cluster() {
     // Unpin <A> behind the cluster's back on peer0's IPFS: recover re-queues it there.
     let (st, body) = http(
         "POST",
-        &format!("{}/api/v0/pin/rm?arg={cid_a}", c.ipfs[0].api_url()),
+        &format!("{}/api/v0/pin/rm?arg={cid_a}", c.ipfs(0).api_url()),
         None,
     )
     .await
@@ -793,7 +751,7 @@ async fn golden_outputs_against_a_two_peer_cluster() {
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(n(&out.stdout), c.gpi_text("<U>", "opts", "PINNED"));
     let mut holders = 0;
-    for node in &c.ipfs {
+    for node in [c.ipfs(0), c.ipfs(1)] {
         if node.pins().await.unwrap().contains(&cid_u) {
             holders += 1;
         }
@@ -915,7 +873,7 @@ async fn golden_outputs_against_a_two_peer_cluster() {
     }
 
     // --wait-timeout expiry: a CID no node has stays pinning; exit 62, nothing on stdout.
-    let missing = only_hash(&c.ipfs[0], b"ctl golden: content no node holds\n").await;
+    let missing = only_hash(c.ipfs(0), b"ctl golden: content no node holds\n").await;
     let out = c
         .ctl(&["pin", "add", "--wait", "--wait-timeout", "2s", &missing])
         .await;
@@ -938,7 +896,7 @@ async fn golden_outputs_against_a_two_peer_cluster() {
     std::fs::write(c.work.join("d/a"), b"file a\n").unwrap();
     std::fs::write(c.work.join("d/sub/b"), b"file b\n").unwrap();
     // The CID Kubo gives the same bytes.
-    let f1 = c.ipfs[1].add(hello).await.unwrap();
+    let f1 = c.ipfs(1).add(hello).await.unwrap();
     assert_eq!(f1, "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN");
     let out = c.ctl(&["add", "f1"]).await;
     assert_eq!(
@@ -981,7 +939,7 @@ async fn golden_outputs_against_a_two_peer_cluster() {
     assert_eq!(out.stdout.lines().collect::<Vec<_>>(), lines);
 
     let out = c.ctl_in(&["add", "-"], Some(b"from stdin\n")).await;
-    let stdin_cid = c.ipfs[1].add(b"from stdin\n").await.unwrap();
+    let stdin_cid = c.ipfs(1).add(b"from stdin\n").await.unwrap();
     assert_eq!(
         (out.code, out.stdout.clone()),
         (0, format!("added {stdin_cid} stdin\n")),
@@ -1291,7 +1249,7 @@ async fn golden_outputs_against_a_two_peer_cluster() {
     );
     let out = c.ctl(&["peers", "rm", &c.ids[1]]).await;
     assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{out:?}");
-    let rest0 = c.peers[0].rest_url();
+    let rest0 = c.kit.peers[0].rest_url();
     wait_for(Duration::from_secs(30), || async {
         count_lines(&format!("{rest0}/peers"), "\"peername\"").await == 1
     })
@@ -1340,7 +1298,7 @@ async fn golden_outputs_against_a_two_peer_cluster() {
     // ---- 401 ---------------------------------------------------------------------------
     let auth_dir = c.work.join("authpeer");
     let auth_peer =
-        PeerDir::init(&auth_dir, &c.ipfs[0].multiaddr(), Some(&"d8".repeat(32))).unwrap();
+        PeerDir::init(&auth_dir, &c.ipfs(0).multiaddr(), Some(&"d8".repeat(32))).unwrap();
     edit_service_json(&auth_dir, "authpeer", Some(("alice", "s3cret")));
     let auth_daemon = start_with_auth(&auth_peer).await;
     let ahost = format!("/ip4/127.0.0.1/tcp/{}", auth_peer.ports.rest);
