@@ -476,7 +476,6 @@ mod tests {
                     }),
                     ..Default::default()
                 }),
-                ..Default::default()
             })
             .await
             .unwrap()
@@ -490,10 +489,7 @@ mod tests {
         );
         assert!(o.user_allocations.is_empty());
         let e = c
-            .unpin(UnpinRequest {
-                cid: "nope".into(),
-                ..Default::default()
-            })
+            .unpin(UnpinRequest { cid: "nope".into() })
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::NotFound);
