@@ -1470,96 +1470,6 @@ fn long_run() {
     });
 }
 
-/// Network namespaces for a real partition: a "switch" namespace holding a bridge, and one
-/// namespace per peer joined to it by a veth pair (10.77.0.(i+1)/24). Nothing is added to
-/// the host's namespace. Dropping it deletes the namespaces (and with them the veths).
-struct Netns {
-    switch: String,
-    peers: Vec<String>,
-}
-
-fn ip(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .context("running ip")?;
-    if !out.status.success() {
-        bail!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-impl Netns {
-    fn create(tag: &str, n: usize) -> Result<Self> {
-        let mut net = Netns {
-            switch: format!("{tag}-sw"),
-            peers: Vec::new(),
-        };
-        ip(&["netns", "add", &net.switch])?;
-        ip(&["-n", &net.switch, "link", "add", "br0", "type", "bridge"])?;
-        ip(&["-n", &net.switch, "link", "set", "br0", "up"])?;
-        for i in 0..n {
-            let ns = format!("{tag}-p{i}");
-            ip(&["netns", "add", &ns])?;
-            net.peers.push(ns.clone());
-            let port = format!("s{i}");
-            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-            ip(&[
-                "-n",
-                &ns,
-                "link",
-                "add",
-                "eth0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &port,
-                "netns",
-                &net.switch,
-            ])?;
-            ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("10.77.0.{}/24", i + 1),
-                "dev",
-                "eth0",
-            ])?;
-            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-            ip(&["-n", &net.switch, "link", "set", &port, "master", "br0"])?;
-            ip(&["-n", &net.switch, "link", "set", &port, "up"])?;
-        }
-        Ok(net)
-    }
-
-    /// Cuts peer i off the others (its switch port down), or reconnects it.
-    fn isolate(&self, i: usize, cut: bool) -> Result<()> {
-        ip(&[
-            "-n",
-            &self.switch,
-            "link",
-            "set",
-            &format!("s{i}"),
-            if cut { "down" } else { "up" },
-        ])
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for ns in self.peers.iter().chain(std::iter::once(&self.switch)) {
-            let _ = ip(&["netns", "del", ns]);
-        }
-    }
-}
-
 /// (c) A real partition: a follower (peer 2, joined last) is cut off: it refuses writes with
 /// an error (not a hang), the majority keeps committing, and after healing it catches up.
 #[test]
@@ -1578,8 +1488,8 @@ fn partition_isolated_leader_refuses_majority_commits() {
 /// Cuts off each peer of `minorities` in turn under a majority workload, then checks.
 fn partition_run(minorities: &[usize]) {
     let _g = serial();
-    let tag = format!("chaos{}", std::process::id());
-    let net = match Netns::create(&tag, 3) {
+    // The test kit's namespaces: a switch, one namespace per peer (`net.ip(i)` on it).
+    let net = match Netns::create(3) {
         Ok(n) => n,
         Err(e) => {
             skip(
@@ -1591,13 +1501,9 @@ fn partition_run(minorities: &[usize]) {
     };
     runtime().block_on(async {
         let rng = Arc::new(Rng::from_env());
-        let mut c = Cluster::start(
-            3,
-            |i| Access::Ns(net.peers[i].clone()),
-            |i| format!("10.77.0.{}", i + 1),
-        )
-        .await
-        .unwrap();
+        let mut c = Cluster::start(3, |i| Access::Ns(net.ns(i).to_string()), |i| net.ip(i))
+            .await
+            .unwrap();
         let ledger = Arc::new(Ledger::default());
         let result = async {
             for &minority in minorities {
