@@ -6,7 +6,7 @@
 //! Starting the cluster costs 20–40 s, so it is started once (on its own thread and runtime)
 //! and the tests take turns through a mutex. A test that stops peers restarts them before it
 //! returns, and every test first makes sure all five peers run. The cluster is never
-//! dropped (it is a static), so a watchdog shell kills our process groups and removes the
+//! dropped (it is a static), so the test kit's `Reaper` (a watchdog shell) ends our process groups and removes the
 //! temp dir once the test binary exits.
 
 use std::{
@@ -60,13 +60,15 @@ fn unique(tag: &str) -> Vec<u8> {
 // The shared cluster.
 
 struct Cluster {
-    tmp: PathBuf,
     ipfs: Vec<Ipfs>,
     peers: Vec<PeerDir>,
     /// Cluster peer IDs, by index.
     ids: Vec<String>,
     daemons: Vec<Option<Proc>>,
     boot: String,
+    /// Ends our process groups and removes `tmp` when the test binary exits (the cluster
+    /// is a static: never dropped).
+    reaper: Reaper,
 }
 
 static CLUSTER: OnceLock<std::result::Result<Mutex<Cluster>, String>> = OnceLock::new();
@@ -155,14 +157,13 @@ impl Cluster {
             std::fs::create_dir_all(d)?;
         }
         let mut c = Cluster {
-            tmp: tmp.clone(),
             ipfs: Vec::new(),
             peers: Vec::new(),
             ids: Vec::new(),
             daemons: Vec::new(),
             boot: String::new(),
+            reaper: Reaper::start(&tmp)?,
         };
-        spawn_watchdog(&tmp)?;
         let started = join_all(dirs.iter().map(|d| Ipfs::start(d))).await;
         for s in started {
             c.ipfs.push(s?);
@@ -197,17 +198,9 @@ impl Cluster {
 
     /// Writes the live process groups for the watchdog.
     fn save_pgids(&self) {
-        let mut s = String::new();
-        for n in &self.ipfs {
-            if let Some(pid) = n.pid() {
-                s.push_str(&format!("{pid}\n"));
-            }
-        }
-        for p in self.daemons.iter().flatten() {
-            s.push_str(&format!("{}\n", p.pid()));
-        }
-        let _ = std::fs::write(self.tmp.join("pgids.tmp"), s);
-        let _ = std::fs::rename(self.tmp.join("pgids.tmp"), self.tmp.join("pgids"));
+        let kubo = self.ipfs.iter().filter_map(|n| n.pid());
+        let peers = self.daemons.iter().flatten().map(|p| p.pid());
+        self.reaper.set(kubo.chain(peers));
     }
 
     fn rest(&self, i: usize) -> String {
@@ -356,33 +349,6 @@ impl Cluster {
         }
         cids.unwrap()
     }
-}
-
-/// Waits for the test binary to exit, then kills our process groups and removes the dir.
-fn spawn_watchdog(tmp: &Path) -> Result<()> {
-    let script = r#"
-cat >/dev/null
-for g in $(cat "$2/pgids" 2>/dev/null); do kill -TERM "-$g" 2>/dev/null; done
-sleep 3
-for g in $(cat "$2/pgids" 2>/dev/null); do kill -KILL "-$g" 2>/dev/null; done
-rm -rf "$2"
-"#;
-    use std::os::unix::process::CommandExt;
-    // The watchdog waits for EOF on a pipe whose only writer is this process (pipes are
-    // close-on-exec, so our children do not hold it): it ends exactly when we exit, however
-    // we exit. (Waiting with `kill -0 <pid>` broke when the pid was reused: pid_max is
-    // 32768 here and pids wrap within minutes.)
-    let mut child = Command::new("sh")
-        .args(["-c", script, "watchdog", &std::process::id().to_string()])
-        .arg(tmp)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .process_group(0)
-        .spawn()
-        .context("starting the cleanup watchdog")?;
-    std::mem::forget(child.stdin.take());
-    Ok(())
 }
 
 /// What `/peers` answered last (for failure messages).

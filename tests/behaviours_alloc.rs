@@ -12,7 +12,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     sync::{Arc, Mutex},
     time::Duration,
@@ -50,52 +50,6 @@ fn init_peer(dir: &Path, ipfs_api: &str, extra: &[(&str, String)]) -> Result<Pee
     init_named_peer(dir, ipfs_api, SECRET, extra)
 }
 
-/// Kills whole process groups we started when the test binary exits without dropping a
-/// shared cluster (e.g. when a filter skipped the group's last test).
-struct Reaper {
-    list: PathBuf,
-}
-
-/// A cluster dropped normally has killed its groups itself: forget them, so the reaper
-/// never signals a group id the kernel may have handed to someone else since.
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = std::fs::write(&self.list, "");
-    }
-}
-
-impl Reaper {
-    fn start(dir: &Path) -> Result<Self> {
-        let list = dir.join("pgids");
-        std::fs::write(&list, "")?;
-        // Waits for EOF on a pipe only this process writes to (close-on-exec, so our
-        // children do not hold it): it ends exactly when we exit. (`kill -0 <pid>` broke
-        // when the pid was reused: pid_max is 32768 here and pids wrap within minutes.)
-        let script = format!(
-            "cat >/dev/null; for p in $(cat {l}); do kill -KILL \"-$p\" 2>/dev/null; done; rm -rf {d}",
-            l = list.display(),
-            d = dir.display()
-        );
-        use std::os::unix::process::CommandExt;
-        let mut child = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .process_group(0)
-            .spawn()?;
-        std::mem::forget(child.stdin.take());
-        Ok(Self { list })
-    }
-
-    fn add(&self, pgid: u32) {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&self.list) {
-            let _ = writeln!(f, "{pgid}");
-        }
-    }
-}
-
 struct Cluster {
     peers: Vec<PeerDir>,
     ids: Vec<String>,
@@ -114,6 +68,9 @@ impl Cluster {
         let tmp = tempfile::tempdir()?;
         let reaper = Reaper::start(tmp.path())?;
         let ipfs = IpfsNode::start(tmp.path()).await?;
+        if let Some(pid) = ipfs.pid() {
+            reaper.add(pid);
+        }
         let env = fast_env(repinning);
         let peers: Vec<PeerDir> = (0..n)
             .map(|i| {

@@ -8,10 +8,12 @@ mod cluster;
 mod fake_consensus;
 mod kubo;
 mod netns;
+mod reaper;
 pub use cluster::*;
 pub use fake_consensus::*;
 pub use kubo::*;
 pub use netns::*;
+pub use reaper::*;
 
 use std::{
     path::{Path, PathBuf},
