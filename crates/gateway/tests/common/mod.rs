@@ -442,8 +442,10 @@ pub async fn start(tune: impl FnOnce(&mut ipfs_cluster_gateway::HttpApiOptions))
         stop(rx.clone()),
     ));
 
-    let mut rest =
-        ipfs_cluster_gateway::HttpApiOptions::with_listen("127.0.0.1:0".parse().unwrap());
+    let mut rest = ipfs_cluster_gateway::HttpApiOptions::with_listen(SocketAddr::from((
+        [127, 0, 0, 1],
+        ipfs_cluster_testkit::free_port(),
+    )));
     tune(&mut rest);
     let opts = ipfs_cluster_gateway::GatewayOptions {
         peername: "p1".into(),
@@ -468,8 +470,10 @@ pub async fn start(tune: impl FnOnce(&mut ipfs_cluster_gateway::HttpApiOptions))
     .unwrap();
     let rest_addr = api.local_addrs()[0];
     tokio::spawn(ipfs_cluster_gateway::serve_api(api, rx.clone()));
-    let mut ps_opts =
-        ipfs_cluster_gateway::HttpApiOptions::with_listen("127.0.0.1:0".parse().unwrap());
+    let mut ps_opts = ipfs_cluster_gateway::HttpApiOptions::with_listen(SocketAddr::from((
+        [127, 0, 0, 1],
+        ipfs_cluster_testkit::free_port(),
+    )));
     ps_opts.basic_auth_credentials = opts.rest.basic_auth_credentials.clone();
     let ps = ipfs_cluster_gateway::bind_api(
         ipfs_cluster_gateway::server::ApiKind::PinSvc,
