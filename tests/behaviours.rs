@@ -10,7 +10,7 @@
 //! temp dir once the test binary exits.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     sync::{Mutex, MutexGuard, OnceLock},
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -59,16 +59,24 @@ fn unique(tag: &str) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------
 // The shared cluster.
 
+/// The test kit's cluster (one Kubo node per peer, peers joined one by one), kept in a
+/// static: the `Reaper` ends its process groups and removes its folder at exit.
 struct Cluster {
-    ipfs: Vec<Ipfs>,
-    peers: Vec<PeerDir>,
-    /// Cluster peer IDs, by index.
-    ids: Vec<String>,
-    daemons: Vec<Option<Proc>>,
-    boot: String,
-    /// Ends our process groups and removes `tmp` when the test binary exits (the cluster
-    /// is a static: never dropped).
+    kit: ipfs_cluster_tests::Cluster,
     reaper: Reaper,
+}
+
+impl std::ops::Deref for Cluster {
+    type Target = ipfs_cluster_tests::Cluster;
+    fn deref(&self) -> &Self::Target {
+        &self.kit
+    }
+}
+
+impl std::ops::DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.kit
+    }
 }
 
 static CLUSTER: OnceLock<std::result::Result<Mutex<Cluster>, String>> = OnceLock::new();
@@ -120,87 +128,39 @@ fn init_peer(dir: &Path, ipfs_api: &str, extra: &[(&str, String)]) -> Result<Pee
     init_peer_with(dir, ipfs_api, SECRET, &env)
 }
 
-/// `init` + `daemon [--bootstrap]`, retried in a fresh folder with new ports when a port
-/// picked by `free_port` was taken by someone else in the meantime (busy shared machine).
-async fn init_and_start(
-    base: &Path,
-    ipfs: &Ipfs,
-    i: usize,
-    boot: Option<&str>,
-) -> Result<(PeerDir, Proc)> {
-    let mut last = None;
-    for attempt in 0..3 {
-        let dir = base.join(format!("peer{attempt}"));
-        let peer = init_peer(
-            &dir,
-            &ipfs.multiaddr(),
-            &[("CLUSTER_PEERNAME", format!("peer_{i}"))],
-        )?;
-        let args: Vec<&str> = boot.map(|b| vec!["--bootstrap", b]).unwrap_or_default();
-        match peer.start(&args).await {
-            Ok(p) => return Ok((peer, p)),
-            Err(e) if format!("{e:#}").contains("address already in use") => last = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap())
-}
-
 impl Cluster {
     async fn start() -> Result<Self> {
-        let tmp = tempfile::Builder::new()
-            .prefix("behaviours")
-            .tempdir()?
-            .keep();
-        let dirs: Vec<PathBuf> = (0..N).map(|i| tmp.join(format!("n{i}"))).collect();
-        for d in &dirs {
-            std::fs::create_dir_all(d)?;
-        }
-        let mut c = Cluster {
-            ipfs: Vec::new(),
-            peers: Vec::new(),
-            ids: Vec::new(),
-            daemons: Vec::new(),
-            boot: String::new(),
-            reaper: Reaper::start(&tmp)?,
-        };
-        let started = join_all(dirs.iter().map(|d| Ipfs::start(d))).await;
-        for s in started {
-            c.ipfs.push(s?);
-        }
+        let timings = |_| TIMINGS.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let kit = ipfs_cluster_tests::Cluster::start_laid_out(
+            Layout::OwnIpfs,
+            N,
+            Join::OneByOne,
+            None,
+            timings,
+        )
+        .await?;
+        let reaper = Reaper::start(kit.dir())?;
+        let c = Cluster { kit, reaper };
         c.save_pgids();
-        #[allow(clippy::needless_range_loop)]
-        for i in 0..N {
-            let boot = (i > 0).then(|| c.boot.clone());
-            let (peer, d) = init_and_start(&dirs[i], &c.ipfs[i], i, boot.as_deref()).await?;
-            c.peers.push(peer);
-            c.daemons.push(Some(d));
-            c.save_pgids();
-            let id = get_json(&format!("{}/id", c.peers[i].rest_url())).await?;
-            c.ids.push(id["id"].as_str().context("no id")?.to_string());
-            // Join one at a time: the next peer starts once peer 0 counts this one.
-            let url0 = format!("{}/id", c.peers[0].rest_url());
-            wait_for(Duration::from_secs(60), || async {
-                matches!(get_json(&url0).await, Ok(v) if v["cluster_peers"].as_array().map(|a| a.len()) == Some(i + 1))
-            })
-            .await
-            .with_context(|| format!("peer {i} did not join peer 0; its log:\n{}", c.peers[i].log_tail()))?;
-            if i == 0 {
-                c.boot = format!(
-                    "/ip4/127.0.0.1/tcp/{}/p2p/{}",
-                    c.peers[0].ports.swarm, c.ids[0]
-                );
-            }
-        }
         c.wait_whole().await?;
         Ok(c)
     }
 
+    /// Peer `i`'s Kubo node.
+    fn node(&self, i: usize) -> &Ipfs {
+        self.kit.ipfs_of(i)
+    }
+
+    /// Every peer's Kubo node, by peer index.
+    fn nodes(&self) -> Vec<&Ipfs> {
+        (0..N).map(|i| self.node(i)).collect()
+    }
+
     /// Writes the live process groups for the watchdog.
     fn save_pgids(&self) {
-        let kubo = self.ipfs.iter().filter_map(|n| n.pid());
-        let peers = self.daemons.iter().flatten().map(|p| p.pid());
-        self.reaper.set(kubo.chain(peers));
+        let kubo = self.nodes().into_iter().filter_map(|n| n.pid());
+        let peers = self.procs.iter().flatten().map(|p| p.pid());
+        self.reaper.set(kubo.chain(peers).collect::<Vec<_>>());
     }
 
     fn rest(&self, i: usize) -> String {
@@ -236,12 +196,12 @@ impl Cluster {
     async fn ensure_all_up(&mut self) -> Result<()> {
         let mut restarted = false;
         for i in 0..N {
-            let alive = self.daemons[i]
+            let alive = self.procs[i]
                 .as_mut()
                 .is_some_and(|p| p.try_wait().is_none());
             if !alive {
-                self.daemons[i] = None;
-                self.daemons[i] = Some(self.peers[i].start(&[]).await?);
+                self.procs[i] = None;
+                self.procs[i] = Some(self.peers[i].start(&[]).await?);
                 restarted = true;
             }
         }
@@ -255,7 +215,7 @@ impl Cluster {
     /// SIGTERM (clean stop) or SIGKILL of the launcher and all its services (one process
     /// group); waits until the group is gone.
     async fn stop(&mut self, i: usize, sig: &str) {
-        let p = self.daemons[i].take().expect("peer running");
+        let p = self.procs[i].take().expect("peer running");
         let pgid = p.pid();
         let _ = Command::new("kill")
             .args([&format!("-{sig}"), "--", &format!("-{pgid}")])
@@ -330,7 +290,7 @@ impl Cluster {
 
     /// A valid CID whose blocks nobody has (pinning it always fails with the pin timeout).
     async fn error_cid(&self) -> String {
-        self.ipfs[0]
+        self.node(0)
             .add_many(&[unique("nobody has this")], true)
             .await
             .unwrap()
@@ -340,7 +300,7 @@ impl Cluster {
     /// Content that every IPFS node has locally (so pins succeed at once).
     async fn good_cids(&self, files: &[Vec<u8>]) -> Vec<String> {
         let mut cids = None;
-        for n in &self.ipfs {
+        for n in self.nodes() {
             let c = n.add_many(files, false).await.unwrap();
             if let Some(prev) = &cids {
                 assert_eq!(prev, &c);
@@ -430,10 +390,10 @@ fn b01_peers_lists_five_members_with_their_ipfs_ids() {
                 assert_eq!(id["id"], c.ids[i].as_str());
                 assert_eq!(
                     id["ipfs"]["id"],
-                    c.ipfs[i].id.as_str(),
+                    c.node(i).id.as_str(),
                     "peer {i}'s /id: {id:#}"
                 );
-                own_ipfs.insert(c.ids[i].clone(), c.ipfs[i].id.clone());
+                own_ipfs.insert(c.ids[i].clone(), c.node(i).id.clone());
             }
             for i in 0..N {
                 let peers = ndjson("GET", &format!("{}/peers", c.rest(i)))
@@ -509,7 +469,7 @@ fn b02_hundred_pins_pinned_everywhere() {
                 assert_eq!(p["replication_factor_min"], -1);
                 assert_eq!(p["allocations"], serde_json::json!([]));
             }
-            for n in &c.ipfs {
+            for n in c.nodes() {
                 let pins = n.pins().await.unwrap();
                 assert!(
                     cids.iter().all(|x| pins.contains(x)),
@@ -560,7 +520,7 @@ fn b03_unpin_hundred_then_again_fails() {
                 .await
                 .unwrap_or_else(|_| panic!("peer {i}'s local StatusAll is not empty"));
             }
-            for n in &c.ipfs {
+            for n in c.nodes() {
                 let pins = n.pins().await.unwrap();
                 assert!(
                     cids.iter().all(|x| !pins.contains(x)),
@@ -593,7 +553,7 @@ fn b07_status_all_one_item_five_pinned() {
                 for (j, id) in c.ids.iter().enumerate() {
                     let e = &pm[id];
                     assert_eq!(e["status"], "pinned", "{g:#}");
-                    assert_eq!(e["ipfs_peer_id"], c.ipfs[j].id.as_str(), "{g:#}");
+                    assert_eq!(e["ipfs_peer_id"], c.node(j).id.as_str(), "{g:#}");
                     assert_eq!(e["peername"], format!("peer_{j}"));
                 }
                 let one = c.status(i, &cid).await;
@@ -640,7 +600,7 @@ fn b08_one_peer_down_reported_as_cluster_error() {
                 let e = &pm[&dead];
                 assert_eq!(e["status"], "cluster_error");
                 assert_eq!(e["peername"], "peer_1", "{g:#}");
-                assert_eq!(e["ipfs_peer_id"], c.ipfs[1].id.as_str(), "{g:#}");
+                assert_eq!(e["ipfs_peer_id"], c.node(1).id.as_str(), "{g:#}");
                 assert_ne!(e["error"].as_str().unwrap_or(""), "", "{g:#}");
                 for (j, id) in c.ids.iter().enumerate().filter(|(j, _)| *j != 1) {
                     assert_eq!(pm[id]["status"], "pinned", "peer {j}: {g:#}");
@@ -787,7 +747,7 @@ fn b27_repo_gc_answers_for_every_peer() {
     with_cluster(|c| {
         Box::pin(async move {
             // Something unpinned to collect.
-            c.ipfs[3]
+            c.node(3)
                 .add_many(&[unique("garbage")], false)
                 .await
                 .unwrap();
@@ -840,13 +800,13 @@ fn b28_connect_graph() {
                 others.sort();
                 assert_eq!(set(&g["cluster_links"][id]), others, "links of {id}: {g:#}");
                 assert_eq!(g["cluster_trust_links"][id], true, "{g:#}");
-                assert_eq!(g["cluster_to_ipfs"][id], c.ipfs[j].id.as_str(), "{g:#}");
+                assert_eq!(g["cluster_to_ipfs"][id], c.node(j).id.as_str(), "{g:#}");
                 assert_eq!(g["id_to_peername"][id], format!("peer_{j}"), "{g:#}");
             }
             assert_eq!(g["cluster_links"].as_object().unwrap().len(), N);
-            let ipfs0 = &c.ipfs[0].id;
+            let ipfs0 = &c.node(0).id;
             let l0 = set(&g["ipfs_links"][ipfs0]);
-            for n in &c.ipfs[1..] {
+            for n in &c.nodes()[1..] {
                 assert!(
                     l0.contains(&n.id),
                     "IPFS node 0's swarm peers lack {}: {g:#}",
@@ -929,11 +889,11 @@ fn z_stop_and_kill_then_rejoin_and_catch_up() {
                 let e = &g["peer_map"][&c.ids[j]];
                 assert_eq!(e["status"], "cluster_error", "{g:#}");
                 assert_eq!(e["peername"], format!("peer_{j}"), "{g:#}");
-                assert_eq!(e["ipfs_peer_id"], c.ipfs[j].id.as_str(), "{g:#}");
+                assert_eq!(e["ipfs_peer_id"], c.node(j).id.as_str(), "{g:#}");
             }
             for j in 0..3 {
                 assert_eq!(g["peer_map"][&c.ids[j]]["status"], "pinned", "{g:#}");
-                assert!(c.ipfs[j].pins().await.unwrap().contains(a));
+                assert!(c.node(j).pins().await.unwrap().contains(a));
             }
             // The ctl shows the same.
             let host = format!("/ip4/127.0.0.1/tcp/{}", c.peers[0].ports.rest);
@@ -986,7 +946,7 @@ fn z_stop_and_kill_then_rejoin_and_catch_up() {
                     .await;
             }
             for j in [3, 4] {
-                let pins = c.ipfs[j].pins().await.unwrap();
+                let pins = c.node(j).pins().await.unwrap();
                 assert!(
                     pins.contains(late) && pins.contains(b),
                     "IPFS node {j} lacks the catch-up pins"
