@@ -12,7 +12,6 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    path::Path,
     process::Command,
     sync::{Arc, Mutex},
     time::Duration,
@@ -23,9 +22,7 @@ use ipfs_cluster_tests::*;
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
-// Harness (kept in this file: tests/src/lib.rs is shared).
-
-const SECRET: &str = "7a3c5e1f9b2d4a6c8e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d";
+// The test kit's cluster, shared by the tests of a group.
 
 /// Timings as §8's harness, slowed a little for 2 shared cores.
 fn fast_env(repinning: bool) -> Vec<(&'static str, String)> {
@@ -45,70 +42,53 @@ fn fast_env(repinning: bool) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// `ipfs-cluster-service init` with extra env overrides baked into service.json.
-fn init_peer(dir: &Path, ipfs_api: &str, extra: &[(&str, String)]) -> Result<PeerDir> {
-    init_named_peer(dir, ipfs_api, SECRET, extra)
-}
-
+/// The test kit's cluster (one shared Kubo node) with its peers' processes behind a
+/// mutex, so the tests of a group share it through an `Arc` and kill peers through `&self`.
 struct Cluster {
-    peers: Vec<PeerDir>,
-    ids: Vec<String>,
+    kit: ipfs_cluster_tests::Cluster,
+    /// The kit's `procs`, moved here.
     procs: Mutex<Vec<Option<Proc>>>,
     /// Facts a group's setup records for its tests (CIDs, allocations, who was killed).
     notes: Mutex<HashMap<String, String>>,
-    _ipfs: IpfsNode,
     _reaper: Reaper,
-    // Last: removed after every process is gone.
-    _tmp: tempfile::TempDir,
+}
+
+/// `peers`, `ids` and the kit's probes.
+impl std::ops::Deref for Cluster {
+    type Target = ipfs_cluster_tests::Cluster;
+    fn deref(&self) -> &Self::Target {
+        &self.kit
+    }
 }
 
 impl Cluster {
     /// `n` peers; peer 0 bootstraps, the others join it with `--bootstrap` (all at once).
     async fn start(n: usize, repinning: bool) -> Result<Self> {
-        let tmp = tempfile::tempdir()?;
-        let reaper = Reaper::start(tmp.path())?;
-        let ipfs = IpfsNode::start(tmp.path()).await?;
-        if let Some(pid) = ipfs.pid() {
-            reaper.add(pid);
-        }
-        let env = fast_env(repinning);
-        let peers: Vec<PeerDir> = (0..n)
-            .map(|i| {
-                init_peer(
-                    &tmp.path().join(format!("peer_{i}")),
-                    &ipfs.multiaddr(),
-                    &env,
-                )
-            })
-            .collect::<Result<_>>()?;
-        let p0 = peers[0].start(&[]).await?;
-        reaper.add(p0.pid());
-        let id0 = peer_id(&peers[0]).await?;
-        let boot = format!("/ip4/127.0.0.1/tcp/{}/p2p/{id0}", peers[0].ports.swarm);
-        let mut procs = vec![Some(p0)];
-        let args = ["--bootstrap", boot.as_str()];
-        let started = join_all(peers[1..].iter().map(|p| p.start(&args))).await;
-        for p in started {
-            let p = p?;
-            reaper.add(p.pid());
-            procs.push(Some(p));
-        }
-        let mut ids = vec![id0];
-        for p in &peers[1..] {
-            ids.push(peer_id(p).await?);
-        }
+        let mut kit = ipfs_cluster_tests::Cluster::start_laid_out(
+            Layout::SharedIpfs,
+            n,
+            Join::AllAtOnce,
+            None,
+            |_| fast_env(repinning),
+        )
+        .await?;
+        // Killed at exit even when a filter skipped the group's last test (no drop).
+        let reaper = Reaper::start(kit.dir())?;
+        let procs = std::mem::take(&mut kit.procs);
+        reaper.set(
+            procs
+                .iter()
+                .flatten()
+                .map(|p| p.pid())
+                .chain(kit.ipfs.pid())
+                .collect::<Vec<_>>(),
+        );
         let c = Cluster {
-            peers,
-            ids,
+            kit,
             procs: Mutex::new(procs),
             notes: Mutex::new(HashMap::new()),
-            _ipfs: ipfs,
             _reaper: reaper,
-            _tmp: tmp,
         };
-        for i in 0..n {
-            c.wait_members(i, n).await?;
-        }
         c.wait_metrics(0, "freespace", n).await?;
         Ok(c)
     }
