@@ -32,6 +32,21 @@ pub fn ip(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// A 10.79.x /24 no interface of the test's namespace uses yet (another test process may
+/// hold one: two host veths on one subnet would make replies go the wrong way).
+fn free_subnet(start: u32) -> Result<String> {
+    let out = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .stdin(Stdio::null())
+        .output()
+        .context("running ip (iproute2)")?;
+    let used = String::from_utf8_lossy(&out.stdout).into_owned();
+    (0..250)
+        .map(|k| format!("10.79.{}", start.wrapping_add(k) % 250 + 1))
+        .find(|net| !used.contains(&format!(" {net}.")))
+        .context("every 10.79.x.0/24 is in use by other test namespaces")
+}
+
 /// A switch and `n` peer namespaces (see the module comment).
 pub struct Netns {
     switch: String,
@@ -52,7 +67,7 @@ impl Netns {
             switch: format!("{tag}sw"),
             host_link: format!("{tag}h"),
             peers: Vec::new(),
-            subnet: format!("10.79.{}", (pid.wrapping_mul(7) + seq) % 250 + 1),
+            subnet: free_subnet(pid.wrapping_mul(7).wrapping_add(seq))?,
         };
         ip(&["netns", "add", &net.switch])?;
         ip(&["-n", &net.switch, "link", "add", "br0", "type", "bridge"])?;
