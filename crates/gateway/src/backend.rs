@@ -39,6 +39,8 @@ pub struct Backends {
     pub peername: String,
     /// Metrics followed from the broadcast (filled by `metrics::spawn`).
     pub metrics: std::sync::Arc<crate::metrics::MetricStore>,
+    /// The cluster's default minimum replication factor (see GatewayOptions).
+    pub default_replication_min: i32,
 }
 
 fn req<T>(msg: T, timeout: Duration) -> Request<T> {
@@ -82,6 +84,7 @@ impl Backends {
             ipfs: ipfs_cluster_proto::client::ipfs_connector(opts.ipfs_connector_addr, token),
             peername: opts.peername.clone(),
             metrics: Default::default(),
+            default_replication_min: opts.replication_factor_min,
         }
     }
 

@@ -553,6 +553,7 @@ pub async fn start(tune: impl FnOnce(&mut crate::HttpApiOptions)) -> Harness {
         ipfs_connector_addr: ai,
         gateway_addr: ag,
         allow_remote_internal: false,
+        replication_factor_min: -1,
     };
     let backends = crate::backend::Backends::connect(&opts, &token);
     let metrics = backends.metrics.clone();
