@@ -495,6 +495,9 @@ async fn every_route_clients_and_big_add_on_two_peers() {
         .map(|p| p["status"].as_str().unwrap())
         .collect();
     assert_eq!(st, vec!["unpinned", "unpinned"]);
+    // As upstream: a pin made on the spot, so `created` is now and `origins` null.
+    assert_eq!(v["origins"], Value::Null, "{v}");
+    assert_ne!(v["created"], json!("0001-01-01T00:00:00Z"), "{v}");
     for (m, p) in [
         ("GET", "/pins/notacid"),
         ("POST", "/pins/notacid"),
