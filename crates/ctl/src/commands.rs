@@ -616,10 +616,11 @@ pub fn path_escape_segment(s: &str) -> String {
     out
 }
 
+/// A CID as go-cid reads it; errors in go-cid's words (`invalid cid: …`).
 pub fn parse_cid(s: &str) -> Result<String, String> {
     cid::Cid::try_from(s)
         .map(|c| c.to_string())
-        .map_err(|e| e.to_string())
+        .map_err(|e| api::go_cid_error(s, &e.to_string()))
 }
 
 /// go-path `ParsePath`: a bare CID (optionally followed by a sub-path) gets `/ipfs/`;
@@ -657,11 +658,12 @@ pub fn validate_peer_id(s: &str) -> Result<(), String> {
         return Err("empty peer ID".into());
     }
     let bytes = if s.starts_with('1') || s.starts_with("Qm") {
+        // go-multihash's FromB58String says this for any base58 failure.
         cid::multibase::Base::Base58Btc
             .decode(s)
-            .map_err(|e| e.to_string())?
+            .map_err(|_| "input isn't valid multihash".to_string())?
     } else {
-        let c = cid::Cid::try_from(s).map_err(|e| e.to_string())?;
+        let c = cid::Cid::try_from(s).map_err(|e| api::go_cid_error(s, &e.to_string()))?;
         if c.codec() != 0x72 {
             return Err(format!(
                 "can't convert CID of type {:#x} to a peer ID",
