@@ -629,7 +629,8 @@ pub fn ipfs_path(txt: &str) -> Result<String, String> {
     let bad = |e: String| format!("invalid path \"{txt}\": {e}");
     let parts: Vec<&str> = txt.split('/').collect();
     if !parts[0].is_empty() {
-        parse_cid(parts[0]).map_err(bad)?;
+        // Upstream reads a bare CID as `/ipfs/<txt>` and names that path in errors.
+        parse_cid(parts[0]).map_err(|e| format!("invalid path \"/ipfs/{txt}\": {e}"))?;
         return Ok(format!("/ipfs/{txt}"));
     }
     if parts.len() < 3 {
@@ -640,7 +641,7 @@ pub fn ipfs_path(txt: &str) -> Result<String, String> {
             if parts[2].is_empty() {
                 return Err(bad("not enough path components".into()));
             }
-            parse_cid(parts[2]).map_err(|e| bad(format!("invalid CID: {e}")))?;
+            parse_cid(parts[2]).map_err(bad)?;
         }
         "ipns" => {
             if parts[2].is_empty() {
@@ -842,9 +843,10 @@ mod tests {
             format!("/ipfs/{CID}")
         );
         assert_eq!(ipfs_path("/ipns/example.com").unwrap(), "/ipns/example.com");
-        assert!(ipfs_path("foo")
-            .unwrap_err()
-            .starts_with("invalid path \"foo\": "));
+        assert_eq!(
+            ipfs_path("notacid").unwrap_err(),
+            "invalid path \"/ipfs/notacid\": invalid cid: selected encoding not supported"
+        );
         assert_eq!(
             ipfs_path("/x").unwrap_err(),
             "invalid path \"/x\": path does not begin with '/'"
@@ -853,9 +855,10 @@ mod tests {
             ipfs_path("/abc/def").unwrap_err(),
             "invalid path \"/abc/def\": unknown namespace \"abc\""
         );
-        assert!(ipfs_path("/ipfs/notacid")
-            .unwrap_err()
-            .contains("invalid CID"));
+        assert_eq!(
+            ipfs_path("/ipfs/notacid").unwrap_err(),
+            "invalid path \"/ipfs/notacid\": invalid cid: selected encoding not supported"
+        );
     }
 
     #[test]
