@@ -413,6 +413,9 @@ async fn every_route_clients_and_big_add_on_two_peers() {
         .map(|p| p["status"].as_str().unwrap())
         .collect();
     assert_eq!(st, vec!["unpinned", "unpinned"]);
+    // As upstream: a pin made on the spot, so `created` is now and `origins` null.
+    assert_eq!(v["origins"], Value::Null, "{v}");
+    assert_ne!(v["created"], json!("0001-01-01T00:00:00Z"), "{v}");
     for (m, p) in [
         ("GET", "/pins/notacid"),
         ("POST", "/pins/notacid"),
@@ -1261,4 +1264,154 @@ async fn add_format_car_imports_a_dag_export() {
         "cat returned {} bytes, not the original",
         got.len()
     );
+}
+
+/// POST /add with the layouts, chunkers and hash functions beyond the defaults (trickle,
+/// rabin, buzhash, sha3/blake2b/blake3...): the root CID equals the IPFS node's own
+/// `add` with the same options, and the content is pinned (so IPFS accepted every block
+/// under the CID the gateway computed). Bad DAG options are answered like upstream: a 200
+/// whose stream ends with the error in the X-Stream-Error trailer and nothing pinned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_layouts_chunkers_and_hashes_match_the_ipfs_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dc = tmp.path().join("ipfs");
+    std::fs::create_dir_all(&dc).unwrap();
+    let c = IpfsNode::start(&dc).await.expect("IPFS node");
+    let p = PeerDir::init(&tmp.path().join("peer"), &c.multiaddr(), None).unwrap();
+    let _daemon = start_peer(&p, &[]).await;
+    let rest = p.rest_url();
+    let ct = multipart_ct();
+    let hdr = [("content-type", ct.as_str())];
+    let id = get(&format!("{rest}/id")).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let big = pseudo_random(600_000, 11);
+    let small = pseudo_random(20_000, 12);
+    // (our query, Kubo's query, content)
+    let cases: [(&str, &str, &[u8]); 9] = [
+        ("layout=trickle", "trickle=true", &big),
+        (
+            "layout=trickle&chunker=size-1000&raw-leaves=true",
+            "trickle=true&chunker=size-1000&raw-leaves=true",
+            &big,
+        ),
+        ("chunker=rabin", "chunker=rabin", &big),
+        ("chunker=rabin-16-32-64", "chunker=rabin-16-32-64", &small),
+        ("chunker=buzhash", "chunker=buzhash", &big),
+        (
+            "hash=sha3-256&cid-version=1",
+            "hash=sha3-256&cid-version=1",
+            &big,
+        ),
+        (
+            "hash=blake2b-256&cid-version=1&layout=trickle",
+            "hash=blake2b-256&cid-version=1&trickle=true",
+            &big,
+        ),
+        (
+            "hash=blake3&cid-version=1&raw-leaves=false",
+            "hash=blake3&cid-version=1&raw-leaves=false",
+            &big,
+        ),
+        (
+            "hash=sha2-512&cid-version=1&chunker=rabin-100000",
+            "hash=sha2-512&cid-version=1&chunker=rabin-100000",
+            &big,
+        ),
+    ];
+    for (ours, kubo, data) in cases {
+        let r = call_within(
+            "POST",
+            &format!("{rest}/add?stream-channels=false&{ours}"),
+            &hdr,
+            multipart_file("f.bin", data),
+            Duration::from_secs(120),
+        )
+        .await
+        .expect("add");
+        assert_eq!(r.status, 200, "add {ours}: {}", r.body);
+        let out = r.json();
+        let root = out[0]["cid"].as_str().unwrap().to_string();
+        assert_eq!(out[0]["allocations"], json!([id]), "add {ours}: {out}");
+        let want = ipfs_add(&c, kubo, data).await;
+        assert_eq!(
+            root, want,
+            "add {ours}: gateway root vs the IPFS node's add {kubo}"
+        );
+        wait_for(Duration::from_secs(60), || async {
+            statuses(&rest, &root).await == ["pinned"]
+        })
+        .await
+        .unwrap_or_else(|_| panic!("add {ours}: {root} never pinned; log:\n{}", p.log_tail()));
+    }
+
+    // Bad DAG options: 200, no output, the error in the trailer; nothing pinned.
+    for (q, msg) in [
+        ("chunker=nonsense", "unrecognized chunker option: nonsense"),
+        ("chunker=size-0", "chunker size must be greater than 0"),
+        ("cid-version=7", "bad CID Version: unknown CID version: 7"),
+        ("hash=nope", "hash function name not known"),
+        ("hash=sha3-256", "a CIDv0 can only use sha2-256"),
+    ] {
+        let tcp = tokio::net::TcpStream::connect(rest.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let (st, body, trailer) = post_collecting_trailer(
+            tcp,
+            &format!("/add?{q}"),
+            &ct,
+            &multipart_file("e.bin", b"some bytes"),
+        )
+        .await;
+        assert_eq!((st, body.as_str()), (200, ""), "add {q}");
+        assert!(trailer.starts_with(msg), "add {q}: trailer {trailer:?}");
+        let r = call(
+            "POST",
+            &format!("{rest}/add?stream-channels=false&{q}"),
+            &hdr,
+            multipart_file("e.bin", b"some bytes"),
+        )
+        .await;
+        r.assert_error(500, msg, q);
+    }
+    let pins = get(&format!("{rest}/allocations")).await.lines().len();
+    assert_eq!(pins, cases.len(), "only the good adds were pinned");
+}
+
+/// POST over HTTP/1.1 asking for trailers; returns status, body and X-Stream-Error.
+async fn post_collecting_trailer(
+    tcp: tokio::net::TcpStream,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String, String) {
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::post(path)
+        .header("host", "localhost")
+        .header("content-type", content_type)
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from(body.to_vec())))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(30), sender.send_request(req))
+        .await
+        .expect("answer in time")
+        .unwrap();
+    let status = resp.status().as_u16();
+    let collected = tokio::time::timeout(Duration::from_secs(30), resp.into_body().collect())
+        .await
+        .expect("body in time")
+        .unwrap();
+    let trailer = collected
+        .trailers()
+        .and_then(|t| t.get("x-stream-error"))
+        .map(|v| v.to_str().unwrap_or("").to_string())
+        .unwrap_or_default();
+    let body = String::from_utf8_lossy(&collected.to_bytes()).into_owned();
+    (status, body, trailer)
 }

@@ -292,6 +292,77 @@ pub(crate) fn optional_cid(s: &str) -> Result<Option<Cid>, Error> {
     }
 }
 
+/// go-multibase's prefix characters (the first character of a multibase string).
+fn is_multibase_prefix(c: char) -> bool {
+    matches!(
+        c,
+        '\0' | '0'
+            | '7'
+            | '9'
+            | 'f'
+            | 'F'
+            | 'b'
+            | 'B'
+            | 'c'
+            | 'C'
+            | 'v'
+            | 'V'
+            | 't'
+            | 'T'
+            | 'h'
+            | 'k'
+            | 'K'
+            | 'z'
+            | 'Z'
+            | 'm'
+            | 'M'
+            | 'u'
+            | 'U'
+            | '\u{1F680}'
+    )
+}
+
+fn base58_ok(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz".contains(&b))
+}
+
+/// The text go-cid's `Decode` gives for a string that is not a CID (`invalid cid: …`),
+/// so users see upstream's words: too short, a 46-character `Qm…` that is not base58, or
+/// an unknown multibase prefix. Past those checks the reason found here (`fallback`) is
+/// used, as the precise Go text depends on the decoder that failed.
+pub fn go_cid_error(s: &str, fallback: &str) -> String {
+    let reason = if s.len() < 2 {
+        "cid too short".to_string()
+    } else if s.len() == 46 && s.starts_with("Qm") {
+        if base58_ok(s) {
+            fallback.to_string()
+        } else {
+            "input isn't valid multihash".to_string()
+        }
+    } else if !s.chars().next().is_some_and(is_multibase_prefix) {
+        "selected encoding not supported".to_string()
+    } else {
+        fallback.to_string()
+    };
+    format!("invalid cid: {reason}")
+}
+
+/// go-libp2p `peer.Decode`'s error text (`failed to parse peer ID: …`): base58 for
+/// `Qm…`/`1…`, otherwise a CID as go-cid reads it.
+pub fn go_peer_id_error(s: &str, fallback: &str) -> String {
+    let reason = if s.starts_with("Qm") || s.starts_with('1') {
+        if base58_ok(s) {
+            fallback.to_string()
+        } else {
+            "input isn't valid multihash".to_string()
+        }
+    } else {
+        go_cid_error(s, fallback)
+    };
+    format!("failed to parse peer ID: {reason}")
+}
+
 /// Validates a peer ID and returns its canonical base58btc form. Accepts base58btc
 /// (`12D3KooW…`, `Qm…`) and the CID form (`bafz…`, `k51…`, codec libp2p-key).
 pub fn parse_peer_id(s: &str) -> Result<String, Error> {
@@ -336,6 +407,27 @@ pub fn multiaddr_peer_id(ma: &Multiaddr) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn go_error_texts() {
+        let e = |s| go_cid_error(s, "other");
+        assert_eq!(e("notacid"), "invalid cid: selected encoding not supported");
+        assert_eq!(e("Qmbad"), "invalid cid: selected encoding not supported");
+        assert_eq!(e("x"), "invalid cid: cid too short");
+        assert_eq!(
+            e("QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbd0"),
+            "invalid cid: input isn't valid multihash"
+        );
+        assert_eq!(e("bafyno"), "invalid cid: other");
+        assert_eq!(
+            go_peer_id_error("notapeer", "other"),
+            "failed to parse peer ID: invalid cid: selected encoding not supported"
+        );
+        assert_eq!(
+            go_peer_id_error("12D3Koo0", "other"),
+            "failed to parse peer ID: input isn't valid multihash"
+        );
+    }
+
     use super::*;
 
     pub const V0: &str = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG";

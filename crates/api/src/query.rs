@@ -239,8 +239,11 @@ impl PinOptions {
         let at = q.get("expire-at");
         let expire_in = q.get("expire-in");
         if !at.is_empty() {
-            po.expire_at = Time::parse(at)
-                .map_err(|e| QueryError(format!("expire-at cannot be parsed: {e}")))?;
+            po.expire_at = Time::parse(at).map_err(|e| {
+                // Upstream's text is Go's time.Parse error; ours when Go would take it.
+                let why = crate::time::go_rfc3339_error(at).unwrap_or_else(|| e.to_string());
+                QueryError(format!("expire-at cannot be parsed: {why}"))
+            })?;
         } else if !expire_in.is_empty() {
             let d = parse_go_duration(expire_in)
                 .map_err(|e| QueryError(format!("expire-in cannot be parsed: {e}")))?;

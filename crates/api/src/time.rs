@@ -235,9 +235,195 @@ impl<'de> Deserialize<'de> for Time {
     }
 }
 
+/// Go's `time.Parse(time.RFC3339, value)` error text (`parsing time "x" as
+/// "2006-01-02T15:04:05Z07:00": cannot parse "x" as "2006"`, or `…: month out of
+/// range`), found by walking the layout as Go's parser does. `None` when Go's parser
+/// would accept the value.
+pub fn go_rfc3339_error(value: &str) -> Option<String> {
+    const LAYOUT: &str = "2006-01-02T15:04:05Z07:00";
+    fn quote(s: &str) -> String {
+        let mut q = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' | '\\' => {
+                    q.push('\\');
+                    q.push(c);
+                }
+                c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                    q.push_str(&format!("\\x{:02x}", c as u32))
+                }
+                c => q.push(c),
+            }
+        }
+        q.push('"');
+        q
+    }
+    let elem = |v: &str, l: &str| {
+        Some(format!(
+            "parsing time {} as {}: cannot parse {} as {}",
+            quote(value),
+            quote(LAYOUT),
+            quote(v),
+            quote(l)
+        ))
+    };
+    let msg = |m: &str| Some(format!("parsing time {}{m}", quote(value)));
+    let digit = |v: &str, i: usize| v.as_bytes().get(i).is_some_and(u8::is_ascii_digit);
+    // Go's getnum: one or two digits (two when `fixed`).
+    let getnum = |v: &str, fixed: bool| -> Option<(u32, usize)> {
+        if !digit(v, 0) {
+            return None;
+        }
+        if !digit(v, 1) {
+            return (!fixed).then(|| ((v.as_bytes()[0] - b'0') as u32, 1));
+        }
+        Some((v[..2].parse().ok()?, 2))
+    };
+    // (literal prefix, element) pairs of the RFC 3339 layout.
+    let chunks: [(&str, &str); 7] = [
+        ("", "2006"),
+        ("-", "01"),
+        ("-", "02"),
+        ("T", "15"),
+        (":", "04"),
+        (":", "05"),
+        ("", "Z07:00"),
+    ];
+    let mut v = value;
+    let (mut year, mut month, mut day) = (0i64, 0u32, 0u32);
+    for (prefix, std) in chunks {
+        for p in prefix.chars() {
+            if !v.starts_with(p) {
+                return elem(v, prefix);
+            }
+            v = &v[1..];
+        }
+        let hold = v;
+        let mut range = "";
+        let ok = match std {
+            "2006" => {
+                if v.len() < 4 || !digit(v, 0) {
+                    false
+                } else {
+                    let (p, rest) = v.split_at(4);
+                    v = rest;
+                    match p.parse::<i64>() {
+                        Ok(y) if p.bytes().all(|b| b.is_ascii_digit()) => {
+                            year = y;
+                            true
+                        }
+                        _ => false,
+                    }
+                }
+            }
+            "01" | "02" | "15" | "04" | "05" => match getnum(v, std != "15") {
+                None => false,
+                Some((n, used)) => {
+                    v = &v[used..];
+                    match std {
+                        "01" if n == 0 || n > 12 => range = "month",
+                        "01" => month = n,
+                        "02" => day = n,
+                        "15" if n >= 24 => range = "hour",
+                        "04" if n >= 60 => range = "minute",
+                        "05" if n >= 60 => range = "second",
+                        _ => {}
+                    }
+                    if std == "05" && range.is_empty() {
+                        // A fraction after the seconds: `.` or `,` and digits.
+                        let b = v.as_bytes();
+                        if b.len() >= 2 && (b[0] == b'.' || b[0] == b',') && b[1].is_ascii_digit() {
+                            let n = 1 + b[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+                            v = &v[n..];
+                        }
+                    }
+                    true
+                }
+            },
+            _ => {
+                // Z07:00: `Z`, or ±hh:mm.
+                if let Some(rest) = v.strip_prefix('Z') {
+                    v = rest;
+                    true
+                } else {
+                    let b = v.as_bytes();
+                    if b.len() < 6 || b[3] != b':' || !(b[0] == b'+' || b[0] == b'-') {
+                        false
+                    } else {
+                        match (getnum(&v[1..3], true), getnum(&v[4..6], true)) {
+                            (Some((h, 2)), Some((m, 2))) => {
+                                if h > 24 {
+                                    range = "time zone offset hour";
+                                } else if m > 60 {
+                                    range = "time zone offset minute";
+                                }
+                                v = &v[6..];
+                                true
+                            }
+                            _ => false,
+                        }
+                    }
+                }
+            }
+        };
+        if !range.is_empty() {
+            return msg(&format!(": {range} out of range"));
+        }
+        if !ok {
+            return elem(hold, std);
+        }
+    }
+    if !v.is_empty() {
+        return msg(&format!(": extra text: {}", quote(v)));
+    }
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if day < 1 || day > days {
+        return msg(": day out of range");
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_parse_errors() {
+        let l = "\"2006-01-02T15:04:05Z07:00\"";
+        let e = |v| go_rfc3339_error(v).unwrap_or_default();
+        assert_eq!(
+            e("notatime"),
+            format!("parsing time \"notatime\" as {l}: cannot parse \"notatime\" as \"2006\"")
+        );
+        assert_eq!(
+            e("2024-05-01"),
+            format!("parsing time \"2024-05-01\" as {l}: cannot parse \"\" as \"T\"")
+        );
+        assert_eq!(
+            e("2024-05-01T10:00:00"),
+            format!("parsing time \"2024-05-01T10:00:00\" as {l}: cannot parse \"\" as \"Z07:00\"")
+        );
+        assert_eq!(
+            e("2024-13-01T10:00:00Z"),
+            "parsing time \"2024-13-01T10:00:00Z\": month out of range"
+        );
+        assert_eq!(
+            e("2023-02-29T10:00:00Z"),
+            "parsing time \"2023-02-29T10:00:00Z\": day out of range"
+        );
+        assert_eq!(
+            e("2024-05-01T10:00:00Zjunk"),
+            "parsing time \"2024-05-01T10:00:00Zjunk\": extra text: \"junk\""
+        );
+        assert_eq!(go_rfc3339_error("2024-02-29T10:00:00.123+02:00"), None);
+        assert_eq!(go_rfc3339_error("2024-05-01T10:00:00Z"), None);
+    }
 
     #[test]
     fn zero_prints_as_go() {

@@ -616,10 +616,11 @@ pub fn path_escape_segment(s: &str) -> String {
     out
 }
 
+/// A CID as go-cid reads it; errors in go-cid's words (`invalid cid: …`).
 pub fn parse_cid(s: &str) -> Result<String, String> {
     cid::Cid::try_from(s)
         .map(|c| c.to_string())
-        .map_err(|e| e.to_string())
+        .map_err(|e| api::go_cid_error(s, &e.to_string()))
 }
 
 /// go-path `ParsePath`: a bare CID (optionally followed by a sub-path) gets `/ipfs/`;
@@ -628,7 +629,8 @@ pub fn ipfs_path(txt: &str) -> Result<String, String> {
     let bad = |e: String| format!("invalid path \"{txt}\": {e}");
     let parts: Vec<&str> = txt.split('/').collect();
     if !parts[0].is_empty() {
-        parse_cid(parts[0]).map_err(bad)?;
+        // Upstream reads a bare CID as `/ipfs/<txt>` and names that path in errors.
+        parse_cid(parts[0]).map_err(|e| format!("invalid path \"/ipfs/{txt}\": {e}"))?;
         return Ok(format!("/ipfs/{txt}"));
     }
     if parts.len() < 3 {
@@ -639,7 +641,7 @@ pub fn ipfs_path(txt: &str) -> Result<String, String> {
             if parts[2].is_empty() {
                 return Err(bad("not enough path components".into()));
             }
-            parse_cid(parts[2]).map_err(|e| bad(format!("invalid CID: {e}")))?;
+            parse_cid(parts[2]).map_err(bad)?;
         }
         "ipns" => {
             if parts[2].is_empty() {
@@ -657,11 +659,12 @@ pub fn validate_peer_id(s: &str) -> Result<(), String> {
         return Err("empty peer ID".into());
     }
     let bytes = if s.starts_with('1') || s.starts_with("Qm") {
+        // go-multihash's FromB58String says this for any base58 failure.
         cid::multibase::Base::Base58Btc
             .decode(s)
-            .map_err(|e| e.to_string())?
+            .map_err(|_| "input isn't valid multihash".to_string())?
     } else {
-        let c = cid::Cid::try_from(s).map_err(|e| e.to_string())?;
+        let c = cid::Cid::try_from(s).map_err(|e| api::go_cid_error(s, &e.to_string()))?;
         if c.codec() != 0x72 {
             return Err(format!(
                 "can't convert CID of type {:#x} to a peer ID",
@@ -840,9 +843,10 @@ mod tests {
             format!("/ipfs/{CID}")
         );
         assert_eq!(ipfs_path("/ipns/example.com").unwrap(), "/ipns/example.com");
-        assert!(ipfs_path("foo")
-            .unwrap_err()
-            .starts_with("invalid path \"foo\": "));
+        assert_eq!(
+            ipfs_path("notacid").unwrap_err(),
+            "invalid path \"/ipfs/notacid\": invalid cid: selected encoding not supported"
+        );
         assert_eq!(
             ipfs_path("/x").unwrap_err(),
             "invalid path \"/x\": path does not begin with '/'"
@@ -851,9 +855,10 @@ mod tests {
             ipfs_path("/abc/def").unwrap_err(),
             "invalid path \"/abc/def\": unknown namespace \"abc\""
         );
-        assert!(ipfs_path("/ipfs/notacid")
-            .unwrap_err()
-            .contains("invalid CID"));
+        assert_eq!(
+            ipfs_path("/ipfs/notacid").unwrap_err(),
+            "invalid path \"/ipfs/notacid\": invalid cid: selected encoding not supported"
+        );
     }
 
     #[test]

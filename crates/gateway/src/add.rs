@@ -18,7 +18,8 @@ use tokio::sync::mpsc;
 
 use crate::{
     backend::Backends,
-    dag::{Block, DagParams, FileBuilder, Link, MAX_CHUNK},
+    chunker::ChunkerSpec,
+    dag::{Block, DagParams, FileBuilder, HashFn, Layout, Link},
     multipart::{Event, Multipart},
     reply::{self, ApiError, Body},
     spool::Spool,
@@ -31,15 +32,12 @@ const OUTPUT_QUEUE: usize = 64;
 /// memory: at most this many chunks of up to 1 MiB).
 const REPLAY_IN_FLIGHT: usize = 8;
 
-/// Parameters this gateway can honour, or a 400 naming what it cannot.
-fn dag_params(p: &api::AddParams) -> Result<DagParams, ApiError> {
+/// Options this gateway refuses before reading the upload (400).
+fn refused(p: &api::AddParams) -> Result<(), ApiError> {
     let unsupported =
         |what: &str| ApiError::bad_request(format!("{what} is not supported by this gateway"));
     if p.format == "car" && p.wrap {
         return Err(ApiError::bad_request("cannot wrap a CAR file upload"));
-    }
-    if p.layout == "trickle" {
-        return Err(unsupported("layout=trickle"));
     }
     if p.shard {
         return Err(unsupported("shard=true (sharded adds)"));
@@ -47,45 +45,36 @@ fn dag_params(p: &api::AddParams) -> Result<DagParams, ApiError> {
     if p.no_copy {
         return Err(unsupported("nocopy (filestore/urlstore)"));
     }
-    if !p.hash_fun.eq_ignore_ascii_case("sha2-256") {
-        return Err(ApiError::bad_request(format!(
-            "hash function {:?} is not supported by this gateway (only sha2-256)",
-            p.hash_fun
-        )));
-    }
-    let chunk_size = match p.chunker.strip_prefix("size-") {
-        Some(n) => n
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0 && *n <= MAX_CHUNK)
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "chunker {:?}: the size must be 1..={MAX_CHUNK}",
-                    p.chunker
-                ))
-            })?,
-        None if p.chunker.is_empty() || p.chunker == "default" => 262_144,
-        None if p.chunker.starts_with("rabin") => return Err(unsupported("the rabin chunker")),
-        None => {
-            return Err(ApiError::bad_request(format!(
-                "chunker {:?} is invalid: use size-<bytes>",
-                p.chunker
-            )))
-        }
-    };
+    Ok(())
+}
+
+/// How the DAG is built. Like upstream, a bad value here is not a 400: the answer is a
+/// 200 whose stream ends with the error (in the order upstream meets them: CID version,
+/// hash function, then the chunker when the first file is read).
+fn dag_params(p: &api::AddParams) -> Result<DagParams, String> {
     let cid_version = match p.cid_version {
         0 => 0,
         1 => 1,
-        v => {
-            return Err(ApiError::bad_request(format!(
-                "cid-version {v} is invalid: use 0 or 1"
-            )))
-        }
+        v => return Err(format!("bad CID Version: unknown CID version: {v}")),
     };
+    let hash = HashFn::from_name(&p.hash_fun)?;
+    if cid_version == 0 && hash != HashFn::Sha2_256 {
+        return Err(format!(
+            "a CIDv0 can only use sha2-256; with hash={} use cid-version=1",
+            p.hash_fun
+        ));
+    }
+    let chunker = ChunkerSpec::parse(&p.chunker)?;
     Ok(DagParams {
-        chunk_size,
+        chunker,
         raw_leaves: p.raw_leaves,
         cid_version,
+        hash,
+        layout: if p.layout == "trickle" {
+            Layout::Trickle
+        } else {
+            Layout::Balanced
+        },
     })
 }
 
@@ -142,7 +131,12 @@ fn insert(root: &mut BTreeMap<String, Node>, path: &[String], node: Node) -> Res
 struct Adder {
     backends: Backends,
     params: DagParams,
+    /// Where blocks are stored while adding.
     destinations: Vec<String>,
+    /// The allocations AddedOutput reports (upstream's BlockAllocate answer): the
+    /// destinations, or every member for a pin that goes everywhere (those get the blocks
+    /// from the spool once the add is done).
+    reported: Vec<String>,
     /// Kept when the allocations are the consensus's choice (not `local`, no
     /// user-allocations) so the blocks can follow the pin to every allocated peer.
     spool: tokio::sync::Mutex<Option<Spool>>,
@@ -169,7 +163,7 @@ impl Adder {
             cid: Some(api::Cid::from(link.cid)),
             bytes: 0,
             size: link.tsize,
-            allocations: self.destinations.clone(),
+            allocations: self.reported.clone(),
         };
         let _ = self.out.send(o).await;
     }
@@ -256,7 +250,7 @@ impl Adder {
             cid: Some(api::Cid::from(root)),
             bytes: total,
             size,
-            allocations: self.destinations.clone(),
+            allocations: self.reported.clone(),
         };
         let _ = self.out.send(o).await;
         Ok(Some(Link {
@@ -299,14 +293,14 @@ impl Adder {
                     let mut f = FileBuilder::new(self.params);
                     loop {
                         match mp.next().await? {
-                            Some(Event::Data(d)) => self.put(f.push(&d)).await?,
+                            Some(Event::Data(d)) => self.put(f.push(&d)?).await?,
                             Some(Event::PartEnd) | None => break,
                             Some(Event::Part(_)) => {
                                 return Err("multipart: a part started inside a part".into())
                             }
                         }
                     }
-                    let (blocks, link) = f.finish();
+                    let (blocks, link) = f.finish()?;
                     self.put(blocks).await?;
                     self.emit(&name, &link).await;
                     insert(&mut tree, &path, Node::Leaf(link))?;
@@ -346,7 +340,9 @@ async fn put_block(
         format: crate::car::codec_name(cid.codec())
             .unwrap_or("dag-pb")
             .into(),
-        mhtype: "sha2-256".into(),
+        mhtype: HashFn::from_code(cid.hash().code())
+            .map(HashFn::name)
+            .unwrap_or_else(|| "identity".into()),
         cid_version: cid.version() as i32,
     };
     let r = backends
@@ -391,19 +387,16 @@ async fn put_block(
     Ok(())
 }
 
-/// After the pin: the allocated peers the add did not reach get every spooled block
-/// (upstream sends blocks to all allocations before pinning; see `spool`).
-async fn replay_to_allocations(
+/// After the add: the peers of `targets` (the pin's allocations, or every member) that
+/// the add did not reach get every spooled block (upstream sends blocks to all
+/// allocations before pinning; see `spool`).
+async fn send_spool(
     backends: &Backends,
     spool: Spool,
-    pin: &ipfs_cluster_proto::types::v1::Pin,
+    targets: &[String],
     reached: &[String],
 ) -> Result<(), String> {
-    let allocated = if pin.allocations.is_empty() {
-        backends.member_list().await.map_err(|e| e.message)?
-    } else {
-        pin.allocations.clone()
-    };
+    let allocated = targets.to_vec();
     let missing: Vec<String> = allocated
         .into_iter()
         .filter(|p| !reached.contains(p))
@@ -437,7 +430,7 @@ async fn replay_to_allocations(
             .map(|(cid, data)| put_block(backends, &missing, cid, data));
         for res in futures::future::join_all(puts).await {
             res.map_err(|e| {
-                format!("the content is pinned, but sending its blocks to the allocated peers failed: {e}")
+                format!("sending the added blocks to the other peers failed (the local peer has them): {e}")
             })?;
         }
     }
@@ -490,7 +483,14 @@ pub async fn handle(
     body: Incoming,
 ) -> Result<Response<Body>, ApiError> {
     let params = api::AddParams::from_query(query).map_err(|e| ApiError::bad_request(e.0))?;
-    let dag = dag_params(&params)?;
+    refused(&params)?;
+    let is_car = params.format == "car";
+    // A CAR upload brings its own blocks: the DAG options do not apply.
+    let dag = if is_car {
+        Ok(DagParams::default())
+    } else {
+        dag_params(&params)
+    };
     let boundary = crate::multipart::boundary(content_type).map_err(ApiError::bad_request)?;
     let user_allocations = params
         .pin_options
@@ -501,7 +501,25 @@ pub async fn handle(
         Some(u) => u.clone(),
         None => vec![b.id().await?.id],
     };
-    let spool = if user_allocations.is_none() && !params.local && !params.no_pin {
+    // Upstream allocates before adding: a pin with replication -1 (given, or the
+    // cluster's default) goes to every peer, and AddedOutput says so.
+    let everywhere = user_allocations.is_none() && !params.local && {
+        let o = &params.pin_options;
+        let rmin = if o.replication_factor_min == 0 {
+            b.default_replication_min
+        } else {
+            o.replication_factor_min
+        };
+        rmin < 0
+    };
+    let reported = if everywhere {
+        let mut all = b.member_list().await?;
+        all.sort();
+        all
+    } else {
+        destinations.clone()
+    };
+    let spool = if user_allocations.is_none() && !params.local && (!params.no_pin || everywhere) {
         Some(Spool::new().await.map_err(|e| {
             ApiError::internal(format!(
                 "cannot create the add spool in the temp folder ({}): {e}",
@@ -512,33 +530,46 @@ pub async fn handle(
         None
     };
     let (tx, mut rx) = mpsc::channel::<api::AddedOutput>(OUTPUT_QUEUE);
-    let adder = Adder {
-        backends: b.clone(),
-        params: dag,
-        destinations,
-        spool: tokio::sync::Mutex::new(spool),
-        out: tx,
-    };
+    let backends = b.clone();
     let mp = Multipart::new(body, &boundary);
     let mut pin_opts = params.pin_options.clone();
     pin_opts.mode = api::PinMode::Recursive;
-    let (no_pin, wrap, is_car) = (params.no_pin, params.wrap, params.format == "car");
+    let (no_pin, wrap) = (params.no_pin, params.wrap);
     let work = async move {
+        let adder = Adder {
+            backends,
+            params: dag?,
+            destinations,
+            reported,
+            spool: tokio::sync::Mutex::new(spool),
+            out: tx,
+        };
         let root = if is_car {
             adder.run_car(mp).await?
         } else {
             adder.run(mp, wrap).await?
         };
-        if let (Some(root), false) = (root, no_pin) {
-            let pin = api::Pin::new_data(api::Cid::from(root.cid), pin_opts);
-            let pinned = adder
-                .backends
-                .pin(pin.into())
-                .await
-                .map_err(|e| e.message)?;
+        let Some(root) = root else { return Ok(()) };
+        if no_pin {
+            // No pin: the blocks still go where upstream would have sent them.
             if let Some(spool) = adder.spool.lock().await.take() {
-                replay_to_allocations(&adder.backends, spool, &pinned, &adder.destinations).await?;
+                send_spool(&adder.backends, spool, &adder.reported, &adder.destinations).await?;
             }
+            return Ok(());
+        }
+        let pin = api::Pin::new_data(api::Cid::from(root.cid), pin_opts);
+        let pinned = adder
+            .backends
+            .pin(pin.into())
+            .await
+            .map_err(|e| e.message)?;
+        if let Some(spool) = adder.spool.lock().await.take() {
+            let allocated = if pinned.allocations.is_empty() {
+                adder.backends.member_list().await.map_err(|e| e.message)?
+            } else {
+                pinned.allocations.clone()
+            };
+            send_spool(&adder.backends, spool, &allocated, &adder.destinations).await?;
         }
         Ok::<(), String>(())
     };
@@ -610,34 +641,43 @@ mod tests {
         assert_eq!(part_path("../x/./y"), vec!["x", "y"]);
         let p = |q: &str| dag_params(&api::AddParams::from_query(q).unwrap());
         assert_eq!(p("").unwrap(), DagParams::default());
+        let v1 = p("cid-version=1").unwrap();
+        assert_eq!((v1.cid_version, v1.raw_leaves), (1, true));
         assert_eq!(
-            p("cid-version=1").unwrap(),
-            DagParams {
-                cid_version: 1,
-                raw_leaves: true,
-                chunk_size: 262_144
+            p("chunker=size-1024&raw-leaves=true").unwrap().chunker,
+            ChunkerSpec::Size(1024)
+        );
+        assert_eq!(
+            p("chunker=size-0").unwrap_err(),
+            "chunker size must be greater than 0"
+        );
+        assert_eq!(
+            p("chunker=rabin-16-32-64").unwrap().chunker,
+            ChunkerSpec::Rabin {
+                min: 16,
+                avg: 32,
+                max: 64
             }
         );
+        assert_eq!(p("layout=trickle").unwrap().layout, Layout::Trickle);
         assert_eq!(
-            p("chunker=size-1024&raw-leaves=true").unwrap().chunk_size,
-            1024
+            p("hash=SHA3-512&cid-version=1").unwrap().hash,
+            HashFn::Sha3_512
         );
-        assert!(p("chunker=size-0").is_err());
-        assert!(p("chunker=rabin-1-2-3")
-            .unwrap_err()
-            .message
-            .contains("not supported"));
-        assert!(p("hash=sha3-512")
-            .unwrap_err()
-            .message
-            .contains("only sha2-256"));
-        assert!(p("format=car").is_ok());
+        assert!(p("hash=sha3-512").unwrap_err().contains("cid-version=1"));
+        assert_eq!(p("hash=nope").unwrap_err(), "hash function name not known");
         assert_eq!(
-            p("format=car&wrap-with-directory=true")
+            p("cid-version=7").unwrap_err(),
+            "bad CID Version: unknown CID version: 7"
+        );
+        let r = |q: &str| refused(&api::AddParams::from_query(q).unwrap());
+        assert!(r("format=car").is_ok());
+        assert_eq!(
+            r("format=car&wrap-with-directory=true")
                 .unwrap_err()
                 .message,
             "cannot wrap a CAR file upload"
         );
-        assert!(p("layout=trickle").is_err());
+        assert!(r("shard=true").is_err());
     }
 }

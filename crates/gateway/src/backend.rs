@@ -39,6 +39,8 @@ pub struct Backends {
     pub peername: String,
     /// Metrics followed from the broadcast (filled by `metrics::spawn`).
     pub metrics: std::sync::Arc<crate::metrics::MetricStore>,
+    /// The cluster's default minimum replication factor (see GatewayOptions).
+    pub default_replication_min: i32,
 }
 
 fn req<T>(msg: T, timeout: Duration) -> Request<T> {
@@ -82,6 +84,7 @@ impl Backends {
             ipfs: ipfs_cluster_proto::client::ipfs_connector(opts.ipfs_connector_addr, token),
             peername: opts.peername.clone(),
             metrics: Default::default(),
+            default_replication_min: opts.replication_factor_min,
         }
     }
 
@@ -313,12 +316,68 @@ impl Backends {
         Ok(r.into_inner().results)
     }
 
+    /// Whether `cid` is in the pinset (upstream's PinGet before a global status).
+    async fn in_pinset(&self, cid: &str) -> Result<bool, ApiError> {
+        let r = self
+            .consensus
+            .clone()
+            .get(req(
+                cpb::GetRequest {
+                    cid: cid.to_string(),
+                },
+                READ_TIMEOUT,
+            ))
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(s) if s.code() == Code::NotFound => Ok(false),
+            Err(s) => Err(status_error("consensus", &s)),
+        }
+    }
+
+    /// Upstream's answer for a CID outside the pinset, without asking any peer: unpinned
+    /// on every member, names and IPFS identities from their ping metrics, `created` now
+    /// and `origins` null (upstream fills it from an empty pin made on the spot).
+    async fn unpinned_everywhere(&self, cid: api::Cid) -> Result<api::GlobalPinInfo, ApiError> {
+        let now = api::Time::now();
+        let mut g = None;
+        for peer in self.member_ids().await? {
+            let pv = self.metrics.ping_info(&peer).unwrap_or_default();
+            let info = api::PinInfo {
+                cid,
+                name: String::new(),
+                peer: peer.clone(),
+                allocations: Some(vec![]),
+                origins: None,
+                created: now,
+                metadata: None,
+                short: api::PinInfoShort {
+                    peername: pv.peer_name,
+                    ipfs_peer_id: pv.ipfs_id,
+                    ipfs_peer_addresses: pv
+                        .ipfs_addresses
+                        .iter()
+                        .filter_map(|a| api::parse_multiaddr(a).ok())
+                        .collect(),
+                    status: api::TrackerStatus::Unpinned,
+                    timestamp: now,
+                    ..Default::default()
+                },
+            };
+            model::merge(&mut g, info);
+        }
+        g.ok_or_else(|| ApiError::internal("the cluster has no members"))
+    }
+
     /// Global status (or recover) of one CID: every member's connector, merged.
     pub async fn status_global(
         &self,
         cid: api::Cid,
         method: &str,
     ) -> Result<api::GlobalPinInfo, ApiError> {
+        if !self.in_pinset(&cid.to_string()).await? {
+            return self.unpinned_everywhere(cid).await;
+        }
         let peers = self.member_ids().await?;
         let results = self
             .call_many(

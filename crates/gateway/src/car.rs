@@ -10,6 +10,7 @@ use cid::Cid;
 /// Kubo's hard block limit with `allow-big-block` off is 1 MiB; we accept up to 4 MiB.
 pub const MAX_BLOCK: usize = 4 << 20;
 const MAX_HEADER: usize = 64 << 10;
+#[cfg(test)]
 const SHA2_256: u64 = 0x12;
 const IDENTITY: u64 = 0x00;
 
@@ -100,15 +101,16 @@ impl CarReader {
     }
 }
 
-/// The block must hash to its CID (sha2-256 or identity).
+/// The block must hash to its CID (identity, or a function of `dag::HashFn` at its
+/// full length).
 pub fn verify(cid: &Cid, data: &[u8]) -> Result<(), String> {
     let mh = cid.hash();
-    let ok = match mh.code() {
-        SHA2_256 => ring::digest::digest(&ring::digest::SHA256, data).as_ref() == mh.digest(),
-        IDENTITY => mh.digest() == data,
-        other => {
+    let ok = match (mh.code(), crate::dag::HashFn::from_code(mh.code())) {
+        (IDENTITY, _) => mh.digest() == data,
+        (_, Some(f)) => f.digest(data) == mh.digest(),
+        (other, None) => {
             return Err(format!(
-                "CAR: block {cid} uses hash function 0x{other:x}; only sha2-256 is supported"
+                "CAR: block {cid} uses hash function 0x{other:x}, which this gateway cannot verify (supported: the sha2, sha3, keccak, shake-256, blake2, blake3 functions IPFS stores)"
             ))
         }
     };

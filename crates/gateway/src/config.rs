@@ -118,6 +118,7 @@ pub fn from_peer(peer: &Peer) -> Result<(GatewayOptions, InternalToken), ConfigE
         ipfs_connector_addr: cfg.internal.ipfs_connector_addr()?,
         gateway_addr: cfg.internal.gateway_addr()?,
         allow_remote_internal: cfg.internal.allow_remote_internal,
+        replication_factor_min: cfg.cluster.replication_factor_min,
     };
     Ok((opts, peer.token.clone()))
 }

@@ -199,7 +199,10 @@ async fn resolve_path(ctx: &Ctx, key_type: &str, path: &str) -> Result<api::Cid,
     }
     if key_type != "ipns" {
         let c = cid::Cid::try_from(first).map(api::Cid::from).map_err(|e| {
-            ApiError::bad_request(format!("error parsing path: invalid CID {first:?}: {e}"))
+            ApiError::bad_request(format!(
+                "error parsing path: invalid path {full:?}: {}",
+                api::go_cid_error(first, &e.to_string())
+            ))
         })?;
         if segs.next().is_none() && key_type == "ipfs" {
             return Ok(c);

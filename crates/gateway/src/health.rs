@@ -30,7 +30,8 @@ fn repo_gc(peer: &str, peername: &str, r: ipb::RepoGcResponse) -> api::RepoGc {
     api::RepoGc {
         peer: peer.to_string(),
         peername: peername.to_string(),
-        keys: (!keys.is_empty()).then_some(keys),
+        // Upstream starts from an empty list: `[]`, never null.
+        keys: Some(keys),
         error: r.error,
     }
 }
@@ -68,7 +69,7 @@ pub async fn gc(b: &Backends, local: bool) -> Result<api::GlobalRepoGc, ApiError
                 Err(e) => api::RepoGc {
                     peer: r.peer.clone(),
                     peername: name,
-                    keys: None,
+                    keys: Some(vec![]),
                     error: format!("cannot decode the repo gc answer: {e}"),
                 },
             }
@@ -76,7 +77,7 @@ pub async fn gc(b: &Backends, local: bool) -> Result<api::GlobalRepoGc, ApiError
             api::RepoGc {
                 peer: r.peer.clone(),
                 peername: name,
-                keys: None,
+                keys: Some(vec![]),
                 error: r.error,
             }
         };

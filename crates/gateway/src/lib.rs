@@ -7,6 +7,7 @@ pub mod add;
 pub mod auth;
 pub mod backend;
 pub mod car;
+pub mod chunker;
 pub mod config;
 pub mod cors;
 pub mod dag;

@@ -97,6 +97,9 @@ pub struct GatewayOptions {
     pub ipfs_connector_addr: SocketAddr,
     pub gateway_addr: SocketAddr,
     pub allow_remote_internal: bool,
+    /// `cluster.replication_factor_min`: an add whose pin leaves the factor at 0 takes it,
+    /// and -1 (the default) means every peer, which `/add` reports in its allocations.
+    pub replication_factor_min: i32,
 }
 
 /// `/ip4/1.2.3.4/tcp/9094` (or ip6) for a socket address.

@@ -65,9 +65,12 @@ pub async fn handle(
 }
 
 fn request_id(id: &str) -> Result<api::Cid, ApiError> {
-    cid::Cid::try_from(id)
-        .map(api::Cid::from)
-        .map_err(|e| ApiError::bad_request(format!("error decoding requestID: {e}")))
+    cid::Cid::try_from(id).map(api::Cid::from).map_err(|e| {
+        ApiError::bad_request(format!(
+            "error decoding requestID: {}",
+            api::go_cid_error(id, &e.to_string())
+        ))
+    })
 }
 
 /// IPFS addresses a peer announced in its last ping metric.

@@ -45,14 +45,22 @@ impl Query {
 
 /// `{hash}` path parameter: 400 `error decoding Cid: ...` when it is not a CID.
 pub fn cid_param(s: &str) -> Result<api::Cid, ApiError> {
-    cid::Cid::try_from(s)
-        .map(api::Cid::from)
-        .map_err(|e| ApiError::bad_request(format!("error decoding Cid: {e}")))
+    cid::Cid::try_from(s).map(api::Cid::from).map_err(|e| {
+        ApiError::bad_request(format!(
+            "error decoding Cid: {}",
+            api::go_cid_error(s, &e.to_string())
+        ))
+    })
 }
 
 /// `{peer}` path parameter: 400 `error decoding Peer ID: ...`.
 pub fn peer_param(s: &str) -> Result<String, ApiError> {
-    api::parse_peer_id(s).map_err(|e| ApiError::bad_request(format!("error decoding Peer ID: {e}")))
+    api::parse_peer_id(s).map_err(|e| {
+        ApiError::bad_request(format!(
+            "error decoding Peer ID: {}",
+            api::go_peer_id_error(s, &e.to_string())
+        ))
+    })
 }
 
 #[cfg(test)]

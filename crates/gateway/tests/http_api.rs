@@ -951,12 +951,7 @@ async fn add_errors() {
         r.text(),
         "{\"code\":400,\"message\":\"layout parameter is invalid\"}\n"
     );
-    let r = post_add(
-        &h,
-        "chunker=rabin-16-32-64",
-        &[("a", "application/octet-stream", b"x")],
-    )
-    .await;
+    let r = post_add(&h, "shard=true", &[("a", "application/octet-stream", b"x")]).await;
     assert_eq!(r.status, 400);
     // A truncated body after the 200: the error arrives in the trailer.
     let tcp = tokio::net::TcpStream::connect(h.rest).await.unwrap();

@@ -100,7 +100,9 @@ pub async fn measure(t: &Tracker, which: &str) -> Vec<Metric> {
             let value = ping_value(
                 &o.peername,
                 id.as_ref().map(|i| i.id.as_str()).unwrap_or_default(),
-                id.as_ref().map(|i| i.addresses.clone()).unwrap_or_default(),
+                id.as_ref()
+                    .map(|i| i.public_addresses())
+                    .unwrap_or_default(),
             );
             vec![metric(t, "ping", value, 0, ttl, false)]
         }

@@ -151,6 +151,55 @@ pub struct IpfsId {
     pub addresses: Vec<String>,
 }
 
+impl IpfsId {
+    /// The addresses other peers may be told about (ping metric, PinInfo, pinsvc
+    /// delegates), as upstream's `publicIPFSAddresses`: DNS multiaddresses, and those
+    /// whose IP is global unicast in Go's sense (private ranges included; loopback,
+    /// link-local, multicast and unspecified dropped). Swarm connections between the
+    /// cluster's own IPFS daemons still use every address.
+    pub fn public_addresses(&self) -> Vec<String> {
+        self.addresses
+            .iter()
+            .filter(|a| a.parse::<Multiaddr>().is_ok_and(|m| is_public(&m)))
+            .cloned()
+            .collect()
+    }
+}
+
+fn is_public(m: &Multiaddr) -> bool {
+    use std::net::IpAddr;
+    let ip = m.iter().find_map(|p| match p {
+        Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_) | Protocol::Dnsaddr(_) => {
+            Some(None)
+        }
+        Protocol::Ip4(a) => Some(Some(IpAddr::V4(a))),
+        Protocol::Ip6(a) => Some(Some(IpAddr::V6(a))),
+        _ => None,
+    });
+    match ip {
+        Some(None) => true,
+        Some(Some(IpAddr::V4(a))) => {
+            !(a.is_loopback()
+                || a.is_link_local()
+                || a.is_multicast()
+                || a.is_unspecified()
+                || a.is_broadcast())
+        }
+        Some(Some(IpAddr::V6(a))) => {
+            // Go: not loopback, not multicast, not unspecified, not fe80::/10; an
+            // IPv4-mapped address is judged as IPv4.
+            if let Some(v4) = a.to_ipv4_mapped() {
+                return is_public(&Multiaddr::empty().with(Protocol::Ip4(v4)));
+            }
+            !(a.is_loopback()
+                || a.is_multicast()
+                || a.is_unspecified()
+                || (a.segments()[0] & 0xffc0) == 0xfe80)
+        }
+        None => false,
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RepoStat {
     pub repo_size: u64,
@@ -931,6 +980,39 @@ fn trim(b: Bytes) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_addresses_as_upstream() {
+        let id = IpfsId {
+            id: "x".into(),
+            addresses: [
+                "/ip4/127.0.0.1/tcp/4001",
+                "/ip4/10.0.0.5/tcp/4001",
+                "/ip4/192.168.1.2/udp/4001/quic-v1",
+                "/ip4/169.254.3.4/tcp/4001",
+                "/ip4/1.2.3.4/tcp/4001/p2p/12D3KooWLzvtU3s5Em5bp3wpr5WbEAFmxq8tLTy3UJBzrjtBhn5G",
+                "/ip6/::1/tcp/4001",
+                "/ip6/fe80::1/tcp/4001",
+                "/ip6/2001:db8::1/tcp/4001",
+                "/ip6/::ffff:127.0.0.1/tcp/4001",
+                "/dns4/ipfs.example.org/tcp/4001",
+                "/ip4/0.0.0.0/tcp/4001",
+                "/ip4/224.0.0.1/udp/1",
+            ]
+            .map(String::from)
+            .to_vec(),
+        };
+        assert_eq!(
+            id.public_addresses(),
+            [
+                "/ip4/10.0.0.5/tcp/4001",
+                "/ip4/192.168.1.2/udp/4001/quic-v1",
+                "/ip4/1.2.3.4/tcp/4001/p2p/12D3KooWLzvtU3s5Em5bp3wpr5WbEAFmxq8tLTy3UJBzrjtBhn5G",
+                "/ip6/2001:db8::1/tcp/4001",
+                "/dns4/ipfs.example.org/tcp/4001",
+            ]
+        );
+    }
 
     #[test]
     fn node_multiaddress_forms() {

@@ -838,7 +838,7 @@ impl Tracker {
             peer: self.inner.opts.peer_id.clone(),
             peername: self.inner.opts.peername.clone(),
             ipfs_peer_id: id.as_ref().map(|i| i.id.clone()).unwrap_or_default(),
-            ipfs_peer_addresses: id.map(|i| i.addresses).unwrap_or_default(),
+            ipfs_peer_addresses: id.map(|i| i.public_addresses()).unwrap_or_default(),
             timestamp: now_ns(),
             ..Default::default()
         };

@@ -456,6 +456,7 @@ pub async fn start(tune: impl FnOnce(&mut ipfs_cluster_gateway::HttpApiOptions))
         ipfs_connector_addr: ai,
         gateway_addr: ag,
         allow_remote_internal: false,
+        replication_factor_min: -1,
     };
     let backends = ipfs_cluster_gateway::backend::Backends::connect(&opts, &token);
     let metrics = backends.metrics.clone();
