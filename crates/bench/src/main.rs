@@ -50,6 +50,10 @@ enum Cmd {
         /// How many fresh peers to cold-start (the median is reported)
         #[arg(long, default_value_t = 3)]
         cold_starts: usize,
+        /// How the big pinsets are built: `import` (Consensus.Import, fast) or `rest`
+        /// (POST /pins through the REST API, as users do; slow: sizes must grow)
+        #[arg(long, value_enum, default_value = "import")]
+        fill: suite::Fill,
     },
     /// Profiling aid: run one peer holding PINS imported pins until SIGINT/SIGTERM
     Hold {
@@ -71,6 +75,24 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         duration_secs: u64,
     },
+    /// Write a benchmark's output (LOG) as the generated block NAME under HEADING of the
+    /// report, with the command that made it (bench.sh does this for every example)
+    Section {
+        #[arg(long, default_value = "docs/benchmarks.md")]
+        out: PathBuf,
+        /// The report heading, e.g. "## Peer calls"
+        #[arg(long)]
+        heading: String,
+        /// The block's marker name, e.g. peer-calls
+        #[arg(long)]
+        name: String,
+        /// The command that produced LOG, shown above it
+        #[arg(long)]
+        command: String,
+        /// The benchmark's output
+        #[arg(long)]
+        log: PathBuf,
+    },
     /// Serve "Hello, world!" on 127.0.0.1:PORT (the ingest ceiling)
     Hello {
         #[arg(long)]
@@ -82,6 +104,28 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Runtime::new()?;
     match cli.cmd {
+        Cmd::Section {
+            out,
+            heading,
+            name,
+            command,
+            log,
+        } => {
+            let text = std::fs::read_to_string(&log)
+                .with_context(|| format!("reading the benchmark output {}", log.display()))?;
+            if text.trim().is_empty() {
+                bail!("{} is empty: the benchmark printed nothing", log.display());
+            }
+            let body = format!(
+                "Run {} UTC on {}.\nCommand: `{command}`\n\n```text\n{}\n```",
+                chrono::Utc::now().format("%Y-%m-%d %H:%M"),
+                suite::machine(),
+                text.trim_end().replace("```", "'''")
+            );
+            report::write_section(&out, &heading, &name, &body)?;
+            eprintln!("bench: wrote the {name} block of {}", out.display());
+            Ok(())
+        }
         Cmd::Hello { port } => rt.block_on(hello::serve(procs::loopback(port))),
         Cmd::Hold {
             bin_dir,
@@ -96,6 +140,7 @@ fn main() -> Result<()> {
                 sizes: vec![],
                 budget: Duration::ZERO,
                 cold_starts: 0,
+                fill: suite::Fill::Import,
             };
             rt.block_on(suite::hold(&opts, pins, peers))
         }
@@ -135,7 +180,13 @@ fn main() -> Result<()> {
             sizes,
             budget_secs,
             cold_starts,
+            fill,
         } => {
+            if fill == suite::Fill::Rest && sizes.windows(2).any(|w| w[0] >= w[1]) {
+                bail!(
+                    "--fill rest adds pins to one pinset: --sizes must grow (e.g. 100000,1000000)"
+                );
+            }
             if !bin_dir.join("ipfs-cluster-service").exists() {
                 bail!(
                     "{} has no ipfs-cluster-service: build first (`cargo build --release --workspace --bins`) or pass --bin-dir",
@@ -153,6 +204,7 @@ fn main() -> Result<()> {
                 sizes,
                 budget: Duration::from_secs(budget_secs),
                 cold_starts,
+                fill,
             };
             let started = chrono::Utc::now();
             let t0 = std::time::Instant::now();
