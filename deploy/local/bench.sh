@@ -31,9 +31,10 @@ run_example() { # heading, block name, crate, example, args...
   local heading="$1" name="$2" crate="$3" example="$4"; shift 4
   [ -f "crates/$crate/examples/$example.rs" ] || return 0
   local log="$TARGET_DIR/bench-logs/$name.txt"
-  local cmd="cargo run --release -p ipfs-cluster-$crate --example $example${*:+ -- $*}"
+  local cmd="cargo run --release -p ipfs-cluster-$crate --example $example"
+  if [ $# -gt 0 ]; then cmd="$cmd -- $*"; set -- -- "$@"; fi
   echo "bench: $cmd (output: $log)" >&2
-  if timeout 900 "$CARGO" run --release -q -p "ipfs-cluster-$crate" --example "$example" ${*:+-- "$@"} >"$log" 2>&1; then
+  if timeout 900 "$CARGO" run --release -q -p "ipfs-cluster-$crate" --example "$example" "$@" >"$log" 2>&1; then
     cat "$log"
     "$TARGET_DIR/release/ipfs-cluster-bench" section --out "$OUT" --heading "$heading" \
       --name "$name" --command "$cmd" --log "$log" || status=1
