@@ -3,7 +3,8 @@
 //! protobuf `Metric`, the metric must name its publisher, the publisher must be this peer
 //! or a member), then, when admitted, into the consensus allocator's metric store and the
 //! gateway's (`/monitor/metrics`), and finally the balanced allocator runs on what was
-//! stored. Admitted metrics always name their sender; allocations are distinct members.
+//! stored; the gateway's `ping` metric JSON and expiry alerts are read back. Admitted
+//! metrics always name their sender; allocations are distinct members.
 //!
 //! Input: a sequence of messages `[sender: u8][len: u8][len bytes]`, then 2 bytes of
 //! replication factors. Sender bit 0x80 rewrites a decodable metric's `peer` to the
@@ -76,6 +77,17 @@ fuzz_target!(|data: &[u8]| {
             }
             Err(e) => assert!(!e.is_empty()),
         }
+    }
+
+    // What the gateway and the leader read back from the stored metrics: the peer name
+    // and IPFS identity of `ping` metrics (JSON in the value), expiry alerts.
+    for p in PEERS {
+        let _ = gw_store.ping_info(p);
+    }
+    gw_store.check(i64::MAX);
+    let _ = gw_store.alerts();
+    for name in gw_store.names() {
+        let _ = alloc_store.expired(&name, &members, i64::MAX);
     }
 
     // Allocation over what the gossip left, as the leader does for a new pin.
