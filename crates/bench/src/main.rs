@@ -258,9 +258,14 @@ load generator, the services and Kubo share its CPUs.\n\n\
 - **Peers** are the release binaries started through the real launcher \
 (`ipfs-cluster-service init` + `daemon`, every port picked free and passed as upstream's \
 `CLUSTER_*` env overrides, `RUST_LOG=warn`). One Kubo node (deploy/local/kubo.sh, test profile, no DHT) \
-serves every peer; nobody has the blocks of our random CIDs, so it never completes their pins, so those pins stay `pinning` \
-in the connector and IPFS fetching is not measured.\n\
-- **CIDs**: CIDv1, raw codec, sha2-256 of 32 random bytes (`bafkrei…`), fresh per request.\n\
+serves every peer.\n\
+- **CIDs**: ingest uses random inline CIDs (CIDv1, raw codec, identity multihash of 32 \
+random bytes, `bafkqa…`, fresh per request): Kubo pins them without fetching anything, so \
+the run can check that every acknowledged pin ends up pinned on IPFS (the self-check: each \
+acknowledged CID must be in `GET /allocations` of every peer, and in Kubo's recursive pins \
+once the connectors catch up; the run fails otherwise). The big pinsets use CIDv1 raw \
+sha2-256 of random bytes (`bafkrei…`), which nobody has, so those pins stay `pinning` and \
+IPFS fetching is not measured.\n\
 - **Load generator**: our own hyper 1.x HTTP/1.1 client, {conns} keep-alive connections \
 (one task each, TCP_NODELAY), each sending its next request as soon as the previous answer \
 is read, for {dur} s after a 1 s warm-up (discarded); a request counts when a 2xx answer is \
@@ -270,11 +275,12 @@ connection i talks to peer i mod 3.\n\
 (tokio multi-thread runtime) answering `Hello, world!`, driven by the same generator with \
 the same requests in the same run.\n\
 - **Listing**: one `GET` read to the end as it streams, NDJSON lines counted; items/s = \
-lines / (request sent → last byte). The pinset is filled through `Consensus.Import` (gRPC \
-client stream with the peer's internal token) on a fresh single peer.\n\
+lines / (request sent → last byte). The pinset is filled on a fresh single peer through \
+{fill}.\n\
 - **Restart-to-ready**: SIGTERM to the launcher, wait for its exit, start it again; ready \
 when `GET /id` answers 200 and `GET /allocations` has streamed its first item (polled every \
-5 ms). **Cold start**: a freshly `init`-ed peer, `daemon` until `GET /id` is 200 (median of \
+5 ms). Then the same after SIGKILL of the launcher and its four services together (crash \
+recovery). After each restart the listing must hold the whole pinset. **Cold start**: a freshly `init`-ed peer, `daemon` until `GET /id` is 200 (median of \
 {cold}).\n\
 - **Memory**: VmRSS from `/proc/PID/status` of each child of the launcher.\n\
 - **Profiles**: `perf stat -e instructions` is not supported in this VM, so missed targets \
@@ -283,6 +289,10 @@ are profiled with `valgrind --tool=callgrind` on short runs (see the notes under
         conns = opts.conns,
         dur = opts.duration.as_secs(),
         cold = opts.cold_starts,
+        fill = match opts.fill {
+            suite::Fill::Import => "`Consensus.Import` (gRPC client stream with the peer's internal token)",
+            suite::Fill::Rest => "`POST /pins/{cid}` through the REST API (`--fill rest`), every pin acknowledged",
+        },
     );
     (w, method)
 }
