@@ -5,7 +5,7 @@ BIN := $(TARGET_DIR)/debug
 KUBO := deploy/local/kubo.sh
 UPSTREAM := deploy/local/upstream.sh
 
-.PHONY: build run cluster test kubo upstream clients lint fmt clean-run bench fuzz chaos
+.PHONY: build run cluster test kubo upstream clients lint fmt clean-run bench fuzz fuzz-check chaos
 
 ## build: compile every service, the launcher and the CLI (debug)
 build:
@@ -61,8 +61,17 @@ chaos: build kubo
 fuzz:
 	deploy/local/fuzz.sh
 
-## lint: clippy and rustfmt, as CI wants them
-lint:
+## fuzz-check: compile every fuzz target (no cargo-fuzz, no sanitizer), warnings are errors
+# The fuzz project is its own workspace; its check build goes to its own cache dir (not
+# the main target dir, whose dependency features differ) so a warm run takes seconds.
+FUZZ_CHECK_DIR ?= $(HOME)/.cache/ipfs-cluster-rs-fuzz-check
+fuzz-check:
+	RUSTC_BOOTSTRAP=1 RUSTFLAGS="-D warnings" CARGO_TARGET_DIR=$(FUZZ_CHECK_DIR) \
+	  $(CARGO) check --locked --manifest-path tests/fuzz/Cargo.toml --bins
+	$(CARGO) fmt --manifest-path tests/fuzz/Cargo.toml -- --check
+
+## lint: clippy and rustfmt, as CI wants them, and the fuzz targets compile
+lint: fuzz-check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) fmt --all -- --check
 

@@ -32,6 +32,8 @@ pub struct LoadResult {
     pub elapsed: Duration,
     /// Latencies of the successful requests, microseconds, sorted.
     pub lat_us: Vec<u32>,
+    /// The paths of the acknowledged (2xx) requests, so a run can check its own results.
+    pub acked: Vec<String>,
 }
 
 impl LoadResult {
@@ -81,6 +83,7 @@ pub async fn run(
         let issued = issued.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(4096);
+            let mut acked = Vec::with_capacity(4096);
             let mut errors = 0u64;
             let mut first_error: Option<String> = None;
             let mut sender: Option<http1::SendRequest<Empty<Bytes>>> = None;
@@ -101,7 +104,7 @@ pub async fn run(
                 let (method, path) = make(i);
                 let req = Request::builder()
                     .method(method)
-                    .uri(path)
+                    .uri(&path)
                     .header("host", addr.to_string())
                     .body(Empty::<Bytes>::new())
                     .expect("valid request");
@@ -120,7 +123,10 @@ pub async fn run(
                 })
                 .await;
                 match res {
-                    Ok(Ok(())) => lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32),
+                    Ok(Ok(())) => {
+                        lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                        acked.push(path);
+                    }
                     Ok(Err(e)) => {
                         errors += 1;
                         first_error.get_or_insert(format!("{e:#}"));
@@ -133,15 +139,17 @@ pub async fn run(
                     }
                 }
             }
-            (lat, errors, first_error)
+            (lat, errors, first_error, acked)
         }));
     }
     let mut all = Vec::new();
+    let mut acked = Vec::new();
     let mut errors = 0;
     let mut first_error = None;
     for t in tasks {
-        let (lat, e, fe) = t.await?;
+        let (lat, e, fe, a) = t.await?;
         all.extend(lat);
+        acked.extend(a);
         errors += e;
         if first_error.is_none() {
             first_error = fe;
@@ -155,7 +163,43 @@ pub async fn run(
         first_error,
         elapsed,
         lat_us: all,
+        acked,
     })
+}
+
+/// GETs `path` and returns the `field` string of every NDJSON line (e.g. each pin's `cid`
+/// in `GET /allocations`).
+pub async fn stream_field(
+    addr: SocketAddr,
+    path: &str,
+    field: &str,
+    timeout: Duration,
+) -> Result<Vec<String>> {
+    let fut = async {
+        let mut s = connect(addr).await?;
+        let req = Request::get(path)
+            .header("host", addr.to_string())
+            .body(Empty::<Bytes>::new())?;
+        let resp = s.send_request(req).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            bail!("GET {path}: {status}: {}", String::from_utf8_lossy(&body));
+        }
+        let mut out = Vec::new();
+        for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let v: serde_json::Value = serde_json::from_slice(line)
+                .with_context(|| format!("GET {path}: a line is not JSON"))?;
+            match v.get(field).and_then(|f| f.as_str()) {
+                Some(f) => out.push(f.to_string()),
+                None => bail!("GET {path}: a line has no string {field:?}: {v}"),
+            }
+        }
+        Ok(out)
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .with_context(|| format!("GET {path} did not finish within {timeout:?}"))?
 }
 
 /// Result of reading one streamed listing.

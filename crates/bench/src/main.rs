@@ -50,6 +50,10 @@ enum Cmd {
         /// How many fresh peers to cold-start (the median is reported)
         #[arg(long, default_value_t = 3)]
         cold_starts: usize,
+        /// How the big pinsets are built: `import` (Consensus.Import, fast) or `rest`
+        /// (POST /pins through the REST API, as users do; slow: sizes must grow)
+        #[arg(long, value_enum, default_value = "import")]
+        fill: suite::Fill,
     },
     /// Profiling aid: run one peer holding PINS imported pins until SIGINT/SIGTERM
     Hold {
@@ -71,6 +75,24 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         duration_secs: u64,
     },
+    /// Write a benchmark's output (LOG) as the generated block NAME under HEADING of the
+    /// report, with the command that made it (bench.sh does this for every example)
+    Section {
+        #[arg(long, default_value = "docs/benchmarks.md")]
+        out: PathBuf,
+        /// The report heading, e.g. "## Peer calls"
+        #[arg(long)]
+        heading: String,
+        /// The block's marker name, e.g. peer-calls
+        #[arg(long)]
+        name: String,
+        /// The command that produced LOG, shown above it
+        #[arg(long)]
+        command: String,
+        /// The benchmark's output
+        #[arg(long)]
+        log: PathBuf,
+    },
     /// Serve "Hello, world!" on 127.0.0.1:PORT (the ingest ceiling)
     Hello {
         #[arg(long)]
@@ -82,6 +104,28 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Runtime::new()?;
     match cli.cmd {
+        Cmd::Section {
+            out,
+            heading,
+            name,
+            command,
+            log,
+        } => {
+            let text = std::fs::read_to_string(&log)
+                .with_context(|| format!("reading the benchmark output {}", log.display()))?;
+            if text.trim().is_empty() {
+                bail!("{} is empty: the benchmark printed nothing", log.display());
+            }
+            let body = format!(
+                "Run {} UTC on {}.\nCommand: `{command}`\n\n```text\n{}\n```",
+                chrono::Utc::now().format("%Y-%m-%d %H:%M"),
+                suite::machine(),
+                text.trim_end().replace("```", "'''")
+            );
+            report::write_section(&out, &heading, &name, &body)?;
+            eprintln!("bench: wrote the {name} block of {}", out.display());
+            Ok(())
+        }
         Cmd::Hello { port } => rt.block_on(hello::serve(procs::loopback(port))),
         Cmd::Hold {
             bin_dir,
@@ -96,6 +140,7 @@ fn main() -> Result<()> {
                 sizes: vec![],
                 budget: Duration::ZERO,
                 cold_starts: 0,
+                fill: suite::Fill::Import,
             };
             rt.block_on(suite::hold(&opts, pins, peers))
         }
@@ -135,7 +180,13 @@ fn main() -> Result<()> {
             sizes,
             budget_secs,
             cold_starts,
+            fill,
         } => {
+            if fill == suite::Fill::Rest && sizes.windows(2).any(|w| w[0] >= w[1]) {
+                bail!(
+                    "--fill rest adds pins to one pinset: --sizes must grow (e.g. 100000,1000000)"
+                );
+            }
             if !bin_dir.join("ipfs-cluster-service").exists() {
                 bail!(
                     "{} has no ipfs-cluster-service: build first (`cargo build --release --workspace --bins`) or pass --bin-dir",
@@ -153,6 +204,7 @@ fn main() -> Result<()> {
                 sizes,
                 budget: Duration::from_secs(budget_secs),
                 cold_starts,
+                fill,
             };
             let started = chrono::Utc::now();
             let t0 = std::time::Instant::now();
@@ -206,9 +258,14 @@ load generator, the services and Kubo share its CPUs.\n\n\
 - **Peers** are the release binaries started through the real launcher \
 (`ipfs-cluster-service init` + `daemon`, every port picked free and passed as upstream's \
 `CLUSTER_*` env overrides, `RUST_LOG=warn`). One Kubo node (deploy/local/kubo.sh, test profile, no DHT) \
-serves every peer; nobody has the blocks of our random CIDs, so it never completes their pins, so those pins stay `pinning` \
-in the connector and IPFS fetching is not measured.\n\
-- **CIDs**: CIDv1, raw codec, sha2-256 of 32 random bytes (`bafkrei…`), fresh per request.\n\
+serves every peer.\n\
+- **CIDs**: ingest uses random inline CIDs (CIDv1, raw codec, identity multihash of 32 \
+random bytes, `bafkqa…`, fresh per request): Kubo pins them without fetching anything, so \
+the run can check that every acknowledged pin ends up pinned on IPFS (the self-check: each \
+acknowledged CID must be in `GET /allocations` of every peer, and in Kubo's recursive pins \
+once the connectors catch up; the run fails otherwise). The big pinsets use CIDv1 raw \
+sha2-256 of random bytes (`bafkrei…`), which nobody has, so those pins stay `pinning` and \
+IPFS fetching is not measured.\n\
 - **Load generator**: our own hyper 1.x HTTP/1.1 client, {conns} keep-alive connections \
 (one task each, TCP_NODELAY), each sending its next request as soon as the previous answer \
 is read, for {dur} s after a 1 s warm-up (discarded); a request counts when a 2xx answer is \
@@ -218,11 +275,12 @@ connection i talks to peer i mod 3.\n\
 (tokio multi-thread runtime) answering `Hello, world!`, driven by the same generator with \
 the same requests in the same run.\n\
 - **Listing**: one `GET` read to the end as it streams, NDJSON lines counted; items/s = \
-lines / (request sent → last byte). The pinset is filled through `Consensus.Import` (gRPC \
-client stream with the peer's internal token) on a fresh single peer.\n\
+lines / (request sent → last byte). The pinset is filled on a fresh single peer through \
+{fill}.\n\
 - **Restart-to-ready**: SIGTERM to the launcher, wait for its exit, start it again; ready \
 when `GET /id` answers 200 and `GET /allocations` has streamed its first item (polled every \
-5 ms). **Cold start**: a freshly `init`-ed peer, `daemon` until `GET /id` is 200 (median of \
+5 ms). Then the same after SIGKILL of the launcher and its four services together (crash \
+recovery). After each restart the listing must hold the whole pinset. **Cold start**: a freshly `init`-ed peer, `daemon` until `GET /id` is 200 (median of \
 {cold}).\n\
 - **Memory**: VmRSS from `/proc/PID/status` of each child of the launcher.\n\
 - **Profiles**: `perf stat -e instructions` is not supported in this VM, so missed targets \
@@ -231,6 +289,10 @@ are profiled with `valgrind --tool=callgrind` on short runs (see the notes under
         conns = opts.conns,
         dur = opts.duration.as_secs(),
         cold = opts.cold_starts,
+        fill = match opts.fill {
+            suite::Fill::Import => "`Consensus.Import` (gRPC client stream with the peer's internal token)",
+            suite::Fill::Rest => "`POST /pins/{cid}` through the REST API (`--fill rest`), every pin acknowledged",
+        },
     );
     (w, method)
 }

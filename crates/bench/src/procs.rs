@@ -196,14 +196,24 @@ impl PeerDir {
     /// Waits until `GET /id` answers 200; returns how long that took from now.
     pub async fn wait_ready(&self, proc: &mut Proc, within: Duration) -> Result<Duration> {
         let addr = self.rest_addr();
-        let r = wait_until(within, Duration::from_millis(5), || async {
-            matches!(
-                load::get(addr, "/id", Duration::from_secs(5)).await,
-                Ok((200, _))
-            )
+        // Stops early when the launcher exits (a peer that cannot start is not waited for).
+        let r = wait_until(within, Duration::from_millis(5), || {
+            let exited = proc.exited();
+            async move {
+                exited
+                    || matches!(
+                        load::get(addr, "/id", Duration::from_secs(5)).await,
+                        Ok((200, _))
+                    )
+            }
         })
         .await;
         match r {
+            Ok(_) if proc.exited() => bail!(
+                "peer {} exited before it was ready; log tail:\n{}",
+                self.dir.display(),
+                self.log_tail()
+            ),
             Ok(d) => Ok(d),
             Err(_) => bail!(
                 "peer {} not ready within {within:?} (exited: {}); log tail:\n{}",

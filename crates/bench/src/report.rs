@@ -1,7 +1,8 @@
 //! docs/benchmarks.md is shared: other owners write `## Peer calls`, `## IPFS connector`,
 //! `## Consensus`. This module rewrites only the text between our marker comments under
 //! `## Whole peer` and `## Method`, adding the headings and markers when they are missing;
-//! everything else (including hand-written profile notes below the markers) is kept.
+//! everything else is kept. `write_section` does the same for the other owners' blocks,
+//! from their benchmark's output (`ipfs-cluster-bench section`, called by bench.sh).
 
 use std::path::Path;
 
@@ -52,6 +53,16 @@ pub fn write_sections(path: &Path, whole_peer: &str, method: &str) -> Result<()>
     };
     let doc = replace_block(&doc, "## Whole peer", WHOLE_PEER, whole_peer);
     let doc = replace_block(&doc, "## Method", METHOD, method);
+    std::fs::write(path, doc).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Rewrites one other owner's generated block (`make bench` runs their benchmark example
+/// and passes its output here), so every figure in the report comes with the command and
+/// the run that produced it.
+pub fn write_section(path: &Path, heading: &str, name: &str, body: &str) -> Result<()> {
+    let doc =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let doc = replace_block(&doc, heading, name, body);
     std::fs::write(path, doc).with_context(|| format!("writing {}", path.display()))
 }
 

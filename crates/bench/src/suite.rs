@@ -3,6 +3,7 @@
 //! state. Each scenario adds figures (compared with their targets) and detail lines.
 
 use std::{
+    collections::HashSet,
     path::{Path, PathBuf},
     process::Command,
     sync::Arc,
@@ -13,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use ipfs_cluster_proto::types::v1::{Pin, PinOptions, PinType};
 
 use crate::{
-    cids::random_cid,
+    cids::{random_cid, random_inline_cid},
     load::{self, LoadResult, MakeRequest},
     procs::{self, loopback, PeerDir, Proc},
 };
@@ -25,6 +26,18 @@ pub struct Options {
     pub sizes: Vec<u64>,
     pub budget: Duration,
     pub cold_starts: usize,
+    /// How the big pinsets are built.
+    pub fill: Fill,
+}
+
+/// How the listing / restart / memory pinsets are built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fill {
+    /// `Consensus.Import` (gRPC client stream, internal token): fast, the default.
+    Import,
+    /// `POST /pins/{cid}` through the REST API, as users do: slow (1M pins take about as
+    /// many seconds as the ingest rate says), so a separate mode.
+    Rest,
 }
 
 /// A figure compared with its target.
@@ -67,7 +80,12 @@ impl Results {
 pub const SECRET: &str = "be5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5cbe5c";
 
 pub fn pins_request() -> MakeRequest {
-    Arc::new(|_| (hyper::Method::POST, format!("/pins/{}", random_cid())))
+    Arc::new(|_| {
+        (
+            hyper::Method::POST,
+            format!("/pins/{}", random_inline_cid()),
+        )
+    })
 }
 
 fn load_row(name: &str, r: &LoadResult) -> String {
@@ -236,9 +254,15 @@ pub async fn run(opts: &Options) -> Result<Results> {
     let mut p0 = dirs[0].spawn(&[])?;
     dirs[0].wait_ready(&mut p0, Duration::from_secs(60)).await?;
     let a0 = dirs[0].rest_addr();
-    load::run(&[a0], opts.conns, warm, u64::MAX, pins_request()).await?;
+    let mut acked: Vec<String> = Vec::new();
+    acked.extend(
+        load::run(&[a0], opts.conns, warm, u64::MAX, pins_request())
+            .await?
+            .acked,
+    );
     let c0 = service_cpu(&[&p0]);
     let one = load::run(&[a0], opts.conns, opts.duration, u64::MAX, pins_request()).await?;
+    acked.extend(one.acked.iter().cloned());
     let cpu_one = cpu_delta(&c0, &service_cpu(&[&p0]), one.elapsed.as_secs_f64());
 
     eprintln!("bench: ingest, 3 peers");
@@ -249,7 +273,11 @@ pub async fn run(opts: &Options) -> Result<Results> {
     dirs[2].wait_ready(&mut p2, Duration::from_secs(60)).await?;
     wait_members(&dirs).await?;
     let addrs: Vec<_> = dirs.iter().map(PeerDir::rest_addr).collect();
-    load::run(&addrs, opts.conns, warm, u64::MAX, pins_request()).await?;
+    acked.extend(
+        load::run(&addrs, opts.conns, warm, u64::MAX, pins_request())
+            .await?
+            .acked,
+    );
     let c0 = service_cpu(&[&p0, &p1, &p2]);
     let three = load::run(&addrs, opts.conns, opts.duration, u64::MAX, pins_request()).await?;
     let cpu_three = cpu_delta(
@@ -257,6 +285,9 @@ pub async fn run(opts: &Options) -> Result<Results> {
         &service_cpu(&[&p0, &p1, &p2]),
         three.elapsed.as_secs_f64(),
     );
+    acked.extend(three.acked.iter().cloned());
+    eprintln!("bench: checking the {} acknowledged pins", acked.len());
+    check_ingest(&mut res, &addrs, &ipfs, &acked).await?;
     drop((p2, p1, p0));
 
     res.details.push(format!(
@@ -304,6 +335,7 @@ pub async fn run(opts: &Options) -> Result<Results> {
     let mut bp = big.spawn(&[])?;
     big.wait_ready(&mut bp, Duration::from_secs(60)).await?;
     let mut import_secs_per_pin = None::<f64>;
+    let mut filled = 0u64;
     for &n in &opts.sizes {
         let spent = t_start.elapsed();
         if let Some(per) = import_secs_per_pin {
@@ -319,19 +351,201 @@ pub async fn run(opts: &Options) -> Result<Results> {
                 continue;
             }
         }
-        eprintln!("bench: importing {n} pins");
-        let imp = import(&big, n).await?;
-        import_secs_per_pin = Some(imp.as_secs_f64() / n as f64);
+        // Import replaces the pinset (it clears first); REST pins add to it, so the pinset
+        // grows from the previous size to n.
+        let (imp, how, add) = match opts.fill {
+            Fill::Import => {
+                eprintln!("bench: importing {n} pins");
+                let d = import(&big, n).await?;
+                (
+                    d,
+                    "`Consensus.Import` (gRPC client stream, internal token)",
+                    n,
+                )
+            }
+            Fill::Rest => {
+                let add = n.saturating_sub(filled);
+                eprintln!("bench: pinning {add} pins through REST (to {n})");
+                let d = rest_fill(&big, add, opts.conns).await?;
+                (
+                    d,
+                    "`POST /pins/{cid}` through the REST API (`--fill rest`)",
+                    add,
+                )
+            }
+        };
+        filled = n;
+        import_secs_per_pin = Some(imp.as_secs_f64() / add.max(1) as f64);
         res.details.push(format!(
-            "Filled {n} pins with `Consensus.Import` (gRPC client stream, internal token): {:.1} s ({:.0} pins/s).",
+            "Filled the pinset to {n} pins ({add} added) with {how}: {:.1} s ({:.0} pins/s).",
             imp.as_secs_f64(),
-            n as f64 / imp.as_secs_f64()
+            add as f64 / imp.as_secs_f64()
         ));
         big_state(&mut res, &big, &mut bp, n).await?;
     }
     drop(bp);
     drop(ipfs);
     Ok(res)
+}
+
+/// SIGKILLs the launcher and its services together, waits until all are gone, starts the
+/// peer again and waits for `GET /id`; returns when the new launcher was started.
+async fn crash_restart(peer: &PeerDir, proc: &mut Proc) -> Result<Instant> {
+    let mut pids: Vec<u32> = procs::children(proc.pid())
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    pids.push(proc.pid());
+    let _ = Command::new("kill")
+        .arg("-KILL")
+        .args(pids.iter().map(u32::to_string))
+        .status();
+    // Gone: no /proc entry, or a zombie whose every thread has exited (a killed process
+    // group leader shows `Z` while its other threads are still exiting, and its sockets
+    // are closed only when the last one is gone).
+    let gone = |pid: &u32| {
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|st| {
+                st.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true);
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        zombie && threads <= 1
+    };
+    procs::wait_until(Duration::from_secs(10), Duration::from_millis(5), || {
+        let dead = proc.exited() && pids.iter().all(gone);
+        async move { dead }
+    })
+    .await
+    .context("the peer's processes did not die within 10 s of SIGKILL")?;
+    let t0 = Instant::now();
+    *proc = peer.spawn(&[])?;
+    peer.wait_ready(proc, Duration::from_secs(300)).await?;
+    Ok(t0)
+}
+
+/// Item 14 of issue 17: the ingest run checks its own results. Every acknowledged
+/// `POST /pins/{cid}` must be in every peer's `GET /allocations` at once (an answer means
+/// committed), and pinned on IPFS once the connectors have worked through their queues
+/// (inline CIDs: Kubo pins them without fetching). The run fails otherwise; it also fails
+/// when the IPFS side makes no progress for a minute.
+async fn check_ingest(
+    res: &mut Results,
+    addrs: &[std::net::SocketAddr],
+    ipfs: &ipfs_cluster_testkit::KuboNode,
+    acked: &[String],
+) -> Result<()> {
+    let want: HashSet<&str> = acked
+        .iter()
+        .map(|p| p.strip_prefix("/pins/").unwrap_or(p))
+        .collect();
+    if want.len() != acked.len() {
+        bail!(
+            "ingest: {} acknowledged requests but {} distinct CIDs (a random CID repeated?)",
+            acked.len(),
+            want.len()
+        );
+    }
+    let limit = Duration::from_secs(600);
+    for addr in addrs {
+        let have: HashSet<String> = load::stream_field(*addr, "/allocations", "cid", limit)
+            .await?
+            .into_iter()
+            .collect();
+        let missing = missing(&want, &have);
+        if !missing.is_empty() {
+            bail!(
+                "ingest self-check: {} of {} acknowledged pins are missing from GET /allocations on {addr} (e.g. {:?})",
+                missing.len(),
+                want.len(),
+                missing.iter().take(3).collect::<Vec<_>>()
+            );
+        }
+    }
+    let t0 = Instant::now();
+    let (mut best, mut progress_at) = (0usize, Instant::now());
+    let missing = loop {
+        let pinned: HashSet<String> = ipfs.pins().await?.into_iter().collect();
+        let missing = missing(&want, &pinned);
+        if missing.is_empty() {
+            break missing;
+        }
+        let done = want.len() - missing.len();
+        if done > best {
+            (best, progress_at) = (done, Instant::now());
+        }
+        if progress_at.elapsed() > Duration::from_secs(60)
+            || t0.elapsed() > Duration::from_secs(1800)
+        {
+            break missing;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    if !missing.is_empty() {
+        bail!(
+            "ingest self-check: {} of {} acknowledged pins are not pinned on IPFS after {:.0} s (no progress for 60 s; e.g. {:?})",
+            missing.len(),
+            want.len(),
+            t0.elapsed().as_secs_f64(),
+            &missing[..missing.len().min(3)]
+        );
+    }
+    res.fig(
+        "1",
+        "ingest self-check: acknowledged pins in `/allocations` of every peer and pinned on IPFS",
+        format!(
+            "{} of {} (IPFS caught up {:.1} s after the run)",
+            want.len(),
+            want.len(),
+            t0.elapsed().as_secs_f64()
+        ),
+        "all",
+        Some(true),
+    );
+    Ok(())
+}
+
+/// The acknowledged CIDs absent from `have`, sorted.
+fn missing<'a>(want: &HashSet<&'a str>, have: &HashSet<String>) -> Vec<&'a str> {
+    let mut m: Vec<&str> = want
+        .iter()
+        .filter(|c| !have.contains(**c))
+        .copied()
+        .collect();
+    m.sort_unstable();
+    m
+}
+
+/// Fills `n` more pins through `POST /pins/{random CID}` (the same generator as the ingest
+/// figure); requests that fail are made again, so exactly `n` are acknowledged.
+pub async fn rest_fill(peer: &PeerDir, n: u64, conns: usize) -> Result<Duration> {
+    let addr = peer.rest_addr();
+    let t0 = Instant::now();
+    let mut done = 0u64;
+    let make: MakeRequest = Arc::new(|_| (hyper::Method::POST, format!("/pins/{}", random_cid())));
+    while done < n {
+        let r = load::run(
+            &[addr],
+            conns.max(1),
+            Duration::from_secs(3600),
+            n - done,
+            make.clone(),
+        )
+        .await?;
+        if r.ok == 0 {
+            bail!(
+                "REST fill: no pin acknowledged in a round ({} errors; first: {})",
+                r.errors,
+                r.first_error.unwrap_or_default()
+            );
+        }
+        done += r.ok;
+    }
+    Ok(t0.elapsed())
 }
 
 pub async fn import(peer: &PeerDir, n: u64) -> Result<Duration> {
@@ -457,6 +671,7 @@ async fn big_state(res: &mut Results, peer: &PeerDir, proc: &mut Proc, n: u64) -
         );
     }
     let rss_after = service_rss(proc);
+
     res.fig(
         "4",
         format!(
@@ -470,6 +685,39 @@ async fn big_state(res: &mut Results, peer: &PeerDir, proc: &mut Proc, n: u64) -
         ),
         "< 2000 ms at 1M",
         at_1m.then_some(ready < Duration::from_secs(2)),
+    );
+
+    // Crash recovery: SIGKILL the launcher and every service at once (a power cut, the
+    // OOM killer), then start again and measure the same readiness, with the whole pinset.
+    eprintln!("bench: crash restart (SIGKILL) with {n}");
+    let crash_start = crash_restart(peer, proc).await?;
+    procs::wait_until(
+        Duration::from_secs(300),
+        Duration::from_millis(5),
+        || async {
+            load::first_line(addr, "/allocations", Duration::from_secs(30))
+                .await
+                .is_ok()
+        },
+    )
+    .await
+    .context("GET /allocations did not stream after the crash restart")?;
+    let crash_ready = crash_start.elapsed();
+    let after_crash = load::stream_lines(addr, "/allocations", limit).await?;
+    if after_crash.items != n {
+        bail!(
+            "after the SIGKILL restart GET /allocations streamed {} items, expected {n}: pins lost in the crash",
+            after_crash.items
+        );
+    }
+    res.fig(
+        "4",
+        format!(
+            "restart-to-ready at {n} pins after SIGKILL of the launcher and its services (crash recovery)"
+        ),
+        format!("{:.0} ms, {} pins listed after", crash_ready.as_secs_f64() * 1000.0, after_crash.items),
+        "< 2000 ms at 1M",
+        at_1m.then_some(crash_ready < Duration::from_secs(2)),
     );
 
     let mut rows = vec![
@@ -633,4 +881,19 @@ async fn wait_members(dirs: &[PeerDir]) -> Result<()> {
 async fn start_ipfs(dir: &Path) -> Result<ipfs_cluster_testkit::KuboNode> {
     std::fs::create_dir_all(dir)?;
     ipfs_cluster_testkit::KuboNode::start(dir).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ingest self-check names exactly the acknowledged pins a listing lacks.
+    #[test]
+    fn self_check_reports_each_missing_pin() {
+        let want: HashSet<&str> = ["a", "b", "c"].into_iter().collect();
+        let have: HashSet<String> = ["a".to_string(), "x".to_string()].into_iter().collect();
+        assert_eq!(missing(&want, &have), vec!["b", "c"]);
+        let all: HashSet<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        assert!(missing(&want, &all).is_empty());
+    }
 }

@@ -113,7 +113,9 @@ pub fn allocate(
     now: i64,
 ) -> Result<Vec<String>, String> {
     let (rmin, rmax) = (input.rmin, input.rmax);
-    if rmin + rmax == 0 {
+    // Widened: a pin may ask for i32::MAX copies (rmin = rmax = i32::MAX passes
+    // check_replication), and the sum must not overflow (tests/fuzz `gossip_metric`).
+    if i64::from(rmin) + i64::from(rmax) == 0 {
         return Err(format!("bad replication factors: {rmin}/{rmax}"));
     }
     if rmin < 0 && rmax < 0 {
@@ -222,7 +224,9 @@ fn build(
         };
         if m.partitionable {
             if let Some(g) = groups.iter_mut().find(|g| g.value == m.value) {
-                g.weight += m.weight;
+                // Weights come from other peers' gossip: saturate, never overflow
+                // (tests/fuzz `gossip_metric`, corpus regress_weight_overflow).
+                g.weight = g.weight.saturating_add(m.weight);
                 g.peers.push_back(p.clone());
                 continue;
             }
@@ -239,7 +243,10 @@ fn build(
     for g in &mut groups {
         let ps: Vec<String> = g.peers.iter().cloned().collect();
         g.subs = build(&ps, by_peer, &by[1..]);
-        g.agg = g.weight + g.subs.iter().map(|s| s.agg).sum::<i64>();
+        g.agg = g
+            .subs
+            .iter()
+            .fold(g.weight, |acc, s| acc.saturating_add(s.agg));
     }
     groups.sort_by(|a, b| {
         b.weight
@@ -470,5 +477,36 @@ mod tests {
             .unwrap(),
             s(&["p1", "p2"])
         );
+    }
+
+    /// Found by tests/fuzz `gossip_metric` (corpus regress_weight_overflow and
+    /// regress_replication_max): weights from gossip and huge replication factors must not
+    /// overflow (a panic in debug builds, a wrapped order in release ones).
+    #[test]
+    fn huge_weights_and_factors_do_not_overflow() {
+        let ms = MetricStore::default();
+        ms.add(m("tag:x", "p1", "a", i64::MAX, true));
+        ms.add(m("tag:x", "p2", "a", i64::MAX, true));
+        ms.add(m("tag:x", "p3", "b", i64::MIN, true));
+        let members = s(&["p1", "p2", "p3"]);
+        let by = s(&["tag:x"]);
+        let input = AllocInput {
+            existing: None,
+            rmin: 1,
+            rmax: 3,
+            blacklist: &[],
+            priority: &[],
+            members: &members,
+            allocate_by: &by,
+        };
+        assert_eq!(allocate(&input, &ms, 0).unwrap(), s(&["p1", "p3", "p2"]));
+        let input = AllocInput {
+            rmin: i32::MAX,
+            rmax: i32::MAX,
+            ..input
+        };
+        assert!(allocate(&input, &ms, 0)
+            .unwrap_err()
+            .starts_with("not enough peers to allocate CID"));
     }
 }

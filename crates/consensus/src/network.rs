@@ -110,7 +110,16 @@ pub async fn raft_call<Req: Serialize, Resp: DeserializeOwned, E: DeserializeOwn
     }
     .encode_to_vec();
     let out = carrier.call(peer, "Raft", payload, timeout).await?;
-    let resp = RaftResponse::decode(out.as_slice())
+    decode_raft_response(peer, &out)
+}
+
+/// Decodes another peer's answer to a raft call: a protobuf `RaftResponse` whose body is
+/// the JSON of `Result<Resp, E>`. Fed by other peers (fuzzed by tests/fuzz `raft_forward`).
+pub fn decode_raft_response<Resp: DeserializeOwned, E: DeserializeOwned>(
+    peer: &str,
+    out: &[u8],
+) -> Result<Result<Resp, E>, tonic::Status> {
+    let resp = RaftResponse::decode(out)
         .map_err(|e| tonic::Status::internal(format!("decoding raft response from {peer}: {e}")))?;
     serde_json::from_slice(&resp.body).map_err(|e| {
         tonic::Status::internal(format!("decoding raft response body from {peer}: {e}"))

@@ -189,7 +189,9 @@ impl<'a> Cbor<'a> {
                 }
             }
             5 => {
-                for _ in 0..n * 2 {
+                // n comes from the upload: n * 2 may overflow (each item read consumes
+                // a byte, so the loop ends at the header's end anyway).
+                for _ in 0..n.saturating_mul(2) {
                     self.skip(depth + 1)?;
                 }
             }
@@ -396,5 +398,16 @@ mod tests {
         let c =
             Cid::new_v0(cid::multihash::Multihash::wrap(SHA2_256, d.as_ref()).unwrap()).unwrap();
         assert_eq!(unixfs_size(&c, &node), 3);
+    }
+
+    /// tests/fuzz `car_upload` corpus regress_huge_map_in_header: a header value announcing
+    /// a map of 2^64-1 pairs is an error (truncated CBOR), not an overflow of `n * 2`.
+    #[test]
+    fn huge_map_length_in_header_is_an_error() {
+        let h = b"\xa1\x63abc\xbb\xff\xff\xff\xff\xff\xff\xff\xff";
+        let mut r = CarReader::default();
+        r.feed(&[h.len() as u8]);
+        r.feed(h);
+        assert!(r.header().unwrap_err().contains("truncated CBOR"));
     }
 }

@@ -17,6 +17,10 @@ use ipfs_cluster_proto::{
 };
 use prost::Message;
 
+/// At most this many (name, peer) metrics are kept: names come from other peers' gossip,
+/// and a member sending ever new names must not grow every gateway without bound (found
+/// while writing tests/fuzz `gossip_metric`; the allocator's store has the same cap).
+pub const MAX_METRICS: usize = 16_384;
 /// Upstream clears the alert list when it grows beyond this.
 const MAX_ALERTS: usize = 1000;
 /// Upstream's default `monitor.pubsubmon.check_interval`.
@@ -50,6 +54,19 @@ impl MetricStore {
         m.received_at = now_ns();
         let key = (m.name.clone(), m.peer.clone());
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.latest.len() >= MAX_METRICS && !s.latest.contains_key(&key) {
+            // Make room by forgetting expired metrics; when none is expired, drop the new one.
+            let now = m.received_at;
+            s.latest.retain(|_, old| !old.expired(now));
+            if s.latest.len() >= MAX_METRICS {
+                tracing::warn!(
+                    limit = MAX_METRICS,
+                    peer = %m.peer,
+                    "the gateway's metric store is full of unexpired metrics; dropping a new one"
+                );
+                return;
+            }
+        }
         if m.valid {
             s.alerted.remove(&key);
         }
@@ -171,6 +188,28 @@ mod tests {
             valid: true,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_store_is_bounded() {
+        let s = MetricStore::default();
+        let future = now_ns() + 3_600_000_000_000;
+        // Full of expired metrics: they make room for a new one.
+        for i in 0..MAX_METRICS {
+            s.add(metric(&format!("old{i}"), "p", 1));
+        }
+        s.add(metric("fresh", "p", future));
+        assert_eq!(s.latest("fresh", &["p".into()]).len(), 1);
+        assert!(s.names().len() <= MAX_METRICS);
+        // Full of unexpired ones: a new name is dropped, a known one is still updated.
+        for i in 1..MAX_METRICS {
+            s.add(metric(&format!("new{i}"), "p", future));
+        }
+        s.add(metric("one-too-many", "p", future));
+        assert!(s.latest("one-too-many", &["p".into()]).is_empty());
+        assert_eq!(s.names().len(), MAX_METRICS);
+        s.add(metric("fresh", "p", future + 1));
+        assert_eq!(s.latest("fresh", &["p".into()])[0].expire, future + 1);
     }
 
     #[test]

@@ -3,16 +3,22 @@
 //! limits), then the RPC policy lookup and deadline clamp, and the payload through the
 //! api crate's proto -> API conversions of the messages peers exchange (Pin, PinInfo,
 //! Metric). A decoded request must re-encode and decode to itself; a converted Pin must
-//! convert back and forth to the same Pin.
+//! convert back and forth to the same Pin. A decoded response goes through
+//! `wire::into_result` (its status code is whatever the remote wrote).
+//!
+//! The same bytes are also what arrives first on a new connection after the
+//! private-network handshake: `first_bytes::FirstBytesCheck` reads them (in chunks of the
+//! first byte's size) and must fail exactly when they differ from the multistream header.
 #![no_main]
 
-use futures::{executor::block_on, io::Cursor};
+use futures::{executor::block_on, io::Cursor, AsyncRead, AsyncReadExt};
 use ipfs_cluster_api::{proto, Metric, Pin, PinInfo};
 use ipfs_cluster_transport::{
+    first_bytes::{FirstBytesCheck, MULTISTREAM_HEADER},
     inbound,
     options::Limits,
     policy,
-    wire::{WireCodec, CALL_PROTOCOL},
+    wire::{into_result, WireCodec, CALL_PROTOCOL},
 };
 use libfuzzer_sys::fuzz_target;
 use libp2p::request_response::Codec;
@@ -53,5 +59,48 @@ fuzz_target!(|data: &[u8]| {
             let _ = proto::Metric::from(Metric::from(m));
         }
     }
-    let _ = block_on(codec.read_response(&CALL_PROTOCOL, &mut Cursor::new(data)));
+    if let Ok(res) = block_on(codec.read_response(&CALL_PROTOCOL, &mut Cursor::new(data))) {
+        let ok = res.code == 0;
+        assert_eq!(
+            into_result(res).is_ok(),
+            ok,
+            "code 0 and only code 0 is success"
+        );
+    }
+    first_bytes(data);
 });
+
+/// A reader that hands out at most `chunk` bytes per read, as a socket may.
+struct Chunked<'a> {
+    data: &'a [u8],
+    chunk: usize,
+}
+
+impl AsyncRead for Chunked<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let n = self.chunk.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        std::task::Poll::Ready(Ok(n))
+    }
+}
+
+fn first_bytes(data: &[u8]) {
+    let Some((&chunk, rest)) = data.split_first() else {
+        return;
+    };
+    let chunk = usize::from(chunk % 32).max(1);
+    let mut r = FirstBytesCheck::new(Chunked { data: rest, chunk });
+    let mut out = Vec::new();
+    let res = block_on(r.read_to_end(&mut out));
+    let n = rest.len().min(MULTISTREAM_HEADER.len());
+    let good = rest[..n] == MULTISTREAM_HEADER[..n];
+    assert_eq!(res.is_ok(), good, "first-bytes check on {rest:?}");
+    if good {
+        assert_eq!(out, rest, "the check passes the bytes through unchanged");
+    }
+}
