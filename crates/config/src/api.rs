@@ -28,6 +28,9 @@ pub struct RestApiConfig {
     pub private_key: String,
     /// None = authentication off (`null` in JSON).
     pub basic_auth_credentials: Option<BTreeMap<String, String>>,
+    /// Ours, not upstream's: users of `basic_auth_credentials` that may only read (GET and
+    /// HEAD; `POST /token` gives them read-scoped tokens). Written only when not empty.
+    pub read_only_users: Vec<String>,
     pub http_log_file: String,
     pub headers: BTreeMap<String, Vec<String>>,
     pub cors_allowed_origins: Vec<String>,
@@ -68,6 +71,7 @@ impl RestApiConfig {
             id: String::new(),
             private_key: String::new(),
             basic_auth_credentials: None,
+            read_only_users: Vec::new(),
             http_log_file: String::new(),
             headers: BTreeMap::new(),
             cors_allowed_origins: vec!["*".into()],
@@ -112,6 +116,7 @@ impl RestApiConfig {
             id: o.string("id")?.unwrap_or_default(),
             private_key: o.string("private_key")?.unwrap_or_default(),
             basic_auth_credentials: o.str_map("basic_auth_credentials")?,
+            read_only_users: o.strings("read_only_users")?.unwrap_or_default(),
             http_log_file: o.string("http_log_file")?.unwrap_or_default(),
             headers: o.str_list_map("headers")?.unwrap_or_default(),
             cors_allowed_origins: o.strings("cors_allowed_origins")?.unwrap_or_default(),
@@ -178,8 +183,11 @@ impl RestApiConfig {
                 )
             })
             .collect();
-        o.put("basic_auth_credentials", auth)
-            .put("http_log_file", self.http_log_file.clone())
+        o.put("basic_auth_credentials", auth);
+        if !self.read_only_users.is_empty() {
+            o.strings("read_only_users", &self.read_only_users);
+        }
+        o.put("http_log_file", self.http_log_file.clone())
             .put("headers", Value::Object(headers))
             .strings("cors_allowed_origins", &self.cors_allowed_origins)
             .strings("cors_allowed_methods", &self.cors_allowed_methods)
@@ -210,6 +218,18 @@ impl RestApiConfig {
                 return bad(
                     "basic_auth_credentials",
                     "should be null or have at least one entry".into(),
+                );
+            }
+        }
+        for u in &self.read_only_users {
+            if !self
+                .basic_auth_credentials
+                .as_ref()
+                .is_some_and(|m| m.contains_key(u))
+            {
+                return bad(
+                    "read_only_users",
+                    format!("{u:?} is not a user of basic_auth_credentials; add it there (with a password) or remove it from read_only_users"),
                 );
             }
         }

@@ -98,6 +98,7 @@ const REST: &[(&str, Kind)] = &[
     ("id", Str),
     ("private_key", Str),
     ("basic_auth_credentials", Map),
+    ("read_only_users", List),
     ("http_log_file", Str),
     ("cors_allowed_origins", List),
     ("cors_allowed_methods", List),

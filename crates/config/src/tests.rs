@@ -1100,3 +1100,46 @@ fn stateless_keys_missing_take_upstreams_defaults() {
     let s = &cfg.pin_tracker.stateless;
     assert_eq!((s.concurrent_pins, s.priority_pin_max_retries), (10, 5));
 }
+
+#[test]
+fn read_only_users_is_our_optional_rest_key() {
+    // Absent (an upstream file): empty, and not written back.
+    let cfg = ServiceConfig::from_json(&upstream_service_json()).unwrap();
+    assert!(cfg.api.restapi.as_ref().unwrap().read_only_users.is_empty());
+    let v: Value = serde_json::from_str(&cfg.to_json_pretty()).unwrap();
+    assert!(v["api"]["restapi"].get("read_only_users").is_none());
+    // Set: kept and written back, on both HTTP APIs.
+    let text = upstream_service_json().replace(
+        "\"basic_auth_credentials\": null",
+        "\"basic_auth_credentials\": {\"alice\": \"a\", \"bob\": \"b\"},\n      \"read_only_users\": [\"bob\"]",
+    );
+    let cfg = ServiceConfig::from_json(&text).unwrap();
+    cfg.validate().unwrap();
+    for api in [&cfg.api.restapi, &cfg.api.pinsvcapi] {
+        assert_eq!(
+            api.as_ref().unwrap().read_only_users,
+            vec!["bob".to_string()]
+        );
+    }
+    let v: Value = serde_json::from_str(&cfg.to_json_pretty()).unwrap();
+    assert_eq!(
+        v["api"]["restapi"]["read_only_users"],
+        serde_json::json!(["bob"])
+    );
+    // A name that is not a user (or no credentials at all) is refused, naming the key.
+    let e = load_err(&text.replace("[\"bob\"]", "[\"carol\"]"));
+    assert!(e.contains("read_only_users") && e.contains("carol"), "{e}");
+    let e = load_err(&upstream_service_json().replace(
+        "\"basic_auth_credentials\": null",
+        "\"basic_auth_credentials\": null,\n      \"read_only_users\": [\"bob\"]",
+    ));
+    assert!(e.contains("read_only_users"), "{e}");
+    // Env override.
+    let mut cfg = ServiceConfig::from_json(&text).unwrap();
+    cfg.apply_env_from(&env(&[("CLUSTER_RESTAPI_READONLYUSERS", "alice,bob")]))
+        .unwrap();
+    assert_eq!(
+        cfg.api.restapi.as_ref().unwrap().read_only_users,
+        vec!["alice".to_string(), "bob".to_string()]
+    );
+}

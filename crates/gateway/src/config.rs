@@ -49,6 +49,7 @@ pub fn api_options(
             c.max_header_bytes as usize
         },
         basic_auth_credentials: c.basic_auth_credentials.clone(),
+        read_only_users: c.read_only_users.iter().cloned().collect(),
         max_connections: c.max_connections.max(1) as usize,
         http_log_file: nonempty(&c.http_log_file),
         headers: c.headers.clone(),

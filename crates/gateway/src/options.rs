@@ -20,6 +20,8 @@ pub struct HttpApiOptions {
     pub max_header_bytes: usize,
     /// `None` = authentication off (upstream `basic_auth_credentials: null`).
     pub basic_auth_credentials: Option<BTreeMap<String, String>>,
+    /// Users of `basic_auth_credentials` that may only read (ours: `read_only_users`).
+    pub read_only_users: std::collections::BTreeSet<String>,
     /// Access log file ("" = log through tracing).
     pub http_log_file: Option<PathBuf>,
     pub headers: BTreeMap<String, Vec<String>>,
@@ -72,6 +74,7 @@ impl HttpApiOptions {
             idle_timeout: Duration::from_secs(120),
             max_header_bytes: 4096,
             basic_auth_credentials: None,
+            read_only_users: Default::default(),
             http_log_file: None,
             headers: BTreeMap::new(),
             cors: CorsOptions::default(),

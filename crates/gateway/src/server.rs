@@ -21,7 +21,7 @@ use tokio::{net::TcpListener, sync::watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::{
-    auth::{AuthFailure, Credentials},
+    auth::{AuthFailure, Credentials, Principal, Scope},
     backend::Backends,
     cors::Cors,
     handlers::{self, Ctx},
@@ -60,7 +60,10 @@ impl App {
         Self {
             kind,
             cors: Cors::new(&opts.cors),
-            credentials: opts.basic_auth_credentials.clone().map(Credentials::new),
+            credentials: opts
+                .basic_auth_credentials
+                .clone()
+                .map(|users| Credentials::with_read_only(users, opts.read_only_users.clone())),
             opts,
             backends,
             access_log,
@@ -136,7 +139,7 @@ impl App {
         }
         self.access_log.log(
             remote,
-            user.as_deref(),
+            user.as_ref().map(|p| p.user.as_str()),
             &method,
             &uri,
             version,
@@ -150,7 +153,7 @@ impl App {
         &self,
         req: Request<Incoming>,
         remote: SocketAddr,
-    ) -> (Option<String>, Response<Body>) {
+    ) -> (Option<Principal>, Response<Body>) {
         // 0. Web pages: DNS rebinding and cross-origin writes (request_guard.rs).
         let loopback_only = self.opts.listen.iter().all(|a| a.ip().is_loopback());
         let checked = crate::request_guard::check_host(req.headers(), req.uri(), loopback_only)
@@ -183,9 +186,15 @@ impl App {
                         .get(header::AUTHORIZATION)
                         .map(|v| v.as_bytes()),
                 ) {
-                    Ok(u) => {
+                    Ok(p) => {
                         self.throttle.succeeded(ip);
-                        user = Some(u)
+                        if let Some(msg) = read_only_refusal(&p, req.method(), req.uri().path()) {
+                            return (
+                                Some(p),
+                                self.err(&ApiError::new(StatusCode::FORBIDDEN, msg)),
+                            );
+                        }
+                        user = Some(p)
                     }
                     Err(f) => {
                         if f != AuthFailure::NoAuth {
@@ -221,7 +230,7 @@ impl App {
         r
     }
 
-    async fn route(&self, req: Request<Incoming>, user: Option<String>) -> Response<Body> {
+    async fn route(&self, req: Request<Incoming>, user: Option<Principal>) -> Response<Body> {
         let path = req.uri().path().to_string();
         let raw_query = req.uri().query().map(str::to_string);
         // 3. Trailing-slash redirect (307 keeps the method). "/" is a 404 (the [REC]).
@@ -267,6 +276,20 @@ impl App {
             ApiKind::PinSvc => crate::pinsvc::handle(self, req, &decoded, &query, user).await,
         }
     }
+}
+
+/// Read-scoped credentials (`read_only_users`, or a `scope=read` token) may GET and HEAD,
+/// and ask `POST /token` for another read-scoped token; anything else is refused here,
+/// before any handler runs. `None` = allowed.
+fn read_only_refusal(p: &Principal, method: &Method, path: &str) -> Option<String> {
+    let reads = method == Method::GET || method == Method::HEAD || method == Method::OPTIONS;
+    let token = method == Method::POST && path.trim_end_matches('/') == "/token";
+    (p.scope == Scope::Read && !reads && !token).then(|| {
+        format!(
+            "forbidden: user {:?} has read-only access (read_only_users or a scope=read token): only GET and HEAD are allowed, not {method}",
+            p.user
+        )
+    })
 }
 
 /// Builds the hyper connection builder with the configured limits.
@@ -431,5 +454,44 @@ pub async fn serve_io<I>(
     };
     if let Err(e) = res {
         tracing::debug!(%remote, error = %e, "HTTP connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::*;
+
+    #[test]
+    fn read_scope_allows_reads_and_a_token_only() {
+        let reader = Principal {
+            user: "bob".into(),
+            scope: Scope::Read,
+        };
+        let writer = Principal {
+            user: "alice".into(),
+            scope: Scope::Write,
+        };
+        for (m, path) in [
+            (Method::GET, "/pins"),
+            (Method::HEAD, "/id"),
+            (Method::OPTIONS, "/pins/x"),
+            (Method::POST, "/token"),
+        ] {
+            assert_eq!(read_only_refusal(&reader, &m, path), None, "{m} {path}");
+        }
+        for (m, path) in [
+            (Method::POST, "/pins/x"),
+            (Method::DELETE, "/pins/x"),
+            (Method::POST, "/add"),
+            (Method::PUT, "/token"),
+            (Method::POST, "/tokens"),
+        ] {
+            let msg = read_only_refusal(&reader, &m, path).expect("refused");
+            assert!(
+                msg.contains("\"bob\"") && msg.contains("read-only"),
+                "{msg}"
+            );
+            assert_eq!(read_only_refusal(&writer, &m, path), None);
+        }
     }
 }
