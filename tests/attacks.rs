@@ -1000,3 +1000,190 @@ fn read_only_users_and_scoped_tokens_cannot_write() {
         assert_eq!(st, 200, "the writer is served: {body}");
     });
 }
+
+/// Sends `head` (a raw HTTP/1.1 request head) then `body` in pieces of `piece` bytes, while
+/// reading the answer; returns the answer's text ("" when the connection was cut before
+/// any answer). Writing stops at the first error (the server may close on us).
+async fn raw_upload(to: SocketAddr, head: String, body: Vec<u8>, piece: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = tokio::net::TcpStream::connect(to).await.expect("connect");
+    let (mut rd, mut wr) = s.into_split();
+    let writer = tokio::spawn(async move {
+        if wr.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        for c in body.chunks(piece) {
+            if wr.write_all(c).await.is_err() {
+                return;
+            }
+        }
+        // Keep the write side open: a client that stops sending (or is done) waits.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    // A complete non-chunked answer: stop.
+                    let text = String::from_utf8_lossy(&out);
+                    if let Some((h, b)) = text.split_once("\r\n\r\n") {
+                        let len = h.lines().find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        });
+                        if len.is_some_and(|n| b.len() >= n) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    writer.abort();
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// One multipart/form-data body holding a single file of `data`.
+fn multipart_file(data: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "attackboundary7f3a";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Hole 7 (rest): `POST /add` read any amount, for any time, and spooled all of it to the
+/// temp folder. Now the body is bounded by `max_add_bytes` (ours; here 1 MiB, default
+/// 32 GiB): a declared larger Content-Length gets 413 before anything is read, a chunked
+/// body is cut off with 413 as soon as it goes past the limit; a client that stops
+/// sending is given up on at `read_timeout` (upstream's key, here 3 s) with 408. Nothing
+/// of the refused adds is pinned, and adds within the limit keep working.
+#[test]
+fn add_is_bounded_in_size_and_time() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let ipfs_dir = tmp.path().join("ipfs");
+        std::fs::create_dir_all(&ipfs_dir).unwrap();
+        let ipfs = KuboNode::start(&ipfs_dir).await.expect("Kubo");
+        let dir = init_peer_with(
+            &tmp.path().join("victim"),
+            &ipfs.multiaddr(),
+            &secret(13),
+            &[
+                ("CLUSTER_RESTAPI_MAXADDBYTES", (1u64 << 20).to_string()),
+                ("CLUSTER_RESTAPI_READTIMEOUT", "3s".to_string()),
+            ],
+        )
+        .expect("init the victim");
+        let mut v = Victim::run(dir, &[]).await;
+        let rest = at(v.dir.ports.rest);
+        let add = "/add?stream-channels=false&cid-version=1";
+        let head = |ct: &str, framing: String| {
+            format!("POST {add} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ct}\r\n{framing}\r\n")
+        };
+
+        // The legitimate user adds 100 KiB.
+        let (ct, body) = multipart_file(&vec![1u8; 100 << 10]);
+        let answer = raw_upload(
+            rest,
+            head(&ct, format!("Content-Length: {}\r\n", body.len())),
+            body,
+            64 << 10,
+        )
+        .await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "a small add: {answer}\n{}",
+            v.dir.log_tail()
+        );
+        let pins = v.pinset().await;
+        assert_eq!(pins.len(), 1, "{pins:?}");
+
+        // A declared 2 MiB body: 413 before reading it.
+        let (ct, body) = multipart_file(&vec![2u8; 2 << 20]);
+        let answer = raw_upload(
+            rest,
+            head(&ct, format!("Content-Length: {}\r\n", body.len())),
+            Vec::new(),
+            1,
+        )
+        .await;
+        assert!(
+            answer.starts_with("HTTP/1.1 413"),
+            "declared too large: {answer}"
+        );
+        assert!(answer.contains("max_add_bytes"), "{answer}");
+
+        // The same, chunked (no length given): cut off past 1 MiB. The server may close
+        // the connection while the client still sends, so the answer may be lost; the
+        // pinset proves the add did not happen either way.
+        let mut chunked = Vec::new();
+        for c in body.chunks(32 << 10) {
+            chunked.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+            chunked.extend_from_slice(c);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        chunked.extend_from_slice(b"0\r\n\r\n");
+        let answer = raw_upload(
+            rest,
+            head(&ct, "Transfer-Encoding: chunked\r\n".to_string()),
+            chunked,
+            32 << 10,
+        )
+        .await;
+        eprintln!(
+            "chunked too large: {}",
+            answer.lines().next().unwrap_or("(cut)")
+        );
+        assert!(
+            answer.is_empty()
+                || (answer.starts_with("HTTP/1.1 413") && answer.contains("max_add_bytes")),
+            "chunked too large: {answer}"
+        );
+
+        // A client that sends a little and stops: 408 at read_timeout, not a held request.
+        let (ct, body) = multipart_file(&vec![3u8; 500 << 10]);
+        let started = std::time::Instant::now();
+        let answer = raw_upload(
+            rest,
+            head(&ct, format!("Content-Length: {}\r\n", body.len())),
+            body[..1000].to_vec(),
+            1000,
+        )
+        .await;
+        assert!(
+            answer.starts_with("HTTP/1.1 408"),
+            "a stalled upload: {answer}"
+        );
+        assert!(answer.contains("read_timeout"), "{answer}");
+        assert!(
+            started.elapsed() < Duration::from_secs(25),
+            "the stalled upload was held"
+        );
+
+        // Nothing of the refused adds is pinned; the peer is unharmed and adds work.
+        let members = v.peers().await;
+        v.assert_unharmed(&pins, &members).await;
+        let (ct, body) = multipart_file(&vec![4u8; 1000 << 10]);
+        let answer = raw_upload(
+            rest,
+            head(&ct, format!("Content-Length: {}\r\n", body.len())),
+            body,
+            64 << 10,
+        )
+        .await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "an add just under the limit: {answer}"
+        );
+    });
+}

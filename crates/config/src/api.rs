@@ -43,9 +43,14 @@ pub struct RestApiConfig {
     /// (so idle or slow clients cannot exhaust file descriptors and memory). Written to
     /// service.json only when changed from the default.
     pub max_connections: u32,
+    /// Ours: the largest `POST /add` request body, in bytes (413 beyond; also bounds what
+    /// one add spools to the temp folder). Written to service.json only when changed.
+    pub max_add_bytes: u64,
 }
 
 pub const DEFAULT_MAX_HEADER_BYTES: i64 = 4096;
+/// 32 GiB: far above a typical add, far below a disk.
+pub const DEFAULT_MAX_ADD_BYTES: u64 = 32 << 30;
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
 
 impl RestApiConfig {
@@ -88,6 +93,7 @@ impl RestApiConfig {
             cors_allow_credentials: true,
             cors_max_age: GoDuration::ZERO,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_add_bytes: DEFAULT_MAX_ADD_BYTES,
         }
     }
 
@@ -133,6 +139,10 @@ impl RestApiConfig {
                         format!("must be at most {}, got {n}", u32::MAX),
                     )
                 })?,
+            },
+            max_add_bytes: match o.uint_or("max_add_bytes", 0)? {
+                0 => d.max_add_bytes,
+                n => n,
             },
         };
         o.finish();
@@ -197,6 +207,9 @@ impl RestApiConfig {
             .dur("cors_max_age", self.cors_max_age);
         if self.max_connections != DEFAULT_MAX_CONNECTIONS {
             o.put("max_connections", self.max_connections);
+        }
+        if self.max_add_bytes != DEFAULT_MAX_ADD_BYTES {
+            o.put("max_add_bytes", self.max_add_bytes);
         }
         o.done()
     }

@@ -107,6 +107,7 @@ const REST: &[(&str, Kind)] = &[
     ("cors_allow_credentials", Bool),
     ("cors_max_age", Str),
     ("max_connections", Int),
+    ("max_add_bytes", Int),
 ];
 const PROXY: &[(&str, Kind)] = &[
     ("listen_multiaddress", List),

@@ -1143,3 +1143,25 @@ fn read_only_users_is_our_optional_rest_key() {
         vec!["alice".to_string(), "bob".to_string()]
     );
 }
+
+#[test]
+fn max_add_bytes_is_our_optional_rest_key() {
+    let cfg = ServiceConfig::from_json(&upstream_service_json()).unwrap();
+    assert_eq!(
+        cfg.api.restapi.as_ref().unwrap().max_add_bytes,
+        crate::api::DEFAULT_MAX_ADD_BYTES
+    );
+    let v: Value = serde_json::from_str(&cfg.to_json_pretty()).unwrap();
+    assert!(v["api"]["restapi"].get("max_add_bytes").is_none());
+    let text = upstream_service_json().replace(
+        "\"basic_auth_credentials\": null",
+        "\"basic_auth_credentials\": null,\n      \"max_add_bytes\": 1048576",
+    );
+    let cfg = ServiceConfig::from_json(&text).unwrap();
+    cfg.validate().unwrap();
+    assert_eq!(cfg.api.restapi.as_ref().unwrap().max_add_bytes, 1 << 20);
+    let v: Value = serde_json::from_str(&cfg.to_json_pretty()).unwrap();
+    assert_eq!(v["api"]["restapi"]["max_add_bytes"], 1 << 20);
+    let e = load_err(&text.replace("1048576", "-1"));
+    assert!(e.contains("max_add_bytes"), "{e}");
+}

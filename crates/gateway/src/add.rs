@@ -8,9 +8,9 @@
 use std::{collections::BTreeMap, convert::Infallible};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Response};
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use ipfs_cluster_api as api;
 use ipfs_cluster_proto::{ipfsconnector::v1 as ipb, names, transport::v1 as tpb};
 use prost::Message;
@@ -487,7 +487,7 @@ pub async fn handle(
     b: &Backends,
     query: &str,
     content_type: Option<&str>,
-    body: Incoming,
+    body: crate::multipart::LimitedBody,
 ) -> Result<Response<Body>, ApiError> {
     let params = api::AddParams::from_query(query).map_err(|e| ApiError::bad_request(e.0))?;
     let dag = dag_params(&params)?;
@@ -502,7 +502,7 @@ pub async fn handle(
         None => vec![b.id().await?.id],
     };
     let spool = if user_allocations.is_none() && !params.local && !params.no_pin {
-        Some(Spool::new().await.map_err(|e| {
+        Some(Spool::new(body.limits().spool_max()).await.map_err(|e| {
             ApiError::internal(format!(
                 "cannot create the add spool in the temp folder ({}): {e}",
                 std::env::temp_dir().display()
@@ -551,7 +551,7 @@ pub async fn handle(
             }
             v
         });
-        res.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        res.map_err(|e| ApiError::new(crate::multipart::status_of(&e), e))?;
         let body = if outputs.is_empty() {
             reply::json_line(&serde_json::Value::Null)
         } else {

@@ -51,6 +51,7 @@ pub fn api_options(
         basic_auth_credentials: c.basic_auth_credentials.clone(),
         read_only_users: c.read_only_users.iter().cloned().collect(),
         max_connections: c.max_connections.max(1) as usize,
+        max_add_bytes: c.max_add_bytes,
         http_log_file: nonempty(&c.http_log_file),
         headers: c.headers.clone(),
         cors: CorsOptions {

@@ -31,6 +31,8 @@ pub struct Ctx {
     pub credentials: Option<crate::auth::Credentials>,
     /// Deadline for reading a request body (`read_timeout`; zero = none).
     pub read_timeout: std::time::Duration,
+    /// Largest `POST /add` body (`max_add_bytes`).
+    pub max_add_bytes: u64,
     /// The request's Content-Type (POST /add needs the multipart boundary).
     pub content_type: Option<String>,
 }
@@ -81,7 +83,15 @@ async fn dispatch(
             Ok(reply::no_content())
         }
         Route::Add => match body {
-            Some(body) => crate::add::handle(b, q.raw(), ctx.content_type.as_deref(), body).await,
+            Some(body) => {
+                let limits = crate::multipart::BodyLimits {
+                    max_bytes: ctx.max_add_bytes,
+                    read_timeout: ctx.read_timeout,
+                };
+                let body = crate::multipart::LimitedBody::new(body, limits)
+                    .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e))?;
+                crate::add::handle(b, q.raw(), ctx.content_type.as_deref(), body).await
+            }
             None => Err(ApiError::bad_request(
                 "request Content-Type isn't multipart/form-data",
             )),

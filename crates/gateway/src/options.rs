@@ -30,6 +30,8 @@ pub struct HttpApiOptions {
     pub libp2p: Option<crate::libp2p_http::Libp2pOptions>,
     /// Connections served at once (per API); more are closed at accept.
     pub max_connections: usize,
+    /// Largest `POST /add` request body, in bytes (ours: `max_add_bytes`).
+    pub max_add_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +82,7 @@ impl HttpApiOptions {
             cors: CorsOptions::default(),
             libp2p: None,
             max_connections: ipfs_cluster_config::api::DEFAULT_MAX_CONNECTIONS as usize,
+            max_add_bytes: ipfs_cluster_config::api::DEFAULT_MAX_ADD_BYTES,
         }
     }
 

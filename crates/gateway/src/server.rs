@@ -261,6 +261,7 @@ impl App {
                         user,
                         credentials: self.credentials.clone(),
                         read_timeout: self.opts.read_timeout,
+                        max_add_bytes: self.opts.max_add_bytes,
                         content_type: req
                             .headers()
                             .get(header::CONTENT_TYPE)
