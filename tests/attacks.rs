@@ -1187,3 +1187,47 @@ fn add_is_bounded_in_size_and_time() {
         );
     });
 }
+
+/// Hole 7 (rest): every peer that ever connected was written to the peerstore file and
+/// dialled again at every start, forever. Now the file lists cluster members only: a
+/// secret holder that connects (and tells its addresses through identify) is not
+/// written; a member that joined is.
+#[test]
+fn strangers_are_not_kept_in_the_peerstore() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = secret(14);
+        let mut leader = Victim::start(&tmp.path().join("leader"), &s, &[]).await;
+        let mdir = init_peer_with(&tmp.path().join("member"), &no_ipfs(), &s, &[]).unwrap();
+        let member = Victim::run(mdir, &["--bootstrap", &leader.swarm.clone()]).await;
+        let members = BTreeSet::from([leader.id.clone(), member.id.clone()]);
+        wait_for(Duration::from_secs(60), || async {
+            leader.peers().await == members
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the member did not join:\n{}", member.dir.log_tail()));
+        let a = Attacker::start(&tmp.path().join("attacker"), &s).await;
+        a.dial(&leader.swarm).await;
+        let file = leader.dir.dir.join("peerstore");
+        // The member gets written (saves run every 5 s while something changed)...
+        wait_for(Duration::from_secs(30), || async {
+            std::fs::read_to_string(&file).is_ok_and(|t| t.contains(&member.id))
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the member is not in the leader's peerstore: {:?}",
+                std::fs::read_to_string(&file)
+            )
+        });
+        // ... the stranger, connected all along, never is: not while running, not on
+        // the way out.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(!text.contains(&a.id), "a stranger in the peerstore: {text}");
+        leader.proc.terminate(Duration::from_secs(30));
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(!text.contains(&a.id), "a stranger in the peerstore: {text}");
+        assert!(text.contains(&member.id), "the member is gone: {text}");
+    });
+}

@@ -585,13 +585,27 @@ impl Task {
         }
     }
 
+    /// Writes the peerstore file with the addresses of current cluster members only
+    /// (issue 16, hole 7: strangers that connected are neither written nor re-dialled at
+    /// the next start; a removed member drops out). When membership cannot be read, the
+    /// file is left as it is and the save retried at the next tick.
     async fn save_peerstore(&mut self) {
         self.dirty = false;
         let Some(path) = self.peerstore_file.clone() else {
             return;
         };
+        let Some(members) = self
+            .inbound
+            .trust
+            .peerstore_members(Duration::from_millis(500))
+            .await
+        else {
+            tracing::debug!("cluster membership not known yet: peerstore file left as it is");
+            self.dirty = true;
+            return;
+        };
         let store = Peerstore {
-            book: self.book.clone(),
+            book: members_only(&self.book, &members),
             unnamed: self.unnamed.clone(),
         };
         let me = self.local;
@@ -1029,6 +1043,14 @@ fn dial_error_status(error: &DialError) -> Status {
             "cannot connect: {error} (a different cluster secret shows up as a timeout or a handshake error)"
         )),
     }
+}
+
+/// The entries of `book` whose peer is in `members`.
+fn members_only(book: &peerstore::Book, members: &HashSet<PeerId>) -> peerstore::Book {
+    book.iter()
+        .filter(|(p, _)| members.contains(p))
+        .map(|(p, a)| (*p, a.clone()))
+        .collect()
 }
 
 /// Peers to dial at start: `cluster.peer_addresses` first, then the peerstore (its
