@@ -1231,3 +1231,103 @@ fn strangers_are_not_kept_in_the_peerstore() {
         assert!(text.contains(&member.id), "the member is gone: {text}");
     });
 }
+
+/// The pids of `root` and all its descendants (from /proc/<pid>/stat).
+fn process_tree(root: u32) -> BTreeSet<u32> {
+    let mut parent_of = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut tree = BTreeSet::from([root]);
+    loop {
+        let before = tree.len();
+        for (pid, ppid) in &parent_of {
+            if tree.contains(ppid) {
+                tree.insert(*pid);
+            }
+        }
+        if tree.len() == before {
+            return tree;
+        }
+    }
+}
+
+/// The TCP ports the processes `pids` listen on (their socket inodes matched against the
+/// LISTEN entries of /proc/net/tcp and tcp6).
+fn listening_ports(pids: &BTreeSet<u32>) -> BTreeSet<u16> {
+    let mut inodes = BTreeSet::new();
+    for pid in pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(link) = std::fs::read_link(fd.path()) {
+                let l = link.to_string_lossy().to_string();
+                if let Some(i) = l.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                    inodes.insert(i.to_string());
+                }
+            }
+        }
+    }
+    let mut ports = BTreeSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address rem_address st ... inode (10th column)
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                if let Some(port) = f[1].rsplit(':').next() {
+                    ports.insert(u16::from_str_radix(port, 16).unwrap());
+                }
+            }
+        }
+    }
+    ports
+}
+
+/// Issue 17 item 10 with hole 3: the gateway opened a loopback HTTP listener on a random
+/// port (the target of the transport's /libp2p-http tunnel) that service.json does not
+/// declare, an endpoint no operator knew to firewall. Now tunnelled streams go through
+/// the gateway's internal gRPC and are served in-process: every port a peer's processes
+/// (launcher and its four services) listen on is one service.json names, and the
+/// libp2p-http tunnel still works (tests/ctl_golden.rs
+/// `libp2p_http_over_the_cluster_host_and_its_own_host`).
+#[test]
+fn a_peer_listens_only_on_declared_ports() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let v = Victim::start(&tmp.path().join("victim"), &secret(15), &[]).await;
+        let cfg = std::fs::read_to_string(v.dir.dir.join("service.json")).unwrap();
+        let declared: BTreeSet<u16> = regex::Regex::new(r#"(?:/tcp/|:)(\d{2,5})\b"#)
+            .unwrap()
+            .captures_iter(&cfg)
+            .filter_map(|c| c[1].parse().ok())
+            .collect();
+        let pids = process_tree(v.proc.pid());
+        assert!(pids.len() >= 5, "the launcher and its four services: {pids:?}");
+        // Every service is up (REST answered in Victim::start); give late binders a moment.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let ports = listening_ports(&pids);
+        for must in [v.dir.ports.rest, v.dir.ports.swarm, v.dir.ports.gateway] {
+            assert!(ports.contains(&must), "{must} not seen listening: {ports:?}");
+        }
+        let undeclared: Vec<u16> = ports.difference(&declared).copied().collect();
+        assert!(
+            undeclared.is_empty(),
+            "listening on ports service.json does not declare: {undeclared:?} (all: {ports:?}, declared: {declared:?})"
+        );
+    });
+}

@@ -39,6 +39,9 @@ pub struct Backends {
     pub peername: String,
     /// Metrics followed from the broadcast (filled by `metrics::spawn`).
     pub metrics: std::sync::Arc<crate::metrics::MetricStore>,
+    /// The REST app that serves `/libp2p-http` streams tunnelled by the transport
+    /// (`Gateway.Libp2pHttp`), set once it is up; unset = refused as unavailable.
+    pub tunnel: std::sync::Arc<std::sync::OnceLock<crate::libp2p_http::Tunnel>>,
 }
 
 fn req<T>(msg: T, timeout: Duration) -> Request<T> {
@@ -82,6 +85,7 @@ impl Backends {
             ipfs: ipfs_cluster_proto::client::ipfs_connector(opts.ipfs_connector_addr, token),
             peername: opts.peername.clone(),
             metrics: Default::default(),
+            tunnel: Default::default(),
         }
     }
 

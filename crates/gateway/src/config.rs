@@ -83,6 +83,7 @@ pub fn api_options(
             opts.libp2p = Some(crate::libp2p_http::Libp2pOptions {
                 listen: c.libp2p_listen_multiaddress.clone(),
                 keypair: ident.keypair,
+                secret: peer.config.cluster.secret.0,
             });
         }
     }

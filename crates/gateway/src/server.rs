@@ -38,6 +38,39 @@ pub enum ApiKind {
     PinSvc,
 }
 
+/// Who is at the other end of a request: its TCP address (the throttle keys on its IP),
+/// and for requests that came over `/libp2p-http`, the libp2p peer id (the access log
+/// names it instead of an address).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Remote {
+    pub addr: SocketAddr,
+    pub peer: Option<String>,
+}
+
+impl From<SocketAddr> for Remote {
+    fn from(addr: SocketAddr) -> Self {
+        Remote { addr, peer: None }
+    }
+}
+
+impl Remote {
+    /// A libp2p peer (no IP address: the throttle buckets these under 0.0.0.0).
+    pub fn libp2p(peer: impl ToString) -> Self {
+        Remote {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            peer: Some(peer.to_string()),
+        }
+    }
+
+    /// What the access log shows.
+    pub fn client(&self) -> String {
+        match &self.peer {
+            Some(p) => p.clone(),
+            None => self.addr.ip().to_string(),
+        }
+    }
+}
+
 pub struct App {
     pub kind: ApiKind,
     pub opts: HttpApiOptions,
@@ -81,7 +114,7 @@ impl App {
 
     /// The whole middleware chain for one request, counted in the Prometheus families
     /// and, with tracing on, run in the request's trace (crate::prometheus).
-    pub async fn call(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+    pub async fn call(&self, req: Request<Incoming>, remote: Remote) -> Response<Body> {
         use tracing::Instrument;
         let obs = crate::prometheus::Observed::start(
             self.kind,
@@ -102,7 +135,7 @@ impl App {
         resp
     }
 
-    async fn call_untraced(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+    async fn call_untraced(&self, req: Request<Incoming>, remote: Remote) -> Response<Body> {
         self.served.fetch_add(1, Ordering::Relaxed);
         let method = req.method().clone();
         let uri = req.uri().clone();
@@ -112,9 +145,9 @@ impl App {
         // connection; we answer 503 so the client learns why).
         let wt = self.opts.write_timeout;
         let (user, mut resp) = if wt.is_zero() {
-            self.inner(req, remote).await
+            self.inner(req, remote.addr).await
         } else {
-            match tokio::time::timeout(wt, self.inner(req, remote)).await {
+            match tokio::time::timeout(wt, self.inner(req, remote.addr)).await {
                 Ok(x) => x,
                 Err(_) => (
                     None,
@@ -138,7 +171,7 @@ impl App {
             }
         }
         self.access_log.log(
-            remote,
+            &remote.client(),
             user.as_ref().map(|p| p.user.as_str()),
             &method,
             &uri,
@@ -396,7 +429,7 @@ pub async fn serve(
             let builder = conn_builder(&app.opts);
             let svc = service_fn(move |req| {
                 let app = app.clone();
-                async move { Ok::<_, std::convert::Infallible>(app.call(req, remote).await) }
+                async move { Ok::<_, std::convert::Infallible>(app.call(req, remote.into()).await) }
             });
             let res = match acceptor {
                 Some(acc) => {
@@ -431,9 +464,8 @@ pub async fn serve(
     }
 }
 
-/// Serves one plain (already accepted) connection or stream with `app` until it ends or
-/// `shutdown` flips (then the current request finishes). Used by the TCP listeners and by
-/// the libp2p-http endpoint.
+/// Serves one plain (already accepted) connection with `app` until it ends or `shutdown`
+/// flips (then the current request finishes).
 pub async fn serve_io<I>(
     io: I,
     remote: SocketAddr,
@@ -445,7 +477,7 @@ pub async fn serve_io<I>(
     let builder = conn_builder(&app.opts);
     let svc = service_fn(move |req| {
         let app = app.clone();
-        async move { Ok::<_, std::convert::Infallible>(app.call(req, remote).await) }
+        async move { Ok::<_, std::convert::Infallible>(app.call(req, remote.into()).await) }
     });
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
@@ -455,6 +487,41 @@ pub async fn serve_io<I>(
     };
     if let Err(e) = res {
         tracing::debug!(%remote, error = %e, "HTTP connection ended with an error");
+    }
+}
+
+/// Serves one `/libp2p-http` stream from libp2p peer `peer` (HTTP/1.1 only, as
+/// go-libp2p-http): the access log names the peer. Deadlines: the first request's head
+/// must arrive within `read_header_timeout` (or `idle_timeout`, else 5 s), and so must
+/// each next one (so an idle stream is closed), bodies within `read_timeout`.
+pub async fn serve_libp2p<I>(
+    io: I,
+    peer: String,
+    app: Arc<App>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut b = hyper::server::conn::http1::Builder::new();
+    let max_buf = (app.opts.max_header_bytes.max(4096) + 4096).max(8192);
+    b.timer(TokioTimer::new())
+        .header_read_timeout(first_byte_deadline(&app.opts))
+        .max_buf_size(max_buf)
+        .keep_alive(true);
+    let remote = Remote::libp2p(&peer);
+    let svc = service_fn(move |req| {
+        let app = app.clone();
+        let remote = remote.clone();
+        async move { Ok::<_, std::convert::Infallible>(app.call(req, remote).await) }
+    });
+    let conn = b.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let res = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.changed() => { conn.as_mut().graceful_shutdown(); conn.await }
+    };
+    if let Err(e) = res {
+        tracing::debug!(%peer, error = %e, "/libp2p-http stream ended with an error");
     }
 }
 
