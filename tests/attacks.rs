@@ -1331,3 +1331,58 @@ fn a_peer_listens_only_on_declared_ports() {
         );
     });
 }
+
+/// Hole 8 (beyond upstream, which honours `trusted_peers` in CRDT mode only): any holder
+/// of the cluster secret could join a raft cluster with `--bootstrap` and become a member
+/// (pin, unpin, vote). With `consensus.raft.trusted_peers` set, a peer that is not listed
+/// is refused with an error naming the key (in its own log), the leader logs it, and the
+/// membership and pinset do not change; a listed peer joins as before.
+#[test]
+fn trusted_peers_keep_secret_holders_out_of_a_raft_cluster() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = secret(16);
+        let mdir = init_peer_with(&tmp.path().join("member"), &no_ipfs(), &s, &[]).unwrap();
+        let ident: Value =
+            serde_json::from_str(&std::fs::read_to_string(mdir.dir.join("identity.json")).unwrap())
+                .unwrap();
+        let member_id = ident["id"].as_str().unwrap().to_string();
+        let ldir = init_peer_with(
+            &tmp.path().join("leader"),
+            &no_ipfs(),
+            &s,
+            &[("CLUSTER_RAFT_TRUSTEDPEERS", member_id.clone())],
+        )
+        .unwrap();
+        let mut leader = Victim::run(ldir, &[]).await;
+        let pins = BTreeSet::from([leader.pin_new().await]);
+        let member = Victim::run(mdir, &["--bootstrap", &leader.swarm.clone()]).await;
+        let members = BTreeSet::from([leader.id.clone(), member.id.clone()]);
+        wait_for(Duration::from_secs(60), || async {
+            leader.peers().await == members
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the listed peer did not join:\n{}", member.dir.log_tail()));
+
+        // A secret holder that is not listed tries to join like the member did.
+        let xdir = init_peer_with(&tmp.path().join("stranger"), &no_ipfs(), &s, &[]).unwrap();
+        let _stranger = Victim::run(xdir, &["--bootstrap", &leader.swarm.clone()]).await;
+        let log = tmp.path().join("stranger").join("daemon.log");
+        wait_for(Duration::from_secs(60), || async {
+            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("consensus.raft.trusted_peers"))
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the stranger was not told why it cannot join:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        let leader_log = std::fs::read_to_string(leader.dir.dir.join("daemon.log")).unwrap();
+        assert!(
+            leader_log.contains("not in consensus.raft.trusted_peers"),
+            "the leader did not log the refusal"
+        );
+        leader.assert_unharmed(&pins, &members).await;
+    });
+}

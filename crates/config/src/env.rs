@@ -84,6 +84,7 @@ const RAFT: &[(&str, Kind)] = &[
     ("leader_lease_timeout", Str),
     ("data_folder", Str),
     ("datastore_namespace", Str),
+    ("trusted_peers", List),
 ];
 const REST: &[(&str, Kind)] = &[
     ("http_listen_multiaddress", List),

@@ -1165,3 +1165,60 @@ fn max_add_bytes_is_our_optional_rest_key() {
     let e = load_err(&text.replace("1048576", "-1"));
     assert!(e.contains("max_add_bytes"), "{e}");
 }
+
+#[test]
+fn raft_accepts_upstreams_trusted_peers_key() {
+    let id = "12D3KooWJhvkyhTzW8GjLjXjZDggCbpVe8u8rtcrZZqYTuKCixbL";
+    // Absent (upstream's raft section): anyone may join; not written back.
+    let cfg = ServiceConfig::from_json(&upstream_service_json()).unwrap();
+    assert_eq!(cfg.consensus.raft.as_ref().unwrap().trusted_peers, None);
+    let v: Value = serde_json::from_str(&cfg.to_json_pretty()).unwrap();
+    assert!(v["consensus"]["raft"].get("trusted_peers").is_none());
+    let with = |list: &str| {
+        upstream_service_json().replace(
+            "\"init_peerset\": [],",
+            &format!("\"init_peerset\": [],\n      \"trusted_peers\": {list},"),
+        )
+    };
+    let cfg = ServiceConfig::from_json(&with(&format!("[\"{id}\"]"))).unwrap();
+    cfg.validate().unwrap();
+    let t = cfg
+        .consensus
+        .raft
+        .as_ref()
+        .unwrap()
+        .trusted_peers
+        .clone()
+        .unwrap();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].to_string(), id);
+    let v: Value = serde_json::from_str(&cfg.to_json_pretty()).unwrap();
+    assert_eq!(
+        v["consensus"]["raft"]["trusted_peers"],
+        serde_json::json!([id])
+    );
+    // "*" trusts everyone, as upstream's crdt key.
+    let cfg = ServiceConfig::from_json(&with("[\"*\"]")).unwrap();
+    assert_eq!(cfg.consensus.raft.as_ref().unwrap().trusted_peers, None);
+    // Not a peer id: a clear error naming the key.
+    let e = load_err(&with("[\"nobody\"]"));
+    assert!(
+        e.contains("consensus.raft.trusted_peers") && e.contains("nobody"),
+        "{e}"
+    );
+    // Env override (upstream's variable naming).
+    let mut cfg = ServiceConfig::from_json(&upstream_service_json()).unwrap();
+    cfg.apply_env_from(&env(&[("CLUSTER_RAFT_TRUSTEDPEERS", id)]))
+        .unwrap();
+    assert_eq!(
+        cfg.consensus
+            .raft
+            .as_ref()
+            .unwrap()
+            .trusted_peers
+            .as_ref()
+            .unwrap()
+            .len(),
+        1
+    );
+}
