@@ -1386,3 +1386,98 @@ fn trusted_peers_keep_secret_holders_out_of_a_raft_cluster() {
         leader.assert_unharmed(&pins, &members).await;
     });
 }
+
+/// Bytes the peer at `rest` received over gossipsub (its transport counts them by
+/// protocol, GET /health/bandwidth).
+async fn gossip_bytes_in(rest: &str) -> i64 {
+    let (st, text) = http("GET", &format!("{rest}/health/bandwidth"), None)
+        .await
+        .expect("GET /health/bandwidth");
+    assert_eq!(st, 200, "{text}");
+    let bw: Value = serde_json::from_str(&text).unwrap();
+    bw.as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.contains("meshsub"))
+        .map(|(_, v)| v["total_in"].as_i64().unwrap_or(0))
+        .sum()
+}
+
+/// Gossip relay: members' transports forwarded a secret holder's gossip to the rest of the
+/// cluster (every peer then had to receive it and drop it). Now a message is relayed only
+/// when its signed author is a member: a stranger connected to the leader alone floods
+/// the metrics topic with 4 MB, and the other member receives next to nothing of it over
+/// gossipsub, while the leader's own metrics still reach it.
+#[test]
+fn members_do_not_relay_strangers_gossip() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = secret(17);
+        let ping = [("CLUSTER_MONITORPINGINTERVAL", "1s".to_string())];
+        let ldir = init_peer_with(&tmp.path().join("leader"), &no_ipfs(), &s, &ping).unwrap();
+        let leader = Victim::run(ldir, &[]).await;
+        let mdir = init_peer_with(&tmp.path().join("member"), &no_ipfs(), &s, &ping).unwrap();
+        let member = Victim::run(mdir, &["--bootstrap", &leader.swarm.clone()]).await;
+        let members = BTreeSet::from([leader.id.clone(), member.id.clone()]);
+        wait_for(Duration::from_secs(60), || async {
+            leader.peers().await == members && member.peers().await == members
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the member did not join:\n{}", member.dir.log_tail()));
+        // What the member's transport delivers on the metrics topic (members' only).
+        let token = InternalToken::load(&member.dir.dir.join("internal.token")).unwrap();
+        let mut mt = client::transport(at(member.dir.ports.transport), &token);
+        let mut heard = mt
+            .subscribe(SubscribeRequest {
+                topic: ipfs_cluster_proto::METRICS_TOPIC.to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let a = Attacker::start(&tmp.path().join("attacker"), &s).await;
+        a.dial(&leader.swarm).await;
+        let mut t = a.transport.clone();
+        let _sub = t
+            .subscribe(SubscribeRequest {
+                topic: ipfs_cluster_proto::METRICS_TOPIC.to_string(),
+            })
+            .await
+            .unwrap();
+        // Let the attacker into the leader's mesh before measuring.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let before = gossip_bytes_in(&member.dir.rest_url()).await;
+        let flood = Metric {
+            name: "attackerflood".into(),
+            peer: a.id.clone(),
+            value: "x".repeat(200 << 10),
+            valid: true,
+            ..Default::default()
+        };
+        for _ in 0..20 {
+            let r = t
+                .publish(PublishRequest {
+                    topic: ipfs_cluster_proto::METRICS_TOPIC.to_string(),
+                    data: flood.encode_to_vec(),
+                })
+                .await;
+            assert!(r.is_ok(), "the attacker could not publish: {r:?}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let mut from = BTreeSet::new();
+        let _ = tokio::time::timeout(Duration::from_secs(4), async {
+            while let Ok(Some(m)) = heard.message().await {
+                from.insert(m.from);
+            }
+        })
+        .await;
+        let relayed = gossip_bytes_in(&member.dir.rest_url()).await - before;
+        assert!(
+            relayed < 1 << 20,
+            "the member received {relayed} gossip bytes while a stranger flooded the leader with 4 MB"
+        );
+        assert!(
+            from.contains(&leader.id),
+            "the leader's own gossip no longer reaches the member: {from:?}"
+        );
+    });
+}
