@@ -504,6 +504,8 @@ pub async fn start(
         latency: HashMap::new(),
         conn_addrs: HashMap::new(),
         established: 0,
+        loaded: cfg.peerstore.book.keys().copied().collect(),
+        dialled: HashSet::new(),
         book: cfg.peerstore.book,
         unnamed: cfg.peerstore.unnamed,
         dirty: false,
@@ -543,6 +545,10 @@ struct Task {
     book: peerstore::Book,
     /// Peerstore lines without /p2p/<id>, until a dial through one tells us the peer.
     unnamed: BTreeSet<Multiaddr>,
+    /// Peers in the peerstore file at start, and peers this host connected to through a
+    /// dial (bootstrap, `Transport.Dial`): what the file keeps while membership is unknown.
+    loaded: HashSet<PeerId>,
+    dialled: HashSet<PeerId>,
     dirty: bool,
     peerstore_file: Option<PathBuf>,
     topics: HashMap<String, broadcast::Sender<BroadcastMessage>>,
@@ -609,18 +615,24 @@ impl Task {
         let Some(path) = self.peerstore_file.clone() else {
             return;
         };
-        let Some(members) = self
+        let keep = match self
             .inbound
             .trust
             .peerstore_members(Duration::from_millis(500))
             .await
-        else {
-            tracing::debug!("cluster membership not known yet: peerstore file left as it is");
-            self.dirty = true;
-            return;
+        {
+            Some(members) => members,
+            None => {
+                // Membership unknown (staging, or consensus already stopped on the way
+                // out): keep what the file had and the peers this host dialled on purpose
+                // (peer_addresses, --bootstrap), never a peer that only connected to us.
+                tracing::debug!("cluster membership not known: the peerstore keeps dialled and already stored peers only");
+                self.dirty = true;
+                std::sync::Arc::new(self.dialled.union(&self.loaded).copied().collect())
+            }
         };
         let store = Peerstore {
-            book: members_only(&self.book, &members),
+            book: members_only(&self.book, &keep),
             unnamed: self.unnamed.clone(),
         };
         let me = self.local;
@@ -724,6 +736,7 @@ impl Task {
                     Err(DialError::DialPeerConditionFalse(_)) => {
                         // Already connected: remember the address and report success.
                         if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                            self.dialled.insert(peer);
                             self.remember(peer, &addr);
                             let _ = reply.send(Ok(peer));
                         }
@@ -887,6 +900,7 @@ impl Task {
                     .or_default()
                     .push((connection_id, strip_p2p(&remote)));
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    self.dialled.insert(peer_id);
                     let _ = reply.send(Ok(peer_id));
                 }
             }
