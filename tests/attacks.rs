@@ -783,3 +783,701 @@ fn idle_connection_floods_do_not_lock_users_out() {
         v.pin_new().await;
     });
 }
+
+/// Hole 9 (beyond upstream, its issue #621): every REST user could do everything, and
+/// `POST /token` gave tokens that never expire and survive a password change... only
+/// because the key is the password. Now users in `read_only_users` (our key) may GET and
+/// HEAD only, on both APIs, and get read-scoped tokens only; tokens carry `exp` (default
+/// 24 h, `?lifetime=` up to 720 h) and a scope no wider than their user's; an expired
+/// token and one from before a password change are refused. Nothing a read-only user or
+/// a narrowed token tries changes the pinset; the writer keeps pinning.
+#[test]
+fn read_only_users_and_scoped_tokens_cannot_write() {
+    rt().block_on(async {
+        use base64::Engine;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = init_peer_with(
+            &tmp.path().join("victim"),
+            &no_ipfs(),
+            &secret(12),
+            &[
+                (
+                    "CLUSTER_RESTAPI_BASICAUTHCREDENTIALS",
+                    "alice:alice-pw,bob:bob-pw".to_string(),
+                ),
+                ("CLUSTER_RESTAPI_READONLYUSERS", "bob".to_string()),
+                (
+                    "CLUSTER_PINSVCAPI_BASICAUTHCREDENTIALS",
+                    "alice:alice-pw,bob:bob-pw".to_string(),
+                ),
+                ("CLUSTER_PINSVCAPI_READONLYUSERS", "bob".to_string()),
+            ],
+        )
+        .expect("init");
+        let cfg: Value =
+            serde_json::from_slice(&std::fs::read(dir.dir.join("service.json")).unwrap()).unwrap();
+        assert_eq!(
+            cfg["api"]["restapi"]["read_only_users"],
+            serde_json::json!(["bob"]),
+            "init writes the key"
+        );
+        let mut daemon = dir
+            .start_until(&[], "/health", 204)
+            .await
+            .expect("start the victim");
+        let rest = dir.rest_url();
+        let pinsvc = format!("http://127.0.0.1:{}", dir.ports.pinsvc);
+        let basic = |user: &str, pass: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+            )
+        };
+        let (alice, bob) = (basic("alice", "alice-pw"), basic("bob", "bob-pw"));
+        let bearer = |t: &str| format!("Bearer {t}");
+        let token_of = |body: &str| {
+            serde_json::from_str::<Value>(body).unwrap()["token"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no token in {body}"))
+                .to_string()
+        };
+        let pinset = |auth: String| {
+            let url = format!("{rest}/allocations?filter=all");
+            async move {
+                let (st, body) = request("GET", &url, &[("authorization", &auth)]).await;
+                assert_eq!(st, 200, "{body}");
+                serde_json::Deserializer::from_str(&body)
+                    .into_iter::<Value>()
+                    .filter_map(|v| v.ok())
+                    .flat_map(|v| match v {
+                        Value::Array(a) => a,
+                        v => vec![v],
+                    })
+                    .filter_map(|v| v["cid"].as_str().map(str::to_string))
+                    .collect::<BTreeSet<_>>()
+            }
+        };
+
+        // The writer pins.
+        let kept = random_cid();
+        let (st, body) = request(
+            "POST",
+            &format!("{rest}/pins/{kept}"),
+            &[("authorization", &alice)],
+        )
+        .await;
+        assert_eq!(st, 200, "{body}");
+        let before = pinset(alice.clone()).await;
+        assert!(before.contains(&kept));
+
+        // The reader reads, on both APIs...
+        assert_eq!(pinset(bob.clone()).await, before);
+        // (the Pinning Services API lists through IPFS, which this test does not run: a
+        // 500 about the daemon shows the reader got past authentication and scope)
+        let (st, body) =
+            request("GET", &format!("{pinsvc}/pins"), &[("authorization", &bob)]).await;
+        assert!(
+            st == 200 || (st == 500 && body.contains("IPFS daemon")),
+            "{st} {body}"
+        );
+        // ... and cannot write anything, with Basic or with its own token.
+        let (st, body) =
+            request("POST", &format!("{rest}/token"), &[("authorization", &bob)]).await;
+        assert_eq!(st, 200, "a reader gets a token: {body}");
+        let bob_token = bearer(&token_of(&body));
+        let (st, body) = request(
+            "POST",
+            &format!("{rest}/token?scope=write"),
+            &[("authorization", &bob)],
+        )
+        .await;
+        assert_eq!(st, 403, "a reader cannot get a write token: {body}");
+        let newcid = random_cid();
+        for auth in [&bob, &bob_token] {
+            for (method, url) in [
+                ("POST", format!("{rest}/pins/{newcid}")),
+                ("DELETE", format!("{rest}/pins/{kept}")),
+                ("POST", format!("{rest}/add")),
+                ("POST", format!("{rest}/pins/{kept}/recover")),
+                ("POST", format!("{rest}/ipfs/gc")),
+                ("DELETE", format!("{rest}/peers/{}", random_cid())),
+                ("POST", format!("{pinsvc}/pins")),
+                ("DELETE", format!("{pinsvc}/pins/{kept}")),
+            ] {
+                let (st, body) = request(method, &url, &[("authorization", auth)]).await;
+                assert_eq!(st, 403, "{method} {url} as a reader: {body}");
+                assert!(body.contains("read-only"), "{method} {url}: {body}");
+            }
+            let (st, _) = request("GET", &format!("{rest}/id"), &[("authorization", auth)]).await;
+            assert_eq!(st, 200, "a reader reads");
+        }
+
+        // A writer can narrow its own token; a narrowed token cannot widen itself.
+        let (st, body) = request(
+            "POST",
+            &format!("{rest}/token?scope=read&lifetime=2s"),
+            &[("authorization", &alice)],
+        )
+        .await;
+        assert_eq!(st, 200, "{body}");
+        let narrow = bearer(&token_of(&body));
+        let (st, body) = request(
+            "DELETE",
+            &format!("{rest}/pins/{kept}"),
+            &[("authorization", &narrow)],
+        )
+        .await;
+        assert_eq!(st, 403, "a read token deletes: {body}");
+        let (st, _) = request(
+            "POST",
+            &format!("{rest}/token?scope=write"),
+            &[("authorization", &narrow)],
+        )
+        .await;
+        assert_eq!(st, 403, "a read token asks for a write token");
+        // Lifetimes are bounded, and tokens expire.
+        for bad in ["1000h", "0s", "soon"] {
+            let (st, body) = request(
+                "POST",
+                &format!("{rest}/token?lifetime={bad}"),
+                &[("authorization", &alice)],
+            )
+            .await;
+            assert_eq!(st, 400, "lifetime={bad}: {body}");
+        }
+        tokio::time::sleep(Duration::from_millis(3100)).await;
+        let (st, body) = request("GET", &format!("{rest}/id"), &[("authorization", &narrow)]).await;
+        assert_eq!(st, 401, "an expired token is refused: {body}");
+
+        // A full token works until alice's password changes (and a restart reads it).
+        let (st, body) = request(
+            "POST",
+            &format!("{rest}/token"),
+            &[("authorization", &alice)],
+        )
+        .await;
+        assert_eq!(st, 200, "{body}");
+        let alice_token = bearer(&token_of(&body));
+        let (st, body) = request(
+            "POST",
+            &format!("{rest}/pins/{}", random_cid()),
+            &[("authorization", &alice_token)],
+        )
+        .await;
+        assert_eq!(st, 200, "a write token writes: {body}");
+        let after_writes = pinset(alice.clone()).await;
+        assert_eq!(after_writes.len(), before.len() + 1);
+        assert!(after_writes.is_superset(&before), "nothing lost");
+
+        daemon.terminate(Duration::from_secs(20));
+        let path = dir.dir.join("service.json");
+        let mut cfg: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        cfg["api"]["restapi"]["basic_auth_credentials"]["alice"] = "new-alice-pw".into();
+        std::fs::write(&path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+        let _daemon = dir
+            .start_until(&[], "/health", 204)
+            .await
+            .expect("restart the victim");
+        let (st, body) = request(
+            "GET",
+            &format!("{rest}/id"),
+            &[("authorization", &alice_token)],
+        )
+        .await;
+        assert_eq!(st, 401, "a token from before the password change: {body}");
+        let alice2 = basic("alice", "new-alice-pw");
+        assert_eq!(
+            pinset(alice2.clone()).await,
+            after_writes,
+            "nothing lost or changed"
+        );
+        let (st, body) = request(
+            "POST",
+            &format!("{rest}/pins/{}", random_cid()),
+            &[("authorization", &alice2)],
+        )
+        .await;
+        assert_eq!(st, 200, "the writer is served: {body}");
+    });
+}
+
+/// Sends `head` (a raw HTTP/1.1 request head) then `body` in pieces of `piece` bytes, while
+/// reading the answer; returns the answer's text ("" when the connection was cut before
+/// any answer). Writing stops at the first error (the server may close on us).
+async fn raw_upload(to: SocketAddr, head: String, body: Vec<u8>, piece: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = tokio::net::TcpStream::connect(to).await.expect("connect");
+    let (mut rd, mut wr) = s.into_split();
+    let writer = tokio::spawn(async move {
+        if wr.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        for c in body.chunks(piece) {
+            if wr.write_all(c).await.is_err() {
+                return;
+            }
+        }
+        // Keep the write side open: a client that stops sending (or is done) waits.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    // A complete non-chunked answer: stop.
+                    let text = String::from_utf8_lossy(&out);
+                    if let Some((h, b)) = text.split_once("\r\n\r\n") {
+                        let len = h.lines().find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        });
+                        if len.is_some_and(|n| b.len() >= n) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    writer.abort();
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// One multipart/form-data body holding a single file of `data`.
+fn multipart_file(data: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "attackboundary7f3a";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Hole 7 (rest): `POST /add` read any amount, for any time, and spooled all of it to the
+/// temp folder. Now the body is bounded by `max_add_bytes` (ours; here 1 MiB, default
+/// 32 GiB): a declared larger Content-Length gets 413 before anything is read, a chunked
+/// body is cut off with 413 as soon as it goes past the limit; a client that stops
+/// sending is given up on at `read_timeout` (upstream's key, here 3 s) with 408. Nothing
+/// of the refused adds is pinned, and adds within the limit keep working.
+#[test]
+fn add_is_bounded_in_size_and_time() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let ipfs_dir = tmp.path().join("ipfs");
+        std::fs::create_dir_all(&ipfs_dir).unwrap();
+        let ipfs = KuboNode::start(&ipfs_dir).await.expect("Kubo");
+        let dir = init_peer_with(
+            &tmp.path().join("victim"),
+            &ipfs.multiaddr(),
+            &secret(13),
+            &[
+                ("CLUSTER_RESTAPI_MAXADDBYTES", (1u64 << 20).to_string()),
+                ("CLUSTER_RESTAPI_READTIMEOUT", "3s".to_string()),
+            ],
+        )
+        .expect("init the victim");
+        let mut v = Victim::run(dir, &[]).await;
+        let rest = at(v.dir.ports.rest);
+        let add = "/add?stream-channels=false&cid-version=1";
+        let head = |ct: &str, framing: String| {
+            format!("POST {add} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ct}\r\n{framing}\r\n")
+        };
+
+        // The legitimate user adds 100 KiB.
+        let (ct, body) = multipart_file(&vec![1u8; 100 << 10]);
+        let answer = raw_upload(
+            rest,
+            head(&ct, format!("Content-Length: {}\r\n", body.len())),
+            body,
+            64 << 10,
+        )
+        .await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "a small add: {answer}\n{}",
+            v.dir.log_tail()
+        );
+        let pins = v.pinset().await;
+        assert_eq!(pins.len(), 1, "{pins:?}");
+
+        // A declared 2 MiB body: 413 before reading it.
+        let (ct, body) = multipart_file(&vec![2u8; 2 << 20]);
+        let answer = raw_upload(
+            rest,
+            head(&ct, format!("Content-Length: {}\r\n", body.len())),
+            Vec::new(),
+            1,
+        )
+        .await;
+        assert!(
+            answer.starts_with("HTTP/1.1 413"),
+            "declared too large: {answer}"
+        );
+        assert!(answer.contains("max_add_bytes"), "{answer}");
+
+        // The same, chunked (no length given): cut off past 1 MiB. The server may close
+        // the connection while the client still sends, so the answer may be lost; the
+        // pinset proves the add did not happen either way.
+        let mut chunked = Vec::new();
+        for c in body.chunks(32 << 10) {
+            chunked.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+            chunked.extend_from_slice(c);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        chunked.extend_from_slice(b"0\r\n\r\n");
+        let answer = raw_upload(
+            rest,
+            head(&ct, "Transfer-Encoding: chunked\r\n".to_string()),
+            chunked,
+            32 << 10,
+        )
+        .await;
+        eprintln!(
+            "chunked too large: {}",
+            answer.lines().next().unwrap_or("(cut)")
+        );
+        assert!(
+            answer.is_empty()
+                || (answer.starts_with("HTTP/1.1 413") && answer.contains("max_add_bytes")),
+            "chunked too large: {answer}"
+        );
+
+        // A client that sends a little and stops: 408 at read_timeout, not a held request.
+        let (ct, body) = multipart_file(&vec![3u8; 500 << 10]);
+        let started = std::time::Instant::now();
+        let answer = raw_upload(
+            rest,
+            head(&ct, format!("Content-Length: {}\r\n", body.len())),
+            body[..1000].to_vec(),
+            1000,
+        )
+        .await;
+        assert!(
+            answer.starts_with("HTTP/1.1 408"),
+            "a stalled upload: {answer}"
+        );
+        assert!(answer.contains("read_timeout"), "{answer}");
+        assert!(
+            started.elapsed() < Duration::from_secs(25),
+            "the stalled upload was held"
+        );
+
+        // Nothing of the refused adds is pinned; the peer is unharmed and adds work.
+        let members = v.peers().await;
+        v.assert_unharmed(&pins, &members).await;
+        let (ct, body) = multipart_file(&vec![4u8; 1000 << 10]);
+        let answer = raw_upload(
+            rest,
+            head(&ct, format!("Content-Length: {}\r\n", body.len())),
+            body,
+            64 << 10,
+        )
+        .await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "an add just under the limit: {answer}"
+        );
+    });
+}
+
+/// Hole 7 (rest): every peer that ever connected was written to the peerstore file and
+/// dialled again at every start, forever. Now the file lists cluster members only: a
+/// secret holder that connects (and tells its addresses through identify) is not
+/// written; a member that joined is.
+#[test]
+fn strangers_are_not_kept_in_the_peerstore() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = secret(14);
+        let mut leader = Victim::start(&tmp.path().join("leader"), &s, &[]).await;
+        let mdir = init_peer_with(&tmp.path().join("member"), &no_ipfs(), &s, &[]).unwrap();
+        let member = Victim::run(mdir, &["--bootstrap", &leader.swarm.clone()]).await;
+        let members = BTreeSet::from([leader.id.clone(), member.id.clone()]);
+        wait_for(Duration::from_secs(60), || async {
+            leader.peers().await == members
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the member did not join:\n{}", member.dir.log_tail()));
+        let a = Attacker::start(&tmp.path().join("attacker"), &s).await;
+        a.dial(&leader.swarm).await;
+        let file = leader.dir.dir.join("peerstore");
+        // The member gets written (saves run every 5 s while something changed)...
+        wait_for(Duration::from_secs(30), || async {
+            std::fs::read_to_string(&file).is_ok_and(|t| t.contains(&member.id))
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the member is not in the leader's peerstore: {:?}",
+                std::fs::read_to_string(&file)
+            )
+        });
+        // ... the stranger, connected all along, never is: not while running, not on
+        // the way out.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(!text.contains(&a.id), "a stranger in the peerstore: {text}");
+        leader.proc.terminate(Duration::from_secs(30));
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(!text.contains(&a.id), "a stranger in the peerstore: {text}");
+        assert!(text.contains(&member.id), "the member is gone: {text}");
+    });
+}
+
+/// The pids of `root` and all its descendants (from /proc/<pid>/stat).
+fn process_tree(root: u32) -> BTreeSet<u32> {
+    let mut parent_of = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut tree = BTreeSet::from([root]);
+    loop {
+        let before = tree.len();
+        for (pid, ppid) in &parent_of {
+            if tree.contains(ppid) {
+                tree.insert(*pid);
+            }
+        }
+        if tree.len() == before {
+            return tree;
+        }
+    }
+}
+
+/// The TCP ports the processes `pids` listen on (their socket inodes matched against the
+/// LISTEN entries of /proc/net/tcp and tcp6).
+fn listening_ports(pids: &BTreeSet<u32>) -> BTreeSet<u16> {
+    let mut inodes = BTreeSet::new();
+    for pid in pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(link) = std::fs::read_link(fd.path()) {
+                let l = link.to_string_lossy().to_string();
+                if let Some(i) = l.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                    inodes.insert(i.to_string());
+                }
+            }
+        }
+    }
+    let mut ports = BTreeSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address rem_address st ... inode (10th column)
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                if let Some(port) = f[1].rsplit(':').next() {
+                    ports.insert(u16::from_str_radix(port, 16).unwrap());
+                }
+            }
+        }
+    }
+    ports
+}
+
+/// Issue 17 item 10 with hole 3: the gateway opened a loopback HTTP listener on a random
+/// port (the target of the transport's /libp2p-http tunnel) that service.json does not
+/// declare, an endpoint no operator knew to firewall. Now tunnelled streams go through
+/// the gateway's internal gRPC and are served in-process: every port a peer's processes
+/// (launcher and its four services) listen on is one service.json names, and the
+/// libp2p-http tunnel still works (tests/ctl_golden.rs
+/// `libp2p_http_over_the_cluster_host_and_its_own_host`).
+#[test]
+fn a_peer_listens_only_on_declared_ports() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let v = Victim::start(&tmp.path().join("victim"), &secret(15), &[]).await;
+        let cfg = std::fs::read_to_string(v.dir.dir.join("service.json")).unwrap();
+        let declared: BTreeSet<u16> = regex::Regex::new(r#"(?:/tcp/|:)(\d{2,5})\b"#)
+            .unwrap()
+            .captures_iter(&cfg)
+            .filter_map(|c| c[1].parse().ok())
+            .collect();
+        let pids = process_tree(v.proc.pid());
+        assert!(pids.len() >= 5, "the launcher and its four services: {pids:?}");
+        // Every service is up (REST answered in Victim::start); give late binders a moment.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let ports = listening_ports(&pids);
+        for must in [v.dir.ports.rest, v.dir.ports.swarm, v.dir.ports.gateway] {
+            assert!(ports.contains(&must), "{must} not seen listening: {ports:?}");
+        }
+        let undeclared: Vec<u16> = ports.difference(&declared).copied().collect();
+        assert!(
+            undeclared.is_empty(),
+            "listening on ports service.json does not declare: {undeclared:?} (all: {ports:?}, declared: {declared:?})"
+        );
+    });
+}
+
+/// Hole 8 (beyond upstream, which honours `trusted_peers` in CRDT mode only): any holder
+/// of the cluster secret could join a raft cluster with `--bootstrap` and become a member
+/// (pin, unpin, vote). With `consensus.raft.trusted_peers` set, a peer that is not listed
+/// is refused with an error naming the key (in its own log), the leader logs it, and the
+/// membership and pinset do not change; a listed peer joins as before.
+#[test]
+fn trusted_peers_keep_secret_holders_out_of_a_raft_cluster() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = secret(16);
+        let mdir = init_peer_with(&tmp.path().join("member"), &no_ipfs(), &s, &[]).unwrap();
+        let ident: Value =
+            serde_json::from_str(&std::fs::read_to_string(mdir.dir.join("identity.json")).unwrap())
+                .unwrap();
+        let member_id = ident["id"].as_str().unwrap().to_string();
+        let ldir = init_peer_with(
+            &tmp.path().join("leader"),
+            &no_ipfs(),
+            &s,
+            &[("CLUSTER_RAFT_TRUSTEDPEERS", member_id.clone())],
+        )
+        .unwrap();
+        let mut leader = Victim::run(ldir, &[]).await;
+        let pins = BTreeSet::from([leader.pin_new().await]);
+        let member = Victim::run(mdir, &["--bootstrap", &leader.swarm.clone()]).await;
+        let members = BTreeSet::from([leader.id.clone(), member.id.clone()]);
+        wait_for(Duration::from_secs(60), || async {
+            leader.peers().await == members
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the listed peer did not join:\n{}", member.dir.log_tail()));
+
+        // A secret holder that is not listed tries to join like the member did.
+        let xdir = init_peer_with(&tmp.path().join("stranger"), &no_ipfs(), &s, &[]).unwrap();
+        let _stranger = Victim::run(xdir, &["--bootstrap", &leader.swarm.clone()]).await;
+        let log = tmp.path().join("stranger").join("daemon.log");
+        wait_for(Duration::from_secs(60), || async {
+            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("consensus.raft.trusted_peers"))
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the stranger was not told why it cannot join:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        let leader_log = std::fs::read_to_string(leader.dir.dir.join("daemon.log")).unwrap();
+        assert!(
+            leader_log.contains("not in consensus.raft.trusted_peers"),
+            "the leader did not log the refusal"
+        );
+        leader.assert_unharmed(&pins, &members).await;
+    });
+}
+
+/// Bytes the peer at `rest` received over gossipsub (its transport counts them by
+/// protocol, GET /health/bandwidth).
+async fn gossip_bytes_in(rest: &str) -> i64 {
+    let (st, text) = http("GET", &format!("{rest}/health/bandwidth"), None)
+        .await
+        .expect("GET /health/bandwidth");
+    assert_eq!(st, 200, "{text}");
+    let bw: Value = serde_json::from_str(&text).unwrap();
+    bw.as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.contains("meshsub"))
+        .map(|(_, v)| v["total_in"].as_i64().unwrap_or(0))
+        .sum()
+}
+
+/// Gossip relay: members' transports forwarded a secret holder's gossip to the rest of the
+/// cluster (every peer then had to receive it and drop it). Now a message is relayed only
+/// when its signed author is a member: a stranger connected to the leader alone floods
+/// the metrics topic with 4 MB, and the other member receives next to nothing of it over
+/// gossipsub, while the leader's own metrics still reach it.
+#[test]
+fn members_do_not_relay_strangers_gossip() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = secret(17);
+        let ping = [("CLUSTER_MONITORPINGINTERVAL", "1s".to_string())];
+        let ldir = init_peer_with(&tmp.path().join("leader"), &no_ipfs(), &s, &ping).unwrap();
+        let leader = Victim::run(ldir, &[]).await;
+        let mdir = init_peer_with(&tmp.path().join("member"), &no_ipfs(), &s, &ping).unwrap();
+        let member = Victim::run(mdir, &["--bootstrap", &leader.swarm.clone()]).await;
+        let members = BTreeSet::from([leader.id.clone(), member.id.clone()]);
+        wait_for(Duration::from_secs(60), || async {
+            leader.peers().await == members && member.peers().await == members
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the member did not join:\n{}", member.dir.log_tail()));
+        // What the member's transport delivers on the metrics topic (members' only).
+        let token = InternalToken::load(&member.dir.dir.join("internal.token")).unwrap();
+        let mut mt = client::transport(at(member.dir.ports.transport), &token);
+        let mut heard = mt
+            .subscribe(SubscribeRequest {
+                topic: ipfs_cluster_proto::METRICS_TOPIC.to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let a = Attacker::start(&tmp.path().join("attacker"), &s).await;
+        a.dial(&leader.swarm).await;
+        let mut t = a.transport.clone();
+        let _sub = t
+            .subscribe(SubscribeRequest {
+                topic: ipfs_cluster_proto::METRICS_TOPIC.to_string(),
+            })
+            .await
+            .unwrap();
+        // Let the attacker into the leader's mesh before measuring.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let before = gossip_bytes_in(&member.dir.rest_url()).await;
+        let flood = Metric {
+            name: "attackerflood".into(),
+            peer: a.id.clone(),
+            value: "x".repeat(200 << 10),
+            valid: true,
+            ..Default::default()
+        };
+        for _ in 0..20 {
+            let r = t
+                .publish(PublishRequest {
+                    topic: ipfs_cluster_proto::METRICS_TOPIC.to_string(),
+                    data: flood.encode_to_vec(),
+                })
+                .await;
+            assert!(r.is_ok(), "the attacker could not publish: {r:?}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let mut from = BTreeSet::new();
+        let _ = tokio::time::timeout(Duration::from_secs(4), async {
+            while let Ok(Some(m)) = heard.message().await {
+                from.insert(m.from);
+            }
+        })
+        .await;
+        let relayed = gossip_bytes_in(&member.dir.rest_url()).await - before;
+        assert!(
+            relayed < 1 << 20,
+            "the member received {relayed} gossip bytes while a stranger flooded the leader with 4 MB"
+        );
+        assert!(
+            from.contains(&leader.id),
+            "the leader's own gossip no longer reaches the member: {from:?}"
+        );
+    });
+}

@@ -1714,8 +1714,9 @@ async fn libp2p_http_over_the_cluster_host_and_its_own_host() {
         "{out:?}"
     );
 
-    // The REST API's own libp2p host (no secret, as upstream): a second identity from a
-    // scratch `init`.
+    // The REST API's own libp2p host: a second identity from a scratch `init`. Unlike
+    // upstream it is a private network keyed by the cluster secret: without it (or with
+    // another one) nothing connects; with it, the REST API's credentials apply.
     daemon.terminate(Duration::from_secs(20));
     let scratch = tmp.path().join("scratch");
     let (code, _, err) = run_bin(
@@ -1737,15 +1738,36 @@ async fn libp2p_http_over_the_cluster_host_and_its_own_host() {
         ident["private_key"].as_str().unwrap(),
     );
     let _daemon = p.start_until(&[], "/health", 204).await.unwrap();
-    let out = run(vec![
-        "--host".into(),
-        format!("/ip4/127.0.0.1/tcp/{port}/p2p/{api_id}"),
-        "--basic-auth".into(),
-        "alice:s3cret".into(),
-        "--force-http".into(),
-        "id".into(),
-    ])
-    .await;
+    let own = |secret: &str| {
+        let mut v = vec![
+            "--host".to_string(),
+            format!("/ip4/127.0.0.1/tcp/{port}/p2p/{api_id}"),
+            "--basic-auth".into(),
+            "alice:s3cret".into(),
+            "--force-http".into(),
+        ];
+        if !secret.is_empty() {
+            v.extend(["--secret".to_string(), secret.to_string()]);
+        }
+        v.push("id".into());
+        v
+    };
+    let out = run(own(&secret)).await;
     assert_eq!(out.code, 0, "{out:?}\n{}", p.log_tail());
     assert_eq!(out.stdout, over_http.stdout);
+    for bad in ["a1".repeat(32), String::new()] {
+        let out = run(own(&bad)).await;
+        assert_eq!(
+            out.code, 1,
+            "the own host without the right secret: {out:?}"
+        );
+    }
+    // The access log names the libp2p peer (ctl's own id), not an address.
+    let log = std::fs::read_to_string(p.dir.join("daemon.log")).unwrap_or_default();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("restapilog: 12D3KooW") && l.contains(" - alice [")),
+        "no access log line naming a peer id:\n{}",
+        p.log_tail()
+    );
 }

@@ -1028,7 +1028,8 @@ async fn tls_basic_auth_and_tokens() {
     assert!(head.contains("access-control-allow-origin"));
     let my_id = serde_json::from_str::<Value>(&body).unwrap()["id"].clone();
 
-    // POST /token, then Bearer works; the token is upstream's deterministic HS256.
+    // POST /token, then Bearer works; the token is upstream's HS256 `{"iss":...}` plus an
+    // expiry and a scope (docs/security.md).
     let (st, _, body) = curl(&[
         "--cacert",
         &cacert,
@@ -1044,7 +1045,23 @@ async fn tls_basic_auth_and_tokens() {
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(token, hs256(r#"{"iss":"alice"}"#, "s3cret"));
+    assert!(token.starts_with(&format!("{}.", b64url(br#"{"alg":"HS256","typ":"JWT"}"#))));
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            token.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (&claims["iss"], &claims["scope"]),
+        (&Value::from("alice"), &Value::from("write"))
+    );
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        24 * 3600
+    );
     let bearer = format!("Authorization: Bearer {token}");
     let (st, _, body) = curl(&["--cacert", &cacert, "-H", &bearer, &id]).await;
     assert_eq!(
@@ -1059,6 +1076,10 @@ async fn tls_basic_auth_and_tokens() {
     // alg none, garbage.
     for (what, forged) in [
         ("empty key", hs256(r#"{"iss":"userwithoutpass"}"#, "")),
+        (
+            "never expiring (upstream's kind)",
+            hs256(r#"{"iss":"alice"}"#, "s3cret"),
+        ),
         ("wrong key", hs256(r#"{"iss":"alice"}"#, "guess")),
         ("unknown user", hs256(r#"{"iss":"mallory"}"#, "x")),
         (

@@ -66,6 +66,20 @@ impl Gateway for GatewayDouble {
             ..Default::default()
         }))
     }
+    type Libp2pHttpStream = std::pin::Pin<
+        Box<
+            dyn futures::Stream<Item = Result<ipfs_cluster_proto::gateway::v1::TunnelData, Status>>
+                + Send,
+        >,
+    >;
+    async fn libp2p_http(
+        &self,
+        _: Request<tonic::Streaming<ipfs_cluster_proto::gateway::v1::TunnelData>>,
+    ) -> Result<Response<Self::Libp2pHttpStream>, Status> {
+        Err(Status::unimplemented(
+            "the gateway double serves no REST API",
+        ))
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -28,6 +28,9 @@ pub struct RestApiConfig {
     pub private_key: String,
     /// None = authentication off (`null` in JSON).
     pub basic_auth_credentials: Option<BTreeMap<String, String>>,
+    /// Ours, not upstream's: users of `basic_auth_credentials` that may only read (GET and
+    /// HEAD; `POST /token` gives them read-scoped tokens). Written only when not empty.
+    pub read_only_users: Vec<String>,
     pub http_log_file: String,
     pub headers: BTreeMap<String, Vec<String>>,
     pub cors_allowed_origins: Vec<String>,
@@ -40,9 +43,14 @@ pub struct RestApiConfig {
     /// (so idle or slow clients cannot exhaust file descriptors and memory). Written to
     /// service.json only when changed from the default.
     pub max_connections: u32,
+    /// Ours: the largest `POST /add` request body, in bytes (413 beyond; also bounds what
+    /// one add spools to the temp folder). Written to service.json only when changed.
+    pub max_add_bytes: u64,
 }
 
 pub const DEFAULT_MAX_HEADER_BYTES: i64 = 4096;
+/// 32 GiB: far above a typical add, far below a disk.
+pub const DEFAULT_MAX_ADD_BYTES: u64 = 32 << 30;
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
 
 impl RestApiConfig {
@@ -68,6 +76,7 @@ impl RestApiConfig {
             id: String::new(),
             private_key: String::new(),
             basic_auth_credentials: None,
+            read_only_users: Vec::new(),
             http_log_file: String::new(),
             headers: BTreeMap::new(),
             cors_allowed_origins: vec!["*".into()],
@@ -84,6 +93,7 @@ impl RestApiConfig {
             cors_allow_credentials: true,
             cors_max_age: GoDuration::ZERO,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_add_bytes: DEFAULT_MAX_ADD_BYTES,
         }
     }
 
@@ -112,6 +122,7 @@ impl RestApiConfig {
             id: o.string("id")?.unwrap_or_default(),
             private_key: o.string("private_key")?.unwrap_or_default(),
             basic_auth_credentials: o.str_map("basic_auth_credentials")?,
+            read_only_users: o.strings("read_only_users")?.unwrap_or_default(),
             http_log_file: o.string("http_log_file")?.unwrap_or_default(),
             headers: o.str_list_map("headers")?.unwrap_or_default(),
             cors_allowed_origins: o.strings("cors_allowed_origins")?.unwrap_or_default(),
@@ -128,6 +139,10 @@ impl RestApiConfig {
                         format!("must be at most {}, got {n}", u32::MAX),
                     )
                 })?,
+            },
+            max_add_bytes: match o.uint_or("max_add_bytes", 0)? {
+                0 => d.max_add_bytes,
+                n => n,
             },
         };
         o.finish();
@@ -178,8 +193,11 @@ impl RestApiConfig {
                 )
             })
             .collect();
-        o.put("basic_auth_credentials", auth)
-            .put("http_log_file", self.http_log_file.clone())
+        o.put("basic_auth_credentials", auth);
+        if !self.read_only_users.is_empty() {
+            o.strings("read_only_users", &self.read_only_users);
+        }
+        o.put("http_log_file", self.http_log_file.clone())
             .put("headers", Value::Object(headers))
             .strings("cors_allowed_origins", &self.cors_allowed_origins)
             .strings("cors_allowed_methods", &self.cors_allowed_methods)
@@ -189,6 +207,9 @@ impl RestApiConfig {
             .dur("cors_max_age", self.cors_max_age);
         if self.max_connections != DEFAULT_MAX_CONNECTIONS {
             o.put("max_connections", self.max_connections);
+        }
+        if self.max_add_bytes != DEFAULT_MAX_ADD_BYTES {
+            o.put("max_add_bytes", self.max_add_bytes);
         }
         o.done()
     }
@@ -210,6 +231,18 @@ impl RestApiConfig {
                 return bad(
                     "basic_auth_credentials",
                     "should be null or have at least one entry".into(),
+                );
+            }
+        }
+        for u in &self.read_only_users {
+            if !self
+                .basic_auth_credentials
+                .as_ref()
+                .is_some_and(|m| m.contains_key(u))
+            {
+                return bad(
+                    "read_only_users",
+                    format!("{u:?} is not a user of basic_auth_credentials; add it there (with a password) or remove it from read_only_users"),
                 );
             }
         }

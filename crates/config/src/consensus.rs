@@ -31,6 +31,11 @@ pub struct RaftConfig {
     /// "" = `<config dir>/raft` (see `Peer::raft_dir`).
     pub data_folder: String,
     pub datastore_namespace: String,
+    /// Upstream's key, which upstream honours in `consensus.crdt` only; here also in raft
+    /// mode (issue 16, hole 8): `None` (absent, or containing "*") = any holder of the
+    /// cluster secret may join, as upstream; otherwise only these peers may join and stay
+    /// members. Written back only when set.
+    pub trusted_peers: Option<Vec<PeerId>>,
 }
 
 impl Default for RaftConfig {
@@ -52,6 +57,7 @@ impl Default for RaftConfig {
             leader_lease_timeout: GoDuration::from_millis(500),
             data_folder: String::new(),
             datastore_namespace: "/r".to_string(),
+            trusted_peers: None,
         }
     }
 }
@@ -69,6 +75,22 @@ impl RaftConfig {
             })?;
             init_peerset.push(id);
         }
+        let trusted_peers = match o.strings("trusted_peers")? {
+            None => None,
+            Some(list) if list.iter().any(|s| s == "*") => None,
+            Some(list) => {
+                let mut ids = Vec::new();
+                for s in list {
+                    ids.push(s.parse::<PeerId>().map_err(|e| {
+                        ConfigError::invalid(
+                            o.key("trusted_peers"),
+                            format!("{s:?} is not a peer ID ({e}); list peer IDs, or [\"*\"] to trust every holder of the cluster secret"),
+                        )
+                    })?);
+                }
+                Some(ids)
+            }
+        };
         // As upstream (`SetIfNotDefault`): a key that is missing, zero or (for durations)
         // unparsable takes the default, so a service.json from an older release, written
         // before a key existed, loads. Only `commit_retries` is taken as given (0 = none).
@@ -105,6 +127,7 @@ impl RaftConfig {
             leader_lease_timeout: dur(&mut o, "leader_lease_timeout", d.leader_lease_timeout)?,
             data_folder: o.string("data_folder")?.unwrap_or_default(),
             datastore_namespace: o.string_or("datastore_namespace", &d.datastore_namespace)?,
+            trusted_peers,
         };
         o.finish();
         Ok(cfg)
@@ -139,6 +162,12 @@ impl RaftConfig {
         }
         if self.datastore_namespace != "/r" {
             o.put("datastore_namespace", self.datastore_namespace.clone());
+        }
+        if let Some(t) = &self.trusted_peers {
+            o.put(
+                "trusted_peers",
+                Value::Array(t.iter().map(|p| Value::String(p.to_string())).collect()),
+            );
         }
         o.done()
     }

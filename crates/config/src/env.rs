@@ -84,6 +84,7 @@ const RAFT: &[(&str, Kind)] = &[
     ("leader_lease_timeout", Str),
     ("data_folder", Str),
     ("datastore_namespace", Str),
+    ("trusted_peers", List),
 ];
 const REST: &[(&str, Kind)] = &[
     ("http_listen_multiaddress", List),
@@ -98,6 +99,7 @@ const REST: &[(&str, Kind)] = &[
     ("id", Str),
     ("private_key", Str),
     ("basic_auth_credentials", Map),
+    ("read_only_users", List),
     ("http_log_file", Str),
     ("cors_allowed_origins", List),
     ("cors_allowed_methods", List),
@@ -106,6 +108,7 @@ const REST: &[(&str, Kind)] = &[
     ("cors_allow_credentials", Bool),
     ("cors_max_age", Str),
     ("max_connections", Int),
+    ("max_add_bytes", Int),
 ];
 const PROXY: &[(&str, Kind)] = &[
     ("listen_multiaddress", List),

@@ -1100,3 +1100,125 @@ fn stateless_keys_missing_take_upstreams_defaults() {
     let s = &cfg.pin_tracker.stateless;
     assert_eq!((s.concurrent_pins, s.priority_pin_max_retries), (10, 5));
 }
+
+#[test]
+fn read_only_users_is_our_optional_rest_key() {
+    // Absent (an upstream file): empty, and not written back.
+    let cfg = ServiceConfig::from_json(&upstream_service_json()).unwrap();
+    assert!(cfg.api.restapi.as_ref().unwrap().read_only_users.is_empty());
+    let v: Value = serde_json::from_str(&cfg.to_json_pretty()).unwrap();
+    assert!(v["api"]["restapi"].get("read_only_users").is_none());
+    // Set: kept and written back, on both HTTP APIs.
+    let text = upstream_service_json().replace(
+        "\"basic_auth_credentials\": null",
+        "\"basic_auth_credentials\": {\"alice\": \"a\", \"bob\": \"b\"},\n      \"read_only_users\": [\"bob\"]",
+    );
+    let cfg = ServiceConfig::from_json(&text).unwrap();
+    cfg.validate().unwrap();
+    for api in [&cfg.api.restapi, &cfg.api.pinsvcapi] {
+        assert_eq!(
+            api.as_ref().unwrap().read_only_users,
+            vec!["bob".to_string()]
+        );
+    }
+    let v: Value = serde_json::from_str(&cfg.to_json_pretty()).unwrap();
+    assert_eq!(
+        v["api"]["restapi"]["read_only_users"],
+        serde_json::json!(["bob"])
+    );
+    // A name that is not a user (or no credentials at all) is refused, naming the key.
+    let e = load_err(&text.replace("[\"bob\"]", "[\"carol\"]"));
+    assert!(e.contains("read_only_users") && e.contains("carol"), "{e}");
+    let e = load_err(&upstream_service_json().replace(
+        "\"basic_auth_credentials\": null",
+        "\"basic_auth_credentials\": null,\n      \"read_only_users\": [\"bob\"]",
+    ));
+    assert!(e.contains("read_only_users"), "{e}");
+    // Env override.
+    let mut cfg = ServiceConfig::from_json(&text).unwrap();
+    cfg.apply_env_from(&env(&[("CLUSTER_RESTAPI_READONLYUSERS", "alice,bob")]))
+        .unwrap();
+    assert_eq!(
+        cfg.api.restapi.as_ref().unwrap().read_only_users,
+        vec!["alice".to_string(), "bob".to_string()]
+    );
+}
+
+#[test]
+fn max_add_bytes_is_our_optional_rest_key() {
+    let cfg = ServiceConfig::from_json(&upstream_service_json()).unwrap();
+    assert_eq!(
+        cfg.api.restapi.as_ref().unwrap().max_add_bytes,
+        crate::api::DEFAULT_MAX_ADD_BYTES
+    );
+    let v: Value = serde_json::from_str(&cfg.to_json_pretty()).unwrap();
+    assert!(v["api"]["restapi"].get("max_add_bytes").is_none());
+    let text = upstream_service_json().replace(
+        "\"basic_auth_credentials\": null",
+        "\"basic_auth_credentials\": null,\n      \"max_add_bytes\": 1048576",
+    );
+    let cfg = ServiceConfig::from_json(&text).unwrap();
+    cfg.validate().unwrap();
+    assert_eq!(cfg.api.restapi.as_ref().unwrap().max_add_bytes, 1 << 20);
+    let v: Value = serde_json::from_str(&cfg.to_json_pretty()).unwrap();
+    assert_eq!(v["api"]["restapi"]["max_add_bytes"], 1 << 20);
+    let e = load_err(&text.replace("1048576", "-1"));
+    assert!(e.contains("max_add_bytes"), "{e}");
+}
+
+#[test]
+fn raft_accepts_upstreams_trusted_peers_key() {
+    let id = "12D3KooWJhvkyhTzW8GjLjXjZDggCbpVe8u8rtcrZZqYTuKCixbL";
+    // Absent (upstream's raft section): anyone may join; not written back.
+    let cfg = ServiceConfig::from_json(&upstream_service_json()).unwrap();
+    assert_eq!(cfg.consensus.raft.as_ref().unwrap().trusted_peers, None);
+    let v: Value = serde_json::from_str(&cfg.to_json_pretty()).unwrap();
+    assert!(v["consensus"]["raft"].get("trusted_peers").is_none());
+    let with = |list: &str| {
+        upstream_service_json().replace(
+            "\"init_peerset\": [],",
+            &format!("\"init_peerset\": [],\n      \"trusted_peers\": {list},"),
+        )
+    };
+    let cfg = ServiceConfig::from_json(&with(&format!("[\"{id}\"]"))).unwrap();
+    cfg.validate().unwrap();
+    let t = cfg
+        .consensus
+        .raft
+        .as_ref()
+        .unwrap()
+        .trusted_peers
+        .clone()
+        .unwrap();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].to_string(), id);
+    let v: Value = serde_json::from_str(&cfg.to_json_pretty()).unwrap();
+    assert_eq!(
+        v["consensus"]["raft"]["trusted_peers"],
+        serde_json::json!([id])
+    );
+    // "*" trusts everyone, as upstream's crdt key.
+    let cfg = ServiceConfig::from_json(&with("[\"*\"]")).unwrap();
+    assert_eq!(cfg.consensus.raft.as_ref().unwrap().trusted_peers, None);
+    // Not a peer id: a clear error naming the key.
+    let e = load_err(&with("[\"nobody\"]"));
+    assert!(
+        e.contains("consensus.raft.trusted_peers") && e.contains("nobody"),
+        "{e}"
+    );
+    // Env override (upstream's variable naming).
+    let mut cfg = ServiceConfig::from_json(&upstream_service_json()).unwrap();
+    cfg.apply_env_from(&env(&[("CLUSTER_RAFT_TRUSTEDPEERS", id)]))
+        .unwrap();
+    assert_eq!(
+        cfg.consensus
+            .raft
+            .as_ref()
+            .unwrap()
+            .trusted_peers
+            .as_ref()
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -259,6 +259,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     opts.follower_mode = cfg.cluster.follower_mode;
     opts.allocate_by = cfg.allocator.balanced.allocate_by.clone();
     opts.disable_repinning = cfg.cluster.disable_repinning;
+    opts.trusted_peers = raft
+        .trusted_peers
+        .as_ref()
+        .map(|t| t.iter().map(|p| p.to_string()).collect());
+    if let Some(t) = &opts.trusted_peers {
+        tracing::info!(trusted = t.len(), "consensus.raft.trusted_peers is set: only listed peers may join; the leader removes unlisted members");
+    }
     if !cfg.monitor.pubsubmon.check_interval.is_zero() {
         opts.check_interval = cfg.monitor.pubsubmon.check_interval.as_duration();
     }

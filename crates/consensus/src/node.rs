@@ -68,6 +68,10 @@ pub struct Options {
     pub watch_buffer: usize,
     /// Start without bootstrapping: wait to be added by a leader (upstream's staging).
     pub staging: bool,
+    /// `consensus.raft.trusted_peers` (issue 16, hole 8): `None` = anyone with the secret
+    /// may join; otherwise only these peers are added, and a leader removes members that
+    /// are not listed (this peer itself excepted).
+    pub trusted_peers: Option<BTreeSet<String>>,
 }
 
 impl Options {
@@ -98,6 +102,7 @@ impl Options {
             check_interval: Duration::from_secs(15),
             watch_buffer: crate::store::WATCH_BUFFER,
             staging: false,
+            trusted_peers: None,
         }
     }
 }
@@ -868,7 +873,43 @@ impl Node {
         Ok(())
     }
 
+    /// `Err` (PERMISSION_DENIED, naming the key) when `trusted_peers` is set and does not
+    /// list `peer`.
+    pub fn check_trusted(&self, peer: &str) -> Result<(), Status> {
+        match &self.opts.trusted_peers {
+            Some(t) if !t.contains(peer) && peer != self.opts.peer_id => {
+                tracing::warn!(%peer, "refused a join: the peer is not in consensus.raft.trusted_peers");
+                Err(Status::permission_denied(format!(
+                    "peer {peer} may not join this cluster: it is not in consensus.raft.trusted_peers of peer {} (add its ID there on every peer to let it join)",
+                    self.opts.peer_id
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// On the leader: removes members that `trusted_peers` does not list (revocation).
+    async fn remove_untrusted(&self) {
+        let Some(t) = &self.opts.trusted_peers else {
+            return;
+        };
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        let untrusted: Vec<String> = m
+            .membership()
+            .nodes()
+            .map(|(_, n)| n.peer_id.clone())
+            .filter(|p| !t.contains(p) && *p != self.opts.peer_id)
+            .collect();
+        for peer in untrusted {
+            tracing::warn!(%peer, "removing a member that is not in consensus.raft.trusted_peers");
+            if let Err(e) = self.remove_here(&peer).await {
+                tracing::warn!(%peer, error = %e.message(), "could not remove an untrusted member (retrying later)");
+            }
+        }
+    }
+
     async fn add_voter(&self, node: PeerNode) -> Result<(), Status> {
+        self.check_trusted(&node.peer_id)?;
         let _one_at_a_time = self.membership_lock.lock().await;
         let id = node_id(&node.peer_id);
         let m = self.raft.metrics().borrow().membership_config.clone();
@@ -1217,6 +1258,17 @@ impl Node {
                         node.check_dead_peers(&mut alerted).await;
                     } else {
                         alerted.clear();
+                    }
+                }
+            });
+        }
+        if self.opts.trusted_peers.is_some() {
+            let node = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(node.opts.peer_watch_interval).await;
+                    if node.raft.metrics().borrow().current_leader == Some(node.id) {
+                        node.remove_untrusted().await;
                     }
                 }
             });

@@ -299,6 +299,9 @@ impl Consensus for ConsensusService {
                 )));
             }
         }
+        // Refused here already when this peer's trusted_peers does not list the joiner
+        // (the leader checks its own list again).
+        self.node.check_trusted(&r.peer_id)?;
         self.node
             .commit(Forward::Join(PeerNode {
                 peer_id: r.peer_id,

@@ -1241,3 +1241,71 @@ async fn coalesced_gets_answer_each_read_and_release_the_store() {
     assert_eq!(s.get(&cid_n(7)).await.unwrap().unwrap().cid, cid_n(7));
     assert!(s.get(&cid_n(70)).await.unwrap().is_none());
 }
+
+/// Issue 16, hole 8: with `trusted_peers` set (raft mode), only listed peers may join,
+/// and a leader started with a shorter list removes the members it no longer lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_peers_decide_who_joins_and_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let trusted = |ids: &[&str]| Some(ids.iter().map(|s| s.to_string()).collect());
+    let with = |peer: &str, t: &[&str], staging: bool| {
+        let mut o = opts(peer, dir.path());
+        o.trusted_peers = trusted(t);
+        o.staging = staging;
+        o
+    };
+    {
+        let router = Router::default();
+        let a = start(&router, with("peerA", &["peerA", "peerB", "peerC"], false)).await;
+        wait_leader(&a).await;
+        let b = start(&router, with("peerB", &["peerA", "peerB", "peerC"], true)).await;
+        let c = start(&router, with("peerC", &["peerA", "peerB", "peerC"], true)).await;
+        let x = start(&router, with("peerX", &[], true)).await;
+        b.join_via("peerA").await.unwrap();
+        c.join_via("peerA").await.unwrap();
+        let e = x.join_via("peerA").await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+        assert!(
+            e.message().contains("peerX") && e.message().contains("trusted_peers"),
+            "{e}"
+        );
+        // The leader itself refuses too (a follower with a stale list forwards to it).
+        let e = a
+            .commit(crate::node::Forward::Join(crate::ids::PeerNode {
+                peer_id: "peerX".into(),
+                addresses: vec![],
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+        assert_eq!(a.member_ids(), vec!["peerA", "peerB", "peerC"]);
+        for n in [&a, &b, &c, &x] {
+            n.raft.shutdown().await.unwrap();
+        }
+        router.clear();
+    }
+    // Next start: A and B no longer list C (C's own list is not asked). Whichever of A
+    // and B leads removes C; C learns it was removed.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let router = Router::default();
+    let a = start(&router, with("peerA", &["peerA", "peerB"], false)).await;
+    let b = start(&router, with("peerB", &["peerA", "peerB"], false)).await;
+    wait_leader(&a).await;
+    let c = start(&router, with("peerC", &["peerA", "peerB", "peerC"], false)).await;
+    let mut removed = c.removed();
+    for n in [&a, &b, &c] {
+        n.spawn_background();
+    }
+    tokio::time::timeout(Duration::from_secs(20), removed.wait_for(|r| *r))
+        .await
+        .expect("the untrusted member was not removed")
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while a.member_ids() != ["peerA", "peerB"] && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(a.member_ids(), vec!["peerA", "peerB"]);
+    for n in [&a, &b, &c] {
+        n.raft.shutdown().await.unwrap();
+    }
+}

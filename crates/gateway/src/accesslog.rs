@@ -2,7 +2,7 @@
 //! `http_log_file` (appended, written by a background task through a bounded queue so a
 //! slow disk never stalls requests) or, when unset, to tracing at INFO.
 
-use std::{net::SocketAddr, path::Path};
+use std::path::Path;
 
 use http::{Method, StatusCode, Uri, Version};
 use tokio::{io::AsyncWriteExt, sync::mpsc};
@@ -51,9 +51,11 @@ impl AccessLog {
     }
 
     #[allow(clippy::too_many_arguments)]
+    /// `client` is the client's IP address, or the libp2p peer id for requests that came
+    /// over `/libp2p-http` (as go-libp2p-http's RemoteAddr).
     pub fn log(
         &self,
-        remote: SocketAddr,
+        client: &str,
         user: Option<&str>,
         method: &Method,
         uri: &Uri,
@@ -62,7 +64,7 @@ impl AccessLog {
         size: Option<u64>,
     ) {
         let line = format_line(
-            remote,
+            client,
             user,
             method,
             uri,
@@ -91,7 +93,7 @@ impl AccessLog {
 
 #[allow(clippy::too_many_arguments)]
 fn format_line(
-    remote: SocketAddr,
+    client: &str,
     user: Option<&str>,
     method: &Method,
     uri: &Uri,
@@ -107,7 +109,7 @@ fn format_line(
     };
     format!(
         "{} - {} [{}] \"{} {} {:?}\" {} {}\n",
-        remote.ip(),
+        client,
         user.filter(|u| !u.is_empty()).unwrap_or("-"),
         now.format("%d/%b/%Y:%H:%M:%S %z"),
         method,
@@ -128,7 +130,7 @@ mod tests {
             .unwrap()
             .with_timezone(&chrono::Local);
         let l = format_line(
-            "127.0.0.1:5000".parse().unwrap(),
+            "127.0.0.1",
             Some("frank"),
             &Method::GET,
             &"/pins?local=true".parse().unwrap(),

@@ -8,9 +8,9 @@
 use std::{collections::BTreeMap, convert::Infallible};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Response};
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use ipfs_cluster_api as api;
 use ipfs_cluster_proto::{ipfsconnector::v1 as ipb, names, transport::v1 as tpb};
 use prost::Message;
@@ -480,7 +480,7 @@ pub async fn handle(
     b: &Backends,
     query: &str,
     content_type: Option<&str>,
-    body: Incoming,
+    body: crate::multipart::LimitedBody,
 ) -> Result<Response<Body>, ApiError> {
     let params = api::AddParams::from_query(query).map_err(|e| ApiError::bad_request(e.0))?;
     refused(&params)?;
@@ -520,7 +520,7 @@ pub async fn handle(
         destinations.clone()
     };
     let spool = if user_allocations.is_none() && !params.local && (!params.no_pin || everywhere) {
-        Some(Spool::new().await.map_err(|e| {
+        Some(Spool::new(body.limits().spool_max()).await.map_err(|e| {
             ApiError::internal(format!(
                 "cannot create the add spool in the temp folder ({}): {e}",
                 std::env::temp_dir().display()
@@ -582,7 +582,7 @@ pub async fn handle(
             }
             v
         });
-        res.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        res.map_err(|e| ApiError::new(crate::multipart::status_of(&e), e))?;
         let body = if outputs.is_empty() {
             reply::json_line(&serde_json::Value::Null)
         } else {

@@ -2,13 +2,65 @@
 //! (HMAC, issuer = user, key = that user's password). Unlike upstream, a user with an
 //! empty password can neither log in nor have tokens accepted or issued: upstream lets
 //! anyone forge an HS256 token with an empty key for such a user.
+//!
+//! Beyond upstream (issue 16, hole 9): users listed in `read_only_users` have the `read`
+//! scope (GET and HEAD only, enforced in server.rs); tokens carry a `scope` and an
+//! expiry (`exp`, default [`DEFAULT_TOKEN_LIFETIME`], at most [`MAX_TOKEN_LIFETIME`]);
+//! a token without `exp` (upstream's never-expiring kind) is refused. A token's scope is
+//! never wider than its user's current one, and since the HMAC key is the user's
+//! password, changing the password revokes every token issued before.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use ring::hmac;
 
 pub const REALM: &str = "Restricted IPFS Cluster API";
+
+/// Lifetime of a token from `POST /token` without `lifetime`.
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// The longest lifetime `POST /token?lifetime=` grants.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// What an authenticated user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// GET and HEAD only (and `POST /token` for a read-scope token).
+    Read,
+    /// Everything.
+    Write,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "read" => Some(Scope::Read),
+            "write" => Some(Scope::Write),
+            _ => None,
+        }
+    }
+}
+
+/// Why `POST /token` could not issue a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("unauthorized: no token can be issued for a user with an empty password")]
+    EmptyPassword,
+    #[error("forbidden: user {0:?} is read-only (read_only_users) and can only get a token with scope=read")]
+    ScopeTooWide(String),
+    #[error("token lifetime must be between 1s and {max}, got {got}", max = ipfs_cluster_config::GoDuration::from(MAX_TOKEN_LIFETIME), got = ipfs_cluster_config::GoDuration::from(*.0))]
+    Lifetime(Duration),
+}
 
 /// Why a request was refused (the 401 message and headers depend on it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,30 +97,59 @@ impl AuthFailure {
     }
 }
 
-/// The configured users (user → password).
+/// The configured users (user → password) and which of them may only read.
 #[derive(Debug, Clone)]
 pub struct Credentials {
     users: BTreeMap<String, String>,
+    read_only: BTreeSet<String>,
+}
+
+/// Who a request comes from and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user: String,
+    pub scope: Scope,
 }
 
 impl Credentials {
     pub fn new(users: BTreeMap<String, String>) -> Self {
+        Self::with_read_only(users, BTreeSet::new())
+    }
+
+    /// `read_only` names users of `users` that get the read scope only.
+    pub fn with_read_only(users: BTreeMap<String, String>, read_only: BTreeSet<String>) -> Self {
         for (u, p) in &users {
             if p.is_empty() {
                 tracing::warn!(user = %u, "basic_auth_credentials: user {u:?} has an empty password; it can never log in and its tokens are refused (set a password to use it)");
             }
         }
-        Self { users }
+        for u in &read_only {
+            if !users.contains_key(u) {
+                tracing::warn!(user = %u, "read_only_users: {u:?} is not in basic_auth_credentials; it cannot log in");
+            }
+        }
+        Self { users, read_only }
     }
 
-    /// Checks an `Authorization` header value; returns the authenticated user.
-    pub fn check(&self, authorization: Option<&[u8]>) -> Result<String, AuthFailure> {
+    /// The widest scope `user` has.
+    pub fn scope_of(&self, user: &str) -> Scope {
+        if self.read_only.contains(user) {
+            Scope::Read
+        } else {
+            Scope::Write
+        }
+    }
+
+    /// Checks an `Authorization` header value; returns the authenticated user and scope.
+    pub fn check(&self, authorization: Option<&[u8]>) -> Result<Principal, AuthFailure> {
         let Some(value) = authorization else {
             return Err(AuthFailure::NoAuth);
         };
         let value = std::str::from_utf8(value).map_err(|_| AuthFailure::NoAuth)?;
         if let Some(b64) = strip_prefix_ci(value, "Basic ") {
-            return self.check_basic(b64.trim());
+            let user = self.check_basic(b64.trim())?;
+            let scope = self.scope_of(&user);
+            return Ok(Principal { user, scope });
         }
         if let Some(token) = strip_prefix_ci(value, "Bearer ") {
             return self
@@ -96,8 +177,10 @@ impl Credentials {
     }
 
     /// Verifies a JWT: HMAC family, `iss` a configured user with a NON-EMPTY password,
-    /// signature with that password, `exp`/`nbf` checked when present.
-    fn check_jwt(&self, token: &str) -> Option<String> {
+    /// signature with that password, `exp` present and in the future, `nbf`/`iat` not
+    /// in the future. The scope is the token's `scope` (missing = the user's), never
+    /// wider than the user's current one.
+    fn check_jwt(&self, token: &str) -> Option<Principal> {
         let mut parts = token.split('.');
         let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);
         if parts.next().is_some() {
@@ -123,10 +206,9 @@ impl Credentials {
         let key = hmac::Key::new(alg, password.as_bytes());
         hmac::verify(&key, format!("{h}.{c}").as_bytes(), &sig).ok()?;
         let now = chrono::Utc::now().timestamp() as f64;
-        if let Some(exp) = claims.get("exp") {
-            if now >= exp.as_f64()? {
-                return None;
-            }
+        // Tokens must expire: upstream's never-expiring ones are refused.
+        if now >= claims.get("exp")?.as_f64()? {
+            return None;
         }
         if let Some(nbf) = claims.get("nbf") {
             if now < nbf.as_f64()? {
@@ -138,23 +220,51 @@ impl Credentials {
                 return None;
             }
         }
-        Some(iss.to_string())
+        let user_scope = self.scope_of(iss);
+        let scope = match claims.get("scope") {
+            None => user_scope,
+            Some(v) => Scope::parse(v.as_str()?)?.min(user_scope),
+        };
+        Some(Principal {
+            user: iss.to_string(),
+            scope,
+        })
     }
 
-    /// Issues upstream's never-expiring token for `user`: HS256, claims `{"iss":user}`.
-    /// `None` when the user is unknown or has an empty password.
-    pub fn issue_token(&self, user: &str) -> Option<String> {
-        let password = self.users.get(user)?;
+    /// Issues a token for `user` (upstream's HS256 with `{"iss":user}`, plus `iat`, `exp`
+    /// and `scope`). `scope` defaults to the user's; asking a wider one is refused.
+    pub fn issue_token(
+        &self,
+        user: &str,
+        scope: Option<Scope>,
+        lifetime: Option<Duration>,
+    ) -> Result<String, TokenError> {
+        let password = self.users.get(user).ok_or(TokenError::EmptyPassword)?;
         if password.is_empty() {
-            return None;
+            return Err(TokenError::EmptyPassword);
         }
+        let user_scope = self.scope_of(user);
+        let scope = scope.unwrap_or(user_scope);
+        if scope > user_scope {
+            return Err(TokenError::ScopeTooWide(user.to_string()));
+        }
+        let lifetime = lifetime.unwrap_or(DEFAULT_TOKEN_LIFETIME);
+        if lifetime < Duration::from_secs(1) || lifetime > MAX_TOKEN_LIFETIME {
+            return Err(TokenError::Lifetime(lifetime));
+        }
+        let now = chrono::Utc::now().timestamp();
+        let claims = serde_json::json!({
+            "iss": user,
+            "iat": now,
+            "exp": now + lifetime.as_secs() as i64,
+            "scope": scope.as_str(),
+        });
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let claims =
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&serde_json::json!({ "iss": user })).ok()?);
+        let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
         let signing_input = format!("{header}.{claims}");
         let key = hmac::Key::new(hmac::HMAC_SHA256, password.as_bytes());
         let sig = URL_SAFE_NO_PAD.encode(hmac::sign(&key, signing_input.as_bytes()).as_ref());
-        Some(format!("{signing_input}.{sig}"))
+        Ok(format!("{signing_input}.{sig}"))
     }
 }
 
@@ -289,13 +399,35 @@ mod tests {
         assert!(t.blocked(a).is_none());
     }
 
+    fn alice() -> Result<Principal, AuthFailure> {
+        Ok(Principal {
+            user: "alice".into(),
+            scope: Scope::Write,
+        })
+    }
+
+    fn bearer(t: &str) -> Vec<u8> {
+        format!("Bearer {t}").into_bytes()
+    }
+
+    /// A token signed with `key` carrying `claims` (what someone holding the key can make).
+    fn signed(claims: &str, key: &str) -> String {
+        let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let cl = URL_SAFE_NO_PAD.encode(claims);
+        let key = hmac::Key::new(hmac::HMAC_SHA256, key.as_bytes());
+        let sig = URL_SAFE_NO_PAD.encode(hmac::sign(&key, format!("{h}.{cl}").as_bytes()).as_ref());
+        format!("{h}.{cl}.{sig}")
+    }
+
+    fn claims_of(t: &str) -> serde_json::Value {
+        let c = t.split('.').nth(1).unwrap();
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(c).unwrap()).unwrap()
+    }
+
     #[test]
     fn basic_auth() {
         let c = creds();
-        assert_eq!(
-            c.check(Some(basic("alice", "secret").as_bytes())),
-            Ok("alice".into())
-        );
+        assert_eq!(c.check(Some(basic("alice", "secret").as_bytes())), alice());
         assert_eq!(
             c.check(Some(basic("alice", "nope").as_bytes())),
             Err(AuthFailure::AccessDenied)
@@ -308,47 +440,54 @@ mod tests {
     }
 
     #[test]
-    fn jwt_roundtrip_and_known_bytes() {
+    fn jwt_roundtrip_carries_issuer_scope_and_expiry() {
         let c = creds();
-        let t = c.issue_token("alice").unwrap();
-        // Deterministic: same user and password give the same token (as upstream).
-        assert_eq!(t, c.issue_token("alice").unwrap());
-        assert!(t.starts_with("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJhbGljZSJ9."));
-        assert_eq!(
-            c.check(Some(format!("Bearer {t}").as_bytes())),
-            Ok("alice".into())
-        );
+        let t = c.issue_token("alice", None, None).unwrap();
+        assert!(t.starts_with("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."));
+        let cl = claims_of(&t);
+        assert_eq!(cl["iss"], "alice");
+        assert_eq!(cl["scope"], "write");
+        let (iat, exp) = (cl["iat"].as_i64().unwrap(), cl["exp"].as_i64().unwrap());
+        assert_eq!(exp - iat, DEFAULT_TOKEN_LIFETIME.as_secs() as i64);
+        assert!((iat - chrono::Utc::now().timestamp()).abs() < 5);
+        assert_eq!(c.check(Some(&bearer(&t))), alice());
         assert_eq!(
             c.check(Some(format!("bearer {t}").as_bytes())),
-            Ok("alice".into())
+            alice(),
+            "the scheme is case-insensitive"
         );
         let mut bad = t.clone();
         bad.pop();
-        bad.push('A');
-        assert_eq!(
-            c.check(Some(format!("Bearer {bad}").as_bytes())),
-            Err(AuthFailure::InvalidToken)
-        );
+        bad.push(if t.ends_with('A') { 'B' } else { 'A' });
+        assert_eq!(c.check(Some(&bearer(&bad))), Err(AuthFailure::InvalidToken));
     }
 
     #[test]
     fn empty_password_token_forgery_is_refused() {
         let c = creds();
-        assert!(c.issue_token("userwithoutpass").is_none());
-        // Forge exactly what upstream would accept: HS256 with an empty key.
-        let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let cl = URL_SAFE_NO_PAD.encode(br#"{"iss":"userwithoutpass"}"#);
-        let key = hmac::Key::new(hmac::HMAC_SHA256, b"");
-        let sig = URL_SAFE_NO_PAD.encode(hmac::sign(&key, format!("{h}.{cl}").as_bytes()).as_ref());
-        let forged = format!("Bearer {h}.{cl}.{sig}");
         assert_eq!(
-            c.check(Some(forged.as_bytes())),
-            Err(AuthFailure::InvalidToken)
+            c.issue_token("userwithoutpass", None, None),
+            Err(TokenError::EmptyPassword)
         );
+        assert_eq!(
+            c.issue_token("nobody", None, None),
+            Err(TokenError::EmptyPassword)
+        );
+        // Forge exactly what upstream would accept: HS256 with an empty key.
+        let far = chrono::Utc::now().timestamp() + 3600;
+        for claims in [
+            r#"{"iss":"userwithoutpass"}"#.to_string(),
+            format!(r#"{{"iss":"userwithoutpass","exp":{far}}}"#),
+        ] {
+            assert_eq!(
+                c.check(Some(&bearer(&signed(&claims, "")))),
+                Err(AuthFailure::InvalidToken)
+            );
+        }
     }
 
     #[test]
-    fn alg_none_and_expired_refused() {
+    fn alg_none_expired_and_never_expiring_refused() {
         let c = creds();
         let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
         let cl = URL_SAFE_NO_PAD.encode(br#"{"iss":"alice"}"#);
@@ -356,13 +495,115 @@ mod tests {
             c.check(Some(format!("Bearer {h}.{cl}.").as_bytes())),
             Err(AuthFailure::InvalidToken)
         );
-        let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let cl = URL_SAFE_NO_PAD.encode(br#"{"iss":"alice","exp":1000}"#);
-        let key = hmac::Key::new(hmac::HMAC_SHA256, b"secret");
-        let sig = URL_SAFE_NO_PAD.encode(hmac::sign(&key, format!("{h}.{cl}").as_bytes()).as_ref());
+        let expired = signed(r#"{"iss":"alice","exp":1000}"#, "secret");
         assert_eq!(
-            c.check(Some(format!("Bearer {h}.{cl}.{sig}").as_bytes())),
+            c.check(Some(&bearer(&expired))),
             Err(AuthFailure::InvalidToken)
         );
+        // Upstream's token (no exp) is valid there forever; here it is refused.
+        let upstream = signed(r#"{"iss":"alice"}"#, "secret");
+        assert_eq!(
+            c.check(Some(&bearer(&upstream))),
+            Err(AuthFailure::InvalidToken)
+        );
+        let far = chrono::Utc::now().timestamp() + 3600;
+        let future_nbf = signed(
+            &format!(r#"{{"iss":"alice","exp":{far},"nbf":{far}}}"#),
+            "secret",
+        );
+        assert_eq!(
+            c.check(Some(&bearer(&future_nbf))),
+            Err(AuthFailure::InvalidToken)
+        );
+        let ok = signed(&format!(r#"{{"iss":"alice","exp":{far}}}"#), "secret");
+        assert_eq!(c.check(Some(&bearer(&ok))), alice());
+    }
+
+    #[test]
+    fn lifetimes_are_bounded() {
+        let c = creds();
+        let t = c
+            .issue_token("alice", None, Some(Duration::from_secs(60)))
+            .unwrap();
+        let cl = claims_of(&t);
+        assert_eq!(
+            cl["exp"].as_i64().unwrap() - cl["iat"].as_i64().unwrap(),
+            60
+        );
+        assert!(c
+            .issue_token("alice", None, Some(MAX_TOKEN_LIFETIME))
+            .is_ok());
+        for bad in [Duration::ZERO, MAX_TOKEN_LIFETIME + Duration::from_secs(1)] {
+            let e = c.issue_token("alice", None, Some(bad)).unwrap_err();
+            assert_eq!(e, TokenError::Lifetime(bad));
+            assert!(e.to_string().contains("720h0m0s"), "{e}");
+        }
+    }
+
+    #[test]
+    fn read_only_users_get_read_scope_only() {
+        let c = Credentials::with_read_only(
+            BTreeMap::from([
+                ("alice".to_string(), "secret".to_string()),
+                ("bob".to_string(), "hunter2".to_string()),
+            ]),
+            BTreeSet::from(["bob".to_string()]),
+        );
+        let bob = Principal {
+            user: "bob".into(),
+            scope: Scope::Read,
+        };
+        assert_eq!(
+            c.check(Some(basic("bob", "hunter2").as_bytes())),
+            Ok(bob.clone())
+        );
+        // A read-only user's token is read-scoped; asking for write is refused.
+        let t = c.issue_token("bob", None, None).unwrap();
+        assert_eq!(claims_of(&t)["scope"], "read");
+        assert_eq!(c.check(Some(&bearer(&t))), Ok(bob.clone()));
+        assert_eq!(
+            c.issue_token("bob", Some(Scope::Write), None),
+            Err(TokenError::ScopeTooWide("bob".into()))
+        );
+        // A write token made with bob's password (as if issued before bob became
+        // read-only) is narrowed to the user's current scope.
+        let far = chrono::Utc::now().timestamp() + 3600;
+        let forged = signed(
+            &format!(r#"{{"iss":"bob","exp":{far},"scope":"write"}}"#),
+            "hunter2",
+        );
+        assert_eq!(c.check(Some(&bearer(&forged))), Ok(bob));
+        // A writer may ask for a read-only token.
+        let t = c.issue_token("alice", Some(Scope::Read), None).unwrap();
+        assert_eq!(
+            c.check(Some(&bearer(&t))),
+            Ok(Principal {
+                user: "alice".into(),
+                scope: Scope::Read
+            })
+        );
+        // An unknown scope is refused.
+        let odd = signed(
+            &format!(r#"{{"iss":"alice","exp":{far},"scope":"admin"}}"#),
+            "secret",
+        );
+        assert_eq!(c.check(Some(&bearer(&odd))), Err(AuthFailure::InvalidToken));
+    }
+
+    #[test]
+    fn a_changed_password_revokes_tokens() {
+        let before = creds();
+        let t = before.issue_token("alice", None, None).unwrap();
+        assert_eq!(before.check(Some(&bearer(&t))), alice());
+        let after = Credentials::new(BTreeMap::from([(
+            "alice".to_string(),
+            "new secret".to_string(),
+        )]));
+        assert_eq!(
+            after.check(Some(&bearer(&t))),
+            Err(AuthFailure::InvalidToken)
+        );
+        let t2 = after.issue_token("alice", None, None).unwrap();
+        assert_eq!(after.check(Some(&bearer(&t2))), alice());
     }
 }

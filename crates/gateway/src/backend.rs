@@ -41,6 +41,9 @@ pub struct Backends {
     pub metrics: std::sync::Arc<crate::metrics::MetricStore>,
     /// The cluster's default minimum replication factor (see GatewayOptions).
     pub default_replication_min: i32,
+    /// The REST app that serves `/libp2p-http` streams tunnelled by the transport
+    /// (`Gateway.Libp2pHttp`), set once it is up; unset = refused as unavailable.
+    pub tunnel: std::sync::Arc<std::sync::OnceLock<crate::libp2p_http::Tunnel>>,
 }
 
 fn req<T>(msg: T, timeout: Duration) -> Request<T> {
@@ -85,6 +88,7 @@ impl Backends {
             peername: opts.peername.clone(),
             metrics: Default::default(),
             default_replication_min: opts.replication_factor_min,
+            tunnel: Default::default(),
         }
     }
 

@@ -49,7 +49,9 @@ pub fn api_options(
             c.max_header_bytes as usize
         },
         basic_auth_credentials: c.basic_auth_credentials.clone(),
+        read_only_users: c.read_only_users.iter().cloned().collect(),
         max_connections: c.max_connections.max(1) as usize,
+        max_add_bytes: c.max_add_bytes,
         http_log_file: nonempty(&c.http_log_file),
         headers: c.headers.clone(),
         cors: CorsOptions {
@@ -81,6 +83,7 @@ pub fn api_options(
             opts.libp2p = Some(crate::libp2p_http::Libp2pOptions {
                 listen: c.libp2p_listen_multiaddress.clone(),
                 keypair: ident.keypair,
+                secret: peer.config.cluster.secret.0,
             });
         }
     }

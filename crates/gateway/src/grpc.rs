@@ -6,10 +6,12 @@ use std::sync::{
     Arc,
 };
 
+use bytes::Bytes;
+use futures::StreamExt;
 use ipfs_cluster_proto::gateway::v1::{
-    gateway_server::Gateway, IdRequest, IdResponse, InfoRequest, InfoResponse,
+    gateway_server::Gateway, IdRequest, IdResponse, InfoRequest, InfoResponse, TunnelData,
 };
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::backend::Backends;
 
@@ -20,9 +22,13 @@ pub struct GatewayService {
     pub served: Arc<AtomicU64>,
     /// The REST API checks credentials (see InfoResponse.rest_auth_required).
     pub rest_auth_required: bool,
-    /// Loopback plain-HTTP REST listener for the transport's /libp2p-http tunnel.
+    /// Deprecated, always "" (InfoResponse.libp2p_http_target): tunnelled streams come
+    /// through `Libp2pHttp`.
     pub libp2p_http_target: String,
 }
+
+type TunnelStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<TunnelData, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Gateway for GatewayService {
@@ -35,6 +41,36 @@ impl Gateway for GatewayService {
             libp2p_http_target: self.libp2p_http_target.clone(),
             rest_auth_required: self.rest_auth_required,
         }))
+    }
+
+    type Libp2pHttpStream = TunnelStream;
+
+    /// One `/libp2p-http` stream from the cluster host, served here in-process.
+    async fn libp2p_http(
+        &self,
+        req: Request<Streaming<TunnelData>>,
+    ) -> Result<Response<TunnelStream>, Status> {
+        let Some(tunnel) = self.backends.tunnel.get() else {
+            return Err(Status::unavailable(
+                "the REST API is not serving /libp2p-http streams yet",
+            ));
+        };
+        // The transport names the remote peer; a local caller (the operator) is "local".
+        let peer = ipfs_cluster_proto::Caller::from_metadata(req.metadata())
+            .peer()
+            .unwrap_or("local")
+            .to_string();
+        let inbound = req.into_inner().map(|m| {
+            m.map(|d| Bytes::from(d.data))
+                .map_err(|e| e.message().to_string())
+        });
+        let out = crate::libp2p_http::serve_tunnel(tunnel, peer, inbound).map(|r| {
+            r.map(|data| TunnelData {
+                data: data.to_vec(),
+            })
+            .map_err(Status::aborted)
+        });
+        Ok(Response::new(Box::pin(out)))
     }
 
     async fn id(&self, _req: Request<IdRequest>) -> Result<Response<IdResponse>, Status> {

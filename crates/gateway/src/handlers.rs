@@ -26,11 +26,13 @@ type Resp = http::Response<Body>;
 /// What the handlers need besides the request.
 pub struct Ctx {
     pub backends: Backends,
-    /// `Some(user)` when auth is on and the request was authenticated.
-    pub user: Option<String>,
+    /// `Some(user and scope)` when auth is on and the request was authenticated.
+    pub user: Option<crate::auth::Principal>,
     pub credentials: Option<crate::auth::Credentials>,
     /// Deadline for reading a request body (`read_timeout`; zero = none).
     pub read_timeout: std::time::Duration,
+    /// Largest `POST /add` body (`max_add_bytes`).
+    pub max_add_bytes: u64,
     /// The request's Content-Type (POST /add needs the multipart boundary).
     pub content_type: Option<String>,
 }
@@ -81,7 +83,15 @@ async fn dispatch(
             Ok(reply::no_content())
         }
         Route::Add => match body {
-            Some(body) => crate::add::handle(b, q.raw(), ctx.content_type.as_deref(), body).await,
+            Some(body) => {
+                let limits = crate::multipart::BodyLimits {
+                    max_bytes: ctx.max_add_bytes,
+                    read_timeout: ctx.read_timeout,
+                };
+                let body = crate::multipart::LimitedBody::new(body, limits)
+                    .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e))?;
+                crate::add::handle(b, q.raw(), ctx.content_type.as_deref(), body).await
+            }
             None => Err(ApiError::bad_request(
                 "request Content-Type isn't multipart/form-data",
             )),
@@ -159,22 +169,64 @@ async fn dispatch(
         Route::Bandwidth => Ok(reply::ok_json(&crate::health::bandwidth(b).await?)),
         Route::Metrics { name } => Ok(reply::ok_json(&crate::health::metrics(b, &name).await?)),
         Route::MetricNames => Ok(reply::ok_json(&b.metrics.names())),
-        Route::Token => token(ctx),
+        Route::Token => token(ctx.credentials.as_ref(), ctx.user.as_ref(), q),
         Route::Health => Ok(reply::no_content()),
     }
 }
 
-/// POST /token: a JWT for the authenticated user (401 when auth is off, as upstream).
-fn token(ctx: &Ctx) -> Result<Resp, ApiError> {
-    let (Some(creds), Some(user)) = (&ctx.credentials, &ctx.user) else {
+/// POST /token (REST and Pinning Services APIs): a JWT for the authenticated user, as
+/// upstream `{"token": "..."}` (401 when auth is off, as upstream). Ours: `?lifetime=`
+/// (Go duration, default 24h, at most 720h) and `?scope=read|write` (default: the scope
+/// of the request's own credentials, never wider).
+pub fn token(
+    creds: Option<&crate::auth::Credentials>,
+    who: Option<&crate::auth::Principal>,
+    q: &Query,
+) -> Result<Resp, ApiError> {
+    use crate::auth::{Scope, TokenError};
+    let (Some(creds), Some(who)) = (creds, who) else {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized"));
     };
-    let t = creds.issue_token(user).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized: no token can be issued for a user with an empty password",
-        )
-    })?;
+    let scope = match q.get("scope") {
+        "" => who.scope,
+        s => Scope::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "invalid scope {s:?}: use scope=read or scope=write"
+            ))
+        })?,
+    };
+    if scope > who.scope {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "forbidden: these credentials have the {} scope and cannot get a token with scope={}",
+                who.scope.as_str(),
+                scope.as_str()
+            ),
+        ));
+    }
+    let lifetime = match q.get("lifetime") {
+        "" => None,
+        s => Some(
+            ipfs_cluster_config::GoDuration::parse(s)
+                .map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "invalid lifetime {s:?} (a duration such as 1h or 30m): {e}"
+                    ))
+                })?
+                .as_duration(),
+        ),
+    };
+    let t = creds
+        .issue_token(&who.user, Some(scope), lifetime)
+        .map_err(|e| {
+            let status = match e {
+                TokenError::EmptyPassword => StatusCode::UNAUTHORIZED,
+                TokenError::ScopeTooWide(_) => StatusCode::FORBIDDEN,
+                TokenError::Lifetime(_) => StatusCode::BAD_REQUEST,
+            };
+            ApiError::new(status, e.to_string())
+        })?;
     Ok(reply::ok_json(&serde_json::json!({ "token": t })))
 }
 

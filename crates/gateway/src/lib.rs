@@ -226,19 +226,21 @@ pub async fn run(
         ),
         None => None,
     };
-    // The transport pipes /libp2p-http streams (cluster host) here: the REST app in plain
-    // HTTP on an ephemeral loopback port (upstream's libp2p endpoint has no TLS).
-    let tunnel = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
-    let tunnel_addr = tunnel.local_addr()?;
+    // The transport tunnels /libp2p-http streams (cluster host) through Gateway.Libp2pHttp:
+    // served here by the REST app in plain HTTP/1.1, with no listener of their own.
     let rest_app = rest.app.clone();
     let (tx, rx) = watch::channel(false);
+    let _ = backends.tunnel.set(libp2p_http::Tunnel {
+        app: rest_app.clone(),
+        shutdown: rx.clone(),
+    });
     let own_host = match opts.rest.libp2p.clone() {
         Some(l) => Some(libp2p_http::start(l, rest_app.clone(), rx.clone()).await?.1),
         None => None,
     };
     let svc = grpc::GatewayService {
         rest_auth_required: opts.rest.basic_auth_credentials.is_some(),
-        libp2p_http_target: tunnel_addr.to_string(),
+        libp2p_http_target: String::new(),
         backends,
         rest_listen: rest
             .local_addrs()
@@ -256,10 +258,7 @@ pub async fn run(
             .unwrap_or_default(),
         served,
     };
-    let mut http_tasks = vec![
-        tokio::spawn(serve_api(rest, rx.clone())),
-        tokio::spawn(server::serve(tunnel, None, rest_app, rx.clone())),
-    ];
+    let mut http_tasks = vec![tokio::spawn(serve_api(rest, rx.clone()))];
     http_tasks.extend(own_host);
     if let Some(p) = pinsvc {
         http_tasks.push(tokio::spawn(serve_api(p, rx.clone())));

@@ -1,18 +1,24 @@
 //! The REST API's own libp2p endpoint, for `api.restapi` with `libp2p_listen_multiaddress`,
 //! `id` and `private_key` all set: a separate libp2p host (TCP + noise + yamux, the given
 //! identity) that serves HTTP/1.1 on `/libp2p-http` streams, as upstream's go-libp2p-http.
-//! As upstream, this host uses NO private-network key (only the cluster host is guarded
-//! by the cluster secret): the REST API's own authentication is what protects it.
-//! Each stream is served by the same REST app (auth, CORS, limits, access log) as the
-//! HTTP listeners; at most [`MAX_STREAMS`] at once.
+//! Unlike upstream, this host is a private network keyed by the cluster secret (pnet, as
+//! the cluster host): only secret holders connect (`ipfs-cluster-ctl --host …/p2p/<id>
+//! --secret …`). With an empty secret it is open, and without `basic_auth_credentials`
+//! anyone who connects uses the REST API: both are logged loudly at start.
+//! Each stream is served in this process by the same REST app (auth, CORS, limits, access
+//! log naming the peer id) as the HTTP listeners, HTTP/1.1 with header deadlines
+//! (`server::serve_libp2p`); at most [`MAX_STREAMS`] at once.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
 
 use futures::StreamExt;
 use libp2p::{
     core::{muxing::StreamMuxerBox, transport::Boxed, upgrade::Version},
     identity::Keypair,
     noise,
+    pnet::{PnetConfig, PreSharedKey},
     swarm::SwarmEvent,
     tcp, yamux, Multiaddr, PeerId, StreamProtocol, Transport,
 };
@@ -25,11 +31,75 @@ use crate::server::App;
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/libp2p-http");
 pub const MAX_STREAMS: usize = 256;
 
+/// What serves `/libp2p-http` streams that the transport tunnels from the cluster host
+/// (`Gateway.Libp2pHttp`, grpc.rs): the REST app, in this process.
+#[derive(Clone)]
+pub struct Tunnel {
+    pub app: Arc<App>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Serves one tunnelled stream: the bytes from `inbound` feed an in-memory connection
+/// served by [`crate::server::serve_libp2p`] for `peer`; its answers come out as the
+/// returned stream. Nothing listens on a socket for this.
+pub fn serve_tunnel<In>(
+    tunnel: &Tunnel,
+    peer: String,
+    mut inbound: In,
+) -> tokio_stream::wrappers::ReceiverStream<Result<Bytes, String>>
+where
+    In: futures::Stream<Item = Result<Bytes, String>> + Unpin + Send + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const BUF: usize = 64 << 10;
+    let (ours, theirs) = tokio::io::duplex(BUF);
+    let (mut rd, mut wr) = tokio::io::split(ours);
+    tokio::spawn(async move {
+        while let Some(Ok(chunk)) = inbound.next().await {
+            if wr.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; BUF];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) => return,
+                Ok(n) => {
+                    if tx
+                        .send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string())).await;
+                    return;
+                }
+            }
+        }
+    });
+    tokio::spawn(crate::server::serve_libp2p(
+        theirs,
+        peer,
+        tunnel.app.clone(),
+        tunnel.shutdown.clone(),
+    ));
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
 /// The own-host settings (validated by config.rs).
 #[derive(Debug, Clone)]
 pub struct Libp2pOptions {
     pub listen: Vec<Multiaddr>,
     pub keypair: Keypair,
+    /// `cluster.secret` (None = empty secret: an open network).
+    pub secret: Option<[u8; 32]>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,14 +110,36 @@ pub enum Libp2pError {
     Listen { addr: Multiaddr, reason: String },
 }
 
-fn transport(key: &Keypair) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
-    Ok(
-        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+/// TCP -> [pnet with the cluster secret] -> noise -> yamux (as the cluster host).
+fn transport(
+    key: &Keypair,
+    secret: Option<[u8; 32]>,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    let noise = noise::Config::new(key)?;
+    Ok(match secret {
+        Some(s) => tcp
+            .and_then(move |socket, _| PnetConfig::new(PreSharedKey::new(s)).handshake(socket))
             .upgrade(Version::V1Lazy)
-            .authenticate(noise::Config::new(key)?)
+            .authenticate(noise)
             .multiplex(yamux::Config::default())
             .boxed(),
-    )
+        None => tcp
+            .upgrade(Version::V1Lazy)
+            .authenticate(noise)
+            .multiplex(yamux::Config::default())
+            .boxed(),
+    })
+}
+
+/// The loud start-up warning for how open the endpoint is, if it is.
+fn exposure_warning(secret: bool, credentials: bool) -> Option<&'static str> {
+    match (secret, credentials) {
+        (true, true) => None,
+        (true, false) => Some("SECURITY: the REST API's own libp2p endpoint (libp2p_listen_multiaddress) has no basic_auth_credentials: any holder of the cluster secret that reaches it can pin, unpin and remove peers; set basic_auth_credentials"),
+        (false, true) => Some("SECURITY: the REST API's own libp2p endpoint (libp2p_listen_multiaddress) runs on an OPEN network (empty cluster.secret): anyone can connect and try credentials; set cluster.secret"),
+        (false, false) => Some("SECURITY: the REST API's own libp2p endpoint (libp2p_listen_multiaddress) runs on an OPEN network (empty cluster.secret) and the REST API has no basic_auth_credentials: ANYONE who reaches it can pin, unpin and remove peers; set cluster.secret and basic_auth_credentials"),
+    }
 }
 
 /// Starts the host and serves `/libp2p-http` until `shutdown` flips. Returns the listen
@@ -58,16 +150,15 @@ pub async fn start(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(Vec<Multiaddr>, tokio::task::JoinHandle<()>), Libp2pError> {
     let id = opts.keypair.public().to_peer_id();
-    if app.credentials.is_none() {
-        tracing::warn!(
-            listen = ?opts.listen,
-            "SECURITY: the REST API's own libp2p endpoint (libp2p_listen_multiaddress) has no private network (as upstream) and the REST API has no basic_auth_credentials: any libp2p peer that can reach it can pin, unpin and remove peers; set basic_auth_credentials"
-        );
+    if let Some(w) = exposure_warning(opts.secret.is_some(), app.credentials.is_some()) {
+        tracing::warn!(listen = ?opts.listen, "{w}");
     }
+    let secret = opts.secret;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(opts.keypair)
         .with_tokio()
         .with_other_transport(|key| {
-            transport(key).map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            transport(key, secret)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         })
         .map_err(|e| Libp2pError::Build(e.to_string()))?
         .with_behaviour(|_| libp2p_stream::Behaviour::new())
@@ -133,8 +224,6 @@ pub async fn start(
     let mut stop = shutdown.clone();
     let task = tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(MAX_STREAMS));
-        // libp2p-http has no client address: the access log shows 0.0.0.0:0.
-        let remote = SocketAddr::from(([0, 0, 0, 0], 0));
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
@@ -149,11 +238,111 @@ pub async fn start(
                     let sd = shutdown.clone();
                     tokio::spawn(async move {
                         let _slot = slot;
-                        crate::server::serve_io(stream.compat(), remote, app, sd).await;
+                        crate::server::serve_libp2p(stream.compat(), peer.to_string(), app, sd)
+                            .await;
                     });
                 }
             }
         }
     });
     Ok((shown, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A REST app whose backends point nowhere (GET /health needs none).
+    fn tunnel(header_timeout: Duration) -> (Tunnel, watch::Sender<bool>) {
+        let nowhere: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut rest = crate::HttpApiOptions::with_listen(nowhere);
+        rest.read_header_timeout = header_timeout;
+        let opts = crate::GatewayOptions {
+            peername: "p".into(),
+            rest: rest.clone(),
+            pinsvc: None,
+            transport_addr: nowhere,
+            consensus_addr: nowhere,
+            ipfs_connector_addr: nowhere,
+            gateway_addr: nowhere,
+            allow_remote_internal: false,
+        };
+        let token = ipfs_cluster_proto::InternalToken::generate();
+        let app = Arc::new(App::new(
+            crate::server::ApiKind::Rest,
+            rest,
+            crate::backend::Backends::connect(&opts, &token),
+            crate::accesslog::AccessLog::tracing("restapilog"),
+            Arc::default(),
+        ));
+        let (tx, rx) = watch::channel(false);
+        (Tunnel { app, shutdown: rx }, tx)
+    }
+
+    /// Everything the tunnel answers until it closes (or 10 s pass).
+    async fn answers(
+        mut out: tokio_stream::wrappers::ReceiverStream<Result<Bytes, String>>,
+    ) -> String {
+        let mut text = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(Ok(b)) = out.next().await {
+                text.extend_from_slice(&b);
+            }
+        })
+        .await;
+        String::from_utf8_lossy(&text).to_string()
+    }
+
+    #[tokio::test]
+    async fn tunnelled_streams_are_served_in_process_with_deadlines() {
+        let (t, _stop) = tunnel(Duration::from_millis(300));
+        // A request is answered; the stream then stays open for the next one...
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(Ok(Bytes::from_static(
+            b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        )))
+        .await
+        .unwrap();
+        let started = std::time::Instant::now();
+        let out = serve_tunnel(
+            &t,
+            "12D3KooWpeer".into(),
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        );
+        let text = answers(out).await;
+        assert!(text.starts_with("HTTP/1.1 204"), "{text:?}");
+        // ... until it idles past the header deadline: then the stream is closed even
+        // though the client keeps it open (tx is still alive here).
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "an idle stream was kept"
+        );
+        // A stream that never sends a byte is closed at the same deadline.
+        let (tx2, rx2) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(1);
+        let started = std::time::Instant::now();
+        let out = serve_tunnel(
+            &t,
+            "12D3KooWpeer".into(),
+            tokio_stream::wrappers::ReceiverStream::new(rx2),
+        );
+        let text = answers(out).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a silent stream was kept: {text:?}"
+        );
+        drop((tx, tx2));
+    }
+
+    #[test]
+    fn open_endpoints_are_reported() {
+        assert_eq!(exposure_warning(true, true), None);
+        for (secret, creds, words) in [
+            (true, false, "basic_auth_credentials"),
+            (false, true, "OPEN network"),
+            (false, false, "ANYONE"),
+        ] {
+            let w = exposure_warning(secret, creds).expect("a warning");
+            assert!(w.starts_with("SECURITY:") && w.contains(words), "{w}");
+        }
+    }
 }

@@ -1,9 +1,12 @@
 //! A streaming `multipart/form-data` reader for `POST /add` (boxo/files semantics): parts
 //! are read as they arrive, with bounded buffering, so large uploads never sit in memory.
 
+use std::time::Duration;
+
 use bytes::{Buf, Bytes, BytesMut};
+use http::StatusCode;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 
 /// Largest header block of one part.
 const MAX_PART_HEADERS: usize = 16 * 1024;
@@ -36,8 +39,113 @@ enum State {
     End,
 }
 
+/// How much of a request body `POST /add` reads, and for how long (issue 16, hole 7):
+/// `api.restapi.max_add_bytes` and upstream's `read_timeout` (zero = no deadline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimits {
+    pub max_bytes: u64,
+    pub read_timeout: Duration,
+}
+
+impl BodyLimits {
+    /// What an add of at most `max_bytes` may spool to the temp folder: its blocks hold
+    /// the data plus UnixFS framing and directory nodes, well under an eighth more.
+    pub fn spool_max(&self) -> u64 {
+        self.max_bytes
+            .saturating_add(self.max_bytes / 8)
+            .saturating_add(1 << 20)
+    }
+
+    /// The 413 text when the body is (or declares to be) larger than allowed.
+    pub fn too_large(&self) -> String {
+        format!(
+            "{TOO_LARGE}: this API accepts at most {} bytes per request (api.restapi.max_add_bytes); add less at once or raise the limit",
+            self.max_bytes
+        )
+    }
+}
+
+const TOO_LARGE: &str = "request body too large";
+const TOO_SLOW: &str = "request body not read in time";
+
+/// The status for an error of reading an add's body: 413 past `max_add_bytes`, 408 past
+/// `read_timeout`, else 500.
+pub fn status_of(err: &str) -> StatusCode {
+    if err.starts_with(TOO_LARGE) {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else if err.starts_with(TOO_SLOW) {
+        StatusCode::REQUEST_TIMEOUT
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+}
+
+/// A request body read under [`BodyLimits`]: refused up front when its Content-Length is
+/// too large, cut off as soon as more bytes arrive than allowed, and given up on when the
+/// whole body is not in by `read_timeout` after the request started.
+pub struct LimitedBody<B = Incoming> {
+    body: B,
+    limits: BodyLimits,
+    read: u64,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl<B> LimitedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    /// `Err` (the 413 text) when the body declares more than `limits.max_bytes`.
+    pub fn new(body: B, limits: BodyLimits) -> Result<Self, String> {
+        if body.size_hint().lower() > limits.max_bytes {
+            return Err(limits.too_large());
+        }
+        let deadline = (!limits.read_timeout.is_zero())
+            .then(|| tokio::time::Instant::now() + limits.read_timeout);
+        Ok(Self {
+            body,
+            limits,
+            read: 0,
+            deadline,
+        })
+    }
+
+    pub fn limits(&self) -> BodyLimits {
+        self.limits
+    }
+
+    /// The next data chunk, `None` at the end.
+    pub async fn data(&mut self) -> Result<Option<Bytes>, String> {
+        loop {
+            let next = self.body.frame();
+            let frame = match self.deadline {
+                None => next.await,
+                Some(d) => tokio::time::timeout_at(d, next).await.map_err(|_| {
+                    format!(
+                        "{TOO_SLOW}: the body was not received within read_timeout ({})",
+                        ipfs_cluster_config::GoDuration::from(self.limits.read_timeout)
+                    )
+                })?,
+            };
+            match frame {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(format!("error reading the request body: {e}")),
+                Some(Ok(f)) => {
+                    if let Ok(d) = f.into_data() {
+                        self.read += d.len() as u64;
+                        if self.read > self.limits.max_bytes {
+                            return Err(self.limits.too_large());
+                        }
+                        return Ok(Some(d));
+                    }
+                }
+            }
+        }
+    }
+}
+
 pub struct Multipart {
-    body: Incoming,
+    body: LimitedBody,
     delimiter: Vec<u8>,
     buf: BytesMut,
     state: State,
@@ -114,7 +222,7 @@ fn parse_headers(block: &[u8]) -> Result<PartHeaders, String> {
 }
 
 impl Multipart {
-    pub fn new(body: Incoming, boundary: &str) -> Self {
+    pub fn new(body: LimitedBody, boundary: &str) -> Self {
         let mut buf = BytesMut::new();
         // A leading CRLF lets the first delimiter be found like every other one.
         buf.extend_from_slice(b"\r\n");
@@ -130,16 +238,13 @@ impl Multipart {
     /// Reads more of the body; false at its end.
     async fn fill(&mut self) -> Result<bool, String> {
         while !self.eof {
-            match self.body.frame().await {
-                Some(Ok(f)) => {
-                    if let Ok(d) = f.into_data() {
-                        if !d.is_empty() {
-                            self.buf.extend_from_slice(&d);
-                            return Ok(true);
-                        }
+            match self.body.data().await? {
+                Some(d) => {
+                    if !d.is_empty() {
+                        self.buf.extend_from_slice(&d);
+                        return Ok(true);
                     }
                 }
-                Some(Err(e)) => return Err(format!("error reading the request body: {e}")),
                 None => self.eof = true,
             }
         }
@@ -250,6 +355,72 @@ impl Multipart {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn limits(max_bytes: u64, read_timeout: Duration) -> BodyLimits {
+        BodyLimits {
+            max_bytes,
+            read_timeout,
+        }
+    }
+
+    /// A body that yields `chunks`, then waits forever (a client that stops sending).
+    fn stalling(
+        chunks: Vec<&'static [u8]>,
+    ) -> impl Body<Data = Bytes, Error = std::convert::Infallible> + Unpin {
+        use futures::StreamExt;
+        let s = futures::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok(hyper::body::Frame::data(Bytes::from_static(c)))),
+        )
+        .chain(futures::stream::pending());
+        http_body_util::StreamBody::new(s)
+    }
+
+    #[tokio::test]
+    async fn bodies_are_bounded_in_size_and_time() {
+        // A declared length over the limit is refused before reading anything.
+        let full = http_body_util::Full::new(Bytes::from_static(b"0123456789"));
+        let e = LimitedBody::new(full, limits(9, Duration::ZERO))
+            .err()
+            .expect("refused up front");
+        assert_eq!(status_of(&e), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(
+            e.contains("max_add_bytes") && e.contains("at most 9 bytes"),
+            "{e}"
+        );
+        // Exactly the limit is fine.
+        let full = http_body_util::Full::new(Bytes::from_static(b"0123456789"));
+        let mut b = LimitedBody::new(full, limits(10, Duration::ZERO)).unwrap();
+        assert_eq!(b.data().await.unwrap().unwrap().len(), 10);
+        assert_eq!(b.data().await.unwrap(), None);
+        // A body without a length is cut off when it goes past the limit.
+        let mut b = LimitedBody::new(
+            stalling(vec![b"01234", b"56789"]),
+            limits(8, Duration::ZERO),
+        )
+        .unwrap();
+        assert!(b.data().await.unwrap().is_some());
+        let e = b.data().await.unwrap_err();
+        assert_eq!(status_of(&e), StatusCode::PAYLOAD_TOO_LARGE, "{e}");
+        // A client that stops sending is given up on at read_timeout.
+        let mut b = LimitedBody::new(
+            stalling(vec![b"0"]),
+            limits(100, Duration::from_millis(200)),
+        )
+        .unwrap();
+        assert!(b.data().await.unwrap().is_some());
+        let t = std::time::Instant::now();
+        let e = b.data().await.unwrap_err();
+        assert_eq!(status_of(&e), StatusCode::REQUEST_TIMEOUT, "{e}");
+        assert!(e.contains("read_timeout (200ms)"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert_eq!(status_of("other"), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            limits(1 << 30, Duration::ZERO).spool_max(),
+            (1 << 30) + (1 << 27) + (1 << 20)
+        );
+    }
 
     #[test]
     fn content_types() {

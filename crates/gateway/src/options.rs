@@ -20,6 +20,8 @@ pub struct HttpApiOptions {
     pub max_header_bytes: usize,
     /// `None` = authentication off (upstream `basic_auth_credentials: null`).
     pub basic_auth_credentials: Option<BTreeMap<String, String>>,
+    /// Users of `basic_auth_credentials` that may only read (ours: `read_only_users`).
+    pub read_only_users: std::collections::BTreeSet<String>,
     /// Access log file ("" = log through tracing).
     pub http_log_file: Option<PathBuf>,
     pub headers: BTreeMap<String, Vec<String>>,
@@ -28,6 +30,8 @@ pub struct HttpApiOptions {
     pub libp2p: Option<crate::libp2p_http::Libp2pOptions>,
     /// Connections served at once (per API); more are closed at accept.
     pub max_connections: usize,
+    /// Largest `POST /add` request body, in bytes (ours: `max_add_bytes`).
+    pub max_add_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -72,11 +76,13 @@ impl HttpApiOptions {
             idle_timeout: Duration::from_secs(120),
             max_header_bytes: 4096,
             basic_auth_credentials: None,
+            read_only_users: Default::default(),
             http_log_file: None,
             headers: BTreeMap::new(),
             cors: CorsOptions::default(),
             libp2p: None,
             max_connections: ipfs_cluster_config::api::DEFAULT_MAX_CONNECTIONS as usize,
+            max_add_bytes: ipfs_cluster_config::api::DEFAULT_MAX_ADD_BYTES,
         }
     }
 

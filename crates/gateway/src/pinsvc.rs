@@ -25,7 +25,7 @@ pub async fn handle(
     req: Request<Incoming>,
     path: &str,
     query: &Query,
-    user: Option<String>,
+    user: Option<crate::auth::Principal>,
 ) -> Response<Body> {
     let segs: Vec<String> = path
         .trim_start_matches('/')
@@ -37,13 +37,9 @@ pub async fn handle(
     let b = &app.backends;
     let res = match (segs.as_slice(), &m) {
         (["health"], &Method::GET) => Ok(reply::no_content()),
-        (["token"], &Method::POST) => match (&app.credentials, &user) {
-            (Some(c), Some(u)) => c
-                .issue_token(u)
-                .map(|t| reply::ok_json(&serde_json::json!({ "token": t })))
-                .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized")),
-            _ => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized")),
-        },
+        (["token"], &Method::POST) => {
+            crate::handlers::token(app.credentials.as_ref(), user.as_ref(), query)
+        }
         (["pins"], &Method::GET) => list(b, query).await.map(|r| reply::ok_json(&r)),
         (["pins"], &Method::POST) => add(b, req.into_body(), None, app.opts.read_timeout)
             .await

@@ -21,7 +21,7 @@ use tokio::{net::TcpListener, sync::watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::{
-    auth::{AuthFailure, Credentials},
+    auth::{AuthFailure, Credentials, Principal, Scope},
     backend::Backends,
     cors::Cors,
     handlers::{self, Ctx},
@@ -36,6 +36,39 @@ use crate::{
 pub enum ApiKind {
     Rest,
     PinSvc,
+}
+
+/// Who is at the other end of a request: its TCP address (the throttle keys on its IP),
+/// and for requests that came over `/libp2p-http`, the libp2p peer id (the access log
+/// names it instead of an address).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Remote {
+    pub addr: SocketAddr,
+    pub peer: Option<String>,
+}
+
+impl From<SocketAddr> for Remote {
+    fn from(addr: SocketAddr) -> Self {
+        Remote { addr, peer: None }
+    }
+}
+
+impl Remote {
+    /// A libp2p peer (no IP address: the throttle buckets these under 0.0.0.0).
+    pub fn libp2p(peer: impl ToString) -> Self {
+        Remote {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            peer: Some(peer.to_string()),
+        }
+    }
+
+    /// What the access log shows.
+    pub fn client(&self) -> String {
+        match &self.peer {
+            Some(p) => p.clone(),
+            None => self.addr.ip().to_string(),
+        }
+    }
 }
 
 pub struct App {
@@ -60,7 +93,10 @@ impl App {
         Self {
             kind,
             cors: Cors::new(&opts.cors),
-            credentials: opts.basic_auth_credentials.clone().map(Credentials::new),
+            credentials: opts
+                .basic_auth_credentials
+                .clone()
+                .map(|users| Credentials::with_read_only(users, opts.read_only_users.clone())),
             opts,
             backends,
             access_log,
@@ -78,7 +114,7 @@ impl App {
 
     /// The whole middleware chain for one request, counted in the Prometheus families
     /// and, with tracing on, run in the request's trace (crate::prometheus).
-    pub async fn call(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+    pub async fn call(&self, req: Request<Incoming>, remote: Remote) -> Response<Body> {
         use tracing::Instrument;
         let obs = crate::prometheus::Observed::start(
             self.kind,
@@ -99,7 +135,7 @@ impl App {
         resp
     }
 
-    async fn call_untraced(&self, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+    async fn call_untraced(&self, req: Request<Incoming>, remote: Remote) -> Response<Body> {
         self.served.fetch_add(1, Ordering::Relaxed);
         let method = req.method().clone();
         let uri = req.uri().clone();
@@ -109,9 +145,9 @@ impl App {
         // connection; we answer 503 so the client learns why).
         let wt = self.opts.write_timeout;
         let (user, mut resp) = if wt.is_zero() {
-            self.inner(req, remote).await
+            self.inner(req, remote.addr).await
         } else {
-            match tokio::time::timeout(wt, self.inner(req, remote)).await {
+            match tokio::time::timeout(wt, self.inner(req, remote.addr)).await {
                 Ok(x) => x,
                 Err(_) => (
                     None,
@@ -135,8 +171,8 @@ impl App {
             }
         }
         self.access_log.log(
-            remote,
-            user.as_deref(),
+            &remote.client(),
+            user.as_ref().map(|p| p.user.as_str()),
             &method,
             &uri,
             version,
@@ -150,7 +186,7 @@ impl App {
         &self,
         req: Request<Incoming>,
         remote: SocketAddr,
-    ) -> (Option<String>, Response<Body>) {
+    ) -> (Option<Principal>, Response<Body>) {
         // 0. Web pages: DNS rebinding and cross-origin writes (request_guard.rs).
         let loopback_only = self.opts.listen.iter().all(|a| a.ip().is_loopback());
         let checked = crate::request_guard::check_host(req.headers(), req.uri(), loopback_only)
@@ -183,9 +219,15 @@ impl App {
                         .get(header::AUTHORIZATION)
                         .map(|v| v.as_bytes()),
                 ) {
-                    Ok(u) => {
+                    Ok(p) => {
                         self.throttle.succeeded(ip);
-                        user = Some(u)
+                        if let Some(msg) = read_only_refusal(&p, req.method(), req.uri().path()) {
+                            return (
+                                Some(p),
+                                self.err(&ApiError::new(StatusCode::FORBIDDEN, msg)),
+                            );
+                        }
+                        user = Some(p)
                     }
                     Err(f) => {
                         if f != AuthFailure::NoAuth {
@@ -221,7 +263,7 @@ impl App {
         r
     }
 
-    async fn route(&self, req: Request<Incoming>, user: Option<String>) -> Response<Body> {
+    async fn route(&self, req: Request<Incoming>, user: Option<Principal>) -> Response<Body> {
         let path = req.uri().path().to_string();
         let raw_query = req.uri().query().map(str::to_string);
         // 3. Trailing-slash redirect (307 keeps the method). "/" is a 404 (the [REC]).
@@ -252,6 +294,7 @@ impl App {
                         user,
                         credentials: self.credentials.clone(),
                         read_timeout: self.opts.read_timeout,
+                        max_add_bytes: self.opts.max_add_bytes,
                         content_type: req
                             .headers()
                             .get(header::CONTENT_TYPE)
@@ -267,6 +310,20 @@ impl App {
             ApiKind::PinSvc => crate::pinsvc::handle(self, req, &decoded, &query, user).await,
         }
     }
+}
+
+/// Read-scoped credentials (`read_only_users`, or a `scope=read` token) may GET and HEAD,
+/// and ask `POST /token` for another read-scoped token; anything else is refused here,
+/// before any handler runs. `None` = allowed.
+fn read_only_refusal(p: &Principal, method: &Method, path: &str) -> Option<String> {
+    let reads = method == Method::GET || method == Method::HEAD || method == Method::OPTIONS;
+    let token = method == Method::POST && path.trim_end_matches('/') == "/token";
+    (p.scope == Scope::Read && !reads && !token).then(|| {
+        format!(
+            "forbidden: user {:?} has read-only access (read_only_users or a scope=read token): only GET and HEAD are allowed, not {method}",
+            p.user
+        )
+    })
 }
 
 /// Builds the hyper connection builder with the configured limits.
@@ -372,7 +429,7 @@ pub async fn serve(
             let builder = conn_builder(&app.opts);
             let svc = service_fn(move |req| {
                 let app = app.clone();
-                async move { Ok::<_, std::convert::Infallible>(app.call(req, remote).await) }
+                async move { Ok::<_, std::convert::Infallible>(app.call(req, remote.into()).await) }
             });
             let res = match acceptor {
                 Some(acc) => {
@@ -407,9 +464,8 @@ pub async fn serve(
     }
 }
 
-/// Serves one plain (already accepted) connection or stream with `app` until it ends or
-/// `shutdown` flips (then the current request finishes). Used by the TCP listeners and by
-/// the libp2p-http endpoint.
+/// Serves one plain (already accepted) connection with `app` until it ends or `shutdown`
+/// flips (then the current request finishes).
 pub async fn serve_io<I>(
     io: I,
     remote: SocketAddr,
@@ -421,7 +477,7 @@ pub async fn serve_io<I>(
     let builder = conn_builder(&app.opts);
     let svc = service_fn(move |req| {
         let app = app.clone();
-        async move { Ok::<_, std::convert::Infallible>(app.call(req, remote).await) }
+        async move { Ok::<_, std::convert::Infallible>(app.call(req, remote.into()).await) }
     });
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
@@ -431,5 +487,79 @@ pub async fn serve_io<I>(
     };
     if let Err(e) = res {
         tracing::debug!(%remote, error = %e, "HTTP connection ended with an error");
+    }
+}
+
+/// Serves one `/libp2p-http` stream from libp2p peer `peer` (HTTP/1.1 only, as
+/// go-libp2p-http): the access log names the peer. Deadlines: the first request's head
+/// must arrive within `read_header_timeout` (or `idle_timeout`, else 5 s), and so must
+/// each next one (so an idle stream is closed), bodies within `read_timeout`.
+pub async fn serve_libp2p<I>(
+    io: I,
+    peer: String,
+    app: Arc<App>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut b = hyper::server::conn::http1::Builder::new();
+    let max_buf = (app.opts.max_header_bytes.max(4096) + 4096).max(8192);
+    b.timer(TokioTimer::new())
+        .header_read_timeout(first_byte_deadline(&app.opts))
+        .max_buf_size(max_buf)
+        .keep_alive(true);
+    let remote = Remote::libp2p(&peer);
+    let svc = service_fn(move |req| {
+        let app = app.clone();
+        let remote = remote.clone();
+        async move { Ok::<_, std::convert::Infallible>(app.call(req, remote).await) }
+    });
+    let conn = b.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let res = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.changed() => { conn.as_mut().graceful_shutdown(); conn.await }
+    };
+    if let Err(e) = res {
+        tracing::debug!(%peer, error = %e, "/libp2p-http stream ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::*;
+
+    #[test]
+    fn read_scope_allows_reads_and_a_token_only() {
+        let reader = Principal {
+            user: "bob".into(),
+            scope: Scope::Read,
+        };
+        let writer = Principal {
+            user: "alice".into(),
+            scope: Scope::Write,
+        };
+        for (m, path) in [
+            (Method::GET, "/pins"),
+            (Method::HEAD, "/id"),
+            (Method::OPTIONS, "/pins/x"),
+            (Method::POST, "/token"),
+        ] {
+            assert_eq!(read_only_refusal(&reader, &m, path), None, "{m} {path}");
+        }
+        for (m, path) in [
+            (Method::POST, "/pins/x"),
+            (Method::DELETE, "/pins/x"),
+            (Method::POST, "/add"),
+            (Method::PUT, "/token"),
+            (Method::POST, "/tokens"),
+        ] {
+            let msg = read_only_refusal(&reader, &m, path).expect("refused");
+            assert!(
+                msg.contains("\"bob\"") && msg.contains("read-only"),
+                "{msg}"
+            );
+            assert_eq!(read_only_refusal(&writer, &m, path), None);
+        }
     }
 }

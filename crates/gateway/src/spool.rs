@@ -15,22 +15,35 @@ pub struct Spool {
     file: BufWriter<tokio::fs::File>,
     path: tempfile::TempPath,
     blocks: usize,
+    written: u64,
+    max_bytes: u64,
 }
 
 impl Spool {
-    /// A new spool in the system temp folder.
-    pub async fn new() -> io::Result<Self> {
+    /// A new spool in the system temp folder that refuses to grow past `max_bytes`
+    /// (`BodyLimits::spool_max`: an add cannot fill the temp folder beyond its own size).
+    pub async fn new(max_bytes: u64) -> io::Result<Self> {
         let (f, path) = tempfile::NamedTempFile::new()?.into_parts();
         Ok(Self {
             file: BufWriter::new(tokio::fs::File::from_std(f)),
             path,
             blocks: 0,
+            written: 0,
+            max_bytes,
         })
     }
 
     /// Appends one block: CID bytes and data, each length-prefixed.
     pub async fn push(&mut self, cid: &cid::Cid, data: &[u8]) -> io::Result<()> {
         let c = cid.to_bytes();
+        let record = 8 + c.len() as u64 + data.len() as u64;
+        if self.written + record > self.max_bytes {
+            return Err(io::Error::other(format!(
+                "the add spool in the temp folder would exceed {} bytes (api.restapi.max_add_bytes and its overhead)",
+                self.max_bytes
+            )));
+        }
+        self.written += record;
         self.file.write_u32(c.len() as u32).await?;
         self.file.write_all(&c).await?;
         self.file.write_u32(data.len() as u32).await?;
@@ -100,7 +113,7 @@ mod tests {
 
     #[tokio::test]
     async fn round_trip_in_order() {
-        let mut s = Spool::new().await.unwrap();
+        let mut s = Spool::new(u64::MAX).await.unwrap();
         s.push(&hash(1), b"one").await.unwrap();
         s.push(&hash(2), &vec![7u8; 300_000]).await.unwrap();
         s.push(&hash(3), b"").await.unwrap();
@@ -113,5 +126,16 @@ mod tests {
         let (c, d) = r.next().await.unwrap().unwrap();
         assert_eq!((c, d.len()), (hash(3), 0));
         assert!(r.next().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_spool_is_bounded() {
+        // Each record is 8 bytes of lengths, the CID (36 bytes here) and the data.
+        let mut s = Spool::new(2 * (8 + 36 + 100)).await.unwrap();
+        s.push(&hash(1), &[1; 100]).await.unwrap();
+        s.push(&hash(2), &[2; 100]).await.unwrap();
+        let e = s.push(&hash(3), &[3]).await.unwrap_err();
+        assert!(e.to_string().contains("max_add_bytes"), "{e}");
+        assert_eq!(s.len(), 2, "the refused block was not written");
     }
 }

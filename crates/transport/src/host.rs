@@ -378,6 +378,8 @@ pub async fn start(
                 gossipsub::ConfigBuilder::default()
                     .heartbeat_interval(heartbeat)
                     .validation_mode(gossipsub::ValidationMode::Strict)
+                    // Relayed only once `validate_gossip` accepted it (members' only).
+                    .validate_messages()
                     .max_transmit_size(max)
                     .build()?,
             )?;
@@ -477,6 +479,7 @@ pub async fn start(
 
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (resp_tx, resp_rx) = mpsc::channel(1024);
+    let (valid_tx, valid_rx) = mpsc::channel(1024);
     let handle = HostHandle {
         cmd: cmd_tx,
         shared: shared.clone(),
@@ -494,12 +497,15 @@ pub async fn start(
         limits: cfg.limits,
         open_network,
         resp_tx,
+        valid_tx,
         pending_calls: HashMap::new(),
         pending_dials: HashMap::new(),
         inflight: HashMap::new(),
         latency: HashMap::new(),
         conn_addrs: HashMap::new(),
         established: 0,
+        loaded: cfg.peerstore.book.keys().copied().collect(),
+        dialled: HashSet::new(),
         book: cfg.peerstore.book,
         unnamed: cfg.peerstore.unnamed,
         dirty: false,
@@ -513,11 +519,12 @@ pub async fn start(
         let announced: Vec<String> = task.external.iter().map(|a| a.to_string()).collect();
         tracing::info!(addresses = %announced.join(", "), "announcing cluster.announce_multiaddress instead of the listen addresses");
     }
-    let join = tokio::spawn(task.run(cmd_rx, resp_rx));
+    let join = tokio::spawn(task.run(cmd_rx, resp_rx, valid_rx));
     Ok((handle, join))
 }
 
 type InboundDone = (PeerId, ResponseChannel<WireResponse>, WireResponse);
+type GossipVerdict = (gossipsub::MessageId, PeerId, gossipsub::MessageAcceptance);
 
 struct Task {
     swarm: Swarm<Behaviour>,
@@ -527,6 +534,8 @@ struct Task {
     limits: Limits,
     open_network: bool,
     resp_tx: mpsc::Sender<InboundDone>,
+    /// Verdicts on received gossip (see `validate_gossip`).
+    valid_tx: mpsc::Sender<GossipVerdict>,
     pending_calls: HashMap<OutboundRequestId, oneshot::Sender<Result<WireResponse, Status>>>,
     pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, Status>>>,
     inflight: HashMap<PeerId, usize>,
@@ -536,6 +545,10 @@ struct Task {
     book: peerstore::Book,
     /// Peerstore lines without /p2p/<id>, until a dial through one tells us the peer.
     unnamed: BTreeSet<Multiaddr>,
+    /// Peers in the peerstore file at start, and peers this host connected to through a
+    /// dial (bootstrap, `Transport.Dial`): what the file keeps while membership is unknown.
+    loaded: HashSet<PeerId>,
+    dialled: HashSet<PeerId>,
     dirty: bool,
     peerstore_file: Option<PathBuf>,
     topics: HashMap<String, broadcast::Sender<BroadcastMessage>>,
@@ -550,6 +563,7 @@ impl Task {
         mut self,
         mut cmd_rx: mpsc::Receiver<Command>,
         mut resp_rx: mpsc::Receiver<InboundDone>,
+        mut valid_rx: mpsc::Receiver<GossipVerdict>,
     ) {
         let mut save_tick = tokio::time::interval(Duration::from_secs(5));
         let shutdown_reply = loop {
@@ -560,6 +574,13 @@ impl Task {
                     Some(Command::Shutdown { reply }) => break Some(reply),
                     Some(c) => self.on_command(c),
                 },
+                Some((id, from, verdict)) = valid_rx.recv() => {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(&id, &from, verdict);
+                }
                 Some((peer, channel, resp)) = resp_rx.recv() => {
                     if let Some(n) = self.inflight.get_mut(&peer) {
                         *n = n.saturating_sub(1);
@@ -585,13 +606,33 @@ impl Task {
         }
     }
 
+    /// Writes the peerstore file with the addresses of current cluster members only
+    /// (issue 16, hole 7: strangers that connected are neither written nor re-dialled at
+    /// the next start; a removed member drops out). When membership cannot be read, the
+    /// file is left as it is and the save retried at the next tick.
     async fn save_peerstore(&mut self) {
         self.dirty = false;
         let Some(path) = self.peerstore_file.clone() else {
             return;
         };
+        let keep = match self
+            .inbound
+            .trust
+            .peerstore_members(Duration::from_millis(500))
+            .await
+        {
+            Some(members) => members,
+            None => {
+                // Membership unknown (staging, or consensus already stopped on the way
+                // out): keep what the file had and the peers this host dialled on purpose
+                // (peer_addresses, --bootstrap), never a peer that only connected to us.
+                tracing::debug!("cluster membership not known: the peerstore keeps dialled and already stored peers only");
+                self.dirty = true;
+                std::sync::Arc::new(self.dialled.union(&self.loaded).copied().collect())
+            }
+        };
         let store = Peerstore {
-            book: self.book.clone(),
+            book: members_only(&self.book, &keep),
             unnamed: self.unnamed.clone(),
         };
         let me = self.local;
@@ -695,6 +736,7 @@ impl Task {
                     Err(DialError::DialPeerConditionFalse(_)) => {
                         // Already connected: remember the address and report success.
                         if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                            self.dialled.insert(peer);
                             self.remember(peer, &addr);
                             let _ = reply.send(Ok(peer));
                         }
@@ -858,6 +900,7 @@ impl Task {
                     .or_default()
                     .push((connection_id, strip_p2p(&remote)));
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    self.dialled.insert(peer_id);
                     let _ = reply.send(Ok(peer_id));
                 }
             }
@@ -922,8 +965,10 @@ impl Task {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 message,
-                ..
+                message_id,
+                propagation_source,
             })) => {
+                self.validate_gossip(message_id, propagation_source, message.source);
                 let topic = message.topic.as_str();
                 if let Some(tx) = self.topics.get(topic) {
                     let _ = tx.send(BroadcastMessage {
@@ -936,6 +981,32 @@ impl Task {
             SwarmEvent::Behaviour(BehaviourEvent::Calls(ev)) => self.on_call_event(ev),
             _ => {}
         }
+    }
+
+    /// Gossip is relayed to other peers only when its signed author is a cluster member
+    /// (issue 16): a secret holder's messages reach the peers it is connected to, which
+    /// drop them before any service sees them, and go no further. Membership is asked
+    /// off the event loop; an unknown membership (consensus down) means not relayed.
+    fn validate_gossip(&self, id: gossipsub::MessageId, from: PeerId, author: Option<PeerId>) {
+        use gossipsub::MessageAcceptance;
+        let trust = self.inbound.trust.clone();
+        let tx = self.valid_tx.clone();
+        tokio::spawn(async move {
+            let verdict = match author {
+                None => MessageAcceptance::Reject,
+                Some(a) => match trust.is_member(&a).await {
+                    Ok(true) => MessageAcceptance::Accept,
+                    // The stranger itself sent it: penalise it; a member relaying it (an
+                    // older peer) is not penalised.
+                    Ok(false) if a == from => MessageAcceptance::Reject,
+                    Ok(false) | Err(_) => MessageAcceptance::Ignore,
+                },
+            };
+            if verdict != MessageAcceptance::Accept {
+                tracing::debug!(author = ?author, via = %from, "gossip not relayed: its author is not a cluster member");
+            }
+            let _ = tx.send((id, from, verdict)).await;
+        });
     }
 
     fn on_call_event(&mut self, ev: request_response::Event<WireRequest, WireResponse>) {
@@ -1029,6 +1100,14 @@ fn dial_error_status(error: &DialError) -> Status {
             "cannot connect: {error} (a different cluster secret shows up as a timeout or a handshake error)"
         )),
     }
+}
+
+/// The entries of `book` whose peer is in `members`.
+fn members_only(book: &peerstore::Book, members: &HashSet<PeerId>) -> peerstore::Book {
+    book.iter()
+        .filter(|(p, _)| members.contains(p))
+        .map(|(p, a)| (*p, a.clone()))
+        .collect()
 }
 
 /// Peers to dial at start: `cluster.peer_addresses` first, then the peerstore (its

@@ -3,25 +3,25 @@
 //! `/libp2p-http` and speaks plain HTTP/1.1 on it. Upstream lets every holder of the
 //! cluster secret in; here a stream from a peer that is not a cluster member is refused
 //! unless the REST API checks credentials (`basic_auth_credentials`), which then apply to
-//! each request: holding the secret alone does not open the REST API. Each
-//! stream is piped byte for byte to the gateway's loopback tunnel listener (asked from
-//! `Gateway.Info`; none when the REST API is off, then the stream is closed). The pump is
-//! bounded (concurrent tunnels, buffer size) and an idle tunnel is closed.
-//! [`pump`] is public so the gateway's own libp2p host reuses it.
+//! each request: holding the secret alone does not open the REST API. Each stream is
+//! carried over the gateway's internal gRPC (`Gateway.Libp2pHttp`, with the caller's peer
+//! id in `x-ipfs-cluster-peer`) and served there in-process, so the gateway opens no
+//! listener that service.json does not declare. The pump is bounded (concurrent
+//! tunnels, buffer size) and an idle tunnel is closed.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures::StreamExt;
 use ipfs_cluster_proto::{
-    gateway::v1::{InfoRequest, InfoResponse},
+    client::GatewayClient,
+    gateway::v1::{InfoRequest, InfoResponse, TunnelData},
     names,
 };
 use libp2p::{PeerId, StreamProtocol};
 use prost::Message;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
-    net::TcpStream,
     sync::Semaphore,
 };
 use tokio_util::compat::FuturesAsyncReadCompatExt;
@@ -42,6 +42,7 @@ pub fn spawn(
     mut control: libp2p_stream::Control,
     local: Arc<LocalServices>,
     trust: Arc<Trust>,
+    gateway: Option<GatewayClient>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut incoming = match control.accept(PROTOCOL) {
@@ -60,10 +61,14 @@ pub fn spawn(
             };
             let local = local.clone();
             let trust = trust.clone();
+            let Some(gateway) = gateway.clone() else {
+                tracing::info!(%peer, "/libp2p-http stream closed: this peer runs no gateway (REST API)");
+                continue;
+            };
             tokio::spawn(async move {
                 let _slot = slot;
-                let (target, auth) = match gateway_target(&local).await {
-                    Ok(t) => t,
+                let auth = match gateway_auth(&local).await {
+                    Ok(a) => a,
                     Err(e) => {
                         tracing::info!(%peer, error = %e, "/libp2p-http stream closed");
                         return;
@@ -73,7 +78,7 @@ pub fn spawn(
                     tracing::warn!(%peer, "/libp2p-http stream refused: the peer is not a cluster member and the REST API has no basic_auth_credentials (holding the cluster secret is not enough)");
                     return;
                 }
-                if let Err(e) = pump(peer, stream.compat(), target).await {
+                if let Err(e) = pump(peer, stream.compat(), gateway).await {
                     tracing::debug!(%peer, error = %e, "/libp2p-http tunnel ended with an error");
                 }
             });
@@ -81,9 +86,9 @@ pub fn spawn(
     })
 }
 
-/// Where the gateway wants tunnelled HTTP (its `Gateway.Info` `libp2p_http_target`), and
-/// whether its REST API checks credentials.
-async fn gateway_target(local: &LocalServices) -> Result<(SocketAddr, bool), String> {
+/// Whether the local gateway's REST API checks credentials (`Gateway.Info`); an error
+/// when no gateway answers (then the stream is closed).
+async fn gateway_auth(local: &LocalServices) -> Result<bool, String> {
     let raw = local
         .unary(
             names::GATEWAY,
@@ -94,58 +99,71 @@ async fn gateway_target(local: &LocalServices) -> Result<(SocketAddr, bool), Str
         .await
         .map_err(|e| {
             format!(
-                "the local gateway did not answer Gateway.Info: {}",
+                "the local gateway (REST API) did not answer Gateway.Info: {}",
                 e.message()
             )
         })?;
     let info = InfoResponse::decode(raw)
         .map_err(|e| format!("the local gateway sent a malformed Gateway.Info: {e}"))?;
-    if info.libp2p_http_target.is_empty() {
-        return Err("the REST API (api.restapi) is not enabled on this peer".into());
-    }
-    let target = info
-        .libp2p_http_target
-        .parse()
-        .map_err(|e| format!("bad libp2p_http_target {:?}: {e}", info.libp2p_http_target))?;
-    Ok((target, info.rest_auth_required))
+    Ok(info.rest_auth_required)
 }
 
-/// Pipes `stream` to a TCP connection to `target` and back until both sides finish or
-/// the tunnel is idle for [`IDLE_TIMEOUT`].
-pub async fn pump<S>(peer: PeerId, stream: S, target: SocketAddr) -> std::io::Result<()>
+/// Carries `stream` to the gateway's `Libp2pHttp` and the answers back, until both sides
+/// finish or the tunnel is idle for [`IDLE_TIMEOUT`].
+pub async fn pump<S>(peer: PeerId, stream: S, mut gateway: GatewayClient) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target))
-        .await
-        .map_err(|_| std::io::Error::other(format!("connecting to {target} timed out")))??;
-    tcp.set_nodelay(true)?;
-    tracing::debug!(%peer, %target, "/libp2p-http tunnel open");
-    let (sr, sw) = tokio::io::split(stream);
-    let (tr, tw) = tcp.into_split();
-    let up = copy_idle(sr, tw);
-    let down = copy_idle(tr, sw);
-    let (a, b) = tokio::join!(up, down);
-    a.and(b)
-}
-
-async fn copy_idle<R, W>(mut r: R, mut w: W) -> std::io::Result<()>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut buf = vec![0u8; BUF];
-    loop {
-        let n = tokio::time::timeout(IDLE_TIMEOUT, r.read(&mut buf))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "tunnel idle"))??;
-        if n == 0 {
-            let _ = w.shutdown().await;
-            return Ok(());
+    let (mut sr, mut sw) = tokio::io::split(stream);
+    let (tx, rx) = tokio::sync::mpsc::channel::<TunnelData>(8);
+    let up = tokio::spawn(async move {
+        let mut buf = vec![0u8; BUF];
+        loop {
+            let n = match tokio::time::timeout(IDLE_TIMEOUT, sr.read(&mut buf)).await {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            if n == 0
+                || tx
+                    .send(TunnelData {
+                        data: buf[..n].to_vec(),
+                    })
+                    .await
+                    .is_err()
+            {
+                return;
+            }
         }
-        tokio::time::timeout(IDLE_TIMEOUT, w.write_all(&buf[..n]))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "tunnel stalled"))??;
-        w.flush().await?;
+    });
+    let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    if let Ok(v) = peer.to_string().parse() {
+        req.metadata_mut()
+            .insert(ipfs_cluster_proto::caller::PEER_HEADER, v);
     }
+    let res = async {
+        let mut answers = gateway
+            .libp2p_http(req)
+            .await
+            .map_err(|e| std::io::Error::other(format!("Gateway.Libp2pHttp: {}", e.message())))?
+            .into_inner();
+        tracing::debug!(%peer, "/libp2p-http tunnel open");
+        loop {
+            let next = tokio::time::timeout(IDLE_TIMEOUT, answers.message())
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "tunnel idle"))?
+                .map_err(|e| std::io::Error::other(e.message().to_string()))?;
+            let Some(m) = next else { break };
+            tokio::time::timeout(IDLE_TIMEOUT, sw.write_all(&m.data))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "tunnel stalled")
+                })??;
+            sw.flush().await?;
+        }
+        let _ = sw.shutdown().await;
+        Ok(())
+    }
+    .await;
+    up.abort();
+    res
 }

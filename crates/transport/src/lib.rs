@@ -130,7 +130,16 @@ pub async fn start(opts: TransportOptions) -> Result<Running, Error> {
     )
     .await?;
     let bootstrap_task = tokio::spawn(host::bootstrap(handle.clone(), targets));
-    let tunnel_task = http_tunnel::spawn(handle.streams.clone(), local.clone(), trust.clone());
+    let gateway = opts
+        .services
+        .get(names::GATEWAY)
+        .map(|a| ipfs_cluster_proto::client::gateway(*a, &opts.token));
+    let tunnel_task = http_tunnel::spawn(
+        handle.streams.clone(),
+        local.clone(),
+        trust.clone(),
+        gateway,
+    );
     Ok(Running {
         service: TransportService {
             host: handle.clone(),

@@ -63,6 +63,8 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     // Gateway: operator info is local; the upstream-style ID is for other peers' GET /peers.
     (GATEWAY, "Info", Closed),
     (GATEWAY, "Id", Open),
+    // /libp2p-http streams reach it through the transport's own tunnel, never as a call.
+    (GATEWAY, "Libp2pHttp", Closed),
 ];
 
 /// The access level of a method; unknown methods are `Closed`.

@@ -546,15 +546,24 @@ async fn peerstore_survives_restart_and_bootstraps() {
     let ps = dir.path().join("peerstore");
     let b = node(Some(SECRET_A), None).await;
     let key = Keypair::generate_ed25519();
+    // b is a member of a's cluster; the stranger only connects (issue 16, hole 7).
     let a = node_with(
         limits(),
         Some(SECRET_A),
         key.clone(),
-        None,
+        Some(vec![key.public().to_peer_id(), b.peer]),
         Some(ps.clone()),
         vec![b.addr.clone()],
     )
     .await;
+    let stranger = node(Some(SECRET_A), None).await;
+    stranger
+        .client()
+        .dial(ipfs_cluster_proto::transport::v1::DialRequest {
+            multiaddr: a.addr.to_string(),
+        })
+        .await
+        .unwrap();
     // bootstrap from peer_addresses
     let connected = |n: &Node, p: PeerId| {
         let mut c = n.client();
@@ -576,18 +585,34 @@ async fn peerstore_survives_restart_and_bootstraps() {
         }
     };
     assert!(connected(&a, b.peer).await, "a did not bootstrap to b");
+    assert!(
+        connected(&a, stranger.peer).await,
+        "the stranger did not connect"
+    );
+    // Identify has told a the stranger's addresses by now; let a periodic save run.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let text = std::fs::read_to_string(&ps).unwrap_or_default();
+    assert!(
+        !text.contains(&stranger.peer.to_string()),
+        "a stranger was written to the peerstore: {text:?}"
+    );
     a.stop().await;
     let text = std::fs::read_to_string(&ps).unwrap();
     assert!(
         text.lines().any(|l| l == b.addr.to_string()),
         "peerstore lacks b: {text:?}"
     );
+    assert!(
+        !text.contains(&stranger.peer.to_string()),
+        "a stranger was written to the peerstore: {text:?}"
+    );
+    stranger.stop().await;
     // restart a with only its peerstore
     let a = node_with(
         limits(),
         Some(SECRET_A),
-        key,
-        None,
+        key.clone(),
+        Some(vec![key.public().to_peer_id(), b.peer]),
         Some(ps.clone()),
         vec![],
     )
@@ -889,7 +914,7 @@ async fn unnamed_dns_peerstore_line_bootstraps_and_learns_the_peer() {
         limits(),
         Some(SECRET_A),
         Keypair::generate_ed25519(),
-        None,
+        Some(vec![b.peer]),
         Some(ps.clone()),
         vec![],
     )

@@ -100,6 +100,21 @@ impl Trust {
         }
     }
 
+    /// Who the peerstore file may list (issue 16, hole 7): the current members, read
+    /// within `wait`, else the last list read; `None` while no non-empty list is known
+    /// (consensus unreachable since start, or this peer in staging): the caller then
+    /// leaves the file as it is rather than write strangers or drop members.
+    pub async fn peerstore_members(&self, wait: Duration) -> Option<Arc<HashSet<PeerId>>> {
+        let set = match &self.source {
+            Members::Fixed(set) => set.clone(),
+            Members::Consensus(_) => match tokio::time::timeout(wait, self.view()).await {
+                Ok(Ok(v)) => v.set.clone(),
+                _ => self.cache.lock().await.as_ref()?.1.set.clone(),
+            },
+        };
+        (!set.is_empty()).then_some(set)
+    }
+
     /// The addresses consensus knows for `peer` (empty when unknown or unreachable).
     pub async fn member_addresses(&self, peer: &PeerId) -> Vec<Multiaddr> {
         match self.view().await {
@@ -241,6 +256,42 @@ mod tests {
         assert!(lonely.check(&stranger, CONSENSUS, "Pin").await.is_err());
         assert!(lonely.is_member(&local).await.unwrap());
         assert!(!lonely.is_member(&adder).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_peerstore_lists_known_members_only() {
+        let (local, member) = (PeerId::random(), PeerId::random());
+        let t = Trust::new(
+            Members::Fixed(Arc::new([local, member].into_iter().collect())),
+            local,
+            Duration::from_secs(1),
+        );
+        let m = t.peerstore_members(Duration::from_secs(1)).await.unwrap();
+        assert!(m.contains(&member) && m.len() == 2);
+        // Staging (no members yet): unknown, the file is left alone.
+        let staging = Trust::new(
+            Members::Fixed(Arc::default()),
+            local,
+            Duration::from_secs(1),
+        );
+        assert!(staging
+            .peerstore_members(Duration::from_secs(1))
+            .await
+            .is_none());
+        // Consensus unreachable and never read: unknown too (and bounded in time).
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let c = ipfs_cluster_proto::client::consensus(
+            addr,
+            &ipfs_cluster_proto::InternalToken::generate(),
+        );
+        let down = Trust::new(Members::Consensus(c), local, Duration::from_secs(1));
+        assert!(down
+            .peerstore_members(Duration::from_millis(500))
+            .await
+            .is_none());
     }
 
     #[tokio::test]
