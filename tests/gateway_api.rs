@@ -1299,7 +1299,7 @@ async fn add_layouts_chunkers_and_hashes_match_the_ipfs_node() {
     std::fs::create_dir_all(&dc).unwrap();
     let c = IpfsNode::start(&dc).await.expect("IPFS node");
     let p = PeerDir::init(&tmp.path().join("peer"), &c.multiaddr(), None).unwrap();
-    let _daemon = start_peer(&p, &[]).await;
+    let _daemon = p.start(&[]).await.unwrap();
     let rest = p.rest_url();
     let ct = multipart_ct();
     let hdr = [("content-type", ct.as_str())];

@@ -266,6 +266,7 @@ mod tests {
             ipfs_connector_addr: nowhere,
             gateway_addr: nowhere,
             allow_remote_internal: false,
+            replication_factor_min: -1,
         };
         let token = ipfs_cluster_proto::InternalToken::generate();
         let app = Arc::new(App::new(
