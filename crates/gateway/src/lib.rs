@@ -11,6 +11,7 @@ pub mod chunker;
 pub mod config;
 pub mod cors;
 pub mod dag;
+pub mod first_byte;
 pub mod grpc;
 pub mod handlers;
 pub mod health;

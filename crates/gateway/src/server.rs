@@ -435,6 +435,8 @@ pub async fn serve(
                 Some(acc) => {
                     match tokio::time::timeout(Duration::from_secs(10), acc.accept(tcp)).await {
                         Ok(Ok(tls)) => {
+                            // No peek on TLS: the first read itself has the deadline.
+                            let tls = crate::first_byte::FirstByteDeadline::new(tls, first_byte);
                             let conn = builder.serve_connection(TokioIo::new(tls), svc);
                             tokio::pin!(conn);
                             tokio::select! {

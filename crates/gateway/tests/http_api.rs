@@ -459,6 +459,7 @@ async fn tls_round_trip_and_plain_http_refused() {
     let h = start(|o| {
         o.ssl_cert_file = Some(cert_path.clone());
         o.ssl_key_file = Some(key_path.clone());
+        o.read_header_timeout = std::time::Duration::from_secs(1);
         o.basic_auth_credentials = Some(BTreeMap::from([(
             "alice".to_string(),
             "secret".to_string(),
@@ -501,6 +502,23 @@ async fn tls_round_trip_and_plain_http_refused() {
         tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
     assert!(n.is_ok(), "the server closes the connection");
     assert!(!String::from_utf8_lossy(&buf).contains("HTTP/1.1 200"));
+
+    // A client that completes the TLS handshake and then sends nothing is closed after
+    // read_header_timeout (hyper alone would wait for ever to tell HTTP/1 from HTTP/2).
+    let tcp = tokio::net::TcpStream::connect(h.rest).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut silent = connector.connect(name, tcp).await.unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        silent.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(
+        closed.is_ok(),
+        "a silent TLS connection must be closed after read_header_timeout (1 s)"
+    );
+    assert!(buf.is_empty(), "no HTTP answer to a silent connection");
 }
 
 #[tokio::test]
