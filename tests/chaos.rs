@@ -1135,6 +1135,9 @@ const SERVICE_BINS: [(&str, &str); 4] = [
     ("gateway", "ipfs-cluster-gateway"),
 ];
 
+/// Peer i's config/data folder, given its temp folder.
+type PeerDirFn = Box<dyn Fn(usize, &Path) -> PathBuf>;
+
 /// Where a cluster's peers live and how they are configured.
 struct Layout {
     /// Where peer i's processes run.
@@ -1143,7 +1146,7 @@ struct Layout {
     /// and its IPFS node's swarm address.
     ip: Box<dyn Fn(usize) -> String>,
     /// Peer i's config/data folder, given its temp folder.
-    peer_dir: Box<dyn Fn(usize, &Path) -> PathBuf>,
+    peer_dir: PeerDirFn,
     /// The REST API on 0.0.0.0, reached by the test at `ip(i)` (namespaces with a link from
     /// the host), and the IPFS node's swarm on `ip(i)`.
     on_ip: bool,
