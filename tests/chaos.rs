@@ -503,6 +503,9 @@ struct Ledger {
     refused_quorum: AtomicU64,
     /// Pins of real content (blocks added to one IPFS node, fetched by the others).
     content_pins: AtomicU64,
+    /// The allocations each acknowledged pin was answered with (sorted), to count the pins
+    /// the cluster re-allocated afterwards (repinning).
+    first_allocations: Mutex<HashMap<String, Vec<String>>>,
 }
 
 #[derive(Clone, Debug)]
@@ -557,7 +560,23 @@ impl Ledger {
             Some(pin)
         };
         match r {
-            Ok((st, _)) if (200..300).contains(&st) => acked(self),
+            Ok((st, body)) if (200..300).contains(&st) => {
+                if pin {
+                    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                    if let Some(a) = v["allocations"].as_array() {
+                        let mut a: Vec<String> = a
+                            .iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect();
+                        a.sort();
+                        self.first_allocations
+                            .lock()
+                            .unwrap()
+                            .insert(cid.to_string(), a);
+                    }
+                }
+                acked(self)
+            }
             // The first unpin of an acknowledged pin cannot meet "not part of the pinset"
             // unless the pin was lost: count it, never accept it as a successful unpin.
             Ok((404, body)) if !pin => {
@@ -746,6 +765,9 @@ mod checker {
         /// Pins held by fewer IPFS nodes than the replication factor asked (`rmin`; every
         /// peer when 0), or allocated to fewer peers than that.
         pub under_replicated: usize,
+        /// Pins whose final allocations differ from those their pin was answered with
+        /// (re-allocated by repinning); a figure, not a failure.
+        pub reallocated: usize,
         pub faults: u64,
     }
 
@@ -766,10 +788,10 @@ mod checker {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             write!(
                 f,
-                "checker: sent={} acknowledged={} failed_or_in_doubt={} resolved_after={} final_pins={} lost={} lost_on_unpin={} resurrected={} unknown={} ipfs_missing={} ipfs_extra={} under_replicated={} faults_injected={}",
+                "checker: sent={} acknowledged={} failed_or_in_doubt={} resolved_after={} final_pins={} lost={} lost_on_unpin={} resurrected={} unknown={} ipfs_missing={} ipfs_extra={} under_replicated={} reallocated={} faults_injected={}",
                 self.sent, self.acknowledged, self.failed, self.resolved_in_doubt, self.pinned,
                 self.lost, self.lost_on_unpin, self.resurrected, self.unknown, self.ipfs_missing,
-                self.ipfs_extra, self.under_replicated, self.faults
+                self.ipfs_extra, self.under_replicated, self.reallocated, self.faults
             )
         }
     }
@@ -953,6 +975,13 @@ mod checker {
                 report.unknown += 1;
                 examples.push(format!("never sent {cid}"));
             }
+        }
+        {
+            let first = ledger.first_allocations.lock().unwrap();
+            report.reallocated = state
+                .iter()
+                .filter(|(c, a)| first.get(*c).is_some_and(|f| f != *a))
+                .count();
         }
         for l in ledger.lost_on_unpin.lock().unwrap().iter() {
             report.lost += 1;

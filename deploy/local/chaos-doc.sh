@@ -60,6 +60,7 @@ awk '
     printf "| requests sent / acknowledged / failed or in doubt (all resolved) | %d / %d / %d |\n", sum["sent"], sum["acknowledged"], sum["failed_or_in_doubt"]
     printf "| **lost / lost_on_unpin / resurrected / unknown** | **%d / %d / %d / %d** |\n", sum["lost"], sum["lost_on_unpin"], sum["resurrected"], sum["unknown"]
     printf "| **ipfs_missing / ipfs_extra / under_replicated** | **%d / %d / %d** |\n", sum["ipfs_missing"], sum["ipfs_extra"], sum["under_replicated"]
+    printf "| pins re-allocated after their pin was answered (repinning) | %d |\n", sum["reallocated"]
     printf "| run time (s, summed) | %d |\n\n", sum["seconds"]
     printf "Every run (`run: time test env | figures | checker line`):\n\n```\n"
     for (i = 1; i <= nr; i++) print runs[i]
