@@ -1568,10 +1568,22 @@ impl Cluster {
                 self.down_together(&set, rng.millis(2000, 8000)).await
             }
             Fault::LeaderKill => {
-                let l = match self.leader().await {
-                    Some(l) => l,
+                // During an election no peer leads: ask again for a few seconds.
+                let mut leader = None;
+                for _ in 0..10 {
+                    leader = self.leader().await;
+                    if leader.is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                let l = match leader {
+                    Some(l) => {
+                        self.stats.leader_kills += 1;
+                        l
+                    }
                     None => {
-                        println!("chaos: no peer says it leads; a random peer instead");
+                        println!("chaos: no peer says it leads; a random peer instead (not counted as a leader crash)");
                         i
                     }
                 };
@@ -1580,7 +1592,6 @@ impl Cluster {
                     "chaos: the leader {} crashed while {} is stopped",
                     self.peers[l].name, self.peers[f].name
                 );
-                self.stats.leader_kills += 1;
                 self.take_down(f, Down::Stop).await?;
                 self.take_down(l, Down::Crash).await?;
                 self.stats.overlapping += 2;
