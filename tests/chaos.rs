@@ -189,12 +189,22 @@ async fn stop_proc(mut p: Proc, sig: &'static str, within: Duration) {
     .await;
 }
 
-/// Whether a process still exists and has not exited (a zombie has freed its sockets).
+/// Whether a process still exists and has not exited. Every thread counts: after a SIGKILL
+/// the main thread can be a zombie while other threads still tear down and hold the file
+/// table (and so the listening sockets); a peer started again in that window found its
+/// transport port "already in use" (the 2026-12-07 5-peer run).
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|st| st.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
-        .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
+    let running = |stat: &str| {
+        stat.rsplit_once(')')
+            .map(|(_, r)| r.trim_start())
+            .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
+    };
+    match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(tasks) => tasks
+            .flatten()
+            .any(|t| std::fs::read_to_string(t.path().join("stat")).is_ok_and(|st| running(&st))),
+        Err(_) => std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| running(&st)),
+    }
 }
 
 fn kill_group(pid: u32, sig: &str) {
