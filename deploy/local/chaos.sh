@@ -73,6 +73,8 @@ run_test() { # name, extra env…
   local t0; t0=$(date +%s)
   if ! env "$@" cargo test -q -p ipfs-cluster-tests --test chaos -- --exact "$name" --include-ignored --nocapture >"$out" 2>&1; then
     echo "failed: $(date -u +%FT%TZ) $name $* output=$out" | tee -a "$results"
+    # What the failed run had injected and what its checker said, when it got that far.
+    grep -E '^chaos: kill_service=' "$out" | tail -1 | sed 's/^chaos: /  figures: /' | tee -a "$results"
     grep -E "^checker:|panicked|seed" "$out" | tail -20 | sed 's/^/  /' | tee -a "$results"
     finish failed
     exit 1
