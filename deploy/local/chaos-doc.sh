@@ -46,7 +46,7 @@ awk '
     printf "Commit %s; build: %s; machine: %s.\n", commit, build, machine
     printf "Started %s; finished %s.\n\n", started, finished
     printf "| figure (summed over the %d passing runs) | value |\n|---|---|\n", nr
-    printf "| failed runs (stopped before their checker; listed below, not summed) | %d |\n", nfailed
+    printf "| failed runs (checker failed or run stopped; listed below, not summed) | %d |\n", nfailed
     printf "| faults injected | **%d** |\n", sum["faults_injected"]
     printf "| of which overlapping (another fault active at the same time) | %d |\n", sum["overlapping"]
     printf "| service SIGKILLs / whole-peer SIGKILLs / peer SIGSTOPs | %d / %d / %d |\n", sum["kill_service"], sum["kill_peer"], sum["stop"]
