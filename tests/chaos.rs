@@ -50,11 +50,16 @@ fn env_u64(name: &str, default: u64) -> u64 {
 mod rng {
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    pub struct Rng(AtomicU64);
+    pub struct Rng(AtomicU64, u64);
 
     impl Rng {
         pub fn new(seed: u64) -> Self {
-            Self(AtomicU64::new(seed | 1))
+            Self(AtomicU64::new(seed | 1), seed)
+        }
+
+        /// The seed it started from (CHAOS_SEED repeats it).
+        pub fn seed(&self) -> u64 {
+            self.1
         }
 
         pub fn from_env() -> Self {
@@ -184,12 +189,22 @@ async fn stop_proc(mut p: Proc, sig: &'static str, within: Duration) {
     .await;
 }
 
-/// Whether a process still exists and has not exited (a zombie has freed its sockets).
+/// Whether a process still exists and has not exited. Every thread counts: after a SIGKILL
+/// the main thread can be a zombie while other threads still tear down and hold the file
+/// table (and so the listening sockets); a peer started again in that window found its
+/// transport port "already in use" (the 2026-12-07 5-peer run).
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|st| st.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
-        .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
+    let running = |stat: &str| {
+        stat.rsplit_once(')')
+            .map(|(_, r)| r.trim_start())
+            .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
+    };
+    match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(tasks) => tasks
+            .flatten()
+            .any(|t| std::fs::read_to_string(t.path().join("stat")).is_ok_and(|st| running(&st))),
+        Err(_) => std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| running(&st)),
+    }
 }
 
 fn kill_group(pid: u32, sig: &str) {
@@ -204,17 +219,66 @@ struct Ipfs {
     dir: PathBuf,
     ports: [u16; 2],
     access: Access,
+    /// The address its swarm listens on (127.0.0.1, or the peer's namespace address).
+    ip: String,
+    /// Its libp2p peer id (known after the first start).
+    id: String,
     proc: Option<Proc>,
 }
 
 impl Ipfs {
-    fn new(dir: &Path, access: Access) -> Self {
+    fn new(dir: &Path, access: Access, ip: String) -> Self {
         Self {
             dir: dir.to_path_buf(),
             ports: [free_port(), free_port()],
             access,
+            ip,
+            id: String::new(),
             proc: None,
         }
+    }
+
+    /// Where other IPFS nodes dial it.
+    fn swarm_addr(&self) -> String {
+        format!("/ip4/{}/tcp/{}/p2p/{}", self.ip, self.ports[1], self.id)
+    }
+
+    /// `ipfs add` of `data` (CIDv1, not pinned) on this node; returns the CID. The blocks
+    /// exist only here until another node fetches them.
+    async fn add(access: &Access, api: &str, data: Vec<u8>) -> Result<String> {
+        use tokio::io::AsyncWriteExt;
+        let url = format!("{api}/api/v0/add?pin=false&cid-version=1&quieter=true");
+        let mut cmd = match access {
+            Access::Host => tokio::process::Command::new("curl"),
+            Access::Ns(ns) => {
+                let mut c = tokio::process::Command::new("ip");
+                c.args(["netns", "exec", ns, "curl"]);
+                c
+            }
+        };
+        let mut child = cmd
+            .args(["-sS", "-m", "30", "-X", "POST", "-F", "file=@-", &url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut stdin = child.stdin.take().context("curl stdin")?;
+        stdin.write_all(&data).await?;
+        drop(stdin);
+        let out = child.wait_with_output().await?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or(""))
+            .with_context(|| {
+                format!(
+                    "ipfs add on {api}: {text} {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )
+            })?;
+        Ok(v["Hash"]
+            .as_str()
+            .with_context(|| format!("ipfs add on {api}: {v}"))?
+            .to_string())
     }
 
     fn api_url(&self) -> String {
@@ -231,16 +295,22 @@ impl Ipfs {
             Access::Ns(ns) => vec!["ip", "netns", "exec", ns],
         };
         let mut cmd = KuboNode::command(&self.dir, self.ports[0], self.ports[1], &wrap)?;
+        cmd.env("KUBO_SWARM_IP", &self.ip);
         self.proc = Some(Proc::spawn("ipfs", &mut cmd)?);
         let url = format!("{}/api/v0/id", self.api_url());
         let access = self.access.clone();
+        let id = Arc::new(Mutex::new(String::new()));
         wait_for(Duration::from_secs(120), || {
-            let (access, url) = (access.clone(), url.clone());
+            let (access, url, id) = (access.clone(), url.clone(), id.clone());
             async move {
-                matches!(
-                    access.req("POST", &url, Duration::from_secs(5)).await,
-                    Ok((200, _))
-                )
+                match access.req("POST", &url, Duration::from_secs(5)).await {
+                    Ok((200, body)) => {
+                        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                        *id.lock().unwrap() = v["ID"].as_str().unwrap_or_default().to_string();
+                        true
+                    }
+                    _ => false,
+                }
             }
         })
         .await
@@ -249,7 +319,19 @@ impl Ipfs {
                 "IPFS node did not answer; log: {}",
                 self.dir.join("ipfs.log").display()
             )
-        })
+        })?;
+        self.id = id.lock().unwrap().clone();
+        Ok(())
+    }
+
+    /// Connects this node to the others (as peering or a DHT would after a restart): real
+    /// content moves between IPFS nodes only over such connections. Best effort: a node
+    /// that is down connects to this one when it starts again.
+    async fn connect_to(&self, others: &[String]) {
+        for addr in others {
+            let url = format!("{}/api/v0/swarm/connect?arg={addr}", self.api_url());
+            let _ = self.access.req("POST", &url, Duration::from_secs(10)).await;
+        }
     }
 
     /// SIGTERM: a clean stop.
@@ -272,7 +354,16 @@ impl Ipfs {
 struct Peer {
     name: String,
     pd: PeerDir,
+    /// Where its processes run (the host, or its network namespace).
     access: Access,
+    /// How clients reach its REST API, and its URL (loopback, or its namespace address
+    /// through the test's link into the switch).
+    client: Access,
+    rest_url: String,
+    /// Its consensus service's metrics endpoint (`/metrics`, who leads), when enabled.
+    metrics_url: Option<String>,
+    /// Its tmpfs (its config/data folder lives inside), for the full-disk fault.
+    mnt: Option<PathBuf>,
     /// Where daemon.log goes (outside a tmpfs data folder).
     log: PathBuf,
     /// Extra environment for the daemon (e.g. the namespace's swarm address).
@@ -288,7 +379,7 @@ struct Peer {
 
 impl Peer {
     fn rest(&self) -> String {
-        self.pd.rest_url()
+        self.rest_url.clone()
     }
 
     fn spawn_daemon(&self, extra: &[&str]) -> Result<Proc> {
@@ -312,7 +403,7 @@ impl Peer {
     async fn start(&mut self, extra: &[&str]) -> Result<()> {
         let mut p = self.spawn_daemon(extra)?;
         let url = format!("{}/id", self.rest());
-        let access = self.access.clone();
+        let access = self.client.clone();
         let ok = wait_for(Duration::from_secs(120), || {
             let (access, url) = (access.clone(), url.clone());
             async move {
@@ -340,7 +431,7 @@ impl Peer {
     async fn ready(&self, within: Duration) -> Result<()> {
         let url = format!("{}/id", self.rest());
         wait_for(within, || {
-            let (access, url) = (self.access.clone(), url.clone());
+            let (access, url) = (self.client.clone(), url.clone());
             async move {
                 matches!(
                     access.req("GET", &url, Duration::from_secs(5)).await,
@@ -413,6 +504,18 @@ struct Ledger {
     /// Acknowledged pins whose first unpin was answered 404 "not part of the pinset": the
     /// pin was gone before anyone unpinned it, i.e. lost.
     lost_on_unpin: Mutex<Vec<String>>,
+    /// The replication factor the pins were sent with (`replication_factor_min`; 0 = every
+    /// peer): the checker wants each pin on at least that many IPFS nodes.
+    rmin: usize,
+    /// Set while a majority of the peers is down on purpose: failed writes then count as
+    /// `refused_quorum` (expected refusals, still resolved and checked like any other).
+    quorum_down: AtomicBool,
+    refused_quorum: AtomicU64,
+    /// Pins of real content (blocks added to one IPFS node, fetched by the others).
+    content_pins: AtomicU64,
+    /// The allocations each acknowledged pin was answered with (sorted), to count the pins
+    /// the cluster re-allocated afterwards (repinning).
+    first_allocations: Mutex<HashMap<String, Vec<String>>>,
 }
 
 #[derive(Clone, Debug)]
@@ -425,6 +528,9 @@ struct Entry {
 impl Ledger {
     fn note_error(&self, what: String) {
         self.failed.fetch_add(1, Ordering::Relaxed);
+        if self.quorum_down.load(Ordering::Relaxed) {
+            self.refused_quorum.fetch_add(1, Ordering::Relaxed);
+        }
         let mut s = self.samples.lock().unwrap();
         if s.len() < 8 {
             s.push(what);
@@ -464,7 +570,23 @@ impl Ledger {
             Some(pin)
         };
         match r {
-            Ok((st, _)) if (200..300).contains(&st) => acked(self),
+            Ok((st, body)) if (200..300).contains(&st) => {
+                if pin {
+                    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                    if let Some(a) = v["allocations"].as_array() {
+                        let mut a: Vec<String> = a
+                            .iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect();
+                        a.sort();
+                        self.first_allocations
+                            .lock()
+                            .unwrap()
+                            .insert(cid.to_string(), a);
+                    }
+                }
+                acked(self)
+            }
             // The first unpin of an acknowledged pin cannot meet "not part of the pinset"
             // unless the pin was lost: count it, never accept it as a successful unpin.
             Ok((404, body)) if !pin => {
@@ -523,6 +645,21 @@ async fn workload(
     rng: Arc<Rng>,
     stop: Arc<AtomicBool>,
 ) {
+    workload_with(targets, ledger, rng, stop, true, Vec::new()).await
+}
+
+/// `workload`, back to back when `pause` is false (the load phase's connections), and with
+/// 1 pin in 20 of real content when `ipfs` lists the IPFS nodes (access, API URL): random
+/// bytes added (not pinned) to one node, then pinned through the cluster, so the allocated
+/// peers' nodes must fetch the blocks from it.
+async fn workload_with(
+    targets: Vec<(Access, String)>,
+    ledger: Arc<Ledger>,
+    rng: Arc<Rng>,
+    stop: Arc<AtomicBool>,
+    pause: bool,
+    ipfs: Vec<(Access, String)>,
+) {
     while !stop.load(Ordering::Relaxed) {
         let (access, rest) = &targets[rng.below(targets.len() as u64) as usize];
         let unpin_candidate = if rng.below(10) < 3 {
@@ -530,11 +667,36 @@ async fn workload(
         } else {
             None
         };
-        match unpin_candidate {
-            Some(cid) => ledger.op(access, rest, &cid, false).await,
-            None => ledger.op(access, rest, &identity_cid(&rng), true).await,
+        let answered = match unpin_candidate {
+            Some(cid) => ledger.op(access, rest, &cid, false).await.is_some(),
+            None if !ipfs.is_empty() && rng.below(20) == 0 => {
+                let (ia, api) = &ipfs[rng.below(ipfs.len() as u64) as usize];
+                let len = 1024 + rng.below(300 * 1024) as usize;
+                let data: Vec<u8> = (0..len.div_ceil(8))
+                    .flat_map(|_| rng.next().to_le_bytes())
+                    .take(len)
+                    .collect();
+                // An IPFS node that is down now is no client's choice: skip.
+                match Ipfs::add(ia, api, data).await {
+                    Ok(cid) => {
+                        ledger.content_pins.fetch_add(1, Ordering::Relaxed);
+                        ledger.op(access, rest, &cid, true).await.is_some()
+                    }
+                    Err(_) => true,
+                }
+            }
+            None => ledger
+                .op(access, rest, &identity_cid(&rng), true)
+                .await
+                .is_some(),
         };
-        tokio::time::sleep(rng.millis(20, 120)).await;
+        if pause {
+            tokio::time::sleep(rng.millis(20, 120)).await;
+        } else if !answered {
+            // A client whose peer is down (refused at once) tries again a moment later
+            // rather than spinning.
+            tokio::time::sleep(rng.millis(100, 400)).await;
+        }
     }
 }
 
@@ -610,13 +772,25 @@ mod checker {
         /// Pins of ours an IPFS node holds although the cluster does not allocate them to
         /// it (an acknowledged unpin left on IPFS).
         pub ipfs_extra: usize,
+        /// Pins held by fewer IPFS nodes than the replication factor asked (`rmin`; every
+        /// peer when 0), or allocated to fewer peers than that.
+        pub under_replicated: usize,
+        /// Pins whose final allocations differ from those their pin was answered with
+        /// (re-allocated by repinning); a figure, not a failure.
+        pub reallocated: usize,
         pub faults: u64,
     }
 
     impl Report {
         /// Nothing lost, resurrected, unknown, missing or extra.
         pub fn clean(&self) -> bool {
-            self.lost + self.resurrected + self.unknown + self.ipfs_missing + self.ipfs_extra == 0
+            self.lost
+                + self.resurrected
+                + self.unknown
+                + self.ipfs_missing
+                + self.ipfs_extra
+                + self.under_replicated
+                == 0
         }
     }
 
@@ -624,10 +798,10 @@ mod checker {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             write!(
                 f,
-                "checker: sent={} acknowledged={} failed_or_in_doubt={} resolved_after={} final_pins={} lost={} lost_on_unpin={} resurrected={} unknown={} ipfs_missing={} ipfs_extra={} faults_injected={}",
+                "checker: sent={} acknowledged={} failed_or_in_doubt={} resolved_after={} final_pins={} lost={} lost_on_unpin={} resurrected={} unknown={} ipfs_missing={} ipfs_extra={} under_replicated={} reallocated={} faults_injected={}",
                 self.sent, self.acknowledged, self.failed, self.resolved_in_doubt, self.pinned,
                 self.lost, self.lost_on_unpin, self.resurrected, self.unknown, self.ipfs_missing,
-                self.ipfs_extra, self.faults
+                self.ipfs_extra, self.under_replicated, self.reallocated, self.faults
             )
         }
     }
@@ -636,6 +810,7 @@ mod checker {
     pub struct Target {
         pub access: Access,
         pub rest: String,
+        pub ipfs_access: Access,
         pub ipfs: String,
     }
 
@@ -681,7 +856,10 @@ mod checker {
     /// The recursive pins of a target's IPFS node (base32).
     pub async fn ipfs_pinned(t: &Target) -> Result<BTreeSet<String>> {
         let url = format!("{}/api/v0/pin/ls?type=recursive&cid-base=base32", t.ipfs);
-        let (st, text) = t.access.req("POST", &url, Duration::from_secs(30)).await?;
+        let (st, text) = t
+            .ipfs_access
+            .req("POST", &url, Duration::from_secs(30))
+            .await?;
         if st != 200 {
             bail!("pin/ls on {}: {st} {text}", t.ipfs);
         }
@@ -808,6 +986,13 @@ mod checker {
                 examples.push(format!("never sent {cid}"));
             }
         }
+        {
+            let first = ledger.first_allocations.lock().unwrap();
+            report.reallocated = state
+                .iter()
+                .filter(|(c, a)| first.get(*c).is_some_and(|f| f != *a))
+                .count();
+        }
         for l in ledger.lost_on_unpin.lock().unwrap().iter() {
             report.lost += 1;
             report.lost_on_unpin += 1;
@@ -826,14 +1011,26 @@ mod checker {
             })
             .collect();
         // ... and no IPFS node holds a pin of ours that is not allocated to it.
+        // ... and each pin is on at least `rmin` IPFS nodes (every node when 0).
+        let need = if ledger.rmin == 0 {
+            targets.len()
+        } else {
+            ledger.rmin.min(targets.len())
+        };
         let until = Instant::now() + settle;
         loop {
             let (mut missing, mut extra) = (0, 0);
             let mut first = None;
             let mut first_extra = None;
+            let mut holders: HashMap<&String, usize> = HashMap::new();
             for (t, want) in targets.iter().zip(&wanted) {
                 match ipfs_pinned(t).await {
                     Ok(have) => {
+                        for c in state.keys() {
+                            if have.contains(c) {
+                                *holders.entry(c).or_default() += 1;
+                            }
+                        }
                         let m: Vec<_> = want.difference(&have).collect();
                         if first.is_none() {
                             first = m.first().map(|c| (t.rest.clone(), (*c).clone()));
@@ -853,7 +1050,15 @@ mod checker {
             }
             report.ipfs_missing = missing;
             report.ipfs_extra = extra;
-            if missing == 0 && extra == 0 {
+            let under: Vec<&String> = state
+                .iter()
+                .filter(|(c, a)| {
+                    holders.get(c).copied().unwrap_or(0) < need || (!a.is_empty() && a.len() < need)
+                })
+                .map(|(c, _)| c)
+                .collect();
+            report.under_replicated = under.len();
+            if missing == 0 && extra == 0 && under.is_empty() {
                 break;
             }
             if Instant::now() > until {
@@ -871,6 +1076,13 @@ mod checker {
                         .unwrap_or_else(|e| e.to_string());
                     examples.push(format!("IPFS of {rest} lacks {cid}; status: {status}"));
                 }
+                if let Some(cid) = under.first() {
+                    examples.push(format!(
+                        "{cid} is on {} IPFS nodes, allocated to {:?}; at least {need} wanted",
+                        holders.get(cid).copied().unwrap_or(0),
+                        state[*cid]
+                    ));
+                }
                 if let Some((rest, cid)) = first_extra {
                     examples.push(format!(
                         "IPFS of {rest} still pins {cid}, which the cluster does not allocate to it"
@@ -886,13 +1098,73 @@ mod checker {
     }
 }
 
-/// The fault kinds of issue 9 that need no namespaces.
+/// The fault kinds. The first four take one peer (or its IPFS node) down; `Overlap`,
+/// `LeaderKill` and `QuorumLoss` take several down at once; `Partition` needs the peers in
+/// network namespaces and `FullDisk` their folders on a tmpfs (see `Mix`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Fault {
     KillService,
     KillPeer,
     StopCont,
     KillIpfs,
+    /// ⌊(n−1)/2⌋ peers down at once, each stopped, crashed or its IPFS node killed.
+    Overlap,
+    /// The raft leader crashed while a follower is stopped.
+    LeaderKill,
+    /// A majority stopped or crashed under load (writes refused until it is back).
+    QuorumLoss,
+    /// 1 to ⌊(n−1)/2⌋ peers cut off the network for a few seconds.
+    Partition,
+    /// A peer's disk full for a few seconds.
+    FullDisk,
+}
+
+/// How one peer is taken down in a compound fault.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Down {
+    Stop,
+    Crash,
+    IpfsKill,
+}
+
+/// What was injected (the results file's figures). Every part of a compound fault counts
+/// as one fault of its kind, and as `overlapping` when another was active at the same time.
+#[derive(Debug, Default, Clone)]
+struct FaultStats {
+    by_kind: BTreeMap<&'static str, u64>,
+    overlapping: u64,
+    leader_kills: u64,
+    quorum_losses: u64,
+}
+
+const FAULT_KINDS: [&str; 8] = [
+    "kill_service",
+    "kill_peer",
+    "stop",
+    "ipfs_term",
+    "ipfs_kill",
+    "partition",
+    "full_disk",
+    "truncated_store",
+];
+
+impl FaultStats {
+    fn add(&mut self, kind: &'static str) {
+        *self.by_kind.entry(kind).or_default() += 1;
+    }
+}
+
+impl std::fmt::Display for FaultStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for k in FAULT_KINDS {
+            write!(f, "{k}={} ", self.by_kind.get(k).copied().unwrap_or(0))?;
+        }
+        write!(
+            f,
+            "overlapping={} leader_kills={} quorum_losses={}",
+            self.overlapping, self.leader_kills, self.quorum_losses
+        )
+    }
 }
 
 const SERVICE_BINS: [(&str, &str); 4] = [
@@ -902,10 +1174,52 @@ const SERVICE_BINS: [(&str, &str); 4] = [
     ("gateway", "ipfs-cluster-gateway"),
 ];
 
+/// Peer i's config/data folder, given its temp folder.
+type PeerDirFn = Box<dyn Fn(usize, &Path) -> PathBuf>;
+
+/// Where a cluster's peers live and how they are configured.
+struct Layout {
+    /// Where peer i's processes run.
+    access: Box<dyn Fn(usize) -> Access>,
+    /// Peer i's address: its cluster swarm address, and with `on_ip` also its REST API's
+    /// and its IPFS node's swarm address.
+    ip: Box<dyn Fn(usize) -> String>,
+    /// Peer i's config/data folder, given its temp folder.
+    peer_dir: PeerDirFn,
+    /// The REST API on 0.0.0.0, reached by the test at `ip(i)` (namespaces with a link from
+    /// the host), and the IPFS node's swarm on `ip(i)`.
+    on_ip: bool,
+    /// Extra service.json overrides (CLUSTER_* variables) for every peer.
+    env: Vec<(String, String)>,
+    /// Metrics endpoints on (the test asks the consensus who leads).
+    metrics: bool,
+}
+
+impl Layout {
+    fn loopback() -> Self {
+        Self {
+            access: Box::new(|_| Access::Host),
+            ip: Box::new(|_| "127.0.0.1".into()),
+            peer_dir: Box::new(|_, d| d.join("peer")),
+            on_ip: false,
+            env: Vec::new(),
+            metrics: false,
+        }
+    }
+}
+
 /// A cluster of N peers on loopback or in namespaces.
 struct Cluster {
     peers: Vec<Peer>,
     faults: u64,
+    stats: FaultStats,
+    /// The workload's ledger while faults run (quorum losses mark it).
+    ledger: Option<Arc<Ledger>>,
+    /// The namespaces (partitions) and tmpfs mounts (full disks) of a mixed run; dropped
+    /// after the peers.
+    net: Option<Netns>,
+    disks: Vec<Tmpfs>,
+    _mnt_root: Option<tempfile::TempDir>,
     _tmp: tempfile::TempDir,
 }
 
@@ -914,8 +1228,8 @@ impl Cluster {
     /// `access(i)` says where peer i lives; `swarm_ip(i)` its cluster swarm address.
     async fn start(
         n: usize,
-        access: impl Fn(usize) -> Access,
-        swarm_ip: impl Fn(usize) -> String,
+        access: impl Fn(usize) -> Access + 'static,
+        swarm_ip: impl Fn(usize) -> String + 'static,
     ) -> Result<Self> {
         Self::start_in(n, access, swarm_ip, |_, d| d.join("peer")).await
     }
@@ -923,10 +1237,23 @@ impl Cluster {
     /// As `start`, with peer i's config/data folder at `peer_dir(i, its temp folder)`.
     async fn start_in(
         n: usize,
-        access: impl Fn(usize) -> Access,
-        swarm_ip: impl Fn(usize) -> String,
-        peer_dir: impl Fn(usize, &Path) -> PathBuf,
+        access: impl Fn(usize) -> Access + 'static,
+        swarm_ip: impl Fn(usize) -> String + 'static,
+        peer_dir: impl Fn(usize, &Path) -> PathBuf + 'static,
     ) -> Result<Self> {
+        Self::start_layout(
+            n,
+            Layout {
+                access: Box::new(access),
+                ip: Box::new(swarm_ip),
+                peer_dir: Box::new(peer_dir),
+                ..Layout::loopback()
+            },
+        )
+        .await
+    }
+
+    async fn start_layout(n: usize, l: Layout) -> Result<Self> {
         let tmp = tempfile::tempdir()?;
         let secret = "c4".repeat(32);
         let mut ipfs_nodes = Vec::new();
@@ -934,7 +1261,12 @@ impl Cluster {
         for i in 0..n {
             let dir = tmp.path().join(format!("n{i}"));
             std::fs::create_dir_all(&dir)?;
-            let mut node = Ipfs::new(&dir, access(i));
+            let ip = if l.on_ip {
+                (l.ip)(i)
+            } else {
+                "127.0.0.1".into()
+            };
+            let mut node = Ipfs::new(&dir, (l.access)(i), ip);
             starts.push(tokio::spawn(async move {
                 let r = node.start().await;
                 (node, r)
@@ -945,22 +1277,63 @@ impl Cluster {
             ipfs_nodes.push(node);
             r?;
         }
+        let addrs: Vec<String> = ipfs_nodes.iter().map(Ipfs::swarm_addr).collect();
+        for node in &ipfs_nodes {
+            node.connect_to(&addrs).await;
+        }
         let mut peers = Vec::new();
         for (i, ipfs) in ipfs_nodes.into_iter().enumerate() {
             let dir = tmp.path().join(format!("n{i}"));
-            let mut pd = PeerDir::init(&peer_dir(i, &dir), &ipfs.multiaddr(), Some(&secret))?;
+            let mut pd = PeerDir::init(&(l.peer_dir)(i, &dir), &ipfs.multiaddr(), Some(&secret))?;
             pd.ports = PeerPorts::pick();
-            let swarm = format!("/ip4/{}/tcp/{}", swarm_ip(i), pd.ports.swarm);
+            let ip = (l.ip)(i);
+            let swarm = format!("/ip4/{ip}/tcp/{}", pd.ports.swarm);
             let mut env: Vec<(String, String)> = pd
                 .ports
                 .env(&ipfs.multiaddr())
                 .into_iter()
-                .filter(|(k, _)| k != "CLUSTER_LISTENMULTIADDRESS")
+                .filter(|(k, _)| {
+                    k != "CLUSTER_LISTENMULTIADDRESS"
+                        && !(l.on_ip && k == "CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS")
+                })
                 .collect();
             env.push(("CLUSTER_LISTENMULTIADDRESS".into(), swarm.clone()));
+            let (client, rest_url) = if l.on_ip {
+                env.push((
+                    "CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS".into(),
+                    format!("/ip4/0.0.0.0/tcp/{}", pd.ports.rest),
+                ));
+                (Access::Host, format!("http://{ip}:{}", pd.ports.rest))
+            } else {
+                ((l.access)(i), pd.rest_url())
+            };
+            let mut metrics_url = None;
+            if l.metrics {
+                let m = |p: u16| format!("/ip4/127.0.0.1/tcp/{p}");
+                let consensus = free_port();
+                env.push(("CLUSTER_METRICS_ENABLESTATS".into(), "true".into()));
+                env.push(("CLUSTER_METRICS_PROMETHEUSENDPOINT".into(), m(free_port())));
+                for (key, port) in [
+                    ("TRANSPORT", free_port()),
+                    ("CONSENSUS", consensus),
+                    ("IPFSCONNECTOR", free_port()),
+                    ("GATEWAY", free_port()),
+                ] {
+                    env.push((
+                        format!("CLUSTER_INTERNAL_{key}METRICSMULTIADDRESS"),
+                        m(port),
+                    ));
+                }
+                metrics_url = Some(format!("http://127.0.0.1:{consensus}/metrics"));
+            }
+            env.extend(l.env.iter().cloned());
             peers.push(Peer {
                 name: format!("peer{i}"),
-                access: access(i),
+                access: (l.access)(i),
+                client,
+                rest_url,
+                metrics_url,
+                mnt: None,
                 log: dir.join("daemon.log"),
                 env,
                 daemon: None,
@@ -974,6 +1347,11 @@ impl Cluster {
         let mut c = Cluster {
             peers,
             faults: 0,
+            stats: FaultStats::default(),
+            ledger: None,
+            net: None,
+            disks: Vec::new(),
+            _mnt_root: None,
             _tmp: tmp,
         };
         let mut boot = String::new();
@@ -985,7 +1363,7 @@ impl Cluster {
             };
             c.peers[i].start(&args).await?;
             let (_, text) = c.peers[i]
-                .access
+                .client
                 .req(
                     "GET",
                     &format!("{}/id", c.peers[i].rest()),
@@ -1008,7 +1386,7 @@ impl Cluster {
         for p in &self.peers {
             let url = format!("{}/peers", p.rest());
             wait_for(within, || {
-                let (access, url) = (p.access.clone(), url.clone());
+                let (access, url) = (p.client.clone(), url.clone());
                 async move {
                     match access.req("GET", &url, Duration::from_secs(20)).await {
                         Ok((200, body)) => {
@@ -1041,7 +1419,15 @@ impl Cluster {
     fn targets(&self) -> Vec<(Access, String)> {
         self.peers
             .iter()
-            .map(|p| (p.access.clone(), p.rest()))
+            .map(|p| (p.client.clone(), p.rest()))
+            .collect()
+    }
+
+    /// The IPFS nodes' APIs as the workload adds content to them: (where, URL).
+    fn ipfs_apis(&self) -> Vec<(Access, String)> {
+        self.peers
+            .iter()
+            .map(|p| (p.access.clone(), p.ipfs.api_url()))
             .collect()
     }
 
@@ -1049,114 +1435,365 @@ impl Cluster {
         self.peers
             .iter()
             .map(|p| checker::Target {
-                access: p.access.clone(),
+                access: p.client.clone(),
                 rest: p.rest(),
+                ipfs_access: p.access.clone(),
                 ipfs: p.ipfs.api_url(),
             })
             .collect()
     }
 
-    /// Injects one fault of `kind` into a random peer and waits until that peer serves again.
-    async fn inject(&mut self, kind: Fault, rng: &Rng) -> Result<()> {
-        let i = rng.below(self.peers.len() as u64) as usize;
+    /// The peer whose consensus says it leads (metrics endpoint), if one answers so.
+    async fn leader(&self) -> Option<usize> {
+        for (i, p) in self.peers.iter().enumerate() {
+            let Some(url) = &p.metrics_url else { continue };
+            if let Ok((200, text)) = p.access.req("GET", url, Duration::from_secs(5)).await {
+                if text.lines().any(|l| {
+                    l.starts_with("ipfscluster_raft_is_leader") && l.trim_end().ends_with(" 1")
+                }) {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    /// `k` distinct random peers.
+    fn pick(&self, rng: &Rng, k: usize) -> Vec<usize> {
+        let mut all: Vec<usize> = (0..self.peers.len()).collect();
+        let mut out = Vec::new();
+        while out.len() < k && !all.is_empty() {
+            out.push(all.swap_remove(rng.below(all.len() as u64) as usize));
+        }
+        out
+    }
+
+    /// Starts peer i's IPFS node again and reconnects it to the other nodes.
+    async fn restart_ipfs(&mut self, i: usize) -> Result<()> {
+        self.peers[i].ipfs.start().await?;
+        let others: Vec<String> = self
+            .peers
+            .iter()
+            .enumerate()
+            .filter(|(j, p)| *j != i && p.ipfs.proc.is_some())
+            .map(|(_, p)| p.ipfs.swarm_addr())
+            .collect();
+        self.peers[i].ipfs.connect_to(&others).await;
+        Ok(())
+    }
+
+    /// Takes peer i down one way (part of a compound fault).
+    async fn take_down(&mut self, i: usize, how: Down) -> Result<()> {
         let p = &mut self.peers[i];
-        match kind {
-            Fault::KillService => {
-                let now = Instant::now();
-                let candidates: Vec<_> = SERVICE_BINS
-                    .iter()
-                    .filter(|(name, _)| {
-                        p.kills
-                            .get(name)
-                            .map(|v| {
-                                v.iter()
-                                    .filter(|t| now.duration_since(**t) < Duration::from_secs(125))
-                                    .count()
-                            })
-                            .unwrap_or(0)
-                            < 3
-                    })
-                    .collect();
-                if candidates.is_empty() {
-                    // This peer's restart budget is used up: crash the whole peer instead.
-                    return self.inject_peer_kill(i).await;
-                }
-                let (name, binary) = *candidates[rng.below(candidates.len() as u64) as usize];
-                let pid = p.service_pid(binary).with_context(|| {
-                    format!(
-                        "{}: no running {name} service; log:\n{}",
-                        p.name,
-                        p.log_tail()
-                    )
-                })?;
-                println!("chaos: SIGKILL {} {name} (pid {pid})", p.name);
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-                p.kills.entry(name).or_default().push(now);
-                self.faults += 1;
+        match how {
+            Down::Stop => {
+                println!("chaos: SIGSTOP {}", p.name);
+                kill_group(p.daemon_pid().context("peer not running")?, "STOP");
+                self.stats.add("stop");
+            }
+            Down::Crash => {
+                crash(p).await?;
+                self.stats.add("kill_peer");
+            }
+            Down::IpfsKill => {
+                println!("chaos: SIGKILL the IPFS node of {}", p.name);
+                p.ipfs.kill().await;
+                self.stats.add("ipfs_kill");
+            }
+        }
+        self.faults += 1;
+        Ok(())
+    }
+
+    /// Undoes `take_down` and waits until the peer serves again.
+    async fn bring_up(&mut self, i: usize, how: Down) -> Result<()> {
+        match how {
+            Down::Stop => {
                 let p = &self.peers[i];
-                wait_for(Duration::from_secs(90), || async {
-                    p.service_pid(binary).is_some_and(|new| new != pid)
-                })
-                .await
-                .with_context(|| {
-                    format!(
-                        "the launcher did not restart {} {name}; log:\n{}",
-                        p.name,
-                        p.log_tail()
-                    )
-                })?;
-                p.ready(Duration::from_secs(90)).await
+                kill_group(p.daemon_pid().context("peer not running")?, "CONT");
+                p.ready(Duration::from_secs(120)).await
             }
-            Fault::KillPeer => self.inject_peer_kill(i).await,
-            Fault::StopCont => {
-                let pid = p.daemon_pid().context("peer not running")?;
-                let pause = rng.millis(2000, 8000);
-                println!("chaos: SIGSTOP {} for {pause:?}", p.name);
-                kill_group(pid, "STOP");
-                self.faults += 1;
-                tokio::time::sleep(pause).await;
-                kill_group(pid, "CONT");
-                self.peers[i].ready(Duration::from_secs(90)).await
-            }
-            Fault::KillIpfs => {
-                // Half clean stops, half crashes (Kubo's repo lock dies with the process).
-                if rng.next().is_multiple_of(2) {
-                    println!("chaos: SIGTERM the IPFS node of {}", p.name);
-                    p.ipfs.stop().await;
-                } else {
-                    println!("chaos: SIGKILL the IPFS node of {}", p.name);
-                    p.ipfs.kill().await;
-                }
-                self.faults += 1;
-                tokio::time::sleep(rng.millis(500, 3000)).await;
-                p.ipfs.start().await
-            }
+            Down::Crash => self.peers[i].start(&[]).await,
+            Down::IpfsKill => self.restart_ipfs(i).await,
         }
     }
 
-    async fn inject_peer_kill(&mut self, i: usize) -> Result<()> {
-        let p = &mut self.peers[i];
-        println!(
-            "chaos: SIGKILL the whole {} (launcher and services)",
-            p.name
-        );
-        let services: Vec<u32> = SERVICE_BINS
+    /// Takes `set` down (each its way), waits `hold`, brings them all back (stopped peers
+    /// first, so a crashed one restarts into a cluster that has its quorum when it can).
+    async fn down_together(&mut self, set: &[(usize, Down)], hold: Duration) -> Result<()> {
+        for &(i, how) in set {
+            self.take_down(i, how).await?;
+        }
+        if set.len() > 1 {
+            self.stats.overlapping += set.len() as u64;
+        }
+        tokio::time::sleep(hold).await;
+        let mut order = set.to_vec();
+        order.sort_by_key(|(_, how)| *how != Down::Stop);
+        for (i, how) in order {
+            self.bring_up(i, how).await?;
+        }
+        Ok(())
+    }
+
+    fn random_down(rng: &Rng) -> Down {
+        [Down::Stop, Down::Crash, Down::IpfsKill][rng.below(3) as usize]
+    }
+
+    /// Injects one fault of `kind` and waits until every peer it touched serves again.
+    async fn inject(&mut self, kind: Fault, rng: &Rng) -> Result<()> {
+        let n = self.peers.len();
+        let i = rng.below(n as u64) as usize;
+        match kind {
+            Fault::KillService => self.inject_service_kill(i, rng).await,
+            Fault::KillPeer => self.inject_peer_kill(i).await,
+            Fault::StopCont => {
+                let hold = rng.millis(2000, 8000);
+                self.down_together(&[(i, Down::Stop)], hold).await
+            }
+            Fault::KillIpfs => {
+                // Half clean stops, half crashes (Kubo's repo lock dies with the process).
+                let p = &mut self.peers[i];
+                if rng.next().is_multiple_of(2) {
+                    println!("chaos: SIGTERM the IPFS node of {}", p.name);
+                    p.ipfs.stop().await;
+                    self.stats.add("ipfs_term");
+                } else {
+                    println!("chaos: SIGKILL the IPFS node of {}", p.name);
+                    p.ipfs.kill().await;
+                    self.stats.add("ipfs_kill");
+                }
+                self.faults += 1;
+                tokio::time::sleep(rng.millis(500, 3000)).await;
+                self.restart_ipfs(i).await
+            }
+            Fault::Overlap => {
+                let k = ((n - 1) / 2).max(1);
+                let set: Vec<(usize, Down)> = self
+                    .pick(rng, k)
+                    .into_iter()
+                    .map(|i| (i, Self::random_down(rng)))
+                    .collect();
+                println!("chaos: overlapping faults {set:?}");
+                self.down_together(&set, rng.millis(2000, 8000)).await
+            }
+            Fault::LeaderKill => {
+                // During an election no peer leads: ask again for a few seconds.
+                let mut leader = None;
+                for _ in 0..10 {
+                    leader = self.leader().await;
+                    if leader.is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                let l = match leader {
+                    Some(l) => {
+                        self.stats.leader_kills += 1;
+                        l
+                    }
+                    None => {
+                        println!("chaos: no peer says it leads; a random peer instead (not counted as a leader crash)");
+                        i
+                    }
+                };
+                let f = (l + 1 + rng.below(n as u64 - 1) as usize) % n;
+                println!(
+                    "chaos: the leader {} crashed while {} is stopped",
+                    self.peers[l].name, self.peers[f].name
+                );
+                self.take_down(f, Down::Stop).await?;
+                self.take_down(l, Down::Crash).await?;
+                self.stats.overlapping += 2;
+                tokio::time::sleep(rng.millis(1000, 4000)).await;
+                if n >= 5 {
+                    // A majority is up: the old leader rejoins with the follower still stopped.
+                    self.bring_up(l, Down::Crash).await?;
+                    self.bring_up(f, Down::Stop).await
+                } else {
+                    self.bring_up(f, Down::Stop).await?;
+                    self.bring_up(l, Down::Crash).await
+                }
+            }
+            Fault::QuorumLoss => {
+                let m = n / 2 + 1;
+                let set: Vec<(usize, Down)> = self
+                    .pick(rng, m)
+                    .into_iter()
+                    .map(|i| {
+                        let how = if rng.next().is_multiple_of(2) {
+                            Down::Stop
+                        } else {
+                            Down::Crash
+                        };
+                        (i, how)
+                    })
+                    .collect();
+                println!("chaos: quorum lost: {set:?}");
+                self.stats.quorum_losses += 1;
+                let ledger = self.ledger.clone();
+                if let Some(l) = &ledger {
+                    l.quorum_down.store(true, Ordering::Relaxed);
+                }
+                let r = self.down_together(&set, rng.millis(5000, 10000)).await;
+                if let Some(l) = &ledger {
+                    l.quorum_down.store(false, Ordering::Relaxed);
+                }
+                r?;
+                // Regained: the cluster acknowledges writes again.
+                if let Some(l) = &ledger {
+                    let before = l.acked.load(Ordering::Relaxed);
+                    wait_for(Duration::from_secs(120), || async {
+                        l.acked.load(Ordering::Relaxed) > before
+                    })
+                    .await
+                    .context("no write acknowledged within 120 s after the quorum came back")?;
+                }
+                Ok(())
+            }
+            Fault::Partition => {
+                let k = 1 + rng.below(((n - 1) / 2).max(1) as u64) as usize;
+                let set = self.pick(rng, k);
+                let net = self.net.as_ref().context("partitions need namespaces")?;
+                println!("chaos: partition: {set:?} cut off");
+                for &i in &set {
+                    net.isolate(i, true)?;
+                    self.stats.add("partition");
+                    self.faults += 1;
+                }
+                if k > 1 {
+                    self.stats.overlapping += k as u64;
+                }
+                tokio::time::sleep(rng.millis(3000, 10000)).await;
+                for &i in &set {
+                    net.isolate(i, false)?;
+                }
+                println!("chaos: partition healed");
+                for &i in &set {
+                    self.peers[i].ready(Duration::from_secs(120)).await?;
+                }
+                Ok(())
+            }
+            Fault::FullDisk => self.inject_full_disk(i, rng).await,
+        }
+    }
+
+    /// Kill times of `service` on peer i within the launcher's window.
+    fn recent_kills(&self, i: usize, service: &str) -> usize {
+        let now = Instant::now();
+        self.peers[i].kills.get(service).map_or(0, |v| {
+            v.iter()
+                .filter(|t| now.duration_since(**t) < Duration::from_secs(125))
+                .count()
+        })
+    }
+
+    async fn inject_service_kill(&mut self, i: usize, rng: &Rng) -> Result<()> {
+        let candidates: Vec<_> = SERVICE_BINS
             .iter()
-            .filter_map(|(_, b)| p.service_pid(b))
+            .filter(|(name, _)| self.recent_kills(i, name) < 3)
             .collect();
-        let d = p.daemon.take().context("peer not running")?;
-        stop_proc(d, "KILL", Duration::from_secs(10)).await;
+        if candidates.is_empty() {
+            // This peer's restart budget is used up: crash the whole peer instead.
+            return self.inject_peer_kill(i).await;
+        }
+        let (name, binary) = *candidates[rng.below(candidates.len() as u64) as usize];
+        let p = &self.peers[i];
+        // A service the launcher is restarting (e.g. after a full disk) is back shortly.
+        let mut pid = None;
+        let _ = wait_for(Duration::from_secs(60), || {
+            let found = p.service_pid(binary);
+            pid = found;
+            std::future::ready(found.is_some())
+        })
+        .await;
+        let pid = pid.with_context(|| {
+            format!(
+                "{}: no running {name} service; log:\n{}",
+                p.name,
+                p.log_tail()
+            )
+        })?;
+        println!("chaos: SIGKILL {} {name} (pid {pid})", p.name);
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        self.peers[i]
+            .kills
+            .entry(name)
+            .or_default()
+            .push(Instant::now());
         self.faults += 1;
-        // The services die with the launcher but may take a moment to exit (and free their
-        // ports) on a loaded machine: a start before that fails with "address already in use".
-        wait_for(Duration::from_secs(30), || async {
-            services.iter().all(|pid| !alive(*pid))
+        self.stats.add("kill_service");
+        let p = &self.peers[i];
+        wait_for(Duration::from_secs(90), || async {
+            p.service_pid(binary).is_some_and(|new| new != pid)
         })
         .await
-        .context("the killed peer's services did not exit")?;
-        p.start(&[]).await
+        .with_context(|| {
+            format!(
+                "the launcher did not restart {} {name}; log:\n{}",
+                p.name,
+                p.log_tail()
+            )
+        })?;
+        p.ready(Duration::from_secs(90)).await
+    }
+
+    async fn inject_peer_kill(&mut self, i: usize) -> Result<()> {
+        crash(&mut self.peers[i]).await?;
+        self.faults += 1;
+        self.stats.add("kill_peer");
+        self.peers[i].start(&[]).await
+    }
+
+    /// Peer i's disk full for a few seconds: its tmpfs filled up, then freed. The consensus
+    /// (and the connector, when it hit the error) exit once their folder takes writes again
+    /// and the launcher restarts them, so this counts against the launcher's restart
+    /// budget: a peer without budget left is crashed whole instead.
+    async fn inject_full_disk(&mut self, i: usize, rng: &Rng) -> Result<()> {
+        let i = (0..self.peers.len())
+            .map(|d| (i + d) % self.peers.len())
+            .find(|&j| {
+                self.recent_kills(j, "consensus") < 3 && self.recent_kills(j, "ipfs-connector") < 3
+            });
+        let Some(i) = i else {
+            let j = rng.below(self.peers.len() as u64) as usize;
+            return self.inject_peer_kill(j).await;
+        };
+        let mnt = self.peers[i]
+            .mnt
+            .clone()
+            .context("full disks need the peers' folders on a tmpfs")?;
+        let filler = mnt.join("filler");
+        let f2 = filler.clone();
+        let bytes = tokio::task::spawn_blocking(move || fill(&f2)).await??;
+        println!(
+            "chaos: disk of {} full ({bytes} filler bytes)",
+            self.peers[i].name
+        );
+        self.faults += 1;
+        self.stats.add("full_disk");
+        let now = Instant::now();
+        for s in ["consensus", "ipfs-connector"] {
+            self.peers[i].kills.entry(s).or_default().push(now);
+        }
+        tokio::time::sleep(rng.millis(2000, 5000)).await;
+        std::fs::remove_file(&filler)?;
+        let p = &self.peers[i];
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        wait_for(Duration::from_secs(90), || async {
+            SERVICE_BINS.iter().all(|(_, b)| p.service_pid(b).is_some())
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "{}: a service is not back after the full disk; log:\n{}",
+                p.name,
+                p.log_tail()
+            )
+        })?;
+        p.ready(Duration::from_secs(90)).await
     }
 
     /// Injects faults of the given kinds until `count` faults or `until`.
@@ -1177,8 +1814,14 @@ impl Cluster {
     }
 
     async fn shutdown(&mut self) {
+        if let Some(net) = &self.net {
+            for i in 0..self.peers.len() {
+                let _ = net.isolate(i, false);
+            }
+        }
         for p in &mut self.peers {
             if let Some(d) = p.daemon.take() {
+                kill_group(d.pid(), "CONT");
                 stop_proc(d, "TERM", Duration::from_secs(15)).await;
             }
             p.ipfs.stop().await;
@@ -1186,26 +1829,202 @@ impl Cluster {
     }
 }
 
+/// SIGKILL of a peer's daemon process group (launcher and services); returns once the
+/// services have exited (and freed their ports).
+async fn crash(p: &mut Peer) -> Result<()> {
+    println!(
+        "chaos: SIGKILL the whole {} (launcher and services)",
+        p.name
+    );
+    let services: Vec<u32> = SERVICE_BINS
+        .iter()
+        .filter_map(|(_, b)| p.service_pid(b))
+        .collect();
+    let d = p.daemon.take().context("peer not running")?;
+    stop_proc(d, "KILL", Duration::from_secs(10)).await;
+    // The services die with the launcher but may take a moment to exit (and free their
+    // ports) on a loaded machine: a start before that fails with "address already in use".
+    wait_for(Duration::from_secs(30), || async {
+        services.iter().all(|pid| !alive(*pid))
+    })
+    .await
+    .context("the killed peer's services did not exit")
+}
+
+/// What a run adds to the basic workload and faults (`long_run`'s CHAOS_* variables).
+#[derive(Clone, Debug, Default)]
+struct Mix {
+    /// `replication_factor_min/max` (0: every peer), with repinning enabled.
+    replication: usize,
+    /// Peers in network namespaces: partitions become one of the faults.
+    netns: bool,
+    /// Peers' folders on tmpfs mounts: full disks become one of the faults.
+    disks: bool,
+    /// 1 pin in 20 of real content.
+    content: bool,
+    /// Seconds of the load phase (32 connections back to back) at the start of the faults.
+    load_secs: u64,
+    /// Compound faults (several peers down at once, leader crashes, quorum losses).
+    overlap: bool,
+}
+
+impl Mix {
+    fn from_env() -> Self {
+        Self {
+            replication: env_u64("CHAOS_REPLICATION", 0) as usize,
+            netns: env_u64("CHAOS_NETNS", 0) == 1,
+            disks: env_u64("CHAOS_DISKS", 0) == 1,
+            content: env_u64("CHAOS_CONTENT", 0) == 1,
+            load_secs: env_u64("CHAOS_LOAD_SECONDS", 0),
+            overlap: env_u64("CHAOS_OVERLAP", 1) == 1,
+        }
+    }
+
+    fn kinds(&self, n: usize) -> Vec<Fault> {
+        let mut k = vec![
+            Fault::KillService,
+            Fault::KillService,
+            Fault::KillService,
+            Fault::KillPeer,
+            Fault::StopCont,
+            Fault::KillIpfs,
+            Fault::KillIpfs,
+        ];
+        if self.overlap && n >= 3 {
+            k.extend([
+                Fault::Overlap,
+                Fault::Overlap,
+                Fault::LeaderKill,
+                Fault::QuorumLoss,
+            ]);
+        }
+        if self.netns {
+            k.extend([Fault::Partition, Fault::Partition]);
+        }
+        if self.disks {
+            k.push(Fault::FullDisk);
+        }
+        k
+    }
+}
+
+/// Figures of one run beyond the checker's.
+struct RunStats {
+    stats: FaultStats,
+    refused_quorum: u64,
+    content_pins: u64,
+    load_ops: u64,
+    load_acked: u64,
+    load_secs: f64,
+}
+
+impl std::fmt::Display for RunStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} refused_quorum={} content_pins={} load_seconds={:.0} load_ops={} load_acked={} load_rate={:.1}",
+            self.stats,
+            self.refused_quorum,
+            self.content_pins,
+            self.load_secs,
+            self.load_ops,
+            self.load_acked,
+            if self.load_secs > 0.0 {
+                self.load_acked as f64 / self.load_secs
+            } else {
+                0.0
+            }
+        )
+    }
+}
+
 /// A workload running in the background while faults are injected, then the checker.
 async fn run_with_faults(
-    mut c: Cluster,
+    c: Cluster,
     kinds: &[Fault],
     count: u64,
     duration: Duration,
     rng: Arc<Rng>,
 ) -> Result<checker::Report> {
-    let ledger = Arc::new(Ledger::default());
+    run_mixed(c, kinds, count, duration, rng, &Mix::default())
+        .await
+        .map(|(r, _)| r)
+}
+
+/// `run_with_faults` with what `mix` adds (replication factor in the ledger, real content,
+/// the load phase).
+async fn run_mixed(
+    mut c: Cluster,
+    kinds: &[Fault],
+    count: u64,
+    duration: Duration,
+    rng: Arc<Rng>,
+    mix: &Mix,
+) -> Result<(checker::Report, RunStats)> {
+    let ledger = Arc::new(Ledger {
+        rmin: mix.replication,
+        ..Default::default()
+    });
+    c.ledger = Some(ledger.clone());
     let stop = Arc::new(AtomicBool::new(false));
+    let content = if mix.content {
+        c.ipfs_apis()
+    } else {
+        Vec::new()
+    };
     let workers: Vec<_> = (0..2)
         .map(|_| {
-            tokio::spawn(workload(
+            tokio::spawn(workload_with(
                 c.targets(),
                 ledger.clone(),
                 rng.clone(),
                 stop.clone(),
+                true,
+                content.clone(),
             ))
         })
         .collect();
+    // The load phase: 32 connections back to back (the ingest benchmark's), during faults.
+    let load = (mix.load_secs > 0).then(|| {
+        let load_stop = Arc::new(AtomicBool::new(false));
+        let loaders: Vec<_> = (0..32)
+            .map(|_| {
+                tokio::spawn(workload_with(
+                    c.targets(),
+                    ledger.clone(),
+                    rng.clone(),
+                    load_stop.clone(),
+                    false,
+                    Vec::new(),
+                ))
+            })
+            .collect();
+        let (ledger, secs) = (ledger.clone(), mix.load_secs);
+        tokio::spawn(async move {
+            let (s0, a0, t0) = (
+                ledger.sent.load(Ordering::Relaxed),
+                ledger.acked.load(Ordering::Relaxed),
+                Instant::now(),
+            );
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            let (s1, a1, t1) = (
+                ledger.sent.load(Ordering::Relaxed),
+                ledger.acked.load(Ordering::Relaxed),
+                t0.elapsed(),
+            );
+            load_stop.store(true, Ordering::Relaxed);
+            for l in loaders {
+                let _ = l.await;
+            }
+            println!(
+                "chaos: load phase: {} requests, {} acknowledged in {:.0} s",
+                s1 - s0,
+                a1 - a0,
+                t1.as_secs_f64()
+            );
+            (s1 - s0, a1 - a0, t1.as_secs_f64())
+        })
+    });
     let faults = c
         .fault_loop(kinds, &rng, count, Instant::now() + duration)
         .await;
@@ -1215,6 +2034,15 @@ async fn run_with_faults(
     for w in workers {
         w.await?;
     }
+    let (load_ops, load_acked, load_secs) = match load {
+        Some(l) => l.await?,
+        None => (0, 0, 0.0),
+    };
+    let settle = if mix.content || mix.replication > 0 {
+        Duration::from_secs(300)
+    } else {
+        Duration::from_secs(120)
+    };
     let result = async {
         faults?;
         c.wait_members(Duration::from_secs(120)).await?;
@@ -1223,16 +2051,104 @@ async fn run_with_faults(
             "chaos: sample errors clients saw: {:#?}",
             ledger.samples.lock().unwrap()
         );
-        checker::check(&c.checker_targets(), &ledger, resolved, c.faults).await
+        checker::check_within(&c.checker_targets(), &ledger, resolved, c.faults, settle).await
     }
     .await;
     if result.is_err() {
         for p in &c.peers {
             eprintln!("--- {} log tail:\n{}", p.name, p.log_tail());
         }
+        // Keep the whole logs for the diagnosis (the cluster's folder goes with it).
+        let keep = std::env::temp_dir().join(format!("chaos-logs-{}", std::process::id()));
+        if std::fs::create_dir_all(&keep).is_ok() {
+            for p in &c.peers {
+                let _ = std::fs::copy(&p.log, keep.join(format!("{}.log", p.name)));
+            }
+            eprintln!("chaos: the peers' logs are in {}", keep.display());
+        }
     }
     c.shutdown().await;
-    result
+    let stats = RunStats {
+        stats: c.stats.clone(),
+        refused_quorum: ledger.refused_quorum.load(Ordering::Relaxed),
+        content_pins: ledger.content_pins.load(Ordering::Relaxed),
+        load_ops,
+        load_acked,
+        load_secs,
+    };
+    println!("chaos: {stats}");
+    result.map(|r| (r, stats))
+}
+
+/// The cluster of a mixed run: loopback, or in namespaces (with a link from the host so
+/// the load reaches the REST APIs directly), peers' folders on tmpfs mounts when asked,
+/// the replication factor and repinning, and metrics on (to find the leader).
+async fn mixed_cluster(n: usize, mix: &Mix) -> Result<Cluster> {
+    let tag = format!("cx{}", std::process::id());
+    let net = if mix.netns {
+        Some(Netns::create_with(&tag, n, "10.79.0", true).context(
+            "CHAOS_NETNS=1 needs network namespaces (ip netns, root); unset it to run on loopback",
+        )?)
+    } else {
+        None
+    };
+    let (mnt_root, disks) = if mix.disks {
+        let root = tempfile::tempdir()?;
+        let mut disks = Vec::new();
+        for i in 0..n {
+            disks.push(
+                Tmpfs::mount(&root.path().join(format!("d{i}")), "256m")
+                    .context("CHAOS_DISKS=1 needs tmpfs mounts (root); unset it to run without")?,
+            );
+        }
+        (Some(root), disks)
+    } else {
+        (None, Vec::new())
+    };
+    let mut env = Vec::new();
+    if mix.replication > 0 {
+        for k in [
+            "CLUSTER_REPLICATIONFACTORMIN",
+            "CLUSTER_REPLICATIONFACTORMAX",
+        ] {
+            env.push((k.to_string(), mix.replication.to_string()));
+        }
+        env.push(("CLUSTER_DISABLEREPINNING".into(), "false".into()));
+        // A dead peer's metrics expire in seconds, so re-allocation happens during faults.
+        env.push(("CLUSTER_MONITORPINGINTERVAL".into(), "5s".into()));
+    }
+    let ns: Vec<String> = net.as_ref().map(|n| n.peers.clone()).unwrap_or_default();
+    let netns = mix.netns;
+    let mounts: Vec<PathBuf> = disks.iter().map(|d| d.0.clone()).collect();
+    let mounts2 = mounts.clone();
+    let layout = Layout {
+        access: Box::new(move |i| match ns.get(i) {
+            Some(ns) => Access::Ns(ns.clone()),
+            None => Access::Host,
+        }),
+        ip: Box::new(move |i| {
+            if netns {
+                format!("10.79.0.{}", i + 1)
+            } else {
+                "127.0.0.1".into()
+            }
+        }),
+        peer_dir: Box::new(move |i, d| match mounts2.get(i) {
+            Some(m) => m.join("peer"),
+            None => d.join("peer"),
+        }),
+        on_ip: mix.netns,
+        env,
+        metrics: true,
+    };
+    let mut c = Cluster::start_layout(n, layout).await?;
+    for (p, m) in c.peers.iter_mut().zip(&mounts) {
+        p.mnt = Some(m.clone());
+    }
+    c.net = net;
+    c.disks = disks;
+    c._mnt_root = mnt_root;
+    Ok(c)
 }
 
 async fn loopback_cluster(n: usize) -> Result<Cluster> {
@@ -1386,6 +2302,8 @@ fn checker_detects_each_breakage() {
         assert!(r.unknown >= 1, "{r}");
         assert!(r.ipfs_missing >= 1, "{r}");
         assert!(r.ipfs_extra >= 1, "{r}");
+        // The pin removed on the only IPFS node is on 0 < 1 nodes.
+        assert!(r.under_replicated >= 1, "{r}");
         assert!(!r.clean());
         assert!(
             checker::check_within(&targets, &ledger, 0, 0, Duration::from_secs(5))
@@ -1443,8 +2361,9 @@ fn stop_peers_and_restart_ipfs_under_load() {
     });
 }
 
-/// The long version for `deploy/local/chaos.sh`: CHAOS_PEERS peers, every fault kind
-/// without namespaces, until CHAOS_FAULTS faults (or CHAOS_SECONDS).
+/// The long version for `deploy/local/chaos.sh`: CHAOS_PEERS peers, until CHAOS_FAULTS
+/// faults (or CHAOS_SECONDS), with what the `Mix` variables add (CHAOS_REPLICATION,
+/// CHAOS_NETNS, CHAOS_DISKS, CHAOS_CONTENT, CHAOS_LOAD_SECONDS, CHAOS_OVERLAP).
 #[test]
 #[ignore = "long run: deploy/local/chaos.sh (make chaos)"]
 fn long_run() {
@@ -1453,21 +2372,143 @@ fn long_run() {
         let n = env_u64("CHAOS_PEERS", 3) as usize;
         let count = env_u64("CHAOS_FAULTS", 200);
         let secs = env_u64("CHAOS_SECONDS", 3600);
+        let mix = Mix::from_env();
         let rng = Arc::new(Rng::from_env());
-        let c = loopback_cluster(n).await.unwrap();
-        let kinds = [
-            Fault::KillService,
-            Fault::KillService,
-            Fault::KillService,
-            Fault::KillPeer,
-            Fault::StopCont,
-            Fault::KillIpfs,
-        ];
-        let r = run_with_faults(c, &kinds, count, Duration::from_secs(secs), rng)
+        let t0 = Instant::now();
+        let c = mixed_cluster(n, &mix).await.unwrap();
+        let kinds = mix.kinds(n);
+        let (r, stats) = run_mixed(c, &kinds, count, Duration::from_secs(secs), rng.clone(), &mix)
             .await
             .unwrap();
-        println!("CHAOS-RESULT peers={n} {r}");
+        // One line for deploy/local/chaos.sh's results file (then the checker's line).
+        println!(
+            "CHAOS-RESULT seed={} peers={n} replication={} netns={} disks={} content={} faults={} {stats} seconds={:.0}",
+            rng.seed(),
+            mix.replication,
+            mix.netns as u8,
+            mix.disks as u8,
+            mix.content as u8,
+            r.faults,
+            t0.elapsed().as_secs_f64()
+        );
+        println!("{r}");
     });
+}
+
+/// Network namespaces for a real partition: a "switch" namespace holding a bridge, and one
+/// namespace per peer joined to it by a veth pair (10.77.0.(i+1)/24). Nothing is added to
+/// the host's namespace. Dropping it deletes the namespaces (and with them the veths).
+struct Netns {
+    switch: String,
+    peers: Vec<String>,
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running ip")?;
+    if !out.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl Netns {
+    fn create(tag: &str, n: usize) -> Result<Self> {
+        Self::create_with(tag, n, "10.77.0", false)
+    }
+
+    /// Peers at `{prefix}.(i+1)/24`; with `host_link` the host gets `{prefix}.254` on a veth
+    /// into the switch, so the test reaches the peers without `ip netns exec` (the veth
+    /// goes away with the switch namespace).
+    fn create_with(tag: &str, n: usize, prefix: &str, host_link: bool) -> Result<Self> {
+        let mut net = Netns {
+            switch: format!("{tag}-sw"),
+            peers: Vec::new(),
+        };
+        ip(&["netns", "add", &net.switch])?;
+        ip(&["-n", &net.switch, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &net.switch, "link", "set", "br0", "up"])?;
+        for i in 0..n {
+            let ns = format!("{tag}-p{i}");
+            ip(&["netns", "add", &ns])?;
+            net.peers.push(ns.clone());
+            let port = format!("s{i}");
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+            ip(&[
+                "-n",
+                &ns,
+                "link",
+                "add",
+                "eth0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                &net.switch,
+            ])?;
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{prefix}.{}/24", i + 1),
+                "dev",
+                "eth0",
+            ])?;
+            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+            ip(&["-n", &net.switch, "link", "set", &port, "master", "br0"])?;
+            ip(&["-n", &net.switch, "link", "set", &port, "up"])?;
+        }
+        if host_link {
+            let host = format!("{tag}h");
+            ip(&[
+                "link",
+                "add",
+                &host,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "host",
+                "netns",
+                &net.switch,
+            ])?;
+            ip(&["addr", "add", &format!("{prefix}.254/24"), "dev", &host])?;
+            ip(&["link", "set", &host, "up"])?;
+            ip(&["-n", &net.switch, "link", "set", "host", "master", "br0"])?;
+            ip(&["-n", &net.switch, "link", "set", "host", "up"])?;
+        }
+        Ok(net)
+    }
+
+    /// Cuts peer i off the others (its switch port down), or reconnects it.
+    fn isolate(&self, i: usize, cut: bool) -> Result<()> {
+        ip(&[
+            "-n",
+            &self.switch,
+            "link",
+            "set",
+            &format!("s{i}"),
+            if cut { "down" } else { "up" },
+        ])
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for ns in self.peers.iter().chain(std::iter::once(&self.switch)) {
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
 }
 
 /// (c) A real partition: a follower (peer 2, joined last) is cut off: it refuses writes with
@@ -1488,8 +2529,8 @@ fn partition_isolated_leader_refuses_majority_commits() {
 /// Cuts off each peer of `minorities` in turn under a majority workload, then checks.
 fn partition_run(minorities: &[usize]) {
     let _g = serial();
-    // The test kit's namespaces: a switch, one namespace per peer (`net.ip(i)` on it).
-    let net = match Netns::create(3) {
+    let tag = format!("chaos{}", std::process::id());
+    let net = match Netns::create(&tag, 3) {
         Ok(n) => n,
         Err(e) => {
             skip(
@@ -1501,9 +2542,14 @@ fn partition_run(minorities: &[usize]) {
     };
     runtime().block_on(async {
         let rng = Arc::new(Rng::from_env());
-        let mut c = Cluster::start(3, |i| Access::Ns(net.ns(i).to_string()), |i| net.ip(i))
-            .await
-            .unwrap();
+        let ns = net.peers.clone();
+        let mut c = Cluster::start(
+            3,
+            move |i| Access::Ns(ns[i].clone()),
+            |i| format!("10.77.0.{}", i + 1),
+        )
+        .await
+        .unwrap();
         let ledger = Arc::new(Ledger::default());
         let result = async {
             for &minority in minorities {
@@ -1538,7 +2584,7 @@ fn partition_run(minorities: &[usize]) {
                 ledger.sent.fetch_add(1, Ordering::Relaxed);
                 let t0 = Instant::now();
                 let (st, body) = m
-                    .access
+                    .client
                     .req(
                         "POST",
                         &format!("{}/pins/{cid}", m.rest()),

@@ -7,7 +7,9 @@
 #   kubo.sh path                       print the Kubo binary to use (install it if missing)
 #   kubo.sh install                    install the pinned Kubo into the cache folder
 #   kubo.sh start REPO API SWARM [GW]  init REPO once (test profile, loopback ports, no
-#                                      bootstrap peers, no DHT, no MDNS), then exec the daemon
+#                                      bootstrap peers, no DHT, no MDNS), then exec the daemon;
+#                                      the swarm listens on $KUBO_SWARM_IP (default 127.0.0.1;
+#                                      the chaos runs give each node its namespace's address)
 #
 # Which binary: $KUBO_BIN when set; else an `ipfs` on PATH whose version is the pinned one;
 # else $CACHE/bin/ipfs (installed on demand with the Go toolchain from the Go module proxy).
@@ -81,7 +83,7 @@ start_node() {
     mkdir -p "$repo"
     "$ipfs" init --profile test --empty-repo >/dev/null
     "$ipfs" config Addresses.API "/ip4/127.0.0.1/tcp/$api"
-    "$ipfs" config --json Addresses.Swarm "[\"/ip4/127.0.0.1/tcp/$swarm\"]"
+    "$ipfs" config --json Addresses.Swarm "[\"/ip4/${KUBO_SWARM_IP:-127.0.0.1}/tcp/$swarm\"]"
     if [ -n "$gw" ]; then
       "$ipfs" config --json Addresses.Gateway "\"/ip4/127.0.0.1/tcp/$gw\""
     else

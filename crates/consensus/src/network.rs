@@ -232,6 +232,10 @@ impl RaftNetwork<TypeConfig> for Conn {
 pub struct LocalRouter {
     nodes: Arc<std::sync::RwLock<std::collections::HashMap<String, Arc<crate::node::Node>>>>,
     from: Option<String>,
+    /// Faults for tests: this many forwarded writes are delivered and executed, but their
+    /// answers are lost (the caller gets UNAVAILABLE), as when the leader dies or the
+    /// connection breaks after the commit.
+    lose_forward_answers: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl LocalRouter {
@@ -240,7 +244,14 @@ impl LocalRouter {
         LocalRouter {
             nodes: self.nodes.clone(),
             from: Some(peer.into()),
+            lose_forward_answers: self.lose_forward_answers.clone(),
         }
+    }
+
+    /// Loses the answers of the next `n` forwarded writes (after the leader executed them).
+    pub fn lose_forward_answers(&self, n: u32) {
+        self.lose_forward_answers
+            .store(n, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn insert(&self, peer: impl Into<String>, node: Arc<crate::node::Node>) {
@@ -274,6 +285,7 @@ impl RaftCarrier for LocalRouter {
         let node = self.nodes.read().ok().and_then(|g| g.get(peer).cloned());
         let peer = peer.to_string();
         let from = self.from.clone();
+        let lose = self.lose_forward_answers.clone();
         Box::pin(async move {
             let node = node
                 .ok_or_else(|| tonic::Status::unavailable(format!("peer {peer} not connected")))?;
@@ -289,11 +301,23 @@ impl RaftCarrier for LocalRouter {
             match method {
                 "Raft" => {
                     let req = RaftRequest::decode(payload.as_slice()).map_err(bad)?;
-                    Ok(svc
+                    let forward = req.kind == Kind::Forward as i32;
+                    let answer = svc
                         .raft(request(&from, req))
                         .await?
                         .into_inner()
-                        .encode_to_vec())
+                        .encode_to_vec();
+                    use std::sync::atomic::Ordering::SeqCst;
+                    if forward
+                        && lose
+                            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                            .is_ok()
+                    {
+                        return Err(tonic::Status::unavailable(
+                            "in-process router: the answer was lost (test fault)",
+                        ));
+                    }
+                    Ok(answer)
                 }
                 "Join" => {
                     let req = JoinRequest::decode(payload.as_slice()).map_err(bad)?;

@@ -650,6 +650,12 @@ impl Node {
         // long enough for a dead leader to be replaced).
         let retries = self.opts.commit_retries;
         let mut delay = Duration::ZERO;
+        // Whether an earlier attempt failed in a way that may have committed it anyway (the
+        // leader applied the write but its answer was lost: it crashed, was cut off, timed
+        // out). An unpin repeated after that meets "not part of the pinset" for the removal
+        // it made itself; as upstream (whose retries re-commit an idempotent "rm" after a
+        // single existence check) that is a success, not a 404.
+        let mut maybe_applied = false;
         for attempt in 0..=retries {
             for redirect in 0..=retries {
                 if attempt + redirect > 0 {
@@ -672,8 +678,17 @@ impl Node {
                 };
                 match res {
                     Ok(p) => return Ok(p),
+                    Err(e)
+                        if maybe_applied
+                            && e.code() == tonic::Code::NotFound
+                            && matches!(f, Forward::Unpin(_)) =>
+                    {
+                        tracing::info!(error = %e.message(), "an unpin retried after an unanswered attempt finds the pin gone: the earlier attempt removed it");
+                        return Ok(None);
+                    }
                     Err(e) if retryable(&e) => {
                         tracing::debug!(attempt, redirect, error = %e.message(), "commit failed; retrying");
+                        maybe_applied = true;
                         last = e;
                         if forwarded {
                             delay = self.opts.heartbeat_timeout * 2;
@@ -859,9 +874,18 @@ impl Node {
     pub async fn unpin(&self, cid: &str) -> Result<Pin, Status> {
         self.check_writable()?;
         let cid = normalize_cid(cid).map_err(Status::invalid_argument)?;
-        self.commit(Forward::Unpin(cid))
-            .await?
-            .ok_or_else(|| Status::internal("the leader returned no pin"))
+        // The pin as this peer knows it, for the answer when a retried attempt finds that an
+        // unanswered earlier one removed it (`commit`).
+        let before = self.get(&cid).await.ok().flatten();
+        match self.commit(Forward::Unpin(cid.clone())).await? {
+            Some(p) => Ok(p),
+            None => Ok(before.unwrap_or_else(|| Pin {
+                cid,
+                r#type: PinType::Data as i32,
+                max_depth: -1,
+                ..Default::default()
+            })),
+        }
     }
 
     fn check_writable(&self) -> Result<(), Status> {

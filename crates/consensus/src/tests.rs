@@ -1308,4 +1308,56 @@ async fn trusted_peers_decide_who_joins_and_stays() {
     for n in [&a, &b, &c] {
         n.raft.shutdown().await.unwrap();
     }
+
+/// A forwarded unpin that the leader committed but whose answer was lost (the leader died or
+/// the connection broke after the commit) is repeated by `commit`'s retries; the repeat finds
+/// the pin gone. That is the caller's own removal: a success, never a 404 "not part of the
+/// pinset" (which told clients an acknowledged pin had vanished; found by the chaos runs).
+/// An unpin of a pin that never existed is still a 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpin_retried_after_a_lost_answer_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = Router::default();
+    let a = start(&router, opts("peerA", dir.path())).await;
+    wait_leader(&a).await;
+    let mut ob = opts("peerB", dir.path());
+    ob.staging = true;
+    let b = start(&router, ob).await;
+    b.join_via("peerA").await.unwrap();
+    for n in [&a, &b] {
+        n.raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(
+                |m| m.membership_config.membership().voter_ids().count() == 2,
+                "2 voters",
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(a.leader().as_deref(), Some("peerA"));
+    b.pin(pin(C1, 0, 0)).await.unwrap();
+    // B has applied the pin (its answer names it).
+    b.raft
+        .wait(Some(Duration::from_secs(5)))
+        .metrics(
+            |m| {
+                m.last_applied.map(|l| l.index)
+                    >= a.raft.metrics().borrow().last_applied.map(|l| l.index)
+            },
+            "B caught up",
+        )
+        .await
+        .unwrap();
+
+    router.lose_forward_answers(1);
+    let p = b
+        .unpin(C1)
+        .await
+        .expect("the retried unpin is a success, not a 404");
+    assert_eq!(p.cid, C1);
+    assert!(a.get(C1).await.unwrap().is_none(), "the pin is gone");
+
+    let e = b.unpin(C2).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{}", e.message());
+    assert_eq!(e.message(), "pin is not part of the pinset");
 }

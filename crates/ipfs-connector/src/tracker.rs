@@ -709,6 +709,15 @@ impl Tracker {
                         && cut_short < MAX_CUT_SHORT
                         && self.daemon_going_away(&e, cut_short).await =>
                 {
+                    // A stopping Kubo still answers `id` (so it looks ready again at once)
+                    // while its pinner refuses work: spread the bounded retries over ~15 s
+                    // (0.5, 1, 2, 4, 8 s) so they outlast its shutdown instead of being
+                    // used up within milliseconds (seen in the chaos runs: five "ready"
+                    // in 10 ms, then pin_error until the next periodic recover).
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(500u64 << cut_short)) => {}
+                    }
                     cut_short += 1;
                     Err(KuboError::Unreachable {
                         addr: self.inner.kubo.addr().to_string(),
