@@ -1308,6 +1308,7 @@ async fn trusted_peers_decide_who_joins_and_stays() {
     for n in [&a, &b, &c] {
         n.raft.shutdown().await.unwrap();
     }
+}
 
 /// A forwarded unpin that the leader committed but whose answer was lost (the leader died or
 /// the connection broke after the commit) is repeated by `commit`'s retries; the repeat finds
