@@ -70,6 +70,9 @@ pub struct MembershipState {
     /// While in staging: the leader whose `PrepareAdd` this peer answered, and when. Raft
     /// traffic is taken from that leader only (see `Node::check_raft_sender`).
     preparer: std::sync::Mutex<Option<(String, std::time::Instant)>>,
+    /// While joining through `--bootstrap`: (leader, bootstrap peer) — the leader the
+    /// bootstrap peer named, the only one whose `PrepareAdd` is taken.
+    expected: std::sync::Mutex<Option<(String, String)>>,
 }
 
 impl Default for MembershipState {
@@ -78,6 +81,7 @@ impl Default for MembershipState {
             reset: watch::channel(None).0,
             committed: std::sync::Mutex::new(None),
             preparer: std::sync::Mutex::new(None),
+            expected: std::sync::Mutex::new(None),
         }
     }
 }
@@ -101,6 +105,18 @@ impl MembershipState {
     /// (the time a leader's add may take), so another secret holder cannot take over an
     /// add in progress; the same leader asking again refreshes it.
     fn claim_preparer(&self, leader: &str, me: &str, window: Duration) -> Result<(), Status> {
+        if let Some((expected, via)) = self
+            .expected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            if expected != leader {
+                return Err(Status::permission_denied(format!(
+                    "peer {me} joins through peer {via}, whose leader is {expected}; it takes PrepareAdd from that leader only, not from peer {leader}"
+                )));
+            }
+        }
         let mut p = self.preparer.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((held, at)) = p.as_ref() {
             if held != leader && at.elapsed() < window {
@@ -231,6 +247,17 @@ impl Node {
                 self.quorum_grace.as_secs_f64()
             ))),
         }
+    }
+
+    /// Staging peer about to join through `via`: `via` names `leader` as its leader, so
+    /// from now on only `leader` may prepare this peer (a secret holder answering first
+    /// with its own `PrepareAdd` is refused). Set again by every join attempt.
+    pub(super) fn expect_preparer(&self, leader: &str, via: &str) {
+        *self
+            .membership
+            .expected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((leader.to_string(), via.to_string()));
     }
 
     /// Staging peer asked by `leader` (the verified sender) to be prepared: remember it as
@@ -654,6 +681,42 @@ mod tests {
             e.message()
         );
         for n in [&b, &c] {
+            n.raft.shutdown().await.unwrap();
+        }
+    }
+
+    /// Issue 16: a joiner asks its bootstrap peer who leads before it joins, and takes
+    /// `PrepareAdd` from that leader only: a secret holder answering first cannot take the
+    /// join over; the real join then completes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_joiner_takes_prepare_add_from_its_bootstrap_peers_leader_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let router = LocalRouter::default();
+        let a = start(&router, opts("peerA", dir.path())).await;
+        let c = start(&router, staging_opts("peerC", dir.path())).await;
+        wait_leader(&a).await;
+        assert_eq!(c.learn_leader_via("peerA").await.unwrap(), "peerA");
+        let from_x = Caller::Peer("peerX".into());
+        let prepare = |leader: &str| RaftRequest {
+            kind: Kind::Forward as i32,
+            body: serde_json::to_vec(&Forward::PrepareAdd(leader.into())).unwrap(),
+        };
+        let e = c.handle_raft(&from_x, prepare("peerX")).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        assert_eq!(
+            e.message(),
+            "peer peerC joins through peer peerA, whose leader is peerA; it takes PrepareAdd from that leader only, not from peer peerX"
+        );
+        // Nothing was claimed: the real leader's add goes through at once.
+        c.join_via("peerA").await.unwrap();
+        wait_voters(&a, 2).await;
+        assert_eq!(a.member_ids(), vec!["peerA", "peerC"]);
+        // A peer that knows no leader is no bootstrap peer: the attempt fails (and is
+        // retried by join_until) instead of taking any preparer.
+        let d = start(&router, staging_opts("peerD", dir.path())).await;
+        let e = d.learn_leader_via("peerC").await;
+        assert!(e.is_ok() || e.as_ref().unwrap_err().code() == tonic::Code::Unavailable);
+        for n in [&a, &c, &d] {
             n.raft.shutdown().await.unwrap();
         }
     }

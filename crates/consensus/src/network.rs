@@ -224,7 +224,7 @@ impl RaftNetwork<TypeConfig> for Conn {
 }
 
 /// Routes peer calls to consensus nodes in the same process: stands in for the transport in
-/// tests and benchmarks (handles "Raft", "Join" and "Members" like the real service does).
+/// tests and benchmarks (handles "Raft", "Join", "Leader" and "Members" like the real service does).
 /// A router made by [`LocalRouter::from_peer`] marks its calls with the caller's peer id as
 /// the transport does (`ipfs_cluster_proto::PEER_HEADER`); the default one makes local
 /// calls (no caller id, as the operator's).
@@ -323,6 +323,17 @@ impl RaftCarrier for LocalRouter {
                     let req = JoinRequest::decode(payload.as_slice()).map_err(bad)?;
                     Ok(svc
                         .join(request(&from, req))
+                        .await?
+                        .into_inner()
+                        .encode_to_vec())
+                }
+                "Leader" => {
+                    let req = ipfs_cluster_proto::consensus::v1::LeaderRequest::decode(
+                        payload.as_slice(),
+                    )
+                    .map_err(bad)?;
+                    Ok(svc
+                        .leader(request(&from, req))
                         .await?
                         .into_inner()
                         .encode_to_vec())

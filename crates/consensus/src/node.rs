@@ -1400,8 +1400,11 @@ impl Node {
             .map(|_| ())
     }
 
-    /// Joins the cluster through `peer` (already connected by the transport).
+    /// Joins the cluster through `peer` (already connected by the transport). First asks
+    /// `peer` who leads: only that leader's `PrepareAdd` is then taken, so another secret
+    /// holder cannot answer this staging peer first and take the join over.
     pub async fn join_via(&self, peer: &str) -> Result<(), Status> {
+        self.learn_leader_via(peer).await?;
         let req = ipfs_cluster_proto::consensus::v1::JoinRequest {
             peer_id: self.opts.peer_id.clone(),
             addresses: self.opts.addresses.clone(),
@@ -1411,6 +1414,41 @@ impl Node {
             .call(peer, "Join", req.encode_to_vec(), timeout)
             .await
             .map(|_| ())
+    }
+}
+
+impl Node {
+    /// Asks `peer` (the bootstrap peer) for its leader and expects `PrepareAdd` from it only.
+    pub(crate) async fn learn_leader_via(&self, peer: &str) -> Result<String, Status> {
+        use ipfs_cluster_proto::consensus::v1::{LeaderRequest, LeaderResponse};
+        let out = self
+            .carrier
+            .call(
+                peer,
+                "Leader",
+                LeaderRequest::default().encode_to_vec(),
+                self.opts.network_timeout,
+            )
+            .await
+            .map_err(|s| {
+                Status::new(
+                    s.code(),
+                    format!(
+                        "asking peer {peer} which peer leads its cluster: {}",
+                        s.message()
+                    ),
+                )
+            })?;
+        let leader = LeaderResponse::decode(out.as_slice())
+            .map_err(|e| Status::internal(format!("peer {peer} sent a bad leader answer: {e}")))?
+            .peer_id;
+        if leader.is_empty() {
+            return Err(Status::unavailable(format!(
+                "peer {peer} knows no leader at the moment; retry"
+            )));
+        }
+        self.expect_preparer(&leader, peer);
+        Ok(leader)
     }
 }
 

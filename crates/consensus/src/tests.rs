@@ -529,7 +529,10 @@ async fn leader_failover_keeps_acknowledged_pins_and_expiry_runs_on_leader() {
         .await
         .unwrap();
     let mut soon = pin(C1, 0, 0);
-    soon.options.as_mut().unwrap().expire_at = crate::allocate::now_nanos() / 1_000_000_000 + 1;
+    // Whole seconds: +2 leaves at least one second for the forward to the new leader (with
+    // +1 a loaded machine saw "ExpireAt set before current time").
+    let expire_at = crate::allocate::now_nanos() / 1_000_000_000 + 2;
+    soon.options.as_mut().unwrap().expire_at = expire_at;
     rest[1].pin(soon).await.unwrap();
     for n in &rest {
         let mut got = collect_list(n, 0).await;
@@ -539,7 +542,9 @@ async fn leader_failover_keeps_acknowledged_pins_and_expiry_runs_on_leader() {
         want.sort();
         assert_eq!(got, want);
     }
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    while crate::allocate::now_nanos() / 1_000_000_000 <= expire_at {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let new_leader = rest
         .iter()
         .find(|n| n.raft.metrics().borrow().current_leader == Some(n.id))

@@ -39,7 +39,10 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     (CONSENSUS, "List", Closed),
     (CONSENSUS, "Watch", Closed),
     (CONSENSUS, "Members", Trusted),
-    (CONSENSUS, "Leader", Trusted),
+    // Open: a joiner asks its bootstrap peer who leads before it joins, and then takes
+    // PrepareAdd from that leader only. It reveals one member's peer id, which any peer
+    // connected to the cluster sees anyway.
+    (CONSENSUS, "Leader", Open),
     (CONSENSUS, "Join", Open),
     (CONSENSUS, "RemovePeer", Trusted),
     (CONSENSUS, "Export", Closed),
