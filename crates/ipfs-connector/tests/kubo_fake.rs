@@ -290,7 +290,7 @@ async fn query_shapes_error_texts_and_numbers() {
 #[tokio::test]
 async fn tracker_uses_pin_update_when_the_old_pin_is_here() {
     let (f, addr) = FakeKubo::tcp(|path, query| match path {
-        "id" => ok(r#"{"ID":"12D3KooWFakeKubo","Addresses":["/ip4/127.0.0.1/tcp/4001","garbage"]}"#),
+        "id" => ok(r#"{"ID":"12D3KooWFakeKubo","Addresses":["/ip4/127.0.0.1/tcp/4001","/ip4/1.2.3.4/tcp/4001","garbage"]}"#),
         // The new CID is not pinned yet; the old one is, recursively.
         "pin/ls" if query.contains(CID2) => ok("{\"Cid\":\"QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH\",\"Type\":\"recursive\"}\n"),
         "pin/ls" => err500(r#"{"Message":"path 'x' is not pinned","Code":0,"Type":"error"}"#),
@@ -345,8 +345,8 @@ async fn tracker_uses_pin_update_when_the_old_pin_is_here() {
             assert_eq!(i.ipfs_peer_id, "12D3KooWFakeKubo");
             assert_eq!(
                 i.ipfs_peer_addresses,
-                vec!["/ip4/127.0.0.1/tcp/4001".to_string()],
-                "unparsable addresses skipped"
+                vec!["/ip4/1.2.3.4/tcp/4001".to_string()],
+                "as upstream's publicIPFSAddresses: unparsable and loopback addresses skipped"
             );
             break;
         }
