@@ -311,7 +311,14 @@ const METRIC_KEYS: &[&str] = &[
 fn check_gpi(v: &Value) {
     assert_eq!(keys(v), GPI_KEYS, "{v}");
     for p in v["peer_map"].as_object().unwrap().values() {
-        assert_eq!(keys(p), PIN_INFO_SHORT_KEYS, "{p}");
+        // `ipfs_peer_addresses` is omitempty, as upstream's, and holds only public
+        // addresses (upstream's publicIPFSAddresses): test Kubo nodes listen on loopback
+        // only, so the key is absent here (its presence is covered by api's wire tests).
+        let mut want = PIN_INFO_SHORT_KEYS.to_vec();
+        if p.get("ipfs_peer_addresses").is_none() {
+            want.retain(|k| *k != "ipfs_peer_addresses");
+        }
+        assert_eq!(keys(p), want, "{p}");
     }
 }
 

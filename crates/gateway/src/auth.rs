@@ -290,14 +290,15 @@ fn password_matches(stored: Option<&str>, given: &str) -> bool {
     same && stored.is_some_and(|s| !s.is_empty())
 }
 
-/// Failed-authentication throttling per client address: after `FREE_FAILURES` wrong
-/// credentials in a row, that address is refused (429, before any credential is looked at)
+/// Failed-authentication throttling per client (an IP address, or a libp2p peer id for
+/// `/libp2p-http` requests): after `FREE_FAILURES` wrong credentials in a row, that client
+/// is refused (429, before any credential is looked at)
 /// for a delay that doubles with each further failure, up to `MAX_DELAY`; a success
 /// clears it. Brute-forcing a password then costs minutes per guess, not microseconds.
-/// At most `MAX_TRACKED` addresses are remembered (the stalest are forgotten first).
+/// At most `MAX_TRACKED` clients are remembered (the stalest are forgotten first).
 #[derive(Default)]
 pub struct AuthThrottle {
-    by_ip: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Failures>>,
+    by_client: std::sync::Mutex<std::collections::HashMap<String, Failures>>,
 }
 
 #[derive(Clone, Copy)]
@@ -312,24 +313,28 @@ pub const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(60);
 const MAX_TRACKED: usize = 10_000;
 
 impl AuthThrottle {
-    /// `Some(wait)` while `ip` must not try again.
-    pub fn blocked(&self, ip: std::net::IpAddr) -> Option<std::time::Duration> {
+    /// `Some(wait)` while `client` must not try again.
+    pub fn blocked(&self, client: &str) -> Option<std::time::Duration> {
         let now = std::time::Instant::now();
-        let m = self.by_ip.lock().unwrap();
-        m.get(&ip)
+        let m = self.by_client.lock().unwrap();
+        m.get(client)
             .and_then(|f| f.blocked_until.checked_duration_since(now))
             .filter(|d| !d.is_zero())
     }
 
-    pub fn failed(&self, ip: std::net::IpAddr) {
+    pub fn failed(&self, client: &str) {
         let now = std::time::Instant::now();
-        let mut m = self.by_ip.lock().unwrap();
-        if m.len() >= MAX_TRACKED && !m.contains_key(&ip) {
-            if let Some(stalest) = m.iter().min_by_key(|(_, f)| f.last).map(|(k, _)| *k) {
+        let mut m = self.by_client.lock().unwrap();
+        if m.len() >= MAX_TRACKED && !m.contains_key(client) {
+            if let Some(stalest) = m
+                .iter()
+                .min_by_key(|(_, f)| f.last)
+                .map(|(k, _)| k.clone())
+            {
                 m.remove(&stalest);
             }
         }
-        let f = m.entry(ip).or_insert(Failures {
+        let f = m.entry(client.to_string()).or_insert(Failures {
             count: 0,
             blocked_until: now,
             last: now,
@@ -343,8 +348,8 @@ impl AuthThrottle {
         }
     }
 
-    pub fn succeeded(&self, ip: std::net::IpAddr) {
-        self.by_ip.lock().unwrap().remove(&ip);
+    pub fn succeeded(&self, client: &str) {
+        self.by_client.lock().unwrap().remove(client);
     }
 }
 
@@ -376,8 +381,8 @@ mod tests {
     #[test]
     fn failed_logins_are_throttled_per_address() {
         let t = AuthThrottle::default();
-        let a: std::net::IpAddr = "127.0.0.1".parse().unwrap();
-        let b: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+        let a = "127.0.0.1";
+        let b = "12D3KooWLibp2pClient";
         for _ in 0..FREE_FAILURES - 1 {
             t.failed(a);
             assert!(t.blocked(a).is_none(), "the first failures are free");
@@ -394,7 +399,7 @@ mod tests {
             t.failed(a);
         }
         assert!(t.blocked(a).unwrap() <= MAX_DELAY);
-        assert!(t.blocked(b).is_none(), "other addresses are not affected");
+        assert!(t.blocked(b).is_none(), "other clients are not affected");
         t.succeeded(a);
         assert!(t.blocked(a).is_none());
     }

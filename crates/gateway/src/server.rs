@@ -54,7 +54,7 @@ impl From<SocketAddr> for Remote {
 }
 
 impl Remote {
-    /// A libp2p peer (no IP address: the throttle buckets these under 0.0.0.0).
+    /// A libp2p peer (no IP address: the throttle and the access log key on its peer id).
     pub fn libp2p(peer: impl ToString) -> Self {
         Remote {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -145,9 +145,9 @@ impl App {
         // connection; we answer 503 so the client learns why).
         let wt = self.opts.write_timeout;
         let (user, mut resp) = if wt.is_zero() {
-            self.inner(req, remote.addr).await
+            self.inner(req, &remote).await
         } else {
-            match tokio::time::timeout(wt, self.inner(req, remote.addr)).await {
+            match tokio::time::timeout(wt, self.inner(req, &remote)).await {
                 Ok(x) => x,
                 Err(_) => (
                     None,
@@ -185,7 +185,7 @@ impl App {
     async fn inner(
         &self,
         req: Request<Incoming>,
-        remote: SocketAddr,
+        remote: &Remote,
     ) -> (Option<Principal>, Response<Body>) {
         // 0. Web pages: DNS rebinding and cross-origin writes (request_guard.rs).
         let loopback_only = self.opts.listen.iter().all(|a| a.ip().is_loopback());
@@ -202,8 +202,10 @@ impl App {
             let exempt = req.method() == Method::OPTIONS
                 || (req.method() == Method::GET && req.uri().path() == "/health");
             if !exempt {
-                let ip = remote.ip();
-                if let Some(wait) = self.throttle.blocked(ip) {
+                // TCP clients are throttled per IP address, libp2p clients per peer id
+                // (one libp2p guesser must not lock out the other libp2p users).
+                let ip = remote.client();
+                if let Some(wait) = self.throttle.blocked(&ip) {
                     let secs = wait.as_secs().max(1);
                     let mut r = self.err(&ApiError::new(
                         StatusCode::TOO_MANY_REQUESTS,
@@ -220,7 +222,7 @@ impl App {
                         .map(|v| v.as_bytes()),
                 ) {
                     Ok(p) => {
-                        self.throttle.succeeded(ip);
+                        self.throttle.succeeded(&ip);
                         if let Some(msg) = read_only_refusal(&p, req.method(), req.uri().path()) {
                             return (
                                 Some(p),
@@ -231,7 +233,7 @@ impl App {
                     }
                     Err(f) => {
                         if f != AuthFailure::NoAuth {
-                            self.throttle.failed(ip);
+                            self.throttle.failed(&ip);
                         }
                         return (None, self.unauthorized(f));
                     }
