@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use cid::Cid;
-
 /// Everything the crdt store can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum CrdtError {
@@ -17,7 +15,7 @@ pub enum CrdtError {
 
     /// A block is not a valid go-ds-crdt delta node.
     #[error("crdt node {cid} is invalid: {reason} (the peer that served it is buggy or hostile; it is ignored)")]
-    BadNode { cid: Cid, reason: String },
+    BadNode { cid: String, reason: String },
 
     /// A broadcast payload could not be decoded.
     #[error("crdt broadcast could not be decoded: {0} (the sender does not speak go-ds-crdt's CRDTBroadcast; check that it runs a compatible version)")]
@@ -26,7 +24,7 @@ pub enum CrdtError {
     /// A missing node could not be fetched from peers.
     #[error("could not fetch crdt node {cid} after {attempts} attempt(s) (timeout {timeout:?} each): {last} (the peers that have it may be offline; it is retried on the next broadcast or repair)")]
     Fetch {
-        cid: Cid,
+        cid: String,
         attempts: u32,
         timeout: Duration,
         last: String,

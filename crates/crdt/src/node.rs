@@ -42,13 +42,13 @@ pub fn encode_node(delta: &Delta, links: &[Cid]) -> (Cid, Vec<u8>) {
 pub fn decode_node(cid: &Cid, bytes: &[u8]) -> Result<DeltaNode, CrdtError> {
     verify_block(cid, bytes)?;
     let node = pb::PbNode::decode(bytes).map_err(|e| CrdtError::BadNode {
-        cid: *cid,
+        cid: cid.to_string(),
         reason: format!("not a dag-pb node: {e}"),
     })?;
     let delta = match node.data.as_deref() {
         None | Some([]) => Delta::default(),
         Some(d) => Delta::decode(d).map_err(|e| CrdtError::BadNode {
-            cid: *cid,
+            cid: cid.to_string(),
             reason: format!("the node's Data is not a go-ds-crdt Delta: {e}"),
         })?,
     };
@@ -56,7 +56,7 @@ pub fn decode_node(cid: &Cid, bytes: &[u8]) -> Result<DeltaNode, CrdtError> {
     for l in node.links {
         let hash = l.hash.unwrap_or_default();
         let c = Cid::try_from(hash.as_slice()).map_err(|e| CrdtError::BadNode {
-            cid: *cid,
+            cid: cid.to_string(),
             reason: format!("a link is not a CID: {e}"),
         })?;
         links.push(c);
@@ -68,7 +68,7 @@ pub fn decode_node(cid: &Cid, bytes: &[u8]) -> Result<DeltaNode, CrdtError> {
 pub fn verify_block(cid: &Cid, bytes: &[u8]) -> Result<(), CrdtError> {
     if cid.codec() != DAG_PB || cid.hash().code() != SHA2_256 {
         return Err(CrdtError::BadNode {
-            cid: *cid,
+            cid: cid.to_string(),
             reason: format!(
                 "unsupported CID (codec {:#x}, hash {:#x}): crdt nodes are dag-pb with sha2-256",
                 cid.codec(),
@@ -79,7 +79,7 @@ pub fn verify_block(cid: &Cid, bytes: &[u8]) -> Result<(), CrdtError> {
     let digest = Sha256::digest(bytes);
     if cid.hash().digest() != digest.as_slice() {
         return Err(CrdtError::BadNode {
-            cid: *cid,
+            cid: cid.to_string(),
             reason: "the block's bytes do not hash to its CID (corrupt or forged block)".into(),
         });
     }

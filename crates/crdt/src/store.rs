@@ -634,7 +634,7 @@ impl CrdtStore {
             return Ok(n);
         }
         Err(CrdtError::Fetch {
-            cid: *cid,
+            cid: cid.to_string(),
             attempts: cfg.fetch_attempts,
             timeout: cfg.fetch_timeout,
             last,
@@ -731,7 +731,7 @@ impl CrdtStore {
             }
             let _ = i;
             let bytes = self.get_block(c)?.ok_or_else(|| CrdtError::BadNode {
-                cid: *c,
+                cid: c.to_string(),
                 reason: "its block vanished from the store before it was merged".into(),
             })?;
             let n = node::decode_node(c, &bytes)?;
@@ -840,6 +840,13 @@ impl CrdtStore {
             "crdt repair done"
         );
         Ok(report)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn priority(&self, key: &str) -> Option<u64> {
+        let txn = self.inner.db.begin_read().unwrap();
+        let t = txn.open_table(VALUES).unwrap();
+        t.get(key).unwrap().map(|v| v.value().0)
     }
 
     #[cfg(test)]
