@@ -18,7 +18,7 @@ pub use error::CrdtError;
 pub use fetch::{FetchError, NoFetch, NodeFetcher};
 pub use node::{
     block_cid, block_id, decode_broadcast, decode_node, encode_broadcast, encode_node,
-    pin_cid_from_key, pin_key, verify_block, DeltaNode, DAG_PB, SHA2_256,
+    pin_cid_from_key, pin_key, topic_name, verify_block, DeltaNode, DAG_PB, SHA2_256,
 };
 pub use store::{ApplyOutcome, Batch, Change, CrdtStore, Published, RepairReport};
 pub use trust::TrustedPeers;

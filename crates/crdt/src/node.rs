@@ -141,3 +141,15 @@ pub fn decode_broadcast(data: &[u8]) -> Result<Vec<Cid>, CrdtError> {
         })
         .collect()
 }
+
+/// The gossipsub topic upstream IPFS Cluster (v1.1.6) uses for a cluster's crdt broadcasts:
+/// the base58btc string of the MD5 multihash of `cluster_name`
+/// (`multihash.Sum([]byte(name), multihash.MD5, -1).B58String()`).
+pub fn topic_name(cluster_name: &str) -> String {
+    use md5::Digest as _;
+    let digest = md5::Md5::digest(cluster_name.as_bytes());
+    // multihash: code 0xd5 (md5, varint d5 01), length 16, digest.
+    let mut mh = vec![0xd5, 0x01, 16];
+    mh.extend_from_slice(&digest);
+    bs58::encode(mh).into_string()
+}

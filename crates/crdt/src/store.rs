@@ -651,12 +651,13 @@ impl CrdtStore {
     /// [`Self::repair`] finishes the branch. Because children are merged before parents, a
     /// merged node's descendants are all merged, so walks may stop at merged nodes.
     fn apply_branch(&self, root: Cid, walk: &Walk, pending_root: bool) -> Result<usize, CrdtError> {
-        let todo: Vec<Cid> = walk
-            .unmerged
-            .iter()
-            .copied()
-            .filter(|c| !matches!(self.is_processed(c), Ok(true)))
-            .collect();
+        // Another task may have merged some of these while this one was fetching.
+        let mut todo = Vec::with_capacity(walk.unmerged.len());
+        for c in &walk.unmerged {
+            if !self.is_processed(c)? {
+                todo.push(*c);
+            }
+        }
         let root_key = root.to_bytes();
         let merges_root = todo.contains(&root);
         let root_height = match self.get_block(&root)? {

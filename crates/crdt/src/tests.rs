@@ -201,6 +201,13 @@ async fn tie_break_matches_go_ds_crdt() {
 }
 
 #[test]
+fn topic_name_matches_upstream() {
+    for name in ["ipfs-cluster", "test"] {
+        assert_eq!(topic_name(name), golden(&format!("topic_{name}"))["topic"]);
+    }
+}
+
+#[test]
 fn broadcast_and_keys_round_trip() {
     let c: Cid = "bafybeicnblwybe5ixbwm4xvcfo3gavsydnoijnik4pd4cmjwswsruxxuqe"
         .parse()
