@@ -92,9 +92,12 @@ impl Batch {
         Self::default()
     }
 
-    /// Adds `key` = `value` to the batch.
+    /// Adds `key` = `value` to the batch. A later put of the same key replaces the earlier
+    /// one in the delta (go-ds-crdt would keep both elements; see the crate docs for why we
+    /// do not: the last put wins, and the delta merges the same in any order).
     pub fn put(&mut self, key: &str, value: Vec<u8>) -> Result<(), CrdtError> {
         check_key(key)?;
+        self.delta.elements.retain(|e| e.key != key);
         self.delta.elements.push(Element {
             key: key.to_string(),
             id: String::new(),

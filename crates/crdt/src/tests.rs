@@ -388,6 +388,35 @@ async fn batch_delete_drops_pending_puts_and_events_follow_changes() {
     ));
 }
 
+/// Two puts of one key in a batch: the last one wins (one element in the delta), also on a
+/// replica that already had a value of the same priority.
+#[tokio::test]
+async fn last_put_of_a_key_in_a_batch_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, "s", cfg());
+    let mut b = Batch::new();
+    b.put("/k", v("zz-first")).unwrap();
+    b.put("/k", v("aa-last")).unwrap();
+    assert_eq!(b.len(), 2);
+    let p = s.commit(b).await.unwrap().unwrap();
+    assert_eq!(s.get("/k").unwrap(), Some(v("aa-last")));
+    let n = decode_node(&p.cid, &s.get_block(&p.cid).unwrap().unwrap()).unwrap();
+    assert_eq!(n.delta.elements.len(), 1);
+}
+
+#[test]
+fn store_futures_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir, "s", cfg());
+    let net = Net::default();
+    assert_send(&s.apply_broadcast("p", &[], &net));
+    assert_send(&s.repair(&net));
+    assert_send(&s.put("/a", v("1")));
+    assert_send(&s.delete("/a"));
+    assert_send(&s.commit(Batch::new()));
+}
+
 // ----- fetching --------------------------------------------------------------------------
 
 /// The fetcher hangs (timeout) then fails, then succeeds: the branch is applied.
