@@ -5,7 +5,7 @@
 //!   `proto.Marshal` (fields in tag order, defaults omitted).
 //! * [`CrdtBroadcast`] / [`Head`]: go-ds-crdt's `pb/bcast.proto`.
 //! * dag-pb (`PBNode` / `PBLink`): decoded with prost, but *encoded by hand* in
-//!   [`encode_dag_pb`], because dag-pb's canonical form puts `Links` (field 2) before `Data`
+//!   `encode_dag_pb`, because dag-pb's canonical form puts `Links` (field 2) before `Data`
 //!   (field 1) and prost always writes fields in tag order.
 
 use prost::Message;
