@@ -458,7 +458,8 @@ impl CrdtStore {
     async fn publish(&self, mut delta: Delta) -> Result<Published, CrdtError> {
         let _guard = self.inner.write.lock().await;
         let (heads, height) = self.heads_and_height()?;
-        let height = height + 1;
+        // A hostile trusted peer could announce u64::MAX: stay there rather than wrap.
+        let height = height.saturating_add(1);
         delta.priority = height;
         let (cid, bytes) = node::encode_node(&delta, &heads);
         let key = cid.to_bytes();
@@ -706,10 +707,17 @@ impl CrdtStore {
                 h.insert(root_key.as_slice(), root_height)
                     .map_err(dberr("write"))?;
             }
-            txn.open_table(PENDING)
-                .map_err(dberr("open table"))?
+            // The root's record, and the record of any branch left pending by a crash that
+            // this branch merged on its way (its root is not a head: this root links it).
+            let mut pending = txn.open_table(PENDING).map_err(dberr("open table"))?;
+            pending
                 .remove(root_key.as_slice())
                 .map_err(dberr("write"))?;
+            for c in &todo {
+                pending
+                    .remove(c.to_bytes().as_slice())
+                    .map_err(dberr("write"))?;
+            }
         }
         txn.commit().map_err(dberr("commit"))?;
         self.emit(before)?;
@@ -823,14 +831,31 @@ impl CrdtStore {
         let mut report = RepairReport::default();
         let mut visited = HashSet::new();
         let pending_set: HashSet<Cid> = pending.iter().copied().collect();
+        let mut first_err = None;
         for root in pending.into_iter().chain(heads) {
             if visited.contains(&root) {
                 continue;
             }
-            let walk = self.walk(root, fetcher, true, &mut visited).await?;
-            report.walked += walk.walked.len();
-            let _guard = self.inner.write.lock().await;
-            report.merged += self.apply_branch(root, &walk, pending_set.contains(&root))?;
+            // One root that cannot be walked (a block nobody serves) must not stop the others.
+            let res = match self.walk(root, fetcher, true, &mut visited).await {
+                Ok(walk) => {
+                    report.walked += walk.walked.len();
+                    let _guard = self.inner.write.lock().await;
+                    self.apply_branch(root, &walk, pending_set.contains(&root))
+                }
+                Err(e) => Err(e),
+            };
+            match res {
+                Ok(n) => report.merged += n,
+                Err(e) => {
+                    tracing::warn!(%root, error = %e, "crdt repair could not finish a branch");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            // Stay dirty: the next repair tries again.
+            return Err(e);
         }
         let txn = self.inner.db.begin_write().map_err(dberr("begin"))?;
         txn.open_table(META)

@@ -232,6 +232,8 @@ fn broadcast_and_keys_round_trip() {
 /// order and late; after everything is delivered every replica has the same set and heads.
 #[tokio::test]
 async fn three_replicas_converge_under_random_interleavings() {
+    let mut crashes = 0;
+    let mut repairs = 0;
     for seed in 0..12u64 {
         let mut rng = StdRng::seed_from_u64(seed);
         let dir = tempfile::tempdir().unwrap();
@@ -259,7 +261,28 @@ async fn three_replicas_converge_under_random_interleavings() {
                     if !inbox[r].is_empty() {
                         let i = rng.gen_range(0..inbox[r].len());
                         let (from, msg) = inbox[r].remove(i);
-                        rs[r].apply_broadcast(&from, &msg, &net).await.unwrap();
+                        // Now and then the replica "crashes" in the middle of the branch and
+                        // is repaired later (or never, when a later branch finishes it).
+                        let crash = rng.gen_range(0..4) == 0;
+                        if crash {
+                            rs[r].crash_after(rng.gen_range(0..3));
+                        }
+                        match rs[r].apply_broadcast(&from, &msg, &net).await {
+                            Ok(_) => {}
+                            Err(CrdtError::SimulatedCrash) => {
+                                crashes += 1;
+                                assert!(rs[r].is_dirty().unwrap());
+                                // Undelivered: the sender's rebroadcast would bring it again.
+                                inbox[r].push((from, msg));
+                            }
+                            Err(e) => panic!("seed {seed}: {e}"),
+                        }
+                        rs[r].crash_after(usize::MAX);
+                        if rng.gen_range(0..3) == 0 && rs[r].is_dirty().unwrap() {
+                            repairs += 1;
+                            rs[r].repair(&net).await.unwrap();
+                            assert!(!rs[r].is_dirty().unwrap());
+                        }
                     }
                     None
                 }
@@ -280,6 +303,12 @@ async fn three_replicas_converge_under_random_interleavings() {
                 rs[r].apply_broadcast(&from, &msg, &net).await.unwrap();
             }
         }
+        for r in &rs {
+            if r.is_dirty().unwrap() {
+                r.repair(&net).await.unwrap();
+            }
+            assert!(!r.is_dirty().unwrap());
+        }
         let want = all(&rs[0]);
         for r in &rs[1..] {
             assert_eq!(all(r), want, "seed {seed}: sets differ");
@@ -298,6 +327,10 @@ async fn three_replicas_converge_under_random_interleavings() {
             assert_eq!(heads(&rs[r]), vec![(p.cid, p.height)], "seed {seed}");
         }
     }
+    assert!(
+        crashes > 5 && repairs > 0,
+        "crashes {crashes}, repairs {repairs}"
+    );
 }
 
 // ----- set semantics ---------------------------------------------------------------------
