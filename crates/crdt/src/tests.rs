@@ -787,3 +787,38 @@ async fn batcher_queue_is_bounded_and_shutdown_commits() {
     assert_eq!(s.len().unwrap(), 2);
     assert!(Batcher::spawn(s, BatchingConfig::default(), mpsc::channel(1).0).is_err());
 }
+
+/// Not a test: a figure. `cargo test -p ipfs-cluster-crdt --release -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn figure_sync_of_a_long_chain() {
+    let n: usize = std::env::var("CRDT_FIGURE_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::default();
+    let w = open(&dir, "writer", cfg());
+    net.add(&w);
+    let t = std::time::Instant::now();
+    let mut last = None;
+    for i in 0..n {
+        last = Some(w.put(&format!("/k{i:06}"), v("x")).await.unwrap());
+    }
+    let put = t.elapsed();
+    let f = open(&dir, "follower", cfg());
+    let t = std::time::Instant::now();
+    f.apply_broadcast("w", &last.unwrap().broadcast, &net)
+        .await
+        .unwrap();
+    let sync = t.elapsed();
+    assert_eq!(f.len().unwrap(), n as u64);
+    let t = std::time::Instant::now();
+    let mut b = Batch::new();
+    for i in 0..n {
+        b.put(&format!("/b{i:06}"), v("x")).unwrap();
+    }
+    w.commit(b).await.unwrap();
+    let batch = t.elapsed();
+    eprintln!("{n} single puts: {put:?}; a follower syncing that {n}-node chain: {sync:?}; one batch of {n}: {batch:?}");
+}
