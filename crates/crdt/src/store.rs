@@ -138,6 +138,8 @@ struct Inner {
     write: Mutex<()>,
     /// Heads received in broadcasts since the last rebroadcast tick.
     seen_heads: StdMutex<HashSet<Cid>>,
+    /// Heads being walked right now.
+    inflight: StdMutex<HashSet<Cid>>,
     events: broadcast::Sender<Change>,
     #[cfg(test)]
     crash_after: std::sync::atomic::AtomicUsize,
@@ -198,6 +200,7 @@ impl CrdtStore {
                 trust,
                 write: Mutex::new(()),
                 seen_heads: StdMutex::new(HashSet::new()),
+                inflight: StdMutex::new(HashSet::new()),
                 events,
                 #[cfg(test)]
                 crash_after: std::sync::atomic::AtomicUsize::new(usize::MAX),
@@ -544,6 +547,10 @@ impl CrdtStore {
         if self.is_processed(&head)? {
             return Ok(0);
         }
+        // The same head often arrives from several peers at once: walk it once.
+        let Some(_inflight) = InFlight::claim(&self.inner.inflight, head) else {
+            return Ok(0);
+        };
         let mut visited = HashSet::new();
         let walk = self.walk(head, fetcher, false, &mut visited).await?;
         let _guard = self.inner.write.lock().await;
@@ -883,6 +890,28 @@ impl CrdtStore {
         self.inner
             .crash_after
             .store(nodes, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A head claimed for walking; released when dropped (also when the walk's future is).
+struct InFlight<'a> {
+    set: &'a StdMutex<HashSet<Cid>>,
+    cid: Cid,
+}
+
+impl<'a> InFlight<'a> {
+    fn claim(set: &'a StdMutex<HashSet<Cid>>, cid: Cid) -> Option<Self> {
+        let fresh = set.lock().unwrap_or_else(|p| p.into_inner()).insert(cid);
+        fresh.then_some(Self { set, cid })
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.cid);
     }
 }
 

@@ -29,6 +29,8 @@ impl Net {
 impl NodeFetcher for Net {
     async fn fetch(&self, cid: Cid) -> Result<Vec<u8>, FetchError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        // Like a network: let other tasks run while "waiting".
+        tokio::task::yield_now().await;
         let stores = self.stores.lock().unwrap().clone();
         for s in stores {
             if let Some(b) = s.get_block(&cid).map_err(|e| FetchError(e.to_string()))? {
@@ -521,6 +523,29 @@ async fn missing_nodes_are_fetched_through_timeouts_and_failures() {
     );
     assert_eq!(all(&r2), all(&r1));
     assert_eq!(flaky.calls.load(Ordering::SeqCst), 4); // hang, fail, ok, ok
+}
+
+/// The same head from two peers at once is fetched once.
+#[tokio::test]
+async fn a_head_arriving_twice_at_once_is_walked_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::default();
+    let r1 = open(&dir, "r1", cfg());
+    let r2 = open(&dir, "r2", cfg());
+    net.add(&r1);
+    for i in 0..3 {
+        r1.put(&format!("/k{i}"), v("x")).await.unwrap();
+    }
+    let p = r1.put("/last", v("x")).await.unwrap();
+    let (a, b) = tokio::join!(
+        r2.apply_broadcast("r1", &p.broadcast, &net),
+        r2.apply_broadcast("r3", &p.broadcast, &net)
+    );
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(net.calls.load(Ordering::SeqCst), 4);
+    assert_eq!(all(&r2), all(&r1));
+    assert_eq!(heads(&r2), heads(&r1));
 }
 
 /// Every attempt fails: an error naming the node, nothing applied, and the next broadcast
