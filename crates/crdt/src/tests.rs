@@ -221,6 +221,71 @@ fn codec_matches_go_ds_crdt_bytes() {
     assert!(decode_node(&cid, &bad).is_err());
 }
 
+/// Serves the blocks go-ds-crdt produced (from the golden file).
+struct GoldenNet;
+
+impl NodeFetcher for GoldenNet {
+    async fn fetch(&self, cid: Cid) -> Result<Vec<u8>, FetchError> {
+        let text = include_str!("../testdata/go-ds-crdt-v0.6.8-golden.txt");
+        for line in text.lines() {
+            let label = line.split(' ').nth(1).unwrap_or_default();
+            let g = golden(label);
+            if g.get("cid") == Some(&cid.to_string()) {
+                return Ok(HEXLOWER.decode(g["bytes"].as_bytes()).unwrap());
+            }
+        }
+        Err(FetchError(format!("{cid} is not in the golden file")))
+    }
+}
+
+/// A fresh replica follows the DAG go-ds-crdt built (a follower of an upstream cluster, minus
+/// the network): it fetches all six upstream nodes and ends with go-ds-crdt's values.
+#[tokio::test]
+async fn a_replica_applies_the_dag_go_ds_crdt_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = open(&dir, "f", cfg());
+    let head: Cid = golden("batch_k5_k6_del_k2")["cid"].parse().unwrap();
+    let out = f
+        .apply_broadcast("upstream", &encode_broadcast(&[head]), &GoldenNet)
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        ApplyOutcome::Applied {
+            heads: 1,
+            merged: 6
+        }
+    );
+    assert_eq!(heads(&f), vec![(head, 5)]);
+    // The values go-ds-crdt had (GOLDEN value lines): k1, k2 gone; k3..k6 with priorities.
+    let text = include_str!("../testdata/go-ds-crdt-v0.6.8-golden.txt");
+    let mut checked = 0;
+    for line in text.lines().filter(|l| l.starts_with("GOLDEN value ")) {
+        // GOLDEN value k3="v3" prio=1 err=<nil>
+        let rest = &line["GOLDEN value ".len()..];
+        let (k, rest) = rest.split_once('=').unwrap();
+        let (val, rest) = rest.split_once(' ').unwrap();
+        let prio: u64 = rest
+            .strip_prefix("prio=")
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let val = val.trim_matches('"');
+        let key = format!("/{k}");
+        if prio == 0 {
+            assert_eq!(f.get(&key).unwrap(), None, "{key}");
+        } else {
+            assert_eq!(f.get(&key).unwrap(), Some(v(val)), "{key}");
+            assert_eq!(f.priority(&key), Some(prio), "{key}");
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 6);
+}
+
 /// Same priority, different values: the greater value wins on both sides (go-ds-crdt
 /// compares values bytewise, not ids, despite its doc comment).
 #[tokio::test]
