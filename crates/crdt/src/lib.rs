@@ -46,7 +46,12 @@
 //!   workers). The final state is the same; newest values just appear last during a long
 //!   catch-up, and a whole branch is fetched before it is merged.
 //! * A replica with no heads does not adopt broadcast heads before it has merged them
-//!   (upstream does, to avoid orphan branches during a first sync).
+//!   (upstream does, to avoid orphan branches during a first sync). Consequence: a *trusted*
+//!   peer that writes while its first sync is still fetching writes at a low height, and its
+//!   value loses to older values of the same key with a higher priority until it is
+//!   rewritten. Followers never write, so this matters only for new trusted peers; the
+//!   consensus service should refuse writes until the first sync is done.
+//! * Set elements and tombstones are kept forever, as upstream (no compaction).
 //! * A later put of a key in a [`Batch`] replaces the earlier one (upstream keeps both).
 //!   Deltas from upstream peers with one key twice are merged exactly as upstream does,
 //!   which, as upstream, can depend on merge order when a concurrent value has the same
