@@ -154,3 +154,57 @@ fn crdt_an_untrusted_peers_pin_is_refused() {
         c.wait_states(&[0, 1], &want).await;
     });
 }
+
+/// `state import|export|cleanup` on a crdt peer (the launcher starts its consensus service
+/// alone, in crdt mode): the import replaces the pinset, the export gives it back, the
+/// cleanup moves the crdt folder to a backup and the next export is empty.
+#[test]
+fn crdt_state_import_export_cleanup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("peer");
+    init_crdt_peer(&dir, "/ip4/127.0.0.1/tcp/1", &[]).unwrap();
+    let state = |args: &[&str]| {
+        let mut all = vec!["--config", dir.to_str().unwrap(), "state"];
+        all.extend_from_slice(args);
+        run_bin("ipfs-cluster-service", &all, &[]).unwrap()
+    };
+    let (a, b) = (random_cid(), random_cid());
+    let input = tmp.path().join("in.json");
+    std::fs::write(
+        &input,
+        format!("{{\"cid\":\"{a}\",\"name\":\"first\"}}\n{{\"cid\":\"{b}\"}}\n"),
+    )
+    .unwrap();
+    let (rc, _, err) = state(&["import", input.to_str().unwrap(), "--force"]);
+    assert_eq!(rc, 0, "import: {err}");
+    let out = tmp.path().join("out.json");
+    let (rc, _, err) = state(&["export", "-f", out.to_str().unwrap()]);
+    assert_eq!(rc, 0, "export: {err}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let got: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut cids: Vec<&str> = got.iter().map(|p| p["cid"].as_str().unwrap()).collect();
+    cids.sort();
+    let mut want = vec![a.as_str(), b.as_str()];
+    want.sort();
+    assert_eq!(cids, want, "{text}");
+    assert!(got.iter().any(|p| p["name"] == "first"), "{text}");
+
+    // A second import replaces the pinset.
+    std::fs::write(&input, format!("{{\"cid\":\"{b}\"}}\n")).unwrap();
+    let (rc, _, err) = state(&["import", input.to_str().unwrap(), "--force"]);
+    assert_eq!(rc, 0, "import: {err}");
+    let (rc, stdout, err) = state(&["export"]);
+    assert_eq!(rc, 0, "export: {err}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains(&b), "{stdout}");
+
+    let (rc, _, err) = state(&["cleanup", "--force"]);
+    assert_eq!(rc, 0, "cleanup: {err}");
+    assert!(!dir.join("crdt").exists());
+    let (rc, stdout, err) = state(&["export"]);
+    assert_eq!(rc, 0, "export: {err}");
+    assert!(stdout.trim().is_empty(), "{stdout}");
+}

@@ -79,8 +79,18 @@ struct TestNode {
 }
 
 fn start(id: &str, trusted: Option<Vec<String>>, stores: &Stores) -> TestNode {
+    start_with(id, trusted, stores, Default::default())
+}
+
+fn start_with(
+    id: &str,
+    trusted: Option<Vec<String>>,
+    stores: &Stores,
+    batching: ipfs_cluster_crdt::BatchingConfig,
+) -> TestNode {
     let dir = tempfile::tempdir().unwrap();
     let cfg = ipfs_cluster_crdt::CrdtConfig {
+        batching,
         trusted_peers: match &trusted {
             None => ipfs_cluster_crdt::TrustedPeers::all(),
             Some(t) => ipfs_cluster_crdt::TrustedPeers::from_list(t),
@@ -323,4 +333,85 @@ async fn watch_indexes_increase() {
     let i1 = a.node.next_index();
     let i2 = a.node.next_index();
     assert!(i2 > i1 && i1 > 1_600_000_000_000_000);
+}
+
+#[tokio::test]
+async fn batching_commits_several_pins_as_one_delta() {
+    let stores = Stores::default();
+    let mut a = start_with(
+        "A",
+        None,
+        &stores,
+        ipfs_cluster_crdt::BatchingConfig {
+            max_batch_size: 3,
+            max_batch_age: Duration::from_millis(300),
+            max_queue_size: 100,
+        },
+    );
+    let b = start("B", None, &stores);
+    let svc = CrdtConsensusService::new(a.node.clone(), None);
+    for i in 10..13 {
+        svc.pin(with_local_peer(Pin {
+            cid: cid_n(i),
+            max_depth: -1,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    }
+    // Size reached: one broadcast for three pins.
+    let msg = tokio::time::timeout(Duration::from_secs(5), a.out.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        deliver("A", &msg, &b, &stores).await,
+        ApplyOutcome::Applied { merged: 1, .. }
+    ));
+    for i in 10..13 {
+        assert!(b.node.get(&cid_n(i)).await.unwrap().is_some());
+    }
+    // Age reached: a lone unpin is committed after max_batch_age.
+    svc.unpin(Request::new(UnpinRequest { cid: cid_n(10) }))
+        .await
+        .unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(5), a.out.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    deliver("A", &msg, &b, &stores).await;
+    assert!(b.node.get(&cid_n(10)).await.unwrap().is_none());
+    a.node.shutdown().await;
+}
+
+#[tokio::test]
+async fn import_replaces_the_pinset() {
+    let stores = Stores::default();
+    let a = start("A", None, &stores);
+    for i in 20..23 {
+        a.node
+            .pin(Pin {
+                cid: cid_n(i),
+                max_depth: -1,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let pins: Vec<Pin> = [22u32, 23, 24]
+        .iter()
+        .map(|i| Pin {
+            cid: cid_n(*i),
+            max_depth: -1,
+            r#type: ipfs_cluster_proto::types::v1::PinType::Data as i32,
+            ..Default::default()
+        })
+        .collect();
+    assert_eq!(a.node.replace_all(pins, 2).await.unwrap(), 3);
+    let (listed, _) = a.node.page(None, 0).await.unwrap();
+    let mut got: Vec<String> = listed.into_iter().map(|p| p.cid).collect();
+    got.sort();
+    let mut want: Vec<String> = [22u32, 23, 24].iter().map(|i| cid_n(*i)).collect();
+    want.sort();
+    assert_eq!(got, want);
 }
