@@ -1,6 +1,5 @@
 //! The `consensus` section. Upstream picks the consensus by which component is present
-//! (`raft` or `crdt`); we implement raft only, and keep a crdt section opaque so we can
-//! refuse it with a clear message.
+//! (`raft` or `crdt`); exactly one must be (the crdt section is in `crdt.rs`).
 
 use libp2p::PeerId;
 use serde_json::Value;
@@ -220,8 +219,7 @@ impl RaftConfig {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ConsensusConfig {
     pub raft: Option<RaftConfig>,
-    /// Kept only to refuse it clearly (and to write it back untouched).
-    pub crdt: Option<Value>,
+    pub crdt: Option<crate::crdt::CrdtConfig>,
 }
 
 impl ConsensusConfig {
@@ -230,7 +228,10 @@ impl ConsensusConfig {
             Some(r) => Some(RaftConfig::from_obj(r)?),
             None => None,
         };
-        let crdt = o.raw("crdt").cloned();
+        let crdt = match o.obj("crdt")? {
+            Some(c) => Some(crate::crdt::CrdtConfig::from_obj(c)?),
+            None => None,
+        };
         o.finish();
         Ok(ConsensusConfig { raft, crdt })
     }
@@ -241,7 +242,7 @@ impl ConsensusConfig {
             o.put("raft", r.to_value());
         }
         if let Some(c) = &self.crdt {
-            o.put("crdt", c.clone());
+            o.put("crdt", c.to_value());
         }
         o.done()
     }
@@ -250,15 +251,13 @@ impl ConsensusConfig {
         match (&self.raft, &self.crdt) {
             (Some(_), Some(_)) => Err(ConfigError::invalid(
                 "consensus",
-                "both raft and crdt are configured; keep exactly one (this implementation supports raft)",
+                "both raft and crdt are configured; keep exactly one of consensus.raft and consensus.crdt",
             )),
             (None, None) => Err(ConfigError::invalid(
                 "consensus",
-                "no consensus configured; add a \"raft\" section (run `ipfs-cluster-service init` to get the defaults)",
+                "no consensus configured; add a \"raft\" or a \"crdt\" section (`ipfs-cluster-service init --consensus raft|crdt` writes the defaults)",
             )),
-            (None, Some(_)) => Err(ConfigError::Unsupported(
-                "service.json: consensus.crdt: crdt consensus is not supported by this implementation; use raft (`ipfs-cluster-service init --consensus raft`)".into(),
-            )),
+            (None, Some(c)) => c.validate(),
             (Some(r), None) => r.validate(),
         }
     }

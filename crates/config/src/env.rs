@@ -67,6 +67,20 @@ const CLUSTER: &[(&str, Kind)] = &[
     ("peerstore_file", Str),
     ("peer_addresses", List),
 ];
+const CRDT_BATCHING: &[(&str, Kind)] = &[
+    ("max_batch_size", Int),
+    ("max_batch_age", Str),
+    ("max_queue_size", Int),
+];
+const CRDT: &[(&str, Kind)] = &[
+    ("cluster_name", Str),
+    ("trusted_peers", List),
+    ("batching", Nested(CRDT_BATCHING)),
+    ("repair_interval", Str),
+    ("rebroadcast_interval", Str),
+    ("peerset_metric", Str),
+    ("datastore_namespace", Str),
+];
 const RAFT: &[(&str, Kind)] = &[
     ("init_peerset", List),
     ("wait_for_leader_timeout", Str),
@@ -176,6 +190,7 @@ type Schema = &'static [(&'static str, Kind)];
 const SECTIONS: &[(&[&str], &str, Schema)] = &[
     (&["cluster"], "CLUSTER", CLUSTER),
     (&["consensus", "raft"], "CLUSTER_RAFT", RAFT),
+    (&["consensus", "crdt"], "CLUSTER_CRDT", CRDT),
     (&["api", "restapi"], "CLUSTER_RESTAPI", REST),
     (&["api", "pinsvcapi"], "CLUSTER_PINSVCAPI", REST),
     (&["api", "ipfsproxy"], "CLUSTER_IPFSPROXY", PROXY),

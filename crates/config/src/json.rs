@@ -258,12 +258,6 @@ impl<'a> Obj<'a> {
         }
     }
 
-    /// The raw value of `k` (used for sections we keep opaque, such as crdt).
-    pub fn raw(&mut self, k: &'static str) -> Option<&'a Value> {
-        self.used.push(k);
-        self.map.get(k)
-    }
-
     /// Warns once per key that no reader asked for.
     pub fn finish(self) {
         for k in self.map.keys() {

@@ -8,6 +8,7 @@ pub mod api;
 pub mod cluster;
 pub mod components;
 pub mod consensus;
+pub mod crdt;
 pub mod duration;
 mod env;
 mod error;
@@ -28,6 +29,7 @@ pub use components::{
     PinTrackerConfig, PubsubmonConfig, StatelessConfig, TagsInformerConfig, TracingConfig,
 };
 pub use consensus::{ConsensusConfig, RaftConfig};
+pub use crdt::{CrdtBatchingConfig, CrdtConfig};
 pub use duration::GoDuration;
 pub use env::var_name as env_var_name;
 pub use error::ConfigError;

@@ -228,7 +228,7 @@ pub struct InitOptions {
     /// `/dnsaddr`); an address without `/p2p/<id>` goes to the peerstore only (as upstream,
     /// which skips it for the peerset), and the report says so.
     pub peers: Vec<Multiaddr>,
-    /// "raft" (crdt is refused).
+    /// "raft" (or "") or "crdt".
     pub consensus: String,
     /// Upstream's `init --randomports`: every listening TCP port (cluster swarm, REST,
     /// pinning service, proxy, and our four internal endpoints) is replaced by a port that
@@ -369,20 +369,15 @@ pub fn init_from(
     opts: &InitOptions,
     lookup: Lookup,
 ) -> Result<InitReport, ConfigError> {
-    match opts.consensus.as_str() {
-        "raft" | "" => {}
-        "crdt" => {
-            return Err(ConfigError::Unsupported(
-                "crdt consensus is not supported by this implementation; use --consensus raft"
-                    .into(),
-            ))
-        }
+    let crdt = match opts.consensus.as_str() {
+        "raft" | "" => false,
+        "crdt" => true,
         other => {
             return Err(ConfigError::Unsupported(format!(
-                "unknown consensus {other:?}; use --consensus raft"
+                "unknown consensus {other:?}; use --consensus raft or --consensus crdt"
             )))
         }
-    }
+    };
     let mut init_peerset = Vec::new();
     let mut notes = Vec::new();
     for a in &opts.peers {
@@ -404,6 +399,13 @@ pub fn init_from(
     let secret = opts.secret.unwrap_or_else(ClusterSecret::generate);
     let mut config =
         ServiceConfig::default_for_init(opts.peername.as_deref().unwrap_or(&hostname()), secret);
+    if crdt {
+        // As upstream's `init --consensus crdt`: only the crdt section, with its defaults.
+        config.consensus = crate::ConsensusConfig {
+            raft: None,
+            crdt: Some(crate::CrdtConfig::default()),
+        };
+    }
     config.apply_env_from(lookup)?;
     // Flags beat the environment.
     if let Some(name) = &opts.peername {

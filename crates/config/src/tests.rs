@@ -420,16 +420,22 @@ fn validation_and_parse_errors_name_the_key() {
 }
 
 #[test]
-fn consensus_must_be_raft() {
+fn consensus_must_be_exactly_one() {
+    // upstream's `init --consensus crdt` section loads.
     let crdt = upstream_service_json().replace(
         "\"raft\": {",
-        "\"crdt\": {\"cluster_name\": \"ipfs-cluster\", \"trusted_peers\": [\"*\"]}, \"raft_off\": {",
+        "\"crdt\": {\"cluster_name\": \"ipfs-cluster\", \"trusted_peers\": [\"*\"], \"batching\": {\"max_batch_size\": 0, \"max_batch_age\": \"0s\"}, \"repair_interval\": \"1h0m0s\"}, \"raft_off\": {",
     );
-    let e = load_err(&crdt);
-    assert!(
-        e.contains("crdt consensus is not supported by this implementation; use raft"),
-        "{e}"
+    let c = ServiceConfig::from_json(&crdt).unwrap();
+    c.validate().unwrap();
+    assert!(c.consensus.raft.is_none());
+    assert_eq!(c.consensus.crdt.unwrap(), crate::CrdtConfig::default());
+    let both = upstream_service_json().replace(
+        "\"raft\": {",
+        "\"crdt\": {\"cluster_name\": \"x\"}, \"raft\": {",
     );
+    let e = load_err(&both);
+    assert!(e.contains("keep exactly one"), "{e}");
     let e = load_err(
         r#"{"cluster": {"listen_multiaddress": "/ip4/0.0.0.0/tcp/9096"}, "consensus": {}}"#,
     );
@@ -682,19 +688,20 @@ fn init_then_load() {
 }
 
 #[test]
-fn init_rejects_crdt_and_bad_peers() {
+fn init_rejects_unknown_consensus_and_bad_peers() {
     let dir = tempfile::tempdir().unwrap();
     let e = init_from(
         dir.path(),
         &InitOptions {
-            consensus: "crdt".into(),
+            consensus: "paxos".into(),
             ..Default::default()
         },
         &no_env,
     )
     .unwrap_err();
     assert!(
-        e.to_string().contains("crdt consensus is not supported"),
+        e.to_string()
+            .contains("use --consensus raft or --consensus crdt"),
         "{e}"
     );
     let opts = InitOptions {

@@ -81,6 +81,20 @@ impl MetricStore {
             .collect()
     }
 
+    /// Every peer whose latest `name` metric is valid and unexpired (crdt mode's peerset).
+    pub fn live_peers(&self, name: &str, now: i64) -> Vec<String> {
+        let Ok(g) = self.latest.read() else {
+            return vec![];
+        };
+        let mut out: Vec<String> = g
+            .iter()
+            .filter(|((n, _), m)| n == name && m.valid && m.expire > now)
+            .map(|((_, p), _)| p.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Valid, unexpired metrics of `name` for the given peers.
     pub fn latest(&self, name: &str, peers: &[String], now: i64) -> HashMap<String, Metric> {
         let Ok(g) = self.latest.read() else {

@@ -4,9 +4,12 @@
 //! `types` (raft type config and the replicated op), `ids` (peer id <-> raft node id),
 //! `pinning` (upstream's pin validation), `allocate` (balanced allocator and metrics),
 //! `network` (raft RPCs over transport peer calls), `node` (the running raft node),
-//! `service` (the gRPC service), `join` (joining through `--bootstrap`, retried).
+//! `service` (the gRPC service), `join` (joining through `--bootstrap`, retried);
+//! `crdt_mode`: the same contract on a Merkle-CRDT store when service.json has
+//! `consensus.crdt`.
 
 pub mod allocate;
+pub mod crdt_mode;
 pub mod ids;
 pub mod join;
 pub mod network;

@@ -27,7 +27,7 @@ use ipfs_cluster_proto::{
 };
 
 #[derive(Parser, Debug)]
-#[command(name = "ipfs-cluster-consensus", version = ipfs_cluster_proto::VERSION, about = "IPFS Cluster consensus service (raft pinset)")]
+#[command(name = "ipfs-cluster-consensus", version = ipfs_cluster_proto::VERSION, about = "IPFS Cluster consensus service (raft or crdt pinset)")]
 struct Cli {
     /// Configuration folder (default: $IPFS_CLUSTER_PATH or ~/.ipfs-cluster).
     #[arg(long, short = 'c')]
@@ -223,6 +223,10 @@ fn bootstrap_addresses(raw: &[String], own: &str) -> anyhow::Result<Vec<String>>
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let dir = ipfs_cluster_config::resolve_config_dir(cli.config.as_deref());
     let peer = ipfs_cluster_config::Peer::load(&dir)?;
+    if peer.config.consensus.crdt.is_some() {
+        let boot = bootstrap_addresses(&cli.bootstrap, &peer.identity.peer_id.to_string())?;
+        return ipfs_cluster_consensus::crdt_mode::run(peer, boot, cli.stats, cli.tracing).await;
+    }
     let cfg = &peer.config;
     let raft = match cfg.consensus.raft.as_ref() {
         Some(r) => r.clone(),

@@ -387,6 +387,15 @@ impl Consensus for ConsensusService {
             pins: st.pins,
         }))
     }
+
+    async fn crdt_block(
+        &self,
+        _: Request<ipfs_cluster_proto::consensus::v1::CrdtBlockRequest>,
+    ) -> Result<Response<ipfs_cluster_proto::consensus::v1::CrdtBlockResponse>, Status> {
+        Err(Status::failed_precondition(
+            "not available in raft mode: CrdtBlock serves crdt delta nodes; this peer runs consensus.raft",
+        ))
+    }
 }
 
 /// Helper for clients/tests: does a pin type match a ListRequest filter?

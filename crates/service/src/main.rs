@@ -36,7 +36,8 @@ enum Cmd {
         /// Overwrite existing files
         #[arg(short = 'f', long)]
         force: bool,
-        /// Consensus component (only raft is supported)
+        /// Consensus component: raft (a small set of writers, strong consistency) or crdt
+        /// (Merkle-CRDT with trusted peers; see docs/operations.md)
         #[arg(long, default_value = "raft")]
         consensus: String,
         /// Comma-separated multiaddrs of existing peers, e.g. /dns4/cluster0/tcp/9096/p2p/<id> (written to the peerstore; those with /p2p/<id> also to raft init_peerset)

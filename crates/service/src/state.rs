@@ -113,7 +113,18 @@ impl ImportOptions {
 }
 
 fn has_state(peer: &Peer) -> bool {
-    peer.raft_dir().join(DB_FILE).exists()
+    match peer.config.consensus.crdt {
+        Some(_) => consensus_dir(peer).join("crdt.redb").exists(),
+        None => peer.raft_dir().join(DB_FILE).exists(),
+    }
+}
+
+/// The consensus state folder: `<config dir>/crdt` in crdt mode, else the raft folder.
+fn consensus_dir(peer: &Peer) -> PathBuf {
+    match peer.config.consensus.crdt {
+        Some(_) => peer.data_dir("crdt"),
+        None => peer.raft_dir(),
+    }
 }
 
 /// Asks on the terminal; without a terminal (and without --force) refuses.
@@ -411,14 +422,16 @@ pub async fn import(opts: &StateOptions, iopts: &ImportOptions) -> Result<u64> {
 
     let raft = peer.config.consensus.raft.clone().unwrap_or_default();
     if has_state(&peer) {
-        let backup = backup_copy(&peer.raft_dir(), raft.backups_rotate.max(1) as u32)?;
-        tracing::info!(backup = %backup.display(), "current raft state backed up");
+        let backup = backup_copy(&consensus_dir(&peer), raft.backups_rotate.max(1) as u32)?;
+        tracing::info!(backup = %backup.display(), "current consensus state backed up");
     }
     let mut consensus = OfflineConsensus::start(&peer, &opts.bin_dir()?).await?;
     let result = async {
-        consensus
-            .wait_leader(raft.wait_for_leader_timeout.as_duration() + Duration::from_secs(10))
-            .await?;
+        if peer.config.consensus.crdt.is_none() {
+            consensus
+                .wait_leader(raft.wait_for_leader_timeout.as_duration() + Duration::from_secs(10))
+                .await?;
+        }
         let (tx, rx) = tokio::sync::mpsc::channel::<proto::Pin>(IMPORT_QUEUE);
         let pb = progress_bar(total);
         let apply = |p: Pin| proto::Pin::from(iopts.apply(p));
@@ -483,7 +496,7 @@ fn display_input(input: &Option<PathBuf>) -> String {
 pub async fn cleanup(opts: &StateOptions, force: bool) -> Result<Option<PathBuf>> {
     let peer = Peer::load(&opts.config_dir)?;
     let _lock = lock_config_dir(&opts.config_dir)?;
-    let dir = peer.raft_dir();
+    let dir = consensus_dir(&peer);
     // The consensus service's "this peer was removed" marker: after a cleanup the next
     // start is a first start again.
     let mut marker = dir.clone().into_os_string();

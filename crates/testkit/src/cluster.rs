@@ -177,7 +177,7 @@ pub struct Cluster {
     /// The peers' network namespaces, when they run in some; after the processes.
     pub netns: Option<Netns>,
     // Last: removed after every process is gone.
-    _tmp: tempfile::TempDir,
+    pub(crate) _tmp: tempfile::TempDir,
 }
 
 impl Drop for Cluster {

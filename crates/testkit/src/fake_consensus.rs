@@ -404,6 +404,14 @@ impl Consensus for FakeConsensus {
         self.count("Stats");
         Err(Self::not_here("Stats"))
     }
+
+    async fn crdt_block(
+        &self,
+        _: Request<ipfs_cluster_proto::consensus::v1::CrdtBlockRequest>,
+    ) -> Result<Response<ipfs_cluster_proto::consensus::v1::CrdtBlockResponse>, Status> {
+        self.count("CrdtBlock");
+        Err(Self::not_here("CrdtBlock"))
+    }
 }
 
 #[cfg(test)]

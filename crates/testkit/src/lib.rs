@@ -5,11 +5,13 @@
 //! service crates' own tests and the benchmark all use it (docs/testing.md).
 
 mod cluster;
+mod crdt;
 mod fake_consensus;
 mod kubo;
 mod netns;
 mod reaper;
 pub use cluster::*;
+pub use crdt::*;
 pub use fake_consensus::*;
 pub use kubo::*;
 pub use netns::*;

@@ -49,6 +49,13 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     (CONSENSUS, "Import", Closed),
     (CONSENSUS, "Raft", Trusted),
     (CONSENSUS, "Stats", Closed),
+    // Open, as upstream serves delta nodes with bitswap to any peer on the private network:
+    // a crdt peer fetches the nodes a broadcast names from its sender, which may not be a
+    // member yet in the fetcher's view (membership is the live `ping` metric, and a new
+    // peer's first metric can arrive after its first broadcast), and followers (never
+    // members) must fetch too. Read-only, content-addressed (the fetcher checks the hash),
+    // and the same data every peer on the gossip topic receives anyway.
+    (CONSENSUS, "CrdtBlock", Open),
     // IPFS connector: the fan-outs of status/recover/gc/repo stat/swarm peers, and the
     // allocated peers' block and pin work.
     (IPFS_CONNECTOR, "Status", Trusted),

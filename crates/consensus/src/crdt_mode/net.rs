@@ -1,0 +1,284 @@
+//! crdt mode on the transport: heads go out with `Publish` on the cluster's topic
+//! ([`ipfs_cluster_crdt::topic_name`] of `cluster_name`), broadcasts come in through
+//! `Subscribe` (the transport gives the gossip source that gossipsub verified: the trust
+//! input), and missing delta nodes are fetched with a peer call to the sender's (then any
+//! peer's) `Consensus/CrdtBlock`. Also the timers: rebroadcast and repair.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::future::BoxFuture;
+use prost::Message;
+use tokio::sync::Semaphore;
+use tokio_stream::StreamExt;
+
+use ipfs_cluster_crdt::{ApplyOutcome, FetchError, NodeFetcher};
+use ipfs_cluster_proto::{
+    client::TransportClient,
+    consensus::v1::{CrdtBlockRequest, CrdtBlockResponse},
+    names,
+    transport::v1::{PeerCallRequest, PeersRequest, PublishRequest, SubscribeRequest},
+    types::v1::Metric,
+};
+
+use super::node::{Broadcaster, CrdtNode};
+
+/// One block fetch from one peer.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Broadcasts applied at once (each may fetch a branch).
+const APPLY_CONCURRENCY: usize = 8;
+
+/// Publishes on the cluster's crdt topic through the local transport.
+pub struct TransportBroadcaster {
+    pub client: TransportClient,
+    pub topic: String,
+}
+
+impl Broadcaster for TransportBroadcaster {
+    fn publish(&self, data: Vec<u8>) -> BoxFuture<'static, Result<(), String>> {
+        let mut c = self.client.clone();
+        let topic = self.topic.clone();
+        Box::pin(async move {
+            let mut r = tonic::Request::new(PublishRequest { topic, data });
+            r.set_timeout(Duration::from_secs(10));
+            c.publish(r)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("transport Publish: {}", e.message()))
+        })
+    }
+}
+
+/// Something that answers `CrdtBlock` for a peer (the transport's peer call in production).
+pub trait BlockSource: Send + Sync + 'static {
+    fn block(&self, peer: &str, cid: &str) -> BoxFuture<'static, Result<Vec<u8>, String>>;
+}
+
+pub struct TransportBlocks {
+    pub client: TransportClient,
+}
+
+impl BlockSource for TransportBlocks {
+    fn block(&self, peer: &str, cid: &str) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+        let mut c = self.client.clone();
+        let req = PeerCallRequest {
+            peer: peer.to_string(),
+            service: names::CONSENSUS.to_string(),
+            method: "CrdtBlock".into(),
+            payload: CrdtBlockRequest {
+                cid: cid.to_string(),
+            }
+            .encode_to_vec(),
+            timeout_ms: FETCH_TIMEOUT.as_millis() as u32,
+        };
+        let peer = peer.to_string();
+        Box::pin(async move {
+            let mut r = tonic::Request::new(req);
+            r.set_timeout(FETCH_TIMEOUT + Duration::from_secs(1));
+            let payload = c
+                .call(r)
+                .await
+                .map_err(|e| format!("peer {peer}: {}", e.message()))?
+                .into_inner()
+                .payload;
+            CrdtBlockResponse::decode(payload.as_slice())
+                .map(|r| r.data)
+                .map_err(|e| format!("peer {peer}: undecodable CrdtBlock answer: {e}"))
+        })
+    }
+}
+
+/// go-ds-crdt's DAG fetch over peer calls: the broadcast's sender first (it has the
+/// branch), then the other peers of the peerset (one of them merged it already).
+pub struct PeerFetcher {
+    pub source: Arc<dyn BlockSource>,
+    pub peers: Vec<String>,
+}
+
+impl NodeFetcher for PeerFetcher {
+    async fn fetch(&self, cid: cid::Cid) -> Result<Vec<u8>, FetchError> {
+        let cid_s = cid.to_string();
+        let mut errors = Vec::new();
+        for p in &self.peers {
+            match self.source.block(p, &cid_s).await {
+                Ok(b) => return Ok(b),
+                Err(e) => errors.push(e),
+            }
+        }
+        Err(FetchError(if errors.is_empty() {
+            "no peer to fetch it from".into()
+        } else {
+            errors.join("; ")
+        }))
+    }
+}
+
+/// Peers to fetch from: `first` (the sender), then the peerset, without this peer.
+pub fn fetch_order(node: &CrdtNode, first: Option<&str>) -> Vec<String> {
+    let mut out: Vec<String> = first.map(|f| vec![f.to_string()]).unwrap_or_default();
+    for p in node.peerset() {
+        if p != node.opts.peer_id && !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Applies broadcasts from the topic until the process ends (resubscribing on errors).
+pub fn spawn_subscriber(
+    node: Arc<CrdtNode>,
+    mut client: TransportClient,
+    topic: String,
+    source: Arc<dyn BlockSource>,
+) {
+    tokio::spawn(async move {
+        let limit = Arc::new(Semaphore::new(APPLY_CONCURRENCY));
+        loop {
+            match client
+                .subscribe(SubscribeRequest {
+                    topic: topic.clone(),
+                })
+                .await
+            {
+                Ok(s) => {
+                    tracing::info!(%topic, "following the crdt topic");
+                    let mut s = s.into_inner();
+                    while let Some(msg) = s.next().await {
+                        let m = match msg {
+                            Ok(m) => m,
+                            Err(e) => {
+                                tracing::warn!(error = %e.message(), "crdt subscription ended; resubscribing");
+                                break;
+                            }
+                        };
+                        // Our own broadcasts come back to us: nothing to apply.
+                        if m.from == node.opts.peer_id {
+                            continue;
+                        }
+                        let Ok(permit) = limit.clone().acquire_owned().await else {
+                            return;
+                        };
+                        let node = node.clone();
+                        let source = source.clone();
+                        tokio::spawn(async move {
+                            let _permit = permit;
+                            let fetcher = PeerFetcher {
+                                source,
+                                peers: fetch_order(&node, Some(&m.from)),
+                            };
+                            match node.store.apply_broadcast(&m.from, &m.data, &fetcher).await {
+                                Ok(ApplyOutcome::Untrusted) => tracing::info!(
+                                    from = %m.from,
+                                    "ignored a crdt broadcast from a peer that is not in consensus.crdt.trusted_peers"
+                                ),
+                                Ok(ApplyOutcome::Applied { heads, merged }) => {
+                                    if merged > 0 {
+                                        tracing::debug!(from = %m.from, heads, merged, "applied a crdt broadcast");
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::warn!(from = %m.from, error = %e, "could not apply a crdt broadcast (retried on the next rebroadcast)")
+                                }
+                            }
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e.message(), "subscribing to the crdt topic");
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}
+
+/// Rebroadcasts this peer's heads every `rebroadcast_interval` (±30 %), and once at start
+/// so that peers that missed updates while this one was away catch up.
+pub fn spawn_rebroadcast(node: Arc<CrdtNode>, broadcaster: Arc<dyn Broadcaster>) {
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let delay = if first {
+                Duration::from_secs(2)
+            } else {
+                node.store.next_rebroadcast_delay()
+            };
+            first = false;
+            tokio::time::sleep(delay).await;
+            let store = node.store.clone();
+            let msg = match tokio::task::spawn_blocking(move || store.rebroadcast_tick()).await {
+                Ok(Ok(m)) => m,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "crdt rebroadcast: reading the heads");
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            if let Some(m) = msg {
+                if let Err(e) = broadcaster.publish(m).await {
+                    tracing::debug!(error = %e, "crdt rebroadcast");
+                }
+            }
+        }
+    });
+}
+
+/// Repairs a dirty store at start and every `interval` (0 = at start only).
+pub fn spawn_repair(node: Arc<CrdtNode>, source: Arc<dyn BlockSource>, interval: Duration) {
+    tokio::spawn(async move {
+        // Let the metrics (the peerset to fetch from) arrive first.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        loop {
+            if node.store.is_dirty().unwrap_or(false) {
+                let fetcher = PeerFetcher {
+                    source: source.clone(),
+                    peers: fetch_order(&node, None),
+                };
+                match node.store.repair(&fetcher).await {
+                    Ok(r) => {
+                        tracing::info!(walked = r.walked, merged = r.merged, "crdt store repaired")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "crdt repair failed (retried later)"),
+                }
+            }
+            if interval.is_zero() {
+                return;
+            }
+            tokio::time::sleep(interval).await;
+        }
+    });
+}
+
+/// Follows the transport's metrics topic into the allocator's metric store (the peerset
+/// is the set of peers with a live `peerset_metric`).
+pub fn spawn_metrics(node: Arc<CrdtNode>, mut client: TransportClient) {
+    tokio::spawn(async move {
+        loop {
+            let topic = ipfs_cluster_proto::METRICS_TOPIC.to_string();
+            if let Ok(s) = client.subscribe(SubscribeRequest { topic }).await {
+                let mut s = s.into_inner();
+                while let Some(Ok(m)) = s.next().await {
+                    if let Ok(metric) = Metric::decode(m.data.as_slice()) {
+                        node.metrics.add(metric);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}
+
+/// Connected peers (id, addresses) as the transport lists them; empty when it is down.
+pub async fn connected(client: &TransportClient) -> Vec<(String, Vec<String>)> {
+    let mut c = client.clone();
+    let mut r = tonic::Request::new(PeersRequest {});
+    r.set_timeout(Duration::from_secs(2));
+    match c.peers(r).await {
+        Ok(p) => p
+            .into_inner()
+            .peers
+            .into_iter()
+            .map(|p| (p.peer_id, p.addresses))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}

@@ -1,0 +1,386 @@
+//! The pinset of a crdt-mode peer: a [`CrdtStore`] holding every pin (key [`pin_key`],
+//! value the `types.v1.Pin` protobuf), written locally (through the [`Batcher`] when
+//! batching is on), its heads broadcast on the cluster's gossip topic through a
+//! [`Broadcaster`], allocation made here by the peer that receives the pin (as upstream:
+//! crdt has no leader).
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use prost::Message;
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use ipfs_cluster_crdt::{pin_cid_from_key, pin_key, Batcher, CrdtStore, Op, Published};
+use ipfs_cluster_proto::types::v1::{Pin, PinType};
+
+use crate::{
+    allocate::{allocate, now_nanos, AllocInput, MetricStore},
+    pinning::{normalize_cid, pin_update, setup_pin, PinDefaults},
+    store::type_matches,
+};
+
+/// Pins read from the store per page (List, Export, Watch syncs).
+pub const PAGE: usize = 512;
+
+/// Where published heads go (the transport's Publish in production, a channel in tests).
+pub trait Broadcaster: Send + Sync + 'static {
+    fn publish(&self, data: Vec<u8>) -> futures::future::BoxFuture<'static, Result<(), String>>;
+}
+
+/// What the crdt node needs to know about this peer.
+#[derive(Debug, Clone)]
+pub struct CrdtOptions {
+    pub peer_id: String,
+    pub defaults: PinDefaults,
+    pub allocate_by: Vec<String>,
+    /// `consensus.crdt.peerset_metric` (default "ping").
+    pub peerset_metric: String,
+    pub follower_mode: bool,
+    /// `consensus.crdt.trusted_peers`; `None` trusts every peer (`"*"`).
+    pub trusted_peers: Option<Vec<String>>,
+}
+
+pub struct CrdtNode {
+    pub opts: CrdtOptions,
+    pub store: CrdtStore,
+    pub metrics: Arc<MetricStore>,
+    /// Taken out at shutdown (which commits what is queued).
+    batcher: std::sync::Mutex<Option<Batcher>>,
+    batching: bool,
+    broadcaster: Arc<dyn Broadcaster>,
+    /// Last watch index handed out (see [`CrdtNode::next_index`]).
+    index: AtomicU64,
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+/// A store error as a gRPC status: a full batching queue is RESOURCE_EXHAUSTED (retry
+/// later), shutting down UNAVAILABLE, anything else INTERNAL.
+pub fn store_status(e: ipfs_cluster_crdt::CrdtError) -> Status {
+    use ipfs_cluster_crdt::CrdtError as E;
+    match e {
+        E::QueueFull { .. } => Status::resource_exhausted(e.to_string()),
+        E::ShuttingDown => Status::unavailable(e.to_string()),
+        e => Status::internal(e.to_string()),
+    }
+}
+
+fn key_of(cid: &str) -> Result<String, Status> {
+    let c = cid::Cid::try_from(cid).map_err(|e| {
+        Status::invalid_argument(format!("bad pin object: invalid CID {cid:?}: {e}"))
+    })?;
+    Ok(pin_key(&c))
+}
+
+/// The pin stored under `key` (a bad value is reported, not fatal: it is skipped).
+pub fn decode_entry(key: &str, value: &[u8]) -> Option<Pin> {
+    match Pin::decode(value) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            let cid = pin_cid_from_key(key)
+                .map(|c| c.to_string())
+                .unwrap_or_else(|_| key.to_string());
+            tracing::warn!(%cid, error = %e, "undecodable pin in the crdt store; skipped");
+            None
+        }
+    }
+}
+
+impl CrdtNode {
+    /// Starts the node on an open store. With batching on, a task forwards each committed
+    /// batch's broadcast to `broadcaster`.
+    pub fn new(
+        opts: CrdtOptions,
+        store: CrdtStore,
+        broadcaster: Arc<dyn Broadcaster>,
+    ) -> Result<Arc<Self>, ipfs_cluster_crdt::CrdtError> {
+        let batching = store.config().batching.clone();
+        let batcher = if batching.enabled() {
+            let (tx, mut rx) = mpsc::channel::<Published>(64);
+            let b = broadcaster.clone();
+            tokio::spawn(async move {
+                while let Some(p) = rx.recv().await {
+                    if let Err(e) = b.publish(p.broadcast).await {
+                        tracing::warn!(head = %p.cid, error = %e, "could not broadcast a crdt batch (peers get it on the next rebroadcast)");
+                    }
+                }
+            });
+            Some(Batcher::spawn(store.clone(), batching, tx)?)
+        } else {
+            None
+        };
+        Ok(Arc::new(Self {
+            opts,
+            store,
+            metrics: Arc::new(MetricStore::default()),
+            batching: batcher.is_some(),
+            batcher: std::sync::Mutex::new(batcher),
+            broadcaster,
+            index: AtomicU64::new(0),
+        }))
+    }
+
+    /// The next index for the watch stream. crdt has no log index: indexes are unique,
+    /// increasing, and start above the wall clock in microseconds, so they keep increasing
+    /// across restarts of this service (the ipfs connector keeps the last one it saw).
+    /// Watch always starts with a full sync, so the index is never used to replay.
+    pub fn next_index(&self) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        let mut cur = self.index.load(Ordering::Relaxed);
+        loop {
+            let next = (cur + 1).max(now);
+            match self
+                .index
+                .compare_exchange(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return next,
+                Err(c) => cur = c,
+            }
+        }
+    }
+
+    /// Whether `peer` may write to this peer's pinset (`trusted_peers`; this peer always).
+    pub fn trusts(&self, peer: &str) -> bool {
+        peer == self.opts.peer_id
+            || match &self.opts.trusted_peers {
+                None => true,
+                Some(t) => t.iter().any(|p| p == peer),
+            }
+    }
+
+    /// Refuses a write that another peer asked for through a peer call when that peer is
+    /// not trusted, and any write in follower mode.
+    pub fn check_write(&self, caller: Option<&str>) -> Result<(), Status> {
+        if self.opts.follower_mode {
+            return Err(Status::failed_precondition(
+                "this peer is configured to be in follower mode. Write operations are disabled",
+            ));
+        }
+        if let Some(p) = caller {
+            if !self.trusts(p) {
+                tracing::warn!(peer = %p, "refused a write from a peer that is not in consensus.crdt.trusted_peers");
+                return Err(Status::permission_denied(format!(
+                    "peer {p} may not change the pinset of peer {}: it is not in consensus.crdt.trusted_peers (add its ID there to let it write)",
+                    self.opts.peer_id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The peerset: this peer and every peer with a live `peerset_metric` metric.
+    pub fn peerset(&self) -> Vec<String> {
+        let mut p = self
+            .metrics
+            .live_peers(&self.opts.peerset_metric, now_nanos());
+        if !p.contains(&self.opts.peer_id) {
+            p.push(self.opts.peer_id.clone());
+            p.sort();
+        }
+        p
+    }
+
+    pub async fn get(&self, cid: &str) -> Result<Option<Pin>, Status> {
+        let key = key_of(cid)?;
+        let store = self.store.clone();
+        let v = tokio::task::spawn_blocking(move || store.get(&key).map(|v| (key, v)))
+            .await
+            .map_err(internal)?
+            .map_err(store_status)?;
+        Ok(match v {
+            (key, Some(bytes)) => decode_entry(&key, &bytes),
+            (_, None) => None,
+        })
+    }
+
+    /// One page of pins after `after` (a store key), with the last key read.
+    pub async fn page(
+        &self,
+        after: Option<String>,
+        filter: u32,
+    ) -> Result<(Vec<Pin>, Option<String>), Status> {
+        let store = self.store.clone();
+        let items = tokio::task::spawn_blocking(move || store.list("/", after.as_deref(), PAGE))
+            .await
+            .map_err(internal)?
+            .map_err(store_status)?;
+        let last = (items.len() == PAGE)
+            .then(|| items.last().map(|(k, _)| k.clone()))
+            .flatten();
+        let pins = items
+            .iter()
+            .filter_map(|(k, v)| decode_entry(k, v))
+            .filter(|p| type_matches(p.r#type, filter))
+            .collect();
+        Ok((pins, last))
+    }
+
+    fn allocate_for(&self, pin: &Pin, existing: Option<&Pin>) -> Result<Vec<String>, Status> {
+        let o = pin.options.clone().unwrap_or_default();
+        let (rmin, rmax) = (o.replication_factor_min, o.replication_factor_max);
+        let members = self.peerset();
+        if members.len() == 1 && rmin > 0 {
+            if rmin > 1 {
+                return Err(Status::failed_precondition(format!(
+                    "not enough peers to allocate CID. Needed at least: {rmin}. Wanted at most: {rmax}. Available candidates: 1. See logs for more info."
+                )));
+            }
+            return Ok(members);
+        }
+        let input = AllocInput {
+            existing,
+            rmin,
+            rmax,
+            blacklist: &[],
+            priority: &o.user_allocations,
+            members: &members,
+            allocate_by: &self.opts.allocate_by,
+        };
+        allocate(&input, &self.metrics, now_nanos()).map_err(Status::failed_precondition)
+    }
+
+    async fn write(&self, key: String, value: Option<Vec<u8>>) -> Result<(), Status> {
+        if self.batching {
+            let op = match value {
+                Some(value) => Op::Put { key, value },
+                None => Op::Delete { key },
+            };
+            let g = self.batcher.lock().unwrap_or_else(|p| p.into_inner());
+            return match g.as_ref() {
+                Some(b) => b.submit(op).map_err(store_status),
+                None => Err(store_status(ipfs_cluster_crdt::CrdtError::ShuttingDown)),
+            };
+        }
+        let published = match value {
+            Some(v) => Some(self.store.put(&key, v).await.map_err(store_status)?),
+            None => self.store.delete(&key).await.map_err(store_status)?,
+        };
+        if let Some(p) = published {
+            if let Err(e) = self.broadcaster.publish(p.broadcast).await {
+                // Written locally: peers get it with the next rebroadcast of the heads.
+                tracing::warn!(head = %p.cid, error = %e, "could not broadcast a crdt update (peers get it on the next rebroadcast)");
+            }
+        }
+        Ok(())
+    }
+
+    /// Pins (allocating here when the pin has no allocations), as upstream's crdt LogPin.
+    pub async fn pin(&self, mut pin: Pin) -> Result<Pin, Status> {
+        pin.cid = normalize_cid(&pin.cid).map_err(Status::invalid_argument)?;
+        let update_from = pin
+            .options
+            .as_ref()
+            .map(|o| o.pin_update.clone())
+            .unwrap_or_default();
+        if !update_from.is_empty() && update_from != pin.cid {
+            let from_cid = normalize_cid(&update_from).map_err(Status::invalid_argument)?;
+            let from = self
+                .get(&from_cid)
+                .await?
+                .ok_or_else(|| Status::not_found("pin is not part of the pinset"))?;
+            let now = now_nanos().div_euclid(1_000_000_000);
+            let p = pin_update(&from, &pin.cid, pin.options.as_ref(), now)
+                .map_err(Status::invalid_argument)?;
+            self.write(key_of(&p.cid)?, Some(p.encode_to_vec())).await?;
+            return Ok(p);
+        }
+        let existing = self.get(&pin.cid).await?;
+        setup_pin(&mut pin, existing.as_ref(), self.opts.defaults, now_nanos())
+            .map_err(Status::invalid_argument)?;
+        if pin.r#type != PinType::Meta as i32 && pin.allocations.is_empty() {
+            pin.allocations = self.allocate_for(&pin, existing.as_ref())?;
+        }
+        let mut stored = pin.clone();
+        if let Some(o) = stored.options.as_mut() {
+            o.user_allocations.clear();
+        }
+        self.write(key_of(&pin.cid)?, Some(stored.encode_to_vec()))
+            .await?;
+        Ok(pin)
+    }
+
+    pub async fn unpin(&self, cid: &str) -> Result<Pin, Status> {
+        let cid = normalize_cid(cid).map_err(Status::invalid_argument)?;
+        let existing = self
+            .get(&cid)
+            .await?
+            .ok_or_else(|| Status::not_found("pin is not part of the pinset"))?;
+        self.write(key_of(&cid)?, None).await?;
+        Ok(existing)
+    }
+
+    /// Replaces the pinset with `pins` (state import): every present key is deleted and
+    /// every pin put, committed in batches of `chunk` operations.
+    pub async fn replace_all(&self, pins: Vec<Pin>, chunk: usize) -> Result<u64, Status> {
+        let chunk = chunk.max(1);
+        let mut keys = Vec::new();
+        let mut after = None;
+        loop {
+            let store = self.store.clone();
+            let a = after.clone();
+            let items = tokio::task::spawn_blocking(move || store.list("/", a.as_deref(), PAGE))
+                .await
+                .map_err(internal)?
+                .map_err(store_status)?;
+            let full = items.len() == PAGE;
+            after = items.last().map(|(k, _)| k.clone());
+            keys.extend(items.into_iter().map(|(k, _)| k));
+            if !full {
+                break;
+            }
+        }
+        let imported: std::collections::HashSet<String> =
+            pins.iter().filter_map(|p| key_of(&p.cid).ok()).collect();
+        let mut ops: Vec<(String, Option<Vec<u8>>)> = keys
+            .into_iter()
+            .filter(|k| !imported.contains(k))
+            .map(|k| (k, None))
+            .collect();
+        for p in &pins {
+            ops.push((key_of(&p.cid)?, Some(p.encode_to_vec())));
+        }
+        for part in ops.chunks(chunk) {
+            let mut b = ipfs_cluster_crdt::Batch::new();
+            for (k, v) in part {
+                match v {
+                    Some(v) => b.put(k, v.clone()).map_err(store_status)?,
+                    None => self.store.batch_delete(&mut b, k).map_err(store_status)?,
+                }
+            }
+            if let Some(p) = self.store.commit(b).await.map_err(store_status)? {
+                if let Err(e) = self.broadcaster.publish(p.broadcast).await {
+                    tracing::warn!(error = %e, "could not broadcast an imported batch (peers get it on the next rebroadcast)");
+                }
+            }
+        }
+        Ok(pins.len() as u64)
+    }
+
+    /// Stops the batcher (committing what is queued).
+    pub async fn shutdown(&self) {
+        let b = self
+            .batcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(b) = b {
+            if tokio::time::timeout(Duration::from_secs(10), b.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!("the crdt batcher did not commit its queue within 10s");
+            }
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! crdt mode in one process: two nodes whose broadcasts go through channels and whose
+//! block fetches read the other node's store.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+use tonic::Request;
+
+use ipfs_cluster_crdt::{ApplyOutcome, CrdtStore};
+use ipfs_cluster_proto::{
+    consensus::v1::{
+        consensus_server::Consensus, state_change::Kind, CrdtBlockRequest, LeaderRequest,
+        ListRequest, MembersRequest, PinRequest, UnpinRequest, WatchRequest,
+    },
+    types::v1::{Metric, Pin, PinOptions},
+};
+use tokio_stream::StreamExt;
+
+use super::{
+    net::{BlockSource, PeerFetcher},
+    node::{Broadcaster, CrdtNode, CrdtOptions},
+    service::CrdtConsensusService,
+};
+use crate::pinning::PinDefaults;
+
+struct ChanBroadcaster(mpsc::UnboundedSender<Vec<u8>>);
+
+impl Broadcaster for ChanBroadcaster {
+    fn publish(&self, data: Vec<u8>) -> BoxFuture<'static, Result<(), String>> {
+        let _ = self.0.send(data);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Serves blocks from the stores of the named peers.
+#[derive(Default, Clone)]
+struct Stores(Arc<Mutex<HashMap<String, CrdtStore>>>);
+
+impl BlockSource for Stores {
+    fn block(&self, peer: &str, cid: &str) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+        let s = self.0.lock().unwrap().get(peer).cloned();
+        let cid: cid::Cid = cid.parse().unwrap();
+        Box::pin(async move {
+            s.ok_or("unknown peer".to_string())?
+                .get_block(&cid)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "not found".to_string())
+        })
+    }
+}
+
+fn cid_n(i: u32) -> String {
+    let mut d = [0u8; 32];
+    d[..4].copy_from_slice(&i.to_be_bytes());
+    let mh = cid::multihash::Multihash::<64>::wrap(0x12, &d).unwrap();
+    cid::Cid::new_v1(0x55, mh).to_string()
+}
+
+fn metric(peer: &str, name: &str, value: &str) -> Metric {
+    Metric {
+        name: name.into(),
+        peer: peer.into(),
+        value: value.into(),
+        expire: crate::allocate::now_nanos() + 60_000_000_000,
+        valid: true,
+        ..Default::default()
+    }
+}
+
+struct TestNode {
+    node: Arc<CrdtNode>,
+    out: mpsc::UnboundedReceiver<Vec<u8>>,
+    _dir: tempfile::TempDir,
+}
+
+fn start(id: &str, trusted: Option<Vec<String>>, stores: &Stores) -> TestNode {
+    start_with(id, trusted, stores, Default::default())
+}
+
+fn start_with(
+    id: &str,
+    trusted: Option<Vec<String>>,
+    stores: &Stores,
+    batching: ipfs_cluster_crdt::BatchingConfig,
+) -> TestNode {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ipfs_cluster_crdt::CrdtConfig {
+        batching,
+        trusted_peers: match &trusted {
+            None => ipfs_cluster_crdt::TrustedPeers::all(),
+            Some(t) => ipfs_cluster_crdt::TrustedPeers::from_list(t),
+        },
+        fetch_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let store = CrdtStore::open(&dir.path().join("crdt.redb"), cfg).unwrap();
+    stores.0.lock().unwrap().insert(id.into(), store.clone());
+    let (tx, out) = mpsc::unbounded_channel();
+    let node = CrdtNode::new(
+        CrdtOptions {
+            peer_id: id.into(),
+            defaults: PinDefaults {
+                replication_min: -1,
+                replication_max: -1,
+            },
+            allocate_by: vec!["freespace".into()],
+            peerset_metric: "ping".into(),
+            follower_mode: false,
+            trusted_peers: trusted,
+        },
+        store,
+        Arc::new(ChanBroadcaster(tx)),
+    )
+    .unwrap();
+    TestNode {
+        node,
+        out,
+        _dir: dir,
+    }
+}
+
+async fn deliver(from: &str, msg: &[u8], to: &TestNode, stores: &Stores) -> ApplyOutcome {
+    let fetcher = PeerFetcher {
+        source: Arc::new(stores.clone()),
+        peers: vec![from.to_string()],
+    };
+    to.node
+        .store
+        .apply_broadcast(from, msg, &fetcher)
+        .await
+        .unwrap()
+}
+
+fn with_local_peer(pin: Pin) -> Request<PinRequest> {
+    Request::new(PinRequest { pin: Some(pin) })
+}
+
+fn from_peer<T>(msg: T, peer: &str) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert(
+        ipfs_cluster_proto::caller::PEER_HEADER,
+        peer.parse().unwrap(),
+    );
+    r
+}
+
+#[tokio::test]
+async fn pin_allocates_replicates_and_unpin_propagates() {
+    let stores = Stores::default();
+    let mut a = start("A", None, &stores);
+    let b = start("B", None, &stores);
+    for n in [&a, &b] {
+        for (p, free) in [("A", "100"), ("B", "50")] {
+            n.node.metrics.add(metric(p, "ping", ""));
+            n.node.metrics.add(metric(p, "freespace", free));
+        }
+    }
+    let svc_a = CrdtConsensusService::new(a.node.clone(), None);
+    let svc_b = CrdtConsensusService::new(b.node.clone(), None);
+    let mut watch = svc_b
+        .watch(Request::new(WatchRequest { from_index: 0 }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        watch.next().await.unwrap().unwrap().kind,
+        Kind::SyncBegin as i32
+    );
+    let end = watch.next().await.unwrap().unwrap();
+    assert_eq!(end.kind, Kind::SyncEnd as i32);
+
+    let cid = cid_n(1);
+    let pin = Pin {
+        cid: cid.clone(),
+        max_depth: -1,
+        options: Some(PinOptions {
+            replication_factor_min: 1,
+            replication_factor_max: 1,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let got = svc_a.pin(with_local_peer(pin)).await.unwrap().into_inner();
+    assert_eq!(got.pin.unwrap().allocations, vec!["A".to_string()]);
+    let msg = a.out.recv().await.unwrap();
+    assert!(matches!(
+        deliver("A", &msg, &b, &stores).await,
+        ApplyOutcome::Applied { merged: 1, .. }
+    ));
+    let on_b = b.node.get(&cid).await.unwrap().unwrap();
+    assert_eq!(on_b.allocations, vec!["A".to_string()]);
+    let ch = watch.next().await.unwrap().unwrap();
+    assert_eq!(ch.kind, Kind::Pin as i32);
+    assert!(ch.index > end.index);
+    assert_eq!(ch.pin.unwrap().cid, cid);
+
+    svc_a
+        .unpin(Request::new(UnpinRequest { cid: cid.clone() }))
+        .await
+        .unwrap();
+    let msg = a.out.recv().await.unwrap();
+    deliver("A", &msg, &b, &stores).await;
+    assert!(b.node.get(&cid).await.unwrap().is_none());
+    let ch = watch.next().await.unwrap().unwrap();
+    assert_eq!(ch.kind, Kind::Unpin as i32);
+    assert_eq!(ch.pin.unwrap().cid, cid);
+
+    // Unpinning what is absent is NOT_FOUND, as raft mode.
+    let e = svc_a
+        .unpin(Request::new(UnpinRequest { cid: cid.clone() }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+
+    // List and CrdtBlock.
+    svc_a
+        .pin(with_local_peer(Pin {
+            cid: cid_n(2),
+            max_depth: -1,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let listed: Vec<_> = svc_a
+        .list(Request::new(ListRequest { type_filter: 0 }))
+        .await
+        .unwrap()
+        .into_inner()
+        .collect::<Vec<_>>()
+        .await;
+    assert_eq!(listed.len(), 1);
+    let (head, _) = a.node.store.heads().unwrap()[0];
+    let blk = svc_a
+        .crdt_block(Request::new(CrdtBlockRequest {
+            cid: head.to_string(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(blk.data, a.node.store.get_block(&head).unwrap().unwrap());
+    let e = svc_b
+        .crdt_block(Request::new(CrdtBlockRequest { cid: cid_n(9) }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+
+    // Members: the peers with a live ping metric.
+    let m = svc_a
+        .members(Request::new(MembersRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .members;
+    let ids: Vec<_> = m.iter().map(|m| m.peer_id.as_str()).collect();
+    assert_eq!(ids, vec!["A", "B"]);
+}
+
+#[tokio::test]
+async fn untrusted_peers_cannot_write() {
+    let stores = Stores::default();
+    let mut x = start("X", None, &stores);
+    let a = start("A", Some(vec!["B".into()]), &stores);
+    let svc_a = CrdtConsensusService::new(a.node.clone(), None);
+    // A broadcast from an untrusted peer is ignored.
+    let svc_x = CrdtConsensusService::new(x.node.clone(), None);
+    svc_x
+        .pin(with_local_peer(Pin {
+            cid: cid_n(3),
+            max_depth: -1,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let msg = x.out.recv().await.unwrap();
+    assert_eq!(
+        deliver("X", &msg, &a, &stores).await,
+        ApplyOutcome::Untrusted
+    );
+    assert!(a.node.get(&cid_n(3)).await.unwrap().is_none());
+    // A peer call that writes from an untrusted peer is refused; from a trusted one not.
+    let pin = Pin {
+        cid: cid_n(4),
+        max_depth: -1,
+        ..Default::default()
+    };
+    let e = svc_a
+        .pin(from_peer(
+            PinRequest {
+                pin: Some(pin.clone()),
+            },
+            "X",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    assert!(
+        e.message().contains("consensus.crdt.trusted_peers"),
+        "{}",
+        e.message()
+    );
+    let e = svc_a
+        .unpin(from_peer(UnpinRequest { cid: cid_n(4) }, "X"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    svc_a
+        .pin(from_peer(PinRequest { pin: Some(pin) }, "B"))
+        .await
+        .unwrap();
+    // Raft-only calls say so.
+    let e = svc_a
+        .leader(Request::new(LeaderRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        e.message()
+            .starts_with("not available in crdt mode: Leader"),
+        "{}",
+        e.message()
+    );
+}
+
+#[tokio::test]
+async fn watch_indexes_increase() {
+    let stores = Stores::default();
+    let a = start("A", None, &stores);
+    let i1 = a.node.next_index();
+    let i2 = a.node.next_index();
+    assert!(i2 > i1 && i1 > 1_600_000_000_000_000);
+}
+
+#[tokio::test]
+async fn batching_commits_several_pins_as_one_delta() {
+    let stores = Stores::default();
+    let mut a = start_with(
+        "A",
+        None,
+        &stores,
+        ipfs_cluster_crdt::BatchingConfig {
+            max_batch_size: 3,
+            max_batch_age: Duration::from_millis(300),
+            max_queue_size: 100,
+        },
+    );
+    let b = start("B", None, &stores);
+    let svc = CrdtConsensusService::new(a.node.clone(), None);
+    for i in 10..13 {
+        svc.pin(with_local_peer(Pin {
+            cid: cid_n(i),
+            max_depth: -1,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    }
+    // Size reached: one broadcast for three pins.
+    let msg = tokio::time::timeout(Duration::from_secs(5), a.out.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        deliver("A", &msg, &b, &stores).await,
+        ApplyOutcome::Applied { merged: 1, .. }
+    ));
+    for i in 10..13 {
+        assert!(b.node.get(&cid_n(i)).await.unwrap().is_some());
+    }
+    // Age reached: a lone unpin is committed after max_batch_age.
+    svc.unpin(Request::new(UnpinRequest { cid: cid_n(10) }))
+        .await
+        .unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(5), a.out.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    deliver("A", &msg, &b, &stores).await;
+    assert!(b.node.get(&cid_n(10)).await.unwrap().is_none());
+    a.node.shutdown().await;
+}
+
+#[tokio::test]
+async fn import_replaces_the_pinset() {
+    let stores = Stores::default();
+    let a = start("A", None, &stores);
+    for i in 20..23 {
+        a.node
+            .pin(Pin {
+                cid: cid_n(i),
+                max_depth: -1,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let pins: Vec<Pin> = [22u32, 23, 24]
+        .iter()
+        .map(|i| Pin {
+            cid: cid_n(*i),
+            max_depth: -1,
+            r#type: ipfs_cluster_proto::types::v1::PinType::Data as i32,
+            ..Default::default()
+        })
+        .collect();
+    assert_eq!(a.node.replace_all(pins, 2).await.unwrap(), 3);
+    let (listed, _) = a.node.page(None, 0).await.unwrap();
+    let mut got: Vec<String> = listed.into_iter().map(|p| p.cid).collect();
+    got.sort();
+    let mut want: Vec<String> = [22u32, 23, 24].iter().map(|i| cid_n(*i)).collect();
+    want.sort();
+    assert_eq!(got, want);
+}

@@ -1,0 +1,210 @@
+//! Issue 19, phase "crdt mode runs": clusters of `init --consensus crdt` peers started by
+//! the real launcher on loopback, each peer with its own Kubo node.
+//!
+//! * A pin through peer 0 appears with its allocations on peers 1 and 2 and is pinned on
+//!   the allocated peers' Kubo nodes; the unpin propagates and leaves the Kubo nodes.
+//! * A peer stopped while pins and unpins happen keeps its pinset across the restart and
+//!   catches up on what it missed (heads rebroadcast every 2s).
+//! * A peer outside `trusted_peers` writes only its own store: its pin never reaches the
+//!   trusting peers; the trusted peers' pins reach it.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use ipfs_cluster_tests::*;
+use serde_json::Value;
+
+fn unique(tag: &str) -> Vec<u8> {
+    format!(
+        "{tag} {:?} {}\n",
+        std::time::SystemTime::now(),
+        std::process::id()
+    )
+    .into_bytes()
+}
+
+/// Waits until every peer in `on` lists `n` peers in GET /peers.
+async fn wait_peerset(c: &Cluster, on: &[usize], n: usize) {
+    for &i in on {
+        let url = format!("{}/peers", c.rest(i));
+        wait_for(Duration::from_secs(90), || async {
+            members(&url).await.len() == n
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "peer {i} does not see {n} peers ({:?})\n{}",
+                futures::executor::block_on(members(&url)),
+                c.logs()
+            )
+        });
+    }
+}
+
+async fn pin(c: &Cluster, i: usize, cid: &str, query: &str) -> Value {
+    let (st, body) = http("POST", &format!("{}/pins/{cid}?{query}", c.rest(i)), None)
+        .await
+        .unwrap();
+    assert_eq!(st, 200, "pin {cid} through peer {i}: {body}\n{}", c.logs());
+    serde_json::from_str(&body).unwrap()
+}
+
+async fn unpin(c: &Cluster, i: usize, cid: &str) {
+    let (st, body) = http("DELETE", &format!("{}/pins/{cid}", c.rest(i)), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        st,
+        200,
+        "unpin {cid} through peer {i}: {body}\n{}",
+        c.logs()
+    );
+}
+
+async fn wait_kubo(c: &Cluster, i: usize, cid: &str, pinned: bool) {
+    let node = c.ipfs_of(i);
+    wait_for(Duration::from_secs(60), || async {
+        node.pins()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .any(|p| p == cid)
+            == pinned
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "peer {i}'s Kubo node: {cid} pinned should be {pinned}\n{}",
+            c.logs()
+        )
+    });
+}
+
+#[test]
+fn crdt_pins_replicate_unpin_propagates_and_a_restarted_peer_catches_up() {
+    one_at_a_time(async {
+        let mut c = Cluster::start_crdt(3, |_, _| None).await.unwrap();
+        wait_peerset(&c, &[0, 1, 2], 3).await;
+        c.wait_metric("freespace").await.unwrap();
+
+        // Content on peer 0's Kubo node; two allocations chosen by peer 0.
+        let cid = c.ipfs_of(0).add(&unique("crdt replicated")).await.unwrap();
+        let p = pin(&c, 0, &cid, "replication-min=2&replication-max=2").await;
+        let mut allocs = strings(&p["allocations"]);
+        allocs.sort();
+        assert_eq!(allocs.len(), 2, "{p}");
+        let want = BTreeMap::from([(cid.clone(), allocs.clone())]);
+        c.wait_states(&[0, 1, 2], &want).await;
+        for (i, id) in c.ids.clone().iter().enumerate() {
+            if allocs.contains(id) {
+                wait_kubo(&c, i, &cid, true).await;
+            }
+        }
+
+        // Unpin through another peer: gone everywhere, and from the Kubo nodes.
+        unpin(&c, 1, &cid).await;
+        c.wait_states(&[0, 1, 2], &BTreeMap::new()).await;
+        for (i, id) in c.ids.clone().iter().enumerate() {
+            if allocs.contains(id) {
+                wait_kubo(&c, i, &cid, false).await;
+            }
+        }
+
+        // Peer 2 holds a pin, stops; meanwhile one pin is added and that one removed.
+        let kept = random_cid();
+        pin(&c, 0, &kept, "").await;
+        let mut want = BTreeMap::from([(kept.clone(), vec![])]);
+        c.wait_states(&[0, 1, 2], &want).await;
+        c.stop(2);
+        let added = random_cid();
+        pin(&c, 1, &added, "").await;
+        unpin(&c, 0, &kept).await;
+        want = BTreeMap::from([(added.clone(), vec![])]);
+        c.wait_states(&[0, 1], &want).await;
+        c.restart(2).await.unwrap();
+        c.wait_states(&[2], &want).await;
+
+        // A stopped peer keeps its pinset: stop 2 again, nothing changes meanwhile.
+        c.stop(2);
+        c.restart(2).await.unwrap();
+        c.wait_states(&[2], &want).await;
+    });
+}
+
+#[test]
+fn crdt_an_untrusted_peers_pin_is_refused() {
+    one_at_a_time(async {
+        // Peers 0 and 1 trust only each other; peer 2 trusts them (not itself listed).
+        let c = Cluster::start_crdt(3, |_, ids| Some(vec![ids[0].clone(), ids[1].clone()]))
+            .await
+            .unwrap();
+        wait_peerset(&c, &[0, 1], 2).await;
+        wait_peerset(&c, &[2], 3).await;
+
+        let from_untrusted = random_cid();
+        pin(&c, 2, &from_untrusted, "").await;
+        let trusted = random_cid();
+        pin(&c, 0, &trusted, "").await;
+        let want = BTreeMap::from([(trusted.clone(), vec![])]);
+        c.wait_states(&[0, 1], &want).await;
+        let mut on_2 = want.clone();
+        on_2.insert(from_untrusted.clone(), vec![]);
+        c.wait_states(&[2], &on_2).await;
+        // Long enough for several rebroadcasts (2s): still refused.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        c.wait_states(&[0, 1], &want).await;
+    });
+}
+
+/// `state import|export|cleanup` on a crdt peer (the launcher starts its consensus service
+/// alone, in crdt mode): the import replaces the pinset, the export gives it back, the
+/// cleanup moves the crdt folder to a backup and the next export is empty.
+#[test]
+fn crdt_state_import_export_cleanup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("peer");
+    init_crdt_peer(&dir, "/ip4/127.0.0.1/tcp/1", &[]).unwrap();
+    let state = |args: &[&str]| {
+        let mut all = vec!["--config", dir.to_str().unwrap(), "state"];
+        all.extend_from_slice(args);
+        run_bin("ipfs-cluster-service", &all, &[]).unwrap()
+    };
+    let (a, b) = (random_cid(), random_cid());
+    let input = tmp.path().join("in.json");
+    std::fs::write(
+        &input,
+        format!("{{\"cid\":\"{a}\",\"name\":\"first\"}}\n{{\"cid\":\"{b}\"}}\n"),
+    )
+    .unwrap();
+    let (rc, _, err) = state(&["import", input.to_str().unwrap(), "--force"]);
+    assert_eq!(rc, 0, "import: {err}");
+    let out = tmp.path().join("out.json");
+    let (rc, _, err) = state(&["export", "-f", out.to_str().unwrap()]);
+    assert_eq!(rc, 0, "export: {err}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let got: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut cids: Vec<&str> = got.iter().map(|p| p["cid"].as_str().unwrap()).collect();
+    cids.sort();
+    let mut want = vec![a.as_str(), b.as_str()];
+    want.sort();
+    assert_eq!(cids, want, "{text}");
+    assert!(got.iter().any(|p| p["name"] == "first"), "{text}");
+
+    // A second import replaces the pinset.
+    std::fs::write(&input, format!("{{\"cid\":\"{b}\"}}\n")).unwrap();
+    let (rc, _, err) = state(&["import", input.to_str().unwrap(), "--force"]);
+    assert_eq!(rc, 0, "import: {err}");
+    let (rc, stdout, err) = state(&["export"]);
+    assert_eq!(rc, 0, "export: {err}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains(&b), "{stdout}");
+
+    let (rc, _, err) = state(&["cleanup", "--force"]);
+    assert_eq!(rc, 0, "cleanup: {err}");
+    assert!(!dir.join("crdt").exists());
+    let (rc, stdout, err) = state(&["export"]);
+    assert_eq!(rc, 0, "export: {err}");
+    assert!(stdout.trim().is_empty(), "{stdout}");
+}
