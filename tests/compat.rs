@@ -1599,6 +1599,10 @@ async fn cluster_checks(w: &World, r: &mut Report) {
         case("add --nocopy b.txt"),
         case("add"),
         case("add missing.file"),
+        case("add --local b.txt"),
+        case("add --no-pin a.bin"),
+        case("add --metadata k=v --expire-in 1h b.txt"),
+        case("add --wait --wait-timeout 30s b.txt"),
     ] {
         w.ctl_ab(r, &c, all).await;
     }
@@ -1619,6 +1623,9 @@ async fn cluster_checks(w: &World, r: &mut Report) {
         case("pin rm --wait {cid4}"),
         case("pin rm --no-status {cid3}"),
         case("pin rm --no-status {cid12}"),
+        case("pin add --wait --wait-limit 1 --wait-timeout 30s {cid9}"),
+        case("pin update --expire-in 48h --wait --wait-limit 1 --wait-timeout 30s {cid9} {cid10}"),
+        case("pin rm --wait --wait-limit 1 --wait-timeout 30s {cid10}"),
         // Last: upstream's peers keep the metadata and expiry of the last pin they decoded
         // and give them to later pins that have none (an upstream bug, see
         // docs/compatibility.md); nothing is pinned after this one on both sides.
@@ -1680,6 +1687,12 @@ async fn cluster_checks(w: &World, r: &mut Report) {
         case("--enc json health alerts"),
         case("health graph"),
         case("health graph --all-ipfs-peers"),
+        case("health graph --file graph.dot"),
+        case("--timeout 30 id"),
+        case("--no-check-certificate id"),
+        case("--force-http id"),
+        case("--basic-auth user:pass --force-http id"),
+        case("--secret 2588b80d5cb05374fa142aed6cbb047d1f4ef8ef15e37eba68c65b9d30df67ed version"),
         case("health bandwidth"),
         case("--enc xml id"),
         case("peers rm notapeer"),
@@ -1745,6 +1758,10 @@ async fn cluster_checks(w: &World, r: &mut Report) {
         ("DELETE", "/id", false),
         ("DELETE", "/health/graph", false),
         ("POST", "/health", false),
+        ("POST", "/token", false),
+        ("POST", "/peers", false),
+        ("POST", "/pins/recover?local=true", false),
+        ("DELETE", "/pins/ipfs/notacid", false),
     ] {
         w.rest(r, m, p, all, s).await;
     }
@@ -1767,6 +1784,11 @@ async fn cluster_checks(w: &World, r: &mut Report) {
         ("GET", "/pins?limit=0", false),
         ("GET", "/pins/{cid12}", false),
         ("GET", "/pins/notacid", false),
+        ("POST", "/pins", false),
+        ("POST", "/pins/{cid12}", false),
+        ("DELETE", "/pins/{cid12}", false),
+        ("POST", "/token", false),
+        ("GET", "/health", false),
     ] {
         w.rest_on(r, m, p, all, s, true).await;
     }

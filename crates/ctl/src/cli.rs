@@ -3,7 +3,8 @@
 //! urfave's layout by [`crate::help`], whose tree a unit test keeps in step with this one.
 //! Global flags live on the top level only (as in upstream, they must come before the
 //! command), which also keeps short names such as `-s` (`--https` globally, `--chunker` on
-//! `add`) from colliding.
+//! `add`) from colliding. As in urfave, a missing argument is not a usage error: it is the
+//! empty string, which the command then refuses in upstream's words.
 
 use clap::{Args, Parser, Subcommand};
 
@@ -103,7 +104,7 @@ pub enum PeersCmd {
     Ls,
     /// remove a peer from the Cluster
     Rm {
-        #[arg(value_name = "peer ID")]
+        #[arg(value_name = "peer ID", default_value = "")]
         peer: String,
     },
 }
@@ -161,7 +162,7 @@ pub struct WaitArgs {
 
 #[derive(Debug, Args)]
 pub struct PinAddArgs {
-    #[arg(value_name = "CID|Path")]
+    #[arg(value_name = "CID|Path", default_value = "")]
     pub arg: String,
     /// Sets a custom replication factor (overrides -rmax and -rmin)
     #[arg(long, short = 'r', default_value_t = 0, allow_negative_numbers = true)]
@@ -208,7 +209,7 @@ pub struct PinAddArgs {
 
 #[derive(Debug, Args)]
 pub struct PinRmArgs {
-    #[arg(value_name = "CID|Path")]
+    #[arg(value_name = "CID|Path", default_value = "")]
     pub arg: String,
     #[command(flatten)]
     pub wait: WaitArgs,
@@ -216,9 +217,9 @@ pub struct PinRmArgs {
 
 #[derive(Debug, Args)]
 pub struct PinUpdateArgs {
-    #[arg(value_name = "existing-CID")]
+    #[arg(value_name = "existing-CID", default_value = "")]
     pub from: String,
-    #[arg(value_name = "new-CID|Path")]
+    #[arg(value_name = "new-CID|Path", default_value = "")]
     pub to: String,
     /// Sets a name for this updated pin
     #[arg(long, short = 'n', default_value = "", hide_default_value = true)]

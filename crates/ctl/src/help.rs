@@ -855,15 +855,150 @@ pub fn page_for(prog: &str, path: &[String], version: &str) -> String {
     }
 }
 
-/// `Incorrect Usage` after a flag the command at `path` does not define: a command prints
-/// `Incorrect Usage:` and its page, the app and groups `Incorrect Usage.` and theirs.
+/// `Incorrect Usage` after a flag the command at `path` does not define.
 pub fn incorrect_usage(prog: &str, path: &[String], flag: &str, version: &str) -> String {
+    usage_error(
+        prog,
+        path,
+        &format!("flag provided but not defined: -{flag}"),
+        version,
+    )
+}
+
+/// urfave's answer to a flag parse error (Go's `flag` package message `msg`): a command
+/// prints `Incorrect Usage: <msg>` and its page, the app and groups `Incorrect Usage.` and
+/// theirs; all on stdout (exit 1).
+fn usage_error(prog: &str, path: &[String], msg: &str, version: &str) -> String {
     let leaf = resolve(path).is_some_and(|n| !path.is_empty() && n.subs.is_empty());
     let sep = if leaf { ":" } else { "." };
     format!(
-        "Incorrect Usage{sep} flag provided but not defined: -{flag}\n\n{}",
+        "Incorrect Usage{sep} {msg}\n\n{}",
         page_for(prog, path, version)
     )
+}
+
+/// How Go's `flag` package parses a flag's value: urfave's Int and Duration flags fail on
+/// a value those parsers refuse, Bool flags on a value `strconv.ParseBool` refuses.
+enum Kind {
+    Bool,
+    Int,
+    Duration,
+    Text,
+}
+
+fn kind(f: &Flag) -> Kind {
+    match (f.value, f.default) {
+        (false, _) => Kind::Bool,
+        (true, Some("0")) => Kind::Int,
+        (true, Some("0s")) => Kind::Duration,
+        _ => Kind::Text,
+    }
+}
+
+/// `strconv.ParseInt(s, 0, 64)`: an optional sign, then decimal, `0x`, `0o`, `0b` or a
+/// leading-0 octal number, with `_` between digits.
+fn go_int_ok(s: &str) -> bool {
+    let body = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let lower = body.to_ascii_lowercase();
+    let (digits, radix) = if let Some(d) = lower.strip_prefix("0x") {
+        (d.to_string(), 16)
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (d.to_string(), 8)
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (d.to_string(), 2)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (lower[1..].to_string(), 8)
+    } else {
+        (lower.clone(), 10)
+    };
+    let underscores_ok = radix != 10 || !digits.contains('_');
+    let clean: String = digits.chars().filter(|c| *c != '_').collect();
+    underscores_ok
+        && !digits.starts_with('_')
+        && !digits.ends_with('_')
+        && !digits.contains("__")
+        && i64::from_str_radix(&clean, radix).is_ok()
+}
+
+fn go_bool_ok(s: &str) -> bool {
+    matches!(
+        s,
+        "1" | "t" | "T" | "true" | "TRUE" | "True" | "0" | "f" | "F" | "false" | "FALSE" | "False"
+    )
+}
+
+/// The flag parse errors upstream's ctl reports before running anything: a value flag
+/// without a value, an Int or Duration flag with a value Go does not parse, a Bool flag
+/// with `=<not a boolean>`. Arguments as for [`answer`].
+pub fn flag_value_error(prog: &str, args: &[String], version: &str) -> Option<Printed> {
+    let mut node = &APP;
+    let mut path: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        i += 1;
+        if a == "--" {
+            return None;
+        }
+        if a.len() > 1 && a.starts_with('-') {
+            let body = a.trim_start_matches('-');
+            let (name, inline) = match body.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (body, None),
+            };
+            let f = node
+                .flags
+                .iter()
+                .find(|f| f.names.split(',').any(|n| n.trim() == name))?;
+            let value = match (kind(f), inline) {
+                (Kind::Bool, None) => continue,
+                (Kind::Bool, Some(v)) if go_bool_ok(v) => continue,
+                (Kind::Bool, Some(v)) => {
+                    let msg = format!("invalid boolean value \"{v}\" for -{name}: parse error");
+                    return Some(Printed {
+                        stdout: usage_error(prog, &path, &msg, version),
+                        stderr: String::new(),
+                        code: 1,
+                    });
+                }
+                (_, Some(v)) => v.to_string(),
+                (_, None) => match args.get(i) {
+                    Some(v) => {
+                        i += 1;
+                        v.clone()
+                    }
+                    None => {
+                        let msg = format!("flag needs an argument: -{name}");
+                        return Some(Printed {
+                            stdout: usage_error(prog, &path, &msg, version),
+                            stderr: String::new(),
+                            code: 1,
+                        });
+                    }
+                },
+            };
+            let ok = match kind(f) {
+                Kind::Int => go_int_ok(&value),
+                Kind::Duration => crate::util::parse_go_duration(&value).is_ok(),
+                _ => true,
+            };
+            if !ok {
+                let msg = format!("invalid value \"{value}\" for flag -{name}: parse error");
+                return Some(Printed {
+                    stdout: usage_error(prog, &path, &msg, version),
+                    stderr: String::new(),
+                    code: 1,
+                });
+            }
+            continue;
+        }
+        if node.subs.is_empty() {
+            continue;
+        }
+        node = node.find(a)?;
+        path.push(node.name.to_string());
+    }
+    None
 }
 
 /// Answers the arguments (program name excluded, after [`crate::urfave_compat_args`]) when

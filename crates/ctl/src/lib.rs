@@ -57,7 +57,9 @@ pub async fn run_async(args: Vec<OsString>, stdout: &mut dyn Write, stderr: &mut
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    if let Some(p) = help::answer(&prog, &words, VERSION) {
+    if let Some(p) = help::flag_value_error(&prog, &words, VERSION)
+        .or_else(|| help::answer(&prog, &words, VERSION))
+    {
         let _ = stdout.write_all(p.stdout.as_bytes());
         let _ = stderr.write_all(p.stderr.as_bytes());
         return p.code;
