@@ -1189,6 +1189,25 @@ mod tests {
             clap_flags.sort();
             help_flags.sort();
             assert_eq!(clap_flags, help_flags, "flags of `{path}`");
+            // The defaults the help prints are the ones clap applies (an argument clap
+            // leaves unset, such as --wait-limit, is resolved by the command).
+            for a in c
+                .get_arguments()
+                .filter(|a| a.get_action().takes_values() && !a.get_default_values().is_empty())
+            {
+                let Some(long) = a.get_long() else { continue };
+                let Some(f) = h.flags.iter().find(|f| names_of(f)[0] == long) else {
+                    continue;
+                };
+                let clap_default: Vec<String> = a
+                    .get_default_values()
+                    .iter()
+                    .map(|v| v.to_string_lossy().into_owned())
+                    .collect();
+                let shown = f.default.map(|d| d.trim_matches('"').to_string());
+                let applied = clap_default.first().filter(|d| !d.is_empty()).cloned();
+                assert_eq!(shown, applied, "default of `{path} --{long}`");
+            }
             let mut clap_subs: Vec<&str> = c.get_subcommands().map(|s| s.get_name()).collect();
             let mut help_subs: Vec<&str> = h
                 .subs
