@@ -310,8 +310,15 @@ const METRIC_KEYS: &[&str] = &[
 
 fn check_gpi(v: &Value) {
     assert_eq!(keys(v), GPI_KEYS, "{v}");
+    // Every IPFS address here is on loopback, which the status leaves out (only public
+    // addresses, as upstream), and upstream omits the empty list (`omitempty`).
+    let expected: Vec<&str> = PIN_INFO_SHORT_KEYS
+        .iter()
+        .copied()
+        .filter(|k| *k != "ipfs_peer_addresses")
+        .collect();
     for p in v["peer_map"].as_object().unwrap().values() {
-        assert_eq!(keys(p), PIN_INFO_SHORT_KEYS, "{p}");
+        assert_eq!(keys(p), expected, "{p}");
     }
 }
 
@@ -841,7 +848,8 @@ async fn golden_outputs_against_a_two_peer_cluster() {
     let out = c.ctl(&["pin", "add", "notacid"]).await;
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
-        out.stderr.starts_with("error : invalid path \"notacid\": "),
+        out.stderr
+            .starts_with("error : invalid path \"/ipfs/notacid\": "),
         "{out:?}"
     );
     let out = c.ctl(&["pin", "update", "notacid", &cid_a]).await;
