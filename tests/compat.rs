@@ -269,6 +269,7 @@ struct Patterns {
     date: Regex,
     expires: Regex,
     port: Regex,
+    url_port: Regex,
     nanos: Regex,
     value: Regex,
     weight: Regex,
@@ -284,6 +285,8 @@ fn patterns() -> &'static Patterns {
         date: Regex::new(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d").unwrap(),
         expires: Regex::new(r"Expires in: [^|\n]*?(from now|ago)").unwrap(),
         port: Regex::new(r"/(tcp|udp)/\d+").unwrap(),
+        // The same ports in URL form (`http://127.0.0.1:9094/id` in --debug lines).
+        url_port: Regex::new(r"//127\.0\.0\.1:\d+").unwrap(),
         nanos: Regex::new(r#""(expire|received_at)": ?\d+"#).unwrap(),
         // freespace differs per IPFS node; its value and its human form are not compared.
         value: Regex::new(r#""value": ?"\d+""#).unwrap(),
@@ -341,6 +344,7 @@ impl Norm {
         let s = p.date.replace_all(&s, "<date>");
         let s = p.expires.replace_all(&s, "Expires in: <rel>");
         let s = p.port.replace_all(&s, "/$1/<port>");
+        let s = p.url_port.replace_all(&s, "//127.0.0.1:<port>");
         let s = p.nanos.replace_all(&s, "\"$1\": <nanos>");
         let s = p.value.replace_all(&s, "\"value\": \"<n>\"");
         let s = p.weight.replace_all(&s, "\"weight\": <n>");
@@ -497,6 +501,7 @@ struct Diff {
 struct Report {
     diffs: Vec<Diff>,
     compared: BTreeMap<&'static str, usize>,
+    cov: Coverage,
 }
 
 impl Report {
@@ -575,6 +580,300 @@ impl Report {
             _ => {}
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Coverage: which of upstream's commands, flags and routes the run exercised
+// ---------------------------------------------------------------------------------------
+
+/// Upstream's REST API routes (method, pattern), as its router declares them.
+const REST_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/id"),
+    ("GET", "/version"),
+    ("GET", "/peers"),
+    ("POST", "/peers"),
+    ("DELETE", "/peers/{peer}"),
+    ("POST", "/add"),
+    ("GET", "/allocations"),
+    ("GET", "/allocations/{hash}"),
+    ("GET", "/pins"),
+    ("POST", "/pins/{hash}/recover"),
+    ("POST", "/pins/recover"),
+    ("GET", "/pins/{hash}"),
+    ("POST", "/pins/{hash}"),
+    ("POST", "/pins/{keyType}/{path}"),
+    ("DELETE", "/pins/{hash}"),
+    ("DELETE", "/pins/{keyType}/{path}"),
+    ("POST", "/ipfs/gc"),
+    ("GET", "/health/graph"),
+    ("GET", "/health/alerts"),
+    ("GET", "/health/bandwidth"),
+    ("GET", "/monitor/metrics/{name}"),
+    ("GET", "/monitor/metrics"),
+    ("POST", "/token"),
+    ("GET", "/health"),
+];
+
+/// Upstream's Pinning Services API routes.
+const PINSVC_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/pins"),
+    ("POST", "/pins"),
+    ("GET", "/pins/{requestID}"),
+    ("POST", "/pins/{requestID}"),
+    ("DELETE", "/pins/{requestID}"),
+    ("POST", "/token"),
+    ("GET", "/health"),
+];
+
+/// The route of `routes` a request (`path` with its query) reaches, if any: `{x}` is one
+/// segment, `{keyType}` one of ipfs/ipns/ipld and `{path}` the rest.
+fn route_of(
+    routes: &'static [(&'static str, &'static str)],
+    method: &str,
+    path: &str,
+) -> Option<&'static str> {
+    let path = path.split('?').next().unwrap_or(path);
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    routes
+        .iter()
+        .filter(|(m, _)| *m == method)
+        .find(|(_, pat)| {
+            let pats: Vec<&str> = pat.trim_start_matches('/').split('/').collect();
+            for (i, p) in pats.iter().enumerate() {
+                match (*p, segs.get(i)) {
+                    ("{path}", Some(_)) => return true,
+                    ("{keyType}", Some(s)) if ["ipfs", "ipns", "ipld"].contains(s) => {}
+                    ("{keyType}", _) => return false,
+                    (p, Some(s)) if p.starts_with('{') && !s.is_empty() => {}
+                    (p, Some(s)) if p == *s => {}
+                    _ => return false,
+                }
+            }
+            pats.len() == segs.len()
+        })
+        .map(|(_, p)| *p)
+}
+
+/// What one run exercised of upstream's surfaces.
+#[derive(Default)]
+struct Coverage {
+    /// Command paths of upstream's ctl, from its `commands` listing ("" is the app).
+    commands: BTreeSet<String>,
+    /// Flags per command path, from upstream's help pages: each flag's names, long first.
+    flags: BTreeMap<String, Vec<Vec<String>>>,
+    used_commands: BTreeSet<String>,
+    used_flags: BTreeSet<(String, String)>,
+    /// (`rest`|`pinsvc`, method, route) requested directly.
+    routes: BTreeSet<(&'static str, &'static str, &'static str)>,
+}
+
+impl Coverage {
+    /// The flags a help page lists under OPTIONS or GLOBAL OPTIONS.
+    fn learn_flags(&mut self, path: &str, help: &str) {
+        let mut in_options = false;
+        let mut flags = Vec::new();
+        for l in help.lines() {
+            if l.ends_with("OPTIONS:") {
+                in_options = true;
+                continue;
+            }
+            if !in_options || !l.starts_with("   -") {
+                continue;
+            }
+            let names_part = l.trim_start().split("  ").next().unwrap_or("");
+            let names: Vec<String> = names_part
+                .split(", ")
+                .map(|n| {
+                    n.trim_start_matches('-')
+                        .trim_end_matches(" value")
+                        .to_string()
+                })
+                .collect();
+            flags.push(names);
+        }
+        self.flags.insert(path.to_string(), flags);
+    }
+
+    /// Notes the command path and flags of one ctl command line.
+    fn note(&mut self, args: &[String]) {
+        let mut path = String::new();
+        self.used_commands.insert(path.clone());
+        for a in args {
+            if a == "--" {
+                break;
+            }
+            if a.len() > 1 && a.starts_with('-') {
+                let name = a.trim_start_matches('-');
+                let name = name.split('=').next().unwrap_or(name);
+                let long = self.flags.get(&path).and_then(|fs| {
+                    fs.iter()
+                        .find(|names| names.iter().any(|n| n == name))
+                        .map(|names| names[0].clone())
+                });
+                if let Some(long) = long {
+                    self.used_flags.insert((path.clone(), long));
+                }
+                continue;
+            }
+            let next = if path.is_empty() {
+                a.clone()
+            } else {
+                format!("{path} {a}")
+            };
+            if self.commands.contains(&next) {
+                path = next;
+                self.used_commands.insert(path.clone());
+            }
+        }
+    }
+
+    fn note_route(&mut self, pinsvc: bool, method: &str, path: &str) {
+        let (api, routes) = if pinsvc {
+            ("pinsvc", PINSVC_ROUTES)
+        } else {
+            ("rest", REST_ROUTES)
+        };
+        if let Some(route) = route_of(routes, method, path) {
+            let m = routes
+                .iter()
+                .find(|(m, p)| *m == method && *p == route)
+                .map(|(m, _)| *m)
+                .unwrap_or("?");
+            self.routes.insert((api, m, route));
+        }
+    }
+
+    /// `(what, exercised, of, not exercised)` lines for the summary and the docs.
+    fn lines(&self) -> Vec<(String, usize, usize, Vec<String>)> {
+        let cmds: Vec<&String> = self.commands.iter().filter(|c| !c.is_empty()).collect();
+        let missing_cmds: Vec<String> = cmds
+            .iter()
+            .filter(|c| !self.used_commands.contains(**c))
+            .map(|c| c.to_string())
+            .collect();
+        let mut all_flags = Vec::new();
+        for (path, fs) in &self.flags {
+            for names in fs {
+                all_flags.push((path.clone(), names[0].clone()));
+            }
+        }
+        let missing_flags: Vec<String> = all_flags
+            .iter()
+            .filter(|f| !self.used_flags.contains(*f))
+            .map(|(p, f)| {
+                if p.is_empty() {
+                    format!("--{f}")
+                } else {
+                    format!("{p} --{f}")
+                }
+            })
+            .collect();
+        let mut out = vec![
+            (
+                "ctl commands run (upstream's `commands` tree)".to_string(),
+                cmds.len() - missing_cmds.len(),
+                cmds.len(),
+                missing_cmds,
+            ),
+            (
+                "ctl flags used (every flag of every help page, global ones included)".to_string(),
+                all_flags.len() - missing_flags.len(),
+                all_flags.len(),
+                missing_flags,
+            ),
+        ];
+        for (api, routes, label) in [
+            ("rest", REST_ROUTES, "REST API routes requested directly"),
+            (
+                "pinsvc",
+                PINSVC_ROUTES,
+                "Pinning Services API routes requested directly",
+            ),
+        ] {
+            let missing: Vec<String> = routes
+                .iter()
+                .filter(|(m, p)| !self.routes.contains(&(api, *m, *p)))
+                .map(|(m, p)| format!("{m} {p}"))
+                .collect();
+            out.push((
+                label.to_string(),
+                routes.len() - missing.len(),
+                routes.len(),
+                missing,
+            ));
+        }
+        out
+    }
+}
+
+/// The block of docs/compatibility.md between these markers is generated by the harness
+/// from what it measured; a run fails when the file says something else.
+const DOC_BEGIN: &str = "<!-- measured by tests/compat.rs: begin -->";
+const DOC_END: &str = "<!-- measured by tests/compat.rs: end -->";
+
+fn measured_block(r: &Report, allow: &[(String, String)]) -> String {
+    let mut s = String::new();
+    s.push_str("| compared | count |\n|---|---|\n");
+    for (what, n) in &r.compared {
+        s.push_str(&format!("| {what} | {n} |\n"));
+    }
+    s.push_str("\n| exercised of upstream's surface | count | not exercised |\n|---|---|---|\n");
+    for (what, n, of, missing) in r.cov.lines() {
+        let missing = if missing.is_empty() {
+            "—".to_string()
+        } else {
+            missing
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        s.push_str(&format!("| {what} | {n} of {of} | {missing} |\n"));
+    }
+    s.push_str("\nAllowed differences (`tests/compat/allowed-differences.txt`), each seen in the run:\n\n| difference | reason |\n|---|---|\n");
+    for (k, why) in allow {
+        s.push_str(&format!(
+            "| `{}` | {} |\n",
+            k.replace('|', "\\|"),
+            why.replace('|', "\\|")
+        ));
+    }
+    s
+}
+
+/// Checks (or with `COMPAT_WRITE_DOCS=1` rewrites) the measured block of
+/// docs/compatibility.md; `Some(message)` when it is out of date.
+fn check_docs(block: &str) -> Option<String> {
+    let path = repo_root().join("docs/compatibility.md");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => return Some(format!("{}: {e}", path.display())),
+    };
+    let (Some(b), Some(e)) = (text.find(DOC_BEGIN), text.find(DOC_END)) else {
+        return Some(format!(
+            "{} has no `{DOC_BEGIN}` … `{DOC_END}` block",
+            path.display()
+        ));
+    };
+    let current = &text[b + DOC_BEGIN.len()..e];
+    let wanted = format!("\n{block}");
+    if current == wanted {
+        return None;
+    }
+    if std::env::var("COMPAT_WRITE_DOCS").as_deref() == Ok("1") {
+        let new = format!("{}{wanted}{}", &text[..b + DOC_BEGIN.len()], &text[e..]);
+        return match std::fs::write(&path, new) {
+            Ok(()) => {
+                eprintln!("compat: rewrote the measured block of {}", path.display());
+                None
+            }
+            Err(err) => Some(format!("writing {}: {err}", path.display())),
+        };
+    }
+    Some(format!(
+        "the measured block of {} is out of date (run with COMPAT_WRITE_DOCS=1 to rewrite it); measured:\n{block}",
+        path.display()
+    ))
 }
 
 /// `tests/compat/allowed-differences.txt`: `<key> | <reason>` per line (`#` comments);
@@ -857,6 +1156,7 @@ impl World {
         let up = self.run(Impl::Upstream, Impl::Upstream, c, cids).await;
         let ours = self.run(Impl::Upstream, Impl::Ours, c, cids).await;
         r.count("ctl commands, upstream ctl against both APIs");
+        r.cov.note(&c.args);
         compare_outs(
             r,
             &format!("ctl[upstream→api] {}", c.args.join(" ")),
@@ -871,6 +1171,7 @@ impl World {
         let up = self.run(Impl::Upstream, Impl::Upstream, c, up_cids).await;
         let ours = self.run(Impl::Ours, Impl::Upstream, c, our_cids).await;
         r.count("ctl commands, our ctl against upstream's API");
+        r.cov.note(&c.args);
         compare_outs(
             r,
             &format!("ctl[ctl→upstream] {}", c.args.join(" ")),
@@ -957,6 +1258,7 @@ impl World {
         } else {
             "REST requests"
         });
+        r.cov.note_route(pinsvc, method, path);
         r.differ(
             format!("{key} | status"),
             &got[0].0.to_string(),
@@ -1079,6 +1381,7 @@ impl World {
             got.push((st, Norm::of(side).json(&body_json(&text))));
         }
         r.count("/add requests");
+        r.cov.note_route(false, "POST", "/add");
         let key = format!("rest POST /add?{query}");
         r.differ(
             format!("{key} | status"),
@@ -1179,6 +1482,14 @@ fn verdict(r: &Report) {
     for (what, n) in &r.compared {
         eprintln!("  {n:4} {what}");
     }
+    eprintln!("exercised of upstream's surface:");
+    for (what, n, of, missing) in r.cov.lines() {
+        eprintln!("  {n:4} of {of:4} {what}; not exercised: {missing:?}");
+    }
+    let docs = check_docs(&measured_block(r, &allow[..n_allow]));
+    if let Some(msg) = &docs {
+        eprintln!("DOCS {msg}");
+    }
     eprintln!(
         "differences: {} ({n_allowed} allowed, {n_open} open, {} unexpected)",
         r.diffs.len(),
@@ -1200,10 +1511,11 @@ fn verdict(r: &Report) {
         eprintln!("STALE allow-list entry (no such difference any more): {k}");
     }
     assert!(
-        unexpected.is_empty() && stale.is_empty(),
-        "{} unexpected differences and {} stale allow-list entries (see above)",
+        unexpected.is_empty() && stale.is_empty() && docs.is_none(),
+        "{} unexpected differences, {} stale allow-list entries, docs/compatibility.md {} (see above)",
         unexpected.len(),
-        stale.len()
+        stale.len(),
+        if docs.is_none() { "up to date" } else { "out of date" }
     );
 }
 
@@ -1291,6 +1603,13 @@ async fn cluster_checks(w: &World, r: &mut Report) {
         case("add --nocopy b.txt"),
         case("add"),
         case("add missing.file"),
+        case("add --local b.txt"),
+        case("add --no-pin a.bin"),
+        // --no-pin: a pin with metadata here would leak it into every later pin upstream
+        // (the option leak of allowed-differences.txt); the flags are still sent and the
+        // output lines compared.
+        case("add --no-pin --metadata k=v --expire-in 1h b.txt"),
+        case("add --wait --wait-timeout 30s b.txt"),
     ] {
         w.ctl_ab(r, &c, all).await;
     }
@@ -1311,6 +1630,9 @@ async fn cluster_checks(w: &World, r: &mut Report) {
         case("pin rm --wait {cid4}"),
         case("pin rm --no-status {cid3}"),
         case("pin rm --no-status {cid12}"),
+        case("pin add --wait --wait-limit 1 --wait-timeout 30s {cid9}"),
+        case("pin update --expire-in 48h --wait --wait-limit 1 --wait-timeout 30s {cid9} {cid10}"),
+        case("pin rm --wait --wait-limit 1 --wait-timeout 30s {cid10}"),
         // Last: upstream's peers keep the metadata and expiry of the last pin they decoded
         // and give them to later pins that have none (an upstream bug, see
         // docs/compatibility.md); nothing is pinned after this one on both sides.
@@ -1372,6 +1694,13 @@ async fn cluster_checks(w: &World, r: &mut Report) {
         case("--enc json health alerts"),
         case("health graph"),
         case("health graph --all-ipfs-peers"),
+        case("health graph --file graph.dot"),
+        case("--timeout 30 id"),
+        case("--no-check-certificate id"),
+        case("--force-http id"),
+        case("--basic-auth user:pass --force-http id"),
+        case("--secret 2588b80d5cb05374fa142aed6cbb047d1f4ef8ef15e37eba68c65b9d30df67ed version"),
+        case("--debug version"),
         case("health bandwidth"),
         case("--enc xml id"),
         case("peers rm notapeer"),
@@ -1437,6 +1766,12 @@ async fn cluster_checks(w: &World, r: &mut Report) {
         ("DELETE", "/id", false),
         ("DELETE", "/health/graph", false),
         ("POST", "/health", false),
+        ("POST", "/token", false),
+        ("POST", "/peers", false),
+        ("POST", "/pins/recover?local=true", false),
+        // After `ipfs gc` above: nothing left to collect on either side.
+        ("POST", "/ipfs/gc", false),
+        ("DELETE", "/pins/ipfs/notacid", false),
     ] {
         w.rest(r, m, p, all, s).await;
     }
@@ -1459,6 +1794,11 @@ async fn cluster_checks(w: &World, r: &mut Report) {
         ("GET", "/pins?limit=0", false),
         ("GET", "/pins/{cid12}", false),
         ("GET", "/pins/notacid", false),
+        ("POST", "/pins", false),
+        ("POST", "/pins/{cid12}", false),
+        ("DELETE", "/pins/{cid12}", false),
+        ("POST", "/token", false),
+        ("GET", "/health", false),
     ] {
         w.rest_on(r, m, p, all, s, true).await;
     }
@@ -1500,6 +1840,12 @@ async fn cluster_checks(w: &World, r: &mut Report) {
 // Help texts
 // ---------------------------------------------------------------------------------------
 
+/// Help pages, usage errors and unknown commands, without a cluster: every case of the
+/// upstream recordings (tests/compat/upstream-v1.1.6/ctl-help, made by
+/// record-ctl-help.sh) is run live with both ctls and compared, and upstream's live output
+/// is compared with its recording (a difference there means the recordings are stale).
+/// Upstream's `commands` tree and help pages also give the commands and flags the coverage
+/// lines count.
 async fn help_checks(t: &Tools, r: &mut Report) {
     let run = |which: Impl, args: Vec<String>| {
         let p = t.ctl(which);
@@ -1510,43 +1856,43 @@ async fn help_checks(t: &Tools, r: &mut Report) {
         }
     };
     let cmds = run(Impl::Upstream, vec!["commands".into()]).await;
-    let mut lines: Vec<Vec<String>> = vec![vec![]];
+    r.cov.commands.insert(String::new());
     for l in cmds.stdout.lines() {
-        let words: Vec<String> = l.split_whitespace().skip(1).map(str::to_string).collect();
+        let words: Vec<&str> = l.split_whitespace().skip(1).collect();
         if !words.is_empty() {
-            lines.push(words);
+            r.cov.commands.insert(words.join(" "));
         }
     }
-    for words in lines {
-        for extra in [vec!["--help".to_string()]] {
-            let mut args = words.clone();
-            args.extend(extra);
-            let o = run(Impl::Ours, args.clone()).await;
-            let u = run(Impl::Upstream, args.clone()).await;
-            r.count("ctl help pages");
-            compare_outs(
-                r,
-                &format!("help: ipfs-cluster-ctl {}", args.join(" ")),
-                &o,
-                &u,
-            );
-        }
-    }
-    for args in [
-        vec!["--version"],
-        vec!["commands"],
-        vec!["help"],
-        vec!["help", "pin"],
-    ] {
-        let args: Vec<String> = args.into_iter().map(str::to_string).collect();
+    let dir = repo_root().join("tests/compat/upstream-v1.1.6/ctl-help");
+    let cases = std::fs::read_to_string(dir.join("cases.txt"))
+        .unwrap_or_else(|e| panic!("{}/cases.txt: {e}", dir.display()));
+    for line in cases.lines() {
+        let mut parts = line.splitn(3, '\t');
+        let (id, code, words) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        let args: Vec<String> = words.split_whitespace().map(str::to_string).collect();
         let o = run(Impl::Ours, args.clone()).await;
         let u = run(Impl::Upstream, args.clone()).await;
-        r.count("ctl help pages");
+        r.count("ctl help pages and usage errors");
+        r.cov.note(&args);
+        if let Some(path) = words.strip_suffix("--help") {
+            r.cov.learn_flags(path.trim(), &u.stdout);
+        }
+        let key = format!("help: ipfs-cluster-ctl {words}");
+        compare_outs(r, &key, &o, &u);
+        let recorded = Out {
+            code: code.parse().unwrap_or(-1),
+            stdout: std::fs::read_to_string(dir.join(format!("{id}.stdout"))).unwrap_or_default(),
+            stderr: std::fs::read_to_string(dir.join(format!("{id}.stderr"))).unwrap_or_default(),
+        };
         compare_outs(
             r,
-            &format!("help: ipfs-cluster-ctl {}", args.join(" ")),
-            &o,
+            &format!("recording of upstream: ipfs-cluster-ctl {words}"),
             &u,
+            &recorded,
         );
     }
 }

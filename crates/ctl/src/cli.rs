@@ -1,7 +1,10 @@
 //! The clap command tree: every command, subcommand and flag of upstream's ctl (urfave/cli v1),
-//! with the same names, aliases and defaults. Global flags live on the top level only (as in
-//! upstream, they must come before the command), which also keeps short names such as `-s`
-//! (`--https` globally, `--chunker` on `add`) from colliding.
+//! with the same names, aliases and defaults. clap only parses: help pages are rendered in
+//! urfave's layout by [`crate::help`], whose tree a unit test keeps in step with this one.
+//! Global flags live on the top level only (as in upstream, they must come before the
+//! command), which also keeps short names such as `-s` (`--https` globally, `--chunker` on
+//! `add`) from colliding. As in urfave, a missing argument is not a usage error: it is the
+//! empty string, which the command then refuses in upstream's words.
 
 use clap::{Args, Parser, Subcommand};
 
@@ -11,31 +14,12 @@ const WAIT_DESC: &str = "Wait for the pin to reach the minimum replication facto
 const WAIT_TIMEOUT_DESC: &str = "How long to --wait (e.g. 30s, 2m). Default: forever";
 const WAIT_LIMIT_DESC: &str = "Peers that must reach the target status (default: replication-min)";
 
-const ABOUT: &str = "CLI for IPFS Cluster";
-const LONG_ABOUT: &str = "CLI for IPFS Cluster
-
-ipfs-cluster-ctl is a tool to manage IPFS Cluster nodes.
-
-Use \"ipfs-cluster-ctl help\" to list all available commands and
-\"ipfs-cluster-ctl help <command>\" to get usage information for a
-specific one.
-
-ipfs-cluster-ctl uses the IPFS Cluster API to perform requests and
-display responses in a user-readable format. The location of the IPFS
-Cluster server is assumed to be /ip4/127.0.0.1/tcp/9094, but can be configured
-with the --host option. If several multiaddresses are specified
-(comma-separated), requests will be sent to the first one and fail-over
-over to the others.
-
-For feedback, bug reports or any additional information, visit
-https://github.com/ipfs-cluster/ipfs-cluster.";
-
 #[derive(Debug, Parser)]
 #[command(
     name = "ipfs-cluster-ctl",
-    about = ABOUT,
-    long_about = LONG_ABOUT,
     disable_version_flag = true,
+    disable_help_flag = true,
+    disable_help_subcommand = true,
     max_term_width = 120
 )]
 pub struct Cli {
@@ -82,25 +66,18 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Retrieve peer information
-    #[command(
-        long_about = "Retrieve peer information\n\nThis command displays information about the peer \
-that the tool is contacting\n(usually running in localhost)."
-    )]
     Id,
     /// List and manage IPFS Cluster peers
     #[command(subcommand)]
     Peers(PeersCmd),
     /// Add a file or directory to ipfs and pin it in the cluster
-    #[command(long_about = ADD_ABOUT)]
     Add(AddArgs),
     /// Pin and unpin and list items in IPFS Cluster
     #[command(subcommand)]
     Pin(PinCmd),
     /// Retrieve the status of tracked items
-    #[command(long_about = STATUS_ABOUT)]
     Status(StatusArgs),
     /// Recover tracked items in error state
-    #[command(long_about = RECOVER_ABOUT)]
     Recover(RecoverArgs),
     /// Retrieve cluster version
     Version,
@@ -127,7 +104,7 @@ pub enum PeersCmd {
     Ls,
     /// remove a peer from the Cluster
     Rm {
-        #[arg(value_name = "peer ID")]
+        #[arg(value_name = "peer ID", default_value = "")]
         peer: String,
     },
 }
@@ -141,7 +118,6 @@ pub enum PinCmd {
     /// Pin a new item based on an existing one
     Update(PinUpdateArgs),
     /// List items in the cluster pinset
-    #[command(long_about = PIN_LS_ABOUT)]
     Ls(PinLsArgs),
 }
 
@@ -186,7 +162,7 @@ pub struct WaitArgs {
 
 #[derive(Debug, Args)]
 pub struct PinAddArgs {
-    #[arg(value_name = "CID|Path")]
+    #[arg(value_name = "CID|Path", default_value = "")]
     pub arg: String,
     /// Sets a custom replication factor (overrides -rmax and -rmin)
     #[arg(long, short = 'r', default_value_t = 0, allow_negative_numbers = true)]
@@ -233,7 +209,7 @@ pub struct PinAddArgs {
 
 #[derive(Debug, Args)]
 pub struct PinRmArgs {
-    #[arg(value_name = "CID|Path")]
+    #[arg(value_name = "CID|Path", default_value = "")]
     pub arg: String,
     #[command(flatten)]
     pub wait: WaitArgs,
@@ -241,9 +217,9 @@ pub struct PinRmArgs {
 
 #[derive(Debug, Args)]
 pub struct PinUpdateArgs {
-    #[arg(value_name = "existing-CID")]
+    #[arg(value_name = "existing-CID", default_value = "")]
     pub from: String,
-    #[arg(value_name = "new-CID|Path")]
+    #[arg(value_name = "new-CID|Path", default_value = "")]
     pub to: String,
     /// Sets a name for this updated pin
     #[arg(long, short = 'n', default_value = "", hide_default_value = true)]
@@ -383,59 +359,6 @@ pub struct AddArgs {
     #[arg(long)]
     pub nocopy: bool,
 }
-
-const ADD_ABOUT: &str = "Add a file or directory to ipfs and pin it in the cluster
-
-Add allows to add and replicate content to several ipfs daemons, performing
-a Cluster Pin operation on success. It takes elements from local paths.
-Providing several arguments will automatically set --wrap-with-directory.
-
-Cluster \"add\" works, by default, just like \"ipfs add\" and has similar options
-in terms of DAG layout, chunker, hash function etc. It also supports adding
-CAR files directly (--format car), as long as they have a single root.
-
-Optional replication-min and replication-max factors can be provided: -1 means
-\"pin everywhere\" and 0 means use cluster's default setting (i.e., replication
-factor set in config). Positive values indicate how many peers should pin this
-content.";
-
-const STATUS_ABOUT: &str = "Retrieve the status of tracked items
-
-This command retrieves the status of the CIDs tracked by IPFS
-Cluster, including which member is pinning them and any errors.
-If one of several CIDs are provided, the status will be only fetched
-for a single item.  Metadata CIDs are included in the status response.
-
-When the --local flag is passed, it will only fetch the status from the
-contacted cluster peer. By default, status will be fetched from all peers.
-
-When the --filter flag is passed, it will only fetch the peer information
-where status of the pin matches at least one of the filter values (a comma
-separated list). The following are valid status values:
-
-cluster_error, pin_error, unpin_error, error, pinned, pinning, unpinning,
-unpinned, remote, pin_queued, unpin_queued, queued, sharded, unexpectedly_unpinned";
-
-const RECOVER_ABOUT: &str = "Recover tracked items in error state
-
-This command asks Cluster peers to re-track or re-forget CIDs in
-error state, usually because the IPFS pin or unpin operation has failed.
-
-When the --local flag is passed, it will only trigger recover
-operations on the contacted peer (as opposed to on every peer).";
-
-const PIN_LS_ABOUT: &str = "List items in the cluster pinset
-
-This command will list the CIDs which are tracked by IPFS Cluster and to
-which peers they are currently allocated. For IPFS-status information about
-the pins, use \"status\".
-
-The filter only takes effect when listing all pins. The possible values are:
-  - all (default)
-  - pin (normal pins, recursive or direct)
-  - meta-pin (sharded pins)
-  - clusterdag-pin (sharding-dag root pins)
-  - shard-pin (individual shard pins)";
 
 /// The `commands` listing: every command path, depth first, as upstream's `walkCommands`.
 pub fn command_tree(prog: &str) -> Vec<String> {

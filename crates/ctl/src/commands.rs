@@ -627,6 +627,10 @@ pub fn parse_cid(s: &str) -> Result<String, String> {
 /// `/ipfs/`, `/ipld/` paths need a CID first, `/ipns/` any name.
 pub fn ipfs_path(txt: &str) -> Result<String, String> {
     let bad = |e: String| format!("invalid path \"{txt}\": {e}");
+    if txt.is_empty() {
+        // Upstream reads a missing argument as the empty CID, so the path `/ipfs/`.
+        return Err("invalid path \"/ipfs/\": path does not have enough components".into());
+    }
     let parts: Vec<&str> = txt.split('/').collect();
     if !parts[0].is_empty() {
         // Upstream reads a bare CID as `/ipfs/<txt>` and names that path in errors.
@@ -656,7 +660,8 @@ pub fn ipfs_path(txt: &str) -> Result<String, String> {
 /// A peer ID in base58btc (`12D3KooW…`, `Qm…`) or CID form (`bafz…`, `k51…`).
 pub fn validate_peer_id(s: &str) -> Result<(), String> {
     if s.is_empty() {
-        return Err("empty peer ID".into());
+        // go-libp2p decodes anything not base58 as a CID; go-cid's words for "".
+        return Err("invalid cid: cid too short".into());
     }
     let bytes = if s.starts_with('1') || s.starts_with("Qm") {
         // go-multihash's FromB58String says this for any base58 failure.
@@ -858,6 +863,18 @@ mod tests {
         assert_eq!(
             ipfs_path("/ipfs/notacid").unwrap_err(),
             "invalid path \"/ipfs/notacid\": invalid cid: selected encoding not supported"
+        );
+    }
+
+    #[test]
+    fn empty_arguments_fail_in_upstreams_words() {
+        assert_eq!(
+            ipfs_path("").unwrap_err(),
+            "invalid path \"/ipfs/\": path does not have enough components"
+        );
+        assert_eq!(
+            validate_peer_id("").unwrap_err(),
+            "invalid cid: cid too short"
         );
     }
 

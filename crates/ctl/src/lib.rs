@@ -9,6 +9,7 @@ pub mod commands;
 pub mod error;
 pub mod format;
 pub mod graph;
+pub mod help;
 pub mod p2p;
 pub mod util;
 
@@ -51,20 +52,32 @@ pub async fn run_async(args: Vec<OsString>, stdout: &mut dyn Write, stderr: &mut
         })
         .unwrap_or_else(|| "ipfs-cluster-ctl".to_string());
     let args = urfave_compat_args(args);
+    let words: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if let Some(p) = help::flag_value_error(&prog, &words, VERSION)
+        .or_else(|| help::answer(&prog, &words, VERSION))
+    {
+        let _ = stdout.write_all(p.stdout.as_bytes());
+        let _ = stderr.write_all(p.stderr.as_bytes());
+        return p.code;
+    }
     let matches = match cli::Cli::command().try_get_matches_from(args.clone()) {
         Ok(m) => m,
-        Err(e) => return clap_error(e, &args, stdout, stderr),
+        Err(e) => return clap_error(e, &prog, &args, stdout, stderr),
     };
     let mut parsed = match cli::Cli::from_arg_matches(&matches) {
         Ok(c) => c,
-        Err(e) => return clap_error(e, &args, stdout, stderr),
+        Err(e) => return clap_error(e, &prog, &args, stdout, stderr),
     };
     if parsed.version {
         let _ = writeln!(stdout, "ipfs-cluster-ctl version {VERSION}");
         return 0;
     }
     let Some(cmd) = parsed.command.take() else {
-        let _ = write!(stdout, "{}", cli::Cli::command().render_help());
+        let _ = write!(stdout, "{}", help::page_for(&prog, &[], VERSION));
         return 0;
     };
     match cmd {
@@ -128,16 +141,20 @@ pub fn report(e: &CtlError, json: bool, stdout: &mut dyn Write, stderr: &mut dyn
 /// exit 1.
 fn clap_error(
     e: clap::Error,
+    prog: &str,
     args: &[OsString],
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> i32 {
     match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            let _ = write!(stdout, "{}", e.render());
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        | ErrorKind::MissingSubcommand => {
+            let path = command_path_before(args, "");
+            let _ = write!(stdout, "{}", help::page_for(prog, &path, VERSION));
             0
         }
-        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
+        ErrorKind::DisplayVersion => {
             let _ = write!(stdout, "{}", e.render());
             0
         }
@@ -156,7 +173,12 @@ fn clap_error(
             };
             let flag = arg.trim_start_matches('-');
             let flag = flag.split('=').next().unwrap_or(flag);
-            let _ = write!(stdout, "{}", incorrect_usage(args, &arg, flag));
+            let path = command_path_before(args, &arg);
+            let _ = write!(
+                stdout,
+                "{}",
+                help::incorrect_usage(prog, &path, flag, VERSION)
+            );
             1
         }
         _ => {
@@ -164,28 +186,6 @@ fn clap_error(
             1
         }
     }
-}
-
-/// urfave/cli v1's text for an undefined flag: a leaf command prints
-/// `Incorrect Usage: <err>` and its help; the app and command groups (`pin`, `peers`, …)
-/// print `Incorrect Usage. <err>` and their help. All on stdout.
-fn incorrect_usage(args: &[OsString], bad: &str, flag: &str) -> String {
-    let mut root = cli::Cli::command();
-    root.build();
-    let path = command_path_before(args, bad);
-    let mut cmd = &root;
-    for name in &path {
-        match cmd.find_subcommand(name) {
-            Some(sub) => cmd = sub,
-            None => break,
-        }
-    }
-    let leaf = !path.is_empty() && !cmd.has_subcommands();
-    let sep = if leaf { ":" } else { "." };
-    format!(
-        "Incorrect Usage{sep} flag provided but not defined: -{flag}\n\n{}",
-        cmd.clone().render_long_help()
-    )
 }
 
 /// The subcommand names given before the argument `bad` (args as rewritten by
@@ -375,13 +375,8 @@ mod tests {
     }
 
     fn help_of(path: &[&str]) -> String {
-        let mut root = cli::Cli::command();
-        root.build();
-        let mut cmd = &root;
-        for p in path {
-            cmd = cmd.find_subcommand(p).unwrap();
-        }
-        cmd.clone().render_long_help().to_string()
+        let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        help::page_for("ipfs-cluster-ctl", &path, VERSION)
     }
 
     #[test]

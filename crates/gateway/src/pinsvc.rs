@@ -88,8 +88,18 @@ async fn add(
     read_timeout: std::time::Duration,
 ) -> Result<api::PinStatus, ApiError> {
     let raw = crate::handlers::read_body(Some(body), MAX_BODY, read_timeout).await?;
-    let psa: api::PsaPin = serde_json::from_slice(&raw)
-        .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))?;
+    let psa: api::PsaPin = serde_json::from_slice(&raw).map_err(|e| {
+        // Go's json.Decoder words for a body that ends early (upstream decodes with it):
+        // `EOF` when there is no value at all, `unexpected EOF` inside one.
+        let why = if raw.iter().all(u8::is_ascii_whitespace) {
+            "EOF".to_string()
+        } else if e.is_eof() {
+            "unexpected EOF".to_string()
+        } else {
+            e.to_string()
+        };
+        ApiError::bad_request(format!("error decoding request body: {why}"))
+    })?;
     // [REC] upstream answers an empty 200 when `cid` is missing; we say what is wrong.
     let cid = psa
         .cid

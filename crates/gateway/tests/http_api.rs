@@ -719,6 +719,18 @@ async fn pinning_services_api() {
     assert!(r
         .text()
         .starts_with("{\"error\":{\"reason\":\"error decoding request body: "));
+    // A body that ends early, in Go's json.Decoder words as upstream answers.
+    for (body, why) in [("", "EOF"), (" \n", "EOF"), ("{\"cid\":", "unexpected EOF")] {
+        let r = post(body, "/pins").await;
+        assert_eq!(
+            (r.status.as_u16(), r.text()),
+            (
+                400,
+                format!("{{\"error\":{{\"reason\":\"error decoding request body: {why}\"}}}}\n")
+            ),
+            "{body:?}"
+        );
+    }
     let r = send(h.pinsvc, "PUT", "/pins", &[]).await;
     assert_eq!(r.status, 405);
     assert_eq!(send(h.pinsvc, "GET", "/health", &[]).await.status, 204);
