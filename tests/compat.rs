@@ -111,6 +111,9 @@ impl Peer {
     fn pinsvc(&self) -> String {
         format!("http://127.0.0.1:{}", self.ports.pinsvc)
     }
+    fn proxy(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.proxy)
+    }
 }
 
 /// One cluster: peers ordered by peer id (peers[i] is `peer_i`).
@@ -1281,6 +1284,57 @@ impl World {
     }
 }
 
+impl World {
+    /// One IPFS proxy request on both sides, to peer 0's proxy (which forwards to its Kubo
+    /// node, or answers itself on the routes it hijacks: pin/*, repo/stat, repo/gc, add).
+    /// `shape`: compare key layout and value types only, for answers that carry per-node
+    /// values (a node's keys, its repo sizes).
+    async fn proxy_call(
+        &self,
+        r: &mut Report,
+        method: &str,
+        path: &str,
+        cids: &[String],
+        shape: bool,
+    ) {
+        let mut got = Vec::new();
+        for which in [Impl::Ours, Impl::Upstream] {
+            let side = self.side(which);
+            let p = Vars { side, cids }.fill(&[path.to_string()]).remove(0);
+            let url = format!("{}{p}", side.peers[0].proxy());
+            let (st, body) = rest_call(&url, method, None).await;
+            let n = Norm::of(side).with_cids(cids);
+            let mut v = n.json(&body_json(&body));
+            if shape {
+                v = json_shape(&v);
+            }
+            got.push((st, v));
+        }
+        let key = format!("proxy {method} {path}");
+        r.count("IPFS proxy requests");
+        r.differ(
+            format!("{key} | status"),
+            &got[0].0.to_string(),
+            &got[1].0.to_string(),
+        );
+        r.differ_json(&key, "$", &got[0].1, &got[1].1);
+    }
+}
+
+/// A JSON value's shape: keys kept, strings and numbers replaced by their type, arrays
+/// by the shape of their first item.
+fn json_shape(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, x)| (k.clone(), json_shape(x))).collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().take(1).map(json_shape).collect()),
+        Value::String(_) => Value::String("<string>".into()),
+        Value::Number(_) => Value::String("<number>".into()),
+        other => other.clone(),
+    }
+}
+
 /// Stream items in a stable order: by cid (or id, or peer), then whole. A Pinning
 /// Services list (`{"count","results"}`) has its results sorted by request id.
 fn sort_stream(v: &mut Value) {
@@ -1801,6 +1855,27 @@ async fn cluster_checks(w: &World, r: &mut Report) {
         ("GET", "/health", false),
     ] {
         w.rest_on(r, m, p, all, s, true).await;
+    }
+
+    // --- The IPFS proxy: read-only calls and refused ones (no state changes) ------------
+    for (m, p, shape) in [
+        ("POST", "/api/v0/version", false),
+        ("GET", "/api/v0/version", false),
+        ("POST", "/api/v0/id", true),
+        ("POST", "/api/v0/pin/ls?arg={cid1}&type=recursive", false),
+        ("POST", "/api/v0/pin/ls?arg={cid12}", false),
+        ("POST", "/api/v0/pin/ls?arg=notacid", false),
+        ("POST", "/api/v0/pin/add?arg=notacid", false),
+        ("POST", "/api/v0/pin/add", false),
+        ("POST", "/api/v0/pin/rm?arg=notacid", false),
+        ("POST", "/api/v0/pin/rm?arg={cid12}", false),
+        ("POST", "/api/v0/pin/update?arg=notacid&arg={cid1}", false),
+        ("POST", "/api/v0/pin/update?arg={cid1}", false),
+        ("POST", "/api/v0/repo/stat?size-only=true", true),
+        ("POST", "/api/v0/block/stat?arg={cid1}", false),
+        ("POST", "/api/v0/nosuchcommand", false),
+    ] {
+        w.proxy_call(r, m, p, all, shape).await;
     }
 
     // --- After the mutations: the pinsets read alike (a) ----------------------------------

@@ -326,11 +326,7 @@ impl AuthThrottle {
         let now = std::time::Instant::now();
         let mut m = self.by_client.lock().unwrap();
         if m.len() >= MAX_TRACKED && !m.contains_key(client) {
-            if let Some(stalest) = m
-                .iter()
-                .min_by_key(|(_, f)| f.last)
-                .map(|(k, _)| k.clone())
-            {
+            if let Some(stalest) = m.iter().min_by_key(|(_, f)| f.last).map(|(k, _)| k.clone()) {
                 m.remove(&stalest);
             }
         }
