@@ -1,7 +1,7 @@
-//! Upstream's multi-peer behaviours (reference/cluster-internals.md §8: 1, 2, 3, 7, 8, 9,
+//! Upstream's multi-peer behaviours (docs/behaviours.md: 1, 2, 3, 7, 8, 9,
 //! 10, 11, 27, 28, 38) and the stop/kill scenario of issue 8, through REST and the ctl only,
 //! on ONE shared 5-peer cluster started by the real launcher (peers 1..4 join peer 0 with
-//! `--bootstrap`, shared secret, one Kubo node each, §8's short timings via env at init).
+//! `--bootstrap`, shared secret, one Kubo node each, upstream's short test timings via env at init).
 //!
 //! Starting the cluster costs 20–40 s, so it is started once (on its own thread and runtime)
 //! and the tests take turns through a mutex. A test that stops peers restarts them before it
@@ -25,7 +25,7 @@ use serde_json::Value;
 const N: usize = 5;
 const SECRET: &str = "b3a1c0ffee5eed0ddba11cafe0b0e5d1b3a1c0ffee5eed0ddba11cafe0b0e5d1";
 
-/// §8's timings, a little slower for a loaded 2-core machine (env overrides at init).
+/// Upstream's test timings, a little slower for a loaded 2-core machine (env overrides at init).
 const TIMINGS: &[(&str, &str)] = &[
     ("CLUSTER_MONITORPINGINTERVAL", "1s"),
     ("CLUSTER_PEERWATCHINTERVAL", "1s"),

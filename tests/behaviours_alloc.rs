@@ -1,4 +1,4 @@
-//! Allocation behaviours 13–23 and 34 of reference/cluster-internals.md §8, plus issue 4's
+//! Allocation behaviours 13–23 and 34 of docs/behaviours.md, plus issue 4's
 //! replication checks (100 pins through random peers; kill -9 of the leader's consensus
 //! service during a stream of pins), on 3- and 5-peer clusters started by the real launcher
 //! on loopback. Everything goes through REST (and the ctl where natural).
@@ -24,7 +24,7 @@ use serde_json::Value;
 // ---------------------------------------------------------------------------------------
 // The test kit's cluster, shared by the tests of a group.
 
-/// Timings as §8's harness, slowed a little for 2 shared cores.
+/// Timings as upstream's test harness, slowed a little for 2 shared cores.
 fn fast_env(repinning: bool) -> Vec<(&'static str, String)> {
     vec![
         ("CLUSTER_MONITORPINGINTERVAL", "2s".into()),
@@ -752,7 +752,7 @@ async fn d_b22_automatic_repinning() {
 
 static LEADER_LEAVES: Group = Group::new("leader_leaves", 1);
 
-/// 34: rmin=rmax=4 (repinning enabled as §8's harness): the leader pins 5 CIDs and removes
+/// 34: rmin=rmax=4 (repinning enabled as upstream's test harness): the leader pins 5 CIDs and removes
 /// itself; afterwards no pin lists it in its allocations, and its launcher exits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e_b34_leader_removes_itself_and_is_vacated() {

@@ -1,4 +1,4 @@
-//! Membership behaviours 30, 32, 33 and 35 of reference/cluster-internals.md §8 (issue 8,
+//! Membership behaviours 30, 32, 33 and 35 of docs/behaviours.md (issue 8,
 //! and issue 4's membership "Done when"), through REST on clusters started by the real
 //! launcher on loopback: joining one at a time and all at once (the pin made on peer 0
 //! before the joins reaches every peer), removing a peer (it stops), every peer removing

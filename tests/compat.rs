@@ -1267,7 +1267,7 @@ impl World {
             &got[0].0.to_string(),
             &got[1].0.to_string(),
         );
-        // Upstream's quirk (rest-api-and-ctl.md §15.1): after a 400 for a bad option it
+        // Upstream's quirk: after a 400 for a bad option it
         // still runs the request and writes a second document; we answer the 400 alone.
         let (ours, mut up) = (got[0].1.clone(), got[1].1.clone());
         if let (Value::Object(_), Value::Array(a)) = (&ours, &up) {
@@ -1829,8 +1829,8 @@ async fn cluster_checks(w: &World, r: &mut Report) {
     ] {
         w.rest(r, m, p, all, s).await;
     }
-    // Upstream still pins after a 400 for a bad option (its quirk, rest-api-and-ctl.md
-    // §15.1, which we do not copy): take cid8 out again on both so the states agree.
+    // Upstream still pins after a 400 for a bad option (its quirk,
+    // which we do not copy): take cid8 out again on both so the states agree.
     for side in [&w.ours, &w.up] {
         let _ = http(
             "DELETE",

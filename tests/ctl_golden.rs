@@ -1,8 +1,8 @@
 //! Golden-output tests of `ipfs-cluster-ctl` against a running cluster: every command's
-//! text output is compared line by line with upstream's formats (rest-api-and-ctl.md §12)
+//! text output is compared line by line with upstream's formats
 //! after real peer IDs, CIDs, ports and times are replaced by placeholders; every command's
-//! `--enc json` output is checked for 4-space indentation and upstream's field order (§9);
-//! error cases print upstream's text and exit code (§11.7).
+//! `--enc json` output is checked for 4-space indentation and upstream's field order;
+//! error cases print upstream's text and exit code.
 
 use std::{
     io::Write,
@@ -450,7 +450,7 @@ impl Cluster {
         order
     }
 
-    /// The text of a GlobalPinInfo (§12.2) for `cid_ph` with every peer in `status`.
+    /// The text of a GlobalPinInfo for `cid_ph` with every peer in `status`.
     fn gpi_text(&self, cid_ph: &str, name: &str, status: &str) -> String {
         let mut s = if name.is_empty() {
             format!("{cid_ph}:\n")
@@ -571,7 +571,7 @@ async fn golden_outputs_against_a_two_peer_cluster() {
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(n(&out.stdout), c.gpi_text("<B>", "opts", "PINNED"));
 
-    // --no-status prints the Pin (§12.3).
+    // --no-status prints the Pin.
     let out = c.ctl(&["pin", "add", "--no-status", &cid_c]).await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(
@@ -751,8 +751,8 @@ async fn golden_outputs_against_a_two_peer_cluster() {
     let v = c.ok_json(&["recover", &cid_a]).await;
     check_gpi(&v[0]);
 
-    // pin update: the new pin copies the source's options and the source stays pinned
-    // (§8.2); on the IPFS nodes the new CID is pinned (Kubo's pin/update where the old
+    // pin update: the new pin copies the source's options and the source stays pinned;
+    // on the IPFS nodes the new CID is pinned (Kubo's pin/update where the old
     // one was pinned).
     let out = c.ctl(&["pin", "update", "--wait", &cid_b, &cid_u]).await;
     assert_eq!(out.code, 0, "{out:?}");
@@ -1121,7 +1121,7 @@ async fn golden_outputs_against_a_two_peer_cluster() {
         c.ok(&["health", "graph", "--all-ipfs-peers"]).await,
         expected_graph
     );
-    // JSON encoding still prints dot (§11.5).
+    // JSON encoding still prints dot.
     assert_eq!(
         c.norm
             .apply(&c.ctl(&["--enc", "json", "health", "graph"]).await.stdout),

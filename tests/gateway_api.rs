@@ -1,5 +1,5 @@
 //! The REST gateway against running peers (real services, real Kubo nodes): every
-//! route of upstream's route table (rest-api-and-ctl.md §6.1) with its errors, the
+//! route of upstream's route table with its errors, the
 //! third-party JS and Python clients driven unmodified as subprocesses, TLS with Basic
 //! Auth and JWT, and a 50 MiB `add` whose root CID must equal the IPFS node's own.
 //! Two tests, each starting its own peers, so they run in parallel and stay fast.
@@ -625,7 +625,7 @@ async fn every_route_clients_and_big_add_on_two_peers() {
     let r = get(&format!("{rest}/health/alerts")).await;
     assert!(r.status == 200 && r.json().is_array(), "alerts: {}", r.body);
     let r = get(&format!("{rest}/health/bandwidth")).await;
-    // §9.12: keyed by protocol id, with real bytes (two connected peers gossip).
+    // Bandwidth is keyed by protocol id, with real bytes (two connected peers gossip).
     assert_eq!(r.status, 200, "bandwidth: {}", r.body);
     let bw = r.json();
     let table = bw.as_object().expect("bandwidth is an object");

@@ -1,4 +1,4 @@
-//! Observability end to end (docs/operations.md §3): one peer started with
+//! Observability end to end (docs/operations.md, Observability): one peer started with
 //! `daemon --stats --tracing` and a real IPFS node. A pin through REST moves real values on
 //! all four `/metrics` endpoints; one REST request's trace id (returned in the
 //! `traceparent` response header) shows up in the logs of all four services; a

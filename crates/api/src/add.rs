@@ -1,4 +1,4 @@
-//! Add parameters of `POST /add` (§8.3): `AddParams::from_query` parses them as upstream
+//! Add parameters of `POST /add`: `AddParams::from_query` parses them as upstream
 //! (pin options first, then layout, chunker, hash, format and the Go-style bools, with
 //! upstream's 400 texts) and `AddParams::to_query` writes them as the Go client does.
 use crate::query::QueryParams;

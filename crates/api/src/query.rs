@@ -1,4 +1,4 @@
-//! Pin options in query strings (§8.1): `PinOptions::from_query` parses them exactly as
+//! Pin options in query strings: `PinOptions::from_query` parses them exactly as
 //! upstream's REST API (same names, order of checks and 400 messages) and
 //! `PinOptions::to_query` writes them as the Go client does. Also the small pieces this
 //! needs: a Go-compatible URL query codec and Go's duration syntax (`1h30m`, `2m0s`).

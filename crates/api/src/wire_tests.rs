@@ -1,4 +1,4 @@
-//! Byte-for-byte round trips of the JSON examples in the wire spec (§9 and Appendix A),
+//! Byte-for-byte round trips of the JSON examples in the wire spec,
 //! with the spec's elided values (`QmA…`) replaced by real CIDs and peer IDs, plus the
 //! null-vs-[] rules on input and output.
 use serde::de::DeserializeOwned;
@@ -29,7 +29,7 @@ fn round_trip<T: Serialize + DeserializeOwned>(x: &str) -> T {
 
 #[test]
 fn pin_from_allocations() {
-    // §9.4 example (GET /allocations/<cid>)
+    // Upstream's example (GET /allocations/<cid>)
     let p: Pin = round_trip(
         r#"{"replication_factor_min":-1,"replication_factor_max":-1,"name":"","mode":"recursive","shard_size":0,"user_allocations":null,"expire_at":"0001-01-01T00:00:00Z","metadata":null,"pin_update":null,"origins":[],"cid":"$A","type":"pin","allocations":[],"max_depth":-1,"reference":null,"timestamp":"2024-05-01T10:20:30Z"}"#,
     );

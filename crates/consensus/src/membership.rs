@@ -1,4 +1,4 @@
-//! Membership changes made safe (issue 8, behaviours 29 and 31 of cluster-internals §8).
+//! Membership changes made safe (issue 8, behaviours 29 and 31 of docs/behaviours.md).
 //!
 //! A child module of `node` (declared there with `#[path]`) so it can use the node's
 //! private parts; `node.rs` only calls in here.

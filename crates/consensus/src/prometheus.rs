@@ -1,4 +1,4 @@
-//! The consensus service's Prometheus families (docs/operations.md §3), refreshed at
+//! The consensus service's Prometheus families (docs/operations.md, Observability), refreshed at
 //! scrape time from openraft's metrics watch and the store's applied state (the same
 //! sources as `Consensus.Stats`).
 

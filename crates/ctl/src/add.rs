@@ -1,6 +1,6 @@
 //! `add`: walks local paths (or stdin), streams them as the multipart body the Go client sends
-//! (§7.1: one part per directory/file, names query-escaped, directories before children),
-//! prints each AddedOutput as it arrives (§11.4) and optionally waits for the pin.
+//! (one part per directory/file, names query-escaped, directories before children),
+//! prints each AddedOutput as it arrives and optionally waits for the pin.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -140,7 +140,7 @@ pub fn part_header(boundary: &str, first: bool, part: &Part) -> String {
     )
 }
 
-/// The `/add` query (§8.3), keys sorted like Go's `url.Values.Encode`.
+/// The `/add` query, keys sorted like Go's `url.Values.Encode`.
 pub fn add_query(a: &AddArgs, wrap: bool, cid_version: i64, raw_leaves: bool) -> CtlResult<String> {
     let mut allocs = Vec::new();
     if !a.allocations.is_empty() {
@@ -185,7 +185,7 @@ pub fn add_query(a: &AddArgs, wrap: bool, cid_version: i64, raw_leaves: bool) ->
     Ok(encode_pairs(&pairs))
 }
 
-/// Runs `add` (§11.2, §11.4).
+/// Runs `add`.
 pub async fn add(
     ctx: &Ctx,
     a: AddArgs,

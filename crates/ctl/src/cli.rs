@@ -146,7 +146,7 @@ pub enum IpfsCmd {
     },
 }
 
-/// Flags shared by the commands that wait for a pin status (§11.3).
+/// Flags shared by the commands that wait for a pin status.
 #[derive(Debug, Args, Clone, Default)]
 pub struct WaitArgs {
     /// Prevents fetching pin status afterwards (faster, quieter)

@@ -1,6 +1,6 @@
 //! The REST client: HTTP/1.1 over TCP, TLS (rustls + ring) or a Unix socket, one connection
 //! per request, with Basic auth, an overall timeout and fail-over to the next `--host` address
-//! on connection-level errors (code 0), mirroring the Go client's error rules (§5.4).
+//! on connection-level errors (code 0), mirroring the Go client's error rules.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -356,7 +356,7 @@ impl Client {
     }
 
     /// A call returning an NDJSON stream: each value goes to `on_item` as it arrives; the
-    /// `X-Stream-Error` trailers become a code-500 error afterwards (§5.2).
+    /// `X-Stream-Error` trailers become a code-500 error afterwards.
     pub async fn stream(
         &self,
         method: Method,

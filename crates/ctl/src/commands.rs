@@ -1,5 +1,5 @@
-//! Command actions: each one makes upstream's REST call(s) (§11.2) and prints the result in
-//! the chosen encoding. Pin/unpin/update share the post-processing of §11.3 (wait / status).
+//! Command actions: each one makes upstream's REST call(s) and prints the result in
+//! the chosen encoding. Pin/unpin/update share the post-processing (wait / status).
 
 use std::io::Write;
 use std::time::Duration;
@@ -389,7 +389,7 @@ pub fn decode<T: DeserializeOwned>(v: &Value) -> CtlResult<T> {
     })
 }
 
-/// §11.3: after a pin, unpin or update: optionally wait, then print the Pin or the status.
+/// After a pin, unpin or update: optionally wait, then print the Pin or the status.
 pub async fn handle_pin_response(
     ctx: &Ctx,
     w: &WaitArgs,
@@ -439,7 +439,7 @@ pub async fn handle_pin_response(
     Ok(())
 }
 
-/// Polls the status every second until `target` is reached (§11.3). `--wait-timeout` applies
+/// Polls the status every second until `target` is reached. `--wait-timeout` applies
 /// when longer than 1 s and ends with exit 62.
 pub async fn wait_for(
     ctx: &Ctx,
@@ -741,7 +741,7 @@ pub fn tracker_status_bits(s: &str) -> u32 {
         .fold(0, |a, b| a | b)
 }
 
-/// How the Go client writes a status filter (§9.1): a single name when exact, otherwise
+/// How the Go client writes a status filter: a single name when exact, otherwise
 /// every name sharing a bit (composites included).
 pub fn tracker_filter_string(bits: u32) -> String {
     if bits == 0 {

@@ -1,4 +1,4 @@
-//! The two kinds of failure upstream's ctl distinguishes (§11.7): an API error (printed on
+//! The two kinds of failure upstream's ctl distinguishes: an API error (printed on
 //! stdout as an error block; exit 1 when the request never completed, code 0, else 2) and a
 //! local error (printed on stderr as `error <doing>: <err>`; exit 1, 62 on deadline, 125 on
 //! cancel).

@@ -1,4 +1,4 @@
-//! Text (`--enc text`, §12) and JSON (`--enc json`, §11.5) renderings of API objects. Objects
+//! Text (`--enc text`) and JSON (`--enc json`) renderings of API objects. Objects
 //! arrive as `serde_json::Value` (field order preserved), so JSON output mirrors the server
 //! exactly as upstream's decode/re-encode does, and text output reads fields leniently.
 
@@ -66,7 +66,7 @@ pub fn json_pretty<T: Serialize + ?Sized>(v: &T) -> String {
     out
 }
 
-/// §12.1: `id` and each `peers ls` entry.
+/// `id` and each `peers ls` entry.
 pub fn id(v: &Value) -> String {
     let pid = s(v, "id");
     let err = s(v, "error");
@@ -104,7 +104,7 @@ pub fn id(v: &Value) -> String {
     out
 }
 
-/// §12.2: GlobalPinInfo (`status`, `recover`, after pin/unpin).
+/// GlobalPinInfo (`status`, `recover`, after pin/unpin).
 pub fn global_pin_info(v: &Value) -> String {
     let name = s(v, "name");
     let mut out = cid_str(v, "cid");
@@ -156,7 +156,7 @@ fn date_time(t: &str) -> String {
         .unwrap_or_else(|| t.to_string())
 }
 
-/// §12.3: Pin (`pin ls`, `pin add --no-status`).
+/// Pin (`pin ls`, `pin add --no-status`).
 pub fn pin(v: &Value) -> String {
     let mut typ = s(v, "type").to_uppercase();
     if s(v, "mode") == "direct" {
@@ -206,7 +206,7 @@ pub fn pin(v: &Value) -> String {
     out
 }
 
-/// §12.5: one AddedOutput line.
+/// One AddedOutput line.
 pub fn added_output(v: &Value, quiet: bool) -> String {
     if quiet {
         format!("{}\n", cid_str(v, "cid"))
@@ -215,12 +215,12 @@ pub fn added_output(v: &Value, quiet: bool) -> String {
     }
 }
 
-/// §12.4
+/// One peer's line of a `--enc text` list.
 pub fn version(v: &Value) -> String {
     format!("{}\n", s(v, "version"))
 }
 
-/// §12.6: one metric line, `now` in unix ns.
+/// One metric line, `now` in unix ns.
 pub fn metric(v: &Value, now: i128) -> String {
     let name = s(v, "name");
     let weight = i(v, "weight");
@@ -237,7 +237,7 @@ pub fn metric(v: &Value, now: i128) -> String {
     )
 }
 
-/// §12.7: one alert line.
+/// One alert line.
 pub fn alert(v: &Value, now: i128) -> String {
     let expire = v.get("expire").and_then(Value::as_i64).unwrap_or(0) as i128;
     let triggered = crate::util::time_ns(s(v, "triggered_at"));
@@ -250,7 +250,7 @@ pub fn alert(v: &Value, now: i128) -> String {
     )
 }
 
-/// §12.8: bandwidth by protocol, sorted.
+/// Bandwidth by protocol, sorted.
 pub fn bandwidth(v: &Value) -> String {
     let mut out = String::new();
     if let Some(map) = v.as_object() {
@@ -273,7 +273,7 @@ pub fn bandwidth(v: &Value) -> String {
     out
 }
 
-/// §12.9: GlobalRepoGC.
+/// GlobalRepoGC.
 pub fn repo_gc(v: &Value) -> String {
     let mut out = String::new();
     let Some(map) = v.get("peer_map").and_then(Value::as_object) else {
@@ -313,7 +313,7 @@ pub fn repo_gc(v: &Value) -> String {
     out
 }
 
-/// §12.11 / §11.7: the error block printed on stdout.
+/// The error block printed on stdout.
 pub fn error_text(e: &ApiError) -> String {
     format!(
         "An error occurred:\n  Code: {}\n  Message: {}\n",

@@ -1,5 +1,5 @@
 //! `health graph`: renders a ConnectGraph as the graphviz dot file upstream's go-dot writer
-//! produces (§12.10), byte for byte, including the missing final newline.
+//! produces, byte for byte, including the missing final newline.
 
 use std::collections::BTreeMap;
 

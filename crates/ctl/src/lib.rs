@@ -116,7 +116,7 @@ pub async fn run_async(args: Vec<OsString>, stdout: &mut dyn Write, stderr: &mut
     }
 }
 
-/// Prints an error the way upstream does and returns its exit code (§11.7).
+/// Prints an error the way upstream does and returns its exit code.
 pub fn report(e: &CtlError, json: bool, stdout: &mut dyn Write, stderr: &mut dyn Write) -> i32 {
     match e {
         CtlError::Api(a) => {

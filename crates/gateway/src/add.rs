@@ -1,4 +1,4 @@
-//! `POST /add` (§7): a multipart upload turned into a UnixFS DAG with Kubo's CIDs, its
+//! `POST /add`: a multipart upload turned into a UnixFS DAG with Kubo's CIDs, its
 //! blocks stored on the destination peers' IPFS through their ipfs connectors
 //! (`Transport.CallMany(..., IpfsConnector.BlockPut)`), then cluster-pinned (recursive).
 //! Output is NDJSON of AddedOutput in upstream's order (files as they complete, then

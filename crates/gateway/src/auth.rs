@@ -1,4 +1,4 @@
-//! Authentication as upstream's `api/common` (§3): Basic credentials, then Bearer JWTs
+//! Authentication as upstream's `api/common`: Basic credentials, then Bearer JWTs
 //! (HMAC, issuer = user, key = that user's password). Unlike upstream, a user with an
 //! empty password can neither log in nor have tokens accepted or issued: upstream lets
 //! anyone forge an HS256 token with an empty key for such a user.

@@ -1,4 +1,4 @@
-//! `POST /add?format=car` (§7.1): reading a CARv1 upload as it streams in. The header's
+//! `POST /add?format=car`: reading a CARv1 upload as it streams in. The header's
 //! DAG-CBOR `{roots, version}` is decoded by a minimal CBOR reader (only what a CAR
 //! header holds), then each `varint | CID | block` frame is checked (the block must hash
 //! to its CID) and handed back; add.rs stores it through the ipfs connectors and pins the

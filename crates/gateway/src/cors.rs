@@ -1,4 +1,4 @@
-//! CORS as rs/cors 1.11.1 configured by upstream (§4): preflights answered here with 204,
+//! CORS as rs/cors 1.11.1 configured by upstream: preflights answered here with 204,
 //! actual requests decorated when the origin and method are allowed.
 
 use http::{header, HeaderMap, HeaderValue, Method};

@@ -1,5 +1,5 @@
 //! One function per REST route: validate the path and query exactly as upstream (single
-//! 400 and no side effect on bad input, the [REC] of §6.2), call the backends, and shape
+//! 400 and no side effect on bad input, as upstream recommends), call the backends, and shape
 //! the answer with `model` and `reply`.
 
 use bytes::Bytes;
@@ -230,7 +230,7 @@ pub fn token(
     Ok(reply::ok_json(&serde_json::json!({ "token": t })))
 }
 
-/// Builds the pin from the query and commits it. Honours `mode` (the [REC] of §6.3).
+/// Builds the pin from the query and commits it. Honours `mode` (as upstream recommends).
 async fn pin_cid(ctx: &Ctx, c: api::Cid, q: &Query) -> Result<Resp, ApiError> {
     let requested = api::Pin::new_data(c, q.pin_options()?);
     let committed = ctx.backends.pin(requested.clone().into()).await?;

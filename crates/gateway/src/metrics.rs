@@ -1,7 +1,7 @@
 //! The gateway's view of the cluster's metrics: it follows the transport's
 //! `monitor.metrics` broadcast (prost-encoded `Metric`), keeps the latest metric per
 //! (name, peer), and raises an alert once when a peer's latest valid metric expires
-//! (upstream's pubsubmon checker, §6.4). Serves `/monitor/metrics*` and `/health/alerts`,
+//! (upstream's pubsubmon checker). Serves `/monitor/metrics*` and `/health/alerts`,
 //! and the cached ping metric gives names of peers that cannot be asked directly.
 
 use std::{

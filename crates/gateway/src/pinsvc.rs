@@ -1,4 +1,4 @@
-//! The IPFS Pinning Services API (§10) on its own listener: the request ID is the CID,
+//! The IPFS Pinning Services API on its own listener: the request ID is the CID,
 //! pins are regular cluster pins (recursive, default replication), statuses are the
 //! cluster-wide status mapped to queued/pinning/pinned/failed. The shared stack (auth,
 //! CORS, headers, TLS, limits) is in `server`; errors are `{"error":{"reason":...}}`.

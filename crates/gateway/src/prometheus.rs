@@ -1,4 +1,4 @@
-//! The gateway's Prometheus families and per-request tracing (docs/operations.md §3):
+//! The gateway's Prometheus families and per-request tracing (docs/operations.md, Observability):
 //! API requests by route template (never the CID) with their latency, and, with tracing
 //! on, a W3C trace per HTTP request — continued from the client's `traceparent` header
 //! if it sent one — carried into every internal gRPC call, logged with `trace_id`, and

@@ -37,7 +37,7 @@ impl Query {
         self.get(key) == "true"
     }
 
-    /// Pin options (§8.1) with upstream's 400 messages.
+    /// Pin options with upstream's 400 messages.
     pub fn pin_options(&self) -> Result<api::PinOptions, ApiError> {
         api::PinOptions::from_query(&self.raw).map_err(|e| ApiError::bad_request(e.0))
     }

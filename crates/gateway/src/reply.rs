@@ -203,7 +203,7 @@ const STREAM_QUEUE: usize = 8;
 /// as the source has nothing ready, so a slow source still streams item by item.
 const FRAME_TARGET: usize = 64 * 1024;
 
-/// Upstream's `StreamResponse` (§5.2).
+/// Upstream's `StreamResponse`.
 pub async fn ndjson<S, T>(events: S) -> Response<Body>
 where
     S: Stream<Item = Event<T>> + Send + 'static,

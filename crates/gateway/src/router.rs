@@ -4,7 +4,7 @@
 
 use http::Method;
 
-/// Every REST route of upstream v1.1.6 (§6.1), numbered as in the table.
+/// Every REST route of upstream v1.1.6, numbered as in the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Id,

@@ -182,7 +182,7 @@ async fn upstream_errors() {
         r.text()
     );
     assert_eq!(r.headers["x-custom"], "yes");
-    // A bad option is a single 400 and nothing is pinned (the [REC] of §6.2).
+    // A bad option is a single 400 and nothing is pinned (as upstream recommends).
     let r = send(
         h.rest,
         "POST",

@@ -1,4 +1,4 @@
-//! Informers (cluster-internals.md §6.2, §1.13): measure this peer and publish the
+//! Informers: measure this peer and publish the
 //! metrics on the transport's `monitor.metrics` broadcast (prost-encoded `Metric`), each
 //! every half of its TTL, with upstream's names. Invalid metrics are never published.
 

@@ -229,7 +229,7 @@ impl PinKind {
     }
 }
 
-/// Timeouts of the client (§4.6).
+/// Timeouts of the client.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub request: Duration,

@@ -5,7 +5,7 @@
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
-/// Upstream defaults (cluster-internals.md §3.8, §4.6, §6.2).
+/// Upstream defaults.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// `ipfs_connector.ipfshttp.node_multiaddress`.

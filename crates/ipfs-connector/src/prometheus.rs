@@ -1,4 +1,4 @@
-//! The IPFS connector's Prometheus families (docs/operations.md §3): the pin tracker's
+//! The IPFS connector's Prometheus families (docs/operations.md, Observability): the pin tracker's
 //! queues (the tracker's counters, at scrape time), items in error and the pins this peer
 //! holds (status passes, cached for `PASS_CACHE`), and Kubo RPC
 //! requests with their latency (recorded by `Kubo::post`). All no-ops when metrics are off.

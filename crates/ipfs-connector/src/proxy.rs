@@ -1,4 +1,4 @@
-//! The IPFS proxy (upstream api/ipfsproxy, cluster-internals.md §5): looks like the Kubo
+//! The IPFS proxy (upstream api/ipfsproxy): looks like the Kubo
 //! RPC API; `pin/add`, `pin/rm` and `pin/ls` become cluster operations on the local
 //! consensus, `pin/update` becomes a cluster pin update, `add` / `block/put?pin=true` /
 //! `dag/put?pin=true` are forwarded to the daemon and every resulting root is pinned
@@ -65,7 +65,7 @@ enum Route<'a> {
     DagPut,
 }
 
-/// Upstream's routing (§5.1): only POST/GET/PUT under `/api/v0/` are hijacked.
+/// Upstream's routing: only POST/GET/PUT under `/api/v0/` are hijacked.
 fn route<'a>(method: &Method, path: &'a str, query: &str) -> Option<Route<'a>> {
     if !matches!(*method, Method::POST | Method::GET | Method::PUT) {
         return None;

@@ -1,5 +1,4 @@
-//! Headers of hijacked answers, as upstream's api/ipfsproxy/headers.go
-//! (cluster-internals.md §5.2): browsers talking to the proxy must see the same CORS
+//! Headers of hijacked answers, as upstream's api/ipfsproxy/headers.go: browsers talking to the proxy must see the same CORS
 //! headers the daemon would have sent. (1) `Access-Control-Allow-Origin`, `Vary` and
 //! `Access-Control-Allow-Credentials` come from a fresh OPTIONS preflight to the daemon
 //! at the same path with the client's `Origin`; (2) `Access-Control-Expose-Headers` plus

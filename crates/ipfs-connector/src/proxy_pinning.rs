@@ -1,4 +1,4 @@
-//! The proxy routes that need more than one call (cluster-internals.md §5.1): `add`,
+//! The proxy routes that need more than one call: `add`,
 //! `block/put?pin=true` and `dag/put?pin=true` go to the daemon and the CIDs they produce
 //! are then pinned through the cluster (so they land on the allocated peers, not only
 //! here); `repo/stat` and `repo/gc` run on every cluster member through the transport.

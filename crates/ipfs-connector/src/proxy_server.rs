@@ -1,4 +1,4 @@
-//! How the IPFS proxy listens (cluster-internals.md §5.3), the way upstream's Go
+//! How the IPFS proxy listens, the way upstream's Go
 //! `http.Server` does: every `listen_multiaddress`, `read_timeout` (whole request),
 //! `read_header_timeout`, `write_timeout` (handler + answer), `idle_timeout` (keep-alive
 //! connections with nothing in flight) and `max_header_bytes`, plus the access log around

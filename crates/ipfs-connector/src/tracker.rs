@@ -1,4 +1,4 @@
-//! The pin tracker (upstream pintracker/stateless + optracker, cluster-internals.md §3):
+//! The pin tracker (upstream pintracker/stateless + optracker):
 //! the shared pinset fed by `Consensus.Watch` kept on disk (`store.rs`, never loaded
 //! whole), and so are the operations and their three bounded queues (priority pins, pins,
 //! unpins): memory holds only a small read-ahead of each queue and the items the
@@ -493,7 +493,7 @@ impl Tracker {
 
     // ---------------------------------------------------------------- operations
 
-    /// Track (§3.3): meta pins ignored; remote pins are unpinned here; others queued.
+    /// Track: meta pins ignored; remote pins are unpinned here; others queued.
     fn track(&self, w: &mut OpsWriter<'_>, pin: Pin) -> Result<bool, StoreError> {
         if pin.r#type == PinType::Meta as i32 {
             return Ok(false);
@@ -769,7 +769,7 @@ impl Tracker {
         )
     }
 
-    /// The pin algorithm (§4.3).
+    /// The pin algorithm.
     async fn pin_on_ipfs(&self, pin: &Pin, cancel: &CancellationToken) -> Result<(), KuboError> {
         let want = if pin.max_depth == 0 {
             PinKind::Direct
@@ -923,7 +923,7 @@ impl Tracker {
         .await
     }
 
-    /// Status(cid) (§3.4), checking the daemon for items believed pinned.
+    /// Status(cid), checking the daemon for items believed pinned.
     pub async fn status(&self, cid: &str) -> Result<PinInfo, KuboError> {
         let key = parse_cid(cid)?.to_string();
         let (op, stored) = self.stored_op_and_pin(&key).await?;
@@ -970,7 +970,7 @@ impl Tracker {
         Ok(info)
     }
 
-    /// StatusAll(filter) (§3.5), sent to `out` as produced. `filter` 0 = all. The state
+    /// StatusAll(filter), sent to `out` as produced. `filter` 0 = all. The state
     /// and the operations are streamed from the store in chunks (never held whole).
     pub async fn status_all(
         &self,
@@ -1116,7 +1116,7 @@ impl Tracker {
 
     // ---------------------------------------------------------------- recover
 
-    /// Recover(cid) (§3.6): re-queues pin_error / unexpectedly_unpinned / unpin_error.
+    /// Recover(cid): re-queues pin_error / unexpectedly_unpinned / unpin_error.
     pub async fn recover(&self, cid: &str) -> Result<PinInfo, KuboError> {
         let info = self.status(cid).await?;
         self.recover_info(info, false).await

@@ -1,5 +1,5 @@
 //! The IPFS proxy's HTTP behaviour against an in-process fake daemon (a few lines of
-//! hyper, not a Kubo imitation): §5.2 header handling (CORS from a fresh preflight,
+//! hyper, not a Kubo imitation): header handling (CORS from a fresh preflight,
 //! extracted headers cached for the TTL, our Content-Type/Server), reverse-proxy header
 //! handling (hop-by-hop, X-Forwarded-For), the access log file, `max_header_bytes`,
 //! `read_header_timeout`, `idle_timeout`, `write_timeout` and every listen address.

@@ -1,4 +1,4 @@
-//! The transport's Prometheus families (docs/operations.md §3): connected cluster peers
+//! The transport's Prometheus families (docs/operations.md, Observability): connected cluster peers
 //! (read through our own `Transport.Peers` at scrape time) and outgoing peer calls with
 //! their latency (recorded by `TransportService::call_one`).
 

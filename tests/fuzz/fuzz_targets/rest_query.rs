@@ -1,5 +1,5 @@
-//! REST query strings as the gateway reads them: Go's url.Values decoding, pin options
-//! (§8.1), add parameters, the `?filter=` status and allocation filters and Go durations.
+//! REST query strings as the gateway reads them: Go's url.Values decoding, pin options,
+//! add parameters, the `?filter=` status and allocation filters and Go durations.
 //! Besides "never panics", checks that what we print we can read back: pin options and
 //! add parameters survive `to_query` -> `from_query`; a status filter's query string
 //! reads back to at least the same statuses.
