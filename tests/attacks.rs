@@ -1,4 +1,4 @@
-//! Attacks from outside, through the real binaries and public endpoints only (issue 16).
+//! Attacks from outside, through the real binaries and public endpoints only (docs/security.md).
 //!
 //! The victim is a peer started by the real launcher (`ipfs-cluster-service daemon`). The
 //! attacker holds the cluster secret but is not a member: it runs a bare
@@ -1298,7 +1298,7 @@ fn listening_ports(pids: &BTreeSet<u32>) -> BTreeSet<u16> {
     ports
 }
 
-/// Issue 17 item 10 with hole 3: the gateway opened a loopback HTTP listener on a random
+/// Every listening port declared (hole 3 of docs/security.md): the gateway opened a loopback HTTP listener on a random
 /// port (the target of the transport's /libp2p-http tunnel) that service.json does not
 /// declare, an endpoint no operator knew to firewall. Now tunnelled streams go through
 /// the gateway's internal gRPC and are served in-process: every port a peer's processes

@@ -1,5 +1,5 @@
 //! Upstream's multi-peer behaviours (docs/behaviours.md: 1, 2, 3, 7, 8, 9,
-//! 10, 11, 27, 28, 38) and the stop/kill scenario of issue 8, through REST and the ctl only,
+//! 10, 11, 27, 28, 38) and a stop/kill scenario, through REST and the ctl only,
 //! on ONE shared 5-peer cluster started by the real launcher (peers 1..4 join peer 0 with
 //! `--bootstrap`, shared secret, one Kubo node each, upstream's short test timings via env at init).
 //!
@@ -842,7 +842,7 @@ fn b28_connect_graph() {
     });
 }
 
-/// Issue 8: stop one peer (SIGTERM) and kill another (SIGKILL, launcher and services):
+/// Stop one peer (SIGTERM) and kill another (SIGKILL, launcher and services):
 /// status shows both as `cluster_error` with peername and IPFS ID, pins stay available on
 /// the others, nothing is re-allocated (disable_repinning defaults to true), and both
 /// rejoin on a plain restart and catch up with a pin made while they were down.

@@ -1,4 +1,4 @@
-//! Allocation behaviours 13–23 and 34 of docs/behaviours.md, plus issue 4's
+//! Allocation behaviours 13–23 and 34 of docs/behaviours.md, plus the allocation
 //! replication checks (100 pins through random peers; kill -9 of the leader's consensus
 //! service during a stream of pins), on 3- and 5-peer clusters started by the real launcher
 //! on loopback. Everything goes through REST (and the ctl where natural).

@@ -1,4 +1,4 @@
-//! Membership behaviours 29, 31 and 36 of docs/behaviours.md (issue 8),
+//! Membership behaviours 29, 31 and 36 of docs/behaviours.md,
 //! through REST on peers started by the real launcher on loopback:
 //!
 //! - 29: five independent single-peer clusters; peer 0 adds the others one by one with

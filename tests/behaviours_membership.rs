@@ -1,10 +1,10 @@
-//! Membership behaviours 30, 32, 33 and 35 of docs/behaviours.md (issue 8,
-//! and issue 4's membership "Done when"), through REST on clusters started by the real
+//! Membership behaviours 30, 32, 33 and 35 of docs/behaviours.md
+//! and the membership checks), through REST on clusters started by the real
 //! launcher on loopback: joining one at a time and all at once (the pin made on peer 0
 //! before the joins reaches every peer), removing a peer (it stops), every peer removing
 //! itself in turn (also the leader) until the last one, which cannot, and a join through the
 //! address of a peer that is gone (the joiner keeps trying and never becomes a cluster of
-//! its own; issue 14 replaced "gives up and exits non-zero").
+//! its own; ours keeps trying where upstream gives up and exits non-zero).
 //!
 //! Harness copied (trimmed) from tests/consensus_cluster.rs: tests/src/lib.rs is shared.
 
@@ -117,7 +117,7 @@ fn b33_each_peer_removes_itself() {
 
 /// 30: joining through the address of a peer that was shut down does not succeed, and the
 /// joiner never starts a cluster of its own. Upstream's daemon then exits after its ready
-/// timeout; since issue 14 ours keeps retrying with backoff (a compose stack starts every
+/// timeout; ours keeps retrying with backoff (a compose stack starts every
 /// peer at once, so the bootstrap peer is often not up yet), one log line per try, well past
 /// the old deadline (wait_for_leader_timeout + 5 s), until the operator stops it — which
 /// then works at once and cleanly. tests/join_dns.rs shows such a joiner joining once its

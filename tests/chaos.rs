@@ -1,4 +1,4 @@
-//! Fault injection (issue 9): real clusters (one Kubo node per peer, every peer started
+//! Fault injection (docs/chaos.md): real clusters (one Kubo node per peer, every peer started
 //! by the real launcher) under a steady stream of pins and unpins of identity-hash CIDs
 //! while services are SIGKILLed, peers SIGSTOPped, IPFS nodes stopped or killed, the network is
 //! partitioned with network namespaces, and the disk fills up or a store file is truncated.

@@ -1,4 +1,4 @@
-//! Issue 4's multi-process "Done when" for consensus, through REST on clusters started by
+//! Multi-process checks of consensus, through REST on clusters started by
 //! the real launcher on loopback: 100 pins committed through random peers appear on every
 //! peer with identical allocations and unpinning them all empties every state (3 and 5
 //! peers); kill -9 of the leader's consensus service in the middle of a stream of pins

@@ -1,4 +1,4 @@
-//! Issue 19, phase "crdt mode runs": clusters of `init --consensus crdt` peers started by
+//! crdt mode: clusters of `init --consensus crdt` peers started by
 //! the real launcher on loopback, each peer with its own Kubo node.
 //!
 //! * A pin through peer 0 appears with its allocations on peers 1 and 2 and is pinned on

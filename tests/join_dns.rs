@@ -1,4 +1,4 @@
-//! Issue 14, item 5: joining through DNS multiaddresses, and a join that keeps trying.
+//! Joining through DNS multiaddresses, and a join that keeps trying.
 //!
 //! Real launchers (`ipfs-cluster-service daemon`) on loopback, two peers each:
 //!

@@ -1,4 +1,4 @@
-//! A real network partition of a running cluster (issue 17 item 8): three peers, each with
+//! A real network partition of a running cluster: three peers, each with
 //! its own Kubo node, in network namespaces (the test kit's `Cluster::start_in_netns`).
 //! The test asks the peers who leads, cuts exactly that peer off the network, and checks
 //! what a client talking to it gets: a refusal naming the cause, within the election

@@ -4,7 +4,7 @@
 //! (its `Members` drive the trust policy, rewritten between two calls, and its call count
 //! proves the transport asks nothing else; a real raft cluster cannot be re-membered at
 //! will), and a Gateway double (`Id`/`Info`) as the "local test service" that peer calls
-//! reach, which counts the calls that got through. Covers issue 3's "Done when": connect + list, peer calls, secrets, junk on the
+//! reach, which counts the calls that got through. Covers: connect + list, peer calls, secrets, junk on the
 //! swarm port, the allow-list, broadcast, and the peerstore across a restart.
 
 use std::{

@@ -1,4 +1,4 @@
-//! `ipfs-cluster-bench`: the whole-peer benchmark of issue 10. `run` starts real peers
+//! `ipfs-cluster-bench`: the whole-peer benchmark (docs/benchmarks.md). `run` starts real peers
 //! (release binaries through the real launcher), a Kubo node and a hello-world
 //! ceiling, measures, and rewrites its sections of docs/benchmarks.md; `hello` is the
 //! ceiling server itself (run as a child process).
@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "ipfs-cluster-bench",
-    about = "Whole-peer benchmarks (issue 10); writes docs/benchmarks.md"
+    about = "Whole-peer benchmarks; writes docs/benchmarks.md"
 )]
 struct Cli {
     #[command(subcommand)]

@@ -1,4 +1,4 @@
-//! The whole-peer scenarios of issue 10 (figures 1, 3, 4, 5, 7), in one run so the hello-
+//! The whole-peer scenarios, in one run so the hello-
 //! world ceiling and the peers are measured by the same generator on the same machine
 //! state. Each scenario adds figures (compared with their targets) and detail lines.
 
@@ -428,7 +428,7 @@ async fn crash_restart(peer: &PeerDir, proc: &mut Proc) -> Result<Instant> {
     Ok(t0)
 }
 
-/// Item 14 of issue 17: the ingest run checks its own results. Every acknowledged
+/// The ingest run checks its own results. Every acknowledged
 /// `POST /pins/{cid}` must be in every peer's `GET /allocations` at once (an answer means
 /// committed), and pinned on IPFS once the connectors have worked through their queues
 /// (inline CIDs: Kubo pins them without fetching). The run fails otherwise; it also fails

@@ -31,7 +31,7 @@ pub struct RaftConfig {
     pub data_folder: String,
     pub datastore_namespace: String,
     /// Upstream's key, which upstream honours in `consensus.crdt` only; here also in raft
-    /// mode (issue 16, hole 8): `None` (absent, or containing "*") = any holder of the
+    /// mode (docs/security.md, hole 8): `None` (absent, or containing "*") = any holder of the
     /// cluster secret may join, as upstream; otherwise only these peers may join and stay
     /// members. Written back only when set.
     pub trusted_peers: Option<Vec<PeerId>>,

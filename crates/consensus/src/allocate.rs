@@ -10,7 +10,7 @@ use std::{
 use ipfs_cluster_proto::types::v1::{Metric, Pin};
 
 /// The latest metric per (name, peer), as received from the transport's broadcast.
-/// Bounded: the transport passes only small metrics about members (issue 16, hole 6), and
+/// Bounded: the transport passes only small metrics about members (docs/security.md, hole 6), and
 /// this store still refuses oversized ones and keeps at most `MAX_METRICS` entries.
 #[derive(Default)]
 pub struct MetricStore {

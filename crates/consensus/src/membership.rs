@@ -1,4 +1,4 @@
-//! Membership changes made safe (issue 8, behaviours 29 and 31 of docs/behaviours.md).
+//! Membership changes made safe (behaviours 29 and 31 of docs/behaviours.md).
 //!
 //! A child module of `node` (declared there with `#[path]`) so it can use the node's
 //! private parts; `node.rs` only calls in here.
@@ -26,7 +26,7 @@
 //!   A target that cannot be reached is asked again until the commit timeout and then the
 //!   add fails: it is never added unprepared. As a second line, a one-peer cluster refuses
 //!   raft traffic from any other node (`Node::refuse_foreign_leader`).
-//! * **Sender identity** (issue 16). Raft calls from other peers carry the sender's
+//! * **Sender identity** (docs/security.md). Raft calls from other peers carry the sender's
 //!   verified peer id (`ipfs_cluster_proto::Caller`). A staging peer remembers the leader
 //!   whose `PrepareAdd` it answered and takes raft traffic from that leader only (another
 //!   preparer is refused while that add may still run); `PrepareAdd` must name its sender.
@@ -685,7 +685,7 @@ mod tests {
         }
     }
 
-    /// Issue 16: a joiner asks its bootstrap peer who leads before it joins, and takes
+    /// A joiner asks its bootstrap peer who leads before it joins, and takes
     /// `PrepareAdd` from that leader only: a secret holder answering first cannot take the
     /// join over; the real join then completes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -820,7 +820,7 @@ mod tests {
         }
     }
 
-    /// Issue 16 hole 1: a peer holding the secret but not a member sends a one-peer
+    /// Hole 1 of docs/security.md: a peer holding the secret but not a member sends a one-peer
     /// cluster the forwarded writes that used to be executed: each is refused and nothing
     /// changes (the pin stays, the peer is not removed, not reset, still leads).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -68,7 +68,7 @@ pub struct Options {
     pub watch_buffer: usize,
     /// Start without bootstrapping: wait to be added by a leader (upstream's staging).
     pub staging: bool,
-    /// `consensus.raft.trusted_peers` (issue 16, hole 8): `None` = anyone with the secret
+    /// `consensus.raft.trusted_peers` (docs/security.md, hole 8): `None` = anyone with the secret
     /// may join; otherwise only these peers are added, and a leader removes members that
     /// are not listed (this peer itself excepted).
     pub trusted_peers: Option<BTreeSet<String>>,

@@ -1247,7 +1247,7 @@ async fn coalesced_gets_answer_each_read_and_release_the_store() {
     assert!(s.get(&cid_n(70)).await.unwrap().is_none());
 }
 
-/// Issue 16, hole 8: with `trusted_peers` set (raft mode), only listed peers may join,
+/// Hole 8 of docs/security.md: with `trusted_peers` set (raft mode), only listed peers may join,
 /// and a leader started with a shorter list removes the members it no longer lists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trusted_peers_decide_who_joins_and_stays() {

@@ -3,7 +3,7 @@
 //! empty password can neither log in nor have tokens accepted or issued: upstream lets
 //! anyone forge an HS256 token with an empty key for such a user.
 //!
-//! Beyond upstream (issue 16, hole 9): users listed in `read_only_users` have the `read`
+//! Beyond upstream (docs/security.md, hole 9): users listed in `read_only_users` have the `read`
 //! scope (GET and HEAD only, enforced in server.rs); tokens carry a `scope` and an
 //! expiry (`exp`, default [`DEFAULT_TOKEN_LIFETIME`], at most [`MAX_TOKEN_LIFETIME`]);
 //! a token without `exp` (upstream's never-expiring kind) is refused. A token's scope is

@@ -39,7 +39,7 @@ enum State {
     End,
 }
 
-/// How much of a request body `POST /add` reads, and for how long (issue 16, hole 7):
+/// How much of a request body `POST /add` reads, and for how long (docs/security.md, hole 7):
 /// `api.restapi.max_add_bytes` and upstream's `read_timeout` (zero = no deadline).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyLimits {

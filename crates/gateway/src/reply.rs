@@ -138,7 +138,7 @@ pub fn method_not_allowed() -> Response<Body> {
 
 /// A redirect to a path on this server. A location starting with `//` or `/\\` would be
 /// read by browsers as another host (`GET //evil.example/` answered `Location:
-/// //evil.example`, an open redirect: issue 16 hole 7), so every run of slashes and
+/// //evil.example`, an open redirect: hole 7 of docs/security.md), so every run of slashes and
 /// backslashes at its start becomes one `/`.
 pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     let mut r = Response::new(empty());

@@ -285,7 +285,7 @@ impl Store {
         let mut index = self.index();
         let mut touched = false;
         let (actions, lens) = self.with_db(|db| {
-            // Not fsync'd (issue 10: it doubled the fsyncs per ingested pin). Everything this
+            // Not fsync'd (it doubled the fsyncs per ingested pin). Everything this
             // transaction writes (pins, the watch index, the queued work) comes from the
             // consensus watch and rolls back *together* on a crash (one redb file: durable
             // state is always a prefix of the commits; the next durable commit, e.g. an

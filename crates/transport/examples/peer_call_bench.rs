@@ -1,4 +1,4 @@
-//! Peer-call benchmark (issue 3 / issue 10 figure 6): round trips per second and p50/p99
+//! Peer-call benchmark: round trips per second and p50/p99
 //! latency of `Transport.Call` between two transports on loopback, beside a raw TCP echo
 //! with the same request size and concurrency (the ceiling), in the same run.
 //!

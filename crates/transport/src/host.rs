@@ -607,7 +607,7 @@ impl Task {
     }
 
     /// Writes the peerstore file with the addresses of current cluster members only
-    /// (issue 16, hole 7: strangers that connected are neither written nor re-dialled at
+    /// (docs/security.md, hole 7: strangers that connected are neither written nor re-dialled at
     /// the next start; a removed member drops out). When membership cannot be read, the
     /// file is left as it is and the save retried at the next tick.
     async fn save_peerstore(&mut self) {
@@ -984,7 +984,7 @@ impl Task {
     }
 
     /// Gossip is relayed to other peers only when its signed author is a cluster member
-    /// (issue 16): a secret holder's messages reach the peers it is connected to, which
+    /// (docs/security.md): a secret holder's messages reach the peers it is connected to, which
     /// drop them before any service sees them, and go no further. Membership is asked
     /// off the event loop; an unknown membership (consensus down) means not relayed.
     fn validate_gossip(&self, id: gossipsub::MessageId, from: PeerId, author: Option<PeerId>) {

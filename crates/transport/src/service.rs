@@ -115,7 +115,7 @@ pub const MAX_METRIC_BYTES: usize = 4096;
 /// Whether a message on the metrics topic reaches the local services: a small, decodable
 /// `Metric` about its own sender (the gossip source, whose signature gossipsub verified),
 /// which is this peer or a current member. Anything else could steer allocation, fake a
-/// peer's liveness or fill memory on every peer (issue 16, hole 6).
+/// peer's liveness or fill memory on every peer (docs/security.md, hole 6).
 pub async fn admit_metric(
     trust: &crate::trust::Trust,
     local: &PeerId,

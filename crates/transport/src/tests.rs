@@ -546,7 +546,7 @@ async fn peerstore_survives_restart_and_bootstraps() {
     let ps = dir.path().join("peerstore");
     let b = node(Some(SECRET_A), None).await;
     let key = Keypair::generate_ed25519();
-    // b is a member of a's cluster; the stranger only connects (issue 16, hole 7).
+    // b is a member of a's cluster; the stranger only connects (docs/security.md, hole 7).
     let a = node_with(
         limits(),
         Some(SECRET_A),
@@ -724,7 +724,7 @@ async fn per_peer_inbound_limit_and_message_size() {
     b.stop().await;
 }
 
-/// Issue 16 hole 2: the service behind the transport learns the caller's verified peer id
+/// Hole 2 of docs/security.md: the service behind the transport learns the caller's verified peer id
 /// on inbound peer calls, and sees no caller id on local dispatch, even when the local
 /// caller puts one into its own request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -772,7 +772,7 @@ async fn inbound_calls_carry_the_verified_caller_and_local_ones_cannot_forge_it(
     }
 }
 
-/// Issue 16 hole 6: only small metrics about their own signed sender, a member, reach the
+/// Hole 6 of docs/security.md: only small metrics about their own signed sender, a member, reach the
 /// local services.
 #[tokio::test]
 async fn metrics_are_admitted_only_from_members_about_themselves() {

@@ -100,7 +100,7 @@ impl Trust {
         }
     }
 
-    /// Who the peerstore file may list (issue 16, hole 7): the current members, read
+    /// Who the peerstore file may list (docs/security.md, hole 7): the current members, read
     /// within `wait`, else the last list read; `None` while no non-empty list is known
     /// (consensus unreachable since start, or this peer in staging): the caller then
     /// leaves the file as it is rather than write strangers or drop members.

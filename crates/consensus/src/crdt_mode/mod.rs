@@ -1,4 +1,4 @@
-//! crdt mode of the consensus service (`consensus.crdt` in service.json; issue 19): the
+//! crdt mode of the consensus service (`consensus.crdt` in service.json; docs/operations.md): the
 //! pinset in an [`ipfs_cluster_crdt::CrdtStore`] at `<config dir>/crdt/crdt.redb`, behind
 //! the same gRPC contract as raft mode.
 //!
@@ -13,7 +13,7 @@
 //!   `repair_interval`.
 //! * Membership: the peerset is the peers with a live `peerset_metric` ("ping") metric.
 //!
-//! Not yet (later phases of issue 19): followers and `ipfs-cluster-follow`, upstream's
+//! Not yet: followers and `ipfs-cluster-follow`, upstream's
 //! `api.Pin` value encoding and bitswap block fetching (interop with upstream peers),
 //! `pin_only_on_(un)trusted_peers`, `state crdt info|mark-dirty|mark-clean`.
 
