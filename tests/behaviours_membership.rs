@@ -1,5 +1,5 @@
-//! Membership behaviours 30, 32, 33 and 35 of docs/behaviours.md
-//! and the membership checks), through REST on clusters started by the real
+//! Membership behaviours 30, 32, 33 and 35 of docs/behaviours.md (and the membership
+//! checks), through REST on clusters started by the real
 //! launcher on loopback: joining one at a time and all at once (the pin made on peer 0
 //! before the joins reaches every peer), removing a peer (it stops), every peer removing
 //! itself in turn (also the leader) until the last one, which cannot, and a join through the
