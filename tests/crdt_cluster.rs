@@ -208,3 +208,133 @@ fn crdt_state_import_export_cleanup() {
     assert_eq!(rc, 0, "export: {err}");
     assert!(stdout.trim().is_empty(), "{stdout}");
 }
+
+/// Upstream's three binaries (deploy/local/upstream.sh), when they can be installed here.
+fn upstream_service() -> Option<std::path::PathBuf> {
+    let out = std::process::Command::new(repo_root().join("deploy/local/upstream.sh"))
+        .arg("path")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let bin = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        .join("ipfs-cluster-service");
+    (out.status.success() && bin.exists()).then_some(bin)
+}
+
+/// `state crdt info|dot|mark-dirty|mark-clean` as upstream's: the same words on a fresh
+/// store as upstream's own binary prints on its fresh store; heads, height and the dirty
+/// flag after an import; the DOT graph; a raft peer refused.
+#[test]
+fn crdt_state_crdt_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("peer");
+    init_crdt_peer(&dir, "/ip4/127.0.0.1/tcp/1", &[]).unwrap();
+    let state = |d: &std::path::Path, args: &[&str]| {
+        let mut all = vec!["--config", d.to_str().unwrap(), "state"];
+        all.extend_from_slice(args);
+        run_bin("ipfs-cluster-service", &all, &[]).unwrap()
+    };
+    let (rc, fresh, err) = state(&dir, &["crdt", "info"]);
+    assert_eq!(rc, 0, "info: {err}");
+    assert_eq!(
+        fresh,
+        "Number of heads: 0. Current max-height: 0. Dirty: false\nHeads: []"
+    );
+    // The oracle: upstream's binary on a crdt peer its own init wrote.
+    match upstream_service() {
+        Some(up) => {
+            let updir = tmp.path().join("upstream");
+            let ports = PeerPorts::pick();
+            let o = std::process::Command::new(&up)
+                .arg("-c")
+                .arg(&updir)
+                .args(["init", "--consensus", "crdt"])
+                .envs(ports.env("/ip4/127.0.0.1/tcp/5001"))
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "upstream init: {o:?}");
+            for args in [
+                &["crdt", "info"][..],
+                &["crdt", "mark-dirty"],
+                &["crdt", "mark-clean"],
+            ] {
+                let o = std::process::Command::new(&up)
+                    .arg("-c")
+                    .arg(&updir)
+                    .arg("state")
+                    .args(args)
+                    .output()
+                    .unwrap();
+                let (rc, ours, err) = state(&dir, args);
+                assert_eq!(rc, 0, "{args:?}: {err}");
+                assert_eq!(
+                    ours,
+                    String::from_utf8_lossy(&o.stdout),
+                    "state {args:?}: ours vs upstream's"
+                );
+            }
+        }
+        None => skip(
+            "crdt_state_crdt_commands",
+            "upstream's ipfs-cluster-service is not installed: run `make upstream`",
+        ),
+    }
+
+    let input = tmp.path().join("in.json");
+    std::fs::write(
+        &input,
+        format!(
+            "{{\"cid\":\"{}\"}}\n{{\"cid\":\"{}\"}}\n",
+            random_cid(),
+            random_cid()
+        ),
+    )
+    .unwrap();
+    let (rc, _, err) = state(&dir, &["import", input.to_str().unwrap(), "--force"]);
+    assert_eq!(rc, 0, "import: {err}");
+    let (rc, info, err) = state(&dir, &["crdt", "info"]);
+    assert_eq!(rc, 0, "info: {err}");
+    assert!(
+        info.starts_with("Number of heads: 1. Current max-height: ")
+            && info.contains(". Dirty: false\nHeads: [bafy"),
+        "{info}"
+    );
+    let (rc, dot, err) = state(&dir, &["crdt", "dot"]);
+    assert_eq!(rc, 0, "dot: {err}");
+    assert!(
+        dot.starts_with("digraph CRDTDAG {\nsubgraph heads {\nbafy"),
+        "{dot}"
+    );
+    assert!(dot.ends_with("}\n") && dot.contains(" [label=\""), "{dot}");
+    let file = tmp.path().join("dag.dot");
+    let (rc, out, err) = state(&dir, &["crdt", "dot", "-f", file.to_str().unwrap()]);
+    assert_eq!((rc, out.as_str()), (0, ""), "dot -f: {err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), dot);
+
+    let (rc, out, err) = state(&dir, &["crdt", "mark-dirty"]);
+    assert_eq!(
+        (rc, out.as_str()),
+        (0, "Datastore marked 'dirty'\n"),
+        "{err}"
+    );
+    let (_, info, _) = state(&dir, &["crdt", "info"]);
+    assert!(info.contains("Dirty: true"), "{info}");
+    let (rc, out, err) = state(&dir, &["crdt", "mark-clean"]);
+    assert_eq!(
+        (rc, out.as_str()),
+        (0, "Datastore marked 'clean'\n"),
+        "{err}"
+    );
+    let (_, info, _) = state(&dir, &["crdt", "info"]);
+    assert!(info.contains("Dirty: false"), "{info}");
+
+    // A raft peer: refused, naming crdt, exit 1.
+    let raft = tmp.path().join("raft");
+    init_peer_with(&raft, "/ip4/127.0.0.1/tcp/1", &"ab".repeat(32), &[]).unwrap();
+    let (rc, _, err) = state(&raft, &["crdt", "info"]);
+    assert_eq!(rc, 1, "{err}");
+    assert!(
+        err.contains("crdt subcommands can only be run on peers initialized with crdt consensus"),
+        "{err}"
+    );
+}

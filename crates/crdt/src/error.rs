@@ -38,6 +38,14 @@ pub enum CrdtError {
     #[error("the crdt store is shutting down: the operation was not applied (retry on the restarted service)")]
     ShuttingDown,
 
+    /// A node reachable from the heads is not in the local store.
+    #[error("crdt node {cid} is not in the local store (it is fetched from peers while the peer runs; start the peer, or run `state crdt mark-dirty` so the next start repairs the DAG)")]
+    MissingNode { cid: String },
+
+    /// Writing out (e.g. a DOT file) failed.
+    #[error("writing the crdt output failed: {0} (check the output file's folder and free space)")]
+    Io(String),
+
     /// A configuration value is out of range.
     #[error("invalid crdt configuration: {0}")]
     Config(String),

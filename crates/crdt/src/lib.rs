@@ -73,6 +73,7 @@
 
 mod batch;
 mod config;
+mod dot;
 mod error;
 mod fetch;
 mod node;

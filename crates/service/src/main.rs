@@ -115,6 +115,27 @@ enum StateCmd {
         #[arg(short = 'f', long)]
         force: bool,
     },
+    /// CRDT-state commands (peers initialized with crdt consensus)
+    Crdt {
+        #[command(subcommand)]
+        command: CrdtCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum CrdtCmd {
+    /// Print information about the CRDT store (heads, max height, dirty flag)
+    Info,
+    /// Write the CRDT-DAG as DOT file
+    Dot {
+        /// Write to this file instead of stdout
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+    },
+    /// Marks the CRDT-store as dirty (a repair runs on the next start)
+    MarkDirty,
+    /// Marks the CRDT-store as clean (no repair on the next start)
+    MarkClean,
 }
 
 async fn run_state(dir: PathBuf, cmd: StateCmd) -> Result<()> {
@@ -152,6 +173,16 @@ async fn run_state(dir: PathBuf, cmd: StateCmd) -> Result<()> {
             )
             .await?;
             eprintln!("{n} pins imported");
+            Ok(())
+        }
+        StateCmd::Crdt { command } => {
+            let cmd = match command {
+                CrdtCmd::Info => state::CrdtCommand::Info,
+                CrdtCmd::Dot { file } => state::CrdtCommand::Dot(file),
+                CrdtCmd::MarkDirty => state::CrdtCommand::MarkDirty,
+                CrdtCmd::MarkClean => state::CrdtCommand::MarkClean,
+            };
+            print!("{}", state::crdt(&opts, cmd).await?);
             Ok(())
         }
         StateCmd::Cleanup { force } => {
