@@ -10,6 +10,7 @@ pub mod car;
 pub mod chunker;
 pub mod config;
 pub mod cors;
+pub mod daemon;
 pub mod dag;
 pub mod first_byte;
 pub mod grpc;
@@ -58,7 +59,7 @@ pub enum GatewayError {
     #[error("{0}")]
     Tls(#[from] tls::TlsError),
     #[error("{0}")]
-    Internal(#[from] ipfs_cluster_proto::ServeError),
+    Internal(#[from] ipfs_cluster_runtime::ServeError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("the {0} has no listen address; set http_listen_multiaddress")]
@@ -207,7 +208,7 @@ pub async fn run(
     metrics::spawn(backends.metrics.clone(), backends.transport.clone());
     let served = Arc::new(AtomicU64::new(0));
     let grpc_listener =
-        ipfs_cluster_proto::bind_internal(opts.gateway_addr, opts.allow_remote_internal).await?;
+        ipfs_cluster_runtime::bind_internal(opts.gateway_addr, opts.allow_remote_internal).await?;
     let rest = bind_api(
         server::ApiKind::Rest,
         opts.rest.clone(),
@@ -268,7 +269,7 @@ pub async fn run(
     let grpc_shutdown = async move {
         let _ = grpc_rx.wait_for(|v| *v).await;
     };
-    let grpc = tokio::spawn(ipfs_cluster_proto::serve(
+    let grpc = tokio::spawn(ipfs_cluster_runtime::serve(
         grpc_listener,
         token,
         GatewayServer::new(svc),

@@ -169,7 +169,7 @@ async fn status_all(
     let s = stop.clone();
     let tok = token.clone();
     tokio::spawn(async move {
-        let _ = ipfs_cluster_proto::serve(l, tok, svc, s.cancelled_owned()).await;
+        let _ = ipfs_cluster_runtime::serve(l, tok, svc, s.cancelled_owned()).await;
     });
     let mut c = client::ipfs_connector(grpc, token);
     // Warm-up (connection, first listing).

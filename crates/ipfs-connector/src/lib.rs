@@ -3,6 +3,7 @@
 // measures the peer (informers) and serves the IPFS proxy.
 //! IPFS connector service: Kubo RPC client, pin tracker, informers, IPFS proxy.
 
+pub mod daemon;
 pub mod follower;
 pub mod informers;
 pub mod kubo;

@@ -1,21 +1,18 @@
 //! The internal gRPC contracts between a peer's four services (transport, consensus,
-//! ipfs connector, gateway), generated from the workspace's `proto/` folder, and the
-//! security every internal endpoint shares: loopback-only listening, a per-peer bearer
-//! token checked on every call, gRPC health and reflection (v1 and v1alpha, for grpcurl).
+//! ipfs connector, gateway), generated from the workspace's `proto/` folder, with what a
+//! caller of a contract needs: the service names, the per-peer bearer token type, the
+//! authenticated client constructors and the caller identity the transport attaches.
+//! Serving an endpoint (loopback binding, the token check, health, reflection) is in
+//! `ipfs-cluster-runtime`.
 //!
-//! Services never link each other; they only share this crate.
+//! Services never link each other; they only share the library crates.
 
 pub mod auth;
 pub mod caller;
 pub mod client;
-pub mod disk;
-pub mod runtime;
-pub mod server;
-pub mod shutdown;
 
 pub use auth::{InternalToken, TokenError};
 pub use caller::{Caller, PEER_HEADER};
-pub use server::{bind_internal, serve, serve_with_health, HealthHandle, ServeError};
 
 pub mod types {
     pub mod v1 {

@@ -175,13 +175,8 @@ fn init_logging(cli: &Cli) {
             .or_else(|| std::env::var("RUST_LOG").ok())
             .unwrap_or_else(|| "info".into())
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(|| ipfs_cluster_proto::shutdown::LogStderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    ipfs_cluster_runtime::logging::init(&filter, Some(ansi));
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -253,9 +248,8 @@ fn main() {
     let cli = Cli::parse();
     export_observation_flags(&cli);
     init_logging(&cli);
-    let rt = ipfs_cluster_proto::runtime::service_runtime_or_exit();
+    let rt = ipfs_cluster_runtime::workers::service_runtime_or_exit();
     if let Err(e) = rt.block_on(run(cli)) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+        ipfs_cluster_runtime::exit_with_error(&e);
     }
 }

@@ -423,19 +423,19 @@ pub async fn start(tune: impl FnOnce(&mut ipfs_cluster_gateway::HttpApiOptions))
         SELF_PEER,
         vec![format!("/ip4/127.0.0.1/tcp/9096/p2p/{SELF_PEER}")],
     );
-    tokio::spawn(ipfs_cluster_proto::serve(
+    tokio::spawn(ipfs_cluster_runtime::serve(
         lc,
         token.clone(),
         ConsensusServer::new(world.consensus.clone()),
         stop(rx.clone()),
     ));
-    tokio::spawn(ipfs_cluster_proto::serve(
+    tokio::spawn(ipfs_cluster_runtime::serve(
         lt,
         token.clone(),
         TransportServer::from_arc(transport.clone()),
         stop(rx.clone()),
     ));
-    tokio::spawn(ipfs_cluster_proto::serve(
+    tokio::spawn(ipfs_cluster_runtime::serve(
         li,
         token.clone(),
         ipb::ipfs_connector_server::IpfsConnectorServer::new(FakeConnector(world.clone())),
@@ -494,7 +494,7 @@ pub async fn start(tune: impl FnOnce(&mut ipfs_cluster_gateway::HttpApiOptions))
         pinsvc_listen: vec![],
         served,
     };
-    tokio::spawn(ipfs_cluster_proto::serve(
+    tokio::spawn(ipfs_cluster_runtime::serve(
         lg,
         token.clone(),
         GatewayServer::new(svc),
