@@ -9,8 +9,6 @@ mod prometheus;
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use prost::Message;
-use tokio_stream::StreamExt;
 
 use ipfs_cluster_config::ServiceKind;
 use ipfs_cluster_consensus::{
@@ -23,8 +21,7 @@ use ipfs_cluster_consensus::{
 };
 use ipfs_cluster_proto::{
     client::TransportClient,
-    transport::v1::{DialRequest, IdRequest, SubscribeRequest},
-    types::v1::Metric,
+    transport::v1::{DialRequest, IdRequest},
 };
 use ipfs_cluster_runtime::{
     peer_folder::{self, joining_marker, removed_marker, staging_marker},
@@ -88,36 +85,6 @@ fn spawn_staging_done(node: Arc<Node>, marker: PathBuf) {
                 Err(_) => return,
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    });
-}
-
-/// Follows the transport's `monitor.metrics` topic into the allocator's metric store.
-fn spawn_metrics(node: Arc<Node>, mut client: TransportClient) {
-    tokio::spawn(async move {
-        loop {
-            let topic = ipfs_cluster_proto::METRICS_TOPIC.to_string();
-            match client.subscribe(SubscribeRequest { topic }).await {
-                Ok(s) => {
-                    let mut s = s.into_inner();
-                    while let Some(msg) = s.next().await {
-                        match msg {
-                            Ok(m) => match Metric::decode(m.data.as_slice()) {
-                                Ok(metric) => node.metrics.add(metric),
-                                Err(e) => {
-                                    tracing::debug!(from = %m.from, error = %e, "undecodable metric")
-                                }
-                            },
-                            Err(e) => {
-                                tracing::debug!(error = %e.message(), "metrics subscription ended");
-                                break;
-                            }
-                        }
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e.message(), "subscribing to metrics"),
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
 }
@@ -216,9 +183,7 @@ async fn run(ctx: Context<ConsensusArgs>) -> anyhow::Result<()> {
     if let Some(t) = &opts.trusted_peers {
         tracing::info!(trusted = t.len(), "consensus.raft.trusted_peers is set: only listed peers may join; the leader removes unlisted members");
     }
-    if !cfg.monitor.pubsubmon.check_interval.is_zero() {
-        opts.check_interval = cfg.monitor.pubsubmon.check_interval.as_duration();
-    }
+    opts.check_interval = ipfs_cluster_runtime::monitor::check_interval(cfg);
     if !cfg.cluster.state_sync_interval.is_zero() {
         opts.state_sync_interval = cfg.cluster.state_sync_interval.as_duration();
     }
@@ -328,7 +293,11 @@ async fn run(ctx: Context<ConsensusArgs>) -> anyhow::Result<()> {
     if let Some(m) = prom {
         prometheus::register(m, node.clone());
     }
-    spawn_metrics(node.clone(), transport.clone());
+    // The peer monitor: every peer's latest metrics, for allocation.
+    let monitor_node = node.clone();
+    ipfs_cluster_runtime::monitor::follow_metrics(transport.clone(), move |m| {
+        monitor_node.metrics.add(m)
+    });
     tracing::info!(peer = %peer_id, addr = %consensus_addr, raft_dir = %raft_dir.display(), "consensus service ready");
 
     let (fail_tx, mut fail_rx) = tokio::sync::mpsc::channel::<String>(1);

@@ -205,7 +205,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let backends = backend::Backends::connect(&opts, &token);
-    metrics::spawn(backends.metrics.clone(), backends.transport.clone());
+    metrics::spawn(
+        backends.metrics.clone(),
+        backends.transport.clone(),
+        opts.alert_check_interval,
+    );
     let served = Arc::new(AtomicU64::new(0));
     let grpc_listener =
         ipfs_cluster_runtime::bind_internal(opts.gateway_addr, opts.allow_remote_internal).await?;

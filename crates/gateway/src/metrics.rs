@@ -10,12 +10,8 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
 use ipfs_cluster_api as api;
-use ipfs_cluster_proto::{
-    client::TransportClient, transport::v1::SubscribeRequest, types::v1 as pb, METRICS_TOPIC,
-};
-use prost::Message;
+use ipfs_cluster_proto::{client::TransportClient, types::v1 as pb};
 
 /// At most this many (name, peer) metrics are kept: names come from other peers' gossip,
 /// and a member sending ever new names must not grow every gateway without bound (found
@@ -23,8 +19,6 @@ use prost::Message;
 pub const MAX_METRICS: usize = 16_384;
 /// Upstream clears the alert list when it grows beyond this.
 const MAX_ALERTS: usize = 1000;
-/// Upstream's default `monitor.pubsubmon.check_interval`.
-pub const CHECK_INTERVAL: Duration = Duration::from_secs(15);
 
 #[derive(Default)]
 struct State {
@@ -135,44 +129,16 @@ impl MetricStore {
     }
 }
 
-/// Follows the metrics topic (resubscribing after failures) and runs the checker.
-pub fn spawn(store: std::sync::Arc<MetricStore>, mut transport: TransportClient) {
+/// Follows the metrics topic (the runtime's peer monitor) and runs the alert checker
+/// every `check_interval` (`monitor.pubsubmon.check_interval`).
+pub fn spawn(
+    store: std::sync::Arc<MetricStore>,
+    transport: TransportClient,
+    check_interval: Duration,
+) {
     let checker = store.clone();
-    tokio::spawn(async move {
-        let mut t = tokio::time::interval(CHECK_INTERVAL);
-        loop {
-            t.tick().await;
-            checker.check(now_ns());
-        }
-    });
-    tokio::spawn(async move {
-        loop {
-            let req = SubscribeRequest {
-                topic: METRICS_TOPIC.to_string(),
-            };
-            match transport.subscribe(req).await {
-                Ok(s) => {
-                    let mut s = s.into_inner();
-                    while let Some(msg) = s.next().await {
-                        match msg {
-                            Ok(m) => match pb::Metric::decode(m.data.as_slice()) {
-                                Ok(metric) => store.add(metric),
-                                Err(e) => {
-                                    tracing::debug!(from = %m.from, error = %e, "undecodable metric")
-                                }
-                            },
-                            Err(e) => {
-                                tracing::debug!(error = %e.message(), "metrics subscription ended");
-                                break;
-                            }
-                        }
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e.message(), "cannot subscribe to metrics yet"),
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    });
+    ipfs_cluster_runtime::monitor::spawn_checker(check_interval, move || checker.check(now_ns()));
+    ipfs_cluster_runtime::monitor::follow_metrics(transport, move |m| store.add(m));
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@
 //! * [`logging`], [`workers`] (the tokio runtime's size), [`disk`] (waiting for a full
 //!   disk to take writes again);
 //! * [`peer_folder`]: the raft folder's markers, backups and the restart-in-staging exit
-//!   code, shared by consensus and the launcher.
+//!   code, shared by consensus and the launcher;
+//! * [`monitor`]: following the peer metrics broadcast and the alert checker's period
+//!   (`monitor.pubsubmon.check_interval`), shared by consensus and the gateway.
 //!
 //! It depends on the library crates only (proto, config, observability), never on a
 //! service: `tests/architecture.rs` checks it.
@@ -19,6 +21,7 @@
 pub mod disk;
 pub mod grpc;
 pub mod logging;
+pub mod monitor;
 pub mod peer_folder;
 pub mod shutdown;
 mod skeleton;

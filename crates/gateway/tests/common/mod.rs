@@ -457,6 +457,7 @@ pub async fn start(tune: impl FnOnce(&mut ipfs_cluster_gateway::HttpApiOptions))
         gateway_addr: ag,
         allow_remote_internal: false,
         replication_factor_min: -1,
+        alert_check_interval: ipfs_cluster_runtime::monitor::DEFAULT_CHECK_INTERVAL,
     };
     let backends = ipfs_cluster_gateway::backend::Backends::connect(&opts, &token);
     let metrics = backends.metrics.clone();
