@@ -2,7 +2,6 @@
 //! rustls. It holds no cluster state: every answer comes from the local consensus,
 //! transport and ipfs connector services through their internal gRPC contracts.
 
-pub mod accesslog;
 pub mod add;
 pub mod auth;
 pub mod backend;
@@ -38,6 +37,7 @@ use std::{
 };
 
 use ipfs_cluster_proto::{gateway::v1::gateway_server::GatewayServer, InternalToken};
+use ipfs_cluster_runtime::access_log;
 use tokio::{net::TcpListener, sync::watch};
 
 pub use options::{GatewayOptions, HttpApiOptions};
@@ -96,12 +96,12 @@ pub async fn bind_api(
         server::ApiKind::Rest => (
             "REST API",
             "api.restapi.http_listen_multiaddress",
-            "restapilog",
+            access_log::Endpoint::RestApi,
         ),
         server::ApiKind::PinSvc => (
             "Pinning Services API",
             "api.pinsvcapi.http_listen_multiaddress",
-            "pinsvcapilog",
+            access_log::Endpoint::PinSvcApi,
         ),
     };
     if opts.listen.is_empty() && opts.libp2p.is_none() {
@@ -112,8 +112,8 @@ pub async fn bind_api(
         _ => None,
     };
     let access_log = match &opts.http_log_file {
-        Some(p) => accesslog::AccessLog::file(log_target, p).await?,
-        None => accesslog::AccessLog::tracing(log_target),
+        Some(p) => access_log::AccessLog::file(log_target, p).await?,
+        None => access_log::AccessLog::tracing(log_target),
     };
     let mut listeners = Vec::new();
     for addr in &opts.listen {

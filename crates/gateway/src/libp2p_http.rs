@@ -274,7 +274,9 @@ mod tests {
             crate::server::ApiKind::Rest,
             rest,
             crate::backend::Backends::connect(&opts, &token),
-            crate::accesslog::AccessLog::tracing("restapilog"),
+            ipfs_cluster_runtime::access_log::AccessLog::tracing(
+                ipfs_cluster_runtime::access_log::Endpoint::RestApi,
+            ),
             Arc::default(),
         ));
         let (tx, rx) = watch::channel(false);

@@ -10,7 +10,6 @@ pub mod kubo;
 pub mod options;
 pub mod prometheus;
 pub mod proxy;
-pub mod proxy_accesslog;
 mod proxy_headers;
 mod proxy_pinning;
 pub mod proxy_server;

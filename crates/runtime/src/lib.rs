@@ -12,12 +12,15 @@
 //!   disk to take writes again);
 //! * [`peer_folder`]: the raft folder's markers, backups and the restart-in-staging exit
 //!   code, shared by consensus and the launcher;
+//! * [`access_log`]: the Apache common log format access log of every HTTP endpoint (REST
+//!   API, Pinning Services API, IPFS proxy);
 //! * [`monitor`]: following the peer metrics broadcast and the alert checker's period
 //!   (`monitor.pubsubmon.check_interval`), shared by consensus and the gateway.
 //!
 //! It depends on the library crates only (proto, config, observability), never on a
 //! service: `tests/architecture.rs` checks it.
 
+pub mod access_log;
 pub mod disk;
 pub mod grpc;
 pub mod logging;
