@@ -11,6 +11,7 @@ mod cid;
 mod convert;
 mod de;
 mod error;
+pub mod go_duration;
 mod id;
 mod metric;
 mod misc;
