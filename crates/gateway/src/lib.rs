@@ -12,14 +12,14 @@ pub mod cors;
 pub mod daemon;
 pub mod dag;
 pub mod first_byte;
+pub mod from_grpc;
 pub mod grpc;
 pub mod handlers;
 pub mod health;
 pub mod libp2p_http;
-pub mod metrics;
-pub mod model;
 pub mod multipart;
 pub mod options;
+pub mod peer_metrics;
 pub mod pinsvc;
 pub mod prometheus;
 pub mod query;
@@ -205,8 +205,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let backends = backend::Backends::connect(&opts, &token);
-    metrics::spawn(
-        backends.metrics.clone(),
+    peer_metrics::spawn(
+        backends.peer_metrics.clone(),
         backends.transport.clone(),
         opts.alert_check_interval,
     );

@@ -367,7 +367,7 @@ impl tpb::transport_server::Transport for FakeTransport {
 /// A running gateway (REST listener + Gateway gRPC) in front of the doubles.
 pub struct Harness {
     pub world: Arc<World>,
-    pub metrics: Arc<ipfs_cluster_gateway::metrics::MetricStore>,
+    pub metrics: Arc<ipfs_cluster_gateway::peer_metrics::PeerMetricStore>,
     pub rest: SocketAddr,
     pub pinsvc: SocketAddr,
     pub grpc: SocketAddr,
@@ -460,7 +460,7 @@ pub async fn start(tune: impl FnOnce(&mut ipfs_cluster_gateway::HttpApiOptions))
         alert_check_interval: ipfs_cluster_runtime::monitor::DEFAULT_CHECK_INTERVAL,
     };
     let backends = ipfs_cluster_gateway::backend::Backends::connect(&opts, &token);
-    let metrics = backends.metrics.clone();
+    let metrics = backends.peer_metrics.clone();
     let served = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let api = ipfs_cluster_gateway::bind_api(
         ipfs_cluster_gateway::server::ApiKind::Rest,

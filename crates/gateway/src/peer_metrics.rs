@@ -1,6 +1,7 @@
-//! The gateway's view of the cluster's metrics: it follows the transport's
-//! `monitor.metrics` broadcast (prost-encoded `Metric`), keeps the latest metric per
-//! (name, peer), and raises an alert once when a peer's latest valid metric expires
+//! The gateway's view of the cluster's peer metrics (informer metrics, not Prometheus,
+//! which is prometheus.rs): it follows the transport's `monitor.metrics` broadcast
+//! (prost-encoded `Metric`) through the runtime's peer monitor, keeps the latest metric
+//! per (name, peer), and raises an alert once when a peer's latest valid metric expires
 //! (upstream's pubsubmon checker, §6.4). Serves `/monitor/metrics*` and `/health/alerts`,
 //! and the cached ping metric gives names of peers that cannot be asked directly.
 
@@ -29,7 +30,7 @@ struct State {
 }
 
 #[derive(Default)]
-pub struct MetricStore {
+pub struct PeerMetricStore {
     state: Mutex<State>,
 }
 
@@ -37,7 +38,7 @@ fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
-impl MetricStore {
+impl PeerMetricStore {
     /// Records a received metric (receipt time = now); a fresh valid metric clears the
     /// (name, peer) alert so a later expiry alerts again.
     pub fn add(&self, m: pb::Metric) {
@@ -132,7 +133,7 @@ impl MetricStore {
 /// Follows the metrics topic (the runtime's peer monitor) and runs the alert checker
 /// every `check_interval` (`monitor.pubsubmon.check_interval`).
 pub fn spawn(
-    store: std::sync::Arc<MetricStore>,
+    store: std::sync::Arc<PeerMetricStore>,
     transport: TransportClient,
     check_interval: Duration,
 ) {
@@ -158,7 +159,7 @@ mod tests {
 
     #[test]
     fn the_store_is_bounded() {
-        let s = MetricStore::default();
+        let s = PeerMetricStore::default();
         let future = now_ns() + 3_600_000_000_000;
         // Full of expired metrics: they make room for a new one.
         for i in 0..MAX_METRICS {
@@ -180,7 +181,7 @@ mod tests {
 
     #[test]
     fn latest_and_alerts() {
-        let s = MetricStore::default();
+        let s = PeerMetricStore::default();
         let future = now_ns() + 60_000_000_000;
         s.add(metric("freespace", "b", future));
         s.add(metric("freespace", "a", future));
