@@ -27,8 +27,8 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use crate::server::App;
 
-/// go-libp2p-http's protocol id.
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/libp2p-http");
+/// go-libp2p-http's protocol id (the same the transport tunnels).
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new(ipfs_cluster_proto::names::LIBP2P_HTTP);
 pub const MAX_STREAMS: usize = 256;
 
 /// What serves `/libp2p-http` streams that the transport tunnels from the cluster host
