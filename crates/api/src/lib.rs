@@ -11,9 +11,10 @@ mod cid;
 mod convert;
 mod de;
 mod error;
+pub mod go_duration;
 mod id;
 mod metric;
-mod misc;
+mod outputs;
 mod pin;
 mod pininfo;
 mod pinsvc;
@@ -28,7 +29,7 @@ pub use crate::cid::{
 pub use crate::error::{ApiError, Error, QueryError};
 pub use crate::id::{Id, IpfsId, Version, RPC_PROTOCOL_VERSION, VERSION};
 pub use crate::metric::{Alert, Metric, PingValue};
-pub use crate::misc::{
+pub use crate::outputs::{
     AddedOutput, Bandwidth, BandwidthByProtocol, ConnectGraph, GlobalRepoGc, IpfsRepoGc, RepoGc,
 };
 pub use crate::pin::{Metadata, Pin, PinOptions};

@@ -113,77 +113,9 @@ fn unescape(s: &str) -> Option<String> {
 /// with Go's error texts (`time: invalid duration "x"`, `time: missing unit in duration
 /// "10"`, `time: unknown unit "d" in duration "1d"`).
 pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
-    let invalid = || format!("time: invalid duration {s:?}");
-    let mut rest = s;
-    let mut neg = false;
-    if let Some(r) = rest.strip_prefix('-') {
-        neg = true;
-        rest = r;
-    } else if let Some(r) = rest.strip_prefix('+') {
-        rest = r;
-    }
-    if rest == "0" {
-        return Ok(Duration::zero());
-    }
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    let mut total: u128 = 0; // nanoseconds
-    while !rest.is_empty() {
-        let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let int_part = &rest[..int_len];
-        rest = &rest[int_len..];
-        let mut frac_part = "";
-        if let Some(r) = rest.strip_prefix('.') {
-            let frac_len = r.bytes().take_while(u8::is_ascii_digit).count();
-            frac_part = &r[..frac_len];
-            rest = &r[frac_len..];
-        }
-        if int_part.is_empty() && frac_part.is_empty() {
-            return Err(invalid());
-        }
-        let unit_len = rest
-            .bytes()
-            .take_while(|b| *b != b'.' && !b.is_ascii_digit())
-            .count();
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        if unit.is_empty() {
-            return Err(format!("time: missing unit in duration {s:?}"));
-        }
-        let unit_ns: u128 = match unit {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => return Err(format!("time: unknown unit {unit:?} in duration {s:?}")),
-        };
-        let int: u128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse().map_err(|_| invalid())?
-        };
-        let mut part = int.checked_mul(unit_ns).ok_or_else(invalid)?;
-        if !frac_part.is_empty() {
-            // scale the fraction to the unit, truncating below a nanosecond like Go; 18
-            // digits are below a nanosecond of an hour and keep `frac * unit_ns` in range
-            let digits = frac_part.len().min(18) as u32;
-            let frac: u128 = frac_part[..digits as usize]
-                .parse()
-                .map_err(|_| invalid())?;
-            part = part
-                .checked_add(frac * unit_ns / 10u128.pow(digits))
-                .ok_or_else(invalid)?;
-        }
-        total = total.checked_add(part).ok_or_else(invalid)?;
-        if total > i64::MAX as u128 {
-            return Err(invalid());
-        }
-    }
-    let nanos = total as i64;
-    Ok(Duration::nanoseconds(if neg { -nanos } else { nanos }))
+    crate::go_duration::parse_go_duration_nanos(s)
+        .map(Duration::nanoseconds)
+        .map_err(|e| e.to_string())
 }
 
 fn parse_int_param(q: &QueryParams, name: &str, dst: &mut i32) -> Result<(), QueryError> {

@@ -14,14 +14,11 @@ use crate::ConfigError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct GoDuration(pub Duration);
 
-const NS: u128 = 1;
 const US: u128 = 1_000;
 const MS: u128 = 1_000_000;
 const S: u128 = 1_000_000_000;
 const M: u128 = 60 * S;
 const H: u128 = 60 * M;
-/// Go durations are int64 nanoseconds.
-const MAX_NS: u128 = i64::MAX as u128;
 
 impl GoDuration {
     pub const ZERO: GoDuration = GoDuration(Duration::ZERO);
@@ -46,70 +43,16 @@ impl GoDuration {
             value: s.to_string(),
             reason: reason.to_string(),
         };
-        let mut rest = s;
-        if let Some(r) = rest.strip_prefix('+') {
-            rest = r;
-        } else if let Some(r) = rest.strip_prefix('-') {
+        // Go accepts negative durations; no key of ours does ("-0" is zero).
+        if let Some(r) = s.strip_prefix('-') {
             if r == "0" {
                 return Ok(Self::ZERO);
             }
             return Err(err("negative durations are not allowed"));
         }
-        if rest == "0" {
-            return Ok(Self::ZERO);
-        }
-        if rest.is_empty() {
-            return Err(err("empty duration"));
-        }
-        let mut total: u128 = 0;
-        while !rest.is_empty() {
-            // integer part
-            let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
-            let int_part = &rest[..int_len];
-            rest = &rest[int_len..];
-            let mut frac_part = "";
-            if let Some(r) = rest.strip_prefix('.') {
-                let frac_len = r.bytes().take_while(u8::is_ascii_digit).count();
-                frac_part = &r[..frac_len];
-                rest = &r[frac_len..];
-            }
-            if int_part.is_empty() && frac_part.is_empty() {
-                return Err(err("expected a number"));
-            }
-            let unit_len = rest
-                .find(|c: char| c.is_ascii_digit() || c == '.')
-                .unwrap_or(rest.len());
-            let unit = match &rest[..unit_len] {
-                "ns" => NS,
-                "us" | "µs" | "μs" => US,
-                "ms" => MS,
-                "s" => S,
-                "m" => M,
-                "h" => H,
-                "" => return Err(err("missing unit")),
-                _ => return Err(err(&format!("unknown unit \"{}\"", &rest[..unit_len]))),
-            };
-            rest = &rest[unit_len..];
-            let int: u128 = if int_part.is_empty() {
-                0
-            } else {
-                int_part.parse().map_err(|_| err("number too large"))?
-            };
-            let mut v = int.checked_mul(unit).ok_or_else(|| err("overflow"))?;
-            if !frac_part.is_empty() {
-                // Only the first 18 fraction digits matter at nanosecond precision.
-                let digits = &frac_part[..frac_part.len().min(18)];
-                let f: u128 = digits.parse().map_err(|_| err("bad fraction"))?;
-                v = v
-                    .checked_add(f * unit / 10u128.pow(digits.len() as u32))
-                    .ok_or_else(|| err("overflow"))?;
-            }
-            total = total.checked_add(v).ok_or_else(|| err("overflow"))?;
-            if total > MAX_NS {
-                return Err(err("overflow"));
-            }
-        }
-        Ok(GoDuration(Duration::from_nanos(total as u64)))
+        let nanos = ipfs_cluster_api::go_duration::parse_go_duration_nanos(s)
+            .map_err(|e| err(&e.kind.reason()))?;
+        Ok(GoDuration(Duration::from_nanos(nanos as u64)))
     }
 }
 

@@ -1,17 +1,16 @@
-//! `ipfs-cluster-consensus [--config DIR] [--bootstrap ADDR,...] [--leave]`: loads the peer's
-//! configuration, opens the raft store, starts raft (bootstrapping or joining), follows the
+//! `ipfs-cluster-consensus [--config DIR] [--bootstrap ADDR,...] [--leave]`: on the shared
+//! service skeleton (`ipfs-cluster-runtime`: arguments, config, logging, signals, exit
+//! codes), opens the raft store, starts raft (bootstrapping or joining), follows the
 //! metrics broadcast for allocation, and serves the Consensus gRPC service on the internal
-//! consensus address until SIGINT/SIGTERM or until this peer is removed from the cluster.
+//! consensus address until stopped or until this peer is removed from the cluster.
 
 mod prometheus;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use anyhow::Context;
-use clap::Parser;
-use prost::Message;
-use tokio_stream::StreamExt;
+use anyhow::Context as _;
 
+use ipfs_cluster_config::ServiceKind;
 use ipfs_cluster_consensus::{
     join::{self, Attempt, Joined},
     network::TransportCarrier,
@@ -22,16 +21,16 @@ use ipfs_cluster_consensus::{
 };
 use ipfs_cluster_proto::{
     client::TransportClient,
-    transport::v1::{DialRequest, IdRequest, SubscribeRequest},
-    types::v1::Metric,
+    transport::v1::{DialRequest, IdRequest},
+};
+use ipfs_cluster_runtime::{
+    peer_folder::{self, joining_marker, removed_marker, staging_marker},
+    Context, Service,
 };
 
-#[derive(Parser, Debug)]
-#[command(name = "ipfs-cluster-consensus", version = ipfs_cluster_proto::VERSION, about = "IPFS Cluster consensus service (raft or crdt pinset)")]
-struct Cli {
-    /// Configuration folder (default: $IPFS_CLUSTER_PATH or ~/.ipfs-cluster).
-    #[arg(long, short = 'c')]
-    config: Option<PathBuf>,
+/// The consensus service's own flags (beside `--config`, `--stats`, `--tracing`).
+#[derive(clap::Args, Debug)]
+struct ConsensusArgs {
     /// Join an existing cluster through these peer multiaddresses, comma separated:
     /// /ip4|ip6|dns|dns4|dns6/<host>/tcp/<port> or /dnsaddr/<name>, /p2p/<id> optional.
     /// Existing local raft state is moved to a backup first, as upstream. The join is
@@ -41,87 +40,25 @@ struct Cli {
     /// Leave the cluster on shutdown (overrides cluster.leave_on_shutdown).
     #[arg(long, short = 'x', hide = true)]
     leave: bool,
-    /// Serve Prometheus metrics (as observations.metrics.enable_stats).
-    #[arg(long)]
-    stats: bool,
-    /// Propagate and log trace ids (as observations.tracing.enable_tracing).
-    #[arg(long)]
-    tracing: bool,
 }
 
-fn main() {
-    tracing_subscriber::fmt()
-        .with_writer(|| ipfs_cluster_proto::shutdown::LogStderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,openraft=warn".into()),
-        )
-        .init();
-    let cli = Cli::parse();
-    let rt = ipfs_cluster_proto::runtime::service_runtime_or_exit();
-    if let Err(e) = rt.block_on(run(cli)) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+/// The consensus service of a peer.
+struct ConsensusDaemon;
+
+impl Service for ConsensusDaemon {
+    const NAME: &'static str = "ipfs-cluster-consensus";
+    const ABOUT: &'static str = "IPFS Cluster consensus service (raft pinset)";
+    const KIND: ServiceKind = ServiceKind::Consensus;
+    const DEFAULT_LOG: &'static str = "info,openraft=warn";
+    type Args = ConsensusArgs;
+
+    async fn run(ctx: Context<ConsensusArgs>) -> anyhow::Result<()> {
+        run(ctx).await
     }
 }
 
-/// Moves `dir` to `dir.old.0`, shifting older backups and keeping at most `keep`.
-fn backup_dir(dir: &std::path::Path, keep: u32) -> anyhow::Result<()> {
-    if !dir.exists() {
-        return Ok(());
-    }
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "raft".into());
-    let path = |i: u32| dir.with_file_name(format!("{name}.old.{i}"));
-    let keep = keep.max(1);
-    let _ = std::fs::remove_dir_all(path(keep - 1));
-    for i in (0..keep - 1).rev() {
-        if path(i).exists() {
-            std::fs::rename(path(i), path(i + 1))
-                .with_context(|| format!("rotating raft backup {}", path(i).display()))?;
-        }
-    }
-    std::fs::rename(dir, path(0))
-        .with_context(|| format!("backing up {} to {}", dir.display(), path(0).display()))?;
-    tracing::info!(backup = %path(0).display(), "raft state moved to a backup");
-    Ok(())
-}
-
-/// The file that says this peer left or was removed: `<raft dir>.removed`, beside the raft
-/// folder. While it exists the service refuses to start without `--bootstrap`.
-pub fn removed_marker(raft_dir: &std::path::Path) -> PathBuf {
-    let name = raft_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "raft".into());
-    raft_dir.with_file_name(format!("{name}.removed"))
-}
-
-/// The file that says a join through `--bootstrap` has not completed yet:
-/// `<raft dir>.joining`, holding the addresses (see `join::marker_text`). A restart
-/// without `--bootstrap` (the launcher restarts crashed services without it) must not
-/// bootstrap a new one-peer cluster from the empty staging store: it resumes as a member
-/// when a leader already added this peer, else it resumes the join through the marker's
-/// addresses (a marker without addresses, from an older version, makes it refuse to start).
-pub fn joining_marker(raft_dir: &std::path::Path) -> PathBuf {
-    let name = raft_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "raft".into());
-    raft_dir.with_file_name(format!("{name}.joining"))
-}
-
-/// The file that says this peer gave its one-peer cluster up to be added by a leader of
-/// another cluster: `<raft dir>.staging`. While it exists a start without `--bootstrap`
-/// stays in staging (waits to be added); it is removed once a leader added this peer.
-pub fn staging_marker(raft_dir: &std::path::Path) -> PathBuf {
-    let name = raft_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "raft".into());
-    raft_dir.with_file_name(format!("{name}.staging"))
+fn main() -> std::process::ExitCode {
+    ipfs_cluster_runtime::main::<ConsensusDaemon>()
 }
 
 /// Removes the staging marker once raft is initialized (a leader added this peer).
@@ -148,36 +85,6 @@ fn spawn_staging_done(node: Arc<Node>, marker: PathBuf) {
                 Err(_) => return,
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    });
-}
-
-/// Follows the transport's `monitor.metrics` topic into the allocator's metric store.
-fn spawn_metrics(node: Arc<Node>, mut client: TransportClient) {
-    tokio::spawn(async move {
-        loop {
-            let topic = ipfs_cluster_proto::METRICS_TOPIC.to_string();
-            match client.subscribe(SubscribeRequest { topic }).await {
-                Ok(s) => {
-                    let mut s = s.into_inner();
-                    while let Some(msg) = s.next().await {
-                        match msg {
-                            Ok(m) => match Metric::decode(m.data.as_slice()) {
-                                Ok(metric) => node.metrics.add(metric),
-                                Err(e) => {
-                                    tracing::debug!(from = %m.from, error = %e, "undecodable metric")
-                                }
-                            },
-                            Err(e) => {
-                                tracing::debug!(error = %e.message(), "metrics subscription ended");
-                                break;
-                            }
-                        }
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e.message(), "subscribing to metrics"),
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
 }
@@ -220,18 +127,28 @@ fn bootstrap_addresses(raw: &[String], own: &str) -> anyhow::Result<Vec<String>>
     Ok(out)
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let dir = ipfs_cluster_config::resolve_config_dir(cli.config.as_deref());
-    let peer = ipfs_cluster_config::Peer::load(&dir)?;
+/// Moves the raft folder to a rotated backup (`raft.old.0`) when it exists.
+fn backup_dir(dir: &std::path::Path, keep: u32) -> anyhow::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let backup = peer_folder::move_to_backup(dir, keep)?;
+    tracing::info!(backup = %backup.display(), "raft state moved to a backup");
+    Ok(())
+}
+
+async fn run(ctx: Context<ConsensusArgs>) -> anyhow::Result<()> {
+    let cli = &ctx.args;
+    let peer = &ctx.peer;
     if peer.config.consensus.crdt.is_some() {
         let boot = bootstrap_addresses(&cli.bootstrap, &peer.identity.peer_id.to_string())?;
-        return ipfs_cluster_consensus::crdt_mode::run(peer, boot, cli.stats, cli.tracing).await;
+        return ipfs_cluster_consensus::crdt_mode::run(peer.clone(), boot, ctx.stop_token()).await;
     }
     let cfg = &peer.config;
     let raft = match cfg.consensus.raft.as_ref() {
         Some(r) => r.clone(),
         None => anyhow::bail!(
-            "service.json has no consensus.raft section; this consensus service implements raft only (crdt is not supported)"
+            "service.json has neither consensus.raft nor consensus.crdt: run `ipfs-cluster-service init --consensus raft|crdt`"
         ),
     };
     let peer_id = peer.identity.peer_id.to_string();
@@ -270,9 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(t) = &opts.trusted_peers {
         tracing::info!(trusted = t.len(), "consensus.raft.trusted_peers is set: only listed peers may join; the leader removes unlisted members");
     }
-    if !cfg.monitor.pubsubmon.check_interval.is_zero() {
-        opts.check_interval = cfg.monitor.pubsubmon.check_interval.as_duration();
-    }
+    opts.check_interval = ipfs_cluster_runtime::monitor::check_interval(cfg);
     if !cfg.cluster.state_sync_interval.is_zero() {
         opts.state_sync_interval = cfg.cluster.state_sync_interval.as_duration();
     }
@@ -339,16 +254,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     // Bind first so a taken port fails before raft starts.
     let listener =
-        ipfs_cluster_proto::bind_internal(consensus_addr, cfg.internal.allow_remote_internal)
+        ipfs_cluster_runtime::bind_internal(consensus_addr, cfg.internal.allow_remote_internal)
             .await?;
-    let obs = ipfs_cluster_observability::Options::from_config(
-        ipfs_cluster_observability::ServiceKind::Consensus,
-        peer_id.clone(),
-        cfg,
-        cli.stats,
-        cli.tracing,
-    )?;
-    let prom = ipfs_cluster_observability::start(obs).await?;
+    let prom = &ctx.metrics;
     let carrier = Arc::new(TransportCarrier {
         client: transport.clone(),
     });
@@ -386,10 +294,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         spawn_staging_done(node.clone(), staging.clone());
     }
     node.spawn_background();
-    if let Some(m) = &prom {
+    if let Some(m) = prom {
         prometheus::register(m, node.clone());
     }
-    spawn_metrics(node.clone(), transport.clone());
+    // The peer monitor: every peer's latest metrics, for allocation.
+    let monitor_node = node.clone();
+    ipfs_cluster_runtime::monitor::follow_metrics(transport.clone(), move |m| {
+        monitor_node.metrics.add(m)
+    });
     tracing::info!(peer = %peer_id, addr = %consensus_addr, raft_dir = %raft_dir.display(), "consensus service ready");
 
     let (fail_tx, mut fail_rx) = tokio::sync::mpsc::channel::<String>(1);
@@ -424,8 +336,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut reset = node.reset_requested();
     let mut reset_for = None;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let health = ipfs_cluster_proto::HealthHandle::new();
-    let server = tokio::spawn(ipfs_cluster_proto::serve_with_health(
+    let health = ipfs_cluster_runtime::HealthHandle::new();
+    let server = tokio::spawn(ipfs_cluster_runtime::serve_with_health(
         listener,
         peer.token.clone(),
         ConsensusService::new(node.clone()).into_server(),
@@ -434,17 +346,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         health.clone(),
     ));
-    // SIGTERM, SIGINT, SIGHUP or the launcher gone (proto::shutdown), seen by both waits
-    // below.
-    let (stop_asked, mut stop) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let reason = ipfs_cluster_proto::shutdown::stop_requested().await;
-        tracing::info!(%reason, "stop requested");
-        let _ = stop_asked.send(true);
-    });
+    // SIGTERM, SIGINT, SIGHUP or the launcher gone (the runtime's stop signal), seen by
+    // both waits below.
+    let stop = ctx.stop_token();
     let mut failure = None;
     let was_removed = tokio::select! {
-        _ = stop.wait_for(|s| *s) => false,
+        _ = stop.cancelled() => false,
         _ = removed.wait_for(|r| *r) => true,
         Ok(by) = reset.wait_for(|r| r.is_some()) => { reset_for = by.clone(); false }
         Some(e) = fail_rx.recv() => { failure = Some(e); false }
@@ -464,8 +371,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .set::<ipfs_cluster_proto::consensus::v1::consensus_server::ConsensusServer<ConsensusService>>(false)
             .await;
         tokio::select! {
-            _ = ipfs_cluster_proto::disk::wait_writable(&raft_dir) => {}
-            _ = stop.wait_for(|s| *s) => {}
+            _ = ipfs_cluster_runtime::disk::wait_writable(&raft_dir) => {}
+            _ = stop.cancelled() => {}
         }
     }
     tracing::info!("consensus service shutting down");
@@ -515,9 +422,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         backup_dir(&raft_dir, keep)?;
         eprintln!(
             "this peer's one-peer cluster was backed up to {} so that {leader} can add it to its cluster; restarting empty (exit code {RESTART_STAGING_EXIT})",
-            ipfs_cluster_consensus::node::backup_path(&raft_dir).display()
+            peer_folder::backup_path(&raft_dir).display()
         );
         std::process::exit(RESTART_STAGING_EXIT);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::{Args, Command};
+        super::ConsensusArgs::augment_args(Command::new("ipfs-cluster-consensus")).debug_assert();
+    }
 }

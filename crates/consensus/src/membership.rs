@@ -35,10 +35,8 @@ use super::*;
 
 use openraft::{error::CheckIsLeaderError, LogId, Membership};
 
-/// Exit code of the consensus service meaning "restart me now, in staging": its one-peer
-/// cluster was backed up because a leader of another cluster is adding this peer. The
-/// launcher (crates/service/src/supervisor.rs) restarts it at once, not as a crash.
-pub const RESTART_STAGING_EXIT: i32 = 75;
+/// The exit code and backup path the launcher knows too (the peer folder layout).
+pub use ipfs_cluster_runtime::peer_folder::{backup_path, RESTART_STAGING_EXIT};
 
 /// How often a leader asks a resetting peer whether it is ready to be added.
 const PREPARE_POLL: Duration = Duration::from_millis(500);
@@ -129,15 +127,6 @@ impl MembershipState {
         *p = Some((leader.to_string(), std::time::Instant::now()));
         Ok(())
     }
-}
-
-/// Where `backup_dir` (main.rs) moves a raft folder: `<dir>.old.0`.
-pub fn backup_path(dir: &std::path::Path) -> PathBuf {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "raft".into());
-    dir.with_file_name(format!("{name}.old.0"))
 }
 
 impl Node {

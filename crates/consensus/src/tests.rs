@@ -273,12 +273,12 @@ async fn grpc_endpoint_requires_the_token() {
     let n = start(&router, opts("peerA", dir.path())).await;
     wait_leader(&n).await;
     let token = ipfs_cluster_proto::InternalToken::generate();
-    let listener = ipfs_cluster_proto::bind_internal("127.0.0.1:0".parse().unwrap(), false)
+    let listener = ipfs_cluster_runtime::bind_internal("127.0.0.1:0".parse().unwrap(), false)
         .await
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(ipfs_cluster_proto::serve(
+    let server = tokio::spawn(ipfs_cluster_runtime::serve(
         listener,
         token.clone(),
         ConsensusService::new(n.clone()).into_server(),
@@ -733,12 +733,12 @@ async fn import_replaces_the_state_and_export_streams_it() {
 
     // Import goes through a real gRPC client stream.
     let token = ipfs_cluster_proto::InternalToken::generate();
-    let listener = ipfs_cluster_proto::bind_internal("127.0.0.1:0".parse().unwrap(), false)
+    let listener = ipfs_cluster_runtime::bind_internal("127.0.0.1:0".parse().unwrap(), false)
         .await
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(ipfs_cluster_proto::serve(
+    let server = tokio::spawn(ipfs_cluster_runtime::serve(
         listener,
         token.clone(),
         svc.clone().into_server(),

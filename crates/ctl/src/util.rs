@@ -4,63 +4,11 @@
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 
 /// Parses a Go duration string (`1h30m`, `90s`, `-1.5h`, `300ms`) into nanoseconds, with
-/// Go's error texts (`time: invalid duration "x"`).
+/// Go's error texts (`time: invalid duration "x"`); the workspace's one parser.
 pub fn parse_go_duration(s: &str) -> Result<i128, String> {
-    let orig = s;
-    let invalid = || format!("time: invalid duration \"{orig}\"");
-    let mut rest = s;
-    let mut neg = false;
-    if let Some(r) = rest.strip_prefix('-') {
-        neg = true;
-        rest = r;
-    } else if let Some(r) = rest.strip_prefix('+') {
-        rest = r;
-    }
-    if rest == "0" {
-        return Ok(0);
-    }
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    let mut total: f64 = 0.0;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let num = &rest[..num_end];
-        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
-            return Err(invalid());
-        }
-        let value: f64 = num.parse().map_err(|_| invalid())?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_end];
-        if unit.is_empty() {
-            return Err(format!("time: missing unit in duration \"{orig}\""));
-        }
-        let mult: f64 = match unit {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => {
-                return Err(format!(
-                    "time: unknown unit \"{unit}\" in duration \"{orig}\""
-                ))
-            }
-        };
-        total += value * mult;
-        rest = &rest[unit_end..];
-    }
-    if total > i64::MAX as f64 {
-        return Err(invalid());
-    }
-    let ns = total.round() as i128;
-    Ok(if neg { -ns } else { ns })
+    ipfs_cluster_api::go_duration::parse_go_duration_nanos(s)
+        .map(i128::from)
+        .map_err(|e| e.to_string())
 }
 
 /// A duration flag value as a std Duration (negative values count as zero).

@@ -22,7 +22,7 @@ use tonic::{Code, Request, Status};
 use ipfs_cluster_api as api;
 
 use crate::{
-    model,
+    from_grpc,
     reply::{ApiError, NOT_IN_PINSET},
 };
 
@@ -37,8 +37,8 @@ pub struct Backends {
     pub transport: TransportClient,
     pub ipfs: IpfsConnectorClient,
     pub peername: String,
-    /// Metrics followed from the broadcast (filled by `metrics::spawn`).
-    pub metrics: std::sync::Arc<crate::metrics::MetricStore>,
+    /// Peer metrics followed from the broadcast (filled by `peer_metrics::spawn`).
+    pub peer_metrics: std::sync::Arc<crate::peer_metrics::PeerMetricStore>,
     /// The cluster's default minimum replication factor (see GatewayOptions).
     pub default_replication_min: i32,
     /// The REST app that serves `/libp2p-http` streams tunnelled by the transport
@@ -86,7 +86,7 @@ impl Backends {
             transport: ipfs_cluster_proto::client::transport(opts.transport_addr, token),
             ipfs: ipfs_cluster_proto::client::ipfs_connector(opts.ipfs_connector_addr, token),
             peername: opts.peername.clone(),
-            metrics: Default::default(),
+            peer_metrics: Default::default(),
             default_replication_min: opts.replication_factor_min,
             tunnel: Default::default(),
         }
@@ -94,8 +94,8 @@ impl Backends {
 
     /// A cluster_error entry, with the name and IPFS identity from the peer's last ping.
     fn error_info(&self, cid: api::Cid, peer: &str, error: &str) -> api::PinInfo {
-        let mut i = model::error_info(cid, peer, error);
-        if let Some(p) = self.metrics.ping_info(peer) {
+        let mut i = from_grpc::error_info(cid, peer, error);
+        if let Some(p) = self.peer_metrics.ping_info(peer) {
             if !p.peer_name.is_empty() {
                 i.short.peername = p.peer_name;
             }
@@ -346,7 +346,7 @@ impl Backends {
         let now = api::Time::now();
         let mut g = None;
         for peer in self.member_ids().await? {
-            let pv = self.metrics.ping_info(&peer).unwrap_or_default();
+            let pv = self.peer_metrics.ping_info(&peer).unwrap_or_default();
             let info = api::PinInfo {
                 cid,
                 name: String::new(),
@@ -368,7 +368,7 @@ impl Backends {
                     ..Default::default()
                 },
             };
-            model::merge(&mut g, info);
+            from_grpc::merge(&mut g, info);
         }
         g.ok_or_else(|| ApiError::internal("the cluster has no members"))
     }
@@ -402,7 +402,7 @@ impl Backends {
                         if info.peer.is_empty() {
                             info.peer = r.peer.clone();
                         }
-                        model::merge(&mut g, model::pin_info(info)?);
+                        from_grpc::merge(&mut g, from_grpc::pin_info(info)?);
                     }
                     Err(e) => {
                         errors.push((r.peer, format!("cannot decode the status answer: {e}")))
@@ -418,7 +418,7 @@ impl Backends {
         }
         for (peer, e) in errors {
             let info = self.error_info(cid, &peer, &e);
-            model::merge(&mut g, info);
+            from_grpc::merge(&mut g, info);
         }
         g.ok_or_else(|| ApiError::internal("no cluster peer answered the status request"))
     }
@@ -443,7 +443,7 @@ impl Backends {
         }
         .map_err(|s| status_error("ipfs connector", &s))?
         .into_inner();
-        Ok(model::pin_info(info)?.to_global())
+        Ok(from_grpc::pin_info(info)?.to_global())
     }
 
     /// Status (or recover) of every pin on every member, merged by CID. Per-peer stream
@@ -496,7 +496,7 @@ impl Backends {
                             info.peer = peer.clone();
                         }
                         let key = info.cid.clone();
-                        let info = model::pin_info(info)?;
+                        let info = from_grpc::pin_info(info)?;
                         match merged.get_mut(&key) {
                             Some(g) => g.add(info),
                             None => {
@@ -563,8 +563,8 @@ impl Backends {
         for r in results {
             if r.code == 0 {
                 match gpb::IdResponse::decode(r.payload.as_slice()) {
-                    Ok(id) => out.push(model::id(&id)),
-                    Err(e) => out.push(model::id_error(
+                    Ok(id) => out.push(from_grpc::id(&id)),
+                    Err(e) => out.push(from_grpc::id_error(
                         &r.peer,
                         &format!("cannot decode the ID answer: {e}"),
                     )),
@@ -573,7 +573,7 @@ impl Backends {
                 || r.code == Code::Unauthenticated as i32
             {
             } else {
-                out.push(model::id_error(&r.peer, &r.error));
+                out.push(from_grpc::id_error(&r.peer, &r.error));
             }
         }
         Ok(out)

@@ -122,6 +122,25 @@ pub fn from_peer(peer: &Peer) -> Result<(GatewayOptions, InternalToken), ConfigE
         gateway_addr: cfg.internal.gateway_addr()?,
         allow_remote_internal: cfg.internal.allow_remote_internal,
         replication_factor_min: cfg.cluster.replication_factor_min,
+        alert_check_interval: ipfs_cluster_runtime::monitor::check_interval(cfg),
     };
     Ok((opts, peer.token.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_alert_checker_follows_monitor_pubsubmon_check_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let init = ipfs_cluster_config::InitOptions {
+            consensus: "raft".into(),
+            ..Default::default()
+        };
+        ipfs_cluster_config::init_from(dir.path(), &init, &|_| None).unwrap();
+        let mut peer = ipfs_cluster_config::Peer::load(dir.path()).unwrap();
+        peer.config.monitor.pubsubmon.check_interval =
+            ipfs_cluster_config::GoDuration::from_secs(2);
+        let (opts, _) = super::from_peer(&peer).unwrap();
+        assert_eq!(opts.alert_check_interval, std::time::Duration::from_secs(2));
+    }
 }

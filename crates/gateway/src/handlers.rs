@@ -12,7 +12,7 @@ use ipfs_cluster_api as api;
 
 use crate::{
     backend::Backends,
-    model,
+    from_grpc,
     query::{cid_param, peer_param, Query},
     reply::{self, ApiError, Body, Event, Json, StreamEvent},
     router::Route,
@@ -59,7 +59,7 @@ async fn dispatch(
     match route {
         Route::Id => {
             let id = b.id().await?;
-            Ok(reply::ok_json(&model::id(&id)))
+            Ok(reply::ok_json(&from_grpc::id(&id)))
         }
         Route::Version => Ok(reply::ok_json(&api::Version::default())),
         Route::PeersList => {
@@ -97,9 +97,9 @@ async fn dispatch(
             )),
         },
         Route::Allocations => {
-            let filter = model::allocation_filter(q.get("filter"))?;
+            let filter = from_grpc::allocation_filter(q.get("filter"))?;
             let s = b.list(filter).await?;
-            let events = s.map(|r| match r.and_then(model::state_pin) {
+            let events = s.map(|r| match r.and_then(from_grpc::state_pin) {
                 Ok(p) => Event::Item(Json(p)),
                 Err(e) => Event::Error(e.message),
             });
@@ -108,7 +108,7 @@ async fn dispatch(
         Route::Allocation { hash } => {
             let c = cid_param(&hash)?;
             q.pin_options()?;
-            let p = model::state_pin(b.get(&c.to_string()).await?)?;
+            let p = from_grpc::state_pin(b.get(&c.to_string()).await?)?;
             Ok(reply::ok_json(&p))
         }
         Route::StatusAll => status_all(ctx, q).await,
@@ -152,23 +152,23 @@ async fn dispatch(
         Route::Unpin { hash } => {
             let c = cid_param(&hash)?;
             q.pin_options()?;
-            let p = model::state_pin(b.unpin(&c.to_string()).await?)?;
+            let p = from_grpc::state_pin(b.unpin(&c.to_string()).await?)?;
             Ok(reply::ok_json(&p))
         }
         Route::UnpinPath { key_type, path } => {
             q.pin_options()?;
             let c = resolve_path(ctx, &key_type, &path).await?;
-            let p = model::state_pin(b.unpin(&c.to_string()).await?)?;
+            let p = from_grpc::state_pin(b.unpin(&c.to_string()).await?)?;
             Ok(reply::ok_json(&p))
         }
         Route::RepoGc => Ok(reply::ok_json(
             &crate::health::gc(b, q.is_true("local")).await?,
         )),
         Route::HealthGraph => Ok(reply::ok_json(&crate::health::graph(b).await?)),
-        Route::Alerts => Ok(reply::ok_json(&b.metrics.alerts())),
+        Route::Alerts => Ok(reply::ok_json(&b.peer_metrics.alerts())),
         Route::Bandwidth => Ok(reply::ok_json(&crate::health::bandwidth(b).await?)),
         Route::Metrics { name } => Ok(reply::ok_json(&crate::health::metrics(b, &name).await?)),
-        Route::MetricNames => Ok(reply::ok_json(&b.metrics.names())),
+        Route::MetricNames => Ok(reply::ok_json(&b.peer_metrics.names())),
         Route::Token => token(ctx.credentials.as_ref(), ctx.user.as_ref(), q),
         Route::Health => Ok(reply::no_content()),
     }
@@ -234,7 +234,9 @@ pub fn token(
 async fn pin_cid(ctx: &Ctx, c: api::Cid, q: &Query) -> Result<Resp, ApiError> {
     let requested = api::Pin::new_data(c, q.pin_options()?);
     let committed = ctx.backends.pin(requested.clone().into()).await?;
-    Ok(reply::ok_json(&model::fresh_pin(&requested, committed)?))
+    Ok(reply::ok_json(&from_grpc::fresh_pin(
+        &requested, committed,
+    )?))
 }
 
 /// `/pins/{ipfs|ipns|ipld}/{path}` → a CID: `/ipfs/<cid>` alone is used as is; anything
@@ -308,7 +310,7 @@ async fn status_all(ctx: &Ctx, q: &Query) -> Result<Resp, ApiError> {
             .collect();
         return Ok(reply::ndjson(stream::iter(events)).await);
     }
-    let filter = model::status_filter(q.get("filter"))?;
+    let filter = from_grpc::status_filter(q.get("filter"))?;
     if local {
         return local_stream(ctx, filter.0, false).await;
     }
@@ -336,13 +338,13 @@ async fn local_stream(ctx: &Ctx, filter: u32, recover: bool) -> Result<Resp, Api
         let info = r.and_then(|mut i| match &addrs {
             Some((raw, parsed)) if *raw == i.ipfs_peer_addresses => {
                 i.ipfs_peer_addresses = Vec::new();
-                let mut info = model::pin_info(i)?;
+                let mut info = from_grpc::pin_info(i)?;
                 info.short.ipfs_peer_addresses = parsed.clone();
                 Ok(info)
             }
             _ => {
                 let raw = i.ipfs_peer_addresses.clone();
-                let info = model::pin_info(i)?;
+                let info = from_grpc::pin_info(i)?;
                 addrs = Some((raw, info.short.ipfs_peer_addresses.clone()));
                 Ok(info)
             }
@@ -432,10 +434,10 @@ async fn peer_add(ctx: &Ctx, body: Option<hyper::body::Incoming>) -> Result<Resp
         Ok(r) => match <ipfs_cluster_proto::gateway::v1::IdResponse as prost::Message>::decode(
             r.into_inner().payload.as_slice(),
         ) {
-            Ok(id) => model::id(&id),
-            Err(e) => model::id_error(&pid, &format!("cannot decode the ID answer: {e}")),
+            Ok(id) => from_grpc::id(&id),
+            Err(e) => from_grpc::id_error(&pid, &format!("cannot decode the ID answer: {e}")),
         },
-        Err(s) => model::id_error(&pid, s.message()),
+        Err(s) => from_grpc::id_error(&pid, s.message()),
     };
     let peers = id.cluster_peers.get_or_insert_with(Vec::new);
     if !peers.contains(&own.id) {

@@ -15,7 +15,7 @@ use crate::{backend::Backends, reply::ApiError};
 
 pub async fn metrics(b: &Backends, name: &str) -> Result<Vec<api::Metric>, ApiError> {
     let peers = b.member_list().await?;
-    Ok(b.metrics.latest(name, &peers))
+    Ok(b.peer_metrics.latest(name, &peers))
 }
 
 fn repo_gc(peer: &str, peername: &str, r: ipb::RepoGcResponse) -> api::RepoGc {

@@ -2,7 +2,6 @@
 //! rustls. It holds no cluster state: every answer comes from the local consensus,
 //! transport and ipfs connector services through their internal gRPC contracts.
 
-pub mod accesslog;
 pub mod add;
 pub mod auth;
 pub mod backend;
@@ -10,16 +9,17 @@ pub mod car;
 pub mod chunker;
 pub mod config;
 pub mod cors;
+pub mod daemon;
 pub mod dag;
 pub mod first_byte;
+pub mod from_grpc;
 pub mod grpc;
 pub mod handlers;
 pub mod health;
 pub mod libp2p_http;
-pub mod metrics;
-pub mod model;
 pub mod multipart;
 pub mod options;
+pub mod peer_metrics;
 pub mod pinsvc;
 pub mod prometheus;
 pub mod query;
@@ -37,6 +37,7 @@ use std::{
 };
 
 use ipfs_cluster_proto::{gateway::v1::gateway_server::GatewayServer, InternalToken};
+use ipfs_cluster_runtime::access_log;
 use tokio::{net::TcpListener, sync::watch};
 
 pub use options::{GatewayOptions, HttpApiOptions};
@@ -58,7 +59,7 @@ pub enum GatewayError {
     #[error("{0}")]
     Tls(#[from] tls::TlsError),
     #[error("{0}")]
-    Internal(#[from] ipfs_cluster_proto::ServeError),
+    Internal(#[from] ipfs_cluster_runtime::ServeError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("the {0} has no listen address; set http_listen_multiaddress")]
@@ -95,12 +96,12 @@ pub async fn bind_api(
         server::ApiKind::Rest => (
             "REST API",
             "api.restapi.http_listen_multiaddress",
-            "restapilog",
+            access_log::Endpoint::RestApi,
         ),
         server::ApiKind::PinSvc => (
             "Pinning Services API",
             "api.pinsvcapi.http_listen_multiaddress",
-            "pinsvcapilog",
+            access_log::Endpoint::PinSvcApi,
         ),
     };
     if opts.listen.is_empty() && opts.libp2p.is_none() {
@@ -111,8 +112,8 @@ pub async fn bind_api(
         _ => None,
     };
     let access_log = match &opts.http_log_file {
-        Some(p) => accesslog::AccessLog::file(log_target, p).await?,
-        None => accesslog::AccessLog::tracing(log_target),
+        Some(p) => access_log::AccessLog::file(log_target, p).await?,
+        None => access_log::AccessLog::tracing(log_target),
     };
     let mut listeners = Vec::new();
     for addr in &opts.listen {
@@ -204,10 +205,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let backends = backend::Backends::connect(&opts, &token);
-    metrics::spawn(backends.metrics.clone(), backends.transport.clone());
+    peer_metrics::spawn(
+        backends.peer_metrics.clone(),
+        backends.transport.clone(),
+        opts.alert_check_interval,
+    );
     let served = Arc::new(AtomicU64::new(0));
     let grpc_listener =
-        ipfs_cluster_proto::bind_internal(opts.gateway_addr, opts.allow_remote_internal).await?;
+        ipfs_cluster_runtime::bind_internal(opts.gateway_addr, opts.allow_remote_internal).await?;
     let rest = bind_api(
         server::ApiKind::Rest,
         opts.rest.clone(),
@@ -268,7 +273,7 @@ pub async fn run(
     let grpc_shutdown = async move {
         let _ = grpc_rx.wait_for(|v| *v).await;
     };
-    let grpc = tokio::spawn(ipfs_cluster_proto::serve(
+    let grpc = tokio::spawn(ipfs_cluster_runtime::serve(
         grpc_listener,
         token,
         GatewayServer::new(svc),

@@ -27,8 +27,8 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use crate::server::App;
 
-/// go-libp2p-http's protocol id.
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/libp2p-http");
+/// go-libp2p-http's protocol id (the same the transport tunnels).
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new(ipfs_cluster_proto::names::LIBP2P_HTTP);
 pub const MAX_STREAMS: usize = 256;
 
 /// What serves `/libp2p-http` streams that the transport tunnels from the cluster host
@@ -267,13 +267,16 @@ mod tests {
             gateway_addr: nowhere,
             allow_remote_internal: false,
             replication_factor_min: -1,
+            alert_check_interval: ipfs_cluster_runtime::monitor::DEFAULT_CHECK_INTERVAL,
         };
         let token = ipfs_cluster_proto::InternalToken::generate();
         let app = Arc::new(App::new(
             crate::server::ApiKind::Rest,
             rest,
             crate::backend::Backends::connect(&opts, &token),
-            crate::accesslog::AccessLog::tracing("restapilog"),
+            ipfs_cluster_runtime::access_log::AccessLog::tracing(
+                ipfs_cluster_runtime::access_log::Endpoint::RestApi,
+            ),
             Arc::default(),
         ));
         let (tx, rx) = watch::channel(false);

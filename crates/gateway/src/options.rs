@@ -106,6 +106,8 @@ pub struct GatewayOptions {
     /// `cluster.replication_factor_min`: an add whose pin leaves the factor at 0 takes it,
     /// and -1 (the default) means every peer, which `/add` reports in its allocations.
     pub replication_factor_min: i32,
+    /// `monitor.pubsubmon.check_interval`: how often expired peer metrics raise alerts.
+    pub alert_check_interval: std::time::Duration,
 }
 
 /// `/ip4/1.2.3.4/tcp/9094` (or ip6) for a socket address.

@@ -73,7 +73,7 @@ fn request_id(id: &str) -> Result<api::Cid, ApiError> {
 fn delegates_of(b: &Backends, peers: &[String]) -> Vec<api::Multiaddr> {
     peers
         .iter()
-        .filter_map(|p| b.metrics.ping_info(p))
+        .filter_map(|p| b.peer_metrics.ping_info(p))
         .flat_map(|p| p.ipfs_addresses.into_iter())
         .filter_map(|a| api::parse_multiaddr(&a).ok())
         .collect()
@@ -113,7 +113,7 @@ async fn add(
     };
     let requested = api::Pin::new_data(cid, opts);
     let committed = b.pin(requested.clone().into()).await?;
-    let pin = crate::model::fresh_pin(&requested, committed)?;
+    let pin = crate::from_grpc::fresh_pin(&requested, committed)?;
     if let Some(old) = replace {
         if old != cid {
             if let Err(e) = b.unpin(&old.to_string()).await {

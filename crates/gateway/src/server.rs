@@ -77,7 +77,7 @@ pub struct App {
     pub cors: Cors,
     pub credentials: Option<Credentials>,
     pub backends: Backends,
-    pub access_log: crate::accesslog::AccessLog,
+    pub access_log: ipfs_cluster_runtime::access_log::AccessLog,
     pub served: Arc<AtomicU64>,
     pub throttle: crate::auth::AuthThrottle,
 }
@@ -87,7 +87,7 @@ impl App {
         kind: ApiKind,
         opts: HttpApiOptions,
         backends: Backends,
-        access_log: crate::accesslog::AccessLog,
+        access_log: ipfs_cluster_runtime::access_log::AccessLog,
         served: Arc<AtomicU64>,
     ) -> Self {
         Self {
@@ -176,7 +176,7 @@ impl App {
             &method,
             &uri,
             version,
-            resp.status(),
+            resp.status().as_u16(),
             hyper::body::Body::size_hint(resp.body()).exact(),
         );
         resp

@@ -30,8 +30,8 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
 };
 use ipfs_cluster_ipfs_connector::{
-    kubo::parse_node_multiaddress, proxy, proxy_accesslog, proxy_server, service::ConnectorService,
-    Kubo, NodeAddr, Options, Timeouts, Tracker,
+    kubo::parse_node_multiaddress, proxy, proxy_server, service::ConnectorService, Kubo, NodeAddr,
+    Options, Timeouts, Tracker,
 };
 use ipfs_cluster_proto::{
     client, ipfsconnector::v1::StatusAllRequest, types::v1::Pin, types::v1::TrackerStatus,
@@ -169,7 +169,7 @@ async fn status_all(
     let s = stop.clone();
     let tok = token.clone();
     tokio::spawn(async move {
-        let _ = ipfs_cluster_proto::serve(l, tok, svc, s.cancelled_owned()).await;
+        let _ = ipfs_cluster_runtime::serve(l, tok, svc, s.cancelled_owned()).await;
     });
     let mut c = client::ipfs_connector(grpc, token);
     // Warm-up (connection, first listing).
@@ -273,7 +273,9 @@ async fn main() -> Result<()> {
     tokio::spawn(proxy::serve(
         vec![pl],
         p,
-        proxy_accesslog::AccessLog::tracing(),
+        ipfs_cluster_runtime::access_log::AccessLog::tracing(
+            ipfs_cluster_runtime::access_log::Endpoint::IpfsProxy,
+        ),
         stop.clone(),
     ));
     let direct_url = format!("{daemon_url}/api/v0/version");

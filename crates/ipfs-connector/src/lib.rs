@@ -3,13 +3,13 @@
 // measures the peer (informers) and serves the IPFS proxy.
 //! IPFS connector service: Kubo RPC client, pin tracker, informers, IPFS proxy.
 
+pub mod daemon;
 pub mod follower;
 pub mod informers;
 pub mod kubo;
 pub mod options;
 pub mod prometheus;
 pub mod proxy;
-pub mod proxy_accesslog;
 mod proxy_headers;
 mod proxy_pinning;
 pub mod proxy_server;

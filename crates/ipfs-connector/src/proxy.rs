@@ -26,9 +26,10 @@ use crate::proxy_pinning::{self, Roots};
 use tokio::net::{TcpListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
+use ipfs_cluster_runtime::access_log::{AccessLog, Endpoint};
+
 use crate::{
     kubo::{Kubo, NodeAddr},
-    proxy_accesslog::AccessLog,
     proxy_headers::Extracted,
     proxy_server::ProxyConfig,
 };
@@ -734,8 +735,8 @@ where
 /// Opens the access log (`log_file`, or tracing).
 pub async fn access_log(cfg: &ProxyConfig) -> Result<AccessLog, std::io::Error> {
     match &cfg.log_file {
-        Some(p) => AccessLog::file(p).await,
-        None => Ok(AccessLog::tracing()),
+        Some(p) => AccessLog::file(Endpoint::IpfsProxy, p).await,
+        None => Ok(AccessLog::tracing(Endpoint::IpfsProxy)),
     }
 }
 

@@ -29,10 +29,11 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+use ipfs_cluster_runtime::access_log::AccessLog;
+
 use crate::{
     kubo::NodeAddr,
     proxy::{Body, BoxError, Proxy, ReqBody},
-    proxy_accesslog::AccessLog,
 };
 
 /// `api.ipfsproxy` as the proxy uses it (upstream defaults in `new`).
@@ -265,12 +266,13 @@ impl Drop for LogEntry {
         self.inflight.fetch_sub(1, Ordering::SeqCst);
         if self.status != 0 {
             self.log.log(
-                self.remote,
+                &self.remote.ip().to_string(),
+                None,
                 &self.method,
                 &self.uri,
                 self.version,
                 self.status,
-                self.bytes,
+                Some(self.bytes),
             );
         }
     }

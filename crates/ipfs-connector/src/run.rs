@@ -5,7 +5,8 @@
 
 use std::net::SocketAddr;
 
-use ipfs_cluster_proto::{bind_internal, client, serve, InternalToken, ServeError};
+use ipfs_cluster_proto::{client, InternalToken};
+use ipfs_cluster_runtime::{bind_internal, serve, ServeError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -176,7 +177,7 @@ pub async fn run_with(
             tracing::error!(dir = %dir.display(), "the ipfs connector store failed; restarting once the folder is writable again");
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                _ = ipfs_cluster_proto::disk::wait_writable(&dir) => {}
+                _ = ipfs_cluster_runtime::disk::wait_writable(&dir) => {}
             }
             shutdown.cancel();
             msg

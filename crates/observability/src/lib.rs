@@ -56,8 +56,9 @@ impl Options {
 }
 
 /// Turns tracing on if asked, and with metrics on: builds the registry (build info, gRPC
-/// request families), hooks it into the gRPC server plumbing, binds the endpoint and
-/// serves it in the background. `Ok(None)` when metrics are off.
+/// request families), binds the endpoint and serves it in the background. `Ok(None)` when
+/// metrics are off. The runtime's `main` feeds served gRPC calls to
+/// [`Metrics::observe_grpc`].
 pub async fn start(opts: Options) -> Result<Option<Arc<Metrics>>, ServeError> {
     set_tracing(opts.tracing);
     if opts.tracing {
@@ -71,7 +72,6 @@ pub async fn start(opts: Options) -> Result<Option<Arc<Metrics>>, ServeError> {
     };
     let listener = serve::bind(addr, opts.allow_remote).await?;
     let m = Metrics::new(opts.service.name(), &opts.peer_id);
-    m.install_grpc_observer();
     metrics::set_global(m.clone());
     let bound = listener.local_addr().unwrap_or(addr);
     tracing::info!(addr = %bound, service = opts.service.name(), "Prometheus metrics endpoint listening on /metrics");

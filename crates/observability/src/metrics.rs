@@ -128,16 +128,6 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    pub(crate) fn install_grpc_observer(self: &Arc<Self>) {
-        struct Obs(Arc<Metrics>);
-        impl ipfs_cluster_proto::server::GrpcObserver for Obs {
-            fn observe(&self, method: &str, code: &str, elapsed: Duration) {
-                self.0.observe_grpc(method, code, elapsed);
-            }
-        }
-        ipfs_cluster_proto::server::set_observer(Box::new(Obs(self.clone())));
-    }
-
     /// Runs the scrape callbacks, then encodes every family (OpenMetrics text).
     pub async fn render(&self) -> String {
         let callbacks: Vec<Arc<Refresh>> = self.refresh.lock().unwrap().clone();

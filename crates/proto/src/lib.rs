@@ -1,21 +1,18 @@
 //! The internal gRPC contracts between a peer's four services (transport, consensus,
-//! ipfs connector, gateway), generated from the workspace's `proto/` folder, and the
-//! security every internal endpoint shares: loopback-only listening, a per-peer bearer
-//! token checked on every call, gRPC health and reflection (v1 and v1alpha, for grpcurl).
+//! ipfs connector, gateway), generated from the workspace's `proto/` folder, with what a
+//! caller of a contract needs: the service names, the per-peer bearer token type, the
+//! authenticated client constructors and the caller identity the transport attaches.
+//! Serving an endpoint (loopback binding, the token check, health, reflection) is in
+//! `ipfs-cluster-runtime`.
 //!
-//! Services never link each other; they only share this crate.
+//! Services never link each other; they only share the library crates.
 
 pub mod auth;
 pub mod caller;
 pub mod client;
-pub mod disk;
-pub mod runtime;
-pub mod server;
-pub mod shutdown;
 
 pub use auth::{InternalToken, TokenError};
 pub use caller::{Caller, PEER_HEADER};
-pub use server::{bind_internal, serve, serve_with_health, HealthHandle, ServeError};
 
 pub mod types {
     pub mod v1 {
@@ -53,6 +50,9 @@ pub mod names {
     pub const CONSENSUS: &str = "ipfscluster.consensus.v1.Consensus";
     pub const IPFS_CONNECTOR: &str = "ipfscluster.ipfsconnector.v1.IpfsConnector";
     pub const GATEWAY: &str = "ipfscluster.gateway.v1.Gateway";
+    /// go-libp2p-http's stream protocol: the REST API over libp2p, served by the
+    /// gateway's own host and tunnelled by the transport from the cluster host.
+    pub const LIBP2P_HTTP: &str = "/libp2p-http";
 }
 
 /// The broadcast topic for metrics (upstream's `monitor.metrics`).

@@ -4,6 +4,7 @@
 //! cleans the pinset offline. In production each service
 //! may instead run under its own systemd unit; the launcher is a convenience.
 
+pub mod cli;
 pub mod lock;
 pub mod offline;
 pub mod state;

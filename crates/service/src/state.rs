@@ -18,6 +18,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use ipfs_cluster_api::{parse_peer_id, proto, to_json_line, Pin};
 use ipfs_cluster_config::Peer;
 use ipfs_cluster_proto::consensus::v1::ListRequest;
+use ipfs_cluster_runtime::peer_folder;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 
@@ -317,59 +318,6 @@ impl<R: tokio::io::AsyncBufRead + Unpin> JsonValues<R> {
     }
 }
 
-/// Copies the raft folder to `<raft>.old.0` (rotating older backups), keeping it in place.
-fn backup_copy(dir: &Path, keep: u32) -> Result<PathBuf> {
-    let backup = rotate_slots(dir, keep)?;
-    copy_dir(dir, &backup)
-        .with_context(|| format!("backing up {} to {}", dir.display(), backup.display()))?;
-    Ok(backup)
-}
-
-/// Moves the raft folder to `<raft>.old.0` (rotating older backups), as upstream's cleanup.
-fn backup_move(dir: &Path, keep: u32) -> Result<PathBuf> {
-    let backup = rotate_slots(dir, keep)?;
-    std::fs::rename(dir, &backup)
-        .with_context(|| format!("moving {} to {}", dir.display(), backup.display()))?;
-    Ok(backup)
-}
-
-/// Shifts `<dir>.old.i` to `.old.i+1`, dropping what would exceed `keep`; returns the
-/// now free `.old.0` path.
-fn rotate_slots(dir: &Path, keep: u32) -> Result<PathBuf> {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "raft".into());
-    let path = |i: u32| dir.with_file_name(format!("{name}.old.{i}"));
-    let keep = keep.max(1);
-    let oldest = path(keep - 1);
-    if oldest.exists() {
-        std::fs::remove_dir_all(&oldest)
-            .with_context(|| format!("removing the oldest backup {}", oldest.display()))?;
-    }
-    for i in (0..keep - 1).rev() {
-        if path(i).exists() {
-            std::fs::rename(path(i), path(i + 1))
-                .with_context(|| format!("rotating backup {}", path(i).display()))?;
-        }
-    }
-    Ok(path(0))
-}
-
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), target)?;
-        }
-    }
-    Ok(())
-}
-
 fn progress_bar(total: u64) -> indicatif::ProgressBar {
     if !std::io::stderr().is_terminal() || total < 1000 {
         return indicatif::ProgressBar::hidden();
@@ -423,7 +371,8 @@ pub async fn import(opts: &StateOptions, iopts: &ImportOptions) -> Result<u64> {
 
     let raft = peer.config.consensus.raft.clone().unwrap_or_default();
     if has_state(&peer) {
-        let backup = backup_copy(&consensus_dir(&peer), raft.backups_rotate.max(1) as u32)?;
+        let backup =
+            peer_folder::copy_to_backup(&consensus_dir(&peer), raft.backups_rotate.max(1) as u32)?;
         tracing::info!(backup = %backup.display(), "current consensus state backed up");
     }
     let mut consensus = OfflineConsensus::start(&peer, &opts.bin_dir()?).await?;
@@ -500,14 +449,10 @@ pub async fn cleanup(opts: &StateOptions, force: bool) -> Result<Option<PathBuf>
     let dir = consensus_dir(&peer);
     // The consensus service's "this peer was removed" marker: after a cleanup the next
     // start is a first start again.
-    let mut marker = dir.clone().into_os_string();
-    marker.push(".removed");
-    let marker = PathBuf::from(marker);
+    let marker = peer_folder::removed_marker(&dir);
     // And its "waiting to be added by another cluster's leader" marker (written when a
     // leader resets this one-peer cluster to add it): a cleaned-up peer starts afresh.
-    let mut staging = dir.clone().into_os_string();
-    staging.push(".staging");
-    let staging = PathBuf::from(staging);
+    let staging = peer_folder::staging_marker(&dir);
     if !dir.exists() {
         for m in [&marker, &staging] {
             if m.exists() {
@@ -542,7 +487,8 @@ pub async fn cleanup(opts: &StateOptions, force: bool) -> Result<Option<PathBuf>
             .with_context(|| format!("removing the empty raft folder {}", dir.display()))?;
         return Ok(None);
     }
-    backup_move(&dir, keep).map(Some)
+    // Upstream's cleanup moves the folder away (rotating older backups).
+    Ok(Some(peer_folder::move_to_backup(&dir, keep)?))
 }
 
 #[cfg(test)]
@@ -648,27 +594,6 @@ mod tests {
             ..o
         };
         assert!(bad.check().is_err());
-    }
-
-    #[test]
-    fn rotation_keeps_at_most_n() {
-        let tmp = tempfile::tempdir().unwrap();
-        let raft = tmp.path().join("raft");
-        for round in 0..4 {
-            std::fs::create_dir_all(&raft).unwrap();
-            std::fs::write(raft.join("f"), format!("{round}")).unwrap();
-            backup_move(&raft, 2).unwrap();
-        }
-        assert!(!raft.exists());
-        assert_eq!(
-            std::fs::read_to_string(tmp.path().join("raft.old.0/f")).unwrap(),
-            "3"
-        );
-        assert_eq!(
-            std::fs::read_to_string(tmp.path().join("raft.old.1/f")).unwrap(),
-            "2"
-        );
-        assert!(!tmp.path().join("raft.old.2").exists());
     }
 
     #[tokio::test]

@@ -60,10 +60,9 @@ pub const SERVICES: [ServiceSpec; 4] = [
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RESTARTS: usize = 5;
-/// Exit code of the consensus service asking for an immediate restart in staging
-/// (`ipfs_cluster_consensus::node::RESTART_STAGING_EXIT`; the crates do not depend on
-/// each other, so the value is repeated here).
-const CONSENSUS_RESTART_STAGING: i32 = 75;
+/// Exit code of the consensus service asking for an immediate restart in staging (the
+/// peer folder layout both share).
+const CONSENSUS_RESTART_STAGING: i32 = ipfs_cluster_runtime::peer_folder::RESTART_STAGING_EXIT;
 const RESTART_WINDOW: Duration = Duration::from_secs(120);
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 /// Bound on one health check (connect + handshake + call).
@@ -252,7 +251,7 @@ async fn start_and_wait(
         .stderr(Stdio::piped())
         // The service stops by itself if we die without stopping it (SIGKILL, a crash).
         .env(
-            ipfs_cluster_proto::shutdown::LAUNCHER_PID_ENV,
+            ipfs_cluster_runtime::shutdown::LAUNCHER_PID_ENV,
             std::process::id().to_string(),
         )
         .kill_on_drop(true);

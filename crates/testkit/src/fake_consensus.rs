@@ -65,11 +65,11 @@ where
     S::Future: Send + 'static,
 {
     let addr = addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], crate::free_port())));
-    let l = ipfs_cluster_proto::bind_internal(addr, false)
+    let l = ipfs_cluster_runtime::bind_internal(addr, false)
         .await
         .with_context(|| format!("a test fake on {addr}"))?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(ipfs_cluster_proto::serve(l, token.clone(), svc, async {
+    tokio::spawn(ipfs_cluster_runtime::serve(l, token.clone(), svc, async {
         let _ = rx.await;
     }));
     Ok(Served {

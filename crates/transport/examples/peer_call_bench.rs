@@ -122,7 +122,7 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let l = ipfs_cluster_proto::bind_internal("127.0.0.1:0".parse()?, false).await?;
+    let l = ipfs_cluster_runtime::bind_internal("127.0.0.1:0".parse()?, false).await?;
     let addr = l.local_addr()?;
     if nodelay {
         // The same server as ipfs_cluster_proto::serve (token check) but with TCP_NODELAY
@@ -130,7 +130,7 @@ where
         let incoming = tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true));
         tokio::spawn(
             tonic::transport::Server::builder()
-                .layer(ipfs_cluster_proto::server::AuthLayer {
+                .layer(ipfs_cluster_runtime::grpc::AuthLayer {
                     token: token.clone(),
                 })
                 .add_service(svc)
@@ -138,7 +138,7 @@ where
         );
         return Ok(addr);
     }
-    tokio::spawn(ipfs_cluster_proto::serve(
+    tokio::spawn(ipfs_cluster_runtime::serve(
         l,
         token.clone(),
         svc,

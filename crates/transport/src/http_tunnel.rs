@@ -28,8 +28,8 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use crate::{local::LocalServices, trust::Trust};
 
-/// go-libp2p-http's protocol id.
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/libp2p-http");
+/// go-libp2p-http's protocol id (the same the gateway's own host serves).
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new(ipfs_cluster_proto::names::LIBP2P_HTTP);
 /// Concurrent tunnels; more are refused (the stream is closed at once).
 pub const MAX_TUNNELS: usize = 128;
 /// A tunnel with no byte in either direction for this long is closed.

@@ -1,9 +1,10 @@
 //! Transport service: the libp2p host with the cluster secret (pnet), peer calls with an
-//! allow-list policy, gossipsub broadcast, peerstore. The binary (`main.rs`) only loads
-//! the configuration and calls [`run`].
+//! allow-list policy, gossipsub broadcast, peerstore. The binary (`main.rs`) runs
+//! [`daemon::TransportDaemon`] on the shared service skeleton (`ipfs-cluster-runtime`).
 
 pub mod announce;
 pub mod bandwidth;
+pub mod daemon;
 pub mod first_bytes;
 pub mod host;
 pub mod http_tunnel;
@@ -38,7 +39,7 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Serve(#[from] ipfs_cluster_proto::ServeError),
+    Serve(#[from] ipfs_cluster_runtime::ServeError),
 }
 
 /// A started transport: the libp2p host and its gRPC service (not yet served).
@@ -161,7 +162,7 @@ pub async fn run(
 ) -> Result<(), Error> {
     let token = opts.token.clone();
     let running = start(opts).await?;
-    let res = ipfs_cluster_proto::serve(listener, token, running.grpc(), shutdown).await;
+    let res = ipfs_cluster_runtime::serve(listener, token, running.grpc(), shutdown).await;
     running.stop().await;
     res.map_err(Error::from)
 }

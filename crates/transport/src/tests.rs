@@ -153,12 +153,12 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let l = ipfs_cluster_proto::bind_internal("127.0.0.1:0".parse().unwrap(), false)
+    let l = ipfs_cluster_runtime::bind_internal("127.0.0.1:0".parse().unwrap(), false)
         .await
         .unwrap();
     let addr = l.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(ipfs_cluster_proto::serve(l, token.clone(), svc, async {
+    tokio::spawn(ipfs_cluster_runtime::serve(l, token.clone(), svc, async {
         let _ = rx.await;
     }));
     (addr, tx)

@@ -63,8 +63,7 @@ pub fn store_config(c: &ipfs_cluster_config::CrdtConfig) -> ipfs_cluster_crdt::C
 pub async fn run(
     peer: Peer,
     bootstrap: Vec<String>,
-    stats: bool,
-    tracing_flag: bool,
+    stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     let cfg = &peer.config;
     let crdt = cfg
@@ -109,17 +108,10 @@ pub async fn run(
     };
     let node = CrdtNode::new(opts, store, broadcaster.clone())?;
 
+    // Observability (metrics, tracing) is started by the service skeleton.
     let listener =
-        ipfs_cluster_proto::bind_internal(consensus_addr, cfg.internal.allow_remote_internal)
+        ipfs_cluster_runtime::bind_internal(consensus_addr, cfg.internal.allow_remote_internal)
             .await?;
-    let obs = ipfs_cluster_observability::Options::from_config(
-        ipfs_cluster_observability::ServiceKind::Consensus,
-        peer_id.clone(),
-        cfg,
-        stats,
-        tracing_flag,
-    )?;
-    let _prom = ipfs_cluster_observability::start(obs).await?;
 
     let blocks = Arc::new(TransportBlocks {
         client: transport.clone(),
@@ -146,8 +138,8 @@ pub async fn run(
     );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let health = ipfs_cluster_proto::HealthHandle::new();
-    let server = tokio::spawn(ipfs_cluster_proto::serve_with_health(
+    let health = ipfs_cluster_runtime::HealthHandle::new();
+    let server = tokio::spawn(ipfs_cluster_runtime::serve_with_health(
         listener,
         peer.token.clone(),
         CrdtConsensusService::new(node.clone(), Some(transport)).into_server(),
@@ -156,8 +148,8 @@ pub async fn run(
         },
         health,
     ));
-    let reason = ipfs_cluster_proto::shutdown::stop_requested().await;
-    tracing::info!(%reason, "stop requested; consensus service (crdt) shutting down");
+    stop.cancelled().await;
+    tracing::info!("shutting down (crdt mode)");
     node.shutdown().await;
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;

@@ -367,7 +367,7 @@ impl tpb::transport_server::Transport for FakeTransport {
 /// A running gateway (REST listener + Gateway gRPC) in front of the doubles.
 pub struct Harness {
     pub world: Arc<World>,
-    pub metrics: Arc<ipfs_cluster_gateway::metrics::MetricStore>,
+    pub metrics: Arc<ipfs_cluster_gateway::peer_metrics::PeerMetricStore>,
     pub rest: SocketAddr,
     pub pinsvc: SocketAddr,
     pub grpc: SocketAddr,
@@ -423,19 +423,19 @@ pub async fn start(tune: impl FnOnce(&mut ipfs_cluster_gateway::HttpApiOptions))
         SELF_PEER,
         vec![format!("/ip4/127.0.0.1/tcp/9096/p2p/{SELF_PEER}")],
     );
-    tokio::spawn(ipfs_cluster_proto::serve(
+    tokio::spawn(ipfs_cluster_runtime::serve(
         lc,
         token.clone(),
         ConsensusServer::new(world.consensus.clone()),
         stop(rx.clone()),
     ));
-    tokio::spawn(ipfs_cluster_proto::serve(
+    tokio::spawn(ipfs_cluster_runtime::serve(
         lt,
         token.clone(),
         TransportServer::from_arc(transport.clone()),
         stop(rx.clone()),
     ));
-    tokio::spawn(ipfs_cluster_proto::serve(
+    tokio::spawn(ipfs_cluster_runtime::serve(
         li,
         token.clone(),
         ipb::ipfs_connector_server::IpfsConnectorServer::new(FakeConnector(world.clone())),
@@ -457,9 +457,10 @@ pub async fn start(tune: impl FnOnce(&mut ipfs_cluster_gateway::HttpApiOptions))
         gateway_addr: ag,
         allow_remote_internal: false,
         replication_factor_min: -1,
+        alert_check_interval: ipfs_cluster_runtime::monitor::DEFAULT_CHECK_INTERVAL,
     };
     let backends = ipfs_cluster_gateway::backend::Backends::connect(&opts, &token);
-    let metrics = backends.metrics.clone();
+    let metrics = backends.peer_metrics.clone();
     let served = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let api = ipfs_cluster_gateway::bind_api(
         ipfs_cluster_gateway::server::ApiKind::Rest,
@@ -494,7 +495,7 @@ pub async fn start(tune: impl FnOnce(&mut ipfs_cluster_gateway::HttpApiOptions))
         pinsvc_listen: vec![],
         served,
     };
-    tokio::spawn(ipfs_cluster_proto::serve(
+    tokio::spawn(ipfs_cluster_runtime::serve(
         lg,
         token.clone(),
         GatewayServer::new(svc),

@@ -19,13 +19,13 @@ use tower::{Layer, Service};
 
 use tracing::Instrument;
 
-use crate::{
-    auth::InternalToken,
+use ipfs_cluster_proto::{
     client::{in_trace, tracing_enabled, TraceContext, TRACEPARENT},
+    InternalToken,
 };
 
 /// Told about every served gRPC call (health checks excepted); set once per process by
-/// the observability crate when metrics are on.
+/// [`crate::main`] when metrics are on (the observability crate's registry).
 pub trait GrpcObserver: Send + Sync + 'static {
     /// `method` is `Service/Method` (package dropped), `code` the gRPC status name.
     fn observe(&self, method: &str, code: &str, elapsed: Duration);
@@ -186,12 +186,12 @@ where
     S::Future: Send + 'static,
 {
     let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(ipfs_cluster_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(ipfs_cluster_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;

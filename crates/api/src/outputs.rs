@@ -1,5 +1,6 @@
-//! The remaining REST objects: AddedOutput (`/add`), repo GC results, bandwidth and the
-//! connectivity graph (`/health/graph`). Maps are BTreeMaps so keys print sorted, as Go.
+//! REST answers that are neither pins nor peers: AddedOutput (`/add`), repo GC results,
+//! bandwidth and the connectivity graph (`/health/graph`). Maps are BTreeMaps so keys
+//! print sorted, as Go.
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

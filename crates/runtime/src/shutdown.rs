@@ -100,26 +100,6 @@ fn arm_hard_exit(reason: StopReason) {
         });
 }
 
-/// The log writer of every service and the launcher: stderr, where a failed write (the
-/// launcher that read our stderr is gone, the terminal was closed) is dropped silently.
-/// With plain stderr, tracing reports the failure with `eprintln!`, which panics on the
-/// same broken pipe and kills whichever task was logging: an orphaned service then never
-/// finished its own shutdown.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct LogStderr;
-
-impl std::io::Write for LogStderr {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let _ = std::io::stderr().write_all(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        let _ = std::io::stderr().flush();
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

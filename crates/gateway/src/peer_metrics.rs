@@ -1,6 +1,7 @@
-//! The gateway's view of the cluster's metrics: it follows the transport's
-//! `monitor.metrics` broadcast (prost-encoded `Metric`), keeps the latest metric per
-//! (name, peer), and raises an alert once when a peer's latest valid metric expires
+//! The gateway's view of the cluster's peer metrics (informer metrics, not Prometheus,
+//! which is prometheus.rs): it follows the transport's `monitor.metrics` broadcast
+//! (prost-encoded `Metric`) through the runtime's peer monitor, keeps the latest metric
+//! per (name, peer), and raises an alert once when a peer's latest valid metric expires
 //! (upstream's pubsubmon checker). Serves `/monitor/metrics*` and `/health/alerts`,
 //! and the cached ping metric gives names of peers that cannot be asked directly.
 
@@ -10,12 +11,8 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
 use ipfs_cluster_api as api;
-use ipfs_cluster_proto::{
-    client::TransportClient, transport::v1::SubscribeRequest, types::v1 as pb, METRICS_TOPIC,
-};
-use prost::Message;
+use ipfs_cluster_proto::{client::TransportClient, types::v1 as pb};
 
 /// At most this many (name, peer) metrics are kept: names come from other peers' gossip,
 /// and a member sending ever new names must not grow every gateway without bound (found
@@ -23,8 +20,6 @@ use prost::Message;
 pub const MAX_METRICS: usize = 16_384;
 /// Upstream clears the alert list when it grows beyond this.
 const MAX_ALERTS: usize = 1000;
-/// Upstream's default `monitor.pubsubmon.check_interval`.
-pub const CHECK_INTERVAL: Duration = Duration::from_secs(15);
 
 #[derive(Default)]
 struct State {
@@ -35,7 +30,7 @@ struct State {
 }
 
 #[derive(Default)]
-pub struct MetricStore {
+pub struct PeerMetricStore {
     state: Mutex<State>,
 }
 
@@ -43,7 +38,7 @@ fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
-impl MetricStore {
+impl PeerMetricStore {
     /// Records a received metric (receipt time = now); a fresh valid metric clears the
     /// (name, peer) alert so a later expiry alerts again.
     pub fn add(&self, m: pb::Metric) {
@@ -135,44 +130,16 @@ impl MetricStore {
     }
 }
 
-/// Follows the metrics topic (resubscribing after failures) and runs the checker.
-pub fn spawn(store: std::sync::Arc<MetricStore>, mut transport: TransportClient) {
+/// Follows the metrics topic (the runtime's peer monitor) and runs the alert checker
+/// every `check_interval` (`monitor.pubsubmon.check_interval`).
+pub fn spawn(
+    store: std::sync::Arc<PeerMetricStore>,
+    transport: TransportClient,
+    check_interval: Duration,
+) {
     let checker = store.clone();
-    tokio::spawn(async move {
-        let mut t = tokio::time::interval(CHECK_INTERVAL);
-        loop {
-            t.tick().await;
-            checker.check(now_ns());
-        }
-    });
-    tokio::spawn(async move {
-        loop {
-            let req = SubscribeRequest {
-                topic: METRICS_TOPIC.to_string(),
-            };
-            match transport.subscribe(req).await {
-                Ok(s) => {
-                    let mut s = s.into_inner();
-                    while let Some(msg) = s.next().await {
-                        match msg {
-                            Ok(m) => match pb::Metric::decode(m.data.as_slice()) {
-                                Ok(metric) => store.add(metric),
-                                Err(e) => {
-                                    tracing::debug!(from = %m.from, error = %e, "undecodable metric")
-                                }
-                            },
-                            Err(e) => {
-                                tracing::debug!(error = %e.message(), "metrics subscription ended");
-                                break;
-                            }
-                        }
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e.message(), "cannot subscribe to metrics yet"),
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    });
+    ipfs_cluster_runtime::monitor::spawn_checker(check_interval, move || checker.check(now_ns()));
+    ipfs_cluster_runtime::monitor::follow_metrics(transport, move |m| store.add(m));
 }
 
 #[cfg(test)]
@@ -192,7 +159,7 @@ mod tests {
 
     #[test]
     fn the_store_is_bounded() {
-        let s = MetricStore::default();
+        let s = PeerMetricStore::default();
         let future = now_ns() + 3_600_000_000_000;
         // Full of expired metrics: they make room for a new one.
         for i in 0..MAX_METRICS {
@@ -214,7 +181,7 @@ mod tests {
 
     #[test]
     fn latest_and_alerts() {
-        let s = MetricStore::default();
+        let s = PeerMetricStore::default();
         let future = now_ns() + 60_000_000_000;
         s.add(metric("freespace", "b", future));
         s.add(metric("freespace", "a", future));

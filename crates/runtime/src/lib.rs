@@ -1,0 +1,34 @@
+//! The service skeleton every IPFS Cluster service uses, so that the four services (and
+//! the launcher where it applies) start, log, stop, fail and serve their internal gRPC
+//! endpoint the same way:
+//!
+//! * [`main`] / [`Service`]: arguments, config folder, logging, tokio runtime, metrics and
+//!   tracing, stop signal, exit codes, error printing (`skeleton`);
+//! * [`grpc`]: the internal gRPC server (loopback only, bearer-token check, health,
+//!   reflection v1 + v1alpha, per-call metrics and trace spans);
+//! * [`shutdown`]: when a service stops (SIGTERM, SIGINT, SIGHUP, launcher gone) and the
+//!   hard-exit watchdog;
+//! * [`logging`], [`workers`] (the tokio runtime's size), [`disk`] (waiting for a full
+//!   disk to take writes again);
+//! * [`peer_folder`]: the raft folder's markers, backups and the restart-in-staging exit
+//!   code, shared by consensus and the launcher;
+//! * [`access_log`]: the Apache common log format access log of every HTTP endpoint (REST
+//!   API, Pinning Services API, IPFS proxy);
+//! * [`monitor`]: following the peer metrics broadcast and the alert checker's period
+//!   (`monitor.pubsubmon.check_interval`), shared by consensus and the gateway.
+//!
+//! It depends on the library crates only (proto, config, observability), never on a
+//! service: `tests/architecture.rs` checks it.
+
+pub mod access_log;
+pub mod disk;
+pub mod grpc;
+pub mod logging;
+pub mod monitor;
+pub mod peer_folder;
+pub mod shutdown;
+mod skeleton;
+pub mod workers;
+
+pub use grpc::{bind_internal, serve, serve_with_health, HealthHandle, ServeError};
+pub use skeleton::{exit_with_error, main, CommonArgs, Context, NoArgs, Service};
