@@ -65,6 +65,9 @@ pub enum Workload {
     /// At each pinset size: `GET /allocations`, `GET /pins`, restart-to-ready after a clean
     /// stop and after SIGKILL, resident memory
     State,
+    /// `POST /add` of one 100 MB file and of 10,000 small files (wrapped in a directory) on
+    /// one peer, beside Kubo's own `ipfs add` of the same data
+    Add,
 }
 
 pub struct Options {
@@ -711,6 +714,20 @@ pub async fn run(opts: &Options) -> Result<Comparison> {
     let tmp = tempfile::Builder::new()
         .prefix("ipfs-cluster-bench-cmp")
         .tempdir()?;
+    if opts.impls.contains(&Impl::Ours)
+        && opts.bin_dir.components().any(|c| c.as_os_str() == "debug")
+    {
+        cmp.notes.push(format!(
+            "ours ran from a debug build ({}): its figures say nothing about ours; `make bench` uses the release build.",
+            opts.bin_dir.display()
+        ));
+    }
+    // Root CIDs of the add workload per implementation: they must be the same.
+    let mut roots: Vec<(Impl, &'static str, String)> = Vec::new();
+    if has(Workload::Add) {
+        eprintln!("bench: Kubo's own `ipfs add` of the add workload's data");
+        kubo_add_reference(&mut cmp, opts, &tmp.path().join("kubo-ref")).await?;
+    }
     for &imp in &opts.impls {
         let root = tmp.path().join(imp.label().replace(' ', "-"));
         std::fs::create_dir_all(&root)?;
@@ -733,8 +750,25 @@ pub async fn run(opts: &Options) -> Result<Comparison> {
         if has(Workload::State) && !opts.sizes.is_empty() {
             state(&mut cmp, imp, opts, &up_dir, &root.join("state")).await?;
         }
+        if has(Workload::Add) {
+            eprintln!("bench: {}: add", imp.label());
+            add(&mut cmp, imp, opts, &up_dir, &root.join("add"), &mut roots).await?;
+        }
         // Each implementation's folders go as soon as it is done (disk is shared).
         let _ = std::fs::remove_dir_all(&root);
+    }
+    for what in ["big", "small"] {
+        let mut seen: Vec<&(Impl, &str, String)> = roots.iter().filter(|r| r.1 == what).collect();
+        seen.dedup_by(|a, b| a.2 == b.2);
+        if seen.len() > 1 {
+            cmp.notes.push(format!(
+                "the add workload's {what} data got different root CIDs: {}",
+                seen.iter()
+                    .map(|(i, _, c)| format!("{} {c}", i.label()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
     }
     Ok(cmp)
 }
@@ -819,7 +853,8 @@ async fn ingest_and_ctl(
 ) -> Result<()> {
     let sizes: &[usize] = if ingest { &[1, 3] } else { &[3] };
     for &n in sizes {
-        eprintln!("bench: {}: {n} peer(s)", imp.label());
+        let noun = if n == 1 { "peer" } else { "peers" };
+        eprintln!("bench: {}: {n} {noun}", imp.label());
         let peers = cluster(imp, n, opts, up_dir, &root.join(format!("n{n}"))).await?;
         let addrs: Vec<SocketAddr> = peers.iter().map(Peer::rest_addr).collect();
         if ingest {
@@ -857,7 +892,7 @@ async fn ingest_and_ctl(
             };
             cmp.push(
                 format!(
-                    "REST ingest, {n} peer(s), {} connections, to acknowledged",
+                    "REST ingest, {n} {noun}, {} connections, to acknowledged",
                     opts.conns
                 ),
                 "pins/s",
@@ -882,7 +917,7 @@ async fn ingest_and_ctl(
             );
             cmp.push(
                 format!(
-                    "REST ingest, {n} peer(s), {} connections, to `pinned` on every Kubo",
+                    "REST ingest, {n} {noun}, {} connections, to `pinned` on every Kubo",
                     opts.conns
                 ),
                 "pins/s",
@@ -1095,5 +1130,198 @@ async fn check_count(p: &Peer, n: u64, after: &str) -> Result<()> {
             l.items
         );
     }
+    Ok(())
+}
+
+/// The add workload's data, the same bytes on every implementation (so the same CIDs):
+/// one 100 MB file, and 10,000 files of 4 KiB; deterministic (sha2-256 counter stream).
+const BIG_BYTES: usize = 100 * 1000 * 1000;
+const SMALL_FILES: usize = 10_000;
+const SMALL_BYTES: usize = 4096;
+
+fn det_bytes(seed: u64, len: usize) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut out = Vec::with_capacity(len + 32);
+    let mut i = 0u64;
+    while out.len() < len {
+        let mut h = Sha256::new();
+        h.update(seed.to_le_bytes());
+        h.update(i.to_le_bytes());
+        out.extend_from_slice(&h.finalize());
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// A multipart/form-data body with one part per file (`f00000`, …).
+fn multipart(files: &[Vec<u8>]) -> (String, bytes::Bytes) {
+    let boundary = "----ipfsclusterbenchboundary";
+    let mut body = Vec::with_capacity(files.iter().map(|f| f.len() + 160).sum());
+    for (i, data) in files.iter().enumerate() {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f{i:05}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (
+        format!("multipart/form-data; boundary={boundary}"),
+        bytes::Bytes::from(body),
+    )
+}
+
+/// POSTs `body` to `path` and reads the whole answer; returns (status, body, time).
+async fn post_body(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: bytes::Bytes,
+    timeout: Duration,
+) -> Result<(u16, bytes::Bytes, Duration)> {
+    use http_body_util::{BodyExt, Full};
+    let t0 = Instant::now();
+    let fut = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = hyper::Request::post(path)
+            .header("host", addr.to_string())
+            .header("content-type", content_type)
+            .body(Full::new(body))?;
+        let resp = send.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let b = resp.into_body().collect().await?.to_bytes();
+        Ok::<_, anyhow::Error>((status, b))
+    };
+    let (st, b) = tokio::time::timeout(timeout, fut)
+        .await
+        .with_context(|| format!("POST {path} to {addr} did not finish within {timeout:?}"))??;
+    Ok((st, b, t0.elapsed()))
+}
+
+/// The last NDJSON line's `field` (the root of an add).
+fn last_field(body: &[u8], field: &str) -> Option<String> {
+    body.split(|&b| b == b'\n')
+        .rev()
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+        .find_map(|v| v.get(field).and_then(|c| c.as_str().map(str::to_string)))
+}
+
+fn add_data() -> (Vec<u8>, Vec<Vec<u8>>) {
+    let big = det_bytes(1, BIG_BYTES);
+    let small = (0..SMALL_FILES)
+        .map(|i| det_bytes(1000 + i as u64, SMALL_BYTES))
+        .collect();
+    (big, small)
+}
+
+/// Kubo's own `ipfs add` (HTTP API, pinned) of the same data on a fresh node: the bound
+/// both implementations add through.
+async fn kubo_add_reference(cmp: &mut Comparison, _opts: &Options, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let kubo = KuboNode::start(dir)
+        .await
+        .context("starting the reference Kubo node")?;
+    let addr = procs::loopback(kubo.api_port);
+    let (big, small) = add_data();
+    let limit = Duration::from_secs(900);
+    let (ct, body) = multipart(std::slice::from_ref(&big));
+    let (st, b, t_big) =
+        post_body(addr, "/api/v0/add?pin=true&quieter=true", &ct, body, limit).await?;
+    if st != 200 {
+        bail!("Kubo add of 100 MB: {st} {}", String::from_utf8_lossy(&b));
+    }
+    let big_root = last_field(&b, "Hash").unwrap_or_default();
+    let (ct, body) = multipart(&small);
+    let (st, b, t_small) = post_body(
+        addr,
+        "/api/v0/add?pin=true&quieter=true&wrap-with-directory=true",
+        &ct,
+        body,
+        limit,
+    )
+    .await?;
+    if st != 200 {
+        bail!(
+            "Kubo add of {SMALL_FILES} files: {st} {}",
+            String::from_utf8_lossy(&b)
+        );
+    }
+    let small_root = last_field(&b, "Hash").unwrap_or_default();
+    cmp.notes.push(format!(
+        "Kubo's own `ipfs add` (HTTP API `/api/v0/add`, pinned, fresh node) of the same data: 100 MB file {:.1} MB/s (root {big_root}); {SMALL_FILES} × {SMALL_BYTES} B files wrapped in a directory {:.0} files/s (root {small_root}).",
+        BIG_BYTES as f64 / 1e6 / t_big.as_secs_f64(),
+        SMALL_FILES as f64 / t_small.as_secs_f64()
+    ));
+    Ok(())
+}
+
+async fn add(
+    cmp: &mut Comparison,
+    imp: Impl,
+    opts: &Options,
+    up_dir: &Path,
+    root: &Path,
+    roots: &mut Vec<(Impl, &'static str, String)>,
+) -> Result<()> {
+    let mut p = Peer::new(imp, opts, up_dir, root).await?;
+    p.start(None, Duration::from_secs(120)).await?;
+    let addr = p.rest_addr();
+    let (big, small) = add_data();
+    let limit = Duration::from_secs(900);
+    let (ct, body) = multipart(std::slice::from_ref(&big));
+    drop(big);
+    let (st, b, t) = post_body(addr, "/add", &ct, body, limit).await?;
+    if !(200..300).contains(&st) {
+        bail!(
+            "{}: POST /add of 100 MB: {st} {}",
+            imp.label(),
+            String::from_utf8_lossy(&b)
+        );
+    }
+    let r = last_field(&b, "cid").unwrap_or_default();
+    cmp.push(
+        "`POST /add` of one 100 MB file, 1 peer (added and pinned)",
+        "MB/s",
+        Better::Higher,
+        Target::nothing_worse(),
+        imp,
+        BIG_BYTES as f64 / 1e6 / t.as_secs_f64(),
+        format!("{:.2} s, root {r}", t.as_secs_f64()),
+    );
+    roots.push((imp, "big", r));
+    let (ct, body) = multipart(&small);
+    drop(small);
+    let (st, b, t) = post_body(addr, "/add?wrap-with-directory=true", &ct, body, limit).await?;
+    if !(200..300).contains(&st) {
+        bail!(
+            "{}: POST /add of {SMALL_FILES} files: {st} {}",
+            imp.label(),
+            String::from_utf8_lossy(&b)
+        );
+    }
+    let r = last_field(&b, "cid").unwrap_or_default();
+    cmp.push(
+        format!("`POST /add` of {SMALL_FILES} files of {SMALL_BYTES} B (one directory), 1 peer"),
+        "files/s",
+        Better::Higher,
+        Target::nothing_worse(),
+        imp,
+        SMALL_FILES as f64 / t.as_secs_f64(),
+        format!("{:.2} s, root {r}", t.as_secs_f64()),
+    );
+    roots.push((imp, "small", r));
     Ok(())
 }

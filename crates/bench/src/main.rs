@@ -70,7 +70,7 @@ enum Cmd {
             long,
             value_enum,
             value_delimiter = ',',
-            default_value = "issue10,cold,ingest,ctl,state"
+            default_value = "issue10,cold,ingest,ctl,state,add"
         )]
         workloads: Vec<compare::Workload>,
         /// Folder with upstream's ipfs-cluster-service / -ctl v1.1.6 (default:
