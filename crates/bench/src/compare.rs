@@ -1325,3 +1325,76 @@ async fn add(
     roots.push((imp, "small", r));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(better: Better, target: Target, values: &[(Impl, f64)]) -> Row {
+        Row {
+            what: "w".into(),
+            unit: "u",
+            better,
+            target,
+            values: values.to_vec(),
+            detail: vec![],
+        }
+    }
+
+    /// Ratios are ours / upstream; a rate target is a lower bound per mode.
+    #[test]
+    fn per_mode_targets_bound_each_ratio() {
+        let t = Target::Each {
+            raft: 10.0,
+            crdt: 3.0,
+        };
+        let r = row(
+            Better::Higher,
+            t,
+            &[
+                (Impl::Ours, 3000.0),
+                (Impl::UpstreamRaft, 300.0),
+                (Impl::UpstreamCrdt, 1000.0),
+            ],
+        );
+        assert_eq!(
+            r.ratios(),
+            vec![(Impl::UpstreamRaft, 10.0), (Impl::UpstreamCrdt, 3.0)]
+        );
+        assert_eq!(r.met(), Some(true));
+        let r = row(
+            Better::Higher,
+            t,
+            &[(Impl::Ours, 2999.0), (Impl::UpstreamCrdt, 1000.0)],
+        );
+        assert_eq!(r.met(), Some(false));
+        assert!(r.line().contains("MISSED"), "{}", r.line());
+    }
+
+    /// "≥ 5× upstream's best" compares with the better mode; times are upper bounds.
+    #[test]
+    fn best_mode_and_lower_is_better() {
+        let r = row(
+            Better::Higher,
+            Target::Best(5.0),
+            &[
+                (Impl::Ours, 1000.0),
+                (Impl::UpstreamRaft, 100.0),
+                (Impl::UpstreamCrdt, 250.0),
+            ],
+        );
+        assert_eq!(r.met(), Some(false));
+        let r = row(
+            Better::Lower,
+            Target::Each {
+                raft: 0.2,
+                crdt: 0.2,
+            },
+            &[(Impl::Ours, 100.0), (Impl::UpstreamRaft, 600.0)],
+        );
+        assert_eq!(r.met(), Some(true));
+        // Without an upstream value there is nothing to judge.
+        let r = row(Better::Lower, Target::nothing_worse(), &[(Impl::Ours, 1.0)]);
+        assert_eq!(r.met(), None);
+    }
+}
