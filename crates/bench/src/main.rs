@@ -80,6 +80,9 @@ enum Cmd {
         /// How many times each `ipfs-cluster-ctl` command is timed (the median is reported)
         #[arg(long, default_value_t = 20)]
         ctl_reps: usize,
+        /// Cluster sizes of the ingest figures (e.g. 1,3,5,7 for the cost curve)
+        #[arg(long, value_delimiter = ',', default_value = "1,3")]
+        ingest_peers: Vec<usize>,
         /// A line written above the side-by-side figures, e.g. "machine under load —
         /// development run"
         #[arg(long)]
@@ -215,6 +218,7 @@ fn main() -> Result<()> {
             workloads,
             upstream_dir,
             ctl_reps,
+            ingest_peers,
             note,
         } => {
             if fill == suite::Fill::Rest && sizes.windows(2).any(|w| w[0] >= w[1]) {
@@ -231,6 +235,9 @@ fn main() -> Result<()> {
                     "{} has no ipfs-cluster-service: build first (`cargo build --release --workspace --bins`) or pass --bin-dir",
                     bin_dir.display()
                 );
+            }
+            if ingest_peers.contains(&0) {
+                bail!("--ingest-peers: a cluster has at least 1 peer");
             }
             if conns == 0 || duration_secs == 0 || cold_starts == 0 || ctl_reps == 0 {
                 bail!("--conns, --duration-secs, --cold-starts and --ctl-reps must be at least 1");
@@ -249,7 +256,10 @@ fn main() -> Result<()> {
                 cold_starts,
                 fill,
             };
-            let command = std::env::args().collect::<Vec<_>>().join(" ");
+            let command = std::env::args()
+                .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
+                .collect::<Vec<_>>()
+                .join(" ");
             if ours && workloads.contains(&compare::Workload::Issue10) {
                 let started = chrono::Utc::now();
                 let t0 = std::time::Instant::now();
@@ -280,6 +290,7 @@ fn main() -> Result<()> {
                 sizes,
                 cold_starts,
                 ctl_reps,
+                ingest_peers,
                 fill,
             };
             let started = chrono::Utc::now();
