@@ -49,8 +49,8 @@ test: kubo upstream clients
 	  sed 's/^/  /' $(BIN)/test-skips.txt; \
 	fi; exit $$status
 
-## bench: release build, then every benchmark; figures go to docs/benchmarks.md
-bench: kubo
+## bench: release build, then every benchmark (ours side by side with upstream v1.1.6); figures go to docs/benchmarks.md
+bench: kubo upstream
 	deploy/local/bench.sh
 
 ## chaos: the long fault-injection runs (kills, stops, partitions) with the independent checker

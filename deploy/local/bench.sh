@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# `make bench`: build release, run the whole-peer benchmark (crates/bench) and every
-# owner's benchmark example that exists; each rewrites its own section of
-# docs/benchmarks.md. Extra arguments go to `ipfs-cluster-bench run` (e.g. --sizes 100000).
-# Budget: about 20 minutes on the 2-core dev machine (`--fill rest` builds the big pinsets
-# through REST instead of Consensus.Import: add the time of 1M pins at the ingest rate).
+# `make bench`: build release, run the whole-peer benchmark (crates/bench: issue 10's
+# figures, then the same workloads side by side with upstream IPFS Cluster v1.1.6 in raft
+# and crdt mode, issue 18) and every owner's benchmark example that exists; each rewrites
+# its own section of docs/benchmarks.md. Extra arguments go to `ipfs-cluster-bench run`
+# (e.g. --sizes 100000, --impl ours,upstream-raft, --workloads ingest,state).
+# Budget: about 60 minutes on the 2-core dev machine with upstream included (20 of them
+# for issue 10's figures; `--fill rest` builds the big pinsets through REST instead of
+# Consensus.Import / `state import`: add the time of 1M pins at each one's ingest rate).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CARGO="${CARGO:-cargo}"
@@ -12,13 +15,22 @@ OUT="${BENCH_OUT:-docs/benchmarks.md}"
 
 # The Kubo node (installed on demand; the benchmark starts it through the test kit).
 deploy/local/kubo.sh path >/dev/null
+# Upstream IPFS Cluster v1.1.6 (installed on demand from the Go module proxy), unless the
+# run names implementations without it (`--impl ours`).
+args=" $* "
+if [[ "$args" != *" --impl "* && "$args" != *" --impl="* ]] || [[ "$args" == *upstream* ]]; then
+  deploy/local/upstream.sh path >/dev/null || {
+    echo "bench: upstream IPFS Cluster is needed for the side-by-side figures (deploy/local/upstream.sh needs Go >= 1.26); pass --impl ours to run without it" >&2
+    exit 1
+  }
+fi
 
 echo "bench: cargo build --release --workspace --bins" >&2
 "$CARGO" build --release --workspace --bins
 
 status=0
 echo "bench: whole peer (ipfs-cluster-bench)" >&2
-timeout 1200 "$TARGET_DIR/release/ipfs-cluster-bench" run \
+timeout 5400 "$TARGET_DIR/release/ipfs-cluster-bench" run \
   --bin-dir "$TARGET_DIR/release" --out "$OUT" "$@" || status=$?
 
 # The other owners' benchmarks, each only when its example exists (names as their owners

@@ -267,6 +267,23 @@ pub async fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16
         .with_context(|| format!("GET {path} timed out"))?
 }
 
+/// One POST without a body; returns the status and body.
+pub async fn post(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, Bytes)> {
+    let fut = async {
+        let mut s = connect(addr).await?;
+        let req = Request::post(path)
+            .header("host", addr.to_string())
+            .body(Empty::<Bytes>::new())?;
+        let resp = s.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok::<_, anyhow::Error>((status, body))
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .with_context(|| format!("POST {path} timed out"))?
+}
+
 /// GETs `path` until its first NDJSON line arrives (then drops the connection).
 pub async fn first_line(addr: SocketAddr, path: &str, timeout: Duration) -> Result<()> {
     let fut = async {

@@ -4,11 +4,13 @@
 //! ceiling server itself (run as a child process).
 
 mod cids;
+mod compare;
 mod hello;
 mod load;
 mod procs;
 mod report;
 mod suite;
+mod upstream;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -54,6 +56,37 @@ enum Cmd {
         /// (POST /pins through the REST API, as users do; slow: sizes must grow)
         #[arg(long, value_enum, default_value = "import")]
         fill: suite::Fill,
+        /// Implementations for the side-by-side figures (issue 18)
+        #[arg(
+            long = "impl",
+            value_enum,
+            value_delimiter = ',',
+            default_value = "ours,upstream-raft,upstream-crdt"
+        )]
+        impls: Vec<compare::Impl>,
+        /// Which figures to run: `issue10` is ours against issue 10's absolute targets
+        /// (`## Whole peer`); the others are side by side with upstream
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "issue10,cold,ingest,ctl,state,add"
+        )]
+        workloads: Vec<compare::Workload>,
+        /// Folder with upstream's ipfs-cluster-service / -ctl v1.1.6 (default:
+        /// `deploy/local/upstream.sh path`, which installs them when missing)
+        #[arg(long)]
+        upstream_dir: Option<PathBuf>,
+        /// How many times each `ipfs-cluster-ctl` command is timed (the median is reported)
+        #[arg(long, default_value_t = 20)]
+        ctl_reps: usize,
+        /// Cluster sizes of the ingest figures (e.g. 1,3,5,7 for the cost curve)
+        #[arg(long, value_delimiter = ',', default_value = "1,3")]
+        ingest_peers: Vec<usize>,
+        /// A line written above the side-by-side figures, e.g. "machine under load —
+        /// development run"
+        #[arg(long)]
+        note: Option<String>,
     },
     /// Profiling aid: run one peer holding PINS imported pins until SIGINT/SIGTERM
     Hold {
@@ -181,42 +214,139 @@ fn main() -> Result<()> {
             budget_secs,
             cold_starts,
             fill,
+            impls,
+            workloads,
+            upstream_dir,
+            ctl_reps,
+            ingest_peers,
+            note,
         } => {
             if fill == suite::Fill::Rest && sizes.windows(2).any(|w| w[0] >= w[1]) {
                 bail!(
                     "--fill rest adds pins to one pinset: --sizes must grow (e.g. 100000,1000000)"
                 );
             }
-            if !bin_dir.join("ipfs-cluster-service").exists() {
+            if impls.is_empty() || workloads.is_empty() {
+                bail!("--impl and --workloads must name at least one");
+            }
+            let ours = impls.contains(&compare::Impl::Ours);
+            if ours && !bin_dir.join("ipfs-cluster-service").exists() {
                 bail!(
                     "{} has no ipfs-cluster-service: build first (`cargo build --release --workspace --bins`) or pass --bin-dir",
                     bin_dir.display()
                 );
             }
-            if conns == 0 || duration_secs == 0 || cold_starts == 0 {
-                bail!("--conns, --duration-secs and --cold-starts must be at least 1");
+            if ingest_peers.contains(&0) {
+                bail!("--ingest-peers: a cluster has at least 1 peer");
             }
-            let bin_dir = bin_dir.canonicalize()?;
+            if conns == 0 || duration_secs == 0 || cold_starts == 0 || ctl_reps == 0 {
+                bail!("--conns, --duration-secs, --cold-starts and --ctl-reps must be at least 1");
+            }
+            let bin_dir = if ours {
+                bin_dir.canonicalize()?
+            } else {
+                bin_dir
+            };
             let opts = suite::Options {
-                bin_dir,
+                bin_dir: bin_dir.clone(),
                 conns,
                 duration: Duration::from_secs(duration_secs),
-                sizes,
+                sizes: sizes.clone(),
                 budget: Duration::from_secs(budget_secs),
                 cold_starts,
                 fill,
             };
+            let command = std::env::args()
+                .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
+                .collect::<Vec<_>>()
+                .join(" ");
+            if ours && workloads.contains(&compare::Workload::Issue10) {
+                let started = chrono::Utc::now();
+                let t0 = std::time::Instant::now();
+                let res = rt.block_on(suite::run(&opts))?;
+                let (whole, method) = render(&res, &command, started, t0.elapsed(), &opts);
+                report::write_sections(&out, &whole, &method).context("updating the report")?;
+                println!("{whole}");
+                eprintln!("bench: wrote the whole-peer block of {}", out.display());
+            }
+            let side: Vec<compare::Workload> = workloads
+                .iter()
+                .copied()
+                .filter(|w| *w != compare::Workload::Issue10)
+                .collect();
+            if side.is_empty() {
+                return Ok(());
+            }
+            let mut impls = impls;
+            impls.sort();
+            impls.dedup();
+            let copts = compare::Options {
+                bin_dir,
+                upstream_dir,
+                impls: impls.clone(),
+                workloads: side,
+                conns,
+                duration: Duration::from_secs(duration_secs),
+                sizes,
+                cold_starts,
+                ctl_reps,
+                ingest_peers,
+                fill,
+            };
             let started = chrono::Utc::now();
             let t0 = std::time::Instant::now();
-            let res = rt.block_on(suite::run(&opts))?;
-            let command = std::env::args().collect::<Vec<_>>().join(" ");
-            let (whole, method) = render(&res, &command, started, t0.elapsed(), &opts);
-            report::write_sections(&out, &whole, &method).context("updating the report")?;
-            println!("{whole}");
-            eprintln!("bench: wrote {}", out.display());
+            let cmp = rt.block_on(compare::run(&copts))?;
+            for l in cmp.lines() {
+                println!("{l}");
+            }
+            let body = render_side(
+                &cmp,
+                &copts,
+                &command,
+                started,
+                t0.elapsed(),
+                note.as_deref(),
+            );
+            report::write_section(&out, report::SIDE_HEADING, report::SIDE_BY_SIDE, &body)
+                .context("updating the report")?;
+            eprintln!("bench: wrote the side-by-side block of {}", out.display());
             Ok(())
         }
     }
+}
+
+fn render_side(
+    cmp: &compare::Comparison,
+    opts: &compare::Options,
+    command: &str,
+    started: chrono::DateTime<chrono::Utc>,
+    took: Duration,
+    note: Option<&str>,
+) -> String {
+    let mut w = String::new();
+    if let Some(n) = note {
+        w.push_str(&format!("**{n}.**\n\n"));
+    }
+    w.push_str(&format!(
+        "Run {} UTC on {}; took {:.0} s.\nVersions: {}.\nCommand: `{command}`.\n\n\
+         Each row: the same workload, load generator and settings on every implementation; \
+         the ratio is `ours / upstream` of the row's unit (for pins/s and items/s higher is \
+         better, for ms and MiB lower is). Pinsets: {}.\n\n",
+        started.format("%Y-%m-%d %H:%M"),
+        suite::machine(),
+        took.as_secs_f64(),
+        cmp.versions,
+        match opts.fill {
+            suite::Fill::Import => "ours through `Consensus.Import`, upstream through `ipfs-cluster-service state import` (peer stopped; how its users restore or migrate a pinset)",
+            suite::Fill::Rest => "both through `POST /pins/{cid}` (`--fill rest`)",
+        },
+    ));
+    w.push_str(&cmp.table(&opts.impls));
+    w.push('\n');
+    for n in &cmp.notes {
+        w.push_str(&format!("\nNote: {n}\n"));
+    }
+    w
 }
 
 fn render(
@@ -283,6 +413,9 @@ when `GET /id` answers 200 and `GET /allocations` has streamed its first item (p
 recovery). After each restart the listing must hold the whole pinset. **Cold start**: a freshly `init`-ed peer, `daemon` until `GET /id` is 200 (median of \
 {cold}).\n\
 - **Memory**: VmRSS from `/proc/PID/status` of each child of the launcher.\n\
+- **Side by side with upstream** (issue 18): the same generator and settings against \
+upstream IPFS Cluster v1.1.6 in raft and crdt mode, each peer with its own Kubo node; \
+its block says how (`## Side by side with upstream`).\n\
 - **Profiles**: `perf stat -e instructions` is not supported in this VM, so missed targets \
 are profiled with `valgrind --tool=callgrind` on short runs (see the notes under \
 `## Whole peer`).\n",

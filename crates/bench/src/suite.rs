@@ -391,6 +391,16 @@ pub async fn run(opts: &Options) -> Result<Results> {
 /// SIGKILLs the launcher and its services together, waits until all are gone, starts the
 /// peer again and waits for `GET /id`; returns when the new launcher was started.
 async fn crash_restart(peer: &PeerDir, proc: &mut Proc) -> Result<Instant> {
+    kill_tree(proc).await?;
+    let t0 = Instant::now();
+    *proc = peer.spawn(&[])?;
+    peer.wait_ready(proc, Duration::from_secs(300)).await?;
+    Ok(t0)
+}
+
+/// SIGKILL to a process and its direct children at once (a power cut, the OOM killer);
+/// returns when all of them are gone (their sockets closed).
+pub async fn kill_tree(proc: &mut Proc) -> Result<()> {
     let mut pids: Vec<u32> = procs::children(proc.pid())
         .into_iter()
         .map(|(p, _)| p)
@@ -422,10 +432,7 @@ async fn crash_restart(peer: &PeerDir, proc: &mut Proc) -> Result<Instant> {
     })
     .await
     .context("the peer's processes did not die within 10 s of SIGKILL")?;
-    let t0 = Instant::now();
-    *proc = peer.spawn(&[])?;
-    peer.wait_ready(proc, Duration::from_secs(300)).await?;
-    Ok(t0)
+    Ok(())
 }
 
 /// The ingest run checks its own results. Every acknowledged
@@ -840,7 +847,7 @@ pub async fn hold(opts: &Options, n: u64, peers: usize) -> Result<()> {
 }
 
 /// The libp2p multiaddr other peers `--bootstrap` to (peer must be running).
-async fn bootstrap_addr(peer: &PeerDir) -> Result<String> {
+pub async fn bootstrap_addr(peer: &PeerDir) -> Result<String> {
     let id = load::get(peer.rest_addr(), "/id", Duration::from_secs(5)).await?;
     let id: serde_json::Value = serde_json::from_slice(&id.1)?;
     Ok(format!(
