@@ -491,6 +491,79 @@ pub async fn cleanup(opts: &StateOptions, force: bool) -> Result<Option<PathBuf>
     Ok(Some(peer_folder::move_to_backup(&dir, keep)?))
 }
 
+/// `state crdt …` (upstream's commands on a crdt peer's store; the peer must be stopped).
+pub enum CrdtCommand {
+    /// Heads, max height and the dirty flag, in upstream's words.
+    Info,
+    /// The DAG as DOT text, to this file or stdout.
+    Dot(Option<PathBuf>),
+    /// Force a repair of the DAG on the next start.
+    MarkDirty,
+    /// Remove the dirty mark: no repair on the next start.
+    MarkClean,
+}
+
+/// Runs a `state crdt` command; returns what goes to stdout.
+pub async fn crdt(opts: &StateOptions, cmd: CrdtCommand) -> Result<String> {
+    let peer = Peer::load(&opts.config_dir)?;
+    let Some(cfg) = peer.config.consensus.crdt.clone() else {
+        bail!("crdt subcommands can only be run on peers initialized with crdt consensus");
+    };
+    let lock = lock_config_dir(&opts.config_dir)?;
+    let dir = consensus_dir(&peer);
+    let result = tokio::task::spawn_blocking(move || -> Result<String> {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the crdt folder {}", dir.display()))?;
+        let path = dir.join("crdt.redb");
+        let store = ipfs_cluster_crdt::CrdtStore::open(
+            &path,
+            ipfs_cluster_crdt::CrdtConfig {
+                cluster_name: cfg.cluster_name.clone(),
+                ..Default::default()
+            },
+        )
+        .with_context(|| format!("opening the crdt store {}", path.display()))?;
+        Ok(match cmd {
+            CrdtCommand::Info => {
+                let heads = store.heads()?;
+                let height = heads.iter().map(|h| h.1).max().unwrap_or(0);
+                let list: Vec<String> = heads.iter().map(|(c, _)| c.to_string()).collect();
+                // Upstream prints Go's `%s` of a CID slice and no final newline.
+                format!(
+                    "Number of heads: {}. Current max-height: {height}. Dirty: {}\nHeads: [{}]",
+                    heads.len(),
+                    store.is_dirty()?,
+                    list.join(" ")
+                )
+            }
+            CrdtCommand::Dot(file) => {
+                let mut buf = Vec::new();
+                store.write_dot(&mut buf)?;
+                match file {
+                    Some(f) => {
+                        std::fs::write(&f, &buf)
+                            .with_context(|| format!("cannot write {}", f.display()))?;
+                        String::new()
+                    }
+                    None => String::from_utf8(buf).context("the DOT text is not UTF-8")?,
+                }
+            }
+            CrdtCommand::MarkDirty => {
+                store.mark_dirty()?;
+                "Datastore marked 'dirty'\n".into()
+            }
+            CrdtCommand::MarkClean => {
+                store.mark_clean()?;
+                "Datastore marked 'clean'\n".into()
+            }
+        })
+    })
+    .await
+    .context("the crdt command's task failed")?;
+    drop(lock);
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -626,77 +699,4 @@ mod tests {
         assert!(!staging.exists());
         assert!(!raft.exists());
     }
-}
-
-/// `state crdt …` (upstream's commands on a crdt peer's store; the peer must be stopped).
-pub enum CrdtCommand {
-    /// Heads, max height and the dirty flag, in upstream's words.
-    Info,
-    /// The DAG as DOT text, to this file or stdout.
-    Dot(Option<PathBuf>),
-    /// Force a repair of the DAG on the next start.
-    MarkDirty,
-    /// Remove the dirty mark: no repair on the next start.
-    MarkClean,
-}
-
-/// Runs a `state crdt` command; returns what goes to stdout.
-pub async fn crdt(opts: &StateOptions, cmd: CrdtCommand) -> Result<String> {
-    let peer = Peer::load(&opts.config_dir)?;
-    let Some(cfg) = peer.config.consensus.crdt.clone() else {
-        bail!("crdt subcommands can only be run on peers initialized with crdt consensus");
-    };
-    let lock = lock_config_dir(&opts.config_dir)?;
-    let dir = consensus_dir(&peer);
-    let result = tokio::task::spawn_blocking(move || -> Result<String> {
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create the crdt folder {}", dir.display()))?;
-        let path = dir.join("crdt.redb");
-        let store = ipfs_cluster_crdt::CrdtStore::open(
-            &path,
-            ipfs_cluster_crdt::CrdtConfig {
-                cluster_name: cfg.cluster_name.clone(),
-                ..Default::default()
-            },
-        )
-        .with_context(|| format!("opening the crdt store {}", path.display()))?;
-        Ok(match cmd {
-            CrdtCommand::Info => {
-                let heads = store.heads()?;
-                let height = heads.iter().map(|h| h.1).max().unwrap_or(0);
-                let list: Vec<String> = heads.iter().map(|(c, _)| c.to_string()).collect();
-                // Upstream prints Go's `%s` of a CID slice and no final newline.
-                format!(
-                    "Number of heads: {}. Current max-height: {height}. Dirty: {}\nHeads: [{}]",
-                    heads.len(),
-                    store.is_dirty()?,
-                    list.join(" ")
-                )
-            }
-            CrdtCommand::Dot(file) => {
-                let mut buf = Vec::new();
-                store.write_dot(&mut buf)?;
-                match file {
-                    Some(f) => {
-                        std::fs::write(&f, &buf)
-                            .with_context(|| format!("cannot write {}", f.display()))?;
-                        String::new()
-                    }
-                    None => String::from_utf8(buf).context("the DOT text is not UTF-8")?,
-                }
-            }
-            CrdtCommand::MarkDirty => {
-                store.mark_dirty()?;
-                "Datastore marked 'dirty'\n".into()
-            }
-            CrdtCommand::MarkClean => {
-                store.mark_clean()?;
-                "Datastore marked 'clean'\n".into()
-            }
-        })
-    })
-    .await
-    .context("the crdt command's task failed")?;
-    drop(lock);
-    result
 }
