@@ -120,6 +120,27 @@ pub struct AllocInput<'a> {
     pub allocate_by: &'a [String],
 }
 
+/// A cluster of one (this peer alone) needs no metrics: the only candidate is this peer,
+/// and asking for more copies fails with upstream's message. `None` when the general
+/// allocator decides.
+pub fn single_peer(
+    members: &[String],
+    self_id: &str,
+    rmin: i32,
+    rmax: i32,
+) -> Option<Result<Vec<String>, String>> {
+    if members.len() != 1 || members[0] != self_id || rmin <= 0 {
+        return None;
+    }
+    Some(if rmin > 1 {
+        Err(format!(
+            "not enough peers to allocate CID. Needed at least: {rmin}. Wanted at most: {rmax}. Available candidates: 1. See logs for more info."
+        ))
+    } else {
+        Ok(members.to_vec())
+    })
+}
+
 /// Returns the allocations for a pin, or upstream's error message.
 pub fn allocate(
     input: &AllocInput<'_>,

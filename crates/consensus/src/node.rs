@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tonic::Status;
 
 use crate::{
-    allocate::{allocate, now_nanos, AllocInput, MetricStore},
+    allocate::{allocate, now_nanos, single_peer, AllocInput, MetricStore},
     ids::{node_id, NodeId, PeerNode},
     network::{raft_call, Network, RaftCarrier},
     pinning::{normalize_cid, pin_update, setup_pin, PinDefaults},
@@ -812,14 +812,8 @@ impl Node {
         let o = pin.options.clone().unwrap_or_default();
         let (rmin, rmax) = (o.replication_factor_min, o.replication_factor_max);
         let members = self.member_ids();
-        // A one-peer cluster needs no metrics: the only candidate is this peer.
-        if members.len() == 1 && members[0] == self.opts.peer_id && rmin > 0 {
-            if rmin > 1 {
-                return Err(Status::failed_precondition(format!(
-                    "not enough peers to allocate CID. Needed at least: {rmin}. Wanted at most: {rmax}. Available candidates: 1. See logs for more info."
-                )));
-            }
-            return Ok(members);
+        if let Some(r) = single_peer(&members, &self.opts.peer_id, rmin, rmax) {
+            return r.map_err(Status::failed_precondition);
         }
         let input = AllocInput {
             existing,

@@ -20,7 +20,7 @@ use ipfs_cluster_crdt::{pin_cid_from_key, pin_key, Batcher, CrdtStore, Op, Publi
 use ipfs_cluster_proto::types::v1::{Pin, PinType};
 
 use crate::{
-    allocate::{allocate, now_nanos, AllocInput, MetricStore},
+    allocate::{allocate, now_nanos, single_peer, AllocInput, MetricStore},
     pinning::{normalize_cid, pin_update, setup_pin, PinDefaults},
     store::type_matches,
 };
@@ -230,13 +230,8 @@ impl CrdtNode {
         let o = pin.options.clone().unwrap_or_default();
         let (rmin, rmax) = (o.replication_factor_min, o.replication_factor_max);
         let members = self.peerset();
-        if members.len() == 1 && rmin > 0 {
-            if rmin > 1 {
-                return Err(Status::failed_precondition(format!(
-                    "not enough peers to allocate CID. Needed at least: {rmin}. Wanted at most: {rmax}. Available candidates: 1. See logs for more info."
-                )));
-            }
-            return Ok(members);
+        if let Some(r) = single_peer(&members, &self.opts.peer_id, rmin, rmax) {
+            return r.map_err(Status::failed_precondition);
         }
         let input = AllocInput {
             existing,
