@@ -8,7 +8,6 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::Stdio,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -17,7 +16,7 @@ use ipfs_cluster_testkit::KuboNode;
 
 use crate::{
     cids::random_inline_cid,
-    load::{self, MakeRequest},
+    load,
     procs::{self, PeerDir, Proc},
     suite::{self, Fill, SECRET},
     upstream::{self, Mode, UpstreamPeer},
@@ -514,7 +513,7 @@ impl Peer {
     ) -> Result<(Duration, String)> {
         match (fill, &self.kind) {
             (Fill::Rest, _) => {
-                let d = rest_fill(self.rest_addr(), add, conns).await?;
+                let d = suite::rest_fill(self.rest_addr(), add, conns).await?;
                 Ok((
                     d,
                     format!("`POST /pins/{{cid}}` ×{add}, {conns} connections"),
@@ -549,37 +548,6 @@ impl Drop for Peer {
         // The peer first (it talks to its Kubo), then the Kubo node (its own drop).
         self.proc.take();
     }
-}
-
-/// `n` pins through `POST /pins/{random CIDv1}`; failed requests are made again.
-async fn rest_fill(addr: SocketAddr, n: u64, conns: usize) -> Result<Duration> {
-    let t0 = Instant::now();
-    let mut done = 0u64;
-    let make: MakeRequest = Arc::new(|_| {
-        (
-            hyper::Method::POST,
-            format!("/pins/{}", crate::cids::random_cid()),
-        )
-    });
-    while done < n {
-        let r = load::run(
-            &[addr],
-            conns.max(1),
-            Duration::from_secs(3600),
-            n - done,
-            make.clone(),
-        )
-        .await?;
-        if r.ok == 0 {
-            bail!(
-                "REST fill of {addr}: no pin acknowledged in a round ({} errors; first: {})",
-                r.errors,
-                r.first_error.unwrap_or_default()
-            );
-        }
-        done += r.ok;
-    }
-    Ok(t0.elapsed())
 }
 
 /// Starts `n` peers of `imp`, the others joining the first; waits until each lists `n`

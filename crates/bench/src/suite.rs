@@ -366,7 +366,7 @@ pub async fn run(opts: &Options) -> Result<Results> {
             Fill::Rest => {
                 let add = n.saturating_sub(filled);
                 eprintln!("bench: pinning {add} pins through REST (to {n})");
-                let d = rest_fill(&big, add, opts.conns).await?;
+                let d = rest_fill(big.rest_addr(), add, opts.conns).await?;
                 (
                     d,
                     "`POST /pins/{cid}` through the REST API (`--fill rest`)",
@@ -529,8 +529,7 @@ fn missing<'a>(want: &HashSet<&'a str>, have: &HashSet<String>) -> Vec<&'a str> 
 
 /// Fills `n` more pins through `POST /pins/{random CID}` (the same generator as the ingest
 /// figure); requests that fail are made again, so exactly `n` are acknowledged.
-pub async fn rest_fill(peer: &PeerDir, n: u64, conns: usize) -> Result<Duration> {
-    let addr = peer.rest_addr();
+pub async fn rest_fill(addr: std::net::SocketAddr, n: u64, conns: usize) -> Result<Duration> {
     let t0 = Instant::now();
     let mut done = 0u64;
     let make: MakeRequest = Arc::new(|_| (hyper::Method::POST, format!("/pins/{}", random_cid())));
@@ -545,7 +544,7 @@ pub async fn rest_fill(peer: &PeerDir, n: u64, conns: usize) -> Result<Duration>
         .await?;
         if r.ok == 0 {
             bail!(
-                "REST fill: no pin acknowledged in a round ({} errors; first: {})",
+                "REST fill of {addr}: no pin acknowledged in a round ({} errors; first: {})",
                 r.errors,
                 r.first_error.unwrap_or_default()
             );
