@@ -327,6 +327,63 @@ fn base58_ok(s: &str) -> bool {
         .all(|b| b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz".contains(&b))
 }
 
+/// Go's `%q` of a string (strconv.Quote) for the ASCII text paths are made of.
+fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// boxo's `path.NewPath` (upstream v1.1.6's server side): `/ipfs/<cid>[/…]`,
+/// `/ipld/<cid>[/…]` or `/ipns/<name>[/…]`, cleaned as Go's `path.Clean`; errors in
+/// boxo's words (`invalid path "x": path does not have enough components`).
+pub fn boxo_path(s: &str) -> Result<String, String> {
+    let invalid = |e: String| format!("invalid path {}: {e}", go_quote(s));
+    let mut segs: Vec<&str> = Vec::new();
+    for part in s.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                segs.pop();
+            }
+            p => segs.push(p),
+        }
+    }
+    if !s.starts_with('/') || segs.len() < 2 {
+        return Err(invalid("path does not have enough components".into()));
+    }
+    let mut cleaned = format!("/{}", segs.join("/"));
+    if s.ends_with('/') {
+        cleaned.push('/');
+    }
+    match segs[0] {
+        "ipfs" | "ipld" => {
+            ::cid::Cid::try_from(segs[1])
+                .map_err(|e| invalid(go_cid_error(segs[1], &e.to_string())))?;
+            Ok(cleaned)
+        }
+        "ipns" => Ok(cleaned),
+        other => Err(invalid(format!("unknown namespace: {}", go_quote(other)))),
+    }
+}
+
+/// Upstream's `pathOrCidPath`: a path as boxo reads it, else `/ipfs/<s>`; the error is the
+/// one for `s` itself.
+pub fn path_or_cid_path(s: &str) -> Result<String, String> {
+    boxo_path(s).or_else(|e| boxo_path(&format!("/ipfs/{s}")).map_err(|_| e))
+}
+
 /// The text go-cid's `Decode` gives for a string that is not a CID (`invalid cid: …`),
 /// so users see upstream's words: too short, a 46-character `Qm…` that is not base58, or
 /// an unknown multibase prefix. Past those checks the reason found here (`fallback`) is
@@ -655,5 +712,35 @@ mod tests {
         let back: Cid = serde_json::from_str(&format!("\"{V0}\"")).unwrap();
         assert_eq!(back, c);
         assert_eq!(format!("{c:?}"), format!("Cid({V0})"));
+    }
+
+    #[test]
+    fn paths_as_boxo_reads_them() {
+        let cid = "bafkqaaa";
+        assert_eq!(path_or_cid_path(cid).unwrap(), format!("/ipfs/{cid}"));
+        assert_eq!(
+            path_or_cid_path(&format!("//ipfs/./{cid}/a/../b/")).unwrap(),
+            format!("/ipfs/{cid}/b/")
+        );
+        assert_eq!(
+            path_or_cid_path("/ipns/example.org").unwrap(),
+            "/ipns/example.org"
+        );
+        assert_eq!(
+            path_or_cid_path("notacid").unwrap_err(),
+            "invalid path \"notacid\": path does not have enough components"
+        );
+        assert_eq!(
+            path_or_cid_path("").unwrap_err(),
+            "invalid path \"\": path does not have enough components"
+        );
+        assert_eq!(
+            path_or_cid_path("/ipfs/notacid").unwrap_err(),
+            "invalid path \"/ipfs/notacid\": invalid cid: selected encoding not supported"
+        );
+        assert_eq!(
+            path_or_cid_path("/foo/bar").unwrap_err(),
+            "invalid path \"/foo/bar\": unknown namespace: \"foo\""
+        );
     }
 }

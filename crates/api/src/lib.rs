@@ -24,7 +24,8 @@ mod time;
 
 pub use crate::add::{AddParams, DEFAULT_SHARD_SIZE};
 pub use crate::cid::{
-    go_cid_error, go_peer_id_error, multiaddr_peer_id, parse_multiaddr, parse_peer_id, Cid,
+    boxo_path, go_cid_error, go_peer_id_error, multiaddr_peer_id, parse_multiaddr, parse_peer_id,
+    path_or_cid_path, Cid,
 };
 pub use crate::error::{ApiError, Error, QueryError};
 pub use crate::id::{Id, IpfsId, Version, RPC_PROTOCOL_VERSION, VERSION};

@@ -310,21 +310,28 @@ impl Proxy {
         resp
     }
 
-    async fn resolve_arg(&self, arg: Option<String>, what: &str) -> Result<String, Response<Body>> {
-        let Some(arg) = arg else {
-            return Err(kubo_error(
-                StatusCode::BAD_REQUEST,
-                format!("argument \"{what}\" is required"),
-            ));
-        };
+    /// Upstream's path handling: the argument parsed as boxo reads paths (`pathOrCidPath`;
+    /// an absent one is the empty path), errors prefixed as upstream prefixes them, then
+    /// resolved to a CID by the IPFS daemon.
+    async fn resolve_arg(
+        &self,
+        arg: Option<String>,
+        prefix: &str,
+    ) -> Result<String, Response<Body>> {
+        let arg = arg.unwrap_or_default();
+        let path = ipfs_cluster_api::path_or_cid_path(&arg)
+            .map_err(|e| kubo_error(StatusCode::INTERNAL_SERVER_ERROR, format!("{prefix}{e}")))?;
         self.kubo
-            .resolve(&arg)
+            .resolve(&path)
             .await
             .map_err(|e| kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
     }
 
     async fn pin_add(&self, rest: &str, query: &str) -> Response<Body> {
-        let cid = match self.resolve_arg(arg_of(rest, query), "ipfs-path").await {
+        let cid = match self
+            .resolve_arg(arg_of(rest, query), "Error parsing IPFS Path: ")
+            .await
+        {
             Ok(c) => c,
             Err(r) => return r,
         };
@@ -361,11 +368,17 @@ impl Proxy {
             return kubo_error(StatusCode::BAD_REQUEST, "argument \"to-path\" is required");
         };
         let unpin = flag(query, "unpin", true);
-        let from = match self.resolve_arg(Some(from), "from-path").await {
+        let from = match self
+            .resolve_arg(Some(from), "error parsing \"from-path\" argument: ")
+            .await
+        {
             Ok(c) => c,
             Err(r) => return r,
         };
-        let to = match self.resolve_arg(Some(to), "to-path").await {
+        let to = match self
+            .resolve_arg(Some(to), "error parsing \"to-path\" argument: ")
+            .await
+        {
             Ok(c) => c,
             Err(r) => return r,
         };
@@ -401,7 +414,10 @@ impl Proxy {
     }
 
     async fn pin_rm(&self, rest: &str, query: &str) -> Response<Body> {
-        let cid = match self.resolve_arg(arg_of(rest, query), "ipfs-path").await {
+        let cid = match self
+            .resolve_arg(arg_of(rest, query), "Error parsing IPFS Path: ")
+            .await
+        {
             Ok(c) => c,
             Err(r) => return r,
         };
@@ -412,10 +428,7 @@ impl Proxy {
             .await
         {
             Ok(_) => json(StatusCode::OK, serde_json::json!({"Pins": [cid]})),
-            Err(e) if e.code() == tonic::Code::NotFound => kubo_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "not pinned or pinned indirectly",
-            ),
+            // Upstream answers the cluster's error ("pin is not part of the pinset").
             Err(e) => kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()),
         }
     }
@@ -433,11 +446,15 @@ impl Proxy {
             }
         };
         if let Some(arg) = arg_of(rest, query) {
-            let Ok(cid) = crate::kubo::parse_cid(&arg) else {
-                return kubo_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("invalid CID {arg:?}: pin/ls through the cluster proxy takes a CID"),
-                );
+            // Upstream decodes a CID (go-cid's words when it is not one).
+            let cid = match cid::Cid::try_from(arg.as_str()) {
+                Ok(c) => c,
+                Err(e) => {
+                    return kubo_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        ipfs_cluster_api::go_cid_error(&arg, &e.to_string()),
+                    )
+                }
             };
             return match self
                 .consensus

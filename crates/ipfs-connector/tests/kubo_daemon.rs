@@ -455,7 +455,8 @@ async fn ipfs_proxy_against_kubo() {
         "{e}"
     );
 
-    // pin/rm -> unpinned on the daemon; a second pin/rm is Kubo's "not pinned" error.
+    // pin/rm -> unpinned on the daemon; a second pin/rm is the cluster's error, as upstream's
+    // proxy answers it (tests/compat.rs compares this with upstream's proxy).
     via.post("pin/rm", &format!("arg={cid}"), None)
         .await
         .expect("pin/rm");
@@ -465,7 +466,7 @@ async fn ipfs_proxy_against_kubo() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("not pinned"), "{e}");
+    assert!(e.contains("pin is not part of the pinset"), "{e}");
     let e = via
         .post("pin/ls", &format!("arg={cid}"), None)
         .await
