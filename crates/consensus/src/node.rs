@@ -784,7 +784,23 @@ impl Node {
         if self.state_current_term.load(Ordering::Acquire) == term {
             return Ok(());
         }
-        self.bounded(self.raft.ensure_linearizable()).await?;
+        self.check_core()?;
+        self.check_quorum().await?;
+        let limit = self.commit_timeout();
+        match tokio::time::timeout(limit, self.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => {}
+            // The heartbeat round found no majority: the same refusal as a write's.
+            Ok(Err(RaftError::APIError(
+                openraft::error::CheckIsLeaderError::QuorumNotEnough(_),
+            ))) => return Err(self.no_quorum("")),
+            Ok(Err(e)) => return Err(write_err(e)),
+            Err(_) => {
+                return Err(Status::unavailable(format!(
+                    "this leader could not confirm its state within {}s (it may have lost its majority); retry",
+                    limit.as_secs_f64()
+                )))
+            }
+        }
         self.state_current_term.store(term, Ordering::Release);
         Ok(())
     }
