@@ -49,8 +49,8 @@ fuzz_target!(|data: &[u8]| {
     };
     match mode % 5 {
         0 => {
-            if let Ok(user) = creds.check(Some(rest)) {
-                assert_eq!(user, USER, "only the configured user authenticates");
+            if let Ok(p) = creds.check(Some(rest)) {
+                assert_eq!(p.user, USER, "only the configured user authenticates");
                 let v = String::from_utf8_lossy(rest).to_ascii_lowercase();
                 assert!(
                     v.starts_with("basic ") || v.starts_with("bearer "),
@@ -65,19 +65,19 @@ fuzz_target!(|data: &[u8]| {
             let key = if mode % 5 == 1 { PASS } else { "" };
             let value = sign(h, c, key);
             match creds.check(Some(value.as_bytes())) {
-                Ok(user) => {
+                Ok(p) => {
                     assert_eq!(mode % 5, 1, "a token signed with the empty password passed");
-                    assert_eq!(user, USER);
+                    assert_eq!(p.user, USER);
                 }
                 Err(_) => {}
             }
             // The server's own token always passes.
             let token = creds
-                .issue_token(USER)
+                .issue_token(USER, None, None)
                 .expect("a token for a user with a password");
             let own = creds.check(Some(format!("Bearer {token}").as_bytes())).ok();
-            assert_eq!(own.as_deref(), Some(USER));
-            assert!(creds.issue_token("nopass").is_none());
+            assert_eq!(own.map(|p| p.user).as_deref(), Some(USER));
+            assert!(creds.issue_token("nopass", None, None).is_err());
         }
         4 => guards(rest),
         _ => {

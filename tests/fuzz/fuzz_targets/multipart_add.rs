@@ -29,6 +29,15 @@ fn rt() -> tokio::runtime::Runtime {
 /// reader's error.
 async fn read_all(ct: Option<String>, body: hyper::body::Incoming) -> Result<usize, String> {
     let b = multipart::boundary(ct.as_deref())?;
+    // The limits of the add handler's defaults (max_add_bytes 32 GiB, read_timeout 0 = none
+    // here: the fuzzer feeds whole bodies at once).
+    let body = multipart::LimitedBody::new(
+        body,
+        multipart::BodyLimits {
+            max_bytes: 32 << 30,
+            read_timeout: std::time::Duration::ZERO,
+        },
+    )?;
     let mut mp = Multipart::new(body, &b);
     let mut in_part = false;
     let mut data = 0usize;

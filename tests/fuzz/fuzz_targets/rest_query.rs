@@ -8,7 +8,7 @@
 use ipfs_cluster_api::{
     parse_go_duration, AddParams, PinOptions, PinTypeFilter, QueryParams, TrackerStatusFilter,
 };
-use ipfs_cluster_gateway::{model, query::Query};
+use ipfs_cluster_gateway::{from_grpc, query::Query};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -43,8 +43,8 @@ fuzz_target!(|data: &[u8]| {
         f.0,
         "status filter {s:?} narrowed to {back:?}"
     );
-    let _ = model::status_filter(s);
-    let _ = model::allocation_filter(s);
+    let _ = from_grpc::status_filter(s);
+    let _ = from_grpc::allocation_filter(s);
     let _ = PinTypeFilter::parse(s);
     let _ = parse_go_duration(s);
 });
