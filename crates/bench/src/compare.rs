@@ -570,16 +570,9 @@ async fn cluster(
     }
     for p in &peers {
         let a = p.rest_addr();
-        procs::wait_until(
-            Duration::from_secs(120),
-            Duration::from_millis(200),
-            || async {
-                match load::get(a, "/peers", Duration::from_secs(10)).await {
-                    Ok((200, b)) => b.split(|&c| c == b'\n').filter(|l| !l.is_empty()).count() == n,
-                    _ => false,
-                }
-            },
-        )
+        procs::wait_until(Duration::from_secs(120), Duration::from_millis(200), || {
+            procs::lists_peers(a, n, Duration::from_secs(10))
+        })
         .await
         .with_context(|| {
             format!(

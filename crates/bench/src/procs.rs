@@ -100,6 +100,30 @@ where
     }
 }
 
+/// Polls `GET /id` at `addr` until it answers 200 or `proc` exits (whoever's peer it is:
+/// ours or upstream's); the time it took, or an error after `within`.
+pub async fn poll_id(addr: SocketAddr, proc: &mut Proc, within: Duration) -> Result<Duration> {
+    wait_until(within, Duration::from_millis(5), || {
+        let exited = proc.exited();
+        async move {
+            exited
+                || matches!(
+                    load::get(addr, "/id", Duration::from_secs(5)).await,
+                    Ok((200, _))
+                )
+        }
+    })
+    .await
+}
+
+/// Whether `GET /peers` at `addr` lists exactly `n` peers (one JSON object per line).
+pub async fn lists_peers(addr: SocketAddr, n: usize, timeout: Duration) -> bool {
+    match load::get(addr, "/peers", timeout).await {
+        Ok((200, b)) => b.split(|&c| c == b'\n').filter(|l| !l.is_empty()).count() == n,
+        _ => false,
+    }
+}
+
 async fn tcp_open(addr: SocketAddr) -> bool {
     tokio::net::TcpStream::connect(addr).await.is_ok()
 }
@@ -197,17 +221,7 @@ impl PeerDir {
     pub async fn wait_ready(&self, proc: &mut Proc, within: Duration) -> Result<Duration> {
         let addr = self.rest_addr();
         // Stops early when the launcher exits (a peer that cannot start is not waited for).
-        let r = wait_until(within, Duration::from_millis(5), || {
-            let exited = proc.exited();
-            async move {
-                exited
-                    || matches!(
-                        load::get(addr, "/id", Duration::from_secs(5)).await,
-                        Ok((200, _))
-                    )
-            }
-        })
-        .await;
+        let r = poll_id(addr, proc, within).await;
         match r {
             Ok(_) if proc.exited() => bail!(
                 "peer {} exited before it was ready; log tail:\n{}",

@@ -861,16 +861,9 @@ async fn wait_members(dirs: &[PeerDir]) -> Result<()> {
     let n = dirs.len();
     for d in dirs {
         let a = d.rest_addr();
-        procs::wait_until(
-            Duration::from_secs(60),
-            Duration::from_millis(100),
-            || async {
-                match load::get(a, "/peers", Duration::from_secs(5)).await {
-                    Ok((200, b)) => b.split(|&c| c == b'\n').filter(|l| !l.is_empty()).count() == n,
-                    _ => false,
-                }
-            },
-        )
+        procs::wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
+            procs::lists_peers(a, n, Duration::from_secs(5))
+        })
         .await
         .with_context(|| {
             format!(

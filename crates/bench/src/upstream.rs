@@ -15,10 +15,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use crate::{
-    load,
-    procs::{self, free_port, loopback, Proc},
-};
+use crate::procs::{self, free_port, loopback, Proc};
 
 /// The upstream release the comparison runs (deploy/local/upstream.sh pins the same).
 pub const UPSTREAM_VERSION: &str = "1.1.6";
@@ -226,17 +223,7 @@ impl UpstreamPeer {
     /// the daemon exits.
     pub async fn wait_ready(&self, proc: &mut Proc, within: Duration) -> Result<Duration> {
         let addr = self.rest_addr();
-        let r = procs::wait_until(within, Duration::from_millis(5), || {
-            let exited = proc.exited();
-            async move {
-                exited
-                    || matches!(
-                        load::get(addr, "/id", Duration::from_secs(5)).await,
-                        Ok((200, _))
-                    )
-            }
-        })
-        .await;
+        let r = procs::poll_id(addr, proc, within).await;
         match r {
             Ok(_) if proc.exited() => bail!(
                 "upstream peer {} exited before it was ready; log tail:\n{}",
