@@ -1303,7 +1303,7 @@ fn listening_ports(pids: &BTreeSet<u32>) -> BTreeSet<u16> {
 /// declare, an endpoint no operator knew to firewall. Now tunnelled streams go through
 /// the gateway's internal gRPC and are served in-process: every port a peer's processes
 /// (launcher and its four services) listen on is one service.json names, and the
-/// libp2p-http tunnel still works (tests/ctl_golden.rs
+/// libp2p-http tunnel still works (tests/ctl_beyond_upstream.rs
 /// `libp2p_http_over_the_cluster_host_and_its_own_host`).
 #[test]
 fn a_peer_listens_only_on_declared_ports() {

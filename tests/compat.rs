@@ -39,6 +39,8 @@ use ipfs_cluster_tests::*;
 use regex::Regex;
 use serde_json::Value;
 
+mod compat_edges;
+
 const PEERS: usize = 3;
 
 // ---------------------------------------------------------------------------------------
@@ -179,7 +181,8 @@ async fn spawn_daemon(t: &Tools, which: Impl, p: &Peer, extra: &[String]) -> Res
     )?;
     let url = format!("{}/id", p.rest());
     wait_for(Duration::from_secs(90), || async {
-        matches!(http("GET", &url, None).await, Ok((200, _)))
+        // 401: a peer whose REST API wants Basic Auth (tests/compat_edges.rs) is up too.
+        matches!(http("GET", &url, None).await, Ok((200 | 401, _)))
     })
     .await
     .with_context(|| {
@@ -1494,6 +1497,8 @@ fn upstream_beside_ours() {
 
         cluster_checks(&w, &mut r).await;
         eprintln!("compat: cluster checks done after {:?}", started.elapsed());
+        compat_edges::edge_checks(&w.t, tmp.path(), &mut r).await;
+        eprintln!("compat: edge cases done after {:?}", started.elapsed());
         state_checks(&w, tmp.path(), &mut r).await;
         eprintln!("compat: all done after {:?}", started.elapsed());
 

@@ -12,6 +12,7 @@ mod convert;
 mod de;
 mod error;
 pub mod go_duration;
+mod go_multiaddr;
 mod id;
 mod metric;
 mod outputs;
@@ -28,6 +29,7 @@ pub use crate::cid::{
     path_or_cid_path, Cid,
 };
 pub use crate::error::{ApiError, Error, QueryError};
+pub use crate::go_multiaddr::go_multiaddr_error;
 pub use crate::id::{Id, IpfsId, Version, RPC_PROTOCOL_VERSION, VERSION};
 pub use crate::metric::{Alert, Metric, PingValue};
 pub use crate::outputs::{

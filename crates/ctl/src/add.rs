@@ -1,4 +1,4 @@
-//! `add`: walks local paths (or stdin), streams them as the multipart body the Go client sends
+//! `add`: walks local paths (`-` is a file named `-`, as upstream), streams them as the multipart body the Go client sends
 //! (one part per directory/file, names query-escaped, directories before children),
 //! prints each AddedOutput as it arrives and optionally waits for the pin.
 
@@ -27,7 +27,6 @@ pub enum PartKind {
     Dir,
     File(PathBuf),
     Symlink(String),
-    Stdin,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,14 +41,6 @@ pub struct Part {
 pub fn collect_parts(paths: &[String], recursive: bool, hidden: bool) -> CtlResult<Vec<Part>> {
     let mut parts = Vec::new();
     for p in paths {
-        if p == "-" {
-            parts.push(Part {
-                name: "stdin".into(),
-                kind: PartKind::Stdin,
-                size: 0,
-            });
-            continue;
-        }
         let path = Path::new(p);
         let meta = std::fs::symlink_metadata(path)
             .map_err(|e| CtlError::local("", format!("lstat {p}: {}", io_text(&e))))?;
@@ -131,7 +122,7 @@ pub fn part_header(boundary: &str, first: bool, part: &Part) -> String {
     let ct = match part.kind {
         PartKind::Dir => "application/x-directory",
         PartKind::Symlink(_) => "application/symlink",
-        PartKind::File(_) | PartKind::Stdin => "application/octet-stream",
+        PartKind::File(_) => "application/octet-stream",
     };
     let lead = if first { "" } else { "\r\n" };
     format!(
@@ -217,6 +208,7 @@ pub async fn add(
         ));
     }
     if a.nocopy {
+        crate::client::log_not_api_error();
         return Err(CtlError::local("", "nocopy option is only valid for URLs"));
     }
     let query = add_query(&a, wrap, cid_version, raw_leaves)?;
@@ -224,7 +216,8 @@ pub async fn add(
     let (recursive, hidden) = (a.recursive, a.hidden);
     let parts = tokio::task::spawn_blocking(move || collect_parts(&paths, recursive, hidden))
         .await
-        .map_err(|e| CtlError::local("", e))??;
+        .map_err(|e| CtlError::local("", e))?
+        .inspect_err(|_| crate::client::log_not_api_error())?;
 
     let qq = a.quieter;
     let quiet = a.quiet || qq;
@@ -367,43 +360,6 @@ async fn produce(
                 })?;
                 if !pump(&mut f, &tx, bar.as_ref()).await? {
                     return Ok(());
-                }
-            }
-            PartKind::Stdin => {
-                // tokio's io-std feature is off in the workspace: read stdin on a blocking thread.
-                let (stx, mut srx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
-                tokio::task::spawn_blocking(move || {
-                    use std::io::Read;
-                    let mut stdin = std::io::stdin().lock();
-                    loop {
-                        let mut buf = vec![0u8; 256 * 1024];
-                        match stdin.read(&mut buf) {
-                            Ok(0) => return,
-                            Ok(n) => {
-                                buf.truncate(n);
-                                if stx.blocking_send(Ok(buf)).is_err() {
-                                    return;
-                                }
-                            }
-                            Err(e) => {
-                                let _ = stx.blocking_send(Err(e));
-                                return;
-                            }
-                        }
-                    }
-                });
-                while let Some(chunk) = srx.recv().await {
-                    let chunk = chunk.map_err(|e| {
-                        let msg = format!("reading stdin: {e}");
-                        let _ = tx.try_send(Err(std::io::Error::other(msg.clone())));
-                        CtlError::local("", msg)
-                    })?;
-                    if let Some(b) = &bar {
-                        b.inc(chunk.len() as u64);
-                    }
-                    if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
-                        return Ok(());
-                    }
                 }
             }
         }

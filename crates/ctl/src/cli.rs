@@ -273,7 +273,7 @@ pub struct GraphArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct AddArgs {
-    /// Local paths (use - for stdin)
+    /// Local paths
     #[arg(value_name = "path")]
     pub paths: Vec<String>,
     /// Add directory paths recursively

@@ -49,6 +49,9 @@ impl Endpoint {
             }
             return Ok(Endpoint::Unix(format!("/{path}")));
         }
+        if let Some(words) = ipfs_cluster_api::go_multiaddr_error(s) {
+            return Err(LocalError::new(doing, words));
+        }
         let ma: Multiaddr = s
             .trim()
             .parse()
@@ -181,6 +184,7 @@ impl Client {
     ) -> Result<Response<Incoming>, ApiError> {
         let mut body = Some(body);
         let mut last = ApiError::transport("no endpoint tried");
+        let mut tried = 0;
         for ep in &self.cfg.endpoints {
             let (b, ct) = match body.take() {
                 None => break, // a one-shot stream body cannot be retried
@@ -211,9 +215,17 @@ impl Client {
                     if self.cfg.debug {
                         eprintln!("DEBUG cluster-ctl: {e}; trying the next address if any");
                     }
+                    tried += 1;
                     last = e
                 }
             }
+        }
+        if tried == self.cfg.endpoints.len() {
+            // Upstream's fail-over client logs this when every `--host` address failed.
+            go_log_error(
+                "client/lbclient.go:106",
+                &format!("reached maximum number of retries without success, retries: {tried}"),
+            );
         }
         Err(last)
     }
@@ -257,7 +269,7 @@ impl Client {
                         let tls = conn
                             .connect(name, tcp)
                             .await
-                            .map_err(|e| fail(format!("tls: {e}")))?;
+                            .map_err(|e| fail(tls_error_words(&e)))?;
                         exchange(tls, req).await.map_err(&fail)
                     }
                     None => exchange(tcp, req).await.map_err(&fail),
@@ -509,6 +521,39 @@ fn io_msg(e: &std::io::Error) -> String {
         std::io::ErrorKind::ConnectionRefused => "connect: connection refused".into(),
         std::io::ErrorKind::NotFound => "connect: no such file or directory".into(),
         _ => e.to_string(),
+    }
+}
+
+/// One line of upstream's client log on stderr, in go-log's console format (time, level,
+/// logger, Go source position, message): users and scripts that watch upstream's ctl
+/// stderr see the same lines.
+pub fn go_log_error(position: &str, msg: &str) {
+    eprintln!(
+        "{}\tERROR\tapiclient\t{position}\t{msg}",
+        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ")
+    );
+}
+
+/// Upstream's fail-over client logs this before a local error raised inside a client
+/// call (a path that is not a CID path, a file `add` cannot read): the error is not an
+/// `api.Error`.
+pub fn log_not_api_error() {
+    go_log_error(
+        "client/lbclient.go:97",
+        "could not cast error into api.Error",
+    );
+}
+
+/// A failed TLS handshake in Go's words. The common case is `https` (chosen automatically
+/// with `--basic-auth`) against a plain-HTTP API: the first record is "HTTP/1.1 …", whose
+/// first byte is no TLS content type; Go's client says so in its own words.
+fn tls_error_words(e: &std::io::Error) -> String {
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    match inner {
+        Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) => {
+            "http: server gave HTTP response to HTTPS client".to_string()
+        }
+        _ => format!("tls: {e}"),
     }
 }
 

@@ -25,29 +25,32 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(c: &Cli, json: bool, stderr: &mut dyn Write) -> CtlResult<Ctx> {
+        // Upstream's order: the secret's hex first, then the addresses.
+        let secret_bytes = match c.secret.as_str() {
+            "" => None,
+            hex => Some(
+                go_hex_decode(hex)
+                    .map_err(|e| CtlError::local("parsing secret", format!("encoding/hex: {e}")))?,
+            ),
+        };
+        let mut endpoints = Vec::new();
+        for addr in c.host.split(',') {
+            endpoints.push(Endpoint::parse(addr)?);
+        }
         let mut secret = None;
-        if !c.secret.is_empty() {
-            let ok = c.secret.len().is_multiple_of(2)
-                && c.secret.chars().all(|ch| ch.is_ascii_hexdigit());
-            if !ok {
-                return Err(CtlError::local(
-                    "parsing secret",
-                    "encoding/hex: invalid byte or odd length in secret",
-                ));
+        // Only libp2p-http uses the secret; upstream ignores it for an HTTP address.
+        if let Some(bytes) = secret_bytes {
+            if endpoints.iter().any(|e| matches!(e, Endpoint::P2p { .. })) {
+                secret = Some(<[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                    CtlError::local(
+                        "parsing secret",
+                        format!(
+                            "the secret must be 32 bytes (64 hex characters), got {} bytes",
+                            bytes.len()
+                        ),
+                    )
+                })?);
             }
-            let bytes: Vec<u8> = (0..c.secret.len())
-                .step_by(2)
-                .filter_map(|i| u8::from_str_radix(&c.secret[i..i + 2], 16).ok())
-                .collect();
-            secret = Some(<[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-                CtlError::local(
-                    "parsing secret",
-                    format!(
-                        "the secret must be 32 bytes (64 hex characters), got {} bytes",
-                        bytes.len()
-                    ),
-                )
-            })?);
         }
         let mut cfg = ClientConfig {
             https: c.https,
@@ -67,9 +70,7 @@ impl Ctx {
                 cfg.https = true;
             }
         }
-        for addr in c.host.split(',') {
-            cfg.endpoints.push(Endpoint::parse(addr)?);
-        }
+        cfg.endpoints = endpoints;
         Ok(Ctx {
             client: Client::new(cfg)?,
             json,
@@ -166,7 +167,7 @@ pub async fn dispatch(
                 metadata,
                 pin_update: None,
             };
-            let path = ipfs_path(&a.arg).map_err(|e| CtlError::local("", e))?;
+            let path = ipfs_path(&a.arg).map_err(local_in_client)?;
             let pin = c
                 .call(
                     Method::POST,
@@ -178,7 +179,7 @@ pub async fn dispatch(
             handle_pin_response(ctx, &a.wait, &pin, "pinned", out).await?;
         }
         Command::Pin(PinCmd::Rm(a)) => {
-            let path = ipfs_path(&a.arg).map_err(|e| CtlError::local("", e))?;
+            let path = ipfs_path(&a.arg).map_err(local_in_client)?;
             let pin = c
                 .call(
                     Method::DELETE,
@@ -201,7 +202,7 @@ pub async fn dispatch(
                 metadata: vec![],
                 pin_update: Some(from),
             };
-            let path = ipfs_path(&a.to).map_err(|e| CtlError::local("", e))?;
+            let path = ipfs_path(&a.to).map_err(local_in_client)?;
             let pin = c
                 .call(
                     Method::POST,
@@ -937,5 +938,63 @@ mod tests {
             e.to_string(),
             "error waiting for pin status: error has occurred while attempting to reach status: pinned"
         );
+    }
+}
+
+/// A local error of a step upstream takes inside its client (see `log_not_api_error`).
+fn local_in_client(e: String) -> CtlError {
+    crate::client::log_not_api_error();
+    CtlError::local("", e)
+}
+
+/// Go's `hex.DecodeString`, with its error words: the first invalid byte (as `%#U` of the
+/// byte), checked before an odd length.
+fn go_hex_decode(s: &str) -> Result<Vec<u8>, String> {
+    fn nibble(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let invalid = |b: u8| {
+        let c = b as char; // Go turns the byte into a rune (Latin-1)
+        if c.is_control() {
+            format!("invalid byte: U+{:04X}", b)
+        } else {
+            format!("invalid byte: U+{:04X} '{c}'", b)
+        }
+    };
+    let src = s.as_bytes();
+    let mut out = Vec::with_capacity(src.len() / 2);
+    for pair in src.chunks(2) {
+        let hi = nibble(pair[0]).ok_or_else(|| invalid(pair[0]))?;
+        let Some(&lo) = pair.get(1) else {
+            return Err("odd length hex string".into());
+        };
+        let lo = nibble(lo).ok_or_else(|| invalid(lo))?;
+        out.push(hi << 4 | lo);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod hex_tests {
+    /// Texts printed by upstream v1.1.6's ctl for `--secret <s>`.
+    #[test]
+    fn go_hex_words() {
+        assert_eq!(
+            super::go_hex_decode("zz").unwrap_err(),
+            "invalid byte: U+007A 'z'"
+        );
+        assert_eq!(
+            super::go_hex_decode("1").unwrap_err(),
+            "odd length hex string"
+        );
+        assert_eq!(
+            super::go_hex_decode("\u{1}1").unwrap_err(),
+            "invalid byte: U+0001"
+        );
+        assert_eq!(
+            super::go_hex_decode("é1").unwrap_err(),
+            "invalid byte: U+00C3 'Ã'"
+        );
+        assert_eq!(super::go_hex_decode("0aFf").unwrap(), vec![0x0a, 0xff]);
     }
 }
