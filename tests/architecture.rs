@@ -1,6 +1,6 @@
 //! The architecture rule, checked on the workspace's own manifests (`cargo metadata`):
 //! a service crate never depends on another service crate, and the library crates the
-//! services share (runtime, proto, config, api, observability) depend on no service.
+//! services share (runtime, p2p, proto, config, api, observability) depend on no service.
 //! Services share only libraries and the gRPC contracts, so each one can be built,
 //! deployed and replaced alone. Dev-dependencies are exempt: tests may start several
 //! services; production code may not reach across.
@@ -19,8 +19,9 @@ const SERVICES: [&str; 5] = [
 ];
 
 /// The libraries services share; none of them may depend on a service.
-const SHARED_LIBRARIES: [&str; 5] = [
+const SHARED_LIBRARIES: [&str; 6] = [
     "ipfs-cluster-runtime",
+    "ipfs-cluster-p2p",
     "ipfs-cluster-proto",
     "ipfs-cluster-config",
     "ipfs-cluster-api",
