@@ -2,112 +2,13 @@
 //! current/priority/candidate buckets, rmin/rmax rules, and the partition-tree round robin
 //! over `allocate_by`. Runs only on the leader.
 
-use std::{
-    collections::{HashMap, HashSet, VecDeque},
-    sync::RwLock,
-};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use ipfs_cluster_proto::types::v1::{Metric, Pin};
 
-/// The latest metric per (name, peer), as received from the transport's broadcast.
-/// Bounded: the transport passes only small metrics about members (docs/security.md, hole 6), and
-/// this store still refuses oversized ones and keeps at most `MAX_METRICS` entries.
-#[derive(Default)]
-pub struct MetricStore {
-    latest: RwLock<HashMap<(String, String), Metric>>,
-}
-
-/// Most (name, peer) entries kept: enough for every informer of hundreds of peers.
-pub const MAX_METRICS: usize = 16_384;
-/// Longest metric name and value kept.
-pub const MAX_METRIC_NAME: usize = 256;
-pub const MAX_METRIC_VALUE: usize = 2048;
-
-pub fn now_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
-impl MetricStore {
-    /// Keeps `m` as the latest of its (name, peer), unless refused (see `try_add`).
-    pub fn add(&self, m: Metric) {
-        self.try_add(m);
-    }
-
-    /// Keeps `m` as the latest of its (name, peer); false when it is refused (too large,
-    /// or the store is full of unexpired metrics).
-    pub fn try_add(&self, mut m: Metric) -> bool {
-        if m.name.len() > MAX_METRIC_NAME || m.value.len() > MAX_METRIC_VALUE {
-            tracing::debug!(peer = %m.peer, "refused an oversized metric");
-            return false;
-        }
-        let now = now_nanos();
-        if m.received_at == 0 {
-            m.received_at = now;
-        }
-        let Ok(mut g) = self.latest.write() else {
-            return false;
-        };
-        let key = (m.name.clone(), m.peer.clone());
-        if g.len() >= MAX_METRICS && !g.contains_key(&key) {
-            g.retain(|_, old| old.expire > now);
-            if g.len() >= MAX_METRICS {
-                tracing::warn!(
-                    limit = MAX_METRICS,
-                    "the metric store is full of unexpired metrics; dropping a new one"
-                );
-                return false;
-            }
-        }
-        g.insert(key, m);
-        true
-    }
-
-    /// Peers (among `peers`) whose latest `name` metric is expired or invalid. Peers that
-    /// never sent one are not listed (upstream alerts only on a metric it has seen).
-    pub fn expired(&self, name: &str, peers: &[String], now: i64) -> Vec<String> {
-        let Ok(g) = self.latest.read() else {
-            return vec![];
-        };
-        peers
-            .iter()
-            .filter(|p| {
-                g.get(&(name.to_string(), (*p).clone()))
-                    .is_some_and(|m| !m.valid || m.expire <= now)
-            })
-            .cloned()
-            .collect()
-    }
-
-    /// Every peer whose latest `name` metric is valid and unexpired (crdt mode's peerset).
-    pub fn live_peers(&self, name: &str, now: i64) -> Vec<String> {
-        let Ok(g) = self.latest.read() else {
-            return vec![];
-        };
-        let mut out: Vec<String> = g
-            .iter()
-            .filter(|((n, _), m)| n == name && m.valid && m.expire > now)
-            .map(|((_, p), _)| p.clone())
-            .collect();
-        out.sort();
-        out
-    }
-
-    /// Valid, unexpired metrics of `name` for the given peers.
-    pub fn latest(&self, name: &str, peers: &[String], now: i64) -> HashMap<String, Metric> {
-        let Ok(g) = self.latest.read() else {
-            return HashMap::new();
-        };
-        peers
-            .iter()
-            .filter_map(|p| g.get(&(name.to_string(), p.clone())))
-            .filter(|m| m.valid && m.expire > now)
-            .map(|m| (m.peer.clone(), m.clone()))
-            .collect()
-    }
-}
+/// The peer metric store (one for every service: the runtime's), under the name the
+/// allocator and crdt mode use.
+pub use ipfs_cluster_runtime::peer_metrics::{now_nanos, PeerMetricStore as MetricStore};
 
 pub struct AllocInput<'a> {
     pub existing: Option<&'a Pin>,
@@ -316,35 +217,6 @@ pub fn balanced(
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn the_store_is_bounded() {
-        use super::*;
-        let s = MetricStore::default();
-        let far = now_nanos() + 3_600_000_000_000;
-        let mk = |name: String, value: String, expire: i64| Metric {
-            name,
-            peer: "p".into(),
-            value,
-            expire,
-            valid: true,
-            ..Default::default()
-        };
-        assert!(!s.try_add(mk("big".into(), "x".repeat(MAX_METRIC_VALUE + 1), far)));
-        assert!(!s.try_add(mk("n".repeat(MAX_METRIC_NAME + 1), "1".into(), far)));
-        // Full of expired metrics: they make room.
-        for i in 0..MAX_METRICS {
-            assert!(s.try_add(mk(format!("old{i}"), "1".into(), 1)));
-        }
-        assert!(s.try_add(mk("fresh".into(), "1".into(), far)));
-        // Full of unexpired ones: a new name is refused, an existing one is updated.
-        for i in 1..MAX_METRICS {
-            assert!(s.try_add(mk(format!("new{i}"), "1".into(), far)));
-        }
-        assert!(!s.try_add(mk("one-too-many".into(), "1".into(), far)));
-        assert!(s.try_add(mk("fresh".into(), "2".into(), far)));
-        assert_eq!(s.latest("fresh", &["p".into()], 0)["p"].value, "2");
-    }
-
     use super::*;
 
     fn m(name: &str, peer: &str, value: &str, weight: i64, partitionable: bool) -> Metric {

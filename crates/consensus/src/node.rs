@@ -169,7 +169,7 @@ pub const MAX_GROUP: usize = 64;
 /// in the queue meanwhile and form the next group. One: the writes that arrive during a
 /// commit all go into the next one, so groups are as big as the load makes them (3 peers,
 /// 32 clients: 4.6 → 10.7 pins per entry, ~10 % more pins/s and a lower p50 than with 4;
-/// docs/benchmarks-history.md "Ingest: fewer, bigger groups").
+/// docs/lab/benchmarks-history.md "Ingest: fewer, bigger groups").
 const GROUPS_IN_FLIGHT: usize = 1;
 /// Bound of the group-commit queues (callers wait when it is full).
 const GROUP_QUEUE: usize = 4096;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use ipfs_cluster_consensus::node::Node;
+use crate::node::Node;
 use ipfs_cluster_observability::{prometheus_client::metrics::gauge::Gauge, Metrics};
 
 pub fn register(m: &Metrics, node: Arc<Node>) {

@@ -256,14 +256,16 @@ pub async fn dispatch(
                     }
                 }
                 0 => {
-                    let bits = tracker_status_bits(&a.filter);
-                    if bits == 0 && !a.filter.is_empty() {
+                    // As upstream's TrackerStatusFromString: spaces removed, unknown names
+                    // ignored.
+                    let filter = api::TrackerStatusFilter::parse(&a.filter.replace(' ', ""));
+                    if filter.is_empty() && !a.filter.is_empty() {
                         return Err(CtlError::local(
                             "parsing filter flag",
                             "invalid filter name",
                         ));
                     }
-                    let f = tracker_filter_string(bits);
+                    let f = filter.to_query_string();
                     let path = format!("/pins?local={local}&filter={}&cids=", query_escape(&f));
                     c.stream(Method::GET, &path, Body::Empty, &mut |v| {
                         ctx.show::<api::GlobalPinInfo>(out, &v, format::global_pin_info)?;
@@ -711,54 +713,6 @@ pub fn parse_metadata(items: &[String]) -> CtlResult<Vec<(String, String)>> {
     Ok(out)
 }
 
-const STATUS_BITS: [(&str, u32); 15] = [
-    ("undefined", 0),
-    ("cluster_error", 2),
-    ("pin_error", 4),
-    ("unpin_error", 8),
-    ("error", 14),
-    ("pinned", 16),
-    ("pinning", 32),
-    ("unpinning", 64),
-    ("unpinned", 128),
-    ("remote", 256),
-    ("pin_queued", 512),
-    ("unpin_queued", 1024),
-    ("queued", 1536),
-    ("sharded", 2048),
-    ("unexpectedly_unpinned", 4096),
-];
-
-/// `TrackerStatusFromString`: OR of the known names in a comma list (spaces removed).
-pub fn tracker_status_bits(s: &str) -> u32 {
-    s.replace(' ', "")
-        .split(',')
-        .filter_map(|n| {
-            STATUS_BITS
-                .iter()
-                .find(|(name, _)| *name == n)
-                .map(|(_, b)| *b)
-        })
-        .fold(0, |a, b| a | b)
-}
-
-/// How the Go client writes a status filter: a single name when exact, otherwise
-/// every name sharing a bit (composites included).
-pub fn tracker_filter_string(bits: u32) -> String {
-    if bits == 0 {
-        return String::new();
-    }
-    if let Some((name, _)) = STATUS_BITS.iter().find(|(_, b)| *b == bits) {
-        return name.to_string();
-    }
-    STATUS_BITS
-        .iter()
-        .filter(|(_, b)| b & bits != 0)
-        .map(|(n, _)| *n)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// `pin ls --filter`: OR of pin types; `all` stays `all`, unknown names only → empty.
 pub fn pin_type_filter(s: &str) -> String {
     const TYPES: [(&str, u32); 4] = [
@@ -889,13 +843,6 @@ mod tests {
 
     #[test]
     fn filters() {
-        assert_eq!(tracker_status_bits("pinned"), 16);
-        assert_eq!(tracker_status_bits("pinned, foo"), 16);
-        assert_eq!(tracker_status_bits("foo"), 0);
-        assert_eq!(tracker_filter_string(16), "pinned");
-        assert_eq!(tracker_filter_string(14), "error");
-        assert_eq!(tracker_filter_string(16 | 4), "pin_error,error,pinned");
-        assert_eq!(tracker_filter_string(0), "");
         assert_eq!(pin_type_filter("all"), "all");
         assert_eq!(pin_type_filter("pin,shard-pin"), "pin,shard-pin");
         assert_eq!(pin_type_filter("bogus"), "");

@@ -7,18 +7,14 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use ipfs_cluster_p2p::LIBP2P_HTTP;
 use libp2p::{
-    core::{muxing::StreamMuxerBox, transport::Boxed, upgrade::Version},
-    identity, noise,
-    pnet::{PnetConfig, PreSharedKey},
     swarm::{dial_opts::DialOpts, SwarmEvent},
-    tcp, yamux, Multiaddr, PeerId, StreamProtocol, Transport,
+    Multiaddr, PeerId,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 
-/// go-libp2p-http's protocol id.
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/libp2p-http");
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub type P2pStream = Compat<libp2p::Stream>;
@@ -29,27 +25,6 @@ pub struct P2pClient {
     peer: PeerId,
     /// Keeps the swarm task alive; dropping the client stops it.
     _stop: oneshot::Sender<()>,
-}
-
-fn transport(
-    key: &identity::Keypair,
-    psk: Option<PreSharedKey>,
-) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
-    let noise = noise::Config::new(key)?;
-    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
-    Ok(match psk {
-        Some(psk) => tcp
-            .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
-            .upgrade(Version::V1Lazy)
-            .authenticate(noise)
-            .multiplex(yamux::Config::default())
-            .boxed(),
-        None => tcp
-            .upgrade(Version::V1Lazy)
-            .authenticate(noise)
-            .multiplex(yamux::Config::default())
-            .boxed(),
-    })
 }
 
 /// `/dns*/name/...` → `/ip4|ip6/addr/...` (first answer).
@@ -95,11 +70,10 @@ impl P2pClient {
         secret: Option<[u8; 32]>,
     ) -> Result<P2pClient, String> {
         let addr = resolve(addr).await?;
-        let psk = secret.map(PreSharedKey::new);
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
             .with_other_transport(|key| {
-                transport(key, psk)
+                ipfs_cluster_p2p::secured(ipfs_cluster_p2p::tcp(), key, secret, |s| s)
                     .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
             })
             .map_err(|e| format!("cannot build the libp2p client: {e}"))?
@@ -147,10 +121,10 @@ impl P2pClient {
     /// A new `/libp2p-http` stream to the peer.
     pub async fn open(&self) -> Result<P2pStream, String> {
         let mut c = self.control.clone();
-        let s = tokio::time::timeout(DIAL_TIMEOUT, c.open_stream(self.peer, PROTOCOL))
+        let s = tokio::time::timeout(DIAL_TIMEOUT, c.open_stream(self.peer, LIBP2P_HTTP))
             .await
-            .map_err(|_| format!("opening a {PROTOCOL} stream to {} timed out", self.peer))?
-            .map_err(|e| format!("cannot open a {PROTOCOL} stream to {}: {e}", self.peer))?;
+            .map_err(|_| format!("opening a {LIBP2P_HTTP} stream to {} timed out", self.peer))?
+            .map_err(|e| format!("cannot open a {LIBP2P_HTTP} stream to {}: {e}", self.peer))?;
         Ok(s.compat())
     }
 }

@@ -14,21 +14,12 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 
 use futures::StreamExt;
-use libp2p::{
-    core::{muxing::StreamMuxerBox, transport::Boxed, upgrade::Version},
-    identity::Keypair,
-    noise,
-    pnet::{PnetConfig, PreSharedKey},
-    swarm::SwarmEvent,
-    tcp, yamux, Multiaddr, PeerId, StreamProtocol, Transport,
-};
+use libp2p::{identity::Keypair, swarm::SwarmEvent, Multiaddr};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use crate::server::App;
 
-/// go-libp2p-http's protocol id (the same the transport tunnels).
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new(ipfs_cluster_proto::names::LIBP2P_HTTP);
 pub const MAX_STREAMS: usize = 256;
 
 /// What serves `/libp2p-http` streams that the transport tunnels from the cluster host
@@ -110,28 +101,6 @@ pub enum Libp2pError {
     Listen { addr: Multiaddr, reason: String },
 }
 
-/// TCP -> [pnet with the cluster secret] -> noise -> yamux (as the cluster host).
-fn transport(
-    key: &Keypair,
-    secret: Option<[u8; 32]>,
-) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
-    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
-    let noise = noise::Config::new(key)?;
-    Ok(match secret {
-        Some(s) => tcp
-            .and_then(move |socket, _| PnetConfig::new(PreSharedKey::new(s)).handshake(socket))
-            .upgrade(Version::V1Lazy)
-            .authenticate(noise)
-            .multiplex(yamux::Config::default())
-            .boxed(),
-        None => tcp
-            .upgrade(Version::V1Lazy)
-            .authenticate(noise)
-            .multiplex(yamux::Config::default())
-            .boxed(),
-    })
-}
-
 /// The loud start-up warning for how open the endpoint is, if it is.
 fn exposure_warning(secret: bool, credentials: bool) -> Option<&'static str> {
     match (secret, credentials) {
@@ -157,7 +126,8 @@ pub async fn start(
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(opts.keypair)
         .with_tokio()
         .with_other_transport(|key| {
-            transport(key, secret)
+            // TCP -> [pnet with the cluster secret] -> noise -> yamux, as the cluster host.
+            ipfs_cluster_p2p::secured(ipfs_cluster_p2p::tcp(), key, secret, |s| s)
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         })
         .map_err(|e| Libp2pError::Build(e.to_string()))?
@@ -219,7 +189,7 @@ pub async fn start(
     );
     let mut control = swarm.behaviour().new_control();
     let mut incoming = control
-        .accept(PROTOCOL)
+        .accept(ipfs_cluster_p2p::LIBP2P_HTTP)
         .map_err(|e| Libp2pError::Build(e.to_string()))?;
     let mut stop = shutdown.clone();
     let task = tokio::spawn(async move {

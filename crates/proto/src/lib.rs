@@ -50,9 +50,6 @@ pub mod names {
     pub const CONSENSUS: &str = "ipfscluster.consensus.v1.Consensus";
     pub const IPFS_CONNECTOR: &str = "ipfscluster.ipfsconnector.v1.IpfsConnector";
     pub const GATEWAY: &str = "ipfscluster.gateway.v1.Gateway";
-    /// go-libp2p-http's stream protocol: the REST API over libp2p, served by the
-    /// gateway's own host and tunnelled by the transport from the cluster host.
-    pub const LIBP2P_HTTP: &str = "/libp2p-http";
 }
 
 /// The broadcast topic for metrics (upstream's `monitor.metrics`).

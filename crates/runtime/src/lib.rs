@@ -15,7 +15,8 @@
 //! * [`access_log`]: the Apache common log format access log of every HTTP endpoint (REST
 //!   API, Pinning Services API, IPFS proxy);
 //! * [`monitor`]: following the peer metrics broadcast and the alert checker's period
-//!   (`monitor.pubsubmon.check_interval`), shared by consensus and the gateway.
+//!   (`monitor.pubsubmon.check_interval`), and [`peer_metrics`]: the bounded store of the
+//!   latest metric per (name, peer), both shared by consensus and the gateway.
 //!
 //! It depends on the library crates only (proto, config, observability), never on a
 //! service: `tests/architecture.rs` checks it.
@@ -26,6 +27,7 @@ pub mod grpc;
 pub mod logging;
 pub mod monitor;
 pub mod peer_folder;
+pub mod peer_metrics;
 pub mod shutdown;
 mod skeleton;
 pub mod workers;

@@ -1,7 +1,7 @@
 //! The tokio runtime every service binary runs on, sized for a peer's four services
 //! sharing one machine: each gets half the cores (at least one worker) instead of tokio's
 //! default of all of them. Fewer workers per process mean fewer cross-thread wake-ups,
-//! which is where a loaded peer spent its CPU (docs/benchmarks-history.md, "Ingest: fewer, bigger
+//! which is where a loaded peer spent its CPU (docs/lab/benchmarks-history.md, "Ingest: fewer, bigger
 //! groups"). `TOKIO_WORKER_THREADS` still overrides it, as tokio documents.
 
 /// Worker threads for one service on a machine with `cores` CPUs.

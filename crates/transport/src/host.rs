@@ -16,19 +16,18 @@ use libp2p::{
     core::{
         muxing::StreamMuxerBox,
         transport::{Boxed, TransportError},
-        upgrade::Version,
         ConnectedPoint,
     },
     dns, gossipsub, identify, identity,
     multiaddr::Protocol,
     noise, ping,
-    pnet::{PnetConfig, PreSharedKey},
+    pnet::PreSharedKey,
     request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel},
     swarm::{
         dial_opts::{DialOpts, PeerCondition},
         ConnectionId, DialError, NetworkBehaviour, SwarmEvent,
     },
-    tcp, yamux, Multiaddr, PeerId, Swarm, Transport,
+    tcp, Multiaddr, PeerId, Swarm, Transport,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tonic::Status;
@@ -69,13 +68,12 @@ pub struct Behaviour {
 /// work). Without a readable resolver configuration only the hosts file and `localhost`
 /// resolve, and the reason is logged once.
 fn dns_tcp() -> dns::tokio::Transport<tcp::tokio::Transport> {
-    let tcp = || tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
-    match dns::tokio::Transport::system(tcp()) {
+    match dns::tokio::Transport::system(ipfs_cluster_p2p::tcp()) {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the system's DNS configuration (/etc/resolv.conf): /dns4, /dns6, /dns and /dnsaddr addresses resolve through the hosts file only; fix the resolver configuration or use /ip4 or /ip6 addresses");
             dns::tokio::Transport::custom(
-                tcp(),
+                ipfs_cluster_p2p::tcp(),
                 dns::ResolverConfig::default(),
                 dns::ResolverOpts::default(),
             )
@@ -83,34 +81,20 @@ fn dns_tcp() -> dns::tokio::Transport<tcp::tokio::Transport> {
     }
 }
 
-/// TCP (+ DNS) -> [pnet] -> multistream-select -> noise -> yamux.
+/// TCP (+ DNS) -> [pnet] -> multistream-select -> noise -> yamux (the shared stack,
+/// `ipfs_cluster_p2p::secured`), with every substream's bytes counted into `bw`.
 fn build_transport(
     key: &identity::Keypair,
-    psk: Option<PreSharedKey>,
+    secret: Option<[u8; 32]>,
     bw: Arc<Bandwidth>,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
-    let bw2 = bw.clone();
-    let noise = noise::Config::new(key)?;
-    let tcp = dns_tcp();
     // FirstBytesCheck: a wrong/missing secret fails at the first received byte, not at the
     // connection timeout (see first_bytes.rs).
-    Ok(match psk {
-        Some(psk) => tcp
-            .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
-            .map(|socket, _| FirstBytesCheck::new(socket))
-            .upgrade(Version::V1Lazy)
-            .authenticate(noise)
-            .multiplex(yamux::Config::default())
-            .map(move |(p, m), _| (p, StreamMuxerBox::new(CountingMuxer::new(m, bw2.clone()))))
-            .boxed(),
-        None => tcp
-            .map(|socket, _| FirstBytesCheck::new(socket))
-            .upgrade(Version::V1Lazy)
-            .authenticate(noise)
-            .multiplex(yamux::Config::default())
-            .map(move |(p, m), _| (p, StreamMuxerBox::new(CountingMuxer::new(m, bw.clone()))))
-            .boxed(),
+    let secured = ipfs_cluster_p2p::secured(dns_tcp(), key, secret, FirstBytesCheck::new)?;
+    Ok(Transport::map(secured, move |(p, m), _| {
+        (p, StreamMuxerBox::new(CountingMuxer::new(m, bw.clone())))
     })
+    .boxed())
 }
 
 /// True for addresses we cannot use (QUIC/UDP, websockets we do not speak).
@@ -356,7 +340,8 @@ pub async fn start(
     cfg: HostConfig,
     inbound: Arc<Inbound>,
 ) -> Result<(HostHandle, tokio::task::JoinHandle<()>), HostError> {
-    let psk = cfg.secret.map(PreSharedKey::new);
+    let secret = cfg.secret;
+    let psk = secret.map(PreSharedKey::new);
     let local_peer_id = cfg.keypair.public().to_peer_id();
     let limits = cfg.limits.clone();
     let max = limits.max_message_size;
@@ -368,7 +353,7 @@ pub async fn start(
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(cfg.keypair)
         .with_tokio()
         .with_other_transport(|key| {
-            build_transport(key, psk, bw)
+            build_transport(key, secret, bw)
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         })
         .map_err(|e| HostError::Build(e.to_string()))?

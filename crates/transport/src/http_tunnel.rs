@@ -13,12 +13,13 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures::StreamExt;
+use ipfs_cluster_p2p::LIBP2P_HTTP;
 use ipfs_cluster_proto::{
     client::GatewayClient,
     gateway::v1::{InfoRequest, InfoResponse, TunnelData},
     names,
 };
-use libp2p::{PeerId, StreamProtocol};
+use libp2p::PeerId;
 use prost::Message;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
@@ -28,8 +29,6 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use crate::{local::LocalServices, trust::Trust};
 
-/// go-libp2p-http's protocol id (the same the gateway's own host serves).
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new(ipfs_cluster_proto::names::LIBP2P_HTTP);
 /// Concurrent tunnels; more are refused (the stream is closed at once).
 pub const MAX_TUNNELS: usize = 128;
 /// A tunnel with no byte in either direction for this long is closed.
@@ -45,7 +44,7 @@ pub fn spawn(
     gateway: Option<GatewayClient>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut incoming = match control.accept(PROTOCOL) {
+        let mut incoming = match control.accept(LIBP2P_HTTP) {
             Ok(i) => i,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot serve /libp2p-http on the cluster host");
