@@ -41,6 +41,8 @@ pub struct Backends {
     pub peer_metrics: std::sync::Arc<crate::peer_metrics::PeerMetricStore>,
     /// The cluster's default minimum replication factor (see GatewayOptions).
     pub default_replication_min: i32,
+    /// `cluster.follower_mode` (see GatewayOptions).
+    pub follower_mode: bool,
     /// The REST app that serves `/libp2p-http` streams tunnelled by the transport
     /// (`Gateway.Libp2pHttp`), set once it is up; unset = refused as unavailable.
     pub tunnel: std::sync::Arc<std::sync::OnceLock<crate::libp2p_http::Tunnel>>,
@@ -88,6 +90,7 @@ impl Backends {
             peername: opts.peername.clone(),
             peer_metrics: Default::default(),
             default_replication_min: opts.replication_factor_min,
+            follower_mode: opts.follower_mode,
             tunnel: Default::default(),
         }
     }

@@ -123,6 +123,7 @@ pub fn from_peer(peer: &Peer) -> Result<(GatewayOptions, InternalToken), ConfigE
         allow_remote_internal: cfg.internal.allow_remote_internal,
         replication_factor_min: cfg.cluster.replication_factor_min,
         alert_check_interval: ipfs_cluster_runtime::monitor::check_interval(cfg),
+        follower_mode: cfg.cluster.follower_mode,
     };
     Ok((opts, peer.token.clone()))
 }

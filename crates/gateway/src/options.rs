@@ -108,6 +108,9 @@ pub struct GatewayOptions {
     pub replication_factor_min: i32,
     /// `monitor.pubsubmon.check_interval`: how often expired peer metrics raise alerts.
     pub alert_check_interval: std::time::Duration,
+    /// `cluster.follower_mode`: this peer never writes the pinset; `/add` is refused
+    /// before any block is stored (pins and unpins are refused by the consensus service).
+    pub follower_mode: bool,
 }
 
 /// `/ip4/1.2.3.4/tcp/9094` (or ip6) for a socket address.

@@ -164,7 +164,7 @@ impl CrdtNode {
     pub fn check_write(&self, caller: Option<&str>) -> Result<(), Status> {
         if self.opts.follower_mode {
             return Err(Status::failed_precondition(
-                "this peer is configured to be in follower mode. Write operations are disabled",
+                ipfs_cluster_config::FOLLOWER_MODE_ERROR,
             ));
         }
         if let Some(p) = caller {
