@@ -13,9 +13,11 @@
 //!   `repair_interval`.
 //! * Membership: the peerset is the peers with a live `peerset_metric` ("ping") metric.
 //!
-//! Not yet: followers and `ipfs-cluster-follow`, upstream's
-//! `api.Pin` value encoding and bitswap block fetching (interop with upstream peers),
-//! `pin_only_on_(un)trusted_peers`, `state crdt info|mark-dirty|mark-clean`.
+//! * Followers (`cluster.follower_mode`, run by `ipfs-cluster-follow`): every write is
+//!   refused ([`node::CrdtNode::check_write`]); they apply the trusted peers' updates.
+//!
+//! Not yet: upstream's `api.Pin` value encoding and bitswap block fetching (interop with
+//! upstream peers), `pin_only_on_(un)trusted_peers`.
 
 pub mod net;
 pub mod node;
