@@ -1,6 +1,9 @@
 //! Follower peers (`cluster.follower_mode`, issue 19): crdt clusters started by the real
 //! launcher on loopback, two trusted peers and a follower that trusts them.
 //!
+//! * The follower is in the trusted peers' peerset (its ping metric) and gets
+//!   allocations: a trusted peer with `pin_only_on_untrusted_peers` allocates to it (and
+//!   it pins on its Kubo node), one with `pin_only_on_trusted_peers` never does.
 //! * `a_follower_cannot_change_the_pinset_by_any_route`: every write the follower is asked
 //!   for is refused with upstream's words (REST pin, unpin, pin update, add; the Pinning
 //!   Services API; the IPFS proxy's pin/add, pin/rm, pin/update, add), its peer calls to a
@@ -62,20 +65,77 @@ fn a_follower_cannot_change_the_pinset_by_any_route() {
         let mut c = Cluster::start_crdt_with(
             3,
             |_, ids| Some(vec![ids[0].clone(), ids[1].clone()]),
-            |i, v| {
-                if i == 2 {
-                    v["cluster"]["follower_mode"] = serde_json::Value::Bool(true);
-                }
+            |i, v| match i {
+                // Peer 0 allocates to followers only, peer 1 to trusted peers only.
+                0 => v["cluster"]["pin_only_on_untrusted_peers"] = serde_json::Value::Bool(true),
+                1 => v["cluster"]["pin_only_on_trusted_peers"] = serde_json::Value::Bool(true),
+                _ => v["cluster"]["follower_mode"] = serde_json::Value::Bool(true),
             },
         )
         .await
         .unwrap();
-        let url2 = format!("{}/peers", c.rest(2));
-        wait_for(Duration::from_secs(90), || async {
-            members(&url2).await.len() == 3
+        // The follower is in every peerset (its ping metric), the trusted peers' too.
+        for i in 0..3 {
+            let url = format!("{}/peers", c.rest(i));
+            wait_for(Duration::from_secs(90), || async {
+                members(&url).await.len() == 3
+            })
+            .await
+            .unwrap_or_else(|_| panic!("peer {i} does not see 3 peers\n{}", c.logs()));
+        }
+        c.wait_metric("freespace").await.unwrap();
+
+        // Allocation: pin_only_on_untrusted_peers puts a pin on the follower, which pins
+        // it on its Kubo node; pin_only_on_trusted_peers keeps it on the trusted peers.
+        let content = c.ipfs_of(0).add(b"for the follower").await.unwrap();
+        let (st, body) = http(
+            "POST",
+            &format!(
+                "{}/pins/{content}?replication-min=1&replication-max=1",
+                c.rest(0)
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(st, 200, "{body}");
+        let p: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(strings(&p["allocations"]), vec![c.ids[2].clone()], "{p}");
+        let follower_ipfs = c.ipfs_of(2);
+        wait_for(Duration::from_secs(60), || async {
+            follower_ipfs
+                .pins()
+                .await
+                .unwrap_or_default()
+                .contains(&content)
         })
         .await
-        .unwrap_or_else(|_| panic!("the follower does not see 3 peers\n{}", c.logs()));
+        .unwrap_or_else(|_| panic!("the follower did not pin {content}\n{}", c.logs()));
+        let trusted_only = random_cid();
+        let (st, body) = http(
+            "POST",
+            &format!(
+                "{}/pins/{trusted_only}?replication-min=1&replication-max=1",
+                c.rest(1)
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(st, 200, "{body}");
+        let p: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let a = strings(&p["allocations"]);
+        assert!(
+            a.len() == 1 && (a[0] == c.ids[0] || a[0] == c.ids[1]),
+            "pin_only_on_trusted_peers allocated to {a:?}"
+        );
+        for cid in [&content, &trusted_only] {
+            let (st, body) = http("DELETE", &format!("{}/pins/{cid}", c.rest(0)), None)
+                .await
+                .unwrap();
+            assert_eq!(st, 200, "{body}");
+        }
+        c.wait_states(&[0, 1, 2], &BTreeMap::new()).await;
 
         // The trusted peers' pinset, followed by the follower.
         let (kept, other) = (random_cid(), random_cid());

@@ -303,6 +303,13 @@ impl ClusterConfig {
                 "is undefined; set at least one address such as \"/ip4/0.0.0.0/tcp/9096\"",
             );
         }
+        if self.pin_only_on_trusted_peers && self.pin_only_on_untrusted_peers {
+            // Upstream's words (cluster_config.go).
+            return bad(
+                "pin_only_on_trusted_peers",
+                "cluster.pin_only_on_trusted_peers and pin_only_on_untrusted_peers cannot both be true",
+            );
+        }
         let cm = &self.connection_manager;
         if cm.high_water <= 0 {
             return bad(

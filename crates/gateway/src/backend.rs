@@ -178,6 +178,21 @@ impl Backends {
             .collect())
     }
 
+    /// The peers a status asks: every member, or in follower mode only this peer (as
+    /// upstream: a follower reports its local status; trusted peers do not answer it).
+    async fn status_peers(&self) -> Result<Vec<String>, ApiError> {
+        if !self.follower_mode {
+            return self.member_ids().await;
+        }
+        let t = self
+            .transport
+            .clone()
+            .id(req(tpb::IdRequest {}, READ_TIMEOUT))
+            .await
+            .map_err(|s| status_error("transport", &s))?;
+        Ok(vec![t.into_inner().peer_id])
+    }
+
     /// This peer's ID (GET /id, Gateway.Id).
     pub async fn id(&self) -> Result<gpb::IdResponse, ApiError> {
         let (mut tc, mut ic) = (self.transport.clone(), self.ipfs.clone());
@@ -348,7 +363,7 @@ impl Backends {
     async fn unpinned_everywhere(&self, cid: api::Cid) -> Result<api::GlobalPinInfo, ApiError> {
         let now = api::Time::now();
         let mut g = None;
-        for peer in self.member_ids().await? {
+        for peer in self.status_peers().await? {
             let pv = self.peer_metrics.ping_info(&peer).unwrap_or_default();
             let info = api::PinInfo {
                 cid,
@@ -385,7 +400,7 @@ impl Backends {
         if !self.in_pinset(&cid.to_string()).await? {
             return self.unpinned_everywhere(cid).await;
         }
-        let peers = self.member_ids().await?;
+        let peers = self.status_peers().await?;
         let results = self
             .call_many(
                 peers,
@@ -456,7 +471,7 @@ impl Backends {
         filter: u32,
         method: &str,
     ) -> Result<(Vec<api::GlobalPinInfo>, Vec<String>), ApiError> {
-        let peers = self.member_ids().await?;
+        let peers = self.status_peers().await?;
         let payload = ipb::StatusAllRequest { filter }.encode_to_vec();
         let calls = peers.iter().map(|p| {
             let mut t = self.transport.clone();

@@ -107,6 +107,8 @@ pub async fn run(
             .trusted_peers
             .as_ref()
             .map(|t| t.iter().map(|p| p.to_string()).collect()),
+        pin_only_on_trusted_peers: cfg.cluster.pin_only_on_trusted_peers,
+        pin_only_on_untrusted_peers: cfg.cluster.pin_only_on_untrusted_peers,
     };
     let node = CrdtNode::new(opts, store, broadcaster.clone())?;
 

@@ -44,6 +44,11 @@ pub struct CrdtOptions {
     pub follower_mode: bool,
     /// `consensus.crdt.trusted_peers`; `None` trusts every peer (`"*"`).
     pub trusted_peers: Option<Vec<String>>,
+    /// `cluster.pin_only_on_trusted_peers`: allocate among trusted peers only.
+    pub pin_only_on_trusted_peers: bool,
+    /// `cluster.pin_only_on_untrusted_peers`: allocate among untrusted peers (followers)
+    /// only.
+    pub pin_only_on_untrusted_peers: bool,
 }
 
 pub struct CrdtNode {
@@ -191,6 +196,19 @@ impl CrdtNode {
         p
     }
 
+    /// The peers a pin may be allocated to: the peerset, keeping only the trusted or only
+    /// the untrusted peers under `pin_only_on_trusted_peers` / `pin_only_on_untrusted_peers`
+    /// (upstream's allocate.go filter; this peer always counts as trusted).
+    pub fn allocation_candidates(&self) -> Vec<String> {
+        let mut p = self.peerset();
+        if self.opts.pin_only_on_trusted_peers {
+            p.retain(|id| self.trusts(id));
+        } else if self.opts.pin_only_on_untrusted_peers {
+            p.retain(|id| !self.trusts(id));
+        }
+        p
+    }
+
     pub async fn get(&self, cid: &str) -> Result<Option<Pin>, Status> {
         let key = key_of(cid)?;
         let store = self.store.clone();
@@ -229,7 +247,7 @@ impl CrdtNode {
     fn allocate_for(&self, pin: &Pin, existing: Option<&Pin>) -> Result<Vec<String>, Status> {
         let o = pin.options.clone().unwrap_or_default();
         let (rmin, rmax) = (o.replication_factor_min, o.replication_factor_max);
-        let members = self.peerset();
+        let members = self.allocation_candidates();
         if let Some(r) = single_peer(&members, &self.opts.peer_id, rmin, rmax) {
             return r.map_err(Status::failed_precondition);
         }
