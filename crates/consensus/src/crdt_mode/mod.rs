@@ -12,6 +12,8 @@
 //!   `rebroadcast_interval`; a dirty store is repaired at start and every
 //!   `repair_interval`.
 //! * Membership: the peerset is the peers with a live `peerset_metric` ("ping") metric.
+//! * First sync: a new trusted peer (empty store) asks the trusted peers for their heads
+//!   and holds its pins and unpins until it has taken them (`net::spawn_first_sync`).
 //!
 //! * Followers (`cluster.follower_mode`, run by `ipfs-cluster-follow`): every write is
 //!   refused ([`node::CrdtNode::check_write`]); they apply the trusted peers' updates.
@@ -127,6 +129,7 @@ pub async fn run(
         topic.clone(),
         blocks.clone(),
     );
+    net::spawn_first_sync(node.clone(), transport.clone(), broadcaster.clone());
     net::spawn_rebroadcast(node.clone(), broadcaster);
     net::spawn_repair(node.clone(), blocks, crdt.repair_interval.as_duration());
     if !bootstrap.is_empty() {

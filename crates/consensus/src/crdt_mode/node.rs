@@ -28,6 +28,9 @@ use crate::{
 /// Pins read from the store per page (List, Export, Watch syncs).
 pub const PAGE: usize = 512;
 
+/// How long a pin or unpin waits for this peer's first sync before it is refused.
+pub const FIRST_SYNC_WRITE_WAIT: Duration = Duration::from_secs(20);
+
 /// Where published heads go (the transport's Publish in production, a channel in tests).
 pub trait Broadcaster: Send + Sync + 'static {
     fn publish(&self, data: Vec<u8>) -> futures::future::BoxFuture<'static, Result<(), String>>;
@@ -61,6 +64,9 @@ pub struct CrdtNode {
     broadcaster: Arc<dyn Broadcaster>,
     /// Last watch index handed out (see [`CrdtNode::next_index`]).
     index: AtomicU64,
+    /// False while a new trusted peer (empty store) has not taken the other trusted
+    /// peers' heads yet: its writes wait (see [`CrdtNode::wait_synced`]).
+    synced: tokio::sync::watch::Sender<bool>,
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
@@ -122,7 +128,17 @@ impl CrdtNode {
         } else {
             None
         };
+        // A new trusted peer writes only once it holds the pinset (`crates/crdt`: until
+        // then its deltas would sit below the cluster's heights and lose to older values).
+        // Followers never write; a store with heads or a peer that trusts nobody else has
+        // nothing to wait for.
+        let others = match &opts.trusted_peers {
+            None => true,
+            Some(t) => t.iter().any(|p| *p != opts.peer_id),
+        };
+        let synced = opts.follower_mode || !others || !store.heads()?.is_empty();
         Ok(Arc::new(Self {
+            synced: tokio::sync::watch::Sender::new(synced),
             opts,
             store,
             metrics: Arc::new(MetricStore::default()),
@@ -153,6 +169,34 @@ impl CrdtNode {
                 Err(c) => cur = c,
             }
         }
+    }
+
+    /// Whether this peer finished its first sync (writes are accepted).
+    pub fn is_synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    /// Ends the first sync (logged once).
+    pub fn mark_synced(&self, why: &str) {
+        if !self.is_synced() {
+            self.synced.send_replace(true);
+            tracing::info!(why, "first crdt sync done: this peer accepts writes");
+        }
+    }
+
+    /// Waits up to `within` for the first sync; then refuses (UNAVAILABLE: retry).
+    pub async fn wait_synced(&self, within: Duration) -> Result<(), Status> {
+        let mut rx = self.synced.subscribe();
+        let synced = tokio::time::timeout(within, async { rx.wait_for(|s| *s).await.is_ok() })
+            .await
+            .unwrap_or(false);
+        if synced {
+            return Ok(());
+        }
+        Err(Status::unavailable(format!(
+            "this peer has not finished its first sync with the trusted peers yet (a new crdt peer takes their pinset before it writes; waited {}s); retry shortly",
+            within.as_secs()
+        )))
     }
 
     /// Whether `peer` may write to this peer's pinset (`trusted_peers`; this peer always).
@@ -291,6 +335,7 @@ impl CrdtNode {
     /// Pins (allocating here when the pin has no allocations), as upstream's crdt LogPin.
     pub async fn pin(&self, mut pin: Pin) -> Result<Pin, Status> {
         pin.cid = normalize_cid(&pin.cid).map_err(Status::invalid_argument)?;
+        self.wait_synced(FIRST_SYNC_WRITE_WAIT).await?;
         let update_from = pin
             .options
             .as_ref()
@@ -325,6 +370,7 @@ impl CrdtNode {
 
     pub async fn unpin(&self, cid: &str) -> Result<Pin, Status> {
         let cid = normalize_cid(cid).map_err(Status::invalid_argument)?;
+        self.wait_synced(FIRST_SYNC_WRITE_WAIT).await?;
         let existing = self
             .get(&cid)
             .await?

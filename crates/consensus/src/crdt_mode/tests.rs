@@ -127,6 +127,8 @@ fn start_opts(
     };
     edit(&mut opts);
     let node = CrdtNode::new(opts, store, Arc::new(ChanBroadcaster(tx))).unwrap();
+    // These tests drive the nodes by hand: no first sync to wait for.
+    node.mark_synced("test");
     TestNode {
         node,
         out,
@@ -495,4 +497,61 @@ async fn followers_are_allocation_candidates_and_pin_only_options_filter_them() 
         .members;
     let voters: Vec<(&str, bool)> = m.iter().map(|m| (m.peer_id.as_str(), m.voter)).collect();
     assert_eq!(voters, vec![("A0", true), ("B", true), ("F", false)]);
+}
+
+/// A new trusted peer (empty store, other trusted peers) holds its writes until its first
+/// sync is done, then refuses with UNAVAILABLE; a store with heads, a follower and a
+/// peer that trusts only itself have nothing to wait for.
+#[tokio::test]
+async fn a_new_trusted_peer_writes_only_after_its_first_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |name: &str| {
+        CrdtStore::open(
+            &dir.path().join(name),
+            ipfs_cluster_crdt::CrdtConfig::default(),
+        )
+        .unwrap()
+    };
+    let opts = |trusted: Vec<&str>, follower: bool| CrdtOptions {
+        peer_id: "A".into(),
+        defaults: PinDefaults {
+            replication_min: -1,
+            replication_max: -1,
+        },
+        allocate_by: vec!["freespace".into()],
+        peerset_metric: "ping".into(),
+        follower_mode: follower,
+        pin_only_on_trusted_peers: false,
+        pin_only_on_untrusted_peers: false,
+        trusted_peers: Some(trusted.into_iter().map(String::from).collect()),
+    };
+    let (tx, _out) = mpsc::unbounded_channel();
+    let b: Arc<dyn Broadcaster> = Arc::new(ChanBroadcaster(tx));
+
+    let store = open("new.redb");
+    let node = CrdtNode::new(opts(vec!["A", "B"], false), store.clone(), b.clone()).unwrap();
+    assert!(!node.is_synced());
+    let e = node
+        .wait_synced(Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable);
+    assert!(e.message().contains("first sync"), "{}", e.message());
+    node.mark_synced("test");
+    node.pin(Pin {
+        cid: cid_n(1),
+        max_depth: -1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    drop(node);
+
+    // The same store, now with heads: synced at once.
+    let again = CrdtNode::new(opts(vec!["A", "B"], false), store, b.clone()).unwrap();
+    assert!(again.is_synced());
+    let follower = CrdtNode::new(opts(vec!["B"], true), open("f.redb"), b.clone()).unwrap();
+    assert!(follower.is_synced());
+    let alone = CrdtNode::new(opts(vec!["A"], false), open("a.redb"), b).unwrap();
+    assert!(alone.is_synced());
 }
