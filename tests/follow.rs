@@ -379,3 +379,176 @@ fn followers_pin_what_the_trusted_peers_write() {
         assert!(out.contains(&after), "{out}");
     });
 }
+
+/// Pins (cid -> pinned?) a follower's REST API reports for itself, or None when it does
+/// not answer.
+async fn local_statuses(rest: &str) -> Option<std::collections::BTreeMap<String, bool>> {
+    let (st, body) = http("GET", &format!("{rest}/pins?local=true"), None)
+        .await
+        .ok()?;
+    if st == 204 {
+        return Some(Default::default());
+    }
+    if st != 200 {
+        return None;
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for v in serde_json::Deserializer::from_str(&body).into_iter::<Value>() {
+        let v = v.ok()?;
+        let items = match v {
+            Value::Array(a) => a,
+            v => vec![v],
+        };
+        for g in items {
+            let pinned = g["peer_map"]
+                .as_object()
+                .and_then(|m| m.values().next())
+                .is_some_and(|i| i["status"] == "pinned");
+            out.insert(g["cid"].as_str()?.to_string(), pinned);
+        }
+    }
+    Some(out)
+}
+
+/// Scale (not in `make test`; run with `cargo test -p ipfs-cluster-tests --test follow
+/// -- --ignored many_followers --nocapture`, `FOLLOWERS=N` (default 10) and `PINS=M`
+/// (default 100)): 3 trusted crdt peers, N `ipfs-cluster-follow` followers sharing one
+/// Kubo node. Once every follower runs, M pins of real content are made through the
+/// trusted peers; prints how long until every follower holds the whole pinset, and until
+/// every follower reports every pin `pinned`. The figures are in docs/benchmarks.md.
+#[test]
+#[ignore]
+fn many_followers_reach_the_full_pinset() {
+    let n: usize = std::env::var("FOLLOWERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let pins: usize = std::env::var("PINS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    one_at_a_time(async move {
+        let c = Cluster::start_crdt(3, |_, ids| Some(ids.to_vec()))
+            .await
+            .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let mut tpl: Value = serde_json::from_str(
+            &std::fs::read_to_string(c.peers[0].dir.join("service.json")).unwrap(),
+        )
+        .unwrap();
+        tpl["cluster"]["peer_addresses"] = Value::Array(
+            (0..3)
+                .map(|i| Value::String(c.peers[i].swarm_addr(&c.ids[i])))
+                .collect(),
+        );
+        let tpl_file = tmp.path().join("template.json");
+        std::fs::write(&tpl_file, serde_json::to_string_pretty(&tpl).unwrap()).unwrap();
+        let shared = IpfsNode::start(&tmp.path().join("ipfs_followers"))
+            .await
+            .unwrap();
+        shared.connect(&c.ipfs).await.unwrap();
+
+        let mut fs = Vec::new();
+        for f in 0..n {
+            let base = tmp.path().join(format!("follow_{f}"));
+            let (rc, out, err) = follow(
+                &base,
+                &["testcluster", "init", tpl_file.to_str().unwrap()],
+                &[],
+            );
+            assert_eq!(rc, 0, "init: {out}{err}");
+            let log = tmp.path().join(format!("follow_{f}.log"));
+            let logf = std::fs::File::create(&log).unwrap();
+            let mut cmd = Command::new(bin("ipfs-cluster-follow"));
+            cmd.arg("--config")
+                .arg(&base)
+                .args(["testcluster", "run"])
+                .env(
+                    "CLUSTER_LISTENMULTIADDRESS",
+                    format!("/ip4/127.0.0.1/tcp/{}", free_port()),
+                )
+                .env("CLUSTER_IPFSHTTP_NODEMULTIADDRESS", shared.multiaddr())
+                .env("RUST_LOG", "warn")
+                .stdin(std::process::Stdio::null())
+                .stdout(logf.try_clone().unwrap())
+                .stderr(logf);
+            let proc = Proc::spawn("ipfs-cluster-follow", &mut cmd).unwrap();
+            fs.push((follower_rest(&base.join("testcluster")), proc, log));
+        }
+
+        let t0 = std::time::Instant::now();
+        for (rest, _, log) in &fs {
+            let url = format!("{rest}/id");
+            wait_for(Duration::from_secs(600), || async {
+                matches!(http("GET", &url, None).await, Ok((200, _)))
+            })
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "a follower did not start:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                )
+            });
+        }
+        let startup = t0.elapsed();
+
+        // The pinset, written once every follower runs.
+        let files: Vec<Vec<u8>> = (0..pins)
+            .map(|i| format!("many followers {i} {:?}", std::time::SystemTime::now()).into_bytes())
+            .collect();
+        let cids = c.ipfs.add_many(&files, false).await.unwrap();
+        let started = std::time::Instant::now();
+        for (k, cid) in cids.iter().enumerate() {
+            let (st, body) = http("POST", &format!("{}/pins/{cid}", c.rest(k % 3)), None)
+                .await
+                .unwrap();
+            assert_eq!(st, 200, "{body}");
+        }
+        let written = started.elapsed();
+        let all: std::collections::BTreeSet<String> = cids.iter().cloned().collect();
+
+        let mut synced_at = vec![None; n];
+        let mut pinned_at = vec![None; n];
+        let deadline = std::time::Instant::now() + Duration::from_secs(900);
+        while pinned_at.iter().any(Option::is_none) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not every follower got the pinset within 15 min: synced {synced_at:?} pinned {pinned_at:?}\n{}",
+                fs.iter()
+                    .map(|(_, _, l)| std::fs::read_to_string(l).unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("\n---\n")
+            );
+            for (i, (rest, _, _)) in fs.iter().enumerate() {
+                if pinned_at[i].is_some() {
+                    continue;
+                }
+                let Some(s) = local_statuses(rest).await else {
+                    continue;
+                };
+                let held: std::collections::BTreeSet<String> = s.keys().cloned().collect();
+                if synced_at[i].is_none() && held == all {
+                    synced_at[i] = Some(started.elapsed());
+                }
+                if held == all && s.values().all(|p| *p) {
+                    pinned_at[i] = Some(started.elapsed());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let max = |v: &[Option<Duration>]| v.iter().flatten().max().copied().unwrap_or_default();
+        println!(
+            "FOLLOWERS={n} PINS={pins}: followers up in {:.1}s; pins written in {:.1}s; every follower held the pinset after {:.1}s and reported every pin pinned after {:.1}s (from the first pin; {:.1}s and {:.1}s after the last)",
+            startup.as_secs_f64(),
+            written.as_secs_f64(),
+            max(&synced_at).as_secs_f64(),
+            max(&pinned_at).as_secs_f64(),
+            max(&synced_at).saturating_sub(written).as_secs_f64(),
+            max(&pinned_at).saturating_sub(written).as_secs_f64(),
+        );
+        // The trusted peers' pinset is what they wrote.
+        for i in 0..3 {
+            assert_eq!(c.state(i).await.unwrap().len(), pins);
+        }
+    });
+}
