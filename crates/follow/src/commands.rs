@@ -356,9 +356,8 @@ pub async fn run(base: &Path, name: &str, init_url: Option<&str>, gateway: &str)
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     refresh_config(&paths).await?;
-    // Upstream forces follower mode whatever the configuration says; the services read
-    // it from service.json, and this makes sure an edited file does not switch it off.
-    std::env::set_var("CLUSTER_FOLLOWERMODE", "true");
+    // Follower mode is forced (as upstream) by CLUSTER_FOLLOWERMODE=true, set in `main`
+    // for the services this process starts, whatever service.json says.
     Peer::load(&paths.dir).map_err(|e| {
         exit(format!(
             "reading the configurations in {}: {e}",
