@@ -5,7 +5,8 @@
 //!   v1.1.6 binary run the same way (each in its own empty HOME).
 //! * `followers_pin_what_the_trusted_peers_write`: two trusted crdt peers of ours and two
 //!   followers made by `ipfs-cluster-follow <name> init <template>` (one template a local
-//!   file, the other an /ipfs/ path fetched through the follower's Kubo gateway) and
+//!   file, the other an /ipfs/ path fetched through the follower's Kubo gateway; a third
+//!   init from an http URL is checked too) and
 //!   `run`; with replication -1 both followers pin every pin on their own Kubo node,
 //!   `list` shows them `pinned`, `info` says the peer and IPFS are online, a write
 //!   through a follower's REST API is refused, and a stopped follower's `list` reads
@@ -111,6 +112,54 @@ fn follow_cli_says_what_upstream_says() {
     let u = run_in(&up, &uh, &["c2", "init", tpl.to_str().unwrap()]);
     let o = run_in(&ours, &oh, &["c2", "init", tpl.to_str().unwrap()]);
     assert_eq!((o.0, &o.1, &o.2), (u.0, &u.1, &u.2), "init over a folder");
+
+    // A source that does not answer: init succeeds as upstream's (ours notes that `run`
+    // fetches it, on stderr), then info says so in upstream's words.
+    let dead = format!("http://127.0.0.1:{}/service.json", free_port());
+    let u = run_in(&up, &uh, &["c3", "init", &dead]);
+    let o = run_in(&ours, &oh, &["c3", "init", &dead]);
+    assert_eq!(
+        (o.0, &o.1),
+        (u.0, &u.1),
+        "init from a source that does not answer"
+    );
+    assert!(o.2.contains("fetches it at every start"), "{}", o.2);
+    let u = run_in(&up, &uh, &["c3", "info"]);
+    let o = run_in(&ours, &oh, &["c3", "info"]);
+    assert_eq!(
+        (o.0, &o.1),
+        (u.0, &u.1),
+        "info with a source that does not answer"
+    );
+    let u = run_in(&up, &uh, &[]);
+    let o = run_in(&ours, &oh, &[]);
+    assert_eq!(
+        (o.0, &o.1, &o.2),
+        (u.0, &u.1, &u.2),
+        "the list of followed clusters"
+    );
+}
+
+/// Answers every HTTP request with `body` (a template server); the port.
+async fn serve_template(body: String) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    port
 }
 
 fn follow(base: &Path, args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
@@ -265,6 +314,26 @@ fn followers_pin_what_the_trusted_peers_write() {
         for f in &fs {
             f.ipfs.connect(&c.ipfs).await.unwrap();
         }
+        // A template from an http URL: fetched at init, `info` says it is available.
+        let port = serve_template(tpl_text.clone()).await;
+        let url = format!("http://127.0.0.1:{port}/service.json");
+        let by_url = tmp.path().join("follow_url");
+        let (rc, out, err) = follow(&by_url, &["viaurl", "init", &url], &[]);
+        assert_eq!(rc, 0, "init from {url}: {out}{err}");
+        let written: Value = serde_json::from_str(
+            &std::fs::read_to_string(by_url.join("viaurl/service.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(written["source"], url.as_str());
+        assert_eq!(written["cluster"]["follower_mode"], true, "{written}");
+        let (rc, out, err) = follow(&by_url, &["viaurl", "info"], &[]);
+        assert_eq!(rc, 0, "{err}");
+        assert!(
+            out.contains(&format!("Config source URL: Available ({url})"))
+                && out.contains("Cluster Peer online: false"),
+            "{out}"
+        );
+
         // Listed by name.
         let (rc, out, _) = follow(&fs[0].base, &[], &[]);
         assert_eq!(rc, 0);
