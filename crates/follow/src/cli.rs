@@ -198,8 +198,9 @@ pub fn parse(
                 _ => &[],
             };
             let level = Level::Sub(name.clone(), sub);
+            let is_init = a.trim_start_matches('-').split('=').next() == Some("init");
             match flag_value(rest, &mut j, known, &level)? {
-                Some(v) if a.contains("init") => init = Some(v),
+                Some(v) if is_init => init = Some(v),
                 Some(v) => gateway = v,
                 None => {
                     return Err(UsageError {
@@ -475,6 +476,16 @@ mod tests {
             }
         );
         assert_eq!(p(&["c", "list"]).unwrap().action, Action::List("c".into()));
+        assert_eq!(
+            p(&["c", "run", "--gateway=http://init.example"])
+                .unwrap()
+                .action,
+            Action::Run {
+                name: "c".into(),
+                init: None,
+                gateway: "http://init.example".into()
+            }
+        );
         let e = p(&["--bogus"]).unwrap_err();
         assert_eq!(e.msg, "flag provided but not defined: -bogus");
         assert_eq!(e.level, Level::App);
