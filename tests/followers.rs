@@ -5,7 +5,8 @@
 //!   allocations: a trusted peer with `pin_only_on_untrusted_peers` allocates to it (and
 //!   it pins on its Kubo node), one with `pin_only_on_trusted_peers` never does.
 //! * `a_follower_cannot_change_the_pinset_by_any_route`: every write the follower is asked
-//!   for is refused with upstream's words (REST pin, unpin, pin update, add; the Pinning
+//!   for is refused with upstream's words (REST pin, unpin, pin update, add, and peers rm
+//!   as on any crdt peer; the Pinning
 //!   Services API; the IPFS proxy's pin/add, pin/rm, pin/update, add), its peer calls to a
 //!   trusted peer's consensus are refused, and a rogue follower (restarted without
 //!   `follower_mode`, so it writes its own store and gossips its heads) changes nothing on
@@ -187,6 +188,12 @@ fn a_follower_cannot_change_the_pinset_by_any_route() {
             "REST add without pin",
             post_multipart(&format!("{rest}/add?no-pin=true"), b"follower add").await,
         );
+
+        // peers rm: crdt peers do not remove peers (upstream's crdt RmPeer refuses too).
+        let (st, body) = http("DELETE", &format!("{rest}/peers/{}", c.ids[0]), None)
+            .await
+            .unwrap();
+        assert!(st >= 400, "REST peers rm on the follower: {st} {body}");
 
         // Pinning Services API on the follower.
         let pinsvc = format!("http://127.0.0.1:{}", c.peers[2].ports.pinsvc);
