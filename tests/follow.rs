@@ -176,21 +176,40 @@ fn follow(base: &Path, args: &[&str], env: &[(&str, String)]) -> (i32, String, S
     )
 }
 
-/// The REST API URL a follower's service.json gives it.
-fn follower_rest(dir: &Path) -> String {
+/// One request to a follower's REST API where its service.json puts it: its unix socket
+/// (`/unix/<folder>/api-socket`, as upstream's follower) or TCP. None when it does not
+/// answer.
+async fn follower_request(dir: &Path, method: &str, uri: &str) -> Option<(u16, String)> {
     let v: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("service.json")).unwrap()).unwrap();
-    let a = v["api"]["restapi"]["http_listen_multiaddress"]
-        .as_str()
-        .map(str::to_string)
-        .or_else(|| {
-            v["api"]["restapi"]["http_listen_multiaddress"][0]
-                .as_str()
-                .map(str::to_string)
-        })
-        .unwrap();
-    let port = a.rsplit('/').next().unwrap();
-    format!("http://127.0.0.1:{port}")
+        serde_json::from_str(&std::fs::read_to_string(dir.join("service.json")).ok()?).ok()?;
+    let l = &v["api"]["restapi"]["http_listen_multiaddress"];
+    let a = l.as_str().or_else(|| l[0].as_str())?.to_string();
+    let Some(path) = a.strip_prefix("/unix") else {
+        let port = a.rsplit('/').next()?;
+        return http(method, &format!("http://127.0.0.1:{port}{uri}"), None)
+            .await
+            .ok();
+    };
+    let stream = tokio::net::UnixStream::connect(path).await.ok()?;
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .ok()?;
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "localhost")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .ok()?;
+    let resp = tokio::time::timeout(Duration::from_secs(60), send.send_request(req))
+        .await
+        .ok()?
+        .ok()?;
+    let status = resp.status().as_u16();
+    use http_body_util::BodyExt;
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 struct Follower {
@@ -354,9 +373,9 @@ fn followers_pin_what_the_trusted_peers_write() {
             f.start(swarm[i]);
         }
         for f in &fs {
-            let url = format!("{}/id", follower_rest(&f.dir()));
+            let dir = f.dir();
             wait_for(Duration::from_secs(120), || async {
-                matches!(http("GET", &url, None).await, Ok((200, _)))
+                matches!(follower_request(&dir, "GET", "/id").await, Some((200, _)))
             })
             .await
             .unwrap_or_else(|_| panic!("follower did not start:\n{}", f.log()));
@@ -410,13 +429,13 @@ fn followers_pin_what_the_trusted_peers_write() {
                 "{out}"
             );
             // A write from the follower is refused.
-            let (st, body) = http(
-                "POST",
-                &format!("{}/pins/{}", follower_rest(&f.dir()), random_cid()),
-                None,
-            )
-            .await
-            .unwrap();
+            assert!(
+                f.dir().join("api-socket").exists(),
+                "upstream's REST socket"
+            );
+            let (st, body) = follower_request(&f.dir(), "POST", &format!("/pins/{}", random_cid()))
+                .await
+                .unwrap();
             assert!(
                 st >= 400
                     && body.contains(
@@ -451,10 +470,8 @@ fn followers_pin_what_the_trusted_peers_write() {
 
 /// Pins (cid -> pinned?) a follower's REST API reports for itself, or None when it does
 /// not answer.
-async fn local_statuses(rest: &str) -> Option<std::collections::BTreeMap<String, bool>> {
-    let (st, body) = http("GET", &format!("{rest}/pins?local=true"), None)
-        .await
-        .ok()?;
+async fn local_statuses(dir: &Path) -> Option<std::collections::BTreeMap<String, bool>> {
+    let (st, body) = follower_request(dir, "GET", "/pins?local=true").await?;
     if st == 204 {
         return Some(Default::default());
     }
@@ -542,14 +559,13 @@ fn many_followers_reach_the_full_pinset() {
                 .stdout(logf.try_clone().unwrap())
                 .stderr(logf);
             let proc = Proc::spawn("ipfs-cluster-follow", &mut cmd).unwrap();
-            fs.push((follower_rest(&base.join("testcluster")), proc, log));
+            fs.push((base.join("testcluster"), proc, log));
         }
 
         let t0 = std::time::Instant::now();
-        for (rest, _, log) in &fs {
-            let url = format!("{rest}/id");
+        for (dir, _, log) in &fs {
             wait_for(Duration::from_secs(600), || async {
-                matches!(http("GET", &url, None).await, Ok((200, _)))
+                matches!(follower_request(dir, "GET", "/id").await, Some((200, _)))
             })
             .await
             .unwrap_or_else(|_| {
@@ -588,11 +604,11 @@ fn many_followers_reach_the_full_pinset() {
                     .collect::<Vec<_>>()
                     .join("\n---\n")
             );
-            for (i, (rest, _, _)) in fs.iter().enumerate() {
+            for (i, (dir, _, _)) in fs.iter().enumerate() {
                 if pinned_at[i].is_some() {
                     continue;
                 }
-                let Some(s) = local_statuses(rest).await else {
+                let Some(s) = local_statuses(dir).await else {
                     continue;
                 };
                 let held: std::collections::BTreeSet<String> = s.keys().cloned().collect();

@@ -103,9 +103,31 @@ pub fn list_clusters(base: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The REST API address of a follower (its service.json, environment applied) as a
-/// base URL.
-fn rest_url(peer: &Peer) -> Option<String> {
+/// Where a follower's REST API answers.
+enum Rest {
+    /// A base URL (`http://host:port`).
+    Tcp(String),
+    /// A unix socket (upstream's follower: `<folder>/api-socket`).
+    Unix(PathBuf),
+}
+
+impl Rest {
+    async fn get(
+        &self,
+        uri: &str,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<(u16, Vec<u8>), crate::http::HttpError> {
+        match self {
+            Rest::Tcp(base) => request("GET", &format!("{base}{uri}"), timeout, limit).await,
+            Rest::Unix(p) => crate::http::request_unix("GET", p, uri, timeout, limit).await,
+        }
+    }
+}
+
+/// The REST API address of a follower (its service.json, environment applied, so
+/// CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS counts as upstream's client reads it).
+fn rest_url(peer: &Peer) -> Option<Rest> {
     let a = peer
         .config
         .api
@@ -113,6 +135,9 @@ fn rest_url(peer: &Peer) -> Option<String> {
         .as_ref()?
         .http_listen_multiaddress
         .first()?;
+    if let Some(p) = ipfs_cluster_config::addr::unix_path(a) {
+        return Some(Rest::Unix(p));
+    }
     let (host, port) = ipfs_cluster_config::addr::to_host_port(a).ok()?;
     let host = if host == "0.0.0.0" {
         "127.0.0.1".to_string()
@@ -121,7 +146,7 @@ fn rest_url(peer: &Peer) -> Option<String> {
     } else {
         host
     };
-    Some(format!("http://{host}:{port}"))
+    Some(Rest::Tcp(format!("http://{host}:{port}")))
 }
 
 /// The IPFS daemon's API as a base URL: the follower's `ipfshttp.node_multiaddress`,
@@ -156,17 +181,11 @@ async fn ipfs_online(peer: Option<&Peer>) -> bool {
 }
 
 async fn peer_online(peer: Option<&Peer>) -> bool {
-    let Some(u) = peer.and_then(rest_url) else {
+    let Some(r) = peer.and_then(rest_url) else {
         return false;
     };
     matches!(
-        request(
-            "GET",
-            &format!("{u}/version"),
-            Duration::from_secs(5),
-            1 << 20
-        )
-        .await,
+        r.get("/version", Duration::from_secs(5), 1 << 20).await,
         Ok((200, _))
     )
 }
@@ -253,7 +272,9 @@ pub async fn init(
     // Fetched now when possible, so that a wrong template is refused here; otherwise
     // (IPFS not running yet, the server down) `run` fetches it, as upstream always does.
     let resolved = match source.fetch().await {
-        Ok(text) => Some(resolve(&text, &source, None).map_err(|e| exit(e.to_string()))?),
+        Ok(text) => {
+            Some(resolve(&text, &source, &paths.dir, None).map_err(|e| exit(e.to_string()))?)
+        }
         Err(e) => {
             eprintln!("note: {e}; \"{PROGRAM} {name} run\" fetches it at every start");
             None
@@ -313,7 +334,7 @@ async fn refresh_config(paths: &Paths) -> Result<()> {
     };
     match source.fetch().await {
         Ok(text) => {
-            let v = resolve(&text, &source, previous.as_ref()).map_err(|e| {
+            let v = resolve(&text, &source, &paths.dir, previous.as_ref()).map_err(|e| {
                 exit(format!(
                     "reading the configurations in {}: {e}",
                     paths.dir.display()
@@ -404,14 +425,10 @@ pub async fn list(base: &Path, name: &str) -> Result<()> {
         return Err(exit(""));
     }
     let peer = Peer::load(&paths.dir).ok();
-    if let Some(url) = peer.as_ref().and_then(rest_url) {
-        match request(
-            "GET",
-            &format!("{url}/pins?local=true"),
-            Duration::from_secs(300),
-            1 << 30,
-        )
-        .await
+    if let Some(rest) = peer.as_ref().and_then(rest_url) {
+        match rest
+            .get("/pins?local=true", Duration::from_secs(300), 1 << 30)
+            .await
         {
             Ok((200, body)) => {
                 for gpi in values(&body).map_err(|e| exit(format!("reading the pins: {e}")))? {

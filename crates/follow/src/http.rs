@@ -1,7 +1,7 @@
 //! The small HTTP client the follower needs: fetching its configuration template (http,
-//! https, or an IPFS gateway on loopback), asking its own REST API whether the peer runs
-//! and for its pins, and asking the IPFS daemon whether it is up. Every request has a
-//! deadline and a bounded answer.
+//! https, or an IPFS gateway on loopback), asking its own REST API (on its unix socket,
+//! as upstream's follower, or on TCP) whether the peer runs and for its pins, and asking
+//! the IPFS daemon whether it is up. Every request has a deadline and a bounded answer.
 
 use std::time::Duration;
 
@@ -88,6 +88,58 @@ pub async fn request(
         .await
         .map_err(|_| HttpError::Timeout {
             url: url.to_string(),
+            secs: timeout.as_secs(),
+        })?
+}
+
+/// One request over a unix socket (`path`), for `uri` (path and query); the status code
+/// and the body (at most `limit` bytes).
+pub async fn request_unix(
+    method: &str,
+    path: &std::path::Path,
+    uri: &str,
+    timeout: Duration,
+    limit: usize,
+) -> Result<(u16, Vec<u8>), HttpError> {
+    let url = format!("/unix{}{uri}", path.display());
+    let failed = |msg: String| HttpError::Failed {
+        url: url.clone(),
+        msg,
+    };
+    let work = async {
+        let stream = tokio::net::UnixStream::connect(path)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(hyper::header::HOST, "localhost")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| failed(e.to_string()))?;
+        let resp = send
+            .send_request(req)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let body = Limited::new(resp.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| failed(format!("reading the answer: {e}")))?
+            .to_bytes()
+            .to_vec();
+        Ok((status, body))
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| HttpError::Timeout {
+            url: url.clone(),
             secs: timeout.as_secs(),
         })?
 }

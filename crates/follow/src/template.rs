@@ -5,10 +5,10 @@
 //! Upstream's `init` writes only `{"source": "<url>"}` and every start fetches the
 //! configuration from that source. We keep the same `source` key (an upstream follower
 //! folder works here) and, at every `run`, write the fetched template's sections beside
-//! it, changed for a follower: `cluster.follower_mode` on, the REST API alone on a
-//! loopback port of its own (upstream: a unix socket; no Pinning Services API, no IPFS
+//! it, changed for a follower: `cluster.follower_mode` on, the REST API alone on the
+//! folder's unix socket `api-socket` (as upstream; no Pinning Services API, no IPFS
 //! proxy), our internal endpoints on free loopback ports, metrics and tracing off.
-//! Those local choices (REST port, internal ports) are kept from one run to the next.
+//! The internal ports are kept from one run to the next.
 
 use std::{
     net::{IpAddr, Ipv4Addr},
@@ -142,12 +142,16 @@ fn loopback(port: u16) -> Result<Multiaddr, String> {
         .map_err(|e| format!("{e}"))
 }
 
-/// The follower's service.json from the trusted peers' `template`. `previous`: the
-/// configuration of the last run, whose local choices (REST and internal addresses) are
-/// kept.
+/// The REST API's unix socket in a follower's folder (upstream's `api-socket`).
+pub const API_SOCKET: &str = "api-socket";
+
+/// The follower's service.json from the trusted peers' `template`, for the follower
+/// folder `dir`. `previous`: the configuration of the last run, whose internal addresses
+/// are kept.
 pub fn resolve(
     template: &str,
     source: &Source,
+    dir: &Path,
     previous: Option<&ServiceConfig>,
 ) -> Result<Value, TemplateError> {
     let invalid = |msg: String| TemplateError::Invalid {
@@ -165,13 +169,16 @@ pub fn resolve(
     if cfg.cluster.peername.is_empty() {
         cfg.cluster.peername = hostname();
     }
-    // The REST API alone, on loopback, with upstream's defaults (credentials and
-    // listeners of the template are the trusted peers' own).
+    // The REST API alone, on the folder's unix socket as upstream's follower, with
+    // upstream's defaults (credentials and listeners of the template are the trusted
+    // peers' own). CLUSTER_RESTAPI_HTTPLISTENMULTIADDRESS overrides it, as upstream.
     let mut rest = RestApiConfig::default_restapi();
-    rest.http_listen_multiaddress = match previous.and_then(|p| p.api.restapi.as_ref()) {
-        Some(r) if !r.http_listen_multiaddress.is_empty() => r.http_listen_multiaddress.clone(),
-        _ => vec![loopback(free_loopback().map_err(&invalid)?).map_err(&invalid)?],
-    };
+    let socket = dir.join(API_SOCKET);
+    rest.http_listen_multiaddress =
+        vec![
+            ipfs_cluster_config::addr::parse(&format!("/unix{}", socket.display()))
+                .map_err(|e| invalid(e.to_string()))?,
+        ];
     cfg.api.restapi = Some(rest);
     cfg.api.pinsvcapi = None;
     cfg.api.ipfsproxy = None;
@@ -286,19 +293,23 @@ mod tests {
     #[test]
     fn a_template_becomes_a_follower_config_and_keeps_its_local_ports() {
         let src = Source::Url("http://x/s.json".into());
-        let v = resolve(&crdt_template(), &src, None).unwrap();
+        let dir = Path::new("/home/u/.ipfs-cluster-follow/c");
+        let v = resolve(&crdt_template(), &src, dir, None).unwrap();
         assert_eq!(v["source"], "http://x/s.json");
         let cfg = ServiceConfig::from_json(&v.to_string()).unwrap();
         assert!(cfg.cluster.follower_mode);
         assert!(cfg.api.pinsvcapi.is_none() && cfg.api.ipfsproxy.is_none());
         let rest = cfg.api.restapi.clone().unwrap().http_listen_multiaddress;
-        assert!(rest[0].to_string().starts_with("/ip4/127.0.0.1/tcp/"));
+        assert_eq!(
+            rest[0].to_string(),
+            "/unix/home/u/.ipfs-cluster-follow/c/api-socket"
+        );
         assert_ne!(
             cfg.internal.consensus_listen_multiaddress.to_string(),
             "/ip4/127.0.0.1/tcp/9181"
         );
         // A later run keeps the same local addresses.
-        let again = resolve(&crdt_template(), &src, Some(&cfg)).unwrap();
+        let again = resolve(&crdt_template(), &src, dir, Some(&cfg)).unwrap();
         let cfg2 = ServiceConfig::from_json(&again.to_string()).unwrap();
         assert_eq!(cfg2.api.restapi.unwrap().http_listen_multiaddress, rest);
         assert_eq!(cfg2.internal, cfg.internal);
@@ -311,12 +322,13 @@ mod tests {
             ipfs_cluster_config::ClusterSecret::generate(),
         )
         .to_json_pretty();
-        let e = resolve(&raft, &Source::Url("http://x".into()), None).unwrap_err();
+        let d = Path::new("/x");
+        let e = resolve(&raft, &Source::Url("http://x".into()), d, None).unwrap_err();
         assert!(
             e.to_string().contains("only clusters using crdt consensus"),
             "{e}"
         );
-        let e = resolve("{not json", &Source::Url("http://x".into()), None).unwrap_err();
+        let e = resolve("{not json", &Source::Url("http://x".into()), d, None).unwrap_err();
         assert!(e.to_string().contains("not usable"), "{e}");
     }
 }
