@@ -3,10 +3,12 @@
 //!
 //! * A pin through peer 0 appears with its allocations on peers 1 and 2 and is pinned on
 //!   the allocated peers' Kubo nodes; the unpin propagates and leaves the Kubo nodes.
+//! * A new trusted peer (empty store) takes the pinset before its first write is
+//!   acknowledged (first sync).
 //! * A peer stopped while pins and unpins happen keeps its pinset across the restart and
 //!   catches up on what it missed (heads rebroadcast every 2s).
 //! * A peer outside `trusted_peers` writes only its own store: its pin never reaches the
-//!   trusting peers; the trusted peers' pins reach it.
+//!   trusting peers; the trusted peers' pins reach it. It is in their peerset (its ping).
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -137,8 +139,9 @@ fn crdt_an_untrusted_peers_pin_is_refused() {
         let c = Cluster::start_crdt(3, |_, ids| Some(vec![ids[0].clone(), ids[1].clone()]))
             .await
             .unwrap();
-        wait_peerset(&c, &[0, 1], 2).await;
-        wait_peerset(&c, &[2], 3).await;
+        // Peer 2 is in everyone's peerset (its ping metric is taken from any secret
+        // holder in crdt mode), but peers 0 and 1 do not apply its updates.
+        wait_peerset(&c, &[0, 1, 2], 3).await;
 
         let from_untrusted = random_cid();
         pin(&c, 2, &from_untrusted, "").await;
@@ -152,6 +155,47 @@ fn crdt_an_untrusted_peers_pin_is_refused() {
         // Long enough for several rebroadcasts (2s): still refused.
         tokio::time::sleep(Duration::from_secs(6)).await;
         c.wait_states(&[0, 1], &want).await;
+    });
+}
+
+/// A new trusted peer (its crdt store wiped, as a fresh machine) takes the other peers'
+/// pinset before its first write: the write waits for the first sync, and once it is
+/// acknowledged the peer holds every earlier pin.
+#[test]
+fn crdt_a_new_trusted_peer_syncs_before_it_writes() {
+    one_at_a_time(async {
+        let mut c = Cluster::start_crdt(3, |_, _| None).await.unwrap();
+        wait_peerset(&c, &[0, 1, 2], 3).await;
+        let mut want = BTreeMap::new();
+        for _ in 0..5 {
+            let cid = random_cid();
+            pin(&c, 0, &cid, "").await;
+            want.insert(cid, vec![]);
+        }
+        c.wait_states(&[0, 1, 2], &want).await;
+
+        c.stop(2);
+        std::fs::remove_dir_all(c.peers[2].dir.join("crdt")).unwrap();
+        std::fs::write(c.peers[2].dir.join("daemon.log"), "").unwrap();
+        c.restart(2).await.unwrap();
+        let fresh = random_cid();
+        pin(&c, 2, &fresh, "").await;
+        let state = c.state(2).await.unwrap();
+        for cid in want.keys() {
+            assert!(
+                state.contains_key(cid),
+                "the new peer wrote before it held {cid}: {state:?}\n{}",
+                c.logs()
+            );
+        }
+        let log = std::fs::read_to_string(c.peers[2].dir.join("daemon.log")).unwrap();
+        assert!(
+            log.contains("first crdt sync done")
+                && log.contains("took the heads of a trusted peer"),
+            "{log}"
+        );
+        want.insert(fresh, vec![]);
+        c.wait_states(&[0, 1, 2], &want).await;
     });
 }
 

@@ -9,6 +9,11 @@ use crate::{
     ClusterSecret, ConfigError, GoDuration,
 };
 
+/// Upstream's error (errFollowerMode in cluster.go) for any write asked of a peer in
+/// `cluster.follower_mode`, with the same words everywhere a write is refused.
+pub const FOLLOWER_MODE_ERROR: &str =
+    "this peer is configured to be in follower mode. Write operations are disabled";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnMgrConfig {
     pub high_water: i64,
@@ -96,6 +101,8 @@ pub struct ClusterConfig {
     pub pin_only_on_trusted_peers: bool,
     pub pin_only_on_untrusted_peers: bool,
     pub disable_repinning: bool,
+    /// Upstream's `follower_mode`: this peer never writes the pinset; every write is
+    /// refused with [`FOLLOWER_MODE_ERROR`].
     pub follower_mode: bool,
     /// "" = `peerstore` in the config folder.
     pub peerstore_file: String,
@@ -294,6 +301,13 @@ impl ClusterConfig {
             return bad(
                 "listen_multiaddress",
                 "is undefined; set at least one address such as \"/ip4/0.0.0.0/tcp/9096\"",
+            );
+        }
+        if self.pin_only_on_trusted_peers && self.pin_only_on_untrusted_peers {
+            // Upstream's words (cluster_config.go).
+            return bad(
+                "pin_only_on_trusted_peers",
+                "cluster.pin_only_on_trusted_peers and pin_only_on_untrusted_peers cannot both be true",
             );
         }
         let cm = &self.connection_manager;

@@ -22,7 +22,9 @@ pub mod secret;
 mod service;
 
 pub use api::{ApiConfig, IpfsProxyConfig, RestApiConfig};
-pub use cluster::{ClusterConfig, ConnMgrConfig, PubsubConfig, ResourceMgrConfig};
+pub use cluster::{
+    ClusterConfig, ConnMgrConfig, PubsubConfig, ResourceMgrConfig, FOLLOWER_MODE_ERROR,
+};
 pub use components::{
     AllocatorConfig, BalancedConfig, DiskInformerConfig, InformerConfig, IpfsConnectorConfig,
     IpfsHttpConfig, MetricsConfig, MonitorConfig, ObservationsConfig, PinQueueInformerConfig,

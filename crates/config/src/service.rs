@@ -117,6 +117,10 @@ impl ServiceConfig {
             Some(o) => InternalConfig::from_obj(o)?,
             None => InternalConfig::default(),
         };
+        // Upstream's remote-configuration pointer (`{"source": "<url>"}`, written by
+        // ipfs-cluster-follow init). ipfs-cluster-follow fetches it at start and writes the
+        // fetched sections beside it; the services read those sections.
+        let _ = top.string("source")?;
         top.finish();
         Ok(ServiceConfig {
             cluster,

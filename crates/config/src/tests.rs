@@ -385,6 +385,21 @@ fn validation_and_parse_errors_name_the_key() {
     );
     let e = load_err(&base.replace("\"low_water\": 100", "\"low_water\": 1000"));
     assert!(e.contains("cluster.connection_manager.low_water"), "{e}");
+    let e = load_err(
+        &base
+            .replace(
+                "\"pin_only_on_trusted_peers\": false",
+                "\"pin_only_on_trusted_peers\": true",
+            )
+            .replace(
+                "\"pin_only_on_untrusted_peers\": false",
+                "\"pin_only_on_untrusted_peers\": true",
+            ),
+    );
+    assert!(
+        e.contains("pin_only_on_trusted_peers and pin_only_on_untrusted_peers cannot both be true"),
+        "{e}"
+    );
     let e = load_err(&base.replace(
         "\"replication_factor_min\": -1",
         "\"replication_factor_min\": 2",

@@ -924,7 +924,7 @@ impl Node {
     fn check_writable(&self) -> Result<(), Status> {
         if self.opts.follower_mode {
             return Err(Status::failed_precondition(
-                "this peer is configured to be in follower mode. Write operations are disabled",
+                ipfs_cluster_config::FOLLOWER_MODE_ERROR,
             ));
         }
         Ok(())

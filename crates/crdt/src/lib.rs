@@ -50,7 +50,8 @@
 //!   peer that writes while its first sync is still fetching writes at a low height, and its
 //!   value loses to older values of the same key with a higher priority until it is
 //!   rewritten. Followers never write, so this matters only for new trusted peers; the
-//!   consensus service should refuse writes until the first sync is done.
+//!   consensus service holds their writes until the first sync is done (its
+//!   `crdt_mode::net::spawn_first_sync`).
 //! * Set elements and tombstones are kept forever, as upstream (no compaction).
 //! * A later put of a key in a [`Batch`] replaces the earlier one (upstream keeps both).
 //!   Deltas from upstream peers with one key twice are merged exactly as upstream does,

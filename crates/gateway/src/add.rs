@@ -482,6 +482,11 @@ pub async fn handle(
     content_type: Option<&str>,
     body: crate::multipart::LimitedBody,
 ) -> Result<Response<Body>, ApiError> {
+    // Upstream's adder asks for allocations before storing the first block, which a
+    // follower refuses: nothing is added to IPFS.
+    if b.follower_mode {
+        return Err(ApiError::internal(ipfs_cluster_config::FOLLOWER_MODE_ERROR));
+    }
     let params = api::AddParams::from_query(query).map_err(|e| ApiError::bad_request(e.0))?;
     refused(&params)?;
     let is_car = params.format == "car";

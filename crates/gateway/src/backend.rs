@@ -41,6 +41,8 @@ pub struct Backends {
     pub peer_metrics: std::sync::Arc<crate::peer_metrics::PeerMetricStore>,
     /// The cluster's default minimum replication factor (see GatewayOptions).
     pub default_replication_min: i32,
+    /// `cluster.follower_mode` (see GatewayOptions).
+    pub follower_mode: bool,
     /// The REST app that serves `/libp2p-http` streams tunnelled by the transport
     /// (`Gateway.Libp2pHttp`), set once it is up; unset = refused as unavailable.
     pub tunnel: std::sync::Arc<std::sync::OnceLock<crate::libp2p_http::Tunnel>>,
@@ -88,6 +90,7 @@ impl Backends {
             peername: opts.peername.clone(),
             peer_metrics: Default::default(),
             default_replication_min: opts.replication_factor_min,
+            follower_mode: opts.follower_mode,
             tunnel: Default::default(),
         }
     }
@@ -173,6 +176,21 @@ impl Backends {
             .into_iter()
             .map(|m| m.peer_id)
             .collect())
+    }
+
+    /// The peers a status asks: every member, or in follower mode only this peer (as
+    /// upstream: a follower reports its local status; trusted peers do not answer it).
+    async fn status_peers(&self) -> Result<Vec<String>, ApiError> {
+        if !self.follower_mode {
+            return self.member_ids().await;
+        }
+        let t = self
+            .transport
+            .clone()
+            .id(req(tpb::IdRequest {}, READ_TIMEOUT))
+            .await
+            .map_err(|s| status_error("transport", &s))?;
+        Ok(vec![t.into_inner().peer_id])
     }
 
     /// This peer's ID (GET /id, Gateway.Id).
@@ -345,7 +363,7 @@ impl Backends {
     async fn unpinned_everywhere(&self, cid: api::Cid) -> Result<api::GlobalPinInfo, ApiError> {
         let now = api::Time::now();
         let mut g = None;
-        for peer in self.member_ids().await? {
+        for peer in self.status_peers().await? {
             let pv = self.peer_metrics.ping_info(&peer).unwrap_or_default();
             let info = api::PinInfo {
                 cid,
@@ -382,7 +400,7 @@ impl Backends {
         if !self.in_pinset(&cid.to_string()).await? {
             return self.unpinned_everywhere(cid).await;
         }
-        let peers = self.member_ids().await?;
+        let peers = self.status_peers().await?;
         let results = self
             .call_many(
                 peers,
@@ -453,7 +471,7 @@ impl Backends {
         filter: u32,
         method: &str,
     ) -> Result<(Vec<api::GlobalPinInfo>, Vec<String>), ApiError> {
-        let peers = self.member_ids().await?;
+        let peers = self.status_peers().await?;
         let payload = ipb::StatusAllRequest { filter }.encode_to_vec();
         let calls = peers.iter().map(|p| {
             let mut t = self.transport.clone();

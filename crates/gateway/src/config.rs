@@ -22,7 +22,12 @@ pub fn api_options(
     c: &RestApiConfig,
 ) -> Result<HttpApiOptions, ConfigError> {
     let mut listen = Vec::new();
+    let mut unix = Vec::new();
     for m in &c.http_listen_multiaddress {
+        if let Some(p) = ipfs_cluster_config::addr::unix_path(m) {
+            unix.push(p);
+            continue;
+        }
         listen.push(
             to_socket_addr(m).map_err(|e| {
                 invalid(format!("{section}.http_listen_multiaddress"), e.to_string())
@@ -32,6 +37,7 @@ pub fn api_options(
     let nonempty = |s: &str| (!s.is_empty()).then(|| peer.resolve(s));
     let opts = HttpApiOptions {
         listen,
+        unix,
         listen_multiaddrs: c
             .http_listen_multiaddress
             .iter()
@@ -123,6 +129,7 @@ pub fn from_peer(peer: &Peer) -> Result<(GatewayOptions, InternalToken), ConfigE
         allow_remote_internal: cfg.internal.allow_remote_internal,
         replication_factor_min: cfg.cluster.replication_factor_min,
         alert_check_interval: ipfs_cluster_runtime::monitor::check_interval(cfg),
+        follower_mode: cfg.cluster.follower_mode,
     };
     Ok((opts, peer.token.clone()))
 }

@@ -50,6 +50,12 @@ pub enum GatewayError {
         key: &'static str,
         addr: SocketAddr,
     },
+    #[error("cannot listen on the unix socket {path} for the {api}: {source}")]
+    BindUnix {
+        api: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr} for the {api}: {source}")]
     Bind {
         api: &'static str,
@@ -71,6 +77,7 @@ pub enum GatewayError {
 /// A bound HTTP API, ready to serve.
 pub struct BoundApi {
     pub listeners: Vec<TcpListener>,
+    pub unix_listeners: Vec<tokio::net::UnixListener>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub app: Arc<server::App>,
 }
@@ -104,7 +111,7 @@ pub async fn bind_api(
             access_log::Endpoint::PinSvcApi,
         ),
     };
-    if opts.listen.is_empty() && opts.libp2p.is_none() {
+    if opts.listen.is_empty() && opts.unix.is_empty() && opts.libp2p.is_none() {
         return Err(GatewayError::NoListener(api));
     }
     let tls = match (&opts.ssl_cert_file, &opts.ssl_key_file) {
@@ -158,8 +165,22 @@ pub async fn bind_api(
         );
         listeners.push(l);
     }
+    let mut unix_listeners = Vec::new();
+    for path in &opts.unix {
+        unix_listeners.push(bind_unix(api, path)?);
+        tracing::info!(
+            "{} (HTTP): /unix{}",
+            if kind == server::ApiKind::Rest {
+                "RESTAPI"
+            } else {
+                "PINSVCAPI"
+            },
+            path.display()
+        );
+    }
     let app = Arc::new(server::App::new(kind, opts, backends, access_log, served));
     Ok(BoundApi {
+        unix_listeners,
         listeners,
         tls,
         app,
@@ -181,9 +202,41 @@ pub fn exposure_warnings(api: &str, bound: SocketAddr, tls: bool, auth: bool) ->
     out
 }
 
+/// Binds a unix socket listener, replacing a stale socket file left by a previous run (a
+/// path that is not a socket is refused).
+fn bind_unix(
+    api: &'static str,
+    path: &std::path::Path,
+) -> Result<tokio::net::UnixListener, GatewayError> {
+    use std::os::unix::fs::FileTypeExt;
+    let fail = |source: std::io::Error| GatewayError::BindUnix {
+        api,
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path).map_err(fail)?,
+        Ok(_) => {
+            return Err(fail(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the path exists and is not a socket",
+            )))
+        }
+        Err(_) => {}
+    }
+    tokio::net::UnixListener::bind(path).map_err(fail)
+}
+
 /// Serves a bound API until `shutdown` flips to true.
 pub async fn serve_api(api: BoundApi, shutdown: watch::Receiver<bool>) {
     let mut tasks = Vec::new();
+    for l in api.unix_listeners {
+        tasks.push(tokio::spawn(server::serve_unix(
+            l,
+            api.app.clone(),
+            shutdown.clone(),
+        )));
+    }
     for l in api.listeners {
         tasks.push(tokio::spawn(server::serve(
             l,

@@ -238,6 +238,7 @@ mod tests {
             allow_remote_internal: false,
             replication_factor_min: -1,
             alert_check_interval: ipfs_cluster_runtime::monitor::DEFAULT_CHECK_INTERVAL,
+            follower_mode: false,
         };
         let token = ipfs_cluster_proto::InternalToken::generate();
         let app = Arc::new(App::new(

@@ -7,8 +7,11 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration}
 /// Settings of one HTTP API listener (REST or Pinning Services), as upstream's `api/common`.
 #[derive(Debug, Clone)]
 pub struct HttpApiOptions {
-    /// Resolved listen addresses (TCP only for now).
+    /// Resolved TCP listen addresses.
     pub listen: Vec<SocketAddr>,
+    /// Unix socket paths (`/unix/<path>` listen addresses, e.g. ipfs-cluster-follow's
+    /// `api-socket`, as upstream's follower).
+    pub unix: Vec<PathBuf>,
     /// The multiaddrs as configured, for logs and Gateway.Info.
     pub listen_multiaddrs: Vec<String>,
     pub ssl_cert_file: Option<PathBuf>,
@@ -67,6 +70,7 @@ impl HttpApiOptions {
     pub fn with_listen(addr: SocketAddr) -> Self {
         Self {
             listen: vec![addr],
+            unix: Vec::new(),
             listen_multiaddrs: vec![socket_to_multiaddr(addr)],
             ssl_cert_file: None,
             ssl_key_file: None,
@@ -108,6 +112,9 @@ pub struct GatewayOptions {
     pub replication_factor_min: i32,
     /// `monitor.pubsubmon.check_interval`: how often expired peer metrics raise alerts.
     pub alert_check_interval: std::time::Duration,
+    /// `cluster.follower_mode`: this peer never writes the pinset; `/add` is refused
+    /// before any block is stored (pins and unpins are refused by the consensus service).
+    pub follower_mode: bool,
 }
 
 /// `/ip4/1.2.3.4/tcp/9094` (or ip6) for a socket address.

@@ -468,6 +468,46 @@ pub async fn serve(
     }
 }
 
+/// Serves one unix socket listener until `shutdown` flips to true: plain HTTP, the same
+/// connection cap and first-byte deadline as TCP. Callers are local processes; the
+/// access log shows them as 127.0.0.1.
+pub async fn serve_unix(
+    listener: tokio::net::UnixListener,
+    app: Arc<App>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(app.opts.max_connections.max(1)));
+    let first_byte = first_byte_deadline(&app.opts);
+    let remote: SocketAddr = ([127, 0, 0, 1], 0).into();
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting an HTTP connection on the unix socket failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                max_connections = app.opts.max_connections,
+                "too many open connections on the unix socket: closing a new one"
+            );
+            continue;
+        };
+        let app = app.clone();
+        let conn_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let io = crate::first_byte::FirstByteDeadline::new(stream, first_byte);
+            serve_io(io, remote, app, conn_shutdown).await;
+        });
+    }
+}
+
 /// Serves one plain (already accepted) connection with `app` until it ends or `shutdown`
 /// flips (then the current request finishes).
 pub async fn serve_io<I>(

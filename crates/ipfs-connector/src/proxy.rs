@@ -66,6 +66,15 @@ enum Route<'a> {
     DagPut,
 }
 
+impl Route<'_> {
+    /// Whether the route changes the cluster's pinset (refused on a follower). `add` with
+    /// pin=false is routed too: upstream's adder allocates before the first block, which a
+    /// follower refuses.
+    fn writes(&self) -> bool {
+        !matches!(self, Route::PinLs(_) | Route::RepoStat | Route::RepoGc)
+    }
+}
+
 /// Upstream's routing: only POST/GET/PUT under `/api/v0/` are hijacked.
 fn route<'a>(method: &Method, path: &'a str, query: &str) -> Option<Route<'a>> {
     if !matches!(*method, Method::POST | Method::GET | Method::PUT) {
@@ -270,6 +279,14 @@ impl Proxy {
                     ),
                 );
             }
+        }
+        // A follower writes nothing: upstream's proxy refuses these routes through the
+        // cluster (Pin, Unpin, BlockAllocate), before the daemon stores anything.
+        if self.cfg.follower_mode && r.writes() {
+            return kubo_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ipfs_cluster_config::FOLLOWER_MODE_ERROR,
+            );
         }
         let answer = async {
             match r {

@@ -60,6 +60,9 @@ pub struct ProxyConfig {
     pub extract_headers_path: String,
     /// 0 = extract once and keep forever.
     pub extract_headers_ttl: Duration,
+    /// `cluster.follower_mode`: the writing routes (add, block/put, dag/put, pin add,
+    /// rm, update) are refused before anything reaches the daemon.
+    pub follower_mode: bool,
 }
 
 /// The loud warning for a proxy bound beyond loopback: it has no authentication of its
@@ -92,6 +95,7 @@ impl ProxyConfig {
             extract_headers_extra: Vec::new(),
             extract_headers_path: "/api/v0/version".into(),
             extract_headers_ttl: Duration::from_secs(300),
+            follower_mode: false,
         }
     }
 

@@ -111,7 +111,7 @@ impl Settings {
         }
         let proxy = match &c.api.ipfsproxy {
             None => None,
-            Some(p) => Some(proxy_config(p, &peer.dir)?),
+            Some(p) => Some(proxy_config(p, &peer.dir, c.cluster.follower_mode)?),
         };
         Ok(Self {
             opts,
@@ -130,6 +130,7 @@ impl Settings {
 fn proxy_config(
     p: &ipfs_cluster_config::IpfsProxyConfig,
     dir: &Path,
+    follower_mode: bool,
 ) -> Result<ProxyConfig, SettingsError> {
     if p.listen_multiaddress.is_empty() {
         return Err(SettingsError::Invalid(
@@ -147,6 +148,7 @@ fn proxy_config(
         .map_err(|e| SettingsError::Invalid(format!("api.ipfsproxy.{e}")))?;
     let mut cfg = ProxyConfig::new(listen, node);
     cfg.node_https = p.node_https;
+    cfg.follower_mode = follower_mode;
     cfg.log_file = (!p.log_file.is_empty()).then(|| {
         let f = Path::new(&p.log_file);
         if f.is_absolute() {

@@ -64,6 +64,16 @@ impl Cluster {
         n: usize,
         trusted: impl Fn(usize, &[String]) -> Option<Vec<String>>,
     ) -> Result<Self> {
+        Self::start_crdt_with(n, trusted, |_, _| {}).await
+    }
+
+    /// `start_crdt`, with `edit(i, service.json)` applied to each peer's config before it
+    /// starts (e.g. `cluster.follower_mode` on some of them).
+    pub async fn start_crdt_with(
+        n: usize,
+        trusted: impl Fn(usize, &[String]) -> Option<Vec<String>>,
+        edit: impl Fn(usize, &mut Value),
+    ) -> Result<Self> {
         let tmp = test_dir()?;
         let starts = (0..n).map(|i| {
             let d = tmp.path().join(format!("ipfs_{i}"));
@@ -101,6 +111,7 @@ impl Cluster {
                     v["consensus"]["crdt"]["trusted_peers"] =
                         Value::Array(t.into_iter().map(Value::String).collect());
                 }
+                edit(i, v);
             })?;
         }
         let mut procs = Vec::new();

@@ -51,6 +51,7 @@ fn options(peer: &Peer) -> anyhow::Result<TransportOptions> {
     o.announce = c.cluster.announce_multiaddress.clone();
     o.no_announce = c.cluster.no_announce_multiaddress.clone();
     o.peerstore_file = Some(peer.peerstore_path());
+    o.crdt = c.consensus.crdt.is_some();
     o.services = HashMap::from([
         (names::TRANSPORT.to_string(), i.transport_addr()?),
         (names::CONSENSUS.to_string(), i.consensus_addr()?),

@@ -107,7 +107,8 @@ pub async fn start(opts: TransportOptions) -> Result<Running, Error> {
     });
     let trust = Arc::new(
         trust::Trust::new(members, local_peer_id, opts.limits.membership_cache_ttl)
-            .with_adders(adders),
+            .with_adders(adders)
+            .with_crdt(opts.crdt),
     );
     let inbound = Arc::new(inbound::Inbound {
         trust: trust.clone(),

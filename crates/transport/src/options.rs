@@ -71,6 +71,8 @@ pub struct TransportOptions {
     pub limits: Limits,
     pub gossip_heartbeat: Duration,
     pub ping_interval: Duration,
+    /// The peer runs crdt consensus (`consensus.crdt`): see `trust::Trust::with_crdt`.
+    pub crdt: bool,
 }
 
 impl TransportOptions {
@@ -95,6 +97,7 @@ impl TransportOptions {
             limits: Limits::default(),
             gossip_heartbeat: Duration::from_secs(1),
             ping_interval: Duration::from_secs(15),
+            crdt: false,
         }
     }
 }

@@ -817,6 +817,26 @@ async fn metrics_are_admitted_only_from_members_about_themselves() {
     let mut junk = msg(&member, &member, 1);
     junk.data = vec![0xff; 8];
     assert!(admit_metric(&trust, &local, &junk).await.is_err());
+
+    // crdt mode: any secret holder's metric about itself (followers join the peerset by
+    // their ping), still about its sender only and bounded.
+    let crdt = Trust::new(
+        Members::Fixed(Arc::new([local, member].into_iter().collect())),
+        local,
+        Duration::from_secs(1),
+    )
+    .with_crdt(true);
+    assert!(admit_metric(&crdt, &local, &msg(&stranger, &stranger, 10))
+        .await
+        .is_ok());
+    let e = admit_metric(&crdt, &local, &msg(&stranger, &member, 10))
+        .await
+        .unwrap_err();
+    assert!(e.contains("names peer"), "{e}");
+    let e = admit_metric(&crdt, &local, &msg(&stranger, &stranger, 5000))
+        .await
+        .unwrap_err();
+    assert!(e.contains("exceeds the limit"), "{e}");
 }
 
 /// The TCP port of a `/ip4/…/tcp/<port>/p2p/<id>` address.

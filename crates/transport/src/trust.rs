@@ -43,6 +43,11 @@ pub struct Trust {
     adders: HashSet<PeerId>,
     ttl: Duration,
     cache: Mutex<Option<(Instant, Arc<MemberView>)>>,
+    /// crdt consensus: members are the peers consensus marks `voter` (its trusted
+    /// peers), as upstream's RPC policy trusts `IsTrustedPeer`; the followers in its
+    /// peerset are not members here. Metrics are taken from any secret holder
+    /// ([`Trust::open_metrics`]).
+    crdt: bool,
 }
 
 /// The member list as last read from consensus: who is a member, and the libp2p addresses
@@ -61,7 +66,21 @@ impl Trust {
             adders: HashSet::new(),
             ttl,
             cache: Mutex::new(None),
+            crdt: false,
         }
+    }
+
+    /// crdt mode (see the `crdt` field).
+    pub fn with_crdt(mut self, crdt: bool) -> Self {
+        self.crdt = crdt;
+        self
+    }
+
+    /// Whether metrics are admitted from any peer about itself (crdt mode: the peerset is
+    /// whoever sends a live `ping`, followers included, as upstream's pubsub monitor),
+    /// rather than from members only.
+    pub fn open_metrics(&self) -> bool {
+        self.crdt
     }
 
     /// Sets the peers a one-peer cluster lets add it to their cluster (the ids in
@@ -150,7 +169,9 @@ impl Trust {
             let Ok(id) = m.peer_id.parse::<PeerId>() else {
                 continue;
             };
-            set.insert(id);
+            if !self.crdt || m.voter {
+                set.insert(id);
+            }
             let addrs: Vec<Multiaddr> = m.addresses.iter().filter_map(|a| a.parse().ok()).collect();
             view.addrs.insert(id, addrs);
         }

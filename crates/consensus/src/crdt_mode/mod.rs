@@ -12,10 +12,14 @@
 //!   `rebroadcast_interval`; a dirty store is repaired at start and every
 //!   `repair_interval`.
 //! * Membership: the peerset is the peers with a live `peerset_metric` ("ping") metric.
+//! * First sync: a new trusted peer (empty store) asks the trusted peers for their heads
+//!   and holds its pins and unpins until it has taken them (`net::spawn_first_sync`).
 //!
-//! Not yet: followers and `ipfs-cluster-follow`, upstream's
-//! `api.Pin` value encoding and bitswap block fetching (interop with upstream peers),
-//! `pin_only_on_(un)trusted_peers`, `state crdt info|mark-dirty|mark-clean`.
+//! * Followers (`cluster.follower_mode`, run by `ipfs-cluster-follow`): every write is
+//!   refused ([`node::CrdtNode::check_write`]); they apply the trusted peers' updates.
+//!
+//! Not yet: upstream's `api.Pin` value encoding and bitswap block fetching (interop with
+//! upstream peers), `pin_only_on_(un)trusted_peers`.
 
 pub mod net;
 pub mod node;
@@ -105,6 +109,8 @@ pub async fn run(
             .trusted_peers
             .as_ref()
             .map(|t| t.iter().map(|p| p.to_string()).collect()),
+        pin_only_on_trusted_peers: cfg.cluster.pin_only_on_trusted_peers,
+        pin_only_on_untrusted_peers: cfg.cluster.pin_only_on_untrusted_peers,
     };
     let node = CrdtNode::new(opts, store, broadcaster.clone())?;
 
@@ -123,6 +129,7 @@ pub async fn run(
         topic.clone(),
         blocks.clone(),
     );
+    net::spawn_first_sync(node.clone(), transport.clone(), broadcaster.clone());
     net::spawn_rebroadcast(node.clone(), broadcaster);
     net::spawn_repair(node.clone(), blocks, crdt.repair_interval.as_duration());
     if !bootstrap.is_empty() {

@@ -2,7 +2,8 @@
 //! ([`ipfs_cluster_crdt::topic_name`] of `cluster_name`), broadcasts come in through
 //! `Subscribe` (the transport gives the gossip source that gossipsub verified: the trust
 //! input), and missing delta nodes are fetched with a peer call to the sender's (then any
-//! peer's) `Consensus/CrdtBlock`. Also the timers: rebroadcast and repair.
+//! peer's) `Consensus/CrdtBlock`. Also the timers: rebroadcast and repair, and a new
+//! trusted peer's first sync ([`spawn_first_sync`]).
 
 use std::{sync::Arc, time::Duration};
 
@@ -26,6 +27,12 @@ use super::node::{Broadcaster, CrdtNode};
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Broadcasts applied at once (each may fetch a branch).
 const APPLY_CONCURRENCY: usize = 8;
+/// First sync: how long a new trusted peer waits for another trusted peer to be
+/// connected before it starts alone, and, once it asked, for their heads.
+const FIRST_SYNC_ALONE: Duration = Duration::from_secs(10);
+const FIRST_SYNC_ANSWER: Duration = Duration::from_secs(5);
+/// Heads sent at most this often in answer to empty broadcasts.
+const ANSWER_EVERY: Duration = Duration::from_secs(1);
 
 /// Publishes on the cluster's crdt topic through the local transport.
 pub struct TransportBroadcaster {
@@ -132,6 +139,7 @@ pub fn spawn_subscriber(
 ) {
     tokio::spawn(async move {
         let limit = Arc::new(Semaphore::new(APPLY_CONCURRENCY));
+        let answered = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
         loop {
             match client
                 .subscribe(SubscribeRequest {
@@ -159,8 +167,20 @@ pub fn spawn_subscriber(
                         };
                         let node = node.clone();
                         let source = source.clone();
+                        let (client, topic, answered) =
+                            (client.clone(), topic.clone(), answered.clone());
                         tokio::spawn(async move {
                             let _permit = permit;
+                            // An empty broadcast from a trusted peer: a new peer asking
+                            // for the heads (its first sync). Answered at once, at most
+                            // once a second.
+                            let asks = node.trusts(&m.from)
+                                && ipfs_cluster_crdt::decode_broadcast(&m.data)
+                                    .is_ok_and(|h| h.is_empty());
+                            if asks {
+                                answer_heads(&node, client, topic, &answered).await;
+                                return;
+                            }
                             let fetcher = PeerFetcher {
                                 source,
                                 peers: fetch_order(&node, Some(&m.from)),
@@ -171,6 +191,9 @@ pub fn spawn_subscriber(
                                     "ignored a crdt broadcast from a peer that is not in consensus.crdt.trusted_peers"
                                 ),
                                 Ok(ApplyOutcome::Applied { heads, merged }) => {
+                                    if heads > 0 {
+                                        node.mark_synced("took the heads of a trusted peer");
+                                    }
                                     if merged > 0 {
                                         tracing::debug!(from = %m.from, heads, merged, "applied a crdt broadcast");
                                     }
@@ -184,6 +207,76 @@ pub fn spawn_subscriber(
                 }
                 Err(e) => {
                     tracing::debug!(error = %e.message(), "subscribing to the crdt topic");
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}
+
+/// Publishes this peer's heads (when it has any) in answer to a first-sync request.
+async fn answer_heads(
+    node: &CrdtNode,
+    mut client: TransportClient,
+    topic: String,
+    answered: &std::sync::Mutex<Option<std::time::Instant>>,
+) {
+    {
+        let mut last = answered.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < ANSWER_EVERY) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+    }
+    let heads = match node.store.heads() {
+        Ok(h) if !h.is_empty() => h,
+        _ => return,
+    };
+    let cids: Vec<cid::Cid> = heads.into_iter().map(|(c, _)| c).collect();
+    let data = ipfs_cluster_crdt::encode_broadcast(&cids);
+    if let Err(e) = client.publish(PublishRequest { topic, data }).await {
+        tracing::debug!(error = %e.message(), "answering a first-sync request");
+    }
+}
+
+/// A new trusted peer's first sync (its store is empty; see `CrdtNode::wait_synced`):
+/// once another trusted peer is connected it publishes empty broadcasts (the trusted
+/// peers answer with their heads) until it has taken heads from one of them, or for
+/// `FIRST_SYNC_ANSWER` (none of them has any). With no other trusted peer connected
+/// within `FIRST_SYNC_ALONE`, it starts alone.
+pub fn spawn_first_sync(
+    node: Arc<CrdtNode>,
+    client: TransportClient,
+    broadcaster: Arc<dyn Broadcaster>,
+) {
+    if node.is_synced() {
+        return;
+    }
+    tokio::spawn(async move {
+        let start = tokio::time::Instant::now();
+        let mut asked_at: Option<tokio::time::Instant> = None;
+        while !node.is_synced() {
+            match asked_at {
+                Some(t) if t.elapsed() >= FIRST_SYNC_ANSWER => {
+                    node.mark_synced("no trusted peer had heads to send");
+                    return;
+                }
+                Some(_) => {
+                    let _ = broadcaster.publish(Vec::new()).await;
+                }
+                None => {
+                    let others = connected(&client)
+                        .await
+                        .into_iter()
+                        .any(|(p, _)| p != node.opts.peer_id && node.trusts(&p));
+                    if others {
+                        tracing::info!("new crdt peer: asking the trusted peers for their heads before accepting writes");
+                        let _ = broadcaster.publish(Vec::new()).await;
+                        asked_at = Some(tokio::time::Instant::now());
+                    } else if start.elapsed() >= FIRST_SYNC_ALONE {
+                        node.mark_synced("no other trusted peer is reachable");
+                        return;
+                    }
                 }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -28,6 +28,9 @@ use crate::{
 /// Pins read from the store per page (List, Export, Watch syncs).
 pub const PAGE: usize = 512;
 
+/// How long a pin or unpin waits for this peer's first sync before it is refused.
+pub const FIRST_SYNC_WRITE_WAIT: Duration = Duration::from_secs(20);
+
 /// Where published heads go (the transport's Publish in production, a channel in tests).
 pub trait Broadcaster: Send + Sync + 'static {
     fn publish(&self, data: Vec<u8>) -> futures::future::BoxFuture<'static, Result<(), String>>;
@@ -44,6 +47,11 @@ pub struct CrdtOptions {
     pub follower_mode: bool,
     /// `consensus.crdt.trusted_peers`; `None` trusts every peer (`"*"`).
     pub trusted_peers: Option<Vec<String>>,
+    /// `cluster.pin_only_on_trusted_peers`: allocate among trusted peers only.
+    pub pin_only_on_trusted_peers: bool,
+    /// `cluster.pin_only_on_untrusted_peers`: allocate among untrusted peers (followers)
+    /// only.
+    pub pin_only_on_untrusted_peers: bool,
 }
 
 pub struct CrdtNode {
@@ -56,6 +64,9 @@ pub struct CrdtNode {
     broadcaster: Arc<dyn Broadcaster>,
     /// Last watch index handed out (see [`CrdtNode::next_index`]).
     index: AtomicU64,
+    /// False while a new trusted peer (empty store) has not taken the other trusted
+    /// peers' heads yet: its writes wait (see [`CrdtNode::wait_synced`]).
+    synced: tokio::sync::watch::Sender<bool>,
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
@@ -117,7 +128,17 @@ impl CrdtNode {
         } else {
             None
         };
+        // A new trusted peer writes only once it holds the pinset (`crates/crdt`: until
+        // then its deltas would sit below the cluster's heights and lose to older values).
+        // Followers never write; a store with heads or a peer that trusts nobody else has
+        // nothing to wait for.
+        let others = match &opts.trusted_peers {
+            None => true,
+            Some(t) => t.iter().any(|p| *p != opts.peer_id),
+        };
+        let synced = opts.follower_mode || !others || !store.heads()?.is_empty();
         Ok(Arc::new(Self {
+            synced: tokio::sync::watch::Sender::new(synced),
             opts,
             store,
             metrics: Arc::new(MetricStore::default()),
@@ -150,6 +171,34 @@ impl CrdtNode {
         }
     }
 
+    /// Whether this peer finished its first sync (writes are accepted).
+    pub fn is_synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    /// Ends the first sync (logged once).
+    pub fn mark_synced(&self, why: &str) {
+        if !self.is_synced() {
+            self.synced.send_replace(true);
+            tracing::info!(why, "first crdt sync done: this peer accepts writes");
+        }
+    }
+
+    /// Waits up to `within` for the first sync; then refuses (UNAVAILABLE: retry).
+    pub async fn wait_synced(&self, within: Duration) -> Result<(), Status> {
+        let mut rx = self.synced.subscribe();
+        let synced = tokio::time::timeout(within, async { rx.wait_for(|s| *s).await.is_ok() })
+            .await
+            .unwrap_or(false);
+        if synced {
+            return Ok(());
+        }
+        Err(Status::unavailable(format!(
+            "this peer has not finished its first sync with the trusted peers yet (a new crdt peer takes their pinset before it writes; waited {}s); retry shortly",
+            within.as_secs()
+        )))
+    }
+
     /// Whether `peer` may write to this peer's pinset (`trusted_peers`; this peer always).
     pub fn trusts(&self, peer: &str) -> bool {
         peer == self.opts.peer_id
@@ -164,7 +213,7 @@ impl CrdtNode {
     pub fn check_write(&self, caller: Option<&str>) -> Result<(), Status> {
         if self.opts.follower_mode {
             return Err(Status::failed_precondition(
-                "this peer is configured to be in follower mode. Write operations are disabled",
+                ipfs_cluster_config::FOLLOWER_MODE_ERROR,
             ));
         }
         if let Some(p) = caller {
@@ -187,6 +236,19 @@ impl CrdtNode {
         if !p.contains(&self.opts.peer_id) {
             p.push(self.opts.peer_id.clone());
             p.sort();
+        }
+        p
+    }
+
+    /// The peers a pin may be allocated to: the peerset, keeping only the trusted or only
+    /// the untrusted peers under `pin_only_on_trusted_peers` / `pin_only_on_untrusted_peers`
+    /// (upstream's allocate.go filter; this peer always counts as trusted).
+    pub fn allocation_candidates(&self) -> Vec<String> {
+        let mut p = self.peerset();
+        if self.opts.pin_only_on_trusted_peers {
+            p.retain(|id| self.trusts(id));
+        } else if self.opts.pin_only_on_untrusted_peers {
+            p.retain(|id| !self.trusts(id));
         }
         p
     }
@@ -229,7 +291,7 @@ impl CrdtNode {
     fn allocate_for(&self, pin: &Pin, existing: Option<&Pin>) -> Result<Vec<String>, Status> {
         let o = pin.options.clone().unwrap_or_default();
         let (rmin, rmax) = (o.replication_factor_min, o.replication_factor_max);
-        let members = self.peerset();
+        let members = self.allocation_candidates();
         if let Some(r) = single_peer(&members, &self.opts.peer_id, rmin, rmax) {
             return r.map_err(Status::failed_precondition);
         }
@@ -273,6 +335,7 @@ impl CrdtNode {
     /// Pins (allocating here when the pin has no allocations), as upstream's crdt LogPin.
     pub async fn pin(&self, mut pin: Pin) -> Result<Pin, Status> {
         pin.cid = normalize_cid(&pin.cid).map_err(Status::invalid_argument)?;
+        self.wait_synced(FIRST_SYNC_WRITE_WAIT).await?;
         let update_from = pin
             .options
             .as_ref()
@@ -307,6 +370,7 @@ impl CrdtNode {
 
     pub async fn unpin(&self, cid: &str) -> Result<Pin, Status> {
         let cid = normalize_cid(cid).map_err(Status::invalid_argument)?;
+        self.wait_synced(FIRST_SYNC_WRITE_WAIT).await?;
         let existing = self
             .get(&cid)
             .await?

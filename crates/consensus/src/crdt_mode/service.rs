@@ -240,10 +240,13 @@ impl Consensus for CrdtConsensusService {
         };
         let mut members: Vec<Member> = peerset
             .iter()
+            // `voter`: a peer this one trusts (may write); followers are listed (they are
+            // in the peerset and get allocations) but are not voters, so the transport
+            // does not let them make trusted calls.
             .map(|p| Member {
                 peer_id: p.clone(),
                 addresses: addrs_of(p),
-                voter: true,
+                voter: self.node.trusts(p),
             })
             .collect();
         for (p, a) in &connected {
@@ -251,7 +254,7 @@ impl Consensus for CrdtConsensusService {
                 members.push(Member {
                     peer_id: p.clone(),
                     addresses: a.clone(),
-                    voter: false,
+                    voter: true,
                 });
             }
         }

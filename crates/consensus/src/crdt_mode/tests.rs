@@ -66,6 +66,7 @@ fn metric(peer: &str, name: &str, value: &str) -> Metric {
         name: name.into(),
         peer: peer.into(),
         value: value.into(),
+        weight: value.parse().unwrap_or(0),
         expire: crate::allocate::now_nanos() + 60_000_000_000,
         valid: true,
         ..Default::default()
@@ -88,6 +89,16 @@ fn start_with(
     stores: &Stores,
     batching: ipfs_cluster_crdt::BatchingConfig,
 ) -> TestNode {
+    start_opts(id, trusted, stores, batching, |_| {})
+}
+
+fn start_opts(
+    id: &str,
+    trusted: Option<Vec<String>>,
+    stores: &Stores,
+    batching: ipfs_cluster_crdt::BatchingConfig,
+    edit: impl FnOnce(&mut CrdtOptions),
+) -> TestNode {
     let dir = tempfile::tempdir().unwrap();
     let cfg = ipfs_cluster_crdt::CrdtConfig {
         batching,
@@ -101,22 +112,23 @@ fn start_with(
     let store = CrdtStore::open(&dir.path().join("crdt.redb"), cfg).unwrap();
     stores.0.lock().unwrap().insert(id.into(), store.clone());
     let (tx, out) = mpsc::unbounded_channel();
-    let node = CrdtNode::new(
-        CrdtOptions {
-            peer_id: id.into(),
-            defaults: PinDefaults {
-                replication_min: -1,
-                replication_max: -1,
-            },
-            allocate_by: vec!["freespace".into()],
-            peerset_metric: "ping".into(),
-            follower_mode: false,
-            trusted_peers: trusted,
+    let mut opts = CrdtOptions {
+        peer_id: id.into(),
+        defaults: PinDefaults {
+            replication_min: -1,
+            replication_max: -1,
         },
-        store,
-        Arc::new(ChanBroadcaster(tx)),
-    )
-    .unwrap();
+        allocate_by: vec!["freespace".into()],
+        peerset_metric: "ping".into(),
+        follower_mode: false,
+        pin_only_on_trusted_peers: false,
+        pin_only_on_untrusted_peers: false,
+        trusted_peers: trusted,
+    };
+    edit(&mut opts);
+    let node = CrdtNode::new(opts, store, Arc::new(ChanBroadcaster(tx))).unwrap();
+    // These tests drive the nodes by hand: no first sync to wait for.
+    node.mark_synced("test");
     TestNode {
         node,
         out,
@@ -414,4 +426,132 @@ async fn import_replaces_the_pinset() {
     let mut want: Vec<String> = [22u32, 23, 24].iter().map(|i| cid_n(*i)).collect();
     want.sort();
     assert_eq!(got, want);
+}
+
+/// Followers (untrusted peers with a live ping) are in the peerset and get allocations;
+/// `pin_only_on_trusted_peers` / `pin_only_on_untrusted_peers` keep only one side; Members
+/// marks only trusted peers as voters (the transport's trusted-call membership).
+#[tokio::test]
+async fn followers_are_allocation_candidates_and_pin_only_options_filter_them() {
+    let stores = Stores::default();
+    let trusted = Some(vec!["A".to_string(), "B".to_string()]);
+    let pin_one = |n: u32| Pin {
+        cid: cid_n(n),
+        max_depth: -1,
+        options: Some(PinOptions {
+            replication_factor_min: 1,
+            replication_factor_max: 1,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut nodes = Vec::new();
+    for (k, trusted_only, untrusted_only) in [(0, false, false), (1, true, false), (2, false, true)]
+    {
+        let n = start_opts(
+            &format!("A{k}"),
+            trusted.clone().map(|mut t| {
+                t.push(format!("A{k}"));
+                t
+            }),
+            &stores,
+            Default::default(),
+            |o| {
+                o.pin_only_on_trusted_peers = trusted_only;
+                o.pin_only_on_untrusted_peers = untrusted_only;
+            },
+        );
+        for (p, free) in [
+            (format!("A{k}"), "100"),
+            ("B".into(), "50"),
+            ("F".into(), "900"),
+        ] {
+            n.node.metrics.add(metric(&p, "ping", ""));
+            n.node.metrics.add(metric(&p, "freespace", free));
+        }
+        nodes.push(n);
+    }
+    let allocated = |i: usize, n: u32| {
+        let svc = CrdtConsensusService::new(nodes[i].node.clone(), None);
+        async move {
+            svc.pin(with_local_peer(pin_one(n)))
+                .await
+                .unwrap()
+                .into_inner()
+                .pin
+                .unwrap()
+                .allocations
+        }
+    };
+    // The follower F has the most free space: chosen by default.
+    assert_eq!(allocated(0, 1).await, vec!["F".to_string()]);
+    assert_eq!(allocated(1, 2).await, vec!["A1".to_string()]);
+    assert_eq!(allocated(2, 3).await, vec!["F".to_string()]);
+
+    let svc = CrdtConsensusService::new(nodes[0].node.clone(), None);
+    let m = svc
+        .members(Request::new(MembersRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .members;
+    let voters: Vec<(&str, bool)> = m.iter().map(|m| (m.peer_id.as_str(), m.voter)).collect();
+    assert_eq!(voters, vec![("A0", true), ("B", true), ("F", false)]);
+}
+
+/// A new trusted peer (empty store, other trusted peers) holds its writes until its first
+/// sync is done, then refuses with UNAVAILABLE; a store with heads, a follower and a
+/// peer that trusts only itself have nothing to wait for.
+#[tokio::test]
+async fn a_new_trusted_peer_writes_only_after_its_first_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |name: &str| {
+        CrdtStore::open(
+            &dir.path().join(name),
+            ipfs_cluster_crdt::CrdtConfig::default(),
+        )
+        .unwrap()
+    };
+    let opts = |trusted: Vec<&str>, follower: bool| CrdtOptions {
+        peer_id: "A".into(),
+        defaults: PinDefaults {
+            replication_min: -1,
+            replication_max: -1,
+        },
+        allocate_by: vec!["freespace".into()],
+        peerset_metric: "ping".into(),
+        follower_mode: follower,
+        pin_only_on_trusted_peers: false,
+        pin_only_on_untrusted_peers: false,
+        trusted_peers: Some(trusted.into_iter().map(String::from).collect()),
+    };
+    let (tx, _out) = mpsc::unbounded_channel();
+    let b: Arc<dyn Broadcaster> = Arc::new(ChanBroadcaster(tx));
+
+    let store = open("new.redb");
+    let node = CrdtNode::new(opts(vec!["A", "B"], false), store.clone(), b.clone()).unwrap();
+    assert!(!node.is_synced());
+    let e = node
+        .wait_synced(Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable);
+    assert!(e.message().contains("first sync"), "{}", e.message());
+    node.mark_synced("test");
+    node.pin(Pin {
+        cid: cid_n(1),
+        max_depth: -1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    drop(node);
+
+    // The same store, now with heads: synced at once.
+    let again = CrdtNode::new(opts(vec!["A", "B"], false), store, b.clone()).unwrap();
+    assert!(again.is_synced());
+    let follower = CrdtNode::new(opts(vec!["B"], true), open("f.redb"), b.clone()).unwrap();
+    assert!(follower.is_synced());
+    let alone = CrdtNode::new(opts(vec!["A"], false), open("a.redb"), b).unwrap();
+    assert!(alone.is_synced());
 }
