@@ -273,6 +273,33 @@ pub(super) async fn edge_checks(t: &Tools, root: &Path, r: &mut Report) {
         );
     }
 
+    // The REST API itself without credentials, and with a token route it does not have
+    // credentials for: status and body compared.
+    for (method, path) in [
+        ("GET", "/id".to_string()),
+        ("GET", "/pins".to_string()),
+        ("POST", format!("/pins/{}", cids[2])),
+        ("DELETE", format!("/pins/{}", cids[0])),
+        ("POST", "/token".to_string()),
+        ("GET", "/health".to_string()),
+    ] {
+        let call = |s: &Side| format!("{}{path}", s.peers[0].rest());
+        let (st_up, body_up) = rest_call(&call(&up), method, None).await;
+        let (st_ours, body_ours) = rest_call(&call(&ours), method, None).await;
+        r.count("rest requests without credentials");
+        let key = format!("rest {method} {path} without credentials");
+        r.differ(
+            format!("{key} | status"),
+            &st_ours.to_string(),
+            &st_up.to_string(),
+        );
+        r.differ_text(
+            format!("{key} | body"),
+            &n_ours.with_cids(&cids).text(&body_ours),
+            &n_up.with_cids(&cids).text(&body_up),
+        );
+    }
+
     // No server, or options refused before any request: (c).
     let no_server = [
         case("--version"),
