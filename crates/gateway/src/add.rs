@@ -20,6 +20,7 @@ use crate::{
     backend::Backends,
     chunker::ChunkerSpec,
     dag::{Block, DagParams, FileBuilder, HashFn, Layout, Link},
+    hamt,
     multipart::{Event, Multipart},
     reply::{self, ApiError, Body},
     spool::Spool,
@@ -168,7 +169,9 @@ impl Adder {
         let _ = self.out.send(o).await;
     }
 
-    /// Builds the directory nodes of `tree` (children first, sorted), emitting each.
+    /// Builds the directory nodes of `tree` (children first), emitting each. Children are
+    /// visited in the order upstream lists the finished directory (its `outputDirs`): by
+    /// name for a basic directory, by name hash for a sharded one.
     fn dir<'a>(
         &'a self,
         name: String,
@@ -177,18 +180,42 @@ impl Adder {
     {
         Box::pin(async move {
             let mut entries = Vec::new();
-            for (n, node) in tree {
-                let link = match node {
+            for n in self.listing_order(tree) {
+                let link = match &tree[n] {
                     Node::Leaf(l) => l.clone(),
                     Node::Dir(d) => self.dir(format!("{name}/{n}"), d).await?,
                 };
-                entries.push((n.clone(), link));
+                entries.push((n.to_string(), link));
             }
-            let (block, link) = self.params.directory(&entries);
-            self.put(vec![block]).await?;
+            let (blocks, link) = self.params.directory(&entries)?;
+            self.put(blocks).await?;
             self.emit(&name, &link).await;
             Ok(link)
         })
+    }
+
+    /// Whether the directory made of `tree` is sharded. That is known before its
+    /// subdirectories are built: their CIDs all have the length of a dag-pb CID of these
+    /// parameters.
+    fn sharded(&self, tree: &BTreeMap<String, Node>) -> bool {
+        let dir_cid = self.params.dag_pb_cid_len();
+        hamt::needs_sharding(hamt::estimate(tree.iter().map(|(n, node)| {
+            let cid_len = match node {
+                Node::Leaf(l) => l.cid.encoded_len(),
+                Node::Dir(_) => dir_cid,
+            };
+            (n.as_str(), cid_len)
+        })))
+    }
+
+    /// The names of `tree` in the order the directory made of it lists them.
+    fn listing_order<'a>(&self, tree: &'a BTreeMap<String, Node>) -> Vec<&'a str> {
+        let names = tree.keys().map(String::as_str);
+        if self.sharded(tree) {
+            hamt::listing_order(names)
+        } else {
+            names.collect()
+        }
     }
 
     /// `format=car`: reads the first top-level part as a CARv1 with a single root, stores
@@ -309,18 +336,24 @@ impl Adder {
         }
         let mut root = None;
         let mut tops = Vec::new();
-        for top in &order {
+        // A sharded wrapper is listed by name hash, as `dir` does.
+        let order: Vec<&str> = if wrap && self.sharded(&tree) {
+            hamt::listing_order(tree.keys().map(String::as_str))
+        } else {
+            order.iter().map(String::as_str).collect()
+        };
+        for top in order {
             let link = match tree.get(top) {
-                Some(Node::Dir(d)) => self.dir(top.clone(), d).await?,
+                Some(Node::Dir(d)) => self.dir(top.to_string(), d).await?,
                 Some(Node::Leaf(l)) => l.clone(),
                 None => continue,
             };
-            tops.push((top.clone(), link.clone()));
+            tops.push((top.to_string(), link.clone()));
             root = Some(link);
         }
         if wrap {
-            let (block, link) = self.params.directory(&tops);
-            self.put(vec![block]).await?;
+            let (blocks, link) = self.params.directory(&tops)?;
+            self.put(blocks).await?;
             self.emit("", &link).await;
             root = Some(link);
         }
