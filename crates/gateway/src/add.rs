@@ -20,6 +20,7 @@ use crate::{
     backend::Backends,
     chunker::ChunkerSpec,
     dag::{Block, DagParams, FileBuilder, HashFn, Layout, Link},
+    hamt,
     multipart::{Event, Multipart},
     reply::{self, ApiError, Body},
     spool::Spool,
@@ -36,9 +37,6 @@ const REPLAY_IN_FLIGHT: usize = 8;
 fn refused(p: &api::AddParams) -> Result<(), ApiError> {
     let unsupported =
         |what: &str| ApiError::bad_request(format!("{what} is not supported by this gateway"));
-    if p.format == "car" && p.wrap {
-        return Err(ApiError::bad_request("cannot wrap a CAR file upload"));
-    }
     if p.shard {
         return Err(unsupported("shard=true (sharded adds)"));
     }
@@ -168,7 +166,9 @@ impl Adder {
         let _ = self.out.send(o).await;
     }
 
-    /// Builds the directory nodes of `tree` (children first, sorted), emitting each.
+    /// Builds the directory nodes of `tree` (children first), emitting each. Children are
+    /// visited in the order upstream lists the finished directory (its `outputDirs`): by
+    /// name for a basic directory, by name hash for a sharded one.
     fn dir<'a>(
         &'a self,
         name: String,
@@ -177,18 +177,42 @@ impl Adder {
     {
         Box::pin(async move {
             let mut entries = Vec::new();
-            for (n, node) in tree {
-                let link = match node {
+            for n in self.listing_order(tree) {
+                let link = match &tree[n] {
                     Node::Leaf(l) => l.clone(),
                     Node::Dir(d) => self.dir(format!("{name}/{n}"), d).await?,
                 };
-                entries.push((n.clone(), link));
+                entries.push((n.to_string(), link));
             }
-            let (block, link) = self.params.directory(&entries);
-            self.put(vec![block]).await?;
+            let (blocks, link) = self.params.directory(&entries)?;
+            self.put(blocks).await?;
             self.emit(&name, &link).await;
             Ok(link)
         })
+    }
+
+    /// Whether the directory made of `tree` is sharded. That is known before its
+    /// subdirectories are built: their CIDs all have the length of a dag-pb CID of these
+    /// parameters.
+    fn sharded(&self, tree: &BTreeMap<String, Node>) -> bool {
+        let dir_cid = self.params.dag_pb_cid_len();
+        hamt::needs_sharding(hamt::estimate(tree.iter().map(|(n, node)| {
+            let cid_len = match node {
+                Node::Leaf(l) => l.cid.encoded_len(),
+                Node::Dir(_) => dir_cid,
+            };
+            (n.as_str(), cid_len)
+        })))
+    }
+
+    /// The names of `tree` in the order the directory made of it lists them.
+    fn listing_order<'a>(&self, tree: &'a BTreeMap<String, Node>) -> Vec<&'a str> {
+        let names = tree.keys().map(String::as_str);
+        if self.sharded(tree) {
+            hamt::listing_order(names)
+        } else {
+            names.collect()
+        }
     }
 
     /// `format=car`: reads the first top-level part as a CARv1 with a single root, stores
@@ -197,7 +221,13 @@ impl Adder {
         let name = loop {
             match mp.next().await? {
                 Some(Event::Part(h)) => {
-                    break part_path(h.filename.as_deref().unwrap_or("")).join("/")
+                    if matches!(
+                        h.content_type.as_str(),
+                        "application/x-directory" | "multipart/form-data" | "multipart/mixed"
+                    ) {
+                        return Err("expected CAR file is not of type file".into());
+                    }
+                    break part_path(h.filename.as_deref().unwrap_or("")).join("/");
                 }
                 Some(_) => continue,
                 None => return Err("format=car: the upload has no file part".into()),
@@ -219,6 +249,8 @@ impl Adder {
                 match car.header()? {
                     None => continue,
                     Some([r]) => root = Some(*r),
+                    // go-car's words, as upstream's carAdder reports them.
+                    Some([]) => return Err("empty car, no roots".into()),
                     Some(_) => return Err("only CAR files with a single root are supported".into()),
                 }
             }
@@ -236,14 +268,16 @@ impl Adder {
         }
         // Only the first top-level entry is read (as upstream): drain the rest.
         while mp.next().await?.is_some() {}
+        // A cut header or block: go-car's `io.ReadFull` errors, as upstream answers.
         let Some(root) = root else {
-            return Err("format=car: the upload ended before the CAR header".into());
+            return Err(if car.leftover() == 0 {
+                "EOF".into()
+            } else {
+                "unexpected EOF".into()
+            });
         };
         if car.leftover() > 0 {
-            return Err(format!(
-                "format=car: the CAR ends with a truncated block ({} bytes)",
-                car.leftover()
-            ));
+            return Err("unexpected EOF".into());
         }
         let o = api::AddedOutput {
             name,
@@ -309,18 +343,24 @@ impl Adder {
         }
         let mut root = None;
         let mut tops = Vec::new();
-        for top in &order {
+        // A sharded wrapper is listed by name hash, as `dir` does.
+        let order: Vec<&str> = if wrap && self.sharded(&tree) {
+            hamt::listing_order(tree.keys().map(String::as_str))
+        } else {
+            order.iter().map(String::as_str).collect()
+        };
+        for top in order {
             let link = match tree.get(top) {
-                Some(Node::Dir(d)) => self.dir(top.clone(), d).await?,
+                Some(Node::Dir(d)) => self.dir(top.to_string(), d).await?,
                 Some(Node::Leaf(l)) => l.clone(),
                 None => continue,
             };
-            tops.push((top.clone(), link.clone()));
+            tops.push((top.to_string(), link.clone()));
             root = Some(link);
         }
         if wrap {
-            let (block, link) = self.params.directory(&tops);
-            self.put(vec![block]).await?;
+            let (blocks, link) = self.params.directory(&tops)?;
+            self.put(blocks).await?;
             self.emit("", &link).await;
             root = Some(link);
         }
@@ -490,9 +530,14 @@ pub async fn handle(
     let params = api::AddParams::from_query(query).map_err(|e| ApiError::bad_request(e.0))?;
     refused(&params)?;
     let is_car = params.format == "car";
-    // A CAR upload brings its own blocks: the DAG options do not apply.
+    // A CAR upload brings its own blocks: the DAG options do not apply. Wrapping one is
+    // an error in the stream, as upstream's carAdder gives it (not a 400).
     let dag = if is_car {
-        Ok(DagParams::default())
+        if params.wrap {
+            Err("cannot wrap a CAR file upload".to_string())
+        } else {
+            Ok(DagParams::default())
+        }
     } else {
         dag_params(&params)
     };
@@ -677,11 +722,9 @@ mod tests {
         );
         let r = |q: &str| refused(&api::AddParams::from_query(q).unwrap());
         assert!(r("format=car").is_ok());
-        assert_eq!(
-            r("format=car&wrap-with-directory=true")
-                .unwrap_err()
-                .message,
-            "cannot wrap a CAR file upload"
+        assert!(
+            r("format=car&wrap-with-directory=true").is_ok(),
+            "a stream error"
         );
         assert!(r("shard=true").is_err());
     }

@@ -2,8 +2,9 @@
 //! parameters: the chunkers of `chunker.rs` (size, rabin, buzhash), the balanced layout
 //! (174 links per node) and the trickle layout (174 leaves, then 4 subtrees per depth),
 //! dag-pb leaves (CIDv0 default) or raw leaves, CIDv0/v1, the multihash functions Kubo
-//! stores blocks for, and basic directories. Blocks are handed to a sink as they are
-//! made, so memory stays at one chunk plus one row of links per tree level.
+//! stores blocks for, and directories (basic, or HAMT-sharded past boxo's threshold:
+//! `hamt.rs`). Blocks are handed to a sink as they are made, so memory stays at one
+//! chunk plus one row of links per tree level.
 
 use bytes::Bytes;
 
@@ -312,6 +313,7 @@ const UNIXFS_RAW: u64 = 0;
 const UNIXFS_DIRECTORY: u64 = 1;
 const UNIXFS_FILE: u64 = 2;
 const UNIXFS_SYMLINK: u64 = 4;
+const UNIXFS_HAMT_SHARD: u64 = 5;
 
 impl DagParams {
     fn pb_block(&self, bytes: Vec<u8>) -> Block {
@@ -382,8 +384,18 @@ impl DagParams {
         (block, link)
     }
 
-    /// A basic UnixFS directory over named entries (sorted by name, as go-merkledag does).
-    pub fn directory(&self, entries: &[(String, Link)]) -> (Block, Link) {
+    /// A UnixFS directory over named entries, as boxo's adder makes it: a basic directory
+    /// (links sorted by name, as go-merkledag does), or a HAMT shard trie when the entries
+    /// exceed boxo's sharding threshold (`hamt.rs`). Returns every block, the root last.
+    pub fn directory(&self, entries: &[(String, Link)]) -> Result<(Vec<Block>, Link), String> {
+        let estimate = crate::hamt::estimate(
+            entries
+                .iter()
+                .map(|(n, l)| (n.as_str(), l.cid.encoded_len())),
+        );
+        if crate::hamt::needs_sharding(estimate) {
+            return crate::hamt::build(self, entries);
+        }
         let mut sorted: Vec<&(String, Link)> = entries.iter().collect();
         sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         let links: Vec<(&str, &Link)> = sorted.iter().map(|(n, l)| (n.as_str(), l)).collect();
@@ -397,7 +409,34 @@ impl DagParams {
             tsize,
             filesize: 0,
         };
+        Ok((vec![block], link))
+    }
+
+    /// One HAMT shard node: `links` already named and in slot order, `bitfield` the
+    /// slots in use (go-bitfield bytes). UnixFS data: Type, Data, hashType, fanout.
+    pub(crate) fn hamt_node(&self, links: &[(String, Link)], bitfield: &[u8]) -> (Block, Link) {
+        let mut data = Vec::new();
+        field_varint(&mut data, 1, UNIXFS_HAMT_SHARD);
+        if !bitfield.is_empty() {
+            field_bytes(&mut data, 2, bitfield);
+        }
+        field_varint(&mut data, 5, crate::hamt::HASH_MURMUR3);
+        field_varint(&mut data, 6, crate::hamt::FANOUT as u64);
+        let named: Vec<(&str, &Link)> = links.iter().map(|(n, l)| (n.as_str(), l)).collect();
+        let block = self.pb_block(pb_node(&named, &data));
+        let tsize = block.data.len() as u64 + links.iter().map(|(_, l)| l.tsize).sum::<u64>();
+        let link = Link {
+            cid: block.cid,
+            tsize,
+            filesize: 0,
+        };
         (block, link)
+    }
+
+    /// The byte length of the CIDs these parameters give dag-pb nodes (directories), which
+    /// is what a subdirectory adds to its parent's sharding estimate.
+    pub fn dag_pb_cid_len(&self) -> usize {
+        make_cid(self.hash, self.cid_version, DAG_PB, b"").encoded_len()
     }
 }
 
@@ -627,7 +666,7 @@ mod tests {
             root.cid.to_string(),
             "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
         );
-        let (_, dir) = DagParams::default().directory(&[]);
+        let (_, dir) = DagParams::default().directory(&[]).unwrap();
         assert_eq!(
             dir.cid.to_string(),
             "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"
@@ -733,12 +772,14 @@ mod tests {
             x.cid.to_string(),
             "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN"
         );
-        let (_, sub) = p.directory(&[("y.txt".into(), y)]);
+        let (_, sub) = p.directory(&[("y.txt".into(), y)]).unwrap();
         assert_eq!(
             sub.cid.to_string(),
             "QmeJT5xC6bnZacuKAKBuWJcGcM5BK9J66bB36GyhTRPafq"
         );
-        let (_, d) = p.directory(&[("x.txt".into(), x), ("sub".into(), sub)]);
+        let (_, d) = p
+            .directory(&[("x.txt".into(), x), ("sub".into(), sub)])
+            .unwrap();
         assert_eq!(
             d.cid.to_string(),
             "QmQ8YpKXWj8X64mETDUJF6ZUXipFNyyQYhYK5ZvWHZZHhg"

@@ -14,6 +14,7 @@ pub mod dag;
 pub mod first_byte;
 pub mod from_grpc;
 pub mod grpc;
+pub mod hamt;
 pub mod handlers;
 pub mod health;
 pub mod libp2p_http;
