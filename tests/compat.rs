@@ -937,10 +937,24 @@ struct Out {
 }
 
 fn run_blocking(program: &Path, args: &[String], cwd: Option<&Path>) -> Out {
+    run_blocking_fed(program, args, cwd, None)
+}
+
+/// `run_blocking` with `stdin` written to the program.
+fn run_blocking_fed(
+    program: &Path,
+    args: &[String],
+    cwd: Option<&Path>,
+    stdin: Option<&[u8]>,
+) -> Out {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_remove("CLUSTER_CREDENTIALS")
-        .stdin(Stdio::null())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(d) = cwd {
@@ -949,6 +963,9 @@ fn run_blocking(program: &Path, args: &[String], cwd: Option<&Path>) -> Out {
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
+    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        let _ = pipe.write_all(data);
+    }
     // The large-directory add needs longer on a loaded machine.
     let secs = if args.iter().any(|a| a == "big-dir") {
         300

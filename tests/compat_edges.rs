@@ -48,42 +48,36 @@ async fn auth_side(t: &Tools, which: Impl, root: &Path) -> Result<Side> {
 async fn run_raw(program: PathBuf, args: Vec<String>, norm: &Norm, io: &Io) -> Out {
     let (stdin, cwd) = (io.stdin.clone(), io.cwd.clone());
     let o = tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(&program);
-        cmd.args(&args)
-            .env_remove("CLUSTER_CREDENTIALS")
-            .current_dir(&cwd)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
-        if let Some(data) = stdin {
-            let mut pipe = child.stdin.take().expect("stdin pipe");
-            let _ = pipe.write_all(&data);
-        }
-        let until = Instant::now() + Duration::from_secs(60);
-        while child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > until {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().expect("ctl output");
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        run_blocking_fed(&program, &args, Some(&cwd), stdin.as_deref())
     })
     .await
     .unwrap();
     normalise_out(norm, &o, false)
+}
+
+/// (a): upstream's ctl against our API vs against upstream's, `args` filled per side.
+/// Returns upstream's output there, for (b).
+async fn upstream_ctl_on_both(
+    t: &Tools,
+    r: &mut Report,
+    sides: (&Side, &Side),
+    c: &Case,
+    args: impl Fn(&Side) -> Vec<String>,
+    norm: impl Fn(&Side) -> Norm,
+    io: &Io,
+) -> Out {
+    let (ours, up) = sides;
+    let o_up = run_raw(t.ctl(Impl::Upstream), args(up), &norm(up), io).await;
+    let o_ours = run_raw(t.ctl(Impl::Upstream), args(ours), &norm(ours), io).await;
+    r.count("ctl edge cases, upstream ctl against both APIs");
+    r.cov.note(&c.args);
+    compare_outs(
+        r,
+        &format!("ctl[upstream→api] {}", c.args.join(" ")),
+        &o_ours,
+        &o_up,
+    );
+    o_up
 }
 
 /// Where a ctl runs and what it reads on stdin.
@@ -207,19 +201,9 @@ pub(super) async fn edge_checks(t: &Tools, root: &Path, r: &mut Report) {
             stdin: stdin.map(<[u8]>::to_vec),
         };
         let c = &c;
-        // (a) upstream's ctl against both.
-        let o_up = run_raw(t.ctl(Impl::Upstream), fill(c, &up), &n_up, &io).await;
-        let o_ours = run_raw(t.ctl(Impl::Upstream), fill(c, &ours), &n_ours, &io).await;
-        r.count("ctl edge cases, upstream ctl against both APIs");
-        r.cov.note(&c.args);
-        compare_outs(
-            r,
-            &format!("ctl[upstream→api] {}", c.args.join(" ")),
-            &o_ours,
-            &o_up,
-        );
+        let o_up = upstream_ctl_on_both(t, r, (&ours, &up), c, |s| fill(c, s), Norm::of, &io).await;
         // (b) our ctl against upstream's.
-        let b_ours = run_raw(t.ctl(Impl::Ours), fill(c, &up), &n_up, &io).await;
+        let b_ours = run_raw(t.ctl(Impl::Ours), fill(c, &up), &Norm::of(&up), &io).await;
         r.count("ctl edge cases, our ctl against upstream's API");
         compare_outs(
             r,
@@ -249,28 +233,16 @@ pub(super) async fn edge_checks(t: &Tools, root: &Path, r: &mut Report) {
         case(&format!("{auth} health alerts")),
     ];
     for c in &pins {
-        let o_up = run_raw(
-            t.ctl(Impl::Upstream),
-            fill_cids(c, &up, &cids),
-            &n_up.with_cids(&cids),
-            &io,
-        )
-        .await;
-        let o_ours = run_raw(
-            t.ctl(Impl::Upstream),
-            fill_cids(c, &ours, &cids),
-            &n_ours.with_cids(&cids),
-            &io,
-        )
-        .await;
-        r.count("ctl edge cases, upstream ctl against both APIs");
-        r.cov.note(&c.args);
-        compare_outs(
+        upstream_ctl_on_both(
+            t,
             r,
-            &format!("ctl[upstream→api] {}", c.args.join(" ")),
-            &o_ours,
-            &o_up,
-        );
+            (&ours, &up),
+            c,
+            |s| fill_cids(c, s, &cids),
+            |s| Norm::of(s).with_cids(&cids),
+            &io,
+        )
+        .await;
     }
 
     // The REST API itself without credentials, and with a token route it does not have
