@@ -31,6 +31,8 @@ const APPLY_CONCURRENCY: usize = 8;
 /// connected before it starts alone, and, once it asked, for their heads.
 const FIRST_SYNC_ALONE: Duration = Duration::from_secs(10);
 const FIRST_SYNC_ANSWER: Duration = Duration::from_secs(5);
+/// How long heads offered during the first sync may take to apply before writes open.
+const FIRST_SYNC_APPLY: Duration = Duration::from_secs(60);
 /// Heads sent at most this often in answer to empty broadcasts.
 const ANSWER_EVERY: Duration = Duration::from_secs(1);
 
@@ -181,6 +183,13 @@ pub fn spawn_subscriber(
                                 answer_heads(&node, client, topic, &answered).await;
                                 return;
                             }
+                            if !node.is_synced()
+                                && node.trusts(&m.from)
+                                && ipfs_cluster_crdt::decode_broadcast(&m.data)
+                                    .is_ok_and(|h| !h.is_empty())
+                            {
+                                node.note_heads_offered();
+                            }
                             let fetcher = PeerFetcher {
                                 source,
                                 peers: fetch_order(&node, Some(&m.from)),
@@ -242,8 +251,9 @@ async fn answer_heads(
 /// A new trusted peer's first sync (its store is empty; see `CrdtNode::wait_synced`):
 /// once another trusted peer is connected it publishes empty broadcasts (the trusted
 /// peers answer with their heads) until it has taken heads from one of them, or for
-/// `FIRST_SYNC_ANSWER` (none of them has any). With no other trusted peer connected
-/// within `FIRST_SYNC_ALONE`, it starts alone.
+/// `FIRST_SYNC_ANSWER` (none of them has any; heads that arrived get `FIRST_SYNC_APPLY` to
+/// be applied). With no other trusted peer connected within `FIRST_SYNC_ALONE`, it starts
+/// alone.
 pub fn spawn_first_sync(
     node: Arc<CrdtNode>,
     client: TransportClient,
@@ -257,7 +267,13 @@ pub fn spawn_first_sync(
         let mut asked_at: Option<tokio::time::Instant> = None;
         while !node.is_synced() {
             match asked_at {
-                Some(t) if t.elapsed() >= FIRST_SYNC_ANSWER => {
+                // Heads arrived and are being applied (their nodes fetched): the applier
+                // ends the first sync; only a fetch that never finishes ends it here.
+                Some(t) if node.heads_offered() && t.elapsed() >= FIRST_SYNC_APPLY => {
+                    node.mark_synced("the trusted peers' heads could not be applied in time (retried on their next rebroadcast)");
+                    return;
+                }
+                Some(t) if !node.heads_offered() && t.elapsed() >= FIRST_SYNC_ANSWER => {
                     node.mark_synced("no trusted peer had heads to send");
                     return;
                 }
