@@ -30,6 +30,7 @@ pub mod router;
 pub mod server;
 pub mod spool;
 pub mod tls;
+pub mod trailers_asked;
 
 use std::{
     future::Future,

@@ -2,6 +2,7 @@
 //! or rustls, with upstream's middleware order (access log → auth → CORS → trailing-slash
 //! redirect → router) and limits (header size → 431, header read timeout).
 
+use crate::trailers_asked::TrailersAsked;
 use std::{
     net::SocketAddr,
     sync::{
@@ -439,7 +440,8 @@ pub async fn serve(
                         Ok(Ok(tls)) => {
                             // No peek on TLS: the first read itself has the deadline.
                             let tls = crate::first_byte::FirstByteDeadline::new(tls, first_byte);
-                            let conn = builder.serve_connection(TokioIo::new(tls), svc);
+                            let conn = builder
+                                .serve_connection(TokioIo::new(TrailersAsked::new(tls)), svc);
                             tokio::pin!(conn);
                             tokio::select! {
                                 r = conn.as_mut() => r,
@@ -523,7 +525,7 @@ pub async fn serve_io<I>(
         let app = app.clone();
         async move { Ok::<_, std::convert::Infallible>(app.call(req, remote.into()).await) }
     });
-    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    let conn = builder.serve_connection(TokioIo::new(TrailersAsked::new(io)), svc);
     tokio::pin!(conn);
     let res = tokio::select! {
         r = conn.as_mut() => r,
@@ -558,7 +560,7 @@ pub async fn serve_libp2p<I>(
         let remote = remote.clone();
         async move { Ok::<_, std::convert::Infallible>(app.call(req, remote).await) }
     });
-    let conn = b.serve_connection(TokioIo::new(io), svc);
+    let conn = b.serve_connection(TokioIo::new(TrailersAsked::new(io)), svc);
     tokio::pin!(conn);
     let res = tokio::select! {
         r = conn.as_mut() => r,
