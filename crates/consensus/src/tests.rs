@@ -422,8 +422,9 @@ async fn late_joiner_catches_up_from_a_streamed_snapshot() {
         .await
         .unwrap();
     a.raft.trigger().snapshot().await.unwrap();
+    // Building it can take seconds on a loaded machine (seen: 5 s was not enough).
     a.raft
-        .wait(Some(Duration::from_secs(5)))
+        .wait(Some(Duration::from_secs(30)))
         .metrics(|m| m.snapshot.is_some_and(|s| s.index >= 30), "snapshot")
         .await
         .unwrap();
