@@ -421,13 +421,23 @@ async fn late_joiner_catches_up_from_a_streamed_snapshot() {
         )
         .await
         .unwrap();
-    a.raft.trigger().snapshot().await.unwrap();
-    // Building it can take seconds on a loaded machine (seen: 5 s was not enough).
-    a.raft
-        .wait(Some(Duration::from_secs(30)))
-        .metrics(|m| m.snapshot.is_some_and(|s| s.index >= 30), "snapshot")
-        .await
-        .unwrap();
+    // A trigger while another snapshot is being built (the automatic policy's, here at
+    // 29) is dropped, and building takes seconds on a loaded machine: trigger again until
+    // one covers index 30 (seen: one trigger and 5 s were not enough).
+    let mut covered = false;
+    for _ in 0..10 {
+        a.raft.trigger().snapshot().await.unwrap();
+        covered = a
+            .raft
+            .wait(Some(Duration::from_secs(3)))
+            .metrics(|m| m.snapshot.is_some_and(|s| s.index >= 30), "snapshot")
+            .await
+            .is_ok();
+        if covered {
+            break;
+        }
+    }
+    assert!(covered, "no snapshot covering index 30 after 10 triggers");
     a.raft
         .trigger()
         .purge_log(a.raft.metrics().borrow().snapshot.unwrap().index)
