@@ -948,44 +948,16 @@ fn run_blocking_fed(
     stdin: Option<&[u8]>,
 ) -> Out {
     let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_remove("CLUSTER_CREDENTIALS")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(args).env_remove("CLUSTER_CREDENTIALS");
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
-    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        let _ = pipe.write_all(data);
-    }
-    // The large-directory add needs longer on a loaded machine (a local CI run killed it
-    // at 300 s after 214 of its 1,000+ files on our side).
-    let secs = if args.iter().any(|a| a == "big-dir") {
-        1200
-    } else {
-        60
-    };
-    let until = Instant::now() + Duration::from_secs(secs);
-    while child.try_wait().ok().flatten().is_none() {
-        if Instant::now() > until {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("ctl output");
+    let o = output_within(cmd, stdin.map(<[u8]>::to_vec), Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("running {}: {e:#}", program.display()));
     Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: o.code,
+        stdout: o.stdout,
+        stderr: o.stderr,
     }
 }
 
@@ -1172,6 +1144,7 @@ impl World {
     async fn run(&self, ctl_of: Impl, api: Impl, c: &Case, cids: &[String]) -> Out {
         let side = self.side(api);
         let args = Vars { side, cids }.fill(&c.args);
+        let started = Instant::now();
         let o = ctl(
             self.t.ctl(ctl_of),
             side.peers[0].ports.rest,
@@ -1179,6 +1152,15 @@ impl World {
             Some(&self.files),
         )
         .await;
+        if started.elapsed() > Duration::from_secs(10) {
+            eprintln!(
+                "compat: slow: {} ctl → {} API: {} took {:.1?}",
+                ctl_of.label(),
+                api.label(),
+                c.args.join(" "),
+                started.elapsed()
+            );
+        }
         normalise_out(&Norm::of(side).with_cids(cids), &o, c.sorted)
     }
 

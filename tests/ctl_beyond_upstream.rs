@@ -8,10 +8,9 @@
 //! expectations written here.
 
 use std::{
-    io::Write,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
-    time::{Duration, Instant},
+    process::Command,
+    time::Duration,
 };
 
 use ipfs_cluster_tests::*;
@@ -28,41 +27,16 @@ struct Out {
 /// Runs `ipfs-cluster-ctl` (blocking) with optional stdin bytes and working directory.
 fn ctl_blocking(args: &[String], stdin: Option<Vec<u8>>, cwd: Option<PathBuf>) -> Out {
     let mut cmd = Command::new(bin("ipfs-cluster-ctl"));
-    cmd.args(args)
-        .env_remove("CLUSTER_CREDENTIALS")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
+    cmd.args(args).env_remove("CLUSTER_CREDENTIALS");
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
-    let mut child = cmd.spawn().expect("starting ipfs-cluster-ctl");
-    if let Some(data) = stdin {
-        let mut pipe = child.stdin.take().unwrap();
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(&data);
-        });
-    }
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            panic!("ipfs-cluster-ctl {args:?} did not exit within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
+    let o = output_within(cmd, stdin, Duration::from_secs(60)).expect("running ipfs-cluster-ctl");
+    assert!(!o.timed_out, "ipfs-cluster-ctl {args:?} did not exit within 60 s");
     Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: o.code,
+        stdout: o.stdout,
+        stderr: o.stderr,
     }
 }
 

@@ -369,31 +369,85 @@ pub async fn get_json(url: &str) -> Result<serde_json::Value> {
     serde_json::from_str(&text).with_context(|| format!("GET {url}: not JSON: {text}"))
 }
 
-/// Runs a workspace binary to completion with a timeout; returns (exit code, stdout, stderr).
-pub fn run_bin(name: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(i32, String, String)> {
-    let mut cmd = Command::new(bin(name));
-    cmd.args(args).stdin(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
+/// What a finished (or killed) command printed.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The exit code; -1 when killed by a signal (also after `timed_out`).
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// The command was killed at the time limit.
+    pub timed_out: bool,
+}
+
+/// Runs `cmd` to completion with `stdin` written to it, killing it after `limit`.
+/// stdout and stderr are read while it runs: a program that prints more than a pipe
+/// holds (64 KiB) would otherwise block on its write until the limit and look slow.
+pub fn output_within(mut cmd: Command, stdin: Option<Vec<u8>>, limit: Duration) -> Result<Output> {
+    use std::io::{Read, Write};
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        });
     }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        if child.try_wait()?.is_some() {
-            break;
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
+    let until = Instant::now() + limit;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
         }
         if Instant::now() > until {
             let _ = child.kill();
-            bail!("{name} {args:?} did not exit within 30 s");
+            timed_out = true;
+            break child.wait()?;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // A grandchild holding the pipes open would keep the readers waiting: the kill above
+    // ends the program itself, which is all the callers start.
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    Ok(Output {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        timed_out,
+    })
+}
+
+/// Runs a workspace binary to completion with a timeout; returns (exit code, stdout, stderr).
+pub fn run_bin(name: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(i32, String, String)> {
+    let mut cmd = Command::new(bin(name));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
     }
-    let out = child.wait_with_output()?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+    let o = output_within(cmd, None, Duration::from_secs(30))?;
+    if o.timed_out {
+        bail!("{name} {args:?} did not exit within 30 s");
+    }
+    Ok((o.code, o.stdout, o.stderr))
 }
 
 /// Starts every future at once and waits for all (each `start` polls its own readiness).
