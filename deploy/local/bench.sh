@@ -46,13 +46,15 @@ run_example() { # heading, block name, crate, example, args...
   local cmd="cargo run --release -p ipfs-cluster-$crate --example $example"
   if [ $# -gt 0 ]; then cmd="$cmd -- $*"; set -- -- "$@"; fi
   echo "bench: $cmd (output: $log)" >&2
-  if timeout 900 "$CARGO" run --release -q -p "ipfs-cluster-$crate" --example "$example" "$@" >"$log" 2>&1; then
+  # stdout is the figures; stderr (diagnostics, e.g. raft's vote errors while the nodes
+  # connect) goes beside it and is shown only when the example fails.
+  if timeout 900 "$CARGO" run --release -q -p "ipfs-cluster-$crate" --example "$example" "$@" >"$log" 2>"$log.stderr"; then
     cat "$log"
     "$TARGET_DIR/release/ipfs-cluster-bench" section --out "$OUT" --heading "$heading" \
       --name "$name" --command "$cmd" --log "$log" || status=1
   else
-    tail -20 "$log" >&2
-    echo "bench: $cmd failed (see $log)" >&2
+    tail -20 "$log" "$log.stderr" >&2
+    echo "bench: $cmd failed (see $log and $log.stderr)" >&2
     status=1
   fi
 }
