@@ -63,5 +63,30 @@ run_example "## Peer calls" peer-calls-nodelay transport peer_call_bench --secs 
 run_example "## IPFS connector" ipfs-connector ipfs-connector connector_bench
 run_example "## Consensus" consensus consensus bench 2000 100000
 
+# Collaborative clusters: how long a pinset takes to reach 50 followers (the scale test of
+# tests/follow.rs, run in release; its result lines become the followers block).
+run_followers() { # followers pins
+  local n="$1" pins="$2" raw="$TARGET_DIR/bench-logs/followers-$1-$2.raw"
+  local log="$TARGET_DIR/bench-logs/followers.txt"
+  echo "bench: FOLLOWERS=$n PINS=$pins cargo test --release -p ipfs-cluster-tests --test follow -- --ignored many_followers (output: $raw)" >&2
+  if FOLLOWERS="$n" PINS="$pins" timeout 2400 "$CARGO" test --release -q -p ipfs-cluster-tests \
+      --test follow -- --ignored many_followers --nocapture >"$raw" 2>&1; then
+    grep '^FOLLOWERS=' "$raw" >>"$log"
+  else
+    tail -20 "$raw" >&2
+    echo "bench: the followers run ($n followers, $pins pins) failed (see $raw)" >&2
+    status=1
+  fi
+}
+rm -f "$TARGET_DIR/bench-logs/followers.txt"
+run_followers 50 1000
+run_followers 50 10000
+if [ -s "$TARGET_DIR/bench-logs/followers.txt" ]; then
+  cat "$TARGET_DIR/bench-logs/followers.txt"
+  "$TARGET_DIR/release/ipfs-cluster-bench" section --out "$OUT" --heading "## Followers" \
+    --name followers --command "FOLLOWERS=50 PINS=1000|10000 cargo test --release -p ipfs-cluster-tests --test follow -- --ignored many_followers --nocapture" \
+    --log "$TARGET_DIR/bench-logs/followers.txt" || status=1
+fi
+
 echo "bench: report in $OUT" >&2
 exit "$status"
