@@ -148,6 +148,19 @@ pub fn pin_update(
     Ok(p)
 }
 
+/// Upstream PinType bit of a proto PinType value (log2 encoding): data=2, meta=4, ...
+pub fn type_bit(t: i32) -> u32 {
+    if (0..=4).contains(&t) {
+        1u32 << t
+    } else {
+        0
+    }
+}
+
+pub fn type_matches(t: i32, filter: u32) -> bool {
+    filter == 0 || type_bit(t) & filter != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,6 @@
 //! codes. The binary only calls [`run`]; everything (parsing, requests, formatting, exit codes)
 //! lives here so tests can drive it with in-memory stdout/stderr.
 
-pub mod add;
 pub mod cli;
 pub mod client;
 pub mod commands;

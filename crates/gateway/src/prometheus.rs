@@ -14,8 +14,8 @@ use ipfs_cluster_observability::{
 };
 
 use crate::{
-    router::{self, Match, Route},
-    server::ApiKind,
+    http::router::{self, Match, Route},
+    options::ApiKind,
 };
 
 struct Http {

@@ -19,7 +19,7 @@ use ipfs_cluster_consensus::{
     allocate::{allocate, AllocInput, MetricStore as AllocMetrics},
     pinning::check_replication,
 };
-use ipfs_cluster_gateway::peer_metrics::PeerMetricStore as GatewayMetrics;
+use ipfs_cluster_gateway::backend::peer_metrics::PeerMetricStore as GatewayMetrics;
 use ipfs_cluster_proto::{transport::v1::BroadcastMessage, types::v1::Metric, METRICS_TOPIC};
 use ipfs_cluster_transport::{
     service::{admit_metric, MAX_METRIC_BYTES},

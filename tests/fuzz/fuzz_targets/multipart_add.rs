@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::{Full, StreamBody};
 use hyper::{body::Frame, service::service_fn, Request, Response};
 use hyper_util::rt::TokioIo;
-use ipfs_cluster_gateway::multipart::{self, Event, Multipart};
+use ipfs_cluster_gateway::add::multipart::{self, Event, Multipart};
 use libfuzzer_sys::fuzz_target;
 
 /// A runtime per case: dropping it drops every task of the case, so nothing outlives it

@@ -21,8 +21,7 @@ use ipfs_cluster_proto::types::v1::{Pin, PinType};
 
 use crate::{
     allocate::{allocate, now_nanos, single_peer, AllocInput, MetricStore},
-    pinning::{normalize_cid, pin_update, setup_pin, PinDefaults},
-    store::type_matches,
+    pinning::{normalize_cid, pin_update, setup_pin, type_matches, PinDefaults},
 };
 
 /// Pins read from the store per page (List, Export, Watch syncs).

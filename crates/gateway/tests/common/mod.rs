@@ -367,7 +367,7 @@ impl tpb::transport_server::Transport for FakeTransport {
 /// A running gateway (REST listener + Gateway gRPC) in front of the doubles.
 pub struct Harness {
     pub world: Arc<World>,
-    pub metrics: Arc<ipfs_cluster_gateway::peer_metrics::PeerMetricStore>,
+    pub metrics: Arc<ipfs_cluster_gateway::backend::peer_metrics::PeerMetricStore>,
     pub rest: SocketAddr,
     pub pinsvc: SocketAddr,
     pub grpc: SocketAddr,
@@ -490,6 +490,7 @@ pub async fn start(tune: impl FnOnce(&mut ipfs_cluster_gateway::HttpApiOptions))
     tokio::spawn(ipfs_cluster_gateway::serve_api(ps, rx.clone()));
     let svc = ipfs_cluster_gateway::grpc::GatewayService {
         libp2p_http_target: String::new(),
+        tunnel: None,
         rest_auth_required: false,
         backends,
         rest_listen: vec![],
