@@ -8,7 +8,7 @@ use ipfs_cluster_proto::types::v1::{Metric, Pin};
 
 /// The peer metric store (one for every service: the runtime's), under the name the
 /// allocator and crdt mode use.
-pub use ipfs_cluster_runtime::peer_metrics::{now_nanos, PeerMetricStore as MetricStore};
+pub use ipfs_cluster_runtime::peer_metrics::{now_nanos, PeerMetricStore};
 
 pub struct AllocInput<'a> {
     pub existing: Option<&'a Pin>,
@@ -45,7 +45,7 @@ pub fn single_peer(
 /// Returns the allocations for a pin, or upstream's error message.
 pub fn allocate(
     input: &AllocInput<'_>,
-    metrics: &MetricStore,
+    peer_metrics: &PeerMetricStore,
     now: i64,
 ) -> Result<Vec<String>, String> {
     let (rmin, rmax) = (input.rmin, input.rmax);
@@ -64,7 +64,7 @@ pub fn allocate(
     // peer -> name -> metric, only peers holding every allocate_by metric.
     let mut by_peer: HashMap<String, HashMap<String, Metric>> = HashMap::new();
     for name in input.allocate_by {
-        for (peer, m) in metrics.latest(name, input.members, now) {
+        for (peer, m) in peer_metrics.latest(name, input.members, now) {
             by_peer.entry(peer).or_default().insert(name.clone(), m);
         }
     }
@@ -238,7 +238,7 @@ mod tests {
 
     #[test]
     fn balanced_spreads_across_groups_by_freespace() {
-        let ms = MetricStore::default();
+        let ms = PeerMetricStore::default();
         for (p, g, f) in [
             ("p1", "a", 10),
             ("p2", "a", 50),
@@ -277,7 +277,7 @@ mod tests {
 
     #[test]
     fn rules_for_current_priority_and_blacklist() {
-        let ms = MetricStore::default();
+        let ms = PeerMetricStore::default();
         for (p, f) in [("p1", 10), ("p2", 50), ("p3", 30)] {
             ms.add(m("freespace", p, &f.to_string(), f, false));
         }
@@ -391,7 +391,7 @@ mod tests {
     /// overflow (a panic in debug builds, a wrapped order in release ones).
     #[test]
     fn huge_weights_and_factors_do_not_overflow() {
-        let ms = MetricStore::default();
+        let ms = PeerMetricStore::default();
         ms.add(m("tag:x", "p1", "a", i64::MAX, true));
         ms.add(m("tag:x", "p2", "a", i64::MAX, true));
         ms.add(m("tag:x", "p3", "b", i64::MIN, true));

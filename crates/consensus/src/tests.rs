@@ -604,8 +604,8 @@ async fn leader_allocates_by_metrics_and_repins_from_dead_peers() {
     let far = i64::MAX;
     for n in &nodes {
         for (p, free) in [("peerA", 300), ("peerB", 200), ("peerC", 100)] {
-            n.metrics.add(metric("freespace", p, free, far));
-            n.metrics.add(metric("ping", p, 0, far));
+            n.peer_metrics.add(metric("freespace", p, free, far));
+            n.peer_metrics.add(metric("ping", p, 0, far));
         }
     }
     let p = nodes[2].pin(pin(C1, 2, 2)).await.unwrap();
@@ -629,8 +629,10 @@ async fn leader_allocates_by_metrics_and_repins_from_dead_peers() {
         .clone();
     if leader.opts.peer_id == "peerA" {
         // Keep the leader alive in this test: kill peerB instead.
-        leader.metrics.add(metric("ping", "peerB", 0, 1));
-        leader.metrics.add(metric("freespace", "peerB", 200, 1));
+        leader.peer_metrics.add(metric("ping", "peerB", 0, 1));
+        leader
+            .peer_metrics
+            .add(metric("freespace", "peerB", 200, 1));
         let mut alerted = Default::default();
         assert_eq!(leader.check_dead_peers(&mut alerted).await, 1);
         assert_eq!(
@@ -643,8 +645,10 @@ async fn leader_allocates_by_metrics_and_repins_from_dead_peers() {
             "one alert per failure"
         );
     } else {
-        leader.metrics.add(metric("ping", "peerA", 0, 1));
-        leader.metrics.add(metric("freespace", "peerA", 300, 1));
+        leader.peer_metrics.add(metric("ping", "peerA", 0, 1));
+        leader
+            .peer_metrics
+            .add(metric("freespace", "peerA", 300, 1));
         let mut alerted = Default::default();
         assert_eq!(leader.check_dead_peers(&mut alerted).await, 1);
         assert_eq!(
@@ -938,7 +942,7 @@ async fn user_allocations_guide_allocation_but_are_not_stored() {
     for n in &nodes {
         wait_leader(n).await;
         for (p, free) in [("peerA", 300), ("peerB", 200), ("peerC", 100)] {
-            n.metrics.add(metric("freespace", p, free, i64::MAX));
+            n.peer_metrics.add(metric("freespace", p, free, i64::MAX));
         }
     }
     let mut p = pin(C1, 1, 1);

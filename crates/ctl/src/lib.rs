@@ -7,10 +7,10 @@ pub mod client;
 pub mod commands;
 pub mod error;
 pub mod format;
+pub mod go_text;
 pub mod graph;
 pub mod help;
 pub mod p2p;
-pub mod util;
 
 use std::ffi::OsString;
 use std::io::Write;

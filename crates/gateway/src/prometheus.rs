@@ -59,8 +59,8 @@ fn rest_template(r: &Route) -> &'static str {
         Route::HealthGraph => "/health/graph",
         Route::Alerts => "/health/alerts",
         Route::Bandwidth => "/health/bandwidth",
-        Route::Metrics { .. } => "/monitor/metrics/{name}",
-        Route::MetricNames => "/monitor/metrics",
+        Route::PeerMetrics { .. } => "/monitor/metrics/{name}",
+        Route::PeerMetricNames => "/monitor/metrics",
         Route::Token => "/token",
         Route::Health => "/health",
     }

@@ -16,7 +16,7 @@ use std::{collections::HashSet, str::FromStr, sync::Arc, time::Duration};
 
 use futures::executor::block_on;
 use ipfs_cluster_consensus::{
-    allocate::{allocate, AllocInput, MetricStore as AllocMetrics},
+    allocate::{allocate, AllocInput, PeerMetricStore as AllocMetrics},
     pinning::check_replication,
 };
 use ipfs_cluster_gateway::backend::peer_metrics::PeerMetricStore as GatewayMetrics;

@@ -20,7 +20,7 @@ use ipfs_cluster_crdt::{pin_cid_from_key, pin_key, Batcher, CrdtStore, Op, Publi
 use ipfs_cluster_proto::types::v1::{Pin, PinType};
 
 use crate::{
-    allocate::{allocate, now_nanos, single_peer, AllocInput, MetricStore},
+    allocate::{allocate, now_nanos, single_peer, AllocInput, PeerMetricStore},
     pinning::{normalize_cid, pin_update, setup_pin, type_matches, PinDefaults},
 };
 
@@ -56,7 +56,7 @@ pub struct CrdtOptions {
 pub struct CrdtNode {
     pub opts: CrdtOptions,
     pub store: CrdtStore,
-    pub metrics: Arc<MetricStore>,
+    pub peer_metrics: Arc<PeerMetricStore>,
     /// Taken out at shutdown (which commits what is queued).
     batcher: std::sync::Mutex<Option<Batcher>>,
     batching: bool,
@@ -144,7 +144,7 @@ impl CrdtNode {
             offered: std::sync::atomic::AtomicBool::new(false),
             opts,
             store,
-            metrics: Arc::new(MetricStore::default()),
+            peer_metrics: Arc::new(PeerMetricStore::default()),
             batching: batcher.is_some(),
             batcher: std::sync::Mutex::new(batcher),
             broadcaster,
@@ -244,7 +244,7 @@ impl CrdtNode {
     /// The peerset: this peer and every peer with a live `peerset_metric` metric.
     pub fn peerset(&self) -> Vec<String> {
         let mut p = self
-            .metrics
+            .peer_metrics
             .live_peers(&self.opts.peerset_metric, now_nanos());
         if !p.contains(&self.opts.peer_id) {
             p.push(self.opts.peer_id.clone());
@@ -317,7 +317,7 @@ impl CrdtNode {
             members: &members,
             allocate_by: &self.opts.allocate_by,
         };
-        allocate(&input, &self.metrics, now_nanos()).map_err(Status::failed_precondition)
+        allocate(&input, &self.peer_metrics, now_nanos()).map_err(Status::failed_precondition)
     }
 
     async fn write(&self, key: String, value: Option<Vec<u8>>) -> Result<(), Status> {

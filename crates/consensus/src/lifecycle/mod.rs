@@ -345,8 +345,8 @@ pub async fn run(
     }
     // The peer monitor: every peer's latest metrics, for allocation.
     let monitor_node = node.clone();
-    ipfs_cluster_runtime::monitor::follow_metrics(transport.clone(), move |m| {
-        monitor_node.metrics.add(m)
+    ipfs_cluster_runtime::monitor::follow_peer_metrics(transport.clone(), move |m| {
+        monitor_node.peer_metrics.add(m)
     });
     tracing::info!(peer = %peer_id, addr = %consensus_addr, raft_dir = %raft_dir.display(), "consensus service ready");
 

@@ -126,7 +126,7 @@ impl Node {
             .into_iter()
             .filter(|p| *p != self.opts.peer_id)
             .collect();
-        let dead = self.metrics.expired("ping", &members, now_nanos());
+        let dead = self.peer_metrics.expired("ping", &members, now_nanos());
         alerted.retain(|p| dead.contains(p));
         let mut n = 0;
         for p in dead {

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tonic::Status;
 
 use crate::{
-    allocate::{allocate, now_nanos, single_peer, AllocInput, MetricStore},
+    allocate::{allocate, now_nanos, single_peer, AllocInput, PeerMetricStore},
     pinning::{normalize_cid, pin_update, setup_pin, PinDefaults},
     raft::{
         command::{ApplyResult, PinBytes, PinOp, Raft, TypeConfig},
@@ -165,7 +165,7 @@ pub struct Node {
     pub store: Store,
     pub opts: Options,
     pub id: NodeId,
-    pub metrics: Arc<MetricStore>,
+    pub peer_metrics: Arc<PeerMetricStore>,
     carrier: Arc<dyn RaftCarrier>,
     /// Set to true when this peer was removed from the cluster (it must shut down).
     removed: watch::Sender<bool>,
@@ -287,7 +287,7 @@ impl Node {
             store,
             opts,
             id,
-            metrics: Arc::new(MetricStore::default()),
+            peer_metrics: Arc::new(PeerMetricStore::default()),
             carrier,
             removed,
             membership_lock: tokio::sync::Mutex::new(()),

@@ -324,7 +324,7 @@ impl Node {
             members: &members,
             allocate_by: &self.opts.allocate_by,
         };
-        allocate(&input, &self.metrics, now_nanos()).map_err(Status::failed_precondition)
+        allocate(&input, &self.peer_metrics, now_nanos()).map_err(Status::failed_precondition)
     }
 
     pub(super) async fn unpin_here(&self, cid: &str) -> Result<Pin, Status> {

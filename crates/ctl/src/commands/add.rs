@@ -234,7 +234,7 @@ pub async fn add(
 
     let boundary = format!(
         "{:032x}",
-        crate::util::now_ns() as u128 ^ ((std::process::id() as u128) << 64)
+        crate::go_text::now_ns() as u128 ^ ((std::process::id() as u128) << 64)
     );
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let producer_bar = bar.clone();
@@ -324,7 +324,7 @@ pub async fn add(
                     .unwrap_or(a.replication_min),
                 _ => a.replication_min,
             };
-            let timeout = crate::util::go_duration_std(&a.wait_timeout)
+            let timeout = crate::go_text::go_duration_std(&a.wait_timeout)
                 .map_err(|e| CtlError::local("parsing wait-timeout", e))?;
             wait_for(ctx, root, "pinned", timeout, rmin).await?;
         }

@@ -16,7 +16,7 @@ use crate::cli::{self, Cli, Command, HealthCmd, IpfsCmd, PeersCmd, PinCmd, WaitA
 use crate::client::{Body, Client, ClientConfig, Endpoint};
 use crate::error::{ApiError, CtlError, CtlResult, LocalError};
 use crate::format;
-use crate::util;
+use crate::go_text;
 
 /// What every command needs: the client and the output encoding.
 pub struct Ctx {
@@ -328,14 +328,14 @@ pub async fn dispatch(
             Some(n) => {
                 let path = format!("/monitor/metrics/{}", path_escape_segment(&n));
                 if let Some(v) = c.call(Method::GET, &path, Body::Empty).await? {
-                    let now = util::now_ns();
+                    let now = go_text::now_ns();
                     print_list::<api::Metric>(ctx, out, &v, |m| format::metric(m, now))?;
                 }
             }
         },
         Command::Health(HealthCmd::Alerts) => {
             if let Some(v) = c.call(Method::GET, "/health/alerts", Body::Empty).await? {
-                let now = util::now_ns();
+                let now = go_text::now_ns();
                 print_list::<api::Alert>(ctx, out, &v, |a| format::alert(a, now))?;
             }
         }
@@ -418,7 +418,7 @@ pub async fn handle_pin_response(
                 0
             }
         });
-        let timeout = util::go_duration_std(&w.wait_timeout)
+        let timeout = go_text::go_duration_std(&w.wait_timeout)
             .map_err(|e| CtlError::local("parsing wait-timeout", e))?;
         status = Some(wait_for(ctx, &cid, target, timeout, limit).await?);
     }
@@ -695,8 +695,8 @@ pub fn parse_expire_in(s: &str) -> CtlResult<Option<String>> {
     if s.is_empty() {
         return Ok(None);
     }
-    let ns = util::parse_go_duration(s).map_err(|e| CtlError::local("parsing expire-in", e))?;
-    Ok(Some(util::expire_at_from_now(ns)))
+    let ns = go_text::parse_go_duration(s).map_err(|e| CtlError::local("parsing expire-in", e))?;
+    Ok(Some(go_text::expire_at_from_now(ns)))
 }
 
 /// `--metadata k=v` (repeatable).

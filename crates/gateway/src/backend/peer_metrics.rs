@@ -107,7 +107,7 @@ pub fn spawn(
     ipfs_cluster_runtime::monitor::spawn_checker(check_interval, move || {
         checker.check(now_nanos())
     });
-    ipfs_cluster_runtime::monitor::follow_metrics(transport, move |m| store.add(m));
+    ipfs_cluster_runtime::monitor::follow_peer_metrics(transport, move |m| store.add(m));
 }
 
 #[cfg(test)]

@@ -27,8 +27,8 @@ pub enum Route {
     HealthGraph,
     Alerts,
     Bandwidth,
-    Metrics { name: String },
-    MetricNames,
+    PeerMetrics { name: String },
+    PeerMetricNames,
     Token,
     Health,
 }
@@ -104,10 +104,10 @@ const REST_ROUTES: &[(Method, &[Seg], Builder)] = &[
         Route::Bandwidth
     }),
     (Method::GET, &[Lit("monitor"), Lit("metrics"), Var], |v| {
-        Route::Metrics { name: v[0].clone() }
+        Route::PeerMetrics { name: v[0].clone() }
     }),
     (Method::GET, &[Lit("monitor"), Lit("metrics")], |_| {
-        Route::MetricNames
+        Route::PeerMetricNames
     }),
     (Method::POST, &[Lit("token")], |_| Route::Token),
     (Method::GET, &[Lit("health")], |_| Route::Health),
@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(r(Method::GET, "/pins/a/b/c"), Match::NotFound);
         assert_eq!(
             r(Method::GET, "/monitor/metrics/ping"),
-            Match::Found(Route::Metrics {
+            Match::Found(Route::PeerMetrics {
                 name: "ping".into()
             })
         );

@@ -167,10 +167,10 @@ async fn dispatch(
         Route::HealthGraph => Ok(reply::ok_json(&crate::rest::health::graph(b).await?)),
         Route::Alerts => Ok(reply::ok_json(&b.peer_metrics.alerts())),
         Route::Bandwidth => Ok(reply::ok_json(&crate::rest::health::bandwidth(b).await?)),
-        Route::Metrics { name } => Ok(reply::ok_json(
-            &crate::rest::health::metrics(b, &name).await?,
+        Route::PeerMetrics { name } => Ok(reply::ok_json(
+            &crate::rest::health::peer_metrics(b, &name).await?,
         )),
-        Route::MetricNames => Ok(reply::ok_json(&b.peer_metrics.names())),
+        Route::PeerMetricNames => Ok(reply::ok_json(&b.peer_metrics.names())),
         Route::Token => token(ctx.credentials.as_ref(), ctx.user.as_ref(), q),
         Route::Health => Ok(reply::no_content()),
     }

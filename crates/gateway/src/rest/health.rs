@@ -13,7 +13,7 @@ use prost::Message;
 
 use crate::{backend::Backends, http::reply::ApiError};
 
-pub async fn metrics(b: &Backends, name: &str) -> Result<Vec<api::Metric>, ApiError> {
+pub async fn peer_metrics(b: &Backends, name: &str) -> Result<Vec<api::Metric>, ApiError> {
     let peers = b.member_list().await?;
     Ok(b.peer_metrics.latest(name, &peers))
 }
