@@ -21,6 +21,26 @@ pub struct AllocInput<'a> {
     pub allocate_by: &'a [String],
 }
 
+/// Why a pin cannot be allocated, with upstream's messages (FAILED_PRECONDITION at the
+/// gRPC edge: the cluster, not the request, is short of peers).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AllocError {
+    #[error("bad replication factors: {rmin}/{rmax}")]
+    BadReplication { rmin: i32, rmax: i32 },
+    #[error("not enough peers to allocate CID. Needed at least: {needed}. Wanted at most: {wanted}. Available candidates: {available}. See logs for more info.")]
+    NotEnoughPeers {
+        needed: i32,
+        wanted: i32,
+        available: usize,
+    },
+}
+
+impl ipfs_cluster_runtime::ServiceError for AllocError {
+    fn error_code(&self) -> ipfs_cluster_runtime::ErrorCode {
+        ipfs_cluster_runtime::ErrorCode::FailedPrecondition
+    }
+}
+
 /// A cluster of one (this peer alone) needs no metrics: the only candidate is this peer,
 /// and asking for more copies fails with upstream's message. `None` when the general
 /// allocator decides.
@@ -29,14 +49,16 @@ pub fn single_peer(
     self_id: &str,
     rmin: i32,
     rmax: i32,
-) -> Option<Result<Vec<String>, String>> {
+) -> Option<Result<Vec<String>, AllocError>> {
     if members.len() != 1 || members[0] != self_id || rmin <= 0 {
         return None;
     }
     Some(if rmin > 1 {
-        Err(format!(
-            "not enough peers to allocate CID. Needed at least: {rmin}. Wanted at most: {rmax}. Available candidates: 1. See logs for more info."
-        ))
+        Err(AllocError::NotEnoughPeers {
+            needed: rmin,
+            wanted: rmax,
+            available: 1,
+        })
     } else {
         Ok(members.to_vec())
     })
@@ -47,12 +69,12 @@ pub fn allocate(
     input: &AllocInput<'_>,
     peer_metrics: &PeerMetricStore,
     now: i64,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, AllocError> {
     let (rmin, rmax) = (input.rmin, input.rmax);
     // Widened: a pin may ask for i32::MAX copies (rmin = rmax = i32::MAX passes
     // check_replication), and the sum must not overflow (tests/fuzz `gossip_metric`).
     if i64::from(rmin) + i64::from(rmax) == 0 {
-        return Err(format!("bad replication factors: {rmin}/{rmax}"));
+        return Err(AllocError::BadReplication { rmin, rmax });
     }
     if rmin < 0 && rmax < 0 {
         return Ok(vec![]);
@@ -99,10 +121,10 @@ pub fn allocate(
     if needed <= 0 {
         return Ok(current);
     }
-    let not_enough = |k: usize| {
-        format!(
-            "not enough peers to allocate CID. Needed at least: {needed}. Wanted at most: {wanted}. Available candidates: {k}. See logs for more info."
-        )
+    let not_enough = |available: usize| AllocError::NotEnoughPeers {
+        needed,
+        wanted,
+        available,
     };
     let available = priority.len() + candidates.len();
     if (available as i32) < needed {
@@ -271,7 +293,7 @@ mod tests {
             rmax: 6,
             ..input
         };
-        let e = allocate(&input, &ms, 0).unwrap_err();
+        let e = allocate(&input, &ms, 0).unwrap_err().to_string();
         assert!(e.starts_with("not enough peers to allocate CID. Needed at least: 6. Wanted at most: 6. Available candidates: 5."), "{e}");
     }
 
@@ -306,6 +328,7 @@ mod tests {
             10
         )
         .unwrap_err()
+        .to_string()
         .contains("bad replication factors"));
         let prio = s(&["p1"]);
         let got = allocate(
@@ -414,6 +437,7 @@ mod tests {
         };
         assert!(allocate(&input, &ms, 0)
             .unwrap_err()
+            .to_string()
             .starts_with("not enough peers to allocate CID"));
     }
 }

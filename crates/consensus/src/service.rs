@@ -7,6 +7,7 @@
 //! read. Watchers never slow raft down: a watcher more than `store::WATCH_BUFFER` changes
 //! behind gets RESOURCE_EXHAUSTED and must reconnect with the last index it processed.
 
+use ipfs_cluster_runtime::ServiceError;
 use std::{pin::Pin as StdPin, sync::Arc};
 
 use futures::Stream;
@@ -240,7 +241,7 @@ impl Consensus for ConsensusService {
     }
 
     async fn get(&self, req: Request<GetRequest>) -> Result<Response<Pin>, Status> {
-        let cid = normalize_cid(&req.into_inner().cid).map_err(Status::invalid_argument)?;
+        let cid = normalize_cid(&req.into_inner().cid).map_err(|e| e.to_status())?;
         match self.node.get(&cid).await? {
             Some(p) => Ok(Response::new(p)),
             None => Err(Status::not_found("pin is not part of the pinset")),

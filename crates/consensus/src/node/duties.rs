@@ -111,7 +111,7 @@ impl Node {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(%cid, %peer, error = %e.message(), "cannot re-allocate pin")
+                    tracing::warn!(%cid, %peer, error = %e, "cannot re-allocate pin")
                 }
             }
         }

@@ -3,6 +3,7 @@
 //! leader), with upstream's commit retries.
 
 use super::*;
+use ipfs_cluster_runtime::ServiceError;
 
 impl Node {
     /// Commits one op through raft on this leader (see `bounded`).
@@ -276,21 +277,23 @@ impl Node {
             .map(|o| o.pin_update.clone())
             .unwrap_or_default();
         if !update_from.is_empty() && update_from != pin.cid {
-            let from_cid = normalize_cid(&update_from).map_err(Status::invalid_argument)?;
+            let from_cid = normalize_cid(&update_from).map_err(|e| e.to_status())?;
             let from = self
                 .get(&from_cid)
                 .await?
                 .ok_or_else(|| Status::not_found("pin is not part of the pinset"))?;
             let p = pin_update(&from, &pin.cid, pin.options.as_ref(), now)
-                .map_err(Status::invalid_argument)?;
+                .map_err(|e| e.to_status())?;
             self.write_grouped(PinOp::Pin(PinBytes::encode(&p))).await?;
             return Ok(p);
         }
         let existing = self.get(&pin.cid).await?;
         setup_pin(&mut pin, existing.as_ref(), self.opts.defaults, now_nanos())
-            .map_err(Status::invalid_argument)?;
+            .map_err(|e| e.to_status())?;
         if pin.r#type != PinType::Meta as i32 && pin.allocations.is_empty() {
-            pin.allocations = self.allocate_for(&pin, existing.as_ref(), &[])?;
+            pin.allocations = self
+                .allocate_for(&pin, existing.as_ref(), &[])
+                .map_err(|e| e.to_status())?;
         }
         // user_allocations only guide this allocation: upstream does not persist them, but
         // returns them in the pin it answers with.
@@ -308,12 +311,12 @@ impl Node {
         pin: &Pin,
         existing: Option<&Pin>,
         blacklist: &[String],
-    ) -> Result<Vec<String>, Status> {
+    ) -> Result<Vec<String>, AllocError> {
         let o = pin.options.clone().unwrap_or_default();
         let (rmin, rmax) = (o.replication_factor_min, o.replication_factor_max);
         let members = self.member_ids();
         if let Some(r) = single_peer(&members, &self.opts.peer_id, rmin, rmax) {
-            return r.map_err(Status::failed_precondition);
+            return r;
         }
         let input = AllocInput {
             existing,
@@ -324,7 +327,7 @@ impl Node {
             members: &members,
             allocate_by: &self.opts.allocate_by,
         };
-        allocate(&input, &self.peer_metrics, now_nanos()).map_err(Status::failed_precondition)
+        allocate(&input, &self.peer_metrics, now_nanos())
     }
 
     pub(super) async fn unpin_here(&self, cid: &str) -> Result<Pin, Status> {
@@ -360,7 +363,7 @@ impl Node {
     /// Public write: pin (validated and allocated on the leader).
     pub async fn pin(&self, mut pin: Pin) -> Result<Pin, Status> {
         self.check_writable()?;
-        pin.cid = normalize_cid(&pin.cid).map_err(Status::invalid_argument)?;
+        pin.cid = normalize_cid(&pin.cid).map_err(|e| e.to_status())?;
         self.commit(Forward::Pin(PinBytes::encode(&pin)))
             .await?
             .ok_or_else(|| Status::internal("the leader returned no pin"))
@@ -368,7 +371,7 @@ impl Node {
 
     pub async fn unpin(&self, cid: &str) -> Result<Pin, Status> {
         self.check_writable()?;
-        let cid = normalize_cid(cid).map_err(Status::invalid_argument)?;
+        let cid = normalize_cid(cid).map_err(|e| e.to_status())?;
         // The pin as this peer knows it, for the answer when a retried attempt finds that an
         // unanswered earlier one removed it (`commit`).
         let before = self.get(&cid).await.ok().flatten();

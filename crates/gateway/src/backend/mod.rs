@@ -8,7 +8,6 @@ pub mod peer_metrics;
 use std::{collections::BTreeMap, time::Duration};
 
 use futures::{Stream, StreamExt};
-use http::StatusCode;
 use ipfs_cluster_proto::{
     client::{ConsensusClient, IpfsConnectorClient, TransportClient},
     consensus::v1 as cpb,
@@ -23,6 +22,7 @@ use prost::Message;
 use tonic::{Code, Request, Status};
 
 use ipfs_cluster_api as api;
+use ipfs_cluster_runtime::ErrorCode;
 
 use crate::http::reply::{ApiError, NOT_IN_PINSET};
 
@@ -51,26 +51,49 @@ fn req<T>(msg: T, timeout: Duration) -> Request<T> {
     r
 }
 
-/// Maps a gRPC failure of a local service to the REST error upstream would give.
-pub fn status_error(service: &str, s: &Status) -> ApiError {
-    match s.code() {
-        // Only consensus speaks about the pinset; upstream's 404 text must not name the CID.
-        Code::NotFound if service == "consensus" => {
-            ApiError::new(StatusCode::NOT_FOUND, NOT_IN_PINSET)
+/// The local services the gateway calls, as its error messages name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Local {
+    Consensus,
+    Transport,
+    IpfsConnector,
+}
+
+impl std::fmt::Display for Local {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Local::Consensus => "consensus",
+            Local::Transport => "transport",
+            Local::IpfsConnector => "ipfs connector",
+        })
+    }
+}
+
+/// Maps a gRPC failure of a local service to the REST error upstream would give, by its
+/// error code. Upstream answers 500 for every failure of the peer behind the API except
+/// an unsupported call and a pin that is not in the pinset: a NOT_FOUND from consensus,
+/// the owner of the pinset (the other services' NOT_FOUND, e.g. an IPFS path that does
+/// not resolve, is a 500 like their other failures).
+pub fn status_error(service: Local, s: &Status) -> ApiError {
+    match ErrorCode::from_grpc(s.code()) {
+        // Upstream's 404 text must not name the CID.
+        code @ ErrorCode::NotFound if service == Local::Consensus => {
+            ApiError::new(code.http_status(), NOT_IN_PINSET)
         }
-        Code::Unimplemented => ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            format!("{service}: {}", s.message()),
-        ),
+        code @ ErrorCode::Unimplemented => {
+            ApiError::new(code.http_status(), format!("{service}: {}", s.message()))
+        }
         // tonic attaches the underlying error (connect refused, broken connection) as the
         // source when the call never reached the service; an UNAVAILABLE the service sent
         // itself (no leader, no quorum) carries its own explanation and is passed through.
-        Code::Unavailable if std::error::Error::source(s).is_some() => ApiError::internal(format!(
-            "the local {service} service is not reachable ({}); is it running?",
-            s.message()
-        )),
-        Code::Unavailable => ApiError::internal(format!("{service}: {}", s.message())),
-        Code::DeadlineExceeded => ApiError::internal(format!(
+        ErrorCode::Unavailable if std::error::Error::source(s).is_some() => {
+            ApiError::internal(format!(
+                "the local {service} service is not reachable ({}); is it running?",
+                s.message()
+            ))
+        }
+        ErrorCode::Unavailable => ApiError::internal(format!("{service}: {}", s.message())),
+        ErrorCode::Timeout => ApiError::internal(format!(
             "the local {service} service did not answer in time: {}",
             s.message()
         )),
@@ -161,7 +184,7 @@ impl Backends {
             .clone()
             .members(req(cpb::MembersRequest {}, READ_TIMEOUT))
             .await
-            .map_err(|s| status_error("consensus", &s))?;
+            .map_err(|s| status_error(Local::Consensus, &s))?;
         Ok(r.into_inner().members)
     }
 
@@ -185,7 +208,7 @@ impl Backends {
             .clone()
             .id(req(tpb::IdRequest {}, READ_TIMEOUT))
             .await
-            .map_err(|s| status_error("transport", &s))?;
+            .map_err(|s| status_error(Local::Transport, &s))?;
         Ok(vec![t.into_inner().peer_id])
     }
 
@@ -197,7 +220,9 @@ impl Backends {
             self.members(),
             ic.ipfs_id(req(pb::Empty {}, READ_TIMEOUT)),
         );
-        let t = t.map_err(|s| status_error("transport", &s))?.into_inner();
+        let t = t
+            .map_err(|s| status_error(Local::Transport, &s))?
+            .into_inner();
         let mut out = gpb::IdResponse {
             id: t.peer_id.clone(),
             addresses: t.addresses,
@@ -229,7 +254,7 @@ impl Backends {
                 out.ipfs_addresses = r.addresses;
                 out.ipfs_error = r.error;
             }
-            Err(s) => out.ipfs_error = status_error("ipfs connector", &s).message,
+            Err(s) => out.ipfs_error = status_error(Local::IpfsConnector, &s).message,
         }
         Ok(out)
     }
@@ -240,7 +265,7 @@ impl Backends {
             .clone()
             .pin(req(cpb::PinRequest { pin: Some(pin) }, WRITE_TIMEOUT))
             .await
-            .map_err(|s| status_error("consensus", &s))?;
+            .map_err(|s| status_error(Local::Consensus, &s))?;
         r.into_inner()
             .pin
             .ok_or_else(|| ApiError::internal("consensus answered Pin without a pin"))
@@ -257,7 +282,7 @@ impl Backends {
                 WRITE_TIMEOUT,
             ))
             .await
-            .map_err(|s| status_error("consensus", &s))?;
+            .map_err(|s| status_error(Local::Consensus, &s))?;
         r.into_inner()
             .pin
             .ok_or_else(|| ApiError::internal("consensus answered Unpin without a pin"))
@@ -274,7 +299,7 @@ impl Backends {
                 READ_TIMEOUT,
             ))
             .await
-            .map_err(|s| status_error("consensus", &s))?;
+            .map_err(|s| status_error(Local::Consensus, &s))?;
         Ok(r.into_inner())
     }
 
@@ -288,9 +313,9 @@ impl Backends {
             .clone()
             .list(cpb::ListRequest { type_filter })
             .await
-            .map_err(|s| status_error("consensus", &s))?;
+            .map_err(|s| status_error(Local::Consensus, &s))?;
         Ok(r.into_inner()
-            .map(|x| x.map_err(|s| status_error("consensus", &s))))
+            .map(|x| x.map_err(|s| status_error(Local::Consensus, &s))))
     }
 
     pub async fn resolve(&self, path: &str) -> Result<String, ApiError> {
@@ -304,7 +329,7 @@ impl Backends {
                 READ_TIMEOUT,
             ))
             .await
-            .map_err(|s| status_error("ipfs connector", &s))?;
+            .map_err(|s| status_error(Local::IpfsConnector, &s))?;
         Ok(r.into_inner().cid)
     }
 
@@ -330,7 +355,7 @@ impl Backends {
                 READ_TIMEOUT + Duration::from_secs(5),
             ))
             .await
-            .map_err(|s| status_error("transport", &s))?;
+            .map_err(|s| status_error(Local::Transport, &s))?;
         Ok(r.into_inner().results)
     }
 
@@ -349,7 +374,7 @@ impl Backends {
         match r {
             Ok(_) => Ok(true),
             Err(s) if s.code() == Code::NotFound => Ok(false),
-            Err(s) => Err(status_error("consensus", &s)),
+            Err(s) => Err(status_error(Local::Consensus, &s)),
         }
     }
 
@@ -455,7 +480,7 @@ impl Backends {
         } else {
             c.status(r).await
         }
-        .map_err(|s| status_error("ipfs connector", &s))?
+        .map_err(|s| status_error(Local::IpfsConnector, &s))?
         .into_inner();
         Ok(from_grpc::pin_info(info)?.to_global())
     }
@@ -551,7 +576,7 @@ impl Backends {
         } else {
             c.status_all(r).await
         }
-        .map_err(|s| status_error("ipfs connector", &s))?
+        .map_err(|s| status_error(Local::IpfsConnector, &s))?
         .into_inner();
         let f = api::TrackerStatusFilter(filter);
         Ok(s.filter_map(move |x| {
@@ -563,7 +588,9 @@ impl Backends {
                 ),
                 Err(_) => true,
             };
-            futures::future::ready(keep.then(|| x.map_err(|s| status_error("ipfs connector", &s))))
+            futures::future::ready(
+                keep.then(|| x.map_err(|s| status_error(Local::IpfsConnector, &s))),
+            )
         }))
     }
 
@@ -603,7 +630,7 @@ impl Backends {
                 WRITE_TIMEOUT,
             ))
             .await
-            .map_err(|s| status_error("consensus", &s))?;
+            .map_err(|s| status_error(Local::Consensus, &s))?;
         Ok(())
     }
 }
@@ -616,10 +643,10 @@ mod tests {
     #[test]
     fn unavailable_sent_by_the_service_is_passed_through() {
         let e = status_error(
-            "consensus",
+            Local::Consensus,
             &Status::unavailable("no cluster leader reachable within 15s"),
         );
-        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.status, http::StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(
             e.message,
             "consensus: no cluster leader reachable within 15s"
@@ -636,7 +663,7 @@ mod tests {
         let token = InternalToken::generate();
         let mut c = ipfs_cluster_proto::client::consensus(([127, 0, 0, 1], port).into(), &token);
         let s = c.leader(LeaderRequest {}).await.unwrap_err();
-        let e = status_error("consensus", &s);
+        let e = status_error(Local::Consensus, &s);
         assert!(
             e.message
                 .starts_with("the local consensus service is not reachable"),

@@ -406,7 +406,7 @@ async fn peer_add(ctx: &Ctx, body: Option<hyper::body::Incoming>) -> Result<Resp
             addresses: vec![],
         })
         .await
-        .map_err(|s| crate::backend::status_error("consensus", &s))?;
+        .map_err(|s| crate::backend::status_error(crate::backend::Local::Consensus, &s))?;
     let own = b.id().await?;
     let payload = prost::Message::encode_to_vec(&ipfs_cluster_proto::gateway::v1::IdRequest {});
     // A peer that ran its own one-peer cluster resets itself to join ours and restarts

@@ -46,7 +46,7 @@ pub async fn gc(b: &Backends, local: bool) -> Result<api::GlobalRepoGc, ApiError
             .clone()
             .repo_gc(pb::Empty {})
             .await
-            .map_err(|s| crate::backend::status_error("ipfs connector", &s))?
+            .map_err(|s| crate::backend::status_error(crate::backend::Local::IpfsConnector, &s))?
             .into_inner();
         out.peer_map
             .insert(id.id.clone(), repo_gc(&id.id, &b.peername, r));
@@ -151,7 +151,7 @@ pub async fn bandwidth(b: &Backends) -> Result<api::BandwidthByProtocol, ApiErro
     let resp = t
         .bandwidth(r)
         .await
-        .map_err(|s| crate::backend::status_error("transport", &s))?
+        .map_err(|s| crate::backend::status_error(crate::backend::Local::Transport, &s))?
         .into_inner();
     Ok(resp
         .protocols

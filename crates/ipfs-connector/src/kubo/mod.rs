@@ -127,6 +127,22 @@ pub enum KuboError {
     Invalid(String),
 }
 
+impl ipfs_cluster_runtime::ServiceError for KuboError {
+    fn error_code(&self) -> ipfs_cluster_runtime::ErrorCode {
+        use ipfs_cluster_runtime::ErrorCode;
+        match self {
+            KuboError::Unreachable { .. } => ErrorCode::Unavailable,
+            KuboError::Timeout { .. } | KuboError::PinStalled { .. } => ErrorCode::Timeout,
+            KuboError::Invalid(_) | KuboError::BadAddress { .. } => ErrorCode::BadRequest,
+            KuboError::Cancelled => ErrorCode::Cancelled,
+            KuboError::UnpinDisabled => ErrorCode::FailedPrecondition,
+            KuboError::Ipfs { .. } | KuboError::BadStatus { .. } | KuboError::Decode { .. } => {
+                ErrorCode::Internal
+            }
+        }
+    }
+}
+
 impl KuboError {
     /// True when the daemon itself could not be reached (not an answer from it).
     pub fn is_unreachable(&self) -> bool {

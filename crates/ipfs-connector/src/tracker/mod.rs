@@ -22,6 +22,7 @@ use crate::{
     kubo::{canonical_cid, parse_cid, IpfsId, Kubo, KuboError, PinKind},
     options::Options,
 };
+use ipfs_cluster_runtime::{ErrorCode, ServiceError};
 use store::{Action, Change, OpRecord, OpsWriter, QueueClass, Store, StoreError};
 
 pub mod follower;
@@ -206,11 +207,43 @@ enum Outcome {
     Cancelled,
 }
 
-fn blocking_err(e: tokio::task::JoinError) -> KuboError {
-    KuboError::Invalid(format!("store task failed: {e}"))
+/// What the tracker's operations fail with: the daemon's errors, and its own (the store,
+/// its blocking tasks, not being synced yet). Store failures are this peer's fault
+/// (INTERNAL), never a bad request.
+#[derive(Debug, thiserror::Error)]
+pub enum TrackerError {
+    #[error(transparent)]
+    Kubo(#[from] KuboError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{what} task failed: {source}")]
+    Task {
+        what: &'static str,
+        source: tokio::task::JoinError,
+    },
+    #[error("{}", ERR_NOT_SYNCED)]
+    NotSynced,
 }
-fn store_err(e: StoreError) -> KuboError {
-    KuboError::Invalid(e.to_string())
+
+impl ServiceError for TrackerError {
+    fn error_code(&self) -> ErrorCode {
+        match self {
+            TrackerError::Kubo(e) => e.error_code(),
+            TrackerError::Store(_) | TrackerError::Task { .. } => ErrorCode::Internal,
+            TrackerError::NotSynced => ErrorCode::FailedPrecondition,
+        }
+    }
+}
+
+impl TrackerError {
+    /// True when the daemon itself could not be reached (not an answer from it).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, TrackerError::Kubo(e) if e.is_unreachable())
+    }
+}
+
+fn task_err(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> TrackerError {
+    move |source| TrackerError::Task { what, source }
 }
 
 impl Tracker {
@@ -244,16 +277,15 @@ impl Tracker {
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Tracker) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, KuboError> {
+    ) -> Result<T, TrackerError> {
         let t = self.clone();
-        tokio::task::spawn_blocking(move || f(&t))
+        Ok(tokio::task::spawn_blocking(move || f(&t))
             .await
-            .map_err(blocking_err)?
-            .map_err(store_err)
+            .map_err(task_err("store"))??)
     }
 
     /// One pin from the store, off the async runtime.
-    async fn stored_pin(&self, key: &str) -> Result<Option<Pin>, KuboError> {
+    async fn stored_pin(&self, key: &str) -> Result<Option<Pin>, TrackerError> {
         let key = key.to_string();
         self.blocking(move |t| t.inner.store.get(&key)).await
     }
@@ -593,7 +625,7 @@ impl Tracker {
     }
 
     /// `enqueue_in` in its own transaction, off the runtime.
-    async fn enqueue(&self, pin: Pin, kind: OpKind, force: bool) -> Result<bool, KuboError> {
+    async fn enqueue(&self, pin: Pin, kind: OpKind, force: bool) -> Result<bool, TrackerError> {
         let queued = self
             .blocking(move |t| {
                 t.inner
@@ -682,7 +714,7 @@ impl Tracker {
             self.set_running(key, false);
             let res = match c.kind {
                 OpKind::Pin => match self.stored_pin(key).await {
-                    Ok(Some(pin)) => self.pin_on_ipfs(&pin, &cancel).await,
+                    Ok(Some(pin)) => self.pin_on_ipfs(&pin, &cancel).await.map_err(Into::into),
                     // Gone from the state meanwhile (an unpin replaces this op).
                     Ok(None) => Ok(()),
                     Err(e) => Err(e),
@@ -695,9 +727,13 @@ impl Tracker {
                             _ = cancel.cancelled() => {}
                             _ = tokio::time::sleep(CUT_PIN_SETTLE) => {}
                         }
-                        self.inner.kubo.pin_rm(cid, &cancel).await
+                        self.inner
+                            .kubo
+                            .pin_rm(cid, &cancel)
+                            .await
+                            .map_err(Into::into)
                     } else {
-                        r
+                        r.map_err(Into::into)
                     }
                 }
             };
@@ -707,7 +743,7 @@ impl Tracker {
             // an unreachable one instead of parking the item in pin_error/unpin_error
             // until the next periodic recover (12 min by default).
             let res = match res {
-                Err(e)
+                Err(TrackerError::Kubo(e))
                     if !e.is_unreachable()
                         && !cancel.is_cancelled()
                         && cut_short < MAX_CUT_SHORT
@@ -727,7 +763,8 @@ impl Tracker {
                         addr: self.inner.kubo.addr().to_string(),
                         path: format!("{:?}", c.kind).to_lowercase(),
                         reason: format!("the daemon went away during the request ({e})"),
-                    })
+                    }
+                    .into())
                 }
                 r => r,
             };
@@ -914,7 +951,7 @@ impl Tracker {
     async fn stored_op_and_pin(
         &self,
         key: &str,
-    ) -> Result<(Option<OpRecord>, Option<Pin>), KuboError> {
+    ) -> Result<(Option<OpRecord>, Option<Pin>), TrackerError> {
         let key = key.to_string();
         self.blocking(move |t| {
             let op = t.inner.store.op(&key)?;
@@ -928,7 +965,7 @@ impl Tracker {
     }
 
     /// Status(cid), checking the daemon for items believed pinned.
-    pub async fn status(&self, cid: &str) -> Result<PinInfo, KuboError> {
+    pub async fn status(&self, cid: &str) -> Result<PinInfo, TrackerError> {
         let key = parse_cid(cid)?.to_string();
         let (op, stored) = self.stored_op_and_pin(&key).await?;
         if let Some(rec) = op {
@@ -980,7 +1017,7 @@ impl Tracker {
         &self,
         filter: u32,
         out: &mpsc::Sender<PinInfo>,
-    ) -> Result<(), KuboError> {
+    ) -> Result<(), TrackerError> {
         let all = filter == 0;
         let want = |s: TrackerStatus| all || filter & (s as u32) != 0;
         let ops_only = !(want(TrackerStatus::Pinned)
@@ -1034,14 +1071,12 @@ impl Tracker {
             drop(rx);
             return match reader.await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(store_err(e)),
-                Err(e) => Err(KuboError::Invalid(format!(
-                    "operations listing task failed: {e}"
-                ))),
+                Ok(Err(e)) => Err(e.into()),
+                Err(e) => Err(task_err("operations listing")(e)),
             };
         }
         if !self.is_synced() {
-            return Err(KuboError::Invalid(ERR_NOT_SYNCED.to_string()));
+            return Err(TrackerError::NotSynced);
         }
         let kubo_pins: Option<HashSet<String>> =
             if want(TrackerStatus::Pinned) || want(TrackerStatus::UnexpectedlyUnpinned) {
@@ -1111,24 +1146,22 @@ impl Tracker {
         drop(rx);
         match reader.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(store_err(e)),
-            Err(e) => Err(KuboError::Invalid(format!(
-                "store listing task failed: {e}"
-            ))),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(task_err("store listing")(e)),
         }
     }
 
     // ---------------------------------------------------------------- recover
 
     /// Recover(cid): re-queues pin_error / unexpectedly_unpinned / unpin_error.
-    pub async fn recover(&self, cid: &str) -> Result<PinInfo, KuboError> {
+    pub async fn recover(&self, cid: &str) -> Result<PinInfo, TrackerError> {
         let info = self.status(cid).await?;
         self.recover_info(info, false).await
     }
 
     /// Re-queues one item given its status. `automatic` skips items that used up
     /// `max_pin_attempts` (they stay pin_error until recovered by hand).
-    async fn recover_info(&self, info: PinInfo, automatic: bool) -> Result<PinInfo, KuboError> {
+    async fn recover_info(&self, info: PinInfo, automatic: bool) -> Result<PinInfo, TrackerError> {
         let st = TrackerStatus::try_from(info.status).unwrap_or(TrackerStatus::Undefined);
         let max = self.inner.opts.max_pin_attempts;
         if automatic && max > 0 && info.attempt_count as u32 >= max && st == TrackerStatus::PinError
@@ -1170,7 +1203,7 @@ impl Tracker {
         &self,
         automatic: bool,
         out: &mpsc::Sender<PinInfo>,
-    ) -> Result<(), KuboError> {
+    ) -> Result<(), TrackerError> {
         let filter = TrackerStatus::PinError as u32
             | TrackerStatus::UnpinError as u32
             | TrackerStatus::UnexpectedlyUnpinned as u32;
@@ -1187,9 +1220,7 @@ impl Tracker {
                 break;
             }
         }
-        lister
-            .await
-            .map_err(|e| KuboError::Invalid(format!("status listing task failed: {e}")))?
+        lister.await.map_err(task_err("status listing"))?
     }
 
     /// Runs RecoverAll every `pin_recover_interval` (the check for failed and vanished
