@@ -29,7 +29,7 @@ use crate::{
 };
 use chunker::ChunkerSpec;
 use dag::{Block, DagParams, FileBuilder, HashFn, Layout, Link};
-use multipart::{Event, Multipart};
+use multipart::{AddError, Event, Multipart};
 use spool::Spool;
 
 /// Encoded outputs waiting for a slow client.
@@ -223,7 +223,7 @@ impl Adder {
 
     /// `format=car`: reads the first top-level part as a CARv1 with a single root, stores
     /// every (verified) block and emits one output `{name, cid: root, bytes, size}`.
-    async fn run_car(&self, mut mp: Multipart) -> Result<Option<Link>, String> {
+    async fn run_car(&self, mut mp: Multipart) -> Result<Option<Link>, AddError> {
         let name = loop {
             match mp.next().await? {
                 Some(Event::Part(h)) => {
@@ -302,7 +302,7 @@ impl Adder {
 
     /// Reads every part, stores the DAG, returns the root (last top-level entry, or the
     /// wrapper).
-    async fn run(&self, mut mp: Multipart, wrap: bool) -> Result<Option<Link>, String> {
+    async fn run(&self, mut mp: Multipart, wrap: bool) -> Result<Option<Link>, AddError> {
         let mut tree: BTreeMap<String, Node> = BTreeMap::new();
         let mut order: Vec<String> = Vec::new();
         while let Some(ev) = mp.next().await? {
@@ -484,7 +484,7 @@ async fn send_spool(
     Ok(())
 }
 
-async fn skip_part(mp: &mut Multipart) -> Result<(), String> {
+async fn skip_part(mp: &mut Multipart) -> Result<(), AddError> {
     loop {
         match mp.next().await? {
             Some(Event::Data(_)) => {}
@@ -493,14 +493,14 @@ async fn skip_part(mp: &mut Multipart) -> Result<(), String> {
     }
 }
 
-async fn read_part(mp: &mut Multipart, limit: usize) -> Result<Vec<u8>, String> {
+async fn read_part(mp: &mut Multipart, limit: usize) -> Result<Vec<u8>, AddError> {
     let mut out = Vec::new();
     loop {
         match mp.next().await? {
             Some(Event::Data(d)) => {
                 out.extend_from_slice(&d);
                 if out.len() > limit {
-                    return Err(format!("a symlink target is longer than {limit} bytes"));
+                    return Err(format!("a symlink target is longer than {limit} bytes").into());
                 }
             }
             _ => return Ok(out),
@@ -627,7 +627,7 @@ pub async fn handle(
             };
             send_spool(&adder.backends, spool, &allocated, &adder.destinations).await?;
         }
-        Ok::<(), String>(())
+        Ok::<(), AddError>(())
     };
 
     if !params.stream_channels {
@@ -638,7 +638,7 @@ pub async fn handle(
             }
             v
         });
-        res.map_err(|e| ApiError::new(crate::add::multipart::status_of(&e), e))?;
+        res.map_err(|e| ApiError::new(e.status(), e.to_string()))?;
         let body = if outputs.is_empty() {
             reply::json_line(&serde_json::Value::Null)
         } else {
@@ -670,7 +670,7 @@ pub async fn handle(
         if let Err(e) = res {
             tracing::warn!(error = %e, "POST /add failed");
             let mut t = HeaderMap::new();
-            let v = HeaderValue::from_str(&e.replace(['\r', '\n'], " "))
+            let v = HeaderValue::from_str(&e.to_string().replace(['\r', '\n'], " "))
                 .unwrap_or(HeaderValue::from_static("add failed"));
             t.insert(reply::STREAM_ERROR, v);
             let _ = ftx.send(Ok(Frame::trailers(t))).await;

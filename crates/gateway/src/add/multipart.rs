@@ -56,27 +56,50 @@ impl BodyLimits {
             .saturating_add(1 << 20)
     }
 
-    /// The 413 text when the body is (or declares to be) larger than allowed.
-    pub fn too_large(&self) -> String {
-        format!(
-            "{TOO_LARGE}: this API accepts at most {} bytes per request (api.restapi.max_add_bytes); add less at once or raise the limit",
-            self.max_bytes
-        )
+    /// The 413 error when the body is (or declares to be) larger than allowed.
+    pub fn too_large(&self) -> AddError {
+        AddError::TooLarge {
+            max_bytes: self.max_bytes,
+        }
     }
 }
 
-const TOO_LARGE: &str = "request body too large";
-const TOO_SLOW: &str = "request body not read in time";
+/// Why an add failed. The kind, never the text, decides the HTTP status of a buffered
+/// add's answer ([`AddError::status`]); a streamed add ends with the text in its
+/// `X-Stream-Error` trailer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddError {
+    /// Past `max_add_bytes`: 413.
+    #[error("request body too large: this API accepts at most {max_bytes} bytes per request (api.restapi.max_add_bytes); add less at once or raise the limit")]
+    TooLarge { max_bytes: u64 },
+    /// Past `read_timeout` (its Go duration text): 408.
+    #[error("request body not read in time: the body was not received within read_timeout ({read_timeout})")]
+    TooSlow { read_timeout: String },
+    /// Anything else (a malformed body, a block that cannot be stored, a failed pin): 500.
+    #[error("{0}")]
+    Failed(String),
+}
 
-/// The status for an error of reading an add's body: 413 past `max_add_bytes`, 408 past
-/// `read_timeout`, else 500.
-pub fn status_of(err: &str) -> StatusCode {
-    if err.starts_with(TOO_LARGE) {
-        StatusCode::PAYLOAD_TOO_LARGE
-    } else if err.starts_with(TOO_SLOW) {
-        StatusCode::REQUEST_TIMEOUT
-    } else {
-        StatusCode::INTERNAL_SERVER_ERROR
+impl AddError {
+    /// The status of a buffered add that failed with this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AddError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            AddError::TooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
+            AddError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<String> for AddError {
+    fn from(e: String) -> Self {
+        AddError::Failed(e)
+    }
+}
+
+impl From<&str> for AddError {
+    fn from(e: &str) -> Self {
+        AddError::Failed(e.to_string())
     }
 }
 
@@ -95,8 +118,8 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    /// `Err` (the 413 text) when the body declares more than `limits.max_bytes`.
-    pub fn new(body: B, limits: BodyLimits) -> Result<Self, String> {
+    /// `Err` (the 413 error) when the body declares more than `limits.max_bytes`.
+    pub fn new(body: B, limits: BodyLimits) -> Result<Self, AddError> {
         if body.size_hint().lower() > limits.max_bytes {
             return Err(limits.too_large());
         }
@@ -115,21 +138,25 @@ where
     }
 
     /// The next data chunk, `None` at the end.
-    pub async fn data(&mut self) -> Result<Option<Bytes>, String> {
+    pub async fn data(&mut self) -> Result<Option<Bytes>, AddError> {
         loop {
             let next = self.body.frame();
             let frame = match self.deadline {
                 None => next.await,
-                Some(d) => tokio::time::timeout_at(d, next).await.map_err(|_| {
-                    format!(
-                        "{TOO_SLOW}: the body was not received within read_timeout ({})",
-                        ipfs_cluster_config::GoDuration::from(self.limits.read_timeout)
-                    )
-                })?,
+                Some(d) => {
+                    tokio::time::timeout_at(d, next)
+                        .await
+                        .map_err(|_| AddError::TooSlow {
+                            read_timeout: ipfs_cluster_config::GoDuration::from(
+                                self.limits.read_timeout,
+                            )
+                            .to_string(),
+                        })?
+                }
             };
             match frame {
                 None => return Ok(None),
-                Some(Err(e)) => return Err(format!("error reading the request body: {e}")),
+                Some(Err(e)) => return Err(format!("error reading the request body: {e}").into()),
                 Some(Ok(f)) => {
                     if let Ok(d) = f.into_data() {
                         self.read += d.len() as u64;
@@ -236,7 +263,7 @@ impl Multipart {
     }
 
     /// Reads more of the body; false at its end.
-    async fn fill(&mut self) -> Result<bool, String> {
+    async fn fill(&mut self) -> Result<bool, AddError> {
         while !self.eof {
             match self.body.data().await? {
                 Some(d) => {
@@ -251,7 +278,7 @@ impl Multipart {
         Ok(false)
     }
 
-    async fn need(&mut self, n: usize) -> Result<bool, String> {
+    async fn need(&mut self, n: usize) -> Result<bool, AddError> {
         while self.buf.len() < n {
             if !self.fill().await? {
                 return Ok(false);
@@ -260,7 +287,7 @@ impl Multipart {
         Ok(true)
     }
 
-    pub async fn next(&mut self) -> Result<Option<Event>, String> {
+    pub async fn next(&mut self) -> Result<Option<Event>, AddError> {
         loop {
             match self.state {
                 State::End => return Ok(None),
@@ -315,7 +342,8 @@ impl Multipart {
                         if self.buf.len() > MAX_PART_HEADERS {
                             return Err(format!(
                                 "multipart part headers are larger than {MAX_PART_HEADERS} bytes"
-                            ));
+                            )
+                            .into());
                         }
                         if !self.fill().await? {
                             return Err(
@@ -384,9 +412,12 @@ mod tests {
         let e = LimitedBody::new(full, limits(9, Duration::ZERO))
             .err()
             .expect("refused up front");
-        assert_eq!(status_of(&e), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let text = e.to_string();
         assert!(
-            e.contains("max_add_bytes") && e.contains("at most 9 bytes"),
+            text.starts_with("request body too large: ")
+                && text.contains("max_add_bytes")
+                && text.contains("at most 9 bytes"),
             "{e}"
         );
         // Exactly the limit is fine.
@@ -402,7 +433,7 @@ mod tests {
         .unwrap();
         assert!(b.data().await.unwrap().is_some());
         let e = b.data().await.unwrap_err();
-        assert_eq!(status_of(&e), StatusCode::PAYLOAD_TOO_LARGE, "{e}");
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE, "{e}");
         // A client that stops sending is given up on at read_timeout.
         let mut b = LimitedBody::new(
             stalling(vec![b"0"]),
@@ -412,10 +443,17 @@ mod tests {
         assert!(b.data().await.unwrap().is_some());
         let t = std::time::Instant::now();
         let e = b.data().await.unwrap_err();
-        assert_eq!(status_of(&e), StatusCode::REQUEST_TIMEOUT, "{e}");
-        assert!(e.contains("read_timeout (200ms)"), "{e}");
+        assert_eq!(e.status(), StatusCode::REQUEST_TIMEOUT, "{e}");
+        assert!(
+            e.to_string().starts_with("request body not read in time: ")
+                && e.to_string().contains("read_timeout (200ms)"),
+            "{e}"
+        );
         assert!(t.elapsed() < Duration::from_secs(5));
-        assert_eq!(status_of("other"), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            AddError::from("other").status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
         assert_eq!(
             limits(1 << 30, Duration::ZERO).spool_max(),
             (1 << 30) + (1 << 27) + (1 << 20)

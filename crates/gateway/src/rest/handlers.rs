@@ -89,7 +89,7 @@ async fn dispatch(
                     read_timeout: ctx.read_timeout,
                 };
                 let body = crate::add::multipart::LimitedBody::new(body, limits)
-                    .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e))?;
+                    .map_err(|e| ApiError::new(e.status(), e.to_string()))?;
                 crate::add::handle(b, q.raw(), ctx.content_type.as_deref(), body).await
             }
             None => Err(ApiError::bad_request(
