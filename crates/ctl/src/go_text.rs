@@ -2,17 +2,16 @@
 //! (`time.ParseDuration`), RFC3339Nano times, and go-humanize 1.0.1 `Bytes` / `Time`.
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
+use ipfs_cluster_api::go_duration::GoDurationError;
 
 /// Parses a Go duration string (`1h30m`, `90s`, `-1.5h`, `300ms`) into nanoseconds, with
 /// Go's error texts (`time: invalid duration "x"`); the workspace's one parser.
-pub fn parse_go_duration(s: &str) -> Result<i128, String> {
-    ipfs_cluster_api::go_duration::parse_go_duration_nanos(s)
-        .map(i128::from)
-        .map_err(|e| e.to_string())
+pub fn parse_go_duration(s: &str) -> Result<i128, GoDurationError> {
+    ipfs_cluster_api::go_duration::parse_go_duration_nanos(s).map(i128::from)
 }
 
 /// A duration flag value as a std Duration (negative values count as zero).
-pub fn go_duration_std(s: &str) -> Result<std::time::Duration, String> {
+pub fn go_duration_std(s: &str) -> Result<std::time::Duration, GoDurationError> {
     let ns = parse_go_duration(s)?;
     Ok(std::time::Duration::from_nanos(ns.max(0) as u64))
 }
@@ -158,19 +157,19 @@ mod tests {
         assert_eq!(parse_go_duration("300ms"), Ok(300_000_000));
         assert_eq!(parse_go_duration("0"), Ok(0));
         assert_eq!(
-            parse_go_duration("abc"),
+            parse_go_duration("abc").map_err(|e| e.to_string()),
             Err("time: invalid duration \"abc\"".into())
         );
         assert_eq!(
-            parse_go_duration("10"),
+            parse_go_duration("10").map_err(|e| e.to_string()),
             Err("time: missing unit in duration \"10\"".into())
         );
         assert_eq!(
-            parse_go_duration("10x"),
+            parse_go_duration("10x").map_err(|e| e.to_string()),
             Err("time: unknown unit \"x\" in duration \"10x\"".into())
         );
         assert_eq!(
-            parse_go_duration(""),
+            parse_go_duration("").map_err(|e| e.to_string()),
             Err("time: invalid duration \"\"".into())
         );
     }
