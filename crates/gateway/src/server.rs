@@ -194,8 +194,9 @@ impl App {
                         &self.cors,
                     )
                 });
-        if let Err(msg) = checked {
-            return (None, self.err(&ApiError::new(StatusCode::FORBIDDEN, msg)));
+        if let Err(e) = checked {
+            let status = ipfs_cluster_runtime::ServiceError::error_code(&e).http_status();
+            return (None, self.err(&ApiError::new(status, e.to_string())));
         }
         // 1. Authentication (before CORS: a 401 carries no CORS headers).
         let mut user = None;

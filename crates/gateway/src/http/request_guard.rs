@@ -16,10 +16,28 @@
 
 use http::{header, HeaderMap, Method, Uri};
 
+use ipfs_cluster_config::host_header::RefusedHost;
+use ipfs_cluster_runtime::{ErrorCode, ServiceError};
+
 use crate::http::cors::Cors;
 
+/// A request a web page may not make: refused with 403 before authentication.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error(transparent)]
+    Host(#[from] RefusedHost),
+    #[error("cross-origin {method} from {origin:?} refused: web pages may only do what CORS allows (cors_allowed_origins and cors_allowed_methods in the API's config section)")]
+    Origin { method: Method, origin: String },
+}
+
+impl ServiceError for Refused {
+    fn error_code(&self) -> ErrorCode {
+        ErrorCode::Forbidden
+    }
+}
+
 /// Checks the `Host` of a request to an API that listens on loopback only.
-pub fn check_host(headers: &HeaderMap, uri: &Uri, loopback_only: bool) -> Result<(), String> {
+pub fn check_host(headers: &HeaderMap, uri: &Uri, loopback_only: bool) -> Result<(), Refused> {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -33,11 +51,14 @@ pub fn check_host(headers: &HeaderMap, uri: &Uri, loopback_only: bool) -> Result
             return Ok(());
         }
     }
-    ipfs_cluster_config::host_header::check_loopback_host(host.as_deref(), loopback_only)
+    Ok(ipfs_cluster_config::host_header::check_loopback_host(
+        host.as_deref(),
+        loopback_only,
+    )?)
 }
 
 /// Checks a write (not GET/HEAD/OPTIONS) that carries an `Origin` against CORS.
-pub fn check_origin(method: &Method, headers: &HeaderMap, cors: &Cors) -> Result<(), String> {
+pub fn check_origin(method: &Method, headers: &HeaderMap, cors: &Cors) -> Result<(), Refused> {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }
@@ -48,10 +69,10 @@ pub fn check_origin(method: &Method, headers: &HeaderMap, cors: &Cors) -> Result
     if cors.allows(origin, method.as_str()) {
         return Ok(());
     }
-    Err(format!(
-        "cross-origin {method} from {origin:?} refused: web pages may only do what CORS \
-         allows (cors_allowed_origins and cors_allowed_methods in the API's config section)"
-    ))
+    Err(Refused::Origin {
+        method: method.clone(),
+        origin: origin.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -90,7 +111,8 @@ mod tests {
         assert!(check_origin(&Method::GET, &page, &defaults).is_ok());
         for m in [Method::POST, Method::DELETE, Method::PUT, Method::PATCH] {
             let e = check_origin(&m, &page, &defaults).unwrap_err();
-            assert!(e.contains("cross-origin"), "{e}");
+            assert_eq!(e.error_code().http_status(), http::StatusCode::FORBIDDEN);
+            assert!(e.to_string().contains("cross-origin"), "{e}");
         }
         assert!(check_origin(&Method::POST, &h(&[]), &defaults).is_ok());
         let open = Cors::new(&CorsOptions {

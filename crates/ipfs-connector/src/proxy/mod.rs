@@ -251,7 +251,7 @@ impl Proxy {
         if let Err(msg) =
             ipfs_cluster_config::host_header::check_loopback_host(host.as_deref(), loopback_only)
         {
-            return kubo_error(StatusCode::FORBIDDEN, msg);
+            return kubo_error(StatusCode::FORBIDDEN, msg.to_string());
         }
         let Some(r) = route(req.method(), &path, &query) else {
             // The daemon applies its own Origin policy to what we forward.
