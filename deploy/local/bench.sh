@@ -49,13 +49,15 @@ run_example() { # heading, block name, crate, example, args...
   local cmd="cargo run --release -p ipfs-cluster-$crate ${features[*]} --example $example"
   if [ $# -gt 0 ]; then cmd="$cmd -- $*"; set -- -- "$@"; fi
   echo "bench: $cmd (output: $log)" >&2
-  if timeout 900 "$CARGO" run --release -q -p "ipfs-cluster-$crate" "${features[@]}" --example "$example" "$@" >"$log" 2>&1; then
+  # stdout is the figures; stderr (diagnostics, e.g. raft's vote errors while the nodes
+  # connect) goes beside it and is shown only when the example fails.
+  if timeout 900 "$CARGO" run --release -q -p "ipfs-cluster-$crate" "${features[@]}" --example "$example" "$@" >"$log" 2>"$log.stderr"; then
     cat "$log"
     "$TARGET_DIR/release/ipfs-cluster-bench" section --out "$OUT" --heading "$heading" \
       --name "$name" --command "$cmd" --log "$log" || status=1
   else
-    tail -20 "$log" >&2
-    echo "bench: $cmd failed (see $log)" >&2
+    tail -20 "$log" "$log.stderr" >&2
+    echo "bench: $cmd failed (see $log and $log.stderr)" >&2
     status=1
   fi
 }
@@ -63,6 +65,31 @@ run_example "## Peer calls" peer-calls transport peer_call_bench --secs 5
 run_example "## Peer calls" peer-calls-nodelay transport peer_call_bench --secs 5 --server-nodelay
 run_example "## IPFS connector" ipfs-connector ipfs-connector connector_bench
 FEATURES=test-doubles run_example "## Consensus" consensus consensus bench 2000 100000
+
+# Collaborative clusters: how long a pinset takes to reach 50 followers (the scale test of
+# tests/follow.rs, run in release; its result lines become the followers block).
+run_followers() { # followers pins
+  local n="$1" pins="$2" raw="$TARGET_DIR/bench-logs/followers-$1-$2.raw"
+  local log="$TARGET_DIR/bench-logs/followers.txt"
+  echo "bench: FOLLOWERS=$n PINS=$pins cargo test --release -p ipfs-cluster-tests --test follow -- --ignored many_followers (output: $raw)" >&2
+  if FOLLOWERS="$n" PINS="$pins" timeout 2400 "$CARGO" test --release -q -p ipfs-cluster-tests \
+      --test follow -- --ignored many_followers --nocapture >"$raw" 2>&1; then
+    grep '^FOLLOWERS=' "$raw" >>"$log"
+  else
+    tail -20 "$raw" >&2
+    echo "bench: the followers run ($n followers, $pins pins) failed (see $raw)" >&2
+    status=1
+  fi
+}
+rm -f "$TARGET_DIR/bench-logs/followers.txt"
+run_followers 50 1000
+run_followers 50 10000
+if [ -s "$TARGET_DIR/bench-logs/followers.txt" ]; then
+  cat "$TARGET_DIR/bench-logs/followers.txt"
+  "$TARGET_DIR/release/ipfs-cluster-bench" section --out "$OUT" --heading "## Followers" \
+    --name followers --command "FOLLOWERS=50 PINS=1000|10000 cargo test --release -p ipfs-cluster-tests --test follow -- --ignored many_followers --nocapture" \
+    --log "$TARGET_DIR/bench-logs/followers.txt" || status=1
+fi
 
 echo "bench: report in $OUT" >&2
 exit "$status"

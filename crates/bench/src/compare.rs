@@ -359,6 +359,12 @@ impl Comparison {
 static UPSTREAM_START_PANICS: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
+/// How long a peer may take to exit after SIGTERM before it is killed.
+const STOP_LIMIT: Duration = Duration::from_secs(120);
+
+/// Peers that did not exit within `STOP_LIMIT` of SIGTERM (which, and their last log line).
+static STOP_HANGS: std::sync::Mutex<Vec<(Impl, String)>> = std::sync::Mutex::new(Vec::new());
+
 /// One peer of either implementation, with its own Kubo node.
 struct Peer {
     imp: Impl,
@@ -464,11 +470,28 @@ impl Peer {
     }
 
     /// SIGTERM to the launcher / daemon and wait for its exit; returns how long it took.
-    fn stop(&mut self) -> Result<Duration> {
+    /// A peer still running `STOP_LIMIT` after the SIGTERM is killed (SIGKILL of its
+    /// process tree), reported in the notes with the end of its log, and the run goes on:
+    /// a stop that hangs is a finding, not a reason to lose every other figure.
+    async fn stop(&mut self) -> Result<Duration> {
         let t0 = Instant::now();
         if let Some(mut p) = self.proc.take() {
-            p.terminate(Duration::from_secs(120))
-                .with_context(|| format!("stopping the {} peer", self.imp.label()))?;
+            if let Err(e) = p.terminate(STOP_LIMIT) {
+                let tail = self.log_tail();
+                let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+                eprintln!(
+                    "bench: {} peer: {e:#}; killing it. Its log ends:\n{}",
+                    self.imp.label(),
+                    tail.iter().rev().copied().collect::<Vec<_>>().join("\n")
+                );
+                suite::kill_tree(&mut p)
+                    .await
+                    .with_context(|| format!("killing the {} peer", self.imp.label()))?;
+                STOP_HANGS
+                    .lock()
+                    .unwrap()
+                    .push((self.imp, tail.first().map(|l| l.to_string()).unwrap_or_default()));
+            }
         }
         Ok(t0.elapsed())
     }
@@ -527,7 +550,7 @@ impl Peer {
                 let file = tmp.join(format!("export-{n}.ndjson"));
                 upstream::write_export(&file, n)?;
                 let t0 = Instant::now();
-                self.stop()?;
+                self.stop().await?;
                 let Kind::Up(p) = &self.kind else {
                     unreachable!()
                 };
@@ -746,6 +769,14 @@ pub async fn run(opts: &Options) -> Result<Comparison> {
     if panics > 0 {
         cmp.notes.push(format!(
             "upstream peers panicked {panics} time(s) at start (a REST request before its RPC client is set: nil `go-libp2p-gorpc` client in `makeCall`); each was started again and only the successful start is measured."
+        ));
+    }
+    for (imp, last) in STOP_HANGS.lock().unwrap().iter() {
+        cmp.notes.push(format!(
+            "a {} peer did not exit within {} s of SIGTERM and was killed (its stop time in the row is the limit; its last log line: `{}`).",
+            imp.label(),
+            STOP_LIMIT.as_secs(),
+            last.replace('`', "'")
         ));
     }
     for what in ["big", "small"] {
@@ -1048,7 +1079,7 @@ async fn state(
         );
 
         // Clean stop, then start: ready when `/id` is 200 and `/allocations` streams.
-        let stop = p.stop()?;
+        let stop = p.stop().await?;
         let ready = restart_ready(&mut p).await?;
         check_count(&p, n, "the clean restart").await?;
         let restart = Target::Each {

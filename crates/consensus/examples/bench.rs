@@ -121,12 +121,17 @@ async fn main() -> anyhow::Result<()> {
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     println!(
-        "commits: {} pins in {:.2?} = {:.0} pins/s; latency p50 {:.2?}, p99 {:.2?} (3 peers, 32 clients, in-process router, debug build)",
+        "commits: {} pins in {:.2?} = {:.0} pins/s; latency p50 {:.2?}, p99 {:.2?} (3 peers, 32 clients, in-process router, {} build)",
         lat.len(),
         total,
         lat.len() as f64 / total.as_secs_f64(),
         pct(0.50),
-        pct(0.99)
+        pct(0.99),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
     );
     for n in &nodes {
         n.raft.shutdown().await?;
