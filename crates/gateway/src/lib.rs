@@ -92,6 +92,7 @@ pub async fn bind_api(
     opts: HttpApiOptions,
     backends: backend::Backends,
     served: Arc<AtomicU64>,
+    http_metrics: Option<Arc<prometheus::HttpMetrics>>,
 ) -> Result<BoundApi, GatewayError> {
     let (api, key, log_target) = match kind {
         server::ApiKind::Rest => (
@@ -172,7 +173,14 @@ pub async fn bind_api(
             path.display()
         );
     }
-    let app = Arc::new(server::App::new(kind, opts, backends, access_log, served));
+    let app = Arc::new(server::App::new(
+        kind,
+        opts,
+        backends,
+        access_log,
+        served,
+        http_metrics,
+    ));
     Ok(BoundApi {
         unix_listeners,
         listeners,
@@ -265,6 +273,7 @@ pub async fn run(
         opts.rest.clone(),
         backends.clone(),
         served.clone(),
+        opts.http_metrics.clone(),
     )
     .await?;
     let pinsvc = match &opts.pinsvc {
@@ -274,6 +283,7 @@ pub async fn run(
                 p.clone(),
                 backends.clone(),
                 served.clone(),
+                opts.http_metrics.clone(),
             )
             .await?,
         ),

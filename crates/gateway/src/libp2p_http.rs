@@ -232,6 +232,7 @@ mod tests {
             replication_factor_min: -1,
             alert_check_interval: ipfs_cluster_runtime::monitor::DEFAULT_CHECK_INTERVAL,
             follower_mode: false,
+            http_metrics: None,
         };
         let token = ipfs_cluster_proto::InternalToken::generate();
         let app = Arc::new(App::new(
@@ -242,6 +243,7 @@ mod tests {
                 ipfs_cluster_runtime::access_log::Endpoint::RestApi,
             ),
             Arc::default(),
+            None,
         ));
         let (tx, rx) = watch::channel(false);
         (Tunnel { app, shutdown: rx }, tx)

@@ -76,6 +76,8 @@ pub struct App {
     pub access_log: ipfs_cluster_runtime::access_log::AccessLog,
     pub served: Arc<AtomicU64>,
     pub throttle: crate::http::auth::AuthThrottle,
+    /// The request families (`None` when metrics are off).
+    pub http_metrics: Option<Arc<crate::prometheus::HttpMetrics>>,
 }
 
 impl App {
@@ -85,6 +87,7 @@ impl App {
         backends: Backends,
         access_log: ipfs_cluster_runtime::access_log::AccessLog,
         served: Arc<AtomicU64>,
+        http_metrics: Option<Arc<crate::prometheus::HttpMetrics>>,
     ) -> Self {
         Self {
             kind,
@@ -98,6 +101,7 @@ impl App {
             access_log,
             served,
             throttle: Default::default(),
+            http_metrics,
         }
     }
 
@@ -127,7 +131,7 @@ impl App {
             }
             None => self.call_untraced(req, remote).await,
         };
-        obs.finish(&mut resp, &span);
+        obs.finish(&mut resp, &span, self.http_metrics.as_deref());
         resp
     }
 
