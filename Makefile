@@ -72,7 +72,7 @@ fuzz-check:
 
 ## lint: clippy and rustfmt, as CI wants them, and the fuzz targets compile
 lint: fuzz-check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features ipfs-cluster-consensus/test-doubles -- -D warnings
 	$(CARGO) fmt --all -- --check
 
 fmt:

@@ -39,16 +39,19 @@ timeout 5400 "$TARGET_DIR/release/ipfs-cluster-bench" run \
 mkdir -p "$TARGET_DIR/bench-logs"
 # Each example's output becomes its generated block in the report, with the command
 # (`ipfs-cluster-bench section`): no figure in docs/benchmarks.md is copied by hand.
+# FEATURES: the crate features the example requires (e.g. a crate's test doubles).
 run_example() { # heading, block name, crate, example, args...
   local heading="$1" name="$2" crate="$3" example="$4"; shift 4
   [ -f "crates/$crate/examples/$example.rs" ] || return 0
   local log="$TARGET_DIR/bench-logs/$name.txt"
-  local cmd="cargo run --release -p ipfs-cluster-$crate --example $example"
+  local features=()
+  if [ -n "${FEATURES:-}" ]; then features=(--features "$FEATURES"); fi
+  local cmd="cargo run --release -p ipfs-cluster-$crate ${features[*]} --example $example"
   if [ $# -gt 0 ]; then cmd="$cmd -- $*"; set -- -- "$@"; fi
   echo "bench: $cmd (output: $log)" >&2
   # stdout is the figures; stderr (diagnostics, e.g. raft's vote errors while the nodes
   # connect) goes beside it and is shown only when the example fails.
-  if timeout 900 "$CARGO" run --release -q -p "ipfs-cluster-$crate" --example "$example" "$@" >"$log" 2>"$log.stderr"; then
+  if timeout 900 "$CARGO" run --release -q -p "ipfs-cluster-$crate" "${features[@]}" --example "$example" "$@" >"$log" 2>"$log.stderr"; then
     cat "$log"
     "$TARGET_DIR/release/ipfs-cluster-bench" section --out "$OUT" --heading "$heading" \
       --name "$name" --command "$cmd" --log "$log" || status=1
@@ -61,7 +64,7 @@ run_example() { # heading, block name, crate, example, args...
 run_example "## Peer calls" peer-calls transport peer_call_bench --secs 5
 run_example "## Peer calls" peer-calls-nodelay transport peer_call_bench --secs 5 --server-nodelay
 run_example "## IPFS connector" ipfs-connector ipfs-connector connector_bench
-run_example "## Consensus" consensus consensus bench 2000 100000
+FEATURES=test-doubles run_example "## Consensus" consensus consensus bench 2000 100000
 
 # Collaborative clusters: how long a pinset takes to reach 50 followers (the scale test of
 # tests/follow.rs, run in release; its result lines become the followers block).

@@ -112,10 +112,8 @@ fn unescape(s: &str) -> Option<String> {
 /// Parses a Go duration (`300ms`, `-1.5h`, `2h45m`, `2m0s`, `0`) into a signed duration,
 /// with Go's error texts (`time: invalid duration "x"`, `time: missing unit in duration
 /// "10"`, `time: unknown unit "d" in duration "1d"`).
-pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
-    crate::go_duration::parse_go_duration_nanos(s)
-        .map(Duration::nanoseconds)
-        .map_err(|e| e.to_string())
+pub fn parse_go_duration(s: &str) -> Result<Duration, crate::go_duration::GoDurationError> {
+    crate::go_duration::parse_go_duration_nanos(s).map(Duration::nanoseconds)
 }
 
 fn parse_int_param(q: &QueryParams, name: &str, dst: &mut i32) -> Result<(), QueryError> {
@@ -283,7 +281,9 @@ mod tests {
         let ok = |s: &str| parse_go_duration(s).unwrap().num_nanoseconds().unwrap();
         assert_eq!(ok("1.999999999999999999999999999999h"), 7_199_999_999_999);
         assert_eq!(
-            parse_go_duration("94522879700260684295381835.9h").unwrap_err(),
+            parse_go_duration("94522879700260684295381835.9h")
+                .unwrap_err()
+                .to_string(),
             "time: invalid duration \"94522879700260684295381835.9h\""
         );
     }
@@ -303,23 +303,23 @@ mod tests {
         assert_eq!(ok("-1m"), -60_000_000_000);
         assert_eq!(ok("0"), 0);
         assert_eq!(
-            parse_go_duration("").unwrap_err(),
+            parse_go_duration("").unwrap_err().to_string(),
             "time: invalid duration \"\""
         );
         assert_eq!(
-            parse_go_duration("abc").unwrap_err(),
+            parse_go_duration("abc").unwrap_err().to_string(),
             "time: invalid duration \"abc\""
         );
         assert_eq!(
-            parse_go_duration(".s").unwrap_err(),
+            parse_go_duration(".s").unwrap_err().to_string(),
             "time: invalid duration \".s\""
         );
         assert_eq!(
-            parse_go_duration("10").unwrap_err(),
+            parse_go_duration("10").unwrap_err().to_string(),
             "time: missing unit in duration \"10\""
         );
         assert_eq!(
-            parse_go_duration("1d").unwrap_err(),
+            parse_go_duration("1d").unwrap_err().to_string(),
             "time: unknown unit \"d\" in duration \"1d\""
         );
         assert!(parse_go_duration("9999999999h").is_err());

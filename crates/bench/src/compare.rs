@@ -487,10 +487,10 @@ impl Peer {
                 suite::kill_tree(&mut p)
                     .await
                     .with_context(|| format!("killing the {} peer", self.imp.label()))?;
-                STOP_HANGS
-                    .lock()
-                    .unwrap()
-                    .push((self.imp, tail.first().map(|l| l.to_string()).unwrap_or_default()));
+                STOP_HANGS.lock().unwrap().push((
+                    self.imp,
+                    tail.first().map(|l| l.to_string()).unwrap_or_default(),
+                ));
             }
         }
         Ok(t0.elapsed())

@@ -19,9 +19,16 @@ pub fn host_name(host: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// A `Host` a loopback-only endpoint does not answer to (DNS rebinding).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Host {host:?} refused: this endpoint listens on loopback only and answers only to localhost or an IP address (protection against DNS rebinding); use e.g. http://127.0.0.1:<port>")]
+pub struct RefusedHost {
+    pub host: String,
+}
+
 /// `Ok` when an endpoint whose listen addresses are all loopback (`loopback_only`) may
 /// answer a request with this `Host` (None: no Host, e.g. HTTP/1.0); the error says why not.
-pub fn check_loopback_host(host: Option<&str>, loopback_only: bool) -> Result<(), String> {
+pub fn check_loopback_host(host: Option<&str>, loopback_only: bool) -> Result<(), RefusedHost> {
     let (Some(host), true) = (host, loopback_only) else {
         return Ok(());
     };
@@ -29,11 +36,9 @@ pub fn check_loopback_host(host: Option<&str>, loopback_only: bool) -> Result<()
     if name == "localhost" || name.parse::<std::net::IpAddr>().is_ok() {
         return Ok(());
     }
-    Err(format!(
-        "Host {host:?} refused: this endpoint listens on loopback only and answers only to \
-         localhost or an IP address (protection against DNS rebinding); use e.g. \
-         http://127.0.0.1:<port>"
-    ))
+    Err(RefusedHost {
+        host: host.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -54,7 +59,9 @@ mod tests {
             assert!(check_loopback_host(Some(ok), true).is_ok(), "{ok}");
         }
         for bad in ["evil.example:9094", "evil.example", "127.0.0.1.nip.io:9094"] {
-            let e = check_loopback_host(Some(bad), true).unwrap_err();
+            let e = check_loopback_host(Some(bad), true)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("DNS rebinding"), "{e}");
         }
         assert!(check_loopback_host(Some("cluster.example"), false).is_ok());

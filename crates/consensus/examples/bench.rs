@@ -2,7 +2,7 @@
 //! concurrent clients (in-process router instead of the transport), and restart-to-ready
 //! time and memory with a large pinset.
 //!
-//! `cargo run -p ipfs-cluster-consensus --example bench -- [PINS_FOR_COMMITS] [PINS_FOR_RESTART]`
+//! `cargo run -p ipfs-cluster-consensus --features test-doubles --example bench -- [PINS_FOR_COMMITS] [PINS_FOR_RESTART]`
 //! (defaults 2000 and 100000).
 
 use std::{
@@ -11,9 +11,9 @@ use std::{
 };
 
 use ipfs_cluster_consensus::{
-    network::LocalRouter,
+    local_router::LocalRouter,
     node::{Forward, Node, Options},
-    types::{PinBytes, PinOp},
+    raft::command::{PinBytes, PinOp},
 };
 use ipfs_cluster_proto::types::v1::{Pin, PinOptions, PinType};
 

@@ -8,7 +8,7 @@ use ipfs_cluster_proto::types::v1::{Metric, Pin};
 
 /// The peer metric store (one for every service: the runtime's), under the name the
 /// allocator and crdt mode use.
-pub use ipfs_cluster_runtime::peer_metrics::{now_nanos, PeerMetricStore as MetricStore};
+pub use ipfs_cluster_runtime::peer_metrics::{now_nanos, PeerMetricStore};
 
 pub struct AllocInput<'a> {
     pub existing: Option<&'a Pin>,
@@ -21,6 +21,26 @@ pub struct AllocInput<'a> {
     pub allocate_by: &'a [String],
 }
 
+/// Why a pin cannot be allocated, with upstream's messages (FAILED_PRECONDITION at the
+/// gRPC edge: the cluster, not the request, is short of peers).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AllocError {
+    #[error("bad replication factors: {rmin}/{rmax}")]
+    BadReplication { rmin: i32, rmax: i32 },
+    #[error("not enough peers to allocate CID. Needed at least: {needed}. Wanted at most: {wanted}. Available candidates: {available}. See logs for more info.")]
+    NotEnoughPeers {
+        needed: i32,
+        wanted: i32,
+        available: usize,
+    },
+}
+
+impl ipfs_cluster_runtime::ServiceError for AllocError {
+    fn error_code(&self) -> ipfs_cluster_runtime::ErrorCode {
+        ipfs_cluster_runtime::ErrorCode::FailedPrecondition
+    }
+}
+
 /// A cluster of one (this peer alone) needs no metrics: the only candidate is this peer,
 /// and asking for more copies fails with upstream's message. `None` when the general
 /// allocator decides.
@@ -29,14 +49,16 @@ pub fn single_peer(
     self_id: &str,
     rmin: i32,
     rmax: i32,
-) -> Option<Result<Vec<String>, String>> {
+) -> Option<Result<Vec<String>, AllocError>> {
     if members.len() != 1 || members[0] != self_id || rmin <= 0 {
         return None;
     }
     Some(if rmin > 1 {
-        Err(format!(
-            "not enough peers to allocate CID. Needed at least: {rmin}. Wanted at most: {rmax}. Available candidates: 1. See logs for more info."
-        ))
+        Err(AllocError::NotEnoughPeers {
+            needed: rmin,
+            wanted: rmax,
+            available: 1,
+        })
     } else {
         Ok(members.to_vec())
     })
@@ -45,14 +67,14 @@ pub fn single_peer(
 /// Returns the allocations for a pin, or upstream's error message.
 pub fn allocate(
     input: &AllocInput<'_>,
-    metrics: &MetricStore,
+    peer_metrics: &PeerMetricStore,
     now: i64,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, AllocError> {
     let (rmin, rmax) = (input.rmin, input.rmax);
     // Widened: a pin may ask for i32::MAX copies (rmin = rmax = i32::MAX passes
     // check_replication), and the sum must not overflow (tests/fuzz `gossip_metric`).
     if i64::from(rmin) + i64::from(rmax) == 0 {
-        return Err(format!("bad replication factors: {rmin}/{rmax}"));
+        return Err(AllocError::BadReplication { rmin, rmax });
     }
     if rmin < 0 && rmax < 0 {
         return Ok(vec![]);
@@ -64,7 +86,7 @@ pub fn allocate(
     // peer -> name -> metric, only peers holding every allocate_by metric.
     let mut by_peer: HashMap<String, HashMap<String, Metric>> = HashMap::new();
     for name in input.allocate_by {
-        for (peer, m) in metrics.latest(name, input.members, now) {
+        for (peer, m) in peer_metrics.latest(name, input.members, now) {
             by_peer.entry(peer).or_default().insert(name.clone(), m);
         }
     }
@@ -99,10 +121,10 @@ pub fn allocate(
     if needed <= 0 {
         return Ok(current);
     }
-    let not_enough = |k: usize| {
-        format!(
-            "not enough peers to allocate CID. Needed at least: {needed}. Wanted at most: {wanted}. Available candidates: {k}. See logs for more info."
-        )
+    let not_enough = |available: usize| AllocError::NotEnoughPeers {
+        needed,
+        wanted,
+        available,
     };
     let available = priority.len() + candidates.len();
     if (available as i32) < needed {
@@ -238,7 +260,7 @@ mod tests {
 
     #[test]
     fn balanced_spreads_across_groups_by_freespace() {
-        let ms = MetricStore::default();
+        let ms = PeerMetricStore::default();
         for (p, g, f) in [
             ("p1", "a", 10),
             ("p2", "a", 50),
@@ -271,13 +293,13 @@ mod tests {
             rmax: 6,
             ..input
         };
-        let e = allocate(&input, &ms, 0).unwrap_err();
+        let e = allocate(&input, &ms, 0).unwrap_err().to_string();
         assert!(e.starts_with("not enough peers to allocate CID. Needed at least: 6. Wanted at most: 6. Available candidates: 5."), "{e}");
     }
 
     #[test]
     fn rules_for_current_priority_and_blacklist() {
-        let ms = MetricStore::default();
+        let ms = PeerMetricStore::default();
         for (p, f) in [("p1", 10), ("p2", 50), ("p3", 30)] {
             ms.add(m("freespace", p, &f.to_string(), f, false));
         }
@@ -306,6 +328,7 @@ mod tests {
             10
         )
         .unwrap_err()
+        .to_string()
         .contains("bad replication factors"));
         let prio = s(&["p1"]);
         let got = allocate(
@@ -391,7 +414,7 @@ mod tests {
     /// overflow (a panic in debug builds, a wrapped order in release ones).
     #[test]
     fn huge_weights_and_factors_do_not_overflow() {
-        let ms = MetricStore::default();
+        let ms = PeerMetricStore::default();
         ms.add(m("tag:x", "p1", "a", i64::MAX, true));
         ms.add(m("tag:x", "p2", "a", i64::MAX, true));
         ms.add(m("tag:x", "p3", "b", i64::MIN, true));
@@ -414,6 +437,7 @@ mod tests {
         };
         assert!(allocate(&input, &ms, 0)
             .unwrap_err()
+            .to_string()
             .starts_with("not enough peers to allocate CID"));
     }
 }

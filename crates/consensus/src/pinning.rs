@@ -2,6 +2,47 @@
 //! repin rules and pin-type sanity checks, with upstream's error messages.
 
 use ipfs_cluster_proto::types::v1::{Pin, PinOptions, PinType};
+use ipfs_cluster_runtime::{ErrorCode, ServiceError};
+
+/// Why a pin is refused, with upstream's messages. Every one is the request's fault
+/// (INVALID_ARGUMENT at the gRPC edge).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PinError {
+    #[error("bad pin object: the CID is empty")]
+    EmptyCid,
+    #[error("bad pin object: invalid CID {cid:?}: {reason}")]
+    InvalidCid { cid: String, reason: String },
+    #[error("cluster.replication_factor_min is wrong")]
+    ReplicationMinWrong,
+    #[error("cluster.replication_factor_max is wrong")]
+    ReplicationMaxWrong,
+    #[error("cluster.replication_factor_min and max must be -1 when one of them is")]
+    ReplicationAllOrNone,
+    #[error("bad replication factors: {rmin}/{rmax}")]
+    ReplicationZero { rmin: i32, rmax: i32 },
+    #[error("cluster.replication_factor_min is larger than max")]
+    ReplicationMinAboveMax,
+    #[error("pin.ExpireAt set before current time")]
+    Expired,
+    #[error("cannot repin CID with different tracking method, clear state with pin rm to proceed. New: {new}. Was: {was}")]
+    RepinOtherType {
+        new: &'static str,
+        was: &'static str,
+    },
+    #[error("cannot repin a CID which is already pinned in recursive mode (new pin is pinned as direct). Unpin it first.")]
+    RepinAsDirect,
+    /// A pin type's own rule (upstream's texts, e.g. "must pin roots directly").
+    #[error("{0}")]
+    Type(&'static str),
+    #[error("this pin type cannot be updated")]
+    NotUpdatable,
+}
+
+impl ServiceError for PinError {
+    fn error_code(&self) -> ErrorCode {
+        ErrorCode::BadRequest
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PinDefaults {
@@ -10,14 +51,17 @@ pub struct PinDefaults {
 }
 
 /// Parses a CID and returns its canonical string form (v0 base58btc, v1 base32).
-pub fn normalize_cid(s: &str) -> Result<String, String> {
+pub fn normalize_cid(s: &str) -> Result<String, PinError> {
     let s = s.trim();
     if s.is_empty() {
-        return Err("bad pin object: the CID is empty".into());
+        return Err(PinError::EmptyCid);
     }
     cid::Cid::try_from(s)
         .map(|c| c.to_string())
-        .map_err(|e| format!("bad pin object: invalid CID {s:?}: {e}"))
+        .map_err(|e| PinError::InvalidCid {
+            cid: s.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 pub fn type_name(t: i32) -> &'static str {
@@ -31,43 +75,51 @@ pub fn type_name(t: i32) -> &'static str {
 }
 
 /// Upstream's replication factor validation (after 0 has become the cluster default).
-pub fn check_replication(rmin: i32, rmax: i32) -> Result<(), String> {
+pub fn check_replication(rmin: i32, rmax: i32) -> Result<(), PinError> {
     if rmin < -1 {
-        return Err("cluster.replication_factor_min is wrong".into());
+        return Err(PinError::ReplicationMinWrong);
     }
     if rmax < -1 {
-        return Err("cluster.replication_factor_max is wrong".into());
+        return Err(PinError::ReplicationMaxWrong);
     }
     if (rmin == -1) != (rmax == -1) {
-        return Err("cluster.replication_factor_min and max must be -1 when one of them is".into());
+        return Err(PinError::ReplicationAllOrNone);
     }
     if rmin == 0 || rmax == 0 {
-        return Err(format!("bad replication factors: {rmin}/{rmax}"));
+        return Err(PinError::ReplicationZero { rmin, rmax });
     }
     if rmin > rmax {
-        return Err("cluster.replication_factor_min is larger than max".into());
+        return Err(PinError::ReplicationMinAboveMax);
     }
     Ok(())
 }
 
-fn check_pin_type(pin: &Pin) -> Result<(), String> {
+fn check_pin_type(pin: &Pin) -> Result<(), PinError> {
     let has_ref = !pin.reference.is_empty();
     match PinType::try_from(pin.r#type) {
-        Ok(PinType::Data) if has_ref => Err("data pins should not reference other pins".into()),
-        Ok(PinType::Data) => Ok(()),
-        Ok(PinType::Shard) if pin.max_depth != 1 => Err("must pin shards go depth 1".into()),
-        Ok(PinType::Shard) => Ok(()),
-        Ok(PinType::ClusterDag) if pin.max_depth != 0 => Err("must pin roots directly".into()),
-        Ok(PinType::ClusterDag) if !has_ref => {
-            Err("clusterDAG pins should reference a Meta pin".into())
+        Ok(PinType::Data) if has_ref => {
+            Err(PinError::Type("data pins should not reference other pins"))
         }
+        Ok(PinType::Data) => Ok(()),
+        Ok(PinType::Shard) if pin.max_depth != 1 => {
+            Err(PinError::Type("must pin shards go depth 1"))
+        }
+        Ok(PinType::Shard) => Ok(()),
+        Ok(PinType::ClusterDag) if pin.max_depth != 0 => {
+            Err(PinError::Type("must pin roots directly"))
+        }
+        Ok(PinType::ClusterDag) if !has_ref => Err(PinError::Type(
+            "clusterDAG pins should reference a Meta pin",
+        )),
         Ok(PinType::ClusterDag) => Ok(()),
         Ok(PinType::Meta) if !pin.allocations.is_empty() => {
-            Err("meta pin should not specify allocations".into())
+            Err(PinError::Type("meta pin should not specify allocations"))
         }
-        Ok(PinType::Meta) if !has_ref => Err("metaPins should reference a ClusterDAG".into()),
+        Ok(PinType::Meta) if !has_ref => {
+            Err(PinError::Type("metaPins should reference a ClusterDAG"))
+        }
         Ok(PinType::Meta) => Ok(()),
-        _ => Err("unrecognized pin type".into()),
+        _ => Err(PinError::Type("unrecognized pin type")),
     }
 }
 
@@ -80,7 +132,7 @@ pub fn setup_pin(
     existing: Option<&Pin>,
     defaults: PinDefaults,
     now_ns: i64,
-) -> Result<(), String> {
+) -> Result<(), PinError> {
     let now = now_ns.div_euclid(1_000_000_000);
     if pin.r#type == PinType::Bad as i32 {
         pin.r#type = PinType::Data as i32;
@@ -98,21 +150,17 @@ pub fn setup_pin(
     }
     check_replication(rmin, rmax)?;
     if opts.expire_at != 0 && (opts.expire_at as i128) * 1_000_000_000 < now_ns as i128 {
-        return Err("pin.ExpireAt set before current time".into());
+        return Err(PinError::Expired);
     }
     if let Some(ex) = existing {
         if ex.r#type != pin.r#type {
-            return Err(format!(
-                "cannot repin CID with different tracking method, clear state with pin rm to proceed. New: {}. Was: {}",
-                type_name(pin.r#type),
-                type_name(ex.r#type)
-            ));
+            return Err(PinError::RepinOtherType {
+                new: type_name(pin.r#type),
+                was: type_name(ex.r#type),
+            });
         }
         if ex.max_depth == -1 && pin.max_depth != -1 {
-            return Err(
-                "cannot repin a CID which is already pinned in recursive mode (new pin is pinned as direct). Unpin it first."
-                    .into(),
-            );
+            return Err(PinError::RepinAsDirect);
         }
     }
     check_pin_type(pin)?;
@@ -127,9 +175,9 @@ pub fn pin_update(
     to: &str,
     opts: Option<&PinOptions>,
     now: i64,
-) -> Result<Pin, String> {
+) -> Result<Pin, PinError> {
     if from.r#type != PinType::Data as i32 {
-        return Err("this pin type cannot be updated".into());
+        return Err(PinError::NotUpdatable);
     }
     let mut p = from.clone();
     p.cid = to.to_string();
@@ -146,6 +194,19 @@ pub fn pin_update(
         }
     }
     Ok(p)
+}
+
+/// Upstream PinType bit of a proto PinType value (log2 encoding): data=2, meta=4, ...
+pub fn type_bit(t: i32) -> u32 {
+    if (0..=4).contains(&t) {
+        1u32 << t
+    } else {
+        0
+    }
+}
+
+pub fn type_matches(t: i32, filter: u32) -> bool {
+    filter == 0 || type_bit(t) & filter != 0
 }
 
 #[cfg(test)]
@@ -177,8 +238,14 @@ mod tests {
     #[test]
     fn cid_normalisation() {
         assert_eq!(normalize_cid(&format!(" {CID} ")).unwrap(), CID);
-        assert!(normalize_cid("").unwrap_err().contains("bad pin object"));
-        assert!(normalize_cid("nope").unwrap_err().contains("invalid CID"));
+        assert!(normalize_cid("")
+            .unwrap_err()
+            .to_string()
+            .contains("bad pin object"));
+        assert!(normalize_cid("nope")
+            .unwrap_err()
+            .to_string()
+            .contains("invalid CID"));
     }
 
     #[test]
@@ -193,7 +260,11 @@ mod tests {
         );
         assert!(p.allocations.is_empty());
         assert_eq!(p.timestamp, 100);
-        let err = |a, b| setup_pin(&mut pin(a, b), None, D, NS).unwrap_err();
+        let err = |a, b| {
+            setup_pin(&mut pin(a, b), None, D, NS)
+                .unwrap_err()
+                .to_string()
+        };
         assert_eq!(
             err(3, 2),
             "cluster.replication_factor_min is larger than max"
@@ -218,7 +289,9 @@ mod tests {
         let mut p = pin(-1, -1);
         p.options.as_mut().unwrap().expire_at = 50;
         assert_eq!(
-            setup_pin(&mut p, None, D, 100 * NS).unwrap_err(),
+            setup_pin(&mut p, None, D, 100 * NS)
+                .unwrap_err()
+                .to_string(),
             "pin.ExpireAt set before current time"
         );
         // expire-at = now as whole seconds is already past (upstream compares with the
@@ -234,6 +307,7 @@ mod tests {
         direct.max_depth = 0;
         assert!(setup_pin(&mut direct, Some(&existing), D, NS)
             .unwrap_err()
+            .to_string()
             .contains("already pinned in recursive mode"));
         let mut rec = pin(-1, -1);
         setup_pin(&mut rec, Some(&direct), D, NS).unwrap();
@@ -241,13 +315,13 @@ mod tests {
         meta.r#type = PinType::Meta as i32;
         meta.reference = CID.into();
         assert_eq!(
-            setup_pin(&mut meta, Some(&existing), D, NS).unwrap_err(),
+            setup_pin(&mut meta, Some(&existing), D, NS).unwrap_err().to_string(),
             "cannot repin CID with different tracking method, clear state with pin rm to proceed. New: meta-pin. Was: pin"
         );
         let mut shard = pin(-1, -1);
         shard.r#type = PinType::Shard as i32;
         assert_eq!(
-            setup_pin(&mut shard, None, D, NS).unwrap_err(),
+            setup_pin(&mut shard, None, D, NS).unwrap_err().to_string(),
             "must pin shards go depth 1"
         );
     }
@@ -273,7 +347,7 @@ mod tests {
         let mut meta = from.clone();
         meta.r#type = PinType::Meta as i32;
         assert_eq!(
-            pin_update(&meta, "x", None, 1).unwrap_err(),
+            pin_update(&meta, "x", None, 1).unwrap_err().to_string(),
             "this pin type cannot be updated"
         );
     }

@@ -7,6 +7,7 @@
 //! read. Watchers never slow raft down: a watcher more than `store::WATCH_BUFFER` changes
 //! behind gets RESOURCE_EXHAUSTED and must reconnect with the last index it processed.
 
+use ipfs_cluster_runtime::ServiceError;
 use std::{pin::Pin as StdPin, sync::Arc};
 
 use futures::Stream;
@@ -15,11 +16,13 @@ use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::{
-    ids::PeerNode,
     node::{Forward, Node},
-    pinning::normalize_cid,
-    store::{type_matches, Store, SyncItem},
-    types::{PinBytes, PinOp},
+    pinning::{normalize_cid, type_matches},
+    raft::{
+        command::{PinBytes, PinOp},
+        ids::PeerNode,
+        store::{Store, SyncItem},
+    },
 };
 use ipfs_cluster_proto::{
     consensus::v1::{
@@ -81,18 +84,20 @@ async fn send(tx: &mpsc::Sender<Result<StateChange, Status>>, ch: StateChange) -
     tx.send(Ok(ch)).await.map_err(|_| ())
 }
 
-/// The state machine apply is not fsync'd (raft_store.rs): after a crash the applied index
+/// The state machine apply is not fsync'd (`raft::storage`): after a crash the applied index
 /// can be behind entries that are in this peer's durable log, and that a watcher (the ipfs
 /// connector) already processed. A watcher resuming from such an index waits (bounded by
 /// `within`) until raft has re-applied it, instead of getting a full sync from the older
 /// state (which would briefly look like unpins of everything applied since). An index past
 /// our log (a wiped store) still gets the full sync at once.
 async fn wait_applied(
-    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<crate::ids::NodeId, PeerNode>>,
+    mut metrics: tokio::sync::watch::Receiver<
+        openraft::RaftMetrics<crate::raft::ids::NodeId, PeerNode>,
+    >,
     from: u64,
     within: std::time::Duration,
 ) {
-    let applied_of = |m: &openraft::RaftMetrics<crate::ids::NodeId, PeerNode>| {
+    let applied_of = |m: &openraft::RaftMetrics<crate::raft::ids::NodeId, PeerNode>| {
         m.last_applied.map_or(0, |l| l.index)
     };
     let (applied, last_log) = {
@@ -236,7 +241,7 @@ impl Consensus for ConsensusService {
     }
 
     async fn get(&self, req: Request<GetRequest>) -> Result<Response<Pin>, Status> {
-        let cid = normalize_cid(&req.into_inner().cid).map_err(Status::invalid_argument)?;
+        let cid = normalize_cid(&req.into_inner().cid).map_err(|e| e.to_status())?;
         match self.node.get(&cid).await? {
             Some(p) => Ok(Response::new(p)),
             None => Err(Status::not_found("pin is not part of the pinset")),
@@ -429,7 +434,7 @@ mod list_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn chunked_list_streams_every_matching_pin_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let router = crate::network::LocalRouter::default();
+        let router = crate::local_router::LocalRouter::default();
         let mut o = Options::new("peerA", dir.path().join("peerA"));
         o.wait_for_leader_timeout = std::time::Duration::from_secs(5);
         let n = Node::start(o, Arc::new(router.clone())).await.unwrap();

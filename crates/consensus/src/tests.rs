@@ -19,7 +19,7 @@ const C1: &str = "QmPZ9gcCEpqKTo6aq61g2nXGUhM4iCL3ewB6LDXZCtioEB";
 const C2: &str = "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn";
 const C3: &str = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi";
 
-type Router = crate::network::LocalRouter;
+type Router = crate::local_router::LocalRouter;
 
 fn opts(peer: &str, dir: &std::path::Path) -> Options {
     let mut o = Options::new(peer, dir.join(peer));
@@ -174,11 +174,11 @@ async fn corrupt_store_is_a_clear_error() {
     let raft = dir.path().join("raft");
     std::fs::create_dir_all(&raft).unwrap();
     std::fs::write(
-        raft.join(crate::store::DB_FILE),
+        raft.join(crate::raft::store::DB_FILE),
         b"this is not a redb file at all, just garbage bytes",
     )
     .unwrap();
-    let e = crate::store::Store::open(&raft)
+    let e = crate::raft::store::Store::open(&raft)
         .await
         .err()
         .expect("must fail")
@@ -187,8 +187,8 @@ async fn corrupt_store_is_a_clear_error() {
         e.contains("cannot be opened") && e.contains("state cleanup"),
         "{e}"
     );
-    std::fs::write(raft.join(crate::store::DB_FILE), b"").unwrap();
-    let e = crate::store::Store::open(&raft)
+    std::fs::write(raft.join(crate::raft::store::DB_FILE), b"").unwrap();
+    let e = crate::raft::store::Store::open(&raft)
         .await
         .err()
         .expect("must fail")
@@ -533,7 +533,7 @@ async fn leader_failover_keeps_acknowledged_pins_and_expiry_runs_on_leader() {
         .metrics(
             |m| {
                 m.current_leader
-                    .is_some_and(|l| l != crate::ids::node_id(&leader))
+                    .is_some_and(|l| l != crate::raft::ids::node_id(&leader))
             },
             "new leader",
         )
@@ -604,8 +604,8 @@ async fn leader_allocates_by_metrics_and_repins_from_dead_peers() {
     let far = i64::MAX;
     for n in &nodes {
         for (p, free) in [("peerA", 300), ("peerB", 200), ("peerC", 100)] {
-            n.metrics.add(metric("freespace", p, free, far));
-            n.metrics.add(metric("ping", p, 0, far));
+            n.peer_metrics.add(metric("freespace", p, free, far));
+            n.peer_metrics.add(metric("ping", p, 0, far));
         }
     }
     let p = nodes[2].pin(pin(C1, 2, 2)).await.unwrap();
@@ -629,8 +629,10 @@ async fn leader_allocates_by_metrics_and_repins_from_dead_peers() {
         .clone();
     if leader.opts.peer_id == "peerA" {
         // Keep the leader alive in this test: kill peerB instead.
-        leader.metrics.add(metric("ping", "peerB", 0, 1));
-        leader.metrics.add(metric("freespace", "peerB", 200, 1));
+        leader.peer_metrics.add(metric("ping", "peerB", 0, 1));
+        leader
+            .peer_metrics
+            .add(metric("freespace", "peerB", 200, 1));
         let mut alerted = Default::default();
         assert_eq!(leader.check_dead_peers(&mut alerted).await, 1);
         assert_eq!(
@@ -643,8 +645,10 @@ async fn leader_allocates_by_metrics_and_repins_from_dead_peers() {
             "one alert per failure"
         );
     } else {
-        leader.metrics.add(metric("ping", "peerA", 0, 1));
-        leader.metrics.add(metric("freespace", "peerA", 300, 1));
+        leader.peer_metrics.add(metric("ping", "peerA", 0, 1));
+        leader
+            .peer_metrics
+            .add(metric("freespace", "peerA", 300, 1));
         let mut alerted = Default::default();
         assert_eq!(leader.check_dead_peers(&mut alerted).await, 1);
         assert_eq!(
@@ -687,13 +691,13 @@ async fn slow_watcher_is_cut_off_not_raft() {
     assert_eq!(next(&mut w).await.kind, Kind::SyncEnd as i32);
     // 600 changes while the watcher reads nothing: raft is not blocked.
     let batch: Vec<_> = (0..600)
-        .map(|i| crate::types::PinBytes::encode(&pin(&cid_n(i), -1, -1)))
+        .map(|i| crate::raft::command::PinBytes::encode(&pin(&cid_n(i), -1, -1)))
         .collect();
     tokio::time::timeout(
         Duration::from_secs(5),
-        n.commit(crate::node::Forward::Op(crate::types::PinOp::PinBatch(
-            batch,
-        ))),
+        n.commit(crate::node::Forward::Op(
+            crate::raft::command::PinOp::PinBatch(batch),
+        )),
     )
     .await
     .expect("a slow watcher must not block commits")
@@ -887,23 +891,23 @@ async fn truncated_store_is_a_clear_error() {
         let n = start(&router, opts("peerA", dir.path())).await;
         wait_leader(&n).await;
         let batch: Vec<_> = (0..2000)
-            .map(|i| crate::types::PinBytes::encode(&pin(&cid_n(i), -1, -1)))
+            .map(|i| crate::raft::command::PinBytes::encode(&pin(&cid_n(i), -1, -1)))
             .collect();
-        n.commit(crate::node::Forward::Op(crate::types::PinOp::PinBatch(
-            batch,
-        )))
+        n.commit(crate::node::Forward::Op(
+            crate::raft::command::PinOp::PinBatch(batch),
+        ))
         .await
         .unwrap();
         n.raft.shutdown().await.unwrap();
         router.clear();
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let path = dir.path().join("peerA").join(crate::store::DB_FILE);
+    let path = dir.path().join("peerA").join(crate::raft::store::DB_FILE);
     let len = std::fs::metadata(&path).unwrap().len();
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     f.set_len(len / 2).unwrap();
     drop(f);
-    let r = crate::store::Store::open(&dir.path().join("peerA")).await;
+    let r = crate::raft::store::Store::open(&dir.path().join("peerA")).await;
     match r {
         Err(e) => assert!(e.to_string().contains("cannot be opened"), "{e}"),
         Ok(s) => {
@@ -938,7 +942,7 @@ async fn user_allocations_guide_allocation_but_are_not_stored() {
     for n in &nodes {
         wait_leader(n).await;
         for (p, free) in [("peerA", 300), ("peerB", 200), ("peerC", 100)] {
-            n.metrics.add(metric("freespace", p, free, i64::MAX));
+            n.peer_metrics.add(metric("freespace", p, free, i64::MAX));
         }
     }
     let mut p = pin(C1, 1, 1);
@@ -1159,13 +1163,13 @@ async fn watchers_wait_for_a_rolled_back_apply_instead_of_resyncing() {
     // What a crash after the last apply could leave: pins, applied and committed one entry
     // back, the log intact.
     {
-        use crate::store;
+        use crate::raft::store;
         use redb::ReadableTable;
         let s = store::Store::open(&dir.path().join("peerA")).await.unwrap();
         let txn = s.inner.db.begin_write().unwrap();
         {
             let log = txn.open_table(store::LOG).unwrap();
-            let prev: crate::types::Entry =
+            let prev: crate::raft::command::Entry =
                 store::dec("log entry", log.get(idx - 1).unwrap().unwrap().value()).unwrap();
             let mut meta = txn.open_table(store::META).unwrap();
             let prev = store::enc(&Some(prev.log_id));
@@ -1251,7 +1255,7 @@ async fn coalesced_gets_answer_each_read_and_release_the_store() {
     router.clear();
     drop(n);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let s = crate::store::Store::open(&dir.path().join("peerA"))
+    let s = crate::raft::store::Store::open(&dir.path().join("peerA"))
         .await
         .expect("the store opens again once every handle is gone");
     assert_eq!(s.get(&cid_n(7)).await.unwrap().unwrap().cid, cid_n(7));
@@ -1287,7 +1291,7 @@ async fn trusted_peers_decide_who_joins_and_stays() {
         );
         // The leader itself refuses too (a follower with a stale list forwards to it).
         let e = a
-            .commit(crate::node::Forward::Join(crate::ids::PeerNode {
+            .commit(crate::node::Forward::Join(crate::raft::ids::PeerNode {
                 peer_id: "peerX".into(),
                 addresses: vec![],
             }))

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::util::{humanize_bytes, humanize_time, is_zero_time, parse_time, render_time};
+use crate::go_text::{humanize_bytes, humanize_time, is_zero_time, parse_time, render_time};
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
@@ -240,7 +240,7 @@ pub fn metric(v: &Value, now: i128) -> String {
 /// One alert line.
 pub fn alert(v: &Value, now: i128) -> String {
     let expire = v.get("expire").and_then(Value::as_i64).unwrap_or(0) as i128;
-    let triggered = crate::util::time_ns(s(v, "triggered_at"));
+    let triggered = crate::go_text::time_ns(s(v, "triggered_at"));
     format!(
         "{}: {}. Expired at: {}. Triggered at: {}\n",
         s(v, "peer"),

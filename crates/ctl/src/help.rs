@@ -979,7 +979,7 @@ pub fn flag_value_error(prog: &str, args: &[String], version: &str) -> Option<Pr
             };
             let ok = match kind(f) {
                 Kind::Int => go_int_ok(&value),
-                Kind::Duration => crate::util::parse_go_duration(&value).is_ok(),
+                Kind::Duration => crate::go_text::parse_go_duration(&value).is_ok(),
                 _ => true,
             };
             if !ok {

@@ -2,16 +2,15 @@
 //! codes. The binary only calls [`run`]; everything (parsing, requests, formatting, exit codes)
 //! lives here so tests can drive it with in-memory stdout/stderr.
 
-pub mod add;
 pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod error;
 pub mod format;
+pub mod go_text;
 pub mod graph;
 pub mod help;
 pub mod p2p;
-pub mod util;
 
 use std::ffi::OsString;
 use std::io::Write;

@@ -64,32 +64,20 @@ pub async fn request(
             }
             failed(msg)
         })?;
-        let status = resp.status().as_u16();
-        let body = Limited::new(resp.into_body(), limit)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    HttpError::TooLarge {
-                        url: url.to_string(),
-                        limit,
-                    }
-                } else {
-                    failed(format!("reading the answer: {e}"))
+        read_answer(resp, limit).await.map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                HttpError::TooLarge {
+                    url: url.to_string(),
+                    limit,
                 }
-            })?
-            .to_bytes()
-            .to_vec();
-        Ok((status, body))
+            } else {
+                failed(format!("reading the answer: {e}"))
+            }
+        })
     };
-    tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| HttpError::Timeout {
-            url: url.to_string(),
-            secs: timeout.as_secs(),
-        })?
+    within(url, timeout, work).await
 }
 
 /// One request over a unix socket (`path`), for `uri` (path and query); the status code
@@ -127,19 +115,34 @@ pub async fn request_unix(
             .send_request(req)
             .await
             .map_err(|e| failed(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let body = Limited::new(resp.into_body(), limit)
-            .collect()
+        read_answer(resp, limit)
             .await
-            .map_err(|e| failed(format!("reading the answer: {e}")))?
-            .to_bytes()
-            .to_vec();
-        Ok((status, body))
+            .map_err(|e| failed(format!("reading the answer: {e}")))
     };
+    within(&url, timeout, work).await
+}
+
+/// The status code and at most `limit` bytes of an answer's body (the error of a body
+/// that is longer, or that breaks off, is the caller's to word).
+async fn read_answer(
+    resp: hyper::Response<hyper::body::Incoming>,
+    limit: usize,
+) -> Result<(u16, Vec<u8>), Box<dyn std::error::Error + Send + Sync>> {
+    let status = resp.status().as_u16();
+    let body = Limited::new(resp.into_body(), limit).collect().await?;
+    Ok((status, body.to_bytes().to_vec()))
+}
+
+/// Runs a request's `work` with a deadline; a late answer is a `Timeout` naming `url`.
+async fn within<T>(
+    url: &str,
+    timeout: Duration,
+    work: impl std::future::Future<Output = Result<T, HttpError>>,
+) -> Result<T, HttpError> {
     tokio::time::timeout(timeout, work)
         .await
         .map_err(|_| HttpError::Timeout {
-            url: url.clone(),
+            url: url.to_string(),
             secs: timeout.as_secs(),
         })?
 }

@@ -86,7 +86,7 @@ pub fn api_options(
                 &c.private_key,
                 std::path::Path::new("api.restapi (id, private_key)"),
             )?;
-            opts.libp2p = Some(crate::libp2p_http::Libp2pOptions {
+            opts.libp2p = Some(crate::options::Libp2pOptions {
                 listen: c.libp2p_listen_multiaddress.clone(),
                 keypair: ident.keypair,
                 secret: peer.config.cluster.secret.0,
@@ -130,6 +130,7 @@ pub fn from_peer(peer: &Peer) -> Result<(GatewayOptions, InternalToken), ConfigE
         replication_factor_min: cfg.cluster.replication_factor_min,
         alert_check_interval: ipfs_cluster_runtime::monitor::check_interval(cfg),
         follower_mode: cfg.cluster.follower_mode,
+        http_metrics: None,
     };
     Ok((opts, peer.token.clone()))
 }

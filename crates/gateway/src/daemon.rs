@@ -16,9 +16,9 @@ impl Service for GatewayDaemon {
     type Args = NoArgs;
 
     async fn run(ctx: Context<NoArgs>) -> anyhow::Result<()> {
-        let (opts, token) = crate::config::from_peer(&ctx.peer)?;
+        let (mut opts, token) = crate::config::from_peer(&ctx.peer)?;
         if let Some(m) = &ctx.metrics {
-            crate::prometheus::register(m);
+            opts.http_metrics = Some(crate::prometheus::register(m));
         }
         crate::run(opts, token, ctx.stop_signal()).await?;
         Ok(())

@@ -25,6 +25,9 @@ pub struct GatewayService {
     /// Deprecated, always "" (InfoResponse.libp2p_http_target): tunnelled streams come
     /// through `Libp2pHttp`.
     pub libp2p_http_target: String,
+    /// The REST app that serves `/libp2p-http` streams tunnelled by the transport
+    /// (`None` until the REST API is bound).
+    pub tunnel: Option<crate::libp2p_http::Tunnel>,
 }
 
 type TunnelStream =
@@ -50,7 +53,7 @@ impl Gateway for GatewayService {
         &self,
         req: Request<Streaming<TunnelData>>,
     ) -> Result<Response<TunnelStream>, Status> {
-        let Some(tunnel) = self.backends.tunnel.get() else {
+        let Some(tunnel) = self.tunnel.as_ref() else {
             return Err(Status::unavailable(
                 "the REST API is not serving /libp2p-http streams yet",
             ));

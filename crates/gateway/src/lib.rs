@@ -2,35 +2,27 @@
 //! rustls. It holds no cluster state: every answer comes from the local consensus,
 //! transport and ipfs connector services through their internal gRPC contracts.
 
+//!
+//! Layers, lowest first (a module uses only those before it): `options`; `http/` (HTTP
+//! plumbing that knows no route: auth, CORS, request guard, TLS, connection deadlines,
+//! route matching, upstream's reply shapes); `backend/` (gRPC clients of the other services,
+//! the peer metrics followed from the broadcast, gRPC answers to API types); `add/` (the
+//! `/add` pipeline: multipart, chunkers, UnixFS DAG, HAMT, CAR, block spool); `rest/` (one
+//! function per route: REST handlers, Pinning Services API, health, query parsing);
+//! `server` + `libp2p_http` (listeners and the app that ties them to the routes),
+//! `prometheus`, `grpc` (its own gRPC service); `config`, `daemon` and this file (start-up).
+
 pub mod add;
-pub mod auth;
 pub mod backend;
-pub mod car;
-pub mod chunker;
 pub mod config;
-pub mod cors;
 pub mod daemon;
-pub mod dag;
-pub mod first_byte;
-pub mod from_grpc;
 pub mod grpc;
-pub mod hamt;
-pub mod handlers;
-pub mod health;
+pub mod http;
 pub mod libp2p_http;
-pub mod multipart;
 pub mod options;
-pub mod peer_metrics;
-pub mod pinsvc;
 pub mod prometheus;
-pub mod query;
-pub mod reply;
-pub mod request_guard;
-pub mod router;
+pub mod rest;
 pub mod server;
-pub mod spool;
-pub mod tls;
-pub mod trailers_asked;
 
 use std::{
     future::Future,
@@ -65,7 +57,7 @@ pub enum GatewayError {
         source: std::io::Error,
     },
     #[error("{0}")]
-    Tls(#[from] tls::TlsError),
+    Tls(#[from] http::tls::TlsError),
     #[error("{0}")]
     Internal(#[from] ipfs_cluster_runtime::ServeError),
     #[error("{0}")]
@@ -100,6 +92,7 @@ pub async fn bind_api(
     opts: HttpApiOptions,
     backends: backend::Backends,
     served: Arc<AtomicU64>,
+    http_metrics: Option<Arc<prometheus::HttpMetrics>>,
 ) -> Result<BoundApi, GatewayError> {
     let (api, key, log_target) = match kind {
         server::ApiKind::Rest => (
@@ -117,7 +110,7 @@ pub async fn bind_api(
         return Err(GatewayError::NoListener(api));
     }
     let tls = match (&opts.ssl_cert_file, &opts.ssl_key_file) {
-        (Some(c), Some(k)) => Some(Arc::new(tls::server_config_from_files(c, k)?)),
+        (Some(c), Some(k)) => Some(Arc::new(http::tls::server_config_from_files(c, k)?)),
         _ => None,
     };
     let access_log = match &opts.http_log_file {
@@ -180,7 +173,14 @@ pub async fn bind_api(
             path.display()
         );
     }
-    let app = Arc::new(server::App::new(kind, opts, backends, access_log, served));
+    let app = Arc::new(server::App::new(
+        kind,
+        opts,
+        backends,
+        access_log,
+        served,
+        http_metrics,
+    ));
     Ok(BoundApi {
         unix_listeners,
         listeners,
@@ -260,7 +260,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let backends = backend::Backends::connect(&opts, &token);
-    peer_metrics::spawn(
+    backend::peer_metrics::spawn(
         backends.peer_metrics.clone(),
         backends.transport.clone(),
         opts.alert_check_interval,
@@ -273,6 +273,7 @@ pub async fn run(
         opts.rest.clone(),
         backends.clone(),
         served.clone(),
+        opts.http_metrics.clone(),
     )
     .await?;
     let pinsvc = match &opts.pinsvc {
@@ -282,6 +283,7 @@ pub async fn run(
                 p.clone(),
                 backends.clone(),
                 served.clone(),
+                opts.http_metrics.clone(),
             )
             .await?,
         ),
@@ -291,10 +293,10 @@ pub async fn run(
     // served here by the REST app in plain HTTP/1.1, with no listener of their own.
     let rest_app = rest.app.clone();
     let (tx, rx) = watch::channel(false);
-    let _ = backends.tunnel.set(libp2p_http::Tunnel {
+    let tunnel = libp2p_http::Tunnel {
         app: rest_app.clone(),
         shutdown: rx.clone(),
-    });
+    };
     let own_host = match opts.rest.libp2p.clone() {
         Some(l) => Some(libp2p_http::start(l, rest_app.clone(), rx.clone()).await?.1),
         None => None,
@@ -302,6 +304,7 @@ pub async fn run(
     let svc = grpc::GatewayService {
         rest_auth_required: opts.rest.basic_auth_credentials.is_some(),
         libp2p_http_target: String::new(),
+        tunnel: Some(tunnel),
         backends,
         rest_listen: rest
             .local_addrs()

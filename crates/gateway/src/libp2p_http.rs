@@ -14,7 +14,7 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 
 use futures::StreamExt;
-use libp2p::{identity::Keypair, swarm::SwarmEvent, Multiaddr};
+use libp2p::{swarm::SwarmEvent, Multiaddr};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
@@ -84,14 +84,7 @@ where
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
-/// The own-host settings (validated by config.rs).
-#[derive(Debug, Clone)]
-pub struct Libp2pOptions {
-    pub listen: Vec<Multiaddr>,
-    pub keypair: Keypair,
-    /// `cluster.secret` (None = empty secret: an open network).
-    pub secret: Option<[u8; 32]>,
-}
+pub use crate::options::Libp2pOptions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Libp2pError {
@@ -239,6 +232,7 @@ mod tests {
             replication_factor_min: -1,
             alert_check_interval: ipfs_cluster_runtime::monitor::DEFAULT_CHECK_INTERVAL,
             follower_mode: false,
+            http_metrics: None,
         };
         let token = ipfs_cluster_proto::InternalToken::generate();
         let app = Arc::new(App::new(
@@ -249,6 +243,7 @@ mod tests {
                 ipfs_cluster_runtime::access_log::Endpoint::RestApi,
             ),
             Arc::default(),
+            None,
         ));
         let (tx, rx) = watch::channel(false);
         (Tunnel { app, shutdown: rx }, tx)

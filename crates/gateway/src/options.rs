@@ -4,6 +4,24 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
 
+use libp2p::{identity::Keypair, Multiaddr};
+
+/// Which API a server speaks (they share the stack, not the routes or error bodies).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiKind {
+    Rest,
+    PinSvc,
+}
+
+/// The REST API's own libp2p host (`libp2p_http`), validated by config.rs.
+#[derive(Debug, Clone)]
+pub struct Libp2pOptions {
+    pub listen: Vec<Multiaddr>,
+    pub keypair: Keypair,
+    /// `cluster.secret` (None = empty secret: an open network).
+    pub secret: Option<[u8; 32]>,
+}
+
 /// Settings of one HTTP API listener (REST or Pinning Services), as upstream's `api/common`.
 #[derive(Debug, Clone)]
 pub struct HttpApiOptions {
@@ -30,7 +48,7 @@ pub struct HttpApiOptions {
     pub headers: BTreeMap<String, Vec<String>>,
     pub cors: CorsOptions,
     /// The REST API's own libp2p host (libp2p_http.rs), when configured.
-    pub libp2p: Option<crate::libp2p_http::Libp2pOptions>,
+    pub libp2p: Option<Libp2pOptions>,
     /// Connections served at once (per API); more are closed at accept.
     pub max_connections: usize,
     /// Largest `POST /add` request body, in bytes (ours: `max_add_bytes`).
@@ -115,6 +133,8 @@ pub struct GatewayOptions {
     /// `cluster.follower_mode`: this peer never writes the pinset; `/add` is refused
     /// before any block is stored (pins and unpins are refused by the consensus service).
     pub follower_mode: bool,
+    /// Where the APIs record their requests (Prometheus; `None` when metrics are off).
+    pub http_metrics: Option<std::sync::Arc<crate::prometheus::HttpMetrics>>,
 }
 
 /// `/ip4/1.2.3.4/tcp/9094` (or ip6) for a socket address.

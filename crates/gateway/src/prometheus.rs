@@ -4,7 +4,7 @@
 //! if it sent one — carried into every internal gRPC call, logged with `trace_id`, and
 //! returned in the `traceparent` response header.
 
-use std::{sync::OnceLock, time::Instant};
+use std::{sync::Arc, time::Instant};
 
 use http::{HeaderMap, HeaderValue, Method, Response};
 use ipfs_cluster_observability::{
@@ -14,18 +14,25 @@ use ipfs_cluster_observability::{
 };
 
 use crate::{
-    router::{self, Match, Route},
-    server::ApiKind,
+    http::router::{self, Match, Route},
+    options::ApiKind,
 };
 
-struct Http {
+/// The API request families, owned by the apps that serve the requests (`App`).
+pub struct HttpMetrics {
     total: Family<Labels, Counter>,
     duration: HistogramFamily,
 }
 
-static HTTP: OnceLock<Http> = OnceLock::new();
+impl std::fmt::Debug for HttpMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpMetrics")
+    }
+}
 
-pub fn register(m: &Metrics) {
+/// Registers the API request families; the recorder goes to the apps through
+/// `GatewayOptions::http_metrics`.
+pub fn register(m: &Metrics) -> Arc<HttpMetrics> {
     let total: Family<Labels, Counter> = Family::default();
     m.register(
         "http_requests",
@@ -38,7 +45,7 @@ pub fn register(m: &Metrics) {
         "API latency until the answer's headers, by api and route template",
         duration.clone(),
     );
-    let _ = HTTP.set(Http { total, duration });
+    Arc::new(HttpMetrics { total, duration })
 }
 
 fn rest_template(r: &Route) -> &'static str {
@@ -59,8 +66,8 @@ fn rest_template(r: &Route) -> &'static str {
         Route::HealthGraph => "/health/graph",
         Route::Alerts => "/health/alerts",
         Route::Bandwidth => "/health/bandwidth",
-        Route::Metrics { .. } => "/monitor/metrics/{name}",
-        Route::MetricNames => "/monitor/metrics",
+        Route::PeerMetrics { .. } => "/monitor/metrics/{name}",
+        Route::PeerMetricNames => "/monitor/metrics",
         Route::Token => "/token",
         Route::Health => "/health",
     }
@@ -134,11 +141,17 @@ impl Observed {
         }
     }
 
-    /// Records the answer, and with tracing on logs it and returns the trace context.
-    pub fn finish<B>(self, resp: &mut Response<B>, span: &tracing::Span) {
+    /// Records the answer in `metrics` (when metrics are on), and with tracing on logs it
+    /// and returns the trace context.
+    pub fn finish<B>(
+        self,
+        resp: &mut Response<B>,
+        span: &tracing::Span,
+        metrics: Option<&HttpMetrics>,
+    ) {
         let code = resp.status().as_u16().to_string();
         let elapsed = self.started.elapsed();
-        if let Some(h) = HTTP.get() {
+        if let Some(h) = metrics {
             h.total
                 .get_or_create(&vec![
                     ("api".into(), api(self.kind).into()),

@@ -2,7 +2,7 @@
 //! or rustls, with upstream's middleware order (access log → auth → CORS → trailing-slash
 //! redirect → router) and limits (header size → 431, header read timeout).
 
-use crate::trailers_asked::TrailersAsked;
+use crate::http::trailers_asked::TrailersAsked;
 use std::{
     net::SocketAddr,
     sync::{
@@ -22,22 +22,17 @@ use tokio::{net::TcpListener, sync::watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::{
-    auth::{AuthFailure, Credentials, Principal, Scope},
     backend::Backends,
-    cors::Cors,
-    handlers::{self, Ctx},
+    http::auth::{AuthFailure, Credentials, Principal, Scope},
+    http::cors::Cors,
+    http::reply::{self, ApiError, ApiResponse, Body},
+    http::router::{self, Match},
     options::HttpApiOptions,
-    query::Query,
-    reply::{self, ApiError, ApiResponse, Body},
-    router::{self, Match},
+    rest::handlers::{self, Ctx},
+    rest::query::Query,
 };
 
-/// Which API a server speaks (they share the stack, not the routes or error bodies).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ApiKind {
-    Rest,
-    PinSvc,
-}
+pub use crate::options::ApiKind;
 
 /// Who is at the other end of a request: its TCP address (the throttle keys on its IP),
 /// and for requests that came over `/libp2p-http`, the libp2p peer id (the access log
@@ -80,7 +75,9 @@ pub struct App {
     pub backends: Backends,
     pub access_log: ipfs_cluster_runtime::access_log::AccessLog,
     pub served: Arc<AtomicU64>,
-    pub throttle: crate::auth::AuthThrottle,
+    pub throttle: crate::http::auth::AuthThrottle,
+    /// The request families (`None` when metrics are off).
+    pub http_metrics: Option<Arc<crate::prometheus::HttpMetrics>>,
 }
 
 impl App {
@@ -90,6 +87,7 @@ impl App {
         backends: Backends,
         access_log: ipfs_cluster_runtime::access_log::AccessLog,
         served: Arc<AtomicU64>,
+        http_metrics: Option<Arc<crate::prometheus::HttpMetrics>>,
     ) -> Self {
         Self {
             kind,
@@ -103,6 +101,7 @@ impl App {
             access_log,
             served,
             throttle: Default::default(),
+            http_metrics,
         }
     }
 
@@ -132,7 +131,7 @@ impl App {
             }
             None => self.call_untraced(req, remote).await,
         };
-        obs.finish(&mut resp, &span);
+        obs.finish(&mut resp, &span, self.http_metrics.as_deref());
         resp
     }
 
@@ -190,12 +189,18 @@ impl App {
     ) -> (Option<Principal>, Response<Body>) {
         // 0. Web pages: DNS rebinding and cross-origin writes (request_guard.rs).
         let loopback_only = self.opts.listen.iter().all(|a| a.ip().is_loopback());
-        let checked = crate::request_guard::check_host(req.headers(), req.uri(), loopback_only)
-            .and_then(|()| {
-                crate::request_guard::check_origin(req.method(), req.headers(), &self.cors)
-            });
-        if let Err(msg) = checked {
-            return (None, self.err(&ApiError::new(StatusCode::FORBIDDEN, msg)));
+        let checked =
+            crate::http::request_guard::check_host(req.headers(), req.uri(), loopback_only)
+                .and_then(|()| {
+                    crate::http::request_guard::check_origin(
+                        req.method(),
+                        req.headers(),
+                        &self.cors,
+                    )
+                });
+        if let Err(e) = checked {
+            let status = ipfs_cluster_runtime::ServiceError::error_code(&e).http_status();
+            return (None, self.err(&ApiError::new(status, e.to_string())));
         }
         // 1. Authentication (before CORS: a 401 carries no CORS headers).
         let mut user = None;
@@ -289,28 +294,28 @@ impl App {
             .decode_utf8_lossy()
             .to_string();
         let query = Query::parse(raw_query.as_deref());
+        let ctx = Ctx {
+            backends: self.backends.clone(),
+            user,
+            credentials: self.credentials.clone(),
+            read_timeout: self.opts.read_timeout,
+            max_add_bytes: self.opts.max_add_bytes,
+            content_type: req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        };
         match self.kind {
             ApiKind::Rest => match router::match_rest(req.method(), &decoded) {
                 Match::Found(route) => {
-                    let ctx = Ctx {
-                        backends: self.backends.clone(),
-                        user,
-                        credentials: self.credentials.clone(),
-                        read_timeout: self.opts.read_timeout,
-                        max_add_bytes: self.opts.max_add_bytes,
-                        content_type: req
-                            .headers()
-                            .get(header::CONTENT_TYPE)
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_string),
-                    };
                     let body = Some(req.into_body());
                     handlers::handle(&ctx, route, &query, body).await
                 }
                 Match::MethodNotAllowed => reply::method_not_allowed(),
                 Match::NotFound => self.err(&ApiError::new(StatusCode::NOT_FOUND, "not found")),
             },
-            ApiKind::PinSvc => crate::pinsvc::handle(self, req, &decoded, &query, user).await,
+            ApiKind::PinSvc => crate::rest::pinsvc::handle(&ctx, req, &decoded, &query).await,
         }
     }
 }
@@ -439,7 +444,8 @@ pub async fn serve(
                     match tokio::time::timeout(Duration::from_secs(10), acc.accept(tcp)).await {
                         Ok(Ok(tls)) => {
                             // No peek on TLS: the first read itself has the deadline.
-                            let tls = crate::first_byte::FirstByteDeadline::new(tls, first_byte);
+                            let tls =
+                                crate::http::first_byte::FirstByteDeadline::new(tls, first_byte);
                             let conn = builder
                                 .serve_connection(TokioIo::new(TrailersAsked::new(tls)), svc);
                             tokio::pin!(conn);
@@ -504,7 +510,7 @@ pub async fn serve_unix(
         let conn_shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let io = crate::first_byte::FirstByteDeadline::new(stream, first_byte);
+            let io = crate::http::first_byte::FirstByteDeadline::new(stream, first_byte);
             serve_io(io, remote, app, conn_shutdown).await;
         });
     }

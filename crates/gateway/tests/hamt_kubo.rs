@@ -10,7 +10,7 @@
 
 use std::{path::Path, process::Command};
 
-use ipfs_cluster_gateway::hamt;
+use ipfs_cluster_gateway::add::hamt;
 use ipfs_cluster_testkit::{kubo_bin, skip};
 
 mod common;

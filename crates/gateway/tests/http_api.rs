@@ -59,7 +59,7 @@ async fn pin_status_allocations_unpin() {
     assert!(r.text().ends_with("}\n"));
 
     let r = send(h.rest, "GET", &format!("/pins/{CID1}?local=false"), &[]).await;
-    let ts = ipfs_cluster_gateway::from_grpc::state_pin(h.pins()[CID1].clone())
+    let ts = ipfs_cluster_gateway::backend::from_grpc::state_pin(h.pins()[CID1].clone())
         .unwrap()
         .timestamp;
     let created = serde_json::to_string(&ts).unwrap();

@@ -30,8 +30,8 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
 };
 use ipfs_cluster_ipfs_connector::{
-    kubo::parse_node_multiaddress, proxy, proxy_server, service::ConnectorService, Kubo, NodeAddr,
-    Options, Timeouts, Tracker,
+    kubo::parse_node_multiaddress, proxy, service::ConnectorService, Kubo, NodeAddr, Options,
+    Timeouts, Tracker,
 };
 use ipfs_cluster_proto::{
     client, ipfsconnector::v1::StatusAllRequest, types::v1::Pin, types::v1::TrackerStatus,
@@ -265,7 +265,7 @@ async fn main() -> Result<()> {
     // Forwarded calls (header extraction is for hijacked ones); the access log goes to
     // tracing as in a real peer (no subscriber here).
     let p = proxy::Proxy::new(
-        proxy_server::ProxyConfig::new(vec![paddr], addr),
+        proxy::ProxyConfig::new(vec![paddr], addr),
         kubo,
         client::consensus(unused, &token),
         client::transport(unused, &token),

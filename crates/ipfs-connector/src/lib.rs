@@ -2,21 +2,19 @@
 // daemon pinning exactly this peer's allocations (pin tracker), reports per-pin status,
 // measures the peer (informers) and serves the IPFS proxy.
 //! IPFS connector service: Kubo RPC client, pin tracker, informers, IPFS proxy.
+//!
+//! Layers, lowest first (a module uses only those before it): `kubo/` (the daemon's RPC
+//! API) ← `tracker/` (pinset on disk, operations, the consensus watch follower) ←
+//! `informers`, `swarms`, `proxy/`, `service` ← `run`, `daemon`, `settings`, `options`.
 
 pub mod daemon;
-pub mod follower;
 pub mod informers;
 pub mod kubo;
 pub mod options;
-pub mod prometheus;
 pub mod proxy;
-mod proxy_headers;
-mod proxy_pinning;
-pub mod proxy_server;
 pub mod run;
 pub mod service;
 pub mod settings;
-pub mod store;
 pub mod swarms;
 pub mod tracker;
 

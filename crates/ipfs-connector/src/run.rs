@@ -11,8 +11,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    follower, kubo, service::ConnectorService, settings::Settings, store, tracker::Tracker, Kubo,
-    Options, Timeouts,
+    kubo,
+    service::ConnectorService,
+    settings::Settings,
+    tracker::{follower, store, Tracker},
+    Kubo, Options, Timeouts,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -135,16 +138,16 @@ pub async fn run_with(
     heap::limit_arenas();
     tokio::spawn(heap_trim_loop(shutdown.clone()));
     let t = build_tracker(settings.opts, shutdown.clone())?;
-    crate::prometheus::register(&t);
+    crate::tracker::prometheus::register(&t);
     if let Some(cfg) = settings.proxy {
-        let listeners = crate::proxy_server::bind_all(&cfg.listen)
+        let listeners = crate::proxy::server::bind_all(&cfg.listen)
             .await
             .map_err(RunError::Proxy)?;
         let log = crate::proxy::access_log(&cfg)
             .await
             .map_err(RunError::Proxy)?;
         tracing::info!(addrs = ?cfg.listen, ipfs = %cfg.node, "IPFS proxy listening");
-        for w in crate::proxy_server::exposure_warnings(&cfg.listen) {
+        for w in crate::proxy::server::exposure_warnings(&cfg.listen) {
             tracing::warn!("{w}");
         }
         let consensus = client::consensus(settings.consensus_addr, &settings.token);

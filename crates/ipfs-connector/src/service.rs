@@ -1,5 +1,6 @@
 //! The `IpfsConnector` gRPC service: a thin layer mapping requests onto the tracker and
-//! the Kubo client, and Kubo errors onto gRPC codes (daemon unreachable = UNAVAILABLE).
+//! the Kubo client. Their errors become gRPC statuses here, at the edge, by their
+//! `ErrorCode` (`ipfs_cluster_runtime::ServiceError`: daemon unreachable = UNAVAILABLE).
 
 use std::pin::Pin as StdPin;
 
@@ -18,25 +19,8 @@ use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::{
-    kubo::{parse_cid, KuboError},
-    tracker::Tracker,
-};
-
-pub fn to_status(e: KuboError) -> Status {
-    match e {
-        KuboError::Unreachable { .. } => Status::unavailable(e.to_string()),
-        KuboError::Timeout { .. } | KuboError::PinStalled { .. } => {
-            Status::deadline_exceeded(e.to_string())
-        }
-        KuboError::Invalid(_) | KuboError::BadAddress { .. } => {
-            Status::invalid_argument(e.to_string())
-        }
-        KuboError::Cancelled => Status::cancelled(e.to_string()),
-        KuboError::UnpinDisabled => Status::failed_precondition(e.to_string()),
-        _ => Status::internal(e.to_string()),
-    }
-}
+use crate::{kubo::parse_cid, tracker::Tracker};
+use ipfs_cluster_runtime::ServiceError;
 
 #[derive(Clone)]
 pub struct ConnectorService {
@@ -56,17 +40,18 @@ type InfoStream = StdPin<Box<dyn Stream<Item = Result<PinInfo, Status>> + Send>>
 
 /// Runs a producer into a bounded channel and streams its items; a producer error ends
 /// the stream with that error.
-fn stream_of<F, Fut>(f: F) -> InfoStream
+fn stream_of<F, Fut, E>(f: F) -> InfoStream
 where
     F: FnOnce(mpsc::Sender<PinInfo>) -> Fut,
-    Fut: std::future::Future<Output = Result<(), KuboError>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: ServiceError + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(1024);
     let (etx, erx) = mpsc::channel(1);
     let fut = f(tx);
     tokio::spawn(async move {
         if let Err(e) = fut.await {
-            let _ = etx.send(Err(to_status(e))).await;
+            let _ = etx.send(Err(e.to_status())).await;
         }
     });
     Box::pin(
@@ -83,7 +68,7 @@ impl IpfsConnector for ConnectorService {
             .status(&req.into_inner().cid)
             .await
             .map(Response::new)
-            .map_err(to_status)
+            .map_err(|e| e.to_status())
     }
 
     type StatusAllStream = InfoStream;
@@ -103,7 +88,7 @@ impl IpfsConnector for ConnectorService {
             .recover(&req.into_inner().cid)
             .await
             .map(Response::new)
-            .map_err(to_status)
+            .map_err(|e| e.to_status())
     }
 
     type RecoverAllStream = InfoStream;
@@ -135,12 +120,22 @@ impl IpfsConnector for ConnectorService {
         &self,
         _req: Request<Empty>,
     ) -> Result<Response<SwarmPeersResponse>, Status> {
-        let peers = self.tracker.kubo().swarm_peers().await.map_err(to_status)?;
+        let peers = self
+            .tracker
+            .kubo()
+            .swarm_peers()
+            .await
+            .map_err(|e| e.to_status())?;
         Ok(Response::new(SwarmPeersResponse { peers }))
     }
 
     async fn repo_stat(&self, _req: Request<Empty>) -> Result<Response<RepoStatResponse>, Status> {
-        let s = self.tracker.kubo().repo_stat().await.map_err(to_status)?;
+        let s = self
+            .tracker
+            .kubo()
+            .repo_stat()
+            .await
+            .map_err(|e| e.to_status())?;
         Ok(Response::new(RepoStatResponse {
             repo_size: s.repo_size,
             storage_max: s.storage_max,
@@ -174,7 +169,7 @@ impl IpfsConnector for ConnectorService {
             .kubo()
             .block_put(r.data.into(), &r.format, &r.mhtype, r.cid_version)
             .await
-            .map_err(to_status)?;
+            .map_err(|e| e.to_status())?;
         Ok(Response::new(BlockPutResponse { cid, size }))
     }
 
@@ -187,30 +182,30 @@ impl IpfsConnector for ConnectorService {
             .kubo()
             .resolve(&req.into_inner().path)
             .await
-            .map_err(to_status)?;
+            .map_err(|e| e.to_status())?;
         Ok(Response::new(ResolveResponse { cid }))
     }
 
     async fn pin_now(&self, req: Request<PinNowRequest>) -> Result<Response<Empty>, Status> {
         let r = req.into_inner();
-        let cid = parse_cid(&r.cid).map_err(to_status)?.to_string();
+        let cid = parse_cid(&r.cid).map_err(|e| e.to_status())?.to_string();
         let cancel = CancellationToken::new();
         self.tracker
             .kubo()
             .pin_add(&cid, r.max_depth, &cancel)
             .await
-            .map_err(to_status)?;
+            .map_err(|e| e.to_status())?;
         Ok(Response::new(Empty {}))
     }
 
     async fn unpin_now(&self, req: Request<PinNowRequest>) -> Result<Response<Empty>, Status> {
         let r = req.into_inner();
-        let cid = parse_cid(&r.cid).map_err(to_status)?.to_string();
+        let cid = parse_cid(&r.cid).map_err(|e| e.to_status())?.to_string();
         self.tracker
             .kubo()
             .pin_rm(&cid, &CancellationToken::new())
             .await
-            .map_err(to_status)?;
+            .map_err(|e| e.to_status())?;
         Ok(Response::new(Empty {}))
     }
 }

@@ -9,7 +9,7 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 use ipfs_cluster_config::{ConfigError, Peer};
 use ipfs_cluster_proto::InternalToken;
 
-use crate::{options::Options, proxy_server::ProxyConfig};
+use crate::{options::Options, proxy::ProxyConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {

@@ -356,7 +356,7 @@ async fn ipfs_proxy_against_kubo() {
         consensus_addr: caddr,
         transport_addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
         allow_remote_internal: false,
-        proxy: Some(ipfs_cluster_ipfs_connector::proxy_server::ProxyConfig::new(
+        proxy: Some(ipfs_cluster_ipfs_connector::proxy::ProxyConfig::new(
             vec![format!("127.0.0.1:{proxy_port}").parse().unwrap()],
             ipfs_cluster_ipfs_connector::parse_node_multiaddress(&node.multiaddr()).unwrap(),
         )),

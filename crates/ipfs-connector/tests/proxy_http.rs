@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{service::service_fn, Request, Response};
 use hyper_util::rt::TokioIo;
-use ipfs_cluster_ipfs_connector::{proxy, proxy_server::ProxyConfig, Kubo, NodeAddr};
+use ipfs_cluster_ipfs_connector::{proxy, proxy::ProxyConfig, Kubo, NodeAddr};
 use ipfs_cluster_proto::{client, InternalToken};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},

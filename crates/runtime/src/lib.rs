@@ -12,6 +12,8 @@
 //!   disk to take writes again);
 //! * [`peer_folder`]: the raft folder's markers, backups and the restart-in-staging exit
 //!   code, shared by consensus and the launcher;
+//! * [`error_code`]: the one error model: a service's domain error names its
+//!   [`ErrorCode`], which decides the gRPC code at the service's edge and the HTTP status;
 //! * [`access_log`]: the Apache common log format access log of every HTTP endpoint (REST
 //!   API, Pinning Services API, IPFS proxy);
 //! * [`monitor`]: following the peer metrics broadcast and the alert checker's period
@@ -23,6 +25,7 @@
 
 pub mod access_log;
 pub mod disk;
+pub mod error_code;
 pub mod grpc;
 pub mod logging;
 pub mod monitor;
@@ -32,5 +35,6 @@ pub mod shutdown;
 mod skeleton;
 pub mod workers;
 
+pub use error_code::{ErrorCode, ServiceError};
 pub use grpc::{bind_internal, serve, serve_with_health, HealthHandle, ServeError};
 pub use skeleton::{exit_with_error, main, CommonArgs, Context, NoArgs, Service};

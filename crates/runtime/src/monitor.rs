@@ -33,7 +33,7 @@ pub fn check_interval(cfg: &ServiceConfig) -> Duration {
 /// Follows the transport's `monitor.metrics` topic for as long as the process runs,
 /// handing every decodable peer metric to `on_metric` and subscribing again one second
 /// after the subscription failed or ended (the transport restarted, or is not up yet).
-pub fn follow_metrics<F>(mut transport: TransportClient, on_metric: F)
+pub fn follow_peer_metrics<F>(mut transport: TransportClient, on_metric: F)
 where
     F: Fn(Metric) + Send + 'static,
 {

@@ -1,5 +1,5 @@
 //! The peer metric store: the latest informer metric per (name, peer) that the peer
-//! monitor ([`crate::monitor::follow_metrics`]) received from the cluster's
+//! monitor ([`crate::monitor::follow_peer_metrics`]) received from the cluster's
 //! `monitor.metrics` broadcast (upstream's pubsub monitor). Peer metrics, not Prometheus.
 //! One store for every user: consensus allocates and finds dead peers on it, the gateway
 //! serves `/monitor/metrics*` and raises `/health/alerts` from it.

@@ -23,13 +23,13 @@ impl Service for TransportDaemon {
 
     async fn run(ctx: Context<NoArgs>) -> anyhow::Result<()> {
         let peer = &ctx.peer;
-        let opts = options(peer)?;
+        let mut opts = options(peer)?;
         let addr = peer.config.internal.transport_addr()?;
         let listener =
             ipfs_cluster_runtime::bind_internal(addr, peer.config.internal.allow_remote_internal)
                 .await?;
         if let Some(m) = &ctx.metrics {
-            crate::prometheus::register(m, addr, &peer.token);
+            opts.peer_calls = Some(crate::prometheus::register(m, addr, &peer.token));
         }
         tracing::info!(%addr, peer_id = %peer.identity.peer_id, "transport gRPC endpoint listening");
         crate::run(opts, listener, ctx.stop_signal()).await?;

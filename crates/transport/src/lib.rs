@@ -72,6 +72,7 @@ impl Running {
 /// Starts the libp2p host (listening, bootstrap dials in the background).
 pub async fn start(opts: TransportOptions) -> Result<Running, Error> {
     let local_peer_id = opts.keypair.public().to_peer_id();
+    let peer_calls = opts.peer_calls.clone();
     let store = match &opts.peerstore_file {
         Some(p) => {
             let path = p.clone();
@@ -147,6 +148,7 @@ pub async fn start(opts: TransportOptions) -> Result<Running, Error> {
             host: handle.clone(),
             local,
             trust,
+            peer_calls,
         },
         host: handle,
         host_task,

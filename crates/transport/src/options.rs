@@ -73,6 +73,8 @@ pub struct TransportOptions {
     pub ping_interval: Duration,
     /// The peer runs crdt consensus (`consensus.crdt`): see `trust::Trust::with_crdt`.
     pub crdt: bool,
+    /// Where the service records its peer calls (Prometheus; `None` when metrics are off).
+    pub peer_calls: Option<std::sync::Arc<crate::prometheus::PeerCalls>>,
 }
 
 impl TransportOptions {
@@ -98,6 +100,7 @@ impl TransportOptions {
             gossip_heartbeat: Duration::from_secs(1),
             ping_interval: Duration::from_secs(15),
             crdt: false,
+            peer_calls: None,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The transport's Prometheus families (docs/operations.md, Observability): connected cluster peers
 //! (read through our own `Transport.Peers` at scrape time) and outgoing peer calls with
-//! their latency (recorded by `TransportService::call_one`).
+//! their latency ([`PeerCalls`], owned and recorded by the `TransportService` that makes
+//! them).
 
-use std::{net::SocketAddr, sync::OnceLock, time::Instant};
+use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use ipfs_cluster_observability::{
     latency_histogram,
@@ -12,15 +13,15 @@ use ipfs_cluster_observability::{
 use ipfs_cluster_proto::{client, transport::v1::PeersRequest, InternalToken};
 use tonic::Status;
 
-struct PeerCalls {
+/// The peer call families, recorded by the service that makes the calls.
+pub struct PeerCalls {
     total: Family<Labels, Counter>,
     duration: HistogramFamily,
 }
 
-static PEER_CALLS: OnceLock<PeerCalls> = OnceLock::new();
-
 /// Registers the transport's families; `grpc_addr`/`token` reach our own gRPC endpoint.
-pub fn register(m: &Metrics, grpc_addr: SocketAddr, token: &InternalToken) {
+/// Returns the peer call recorder for the service (`TransportOptions::peer_calls`).
+pub fn register(m: &Metrics, grpc_addr: SocketAddr, token: &InternalToken) -> Arc<PeerCalls> {
     let peers: Gauge = Gauge::default();
     m.register(
         "peers",
@@ -39,7 +40,6 @@ pub fn register(m: &Metrics, grpc_addr: SocketAddr, token: &InternalToken) {
         "Latency of peer calls made through this transport",
         duration.clone(),
     );
-    let _ = PEER_CALLS.set(PeerCalls { total, duration });
     let c = client::transport(grpc_addr, token);
     m.on_scrape(move || {
         let (mut c, peers) = (c.clone(), peers.clone());
@@ -52,6 +52,7 @@ pub fn register(m: &Metrics, grpc_addr: SocketAddr, token: &InternalToken) {
             }
         })
     });
+    Arc::new(PeerCalls { total, duration })
 }
 
 /// `ipfscluster.consensus.v1.Consensus` → `Consensus`.
@@ -59,34 +60,34 @@ fn short(service: &str) -> &str {
     service.rsplit('.').next().unwrap_or(service)
 }
 
-/// Records one peer call (no-op when metrics are off).
-pub fn peer_call<T>(
-    service: &str,
-    method: &str,
-    remote: bool,
-    res: &Result<T, Status>,
-    started: Instant,
-) {
-    let Some(pc) = PEER_CALLS.get() else {
-        return;
-    };
-    let result = match res {
-        Ok(_) => "ok".to_string(),
-        Err(s) => format!("{:?}", s.code()),
-    };
-    let target = if remote { "remote" } else { "local" };
-    pc.total
-        .get_or_create(&vec![
-            ("service".into(), short(service).into()),
-            ("method".into(), method.into()),
-            ("target".into(), target.into()),
-            ("result".into(), result),
-        ])
-        .inc();
-    pc.duration
-        .get_or_create(&vec![
-            ("service".into(), short(service).into()),
-            ("method".into(), method.into()),
-        ])
-        .observe(started.elapsed().as_secs_f64());
+impl PeerCalls {
+    /// Records one peer call.
+    pub fn record<T>(
+        &self,
+        service: &str,
+        method: &str,
+        remote: bool,
+        res: &Result<T, Status>,
+        started: Instant,
+    ) {
+        let result = match res {
+            Ok(_) => "ok".to_string(),
+            Err(s) => format!("{:?}", s.code()),
+        };
+        let target = if remote { "remote" } else { "local" };
+        self.total
+            .get_or_create(&vec![
+                ("service".into(), short(service).into()),
+                ("method".into(), method.into()),
+                ("target".into(), target.into()),
+                ("result".into(), result),
+            ])
+            .inc();
+        self.duration
+            .get_or_create(&vec![
+                ("service".into(), short(service).into()),
+                ("method".into(), method.into()),
+            ])
+            .observe(started.elapsed().as_secs_f64());
+    }
 }

@@ -26,6 +26,8 @@ pub struct TransportService {
     pub local: Arc<LocalServices>,
     /// Member addresses from consensus, to reach members we never connected to.
     pub trust: Arc<crate::trust::Trust>,
+    /// The peer call families (`None` when metrics are off).
+    pub peer_calls: Option<Arc<crate::prometheus::PeerCalls>>,
 }
 
 /// Where a call goes.
@@ -74,7 +76,9 @@ impl TransportService {
         let res = self
             .call_target(target, service, method, payload, timeout)
             .await;
-        crate::prometheus::peer_call(service, method, remote, &res, started);
+        if let Some(pc) = &self.peer_calls {
+            pc.record(service, method, remote, &res, started);
+        }
         res
     }
 

@@ -19,10 +19,10 @@ use std::collections::BTreeMap;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use hyper::{header, header::HeaderValue, HeaderMap, Method, Uri};
 use ipfs_cluster_gateway::{
-    auth::Credentials,
-    cors::Cors,
+    http::auth::Credentials,
+    http::cors::Cors,
     options::CorsOptions,
-    request_guard::{check_host, check_origin},
+    http::request_guard::{check_host, check_origin},
 };
 use libfuzzer_sys::fuzz_target;
 

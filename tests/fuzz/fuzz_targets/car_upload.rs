@@ -11,7 +11,7 @@
 #![no_main]
 
 use cid::{multihash::Multihash, Cid};
-use ipfs_cluster_gateway::car::{unixfs_size, verify, CarReader};
+use ipfs_cluster_gateway::add::car::{unixfs_size, verify, CarReader};
 use libfuzzer_sys::fuzz_target;
 
 const CODECS: [u64; 4] = [0x55, 0x70, 0x71, 0x0129];

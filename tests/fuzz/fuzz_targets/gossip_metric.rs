@@ -16,10 +16,10 @@ use std::{collections::HashSet, str::FromStr, sync::Arc, time::Duration};
 
 use futures::executor::block_on;
 use ipfs_cluster_consensus::{
-    allocate::{allocate, AllocInput, MetricStore as AllocMetrics},
+    allocate::{allocate, AllocInput, PeerMetricStore as AllocMetrics},
     pinning::check_replication,
 };
-use ipfs_cluster_gateway::peer_metrics::PeerMetricStore as GatewayMetrics;
+use ipfs_cluster_gateway::backend::peer_metrics::PeerMetricStore as GatewayMetrics;
 use ipfs_cluster_proto::{transport::v1::BroadcastMessage, types::v1::Metric, METRICS_TOPIC};
 use ipfs_cluster_transport::{
     service::{admit_metric, MAX_METRIC_BYTES},

@@ -6,7 +6,7 @@
 
 use ipfs_cluster_api::{multiaddr_peer_id, parse_multiaddr, parse_peer_id, Cid};
 use ipfs_cluster_config::addr;
-use ipfs_cluster_gateway::query::{cid_param, peer_param};
+use ipfs_cluster_gateway::rest::query::{cid_param, peer_param};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

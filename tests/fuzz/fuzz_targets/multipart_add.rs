@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::{Full, StreamBody};
 use hyper::{body::Frame, service::service_fn, Request, Response};
 use hyper_util::rt::TokioIo;
-use ipfs_cluster_gateway::multipart::{self, Event, Multipart};
+use ipfs_cluster_gateway::add::multipart::{self, Event, Multipart};
 use libfuzzer_sys::fuzz_target;
 
 /// A runtime per case: dropping it drops every task of the case, so nothing outlives it
@@ -37,12 +37,13 @@ async fn read_all(ct: Option<String>, body: hyper::body::Incoming) -> Result<usi
             max_bytes: 32 << 30,
             read_timeout: std::time::Duration::ZERO,
         },
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     let mut mp = Multipart::new(body, &b);
     let mut in_part = false;
     let mut data = 0usize;
     loop {
-        match mp.next().await? {
+        match mp.next().await.map_err(|e| e.to_string())? {
             None => {
                 assert!(!in_part, "body ended inside a part without an error");
                 return Ok(data);

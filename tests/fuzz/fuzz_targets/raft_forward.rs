@@ -9,11 +9,13 @@
 #![no_main]
 
 use ipfs_cluster_consensus::{
-    ids::NodeId,
-    network::decode_raft_response,
     node::{decode_raft_request, Forward, ForwardResult, PrepareAnswer, RaftMessage},
     pinning::{normalize_cid, pin_update, setup_pin, PinDefaults},
-    types::{PinBytes, PinOp},
+    raft::{
+        command::{PinBytes, PinOp},
+        ids::NodeId,
+        network::decode_raft_response,
+    },
 };
 use ipfs_cluster_proto::consensus::v1::RaftRequest;
 use libfuzzer_sys::fuzz_target;

@@ -8,7 +8,7 @@
 use ipfs_cluster_api::{
     parse_go_duration, AddParams, PinOptions, PinTypeFilter, QueryParams, TrackerStatusFilter,
 };
-use ipfs_cluster_gateway::{from_grpc, query::Query};
+use ipfs_cluster_gateway::{backend::from_grpc, rest::query::Query};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -122,7 +122,7 @@ pub async fn run(
     let blocks = Arc::new(TransportBlocks {
         client: transport.clone(),
     });
-    net::spawn_metrics(node.clone(), transport.clone());
+    net::spawn_peer_metrics(node.clone(), transport.clone());
     net::spawn_subscriber(
         node.clone(),
         transport.clone(),

@@ -359,7 +359,7 @@ pub fn spawn_repair(node: Arc<CrdtNode>, source: Arc<dyn BlockSource>, interval:
 
 /// Follows the transport's metrics topic into the allocator's metric store (the peerset
 /// is the set of peers with a live `peerset_metric`).
-pub fn spawn_metrics(node: Arc<CrdtNode>, mut client: TransportClient) {
+pub fn spawn_peer_metrics(node: Arc<CrdtNode>, mut client: TransportClient) {
     tokio::spawn(async move {
         loop {
             let topic = ipfs_cluster_proto::METRICS_TOPIC.to_string();
@@ -367,7 +367,7 @@ pub fn spawn_metrics(node: Arc<CrdtNode>, mut client: TransportClient) {
                 let mut s = s.into_inner();
                 while let Some(Ok(m)) = s.next().await {
                     if let Ok(metric) = Metric::decode(m.data.as_slice()) {
-                        node.metrics.add(metric);
+                        node.peer_metrics.add(metric);
                     }
                 }
             }

@@ -4,6 +4,7 @@
 //! [`Broadcaster`], allocation made here by the peer that receives the pin (as upstream:
 //! crdt has no leader).
 
+use ipfs_cluster_runtime::ServiceError;
 use std::{
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -20,9 +21,8 @@ use ipfs_cluster_crdt::{pin_cid_from_key, pin_key, Batcher, CrdtStore, Op, Publi
 use ipfs_cluster_proto::types::v1::{Pin, PinType};
 
 use crate::{
-    allocate::{allocate, now_nanos, single_peer, AllocInput, MetricStore},
-    pinning::{normalize_cid, pin_update, setup_pin, PinDefaults},
-    store::type_matches,
+    allocate::{allocate, now_nanos, single_peer, AllocError, AllocInput, PeerMetricStore},
+    pinning::{normalize_cid, pin_update, setup_pin, type_matches, PinDefaults},
 };
 
 /// Pins read from the store per page (List, Export, Watch syncs).
@@ -57,7 +57,7 @@ pub struct CrdtOptions {
 pub struct CrdtNode {
     pub opts: CrdtOptions,
     pub store: CrdtStore,
-    pub metrics: Arc<MetricStore>,
+    pub peer_metrics: Arc<PeerMetricStore>,
     /// Taken out at shutdown (which commits what is queued).
     batcher: std::sync::Mutex<Option<Batcher>>,
     batching: bool,
@@ -145,7 +145,7 @@ impl CrdtNode {
             offered: std::sync::atomic::AtomicBool::new(false),
             opts,
             store,
-            metrics: Arc::new(MetricStore::default()),
+            peer_metrics: Arc::new(PeerMetricStore::default()),
             batching: batcher.is_some(),
             batcher: std::sync::Mutex::new(batcher),
             broadcaster,
@@ -245,7 +245,7 @@ impl CrdtNode {
     /// The peerset: this peer and every peer with a live `peerset_metric` metric.
     pub fn peerset(&self) -> Vec<String> {
         let mut p = self
-            .metrics
+            .peer_metrics
             .live_peers(&self.opts.peerset_metric, now_nanos());
         if !p.contains(&self.opts.peer_id) {
             p.push(self.opts.peer_id.clone());
@@ -302,12 +302,12 @@ impl CrdtNode {
         Ok((pins, last))
     }
 
-    fn allocate_for(&self, pin: &Pin, existing: Option<&Pin>) -> Result<Vec<String>, Status> {
+    fn allocate_for(&self, pin: &Pin, existing: Option<&Pin>) -> Result<Vec<String>, AllocError> {
         let o = pin.options.clone().unwrap_or_default();
         let (rmin, rmax) = (o.replication_factor_min, o.replication_factor_max);
         let members = self.allocation_candidates();
         if let Some(r) = single_peer(&members, &self.opts.peer_id, rmin, rmax) {
-            return r.map_err(Status::failed_precondition);
+            return r;
         }
         let input = AllocInput {
             existing,
@@ -318,7 +318,7 @@ impl CrdtNode {
             members: &members,
             allocate_by: &self.opts.allocate_by,
         };
-        allocate(&input, &self.metrics, now_nanos()).map_err(Status::failed_precondition)
+        allocate(&input, &self.peer_metrics, now_nanos())
     }
 
     async fn write(&self, key: String, value: Option<Vec<u8>>) -> Result<(), Status> {
@@ -348,7 +348,7 @@ impl CrdtNode {
 
     /// Pins (allocating here when the pin has no allocations), as upstream's crdt LogPin.
     pub async fn pin(&self, mut pin: Pin) -> Result<Pin, Status> {
-        pin.cid = normalize_cid(&pin.cid).map_err(Status::invalid_argument)?;
+        pin.cid = normalize_cid(&pin.cid).map_err(|e| e.to_status())?;
         self.wait_synced(FIRST_SYNC_WRITE_WAIT).await?;
         let update_from = pin
             .options
@@ -356,22 +356,24 @@ impl CrdtNode {
             .map(|o| o.pin_update.clone())
             .unwrap_or_default();
         if !update_from.is_empty() && update_from != pin.cid {
-            let from_cid = normalize_cid(&update_from).map_err(Status::invalid_argument)?;
+            let from_cid = normalize_cid(&update_from).map_err(|e| e.to_status())?;
             let from = self
                 .get(&from_cid)
                 .await?
                 .ok_or_else(|| Status::not_found("pin is not part of the pinset"))?;
             let now = now_nanos().div_euclid(1_000_000_000);
             let p = pin_update(&from, &pin.cid, pin.options.as_ref(), now)
-                .map_err(Status::invalid_argument)?;
+                .map_err(|e| e.to_status())?;
             self.write(key_of(&p.cid)?, Some(p.encode_to_vec())).await?;
             return Ok(p);
         }
         let existing = self.get(&pin.cid).await?;
         setup_pin(&mut pin, existing.as_ref(), self.opts.defaults, now_nanos())
-            .map_err(Status::invalid_argument)?;
+            .map_err(|e| e.to_status())?;
         if pin.r#type != PinType::Meta as i32 && pin.allocations.is_empty() {
-            pin.allocations = self.allocate_for(&pin, existing.as_ref())?;
+            pin.allocations = self
+                .allocate_for(&pin, existing.as_ref())
+                .map_err(|e| e.to_status())?;
         }
         let mut stored = pin.clone();
         if let Some(o) = stored.options.as_mut() {
@@ -383,7 +385,7 @@ impl CrdtNode {
     }
 
     pub async fn unpin(&self, cid: &str) -> Result<Pin, Status> {
-        let cid = normalize_cid(cid).map_err(Status::invalid_argument)?;
+        let cid = normalize_cid(cid).map_err(|e| e.to_status())?;
         self.wait_synced(FIRST_SYNC_WRITE_WAIT).await?;
         let existing = self
             .get(&cid)

@@ -13,6 +13,7 @@
 //! * Pin, Unpin and Import from another peer (a peer call) are refused unless that peer
 //!   is in `consensus.crdt.trusted_peers`.
 
+use ipfs_cluster_runtime::ServiceError;
 use std::{pin::Pin as StdPin, sync::Arc};
 
 use futures::Stream;
@@ -198,7 +199,7 @@ impl Consensus for CrdtConsensusService {
     }
 
     async fn get(&self, req: Request<GetRequest>) -> Result<Response<Pin>, Status> {
-        let cid = normalize_cid(&req.into_inner().cid).map_err(Status::invalid_argument)?;
+        let cid = normalize_cid(&req.into_inner().cid).map_err(|e| e.to_status())?;
         match self.node.get(&cid).await? {
             Some(p) => Ok(Response::new(p)),
             None => Err(Status::not_found("pin is not part of the pinset")),

@@ -168,8 +168,8 @@ async fn pin_allocates_replicates_and_unpin_propagates() {
     let b = start("B", None, &stores);
     for n in [&a, &b] {
         for (p, free) in [("A", "100"), ("B", "50")] {
-            n.node.metrics.add(metric(p, "ping", ""));
-            n.node.metrics.add(metric(p, "freespace", free));
+            n.node.peer_metrics.add(metric(p, "ping", ""));
+            n.node.peer_metrics.add(metric(p, "freespace", free));
         }
     }
     let svc_a = CrdtConsensusService::new(a.node.clone(), None);
@@ -466,8 +466,8 @@ async fn followers_are_allocation_candidates_and_pin_only_options_filter_them() 
             ("B".into(), "50"),
             ("F".into(), "900"),
         ] {
-            n.node.metrics.add(metric(&p, "ping", ""));
-            n.node.metrics.add(metric(&p, "freespace", free));
+            n.node.peer_metrics.add(metric(&p, "ping", ""));
+            n.node.peer_metrics.add(metric(&p, "freespace", free));
         }
         nodes.push(n);
     }

@@ -367,7 +367,7 @@ impl tpb::transport_server::Transport for FakeTransport {
 /// A running gateway (REST listener + Gateway gRPC) in front of the doubles.
 pub struct Harness {
     pub world: Arc<World>,
-    pub metrics: Arc<ipfs_cluster_gateway::peer_metrics::PeerMetricStore>,
+    pub metrics: Arc<ipfs_cluster_gateway::backend::peer_metrics::PeerMetricStore>,
     pub rest: SocketAddr,
     pub pinsvc: SocketAddr,
     pub grpc: SocketAddr,
@@ -459,6 +459,7 @@ pub async fn start(tune: impl FnOnce(&mut ipfs_cluster_gateway::HttpApiOptions))
         replication_factor_min: -1,
         alert_check_interval: ipfs_cluster_runtime::monitor::DEFAULT_CHECK_INTERVAL,
         follower_mode: false,
+        http_metrics: None,
     };
     let backends = ipfs_cluster_gateway::backend::Backends::connect(&opts, &token);
     let metrics = backends.peer_metrics.clone();
@@ -468,6 +469,7 @@ pub async fn start(tune: impl FnOnce(&mut ipfs_cluster_gateway::HttpApiOptions))
         rest,
         backends.clone(),
         served.clone(),
+        None,
     )
     .await
     .unwrap();
@@ -483,6 +485,7 @@ pub async fn start(tune: impl FnOnce(&mut ipfs_cluster_gateway::HttpApiOptions))
         ps_opts,
         backends.clone(),
         served.clone(),
+        None,
     )
     .await
     .unwrap();
@@ -490,6 +493,7 @@ pub async fn start(tune: impl FnOnce(&mut ipfs_cluster_gateway::HttpApiOptions))
     tokio::spawn(ipfs_cluster_gateway::serve_api(ps, rx.clone()));
     let svc = ipfs_cluster_gateway::grpc::GatewayService {
         libp2p_http_target: String::new(),
+        tunnel: None,
         rest_auth_required: false,
         backends,
         rest_listen: vec![],
