@@ -603,12 +603,15 @@ fn many_followers_reach_the_full_pinset() {
 
         let mut synced_at = vec![None; n];
         let mut pinned_at = vec![None; n];
+        // What each follower last answered (for the failure message): pins held and
+        // pinned, or that its API did not answer.
+        let mut last_seen = vec![String::from("no answer yet"); n];
         let limit = 900 + pins as u64 / 10;
         let deadline = std::time::Instant::now() + Duration::from_secs(limit);
         while pinned_at.iter().any(Option::is_none) {
             assert!(
                 std::time::Instant::now() < deadline,
-                "not every follower got the pinset within {limit} s: synced {synced_at:?} pinned {pinned_at:?}\n{}",
+                "not every follower got the pinset within {limit} s: synced {synced_at:?} pinned {pinned_at:?}\nlast seen (of {pins} pins): {last_seen:?}\n{}",
                 fs.iter()
                     .map(|(_, _, l)| std::fs::read_to_string(l).unwrap_or_default())
                     .collect::<Vec<_>>()
@@ -619,9 +622,15 @@ fn many_followers_reach_the_full_pinset() {
                     continue;
                 }
                 let Some(s) = local_statuses(dir).await else {
+                    last_seen[i] = "its REST API did not answer GET /pins?local=true".into();
                     continue;
                 };
                 let held: std::collections::BTreeSet<String> = s.keys().cloned().collect();
+                last_seen[i] = format!(
+                    "{} held, {} pinned",
+                    held.intersection(&all).count(),
+                    s.values().filter(|p| **p).count()
+                );
                 if synced_at[i].is_none() && held == all {
                     synced_at[i] = Some(started.elapsed());
                 }
