@@ -133,6 +133,13 @@ fn period(t: &Tracker, which: &str) -> Option<Duration> {
     Some((ttl / 2).max(Duration::from_millis(100)))
 }
 
+/// Right after start, metrics are published again after 250 ms, 500 ms, 1 s, 2 s ... until
+/// the informer's own period: the first ones go out while the peer is still joining the
+/// metrics topic's gossip mesh and reach nobody, and without a metric of each peer the
+/// allocator refuses pins ("not enough peers to allocate") for a whole period (15 s for
+/// freespace by default) after a peer that starts quickly is already listed by `peers ls`.
+const EARLY_FIRST: Duration = Duration::from_millis(250);
+
 /// Starts one publishing loop per enabled informer.
 pub fn start(t: Tracker, client: TransportClient) {
     for which in ["freespace", "numpin", "pinqueue", "tags", "ping"] {
@@ -143,6 +150,7 @@ pub fn start(t: Tracker, client: TransportClient) {
         let mut client = client.clone();
         tokio::spawn(async move {
             let mut warned = false;
+            let mut early = EARLY_FIRST;
             loop {
                 for m in measure(&t, which).await {
                     let req = PublishRequest {
@@ -171,9 +179,15 @@ pub fn start(t: Tracker, client: TransportClient) {
                         _ => {}
                     }
                 }
+                let pause = if early < every {
+                    early *= 2;
+                    early / 2
+                } else {
+                    every
+                };
                 tokio::select! {
                     _ = t.inner.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(every) => {}
+                    _ = tokio::time::sleep(pause) => {}
                 }
             }
         });
