@@ -8,7 +8,14 @@
 //!   yamux to Go peers, upstream's gossipsub heads broadcasts on the cluster topic, delta
 //!   nodes fetched with bitswap from upstream, and upstream's `api.Pin` values.
 //!
-//! Fails under CI=true when upstream's binaries cannot run (`make upstream` installs them).
+//! * `an_upstream_follower_follows_our_crdt_cluster`: the other way round: two trusted crdt
+//!   peers of ours and upstream's `ipfs-cluster-follow` (its template our peer's
+//!   service.json, served over HTTP as upstream's follower wants it). What we pin, the
+//!   upstream follower pins on its Kubo node: our heads on the topic, our delta nodes served
+//!   by our transport's bitswap, our pin values in upstream's encoding.
+//!
+//! Both fail under CI=true when upstream's binaries cannot run (`make upstream` installs
+//! them).
 
 use std::{
     path::{Path, PathBuf},
@@ -316,5 +323,150 @@ fn our_follower_follows_an_upstream_crdt_cluster() {
                 pr.terminate(Duration::from_secs(20));
             }
         }
+    });
+}
+
+/// Answers every HTTP request with `body` (a follower template server); the port.
+async fn serve_template(body: String) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn an_upstream_follower_follows_our_crdt_cluster() {
+    let Some(up) = upstream_dir() else {
+        skip(
+            "an_upstream_follower_follows_our_crdt_cluster",
+            "upstream's ipfs-cluster-follow is not installed: run `make upstream`",
+        );
+        return;
+    };
+    let upstream_follow = up.join("ipfs-cluster-follow");
+    one_at_a_time(async move {
+        let c = Cluster::start_crdt(2, |_, ids| Some(vec![ids[0].clone(), ids[1].clone()]))
+            .await
+            .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let mut tpl: Value = serde_json::from_str(
+            &std::fs::read_to_string(c.peers[0].dir.join("service.json")).unwrap(),
+        )
+        .unwrap();
+        tpl["cluster"]["peer_addresses"] = Value::Array(
+            (0..2)
+                .map(|i| Value::String(c.peers[i].swarm_addr(&c.ids[i])))
+                .collect(),
+        );
+        let port = serve_template(serde_json::to_string_pretty(&tpl).unwrap()).await;
+        let base = tmp.path().join("upstream_follower");
+        let run = |args: &[&str], env: &[(&str, String)]| {
+            let mut cmd = Command::new(&upstream_follow);
+            cmd.arg("--config").arg(&base).args(args);
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            cmd.stdin(std::process::Stdio::null());
+            cmd
+        };
+        let out = run(
+            &[
+                "interop",
+                "init",
+                &format!("http://127.0.0.1:{port}/service.json"),
+            ],
+            &[],
+        )
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "upstream follower init: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let fipfs = IpfsNode::start(&tmp.path().join("ipfs_uf")).await.unwrap();
+        fipfs.connect(&c.ipfs).await.unwrap();
+
+        let before = c
+            .ipfs
+            .add(b"interop: before the upstream follower")
+            .await
+            .unwrap();
+        let (st, body) = http(
+            "POST",
+            &format!("{}/pins/{before}?name=first", c.rest(0)),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(st, 200, "{body}");
+
+        let flog = tmp.path().join("upstream_follower.log");
+        let env = [
+            (
+                "CLUSTER_LISTENMULTIADDRESS",
+                format!("/ip4/127.0.0.1/tcp/{}", free_port()),
+            ),
+            ("CLUSTER_IPFSHTTP_NODEMULTIADDRESS", fipfs.multiaddr()),
+        ];
+        let mut cmd = run(&["interop", "run"], &env);
+        let log = std::fs::File::create(&flog).unwrap();
+        cmd.stdout(log.try_clone().unwrap()).stderr(log);
+        let mut follower = Proc::spawn("upstream ipfs-cluster-follow", &mut cmd).unwrap();
+        let logs = || {
+            let s = std::fs::read_to_string(&flog).unwrap_or_default();
+            let tail: Vec<&str> = s.lines().rev().take(80).collect();
+            format!(
+                "--- upstream follower\n{}\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+                c.logs()
+            )
+        };
+
+        let after = c
+            .ipfs
+            .add(b"interop: while the upstream follower runs")
+            .await
+            .unwrap();
+        let (st, body) = http("POST", &format!("{}/pins/{after}", c.rest(1)), None)
+            .await
+            .unwrap();
+        assert_eq!(st, 200, "{body}");
+        for cid in [&before, &after] {
+            wait_for(Duration::from_secs(150), || async {
+                fipfs.pins().await.unwrap_or_default().contains(cid)
+            })
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{cid} (pinned by us) not pinned by the upstream follower\n{}",
+                    logs()
+                )
+            });
+        }
+        let out = run(&["interop", "list"], &[]).output().unwrap();
+        let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.contains(&before) && l.ends_with(" first")),
+            "upstream follower's list: {listed}"
+        );
+        follower.terminate(Duration::from_secs(20));
     });
 }
