@@ -164,6 +164,23 @@ pub fn cid_of(prefix: &[u8], data: &[u8]) -> Option<Cid> {
     }
 }
 
+/// A want-block with send-dont-have for `cid` (or its cancel), as boxo writes them.
+pub fn want_message(cid: &Cid, cancel: bool) -> pb::Message {
+    pb::Message {
+        wantlist: Some(pb::Wantlist {
+            entries: vec![pb::Entry {
+                block: cid.to_bytes(),
+                priority: if cancel { 0 } else { 1 },
+                cancel,
+                want_type: pb::WANT_BLOCK,
+                send_dont_have: !cancel,
+            }],
+            full: false,
+        }),
+        ..Default::default()
+    }
+}
+
 fn encode_frame(m: &pb::Message) -> Vec<u8> {
     let body = m.encode_to_vec();
     let mut out = Vec::with_capacity(body.len() + 5);
@@ -252,19 +269,7 @@ impl Bitswap {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::unbounded_channel();
         self.lock().entry(cid).or_default().push((id, tx));
-        let want = |cancel: bool| pb::Message {
-            wantlist: Some(pb::Wantlist {
-                entries: vec![pb::Entry {
-                    block: cid.to_bytes(),
-                    priority: 1,
-                    cancel,
-                    want_type: pb::WANT_BLOCK,
-                    send_dont_have: !cancel,
-                }],
-                full: false,
-            }),
-            ..Default::default()
-        };
+        let want = |cancel: bool| want_message(&cid, cancel);
         let asked = {
             let msg = want(false);
             let sends = peers.iter().map(|p| {
@@ -372,7 +377,11 @@ impl Bitswap {
             }
         }
         let Some(wl) = m.wantlist else { return };
-        let mut answer = pb::Message::default();
+        // boxo always writes the (here empty) wantlist field.
+        let mut answer = pb::Message {
+            wantlist: Some(pb::Wantlist::default()),
+            ..Default::default()
+        };
         for e in wl
             .entries
             .into_iter()
@@ -469,6 +478,96 @@ mod tests {
             vec![0, 0x70, 0x12, 0x20]
         );
         assert_eq!(cid_of(&[1, 0x70, 0x13, 0x40], &data), None);
+    }
+
+    const GOLDEN: &str = include_str!("../testdata/boxo-v0.39.0-bitswap-golden.txt");
+
+    /// (fields, frame bytes) of the golden line `label`.
+    fn golden(label: &str) -> (String, Vec<u8>) {
+        let line = GOLDEN
+            .lines()
+            .find(|l| l.starts_with(&format!("GOLDEN {label} ")))
+            .unwrap_or_else(|| panic!("no golden {label}"));
+        let hex = line.rsplit("frame=").next().unwrap();
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        (line.to_string(), bytes)
+    }
+
+    fn field(line: &str, name: &str) -> Cid {
+        let v = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .unwrap();
+        Cid::try_from(v).unwrap()
+    }
+
+    async fn read_one(bytes: &[u8]) -> pb::Message {
+        let mut r = futures::io::Cursor::new(bytes.to_vec());
+        let m = read_frame(&mut r).await.unwrap().unwrap();
+        assert_eq!(read_frame(&mut r).await.unwrap(), None);
+        m
+    }
+
+    /// Our frames are boxo's bytes; boxo's frames read as boxo meant them
+    /// (`testdata/boxo-v0.39.0-bitswap-golden*`, printed by boxo's own `ToNetV1`).
+    #[tokio::test]
+    async fn frames_match_boxo() {
+        let (line, answer) = golden("answer");
+        let (c1, c0) = (field(&line, "cid1"), field(&line, "cid0"));
+        let (line2, donthave) = golden("donthave2");
+        let c2 = field(&line2, "cid2");
+        assert_eq!(encode_frame(&want_message(&c1, false)), golden("want1").1);
+        assert_eq!(encode_frame(&want_message(&c1, true)), golden("cancel1").1);
+        let block = b"a crdt delta node".to_vec();
+        let mut ours = pb::Message {
+            wantlist: Some(pb::Wantlist::default()),
+            ..Default::default()
+        };
+        ours.payload.push(pb::Block {
+            prefix: prefix_bytes(&c1),
+            data: block.clone(),
+        });
+        assert_eq!(encode_frame(&ours), golden("block1").1);
+        let ours = pb::Message {
+            wantlist: Some(pb::Wantlist::default()),
+            block_presences: vec![pb::BlockPresence {
+                cid: c2.to_bytes(),
+                r#type: pb::DONT_HAVE,
+            }],
+            ..Default::default()
+        };
+        assert_eq!(encode_frame(&ours), donthave);
+
+        let m = read_one(&answer).await;
+        let got: Vec<_> = m
+            .payload
+            .iter()
+            .map(|b| (cid_of(&b.prefix, &b.data), b.data.clone()))
+            .collect();
+        assert_eq!(got, vec![(Some(c1), block.clone()), (Some(c0), block)]);
+        assert_eq!(m.block_presences.len(), 1);
+        assert_eq!(
+            Cid::try_from(m.block_presences[0].cid.as_slice()).unwrap(),
+            c2
+        );
+        assert_eq!(m.block_presences[0].r#type, pb::DONT_HAVE);
+
+        let m = read_one(&golden("want").1).await;
+        let e = &m.wantlist.unwrap().entries;
+        assert_eq!(e.len(), 2);
+        assert_eq!(Cid::try_from(e[0].block.as_slice()).unwrap(), c1);
+        assert_eq!(
+            (e[0].want_type, e[0].send_dont_have, e[0].priority),
+            (pb::WANT_BLOCK, true, 1)
+        );
+        assert_eq!(Cid::try_from(e[1].block.as_slice()).unwrap(), c0);
+        assert_eq!(
+            (e[1].want_type, e[1].send_dont_have, e[1].priority),
+            (pb::WANT_HAVE, false, 7)
+        );
     }
 
     #[tokio::test]
