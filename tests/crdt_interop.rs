@@ -372,6 +372,10 @@ fn an_upstream_follower_follows_our_crdt_cluster() {
                 .map(|i| Value::String(c.peers[i].swarm_addr(&c.ids[i])))
                 .collect(),
         );
+        // Our service.json has no `datastore` section (our store is redb); upstream's
+        // follower refuses a template without one ("unknown datastore"), so the template
+        // names upstream's default backend.
+        tpl["datastore"] = serde_json::json!({ "pebble": {} });
         let port = serve_template(serde_json::to_string_pretty(&tpl).unwrap()).await;
         let base = tmp.path().join("upstream_follower");
         let run = |args: &[&str], env: &[(&str, String)]| {
