@@ -36,10 +36,10 @@
 //!   against the value as it was before the delta's elements. The goldens cover the common
 //!   paths (tombstone, priorities, the tie-break); the quirks are not covered by a golden.
 //!
-//! ## What does not match (yet)
+//! ## What differs
 //!
-//! * Values are opaque bytes. Upstream stores its `api.Pin` protobuf (`api/pb/types.proto`),
-//!   which our proto crate does not have; the interop phase must encode pins that way.
+//! * Values are opaque bytes here. The consensus service stores upstream's `api.Pin`
+//!   protobuf in them (`crates/consensus/src/crdt_mode/apipin.rs`).
 //! * Local storage layout: redb tables, not go-datastore keys (`/c/s/k/<key>/v` ...); a
 //!   state export is the migration path, not sharing a datastore.
 //! * Processing order: children before parents (upstream merges newest first with 50

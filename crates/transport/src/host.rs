@@ -235,6 +235,15 @@ impl HostHandle {
             .unwrap_or(false)
     }
 
+    /// The peers we hold an open connection to.
+    pub fn connected_peers(&self) -> Vec<PeerId> {
+        self.shared
+            .connected
+            .read()
+            .map(|c| c.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// A peer call to a remote peer, bounded by `timeout`. `extra` are addresses to dial
     /// besides the address book's when there is no connection yet.
     pub async fn call(

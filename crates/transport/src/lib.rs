@@ -4,6 +4,7 @@
 
 pub mod announce;
 pub mod bandwidth;
+pub mod bitswap;
 pub mod daemon;
 pub mod first_bytes;
 pub mod host;
@@ -49,6 +50,7 @@ pub struct Running {
     host_task: tokio::task::JoinHandle<()>,
     bootstrap_task: tokio::task::JoinHandle<()>,
     tunnel_task: tokio::task::JoinHandle<()>,
+    bitswap_task: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -64,6 +66,7 @@ impl Running {
     pub async fn stop(self) {
         self.bootstrap_task.abort();
         self.tunnel_task.abort();
+        self.bitswap_task.abort();
         self.host.shutdown().await;
         let _ = self.host_task.await;
     }
@@ -143,18 +146,50 @@ pub async fn start(opts: TransportOptions) -> Result<Running, Error> {
         trust.clone(),
         gateway,
     );
+    let bitswap = bitswap::Bitswap::new(handle.streams.clone());
+    let bitswap_task = bitswap.spawn_server(Arc::new(ConsensusBlocks(local.clone())));
     Ok(Running {
         service: TransportService {
             host: handle.clone(),
             local,
             trust,
             peer_calls,
+            bitswap,
         },
         host: handle,
         host_task,
         bootstrap_task,
         tunnel_task,
+        bitswap_task,
     })
+}
+
+/// The blocks this peer serves over bitswap: the consensus service's crdt delta nodes
+/// (`Consensus/CrdtBlock`; none in raft mode).
+struct ConsensusBlocks(Arc<local::LocalServices>);
+
+impl bitswap::BlockSource for ConsensusBlocks {
+    fn get(&self, cid: cid::Cid) -> futures::future::BoxFuture<'static, Option<Vec<u8>>> {
+        use prost::Message;
+        let local = self.0.clone();
+        Box::pin(async move {
+            let req = ipfs_cluster_proto::consensus::v1::CrdtBlockRequest {
+                cid: cid.to_string(),
+            };
+            let answer = local
+                .unary(
+                    names::CONSENSUS,
+                    "CrdtBlock",
+                    req.encode_to_vec().into(),
+                    std::time::Duration::from_secs(5),
+                )
+                .await
+                .ok()?;
+            ipfs_cluster_proto::consensus::v1::CrdtBlockResponse::decode(answer)
+                .ok()
+                .map(|r| r.data)
+        })
+    }
 }
 
 /// Runs the transport until `shutdown`: the host plus the gRPC service on `listener`.

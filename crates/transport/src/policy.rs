@@ -31,6 +31,7 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     (TRANSPORT, "Publish", Closed),
     (TRANSPORT, "Subscribe", Closed),
     (TRANSPORT, "Bandwidth", Closed),
+    (TRANSPORT, "BitswapGet", Closed),
     // Consensus: followers forward writes and membership changes to the leader; Raft
     // traffic flows between members; Join comes from a peer that is not a member yet.
     (CONSENSUS, "Pin", Trusted),

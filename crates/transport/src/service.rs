@@ -1,16 +1,17 @@
 //! The `Transport` gRPC service the local services use: identity, peers, peer calls
 //! (local dispatch for our own id, the libp2p peer-call protocol otherwise), broadcast.
 
-use std::{pin::Pin, str::FromStr, sync::Arc};
+use std::{pin::Pin, str::FromStr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use ipfs_cluster_proto::{
     transport::v1::{
-        transport_server, BandwidthRequest, BandwidthResponse, BroadcastMessage, DialRequest,
-        DialResponse, DisconnectRequest, IdRequest, IdResponse, PeerCallManyRequest,
-        PeerCallManyResponse, PeerCallRequest, PeerCallResponse, PeerCallResult, PeersRequest,
-        PeersResponse, PublishRequest, SubscribeRequest, WireRequest,
+        transport_server, BandwidthRequest, BandwidthResponse, BitswapGetRequest,
+        BitswapGetResponse, BroadcastMessage, DialRequest, DialResponse, DisconnectRequest,
+        IdRequest, IdResponse, PeerCallManyRequest, PeerCallManyResponse, PeerCallRequest,
+        PeerCallResponse, PeerCallResult, PeersRequest, PeersResponse, PublishRequest,
+        SubscribeRequest, WireRequest,
     },
     types::v1::Empty,
 };
@@ -28,6 +29,8 @@ pub struct TransportService {
     pub trust: Arc<crate::trust::Trust>,
     /// The peer call families (`None` when metrics are off).
     pub peer_calls: Option<Arc<crate::prometheus::PeerCalls>>,
+    /// Bitswap client (`BitswapGet`) on the host.
+    pub bitswap: crate::bitswap::Bitswap,
 }
 
 /// Where a call goes.
@@ -175,6 +178,36 @@ impl transport_server::Transport for TransportService {
         Ok(Response::new(crate::bandwidth::to_proto(
             self.host.bandwidth.snapshot(),
         )))
+    }
+
+    async fn bitswap_get(
+        &self,
+        req: Request<BitswapGetRequest>,
+    ) -> Result<Response<BitswapGetResponse>, Status> {
+        let r = req.into_inner();
+        let cid = cid::Cid::try_from(r.cid.as_str())
+            .map_err(|e| Status::invalid_argument(format!("{:?} is not a CID: {e}", r.cid)))?;
+        let peers = if r.peers.is_empty() {
+            self.host.connected_peers()
+        } else {
+            r.peers
+                .iter()
+                .map(|p| {
+                    PeerId::from_str(p).map_err(|e| {
+                        Status::invalid_argument(format!("peer {p:?} is not a valid peer id: {e}"))
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        };
+        let timeout = match r.timeout_ms {
+            0 => Duration::from_secs(10),
+            ms => Duration::from_millis(u64::from(ms)),
+        };
+        let (peer, data) = self.bitswap.get(cid, peers, timeout).await?;
+        Ok(Response::new(BitswapGetResponse {
+            data,
+            peer: peer.to_string(),
+        }))
     }
 
     async fn peers(&self, _: Request<PeersRequest>) -> Result<Response<PeersResponse>, Status> {

@@ -44,6 +44,9 @@ impl UnaryService<Bytes> for UnaryEcho {
         let p = r.into_inner();
         let path = self.0.clone();
         Box::pin(async move {
+            if path.ends_with("/CrdtBlock") {
+                return crdt_block(&p);
+            }
             if &p[..] == b"whoami" {
                 let who = caller.peer().unwrap_or("local").to_string();
                 return Ok(Response::new(Bytes::from(who)));
@@ -60,6 +63,30 @@ impl UnaryService<Bytes> for UnaryEcho {
             )))
         })
     }
+}
+
+/// The one crdt block the echo consensus has (served over bitswap).
+const BLOCK: &[u8] = b"a crdt delta node";
+
+fn block_cid() -> cid::Cid {
+    use sha2::Digest;
+    let mh = multihash::Multihash::<64>::wrap(0x12, &sha2::Sha256::digest(BLOCK)).unwrap();
+    cid::Cid::new_v1(0x70, mh)
+}
+
+fn crdt_block(p: &[u8]) -> Result<Response<Bytes>, Status> {
+    use ipfs_cluster_proto::consensus::v1::{CrdtBlockRequest, CrdtBlockResponse};
+    use prost::Message;
+    let req = CrdtBlockRequest::decode(p).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    if req.cid != block_cid().to_string() {
+        return Err(Status::not_found("no such block"));
+    }
+    Ok(Response::new(Bytes::from(
+        CrdtBlockResponse {
+            data: BLOCK.to_vec(),
+        }
+        .encode_to_vec(),
+    )))
 }
 
 struct StreamEcho;
@@ -986,6 +1013,54 @@ async fn announce_multiaddress_is_what_others_learn() {
         vec![want],
         "b learned other addresses of a: {known:?}"
     );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitswap_fetches_the_consensus_blocks_of_connected_peers() {
+    use ipfs_cluster_proto::transport::v1::{BitswapGetRequest, DialRequest};
+    let a = node(Some(SECRET_A), None).await;
+    let b = node(Some(SECRET_A), None).await;
+    let mut ca = a.client();
+    // No peer connected yet: nothing to ask.
+    let none = ca
+        .bitswap_get(BitswapGetRequest {
+            cid: block_cid().to_string(),
+            peers: vec![],
+            timeout_ms: 2000,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(none.code(), Code::Unavailable, "{none:?}");
+    ca.dial(DialRequest {
+        multiaddr: b.addr.to_string(),
+    })
+    .await
+    .unwrap();
+    let got = ca
+        .bitswap_get(BitswapGetRequest {
+            cid: block_cid().to_string(),
+            peers: vec![],
+            timeout_ms: 5000,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.data, BLOCK);
+    assert_eq!(got.peer, b.peer.to_string());
+    // A block nobody has: every peer asked says DONT_HAVE, so it fails before the timeout.
+    let t = Instant::now();
+    let missing = ca
+        .bitswap_get(BitswapGetRequest {
+            cid: "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku".into(),
+            peers: vec![b.peer.to_string()],
+            timeout_ms: 20_000,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    assert!(t.elapsed() < Duration::from_secs(10));
     a.stop().await;
     b.stop().await;
 }

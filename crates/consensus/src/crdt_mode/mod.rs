@@ -18,9 +18,10 @@
 //! * Followers (`cluster.follower_mode`, run by `ipfs-cluster-follow`): every write is
 //!   refused ([`node::CrdtNode::check_write`]); they apply the trusted peers' updates.
 //!
-//! Not yet: upstream's `api.Pin` value encoding and bitswap block fetching (interop with
-//! upstream peers), `pin_only_on_(un)trusted_peers`.
+//! * Values: upstream's `api.Pin` protobuf ([`apipin`]); values written in our earlier text
+//!   encoding are still read.
 
+pub mod apipin;
 pub mod net;
 pub mod node;
 pub mod service;

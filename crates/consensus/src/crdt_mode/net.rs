@@ -2,7 +2,9 @@
 //! ([`ipfs_cluster_crdt::topic_name`] of `cluster_name`), broadcasts come in through
 //! `Subscribe` (the transport gives the gossip source that gossipsub verified: the trust
 //! input), and missing delta nodes are fetched with a peer call to the sender's (then any
-//! peer's) `Consensus/CrdtBlock`. Also the timers: rebroadcast and repair, and a new
+//! peer's) `Consensus/CrdtBlock`, and when no peer answers that (upstream peers do not
+//! have it), with bitswap from the connected peers (the transport's `BitswapGet`), the way
+//! upstream peers serve them. Also the timers: rebroadcast and repair, and a new
 //! trusted peer's first sync ([`spawn_first_sync`]).
 
 use std::{sync::Arc, time::Duration};
@@ -17,7 +19,9 @@ use ipfs_cluster_proto::{
     client::TransportClient,
     consensus::v1::{CrdtBlockRequest, CrdtBlockResponse},
     names,
-    transport::v1::{PeerCallRequest, PeersRequest, PublishRequest, SubscribeRequest},
+    transport::v1::{
+        BitswapGetRequest, PeerCallRequest, PeersRequest, PublishRequest, SubscribeRequest,
+    },
     types::v1::Metric,
 };
 
@@ -60,6 +64,11 @@ impl Broadcaster for TransportBroadcaster {
 /// Something that answers `CrdtBlock` for a peer (the transport's peer call in production).
 pub trait BlockSource: Send + Sync + 'static {
     fn block(&self, peer: &str, cid: &str) -> BoxFuture<'static, Result<Vec<u8>, String>>;
+    /// The block over bitswap from any connected peer (upstream peers serve delta nodes
+    /// only this way); None when this source has no bitswap.
+    fn bitswap(&self, _cid: &str) -> Option<BoxFuture<'static, Result<Vec<u8>, String>>> {
+        None
+    }
 }
 
 pub struct TransportBlocks {
@@ -94,10 +103,28 @@ impl BlockSource for TransportBlocks {
                 .map_err(|e| format!("peer {peer}: undecodable CrdtBlock answer: {e}"))
         })
     }
+
+    fn bitswap(&self, cid: &str) -> Option<BoxFuture<'static, Result<Vec<u8>, String>>> {
+        let mut c = self.client.clone();
+        let req = BitswapGetRequest {
+            cid: cid.to_string(),
+            peers: Vec::new(),
+            timeout_ms: FETCH_TIMEOUT.as_millis() as u32,
+        };
+        Some(Box::pin(async move {
+            let mut r = tonic::Request::new(req);
+            r.set_timeout(FETCH_TIMEOUT + Duration::from_secs(1));
+            c.bitswap_get(r)
+                .await
+                .map(|r| r.into_inner().data)
+                .map_err(|e| format!("bitswap: {}", e.message()))
+        }))
+    }
 }
 
 /// go-ds-crdt's DAG fetch over peer calls: the broadcast's sender first (it has the
-/// branch), then the other peers of the peerset (one of them merged it already).
+/// branch), then the other peers of the peerset (one of them merged it already), then
+/// bitswap to every connected peer (upstream peers answer only that).
 pub struct PeerFetcher {
     pub source: Arc<dyn BlockSource>,
     pub peers: Vec<String>,
@@ -109,6 +136,12 @@ impl NodeFetcher for PeerFetcher {
         let mut errors = Vec::new();
         for p in &self.peers {
             match self.source.block(p, &cid_s).await {
+                Ok(b) => return Ok(b),
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Some(f) = self.source.bitswap(&cid_s) {
+            match f.await {
                 Ok(b) => return Ok(b),
                 Err(e) => errors.push(e),
             }

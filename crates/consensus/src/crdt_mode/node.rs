@@ -1,5 +1,5 @@
 //! The pinset of a crdt-mode peer: a [`CrdtStore`] holding every pin (key [`pin_key`],
-//! value the `types.v1.Pin` protobuf), written locally (through the [`Batcher`] when
+//! value upstream's `api.Pin` protobuf, [`super::apipin`]), written locally (through the [`Batcher`] when
 //! batching is on), its heads broadcast on the cluster's gossip topic through a
 //! [`Broadcaster`], allocation made here by the peer that receives the pin (as upstream:
 //! crdt has no leader).
@@ -13,7 +13,6 @@ use std::{
     time::Duration,
 };
 
-use prost::Message;
 use tokio::sync::mpsc;
 use tonic::Status;
 
@@ -94,9 +93,14 @@ fn key_of(cid: &str) -> Result<String, Status> {
     Ok(pin_key(&c))
 }
 
+/// The stored value of `pin`: upstream's `api.Pin` protobuf.
+fn value_of(pin: &Pin) -> Result<Vec<u8>, Status> {
+    super::apipin::encode(pin).map_err(|e| Status::invalid_argument(format!("bad pin object: {e}")))
+}
+
 /// The pin stored under `key` (a bad value is reported, not fatal: it is skipped).
 pub fn decode_entry(key: &str, value: &[u8]) -> Option<Pin> {
-    match Pin::decode(value) {
+    match super::apipin::decode(value) {
         Ok(p) => Some(p),
         Err(e) => {
             let cid = pin_cid_from_key(key)
@@ -364,7 +368,7 @@ impl CrdtNode {
             let now = now_nanos().div_euclid(1_000_000_000);
             let p = pin_update(&from, &pin.cid, pin.options.as_ref(), now)
                 .map_err(|e| e.to_status())?;
-            self.write(key_of(&p.cid)?, Some(p.encode_to_vec())).await?;
+            self.write(key_of(&p.cid)?, Some(value_of(&p)?)).await?;
             return Ok(p);
         }
         let existing = self.get(&pin.cid).await?;
@@ -379,7 +383,7 @@ impl CrdtNode {
         if let Some(o) = stored.options.as_mut() {
             o.user_allocations.clear();
         }
-        self.write(key_of(&pin.cid)?, Some(stored.encode_to_vec()))
+        self.write(key_of(&pin.cid)?, Some(value_of(&stored)?))
             .await?;
         Ok(pin)
     }
@@ -423,7 +427,7 @@ impl CrdtNode {
             .map(|k| (k, None))
             .collect();
         for p in &pins {
-            ops.push((key_of(&p.cid)?, Some(p.encode_to_vec())));
+            ops.push((key_of(&p.cid)?, Some(value_of(p)?)));
         }
         for part in ops.chunks(chunk) {
             let mut b = ipfs_cluster_crdt::Batch::new();

@@ -262,6 +262,12 @@ impl tpb::transport_server::Transport for FakeTransport {
     ) -> Result<GResp<tpb::PeersResponse>, Status> {
         Err(Status::unimplemented("not in this double"))
     }
+    async fn bitswap_get(
+        &self,
+        _r: GReq<tpb::BitswapGetRequest>,
+    ) -> Result<GResp<tpb::BitswapGetResponse>, Status> {
+        Err(Status::unimplemented("BitswapGet not in this double"))
+    }
     async fn bandwidth(
         &self,
         _r: GReq<tpb::BandwidthRequest>,
