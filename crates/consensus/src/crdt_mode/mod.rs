@@ -111,6 +111,8 @@ pub async fn run(
             .map(|t| t.iter().map(|p| p.to_string()).collect()),
         pin_only_on_trusted_peers: cfg.cluster.pin_only_on_trusted_peers,
         pin_only_on_untrusted_peers: cfg.cluster.pin_only_on_untrusted_peers,
+        disable_repinning: cfg.cluster.disable_repinning,
+        check_interval: ipfs_cluster_runtime::monitor::check_interval(cfg),
     };
     let node = CrdtNode::new(opts, store, broadcaster.clone())?;
 
@@ -131,6 +133,7 @@ pub async fn run(
     );
     net::spawn_first_sync(node.clone(), transport.clone(), broadcaster.clone());
     net::spawn_rebroadcast(node.clone(), broadcaster);
+    net::spawn_alerts(node.clone());
     net::spawn_repair(node.clone(), blocks, crdt.repair_interval.as_duration());
     if !bootstrap.is_empty() {
         spawn_bootstrap(transport.clone(), bootstrap);

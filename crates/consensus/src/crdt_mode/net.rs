@@ -331,6 +331,22 @@ pub fn spawn_rebroadcast(node: Arc<CrdtNode>, broadcaster: Arc<dyn Broadcaster>)
     });
 }
 
+/// Looks for dead peers every `check_interval` and re-allocates their pins
+/// ([`CrdtNode::check_dead_peers`]); nothing runs with `disable_repinning` or in follower
+/// mode.
+pub fn spawn_alerts(node: Arc<CrdtNode>) {
+    if node.opts.disable_repinning || node.opts.follower_mode {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut alerted = std::collections::BTreeSet::new();
+        loop {
+            tokio::time::sleep(node.opts.check_interval).await;
+            node.check_dead_peers(&mut alerted).await;
+        }
+    });
+}
+
 /// Repairs a dirty store at start and every `interval` (0 = at start only).
 pub fn spawn_repair(node: Arc<CrdtNode>, source: Arc<dyn BlockSource>, interval: Duration) {
     tokio::spawn(async move {
