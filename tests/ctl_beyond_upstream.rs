@@ -32,7 +32,10 @@ fn ctl_blocking(args: &[String], stdin: Option<Vec<u8>>, cwd: Option<PathBuf>) -
         cmd.current_dir(d);
     }
     let o = output_within(cmd, stdin, Duration::from_secs(60)).expect("running ipfs-cluster-ctl");
-    assert!(!o.timed_out, "ipfs-cluster-ctl {args:?} did not exit within 60 s");
+    assert!(
+        !o.timed_out,
+        "ipfs-cluster-ctl {args:?} did not exit within 60 s"
+    );
     Out {
         code: o.code,
         stdout: o.stdout,
