@@ -347,6 +347,22 @@ pub fn spawn_alerts(node: Arc<CrdtNode>) {
     });
 }
 
+/// Unpins expired pins every `state_sync_interval` ([`CrdtNode::expire_pins`]); not in
+/// follower mode.
+pub fn spawn_expiry(node: Arc<CrdtNode>) {
+    if node.opts.follower_mode {
+        return;
+    }
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(node.opts.state_sync_interval).await;
+            if let Err(e) = node.expire_pins().await {
+                tracing::warn!(error = %e.message(), "removing expired pins");
+            }
+        }
+    });
+}
+
 /// Repairs a dirty store at start and every `interval` (0 = at start only).
 pub fn spawn_repair(node: Arc<CrdtNode>, source: Arc<dyn BlockSource>, interval: Duration) {
     tokio::spawn(async move {

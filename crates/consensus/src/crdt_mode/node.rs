@@ -57,6 +57,8 @@ pub struct CrdtOptions {
     pub disable_repinning: bool,
     /// `monitor.pubsubmon.check_interval`: how often expired ping metrics are looked for.
     pub check_interval: Duration,
+    /// `cluster.state_sync_interval`: how often expired pins (`expire_at`) are removed.
+    pub state_sync_interval: Duration,
 }
 
 impl Default for CrdtOptions {
@@ -75,6 +77,7 @@ impl Default for CrdtOptions {
             pin_only_on_untrusted_peers: false,
             disable_repinning: true,
             check_interval: Duration::from_secs(15),
+            state_sync_interval: Duration::from_secs(300),
         }
     }
 }
@@ -584,6 +587,41 @@ impl CrdtNode {
             }
         }
         n
+    }
+
+    /// upstream's StateSync in crdt mode: unpins every pin whose `expire_at` has passed
+    /// and for which this peer is the closest live trusted peer (one peer acts per CID;
+    /// followers never do). The number of pins removed.
+    pub async fn expire_pins(&self) -> Result<usize, Status> {
+        if self.opts.follower_mode {
+            return Ok(0);
+        }
+        let now = now_nanos().div_euclid(1_000_000_000);
+        let others: Vec<String> = self
+            .peerset()
+            .into_iter()
+            .filter(|p| p != &self.opts.peer_id && self.trusts(p))
+            .collect();
+        let mut n = 0;
+        for p in self.all_pins().await? {
+            let expired = p
+                .options
+                .as_ref()
+                .is_some_and(|o| o.expire_at != 0 && o.expire_at <= now);
+            if !expired {
+                continue;
+            }
+            let Ok(c) = cid::Cid::try_from(p.cid.as_str()) else {
+                continue;
+            };
+            if !is_closest(&c, &self.opts.peer_id, &others) {
+                continue;
+            }
+            tracing::info!(cid = %p.cid, "pin expired; unpinning");
+            self.write(key_of(&p.cid)?, None).await?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Stops the batcher (committing what is queued).

@@ -637,3 +637,37 @@ fn dead_ping(peer: &str) -> Metric {
     m.expire = crate::allocate::now_nanos() - 1;
     m
 }
+
+/// upstream's StateSync in crdt mode: a pin past its `expire_at` is unpinned by the
+/// closest live trusted peer; a pin without expiry stays; a follower removes nothing.
+#[tokio::test]
+async fn expired_pins_are_unpinned_by_the_closest_peer() {
+    let stores = Stores::default();
+    let a = start("A", None, &stores);
+    a.node.metrics.add(metric("A", "ping", ""));
+    let soon = crate::allocate::now_nanos() / 1_000_000_000 + 1;
+    let (expiring, kept) = (cid_n(1), cid_n(2));
+    for (cid, expire_at) in [(&expiring, soon), (&kept, 0)] {
+        a.node
+            .pin(Pin {
+                cid: cid.clone(),
+                max_depth: -1,
+                options: Some(PinOptions {
+                    expire_at,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(a.node.expire_pins().await.unwrap(), 0, "not expired yet");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let follower = start_opts("F", None, &stores, Default::default(), |o| {
+        o.follower_mode = true;
+    });
+    assert_eq!(follower.node.expire_pins().await.unwrap(), 0);
+    assert_eq!(a.node.expire_pins().await.unwrap(), 1);
+    assert!(a.node.get(&expiring).await.unwrap().is_none());
+    assert!(a.node.get(&kept).await.unwrap().is_some());
+}
