@@ -581,8 +581,13 @@ fn c08_one_peer_down_leaves_the_status() {
                     assert_eq!(pm[id]["peername"], format!("peer_{j}"), "{g:#}");
                 }
             }
-            let members = peerset(&format!("{}/peers", c.rest(2))).await;
-            assert!(!members.contains(&dead), "{members:?}");
+            let peers_url = format!("{}/peers", c.rest(2));
+            wait_for(Duration::from_secs(30), || async {
+                let p = peerset(&peers_url).await;
+                p.len() == N - 1 && !p.contains(&dead)
+            })
+            .await
+            .expect("peer 2's /peers still lists the stopped peer");
             c.ensure_all_up().await.expect("restarting peer 1");
             c.wait_status(0, &cid, "pinned", Duration::from_secs(60))
                 .await;
