@@ -57,7 +57,11 @@ git diff --quiet HEAD -- crates tests proto 2>/dev/null || dirty=" (with uncommi
 model="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 mem="$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 {
-  echo "# chaos results: deploy/local/chaos.sh (docs/chaos.md is generated from this file)"
+  if [ "$consensus" = crdt ]; then
+    echo "# chaos results: deploy/local/chaos.sh, crdt clusters (docs/chaos.md quotes this file)"
+  else
+    echo "# chaos results: deploy/local/chaos.sh (docs/chaos.md is generated from this file)"
+  fi
   echo "command:${mix} deploy/local/chaos.sh"
   echo "commit: $(git rev-parse --short HEAD)${dirty}"
   echo "build: debug (BIN=${BIN:-target/debug})"
