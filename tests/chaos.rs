@@ -516,6 +516,13 @@ struct Ledger {
     /// The allocations each acknowledged pin was answered with (sorted), to count the pins
     /// the cluster re-allocated afterwards (repinning).
     first_allocations: Mutex<HashMap<String, Vec<String>>>,
+    /// crdt mode: writes converge instead of being linearised, so a pin acknowledged by
+    /// one peer may not have reached another yet, where an unpin would rightly answer
+    /// "not part of the pinset". The workload unpins through the peer that acknowledged
+    /// the pin (read your writes), which keeps an unpin's 404 a proof of loss.
+    crdt: bool,
+    /// crdt mode: cid → the REST URL of the peer that acknowledged its pin.
+    acked_via: Mutex<HashMap<String, String>>,
 }
 
 #[derive(Clone, Debug)]
@@ -583,6 +590,12 @@ impl Ledger {
                             .lock()
                             .unwrap()
                             .insert(cid.to_string(), a);
+                    }
+                    if self.crdt {
+                        self.acked_via
+                            .lock()
+                            .unwrap()
+                            .insert(cid.to_string(), rest.to_string());
                     }
                 }
                 acked(self)
@@ -668,7 +681,15 @@ async fn workload_with(
             None
         };
         let answered = match unpin_candidate {
-            Some(cid) => ledger.op(access, rest, &cid, false).await.is_some(),
+            Some(cid) => {
+                // crdt: through the peer that acknowledged the pin (see `Ledger::crdt`).
+                let via = ledger.acked_via.lock().unwrap().get(&cid).cloned();
+                let (access, rest) = via
+                    .and_then(|v| targets.iter().find(|(_, r)| *r == v))
+                    .map(|t| (&t.0, &t.1))
+                    .unwrap_or((access, rest));
+                ledger.op(access, rest, &cid, false).await.is_some()
+            }
             None if !ipfs.is_empty() && rng.below(20) == 0 => {
                 let (ia, api) = &ipfs[rng.below(ipfs.len() as u64) as usize];
                 let len = 1024 + rng.below(300 * 1024) as usize;
@@ -1193,6 +1214,9 @@ struct Layout {
     env: Vec<(String, String)>,
     /// Metrics endpoints on (the test asks the consensus who leads).
     metrics: bool,
+    /// `init --consensus crdt` peers (each listing the others in `peer_addresses`, heads
+    /// rebroadcast every 2 s) instead of raft.
+    crdt: bool,
 }
 
 impl Layout {
@@ -1204,12 +1228,27 @@ impl Layout {
             on_ip: false,
             env: Vec::new(),
             metrics: false,
+            crdt: false,
+        }
+    }
+
+    /// `loopback`, crdt peers.
+    fn loopback_crdt() -> Self {
+        Self {
+            crdt: true,
+            ..Self::loopback()
         }
     }
 }
 
+/// crdt peers rebroadcast their heads every 2 s (upstream's default is 1 min): a peer that
+/// was down or cut off catches up within seconds of coming back.
+const CRDT_ENV: [(&str, &str); 1] = [("CLUSTER_CRDT_REBROADCASTINTERVAL", "2s")];
+
 /// A cluster of N peers on loopback or in namespaces.
 struct Cluster {
+    /// crdt consensus (no leader, no quorum: writes are taken by any live peer).
+    crdt: bool,
     peers: Vec<Peer>,
     faults: u64,
     stats: FaultStats,
@@ -1284,7 +1323,13 @@ impl Cluster {
         let mut peers = Vec::new();
         for (i, ipfs) in ipfs_nodes.into_iter().enumerate() {
             let dir = tmp.path().join(format!("n{i}"));
-            let mut pd = PeerDir::init(&(l.peer_dir)(i, &dir), &ipfs.multiaddr(), Some(&secret))?;
+            let mut pd = if l.crdt {
+                let extra: Vec<(&str, String)> =
+                    CRDT_ENV.iter().map(|(k, v)| (*k, v.to_string())).collect();
+                init_crdt_peer(&(l.peer_dir)(i, &dir), &ipfs.multiaddr(), &extra)?
+            } else {
+                PeerDir::init(&(l.peer_dir)(i, &dir), &ipfs.multiaddr(), Some(&secret))?
+            };
             pd.ports = PeerPorts::pick();
             let ip = (l.ip)(i);
             let swarm = format!("/ip4/{ip}/tcp/{}", pd.ports.swarm);
@@ -1327,6 +1372,9 @@ impl Cluster {
                 metrics_url = Some(format!("http://127.0.0.1:{consensus}/metrics"));
             }
             env.extend(l.env.iter().cloned());
+            if l.crdt {
+                env.extend(CRDT_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            }
             peers.push(Peer {
                 name: format!("peer{i}"),
                 access: (l.access)(i),
@@ -1344,7 +1392,27 @@ impl Cluster {
                 pd,
             });
         }
+        if l.crdt {
+            // crdt has no join: every peer lists the others' addresses, so a restarted
+            // peer (no --bootstrap) meets them again.
+            let mut addrs = Vec::new();
+            for p in &peers {
+                addrs.push(format!("{}/p2p/{}", p.swarm, identity_id(&p.pd.dir)?));
+            }
+            for (i, p) in peers.iter().enumerate() {
+                let others: Vec<serde_json::Value> = addrs
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, a)| serde_json::Value::String(a.clone()))
+                    .collect();
+                edit_service_json(&p.pd.dir, |v| {
+                    v["cluster"]["peer_addresses"] = serde_json::Value::Array(others);
+                })?;
+            }
+        }
         let mut c = Cluster {
+            crdt: l.crdt,
             peers,
             faults: 0,
             stats: FaultStats::default(),
@@ -1866,6 +1934,9 @@ struct Mix {
     load_secs: u64,
     /// Compound faults (several peers down at once, leader crashes, quorum losses).
     overlap: bool,
+    /// crdt consensus (CHAOS_CONSENSUS=crdt): no leader to crash and no quorum to lose,
+    /// so those two compound faults are left out (several peers down at once stays).
+    crdt: bool,
 }
 
 impl Mix {
@@ -1877,6 +1948,11 @@ impl Mix {
             content: env_u64("CHAOS_CONTENT", 0) == 1,
             load_secs: env_u64("CHAOS_LOAD_SECONDS", 0),
             overlap: env_u64("CHAOS_OVERLAP", 1) == 1,
+            crdt: match std::env::var("CHAOS_CONSENSUS").as_deref() {
+                Ok("crdt") => true,
+                Ok("raft") | Ok("") | Err(_) => false,
+                Ok(other) => panic!("CHAOS_CONSENSUS={other}: raft or crdt"),
+            },
         }
     }
 
@@ -1891,12 +1967,10 @@ impl Mix {
             Fault::KillIpfs,
         ];
         if self.overlap && n >= 3 {
-            k.extend([
-                Fault::Overlap,
-                Fault::Overlap,
-                Fault::LeaderKill,
-                Fault::QuorumLoss,
-            ]);
+            k.extend([Fault::Overlap, Fault::Overlap]);
+            if !self.crdt {
+                k.extend([Fault::LeaderKill, Fault::QuorumLoss]);
+            }
         }
         if self.netns {
             k.extend([Fault::Partition, Fault::Partition]);
@@ -1963,6 +2037,7 @@ async fn run_mixed(
 ) -> Result<(checker::Report, RunStats)> {
     let ledger = Arc::new(Ledger {
         rmin: mix.replication,
+        crdt: c.crdt,
         ..Default::default()
     });
     c.ledger = Some(ledger.clone());
@@ -2046,6 +2121,11 @@ async fn run_mixed(
     let result = async {
         faults?;
         c.wait_members(Duration::from_secs(120)).await?;
+        if c.crdt {
+            // An operation in doubt is repeated through any peer: first let the peers
+            // converge, so that peer answers from the same pinset as the others.
+            converge(&c.checker_targets(), Duration::from_secs(120)).await?;
+        }
         let resolved = settle_in_doubt(&ledger, &c.targets(), Duration::from_secs(120)).await?;
         println!(
             "chaos: sample errors clients saw: {:#?}",
@@ -2078,6 +2158,26 @@ async fn run_mixed(
     };
     println!("chaos: {stats}");
     result.map(|r| (r, stats))
+}
+
+/// Waits until every peer lists the same pinset (crdt: writes converge).
+async fn converge(targets: &[checker::Target], within: Duration) -> Result<()> {
+    let until = Instant::now() + within;
+    loop {
+        let mut states = Vec::new();
+        for t in targets {
+            if let Ok(s) = checker::allocations(t).await {
+                states.push(s);
+            }
+        }
+        if states.len() == targets.len() && states.windows(2).all(|w| w[0] == w[1]) {
+            return Ok(());
+        }
+        if Instant::now() > until {
+            bail!("the crdt peers did not converge on one pinset within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// The cluster of a mixed run: loopback, or in namespaces (with a link from the host so
@@ -2139,7 +2239,9 @@ async fn mixed_cluster(n: usize, mix: &Mix) -> Result<Cluster> {
         }),
         on_ip: mix.netns,
         env,
-        metrics: true,
+        // Raft: the consensus's metrics say who leads (leader crashes).
+        metrics: !mix.crdt,
+        crdt: mix.crdt,
     };
     let mut c = Cluster::start_layout(n, layout).await?;
     for (p, m) in c.peers.iter_mut().zip(&mounts) {
@@ -2153,6 +2255,10 @@ async fn mixed_cluster(n: usize, mix: &Mix) -> Result<Cluster> {
 
 async fn loopback_cluster(n: usize) -> Result<Cluster> {
     Cluster::start(n, |_| Access::Host, |_| "127.0.0.1".to_string()).await
+}
+
+async fn loopback_crdt_cluster(n: usize) -> Result<Cluster> {
+    Cluster::start_layout(n, Layout::loopback_crdt()).await
 }
 
 #[test]
@@ -2341,6 +2447,34 @@ fn kill_services_and_peers_under_load() {
     });
 }
 
+/// `kill_services_and_peers_under_load` on a crdt cluster (issue 19): services and whole
+/// peers SIGKILLed and peers SIGSTOPped under the workload, then the same checker (no
+/// acknowledged pin lost, no acknowledged unpin back, all peers agree, IPFS nodes hold
+/// their pins). crdt has no leader and no quorum: those faults do not apply.
+#[test]
+fn crdt_kill_and_stop_peers_under_load() {
+    let _g = serial();
+    runtime().block_on(async {
+        let rng = Arc::new(Rng::from_env());
+        let c = loopback_crdt_cluster(3).await.unwrap();
+        let r = run_with_faults(
+            c,
+            &[
+                Fault::KillService,
+                Fault::KillService,
+                Fault::KillPeer,
+                Fault::StopCont,
+            ],
+            8,
+            Duration::from_secs(50),
+            rng,
+        )
+        .await
+        .unwrap();
+        assert!(r.faults >= 4 && r.acknowledged > 0, "{r}");
+    });
+}
+
 /// (b) a peer SIGSTOPped and SIGCONTed; (d) a peer's IPFS node stopped and restarted.
 #[test]
 fn stop_peers_and_restart_ipfs_under_load() {
@@ -2382,8 +2516,9 @@ fn long_run() {
             .unwrap();
         // One line for deploy/local/chaos.sh's results file (then the checker's line).
         println!(
-            "CHAOS-RESULT seed={} peers={n} replication={} netns={} disks={} content={} faults={} {stats} seconds={:.0}",
+            "CHAOS-RESULT seed={} consensus={} peers={n} replication={} netns={} disks={} content={} faults={} {stats} seconds={:.0}",
             rng.seed(),
+            if mix.crdt { "crdt" } else { "raft" },
             mix.replication,
             mix.netns as u8,
             mix.disks as u8,

@@ -19,25 +19,37 @@
 #   CHAOS_CONTENT=0        1 pin in 20 of real content that must move between IPFS nodes
 #   CHAOS_LOAD_SECONDS=0   a phase of 32 back-to-back connections (the ingest benchmark's)
 #   CHAOS_OVERLAP=1        several peers down at once, leader crashes, quorum losses
+#   CHAOS_CONSENSUS=raft   raft, or crdt (issue 19): `init --consensus crdt` peers; no leader
+#                          crashes, no quorum losses and no partition test (raft notions);
+#                          the checker is the same
 # Every run's figures go to the results file $CHAOS_RESULTS (default
 # .run/chaos/results-<UTC time>.txt: command, commit, machine, one line per run, totals);
 # with CHAOS_DOC=1 (default) docs/chaos.md's figures block is regenerated from it
-# (deploy/local/chaos-doc.sh) at the end, also after a failed run.
+# (deploy/local/chaos-doc.sh) at the end, also after a failed run. A crdt run never touches
+# that block (it is the raft run's): its results file is copied to
+# docs/chaos-crdt-results.txt instead, quoted by docs/chaos.md's "crdt mode" section.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 total="${CHAOS_TOTAL:-1000}"
 per_run="${CHAOS_FAULTS:-150}"
 sizes="${CHAOS_SIZES:-3 5}"
-partitions="${CHAOS_PARTITIONS:-1}"
-results="${CHAOS_RESULTS:-$root/.run/chaos/results-$(date -u +%Y%m%dT%H%M%SZ).txt}"
+consensus="${CHAOS_CONSENSUS:-raft}"
+case "$consensus" in
+  raft) partitions="${CHAOS_PARTITIONS:-1}" ;;
+  crdt) partitions=0 ;; # the partition test is about raft's quorum
+  *) echo "CHAOS_CONSENSUS=$consensus: raft or crdt" >&2; exit 2 ;;
+esac
+[ "$consensus" = raft ] || export CHAOS_CONSENSUS="$consensus"
+results="${CHAOS_RESULTS:-$root/.run/chaos/results-$consensus-$(date -u +%Y%m%dT%H%M%SZ).txt}"
 mkdir -p "$(dirname "$results")"
 cargo build --workspace --bins
 cargo test -p ipfs-cluster-tests --test chaos --no-run
 
 mix=""
 for v in CHAOS_TOTAL CHAOS_RUNS CHAOS_FAULTS CHAOS_SIZES CHAOS_PARTITIONS CHAOS_SEED CHAOS_SECONDS \
-  CHAOS_REPLICATION CHAOS_NETNS CHAOS_DISKS CHAOS_CONTENT CHAOS_LOAD_SECONDS CHAOS_OVERLAP; do
+  CHAOS_REPLICATION CHAOS_NETNS CHAOS_DISKS CHAOS_CONTENT CHAOS_LOAD_SECONDS CHAOS_OVERLAP \
+  CHAOS_CONSENSUS; do
   if [ -n "${!v:-}" ]; then mix="$mix $v=\"${!v}\""; fi
 done
 dirty=""
@@ -45,7 +57,11 @@ git diff --quiet HEAD -- crates tests proto 2>/dev/null || dirty=" (with uncommi
 model="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 mem="$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 {
-  echo "# chaos results: deploy/local/chaos.sh (docs/chaos.md is generated from this file)"
+  if [ "$consensus" = crdt ]; then
+    echo "# chaos results: deploy/local/chaos.sh, crdt clusters (docs/chaos.md quotes this file)"
+  else
+    echo "# chaos results: deploy/local/chaos.sh (docs/chaos.md is generated from this file)"
+  fi
   echo "command:${mix} deploy/local/chaos.sh"
   echo "commit: $(git rev-parse --short HEAD)${dirty}"
   echo "build: debug (BIN=${BIN:-target/debug})"
@@ -63,7 +79,12 @@ finish() {
   } >>"$results"
   echo "results: $results"
   if [ "${CHAOS_DOC:-1}" = 1 ]; then
-    deploy/local/chaos-doc.sh "$results"
+    if [ "$consensus" = crdt ]; then
+      cp "$results" "$root/docs/chaos-crdt-results.txt"
+      echo "docs/chaos-crdt-results.txt written (docs/chaos.md's figures block is the raft run's)"
+    else
+      deploy/local/chaos-doc.sh "$results"
+    fi
   fi
 }
 

@@ -165,6 +165,17 @@ pub fn parse(
                 action: Action::ClusterHelp(name),
             })
         }
+        // The cluster command has no flags of its own (upstream's flag parser stops at
+        // the first word that is not a flag, so only a flag right here is a mistake).
+        s if s.starts_with('-') && s != "-" && s != "--" => {
+            return Err(UsageError {
+                msg: format!(
+                    "flag provided but not defined: -{}",
+                    s.trim_start_matches('-')
+                ),
+                level: Level::Cluster(name),
+            })
+        }
         "info" => Sub::Info,
         "init" => Sub::Init,
         "run" => Sub::Run,

@@ -33,7 +33,10 @@ pub fn default_base() -> PathBuf {
 fn help_of(level: &Level, base: &std::path::Path) -> String {
     match level {
         Level::App => cli::app_help(&base.display().to_string()),
-        Level::Cluster(n) => cli::cluster_help(n),
+        // ... and calls the cluster command's options global ones after a mistake there.
+        Level::Cluster(n) => {
+            cli::cluster_help(n).replacen("\n\nOPTIONS:", "\n\nGLOBAL OPTIONS:", 1)
+        }
         // urfave/cli lists its help command in a subcommand's help after a mistake.
         Level::Sub(n, s) => cli::sub_help(n, *s).replacen(
             "\n\nOPTIONS:",
@@ -54,13 +57,14 @@ pub async fn run(args: Vec<String>) -> i32 {
     let parsed = match parsed {
         Ok(p) => p,
         Err(e) => {
-            // Upstream's words; it then exits 0, we exit 1 (a mistake is no success).
+            // Upstream's words and exit code: its CLI library prints the mistake and the
+            // help, and the program exits 0 (scripts written for upstream rely on it).
             print!(
                 "Incorrect Usage: {}\n\n{}",
                 e.msg,
                 help_of(&e.level, &default)
             );
-            return 1;
+            return 0;
         }
     };
     let base = parsed.config.clone().unwrap_or(default.clone());

@@ -74,6 +74,18 @@ impl Cluster {
         trusted: impl Fn(usize, &[String]) -> Option<Vec<String>>,
         edit: impl Fn(usize, &mut Value),
     ) -> Result<Self> {
+        Self::start_crdt_env(n, trusted, &[], edit).await
+    }
+
+    /// `start_crdt_with`, with `env` overrides (e.g. timings) baked into every peer's
+    /// service.json at init, after the test kit's own.
+    pub async fn start_crdt_env(
+        n: usize,
+        trusted: impl Fn(usize, &[String]) -> Option<Vec<String>>,
+        env: &[(&'static str, String)],
+        edit: impl Fn(usize, &mut Value),
+    ) -> Result<Self> {
+        let extra_env = env;
         let tmp = test_dir()?;
         let starts = (0..n).map(|i| {
             let d = tmp.path().join(format!("ipfs_{i}"));
@@ -94,6 +106,7 @@ impl Cluster {
             let mut env = vec![("CLUSTER_PEERNAME", format!("peer_{i}"))];
             env.extend(short_timings());
             env.extend(crdt_timings());
+            env.extend(extra_env.iter().cloned());
             let dir = tmp.path().join(format!("peer_{i}"));
             let p = init_crdt_peer(&dir, &node.multiaddr(), &env)?;
             ids.push(identity_id(&p.dir)?);

@@ -12,6 +12,10 @@
 //!   `rebroadcast_interval`; a dirty store is repaired at start and every
 //!   `repair_interval`.
 //! * Membership: the peerset is the peers with a live `peerset_metric` ("ping") metric.
+//! * Peer loss and expiry (upstream's repinFromPeer and StateSync): with
+//!   `disable_repinning` off, the pins of a peer whose ping expired are re-allocated, and
+//!   every `state_sync_interval` pins past their `expire_at` are unpinned, each CID by
+//!   its closest live trusted peer (`node::is_closest`) so that one peer acts.
 //! * First sync: a new trusted peer (empty store) asks the trusted peers for their heads
 //!   and holds its pins and unpins until it has taken them (`net::spawn_first_sync`).
 //!
@@ -112,6 +116,13 @@ pub async fn run(
             .map(|t| t.iter().map(|p| p.to_string()).collect()),
         pin_only_on_trusted_peers: cfg.cluster.pin_only_on_trusted_peers,
         pin_only_on_untrusted_peers: cfg.cluster.pin_only_on_untrusted_peers,
+        disable_repinning: cfg.cluster.disable_repinning,
+        check_interval: ipfs_cluster_runtime::monitor::check_interval(cfg),
+        state_sync_interval: if cfg.cluster.state_sync_interval.is_zero() {
+            CrdtOptions::default().state_sync_interval
+        } else {
+            cfg.cluster.state_sync_interval.as_duration()
+        },
     };
     let node = CrdtNode::new(opts, store, broadcaster.clone())?;
 
@@ -132,6 +143,8 @@ pub async fn run(
     );
     net::spawn_first_sync(node.clone(), transport.clone(), broadcaster.clone());
     net::spawn_rebroadcast(node.clone(), broadcaster);
+    net::spawn_alerts(node.clone());
+    net::spawn_expiry(node.clone());
     net::spawn_repair(node.clone(), blocks, crdt.repair_interval.as_duration());
     if !bootstrap.is_empty() {
         spawn_bootstrap(transport.clone(), bootstrap);

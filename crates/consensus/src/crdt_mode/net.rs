@@ -364,6 +364,38 @@ pub fn spawn_rebroadcast(node: Arc<CrdtNode>, broadcaster: Arc<dyn Broadcaster>)
     });
 }
 
+/// Looks for dead peers every `check_interval` and re-allocates their pins
+/// ([`CrdtNode::check_dead_peers`]); nothing runs with `disable_repinning` or in follower
+/// mode.
+pub fn spawn_alerts(node: Arc<CrdtNode>) {
+    if node.opts.disable_repinning || node.opts.follower_mode {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut alerted = std::collections::BTreeSet::new();
+        loop {
+            tokio::time::sleep(node.opts.check_interval).await;
+            node.check_dead_peers(&mut alerted).await;
+        }
+    });
+}
+
+/// Unpins expired pins every `state_sync_interval` ([`CrdtNode::expire_pins`]); not in
+/// follower mode.
+pub fn spawn_expiry(node: Arc<CrdtNode>) {
+    if node.opts.follower_mode {
+        return;
+    }
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(node.opts.state_sync_interval).await;
+            if let Err(e) = node.expire_pins().await {
+                tracing::warn!(error = %e.message(), "removing expired pins");
+            }
+        }
+    });
+}
+
 /// Repairs a dirty store at start and every `interval` (0 = at start only).
 pub fn spawn_repair(node: Arc<CrdtNode>, source: Arc<dyn BlockSource>, interval: Duration) {
     tokio::spawn(async move {

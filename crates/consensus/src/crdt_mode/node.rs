@@ -51,6 +51,61 @@ pub struct CrdtOptions {
     /// `cluster.pin_only_on_untrusted_peers`: allocate among untrusted peers (followers)
     /// only.
     pub pin_only_on_untrusted_peers: bool,
+    /// `cluster.disable_repinning` (upstream default: true = nothing is re-allocated when
+    /// a peer dies).
+    pub disable_repinning: bool,
+    /// `monitor.pubsubmon.check_interval`: how often expired ping metrics are looked for.
+    pub check_interval: Duration,
+    /// `cluster.state_sync_interval`: how often expired pins (`expire_at`) are removed.
+    pub state_sync_interval: Duration,
+}
+
+impl Default for CrdtOptions {
+    fn default() -> Self {
+        Self {
+            peer_id: String::new(),
+            defaults: PinDefaults {
+                replication_min: -1,
+                replication_max: -1,
+            },
+            allocate_by: vec!["freespace".into()],
+            peerset_metric: "ping".into(),
+            follower_mode: false,
+            trusted_peers: None,
+            pin_only_on_trusted_peers: false,
+            pin_only_on_untrusted_peers: false,
+            disable_repinning: true,
+            check_interval: Duration::from_secs(15),
+            state_sync_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// upstream's distanceChecker: BLAKE2b-256 of the CID's bytes XOR BLAKE2b-256 of the peer
+/// ID's bytes (its multihash; the string's bytes for an ID that is not base58).
+pub fn distance(cid: &cid::Cid, peer: &str) -> [u8; 32] {
+    use blake2::{Blake2b, Digest};
+    type B256 = Blake2b<blake2::digest::consts::U32>;
+    let c: [u8; 32] = B256::digest(cid.to_bytes()).into();
+    let peer_bytes = cid::multibase::Base::Base58Btc
+        .decode(peer)
+        .unwrap_or_else(|_| peer.as_bytes().to_vec());
+    let p: [u8; 32] = B256::digest(&peer_bytes).into();
+    let mut out = [0u8; 32];
+    for i in 0..32 {
+        out[i] = c[i] ^ p[i];
+    }
+    out
+}
+
+/// Whether `me` is at least as close to `cid` as every peer in `others` (upstream's
+/// isClosest: ties make several peers act).
+pub fn is_closest(cid: &cid::Cid, me: &str, others: &[String]) -> bool {
+    let mine = distance(cid, me);
+    others
+        .iter()
+        .filter(|p| p.as_str() != me)
+        .all(|p| distance(cid, p) >= mine)
 }
 
 pub struct CrdtNode {
@@ -306,7 +361,12 @@ impl CrdtNode {
         Ok((pins, last))
     }
 
-    fn allocate_for(&self, pin: &Pin, existing: Option<&Pin>) -> Result<Vec<String>, AllocError> {
+    fn allocate_for(
+        &self,
+        pin: &Pin,
+        existing: Option<&Pin>,
+        blacklist: &[String],
+    ) -> Result<Vec<String>, AllocError> {
         let o = pin.options.clone().unwrap_or_default();
         let (rmin, rmax) = (o.replication_factor_min, o.replication_factor_max);
         let members = self.allocation_candidates();
@@ -317,7 +377,7 @@ impl CrdtNode {
             existing,
             rmin,
             rmax,
-            blacklist: &[],
+            blacklist,
             priority: &o.user_allocations,
             members: &members,
             allocate_by: &self.opts.allocate_by,
@@ -376,7 +436,7 @@ impl CrdtNode {
             .map_err(|e| e.to_status())?;
         if pin.r#type != PinType::Meta as i32 && pin.allocations.is_empty() {
             pin.allocations = self
-                .allocate_for(&pin, existing.as_ref())
+                .allocate_for(&pin, existing.as_ref(), &[])
                 .map_err(|e| e.to_status())?;
         }
         let mut stored = pin.clone();
@@ -444,6 +504,130 @@ impl CrdtNode {
             }
         }
         Ok(pins.len() as u64)
+    }
+
+    /// Every pin in the store (pages of [`PAGE`]).
+    async fn all_pins(&self) -> Result<Vec<Pin>, Status> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let (pins, last) = self.page(after, 0).await?;
+            out.extend(pins);
+            match last {
+                Some(l) => after = Some(l),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// upstream's repinFromPeer for a dead `peer` (its ping metric expired), in crdt mode:
+    /// every pin allocated to `peer` for which this peer is the closest live trusted peer
+    /// (so that one surviving peer acts per CID) is allocated again with `peer`
+    /// blacklisted; pins whose other allocations still meet rmin keep them. The number of
+    /// pins re-written.
+    pub async fn repin_from(&self, peer: &str) -> Result<usize, Status> {
+        let others: Vec<String> = self
+            .peerset()
+            .into_iter()
+            .filter(|p| p != peer && p != &self.opts.peer_id && self.trusts(p))
+            .collect();
+        let blacklist = [peer.to_string()];
+        let mut changed = 0;
+        for existing in self.all_pins().await? {
+            if !existing.allocations.iter().any(|a| a == peer) {
+                continue;
+            }
+            let Ok(c) = cid::Cid::try_from(existing.cid.as_str()) else {
+                continue;
+            };
+            if !is_closest(&c, &self.opts.peer_id, &others) {
+                continue;
+            }
+            let mut p = existing.clone();
+            p.allocations.clear();
+            match self.allocate_for(&p, Some(&existing), &blacklist) {
+                Ok(a) if a != existing.allocations => {
+                    tracing::info!(cid = %p.cid, from = %peer, to = ?a, "re-allocating a pin of a dead peer");
+                    p.allocations = a;
+                    p.timestamp = now_nanos().div_euclid(1_000_000_000);
+                    self.write(key_of(&p.cid)?, Some(value_of(&p)?)).await?;
+                    changed += 1;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(cid = %p.cid, %peer, error = %e, "cannot re-allocate pin")
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// One pass of the alert check (upstream's ping alerts in crdt mode: every peer whose
+    /// last ping metric was valid and has expired): each newly dead peer's pins are
+    /// re-allocated by their closest live trusted peer ([`CrdtNode::repin_from`]), once per
+    /// failure (a fresh ping re-arms it). Followers and `disable_repinning` do nothing.
+    pub async fn check_dead_peers(
+        &self,
+        alerted: &mut std::collections::BTreeSet<String>,
+    ) -> usize {
+        if self.opts.disable_repinning || self.opts.follower_mode {
+            return 0;
+        }
+        let dead: Vec<String> = self
+            .peer_metrics
+            .valid_expired(now_nanos())
+            .into_iter()
+            .filter(|m| m.name == self.opts.peerset_metric && m.peer != self.opts.peer_id)
+            .map(|m| m.peer)
+            .collect();
+        alerted.retain(|p| dead.contains(p));
+        let mut n = 0;
+        for p in dead {
+            if !alerted.insert(p.clone()) {
+                continue;
+            }
+            tracing::warn!(peer = %p, "peer's ping metric expired; re-allocating the pins this peer is closest to");
+            match self.repin_from(&p).await {
+                Ok(k) => n += k,
+                Err(e) => tracing::warn!(peer = %p, error = %e.message(), "re-allocating pins"),
+            }
+        }
+        n
+    }
+
+    /// upstream's StateSync in crdt mode: unpins every pin whose `expire_at` has passed
+    /// and for which this peer is the closest live trusted peer (one peer acts per CID;
+    /// followers never do). The number of pins removed.
+    pub async fn expire_pins(&self) -> Result<usize, Status> {
+        if self.opts.follower_mode {
+            return Ok(0);
+        }
+        let now = now_nanos().div_euclid(1_000_000_000);
+        let others: Vec<String> = self
+            .peerset()
+            .into_iter()
+            .filter(|p| p != &self.opts.peer_id && self.trusts(p))
+            .collect();
+        let mut n = 0;
+        for p in self.all_pins().await? {
+            let expired = p
+                .options
+                .as_ref()
+                .is_some_and(|o| o.expire_at != 0 && o.expire_at <= now);
+            if !expired {
+                continue;
+            }
+            let Ok(c) = cid::Cid::try_from(p.cid.as_str()) else {
+                continue;
+            };
+            if !is_closest(&c, &self.opts.peer_id, &others) {
+                continue;
+            }
+            tracing::info!(cid = %p.cid, "pin expired; unpinning");
+            self.write(key_of(&p.cid)?, None).await?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Stops the batcher (committing what is queued).

@@ -124,6 +124,7 @@ fn start_opts(
         pin_only_on_trusted_peers: false,
         pin_only_on_untrusted_peers: false,
         trusted_peers: trusted,
+        ..Default::default()
     };
     edit(&mut opts);
     let node = CrdtNode::new(opts, store, Arc::new(ChanBroadcaster(tx))).unwrap();
@@ -524,6 +525,7 @@ async fn a_new_trusted_peer_writes_only_after_its_first_sync() {
         pin_only_on_trusted_peers: false,
         pin_only_on_untrusted_peers: false,
         trusted_peers: Some(trusted.into_iter().map(String::from).collect()),
+        ..Default::default()
     };
     let (tx, _out) = mpsc::unbounded_channel();
     let b: Arc<dyn Broadcaster> = Arc::new(ChanBroadcaster(tx));
@@ -554,4 +556,118 @@ async fn a_new_trusted_peer_writes_only_after_its_first_sync() {
     assert!(follower.is_synced());
     let alone = CrdtNode::new(opts(vec!["A"], false), open("a.redb"), b).unwrap();
     assert!(alone.is_synced());
+}
+
+/// upstream's repinFromPeer in crdt mode: when B's ping expires, A re-allocates the pins
+/// allocated to B for which A is the closest live trusted peer (C acts for the others),
+/// once per failure; with `disable_repinning` nothing moves.
+#[tokio::test]
+async fn a_dead_peers_pins_are_reallocated_by_the_closest_live_peer() {
+    use super::node::is_closest;
+    let stores = Stores::default();
+    let a = start_opts("A", None, &stores, Default::default(), |o| {
+        o.disable_repinning = false;
+    });
+    for (p, free) in [("A", "100"), ("B", "90"), ("C", "80")] {
+        a.node.peer_metrics.add(metric(p, "ping", ""));
+        a.node.peer_metrics.add(metric(p, "freespace", free));
+    }
+    let others = vec!["C".to_string()];
+    let closest = |want: bool| {
+        (1..200)
+            .map(cid_n)
+            .find(|c| is_closest(&c.parse().unwrap(), "A", &others) == want)
+            .unwrap()
+    };
+    let (mine, theirs) = (closest(true), closest(false));
+    for cid in [&mine, &theirs] {
+        a.node
+            .pin(Pin {
+                cid: cid.clone(),
+                max_depth: -1,
+                allocations: vec!["A".into(), "B".into()],
+                options: Some(PinOptions {
+                    replication_factor_min: 2,
+                    replication_factor_max: 2,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let mut alerted = Default::default();
+    assert_eq!(a.node.check_dead_peers(&mut alerted).await, 0, "B is alive");
+
+    // B's ping expires.
+    a.node.peer_metrics.add(dead_ping("B"));
+    assert_eq!(a.node.check_dead_peers(&mut alerted).await, 1);
+    let mut got = a.node.get(&mine).await.unwrap().unwrap().allocations;
+    got.sort();
+    assert_eq!(got, ["A", "C"]);
+    let kept = a.node.get(&theirs).await.unwrap().unwrap().allocations;
+    assert_eq!(
+        kept,
+        ["A", "B"],
+        "C is closer to this CID: C re-allocates it"
+    );
+    assert_eq!(
+        a.node.check_dead_peers(&mut alerted).await,
+        0,
+        "one alert per failure"
+    );
+
+    // Repinning disabled (the default): nothing moves.
+    let off = start("D", None, &stores);
+    off.node.peer_metrics.add(dead_ping("B"));
+    off.node
+        .pin(Pin {
+            cid: mine.clone(),
+            max_depth: -1,
+            allocations: vec!["D".into(), "B".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(off.node.check_dead_peers(&mut Default::default()).await, 0);
+}
+
+fn dead_ping(peer: &str) -> Metric {
+    let mut m = metric(peer, "ping", "");
+    m.expire = crate::allocate::now_nanos() - 1;
+    m
+}
+
+/// upstream's StateSync in crdt mode: a pin past its `expire_at` is unpinned by the
+/// closest live trusted peer; a pin without expiry stays; a follower removes nothing.
+#[tokio::test]
+async fn expired_pins_are_unpinned_by_the_closest_peer() {
+    let stores = Stores::default();
+    let a = start("A", None, &stores);
+    a.node.peer_metrics.add(metric("A", "ping", ""));
+    let soon = crate::allocate::now_nanos() / 1_000_000_000 + 1;
+    let (expiring, kept) = (cid_n(1), cid_n(2));
+    for (cid, expire_at) in [(&expiring, soon), (&kept, 0)] {
+        a.node
+            .pin(Pin {
+                cid: cid.clone(),
+                max_depth: -1,
+                options: Some(PinOptions {
+                    expire_at,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(a.node.expire_pins().await.unwrap(), 0, "not expired yet");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let follower = start_opts("F", None, &stores, Default::default(), |o| {
+        o.follower_mode = true;
+    });
+    assert_eq!(follower.node.expire_pins().await.unwrap(), 0);
+    assert_eq!(a.node.expire_pins().await.unwrap(), 1);
+    assert!(a.node.get(&expiring).await.unwrap().is_none());
+    assert!(a.node.get(&kept).await.unwrap().is_some());
 }
