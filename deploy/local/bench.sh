@@ -79,11 +79,12 @@ run_followers() { # followers pins
     tail -20 "$raw" >&2
     echo "bench: the followers run ($n followers, $pins pins) failed (see $raw)" >&2
     status=1
+    return 1
   fi
 }
 rm -f "$TARGET_DIR/bench-logs/followers.txt"
-run_followers 50 1000
-run_followers 50 10000
+# The 10,000-pin run only when 1,000 pins reached every follower (it takes far longer).
+{ run_followers 50 1000 && run_followers 50 10000; } || true
 if [ -s "$TARGET_DIR/bench-logs/followers.txt" ]; then
   cat "$TARGET_DIR/bench-logs/followers.txt"
   "$TARGET_DIR/release/ipfs-cluster-bench" section --out "$OUT" --heading "## Followers" \
