@@ -21,8 +21,8 @@ use hyper::{header, header::HeaderValue, HeaderMap, Method, Uri};
 use ipfs_cluster_gateway::{
     http::auth::Credentials,
     http::cors::Cors,
-    options::CorsOptions,
     http::request_guard::{check_host, check_origin},
+    options::CorsOptions,
 };
 use libfuzzer_sys::fuzz_target;
 
