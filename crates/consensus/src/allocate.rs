@@ -65,6 +65,35 @@ pub fn single_peer(
 }
 
 /// Returns the allocations for a pin, or upstream's error message.
+/// The allocations of `pin` among `members` (raft members or crdt candidates), as both
+/// consensus modes decide them: this peer alone in a one-peer cluster, else [`allocate`]
+/// with the pin's replication factors and user allocations.
+pub fn allocate_pin(
+    pin: &Pin,
+    existing: Option<&Pin>,
+    blacklist: &[String],
+    members: &[String],
+    self_id: &str,
+    allocate_by: &[String],
+    peer_metrics: &PeerMetricStore,
+) -> Result<Vec<String>, AllocError> {
+    let o = pin.options.clone().unwrap_or_default();
+    let (rmin, rmax) = (o.replication_factor_min, o.replication_factor_max);
+    if let Some(r) = single_peer(members, self_id, rmin, rmax) {
+        return r;
+    }
+    let input = AllocInput {
+        existing,
+        rmin,
+        rmax,
+        blacklist,
+        priority: &o.user_allocations,
+        members,
+        allocate_by,
+    };
+    allocate(&input, peer_metrics, now_nanos())
+}
+
 pub fn allocate(
     input: &AllocInput<'_>,
     peer_metrics: &PeerMetricStore,

@@ -20,7 +20,7 @@ use ipfs_cluster_crdt::{pin_cid_from_key, pin_key, Batcher, CrdtStore, Op, Publi
 use ipfs_cluster_proto::types::v1::{Pin, PinType};
 
 use crate::{
-    allocate::{allocate, now_nanos, single_peer, AllocError, AllocInput, PeerMetricStore},
+    allocate::{allocate_pin, now_nanos, AllocError, PeerMetricStore},
     pinning::{normalize_cid, pin_update, setup_pin, type_matches, PinDefaults},
 };
 
@@ -367,22 +367,15 @@ impl CrdtNode {
         existing: Option<&Pin>,
         blacklist: &[String],
     ) -> Result<Vec<String>, AllocError> {
-        let o = pin.options.clone().unwrap_or_default();
-        let (rmin, rmax) = (o.replication_factor_min, o.replication_factor_max);
-        let members = self.allocation_candidates();
-        if let Some(r) = single_peer(&members, &self.opts.peer_id, rmin, rmax) {
-            return r;
-        }
-        let input = AllocInput {
+        allocate_pin(
+            pin,
             existing,
-            rmin,
-            rmax,
             blacklist,
-            priority: &o.user_allocations,
-            members: &members,
-            allocate_by: &self.opts.allocate_by,
-        };
-        allocate(&input, &self.peer_metrics, now_nanos())
+            &self.allocation_candidates(),
+            &self.opts.peer_id,
+            &self.opts.allocate_by,
+            &self.peer_metrics,
+        )
     }
 
     async fn write(&self, key: String, value: Option<Vec<u8>>) -> Result<(), Status> {

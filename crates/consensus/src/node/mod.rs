@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tonic::Status;
 
 use crate::{
-    allocate::{allocate, now_nanos, single_peer, AllocError, AllocInput, PeerMetricStore},
+    allocate::{allocate_pin, now_nanos, AllocError, PeerMetricStore},
     pinning::{normalize_cid, pin_update, setup_pin, PinDefaults},
     raft::{
         command::{ApplyResult, PinBytes, PinOp, Raft, TypeConfig},

@@ -312,22 +312,15 @@ impl Node {
         existing: Option<&Pin>,
         blacklist: &[String],
     ) -> Result<Vec<String>, AllocError> {
-        let o = pin.options.clone().unwrap_or_default();
-        let (rmin, rmax) = (o.replication_factor_min, o.replication_factor_max);
-        let members = self.member_ids();
-        if let Some(r) = single_peer(&members, &self.opts.peer_id, rmin, rmax) {
-            return r;
-        }
-        let input = AllocInput {
+        allocate_pin(
+            pin,
             existing,
-            rmin,
-            rmax,
             blacklist,
-            priority: &o.user_allocations,
-            members: &members,
-            allocate_by: &self.opts.allocate_by,
-        };
-        allocate(&input, &self.peer_metrics, now_nanos())
+            &self.member_ids(),
+            &self.opts.peer_id,
+            &self.opts.allocate_by,
+            &self.peer_metrics,
+        )
     }
 
     pub(super) async fn unpin_here(&self, cid: &str) -> Result<Pin, Status> {
