@@ -326,28 +326,6 @@ fn our_follower_follows_an_upstream_crdt_cluster() {
     });
 }
 
-/// Answers every HTTP request with `body` (a follower template server); the port.
-async fn serve_template(body: String) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    port
-}
-
 #[test]
 fn an_upstream_follower_follows_our_crdt_cluster() {
     let Some(up) = upstream_dir() else {
@@ -376,7 +354,7 @@ fn an_upstream_follower_follows_our_crdt_cluster() {
         // follower refuses a template without one ("unknown datastore"), so the template
         // names upstream's default backend.
         tpl["datastore"] = serde_json::json!({ "pebble": {} });
-        let port = serve_template(serde_json::to_string_pretty(&tpl).unwrap()).await;
+        let port = serve_json(serde_json::to_string_pretty(&tpl).unwrap()).await;
         let base = tmp.path().join("upstream_follower");
         let run = |args: &[&str], env: &[(&str, String)]| {
             let mut cmd = Command::new(&upstream_follow);

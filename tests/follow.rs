@@ -148,28 +148,6 @@ fn follow_cli_says_what_upstream_says() {
     );
 }
 
-/// Answers every HTTP request with `body` (a template server); the port.
-async fn serve_template(body: String) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    port
-}
-
 fn follow(base: &Path, args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
     let mut cmd = Command::new(bin("ipfs-cluster-follow"));
     cmd.arg("--config").arg(base).args(args);
@@ -342,7 +320,7 @@ fn followers_pin_what_the_trusted_peers_write() {
             f.ipfs.connect(&c.ipfs).await.unwrap();
         }
         // A template from an http URL: fetched at init, `info` says it is available.
-        let port = serve_template(tpl_text.clone()).await;
+        let port = serve_json(tpl_text.clone()).await;
         let url = format!("http://127.0.0.1:{port}/service.json");
         let by_url = tmp.path().join("follow_url");
         let (rc, out, err) = follow(&by_url, &["viaurl", "init", &url], &[]);

@@ -369,6 +369,29 @@ pub async fn get_json(url: &str) -> Result<serde_json::Value> {
     serde_json::from_str(&text).with_context(|| format!("GET {url}: not JSON: {text}"))
 }
 
+/// Answers every HTTP request on a loopback port with `body` as JSON (e.g. a follower's
+/// `service.json` template served over HTTP); returns the port.
+pub async fn serve_json(body: String) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
 /// What a finished (or killed) command printed.
 #[derive(Debug, Clone)]
 pub struct Output {
