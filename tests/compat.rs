@@ -283,6 +283,7 @@ struct Patterns {
     human_size: Regex,
     go_log: Regex,
     allocs: Regex,
+    dial_reason: Regex,
 }
 
 fn patterns() -> &'static Patterns {
@@ -302,6 +303,10 @@ fn patterns() -> &'static Patterns {
         // Go's logger prefix on stderr: time, level, logger, file:line.
         go_log: Regex::new(r"(?m)^<time>\t(\w+)\t(\w+)\t\S+:\d+\t").unwrap(),
         allocs: Regex::new(r"Allocations: \[([^\]]*)\]").unwrap(),
+        // The reason of each address of a failed dial ("  * [<address>] <reason>"): each
+        // libp2p implementation words it its own way, and go-libp2p's own varies between
+        // "dial backoff" and the socket error from one call to the next.
+        dial_reason: Regex::new(r#"(\* \[/[^\]\s]*\]) [^|"\n\\]+"#).unwrap(),
     })
 }
 
@@ -357,6 +362,7 @@ impl Norm {
         let s = p.weight.replace_all(&s, "\"weight\": <n>");
         let s = p.human_size.replace_all(&s, "freespace: <size>");
         let s = p.go_log.replace_all(&s, "<time>\t$1\t$2\t<file:line>\t");
+        let s = p.dial_reason.replace_all(&s, "$1 <dial error>");
         // Allocation lists are sets: print them sorted.
         p.allocs
             .replace_all(&s, |c: &regex::Captures| {
@@ -1571,11 +1577,13 @@ fn upstream_beside_ours() {
         };
         eprintln!("compat: both clusters up after {:?}", started.elapsed());
 
-        cluster_checks(&w, &mut r).await;
+        let cids = cluster_checks(&w, &mut r).await;
         eprintln!("compat: cluster checks done after {:?}", started.elapsed());
         compat_edges::edge_checks(&w.t, tmp.path(), &mut r).await;
         eprintln!("compat: edge cases done after {:?}", started.elapsed());
         state_checks(&w, tmp.path(), &mut r).await;
+        eprintln!("compat: state checks done after {:?}", started.elapsed());
+        peer_down_checks(&w, &mut r, &cids).await;
         eprintln!("compat: all done after {:?}", started.elapsed());
 
         verdict(&r);
@@ -1654,7 +1662,8 @@ fn verdict(r: &Report) {
     );
 }
 
-async fn cluster_checks(w: &World, r: &mut Report) {
+/// Returns the CIDs of the run (`{cid0}`…`{cid12}`) for the checks that come after it.
+async fn cluster_checks(w: &World, r: &mut Report) -> Vec<String> {
     // Same inputs on both sides: CIDs that IPFS pins at once (identity multihash).
     let cids: Vec<String> = (0..12).map(|_| random_cid()).collect();
     let unknown = random_cid();
@@ -2005,6 +2014,48 @@ async fn cluster_checks(w: &World, r: &mut Report) {
         .await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
+    all.to_vec()
+}
+
+/// After `state_checks` stopped peer 2 on both sides: what both ctls and the REST API say
+/// with a member down, then `peers rm` of that stopped peer and of a live one (peer 1,
+/// which shuts itself down on both sides), and the membership left afterwards.
+async fn peer_down_checks(w: &World, r: &mut Report, all: &[String]) {
+    for c in [
+        sorted("peers ls"),
+        sorted("--enc json peers ls"),
+        sorted("status"),
+        case("status {cid1}"),
+        case("--enc json status {cid1}"),
+        sorted("status --filter cluster_error"),
+        case("recover {cid1}"),
+        case("health graph"),
+    ] {
+        w.ctl_ab(r, &c, all).await;
+    }
+    for (m, p, s) in [
+        ("GET", "/peers", true),
+        ("GET", "/pins/{cid1}", false),
+        ("GET", "/pins?filter=cluster_error", true),
+    ] {
+        w.rest(r, m, p, all, s).await;
+    }
+    // A pin while a member is down: allocated to the live peers.
+    w.ctl_a(r, &case("pin add --replication 2 --wait {cid11}"), all)
+        .await;
+    // The stopped member, then a live one, taken out of the cluster.
+    for c in [
+        case("peers rm {peer_2}"),
+        case("peers rm {peer_2}"),
+        case("peers rm {peer_1}"),
+    ] {
+        w.ctl_a(r, &c, all).await;
+        // Let the removal commit and the removed peer shut down.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    for c in [sorted("peers ls"), sorted("status")] {
+        w.ctl_ab(r, &c, all).await;
+    }
 }
 
 // ---------------------------------------------------------------------------------------

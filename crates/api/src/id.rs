@@ -18,9 +18,11 @@ pub struct Id {
     /// The consensus peerset, this peer included.
     #[serde(default)]
     pub cluster_peers: Option<Vec<String>>,
-    /// Known `/p2p/` addresses of the cluster peers; `[]` (never null) when none.
-    #[serde(default, deserialize_with = "nullable")]
-    pub cluster_peers_addresses: Vec<Multiaddr>,
+    /// Known `/p2p/` addresses of the cluster peers: `[]` when none on a peer that
+    /// answered (upstream starts from an empty list), `null` on the ID of a peer that could
+    /// not be asked (upstream's `ID{ID, Error}`), kept as read so the ctl prints it as is.
+    #[serde(default)]
+    pub cluster_peers_addresses: Option<Vec<Multiaddr>>,
     #[serde(default, deserialize_with = "nullable")]
     pub version: String,
     /// Always "" in 1.1.6.
@@ -44,6 +46,7 @@ impl Id {
             id: id.into(),
             version: VERSION.into(),
             rpc_protocol_version: RPC_PROTOCOL_VERSION.into(),
+            cluster_peers_addresses: Some(Vec::new()),
             peername: peername.into(),
             ..Default::default()
         }

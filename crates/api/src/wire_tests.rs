@@ -147,9 +147,17 @@ fn id_example() {
             r#"{"id":"$P1","addresses":null,"cluster_peers":null,"cluster_peers_addresses":[],"version":"1.1.6","commit":"","rpc_protocol_version":"/ipfscluster/1.0/rpc","error":"boom","ipfs":{"addresses":null,"error":"ipfs down"},"peername":"p1"}"#
         )
     );
-    // null cluster_peers_addresses on input prints as []
+    // null cluster_peers_addresses (the ID of a peer that could not be asked) stays null,
+    // [] stays []
     let id: Id = serde_json::from_str(&fill(
         r#"{"id":"$P1","cluster_peers_addresses":null,"ipfs":null}"#,
+    ))
+    .unwrap();
+    assert!(serde_json::to_string(&id)
+        .unwrap()
+        .contains(r#""cluster_peers_addresses":null"#));
+    let id: Id = serde_json::from_str(&fill(
+        r#"{"id":"$P1","cluster_peers_addresses":[],"ipfs":null}"#,
     ))
     .unwrap();
     assert!(serde_json::to_string(&id)

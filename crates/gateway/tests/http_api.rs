@@ -263,9 +263,9 @@ async fn unreachable_peer_shows_as_cluster_error() {
         .iter()
         .map(|v| v.to_str().unwrap().to_string())
         .collect();
-    assert_eq!(t.len(), 2);
-    assert_eq!(t[0], "");
-    assert!(t[1].contains(DOWN_PEER));
+    // As upstream's globalPinInfoStream: a peer that cannot be asked shows as cluster_error
+    // entries and is logged; the listing itself ends without a stream error.
+    assert_eq!(t, [""]);
 
     let r = send(h.rest, "GET", "/peers", &[]).await;
     assert_eq!(r.status, 200);
@@ -280,6 +280,8 @@ async fn unreachable_peer_shows_as_cluster_error() {
         &format!("\"cluster_peers\":[\"{SELF_PEER}\",\"{DOWN_PEER}\"],\"cluster_peers_addresses\":[\"/ip4/127.0.0.1/tcp/9096/p2p/{DOWN_PEER}\"]"),
     ));
     assert_eq!(lines[1]["id"], DOWN_PEER);
+    // upstream's ID{ID, Error}: no addresses list at all
+    assert_eq!(lines[1]["cluster_peers_addresses"], serde_json::Value::Null);
     assert!(lines[1]["error"]
         .as_str()
         .unwrap()

@@ -494,6 +494,7 @@ pub async fn start(
         valid_tx,
         pending_calls: HashMap::new(),
         pending_dials: HashMap::new(),
+        dial_errors: HashMap::new(),
         inflight: HashMap::new(),
         latency: HashMap::new(),
         conn_addrs: HashMap::new(),
@@ -532,6 +533,10 @@ struct Task {
     valid_tx: mpsc::Sender<GossipVerdict>,
     pending_calls: HashMap<OutboundRequestId, oneshot::Sender<Result<WireResponse, Status>>>,
     pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, Status>>>,
+    /// The last failed dial of a peer, in go-libp2p's words: a peer call that fails
+    /// because its dial failed reports this text (what upstream shows in `peers ls` and
+    /// the cluster_error entries of `status`).
+    dial_errors: HashMap<PeerId, String>,
     inflight: HashMap<PeerId, usize>,
     latency: HashMap<PeerId, Duration>,
     conn_addrs: HashMap<PeerId, Vec<(ConnectionId, Multiaddr)>>,
@@ -922,6 +927,12 @@ impl Task {
                 error,
             } => {
                 tracing::debug!(peer = ?peer_id, %error, "dial failed");
+                if let Some(p) = peer_id {
+                    if self.dial_errors.len() >= 1024 {
+                        self.dial_errors.clear();
+                    }
+                    self.dial_errors.insert(p, go_dial_error(&p, &error));
+                }
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Err(dial_error_status(&error)));
                 }
@@ -1059,6 +1070,11 @@ impl Task {
                         request_response::OutboundFailure::Timeout => {
                             Status::deadline_exceeded(format!("peer {peer} did not answer in time"))
                         }
+                        request_response::OutboundFailure::DialFailure => Status::unavailable(
+                            self.dial_errors.remove(&peer).unwrap_or_else(|| {
+                                format!("failed to dial: failed to dial {peer}: all dials failed")
+                            }),
+                        ),
                         e => Status::unavailable(format!("peer call to {peer} failed: {e}")),
                     };
                     let _ = reply.send(Err(st));
@@ -1093,6 +1109,35 @@ fn dial_error_status(error: &DialError) -> Status {
         _ => Status::unavailable(format!(
             "cannot connect: {error} (a different cluster secret shows up as a timeout or a handshake error)"
         )),
+    }
+}
+
+/// A failed dial in go-libp2p's words ("failed to dial: failed to dial <peer>: all dials
+/// failed" and one `  * [<address>] <reason>` line per address tried), so a peer that is
+/// down reads the same in `peers ls` and `status` as with upstream. The reasons are
+/// rust-libp2p's (go-libp2p's own vary between "dial backoff" and the socket error).
+fn go_dial_error(peer: &PeerId, error: &DialError) -> String {
+    let head = format!("failed to dial: failed to dial {peer}");
+    match error {
+        DialError::Transport(errs) if !errs.is_empty() => {
+            let mut s = format!("{head}: all dials failed");
+            for (addr, e) in errs {
+                let mut addr = addr.clone();
+                if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+                    addr.pop();
+                }
+                let mut reason = e.to_string();
+                let mut src = std::error::Error::source(e);
+                while let Some(x) = src {
+                    reason = x.to_string();
+                    src = x.source();
+                }
+                s.push_str(&format!("\n  * [{addr}] {reason}"));
+            }
+            s
+        }
+        DialError::NoAddresses => format!("{head}: no addresses"),
+        other => format!("{head}: {other}"),
     }
 }
 

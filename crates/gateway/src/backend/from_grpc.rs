@@ -87,7 +87,7 @@ pub fn id(r: &gpb::IdResponse) -> api::Id {
     let mut id = api::Id::new(r.id.clone(), r.peername.clone());
     id.addresses = none_if_empty(maddrs(&r.addresses));
     id.cluster_peers = none_if_empty(r.cluster_peers.clone());
-    id.cluster_peers_addresses = maddrs(&r.cluster_peers_addresses);
+    id.cluster_peers_addresses = Some(maddrs(&r.cluster_peers_addresses));
     id.error = r.error.clone();
     id.ipfs = api::IpfsId {
         id: r.ipfs_id.clone(),

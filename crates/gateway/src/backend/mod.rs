@@ -359,8 +359,8 @@ impl Backends {
         Ok(r.into_inner().results)
     }
 
-    /// Whether `cid` is in the pinset (upstream's PinGet before a global status).
-    async fn in_pinset(&self, cid: &str) -> Result<bool, ApiError> {
+    /// The pin of `cid` from the state, or None when it is not part of the pinset.
+    async fn pin_of(&self, cid: &str) -> Result<Option<api::Pin>, ApiError> {
         let r = self
             .consensus
             .clone()
@@ -372,9 +372,42 @@ impl Backends {
             ))
             .await;
         match r {
-            Ok(_) => Ok(true),
-            Err(s) if s.code() == Code::NotFound => Ok(false),
+            Ok(p) => Ok(Some(from_grpc::state_pin(p.into_inner())?)),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
             Err(s) => Err(status_error(Local::Consensus, &s)),
+        }
+    }
+
+    /// Upstream's `setTrackerStatus`: a status set here without asking the peer (REMOTE
+    /// for a member the pin is not allocated to), from the pin and the peer's last ping.
+    fn local_info(
+        &self,
+        pin: &api::Pin,
+        peer: &str,
+        status: api::TrackerStatus,
+        now: api::Time,
+    ) -> api::PinInfo {
+        let pv = self.peer_metrics.ping_info(peer).unwrap_or_default();
+        api::PinInfo {
+            cid: pin.cid,
+            name: pin.options.name.clone(),
+            peer: peer.to_string(),
+            allocations: Some(pin.allocations.clone()),
+            origins: pin.options.origins.clone(),
+            created: pin.timestamp,
+            metadata: pin.options.metadata.clone(),
+            short: api::PinInfoShort {
+                peername: pv.peer_name,
+                ipfs_peer_id: pv.ipfs_id,
+                ipfs_peer_addresses: pv
+                    .ipfs_addresses
+                    .iter()
+                    .filter_map(|a| api::parse_multiaddr(a).ok())
+                    .collect(),
+                status,
+                timestamp: now,
+                ..Default::default()
+            },
         }
     }
 
@@ -418,13 +451,35 @@ impl Backends {
         cid: api::Cid,
         method: &str,
     ) -> Result<api::GlobalPinInfo, ApiError> {
-        if !self.in_pinset(&cid.to_string()).await? {
+        let Some(pin) = self.pin_of(&cid.to_string()).await? else {
             return self.unpinned_everywhere(cid).await;
+        };
+        // As upstream's globalPinInfoCid: only the peers the pin is allocated to are asked
+        // (every member for a pin everywhere); the other members are REMOTE without a call,
+        // so a member that is down and holds no allocation does not show as an error.
+        let members = self.status_peers().await?;
+        let (asked, remote): (Vec<String>, Vec<String>) =
+            if self.follower_mode || pin.is_pin_everywhere() {
+                (members, Vec::new())
+            } else {
+                let remote = members
+                    .iter()
+                    .filter(|m| !pin.allocations.contains(m))
+                    .cloned()
+                    .collect();
+                (pin.allocations.clone(), remote)
+            };
+        let mut g = None;
+        let now = api::Time::now();
+        for peer in &remote {
+            from_grpc::merge(
+                &mut g,
+                self.local_info(&pin, peer, api::TrackerStatus::Remote, now),
+            );
         }
-        let peers = self.status_peers().await?;
         let results = self
             .call_many(
-                peers,
+                asked,
                 names::IPFS_CONNECTOR,
                 method,
                 &ipb::StatusRequest {
@@ -432,7 +487,6 @@ impl Backends {
                 },
             )
             .await?;
-        let mut g = None;
         let mut errors = Vec::new();
         for r in results {
             if r.code == 0 {
@@ -485,13 +539,15 @@ impl Backends {
         Ok(from_grpc::pin_info(info)?.to_global())
     }
 
-    /// Status (or recover) of every pin on every member, merged by CID. Per-peer stream
-    /// failures add a cluster_error entry to every item and a stream error.
+    /// Status (or recover) of every pin on every member, merged by CID. A peer that could
+    /// not be asked adds a cluster_error entry to every item and is logged, as upstream's
+    /// `globalPinInfoStream` does: the listing itself still succeeds (a member being down
+    /// must not turn `GET /pins` or the Pinning Services listing into an error).
     pub async fn status_all_global(
         &self,
         filter: u32,
         method: &str,
-    ) -> Result<(Vec<api::GlobalPinInfo>, Vec<String>), ApiError> {
+    ) -> Result<Vec<api::GlobalPinInfo>, ApiError> {
         let peers = self.status_peers().await?;
         let payload = ipb::StatusAllRequest { filter }.encode_to_vec();
         let calls = peers.iter().map(|p| {
@@ -549,18 +605,16 @@ impl Backends {
                 Err(s) => failed.push((peer.clone(), s.message().to_string())),
             }
         }
-        let mut errors = Vec::new();
         for (peer, e) in failed {
+            tracing::error!(%peer, error = %e, method, "a peer did not answer the status listing");
             for g in merged.values_mut() {
                 g.add(self.error_info(g.cid, &peer, &e));
             }
-            errors.push(format!("{peer}: {e}"));
         }
-        let items = order
+        Ok(order
             .into_iter()
             .filter_map(|c| merged.remove(&c))
-            .collect();
-        Ok((items, errors))
+            .collect())
     }
 
     /// This peer's StatusAll / RecoverAll stream, unmerged.

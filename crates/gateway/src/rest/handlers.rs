@@ -126,8 +126,8 @@ async fn dispatch(
             if q.is_true("local") {
                 local_stream(ctx, 0, true).await
             } else {
-                let (items, errors) = b.status_all_global(0, "RecoverAll").await?;
-                Ok(global_stream(items, errors).await)
+                let items = b.status_all_global(0, "RecoverAll").await?;
+                Ok(global_stream(items).await)
             }
         }
         Route::Status { hash } => {
@@ -316,18 +316,17 @@ async fn status_all(ctx: &Ctx, q: &Query) -> Result<Resp, ApiError> {
     if local {
         return local_stream(ctx, filter.0, false).await;
     }
-    let (items, errors) = ctx
+    let items = ctx
         .backends
         .status_all_global(filter.0, "StatusAll")
         .await?;
-    Ok(global_stream(items, errors).await)
+    Ok(global_stream(items).await)
 }
 
-async fn global_stream(items: Vec<api::GlobalPinInfo>, errors: Vec<String>) -> Resp {
+async fn global_stream(items: Vec<api::GlobalPinInfo>) -> Resp {
     let events = items
         .into_iter()
-        .map(|g| StreamEvent::Item(reply::json_line(&g)))
-        .chain(errors.into_iter().map(StreamEvent::Error));
+        .map(|g| StreamEvent::Item(reply::json_line(&g)));
     reply::ndjson(stream::iter(events)).await
 }
 

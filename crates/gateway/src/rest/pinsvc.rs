@@ -261,10 +261,7 @@ async fn list(b: &Backends, q: &Query) -> Result<api::PinResults, ApiError> {
             }
         }
     } else {
-        let (items, errors) = b.status_all_global(lq.filter.0, "StatusAll").await?;
-        if let Some(e) = errors.first() {
-            return Err(ApiError::internal(e.clone()));
-        }
+        let items = b.status_all_global(lq.filter.0, "StatusAll").await?;
         for g in items {
             let Some(s) = from_global(&g) else { continue };
             if lq.before.is_some_and(|t| s.created >= t) || lq.after.is_some_and(|t| s.created <= t)
