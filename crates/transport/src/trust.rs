@@ -332,6 +332,31 @@ mod tests {
             .is_none());
     }
 
+    /// A peer that became a member an instant after the cached list was read (a joiner
+    /// calling, or the leader calling a joiner) is admitted at once: a refusal is decided
+    /// on a list read after the call arrived, never on an older one, however young; and a
+    /// known member costs no read while the list is fresh.
+    #[tokio::test]
+    async fn a_peer_that_just_became_a_member_is_not_refused() {
+        let fake = ipfs_cluster_testkit::FakeConsensus::default();
+        let token = ipfs_cluster_proto::InternalToken::generate();
+        let served = fake.serve(None, &token).await.unwrap();
+        let c = ipfs_cluster_proto::client::consensus(served.addr, &token);
+        let (local, joiner) = (PeerId::random(), PeerId::random());
+        fake.add_member(&local.to_string(), vec![]);
+        let t = Trust::new(Members::Consensus(c), local, Duration::from_secs(60));
+        let e = t.check(&joiner, IPFS_CONNECTOR, "Status").await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        fake.add_member(&joiner.to_string(), vec![]);
+        t.check(&joiner, IPFS_CONNECTOR, "Status")
+            .await
+            .expect("a member listed after the cached read is admitted");
+        let reads = fake.calls("Members");
+        t.check(&joiner, IPFS_CONNECTOR, "Status").await.unwrap();
+        t.check(&local, IPFS_CONNECTOR, "Status").await.unwrap();
+        assert_eq!(fake.calls("Members"), reads, "hits are served from the cache");
+    }
+
     #[tokio::test]
     async fn unreachable_consensus_denies_trusted_calls() {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
