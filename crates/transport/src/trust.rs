@@ -151,10 +151,7 @@ impl Trust {
     }
 
     /// The cached view when `fresh(read at)` holds, else a new read from consensus.
-    async fn view_fresh(
-        &self,
-        fresh: impl Fn(Instant) -> bool,
-    ) -> Result<Arc<MemberView>, Status> {
+    async fn view_fresh(&self, fresh: impl Fn(Instant) -> bool) -> Result<Arc<MemberView>, Status> {
         let client = match &self.source {
             Members::Fixed(set) => {
                 return Ok(Arc::new(MemberView {
@@ -345,7 +342,10 @@ mod tests {
         let (local, joiner) = (PeerId::random(), PeerId::random());
         fake.add_member(&local.to_string(), vec![]);
         let t = Trust::new(Members::Consensus(c), local, Duration::from_secs(60));
-        let e = t.check(&joiner, IPFS_CONNECTOR, "Status").await.unwrap_err();
+        let e = t
+            .check(&joiner, IPFS_CONNECTOR, "Status")
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), tonic::Code::PermissionDenied);
         fake.add_member(&joiner.to_string(), vec![]);
         t.check(&joiner, IPFS_CONNECTOR, "Status")
@@ -354,7 +354,11 @@ mod tests {
         let reads = fake.calls("Members");
         t.check(&joiner, IPFS_CONNECTOR, "Status").await.unwrap();
         t.check(&local, IPFS_CONNECTOR, "Status").await.unwrap();
-        assert_eq!(fake.calls("Members"), reads, "hits are served from the cache");
+        assert_eq!(
+            fake.calls("Members"),
+            reads,
+            "hits are served from the cache"
+        );
     }
 
     #[tokio::test]

@@ -283,7 +283,9 @@ fn spawn_ready_when_joined(
         // A core stopped on a storage error stays NOT_SERVING (see `run`).
         if node.fatal().borrow().is_none() {
             health
-                .set::<ipfs_cluster_proto::consensus::v1::consensus_server::ConsensusServer<ConsensusService>>(true)
+                .set::<ipfs_cluster_proto::consensus::v1::consensus_server::ConsensusServer<
+                    ConsensusService,
+                >>(true)
                 .await;
         }
     });
@@ -393,9 +395,7 @@ pub async fn run(
         ipfs_cluster_runtime::HealthHandle::new()
     } else {
         let health = ipfs_cluster_runtime::HealthHandle::not_serving_at_start::<
-            ipfs_cluster_proto::consensus::v1::consensus_server::ConsensusServer<
-                ConsensusService,
-            >,
+            ipfs_cluster_proto::consensus::v1::consensus_server::ConsensusServer<ConsensusService>,
         >()
         .await;
         let (joined_tx, joined_rx) = tokio::sync::oneshot::channel();
