@@ -142,12 +142,30 @@ where
 #[derive(Clone)]
 pub struct HealthHandle {
     reporter: tonic_health::server::HealthReporter,
+    /// Whether `serve_with_health` reports SERVING as it starts (else the service says
+    /// so itself with `set(true)` once it is ready).
+    serving_at_start: bool,
 }
 
 impl HealthHandle {
     pub fn new() -> Self {
         let (reporter, _) = tonic_health::server::health_reporter();
-        Self { reporter }
+        Self {
+            reporter,
+            serving_at_start: true,
+        }
+    }
+
+    /// A health state that starts NOT_SERVING while the server already answers calls: for a
+    /// service that needs its endpoint up to become ready (a joining consensus receives
+    /// the leader's raft calls through it) and turns SERVING with `set(true)`.
+    pub async fn not_serving_at_start<S: NamedService>() -> Self {
+        let h = Self {
+            serving_at_start: false,
+            ..Self::new()
+        };
+        h.set::<S>(false).await;
+        h
     }
 
     /// Reports service `S` (and the server as a whole, the empty name) as serving or not.
@@ -195,7 +213,9 @@ where
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
-    health.set::<S>(true).await;
+    if health.serving_at_start {
+        health.set::<S>(true).await;
+    }
     let health = tonic_health::pb::health_server::HealthServer::new(
         tonic_health::server::HealthService::from_health_reporter(health.reporter.clone()),
     );

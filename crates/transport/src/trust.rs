@@ -26,6 +26,9 @@ use tonic::Status;
 
 use crate::policy::{access, Access};
 
+/// How old a member view may be when it answers "not a member" to `is_member`.
+const GOSSIP_MISS_SLACK: Duration = Duration::from_millis(100);
+
 /// Where the member list comes from.
 #[derive(Clone)]
 pub enum Members {
@@ -90,15 +93,19 @@ impl Trust {
         self
     }
 
-    /// True when `peer` is a current member (the cache is read again once on a miss, as
-    /// it may predate a peer that just joined). Errors when membership cannot be read.
+    /// True when `peer` is a current member (on a miss the view is read again unless it
+    /// was read at most `GOSSIP_MISS_SLACK` before the question, as it may predate a peer
+    /// that just joined). Errors when membership cannot be read. Used for gossip and
+    /// tunnelled HTTP, whose strangers (crdt followers) may ask often: the slack bounds
+    /// their `Members` reads; peer calls use the stricter [`Trust::check`].
     pub async fn is_member(&self, peer: &PeerId) -> Result<bool, Status> {
+        let asked = Instant::now();
         let members = self.members().await?;
         if members.contains(peer) || !matches!(self.source, Members::Consensus(_)) {
             return Ok(members.contains(peer));
         }
-        self.invalidate().await;
-        Ok(self.members().await?.contains(peer))
+        let since = asked.checked_sub(GOSSIP_MISS_SLACK).unwrap_or(asked);
+        Ok(self.view_since(since).await?.set.contains(peer))
     }
 
     async fn members(&self) -> Result<Arc<HashSet<PeerId>>, Status> {
@@ -106,17 +113,6 @@ impl Trust {
             return Ok(set.clone());
         }
         Ok(self.view().await?.set.clone())
-    }
-
-    /// Forgets the cached member list (it is read again on next use).
-    async fn invalidate(&self) {
-        let mut cache = self.cache.lock().await;
-        if cache
-            .as_ref()
-            .is_some_and(|(at, _)| at.elapsed() > Duration::from_millis(100))
-        {
-            *cache = None;
-        }
     }
 
     /// Who the peerstore file may list (docs/security.md, hole 7): the current members, read
@@ -142,7 +138,20 @@ impl Trust {
         }
     }
 
+    /// The member view, from the cache while it is younger than the TTL.
     async fn view(&self) -> Result<Arc<MemberView>, Status> {
+        self.view_fresh(|at| at.elapsed() < self.ttl).await
+    }
+
+    /// A member view read from consensus no earlier than `since`: the cached one when it
+    /// is that recent, else a new read. Callers waiting meanwhile share one read (the
+    /// cache lock is held across it), so a burst of misses costs one `Members` call.
+    async fn view_since(&self, since: Instant) -> Result<Arc<MemberView>, Status> {
+        self.view_fresh(|at| at >= since).await
+    }
+
+    /// The cached view when `fresh(read at)` holds, else a new read from consensus.
+    async fn view_fresh(&self, fresh: impl Fn(Instant) -> bool) -> Result<Arc<MemberView>, Status> {
         let client = match &self.source {
             Members::Fixed(set) => {
                 return Ok(Arc::new(MemberView {
@@ -154,10 +163,12 @@ impl Trust {
         };
         let mut cache = self.cache.lock().await;
         if let Some((at, set)) = cache.as_ref() {
-            if at.elapsed() < self.ttl {
+            if fresh(*at) {
                 return Ok(set.clone());
             }
         }
+        // Taken before asking: the answer is at least as new as this instant.
+        let asked = Instant::now();
         let mut client = client;
         let resp = tokio::time::timeout(Duration::from_secs(5), client.members(MembersRequest {}))
             .await
@@ -177,7 +188,7 @@ impl Trust {
         }
         view.set = Arc::new(set);
         let view = Arc::new(view);
-        *cache = Some((Instant::now(), view.clone()));
+        *cache = Some((asked, view.clone()));
         Ok(view)
     }
 
@@ -190,11 +201,14 @@ impl Trust {
                 "{service}/{method} may not be called by other peers (closed by the transport's RPC policy)"
             ))),
             Access::Trusted => {
+                let arrived = Instant::now();
                 let mut members = self.members().await?;
                 if !members.contains(peer) && matches!(self.source, Members::Consensus(_)) {
-                    // The cache may predate a peer that just joined: read the members again.
-                    self.invalidate().await;
-                    members = self.members().await?;
+                    // The cache may predate a peer that just joined (or, on a peer that
+                    // just joined, the membership it learned since): a refusal is only
+                    // decided on a view read after this call arrived, never on an older
+                    // one, so a member is not refused for a moment after a join.
+                    members = self.view_since(arrived).await?.set.clone();
                 }
                 if members.contains(peer) {
                     return Ok(());
@@ -313,6 +327,38 @@ mod tests {
             .peerstore_members(Duration::from_millis(500))
             .await
             .is_none());
+    }
+
+    /// A peer that became a member an instant after the cached list was read (a joiner
+    /// calling, or the leader calling a joiner) is admitted at once: a refusal is decided
+    /// on a list read after the call arrived, never on an older one, however young; and a
+    /// known member costs no read while the list is fresh.
+    #[tokio::test]
+    async fn a_peer_that_just_became_a_member_is_not_refused() {
+        let fake = ipfs_cluster_testkit::FakeConsensus::default();
+        let token = ipfs_cluster_proto::InternalToken::generate();
+        let served = fake.serve(None, &token).await.unwrap();
+        let c = ipfs_cluster_proto::client::consensus(served.addr, &token);
+        let (local, joiner) = (PeerId::random(), PeerId::random());
+        fake.add_member(&local.to_string(), vec![]);
+        let t = Trust::new(Members::Consensus(c), local, Duration::from_secs(60));
+        let e = t
+            .check(&joiner, IPFS_CONNECTOR, "Status")
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        fake.add_member(&joiner.to_string(), vec![]);
+        t.check(&joiner, IPFS_CONNECTOR, "Status")
+            .await
+            .expect("a member listed after the cached read is admitted");
+        let reads = fake.calls("Members");
+        t.check(&joiner, IPFS_CONNECTOR, "Status").await.unwrap();
+        t.check(&local, IPFS_CONNECTOR, "Status").await.unwrap();
+        assert_eq!(
+            fake.calls("Members"),
+            reads,
+            "hits are served from the cache"
+        );
     }
 
     #[tokio::test]

@@ -256,6 +256,41 @@ async fn join_once(node: &Node, transport: &TransportClient, addr: String) -> At
     }
 }
 
+/// How long a joining consensus waits for its join before it reports ready anyway (the
+/// join is retried in the background; a bootstrap peer that is down must not keep the
+/// whole peer from starting, as the launcher gives each service 60 s).
+const JOIN_READY_WAIT: Duration = Duration::from_secs(10);
+
+/// Reports SERVING once the join completed (this peer is a voter of the cluster and holds
+/// its log, so its members include the peers that will call it) or after
+/// [`JOIN_READY_WAIT`], whichever comes first.
+fn spawn_ready_when_joined(
+    node: Arc<Node>,
+    health: ipfs_cluster_runtime::HealthHandle,
+    joined: tokio::sync::oneshot::Receiver<()>,
+) {
+    tokio::spawn(async move {
+        match tokio::time::timeout(JOIN_READY_WAIT, joined).await {
+            Ok(Ok(())) => {
+                tracing::info!(members = node.member_ids().len(), "joined the cluster; consensus reports ready");
+            }
+            Ok(Err(_)) => {}
+            Err(_) => tracing::warn!(
+                wait_s = JOIN_READY_WAIT.as_secs(),
+                "the join through --bootstrap has not completed yet; consensus reports ready and keeps trying in the background"
+            ),
+        }
+        // A core stopped on a storage error stays NOT_SERVING (see `run`).
+        if node.fatal().borrow().is_none() {
+            health
+                .set::<ipfs_cluster_proto::consensus::v1::consensus_server::ConsensusServer<
+                    ConsensusService,
+                >>(true)
+                .await;
+        }
+    });
+}
+
 /// Joins through `through` in the background, retried with backoff until it works; the
 /// joining marker goes once joined, a join that can never work is sent on `fail`.
 fn spawn_join(
@@ -264,6 +299,7 @@ fn spawn_join(
     through: Vec<String>,
     joining: PathBuf,
     fail: tokio::sync::mpsc::Sender<String>,
+    joined: tokio::sync::oneshot::Sender<()>,
 ) {
     tokio::spawn(async move {
         let res = join::join_until(
@@ -279,6 +315,7 @@ fn spawn_join(
                     tracing::info!("a leader added this peer; the join is complete");
                 }
                 let _ = std::fs::remove_file(&joining);
+                let _ = joined.send(());
             }
             Err(e) => {
                 let _ = fail.send(e).await;
@@ -351,22 +388,34 @@ pub async fn run(
     tracing::info!(peer = %peer_id, addr = %consensus_addr, raft_dir = %raft_dir.display(), "consensus service ready");
 
     let (fail_tx, mut fail_rx) = tokio::sync::mpsc::channel::<String>(1);
-    if !join_through.is_empty() {
+    // A joiner reports ready once joined (or after JOIN_READY_WAIT, the join going on in
+    // the background): the launcher starts the other services and answers `/id` only
+    // then, so a peer that says it is up is a member its cluster's calls reach.
+    let health = if join_through.is_empty() {
+        ipfs_cluster_runtime::HealthHandle::new()
+    } else {
+        let health = ipfs_cluster_runtime::HealthHandle::not_serving_at_start::<
+            ipfs_cluster_proto::consensus::v1::consensus_server::ConsensusServer<ConsensusService>,
+        >()
+        .await;
+        let (joined_tx, joined_rx) = tokio::sync::oneshot::channel();
         spawn_join(
             node.clone(),
             transport.clone(),
             join_through,
             joining_marker(&raft_dir),
             fail_tx,
+            joined_tx,
         );
-    }
+        spawn_ready_when_joined(node.clone(), health.clone(), joined_rx);
+        health
+    };
 
     let mut removed = node.removed();
     let mut fatal = node.fatal();
     let mut reset = node.reset_requested();
     let mut reset_for = None;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let health = ipfs_cluster_runtime::HealthHandle::new();
     let server = tokio::spawn(ipfs_cluster_runtime::serve_with_health(
         listener,
         peer.token.clone(),

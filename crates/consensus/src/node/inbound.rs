@@ -242,10 +242,17 @@ impl Node {
                         match f {
                             // Executed concurrently, so they meet in this leader's group commit.
                             Forward::Batch(fs) => {
+                                let started = std::time::Instant::now();
+                                let n = fs.len();
                                 let rs = futures::future::join_all(
                                     fs.into_iter().map(|f| self.execute(f)),
                                 )
                                 .await;
+                                tracing::debug!(
+                                    ops = n,
+                                    ms = started.elapsed().as_secs_f64() * 1e3,
+                                    "forwarded batch executed"
+                                );
                                 let all: Result<Vec<ForwardResult>, (i32, String)> =
                                     Ok(rs.into_iter().map(to_result).collect());
                                 enc(&all)?

@@ -27,13 +27,27 @@ impl Node {
     /// Commits a gathered group: one op as itself, several as one `PinOp::Batch` entry;
     /// every caller gets its own op's result (or the commit's error).
     async fn commit_group(&self, group: Vec<PendingWrite>) {
-        if group.len() == 1 {
+        let started = std::time::Instant::now();
+        let n = group.len();
+        if n == 1 {
             let w = group.into_iter().next().expect("one write");
-            let _ = w.done.send(self.write(w.op).await);
+            let r = self.write(w.op).await;
+            tracing::debug!(
+                ops = 1,
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "group committed"
+            );
+            let _ = w.done.send(r);
             return;
         }
         let (ops, dones): (Vec<PinOp>, Vec<_>) = group.into_iter().map(|w| (w.op, w.done)).unzip();
-        match self.write(PinOp::Batch(ops)).await {
+        let r = self.write(PinOp::Batch(ops)).await;
+        tracing::debug!(
+            ops = n,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "group committed"
+        );
+        match r {
             Ok(r) => {
                 let mut results = r.results.into_iter();
                 for d in dones {
@@ -62,9 +76,16 @@ impl Node {
     /// Sends one gathered batch of writes to `leader`: a single write as itself, several as
     /// one `Forward::Batch` call; each caller gets its own answer.
     async fn forward_group(&self, leader: NodeId, group: Vec<PendingForward>) {
+        let started = std::time::Instant::now();
         if group.len() == 1 {
             let w = group.into_iter().next().expect("one forward");
-            let _ = w.done.send(self.forward(leader, &w.f).await);
+            let r = self.forward(leader, &w.f).await;
+            tracing::debug!(
+                ops = 1,
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "forwarded batch answered"
+            );
+            let _ = w.done.send(r);
             return;
         }
         let (fs, dones): (Vec<Forward>, Vec<_>) = group.into_iter().map(|w| (w.f, w.done)).unzip();
@@ -83,6 +104,11 @@ impl Node {
                     )))
                 }
             });
+        tracing::debug!(
+            ops = n,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "forwarded batch answered"
+        );
         match res {
             Ok(results) => {
                 for (d, r) in dones.into_iter().zip(results) {

@@ -174,6 +174,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map(|e| (e.log_id.index, enc(&e)))
             .collect();
         let inner = self.0.inner.clone();
+        let started = std::time::Instant::now();
+        let n = entries.len();
         let res = blocking(move || {
             let txn = inner.db.begin_write().map_err(db_err)?;
             {
@@ -186,6 +188,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             txn.commit().map_err(db_err)
         })
         .await;
+        tracing::debug!(
+            entries = n,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "log append flushed"
+        );
         match res {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
