@@ -101,6 +101,27 @@ pub fn status_error(service: Local, s: &Status) -> ApiError {
     }
 }
 
+/// The peers a global status of `pin` asks, as upstream's globalPinInfoCid: the members,
+/// plus (when the pin is not pinned everywhere) every peer it is allocated to, so that an
+/// allocated peer that has left the peerset (a crdt peer whose ping expired, a removed
+/// raft peer) answers `cluster_error` instead of vanishing from the status. A follower
+/// reports only itself.
+fn status_targets(mut members: Vec<String>, pin: &pb::Pin, follower_mode: bool) -> Vec<String> {
+    let everywhere = pin
+        .options
+        .as_ref()
+        .is_some_and(|o| o.replication_factor_min == -1);
+    if follower_mode || everywhere {
+        return members;
+    }
+    for a in &pin.allocations {
+        if !members.contains(a) {
+            members.push(a.clone());
+        }
+    }
+    members
+}
+
 impl Backends {
     pub fn connect(opts: &crate::options::GatewayOptions, token: &InternalToken) -> Self {
         Self {
@@ -359,8 +380,9 @@ impl Backends {
         Ok(r.into_inner().results)
     }
 
-    /// Whether `cid` is in the pinset (upstream's PinGet before a global status).
-    async fn in_pinset(&self, cid: &str) -> Result<bool, ApiError> {
+    /// The pin of `cid`, None when it is not in the pinset (upstream's PinGet before a
+    /// global status).
+    async fn pin_get(&self, cid: &str) -> Result<Option<pb::Pin>, ApiError> {
         let r = self
             .consensus
             .clone()
@@ -372,8 +394,8 @@ impl Backends {
             ))
             .await;
         match r {
-            Ok(_) => Ok(true),
-            Err(s) if s.code() == Code::NotFound => Ok(false),
+            Ok(p) => Ok(Some(p.into_inner())),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
             Err(s) => Err(status_error(Local::Consensus, &s)),
         }
     }
@@ -418,10 +440,10 @@ impl Backends {
         cid: api::Cid,
         method: &str,
     ) -> Result<api::GlobalPinInfo, ApiError> {
-        if !self.in_pinset(&cid.to_string()).await? {
+        let Some(pin) = self.pin_get(&cid.to_string()).await? else {
             return self.unpinned_everywhere(cid).await;
-        }
-        let peers = self.status_peers().await?;
+        };
+        let peers = status_targets(self.status_peers().await?, &pin, self.follower_mode);
         let results = self
             .call_many(
                 peers,
@@ -669,6 +691,35 @@ mod tests {
                 .starts_with("the local consensus service is not reachable"),
             "{}",
             e.message
+        );
+    }
+
+    #[test]
+    fn status_asks_allocated_peers_outside_the_peerset() {
+        let members = vec!["a".to_string(), "b".to_string()];
+        let pin = |rmin: i32, allocs: &[&str]| pb::Pin {
+            allocations: allocs.iter().map(|s| s.to_string()).collect(),
+            options: Some(pb::PinOptions {
+                replication_factor_min: rmin,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        // "c" is allocated but not a member (a crdt peer whose ping expired): asked, so
+        // that it shows up as cluster_error, as upstream.
+        assert_eq!(
+            status_targets(members.clone(), &pin(2, &["b", "c"]), false),
+            ["a", "b", "c"]
+        );
+        // Pinned everywhere: the members only.
+        assert_eq!(
+            status_targets(members.clone(), &pin(-1, &[]), false),
+            ["a", "b"]
+        );
+        // A follower reports itself only.
+        assert_eq!(
+            status_targets(vec!["a".into()], &pin(2, &["b", "c"]), true),
+            ["a"]
         );
     }
 }
