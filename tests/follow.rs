@@ -612,7 +612,9 @@ fn many_followers_reach_the_full_pinset() {
         let deadline = std::time::Instant::now() + Duration::from_secs(limit);
         let mut last_report = std::time::Instant::now();
         while pinned_at.iter().any(Option::is_none) {
-            if std::time::Instant::now() >= deadline && std::env::var_os("FOLLOWER_LOG_DIR").is_some() {
+            if std::time::Instant::now() >= deadline
+                && std::env::var_os("FOLLOWER_LOG_DIR").is_some()
+            {
                 for (i, p) in c.peers.iter().enumerate() {
                     let _ = std::fs::copy(
                         p.dir.join("daemon.log"),

@@ -33,10 +33,10 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Broadcasts applied at once (each may fetch a branch).
 const APPLY_CONCURRENCY: usize = 8;
 /// First sync: how long a new trusted peer waits for another trusted peer to be
-/// connected before it starts alone, and, once it asked, for their heads.
+/// connected before it starts alone.
 const FIRST_SYNC_ALONE: Duration = Duration::from_secs(10);
-const FIRST_SYNC_ANSWER: Duration = Duration::from_secs(5);
-/// How long heads offered during the first sync may take to apply before writes open.
+/// First sync: how long the trusted peers' heads may take to arrive and apply (a trusted
+/// peer that does not answer `CrdtHeads`) before writes open without them.
 const FIRST_SYNC_APPLY: Duration = Duration::from_secs(60);
 /// Heads sent at most this often in answer to empty broadcasts.
 const ANSWER_EVERY: Duration = Duration::from_secs(1);
@@ -252,13 +252,6 @@ pub fn spawn_subscriber(
                                 answer_heads(&node, client, topic, &answered).await;
                                 return;
                             }
-                            if !node.is_synced()
-                                && node.trusts(&m.from)
-                                && ipfs_cluster_crdt::decode_broadcast(&m.data)
-                                    .is_ok_and(|h| !h.is_empty())
-                            {
-                                node.note_heads_offered();
-                            }
                             let fetcher = PeerFetcher {
                                 source,
                                 peers: fetch_order(&node, Some(&m.from)),
@@ -410,7 +403,7 @@ pub fn spawn_pull(node: Arc<CrdtNode>, client: TransportClient, source: Arc<dyn 
             let peer = peers[pick].clone();
             match pull_heads(&node, &source, std::slice::from_ref(&peer)).await {
                 Ok(p) if p.merged > 0 => {
-                    tracing::info!(%peer, merged = p.merged, "took crdt updates the gossip had not brought (pulled the heads of a trusted peer)")
+                    tracing::info!(%peer, merged = p.merged, "took crdt updates by pulling the heads of a trusted peer (the gossip had not brought them, or not yet)")
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -423,13 +416,13 @@ pub fn spawn_pull(node: Arc<CrdtNode>, client: TransportClient, source: Arc<dyn 
 
 /// A new trusted peer's first sync (its store is empty; see `CrdtNode::wait_synced`):
 /// once another trusted peer is connected, it asks every connected trusted peer for its
-/// heads (`Consensus/CrdtHeads`) and takes them; writes open when they are taken, or at
-/// once when every asked peer answered that it has none. When none of them answers the
-/// call (upstream peers do not serve it), it falls back to empty broadcasts, which the
-/// trusted peers of ours answer with their heads: until it has taken heads from one of
-/// them, or for `FIRST_SYNC_ANSWER` (none of them has any; heads that arrived get
-/// `FIRST_SYNC_APPLY` to be applied). With no other trusted peer connected within
-/// `FIRST_SYNC_ALONE`, it starts alone.
+/// heads (`Consensus/CrdtHeads`) and takes them. Writes open when heads were taken, or at
+/// once when every asked peer answered that it has none: a condition, not a wait. While a
+/// connected trusted peer does not answer (starting, overloaded, or a peer that does not
+/// serve the call: upstream peers, ours before it), it asks again every second and also
+/// sends empty broadcasts, which older peers of ours answer with their heads (taken by the
+/// subscriber, which then ends the sync), for at most `FIRST_SYNC_APPLY`. With no other
+/// trusted peer connected within `FIRST_SYNC_ALONE`, it starts alone.
 pub fn spawn_first_sync(
     node: Arc<CrdtNode>,
     client: TransportClient,
@@ -441,59 +434,39 @@ pub fn spawn_first_sync(
     }
     tokio::spawn(async move {
         let start = tokio::time::Instant::now();
-        let mut asked_at: Option<tokio::time::Instant> = None;
-        let mut pulling_since: Option<tokio::time::Instant> = None;
+        let mut asking_since: Option<tokio::time::Instant> = None;
         while !node.is_synced() {
-            match asked_at {
-                // Heads arrived and are being applied (their nodes fetched): the applier
-                // ends the first sync; only a fetch that never finishes ends it here.
-                Some(t) if node.heads_offered() && t.elapsed() >= FIRST_SYNC_APPLY => {
-                    node.mark_synced("the trusted peers' heads could not be applied in time (retried on their next rebroadcast)");
+            let trusted = connected_trusted(&node, &client).await;
+            if trusted.is_empty() {
+                if asking_since.is_none() && start.elapsed() >= FIRST_SYNC_ALONE {
+                    node.mark_synced("no other trusted peer is reachable");
                     return;
                 }
-                Some(t) if !node.heads_offered() && t.elapsed() >= FIRST_SYNC_ANSWER => {
-                    node.mark_synced("no trusted peer had heads to send");
-                    return;
-                }
-                Some(_) => {
-                    let _ = broadcaster.publish(Vec::new()).await;
-                }
-                None => {
-                    let trusted = connected_trusted(&node, &client).await;
-                    if !trusted.is_empty() {
-                        let since = *pulling_since.get_or_insert_with(|| {
-                            tracing::info!("new crdt peer: asking the trusted peers for their heads before accepting writes");
-                            tokio::time::Instant::now()
-                        });
-                        match pull_heads(&node, &source, &trusted).await {
-                            Ok(p) if p.heads > 0 => {
-                                node.mark_synced("took the heads of a trusted peer");
-                                return;
-                            }
-                            Ok(p) if p.answered > 0 && p.answered == p.asked => {
-                                node.mark_synced("no trusted peer had heads to send");
-                                return;
-                            }
-                            // Some answered none and the others did not answer (upstream
-                            // peers, or peers still starting): ask them the other way.
-                            Ok(_) => {
-                                tracing::info!("the trusted peers did not answer CrdtHeads: asking for their heads by broadcast");
-                                let _ = broadcaster.publish(Vec::new()).await;
-                                asked_at = Some(tokio::time::Instant::now());
-                            }
-                            Err(e) if since.elapsed() >= FIRST_SYNC_APPLY => {
-                                tracing::warn!(error = %e, "taking the trusted peers' heads");
-                                node.mark_synced("the trusted peers' heads could not be applied in time (retried on their next rebroadcast)");
-                                return;
-                            }
-                            Err(e) => {
-                                tracing::info!(error = %e, "taking the trusted peers' heads (retrying)");
-                            }
-                        }
-                    } else if start.elapsed() >= FIRST_SYNC_ALONE {
-                        node.mark_synced("no other trusted peer is reachable");
+            } else {
+                let since = *asking_since.get_or_insert_with(|| {
+                    tracing::info!("new crdt peer: asking the trusted peers for their heads before accepting writes");
+                    tokio::time::Instant::now()
+                });
+                match pull_heads(&node, &source, &trusted).await {
+                    Ok(p) if p.heads > 0 => {
+                        node.mark_synced("took the heads of a trusted peer");
                         return;
                     }
+                    Ok(p) if p.answered == p.asked => {
+                        node.mark_synced("no trusted peer had heads to send");
+                        return;
+                    }
+                    Ok(p) => {
+                        tracing::debug!(asked = p.asked, answered = p.answered, "first sync: not every trusted peer answered CrdtHeads; asking by broadcast too");
+                        let _ = broadcaster.publish(Vec::new()).await;
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "first sync: taking the trusted peers' heads (retrying)");
+                    }
+                }
+                if since.elapsed() >= FIRST_SYNC_APPLY {
+                    node.mark_synced("the trusted peers' heads could not be taken in time (taken on their next rebroadcast or pull)");
+                    return;
                 }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
