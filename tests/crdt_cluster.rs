@@ -5,6 +5,9 @@
 //!   the allocated peers' Kubo nodes; the unpin propagates and leaves the Kubo nodes.
 //! * A new trusted peer (empty store) takes the pinset before its first write is
 //!   acknowledged (first sync).
+//! * The status of a pin allocated to a stopped peer shows it `cluster_error` once it left
+//!   the peerset (upstream's globalPinInfoCid); the status of all pins lists the live
+//!   peers only.
 //! * A peer stopped while pins and unpins happen keeps its pinset across the restart and
 //!   catches up on what it missed (heads rebroadcast every 2s).
 //! * A peer outside `trusted_peers` writes only its own store: its pin never reaches the

@@ -497,6 +497,9 @@ fn tail(s: &str, max: usize) -> &str {
 /// Kubo node. Once every follower runs, M pins of real content are made through the
 /// trusted peers; prints how long until every follower holds the whole pinset, and until
 /// every follower reports every pin `pinned`. The figures are in docs/benchmarks.md.
+/// Every 30 s it prints where each follower that is not done stands; `FOLLOWER_LOG` sets
+/// the followers' RUST_LOG and `FOLLOWER_LOG_DIR` keeps their logs (and, on failure, the
+/// trusted peers').
 #[test]
 #[ignore]
 fn many_followers_reach_the_full_pinset() {
