@@ -5,6 +5,9 @@
 //!   the allocated peers' Kubo nodes; the unpin propagates and leaves the Kubo nodes.
 //! * A new trusted peer (empty store) takes the pinset before its first write is
 //!   acknowledged (first sync).
+//! * The status of a pin allocated to a stopped peer shows it `cluster_error` once it left
+//!   the peerset (upstream's globalPinInfoCid); the status of all pins lists the live
+//!   peers only.
 //! * A peer stopped while pins and unpins happen keeps its pinset across the restart and
 //!   catches up on what it missed (heads rebroadcast every 2s).
 //! * A peer outside `trusted_peers` writes only its own store: its pin never reaches the
@@ -129,6 +132,77 @@ fn crdt_pins_replicate_unpin_propagates_and_a_restarted_peer_catches_up() {
         c.stop(2);
         c.restart(2).await.unwrap();
         c.wait_states(&[2], &want).await;
+    });
+}
+
+/// Status of a pin allocated to a peer that is down, as upstream v1.1.6 (cluster.go
+/// `globalPinInfoCid` asks every allocated peer, `globalPinInfoStream` the members only):
+/// once the stopped peer has left the peerset, `GET /pins/<cid>` still lists it as
+/// `cluster_error` with the error, beside the live peers' own answers, while `GET /pins`
+/// lists the live peers only.
+#[test]
+fn crdt_status_shows_a_down_allocated_peer_as_cluster_error() {
+    one_at_a_time(async {
+        let mut c = Cluster::start_crdt(3, |_, _| None).await.unwrap();
+        wait_peerset(&c, &[0, 1, 2], 3).await;
+        c.wait_metric("freespace").await.unwrap();
+        let cid = c
+            .ipfs_of(0)
+            .add(&unique("crdt down allocation"))
+            .await
+            .unwrap();
+        let p = pin(&c, 0, &cid, "replication-min=2&replication-max=2").await;
+        let allocs = strings(&p["allocations"]);
+        assert_eq!(allocs.len(), 2, "{p}");
+        let want = BTreeMap::from([(cid.clone(), {
+            let mut a = allocs.clone();
+            a.sort();
+            a
+        })]);
+        c.wait_states(&[0, 1, 2], &want).await;
+        // Stop an allocated peer other than 0 (peer 0 answers the requests).
+        let k = (1..3).find(|&k| allocs.contains(&c.ids[k])).unwrap();
+        let dead = c.ids[k].clone();
+        c.stop(k);
+        let live: Vec<usize> = (0..3).filter(|&i| i != k).collect();
+        // Until its ping expires the stopped peer is still a member (listed with an error).
+        let peers_url = format!("{}/peers", c.rest(0));
+        wait_for(Duration::from_secs(60), || async {
+            let p = peerset(&peers_url).await;
+            p.len() == 2 && !p.contains(&dead)
+        })
+        .await
+        .expect("the stopped peer leaves peer 0's peerset once its ping expires");
+
+        let g = get_json(&format!("{}/pins/{cid}", c.rest(0)))
+            .await
+            .unwrap();
+        let pm = g["peer_map"].as_object().unwrap();
+        assert_eq!(pm.len(), 3, "every member and every allocation: {g:#}");
+        assert_eq!(pm[&dead]["status"], "cluster_error", "{g:#}");
+        assert_ne!(pm[&dead]["error"].as_str().unwrap_or(""), "", "{g:#}");
+        for &i in &live {
+            let st = pm[&c.ids[i]]["status"].as_str().unwrap_or("");
+            if allocs.contains(&c.ids[i]) {
+                assert_ne!(st, "cluster_error", "peer {i}: {g:#}");
+                assert_ne!(st, "remote", "peer {i}: {g:#}");
+            } else {
+                assert_eq!(st, "remote", "peer {i}: {g:#}");
+            }
+        }
+        // StatusAll asks the members only: the stopped peer is not listed.
+        let (st, body) = http("GET", &format!("{}/pins", c.rest(0)), None)
+            .await
+            .unwrap();
+        assert_eq!(st, 200, "{body}");
+        let items: Vec<Value> = serde_json::Deserializer::from_str(&body)
+            .into_iter::<Value>()
+            .map(|v| v.unwrap())
+            .collect();
+        assert_eq!(items.len(), 1, "{body}");
+        let pm = items[0]["peer_map"].as_object().unwrap();
+        assert_eq!(pm.len(), 2, "{body}");
+        assert!(!pm.contains_key(&dead), "{body}");
     });
 }
 

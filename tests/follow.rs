@@ -482,12 +482,24 @@ async fn local_statuses(dir: &Path) -> Option<std::collections::BTreeMap<String,
     Some(out)
 }
 
+/// The last `max` bytes of `s` (at a char boundary).
+fn tail(s: &str, max: usize) -> &str {
+    let mut i = s.len().saturating_sub(max);
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    &s[i..]
+}
+
 /// Scale (not in `make test`; run with `cargo test -p ipfs-cluster-tests --test follow
 /// -- --ignored many_followers --nocapture`, `FOLLOWERS=N` (default 10) and `PINS=M`
 /// (default 100)): 3 trusted crdt peers, N `ipfs-cluster-follow` followers sharing one
 /// Kubo node. Once every follower runs, M pins of real content are made through the
 /// trusted peers; prints how long until every follower holds the whole pinset, and until
 /// every follower reports every pin `pinned`. The figures are in docs/benchmarks.md.
+/// Every 30 s it prints where each follower that is not done stands; `FOLLOWER_LOG` sets
+/// the followers' RUST_LOG and `FOLLOWER_LOG_DIR` keeps their logs (and, on failure, the
+/// trusted peers').
 #[test]
 #[ignore]
 fn many_followers_reach_the_full_pinset() {
@@ -520,6 +532,13 @@ fn many_followers_reach_the_full_pinset() {
             .unwrap();
         shared.connect(&c.ipfs).await.unwrap();
 
+        // FOLLOWER_LOG (default "warn") is the followers' RUST_LOG; FOLLOWER_LOG_DIR keeps
+        // their logs after the test (default: the test's temporary folder).
+        let log_filter = std::env::var("FOLLOWER_LOG").unwrap_or_else(|_| "warn".into());
+        let log_dir = std::env::var("FOLLOWER_LOG_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| tmp.path().to_path_buf());
+        std::fs::create_dir_all(&log_dir).unwrap();
         let mut fs = Vec::new();
         for f in 0..n {
             let base = tmp.path().join(format!("follow_{f}"));
@@ -529,7 +548,7 @@ fn many_followers_reach_the_full_pinset() {
                 &[],
             );
             assert_eq!(rc, 0, "init: {out}{err}");
-            let log = tmp.path().join(format!("follow_{f}.log"));
+            let log = log_dir.join(format!("follow_{f}.log"));
             let logf = std::fs::File::create(&log).unwrap();
             let mut cmd = Command::new(bin("ipfs-cluster-follow"));
             cmd.arg("--config")
@@ -540,7 +559,7 @@ fn many_followers_reach_the_full_pinset() {
                     format!("/ip4/127.0.0.1/tcp/{}", free_port()),
                 )
                 .env("CLUSTER_IPFSHTTP_NODEMULTIADDRESS", shared.multiaddr())
-                .env("RUST_LOG", "warn")
+                .env("RUST_LOG", &log_filter)
                 .stdin(std::process::Stdio::null())
                 .stdout(logf.try_clone().unwrap())
                 .stderr(logf);
@@ -594,12 +613,30 @@ fn many_followers_reach_the_full_pinset() {
         let mut last_seen = vec![String::from("no answer yet"); n];
         let limit = 900 + pins as u64 / 10;
         let deadline = std::time::Instant::now() + Duration::from_secs(limit);
+        let mut last_report = std::time::Instant::now();
         while pinned_at.iter().any(Option::is_none) {
+            if std::time::Instant::now() >= deadline
+                && std::env::var_os("FOLLOWER_LOG_DIR").is_some()
+            {
+                for (i, p) in c.peers.iter().enumerate() {
+                    let _ = std::fs::copy(
+                        p.dir.join("daemon.log"),
+                        log_dir.join(format!("trusted_{i}.log")),
+                    );
+                }
+            }
             assert!(
                 std::time::Instant::now() < deadline,
                 "not every follower got the pinset within {limit} s: synced {synced_at:?} pinned {pinned_at:?}\nlast seen (of {pins} pins): {last_seen:?}\n{}",
+                // The logs of the followers that are not done (the others are noise).
                 fs.iter()
-                    .map(|(_, _, l)| std::fs::read_to_string(l).unwrap_or_default())
+                    .zip(&pinned_at)
+                    .filter(|(_, done)| done.is_none())
+                    .map(|((_, _, l), _)| format!(
+                        "{}:\n{}",
+                        l.display(),
+                        tail(&std::fs::read_to_string(l).unwrap_or_default(), 4000)
+                    ))
                     .collect::<Vec<_>>()
                     .join("\n---\n")
             );
@@ -612,8 +649,24 @@ fn many_followers_reach_the_full_pinset() {
                     continue;
                 };
                 let held: std::collections::BTreeSet<String> = s.keys().cloned().collect();
+                // The pinset in its consensus store (GET /allocations) tells a follower
+                // whose crdt store is behind from one whose pin tracker is.
+                let in_state = match follower_request(dir, "GET", "/allocations").await {
+                    Some((200, body)) => serde_json::Deserializer::from_str(&body)
+                        .into_iter::<Value>()
+                        .filter_map(|v| v.ok())
+                        .flat_map(|v| match v {
+                            Value::Array(a) => a,
+                            v => vec![v],
+                        })
+                        .filter(|p| p["cid"].as_str().is_some_and(|c| all.contains(c)))
+                        .count()
+                        .to_string(),
+                    Some((204, _)) => "0".into(),
+                    _ => "?".into(),
+                };
                 last_seen[i] = format!(
-                    "{} held, {} pinned",
+                    "{in_state} in its state, {} held, {} pinned",
                     held.intersection(&all).count(),
                     s.values().filter(|p| **p).count()
                 );
@@ -623,6 +676,20 @@ fn many_followers_reach_the_full_pinset() {
                 if held == all && s.values().all(|p| *p) {
                     pinned_at[i] = Some(started.elapsed());
                 }
+            }
+            // Progress (seen with --nocapture): who is not done yet, and where it stands.
+            if last_report.elapsed() >= Duration::from_secs(30) {
+                last_report = std::time::Instant::now();
+                let behind: Vec<String> = (0..n)
+                    .filter(|&i| pinned_at[i].is_none())
+                    .map(|i| format!("follower {i}: {}", last_seen[i]))
+                    .collect();
+                println!(
+                    "{:.0}s after the first pin: {} of {n} followers done; {}",
+                    started.elapsed().as_secs_f64(),
+                    n - behind.len(),
+                    behind.join("; ")
+                );
             }
             // Each poll lists every follower's whole pinset: poll less often when it is big.
             tokio::time::sleep(Duration::from_millis(500 + pins as u64 / 10)).await;

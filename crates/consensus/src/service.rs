@@ -401,6 +401,15 @@ impl Consensus for ConsensusService {
             "not available in raft mode: CrdtBlock serves crdt delta nodes; this peer runs consensus.raft",
         ))
     }
+
+    async fn crdt_heads(
+        &self,
+        _: Request<ipfs_cluster_proto::consensus::v1::CrdtHeadsRequest>,
+    ) -> Result<Response<ipfs_cluster_proto::consensus::v1::CrdtHeadsResponse>, Status> {
+        Err(Status::failed_precondition(
+            "not available in raft mode: CrdtHeads lists crdt heads; this peer runs consensus.raft",
+        ))
+    }
 }
 
 /// Helper for clients/tests: does a pin type match a ListRequest filter?

@@ -140,6 +140,10 @@ struct Inner {
     seen_heads: StdMutex<HashSet<Cid>>,
     /// Heads being walked right now.
     inflight: StdMutex<HashSet<Cid>>,
+    /// One lock per block being fetched: concurrent walks of overlapping branches (the
+    /// broadcasts of one writer arrive one after the other, each naming a newer head of the
+    /// same chain) wait for the fetch in progress instead of asking the peers again.
+    fetching: StdMutex<HashMap<Cid, Arc<Mutex<()>>>>,
     events: broadcast::Sender<Change>,
     #[cfg(test)]
     crash_after: std::sync::atomic::AtomicUsize,
@@ -201,6 +205,7 @@ impl CrdtStore {
                 write: Mutex::new(()),
                 seen_heads: StdMutex::new(HashSet::new()),
                 inflight: StdMutex::new(HashSet::new()),
+                fetching: StdMutex::new(HashMap::new()),
                 events,
                 #[cfg(test)]
                 crash_after: std::sync::atomic::AtomicUsize::new(usize::MAX),
@@ -458,8 +463,14 @@ impl CrdtStore {
 
     /// Makes a node of `delta` on top of the current heads and merges it, in one durable
     /// transaction (block, set, processed mark and heads together).
-    async fn publish(&self, mut delta: Delta) -> Result<Published, CrdtError> {
+    async fn publish(&self, delta: Delta) -> Result<Published, CrdtError> {
         let _guard = self.inner.write.lock().await;
+        let store = self.clone();
+        blocking(move || store.publish_locked(delta)).await
+    }
+
+    /// [`Self::publish`]'s work, on a blocking thread with the write lock held.
+    fn publish_locked(&self, mut delta: Delta) -> Result<Published, CrdtError> {
         let (heads, height) = self.heads_and_height()?;
         // A hostile trusted peer could announce u64::MAX: stay there rather than wrap.
         let height = height.saturating_add(1);
@@ -553,8 +564,21 @@ impl CrdtStore {
         };
         let mut visited = HashSet::new();
         let walk = self.walk(head, fetcher, false, &mut visited).await?;
+        self.apply_branch_blocking(head, walk, false).await
+    }
+
+    /// [`Self::apply_branch`] under the write lock, on a blocking thread: it commits (and
+    /// fsyncs) redb transactions, which must not stall the runtime's workers (they serve
+    /// the peers' block requests and the health checks meanwhile).
+    async fn apply_branch_blocking(
+        &self,
+        root: Cid,
+        walk: Walk,
+        pending_root: bool,
+    ) -> Result<usize, CrdtError> {
         let _guard = self.inner.write.lock().await;
-        self.apply_branch(head, &walk, false)
+        let store = self.clone();
+        blocking(move || store.apply_branch(root, &walk, pending_root)).await
     }
 
     /// Depth-first walk from `root`: loads (or fetches and stores) every block, stopping at
@@ -604,6 +628,24 @@ impl CrdtStore {
         if let Some(bytes) = self.get_block(cid)? {
             return node::decode_node(cid, &bytes);
         }
+        // One fetch of a block at a time: a walk that finds this block being fetched by
+        // another walk waits for it, then finds it stored.
+        let lock = self
+            .inner
+            .fetching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(*cid)
+            .or_default()
+            .clone();
+        let _fetching = FetchGuard {
+            map: &self.inner.fetching,
+            cid: *cid,
+            _lock: lock.lock_owned().await,
+        };
+        if let Some(bytes) = self.get_block(cid)? {
+            return node::decode_node(cid, &bytes);
+        }
         let cfg = &self.inner.cfg;
         let mut last = String::new();
         for attempt in 0..cfg.fetch_attempts {
@@ -633,15 +675,11 @@ impl CrdtStore {
             };
             // Blocks first: the block is stored before anything refers to it. Not fsynced
             // here: the durable commit that ends the branch persists it, and a crash before
-            // that only means fetching it again.
-            let mut txn = self.inner.db.begin_write().map_err(dberr("begin"))?;
-            txn.set_durability(Durability::None)
-                .map_err(dberr("set durability"))?;
-            txn.open_table(BLOCKS)
-                .map_err(dberr("open table"))?
-                .insert(cid.to_bytes().as_slice(), bytes.as_slice())
-                .map_err(dberr("write"))?;
-            txn.commit().map_err(dberr("commit"))?;
+            // that only means fetching it again. On a blocking thread: redb's write lock
+            // may be held by a commit that is syncing.
+            let store = self.clone();
+            let key = cid.to_bytes();
+            blocking(move || store.put_block(&key, &bytes)).await?;
             return Ok(n);
         }
         Err(CrdtError::Fetch {
@@ -650,6 +688,18 @@ impl CrdtStore {
             timeout: cfg.fetch_timeout,
             last,
         })
+    }
+
+    /// Stores a fetched block (not fsynced; see [`Self::load_or_fetch`]).
+    fn put_block(&self, key: &[u8], bytes: &[u8]) -> Result<(), CrdtError> {
+        let mut txn = self.inner.db.begin_write().map_err(dberr("begin"))?;
+        txn.set_durability(Durability::None)
+            .map_err(dberr("set durability"))?;
+        txn.open_table(BLOCKS)
+            .map_err(dberr("open table"))?
+            .insert(key, bytes)
+            .map_err(dberr("write"))?;
+        txn.commit().map_err(dberr("commit"))
     }
 
     /// Merges the unmerged nodes of a walk (children first), then makes `root` a head in
@@ -847,8 +897,8 @@ impl CrdtStore {
             let res = match self.walk(root, fetcher, true, &mut visited).await {
                 Ok(walk) => {
                     report.walked += walk.walked.len();
-                    let _guard = self.inner.write.lock().await;
-                    self.apply_branch(root, &walk, pending_set.contains(&root))
+                    self.apply_branch_blocking(root, walk, pending_set.contains(&root))
+                        .await
                 }
                 Err(e) => Err(e),
             };
@@ -890,6 +940,35 @@ impl CrdtStore {
         self.inner
             .crash_after
             .store(nodes, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Runs store work that commits redb transactions on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CrdtError> + Send + 'static,
+) -> Result<T, CrdtError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CrdtError::Db {
+            op: "run a store task",
+            detail: e.to_string(),
+        })?
+}
+
+/// A block being fetched (see `Inner::fetching`): the lock is held while fetching, and the
+/// entry is dropped with it.
+struct FetchGuard<'a> {
+    map: &'a StdMutex<HashMap<Cid, Arc<Mutex<()>>>>,
+    cid: Cid,
+    _lock: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for FetchGuard<'_> {
+    fn drop(&mut self) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.cid);
     }
 }
 

@@ -613,6 +613,37 @@ async fn a_head_arriving_twice_at_once_is_walked_once() {
     assert_eq!(heads(&r2), heads(&r1));
 }
 
+/// The broadcasts of one writer arrive one after the other, each naming a newer head of
+/// the same chain, and are applied concurrently (as the consensus service does): every
+/// missing block is fetched once, not once per walk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_walks_fetch_each_block_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::default();
+    let r1 = open(&dir, "r1", cfg());
+    let r2 = open(&dir, "r2", cfg());
+    net.add(&r1);
+    let mut broadcasts = Vec::new();
+    for i in 0..20 {
+        broadcasts.push(r1.put(&format!("/k{i}"), v("x")).await.unwrap().broadcast);
+    }
+    let applies: Vec<_> = broadcasts
+        .iter()
+        .rev()
+        .map(|b| {
+            let (r2, net) = (r2.clone(), net.clone());
+            let b = b.clone();
+            tokio::spawn(async move { r2.apply_broadcast("r1", &b, &net).await })
+        })
+        .collect();
+    for a in applies {
+        a.await.unwrap().unwrap();
+    }
+    assert_eq!(all(&r2), all(&r1));
+    assert_eq!(heads(&r2), heads(&r1));
+    assert_eq!(net.calls.load(Ordering::SeqCst), 20, "one fetch per block");
+}
+
 /// Every attempt fails: an error naming the node, nothing applied, and the next broadcast
 /// with a working fetcher applies everything.
 #[tokio::test]

@@ -412,6 +412,14 @@ impl Consensus for FakeConsensus {
         self.count("CrdtBlock");
         Err(Self::not_here("CrdtBlock"))
     }
+
+    async fn crdt_heads(
+        &self,
+        _: Request<ipfs_cluster_proto::consensus::v1::CrdtHeadsRequest>,
+    ) -> Result<Response<ipfs_cluster_proto::consensus::v1::CrdtHeadsResponse>, Status> {
+        self.count("CrdtHeads");
+        Err(Self::not_here("CrdtHeads"))
+    }
 }
 
 #[cfg(test)]

@@ -57,6 +57,8 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     // members) must fetch too. Read-only, content-addressed (the fetcher checks the hash),
     // and the same data every peer on the gossip topic receives anyway.
     (CONSENSUS, "CrdtBlock", Open),
+    // Open for the same reasons: followers pull the heads the gossip topic carries.
+    (CONSENSUS, "CrdtHeads", Open),
     // IPFS connector: the fan-outs of status/recover/gc/repo stat/swarm peers, and the
     // allocated peers' block and pin work.
     (IPFS_CONNECTOR, "Status", Trusted),

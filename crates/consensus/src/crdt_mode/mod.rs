@@ -9,7 +9,9 @@
 //! * Sync: broadcasts from the topic are applied with the sender the transport verified
 //!   as the trust input (`trusted_peers`); missing nodes are fetched from the sender (then
 //!   the peerset) with the `Consensus/CrdtBlock` peer call; heads are rebroadcast every
-//!   `rebroadcast_interval`; a dirty store is repaired at start and every
+//!   `rebroadcast_interval`, and every `rebroadcast_interval` each peer also pulls the
+//!   heads of one connected trusted peer (`Consensus/CrdtHeads`) so that a peer the gossip
+//!   misses still converges; a dirty store is repaired at start and every
 //!   `repair_interval`.
 //! * Membership: the peerset is the peers with a live `peerset_metric` ("ping") metric.
 //! * Peer loss and expiry (upstream's repinFromPeer and StateSync): with
@@ -17,7 +19,8 @@
 //!   every `state_sync_interval` pins past their `expire_at` are unpinned, each CID by
 //!   its closest live trusted peer (`node::is_closest`) so that one peer acts.
 //! * First sync: a new trusted peer (empty store) asks the trusted peers for their heads
-//!   and holds its pins and unpins until it has taken them (`net::spawn_first_sync`).
+//!   (`Consensus/CrdtHeads`, or an empty broadcast when none serves it) and holds its pins
+//!   and unpins until it has taken them (`net::spawn_first_sync`).
 //!
 //! * Followers (`cluster.follower_mode`, run by `ipfs-cluster-follow`): every write is
 //!   refused ([`node::CrdtNode::check_write`]); they apply the trusted peers' updates.
@@ -141,7 +144,13 @@ pub async fn run(
         topic.clone(),
         blocks.clone(),
     );
-    net::spawn_first_sync(node.clone(), transport.clone(), broadcaster.clone());
+    net::spawn_first_sync(
+        node.clone(),
+        transport.clone(),
+        broadcaster.clone(),
+        blocks.clone(),
+    );
+    net::spawn_pull(node.clone(), transport.clone(), blocks.clone());
     net::spawn_rebroadcast(node.clone(), broadcaster);
     net::spawn_alerts(node.clone());
     net::spawn_expiry(node.clone());

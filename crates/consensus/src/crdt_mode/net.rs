@@ -4,8 +4,9 @@
 //! input), and missing delta nodes are fetched with a peer call to the sender's (then any
 //! peer's) `Consensus/CrdtBlock`, and when no peer answers that (upstream peers do not
 //! have it), with bitswap from the connected peers (the transport's `BitswapGet`), the way
-//! upstream peers serve them. Also the timers: rebroadcast and repair, and a new
-//! trusted peer's first sync ([`spawn_first_sync`]).
+//! upstream peers serve them. Also the timers: rebroadcast, repair, the pull of a trusted
+//! peer's heads every rebroadcast interval ([`spawn_pull`]: gossip is best effort) and a
+//! new trusted peer's first sync ([`spawn_first_sync`]).
 
 use std::{sync::Arc, time::Duration};
 
@@ -17,7 +18,7 @@ use tokio_stream::StreamExt;
 use ipfs_cluster_crdt::{ApplyOutcome, FetchError, NodeFetcher};
 use ipfs_cluster_proto::{
     client::TransportClient,
-    consensus::v1::{CrdtBlockRequest, CrdtBlockResponse},
+    consensus::v1::{CrdtBlockRequest, CrdtBlockResponse, CrdtHeadsRequest, CrdtHeadsResponse},
     names,
     transport::v1::{
         BitswapGetRequest, PeerCallRequest, PeersRequest, PublishRequest, SubscribeRequest,
@@ -32,10 +33,10 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Broadcasts applied at once (each may fetch a branch).
 const APPLY_CONCURRENCY: usize = 8;
 /// First sync: how long a new trusted peer waits for another trusted peer to be
-/// connected before it starts alone, and, once it asked, for their heads.
+/// connected before it starts alone.
 const FIRST_SYNC_ALONE: Duration = Duration::from_secs(10);
-const FIRST_SYNC_ANSWER: Duration = Duration::from_secs(5);
-/// How long heads offered during the first sync may take to apply before writes open.
+/// First sync: how long the trusted peers' heads may take to arrive and apply (a trusted
+/// peer that does not answer `CrdtHeads`) before writes open without them.
 const FIRST_SYNC_APPLY: Duration = Duration::from_secs(60);
 /// Heads sent at most this often in answer to empty broadcasts.
 const ANSWER_EVERY: Duration = Duration::from_secs(1);
@@ -69,6 +70,9 @@ pub trait BlockSource: Send + Sync + 'static {
     fn bitswap(&self, _cid: &str) -> Option<BoxFuture<'static, Result<Vec<u8>, String>>> {
         None
     }
+    /// `peer`'s current heads (`Consensus/CrdtHeads`). Peers of ours only: upstream peers
+    /// do not answer it.
+    fn heads(&self, peer: &str) -> BoxFuture<'static, Result<Vec<cid::Cid>, String>>;
 }
 
 pub struct TransportBlocks {
@@ -101,6 +105,38 @@ impl BlockSource for TransportBlocks {
             CrdtBlockResponse::decode(payload.as_slice())
                 .map(|r| r.data)
                 .map_err(|e| format!("peer {peer}: undecodable CrdtBlock answer: {e}"))
+        })
+    }
+
+    fn heads(&self, peer: &str) -> BoxFuture<'static, Result<Vec<cid::Cid>, String>> {
+        let mut c = self.client.clone();
+        let req = PeerCallRequest {
+            peer: peer.to_string(),
+            service: names::CONSENSUS.to_string(),
+            method: "CrdtHeads".into(),
+            payload: CrdtHeadsRequest {}.encode_to_vec(),
+            timeout_ms: FETCH_TIMEOUT.as_millis() as u32,
+        };
+        let peer = peer.to_string();
+        Box::pin(async move {
+            let mut r = tonic::Request::new(req);
+            r.set_timeout(FETCH_TIMEOUT + Duration::from_secs(1));
+            let payload = c
+                .call(r)
+                .await
+                .map_err(|e| format!("peer {peer}: {}", e.message()))?
+                .into_inner()
+                .payload;
+            let heads = CrdtHeadsResponse::decode(payload.as_slice())
+                .map_err(|e| format!("peer {peer}: undecodable CrdtHeads answer: {e}"))?
+                .heads;
+            heads
+                .iter()
+                .map(|h| {
+                    cid::Cid::try_from(h.as_str())
+                        .map_err(|e| format!("peer {peer}: CrdtHeads named {h:?}, not a CID: {e}"))
+                })
+                .collect()
         })
     }
 
@@ -216,13 +252,6 @@ pub fn spawn_subscriber(
                                 answer_heads(&node, client, topic, &answered).await;
                                 return;
                             }
-                            if !node.is_synced()
-                                && node.trusts(&m.from)
-                                && ipfs_cluster_crdt::decode_broadcast(&m.data)
-                                    .is_ok_and(|h| !h.is_empty())
-                            {
-                                node.note_heads_offered();
-                            }
                             let fetcher = PeerFetcher {
                                 source,
                                 peers: fetch_order(&node, Some(&m.from)),
@@ -281,51 +310,163 @@ async fn answer_heads(
     }
 }
 
+/// What asking trusted peers for their heads (`Consensus/CrdtHeads`) found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pulled {
+    /// Peers that answered.
+    pub answered: usize,
+    /// Peers asked.
+    pub asked: usize,
+    /// Heads they named, in all.
+    pub heads: usize,
+    /// Nodes merged while taking them.
+    pub merged: usize,
+}
+
+/// Asks each of `peers` (trusted peers) for its heads and takes them as a broadcast from
+/// that peer would be taken (missing nodes fetched from it first, then from the peerset),
+/// except that they do not count as seen for the rebroadcast. A peer that does not answer
+/// (down, or an upstream peer: they do not serve `CrdtHeads`) is skipped; the first error
+/// taking an answered head is returned after the others were tried.
+pub async fn pull_heads(
+    node: &CrdtNode,
+    source: &Arc<dyn BlockSource>,
+    peers: &[String],
+) -> Result<Pulled, ipfs_cluster_crdt::CrdtError> {
+    let answers = futures::future::join_all(peers.iter().map(|p| source.heads(p))).await;
+    let mut pulled = Pulled {
+        answered: 0,
+        asked: peers.len(),
+        heads: 0,
+        merged: 0,
+    };
+    let mut first_err = None;
+    for (p, answer) in peers.iter().zip(answers) {
+        let heads = match answer {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::debug!(peer = %p, error = %e, "asking a trusted peer for its crdt heads");
+                continue;
+            }
+        };
+        pulled.answered += 1;
+        pulled.heads += heads.len();
+        let fetcher = PeerFetcher {
+            source: source.clone(),
+            peers: fetch_order(node, Some(p)),
+        };
+        for h in heads {
+            match node.store.process_head(h, &fetcher).await {
+                Ok(n) => pulled.merged += n,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(pulled),
+    }
+}
+
+/// The trusted peers (not this one) the transport is connected to.
+async fn connected_trusted(node: &CrdtNode, client: &TransportClient) -> Vec<String> {
+    connected(client)
+        .await
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| *p != node.opts.peer_id && node.trusts(p))
+        .collect()
+}
+
+/// Every `rebroadcast_interval` (±30 %), pulls the heads of one connected trusted peer
+/// (chosen at random) and takes what this peer lacks. Broadcasts and rebroadcasts carry
+/// the heads too, but gossip is best effort: a peer outside the trusted peers' gossip
+/// (its gossipsub stream to them broken, or its broadcasts dropped under load) would
+/// otherwise never converge, and would not know it. Upstream peers do not answer the
+/// call; for them the rebroadcast stays the only way.
+pub fn spawn_pull(node: Arc<CrdtNode>, client: TransportClient, source: Arc<dyn BlockSource>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(node.store.next_rebroadcast_delay()).await;
+            let peers = connected_trusted(&node, &client).await;
+            if peers.is_empty() {
+                continue;
+            }
+            // A different peer most times (the clock's nanoseconds are random enough).
+            let pick = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos() as usize)
+                .unwrap_or(0)
+                % peers.len();
+            let peer = peers[pick].clone();
+            match pull_heads(&node, &source, std::slice::from_ref(&peer)).await {
+                Ok(p) if p.merged > 0 => {
+                    tracing::info!(%peer, merged = p.merged, "took crdt updates by pulling the heads of a trusted peer (the gossip had not brought them, or not yet)")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "could not take the crdt heads pulled from a trusted peer (retried on the next pull)")
+                }
+            }
+        }
+    });
+}
+
 /// A new trusted peer's first sync (its store is empty; see `CrdtNode::wait_synced`):
-/// once another trusted peer is connected it publishes empty broadcasts (the trusted
-/// peers answer with their heads) until it has taken heads from one of them, or for
-/// `FIRST_SYNC_ANSWER` (none of them has any; heads that arrived get `FIRST_SYNC_APPLY` to
-/// be applied). With no other trusted peer connected within `FIRST_SYNC_ALONE`, it starts
-/// alone.
+/// once another trusted peer is connected, it asks every connected trusted peer for its
+/// heads (`Consensus/CrdtHeads`) and takes them. Writes open when heads were taken, or at
+/// once when every asked peer answered that it has none: a condition, not a wait. While a
+/// connected trusted peer does not answer (starting, overloaded, or a peer that does not
+/// serve the call: upstream peers, ours before it), it asks again every second and also
+/// sends empty broadcasts, which older peers of ours answer with their heads (taken by the
+/// subscriber, which then ends the sync), for at most `FIRST_SYNC_APPLY`. With no other
+/// trusted peer connected within `FIRST_SYNC_ALONE`, it starts alone.
 pub fn spawn_first_sync(
     node: Arc<CrdtNode>,
     client: TransportClient,
     broadcaster: Arc<dyn Broadcaster>,
+    source: Arc<dyn BlockSource>,
 ) {
     if node.is_synced() {
         return;
     }
     tokio::spawn(async move {
         let start = tokio::time::Instant::now();
-        let mut asked_at: Option<tokio::time::Instant> = None;
+        let mut asking_since: Option<tokio::time::Instant> = None;
         while !node.is_synced() {
-            match asked_at {
-                // Heads arrived and are being applied (their nodes fetched): the applier
-                // ends the first sync; only a fetch that never finishes ends it here.
-                Some(t) if node.heads_offered() && t.elapsed() >= FIRST_SYNC_APPLY => {
-                    node.mark_synced("the trusted peers' heads could not be applied in time (retried on their next rebroadcast)");
+            let trusted = connected_trusted(&node, &client).await;
+            if trusted.is_empty() {
+                if asking_since.is_none() && start.elapsed() >= FIRST_SYNC_ALONE {
+                    node.mark_synced("no other trusted peer is reachable");
                     return;
                 }
-                Some(t) if !node.heads_offered() && t.elapsed() >= FIRST_SYNC_ANSWER => {
-                    node.mark_synced("no trusted peer had heads to send");
-                    return;
-                }
-                Some(_) => {
-                    let _ = broadcaster.publish(Vec::new()).await;
-                }
-                None => {
-                    let others = connected(&client)
-                        .await
-                        .into_iter()
-                        .any(|(p, _)| p != node.opts.peer_id && node.trusts(&p));
-                    if others {
-                        tracing::info!("new crdt peer: asking the trusted peers for their heads before accepting writes");
-                        let _ = broadcaster.publish(Vec::new()).await;
-                        asked_at = Some(tokio::time::Instant::now());
-                    } else if start.elapsed() >= FIRST_SYNC_ALONE {
-                        node.mark_synced("no other trusted peer is reachable");
+            } else {
+                let since = *asking_since.get_or_insert_with(|| {
+                    tracing::info!("new crdt peer: asking the trusted peers for their heads before accepting writes");
+                    tokio::time::Instant::now()
+                });
+                match pull_heads(&node, &source, &trusted).await {
+                    Ok(p) if p.heads > 0 => {
+                        node.mark_synced("took the heads of a trusted peer");
                         return;
                     }
+                    Ok(p) if p.answered == p.asked => {
+                        node.mark_synced("no trusted peer had heads to send");
+                        return;
+                    }
+                    Ok(p) => {
+                        tracing::debug!(asked = p.asked, answered = p.answered, "first sync: not every trusted peer answered CrdtHeads; asking by broadcast too");
+                        let _ = broadcaster.publish(Vec::new()).await;
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "first sync: taking the trusted peers' heads (retrying)");
+                    }
+                }
+                if since.elapsed() >= FIRST_SYNC_APPLY {
+                    node.mark_synced("the trusted peers' heads could not be taken in time (taken on their next rebroadcast or pull)");
+                    return;
                 }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -121,9 +121,6 @@ pub struct CrdtNode {
     /// False while a new trusted peer (empty store) has not taken the other trusted
     /// peers' heads yet: its writes wait (see [`CrdtNode::wait_synced`]).
     synced: tokio::sync::watch::Sender<bool>,
-    /// A trusted peer sent its heads during the first sync and they are being applied
-    /// (fetching the missing nodes can outlast the wait for an answer).
-    offered: std::sync::atomic::AtomicBool,
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
@@ -201,7 +198,6 @@ impl CrdtNode {
         let synced = opts.follower_mode || !others || !store.heads()?.is_empty();
         Ok(Arc::new(Self {
             synced: tokio::sync::watch::Sender::new(synced),
-            offered: std::sync::atomic::AtomicBool::new(false),
             opts,
             store,
             peer_metrics: Arc::new(PeerMetricStore::default()),
@@ -245,16 +241,6 @@ impl CrdtNode {
             self.synced.send_replace(true);
             tracing::info!(why, "first crdt sync done: this peer accepts writes");
         }
-    }
-
-    /// Notes that a trusted peer offered heads during the first sync (see `offered`).
-    pub fn note_heads_offered(&self) {
-        self.offered.store(true, Ordering::Release);
-    }
-
-    /// Whether a trusted peer offered heads that are still being applied.
-    pub fn heads_offered(&self) -> bool {
-        self.offered.load(Ordering::Acquire)
     }
 
     /// Waits up to `within` for the first sync; then refuses (UNAVAILABLE: retry).

@@ -27,10 +27,10 @@ use ipfs_cluster_proto::{
     consensus::v1::{
         consensus_server::{Consensus, ConsensusServer},
         state_change::Kind,
-        CrdtBlockRequest, CrdtBlockResponse, GetRequest, ImportResponse, JoinRequest,
-        LeaderRequest, LeaderResponse, ListRequest, Member, MembersRequest, MembersResponse,
-        PinRequest, PinResponse, RaftRequest, RaftResponse, RemovePeerRequest, StateChange,
-        StatsRequest, StatsResponse, UnpinRequest, WatchRequest,
+        CrdtBlockRequest, CrdtBlockResponse, CrdtHeadsRequest, CrdtHeadsResponse, GetRequest,
+        ImportResponse, JoinRequest, LeaderRequest, LeaderResponse, ListRequest, Member,
+        MembersRequest, MembersResponse, PinRequest, PinResponse, RaftRequest, RaftResponse,
+        RemovePeerRequest, StateChange, StatsRequest, StatsResponse, UnpinRequest, WatchRequest,
     },
     types::v1::{Empty, Pin, PinType},
     Caller,
@@ -351,5 +351,19 @@ impl Consensus for CrdtConsensusService {
                 "crdt block {s} is not stored on this peer"
             ))),
         }
+    }
+
+    async fn crdt_heads(
+        &self,
+        _: Request<CrdtHeadsRequest>,
+    ) -> Result<Response<CrdtHeadsResponse>, Status> {
+        let store = self.node.store.clone();
+        let heads = tokio::task::spawn_blocking(move || store.heads())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(store_status)?;
+        Ok(Response::new(CrdtHeadsResponse {
+            heads: heads.into_iter().map(|(c, _)| c.to_string()).collect(),
+        }))
     }
 }

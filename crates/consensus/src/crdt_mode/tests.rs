@@ -52,6 +52,18 @@ impl BlockSource for Stores {
                 .ok_or_else(|| "not found".to_string())
         })
     }
+
+    fn heads(&self, peer: &str) -> BoxFuture<'static, Result<Vec<cid::Cid>, String>> {
+        let s = self.0.lock().unwrap().get(peer).cloned();
+        Box::pin(async move {
+            Ok(s.ok_or("unknown peer".to_string())?
+                .heads()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|(c, _)| c)
+                .collect())
+        })
+    }
 }
 
 fn cid_n(i: u32) -> String {
@@ -556,6 +568,58 @@ async fn a_new_trusted_peer_writes_only_after_its_first_sync() {
     assert!(follower.is_synced());
     let alone = CrdtNode::new(opts(vec!["A"], false), open("a.redb"), b).unwrap();
     assert!(alone.is_synced());
+}
+
+/// A follower the gossip never reached (none of A's broadcasts delivered) takes A's whole
+/// pinset by pulling A's heads (`Consensus/CrdtHeads`), the pull that runs every
+/// rebroadcast interval; a trusted peer that does not answer the call (down, or an
+/// upstream peer) is skipped. Without the pull such a follower never converges.
+#[tokio::test]
+async fn a_follower_the_gossip_missed_converges_by_pulling_heads() {
+    let stores = Stores::default();
+    let a = start("A", None, &stores);
+    let f = start_opts(
+        "F",
+        Some(vec!["A".into(), "GONE".into()]),
+        &stores,
+        Default::default(),
+        |o| o.follower_mode = true,
+    );
+    let mut want = Vec::new();
+    for i in 0..30 {
+        let pin = Pin {
+            cid: cid_n(i),
+            max_depth: -1,
+            ..Default::default()
+        };
+        a.node.pin(pin).await.unwrap();
+        want.push(cid_n(i));
+    }
+    assert!(f.node.store.is_empty().unwrap(), "nothing was delivered");
+    let source: Arc<dyn super::net::BlockSource> = Arc::new(stores.clone());
+    let pulled = super::net::pull_heads(&f.node, &source, &["GONE".into(), "A".into()])
+        .await
+        .unwrap();
+    assert_eq!(pulled.asked, 2);
+    assert_eq!(pulled.answered, 1, "{pulled:?}");
+    assert_eq!(pulled.merged, 30, "{pulled:?}");
+    let mut got: Vec<String> = f
+        .node
+        .store
+        .list("", None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| ipfs_cluster_crdt::pin_cid_from_key(&k).unwrap().to_string())
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(f.node.store.heads().unwrap(), a.node.store.heads().unwrap());
+    // Pulled again: nothing new to take.
+    let again = super::net::pull_heads(&f.node, &source, &["A".into()])
+        .await
+        .unwrap();
+    assert_eq!(again.merged, 0);
 }
 
 /// upstream's repinFromPeer in crdt mode: when B's ping expires, A re-allocates the pins

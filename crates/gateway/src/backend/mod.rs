@@ -101,6 +101,27 @@ pub fn status_error(service: Local, s: &Status) -> ApiError {
     }
 }
 
+/// The peers a global status of `pin` asks and the members it marks REMOTE without a
+/// call, as upstream's globalPinInfoCid: the peers the pin is allocated to are asked (so
+/// an allocated peer that is down, or has left a crdt peerset, answers `cluster_error`),
+/// the other members are REMOTE; a pin everywhere asks every member; a follower reports
+/// only itself.
+fn status_split(
+    members: Vec<String>,
+    pin: &api::Pin,
+    follower_mode: bool,
+) -> (Vec<String>, Vec<String>) {
+    let everywhere = pin.options.replication_factor_min == -1 || pin.is_pin_everywhere();
+    if follower_mode || everywhere {
+        return (members, Vec::new());
+    }
+    let remote = members
+        .into_iter()
+        .filter(|m| !pin.allocations.contains(m))
+        .collect();
+    (pin.allocations.clone(), remote)
+}
+
 impl Backends {
     pub fn connect(opts: &crate::options::GatewayOptions, token: &InternalToken) -> Self {
         Self {
@@ -457,18 +478,7 @@ impl Backends {
         // As upstream's globalPinInfoCid: only the peers the pin is allocated to are asked
         // (every member for a pin everywhere); the other members are REMOTE without a call,
         // so a member that is down and holds no allocation does not show as an error.
-        let members = self.status_peers().await?;
-        let (asked, remote): (Vec<String>, Vec<String>) =
-            if self.follower_mode || pin.is_pin_everywhere() {
-                (members, Vec::new())
-            } else {
-                let remote = members
-                    .iter()
-                    .filter(|m| !pin.allocations.contains(m))
-                    .cloned()
-                    .collect();
-                (pin.allocations.clone(), remote)
-            };
+        let (asked, remote) = status_split(self.status_peers().await?, &pin, self.follower_mode);
         let mut g = None;
         let now = api::Time::now();
         for peer in &remote {
@@ -724,5 +734,34 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn status_asks_allocated_peers_and_marks_the_others_remote() {
+        let members = vec!["a".to_string(), "b".to_string()];
+        let pin = |rmin: i32, allocs: &[&str]| {
+            let mut p = api::Pin::new_data(
+                "QmWATWQ7fVPP2EFGu71UkfnqhYXDYH566qy47CnJDgvs8u".parse().unwrap(),
+                api::PinOptions {
+                    replication_factor_min: rmin,
+                    ..Default::default()
+                },
+            );
+            p.allocations = allocs.iter().map(|s| s.to_string()).collect();
+            p
+        };
+        // "c" is allocated but not a member (down, or a crdt peer whose ping expired):
+        // asked, so it shows up as cluster_error; "a" holds no allocation: REMOTE.
+        let (asked, remote) = status_split(members.clone(), &pin(2, &["b", "c"]), false);
+        assert_eq!(asked, ["b", "c"]);
+        assert_eq!(remote, ["a"]);
+        // Pinned everywhere: every member asked.
+        let (asked, remote) = status_split(members.clone(), &pin(-1, &[]), false);
+        assert_eq!(asked, ["a", "b"]);
+        assert!(remote.is_empty());
+        // A follower reports itself only.
+        let (asked, remote) = status_split(vec!["a".into()], &pin(2, &["b", "c"]), true);
+        assert_eq!(asked, ["a"]);
+        assert!(remote.is_empty());
     }
 }
