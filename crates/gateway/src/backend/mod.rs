@@ -78,10 +78,10 @@ pub fn status_error(service: Local, s: &Status) -> ApiError {
     match ErrorCode::from_grpc(s.code()) {
         // Upstream's 404 text must not name the CID.
         code @ ErrorCode::NotFound if service == Local::Consensus => {
-            ApiError::new(code.http_status(), NOT_IN_PINSET)
+            ApiError::new(code, NOT_IN_PINSET)
         }
         code @ ErrorCode::Unimplemented => {
-            ApiError::new(code.http_status(), format!("{service}: {}", s.message()))
+            ApiError::new(code, format!("{service}: {}", s.message()))
         }
         // tonic attaches the underlying error (connect refused, broken connection) as the
         // source when the call never reached the service; an UNAVAILABLE the service sent
@@ -646,7 +646,7 @@ mod tests {
             Local::Consensus,
             &Status::unavailable("no cluster leader reachable within 15s"),
         );
-        assert_eq!(e.status, http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(
             e.message,
             "consensus: no cluster leader reachable within 15s"
