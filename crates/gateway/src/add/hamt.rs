@@ -18,7 +18,7 @@
 //! HAMTShard, the slot bitfield (go-bitfield: big endian, leading zero bytes dropped),
 //! hashType 0x22 and fanout 256.
 
-use crate::add::dag::{Block, DagParams, Link};
+use crate::add::dag::{Block, DagError, DagParams, Link};
 
 /// boxo's `HAMTShardingSize`: above this estimate a directory is sharded.
 pub const SHARDING_SIZE: usize = 256 * 1024;
@@ -71,14 +71,17 @@ pub fn listing_order<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a st
 
 /// Builds the shard trie over `entries` (names unique); returns every shard block (children
 /// before their parent, the root last) and the root's link.
-pub fn build(params: &DagParams, entries: &[(String, Link)]) -> Result<(Vec<Block>, Link), String> {
+pub fn build(
+    params: &DagParams,
+    entries: &[(String, Link)],
+) -> Result<(Vec<Block>, Link), DagError> {
     let mut hashed: Vec<(&str, [u8; 8], &Link)> = entries
         .iter()
         .map(|(n, l)| (n.as_str(), hash(n), l))
         .collect();
     hashed.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(b.0)));
     if let Some(w) = hashed.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(format!("directory entry {:?} given twice", w[0].0));
+        return Err(DagError::DuplicateEntry(w[0].0.to_string()));
     }
     let mut blocks = Vec::new();
     let root = shard(params, &hashed, 0, &mut blocks)?;
@@ -91,7 +94,7 @@ fn shard(
     entries: &[(&str, [u8; 8], &Link)],
     depth: usize,
     blocks: &mut Vec<Block>,
-) -> Result<Link, String> {
+) -> Result<Link, DagError> {
     let mut links: Vec<(String, Link)> = Vec::new();
     let mut slots = Vec::new();
     let mut rest = entries;
@@ -106,10 +109,8 @@ fn shard(
             continue;
         }
         if depth + 1 >= MAX_DEPTH {
-            // boxo: "sharded directory too deep" (two names with the same 64-bit hash).
-            return Err(format!(
-                "sharded directory too deep: the names {:?} have the same murmur3 hash",
-                group.iter().map(|e| e.0).collect::<Vec<_>>()
+            return Err(DagError::ShardTooDeep(
+                group.iter().map(|e| e.0.to_string()).collect(),
             ));
         }
         let child = shard(params, group, depth + 1, blocks)?;
@@ -345,12 +346,17 @@ mod tests {
         let p = DagParams::default();
         let mut entries = fixed_entries(p, 2, 10, 0);
         entries[1].0 = entries[0].0.clone();
-        assert!(build(&p, &entries).unwrap_err().contains("given twice"));
+        assert!(build(&p, &entries)
+            .unwrap_err()
+            .to_string()
+            .contains("given twice"));
         // Two names whose 64-bit hashes are equal (crafted here; murmur3 is not
         // collision-resistant): an error as boxo's, not a panic.
         let same = [7u8; 8];
         let hashed = [("x", same, &entries[0].1), ("y", same, &entries[1].1)];
-        let err = shard(&p, &hashed, 0, &mut Vec::new()).unwrap_err();
+        let err = shard(&p, &hashed, 0, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("sharded directory too deep"), "{err}");
     }
 }
