@@ -20,7 +20,8 @@ impl Service for GatewayDaemon {
         if let Some(m) = &ctx.metrics {
             opts.http_metrics = Some(crate::prometheus::register(m));
         }
-        crate::run(opts, token, ctx.stop_signal()).await?;
+        let grpc = ipfs_cluster_runtime::ServeOptions::observed_by(ctx.metrics.clone());
+        crate::run(opts, token, grpc, ctx.stop_signal()).await?;
         Ok(())
     }
 }

@@ -257,6 +257,7 @@ pub async fn serve_api(api: BoundApi, shutdown: watch::Receiver<bool>) {
 pub async fn run(
     opts: GatewayOptions,
     token: InternalToken,
+    grpc: ipfs_cluster_runtime::ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let backends = backend::Backends::connect(&opts, &token);
@@ -331,11 +332,12 @@ pub async fn run(
     let grpc_shutdown = async move {
         let _ = grpc_rx.wait_for(|v| *v).await;
     };
-    let grpc = tokio::spawn(ipfs_cluster_runtime::serve(
+    let grpc = tokio::spawn(ipfs_cluster_runtime::serve_with(
         grpc_listener,
         token,
         GatewayServer::new(svc),
         grpc_shutdown,
+        grpc,
     ));
     shutdown.await;
     tracing::info!("gateway shutting down");
