@@ -253,13 +253,16 @@ pub async fn serve_api(api: BoundApi, shutdown: watch::Receiver<bool>) {
 }
 
 /// Runs the whole gateway (REST, Pinning Services when configured, internal gRPC) until
-/// `shutdown` resolves.
+/// `shutdown` resolves. With `metrics` (the service's registry) the APIs record their
+/// requests and the gRPC server its calls.
 pub async fn run(
     opts: GatewayOptions,
     token: InternalToken,
-    grpc: ipfs_cluster_runtime::ServeOptions,
+    metrics: Option<Arc<ipfs_cluster_observability::Metrics>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
+    let http_metrics = metrics.as_deref().map(prometheus::register);
+    let grpc = ipfs_cluster_runtime::ServeOptions::observed_by(metrics);
     let backends = backend::Backends::connect(&opts, &token);
     backend::peer_metrics::spawn(
         backends.peer_metrics.clone(),
@@ -274,7 +277,7 @@ pub async fn run(
         opts.rest.clone(),
         backends.clone(),
         served.clone(),
-        opts.http_metrics.clone(),
+        http_metrics.clone(),
     )
     .await?;
     let pinsvc = match &opts.pinsvc {
@@ -284,7 +287,7 @@ pub async fn run(
                 p.clone(),
                 backends.clone(),
                 served.clone(),
-                opts.http_metrics.clone(),
+                http_metrics.clone(),
             )
             .await?,
         ),

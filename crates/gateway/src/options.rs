@@ -133,8 +133,6 @@ pub struct GatewayOptions {
     /// `cluster.follower_mode`: this peer never writes the pinset; `/add` is refused
     /// before any block is stored (pins and unpins are refused by the consensus service).
     pub follower_mode: bool,
-    /// Where the APIs record their requests (Prometheus; `None` when metrics are off).
-    pub http_metrics: Option<std::sync::Arc<crate::prometheus::HttpMetrics>>,
 }
 
 /// `/ip4/1.2.3.4/tcp/9094` (or ip6) for a socket address.

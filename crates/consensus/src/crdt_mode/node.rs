@@ -12,7 +12,6 @@ use std::{
     time::Duration,
 };
 
-use crate::error::ConsensusError as Error;
 use tokio::sync::mpsc;
 
 use ipfs_cluster_crdt::{pin_cid_from_key, pin_key, Batcher, CrdtStore, Op, Published};
@@ -20,6 +19,7 @@ use ipfs_cluster_proto::types::v1::{Pin, PinType};
 
 use crate::{
     allocate::{allocate_pin, now_nanos, AllocError, PeerMetricStore},
+    error::ConsensusError as Error,
     pinning::{normalize_cid, pin_update, setup_pin, type_matches, PinDefaults},
 };
 

@@ -10,7 +10,6 @@ use std::{
     time::Duration,
 };
 
-use crate::error::ConsensusError as Error;
 use openraft::{
     error::{Fatal, RaftError},
     raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest},
@@ -22,6 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::{
     allocate::{allocate_pin, now_nanos, AllocError, PeerMetricStore},
+    error::ConsensusError as Error,
     pinning::{normalize_cid, pin_update, setup_pin, PinDefaults},
     raft::{
         command::{ApplyResult, PinBytes, PinOp, Raft, TypeConfig},

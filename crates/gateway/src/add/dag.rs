@@ -405,18 +405,9 @@ impl DagParams {
         (block, link)
     }
 
-    /// A UnixFS directory over named entries, as boxo's adder makes it: a basic directory
-    /// (links sorted by name, as go-merkledag does), or a HAMT shard trie when the entries
-    /// exceed boxo's sharding threshold (`hamt.rs`). Returns every block, the root last.
-    pub fn directory(&self, entries: &[(String, Link)]) -> Result<(Vec<Block>, Link), DagError> {
-        let estimate = crate::add::hamt::estimate(
-            entries
-                .iter()
-                .map(|(n, l)| (n.as_str(), l.cid.encoded_len())),
-        );
-        if crate::add::hamt::needs_sharding(estimate) {
-            return crate::add::hamt::build(self, entries);
-        }
+    /// A basic UnixFS directory over named entries (links sorted by name, as go-merkledag
+    /// does); `hamt::directory` chooses it or a HAMT shard trie, as boxo's adder does.
+    pub fn basic_directory(&self, entries: &[(String, Link)]) -> (Block, Link) {
         let mut sorted: Vec<&(String, Link)> = entries.iter().collect();
         sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         let links: Vec<(&str, &Link)> = sorted.iter().map(|(n, l)| (n.as_str(), l)).collect();
@@ -430,19 +421,25 @@ impl DagParams {
             tsize,
             filesize: 0,
         };
-        Ok((vec![block], link))
+        (block, link)
     }
 
     /// One HAMT shard node: `links` already named and in slot order, `bitfield` the
     /// slots in use (go-bitfield bytes). UnixFS data: Type, Data, hashType, fanout.
-    pub(crate) fn hamt_node(&self, links: &[(String, Link)], bitfield: &[u8]) -> (Block, Link) {
+    pub(crate) fn hamt_node(
+        &self,
+        links: &[(String, Link)],
+        bitfield: &[u8],
+        hash_type: u64,
+        fanout: u64,
+    ) -> (Block, Link) {
         let mut data = Vec::new();
         field_varint(&mut data, 1, UNIXFS_HAMT_SHARD);
         if !bitfield.is_empty() {
             field_bytes(&mut data, 2, bitfield);
         }
-        field_varint(&mut data, 5, crate::add::hamt::HASH_MURMUR3);
-        field_varint(&mut data, 6, crate::add::hamt::FANOUT as u64);
+        field_varint(&mut data, 5, hash_type);
+        field_varint(&mut data, 6, fanout);
         let named: Vec<(&str, &Link)> = links.iter().map(|(n, l)| (n.as_str(), l)).collect();
         let block = self.pb_block(pb_node(&named, &data));
         let tsize = block.data.len() as u64 + links.iter().map(|(_, l)| l.tsize).sum::<u64>();
@@ -687,7 +684,7 @@ mod tests {
             root.cid.to_string(),
             "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
         );
-        let (_, dir) = DagParams::default().directory(&[]).unwrap();
+        let (_, dir) = crate::add::hamt::directory(&DagParams::default(), &[]).unwrap();
         assert_eq!(
             dir.cid.to_string(),
             "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"
@@ -793,14 +790,13 @@ mod tests {
             x.cid.to_string(),
             "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN"
         );
-        let (_, sub) = p.directory(&[("y.txt".into(), y)]).unwrap();
+        let (_, sub) = crate::add::hamt::directory(&p, &[("y.txt".into(), y)]).unwrap();
         assert_eq!(
             sub.cid.to_string(),
             "QmeJT5xC6bnZacuKAKBuWJcGcM5BK9J66bB36GyhTRPafq"
         );
-        let (_, d) = p
-            .directory(&[("x.txt".into(), x), ("sub".into(), sub)])
-            .unwrap();
+        let (_, d) =
+            crate::add::hamt::directory(&p, &[("x.txt".into(), x), ("sub".into(), sub)]).unwrap();
         assert_eq!(
             d.cid.to_string(),
             "QmQ8YpKXWj8X64mETDUJF6ZUXipFNyyQYhYK5ZvWHZZHhg"

@@ -69,6 +69,25 @@ pub fn listing_order<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a st
     v.into_iter().map(|(n, _)| n).collect()
 }
 
+/// A UnixFS directory over named entries, as boxo's adder makes it: a basic directory,
+/// or a shard trie when the entries exceed boxo's sharding threshold. Returns every
+/// block, the root last.
+pub fn directory(
+    params: &DagParams,
+    entries: &[(String, Link)],
+) -> Result<(Vec<Block>, Link), DagError> {
+    let estimate = estimate(
+        entries
+            .iter()
+            .map(|(n, l)| (n.as_str(), l.cid.encoded_len())),
+    );
+    if needs_sharding(estimate) {
+        return build(params, entries);
+    }
+    let (block, link) = params.basic_directory(entries);
+    Ok((vec![block], link))
+}
+
 /// Builds the shard trie over `entries` (names unique); returns every shard block (children
 /// before their parent, the root last) and the root's link.
 pub fn build(
@@ -116,7 +135,7 @@ fn shard(
         let child = shard(params, group, depth + 1, blocks)?;
         links.push((format!("{slot:02X}"), child));
     }
-    let (block, link) = params.hamt_node(&links, &bitfield(slots));
+    let (block, link) = params.hamt_node(&links, &bitfield(slots), HASH_MURMUR3, FANOUT as u64);
     blocks.push(block);
     Ok(link)
 }
@@ -265,7 +284,7 @@ mod tests {
         ];
         for (p, len, extra, want) in cases {
             let entries = fixed_entries(p, 4096, len, extra);
-            let (blocks, root) = p.directory(&entries).unwrap();
+            let (blocks, root) = directory(&p, &entries).unwrap();
             assert_eq!(root.cid.to_string(), want, "{len}+{extra}");
             assert_eq!(blocks.len() > 1, extra > 0, "sharded only above");
             assert_eq!(blocks.last().unwrap().cid, root.cid, "root last");
@@ -284,7 +303,7 @@ mod tests {
     fn shard_layout() {
         let p = DagParams::default();
         let entries = fixed_entries(p, 4096, 30, 1);
-        let (blocks, root) = p.directory(&entries).unwrap();
+        let (blocks, root) = directory(&p, &entries).unwrap();
         let (links, data) = pb_links(&blocks.last().unwrap().data);
         assert_eq!(root.cid, blocks.last().unwrap().cid);
         // Type 5, Data = bitfield, hashType 0x22, fanout 256.

@@ -187,7 +187,7 @@ impl Adder {
                 };
                 entries.push((n.to_string(), link));
             }
-            let (blocks, link) = self.params.directory(&entries)?;
+            let (blocks, link) = hamt::directory(&self.params, &entries)?;
             self.put(blocks).await?;
             self.emit(&name, &link).await;
             Ok(link)
@@ -362,7 +362,7 @@ impl Adder {
             root = Some(link);
         }
         if wrap {
-            let (blocks, link) = self.params.directory(&tops)?;
+            let (blocks, link) = hamt::directory(&self.params, &tops)?;
             self.put(blocks).await?;
             self.emit("", &link).await;
             root = Some(link);
