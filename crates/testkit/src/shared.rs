@@ -27,6 +27,9 @@ pub type SharedCell<C> = OnceLock<std::result::Result<Mutex<C>, String>>;
 /// A test body: borrows the locked cluster for the length of its future.
 pub type Body<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
 
+/// How a test binary starts its shared cluster (run once, on its own thread).
+pub type Start<C> = fn() -> Pin<Box<dyn Future<Output = Result<C>>>>;
+
 /// A started cluster watched by its reaper, with what "all peers up" means for it.
 pub struct SharedCluster {
     kit: Cluster,
@@ -62,11 +65,8 @@ pub fn shared_rt() -> tokio::runtime::Runtime {
 
 /// Runs one test body on a fresh runtime with the shared cluster locked (started on first
 /// use with `start`, on its own thread) and all its peers up.
-pub fn with_shared<C, F>(
-    cell: &'static SharedCell<C>,
-    start: fn() -> Pin<Box<dyn Future<Output = Result<C>>>>,
-    f: F,
-) where
+pub fn with_shared<C, F>(cell: &'static SharedCell<C>, start: Start<C>, f: F)
+where
     C: std::ops::DerefMut<Target = SharedCluster> + Send + 'static,
     F: for<'a> FnOnce(&'a mut C) -> Body<'a>,
 {
