@@ -416,7 +416,7 @@ impl CrdtNode {
             let from = self
                 .get(&from_cid)
                 .await?
-                .ok_or_else(|| Error::NotInPinset)?;
+                .ok_or(Error::NotInPinset)?;
             let now = now_nanos().div_euclid(1_000_000_000);
             let p = pin_update(&from, &pin.cid, pin.options.as_ref(), now).map_err(Error::from)?;
             self.write(key_of(&p.cid)?, Some(value_of(&p)?)).await?;
@@ -442,7 +442,7 @@ impl CrdtNode {
     pub async fn unpin(&self, cid: &str) -> Result<Pin, Error> {
         let cid = normalize_cid(cid).map_err(Error::from)?;
         self.wait_synced(FIRST_SYNC_WRITE_WAIT).await?;
-        let existing = self.get(&cid).await?.ok_or_else(|| Error::NotInPinset)?;
+        let existing = self.get(&cid).await?.ok_or(Error::NotInPinset)?;
         self.write(key_of(&cid)?, None).await?;
         Ok(existing)
     }

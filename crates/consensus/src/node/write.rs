@@ -278,7 +278,7 @@ impl Node {
             let from = self
                 .get(&from_cid)
                 .await?
-                .ok_or_else(|| Error::NotInPinset)?;
+                .ok_or(Error::NotInPinset)?;
             let p = pin_update(&from, &pin.cid, pin.options.as_ref(), now).map_err(Error::from)?;
             self.write_grouped(PinOp::Pin(PinBytes::encode(&p))).await?;
             return Ok(p);
@@ -321,7 +321,7 @@ impl Node {
 
     pub(super) async fn unpin_here(&self, cid: &str) -> Result<Pin, Error> {
         self.ensure_state_current().await?;
-        let pin = self.get(cid).await?.ok_or_else(|| Error::NotInPinset)?;
+        let pin = self.get(cid).await?.ok_or(Error::NotInPinset)?;
         match PinType::try_from(pin.r#type) {
             Ok(PinType::Shard) => {
                 return Err(Error::failed_precondition(
