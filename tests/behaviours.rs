@@ -11,7 +11,7 @@
 
 use std::{path::Path, process::Command, sync::OnceLock, time::Duration};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use http_body_util::Full;
 use ipfs_cluster_tests::*;

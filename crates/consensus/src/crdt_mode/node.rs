@@ -413,10 +413,7 @@ impl CrdtNode {
             .unwrap_or_default();
         if !update_from.is_empty() && update_from != pin.cid {
             let from_cid = normalize_cid(&update_from).map_err(Error::from)?;
-            let from = self
-                .get(&from_cid)
-                .await?
-                .ok_or(Error::NotInPinset)?;
+            let from = self.get(&from_cid).await?.ok_or(Error::NotInPinset)?;
             let now = now_nanos().div_euclid(1_000_000_000);
             let p = pin_update(&from, &pin.cid, pin.options.as_ref(), now).map_err(Error::from)?;
             self.write(key_of(&p.cid)?, Some(value_of(&p)?)).await?;

@@ -275,10 +275,7 @@ impl Node {
             .unwrap_or_default();
         if !update_from.is_empty() && update_from != pin.cid {
             let from_cid = normalize_cid(&update_from).map_err(Error::from)?;
-            let from = self
-                .get(&from_cid)
-                .await?
-                .ok_or(Error::NotInPinset)?;
+            let from = self.get(&from_cid).await?.ok_or(Error::NotInPinset)?;
             let p = pin_update(&from, &pin.cid, pin.options.as_ref(), now).map_err(Error::from)?;
             self.write_grouped(PinOp::Pin(PinBytes::encode(&p))).await?;
             return Ok(p);
