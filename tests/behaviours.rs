@@ -9,14 +9,9 @@
 //! dropped (it is a static), so the test kit's `Reaper` (a watchdog shell) ends our process groups and removes the
 //! temp dir once the test binary exits.
 
-use std::{
-    path::Path,
-    process::Command,
-    sync::{Mutex, MutexGuard, OnceLock},
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{path::Path, process::Command, sync::OnceLock, time::Duration};
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use http_body_util::Full;
 use ipfs_cluster_tests::*;
@@ -39,86 +34,40 @@ const TIMINGS: &[(&str, &str)] = &[
     ("CLUSTER_IPFSHTTP_UNPINTIMEOUT", "15s"),
 ];
 
-// ---------------------------------------------------------------------------------------
-// Processes we own: a Kubo node per peer (the test kit's) and the watchdog's list of live
-// process groups.
-
 type Ipfs = KuboNode;
 
-/// Unique bytes for test content.
-fn unique(tag: &str) -> Vec<u8> {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{tag} {n} {t} {}\n", std::process::id()).into_bytes()
-}
-
 // ---------------------------------------------------------------------------------------
-// The shared cluster.
+// The shared cluster (the test kit's `SharedCluster`: started once, taken in turns).
 
-/// The test kit's cluster (one Kubo node per peer, peers joined one by one), kept in a
-/// static: the `Reaper` ends its process groups and removes its folder at exit.
-struct Cluster {
-    kit: ipfs_cluster_tests::Cluster,
-    reaper: Reaper,
-}
+/// The test kit's cluster (one Kubo node per peer, peers joined one by one), shared by
+/// the tests of this binary.
+struct Cluster(SharedCluster);
 
 impl std::ops::Deref for Cluster {
-    type Target = ipfs_cluster_tests::Cluster;
-    fn deref(&self) -> &Self::Target {
-        &self.kit
+    type Target = SharedCluster;
+    fn deref(&self) -> &SharedCluster {
+        &self.0
     }
 }
 
 impl std::ops::DerefMut for Cluster {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.kit
+    fn deref_mut(&mut self) -> &mut SharedCluster {
+        &mut self.0
     }
 }
 
-static CLUSTER: OnceLock<std::result::Result<Mutex<Cluster>, String>> = OnceLock::new();
-
-/// The shared cluster, locked for the calling test (started on first use).
-fn cluster() -> MutexGuard<'static, Cluster> {
-    let c = CLUSTER.get_or_init(|| {
-        std::thread::spawn(|| {
-            rt().block_on(Cluster::start())
-                .map(Mutex::new)
-                .map_err(|e| format!("{e:#}"))
-        })
-        .join()
-        .unwrap_or_else(|_| Err("the cluster start panicked".into()))
-    });
-    match c {
-        Ok(m) => m.lock().unwrap_or_else(|e| e.into_inner()),
-        Err(e) => panic!("the shared 5-peer cluster did not start: {e}"),
-    }
-}
+static CLUSTER: SharedCell<Cluster> = OnceLock::new();
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    shared_rt()
 }
 
 /// Runs one test body on a fresh runtime with the cluster locked and all peers up.
 fn with_cluster<F>(f: F)
 where
-    F: for<'a> FnOnce(
-        &'a mut Cluster,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
+    F: for<'a> FnOnce(&'a mut Cluster) -> Body<'a>,
 {
-    let mut c = cluster();
-    let rt = rt();
-    rt.block_on(async {
-        c.ensure_all_up().await.expect("restoring the 5 peers");
-        f(&mut c).await
-    });
+    with_shared(&CLUSTER, || Box::pin(Cluster::start()), f)
 }
 
 /// Initialises a peer like `PeerDir::init`, with extra env (timings, peername) baked in.
@@ -139,229 +88,16 @@ impl Cluster {
             timings,
         )
         .await?;
-        let reaper = Reaper::start(kit.dir())?;
-        let c = Cluster { kit, reaper };
-        c.save_pgids();
-        c.wait_whole().await?;
-        Ok(c)
-    }
-
-    /// Peer `i`'s Kubo node.
-    fn node(&self, i: usize) -> &Ipfs {
-        self.kit.ipfs_of(i)
-    }
-
-    /// Every peer's Kubo node, by peer index.
-    fn nodes(&self) -> Vec<&Ipfs> {
-        (0..N).map(|i| self.node(i)).collect()
-    }
-
-    /// Writes the live process groups for the watchdog.
-    fn save_pgids(&self) {
-        let kubo = self.nodes().into_iter().filter_map(|n| n.pid());
-        let peers = self.procs.iter().flatten().map(|p| p.pid());
-        self.reaper.set(kubo.chain(peers).collect::<Vec<_>>());
-    }
-
-    fn rest(&self, i: usize) -> String {
-        self.peers[i].rest_url()
-    }
-
-    /// Every running peer sees all N members without errors.
-    async fn wait_whole(&self) -> Result<()> {
-        for i in 0..N {
-            let url = format!("{}/peers", self.rest(i));
-            wait_for(Duration::from_secs(60), || async {
-                match ndjson("GET", &url).await {
-                    Ok(v) => {
-                        v.len() == N
-                            && v.iter()
-                                .all(|p| p["error"].as_str().unwrap_or("").is_empty())
-                    }
-                    Err(_) => false,
-                }
-            })
-            .await
-            .with_context(|| {
-                format!(
-                    "peer {i} does not see {N} healthy peers; /peers: {:?}",
-                    last_peers(&self.peers[i])
-                )
-            })?;
-        }
-        Ok(())
-    }
-
-    /// Restarts (plain `daemon`: resumes its raft state) every peer that is not running.
-    async fn ensure_all_up(&mut self) -> Result<()> {
-        let mut restarted = false;
-        for i in 0..N {
-            let alive = self.procs[i]
-                .as_mut()
-                .is_some_and(|p| p.try_wait().is_none());
-            if !alive {
-                self.procs[i] = None;
-                self.procs[i] = Some(self.peers[i].start(&[]).await?);
-                restarted = true;
-            }
-        }
-        self.save_pgids();
-        if restarted {
-            self.wait_whole().await?;
-        }
-        Ok(())
-    }
-
-    /// SIGTERM (clean stop) or SIGKILL of the launcher and all its services (one process
-    /// group); waits until the group is gone.
-    async fn stop(&mut self, i: usize, sig: &str) {
-        let p = self.procs[i].take().expect("peer running");
-        let pgid = p.pid();
-        let _ = Command::new("kill")
-            .args([&format!("-{sig}"), "--", &format!("-{pgid}")])
-            .status();
-        drop(p); // reaps the launcher (and TERM/KILLs what is left of the group)
-        let _ = wait_for(Duration::from_secs(20), || async {
-            !Command::new("kill")
-                .args(["-0", "--", &format!("-{pgid}")])
-                .stderr(std::process::Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
-        })
-        .await;
-        self.save_pgids();
+        Ok(Cluster(
+            SharedCluster::start(kit, Duration::from_secs(60), None).await?,
+        ))
     }
 
     /// Unpins everything in the state and waits until no peer tracks anything.
     async fn clean_state(&self) {
-        let pins = ndjson("GET", &format!("{}/allocations", self.rest(0)))
-            .await
-            .expect("allocations");
-        for p in &pins {
-            let cid = p["cid"].as_str().unwrap();
-            let (st, body) = http("DELETE", &format!("{}/pins/{cid}", self.rest(0)), None)
-                .await
-                .unwrap();
-            assert!(st == 200 || st == 404, "cleanup unpin {cid}: {st} {body}");
-        }
-        for i in 0..N {
-            let url = format!("{}/pins?local=true", self.rest(i));
-            wait_for(Duration::from_secs(60), || async {
-                matches!(ndjson("GET", &url).await, Ok(v) if v.is_empty())
-            })
-            .await
-            .unwrap_or_else(|_| panic!("peer {i} still tracks pins after cleanup"));
-        }
+        self.unpin_all().await;
+        self.wait_nothing_tracked().await;
     }
-
-    async fn pin(&self, i: usize, cid: &str, query: &str) -> Value {
-        let (st, body) = http(
-            "POST",
-            &format!("{}/pins/{cid}?{query}", self.rest(i)),
-            None,
-        )
-        .await
-        .unwrap();
-        assert_eq!(st, 200, "pin {cid} through peer {i}: {body}");
-        serde_json::from_str(&body).unwrap()
-    }
-
-    async fn status(&self, i: usize, cid: &str) -> Value {
-        get_json(&format!("{}/pins/{cid}", self.rest(i)))
-            .await
-            .unwrap()
-    }
-
-    /// Waits until Status(cid) on peer i shows every peer in `want`.
-    async fn wait_status(&self, i: usize, cid: &str, want: &str, within: Duration) -> Value {
-        let url = format!("{}/pins/{cid}", self.rest(i));
-        let ok = wait_for(within, || async {
-            match get_json(&url).await {
-                Ok(v) => statuses(&v).len() == N && statuses(&v).iter().all(|s| s == want),
-                Err(_) => false,
-            }
-        })
-        .await;
-        let v = self.status(i, cid).await;
-        assert!(ok.is_ok(), "{cid} is not {want} on all {N} peers: {v:#}");
-        v
-    }
-
-    /// A valid CID whose blocks nobody has (pinning it always fails with the pin timeout).
-    async fn error_cid(&self) -> String {
-        self.node(0)
-            .add_many(&[unique("nobody has this")], true)
-            .await
-            .unwrap()
-            .remove(0)
-    }
-
-    /// Content that every IPFS node has locally (so pins succeed at once).
-    async fn good_cids(&self, files: &[Vec<u8>]) -> Vec<String> {
-        let mut cids = None;
-        for n in self.nodes() {
-            let c = n.add_many(files, false).await.unwrap();
-            if let Some(prev) = &cids {
-                assert_eq!(prev, &c);
-            }
-            cids = Some(c);
-        }
-        cids.unwrap()
-    }
-}
-
-/// What `/peers` answered last (for failure messages).
-fn last_peers(p: &PeerDir) -> String {
-    let url = format!("{}/peers", p.rest_url());
-    std::thread::spawn(move || {
-        rt().block_on(http("GET", &url, None))
-            .map(|(s, b)| format!("{s} {b}"))
-            .unwrap_or_else(|e| e.to_string())
-    })
-    .join()
-    .unwrap_or_default()
-}
-
-/// An NDJSON (or empty 204) response as a list of objects.
-async fn ndjson(method: &str, url: &str) -> Result<Vec<Value>> {
-    let (st, body) = http(method, url, None).await?;
-    if st != 200 && st != 204 {
-        bail!("{method} {url}: {st} {body}");
-    }
-    body.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).with_context(|| format!("bad NDJSON line {l}")))
-        .collect()
-}
-
-fn statuses(gpi: &Value) -> Vec<String> {
-    gpi["peer_map"]
-        .as_object()
-        .map(|m| {
-            m.values()
-                .map(|p| p["status"].as_str().unwrap_or("").to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// peer -> (peername, status, ipfs id) of a GlobalPinInfo, without timestamps.
-fn shape(gpi: &Value) -> std::collections::BTreeMap<String, (String, String, String)> {
-    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
-    gpi["peer_map"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, p)| {
-                    (
-                        k.clone(),
-                        (s(&p["peername"]), s(&p["status"]), s(&p["ipfs_peer_id"])),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A deterministic "random" peer index for the i-th operation.
@@ -581,7 +317,7 @@ fn b08_one_peer_down_reported_as_cluster_error() {
             c.pin(0, &cid, "name=b08").await;
             c.wait_status(0, &cid, "pinned", Duration::from_secs(60))
                 .await;
-            c.stop(1, "TERM").await;
+            c.down(1, "TERM").await;
             let dead = c.ids[1].clone();
             let url = format!("{}/pins", c.rest(0));
             let ok = wait_for(Duration::from_secs(30), || async {
@@ -815,8 +551,8 @@ fn b28_connect_graph() {
                 assert!(set(&g["ipfs_links"][&n.id]).contains(ipfs0), "{g:#}");
             }
 
-            c.stop(3, "TERM").await;
-            c.stop(4, "TERM").await;
+            c.down(3, "TERM").await;
+            c.down(4, "TERM").await;
             let url = format!("{}/health/graph", c.rest(0));
             let (d3, d4) = (c.ids[3].clone(), c.ids[4].clone());
             let ok = wait_for(Duration::from_secs(30), || async {
@@ -875,8 +611,8 @@ fn z_stop_and_kill_then_rejoin_and_catch_up() {
             assert_eq!(alloc_b, want);
             c.wait_status(0, a, "pinned", Duration::from_secs(60)).await;
 
-            c.stop(3, "TERM").await;
-            c.stop(4, "KILL").await;
+            c.down(3, "TERM").await;
+            c.down(4, "KILL").await;
 
             let url = format!("{}/pins/{a}", c.rest(1));
             let ok = wait_for(Duration::from_secs(30), || async {

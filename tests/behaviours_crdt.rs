@@ -13,20 +13,13 @@
 //!   peers to agree before they assert on a second write through another peer.
 //!
 //! One shared 3-peer cluster (each peer with its own Kubo node, the nodes connected), with
-//! repinning on (`disable_repinning=false`) and short monitor timings, started once on its
-//! own thread and runtime; the tests take turns through a mutex, and a test that stops
-//! peers restarts them before it returns (every test first makes sure all peers run). The
-//! cluster is a static, never dropped: the test kit's `Reaper` ends its process groups and
-//! removes its folder when the test binary exits.
+//! repinning on (`disable_repinning=false`) and short monitor timings: the test kit's
+//! `SharedCluster`, as in tests/behaviours.rs (started once, tests take turns, a test that
+//! stops peers restarts them before it returns).
 
-use std::{
-    collections::BTreeMap,
-    process::Command,
-    sync::{Mutex, MutexGuard, OnceLock},
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{collections::BTreeMap, sync::OnceLock, time::Duration};
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use ipfs_cluster_tests::*;
 use serde_json::Value;
 
@@ -47,263 +40,53 @@ const TIMINGS: &[(&str, &str)] = &[
     ("CLUSTER_DISABLEREPINNING", "false"),
 ];
 
-/// Unique bytes for test content.
-fn unique(tag: &str) -> Vec<u8> {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{tag} {n} {t} {}\n", std::process::id()).into_bytes()
-}
-
 // ---------------------------------------------------------------------------------------
-// The shared cluster.
+// The shared cluster (the test kit's `SharedCluster`: started once, taken in turns).
 
-struct Cluster {
-    kit: ipfs_cluster_tests::Cluster,
-    reaper: Reaper,
-}
+struct Cluster(SharedCluster);
 
 impl std::ops::Deref for Cluster {
-    type Target = ipfs_cluster_tests::Cluster;
-    fn deref(&self) -> &Self::Target {
-        &self.kit
+    type Target = SharedCluster;
+    fn deref(&self) -> &SharedCluster {
+        &self.0
     }
 }
 
 impl std::ops::DerefMut for Cluster {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.kit
+    fn deref_mut(&mut self) -> &mut SharedCluster {
+        &mut self.0
     }
 }
 
-static CLUSTER: OnceLock<std::result::Result<Mutex<Cluster>, String>> = OnceLock::new();
-
-fn cluster() -> MutexGuard<'static, Cluster> {
-    let c = CLUSTER.get_or_init(|| {
-        std::thread::spawn(|| {
-            rt().block_on(Cluster::start())
-                .map(Mutex::new)
-                .map_err(|e| format!("{e:#}"))
-        })
-        .join()
-        .unwrap_or_else(|_| Err("the cluster start panicked".into()))
-    });
-    match c {
-        Ok(m) => m.lock().unwrap_or_else(|e| e.into_inner()),
-        Err(e) => panic!("the shared {N}-peer crdt cluster did not start: {e}"),
-    }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+static CLUSTER: SharedCell<Cluster> = OnceLock::new();
 
 /// Runs one test body on a fresh runtime with the cluster locked and all peers up.
 fn with_cluster<F>(f: F)
 where
-    F: for<'a> FnOnce(
-        &'a mut Cluster,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
+    F: for<'a> FnOnce(&'a mut Cluster) -> Body<'a>,
 {
-    let mut c = cluster();
-    let rt = rt();
-    rt.block_on(async {
-        c.ensure_all_up().await.expect("restoring the peers");
-        f(&mut c).await
-    });
+    with_shared(&CLUSTER, || Box::pin(Cluster::start()), f)
 }
 
 impl Cluster {
+    /// Ready once every peer sees the others and has their `freespace` (allocations
+    /// need it).
     async fn start() -> Result<Self> {
         let env: Vec<(&'static str, String)> =
             TIMINGS.iter().map(|(k, v)| (*k, v.to_string())).collect();
         let kit =
             ipfs_cluster_tests::Cluster::start_crdt_env(N, |_, _| None, &env, |_, _| {}).await?;
-        let reaper = Reaper::start(kit.dir())?;
-        let c = Cluster { kit, reaper };
-        c.save_pgids();
-        c.wait_whole().await?;
-        c.wait_metric("freespace").await?;
-        Ok(c)
-    }
-
-    fn node(&self, i: usize) -> &KuboNode {
-        self.kit.ipfs_of(i)
-    }
-
-    fn nodes(&self) -> Vec<&KuboNode> {
-        (0..N).map(|i| self.node(i)).collect()
-    }
-
-    fn save_pgids(&self) {
-        let kubo = self.nodes().into_iter().filter_map(|n| n.pid());
-        let peers = self.procs.iter().flatten().map(|p| p.pid());
-        self.reaper.set(kubo.chain(peers).collect::<Vec<_>>());
-    }
-
-    /// Every peer sees all N members without errors.
-    async fn wait_whole(&self) -> Result<()> {
-        for i in 0..N {
-            let url = format!("{}/peers", self.rest(i));
-            wait_for(Duration::from_secs(90), || async {
-                match ndjson("GET", &url).await {
-                    Ok(v) => {
-                        v.len() == N
-                            && v.iter()
-                                .all(|p| p["error"].as_str().unwrap_or("").is_empty())
-                    }
-                    Err(_) => false,
-                }
-            })
-            .await
-            .with_context(|| format!("peer {i} does not see {N} healthy peers"))?;
-        }
-        Ok(())
-    }
-
-    /// Restarts (plain `daemon`: its crdt store and `peer_addresses` are kept) every peer
-    /// that is not running.
-    async fn ensure_all_up(&mut self) -> Result<()> {
-        let mut restarted = false;
-        for i in 0..N {
-            let alive = self.procs[i]
-                .as_mut()
-                .is_some_and(|p| p.try_wait().is_none());
-            if !alive {
-                self.procs[i] = None;
-                self.procs[i] = Some(self.peers[i].start(&[]).await?);
-                restarted = true;
-            }
-        }
-        self.save_pgids();
-        if restarted {
-            self.wait_whole().await?;
-            self.wait_metric("freespace").await?;
-        }
-        Ok(())
-    }
-
-    /// SIGTERM or SIGKILL of the launcher and all its services (one process group); waits
-    /// until the group is gone.
-    async fn down(&mut self, i: usize, sig: &str) {
-        let p = self.procs[i].take().expect("peer running");
-        let pgid = p.pid();
-        let _ = Command::new("kill")
-            .args([&format!("-{sig}"), "--", &format!("-{pgid}")])
-            .status();
-        drop(p);
-        let _ = wait_for(Duration::from_secs(20), || async {
-            !Command::new("kill")
-                .args(["-0", "--", &format!("-{pgid}")])
-                .stderr(std::process::Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
-        })
-        .await;
-        self.save_pgids();
+        Ok(Cluster(
+            SharedCluster::start(kit, Duration::from_secs(90), Some("freespace")).await?,
+        ))
     }
 
     /// Unpins everything in peer 0's state and waits until every peer's state is empty
     /// and no peer tracks anything.
     async fn clean_state(&self) {
-        let pins = ndjson("GET", &format!("{}/allocations", self.rest(0)))
-            .await
-            .expect("allocations");
-        for p in &pins {
-            let cid = p["cid"].as_str().unwrap();
-            let (st, body) = http("DELETE", &format!("{}/pins/{cid}", self.rest(0)), None)
-                .await
-                .unwrap();
-            assert!(st == 200 || st == 404, "cleanup unpin {cid}: {st} {body}");
-        }
+        self.unpin_all().await;
         self.wait_states(&all(), &BTreeMap::new()).await;
-        for i in 0..N {
-            let url = format!("{}/pins?local=true", self.rest(i));
-            wait_for(Duration::from_secs(60), || async {
-                matches!(ndjson("GET", &url).await, Ok(v) if v.is_empty())
-            })
-            .await
-            .unwrap_or_else(|_| panic!("peer {i} still tracks pins after cleanup"));
-        }
-    }
-
-    async fn pin(&self, i: usize, cid: &str, query: &str) -> Value {
-        let (st, body) = http(
-            "POST",
-            &format!("{}/pins/{cid}?{query}", self.rest(i)),
-            None,
-        )
-        .await
-        .unwrap();
-        assert_eq!(
-            st,
-            200,
-            "pin {cid} through peer {i}: {body}\n{}",
-            self.logs()
-        );
-        serde_json::from_str(&body).unwrap()
-    }
-
-    async fn status(&self, i: usize, cid: &str) -> Value {
-        get_json(&format!("{}/pins/{cid}", self.rest(i)))
-            .await
-            .unwrap()
-    }
-
-    /// Waits until Status(cid) on peer i shows `n` peers, every one `want`.
-    async fn wait_status_n(
-        &self,
-        i: usize,
-        cid: &str,
-        want: &str,
-        n: usize,
-        within: Duration,
-    ) -> Value {
-        let url = format!("{}/pins/{cid}", self.rest(i));
-        let ok = wait_for(within, || async {
-            match get_json(&url).await {
-                Ok(v) => statuses(&v).len() == n && statuses(&v).iter().all(|s| s == want),
-                Err(_) => false,
-            }
-        })
-        .await;
-        let v = self.status(i, cid).await;
-        assert!(ok.is_ok(), "{cid} is not {want} on {n} peers: {v:#}");
-        v
-    }
-
-    async fn wait_status(&self, i: usize, cid: &str, want: &str, within: Duration) -> Value {
-        self.wait_status_n(i, cid, want, N, within).await
-    }
-
-    /// A valid CID whose blocks nobody has (pinning it always fails with the pin timeout).
-    async fn error_cid(&self) -> String {
-        self.node(0)
-            .add_many(&[unique("nobody has this")], true)
-            .await
-            .unwrap()
-            .remove(0)
-    }
-
-    /// Content that every IPFS node has locally (so pins succeed at once).
-    async fn good_cids(&self, files: &[Vec<u8>]) -> Vec<String> {
-        let mut cids = None;
-        for n in self.nodes() {
-            let c = n.add_many(files, false).await.unwrap();
-            if let Some(prev) = &cids {
-                assert_eq!(prev, &c);
-            }
-            cids = Some(c);
-        }
-        cids.unwrap()
+        self.wait_nothing_tracked().await;
     }
 
     /// Peer i's global status of `cid`: peer id -> status.
@@ -320,47 +103,6 @@ impl Cluster {
             })
             .unwrap_or_default()
     }
-}
-
-/// An NDJSON (or empty 204) response as a list of objects.
-async fn ndjson(method: &str, url: &str) -> Result<Vec<Value>> {
-    let (st, body) = http(method, url, None).await?;
-    if st != 200 && st != 204 {
-        bail!("{method} {url}: {st} {body}");
-    }
-    body.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).with_context(|| format!("bad NDJSON line {l}")))
-        .collect()
-}
-
-fn statuses(gpi: &Value) -> Vec<String> {
-    gpi["peer_map"]
-        .as_object()
-        .map(|m| {
-            m.values()
-                .map(|p| p["status"].as_str().unwrap_or("").to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// peer -> (peername, status, ipfs id) of a GlobalPinInfo, without timestamps.
-fn shape(gpi: &Value) -> BTreeMap<String, (String, String, String)> {
-    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
-    gpi["peer_map"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, p)| {
-                    (
-                        k.clone(),
-                        (s(&p["peername"]), s(&p["status"]), s(&p["ipfs_peer_id"])),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Every peer's index.

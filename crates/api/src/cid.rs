@@ -15,7 +15,7 @@ use std::str::FromStr;
 use multiaddr::{Multiaddr, PeerId, Protocol};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::Error;
+use crate::{Error, PathError};
 
 /// Multicodec of a libp2p public key, the codec a peer ID in CID form carries.
 const LIBP2P_KEY_CODEC: u64 = 0x72;
@@ -348,8 +348,7 @@ fn go_quote(s: &str) -> String {
 /// boxo's `path.NewPath` (upstream v1.1.6's server side): `/ipfs/<cid>[/…]`,
 /// `/ipld/<cid>[/…]` or `/ipns/<name>[/…]`, cleaned as Go's `path.Clean`; errors in
 /// boxo's words (`invalid path "x": path does not have enough components`).
-pub fn boxo_path(s: &str) -> Result<String, String> {
-    let invalid = |e: String| format!("invalid path {}: {e}", go_quote(s));
+pub fn boxo_path(s: &str) -> Result<String, PathError> {
     let mut segs: Vec<&str> = Vec::new();
     for part in s.split('/') {
         match part {
@@ -361,7 +360,7 @@ pub fn boxo_path(s: &str) -> Result<String, String> {
         }
     }
     if !s.starts_with('/') || segs.len() < 2 {
-        return Err(invalid("path does not have enough components".into()));
+        return Err(PathError::TooFewComponents { path: go_quote(s) });
     }
     let mut cleaned = format!("/{}", segs.join("/"));
     if s.ends_with('/') {
@@ -369,18 +368,23 @@ pub fn boxo_path(s: &str) -> Result<String, String> {
     }
     match segs[0] {
         "ipfs" | "ipld" => {
-            ::cid::Cid::try_from(segs[1])
-                .map_err(|e| invalid(go_cid_error(segs[1], &e.to_string())))?;
+            ::cid::Cid::try_from(segs[1]).map_err(|e| PathError::InvalidCid {
+                path: go_quote(s),
+                reason: go_cid_error(segs[1], &e.to_string()),
+            })?;
             Ok(cleaned)
         }
         "ipns" => Ok(cleaned),
-        other => Err(invalid(format!("unknown namespace: {}", go_quote(other)))),
+        other => Err(PathError::UnknownNamespace {
+            path: go_quote(s),
+            namespace: go_quote(other),
+        }),
     }
 }
 
 /// Upstream's `pathOrCidPath`: a path as boxo reads it, else `/ipfs/<s>`; the error is the
 /// one for `s` itself.
-pub fn path_or_cid_path(s: &str) -> Result<String, String> {
+pub fn path_or_cid_path(s: &str) -> Result<String, PathError> {
     boxo_path(s).or_else(|e| boxo_path(&format!("/ipfs/{s}")).map_err(|_| e))
 }
 
@@ -727,19 +731,19 @@ mod tests {
             "/ipns/example.org"
         );
         assert_eq!(
-            path_or_cid_path("notacid").unwrap_err(),
+            path_or_cid_path("notacid").unwrap_err().to_string(),
             "invalid path \"notacid\": path does not have enough components"
         );
         assert_eq!(
-            path_or_cid_path("").unwrap_err(),
+            path_or_cid_path("").unwrap_err().to_string(),
             "invalid path \"\": path does not have enough components"
         );
         assert_eq!(
-            path_or_cid_path("/ipfs/notacid").unwrap_err(),
+            path_or_cid_path("/ipfs/notacid").unwrap_err().to_string(),
             "invalid path \"/ipfs/notacid\": invalid cid: selected encoding not supported"
         );
         assert_eq!(
-            path_or_cid_path("/foo/bar").unwrap_err(),
+            path_or_cid_path("/foo/bar").unwrap_err().to_string(),
             "invalid path \"/foo/bar\": unknown namespace: \"foo\""
         );
     }

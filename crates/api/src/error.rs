@@ -1,8 +1,5 @@
-//! Errors of this crate, plus `ApiError`, the `{"code","message"}` body every REST error
-//! carries (upstream api.Error). Parse errors name the bad input and what was expected.
-use serde::{Deserialize, Serialize};
-
-use crate::de::nullable;
+//! Errors of this crate. Parse errors name the bad input and what was expected. (The
+//! REST error body, upstream's `api.Error`, is `ipfs_cluster_runtime::ApiError`'s.)
 
 /// Why a value could not be built from a string, JSON or a proto message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,53 +21,19 @@ pub enum Error {
 #[error("{0}")]
 pub struct QueryError(pub String);
 
-/// Upstream's error body: `{"code":404,"message":"pin is not part of the pinset"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiError {
-    #[serde(default, deserialize_with = "nullable")]
-    pub code: i32,
-    #[serde(default, deserialize_with = "nullable")]
-    pub message: String,
+/// A path boxo's `path.NewPath` rejects, in boxo's words (`invalid path "x": path does not
+/// have enough components`). `path` and `namespace` are quoted as Go's `%q` does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("invalid path {path}: path does not have enough components")]
+    TooFewComponents { path: String },
+    #[error("invalid path {path}: {reason}")]
+    InvalidCid { path: String, reason: String },
+    #[error("invalid path {path}: unknown namespace: {namespace}")]
+    UnknownNamespace { path: String, namespace: String },
 }
 
-impl ApiError {
-    pub fn new(code: i32, message: impl Into<String>) -> Self {
-        ApiError {
-            code,
-            message: message.into(),
-        }
-    }
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, message)
-    }
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(404, message)
-    }
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, message)
-    }
-    pub fn not_implemented(message: impl Into<String>) -> Self {
-        Self::new(501, message)
-    }
-}
-
-/// How the Go client prints an error: `<message> (<code>)`.
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.message, self.code)
-    }
-}
-
-impl std::error::Error for ApiError {}
-
-impl From<QueryError> for ApiError {
-    fn from(e: QueryError) -> Self {
-        ApiError::bad_request(e.0)
-    }
-}
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        ApiError::bad_request(e.to_string())
-    }
-}
+/// The `status` filter of the Pinning Services API's `GET /pins` names no known status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no valid filter")]
+pub struct NoValidFilter;

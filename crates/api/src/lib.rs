@@ -28,7 +28,7 @@ pub use crate::cid::{
     boxo_path, go_cid_error, go_peer_id_error, multiaddr_peer_id, parse_multiaddr, parse_peer_id,
     path_or_cid_path, Cid,
 };
-pub use crate::error::{ApiError, Error, QueryError};
+pub use crate::error::{Error, NoValidFilter, PathError, QueryError};
 pub use crate::go_multiaddr::go_multiaddr_error;
 pub use crate::id::{Id, IpfsId, Version, RPC_PROTOCOL_VERSION, VERSION};
 pub use crate::metric::{Alert, Metric, PingValue};

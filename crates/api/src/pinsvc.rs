@@ -7,7 +7,7 @@ use multiaddr::Multiaddr;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::de::nullable;
-use crate::{Cid, GlobalPinInfo, Time, TrackerStatus, TrackerStatusFilter};
+use crate::{Cid, GlobalPinInfo, NoValidFilter, Time, TrackerStatus, TrackerStatusFilter};
 
 /// Upstream checks the name on the raw JSON token, quotes included: more than 257 bytes.
 const MAX_NAME_TOKEN: usize = 257;
@@ -94,7 +94,7 @@ impl PsaStatus {
     /// Parses the `status` list parameter of `GET /pins`. Empty means failed, queued,
     /// pinned and pinning. A non-empty value with no known name is upstream's error
     /// `no valid filter` (the gateway prefixes `error decoding 'status' query param: `).
-    pub fn parse_filter(s: &str) -> Result<TrackerStatusFilter, String> {
+    pub fn parse_filter(s: &str) -> Result<TrackerStatusFilter, NoValidFilter> {
         if s.is_empty() {
             return Ok([
                 PsaStatus::Failed,
@@ -114,7 +114,7 @@ impl PsaStatus {
         if any {
             Ok(f)
         } else {
-            Err("no valid filter".into())
+            Err(NoValidFilter)
         }
     }
 

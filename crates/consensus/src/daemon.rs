@@ -86,7 +86,8 @@ async fn run(ctx: Context<ConsensusArgs>) -> anyhow::Result<()> {
     let peer_id = peer.identity.peer_id.to_string();
     if peer.config.consensus.crdt.is_some() {
         let boot = lifecycle::bootstrap_addresses(&cli.bootstrap, &peer_id)?;
-        return crate::crdt_mode::run(peer.clone(), boot, ctx.stop_token()).await;
+        return crate::crdt_mode::run(peer.clone(), boot, ctx.metrics.clone(), ctx.stop_token())
+            .await;
     }
     let Some(raft) = peer.config.consensus.raft.as_ref() else {
         anyhow::bail!(
@@ -113,7 +114,7 @@ async fn run(ctx: Context<ConsensusArgs>) -> anyhow::Result<()> {
         opts,
         bootstrap,
         keep,
-        ctx.metrics.as_deref(),
+        ctx.metrics.clone(),
         ctx.stop_token(),
     )
     .await

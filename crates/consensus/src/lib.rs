@@ -2,7 +2,8 @@
 //!
 //! Layers, lowest first (a module uses only those above it in this list):
 //! * `pinning` (upstream's pin validation, type filters), `allocate` (balanced allocator
-//!   and metrics): rules shared by both modes;
+//!   and metrics): rules shared by both modes; `error` (`ConsensusError`, the domain
+//!   error of everything below the gRPC service);
 //! * `raft/`: `ids`, `command` (raft type config and the replicated op), `store` (redb
 //!   tables and reads), `storage` (openraft storage-v2 on it), `network` (raft RPCs over
 //!   transport peer calls);
@@ -22,6 +23,7 @@
 pub mod allocate;
 pub mod crdt_mode;
 pub mod daemon;
+pub mod error;
 pub mod lifecycle;
 #[cfg(any(test, feature = "test-doubles"))]
 pub mod local_router;
@@ -30,6 +32,8 @@ pub mod pinning;
 mod prometheus;
 pub mod raft;
 pub mod service;
+
+pub use error::ConsensusError;
 
 #[cfg(test)]
 mod tests;

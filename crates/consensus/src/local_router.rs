@@ -7,6 +7,7 @@ use std::{sync::Arc, time::Duration};
 use futures::future::BoxFuture;
 use prost::Message;
 
+use crate::error::ConsensusError as Error;
 use crate::raft::network::RaftCarrier;
 use ipfs_cluster_proto::consensus::v1::{raft_request::Kind, RaftRequest};
 
@@ -65,7 +66,7 @@ impl RaftCarrier for LocalRouter {
         method: &'static str,
         payload: Vec<u8>,
         _timeout: Duration,
-    ) -> BoxFuture<'static, Result<Vec<u8>, tonic::Status>> {
+    ) -> BoxFuture<'static, Result<Vec<u8>, Error>> {
         use ipfs_cluster_proto::consensus::v1::{
             consensus_server::Consensus, JoinRequest, MembersRequest,
         };
@@ -74,10 +75,10 @@ impl RaftCarrier for LocalRouter {
         let from = self.from.clone();
         let lose = self.lose_forward_answers.clone();
         Box::pin(async move {
-            let node = node
-                .ok_or_else(|| tonic::Status::unavailable(format!("peer {peer} not connected")))?;
+            let node =
+                node.ok_or_else(|| Error::unavailable(format!("peer {peer} not connected")))?;
             let svc = crate::service::ConsensusService::new(node);
-            let bad = |e: prost::DecodeError| tonic::Status::invalid_argument(e.to_string());
+            let bad = |e: prost::DecodeError| Error::invalid_argument(e.to_string());
             fn request<T>(from: &Option<String>, msg: T) -> tonic::Request<T> {
                 let mut r = tonic::Request::new(msg);
                 if let Some(v) = from.as_deref().and_then(|f| f.parse().ok()) {
@@ -100,7 +101,7 @@ impl RaftCarrier for LocalRouter {
                             .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
                             .is_ok()
                     {
-                        return Err(tonic::Status::unavailable(
+                        return Err(Error::unavailable(
                             "in-process router: the answer was lost (test fault)",
                         ));
                     }
@@ -133,7 +134,7 @@ impl RaftCarrier for LocalRouter {
                         .into_inner()
                         .encode_to_vec())
                 }
-                m => Err(tonic::Status::unimplemented(format!(
+                m => Err(Error::unimplemented(format!(
                     "in-process router: {m} is not routed"
                 ))),
             }

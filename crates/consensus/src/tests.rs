@@ -128,7 +128,7 @@ async fn single_node_pin_get_list_unpin_and_validation() {
     assert!(n.get(C1).await.unwrap().is_none());
     let e = n.unpin(C1).await.unwrap_err();
     assert_eq!(
-        (e.code(), e.message()),
+        (e.code(), e.message().as_str()),
         (tonic::Code::NotFound, "pin is not part of the pinset")
     );
 

@@ -282,8 +282,11 @@ impl Client {
                 exchange(sock, req).await.map_err(fail)
             }
             Endpoint::P2p { addr, peer } => {
-                let client = self.p2p_client(addr, peer).await.map_err(&fail)?;
-                let stream = client.open().await.map_err(&fail)?;
+                let client = self
+                    .p2p_client(addr, peer)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                let stream = client.open().await.map_err(|e| fail(e.to_string()))?;
                 exchange(stream, req).await.map_err(fail)
             }
         }
@@ -293,14 +296,17 @@ impl Client {
         &self,
         addr: &Multiaddr,
         peer: &str,
-    ) -> Result<Arc<crate::p2p::P2pClient>, String> {
+    ) -> Result<Arc<crate::p2p::P2pClient>, crate::p2p::P2pError> {
         let mut map = self.p2p.lock().await;
         if let Some(c) = map.get(peer) {
             return Ok(c.clone());
         }
-        let id: libp2p::PeerId = peer
-            .parse()
-            .map_err(|e| format!("invalid peer id {peer}: {e}"))?;
+        let id =
+            peer.parse::<libp2p::PeerId>()
+                .map_err(|e| crate::p2p::P2pError::InvalidPeerId {
+                    peer: peer.to_string(),
+                    error: e.to_string(),
+                })?;
         let c = Arc::new(crate::p2p::P2pClient::connect(addr, id, self.cfg.secret).await?);
         map.insert(peer.to_string(), c.clone());
         Ok(c)

@@ -77,6 +77,35 @@ impl CtlError {
 
 pub type CtlResult<T> = Result<T, CtlError>;
 
+/// An argument the ctl refuses before calling the API, in the words upstream's ctl (Go's
+/// go-cid, go-path, go-libp2p) uses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgError {
+    /// Not a CID: go-cid's text (`invalid cid: …`, from `api::go_cid_error`).
+    #[error("{0}")]
+    Cid(String),
+    #[error("invalid path \"{0}\": path does not have enough components")]
+    PathTooShort(String),
+    #[error("invalid path \"{0}\": path does not begin with '/'")]
+    PathNoSlash(String),
+    #[error("invalid path \"{0}\": not enough path components")]
+    PathNoCid(String),
+    #[error("invalid path \"{path}\": unknown namespace \"{namespace}\"")]
+    PathNamespace { path: String, namespace: String },
+    /// A path whose CID is not one: the path and go-cid's text.
+    #[error("invalid path \"{path}\": {cid}")]
+    PathCid { path: String, cid: String },
+    /// go-multihash's `FromB58String` for any base58 failure.
+    #[error("input isn't valid multihash")]
+    PeerNotBase58,
+    #[error("can't convert CID of type {0:#x} to a peer ID")]
+    PeerCidCodec(u64),
+    #[error("{0}")]
+    PeerMultihash(String),
+    #[error("invalid multihash code {0:#x} for a peer ID")]
+    PeerHashCode(u64),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

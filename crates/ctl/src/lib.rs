@@ -18,7 +18,7 @@ use std::io::Write;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, FromArgMatches};
 
-pub use error::{ApiError, CtlError, LocalError};
+pub use error::{ApiError, ArgError, CtlError, LocalError};
 
 /// The version printed by `--version`; the same number as ipfs-cluster-service.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -19,6 +19,26 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub type P2pStream = Compat<libp2p::Stream>;
 
+/// Why the libp2p client could not reach the peer or open a stream to it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum P2pError {
+    #[error("invalid peer id {peer}: {error}")]
+    InvalidPeerId { peer: String, error: String },
+    #[error("lookup {name}: {error}")]
+    Lookup { name: String, error: String },
+    #[error("lookup {0}: no such host")]
+    NoSuchHost(String),
+    #[error("cannot build the libp2p client: {0}")]
+    Build(String),
+    /// The dial failed (`why`: libp2p's error, or that nothing answered in time).
+    #[error("failed to dial {peer}: {why}")]
+    Dial { peer: PeerId, why: String },
+    #[error("opening a {proto} stream to {0} timed out", proto = LIBP2P_HTTP)]
+    OpenTimeout(PeerId),
+    #[error("cannot open a {proto} stream to {peer}: {error}", proto = LIBP2P_HTTP)]
+    Open { peer: PeerId, error: String },
+}
+
 /// A connected libp2p client for one peer.
 pub struct P2pClient {
     control: libp2p_stream::Control,
@@ -28,7 +48,7 @@ pub struct P2pClient {
 }
 
 /// `/dns*/name/...` → `/ip4|ip6/addr/...` (first answer).
-async fn resolve(addr: &Multiaddr) -> Result<Multiaddr, String> {
+async fn resolve(addr: &Multiaddr) -> Result<Multiaddr, P2pError> {
     use libp2p::multiaddr::Protocol;
     let mut out = Multiaddr::empty();
     let mut port = 0;
@@ -47,10 +67,13 @@ async fn resolve(addr: &Multiaddr) -> Result<Multiaddr, String> {
                 };
                 let ip = tokio::net::lookup_host((n.as_ref(), port))
                     .await
-                    .map_err(|e| format!("lookup {n}: {e}"))?
+                    .map_err(|e| P2pError::Lookup {
+                        name: n.to_string(),
+                        error: e.to_string(),
+                    })?
                     .map(|s| s.ip())
                     .find(|ip| (!want_v4 || ip.is_ipv4()) && (!want_v6 || ip.is_ipv6()))
-                    .ok_or_else(|| format!("lookup {n}: no such host"))?;
+                    .ok_or_else(|| P2pError::NoSuchHost(n.to_string()))?;
                 out.push(match ip {
                     std::net::IpAddr::V4(a) => Protocol::Ip4(a),
                     std::net::IpAddr::V6(a) => Protocol::Ip6(a),
@@ -68,7 +91,7 @@ impl P2pClient {
         addr: &Multiaddr,
         peer: PeerId,
         secret: Option<[u8; 32]>,
-    ) -> Result<P2pClient, String> {
+    ) -> Result<P2pClient, P2pError> {
         let addr = resolve(addr).await?;
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
@@ -76,17 +99,20 @@ impl P2pClient {
                 ipfs_cluster_p2p::secured(ipfs_cluster_p2p::tcp(), key, secret, |s| s)
                     .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
             })
-            .map_err(|e| format!("cannot build the libp2p client: {e}"))?
+            .map_err(|e| P2pError::Build(e.to_string()))?
             .with_behaviour(|_| libp2p_stream::Behaviour::new())
-            .map_err(|e| format!("cannot build the libp2p client: {e}"))?
+            .map_err(|e| P2pError::Build(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
             .with_connection_timeout(DIAL_TIMEOUT)
             .build();
         let control = swarm.behaviour().new_control();
         swarm
             .dial(DialOpts::peer_id(peer).addresses(vec![addr]).build())
-            .map_err(|e| format!("failed to dial {peer}: {e}"))?;
-        let (conn_tx, mut conn_rx) = mpsc::channel::<Result<(), String>>(1);
+            .map_err(|e| P2pError::Dial {
+                peer,
+                why: e.to_string(),
+            })?;
+        let (conn_tx, mut conn_rx) = mpsc::channel::<Result<(), P2pError>>(1);
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
             loop {
@@ -97,7 +123,10 @@ impl P2pClient {
                             let _ = conn_tx.try_send(Ok(()));
                         }
                         SwarmEvent::OutgoingConnectionError { error, .. } => {
-                            let _ = conn_tx.try_send(Err(format!("failed to dial {peer}: {error}")));
+                            let _ = conn_tx.try_send(Err(P2pError::Dial {
+                                peer,
+                                why: error.to_string(),
+                            }));
                         }
                         _ => {}
                     },
@@ -111,20 +140,27 @@ impl P2pClient {
                 _stop: stop_tx,
             }),
             Ok(Some(Err(e))) => Err(e),
-            Ok(None) => Err(format!("failed to dial {peer}: the libp2p client stopped")),
-            Err(_) => Err(format!(
-                "failed to dial {peer}: no connection within {DIAL_TIMEOUT:?} (wrong --secret?)"
-            )),
+            Ok(None) => Err(P2pError::Dial {
+                peer,
+                why: "the libp2p client stopped".into(),
+            }),
+            Err(_) => Err(P2pError::Dial {
+                peer,
+                why: format!("no connection within {DIAL_TIMEOUT:?} (wrong --secret?)"),
+            }),
         }
     }
 
     /// A new `/libp2p-http` stream to the peer.
-    pub async fn open(&self) -> Result<P2pStream, String> {
+    pub async fn open(&self) -> Result<P2pStream, P2pError> {
         let mut c = self.control.clone();
         let s = tokio::time::timeout(DIAL_TIMEOUT, c.open_stream(self.peer, LIBP2P_HTTP))
             .await
-            .map_err(|_| format!("opening a {LIBP2P_HTTP} stream to {} timed out", self.peer))?
-            .map_err(|e| format!("cannot open a {LIBP2P_HTTP} stream to {}: {e}", self.peer))?;
+            .map_err(|_| P2pError::OpenTimeout(self.peer))?
+            .map_err(|e| P2pError::Open {
+                peer: self.peer,
+                error: e.to_string(),
+            })?;
         Ok(s.compat())
     }
 }

@@ -130,7 +130,6 @@ pub fn from_peer(peer: &Peer) -> Result<(GatewayOptions, InternalToken), ConfigE
         replication_factor_min: cfg.cluster.replication_factor_min,
         alert_check_interval: ipfs_cluster_runtime::monitor::check_interval(cfg),
         follower_mode: cfg.cluster.follower_mode,
-        http_metrics: None,
     };
     Ok((opts, peer.token.clone()))
 }

@@ -1,5 +1,5 @@
-//! The gateway as a runtime [`Service`]: its options from the peer's configuration, its
-//! Prometheus families, then [`crate::run`] (REST API, Pinning Services API, internal
+//! The gateway as a runtime [`Service`]: its options from the peer's configuration, then
+//! [`crate::run`] with the service's metrics registry (REST API, Pinning Services API, internal
 //! gRPC endpoint) until the stop signal. The binary is
 //! `ipfs_cluster_runtime::main::<GatewayDaemon>()`.
 
@@ -16,11 +16,8 @@ impl Service for GatewayDaemon {
     type Args = NoArgs;
 
     async fn run(ctx: Context<NoArgs>) -> anyhow::Result<()> {
-        let (mut opts, token) = crate::config::from_peer(&ctx.peer)?;
-        if let Some(m) = &ctx.metrics {
-            opts.http_metrics = Some(crate::prometheus::register(m));
-        }
-        crate::run(opts, token, ctx.stop_signal()).await?;
+        let (opts, token) = crate::config::from_peer(&ctx.peer)?;
+        crate::run(opts, token, ctx.metrics.clone(), ctx.stop_signal()).await?;
         Ok(())
     }
 }

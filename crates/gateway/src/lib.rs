@@ -253,12 +253,16 @@ pub async fn serve_api(api: BoundApi, shutdown: watch::Receiver<bool>) {
 }
 
 /// Runs the whole gateway (REST, Pinning Services when configured, internal gRPC) until
-/// `shutdown` resolves.
+/// `shutdown` resolves. With `metrics` (the service's registry) the APIs record their
+/// requests and the gRPC server its calls.
 pub async fn run(
     opts: GatewayOptions,
     token: InternalToken,
+    metrics: Option<Arc<ipfs_cluster_observability::Metrics>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
+    let http_metrics = metrics.as_deref().map(prometheus::register);
+    let grpc = ipfs_cluster_runtime::ServeOptions::observed_by(metrics);
     let backends = backend::Backends::connect(&opts, &token);
     backend::peer_metrics::spawn(
         backends.peer_metrics.clone(),
@@ -273,7 +277,7 @@ pub async fn run(
         opts.rest.clone(),
         backends.clone(),
         served.clone(),
-        opts.http_metrics.clone(),
+        http_metrics.clone(),
     )
     .await?;
     let pinsvc = match &opts.pinsvc {
@@ -283,7 +287,7 @@ pub async fn run(
                 p.clone(),
                 backends.clone(),
                 served.clone(),
-                opts.http_metrics.clone(),
+                http_metrics.clone(),
             )
             .await?,
         ),
@@ -331,11 +335,12 @@ pub async fn run(
     let grpc_shutdown = async move {
         let _ = grpc_rx.wait_for(|v| *v).await;
     };
-    let grpc = tokio::spawn(ipfs_cluster_runtime::serve(
+    let grpc = tokio::spawn(ipfs_cluster_runtime::serve_with(
         grpc_listener,
         token,
         GatewayServer::new(svc),
         grpc_shutdown,
+        grpc,
     ));
     shutdown.await;
     tracing::info!("gateway shutting down");

@@ -232,7 +232,6 @@ mod tests {
             replication_factor_min: -1,
             alert_check_interval: ipfs_cluster_runtime::monitor::DEFAULT_CHECK_INTERVAL,
             follower_mode: false,
-            http_metrics: None,
         };
         let token = ipfs_cluster_proto::InternalToken::generate();
         let app = Arc::new(App::new(

@@ -31,7 +31,7 @@ impl std::fmt::Debug for HttpMetrics {
 }
 
 /// Registers the API request families; the recorder goes to the apps through
-/// `GatewayOptions::http_metrics`.
+/// `bind_api` (`crate::run` registers them when metrics are on).
 pub fn register(m: &Metrics) -> Arc<HttpMetrics> {
     let total: Family<Labels, Counter> = Family::default();
     m.register(

@@ -18,6 +18,7 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
 };
+use ipfs_cluster_runtime::ErrorCode;
 use tokio::{net::TcpListener, sync::watch};
 use tokio_rustls::TlsAcceptor;
 
@@ -152,7 +153,7 @@ impl App {
                 Err(_) => (
                     None,
                     self.err(&ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
+                        ErrorCode::Unavailable,
                         format!("the answer took longer than write_timeout ({wt:?})"),
                     )),
                 ),
@@ -199,8 +200,7 @@ impl App {
                     )
                 });
         if let Err(e) = checked {
-            let status = ipfs_cluster_runtime::ServiceError::error_code(&e).http_status();
-            return (None, self.err(&ApiError::new(status, e.to_string())));
+            return (None, self.err(&ApiError::from_service(&e)));
         }
         // 1. Authentication (before CORS: a 401 carries no CORS headers).
         let mut user = None;
@@ -214,7 +214,7 @@ impl App {
                 if let Some(wait) = self.throttle.blocked(&ip) {
                     let secs = wait.as_secs().max(1);
                     let mut r = self.err(&ApiError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
+                        ErrorCode::TooManyRequests,
                         format!("too many failed logins from {ip}; try again in {secs} s"),
                     ));
                     if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
@@ -230,10 +230,7 @@ impl App {
                     Ok(p) => {
                         self.throttle.succeeded(&ip);
                         if let Some(msg) = read_only_refusal(&p, req.method(), req.uri().path()) {
-                            return (
-                                Some(p),
-                                self.err(&ApiError::new(StatusCode::FORBIDDEN, msg)),
-                            );
+                            return (Some(p), self.err(&ApiError::new(ErrorCode::Forbidden, msg)));
                         }
                         user = Some(p)
                     }
@@ -262,7 +259,7 @@ impl App {
     }
 
     fn unauthorized(&self, f: AuthFailure) -> Response<Body> {
-        let mut r = self.err(&ApiError::new(StatusCode::UNAUTHORIZED, f.message()));
+        let mut r = self.err(&ApiError::new(ErrorCode::Unauthenticated, f.message()));
         for c in f.challenges() {
             if let Ok(v) = HeaderValue::from_str(&c) {
                 r.headers_mut().append(header::WWW_AUTHENTICATE, v);
@@ -313,7 +310,7 @@ impl App {
                     handlers::handle(&ctx, route, &query, body).await
                 }
                 Match::MethodNotAllowed => reply::method_not_allowed(),
-                Match::NotFound => self.err(&ApiError::new(StatusCode::NOT_FOUND, "not found")),
+                Match::NotFound => self.err(&ApiError::new(ErrorCode::NotFound, "not found")),
             },
             ApiKind::PinSvc => crate::rest::pinsvc::handle(&ctx, req, &decoded, &query).await,
         }

@@ -19,7 +19,8 @@ impl Service for IpfsConnectorDaemon {
     type Args = NoArgs;
 
     async fn run(ctx: Context<NoArgs>) -> anyhow::Result<()> {
-        let settings = Settings::from_peer(&ctx.peer)?;
+        let mut settings = Settings::from_peer(&ctx.peer)?;
+        settings.metrics = ctx.metrics.clone();
         crate::run::run(settings, ctx.stop_token()).await?;
         Ok(())
     }

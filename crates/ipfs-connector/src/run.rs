@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use ipfs_cluster_proto::{client, InternalToken};
-use ipfs_cluster_runtime::{bind_internal, serve, ServeError};
+use ipfs_cluster_runtime::{bind_internal, serve_with, ServeError, ServeOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -138,7 +138,9 @@ pub async fn run_with(
     heap::limit_arenas();
     tokio::spawn(heap_trim_loop(shutdown.clone()));
     let t = build_tracker(settings.opts, shutdown.clone())?;
-    crate::tracker::prometheus::register(&t);
+    if let Some(m) = &settings.metrics {
+        crate::tracker::prometheus::register(&t, m);
+    }
     if let Some(cfg) = settings.proxy {
         let listeners = crate::proxy::server::bind_all(&cfg.listen)
             .await
@@ -187,11 +189,12 @@ pub async fn run_with(
         })
     };
     let svc = ConnectorService::new(t.clone()).into_server();
-    let res = serve(
+    let res = serve_with(
         listener,
         settings.token,
         svc,
         shutdown.clone().cancelled_owned(),
+        ServeOptions::observed_by(settings.metrics),
     )
     .await;
     shutdown.cancel();

@@ -29,6 +29,9 @@ pub struct Settings {
     pub allow_remote_internal: bool,
     /// `api.ipfsproxy` when the section is present.
     pub proxy: Option<ProxyConfig>,
+    /// The service's Prometheus registry (`None` when metrics are off): the tracker's and
+    /// the Kubo client's families, and the internal gRPC calls served.
+    pub metrics: Option<std::sync::Arc<ipfs_cluster_observability::Metrics>>,
 }
 
 impl Settings {
@@ -121,6 +124,7 @@ impl Settings {
             transport_addr: c.internal.transport_addr()?,
             allow_remote_internal: c.internal.allow_remote_internal,
             proxy,
+            metrics: None,
         })
     }
 }

@@ -37,6 +37,7 @@ impl Connector {
             transport_addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
             allow_remote_internal: false,
             proxy: None,
+            metrics: None,
         };
         let stop = CancellationToken::new();
         let s2 = stop.clone();
@@ -360,6 +361,7 @@ async fn ipfs_proxy_against_kubo() {
             vec![format!("127.0.0.1:{proxy_port}").parse().unwrap()],
             ipfs_cluster_ipfs_connector::parse_node_multiaddress(&node.multiaddr()).unwrap(),
         )),
+        metrics: None,
     };
     let stop = CancellationToken::new();
     let s2 = stop.clone();

@@ -57,16 +57,26 @@ pub struct ImportOptions {
     pub allocations: Vec<String>,
 }
 
+/// Why one value of an export is not a pin.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    #[error("not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("not a JSON object (one pin object per line expected)")]
+    NotAnObject,
+    #[error("the pin has no \"cid\"")]
+    NoCid,
+    #[error("invalid pin: {0}")]
+    InvalidPin(serde_json::Error),
+}
+
 /// Reads one value of an export: a JSON Pin object. As upstream's Rust note says, an absent
 /// `type` means `pin` and an absent `max_depth` means recursive (-1).
-pub fn parse_line(line: &str) -> Result<Pin, String> {
-    let mut v: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-    let obj = v
-        .as_object_mut()
-        .ok_or_else(|| "not a JSON object (one pin object per line expected)".to_string())?;
+pub fn parse_line(line: &str) -> Result<Pin, LineError> {
+    let mut v: serde_json::Value = serde_json::from_str(line).map_err(LineError::NotJson)?;
+    let obj = v.as_object_mut().ok_or(LineError::NotAnObject)?;
     match obj.get("cid") {
-        None | Some(serde_json::Value::Null) => return Err("the pin has no \"cid\"".into()),
+        None | Some(serde_json::Value::Null) => return Err(LineError::NoCid),
         _ => {}
     }
     if obj.get("max_depth").is_none_or(|d| d.is_null()) {
@@ -75,7 +85,7 @@ pub fn parse_line(line: &str) -> Result<Pin, String> {
     if obj.get("type").is_none_or(|d| d.is_null()) {
         obj.insert("type".into(), "pin".into());
     }
-    serde_json::from_value::<Pin>(v).map_err(|e| format!("invalid pin: {e}"))
+    serde_json::from_value::<Pin>(v).map_err(LineError::InvalidPin)
 }
 
 impl ImportOptions {
@@ -579,10 +589,19 @@ mod tests {
 
     #[test]
     fn bad_lines_are_named() {
-        assert!(parse_line("{").unwrap_err().contains("not JSON"));
-        assert!(parse_line("[1]").unwrap_err().contains("not a JSON object"));
-        assert!(parse_line("{\"name\":\"x\"}").unwrap_err().contains("cid"));
-        let e = parse_line("{\"cid\":\"notacid\"}").unwrap_err();
+        assert!(parse_line("{")
+            .unwrap_err()
+            .to_string()
+            .contains("not JSON"));
+        assert!(parse_line("[1]")
+            .unwrap_err()
+            .to_string()
+            .contains("not a JSON object"));
+        assert!(parse_line("{\"name\":\"x\"}")
+            .unwrap_err()
+            .to_string()
+            .contains("cid"));
+        let e = parse_line("{\"cid\":\"notacid\"}").unwrap_err().to_string();
         assert!(e.contains("invalid pin"), "{e}");
     }
 
@@ -626,6 +645,7 @@ mod tests {
         assert_eq!(got[0], (1, "42".to_string()));
         assert!(parse_line(&got[0].1)
             .unwrap_err()
+            .to_string()
             .contains("not a JSON object"));
         assert!(split("  \n\n ").await.unwrap().is_empty());
     }

@@ -4,7 +4,7 @@
 //! every internal gRPC call so one REST request's log lines share a `trace_id`.
 //!
 //! A service calls [`start`] once at startup, then registers its own families on the
-//! returned [`Metrics`] (or, from library code, on [`global()`]).
+//! returned [`Metrics`], which it hands to the components that record (no global).
 
 pub mod metrics;
 pub mod serve;
@@ -15,7 +15,7 @@ pub use ipfs_cluster_config::ServiceKind;
 pub use ipfs_cluster_proto::client::{
     current_trace, in_trace, set_tracing, tracing_enabled, TraceContext, TRACEPARENT,
 };
-pub use metrics::{global, latency_histogram, HistogramFamily, Labels, Metrics};
+pub use metrics::{latency_histogram, HistogramFamily, Labels, Metrics};
 pub use prometheus_client;
 pub use serve::ServeError;
 
@@ -57,7 +57,7 @@ impl Options {
 
 /// Turns tracing on if asked, and with metrics on: builds the registry (build info, gRPC
 /// request families), binds the endpoint and serves it in the background. `Ok(None)` when
-/// metrics are off. The runtime's `main` feeds served gRPC calls to
+/// metrics are off. The service's internal gRPC server feeds its served calls to
 /// [`Metrics::observe_grpc`].
 pub async fn start(opts: Options) -> Result<Option<Arc<Metrics>>, ServeError> {
     set_tracing(opts.tracing);
@@ -72,7 +72,6 @@ pub async fn start(opts: Options) -> Result<Option<Arc<Metrics>>, ServeError> {
     };
     let listener = serve::bind(addr, opts.allow_remote).await?;
     let m = Metrics::new(opts.service.name(), &opts.peer_id);
-    metrics::set_global(m.clone());
     let bound = listener.local_addr().unwrap_or(addr);
     tracing::info!(addr = %bound, service = opts.service.name(), "Prometheus metrics endpoint listening on /metrics");
     tokio::spawn(serve::serve(listener, m.clone()));

@@ -5,7 +5,7 @@
 
 use std::{
     borrow::Cow,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -41,15 +41,12 @@ pub struct Metrics {
     grpc_duration: HistogramFamily,
 }
 
-static GLOBAL: OnceLock<Arc<Metrics>> = OnceLock::new();
-
-/// The process's metrics, once `start` has set them up (None when metrics are off).
-pub fn global() -> Option<&'static Arc<Metrics>> {
-    GLOBAL.get()
-}
-
-pub(crate) fn set_global(m: Arc<Metrics>) {
-    let _ = GLOBAL.set(m);
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Metrics {

@@ -31,6 +31,18 @@ pub enum ErrorCode {
     Unimplemented,
     /// Anything else, a failure of this peer: INTERNAL, 500.
     Internal,
+    /// HTTP only (no service answers a gRPC call with it): a request body over the
+    /// configured limit, 413 (RESOURCE_EXHAUSTED if it ever crossed gRPC).
+    PayloadTooLarge,
+    /// HTTP only: the client did not send its request body in time, 408 (DEADLINE_EXCEEDED
+    /// if it ever crossed gRPC).
+    RequestTimeout,
+    /// HTTP only: the HTTP server behind a proxy (Kubo behind the IPFS proxy) did not
+    /// answer, 502 (UNAVAILABLE if it ever crossed gRPC).
+    BadGateway,
+    /// Too much at once (a full write queue, too many failed logins from one client):
+    /// RESOURCE_EXHAUSTED, 429.
+    TooManyRequests,
 }
 
 impl ErrorCode {
@@ -47,11 +59,16 @@ impl ErrorCode {
             ErrorCode::Cancelled => tonic::Code::Cancelled,
             ErrorCode::Unimplemented => tonic::Code::Unimplemented,
             ErrorCode::Internal => tonic::Code::Internal,
+            ErrorCode::PayloadTooLarge | ErrorCode::TooManyRequests => {
+                tonic::Code::ResourceExhausted
+            }
+            ErrorCode::RequestTimeout => tonic::Code::DeadlineExceeded,
+            ErrorCode::BadGateway => tonic::Code::Unavailable,
         }
     }
 
-    /// The code of a gRPC status a service received: the inverse of [`Self::grpc_code`];
-    /// the gRPC codes no service answers with are `Internal`.
+    /// The code of a gRPC status a service received: the inverse of [`Self::grpc_code`]
+    /// for the codes a service answers with; the other gRPC codes are `Internal`.
     pub fn from_grpc(code: tonic::Code) -> Self {
         match code {
             tonic::Code::InvalidArgument => ErrorCode::BadRequest,
@@ -63,6 +80,7 @@ impl ErrorCode {
             tonic::Code::DeadlineExceeded => ErrorCode::Timeout,
             tonic::Code::Cancelled => ErrorCode::Cancelled,
             tonic::Code::Unimplemented => ErrorCode::Unimplemented,
+            tonic::Code::ResourceExhausted => ErrorCode::TooManyRequests,
             _ => ErrorCode::Internal,
         }
     }
@@ -81,6 +99,10 @@ impl ErrorCode {
             ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::Unimplemented => StatusCode::NOT_IMPLEMENTED,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::BadGateway => StatusCode::BAD_GATEWAY,
         }
     }
 }
@@ -99,7 +121,8 @@ pub trait ServiceError: std::error::Error {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 10] = [
+    /// The codes a service answers a gRPC call with.
+    const GRPC: [ErrorCode; 11] = [
         ErrorCode::BadRequest,
         ErrorCode::Forbidden,
         ErrorCode::Unauthenticated,
@@ -110,18 +133,24 @@ mod tests {
         ErrorCode::Cancelled,
         ErrorCode::Unimplemented,
         ErrorCode::Internal,
+        ErrorCode::TooManyRequests,
     ];
 
     #[test]
     fn every_code_survives_the_grpc_round_trip() {
-        for c in ALL {
+        for c in GRPC {
             assert_eq!(ErrorCode::from_grpc(c.grpc_code()), c, "{c:?}");
         }
     }
 
     #[test]
     fn http_statuses_are_errors_and_not_found_is_404() {
-        for c in ALL {
+        let http_only = [
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::RequestTimeout,
+            ErrorCode::BadGateway,
+        ];
+        for c in GRPC.into_iter().chain(http_only) {
             let s = c.http_status();
             assert!(s.is_client_error() || s.is_server_error(), "{c:?}: {s}");
         }

@@ -1,14 +1,15 @@
 //! Serving an internal gRPC endpoint: loopback-only binding, the bearer-token check on
 //! every call (health excepted), gRPC health and reflection v1 + v1alpha. Every served
-//! call is also reported to the process's `GrpcObserver` (Prometheus counters) and, with
-//! tracing on, runs inside a span carrying the caller's W3C `trace_id`.
+//! call is also reported to the server's [`GrpcObserver`] (the service's Prometheus
+//! registry, handed to the server in [`ServeOptions`]) and, with tracing on, runs inside
+//! a span carrying the caller's W3C `trace_id`.
 
 use std::{
     convert::Infallible,
     future::Future,
     net::SocketAddr,
     pin::Pin,
-    sync::OnceLock,
+    sync::Arc,
     task::{Context, Poll},
     time::{Duration, Instant},
 };
@@ -24,18 +25,18 @@ use ipfs_cluster_proto::{
     InternalToken,
 };
 
-/// Told about every served gRPC call (health checks excepted); set once per process by
-/// [`crate::main`] when metrics are on (the observability crate's registry).
+/// Told about every served gRPC call (health checks excepted) by the server it was given
+/// to ([`ServeOptions::observer`]).
 pub trait GrpcObserver: Send + Sync + 'static {
     /// `method` is `Service/Method` (package dropped), `code` the gRPC status name.
     fn observe(&self, method: &str, code: &str, elapsed: Duration);
 }
 
-static OBSERVER: OnceLock<Box<dyn GrpcObserver>> = OnceLock::new();
-
-/// Installs the process's observer; false if one was already set.
-pub fn set_observer(o: Box<dyn GrpcObserver>) -> bool {
-    OBSERVER.set(o).is_ok()
+/// Served calls counted in the service's Prometheus registry.
+impl GrpcObserver for ipfs_cluster_observability::Metrics {
+    fn observe(&self, method: &str, code: &str, elapsed: Duration) {
+        self.observe_grpc(method, code, elapsed);
+    }
 }
 
 /// `/ipfscluster.consensus.v1.Consensus/Pin` → `Consensus/Pin`.
@@ -133,7 +134,31 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    serve_with_health(listener, token, svc, shutdown, HealthHandle::new()).await
+    serve_with(listener, token, svc, shutdown, ServeOptions::default()).await
+}
+
+/// What a served endpoint reports to, beyond its answers: the health state its caller
+/// keeps and the recorder of served calls.
+#[derive(Clone, Default)]
+pub struct ServeOptions {
+    pub health: HealthHandle,
+    /// `None` when metrics are off.
+    pub observer: Option<Arc<dyn GrpcObserver>>,
+}
+
+impl ServeOptions {
+    /// Served calls recorded in `metrics` (the service's registry, when metrics are on).
+    pub fn observed_by(metrics: Option<Arc<ipfs_cluster_observability::Metrics>>) -> Self {
+        Self {
+            health: HealthHandle::new(),
+            observer: metrics.map(|m| m as Arc<dyn GrpcObserver>),
+        }
+    }
+
+    pub fn with_health(mut self, health: HealthHandle) -> Self {
+        self.health = health;
+        self
+    }
 }
 
 /// The gRPC health state a service reports, kept by the caller so it can turn the
@@ -142,7 +167,7 @@ where
 #[derive(Clone)]
 pub struct HealthHandle {
     reporter: tonic_health::server::HealthReporter,
-    /// Whether `serve_with_health` reports SERVING as it starts (else the service says
+    /// Whether `serve_with` reports SERVING as it starts (else the service says
     /// so itself with `set(true)` once it is ready).
     serving_at_start: bool,
 }
@@ -186,13 +211,14 @@ impl Default for HealthHandle {
     }
 }
 
-/// `serve` with a health state the caller keeps (see [`HealthHandle`]).
-pub async fn serve_with_health<S>(
+/// `serve` with a health state the caller keeps (see [`HealthHandle`]) and the recorder
+/// of served calls.
+pub async fn serve_with<S>(
     listener: TcpListener,
     token: InternalToken,
     svc: S,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    health: HealthHandle,
+    opts: ServeOptions,
 ) -> Result<(), ServeError>
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
@@ -213,6 +239,7 @@ where
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let ServeOptions { health, observer } = opts;
     if health.serving_at_start {
         health.set::<S>(true).await;
     }
@@ -229,7 +256,7 @@ where
         let _ = stopping_tx.send(true);
     };
     let server = Server::builder()
-        .layer(AuthLayer { token })
+        .layer(AuthLayer { token, observer })
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -251,10 +278,12 @@ where
 /// How long a stopping server waits for calls in flight.
 pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Tower layer that refuses calls without the internal token (UNAUTHENTICATED).
+/// Tower layer that refuses calls without the internal token (UNAUTHENTICATED) and
+/// reports every call to its observer.
 #[derive(Clone)]
 pub struct AuthLayer {
     pub token: InternalToken,
+    pub observer: Option<Arc<dyn GrpcObserver>>,
 }
 
 impl<S> Layer<S> for AuthLayer {
@@ -263,6 +292,7 @@ impl<S> Layer<S> for AuthLayer {
         AuthService {
             inner,
             token: self.token.clone(),
+            observer: self.observer.clone(),
         }
     }
 }
@@ -271,6 +301,7 @@ impl<S> Layer<S> for AuthLayer {
 pub struct AuthService<S> {
     inner: S,
     token: InternalToken,
+    observer: Option<Arc<dyn GrpcObserver>>,
 }
 
 const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
@@ -309,6 +340,7 @@ where
                     .unwrap_or_else(TraceContext::new_root)
             });
             let fut = self.inner.call(req);
+            let observer = self.observer.clone();
             Box::pin(async move {
                 let res = match trace {
                     None => fut.await,
@@ -331,7 +363,7 @@ where
                         res
                     }
                 };
-                if let Some(o) = OBSERVER.get() {
+                if let Some(o) = observer {
                     let code = res
                         .as_ref()
                         .map(|r| status_name(r.headers()))
@@ -341,7 +373,7 @@ where
                 res
             })
         } else {
-            if let Some(o) = OBSERVER.get() {
+            if let Some(o) = &self.observer {
                 o.observe(&method, "UNAUTHENTICATED", started.elapsed());
             }
             tracing::warn!(

@@ -14,16 +14,19 @@
 //!   code, shared by consensus and the launcher;
 //! * [`error_code`]: the one error model: a service's domain error names its
 //!   [`ErrorCode`], which decides the gRPC code at the service's edge and the HTTP status;
+//! * [`api_error`]: the one error of the HTTP APIs ([`ApiError`]: its code and message,
+//!   and upstream's bodies for REST, the Pinning Services API and the IPFS proxy);
 //! * [`access_log`]: the Apache common log format access log of every HTTP endpoint (REST
 //!   API, Pinning Services API, IPFS proxy);
 //! * [`monitor`]: following the peer metrics broadcast and the alert checker's period
 //!   (`monitor.pubsubmon.check_interval`), and [`peer_metrics`]: the bounded store of the
 //!   latest metric per (name, peer), both shared by consensus and the gateway.
 //!
-//! It depends on the library crates only (proto, config, observability), never on a
+//! It depends on the library crates only (proto, api, config, observability), never on a
 //! service: `tests/architecture.rs` checks it.
 
 pub mod access_log;
+pub mod api_error;
 pub mod disk;
 pub mod error_code;
 pub mod grpc;
@@ -35,6 +38,7 @@ pub mod shutdown;
 mod skeleton;
 pub mod workers;
 
+pub use api_error::ApiError;
 pub use error_code::{ErrorCode, ServiceError};
-pub use grpc::{bind_internal, serve, serve_with_health, HealthHandle, ServeError};
+pub use grpc::{bind_internal, serve, serve_with, HealthHandle, ServeError, ServeOptions};
 pub use skeleton::{exit_with_error, main, CommonArgs, Context, NoArgs, Service};

@@ -8,7 +8,7 @@
 //! A service implements [`Service`] in its library; its `main.rs` is
 //! `ipfs_cluster_runtime::main::<TheService>()`.
 
-use std::{future::Future, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+use std::{future::Future, path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::Context as _;
 use clap::{CommandFactory, FromArgMatches, Parser};
@@ -16,7 +16,7 @@ use ipfs_cluster_config::{resolve_config_dir, Peer, ServiceKind};
 use ipfs_cluster_observability::Metrics;
 use tokio_util::sync::CancellationToken;
 
-use crate::{grpc, logging, shutdown, workers};
+use crate::{logging, shutdown, workers};
 
 /// The flags every service takes.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -69,7 +69,8 @@ pub struct Context<A> {
     pub common: CommonArgs,
     pub config_dir: PathBuf,
     pub peer: Peer,
-    /// `Some` when metrics are on: register the service's families here.
+    /// `Some` when metrics are on: register the service's families here, and hand it to
+    /// the internal gRPC server (`ServeOptions::observed_by`), which counts served calls.
     pub metrics: Option<Arc<Metrics>>,
     stop: CancellationToken,
 }
@@ -123,9 +124,6 @@ async fn start<S: Service>(cli: ServiceCli<S::Args>) -> anyhow::Result<()> {
         cli.common.tracing,
     )?;
     let metrics = ipfs_cluster_observability::start(obs).await?;
-    if let Some(m) = &metrics {
-        grpc::set_observer(Box::new(MetricsObserver(m.clone())));
-    }
     let stop = CancellationToken::new();
     let stopping = stop.clone();
     tokio::spawn(async move {
@@ -142,15 +140,6 @@ async fn start<S: Service>(cli: ServiceCli<S::Args>) -> anyhow::Result<()> {
         stop,
     })
     .await
-}
-
-/// Served internal gRPC calls, counted in the service's Prometheus registry.
-struct MetricsObserver(Arc<Metrics>);
-
-impl grpc::GrpcObserver for MetricsObserver {
-    fn observe(&self, method: &str, code: &str, elapsed: Duration) {
-        self.0.observe_grpc(method, code, elapsed);
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The one test kit of the workspace: free loopback ports, processes in their own groups
 //! (killed on drop), real Kubo nodes (`kubo`), whole peers started through the real
 //! `ipfs-cluster-service` launcher, the in-memory fake of the consensus contract
-//! (`fake_consensus`) and small HTTP helpers. The multi-process tests in `tests/`, the
+//! (`fake_consensus`), the cluster a test binary shares between its tests (`shared`) and
+//! small HTTP helpers. The multi-process tests in `tests/`, the
 //! service crates' own tests and the benchmark all use it (docs/testing.md).
 
 mod cluster;
@@ -10,12 +11,14 @@ mod fake_consensus;
 mod kubo;
 mod netns;
 mod reaper;
+mod shared;
 pub use cluster::*;
 pub use crdt::*;
 pub use fake_consensus::*;
 pub use kubo::*;
 pub use netns::*;
 pub use reaper::*;
+pub use shared::*;
 
 use std::{
     path::{Path, PathBuf},

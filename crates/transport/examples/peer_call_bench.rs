@@ -132,6 +132,7 @@ where
             tonic::transport::Server::builder()
                 .layer(ipfs_cluster_runtime::grpc::AuthLayer {
                     token: token.clone(),
+                    observer: None,
                 })
                 .add_service(svc)
                 .serve_with_incoming(incoming),

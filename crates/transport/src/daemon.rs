@@ -30,6 +30,7 @@ impl Service for TransportDaemon {
                 .await?;
         if let Some(m) = &ctx.metrics {
             opts.peer_calls = Some(crate::prometheus::register(m, addr, &peer.token));
+            opts.grpc_observer = Some(m.clone());
         }
         tracing::info!(%addr, peer_id = %peer.identity.peer_id, "transport gRPC endpoint listening");
         crate::run(opts, listener, ctx.stop_signal()).await?;

@@ -12,6 +12,7 @@ use std::{
 use bytes::Bytes;
 use futures::StreamExt;
 use ipfs_cluster_proto::transport::v1::{BroadcastMessage, PeerEntry, WireRequest, WireResponse};
+use ipfs_cluster_runtime::{ErrorCode, ServiceError};
 use libp2p::{
     core::{
         muxing::StreamMuxerBox,
@@ -150,11 +151,11 @@ enum Command {
         req: WireRequest,
         /// Addresses to try besides those in the address book (e.g. from consensus).
         extra: Vec<Multiaddr>,
-        reply: oneshot::Sender<Result<WireResponse, Status>>,
+        reply: oneshot::Sender<Result<WireResponse, CommandError>>,
     },
     Dial {
         addr: Multiaddr,
-        reply: oneshot::Sender<Result<PeerId, Status>>,
+        reply: oneshot::Sender<Result<PeerId, CommandError>>,
     },
     Disconnect {
         peer: PeerId,
@@ -167,11 +168,11 @@ enum Command {
     Publish {
         topic: String,
         data: Bytes,
-        reply: oneshot::Sender<Result<(), Status>>,
+        reply: oneshot::Sender<Result<(), CommandError>>,
     },
     Subscribe {
         topic: String,
-        reply: oneshot::Sender<Result<broadcast::Receiver<BroadcastMessage>, Status>>,
+        reply: oneshot::Sender<Result<broadcast::Receiver<BroadcastMessage>, CommandError>>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -202,12 +203,80 @@ pub struct HostHandle {
     pub streams: libp2p_stream::Control,
 }
 
-fn gone() -> Status {
-    Status::unavailable("the transport's libp2p host has stopped")
+/// Why a command to the libp2p host failed. The gRPC service answers it with the status
+/// its [`ErrorCode`] names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("the transport's libp2p host has stopped")]
+    Stopped,
+    #[error("peer {peer} did not answer within {timeout:?}")]
+    CallTimeout { peer: PeerId, timeout: Duration },
+    #[error("peer {0} did not answer in time")]
+    NoAnswer(PeerId),
+    #[error("peer call to {peer} failed: {error}")]
+    CallFailed { peer: PeerId, error: String },
+    /// A peer call whose dial failed, in go-libp2p's words (see `go_dial_error`).
+    #[error("{0}")]
+    DialFailed(String),
+    #[error("dial did not finish in time")]
+    DialTimeout,
+    #[error("{0} is this peer's own address")]
+    OwnAddress(Multiaddr),
+    #[error("cannot dial {addr}: {error}")]
+    Dial { addr: Multiaddr, error: String },
+    /// A dial that no retry can fix: the address is our own.
+    #[error("cannot connect: {0} (the address is this peer's own; give the address of another cluster peer)")]
+    ConnectToSelf(String),
+    /// A dial that no retry can fix: no transport of ours speaks the address.
+    #[error("cannot connect: {0} (supported: /ip4, /ip6, /dns, /dns4 or /dns6 with /tcp/<port>, and /dnsaddr/<name>; optionally ending in /p2p/<peer id>)")]
+    ConnectUnsupported(String),
+    /// Refused, timed out, name not resolvable yet, wrong secret: worth a retry.
+    #[error("cannot connect: {0} (a different cluster secret shows up as a timeout or a handshake error)")]
+    Connect(String),
+    #[error("broadcast message of {len} bytes exceeds the limit of {limit} bytes")]
+    MessageTooLarge { len: usize, limit: usize },
+    #[error("cannot publish on topic {topic}: {error}")]
+    Publish { topic: String, error: String },
+    #[error("subscribe needs a topic name, e.g. \"monitor.metrics\"")]
+    NoTopic,
+    #[error("cannot subscribe to topic {topic}: {error}")]
+    Subscribe { topic: String, error: String },
+}
+
+impl ServiceError for CommandError {
+    fn error_code(&self) -> ErrorCode {
+        match self {
+            CommandError::Stopped
+            | CommandError::CallFailed { .. }
+            | CommandError::DialFailed(_)
+            | CommandError::Connect(_) => ErrorCode::Unavailable,
+            CommandError::CallTimeout { .. }
+            | CommandError::NoAnswer(_)
+            | CommandError::DialTimeout => ErrorCode::Timeout,
+            CommandError::OwnAddress(_)
+            | CommandError::Dial { .. }
+            | CommandError::ConnectToSelf(_)
+            | CommandError::ConnectUnsupported(_)
+            | CommandError::MessageTooLarge { .. }
+            | CommandError::NoTopic => ErrorCode::BadRequest,
+            CommandError::Publish { .. } | CommandError::Subscribe { .. } => ErrorCode::Internal,
+        }
+    }
+}
+
+/// The gRPC edge: the service's `?` answers the error's status.
+impl From<CommandError> for Status {
+    fn from(e: CommandError) -> Self {
+        e.to_status()
+    }
+}
+
+fn gone() -> CommandError {
+    CommandError::Stopped
 }
 
 impl HostHandle {
-    async fn send(&self, c: Command) -> Result<(), Status> {
+    async fn send(&self, c: Command) -> Result<(), CommandError> {
         self.cmd.send(c).await.map_err(|_| gone())
     }
 
@@ -252,7 +321,7 @@ impl HostHandle {
         mut req: WireRequest,
         timeout: Duration,
         extra: Vec<Multiaddr>,
-    ) -> Result<WireResponse, Status> {
+    ) -> Result<WireResponse, CommandError> {
         req.timeout_ms = timeout.as_millis().min(u32::MAX as u128) as u32;
         let fut = async {
             let (tx, rx) = oneshot::channel();
@@ -267,24 +336,20 @@ impl HostHandle {
         };
         tokio::time::timeout(timeout, fut)
             .await
-            .unwrap_or_else(|_| {
-                Err(Status::deadline_exceeded(format!(
-                    "peer {peer} did not answer within {timeout:?}"
-                )))
-            })
+            .unwrap_or_else(|_| Err(CommandError::CallTimeout { peer, timeout }))
     }
 
-    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, Status> {
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, CommandError> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Dial { addr, reply: tx }).await?;
         // The swarm's connection timeout bounds the dial; this is a safety net.
         tokio::time::timeout(self.limits.dial_timeout * 2 + Duration::from_secs(1), rx)
             .await
-            .map_err(|_| Status::deadline_exceeded("dial did not finish in time"))?
+            .map_err(|_| CommandError::DialTimeout)?
             .map_err(|_| gone())?
     }
 
-    pub async fn disconnect(&self, peer: PeerId, forget: bool) -> Result<(), Status> {
+    pub async fn disconnect(&self, peer: PeerId, forget: bool) -> Result<(), CommandError> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Disconnect {
             peer,
@@ -295,13 +360,13 @@ impl HostHandle {
         rx.await.map_err(|_| gone())
     }
 
-    pub async fn peers(&self) -> Result<Vec<PeerEntry>, Status> {
+    pub async fn peers(&self) -> Result<Vec<PeerEntry>, CommandError> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Peers { reply: tx }).await?;
         rx.await.map_err(|_| gone())
     }
 
-    pub async fn publish(&self, topic: String, data: Bytes) -> Result<(), Status> {
+    pub async fn publish(&self, topic: String, data: Bytes) -> Result<(), CommandError> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Publish {
             topic,
@@ -315,7 +380,7 @@ impl HostHandle {
     pub async fn subscribe(
         &self,
         topic: String,
-    ) -> Result<broadcast::Receiver<BroadcastMessage>, Status> {
+    ) -> Result<broadcast::Receiver<BroadcastMessage>, CommandError> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Subscribe { topic, reply: tx }).await?;
         rx.await.map_err(|_| gone())?
@@ -531,8 +596,8 @@ struct Task {
     resp_tx: mpsc::Sender<InboundDone>,
     /// Verdicts on received gossip (see `validate_gossip`).
     valid_tx: mpsc::Sender<GossipVerdict>,
-    pending_calls: HashMap<OutboundRequestId, oneshot::Sender<Result<WireResponse, Status>>>,
-    pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, Status>>>,
+    pending_calls: HashMap<OutboundRequestId, oneshot::Sender<Result<WireResponse, CommandError>>>,
+    pending_dials: HashMap<ConnectionId, oneshot::Sender<Result<PeerId, CommandError>>>,
     /// The last failed dial of a peer, in go-libp2p's words: a peer call that fails
     /// because its dial failed reports this text (what upstream shows in `peers ls` and
     /// the cluster_error entries of `status`).
@@ -715,9 +780,7 @@ impl Task {
                 let opts = match addr.iter().last() {
                     Some(Protocol::P2p(peer)) => {
                         if peer == self.local {
-                            let _ = reply.send(Err(Status::invalid_argument(format!(
-                                "{addr} is this peer's own address"
-                            ))));
+                            let _ = reply.send(Err(CommandError::OwnAddress(addr)));
                             return;
                         }
                         DialOpts::peer_id(peer)
@@ -741,9 +804,10 @@ impl Task {
                         }
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(Status::invalid_argument(format!(
-                            "cannot dial {addr}: {e}"
-                        ))));
+                        let _ = reply.send(Err(CommandError::Dial {
+                            addr,
+                            error: e.to_string(),
+                        }));
                     }
                 }
             }
@@ -788,11 +852,10 @@ impl Task {
             }
             Command::Publish { topic, data, reply } => {
                 let res = if data.len() > self.limits.max_message_size {
-                    Err(Status::invalid_argument(format!(
-                        "broadcast message of {} bytes exceeds the limit of {} bytes",
-                        data.len(),
-                        self.limits.max_message_size
-                    )))
+                    Err(CommandError::MessageTooLarge {
+                        len: data.len(),
+                        limit: self.limits.max_message_size,
+                    })
                 } else {
                     match self
                         .swarm
@@ -801,9 +864,10 @@ impl Task {
                         .publish(gossipsub::IdentTopic::new(topic.clone()), data.to_vec())
                     {
                         Ok(_) | Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Ok(()),
-                        Err(e) => Err(Status::internal(format!(
-                            "cannot publish on topic {topic}: {e}"
-                        ))),
+                        Err(e) => Err(CommandError::Publish {
+                            topic: topic.clone(),
+                            error: e.to_string(),
+                        }),
                     }
                 };
                 if res.is_ok() {
@@ -820,9 +884,7 @@ impl Task {
             }
             Command::Subscribe { topic, reply } => {
                 if topic.is_empty() {
-                    let _ = reply.send(Err(Status::invalid_argument(
-                        "subscribe needs a topic name, e.g. \"monitor.metrics\"",
-                    )));
+                    let _ = reply.send(Err(CommandError::NoTopic));
                     return;
                 }
                 let rx = match self.topics.get(&topic) {
@@ -834,9 +896,10 @@ impl Task {
                             .gossipsub
                             .subscribe(&gossipsub::IdentTopic::new(topic.clone()))
                         {
-                            let _ = reply.send(Err(Status::internal(format!(
-                                "cannot subscribe to topic {topic}: {e}"
-                            ))));
+                            let _ = reply.send(Err(CommandError::Subscribe {
+                                topic,
+                                error: e.to_string(),
+                            }));
                             return;
                         }
                         let (tx, rx) = broadcast::channel(1024);
@@ -1067,15 +1130,16 @@ impl Task {
             } => {
                 if let Some(reply) = self.pending_calls.remove(&request_id) {
                     let st = match error {
-                        request_response::OutboundFailure::Timeout => {
-                            Status::deadline_exceeded(format!("peer {peer} did not answer in time"))
-                        }
-                        request_response::OutboundFailure::DialFailure => Status::unavailable(
+                        request_response::OutboundFailure::Timeout => CommandError::NoAnswer(peer),
+                        request_response::OutboundFailure::DialFailure => CommandError::DialFailed(
                             self.dial_errors.remove(&peer).unwrap_or_else(|| {
                                 format!("failed to dial: failed to dial {peer}: all dials failed")
                             }),
                         ),
-                        e => Status::unavailable(format!("peer call to {peer} failed: {e}")),
+                        e => CommandError::CallFailed {
+                            peer,
+                            error: e.to_string(),
+                        },
                     };
                     let _ = reply.send(Err(st));
                 }
@@ -1088,27 +1152,21 @@ impl Task {
     }
 }
 
-/// A failed dial as the status callers see. Errors that no retry can fix (the address is
-/// our own, or no transport of ours speaks it) are INVALID_ARGUMENT; the rest (refused,
-/// timed out, name not resolvable yet, wrong secret) are UNAVAILABLE.
-fn dial_error_status(error: &DialError) -> Status {
+/// A failed dial as callers see it. Errors that no retry can fix (the address is our own,
+/// or no transport of ours speaks it) are INVALID_ARGUMENT; the rest (refused, timed out,
+/// name not resolvable yet, wrong secret) are UNAVAILABLE.
+fn dial_error_status(error: &DialError) -> CommandError {
     match error {
-        DialError::LocalPeerId { .. } => Status::invalid_argument(format!(
-            "cannot connect: {error} (the address is this peer's own; give the address of another cluster peer)"
-        )),
+        DialError::LocalPeerId { .. } => CommandError::ConnectToSelf(error.to_string()),
         DialError::Transport(errs)
             if !errs.is_empty()
                 && errs
                     .iter()
                     .all(|(_, e)| matches!(e, TransportError::MultiaddrNotSupported(_))) =>
         {
-            Status::invalid_argument(format!(
-                "cannot connect: {error} (supported: /ip4, /ip6, /dns, /dns4 or /dns6 with /tcp/<port>, and /dnsaddr/<name>; optionally ending in /p2p/<peer id>)"
-            ))
+            CommandError::ConnectUnsupported(error.to_string())
         }
-        _ => Status::unavailable(format!(
-            "cannot connect: {error} (a different cluster secret shows up as a timeout or a handshake error)"
-        )),
+        _ => CommandError::Connect(error.to_string()),
     }
 }
 
@@ -1207,13 +1265,13 @@ pub async fn bootstrap(host: HostHandle, targets: Vec<Multiaddr>) {
                         tracing::info!(%peer, %addr, "bootstrap: connected");
                         return;
                     }
-                    Err(e) if e.code() == tonic::Code::Unavailable && e.message().contains("stopped") => return,
-                    Err(e) if e.code() == tonic::Code::InvalidArgument => {
-                        tracing::warn!(%addr, error = e.message(), "bootstrap: not dialling this address");
+                    Err(CommandError::Stopped) => return,
+                    Err(e) if e.error_code() == ErrorCode::BadRequest => {
+                        tracing::warn!(%addr, error = %e, "bootstrap: not dialling this address");
                         return;
                     }
                     Err(e) => {
-                        tracing::info!(%addr, error = e.message(), retry_in = ?delay, "bootstrap: dial failed");
+                        tracing::info!(%addr, error = %e, retry_in = ?delay, "bootstrap: dial failed");
                     }
                 }
                 tokio::time::sleep(delay).await;

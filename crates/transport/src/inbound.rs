@@ -7,6 +7,8 @@ use bytes::Bytes;
 use ipfs_cluster_proto::transport::v1::{WireRequest, WireResponse};
 use libp2p::PeerId;
 
+use ipfs_cluster_runtime::ServiceError;
+
 use crate::{local::LocalServices, options::Limits, trust::Trust, wire::status_response};
 
 pub struct Inbound {
@@ -45,8 +47,8 @@ impl Inbound {
 
     async fn handle_untraced(&self, peer: PeerId, req: WireRequest) -> WireResponse {
         if let Err(st) = self.trust.check(&peer, &req.service, &req.method).await {
-            tracing::warn!(%peer, service = req.service, method = req.method, reason = st.message(), "peer call denied by the RPC policy");
-            return status_response(&st);
+            tracing::warn!(%peer, service = req.service, method = req.method, reason = %st, "peer call denied by the RPC policy");
+            return status_response(&st.to_status());
         }
         let timeout = deadline(req.timeout_ms, &self.limits);
         let payload = Bytes::from(req.payload);

@@ -199,8 +199,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let token = opts.token.clone();
+    let served = ipfs_cluster_runtime::ServeOptions {
+        observer: opts.grpc_observer.clone(),
+        ..Default::default()
+    };
     let running = start(opts).await?;
-    let res = ipfs_cluster_runtime::serve(listener, token, running.grpc(), shutdown).await;
+    let res =
+        ipfs_cluster_runtime::serve_with(listener, token, running.grpc(), shutdown, served).await;
     running.stop().await;
     res.map_err(Error::from)
 }

@@ -75,6 +75,8 @@ pub struct TransportOptions {
     pub crdt: bool,
     /// Where the service records its peer calls (Prometheus; `None` when metrics are off).
     pub peer_calls: Option<std::sync::Arc<crate::prometheus::PeerCalls>>,
+    /// Counts the internal gRPC calls served (the service's registry; `None` = metrics off).
+    pub grpc_observer: Option<std::sync::Arc<dyn ipfs_cluster_runtime::grpc::GrpcObserver>>,
 }
 
 impl TransportOptions {
@@ -101,6 +103,7 @@ impl TransportOptions {
             ping_interval: Duration::from_secs(15),
             crdt: false,
             peer_calls: None,
+            grpc_observer: None,
         }
     }
 }

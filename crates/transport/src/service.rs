@@ -152,7 +152,7 @@ pub async fn admit_metric(
     match trust.is_member(&from).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(format!("peer {from} is not a cluster member")),
-        Err(st) => Err(st.message().to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -20,14 +20,50 @@ use std::{
 use ipfs_cluster_proto::{
     client::ConsensusClient, consensus::v1::MembersRequest, names::CONSENSUS,
 };
+use ipfs_cluster_runtime::{ErrorCode, ServiceError};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::Mutex;
-use tonic::Status;
 
 use crate::policy::{access, Access};
 
 /// How old a member view may be when it answers "not a member" to `is_member`.
 const GOSSIP_MISS_SLACK: Duration = Duration::from_millis(100);
+
+/// Why a peer call is refused, or membership cannot be checked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrustError {
+    #[error(
+        "cannot check membership: the local consensus service did not answer Members within 5s"
+    )]
+    MembersTimeout,
+    #[error("cannot check membership: local consensus Members failed: {0}")]
+    MembersFailed(String),
+    #[error("{service}/{method} may not be called by other peers (closed by the transport's RPC policy)")]
+    Closed { service: String, method: String },
+    #[error("{service}/{method}: this peer runs a one-peer cluster and peer {peer} is neither a member nor listed in its cluster.peer_addresses (only a listed peer may add it to another cluster)")]
+    NotAnAdder {
+        service: String,
+        method: String,
+        peer: PeerId,
+    },
+    #[error("{service}/{method} is only for cluster members and peer {peer} is not one (trusted by the transport's RPC policy)")]
+    NotAMember {
+        service: String,
+        method: String,
+        peer: PeerId,
+    },
+}
+
+impl ServiceError for TrustError {
+    fn error_code(&self) -> ErrorCode {
+        match self {
+            TrustError::MembersTimeout | TrustError::MembersFailed(_) => ErrorCode::Unavailable,
+            TrustError::Closed { .. }
+            | TrustError::NotAnAdder { .. }
+            | TrustError::NotAMember { .. } => ErrorCode::Forbidden,
+        }
+    }
+}
 
 /// Where the member list comes from.
 #[derive(Clone)]
@@ -98,7 +134,7 @@ impl Trust {
     /// that just joined). Errors when membership cannot be read. Used for gossip and
     /// tunnelled HTTP, whose strangers (crdt followers) may ask often: the slack bounds
     /// their `Members` reads; peer calls use the stricter [`Trust::check`].
-    pub async fn is_member(&self, peer: &PeerId) -> Result<bool, Status> {
+    pub async fn is_member(&self, peer: &PeerId) -> Result<bool, TrustError> {
         let asked = Instant::now();
         let members = self.members().await?;
         if members.contains(peer) || !matches!(self.source, Members::Consensus(_)) {
@@ -108,7 +144,7 @@ impl Trust {
         Ok(self.view_since(since).await?.set.contains(peer))
     }
 
-    async fn members(&self) -> Result<Arc<HashSet<PeerId>>, Status> {
+    async fn members(&self) -> Result<Arc<HashSet<PeerId>>, TrustError> {
         if let Members::Fixed(set) = &self.source {
             return Ok(set.clone());
         }
@@ -139,19 +175,22 @@ impl Trust {
     }
 
     /// The member view, from the cache while it is younger than the TTL.
-    async fn view(&self) -> Result<Arc<MemberView>, Status> {
+    async fn view(&self) -> Result<Arc<MemberView>, TrustError> {
         self.view_fresh(|at| at.elapsed() < self.ttl).await
     }
 
     /// A member view read from consensus no earlier than `since`: the cached one when it
     /// is that recent, else a new read. Callers waiting meanwhile share one read (the
     /// cache lock is held across it), so a burst of misses costs one `Members` call.
-    async fn view_since(&self, since: Instant) -> Result<Arc<MemberView>, Status> {
+    async fn view_since(&self, since: Instant) -> Result<Arc<MemberView>, TrustError> {
         self.view_fresh(|at| at >= since).await
     }
 
     /// The cached view when `fresh(read at)` holds, else a new read from consensus.
-    async fn view_fresh(&self, fresh: impl Fn(Instant) -> bool) -> Result<Arc<MemberView>, Status> {
+    async fn view_fresh(
+        &self,
+        fresh: impl Fn(Instant) -> bool,
+    ) -> Result<Arc<MemberView>, TrustError> {
         let client = match &self.source {
             Members::Fixed(set) => {
                 return Ok(Arc::new(MemberView {
@@ -172,8 +211,8 @@ impl Trust {
         let mut client = client;
         let resp = tokio::time::timeout(Duration::from_secs(5), client.members(MembersRequest {}))
             .await
-            .map_err(|_| Status::unavailable("cannot check membership: the local consensus service did not answer Members within 5s"))?
-            .map_err(|e| Status::unavailable(format!("cannot check membership: local consensus Members failed: {}", e.message())))?;
+            .map_err(|_| TrustError::MembersTimeout)?
+            .map_err(|e| TrustError::MembersFailed(e.message().to_string()))?;
         let mut view = MemberView::default();
         let mut set = HashSet::new();
         for m in resp.into_inner().members {
@@ -194,12 +233,18 @@ impl Trust {
 
     /// `Ok` when `peer` may call `service/method` on this peer; otherwise the status to
     /// answer with (the caller logs it).
-    pub async fn check(&self, peer: &PeerId, service: &str, method: &str) -> Result<(), Status> {
+    pub async fn check(
+        &self,
+        peer: &PeerId,
+        service: &str,
+        method: &str,
+    ) -> Result<(), TrustError> {
         match access(service, method) {
             Access::Open => Ok(()),
-            Access::Closed => Err(Status::permission_denied(format!(
-                "{service}/{method} may not be called by other peers (closed by the transport's RPC policy)"
-            ))),
+            Access::Closed => Err(TrustError::Closed {
+                service: service.into(),
+                method: method.into(),
+            }),
             Access::Trusted => {
                 let arrived = Instant::now();
                 let mut members = self.members().await?;
@@ -226,14 +271,18 @@ impl Trust {
                         return Ok(());
                     }
                     if alone {
-                        return Err(Status::permission_denied(format!(
-                            "{service}/{method}: this peer runs a one-peer cluster and peer {peer} is neither a member nor listed in its cluster.peer_addresses (only a listed peer may add it to another cluster)"
-                        )));
+                        return Err(TrustError::NotAnAdder {
+                            service: service.into(),
+                            method: method.into(),
+                            peer: *peer,
+                        });
                     }
                 }
-                Err(Status::permission_denied(format!(
-                    "{service}/{method} is only for cluster members and peer {peer} is not one (trusted by the transport's RPC policy)"
-                )))
+                Err(TrustError::NotAMember {
+                    service: service.into(),
+                    method: method.into(),
+                    peer: *peer,
+                })
             }
         }
     }
@@ -256,11 +305,11 @@ mod tests {
             .check(&stranger, IPFS_CONNECTOR, "Status")
             .await
             .unwrap_err();
-        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert_eq!(e.to_status().code(), tonic::Code::PermissionDenied);
         assert!(t.check(&stranger, CONSENSUS, "Join").await.is_ok());
         assert!(t.check(&stranger, CONSENSUS, "Raft").await.is_err());
         let e = t.check(&member, CONSENSUS, "Export").await.unwrap_err();
-        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert_eq!(e.to_status().code(), tonic::Code::PermissionDenied);
         assert!(t.check(&member, "no.Such", "Thing").await.is_err());
 
         // staging (no members): Raft goes to consensus, which decides on the caller
@@ -284,8 +333,8 @@ mod tests {
             .check(&stranger, CONSENSUS, "Raft")
             .await
             .unwrap_err();
-        assert_eq!(e.code(), tonic::Code::PermissionDenied);
-        assert!(e.message().contains("cluster.peer_addresses"), "{e}");
+        assert_eq!(e.to_status().code(), tonic::Code::PermissionDenied);
+        assert!(e.to_string().contains("cluster.peer_addresses"), "{e}");
         assert!(lonely.check(&adder, CONSENSUS, "Raft").await.is_ok());
         assert!(lonely.check(&adder, CONSENSUS, "Pin").await.is_err());
         assert!(lonely.check(&stranger, CONSENSUS, "Pin").await.is_err());
@@ -380,7 +429,7 @@ mod tests {
             .check(&PeerId::random(), IPFS_CONNECTOR, "Status")
             .await
             .unwrap_err();
-        assert_eq!(e.code(), tonic::Code::Unavailable);
+        assert_eq!(e.to_status().code(), tonic::Code::Unavailable);
         assert!(t.check(&PeerId::random(), CONSENSUS, "Join").await.is_ok());
     }
 }

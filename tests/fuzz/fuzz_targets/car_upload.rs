@@ -85,7 +85,7 @@ fuzz_target!(|data: &[u8]| {
                 }
                 Ok(None) => continue,
                 Err(e) => {
-                    assert!(!e.is_empty());
+                    assert!(!e.to_string().is_empty());
                     failed = true;
                     break 'feed;
                 }
@@ -100,7 +100,7 @@ fuzz_target!(|data: &[u8]| {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    assert!(!e.is_empty());
+                    assert!(!e.to_string().is_empty());
                     failed = true;
                     break 'feed;
                 }

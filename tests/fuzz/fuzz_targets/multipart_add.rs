@@ -28,7 +28,7 @@ fn rt() -> tokio::runtime::Runtime {
 /// Reads the whole body as the add handler does; returns (events, data bytes) or the
 /// reader's error.
 async fn read_all(ct: Option<String>, body: hyper::body::Incoming) -> Result<usize, String> {
-    let b = multipart::boundary(ct.as_deref())?;
+    let b = multipart::boundary(ct.as_deref()).map_err(|e| e.to_string())?;
     // The limits of the add handler's defaults (max_add_bytes 32 GiB, read_timeout 0 = none
     // here: the fuzzer feeds whole bodies at once).
     let body = multipart::LimitedBody::new(

@@ -75,6 +75,7 @@ pub fn store_config(c: &ipfs_cluster_config::CrdtConfig) -> ipfs_cluster_crdt::C
 pub async fn run(
     peer: Peer,
     bootstrap: Vec<String>,
+    metrics: Option<Arc<ipfs_cluster_observability::Metrics>>,
     stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     let cfg = &peer.config;
@@ -168,15 +169,14 @@ pub async fn run(
     );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let health = ipfs_cluster_runtime::HealthHandle::new();
-    let server = tokio::spawn(ipfs_cluster_runtime::serve_with_health(
+    let server = tokio::spawn(ipfs_cluster_runtime::serve_with(
         listener,
         peer.token.clone(),
         CrdtConsensusService::new(node.clone(), Some(transport)).into_server(),
         async {
             let _ = stop_rx.await;
         },
-        health,
+        ipfs_cluster_runtime::ServeOptions::observed_by(metrics),
     ));
     stop.cancelled().await;
     tracing::info!("shutting down (crdt mode)");

@@ -4,7 +4,6 @@
 //! [`Broadcaster`], allocation made here by the peer that receives the pin (as upstream:
 //! crdt has no leader).
 
-use ipfs_cluster_runtime::ServiceError;
 use std::{
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -14,13 +13,13 @@ use std::{
 };
 
 use tokio::sync::mpsc;
-use tonic::Status;
 
 use ipfs_cluster_crdt::{pin_cid_from_key, pin_key, Batcher, CrdtStore, Op, Published};
 use ipfs_cluster_proto::types::v1::{Pin, PinType};
 
 use crate::{
     allocate::{allocate_pin, now_nanos, AllocError, PeerMetricStore},
+    error::ConsensusError as Error,
     pinning::{normalize_cid, pin_update, setup_pin, type_matches, PinDefaults},
 };
 
@@ -123,31 +122,31 @@ pub struct CrdtNode {
     synced: tokio::sync::watch::Sender<bool>,
 }
 
-fn internal(e: impl std::fmt::Display) -> Status {
-    Status::internal(e.to_string())
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::internal(e.to_string())
 }
 
 /// A store error as a gRPC status: a full batching queue is RESOURCE_EXHAUSTED (retry
 /// later), shutting down UNAVAILABLE, anything else INTERNAL.
-pub fn store_status(e: ipfs_cluster_crdt::CrdtError) -> Status {
+pub fn store_status(e: ipfs_cluster_crdt::CrdtError) -> Error {
     use ipfs_cluster_crdt::CrdtError as E;
     match e {
-        E::QueueFull { .. } => Status::resource_exhausted(e.to_string()),
-        E::ShuttingDown => Status::unavailable(e.to_string()),
-        e => Status::internal(e.to_string()),
+        E::QueueFull { .. } => Error::resource_exhausted(e.to_string()),
+        E::ShuttingDown => Error::unavailable(e.to_string()),
+        e => Error::internal(e.to_string()),
     }
 }
 
-fn key_of(cid: &str) -> Result<String, Status> {
+fn key_of(cid: &str) -> Result<String, Error> {
     let c = cid::Cid::try_from(cid).map_err(|e| {
-        Status::invalid_argument(format!("bad pin object: invalid CID {cid:?}: {e}"))
+        Error::invalid_argument(format!("bad pin object: invalid CID {cid:?}: {e}"))
     })?;
     Ok(pin_key(&c))
 }
 
 /// The stored value of `pin`: upstream's `api.Pin` protobuf.
-fn value_of(pin: &Pin) -> Result<Vec<u8>, Status> {
-    super::apipin::encode(pin).map_err(|e| Status::invalid_argument(format!("bad pin object: {e}")))
+fn value_of(pin: &Pin) -> Result<Vec<u8>, Error> {
+    super::apipin::encode(pin).map_err(|e| Error::invalid_argument(format!("bad pin object: {e}")))
 }
 
 /// The pin stored under `key` (a bad value is reported, not fatal: it is skipped).
@@ -244,7 +243,7 @@ impl CrdtNode {
     }
 
     /// Waits up to `within` for the first sync; then refuses (UNAVAILABLE: retry).
-    pub async fn wait_synced(&self, within: Duration) -> Result<(), Status> {
+    pub async fn wait_synced(&self, within: Duration) -> Result<(), Error> {
         let mut rx = self.synced.subscribe();
         let synced = tokio::time::timeout(within, async { rx.wait_for(|s| *s).await.is_ok() })
             .await
@@ -252,7 +251,7 @@ impl CrdtNode {
         if synced {
             return Ok(());
         }
-        Err(Status::unavailable(format!(
+        Err(Error::unavailable(format!(
             "this peer has not finished its first sync with the trusted peers yet (a new crdt peer takes their pinset before it writes; waited {}s); retry shortly",
             within.as_secs()
         )))
@@ -269,16 +268,16 @@ impl CrdtNode {
 
     /// Refuses a write that another peer asked for through a peer call when that peer is
     /// not trusted, and any write in follower mode.
-    pub fn check_write(&self, caller: Option<&str>) -> Result<(), Status> {
+    pub fn check_write(&self, caller: Option<&str>) -> Result<(), Error> {
         if self.opts.follower_mode {
-            return Err(Status::failed_precondition(
+            return Err(Error::failed_precondition(
                 ipfs_cluster_config::FOLLOWER_MODE_ERROR,
             ));
         }
         if let Some(p) = caller {
             if !self.trusts(p) {
                 tracing::warn!(peer = %p, "refused a write from a peer that is not in consensus.crdt.trusted_peers");
-                return Err(Status::permission_denied(format!(
+                return Err(Error::permission_denied(format!(
                     "peer {p} may not change the pinset of peer {}: it is not in consensus.crdt.trusted_peers (add its ID there to let it write)",
                     self.opts.peer_id
                 )));
@@ -312,7 +311,7 @@ impl CrdtNode {
         p
     }
 
-    pub async fn get(&self, cid: &str) -> Result<Option<Pin>, Status> {
+    pub async fn get(&self, cid: &str) -> Result<Option<Pin>, Error> {
         let key = key_of(cid)?;
         let store = self.store.clone();
         let v = tokio::task::spawn_blocking(move || store.get(&key).map(|v| (key, v)))
@@ -330,7 +329,7 @@ impl CrdtNode {
         &self,
         after: Option<String>,
         filter: u32,
-    ) -> Result<(Vec<Pin>, Option<String>), Status> {
+    ) -> Result<(Vec<Pin>, Option<String>), Error> {
         let store = self.store.clone();
         let items = tokio::task::spawn_blocking(move || store.list("/", after.as_deref(), PAGE))
             .await
@@ -364,7 +363,7 @@ impl CrdtNode {
         )
     }
 
-    async fn write(&self, key: String, value: Option<Vec<u8>>) -> Result<(), Status> {
+    async fn write(&self, key: String, value: Option<Vec<u8>>) -> Result<(), Error> {
         if self.batching {
             let op = match value {
                 Some(value) => Op::Put { key, value },
@@ -390,8 +389,8 @@ impl CrdtNode {
     }
 
     /// Pins (allocating here when the pin has no allocations), as upstream's crdt LogPin.
-    pub async fn pin(&self, mut pin: Pin) -> Result<Pin, Status> {
-        pin.cid = normalize_cid(&pin.cid).map_err(|e| e.to_status())?;
+    pub async fn pin(&self, mut pin: Pin) -> Result<Pin, Error> {
+        pin.cid = normalize_cid(&pin.cid).map_err(Error::from)?;
         self.wait_synced(FIRST_SYNC_WRITE_WAIT).await?;
         let update_from = pin
             .options
@@ -399,24 +398,20 @@ impl CrdtNode {
             .map(|o| o.pin_update.clone())
             .unwrap_or_default();
         if !update_from.is_empty() && update_from != pin.cid {
-            let from_cid = normalize_cid(&update_from).map_err(|e| e.to_status())?;
-            let from = self
-                .get(&from_cid)
-                .await?
-                .ok_or_else(|| Status::not_found("pin is not part of the pinset"))?;
+            let from_cid = normalize_cid(&update_from).map_err(Error::from)?;
+            let from = self.get(&from_cid).await?.ok_or(Error::NotInPinset)?;
             let now = now_nanos().div_euclid(1_000_000_000);
-            let p = pin_update(&from, &pin.cid, pin.options.as_ref(), now)
-                .map_err(|e| e.to_status())?;
+            let p = pin_update(&from, &pin.cid, pin.options.as_ref(), now).map_err(Error::from)?;
             self.write(key_of(&p.cid)?, Some(value_of(&p)?)).await?;
             return Ok(p);
         }
         let existing = self.get(&pin.cid).await?;
         setup_pin(&mut pin, existing.as_ref(), self.opts.defaults, now_nanos())
-            .map_err(|e| e.to_status())?;
+            .map_err(Error::from)?;
         if pin.r#type != PinType::Meta as i32 && pin.allocations.is_empty() {
             pin.allocations = self
                 .allocate_for(&pin, existing.as_ref(), &[])
-                .map_err(|e| e.to_status())?;
+                .map_err(Error::from)?;
         }
         let mut stored = pin.clone();
         if let Some(o) = stored.options.as_mut() {
@@ -427,20 +422,17 @@ impl CrdtNode {
         Ok(pin)
     }
 
-    pub async fn unpin(&self, cid: &str) -> Result<Pin, Status> {
-        let cid = normalize_cid(cid).map_err(|e| e.to_status())?;
+    pub async fn unpin(&self, cid: &str) -> Result<Pin, Error> {
+        let cid = normalize_cid(cid).map_err(Error::from)?;
         self.wait_synced(FIRST_SYNC_WRITE_WAIT).await?;
-        let existing = self
-            .get(&cid)
-            .await?
-            .ok_or_else(|| Status::not_found("pin is not part of the pinset"))?;
+        let existing = self.get(&cid).await?.ok_or(Error::NotInPinset)?;
         self.write(key_of(&cid)?, None).await?;
         Ok(existing)
     }
 
     /// Replaces the pinset with `pins` (state import): every present key is deleted and
     /// every pin put, committed in batches of `chunk` operations.
-    pub async fn replace_all(&self, pins: Vec<Pin>, chunk: usize) -> Result<u64, Status> {
+    pub async fn replace_all(&self, pins: Vec<Pin>, chunk: usize) -> Result<u64, Error> {
         let chunk = chunk.max(1);
         let mut keys = Vec::new();
         let mut after = None;
@@ -486,7 +478,7 @@ impl CrdtNode {
     }
 
     /// Every pin in the store (pages of [`PAGE`]).
-    async fn all_pins(&self) -> Result<Vec<Pin>, Status> {
+    async fn all_pins(&self) -> Result<Vec<Pin>, Error> {
         let mut out = Vec::new();
         let mut after = None;
         loop {
@@ -504,7 +496,7 @@ impl CrdtNode {
     /// (so that one surviving peer acts per CID) is allocated again with `peer`
     /// blacklisted; pins whose other allocations still meet rmin keep them. The number of
     /// pins re-written.
-    pub async fn repin_from(&self, peer: &str) -> Result<usize, Status> {
+    pub async fn repin_from(&self, peer: &str) -> Result<usize, Error> {
         let others: Vec<String> = self
             .peerset()
             .into_iter()
@@ -577,7 +569,7 @@ impl CrdtNode {
     /// upstream's StateSync in crdt mode: unpins every pin whose `expire_at` has passed
     /// and for which this peer is the closest live trusted peer (one peer acts per CID;
     /// followers never do). The number of pins removed.
-    pub async fn expire_pins(&self) -> Result<usize, Status> {
+    pub async fn expire_pins(&self) -> Result<usize, Error> {
         if self.opts.follower_mode {
             return Ok(0);
         }

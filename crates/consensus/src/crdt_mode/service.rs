@@ -87,7 +87,7 @@ impl CrdtConsensusService {
                         }
                     }
                     Err(e) => {
-                        let _ = tx.send(Err(e)).await;
+                        let _ = tx.send(Err(e.into())).await;
                         return;
                     }
                 }
@@ -130,7 +130,7 @@ async fn watch_task(node: Arc<CrdtNode>, tx: mpsc::Sender<Result<StateChange, St
                     }
                 }
                 Err(e) => {
-                    let _ = tx.send(Err(e)).await;
+                    let _ = tx.send(Err(e.into())).await;
                     return;
                 }
             }

@@ -333,7 +333,7 @@ pub async fn run(
     mut opts: Options,
     bootstrap: Vec<String>,
     keep: u32,
-    prom: Option<&Metrics>,
+    prom: Option<Arc<Metrics>>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let cfg = &peer.config;
@@ -377,7 +377,7 @@ pub async fn run(
         spawn_staging_done(node.clone(), staging.clone());
     }
     node.spawn_background();
-    if let Some(m) = prom {
+    if let Some(m) = &prom {
         prometheus::register(m, node.clone());
     }
     // The peer monitor: every peer's latest metrics, for allocation.
@@ -416,14 +416,14 @@ pub async fn run(
     let mut reset = node.reset_requested();
     let mut reset_for = None;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(ipfs_cluster_runtime::serve_with_health(
+    let server = tokio::spawn(ipfs_cluster_runtime::serve_with(
         listener,
         peer.token.clone(),
         ConsensusService::new(node.clone()).into_server(),
         async {
             let _ = stop_rx.await;
         },
-        health.clone(),
+        ipfs_cluster_runtime::ServeOptions::observed_by(prom).with_health(health.clone()),
     ));
     // SIGTERM, SIGINT, SIGHUP or the launcher gone (the runtime's stop signal), seen by
     // both waits below.

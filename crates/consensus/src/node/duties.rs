@@ -85,11 +85,11 @@ impl Node {
     /// Re-allocates every pin allocated to `peer` with `peer` blacklisted (upstream's
     /// repinFromPeer / vacatePeer). Pins whose other allocations still meet rmin keep their
     /// allocations; a pin is only re-committed when its allocations change.
-    pub async fn vacate(&self, peer: &str) -> Result<usize, Status> {
+    pub async fn vacate(&self, peer: &str) -> Result<usize, Error> {
         let mut rx = self.store.list(0, 256);
         let mut cids = Vec::new();
         while let Some(p) = rx.recv().await {
-            let p = p.map_err(|e| Status::internal(e.to_string()))?;
+            let p = p.map_err(|e| Error::internal(e.to_string()))?;
             if p.allocations.iter().any(|a| a == peer) {
                 cids.push(p.cid);
             }
@@ -143,12 +143,12 @@ impl Node {
     }
 
     /// Unpins every pin whose expire_at has passed (leader only).
-    pub async fn expire_pins(&self) -> Result<usize, Status> {
+    pub async fn expire_pins(&self) -> Result<usize, Error> {
         let now = now_secs();
         let mut rx = self.store.list(0, 256);
         let mut expired = Vec::new();
         while let Some(p) = rx.recv().await {
-            let p = p.map_err(|e| Status::internal(e.to_string()))?;
+            let p = p.map_err(|e| Error::internal(e.to_string()))?;
             if p.options
                 .as_ref()
                 .is_some_and(|o| o.expire_at != 0 && o.expire_at <= now)

@@ -17,9 +17,9 @@ pub enum RaftMessage {
 /// Decodes the body of a `Consensus.Raft` request (JSON of openraft's messages, or a
 /// forwarded write) by its kind. Fed by other peers: a bad body or an unknown kind is an
 /// INVALID_ARGUMENT, never a panic (fuzzed by tests/fuzz `raft_forward`).
-pub fn decode_raft_request(req: &RaftRequest) -> Result<RaftMessage, Status> {
+pub fn decode_raft_request(req: &RaftRequest) -> Result<RaftMessage, Error> {
     let bad =
-        |e: serde_json::Error| Status::invalid_argument(format!("undecodable raft message: {e}"));
+        |e: serde_json::Error| Error::invalid_argument(format!("undecodable raft message: {e}"));
     Ok(match Kind::try_from(req.kind) {
         Ok(Kind::AppendEntries) => {
             RaftMessage::AppendEntries(Box::new(serde_json::from_slice(&req.body).map_err(bad)?))
@@ -30,7 +30,7 @@ pub fn decode_raft_request(req: &RaftRequest) -> Result<RaftMessage, Status> {
         )),
         Ok(Kind::Forward) => RaftMessage::Forward(serde_json::from_slice(&req.body).map_err(bad)?),
         _ => {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid_argument(format!(
                 "unknown raft request kind {}; this peer speaks AppendEntries, Vote, InstallSnapshot and Forward",
                 req.kind
             )))
@@ -43,14 +43,14 @@ impl Node {
     /// itself) takes raft traffic from no other node: another cluster's leader must have it
     /// reset first (`Forward::PrepareAdd`), or its log would be overwritten by a foreign
     /// one. Uninitialized (staging) peers and members of larger clusters are not affected.
-    fn refuse_foreign_leader(&self, from: NodeId) -> Result<(), Status> {
+    fn refuse_foreign_leader(&self, from: NodeId) -> Result<(), Error> {
         if from == self.id {
             return Ok(());
         }
         let m = self.raft.metrics().borrow().membership_config.clone();
         let mut nodes = m.membership().nodes().map(|(id, _)| *id);
         if nodes.next() == Some(self.id) && nodes.next().is_none() {
-            return Err(Status::permission_denied(format!(
+            return Err(Error::permission_denied(format!(
                 "peer {} runs a one-peer cluster of its own and takes no raft traffic from another cluster's node (raft id {from}); add it through POST /peers on that cluster, which resets it first",
                 self.opts.peer_id
             )));
@@ -70,10 +70,10 @@ impl Node {
     /// AppendEntries / Vote / InstallSnapshot from another peer: the node id the message
     /// names (leader or candidate) must be the sender's own, and the sender must be a
     /// member; a peer in staging takes them only from the leader that prepared it.
-    fn check_raft_sender(&self, sender: &str, claimed: NodeId) -> Result<(), Status> {
+    fn check_raft_sender(&self, sender: &str, claimed: NodeId) -> Result<(), Error> {
         let from = node_id(sender);
         if claimed != from {
-            return Err(Status::permission_denied(format!(
+            return Err(Error::permission_denied(format!(
                 "raft message names node {claimed} as its sender, but it was sent by peer {sender} (node {from}); a peer may only speak for itself"
             )));
         }
@@ -85,7 +85,7 @@ impl Node {
         if nodes.contains(&from) {
             return Ok(());
         }
-        Err(Status::permission_denied(format!(
+        Err(Error::permission_denied(format!(
             "raft traffic is only taken from cluster members, and peer {sender} is not a member of peer {}'s cluster",
             self.opts.peer_id
         )))
@@ -93,19 +93,19 @@ impl Node {
 
     /// A forwarded write (pin, unpin, join, remove, op, batch) from another peer: only
     /// from a member of the committed membership, and only to the leader.
-    fn check_forward_from(&self, sender: &str) -> Result<(), Status> {
+    fn check_forward_from(&self, sender: &str) -> Result<(), Error> {
         if !self
             .committed_membership()
             .nodes()
             .any(|(_, n)| n.peer_id == sender)
         {
-            return Err(Status::permission_denied(format!(
+            return Err(Error::permission_denied(format!(
                 "forwarded writes are only taken from cluster members, and peer {sender} is not a member of peer {}'s cluster",
                 self.opts.peer_id
             )));
         }
         if self.raft.metrics().borrow().current_leader != Some(self.id) {
-            return Err(Status::unavailable(format!(
+            return Err(Error::unavailable(format!(
                 "peer {} is not the raft leader; forward writes to the leader (current: {})",
                 self.opts.peer_id,
                 self.leader().unwrap_or_else(|| "none".into())
@@ -117,10 +117,10 @@ impl Node {
     /// `Forward::Removed` from another peer: only from this peer's current raft leader,
     /// and only when that leader's committed membership no longer holds this peer (asked
     /// back: its member list without us, or its transport refusing us as a non-member).
-    async fn check_removed_by(&self, sender: &str) -> Result<(), Status> {
+    async fn check_removed_by(&self, sender: &str) -> Result<(), Error> {
         let leader = self.raft.metrics().borrow().current_leader;
         if sender == self.opts.peer_id || leader != Some(node_id(sender)) {
-            return Err(Status::permission_denied(format!(
+            return Err(Error::permission_denied(format!(
                 "only the current raft leader may tell peer {} it was removed, and peer {sender} is not that leader (current: {})",
                 self.opts.peer_id,
                 self.leader().unwrap_or_else(|| "none".into())
@@ -140,7 +140,7 @@ impl Node {
                     bytes.as_slice(),
                 )
                 .map_err(|e| {
-                    Status::unavailable(format!(
+                    Error::unavailable(format!(
                         "cannot confirm the removal: the leader {sender} sent an undecodable member list: {e}"
                     ))
                 })?
@@ -150,7 +150,7 @@ impl Node {
                 // The leader's transport refuses us as a non-member: we are out.
                 Err(s) if s.code() == tonic::Code::PermissionDenied => false,
                 Err(s) => {
-                    return Err(Status::unavailable(format!(
+                    return Err(Error::unavailable(format!(
                         "cannot confirm the removal with the leader {sender}: {}",
                         s.message()
                     )))
@@ -160,7 +160,7 @@ impl Node {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= until {
-                return Err(Status::failed_precondition(format!(
+                return Err(Error::failed_precondition(format!(
                     "the leader {sender} says peer {} was removed, but its committed membership still holds it; not shutting down",
                     self.opts.peer_id
                 )));
@@ -176,10 +176,10 @@ impl Node {
         &self,
         caller: &Caller,
         req: RaftRequest,
-    ) -> Result<RaftResponse, Status> {
+    ) -> Result<RaftResponse, Error> {
         let enc = |v: &dyn erased::Ser| {
             v.to_json()
-                .map_err(|e| Status::internal(format!("encoding raft reply: {e}")))
+                .map_err(|e| Error::internal(format!("encoding raft reply: {e}")))
         };
         let sender = caller.peer();
         let check = |claimed: NodeId| match sender {
@@ -200,7 +200,7 @@ impl Node {
                 enc(&self.raft.install_snapshot(*rpc).await)?
             }
             RaftMessage::Forward(forward) => {
-                let to_result = |r: Result<Option<Pin>, Status>| -> ForwardResult {
+                let to_result = |r: Result<Option<Pin>, Error>| -> ForwardResult {
                     match r {
                         Ok(p) => Ok(p.map(|p| PinBytes(p.encode_to_vec()))),
                         Err(s) => Err((s.code() as i32, s.message().to_string())),
@@ -210,7 +210,7 @@ impl Node {
                     Forward::PrepareAdd(leader) => {
                         if let Some(p) = sender {
                             if p != leader {
-                                return Err(Status::permission_denied(format!(
+                                return Err(Error::permission_denied(format!(
                                     "PrepareAdd names {leader} as the adding leader, but it was sent by peer {p}; a peer may only speak for itself"
                                 )));
                             }

@@ -85,14 +85,14 @@ impl Default for MembershipState {
 
 impl MembershipState {
     /// Staging: raft traffic only from the leader that prepared this peer.
-    pub(super) fn check_preparer(&self, sender: &str, me: &str) -> Result<(), Status> {
+    pub(super) fn check_preparer(&self, sender: &str, me: &str) -> Result<(), Error> {
         let p = self.preparer.lock().unwrap_or_else(|e| e.into_inner());
         match p.as_ref() {
             Some((leader, _)) if leader == sender => Ok(()),
-            Some((leader, _)) => Err(Status::permission_denied(format!(
+            Some((leader, _)) => Err(Error::permission_denied(format!(
                 "peer {me} waits in staging to be added by the leader {leader}, which prepared it; it takes no raft traffic from peer {sender}"
             ))),
-            None => Err(Status::permission_denied(format!(
+            None => Err(Error::permission_denied(format!(
                 "peer {me} waits in staging to be added and takes raft traffic only from the leader that prepares it (PrepareAdd); peer {sender} did not"
             ))),
         }
@@ -101,7 +101,7 @@ impl MembershipState {
     /// Staging: `leader` prepares this peer. The first preparer keeps it for `window`
     /// (the time a leader's add may take), so another secret holder cannot take over an
     /// add in progress; the same leader asking again refreshes it.
-    fn claim_preparer(&self, leader: &str, me: &str, window: Duration) -> Result<(), Status> {
+    fn claim_preparer(&self, leader: &str, me: &str, window: Duration) -> Result<(), Error> {
         if let Some((expected, via)) = self
             .expected
             .lock()
@@ -109,7 +109,7 @@ impl MembershipState {
             .as_ref()
         {
             if expected != leader {
-                return Err(Status::permission_denied(format!(
+                return Err(Error::permission_denied(format!(
                     "peer {me} joins through peer {via}, whose leader is {expected}; it takes PrepareAdd from that leader only, not from peer {leader}"
                 )));
             }
@@ -117,7 +117,7 @@ impl MembershipState {
         let mut p = self.preparer.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((held, at)) = p.as_ref() {
             if held != leader && at.elapsed() < window {
-                return Err(Status::unavailable(format!(
+                return Err(Error::unavailable(format!(
                     "peer {me} is being added by the leader {held} already; retry once that add is over (at most {:.0}s)",
                     window.as_secs_f64()
                 )));
@@ -212,25 +212,25 @@ impl Node {
 
     /// On the leader: a quorum of voters confirms this peer still leads (a heartbeat round,
     /// bounded by the quorum grace). Required before any membership change.
-    pub(super) async fn confirm_leadership(&self) -> Result<(), Status> {
+    pub(super) async fn confirm_leadership(&self) -> Result<(), Error> {
         self.check_core()?;
         match tokio::time::timeout(self.quorum_grace, self.raft.get_read_log_id()).await {
             Ok(Ok(_)) => self.still_leader(),
             Ok(Err(RaftError::Fatal(f))) => Err(match f {
-                Fatal::Stopped => Status::unavailable("the consensus service is shutting down; retry"),
-                f => Status::unavailable(fatal_message(&f)),
+                Fatal::Stopped => Error::ShuttingDown,
+                f => Error::unavailable(fatal_message(&f)),
             }),
             Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
                 let voters = self.raft.metrics().borrow().membership_config.voter_ids().count();
-                Err(Status::unavailable(format!(
+                Err(Error::unavailable(format!(
                     "cannot change the cluster membership: this peer could not confirm its leadership with a majority of the members (only {} of the {voters} voters answered); bring the missing members back, or remove them, and retry",
                     q.got.len()
                 )))
             }
             Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => Err(
-                Status::unavailable("this peer lost the raft leadership before the membership change; retry"),
+                Error::unavailable("this peer lost the raft leadership before the membership change; retry"),
             ),
-            Err(_) => Err(Status::unavailable(format!(
+            Err(_) => Err(Error::unavailable(format!(
                 "cannot change the cluster membership: a majority of the members did not confirm this peer's leadership within {:.1}s; bring the missing members back, or remove them, and retry",
                 self.quorum_grace.as_secs_f64()
             ))),
@@ -250,13 +250,13 @@ impl Node {
 
     /// Staging peer asked by `leader` (the verified sender) to be prepared: remember it as
     /// the only peer whose raft traffic is taken until this peer is added.
-    pub(super) fn claim_preparer(&self, leader: &str) -> Result<(), Status> {
+    pub(super) fn claim_preparer(&self, leader: &str) -> Result<(), Error> {
         self.membership
             .claim_preparer(leader, &self.opts.peer_id, self.commit_timeout())
     }
 
     /// Target side of `Forward::PrepareAdd` (see the module comment).
-    pub(super) async fn prepare_add(&self, leader: &str) -> Result<PrepareAnswer, Status> {
+    pub(super) async fn prepare_add(&self, leader: &str) -> Result<PrepareAnswer, Error> {
         let backup = backup_path(&self.opts.data_dir).display().to_string();
         if self.membership.reset.borrow().is_some() {
             return Ok(PrepareAnswer {
@@ -270,7 +270,7 @@ impl Node {
             .raft
             .is_initialized()
             .await
-            .map_err(|e| Status::unavailable(format!("raft: {e}")))?;
+            .map_err(|e| Error::unavailable(format!("raft: {e}")))?;
         if !initialized {
             return Ok(PrepareAnswer {
                 ready: true,
@@ -316,7 +316,7 @@ impl Node {
                 ..Default::default()
             });
         }
-        Err(Status::failed_precondition(format!(
+        Err(Error::failed_precondition(format!(
             "peer {} is a member of another cluster ({n} peers); remove it there first",
             self.opts.peer_id
         )))
@@ -326,7 +326,7 @@ impl Node {
     /// its addresses when the request had none. Peers that do not know `PrepareAdd` (older
     /// versions) are added as before; unreachable ones are asked again until the commit
     /// timeout, then the add fails.
-    pub(super) async fn prepare_target(&self, mut node: PeerNode) -> Result<PeerNode, Status> {
+    pub(super) async fn prepare_target(&self, mut node: PeerNode) -> Result<PeerNode, Error> {
         if node.peer_id == self.opts.peer_id {
             return Ok(node);
         }
@@ -376,10 +376,10 @@ impl Node {
                     }
                     resetting = true;
                 }
-                Ok(Err((code, msg))) => return Err(Status::new(tonic::Code::from_i32(code), msg)),
+                Ok(Err((code, msg))) => return Err(Error::remote(code, msg)),
                 // Its transport accepts raft traffic only from its cluster's members.
                 Err(s) if s.code() == tonic::Code::PermissionDenied && !resetting => {
-                    return Err(Status::failed_precondition(format!(
+                    return Err(Error::failed_precondition(format!(
                         "peer {peer} is a member of another cluster (it refuses raft traffic from this cluster: {}); remove it there first",
                         s.message()
                     )))
@@ -404,7 +404,7 @@ impl Node {
             }
             if tokio::time::Instant::now() + PREPARE_POLL > deadline {
                 let waited = self.commit_timeout().as_secs_f64();
-                return Err(Status::unavailable(if resetting {
+                return Err(Error::unavailable(if resetting {
                     format!(
                         "peer {peer} reset its one-peer cluster to be added but did not come back empty within {waited:.0}s; add it again once its consensus service runs"
                     )
@@ -422,11 +422,11 @@ impl Node {
 impl Node {
     /// `Err` (PERMISSION_DENIED, naming the key) when `trusted_peers` is set and does not
     /// list `peer`.
-    pub fn check_trusted(&self, peer: &str) -> Result<(), Status> {
+    pub fn check_trusted(&self, peer: &str) -> Result<(), Error> {
         match &self.opts.trusted_peers {
             Some(t) if !t.contains(peer) && peer != self.opts.peer_id => {
                 tracing::warn!(%peer, "refused a join: the peer is not in consensus.raft.trusted_peers");
-                Err(Status::permission_denied(format!(
+                Err(Error::permission_denied(format!(
                     "peer {peer} may not join this cluster: it is not in consensus.raft.trusted_peers of peer {} (add its ID there on every peer to let it join)",
                     self.opts.peer_id
                 )))
@@ -435,7 +435,7 @@ impl Node {
         }
     }
 
-    pub(super) async fn add_voter(&self, node: PeerNode) -> Result<(), Status> {
+    pub(super) async fn add_voter(&self, node: PeerNode) -> Result<(), Error> {
         self.check_trusted(&node.peer_id)?;
         let _one_at_a_time = self.membership_lock.lock().await;
         let id = node_id(&node.peer_id);
@@ -472,7 +472,7 @@ impl Node {
         }
     }
 
-    pub(super) async fn remove_here(&self, peer: &str) -> Result<(), Status> {
+    pub(super) async fn remove_here(&self, peer: &str) -> Result<(), Error> {
         let _one_at_a_time = self.membership_lock.lock().await;
         let id = node_id(peer);
         let m = self.raft.metrics().borrow().membership_config.clone();
@@ -482,7 +482,7 @@ impl Node {
             return Ok(());
         }
         if voters.len() == 1 && voters.contains(&id) {
-            return Err(Status::failed_precondition(
+            return Err(Error::failed_precondition(
                 "cannot remove ourselves from a 1-peer cluster",
             ));
         }
@@ -538,7 +538,7 @@ impl Node {
     }
 
     /// Best-effort: leave the cluster (leave_on_shutdown).
-    pub async fn leave(&self) -> Result<(), Status> {
+    pub async fn leave(&self) -> Result<(), Error> {
         self.commit(Forward::Remove(self.opts.peer_id.clone()))
             .await
             .map(|_| ())
@@ -547,7 +547,7 @@ impl Node {
     /// Joins the cluster through `peer` (already connected by the transport). First asks
     /// `peer` who leads: only that leader's `PrepareAdd` is then taken, so another secret
     /// holder cannot answer this staging peer first and take the join over.
-    pub async fn join_via(&self, peer: &str) -> Result<(), Status> {
+    pub async fn join_via(&self, peer: &str) -> Result<(), Error> {
         self.learn_leader_via(peer).await?;
         let req = ipfs_cluster_proto::consensus::v1::JoinRequest {
             peer_id: self.opts.peer_id.clone(),
@@ -563,7 +563,7 @@ impl Node {
 
 impl Node {
     /// Asks `peer` (the bootstrap peer) for its leader and expects `PrepareAdd` from it only.
-    pub(crate) async fn learn_leader_via(&self, peer: &str) -> Result<String, Status> {
+    pub(crate) async fn learn_leader_via(&self, peer: &str) -> Result<String, Error> {
         use ipfs_cluster_proto::consensus::v1::{LeaderRequest, LeaderResponse};
         let out = self
             .carrier
@@ -575,7 +575,7 @@ impl Node {
             )
             .await
             .map_err(|s| {
-                Status::new(
+                Error::new(
                     s.code(),
                     format!(
                         "asking peer {peer} which peer leads its cluster: {}",
@@ -584,10 +584,10 @@ impl Node {
                 )
             })?;
         let leader = LeaderResponse::decode(out.as_slice())
-            .map_err(|e| Status::internal(format!("peer {peer} sent a bad leader answer: {e}")))?
+            .map_err(|e| Error::internal(format!("peer {peer} sent a bad leader answer: {e}")))?
             .peer_id;
         if leader.is_empty() {
-            return Err(Status::unavailable(format!(
+            return Err(Error::unavailable(format!(
                 "peer {peer} knows no leader at the moment; retry"
             )));
         }

@@ -18,10 +18,10 @@ use openraft::{
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
-use tonic::Status;
 
 use crate::{
     allocate::{allocate_pin, now_nanos, AllocError, PeerMetricStore},
+    error::ConsensusError as Error,
     pinning::{normalize_cid, pin_update, setup_pin, PinDefaults},
     raft::{
         command::{ApplyResult, PinBytes, PinOp, Raft, TypeConfig},
@@ -150,14 +150,14 @@ const GROUP_QUEUE: usize = 4096;
 /// One write waiting for the leader's group commit.
 struct PendingWrite {
     op: PinOp,
-    done: oneshot::Sender<Result<ApplyResult, Status>>,
+    done: oneshot::Sender<Result<ApplyResult, Error>>,
 }
 
 /// One write waiting to be forwarded to the leader in a batch.
 struct PendingForward {
     leader: NodeId,
     f: Forward,
-    done: oneshot::Sender<Result<Option<Pin>, Status>>,
+    done: oneshot::Sender<Result<Option<Pin>, Error>>,
 }
 
 pub struct Node {
@@ -194,7 +194,7 @@ fn now_secs() -> i64 {
     now_nanos() / 1_000_000_000
 }
 
-fn retryable(s: &Status) -> bool {
+fn retryable(s: &Error) -> bool {
     matches!(
         s.code(),
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Aborted
@@ -208,26 +208,26 @@ fn fatal_message(f: &Fatal<NodeId>) -> String {
     )
 }
 
-fn write_err<E>(e: RaftError<NodeId, E>) -> Status
+fn write_err<E>(e: RaftError<NodeId, E>) -> Error
 where
     E: std::error::Error + openraft::TryAsRef<openraft::error::ForwardToLeader<NodeId, PeerNode>>,
 {
     if let RaftError::Fatal(f) = &e {
         return match f {
-            Fatal::Stopped => Status::unavailable("the consensus service is shutting down; retry"),
-            f => Status::unavailable(fatal_message(f)),
+            Fatal::Stopped => Error::ShuttingDown,
+            f => Error::unavailable(fatal_message(f)),
         };
     }
     match e.forward_to_leader::<PeerNode>() {
         Some(_) => {
-            Status::unavailable("this peer lost the raft leadership during the commit; retry")
+            Error::unavailable("this peer lost the raft leadership during the commit; retry")
         }
-        None => Status::internal(format!("raft commit failed: {e}")),
+        None => Error::internal(format!("raft commit failed: {e}")),
     }
 }
 
-fn no_leader(timeout: Duration) -> Status {
-    Status::unavailable(format!(
+fn no_leader(timeout: Duration) -> Error {
+    Error::unavailable(format!(
         "no cluster leader reachable within {}s: this peer may be cut off from the majority of the cluster, or the cluster lost its quorum",
         timeout.as_secs_f64()
     ))
@@ -370,20 +370,20 @@ impl Node {
     }
 
     /// Refuses a write early when raft's core has stopped.
-    fn check_core(&self) -> Result<(), Status> {
+    fn check_core(&self) -> Result<(), Error> {
         match &self.raft.metrics().borrow().running_state {
             Ok(()) => Ok(()),
-            Err(Fatal::Stopped) => Err(Status::unavailable(
+            Err(Fatal::Stopped) => Err(Error::unavailable(
                 "the consensus service is shutting down; retry",
             )),
-            Err(f) => Err(Status::unavailable(fatal_message(f))),
+            Err(f) => Err(Error::unavailable(fatal_message(f))),
         }
     }
 
     /// On the leader: refuses to write when no quorum acknowledged this leader within the
     /// election timeout. openraft 0.9 keeps a leader that lost its majority as leader, so
     /// without this a partitioned leader would accept writes that can never commit.
-    async fn check_quorum(&self) -> Result<(), Status> {
+    async fn check_quorum(&self) -> Result<(), Error> {
         let grace_ms = self.quorum_grace.as_millis() as u64;
         let me = self.id;
         let acked = move |m: &RaftMetrics<NodeId, PeerNode>| {
@@ -413,13 +413,13 @@ impl Node {
     }
 
     /// UNAVAILABLE for a leader that lost its majority, with how long ago it last had one.
-    fn no_quorum(&self, suffix: &str) -> Status {
+    fn no_quorum(&self, suffix: &str) -> Error {
         let since = self.raft.metrics().borrow().millis_since_quorum_ack;
         let ago = match since {
             Some(ms) => format!("last quorum ack {:.1}s ago", ms as f64 / 1000.0),
             None => "no quorum ack since it was elected".to_string(),
         };
-        Status::unavailable(format!(
+        Error::unavailable(format!(
             "this peer leads but cannot reach a majority of the cluster ({ago}): it is probably partitioned{suffix}"
         ))
     }
@@ -444,11 +444,11 @@ impl Node {
         }
     }
 
-    fn still_leader(&self) -> Result<(), Status> {
+    fn still_leader(&self) -> Result<(), Error> {
         if self.raft.metrics().borrow().current_leader == Some(self.id) {
             Ok(())
         } else {
-            Err(Status::unavailable(
+            Err(Error::unavailable(
                 "this peer lost the raft leadership before the commit; retry",
             ))
         }
@@ -461,7 +461,7 @@ impl Node {
 
     /// Runs a raft write future on the leader: refused when the core stopped or the leader
     /// has no quorum, and bounded by `commit_timeout`.
-    async fn bounded<T, E, F>(&self, fut: F) -> Result<T, Status>
+    async fn bounded<T, E, F>(&self, fut: F) -> Result<T, Error>
     where
         F: Future<Output = Result<T, RaftError<NodeId, E>>>,
         E: std::error::Error
@@ -477,7 +477,7 @@ impl Node {
             }
             _ = tokio::time::sleep(limit) => {
                 self.check_core()?;
-                Err(Status::unavailable(format!(
+                Err(Error::unavailable(format!(
                     "the commit did not complete within {}s (this peer may have lost its majority); the write may or may not be applied",
                     limit.as_secs_f64()
                 )))

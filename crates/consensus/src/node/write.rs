@@ -3,25 +3,23 @@
 //! leader), with upstream's commit retries.
 
 use super::*;
-use ipfs_cluster_runtime::ServiceError;
 
 impl Node {
     /// Commits one op through raft on this leader (see `bounded`).
-    pub async fn write(&self, op: PinOp) -> Result<ApplyResult, Status> {
+    pub async fn write(&self, op: PinOp) -> Result<ApplyResult, Error> {
         self.bounded(self.raft.client_write(op))
             .await
             .map(|r| r.data)
     }
 
     /// `write` through the group commit: concurrent callers' ops share one raft entry.
-    pub async fn write_grouped(&self, op: PinOp) -> Result<ApplyResult, Status> {
+    pub async fn write_grouped(&self, op: PinOp) -> Result<ApplyResult, Error> {
         let (done, rx) = oneshot::channel();
         self.group_tx
             .send(PendingWrite { op, done })
             .await
-            .map_err(|_| Status::unavailable("the consensus service is shutting down; retry"))?;
-        rx.await
-            .map_err(|_| Status::unavailable("the consensus service is shutting down; retry"))?
+            .map_err(|_| Error::ShuttingDown)?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
     }
 
     /// Commits a gathered group: one op as itself, several as one `PinOp::Batch` entry;
@@ -63,14 +61,13 @@ impl Node {
     }
 
     /// Forwards a Pin/Unpin through the follower's batcher (one call per gathered batch).
-    async fn forward_grouped(&self, leader: NodeId, f: Forward) -> Result<Option<Pin>, Status> {
+    async fn forward_grouped(&self, leader: NodeId, f: Forward) -> Result<Option<Pin>, Error> {
         let (done, rx) = oneshot::channel();
         self.forward_tx
             .send(PendingForward { leader, f, done })
             .await
-            .map_err(|_| Status::unavailable("the consensus service is shutting down; retry"))?;
-        rx.await
-            .map_err(|_| Status::unavailable("the consensus service is shutting down; retry"))?
+            .map_err(|_| Error::ShuttingDown)?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
     }
 
     /// Sends one gathered batch of writes to `leader`: a single write as itself, several as
@@ -90,15 +87,15 @@ impl Node {
         }
         let (fs, dones): (Vec<Forward>, Vec<_>) = group.into_iter().map(|w| (w.f, w.done)).unzip();
         let n = fs.len();
-        let res: Result<Vec<ForwardResult>, Status> = self
+        let res: Result<Vec<ForwardResult>, Error> = self
             .forward_call::<Vec<ForwardResult>>(leader, &Forward::Batch(fs))
             .await
-            .and_then(|r| r.map_err(|(code, msg)| Status::new(tonic::Code::from_i32(code), msg)))
+            .and_then(|r| r.map_err(|(code, msg)| Error::remote(code, msg)))
             .and_then(|r| {
                 if r.len() == n {
                     Ok(r)
                 } else {
-                    Err(Status::internal(format!(
+                    Err(Error::internal(format!(
                         "the leader answered {} results for a batch of {n} writes",
                         r.len()
                     )))
@@ -123,7 +120,7 @@ impl Node {
         }
     }
 
-    pub(super) async fn wait_leader(&self) -> Result<NodeId, Status> {
+    pub(super) async fn wait_leader(&self) -> Result<NodeId, Error> {
         let m = self
             .raft
             .wait(Some(self.opts.wait_for_leader_timeout))
@@ -136,7 +133,7 @@ impl Node {
 
     /// Runs a write on the leader: locally when we lead, else forwarded; retried as
     /// upstream's commit_retries on transient failures.
-    pub async fn commit(&self, f: Forward) -> Result<Option<Pin>, Status> {
+    pub async fn commit(&self, f: Forward) -> Result<Option<Pin>, Error> {
         let mut last = no_leader(self.opts.wait_for_leader_timeout);
         // As upstream: commit_retries re-tries of the whole commit, each with up to
         // commit_retries re-tries of the redirect to the leader (2 x heartbeat_timeout apart,
@@ -197,7 +194,7 @@ impl Node {
         Err(last)
     }
 
-    pub(super) async fn forward(&self, leader: NodeId, f: &Forward) -> Result<Option<Pin>, Status> {
+    pub(super) async fn forward(&self, leader: NodeId, f: &Forward) -> Result<Option<Pin>, Error> {
         let r: ForwardResult = self.forward_call(leader, f).await?;
         decode_forward_result(r)
     }
@@ -207,10 +204,10 @@ impl Node {
         &self,
         leader: NodeId,
         f: &Forward,
-    ) -> Result<Result<R, (i32, String)>, Status> {
+    ) -> Result<Result<R, (i32, String)>, Error> {
         let peer = self
             .peer_of(leader)
-            .ok_or_else(|| Status::unavailable("the leader is not in the membership yet"))?;
+            .ok_or_else(|| Error::unavailable("the leader is not in the membership yet"))?;
         let timeout = self.opts.network_timeout + self.opts.wait_for_leader_timeout;
         // A peer that just joined may not be in the leader's (cached) member list yet, so the
         // leader's transport can refuse us for a moment: retry that for a few seconds.
@@ -224,7 +221,7 @@ impl Node {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 Err(s) => {
-                    return Err(Status::new(
+                    return Err(Error::new(
                         s.code(),
                         format!("forwarding to the leader {peer}: {}", s.message()),
                     ))
@@ -234,12 +231,12 @@ impl Node {
     }
 
     /// Executes a write here; fails with UNAVAILABLE if we are not the leader.
-    pub async fn execute(&self, f: Forward) -> Result<Option<Pin>, Status> {
+    pub async fn execute(&self, f: Forward) -> Result<Option<Pin>, Error> {
         match f {
             Forward::Pin(p) => {
                 let pin = p
                     .decode()
-                    .map_err(|e| Status::invalid_argument(format!("bad pin object: {e}")))?;
+                    .map_err(|e| Error::invalid_argument(format!("bad pin object: {e}")))?;
                 self.pin_here(pin).await.map(Some)
             }
             Forward::Unpin(cid) => self.unpin_here(&cid).await.map(Some),
@@ -249,13 +246,13 @@ impl Node {
             }
             Forward::Join(node) => self.add_voter(node).await.map(|_| None),
             Forward::Remove(peer) => self.remove_here(&peer).await.map(|_| None),
-            Forward::Removed => Err(Status::invalid_argument(
+            Forward::Removed => Err(Error::invalid_argument(
                 "Removed is a message from the leader, not a write",
             )),
-            Forward::Batch(_) => Err(Status::invalid_argument(
+            Forward::Batch(_) => Err(Error::invalid_argument(
                 "a forwarded batch cannot be nested",
             )),
-            Forward::PrepareAdd(_) => Err(Status::invalid_argument(
+            Forward::PrepareAdd(_) => Err(Error::invalid_argument(
                 "PrepareAdd is a raft message, not a write",
             )),
         }
@@ -267,7 +264,7 @@ impl Node {
     /// was acknowledged just before the leader changed (a 5-peer chaos run saw an unpin of
     /// an acknowledged pin answered 404 "not part of the pinset" while the pin stayed).
     /// Costs one quorum round per term (openraft's `ensure_linearizable`).
-    async fn ensure_state_current(&self) -> Result<(), Status> {
+    async fn ensure_state_current(&self) -> Result<(), Error> {
         use std::sync::atomic::Ordering;
         let term = self.raft.metrics().borrow().current_term;
         if self.state_current_term.load(Ordering::Acquire) == term {
@@ -284,7 +281,7 @@ impl Node {
             ))) => return Err(self.no_quorum("")),
             Ok(Err(e)) => return Err(write_err(e)),
             Err(_) => {
-                return Err(Status::unavailable(format!(
+                return Err(Error::unavailable(format!(
                     "this leader could not confirm its state within {}s (it may have lost its majority); retry",
                     limit.as_secs_f64()
                 )))
@@ -294,7 +291,7 @@ impl Node {
         Ok(())
     }
 
-    pub(super) async fn pin_here(&self, mut pin: Pin) -> Result<Pin, Status> {
+    pub(super) async fn pin_here(&self, mut pin: Pin) -> Result<Pin, Error> {
         self.ensure_state_current().await?;
         let now = now_secs();
         let update_from = pin
@@ -303,23 +300,19 @@ impl Node {
             .map(|o| o.pin_update.clone())
             .unwrap_or_default();
         if !update_from.is_empty() && update_from != pin.cid {
-            let from_cid = normalize_cid(&update_from).map_err(|e| e.to_status())?;
-            let from = self
-                .get(&from_cid)
-                .await?
-                .ok_or_else(|| Status::not_found("pin is not part of the pinset"))?;
-            let p = pin_update(&from, &pin.cid, pin.options.as_ref(), now)
-                .map_err(|e| e.to_status())?;
+            let from_cid = normalize_cid(&update_from).map_err(Error::from)?;
+            let from = self.get(&from_cid).await?.ok_or(Error::NotInPinset)?;
+            let p = pin_update(&from, &pin.cid, pin.options.as_ref(), now).map_err(Error::from)?;
             self.write_grouped(PinOp::Pin(PinBytes::encode(&p))).await?;
             return Ok(p);
         }
         let existing = self.get(&pin.cid).await?;
         setup_pin(&mut pin, existing.as_ref(), self.opts.defaults, now_nanos())
-            .map_err(|e| e.to_status())?;
+            .map_err(Error::from)?;
         if pin.r#type != PinType::Meta as i32 && pin.allocations.is_empty() {
             pin.allocations = self
                 .allocate_for(&pin, existing.as_ref(), &[])
-                .map_err(|e| e.to_status())?;
+                .map_err(Error::from)?;
         }
         // user_allocations only guide this allocation: upstream does not persist them, but
         // returns them in the pin it answers with.
@@ -349,20 +342,17 @@ impl Node {
         )
     }
 
-    pub(super) async fn unpin_here(&self, cid: &str) -> Result<Pin, Status> {
+    pub(super) async fn unpin_here(&self, cid: &str) -> Result<Pin, Error> {
         self.ensure_state_current().await?;
-        let pin = self
-            .get(cid)
-            .await?
-            .ok_or_else(|| Status::not_found("pin is not part of the pinset"))?;
+        let pin = self.get(cid).await?.ok_or(Error::NotInPinset)?;
         match PinType::try_from(pin.r#type) {
             Ok(PinType::Shard) => {
-                return Err(Status::failed_precondition(
+                return Err(Error::failed_precondition(
                     "cannot unpin a shard directly. Unpin content root CID instead",
                 ))
             }
             Ok(PinType::ClusterDag) => {
-                return Err(Status::failed_precondition(
+                return Err(Error::failed_precondition(
                     "cannot unpin a Cluster DAG directly. Unpin content root CID instead",
                 ))
             }
@@ -372,25 +362,25 @@ impl Node {
         Ok(pin)
     }
 
-    pub async fn get(&self, cid: &str) -> Result<Option<Pin>, Status> {
+    pub async fn get(&self, cid: &str) -> Result<Option<Pin>, Error> {
         self.store
             .get(cid)
             .await
-            .map_err(|e| Status::internal(e.to_string()))
+            .map_err(|e| Error::internal(e.to_string()))
     }
 
     /// Public write: pin (validated and allocated on the leader).
-    pub async fn pin(&self, mut pin: Pin) -> Result<Pin, Status> {
+    pub async fn pin(&self, mut pin: Pin) -> Result<Pin, Error> {
         self.check_writable()?;
-        pin.cid = normalize_cid(&pin.cid).map_err(|e| e.to_status())?;
+        pin.cid = normalize_cid(&pin.cid).map_err(Error::from)?;
         self.commit(Forward::Pin(PinBytes::encode(&pin)))
             .await?
-            .ok_or_else(|| Status::internal("the leader returned no pin"))
+            .ok_or_else(|| Error::internal("the leader returned no pin"))
     }
 
-    pub async fn unpin(&self, cid: &str) -> Result<Pin, Status> {
+    pub async fn unpin(&self, cid: &str) -> Result<Pin, Error> {
         self.check_writable()?;
-        let cid = normalize_cid(cid).map_err(|e| e.to_status())?;
+        let cid = normalize_cid(cid).map_err(Error::from)?;
         // The pin as this peer knows it, for the answer when a retried attempt finds that an
         // unanswered earlier one removed it (`commit`).
         let before = self.get(&cid).await.ok().flatten();
@@ -405,9 +395,9 @@ impl Node {
         }
     }
 
-    pub(super) fn check_writable(&self) -> Result<(), Status> {
+    pub(super) fn check_writable(&self) -> Result<(), Error> {
         if self.opts.follower_mode {
-            return Err(Status::failed_precondition(
+            return Err(Error::failed_precondition(
                 ipfs_cluster_config::FOLLOWER_MODE_ERROR,
             ));
         }
@@ -415,15 +405,15 @@ impl Node {
     }
 }
 
-fn decode_forward_result(r: ForwardResult) -> Result<Option<Pin>, Status> {
+fn decode_forward_result(r: ForwardResult) -> Result<Option<Pin>, Error> {
     match r {
         Ok(p) => p
             .map(|b| {
                 b.decode()
-                    .map_err(|e| Status::internal(format!("leader sent a bad pin: {e}")))
+                    .map_err(|e| Error::internal(format!("leader sent a bad pin: {e}")))
             })
             .transpose(),
-        Err((code, msg)) => Err(Status::new(tonic::Code::from_i32(code), msg)),
+        Err((code, msg)) => Err(Error::remote(code, msg)),
     }
 }
 

@@ -21,6 +21,7 @@ use super::{
     command::TypeConfig,
     ids::{NodeId, PeerNode},
 };
+use crate::error::ConsensusError as Error;
 use ipfs_cluster_proto::{
     client::TransportClient,
     consensus::v1::{raft_request::Kind, RaftRequest, RaftResponse},
@@ -38,16 +39,12 @@ pub trait RaftCarrier: Send + Sync + 'static {
         method: &'static str,
         payload: Vec<u8>,
         timeout: Duration,
-    ) -> BoxFuture<'static, Result<Vec<u8>, tonic::Status>>;
+    ) -> BoxFuture<'static, Result<Vec<u8>, Error>>;
 
     /// Connects to a peer at `multiaddr` so later calls can reach it before it is a member
     /// (its addresses are dial hints only once it is in the membership). The in-process
     /// router is always connected.
-    fn dial(
-        &self,
-        _multiaddr: &str,
-        _timeout: Duration,
-    ) -> BoxFuture<'static, Result<(), tonic::Status>> {
+    fn dial(&self, _multiaddr: &str, _timeout: Duration) -> BoxFuture<'static, Result<(), Error>> {
         Box::pin(async { Ok(()) })
     }
 }
@@ -64,7 +61,7 @@ impl RaftCarrier for TransportCarrier {
         method: &'static str,
         payload: Vec<u8>,
         timeout: Duration,
-    ) -> BoxFuture<'static, Result<Vec<u8>, tonic::Status>> {
+    ) -> BoxFuture<'static, Result<Vec<u8>, Error>> {
         let mut client = self.client.clone();
         let req = PeerCallRequest {
             peer: peer.to_string(),
@@ -80,17 +77,13 @@ impl RaftCarrier for TransportCarrier {
         })
     }
 
-    fn dial(
-        &self,
-        multiaddr: &str,
-        timeout: Duration,
-    ) -> BoxFuture<'static, Result<(), tonic::Status>> {
+    fn dial(&self, multiaddr: &str, timeout: Duration) -> BoxFuture<'static, Result<(), Error>> {
         let mut client = self.client.clone();
         let mut r = tonic::Request::new(DialRequest {
             multiaddr: multiaddr.to_string(),
         });
         r.set_timeout(timeout);
-        Box::pin(async move { client.dial(r).await.map(|_| ()) })
+        Box::pin(async move { client.dial(r).await.map(|_| ()).map_err(Error::from) })
     }
 }
 
@@ -101,9 +94,9 @@ pub async fn raft_call<Req: Serialize, Resp: DeserializeOwned, E: DeserializeOwn
     kind: Kind,
     req: &Req,
     timeout: Duration,
-) -> Result<Result<Resp, E>, tonic::Status> {
+) -> Result<Result<Resp, E>, Error> {
     let body = serde_json::to_vec(req)
-        .map_err(|e| tonic::Status::internal(format!("encoding raft message: {e}")))?;
+        .map_err(|e| Error::internal(format!("encoding raft message: {e}")))?;
     let payload = RaftRequest {
         kind: kind as i32,
         body,
@@ -118,12 +111,11 @@ pub async fn raft_call<Req: Serialize, Resp: DeserializeOwned, E: DeserializeOwn
 pub fn decode_raft_response<Resp: DeserializeOwned, E: DeserializeOwned>(
     peer: &str,
     out: &[u8],
-) -> Result<Result<Resp, E>, tonic::Status> {
+) -> Result<Result<Resp, E>, Error> {
     let resp = RaftResponse::decode(out)
-        .map_err(|e| tonic::Status::internal(format!("decoding raft response from {peer}: {e}")))?;
-    serde_json::from_slice(&resp.body).map_err(|e| {
-        tonic::Status::internal(format!("decoding raft response body from {peer}: {e}"))
-    })
+        .map_err(|e| Error::internal(format!("decoding raft response from {peer}: {e}")))?;
+    serde_json::from_slice(&resp.body)
+        .map_err(|e| Error::internal(format!("decoding raft response body from {peer}: {e}")))
 }
 
 pub struct Network {
@@ -148,10 +140,7 @@ pub struct Conn {
     timeout: Duration,
 }
 
-fn status_to_rpc<E: std::error::Error>(
-    peer: &str,
-    s: tonic::Status,
-) -> RPCError<NodeId, PeerNode, E> {
+fn status_to_rpc<E: std::error::Error>(peer: &str, s: Error) -> RPCError<NodeId, PeerNode, E> {
     let err = std::io::Error::other(format!("raft call to {peer}: {}", s.message()));
     match s.code() {
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::NotFound => {

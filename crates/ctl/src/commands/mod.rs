@@ -14,7 +14,7 @@ use ipfs_cluster_api as api;
 
 use crate::cli::{self, Cli, Command, HealthCmd, IpfsCmd, PeersCmd, PinCmd, WaitArgs};
 use crate::client::{Body, Client, ClientConfig, Endpoint};
-use crate::error::{ApiError, CtlError, CtlResult, LocalError};
+use crate::error::{ApiError, ArgError, CtlError, CtlResult, LocalError};
 use crate::format;
 use crate::go_text;
 
@@ -622,71 +622,79 @@ pub fn path_escape_segment(s: &str) -> String {
 }
 
 /// A CID as go-cid reads it; errors in go-cid's words (`invalid cid: …`).
-pub fn parse_cid(s: &str) -> Result<String, String> {
+pub fn parse_cid(s: &str) -> Result<String, ArgError> {
     cid::Cid::try_from(s)
         .map(|c| c.to_string())
-        .map_err(|e| api::go_cid_error(s, &e.to_string()))
+        .map_err(|e| ArgError::Cid(api::go_cid_error(s, &e.to_string())))
 }
 
 /// go-path `ParsePath`: a bare CID (optionally followed by a sub-path) gets `/ipfs/`;
 /// `/ipfs/`, `/ipld/` paths need a CID first, `/ipns/` any name.
-pub fn ipfs_path(txt: &str) -> Result<String, String> {
-    let bad = |e: String| format!("invalid path \"{txt}\": {e}");
+pub fn ipfs_path(txt: &str) -> Result<String, ArgError> {
     if txt.is_empty() {
         // Upstream reads a missing argument as the empty CID, so the path `/ipfs/`.
-        return Err("invalid path \"/ipfs/\": path does not have enough components".into());
+        return Err(ArgError::PathTooShort("/ipfs/".into()));
     }
     let parts: Vec<&str> = txt.split('/').collect();
+    let bad_cid = |path: String| {
+        move |e: ArgError| ArgError::PathCid {
+            path,
+            cid: e.to_string(),
+        }
+    };
     if !parts[0].is_empty() {
         // Upstream reads a bare CID as `/ipfs/<txt>` and names that path in errors.
-        parse_cid(parts[0]).map_err(|e| format!("invalid path \"/ipfs/{txt}\": {e}"))?;
+        parse_cid(parts[0]).map_err(bad_cid(format!("/ipfs/{txt}")))?;
         return Ok(format!("/ipfs/{txt}"));
     }
     if parts.len() < 3 {
-        return Err(bad("path does not begin with '/'".into()));
+        return Err(ArgError::PathNoSlash(txt.into()));
     }
     match parts[1] {
         "ipfs" | "ipld" => {
             if parts[2].is_empty() {
-                return Err(bad("not enough path components".into()));
+                return Err(ArgError::PathNoCid(txt.into()));
             }
-            parse_cid(parts[2]).map_err(bad)?;
+            parse_cid(parts[2]).map_err(bad_cid(txt.into()))?;
         }
         "ipns" => {
             if parts[2].is_empty() {
-                return Err(bad("not enough path components".into()));
+                return Err(ArgError::PathNoCid(txt.into()));
             }
         }
-        other => return Err(bad(format!("unknown namespace \"{other}\""))),
+        other => {
+            return Err(ArgError::PathNamespace {
+                path: txt.into(),
+                namespace: other.into(),
+            })
+        }
     }
     Ok(txt.to_string())
 }
 
 /// A peer ID in base58btc (`12D3KooW…`, `Qm…`) or CID form (`bafz…`, `k51…`).
-pub fn validate_peer_id(s: &str) -> Result<(), String> {
+pub fn validate_peer_id(s: &str) -> Result<(), ArgError> {
     if s.is_empty() {
         // go-libp2p decodes anything not base58 as a CID; go-cid's words for "".
-        return Err("invalid cid: cid too short".into());
+        return Err(ArgError::Cid(api::go_cid_error(s, "")));
     }
     let bytes = if s.starts_with('1') || s.starts_with("Qm") {
-        // go-multihash's FromB58String says this for any base58 failure.
         cid::multibase::Base::Base58Btc
             .decode(s)
-            .map_err(|_| "input isn't valid multihash".to_string())?
+            .map_err(|_| ArgError::PeerNotBase58)?
     } else {
-        let c = cid::Cid::try_from(s).map_err(|e| api::go_cid_error(s, &e.to_string()))?;
+        let c = cid::Cid::try_from(s)
+            .map_err(|e| ArgError::Cid(api::go_cid_error(s, &e.to_string())))?;
         if c.codec() != 0x72 {
-            return Err(format!(
-                "can't convert CID of type {:#x} to a peer ID",
-                c.codec()
-            ));
+            return Err(ArgError::PeerCidCodec(c.codec()));
         }
         return Ok(());
     };
-    let mh = cid::multihash::Multihash::<64>::from_bytes(&bytes).map_err(|e| e.to_string())?;
+    let mh = cid::multihash::Multihash::<64>::from_bytes(&bytes)
+        .map_err(|e| ArgError::PeerMultihash(e.to_string()))?;
     match mh.code() {
         0x00 | 0x12 => Ok(()),
-        c => Err(format!("invalid multihash code {c:#x} for a peer ID")),
+        c => Err(ArgError::PeerHashCode(c)),
     }
 }
 
@@ -806,19 +814,19 @@ mod tests {
         );
         assert_eq!(ipfs_path("/ipns/example.com").unwrap(), "/ipns/example.com");
         assert_eq!(
-            ipfs_path("notacid").unwrap_err(),
+            ipfs_path("notacid").unwrap_err().to_string(),
             "invalid path \"/ipfs/notacid\": invalid cid: selected encoding not supported"
         );
         assert_eq!(
-            ipfs_path("/x").unwrap_err(),
+            ipfs_path("/x").unwrap_err().to_string(),
             "invalid path \"/x\": path does not begin with '/'"
         );
         assert_eq!(
-            ipfs_path("/abc/def").unwrap_err(),
+            ipfs_path("/abc/def").unwrap_err().to_string(),
             "invalid path \"/abc/def\": unknown namespace \"abc\""
         );
         assert_eq!(
-            ipfs_path("/ipfs/notacid").unwrap_err(),
+            ipfs_path("/ipfs/notacid").unwrap_err().to_string(),
             "invalid path \"/ipfs/notacid\": invalid cid: selected encoding not supported"
         );
     }
@@ -826,11 +834,11 @@ mod tests {
     #[test]
     fn empty_arguments_fail_in_upstreams_words() {
         assert_eq!(
-            ipfs_path("").unwrap_err(),
+            ipfs_path("").unwrap_err().to_string(),
             "invalid path \"/ipfs/\": path does not have enough components"
         );
         assert_eq!(
-            validate_peer_id("").unwrap_err(),
+            validate_peer_id("").unwrap_err().to_string(),
             "invalid cid: cid too short"
         );
     }
@@ -891,7 +899,7 @@ mod tests {
 }
 
 /// A local error of a step upstream takes inside its client (see `log_not_api_error`).
-fn local_in_client(e: String) -> CtlError {
+fn local_in_client(e: ArgError) -> CtlError {
     crate::client::log_not_api_error();
     CtlError::local("", e)
 }

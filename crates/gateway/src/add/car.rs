@@ -14,6 +14,38 @@ const MAX_HEADER: usize = 64 << 10;
 const SHA2_256: u64 = 0x12;
 const IDENTITY: u64 = 0x00;
 
+/// Why a CAR upload was refused; the texts are the ones an add's stream ends with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CarError {
+    #[error("CAR: malformed varint")]
+    Varint,
+    #[error("CAR: {what} of {len} bytes exceeds the limit of {limit} bytes")]
+    FrameTooLarge {
+        what: &'static str,
+        len: usize,
+        limit: usize,
+    },
+    #[error("CAR: bad block CID: {0}")]
+    BlockCid(String),
+    #[error("CAR: block {cid} uses hash function 0x{code:x}, which this gateway cannot verify (supported: the sha2, sha3, keccak, shake-256, blake2, blake3 functions IPFS stores)")]
+    UnknownHash { cid: Cid, code: u64 },
+    #[error("CAR: block {0} does not match its CID (corrupt CAR)")]
+    Corrupt(Cid),
+    #[error("CAR: block {cid} has codec 0x{codec:x}, which IPFS cannot store here (raw, dag-pb, dag-cbor, dag-json, cbor, json)")]
+    Codec { cid: Cid, codec: u64 },
+    /// A header that is not the DAG-CBOR a CAR header is (`truncated CBOR`, `roots is
+    /// not an array`...).
+    #[error("CAR header: {0}")]
+    Header(&'static str),
+    #[error("CAR header: bad root CID: {0}")]
+    RootCid(String),
+    #[error("CAR header is not a CBOR map (is this a CAR file?)")]
+    NotAMap,
+    /// go-car v0.6.3's words (upstream's CAR reader).
+    #[error("invalid car version: {0}")]
+    Version(u64),
+}
+
 /// Kubo's `cid-codec` name for a codec we can store, or None.
 pub fn codec_name(codec: u64) -> Option<&'static str> {
     Some(match codec {
@@ -34,7 +66,7 @@ pub struct CarReader {
     roots: Option<Vec<Cid>>,
 }
 
-fn uvarint(b: &[u8]) -> Result<Option<(u64, usize)>, String> {
+fn uvarint(b: &[u8]) -> Result<Option<(u64, usize)>, CarError> {
     let mut v: u64 = 0;
     for (i, &byte) in b.iter().enumerate().take(10) {
         v |= ((byte & 0x7f) as u64) << (7 * i);
@@ -43,7 +75,7 @@ fn uvarint(b: &[u8]) -> Result<Option<(u64, usize)>, String> {
         }
     }
     if b.len() >= 10 {
-        Err("CAR: malformed varint".into())
+        Err(CarError::Varint)
     } else {
         Ok(None)
     }
@@ -55,15 +87,13 @@ impl CarReader {
     }
 
     /// One complete length-prefixed frame, if buffered.
-    fn frame(&mut self, limit: usize, what: &str) -> Result<Option<BytesMut>, String> {
+    fn frame(&mut self, limit: usize, what: &'static str) -> Result<Option<BytesMut>, CarError> {
         let Some((len, n)) = uvarint(&self.buf)? else {
             return Ok(None);
         };
         let len = len as usize;
         if len > limit {
-            return Err(format!(
-                "CAR: {what} of {len} bytes exceeds the limit of {limit} bytes"
-            ));
+            return Err(CarError::FrameTooLarge { what, len, limit });
         }
         if self.buf.len() < n + len {
             return Ok(None);
@@ -73,7 +103,7 @@ impl CarReader {
     }
 
     /// The roots, once the header has arrived.
-    pub fn header(&mut self) -> Result<Option<&[Cid]>, String> {
+    pub fn header(&mut self) -> Result<Option<&[Cid]>, CarError> {
         if self.roots.is_none() {
             let Some(h) = self.frame(MAX_HEADER, "the header")? else {
                 return Ok(None);
@@ -84,12 +114,12 @@ impl CarReader {
     }
 
     /// The next verified block, if buffered (call after `header` returned the roots).
-    pub fn block(&mut self) -> Result<Option<(Cid, Vec<u8>)>, String> {
+    pub fn block(&mut self) -> Result<Option<(Cid, Vec<u8>)>, CarError> {
         let Some(f) = self.frame(MAX_BLOCK + 128, "a block")? else {
             return Ok(None);
         };
         let mut cur = std::io::Cursor::new(&f[..]);
-        let cid = Cid::read_bytes(&mut cur).map_err(|e| format!("CAR: bad block CID: {e}"))?;
+        let cid = Cid::read_bytes(&mut cur).map_err(|e| CarError::BlockCid(e.to_string()))?;
         let data = f[cur.position() as usize..].to_vec();
         verify(&cid, &data)?;
         Ok(Some((cid, data)))
@@ -103,27 +133,21 @@ impl CarReader {
 
 /// The block must hash to its CID (identity, or a function of `dag::HashFn` at its
 /// full length).
-pub fn verify(cid: &Cid, data: &[u8]) -> Result<(), String> {
+pub fn verify(cid: &Cid, data: &[u8]) -> Result<(), CarError> {
     let mh = cid.hash();
     let ok = match (mh.code(), crate::add::dag::HashFn::from_code(mh.code())) {
         (IDENTITY, _) => mh.digest() == data,
         (_, Some(f)) => f.digest(data) == mh.digest(),
-        (other, None) => {
-            return Err(format!(
-                "CAR: block {cid} uses hash function 0x{other:x}, which this gateway cannot verify (supported: the sha2, sha3, keccak, shake-256, blake2, blake3 functions IPFS stores)"
-            ))
-        }
+        (code, None) => return Err(CarError::UnknownHash { cid: *cid, code }),
     };
     if !ok {
-        return Err(format!(
-            "CAR: block {cid} does not match its CID (corrupt CAR)"
-        ));
+        return Err(CarError::Corrupt(*cid));
     }
     if codec_name(cid.codec()).is_none() {
-        return Err(format!(
-            "CAR: block {cid} has codec 0x{:x}, which IPFS cannot store here (raw, dag-pb, dag-cbor, dag-json, cbor, json)",
-            cid.codec()
-        ));
+        return Err(CarError::Codec {
+            cid: *cid,
+            codec: cid.codec(),
+        });
     }
     Ok(())
 }
@@ -136,13 +160,16 @@ struct Cbor<'a> {
 }
 
 impl<'a> Cbor<'a> {
-    fn byte(&mut self) -> Result<u8, String> {
-        let v = *self.b.get(self.pos).ok_or("CAR header: truncated CBOR")?;
+    fn byte(&mut self) -> Result<u8, CarError> {
+        let v = *self
+            .b
+            .get(self.pos)
+            .ok_or(CarError::Header("truncated CBOR"))?;
         self.pos += 1;
         Ok(v)
     }
 
-    fn head(&mut self) -> Result<(u8, u64), String> {
+    fn head(&mut self) -> Result<(u8, u64), CarError> {
         let first = self.byte()?;
         let (major, ai) = (first >> 5, first & 0x1f);
         let n = match ai {
@@ -156,26 +183,26 @@ impl<'a> Cbor<'a> {
                 }
                 v
             }
-            _ => return Err("CAR header: indefinite-length CBOR is not DAG-CBOR".into()),
+            _ => return Err(CarError::Header("indefinite-length CBOR is not DAG-CBOR")),
         };
         Ok((major, n))
     }
 
-    fn bytes(&mut self, n: u64) -> Result<&'a [u8], String> {
+    fn bytes(&mut self, n: u64) -> Result<&'a [u8], CarError> {
         let n = n as usize;
         let end = self
             .pos
             .checked_add(n)
             .filter(|e| *e <= self.b.len())
-            .ok_or("CAR header: truncated CBOR")?;
+            .ok_or(CarError::Header("truncated CBOR"))?;
         let s = &self.b[self.pos..end];
         self.pos = end;
         Ok(s)
     }
 
-    fn skip(&mut self, depth: usize) -> Result<(), String> {
+    fn skip(&mut self, depth: usize) -> Result<(), CarError> {
         if depth > 16 {
-            return Err("CAR header: CBOR nested too deeply".into());
+            return Err(CarError::Header("CBOR nested too deeply"));
         }
         let (major, n) = self.head()?;
         match major {
@@ -200,43 +227,43 @@ impl<'a> Cbor<'a> {
         Ok(())
     }
 
-    fn cid(&mut self) -> Result<Cid, String> {
+    fn cid(&mut self) -> Result<Cid, CarError> {
         let (major, tag) = self.head()?;
         if (major, tag) != (6, 42) {
-            return Err("CAR header: a root is not a CID (CBOR tag 42)".into());
+            return Err(CarError::Header("a root is not a CID (CBOR tag 42)"));
         }
         let (major, n) = self.head()?;
         if major != 2 {
-            return Err("CAR header: a root CID is not a byte string".into());
+            return Err(CarError::Header("a root CID is not a byte string"));
         }
         let raw = self.bytes(n)?;
         match raw.split_first() {
-            Some((0, rest)) => {
-                Cid::try_from(rest).map_err(|e| format!("CAR header: bad root CID: {e}"))
-            }
-            _ => Err("CAR header: a root CID lacks the 0x00 multibase prefix".into()),
+            Some((0, rest)) => Cid::try_from(rest).map_err(|e| CarError::RootCid(e.to_string())),
+            _ => Err(CarError::Header(
+                "a root CID lacks the 0x00 multibase prefix",
+            )),
         }
     }
 }
 
-fn parse_header(h: &[u8]) -> Result<Vec<Cid>, String> {
+fn parse_header(h: &[u8]) -> Result<Vec<Cid>, CarError> {
     let mut c = Cbor { b: h, pos: 0 };
     let (major, n) = c.head()?;
     if major != 5 {
-        return Err("CAR header is not a CBOR map (is this a CAR file?)".into());
+        return Err(CarError::NotAMap);
     }
     let mut roots = None;
     let mut version = None;
     for _ in 0..n {
         let (major, len) = c.head()?;
         if major != 3 {
-            return Err("CAR header: a map key is not a string".into());
+            return Err(CarError::Header("a map key is not a string"));
         }
         match c.bytes(len)? {
             b"roots" => {
                 let (major, count) = c.head()?;
                 if major != 4 {
-                    return Err("CAR header: roots is not an array".into());
+                    return Err(CarError::Header("roots is not an array"));
                 }
                 let mut v = Vec::new();
                 for _ in 0..count.min(1024) {
@@ -247,7 +274,7 @@ fn parse_header(h: &[u8]) -> Result<Vec<Cid>, String> {
             b"version" => {
                 let (major, v) = c.head()?;
                 if major != 0 {
-                    return Err("CAR header: version is not an integer".into());
+                    return Err(CarError::Header("version is not an integer"));
                 }
                 version = Some(v);
             }
@@ -257,7 +284,7 @@ fn parse_header(h: &[u8]) -> Result<Vec<Cid>, String> {
     // go-car v0.6.3's words (upstream's CAR reader); a missing key decodes as zero/empty.
     match version.unwrap_or(0) {
         1 => {}
-        v => return Err(format!("invalid car version: {v}")),
+        v => return Err(CarError::Version(v)),
     }
     Ok(roots.unwrap_or_default())
 }
@@ -377,10 +404,18 @@ mod tests {
         let mut r = CarReader::default();
         r.feed(&bytes);
         r.header().unwrap();
-        assert!(r.block().unwrap_err().contains("does not match"));
+        assert!(r
+            .block()
+            .unwrap_err()
+            .to_string()
+            .contains("does not match"));
         let mut r = CarReader::default();
         r.feed(&[3, 0x01, 0x02, 0x03]);
-        assert!(r.header().unwrap_err().contains("not a CBOR map"));
+        assert!(r
+            .header()
+            .unwrap_err()
+            .to_string()
+            .contains("not a CBOR map"));
     }
 
     #[test]
@@ -403,6 +438,10 @@ mod tests {
         let mut r = CarReader::default();
         r.feed(&[h.len() as u8]);
         r.feed(h);
-        assert!(r.header().unwrap_err().contains("truncated CBOR"));
+        assert!(r
+            .header()
+            .unwrap_err()
+            .to_string()
+            .contains("truncated CBOR"));
     }
 }

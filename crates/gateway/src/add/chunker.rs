@@ -29,23 +29,52 @@ impl Default for ChunkerSpec {
     }
 }
 
-fn atoi(s: &str) -> Result<i64, String> {
+/// A chunker string boxo's `chunk.FromString` refuses, in its words (plus the rabin
+/// average this gateway refuses, and the chunk over the size limit a chunker met).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChunkerError {
+    #[error("strconv.Atoi: parsing {0:?}: invalid syntax")]
+    Syntax(String),
+    #[error("strconv.Atoi: parsing {0:?}: value out of range")]
+    OutOfRange(String),
+    #[error("chunker parameters may not exceed the maximum chunk size of {max}", max = CHUNK_SIZE_LIMIT)]
+    OverMaximum,
+    #[error("incorrect chunker string format (expected size-{{size}})")]
+    SizeFormat,
+    #[error("chunker size must be greater than 0")]
+    SizeZero,
+    #[error("unrecognized chunker option: {0}")]
+    Unknown(String),
+    #[error("rabin-{0}: the average size must be at least 48 (its minimum, a third of it, must be at least 16)")]
+    RabinAverageTooSmall(i64),
+    /// A rabin part with the wrong label (`first label must be min`...).
+    #[error("{0}")]
+    RabinLabel(&'static str),
+    #[error("rabin min must be greater than 16")]
+    RabinMinTooSmall,
+    #[error("incorrect format: rabin-min must be smaller than rabin-avg")]
+    RabinMinOverAvg,
+    #[error("incorrect format: rabin-avg must be smaller than rabin-max")]
+    RabinAvgOverMax,
+    #[error("incorrect format (expected 'rabin' 'rabin-[avg]' or 'rabin-[min]-[avg]-[max]'")]
+    RabinFormat,
+    #[error("object size limit exceeded")]
+    ObjectTooLarge,
+}
+
+fn atoi(s: &str) -> Result<i64, ChunkerError> {
     // Go's strconv.Atoi accepts an optional sign and decimal digits only.
     let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("strconv.Atoi: parsing {s:?}: invalid syntax"));
+        return Err(ChunkerError::Syntax(s.to_string()));
     }
     s.parse::<i64>()
-        .map_err(|_| format!("strconv.Atoi: parsing {s:?}: value out of range"))
-}
-
-fn size_max_error() -> String {
-    format!("chunker parameters may not exceed the maximum chunk size of {CHUNK_SIZE_LIMIT}")
+        .map_err(|_| ChunkerError::OutOfRange(s.to_string()))
 }
 
 impl ChunkerSpec {
     /// Parses a chunker string as boxo's `chunk.FromString` does, with its error texts.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, ChunkerError> {
         if s.is_empty() || s == "default" {
             return Ok(Self::default());
         }
@@ -54,29 +83,29 @@ impl ChunkerSpec {
             "size" => {
                 let parts: Vec<&str> = s.split('-').collect();
                 if parts.len() != 2 {
-                    return Err("incorrect chunker string format (expected size-{size})".into());
+                    return Err(ChunkerError::SizeFormat);
                 }
                 let size = atoi(parts[1])?;
                 if size <= 0 {
-                    return Err("chunker size must be greater than 0".into());
+                    return Err(ChunkerError::SizeZero);
                 }
                 if size > CHUNK_SIZE_LIMIT as i64 {
-                    return Err(size_max_error());
+                    return Err(ChunkerError::OverMaximum);
                 }
                 Ok(Self::Size(size as usize))
             }
             "buzhash" => Ok(Self::Buzhash),
             "rabin" => Self::parse_rabin(s),
-            _ => Err(format!("unrecognized chunker option: {s}")),
+            _ => Err(ChunkerError::Unknown(s.to_string())),
         }
     }
 
-    fn parse_rabin(s: &str) -> Result<Self, String> {
+    fn parse_rabin(s: &str) -> Result<Self, ChunkerError> {
         let parts: Vec<&str> = s.split('-').collect();
-        let labelled = |part: &str, label: &str, err: &str| -> Result<i64, String> {
+        let labelled = |part: &str, label: &str, err: &'static str| -> Result<i64, ChunkerError> {
             let sub: Vec<&str> = part.split(':').collect();
             if sub.len() > 1 && sub[0] != label {
-                return Err(err.to_string());
+                return Err(ChunkerError::RabinLabel(err));
             }
             atoi(sub[sub.len() - 1])
         };
@@ -85,32 +114,30 @@ impl ChunkerSpec {
             2 => {
                 let avg = atoi(parts[1])?;
                 if (avg as f32 * 1.5) as i64 > CHUNK_SIZE_LIMIT as i64 {
-                    return Err(size_max_error());
+                    return Err(ChunkerError::OverMaximum);
                 }
                 if avg < 48 {
                     // boxo would take min = avg/3 < 16, wrap its skip counter around and
                     // make the whole file one chunk; refuse instead of buffering it all.
-                    return Err(format!(
-                        "rabin-{avg}: the average size must be at least 48 (its minimum, a third of it, must be at least 16)"
-                    ));
+                    return Err(ChunkerError::RabinAverageTooSmall(avg));
                 }
                 Ok(Self::rabin_avg(avg as u64))
             }
             4 => {
                 let min = labelled(parts[1], "min", "first label must be min")?;
                 if min < 16 {
-                    return Err("rabin min must be greater than 16".into());
+                    return Err(ChunkerError::RabinMinTooSmall);
                 }
                 let avg = labelled(parts[2], "avg", "second label must be avg")?;
                 let max = labelled(parts[3], "max", "final label must be max")?;
                 if min >= avg {
-                    return Err("incorrect format: rabin-min must be smaller than rabin-avg".into());
+                    return Err(ChunkerError::RabinMinOverAvg);
                 }
                 if avg >= max {
-                    return Err("incorrect format: rabin-avg must be smaller than rabin-max".into());
+                    return Err(ChunkerError::RabinAvgOverMax);
                 }
                 if max > CHUNK_SIZE_LIMIT as i64 {
-                    return Err(size_max_error());
+                    return Err(ChunkerError::OverMaximum);
                 }
                 Ok(Self::Rabin {
                     min: min as u64,
@@ -118,10 +145,7 @@ impl ChunkerSpec {
                     max: max as u64,
                 })
             }
-            _ => Err(
-                "incorrect format (expected 'rabin' 'rabin-[avg]' or 'rabin-[min]-[avg]-[max]'"
-                    .into(),
-            ),
+            _ => Err(ChunkerError::RabinFormat),
         }
     }
 
@@ -163,7 +187,7 @@ impl Splitter {
     }
 
     /// Adds data; completed chunks are appended to `out`.
-    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<Bytes>) -> Result<(), String> {
+    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<Bytes>) -> Result<(), ChunkerError> {
         match &mut self.kind {
             Kind::Size { size, pending } => {
                 while !data.is_empty() {
@@ -327,7 +351,7 @@ impl Rabin {
         self.digest ^= self.tables.modt[index & 0xff];
     }
 
-    fn push(&mut self, data: &[u8], out: &mut Vec<Bytes>) -> Result<(), String> {
+    fn push(&mut self, data: &[u8], out: &mut Vec<Bytes>) -> Result<(), ChunkerError> {
         let mut start = 0;
         let mut i = 0;
         while i < data.len() {
@@ -354,7 +378,7 @@ impl Rabin {
         }
         self.buf.extend_from_slice(&data[start..]);
         if self.buf.len() > BLOCK_SIZE_LIMIT {
-            return Err("object size limit exceeded".into());
+            return Err(ChunkerError::ObjectTooLarge);
         }
         Ok(())
     }
@@ -482,7 +506,7 @@ mod tests {
                 max: 64
             }
         );
-        let err = |s| ChunkerSpec::parse(s).unwrap_err();
+        let err = |s| ChunkerSpec::parse(s).unwrap_err().to_string();
         assert_eq!(err("nonsense"), "unrecognized chunker option: nonsense");
         assert_eq!(err("size-0"), "chunker size must be greater than 0");
         assert_eq!(err("size-x"), "strconv.Atoi: parsing \"x\": invalid syntax");

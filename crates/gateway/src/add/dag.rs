@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 
-use crate::add::chunker::{ChunkerSpec, Splitter, BLOCK_SIZE_LIMIT};
+use crate::add::chunker::{ChunkerError, ChunkerSpec, Splitter, BLOCK_SIZE_LIMIT};
 
 /// Kubo's balanced and trickle layouts: links per internal node.
 pub const MAX_LINKS: usize = 174;
@@ -39,10 +39,33 @@ pub enum HashFn {
     Blake2s256,
 }
 
+/// Why a DAG cannot be built: its parameters (in upstream's words where upstream has
+/// them), its chunker, or its directory entries.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DagError {
+    #[error("bad CID Version: unknown CID version: {0}")]
+    CidVersion(i32),
+    #[error("a CIDv0 can only use sha2-256; with hash={0} use cid-version=1")]
+    CidV0Hash(String),
+    #[error("cannot wrap a CAR file upload")]
+    WrapCar,
+    #[error("hash function name not known")]
+    UnknownHash,
+    #[error("hash function {0} cannot be used to add content (IPFS does not store blocks hashed with it): use sha2-256, sha2-512, sha3-224/256/384/512, keccak-256/512, shake-256, dbl-sha2-256, sha1, blake3, blake2b-160..512 or blake2s-256")]
+    UnusableHash(String),
+    #[error(transparent)]
+    Chunker(#[from] ChunkerError),
+    #[error("directory entry {0:?} given twice")]
+    DuplicateEntry(String),
+    /// boxo: "sharded directory too deep" (two names with the same 64-bit hash).
+    #[error("sharded directory too deep: the names {0:?} have the same murmur3 hash")]
+    ShardTooDeep(Vec<String>),
+}
+
 impl HashFn {
     /// By go-multihash name, case-insensitively. Unknown names get upstream's text;
     /// names go-multihash knows but Kubo refuses or nobody implements get our own.
-    pub fn from_name(name: &str) -> Result<Self, String> {
+    pub fn from_name(name: &str) -> Result<Self, DagError> {
         let n = name.to_ascii_lowercase();
         Ok(match n.as_str() {
             "sha1" => Self::Sha1,
@@ -81,11 +104,9 @@ impl HashFn {
                 ) || n.starts_with("blake2b-")
                     || n.starts_with("blake2s-");
                 if known {
-                    return Err(format!(
-                        "hash function {name} cannot be used to add content (IPFS does not store blocks hashed with it): use sha2-256, sha2-512, sha3-224/256/384/512, keccak-256/512, shake-256, dbl-sha2-256, sha1, blake3, blake2b-160..512 or blake2s-256"
-                    ));
+                    return Err(DagError::UnusableHash(name.to_string()));
                 }
-                return Err("hash function name not known".into());
+                return Err(DagError::UnknownHash);
             }
         })
     }
@@ -384,18 +405,9 @@ impl DagParams {
         (block, link)
     }
 
-    /// A UnixFS directory over named entries, as boxo's adder makes it: a basic directory
-    /// (links sorted by name, as go-merkledag does), or a HAMT shard trie when the entries
-    /// exceed boxo's sharding threshold (`hamt.rs`). Returns every block, the root last.
-    pub fn directory(&self, entries: &[(String, Link)]) -> Result<(Vec<Block>, Link), String> {
-        let estimate = crate::add::hamt::estimate(
-            entries
-                .iter()
-                .map(|(n, l)| (n.as_str(), l.cid.encoded_len())),
-        );
-        if crate::add::hamt::needs_sharding(estimate) {
-            return crate::add::hamt::build(self, entries);
-        }
+    /// A basic UnixFS directory over named entries (links sorted by name, as go-merkledag
+    /// does); `hamt::directory` chooses it or a HAMT shard trie, as boxo's adder does.
+    pub fn basic_directory(&self, entries: &[(String, Link)]) -> (Block, Link) {
         let mut sorted: Vec<&(String, Link)> = entries.iter().collect();
         sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         let links: Vec<(&str, &Link)> = sorted.iter().map(|(n, l)| (n.as_str(), l)).collect();
@@ -409,19 +421,25 @@ impl DagParams {
             tsize,
             filesize: 0,
         };
-        Ok((vec![block], link))
+        (block, link)
     }
 
     /// One HAMT shard node: `links` already named and in slot order, `bitfield` the
     /// slots in use (go-bitfield bytes). UnixFS data: Type, Data, hashType, fanout.
-    pub(crate) fn hamt_node(&self, links: &[(String, Link)], bitfield: &[u8]) -> (Block, Link) {
+    pub(crate) fn hamt_node(
+        &self,
+        links: &[(String, Link)],
+        bitfield: &[u8],
+        hash_type: u64,
+        fanout: u64,
+    ) -> (Block, Link) {
         let mut data = Vec::new();
         field_varint(&mut data, 1, UNIXFS_HAMT_SHARD);
         if !bitfield.is_empty() {
             field_bytes(&mut data, 2, bitfield);
         }
-        field_varint(&mut data, 5, crate::add::hamt::HASH_MURMUR3);
-        field_varint(&mut data, 6, crate::add::hamt::FANOUT as u64);
+        field_varint(&mut data, 5, hash_type);
+        field_varint(&mut data, 6, fanout);
         let named: Vec<(&str, &Link)> = links.iter().map(|(n, l)| (n.as_str(), l)).collect();
         let block = self.pb_block(pb_node(&named, &data));
         let tsize = block.data.len() as u64 + links.iter().map(|(_, l)| l.tsize).sum::<u64>();
@@ -495,7 +513,7 @@ impl FileBuilder {
     }
 
     /// Adds data; returns the blocks completed by it (in the order they must be stored).
-    pub fn push(&mut self, data: &[u8]) -> Result<Vec<Block>, String> {
+    pub fn push(&mut self, data: &[u8]) -> Result<Vec<Block>, DagError> {
         let mut chunks = Vec::new();
         self.splitter.push(data, &mut chunks)?;
         let mut out = Vec::new();
@@ -505,9 +523,9 @@ impl FileBuilder {
         Ok(out)
     }
 
-    fn add_leaf(&mut self, chunk: &[u8], out: &mut Vec<Block>) -> Result<(), String> {
+    fn add_leaf(&mut self, chunk: &[u8], out: &mut Vec<Block>) -> Result<(), DagError> {
         if chunk.len() > BLOCK_SIZE_LIMIT {
-            return Err("object size limit exceeded".into());
+            return Err(ChunkerError::ObjectTooLarge.into());
         }
         self.leaves += 1;
         match &mut self.shape {
@@ -526,7 +544,7 @@ impl FileBuilder {
     }
 
     /// Completes the file: the remaining blocks and the root link.
-    pub fn finish(mut self) -> Result<(Vec<Block>, Link), String> {
+    pub fn finish(mut self) -> Result<(Vec<Block>, Link), DagError> {
         let mut out = Vec::new();
         let mut chunks = Vec::new();
         self.splitter.finish(&mut chunks);
@@ -666,7 +684,7 @@ mod tests {
             root.cid.to_string(),
             "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
         );
-        let (_, dir) = DagParams::default().directory(&[]).unwrap();
+        let (_, dir) = crate::add::hamt::directory(&DagParams::default(), &[]).unwrap();
         assert_eq!(
             dir.cid.to_string(),
             "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"
@@ -772,14 +790,13 @@ mod tests {
             x.cid.to_string(),
             "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN"
         );
-        let (_, sub) = p.directory(&[("y.txt".into(), y)]).unwrap();
+        let (_, sub) = crate::add::hamt::directory(&p, &[("y.txt".into(), y)]).unwrap();
         assert_eq!(
             sub.cid.to_string(),
             "QmeJT5xC6bnZacuKAKBuWJcGcM5BK9J66bB36GyhTRPafq"
         );
-        let (_, d) = p
-            .directory(&[("x.txt".into(), x), ("sub".into(), sub)])
-            .unwrap();
+        let (_, d) =
+            crate::add::hamt::directory(&p, &[("x.txt".into(), x), ("sub".into(), sub)]).unwrap();
         assert_eq!(
             d.cid.to_string(),
             "QmQ8YpKXWj8X64mETDUJF6ZUXipFNyyQYhYK5ZvWHZZHhg"
@@ -887,14 +904,16 @@ mod tests {
             HashFn::Blake2b(32)
         );
         assert_eq!(
-            HashFn::from_name("nope").unwrap_err(),
+            HashFn::from_name("nope").unwrap_err().to_string(),
             "hash function name not known"
         );
         assert!(HashFn::from_name("md5")
             .unwrap_err()
+            .to_string()
             .contains("cannot be used"));
         assert!(HashFn::from_name("blake2b-128")
             .unwrap_err()
+            .to_string()
             .contains("cannot be used"));
         for name in [
             "sha1",

@@ -18,7 +18,7 @@
 //! HAMTShard, the slot bitfield (go-bitfield: big endian, leading zero bytes dropped),
 //! hashType 0x22 and fanout 256.
 
-use crate::add::dag::{Block, DagParams, Link};
+use crate::add::dag::{Block, DagError, DagParams, Link};
 
 /// boxo's `HAMTShardingSize`: above this estimate a directory is sharded.
 pub const SHARDING_SIZE: usize = 256 * 1024;
@@ -69,16 +69,38 @@ pub fn listing_order<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a st
     v.into_iter().map(|(n, _)| n).collect()
 }
 
+/// A UnixFS directory over named entries, as boxo's adder makes it: a basic directory,
+/// or a shard trie when the entries exceed boxo's sharding threshold. Returns every
+/// block, the root last.
+pub fn directory(
+    params: &DagParams,
+    entries: &[(String, Link)],
+) -> Result<(Vec<Block>, Link), DagError> {
+    let estimate = estimate(
+        entries
+            .iter()
+            .map(|(n, l)| (n.as_str(), l.cid.encoded_len())),
+    );
+    if needs_sharding(estimate) {
+        return build(params, entries);
+    }
+    let (block, link) = params.basic_directory(entries);
+    Ok((vec![block], link))
+}
+
 /// Builds the shard trie over `entries` (names unique); returns every shard block (children
 /// before their parent, the root last) and the root's link.
-pub fn build(params: &DagParams, entries: &[(String, Link)]) -> Result<(Vec<Block>, Link), String> {
+pub fn build(
+    params: &DagParams,
+    entries: &[(String, Link)],
+) -> Result<(Vec<Block>, Link), DagError> {
     let mut hashed: Vec<(&str, [u8; 8], &Link)> = entries
         .iter()
         .map(|(n, l)| (n.as_str(), hash(n), l))
         .collect();
     hashed.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(b.0)));
     if let Some(w) = hashed.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(format!("directory entry {:?} given twice", w[0].0));
+        return Err(DagError::DuplicateEntry(w[0].0.to_string()));
     }
     let mut blocks = Vec::new();
     let root = shard(params, &hashed, 0, &mut blocks)?;
@@ -91,7 +113,7 @@ fn shard(
     entries: &[(&str, [u8; 8], &Link)],
     depth: usize,
     blocks: &mut Vec<Block>,
-) -> Result<Link, String> {
+) -> Result<Link, DagError> {
     let mut links: Vec<(String, Link)> = Vec::new();
     let mut slots = Vec::new();
     let mut rest = entries;
@@ -106,16 +128,14 @@ fn shard(
             continue;
         }
         if depth + 1 >= MAX_DEPTH {
-            // boxo: "sharded directory too deep" (two names with the same 64-bit hash).
-            return Err(format!(
-                "sharded directory too deep: the names {:?} have the same murmur3 hash",
-                group.iter().map(|e| e.0).collect::<Vec<_>>()
+            return Err(DagError::ShardTooDeep(
+                group.iter().map(|e| e.0.to_string()).collect(),
             ));
         }
         let child = shard(params, group, depth + 1, blocks)?;
         links.push((format!("{slot:02X}"), child));
     }
-    let (block, link) = params.hamt_node(&links, &bitfield(slots));
+    let (block, link) = params.hamt_node(&links, &bitfield(slots), HASH_MURMUR3, FANOUT as u64);
     blocks.push(block);
     Ok(link)
 }
@@ -264,7 +284,7 @@ mod tests {
         ];
         for (p, len, extra, want) in cases {
             let entries = fixed_entries(p, 4096, len, extra);
-            let (blocks, root) = p.directory(&entries).unwrap();
+            let (blocks, root) = directory(&p, &entries).unwrap();
             assert_eq!(root.cid.to_string(), want, "{len}+{extra}");
             assert_eq!(blocks.len() > 1, extra > 0, "sharded only above");
             assert_eq!(blocks.last().unwrap().cid, root.cid, "root last");
@@ -283,7 +303,7 @@ mod tests {
     fn shard_layout() {
         let p = DagParams::default();
         let entries = fixed_entries(p, 4096, 30, 1);
-        let (blocks, root) = p.directory(&entries).unwrap();
+        let (blocks, root) = directory(&p, &entries).unwrap();
         let (links, data) = pb_links(&blocks.last().unwrap().data);
         assert_eq!(root.cid, blocks.last().unwrap().cid);
         // Type 5, Data = bitfield, hashType 0x22, fanout 256.
@@ -345,12 +365,17 @@ mod tests {
         let p = DagParams::default();
         let mut entries = fixed_entries(p, 2, 10, 0);
         entries[1].0 = entries[0].0.clone();
-        assert!(build(&p, &entries).unwrap_err().contains("given twice"));
+        assert!(build(&p, &entries)
+            .unwrap_err()
+            .to_string()
+            .contains("given twice"));
         // Two names whose 64-bit hashes are equal (crafted here; murmur3 is not
         // collision-resistant): an error as boxo's, not a panic.
         let same = [7u8; 8];
         let hashed = [("x", same, &entries[0].1), ("y", same, &entries[1].1)];
-        let err = shard(&p, &hashed, 0, &mut Vec::new()).unwrap_err();
+        let err = shard(&p, &hashed, 0, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("sharded directory too deep"), "{err}");
     }
 }

@@ -28,7 +28,7 @@ use crate::{
     http::reply::{self, ApiError, Body},
 };
 use chunker::ChunkerSpec;
-use dag::{Block, DagParams, FileBuilder, HashFn, Layout, Link};
+use dag::{Block, DagError, DagParams, FileBuilder, HashFn, Layout, Link};
 use multipart::{AddError, Event, Multipart};
 use spool::Spool;
 
@@ -55,18 +55,15 @@ fn refused(p: &api::AddParams) -> Result<(), ApiError> {
 /// How the DAG is built. Like upstream, a bad value here is not a 400: the answer is a
 /// 200 whose stream ends with the error (in the order upstream meets them: CID version,
 /// hash function, then the chunker when the first file is read).
-fn dag_params(p: &api::AddParams) -> Result<DagParams, String> {
+fn dag_params(p: &api::AddParams) -> Result<DagParams, DagError> {
     let cid_version = match p.cid_version {
         0 => 0,
         1 => 1,
-        v => return Err(format!("bad CID Version: unknown CID version: {v}")),
+        v => return Err(DagError::CidVersion(v)),
     };
     let hash = HashFn::from_name(&p.hash_fun)?;
     if cid_version == 0 && hash != HashFn::Sha2_256 {
-        return Err(format!(
-            "a CIDv0 can only use sha2-256; with hash={} use cid-version=1",
-            p.hash_fun
-        ));
+        return Err(DagError::CidV0Hash(p.hash_fun.clone()));
     }
     let chunker = ChunkerSpec::parse(&p.chunker)?;
     Ok(DagParams {
@@ -108,7 +105,7 @@ enum Node {
 }
 
 /// The entry at `path`, creating implicit directories on the way.
-fn insert(root: &mut BTreeMap<String, Node>, path: &[String], node: Node) -> Result<(), String> {
+fn insert(root: &mut BTreeMap<String, Node>, path: &[String], node: Node) -> Result<(), AddError> {
     let (last, parents) = path
         .split_last()
         .ok_or("a multipart part has no file name")?;
@@ -119,7 +116,7 @@ fn insert(root: &mut BTreeMap<String, Node>, path: &[String], node: Node) -> Res
             .or_insert_with(|| Node::Dir(BTreeMap::new()));
         dir = match entry {
             Node::Dir(d) => d,
-            Node::Leaf(_) => return Err(format!("{p} is a file, it cannot contain {last}")),
+            Node::Leaf(_) => return Err(format!("{p} is a file, it cannot contain {last}").into()),
         };
     }
     match (dir.get_mut(last), node) {
@@ -149,7 +146,7 @@ struct Adder {
 
 impl Adder {
     /// Stores blocks on the destinations, and keeps them in the spool when one is kept.
-    async fn put(&self, blocks: Vec<Block>) -> Result<(), String> {
+    async fn put(&self, blocks: Vec<Block>) -> Result<(), AddError> {
         for b in blocks {
             put_block(&self.backends, &self.destinations, &b.cid, &b.data).await?;
             if let Some(s) = self.spool.lock().await.as_mut() {
@@ -179,7 +176,7 @@ impl Adder {
         &'a self,
         name: String,
         tree: &'a BTreeMap<String, Node>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Link, String>> + Send + 'a>>
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Link, AddError>> + Send + 'a>>
     {
         Box::pin(async move {
             let mut entries = Vec::new();
@@ -190,7 +187,7 @@ impl Adder {
                 };
                 entries.push((n.to_string(), link));
             }
-            let (blocks, link) = self.params.directory(&entries)?;
+            let (blocks, link) = hamt::directory(&self.params, &entries)?;
             self.put(blocks).await?;
             self.emit(&name, &link).await;
             Ok(link)
@@ -365,7 +362,7 @@ impl Adder {
             root = Some(link);
         }
         if wrap {
-            let (blocks, link) = self.params.directory(&tops)?;
+            let (blocks, link) = hamt::directory(&self.params, &tops)?;
             self.put(blocks).await?;
             self.emit("", &link).await;
             root = Some(link);
@@ -380,7 +377,7 @@ async fn put_block(
     peers: &[String],
     cid: &cid::Cid,
     data: &[u8],
-) -> Result<(), String> {
+) -> Result<(), AddError> {
     let req = ipb::BlockPutRequest {
         data: data.to_vec(),
         format: crate::add::car::codec_name(cid.codec())
@@ -411,10 +408,7 @@ async fn put_block(
         .into_inner();
     for res in r.results {
         if res.code != 0 {
-            return Err(format!(
-                "storing block {cid} on {}: {}",
-                res.peer, res.error
-            ));
+            return Err(format!("storing block {cid} on {}: {}", res.peer, res.error).into());
         }
         let got = ipb::BlockPutResponse::decode(res.payload.as_slice()).map_err(|e| {
             format!(
@@ -427,7 +421,8 @@ async fn put_block(
             return Err(format!(
                 "storing block {cid} on {}: IPFS answered a different CID {:?}",
                 res.peer, got.cid
-            ));
+            )
+            .into());
         }
     }
     Ok(())
@@ -441,7 +436,7 @@ async fn send_spool(
     spool: Spool,
     targets: &[String],
     reached: &[String],
-) -> Result<(), String> {
+) -> Result<(), AddError> {
     let allocated = targets.to_vec();
     let missing: Vec<String> = allocated
         .into_iter()
@@ -540,14 +535,15 @@ pub async fn handle(
     // an error in the stream, as upstream's carAdder gives it (not a 400).
     let dag = if is_car {
         if params.wrap {
-            Err("cannot wrap a CAR file upload".to_string())
+            Err(DagError::WrapCar)
         } else {
             Ok(DagParams::default())
         }
     } else {
         dag_params(&params)
     };
-    let boundary = crate::add::multipart::boundary(content_type).map_err(ApiError::bad_request)?;
+    let boundary = crate::add::multipart::boundary(content_type)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let user_allocations = params
         .pin_options
         .user_allocations
@@ -638,7 +634,7 @@ pub async fn handle(
             }
             v
         });
-        res.map_err(|e| ApiError::new(e.status(), e.to_string()))?;
+        res.map_err(|e| ApiError::from_service(&e))?;
         let body = if outputs.is_empty() {
             reply::json_line(&serde_json::Value::Null)
         } else {
@@ -704,7 +700,7 @@ mod tests {
             ChunkerSpec::Size(1024)
         );
         assert_eq!(
-            p("chunker=size-0").unwrap_err(),
+            p("chunker=size-0").unwrap_err().to_string(),
             "chunker size must be greater than 0"
         );
         assert_eq!(
@@ -720,10 +716,16 @@ mod tests {
             p("hash=SHA3-512&cid-version=1").unwrap().hash,
             HashFn::Sha3_512
         );
-        assert!(p("hash=sha3-512").unwrap_err().contains("cid-version=1"));
-        assert_eq!(p("hash=nope").unwrap_err(), "hash function name not known");
+        assert!(p("hash=sha3-512")
+            .unwrap_err()
+            .to_string()
+            .contains("cid-version=1"));
         assert_eq!(
-            p("cid-version=7").unwrap_err(),
+            p("hash=nope").unwrap_err().to_string(),
+            "hash function name not known"
+        );
+        assert_eq!(
+            p("cid-version=7").unwrap_err().to_string(),
             "bad CID Version: unknown CID version: 7"
         );
         let r = |q: &str| refused(&api::AddParams::from_query(q).unwrap());

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::StatusCode;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
+use ipfs_cluster_runtime::{ErrorCode, ServiceError};
 
 /// Largest header block of one part.
 const MAX_PART_HEADERS: usize = 16 * 1024;
@@ -65,7 +65,7 @@ impl BodyLimits {
 }
 
 /// Why an add failed. The kind, never the text, decides the HTTP status of a buffered
-/// add's answer ([`AddError::status`]); a streamed add ends with the text in its
+/// add's answer (its [`ErrorCode`]); a streamed add ends with the text in its
 /// `X-Stream-Error` trailer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddError {
@@ -75,18 +75,56 @@ pub enum AddError {
     /// Past `read_timeout` (its Go duration text): 408.
     #[error("request body not read in time: the body was not received within read_timeout ({read_timeout})")]
     TooSlow { read_timeout: String },
-    /// Anything else (a malformed body, a block that cannot be stored, a failed pin): 500.
+    /// A body that is not the multipart form it says: 500.
+    #[error(transparent)]
+    Multipart(#[from] MultipartError),
+    /// DAG parameters that cannot be used, or a directory that cannot be built: 500.
+    #[error(transparent)]
+    Dag(#[from] crate::add::dag::DagError),
+    /// A CAR upload that cannot be read: 500.
+    #[error(transparent)]
+    Car(#[from] crate::add::car::CarError),
+    /// Anything else (a block that cannot be stored, a failed pin): 500.
     #[error("{0}")]
     Failed(String),
 }
 
-impl AddError {
-    /// The status of a buffered add that failed with this error.
-    pub fn status(&self) -> StatusCode {
+/// A request body that is not a multipart form, in Go's `mime/multipart` words where
+/// upstream answers with them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MultipartError {
+    #[error("request Content-Type isn't multipart/form-data")]
+    NotMultipart,
+    #[error("no multipart boundary param in Content-Type")]
+    NoBoundary,
+    #[error("error reading the request body: {0}")]
+    Read(String),
+    #[error("multipart part headers are not UTF-8")]
+    HeadersNotUtf8,
+    #[error("malformed multipart part header line {0:?}")]
+    HeaderLine(String),
+    #[error("multipart part headers are larger than {max} bytes", max = MAX_PART_HEADERS)]
+    HeadersTooLarge,
+    #[error("multipart: NextPart: EOF")]
+    NoPart,
+    #[error("multipart: unexpected end of the body after a boundary")]
+    EndAfterBoundary,
+    #[error("multipart: expected a line break after the boundary")]
+    NoLineBreak,
+    #[error("multipart: unexpected end of the body in part headers")]
+    EndInHeaders,
+    #[error("multipart: unexpected end of the body inside a part")]
+    EndInPart,
+}
+
+impl ServiceError for AddError {
+    fn error_code(&self) -> ErrorCode {
         match self {
-            AddError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            AddError::TooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
-            AddError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AddError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
+            AddError::TooSlow { .. } => ErrorCode::RequestTimeout,
+            AddError::Multipart(_) | AddError::Dag(_) | AddError::Car(_) | AddError::Failed(_) => {
+                ErrorCode::Internal
+            }
         }
     }
 }
@@ -156,7 +194,7 @@ where
             };
             match frame {
                 None => return Ok(None),
-                Some(Err(e)) => return Err(format!("error reading the request body: {e}").into()),
+                Some(Err(e)) => return Err(MultipartError::Read(e.to_string()).into()),
                 Some(Ok(f)) => {
                     if let Ok(d) = f.into_data() {
                         self.read += d.len() as u64;
@@ -180,12 +218,12 @@ pub struct Multipart {
 }
 
 /// The boundary of a multipart request, or upstream's (Go's) error text.
-pub fn boundary(content_type: Option<&str>) -> Result<String, String> {
+pub fn boundary(content_type: Option<&str>) -> Result<String, MultipartError> {
     let ct = content_type.unwrap_or("");
     let mut parts = ct.split(';');
     let mime = parts.next().unwrap_or("").trim().to_ascii_lowercase();
     if mime != "multipart/form-data" && mime != "multipart/mixed" {
-        return Err("request Content-Type isn't multipart/form-data".into());
+        return Err(MultipartError::NotMultipart);
     }
     for p in parts {
         if let Some((k, v)) = p.split_once('=') {
@@ -197,7 +235,7 @@ pub fn boundary(content_type: Option<&str>) -> Result<String, String> {
             }
         }
     }
-    Err("no multipart boundary param in Content-Type".into())
+    Err(MultipartError::NoBoundary)
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -225,13 +263,12 @@ fn disposition_param(value: &str, key: &str) -> Option<String> {
     None
 }
 
-fn parse_headers(block: &[u8]) -> Result<PartHeaders, String> {
-    let text = std::str::from_utf8(block)
-        .map_err(|_| "multipart part headers are not UTF-8".to_string())?;
+fn parse_headers(block: &[u8]) -> Result<PartHeaders, MultipartError> {
+    let text = std::str::from_utf8(block).map_err(|_| MultipartError::HeadersNotUtf8)?;
     let mut h = PartHeaders::default();
     for line in text.split("\r\n").filter(|l| !l.is_empty()) {
         let Some((k, v)) = line.split_once(':') else {
-            return Err(format!("malformed multipart part header line {line:?}"));
+            return Err(MultipartError::HeaderLine(line.to_string()));
         };
         let v = v.trim();
         if k.trim().eq_ignore_ascii_case("content-disposition") {
@@ -303,13 +340,13 @@ impl Multipart {
                             self.buf.advance(drop);
                         }
                         if !self.fill().await? {
-                            return Err("multipart: NextPart: EOF".into());
+                            return Err(MultipartError::NoPart.into());
                         }
                     }
                 },
                 State::AfterDelimiter => {
                     if !self.need(2).await? {
-                        return Err("multipart: unexpected end of the body after a boundary".into());
+                        return Err(MultipartError::EndAfterBoundary.into());
                     }
                     if &self.buf[..2] == b"--" {
                         self.state = State::End;
@@ -321,7 +358,7 @@ impl Multipart {
                         self.need(2).await?;
                     }
                     if self.buf.len() < 2 || &self.buf[..2] != b"\r\n" {
-                        return Err("multipart: expected a line break after the boundary".into());
+                        return Err(MultipartError::NoLineBreak.into());
                     }
                     self.buf.advance(2);
                     self.state = State::Headers;
@@ -340,15 +377,10 @@ impl Multipart {
                             return Ok(Some(Event::Part(h)));
                         }
                         if self.buf.len() > MAX_PART_HEADERS {
-                            return Err(format!(
-                                "multipart part headers are larger than {MAX_PART_HEADERS} bytes"
-                            )
-                            .into());
+                            return Err(MultipartError::HeadersTooLarge.into());
                         }
                         if !self.fill().await? {
-                            return Err(
-                                "multipart: unexpected end of the body in part headers".into()
-                            );
+                            return Err(MultipartError::EndInHeaders.into());
                         }
                     }
                 }
@@ -368,7 +400,7 @@ impl Multipart {
                         return Ok(Some(Event::Data(self.buf.split_to(n).freeze())));
                     }
                     if !self.fill().await? {
-                        return Err("multipart: unexpected end of the body inside a part".into());
+                        return Err(MultipartError::EndInPart.into());
                     }
                 }
                 State::DataEnded => {
@@ -383,6 +415,7 @@ impl Multipart {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::StatusCode;
 
     fn limits(max_bytes: u64, read_timeout: Duration) -> BodyLimits {
         BodyLimits {
@@ -412,7 +445,7 @@ mod tests {
         let e = LimitedBody::new(full, limits(9, Duration::ZERO))
             .err()
             .expect("refused up front");
-        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(e.error_code().http_status(), StatusCode::PAYLOAD_TOO_LARGE);
         let text = e.to_string();
         assert!(
             text.starts_with("request body too large: ")
@@ -433,7 +466,11 @@ mod tests {
         .unwrap();
         assert!(b.data().await.unwrap().is_some());
         let e = b.data().await.unwrap_err();
-        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE, "{e}");
+        assert_eq!(
+            e.error_code().http_status(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{e}"
+        );
         // A client that stops sending is given up on at read_timeout.
         let mut b = LimitedBody::new(
             stalling(vec![b"0"]),
@@ -443,7 +480,11 @@ mod tests {
         assert!(b.data().await.unwrap().is_some());
         let t = std::time::Instant::now();
         let e = b.data().await.unwrap_err();
-        assert_eq!(e.status(), StatusCode::REQUEST_TIMEOUT, "{e}");
+        assert_eq!(
+            e.error_code().http_status(),
+            StatusCode::REQUEST_TIMEOUT,
+            "{e}"
+        );
         assert!(
             e.to_string().starts_with("request body not read in time: ")
                 && e.to_string().contains("read_timeout (200ms)"),
@@ -451,7 +492,7 @@ mod tests {
         );
         assert!(t.elapsed() < Duration::from_secs(5));
         assert_eq!(
-            AddError::from("other").status(),
+            AddError::from("other").error_code().http_status(),
             StatusCode::INTERNAL_SERVER_ERROR
         );
         assert_eq!(
@@ -471,15 +512,17 @@ mod tests {
             "x y"
         );
         assert_eq!(
-            boundary(Some("application/json")).unwrap_err(),
+            boundary(Some("application/json")).unwrap_err().to_string(),
             "request Content-Type isn't multipart/form-data"
         );
         assert_eq!(
-            boundary(None).unwrap_err(),
+            boundary(None).unwrap_err().to_string(),
             "request Content-Type isn't multipart/form-data"
         );
         assert_eq!(
-            boundary(Some("multipart/form-data")).unwrap_err(),
+            boundary(Some("multipart/form-data"))
+                .unwrap_err()
+                .to_string(),
             "no multipart boundary param in Content-Type"
         );
     }

@@ -78,10 +78,10 @@ pub fn status_error(service: Local, s: &Status) -> ApiError {
     match ErrorCode::from_grpc(s.code()) {
         // Upstream's 404 text must not name the CID.
         code @ ErrorCode::NotFound if service == Local::Consensus => {
-            ApiError::new(code.http_status(), NOT_IN_PINSET)
+            ApiError::new(code, NOT_IN_PINSET)
         }
         code @ ErrorCode::Unimplemented => {
-            ApiError::new(code.http_status(), format!("{service}: {}", s.message()))
+            ApiError::new(code, format!("{service}: {}", s.message()))
         }
         // tonic attaches the underlying error (connect refused, broken connection) as the
         // source when the call never reached the service; an UNAVAILABLE the service sent
@@ -710,7 +710,7 @@ mod tests {
             Local::Consensus,
             &Status::unavailable("no cluster leader reachable within 15s"),
         );
-        assert_eq!(e.status, http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(
             e.message,
             "consensus: no cluster leader reachable within 15s"
@@ -741,7 +741,9 @@ mod tests {
         let members = vec!["a".to_string(), "b".to_string()];
         let pin = |rmin: i32, allocs: &[&str]| {
             let mut p = api::Pin::new_data(
-                "QmWATWQ7fVPP2EFGu71UkfnqhYXDYH566qy47CnJDgvs8u".parse().unwrap(),
+                "QmWATWQ7fVPP2EFGu71UkfnqhYXDYH566qy47CnJDgvs8u"
+                    .parse()
+                    .unwrap(),
                 api::PinOptions {
                     replication_factor_min: rmin,
                     ..Default::default()

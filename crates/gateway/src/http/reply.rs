@@ -29,61 +29,25 @@ pub fn empty() -> Body {
     Empty::new().boxed_unsync()
 }
 
-/// An error to send as `{"code":<status>,"message":...}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-}
+pub use ipfs_cluster_runtime::api_error::{ApiError, NOT_IN_PINSET};
+use ipfs_cluster_runtime::ErrorCode;
 
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
-    }
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-    /// Upstream's automatic code: 404 for exactly `pin is not part of the pinset`, else 500.
-    pub fn internal(message: impl Into<String>) -> Self {
-        let message = message.into();
-        let status = if message == NOT_IN_PINSET {
-            StatusCode::NOT_FOUND
-        } else {
-            StatusCode::INTERNAL_SERVER_ERROR
-        };
-        Self { status, message }
-    }
-    pub fn not_implemented(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_IMPLEMENTED,
-            format!("{what} is not implemented by this gateway yet"),
-        )
-    }
-}
-
-pub const NOT_IN_PINSET: &str = "pin is not part of the pinset";
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    code: u16,
-    message: &'a str,
+/// The REST body of a failure to encode a response (never expected: these are plain data
+/// types).
+fn encode_failure(e: serde_json::Error) -> Vec<u8> {
+    ApiError::new(ErrorCode::Internal, format!("cannot encode response: {e}")).rest_body()
 }
 
 /// Compact JSON plus `\n`.
 pub fn json_line<T: Serialize + ?Sized>(v: &T) -> Bytes {
-    let mut out = serde_json::to_vec(v).unwrap_or_else(|e| {
+    match serde_json::to_vec(v) {
+        Ok(mut out) => {
+            out.push(b'\n');
+            Bytes::from(out)
+        }
         // Serializing our own plain data types cannot fail; make it visible if it ever does.
-        serde_json::to_vec(&ErrorBody {
-            code: 500,
-            message: &format!("cannot encode response: {e}"),
-        })
-        .unwrap_or_default()
-    });
-    out.push(b'\n');
-    Bytes::from(out)
+        Err(e) => Bytes::from(encode_failure(e)),
+    }
 }
 
 fn api_response(status: StatusCode, body: Body) -> Response<Body> {
@@ -109,24 +73,14 @@ pub fn no_content() -> Response<Body> {
     api_response(StatusCode::NO_CONTENT, empty())
 }
 
+/// A REST error: `{"code":<status>,"message":...}`.
 pub fn error(e: &ApiError) -> Response<Body> {
-    api_response(
-        e.status,
-        full(json_line(&ErrorBody {
-            code: e.status.as_u16(),
-            message: &e.message,
-        })),
-    )
+    api_response(e.status(), full(e.rest_body()))
 }
 
 /// Pinning Services API error body: `{"error":{"reason":...}}`.
 pub fn pinsvc_error(e: &ApiError) -> Response<Body> {
-    api_response(
-        e.status,
-        full(json_line(&ipfs_cluster_api::PsaError::new(
-            e.message.clone(),
-        ))),
-    )
+    api_response(e.status(), full(e.pinsvc_body()))
 }
 
 /// The router's 405: empty body, no configured headers.
@@ -186,10 +140,7 @@ impl<T: Serialize> NdjsonItem for Json<T> {
         if let Err(e) = serde_json::to_writer(out.writer(), &self.0) {
             // Serializing our own plain data types cannot fail; make it visible if it ever does.
             out.truncate(mark);
-            out.extend_from_slice(&json_line(&ErrorBody {
-                code: 500,
-                message: &format!("cannot encode response: {e}"),
-            }));
+            out.extend_from_slice(&encode_failure(e));
             return;
         }
         out.put_u8(b'\n');
@@ -220,7 +171,7 @@ where
     };
     let Some(first) = first else {
         let mut r = match errors.first() {
-            Some(e) => error(&ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.clone())),
+            Some(e) => error(&ApiError::new(ErrorCode::Internal, e.clone())),
             None => no_content(),
         };
         r.headers_mut()
@@ -394,17 +345,5 @@ mod tests {
         assert_eq!(f.into_data().unwrap().as_ref(), b"2\n");
         drop(tx);
         assert!(body.frame().await.unwrap().unwrap().is_trailers());
-    }
-
-    #[test]
-    fn automatic_404() {
-        assert_eq!(
-            ApiError::internal(NOT_IN_PINSET).status,
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            ApiError::internal("x").status,
-            StatusCode::INTERNAL_SERVER_ERROR
-        );
     }
 }

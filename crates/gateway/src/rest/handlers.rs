@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 use futures::{stream, StreamExt};
-use http::StatusCode;
 use http_body_util::BodyExt;
+use ipfs_cluster_runtime::ErrorCode;
 use std::time::Duration;
 
 use ipfs_cluster_api as api;
@@ -89,7 +89,7 @@ async fn dispatch(
                     read_timeout: ctx.read_timeout,
                 };
                 let body = crate::add::multipart::LimitedBody::new(body, limits)
-                    .map_err(|e| ApiError::new(e.status(), e.to_string()))?;
+                    .map_err(|e| ApiError::from_service(&e))?;
                 crate::add::handle(b, q.raw(), ctx.content_type.as_deref(), body).await
             }
             None => Err(ApiError::bad_request(
@@ -187,7 +187,7 @@ pub fn token(
 ) -> Result<Resp, ApiError> {
     use crate::http::auth::{Scope, TokenError};
     let (Some(creds), Some(who)) = (creds, who) else {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized"));
+        return Err(ApiError::new(ErrorCode::Unauthenticated, "unauthorized"));
     };
     let scope = match q.get("scope") {
         "" => who.scope,
@@ -199,7 +199,7 @@ pub fn token(
     };
     if scope > who.scope {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
             format!(
                 "forbidden: these credentials have the {} scope and cannot get a token with scope={}",
                 who.scope.as_str(),
@@ -222,12 +222,12 @@ pub fn token(
     let t = creds
         .issue_token(&who.user, Some(scope), lifetime)
         .map_err(|e| {
-            let status = match e {
-                TokenError::EmptyPassword => StatusCode::UNAUTHORIZED,
-                TokenError::ScopeTooWide(_) => StatusCode::FORBIDDEN,
-                TokenError::Lifetime(_) => StatusCode::BAD_REQUEST,
+            let code = match e {
+                TokenError::EmptyPassword => ErrorCode::Unauthenticated,
+                TokenError::ScopeTooWide(_) => ErrorCode::Forbidden,
+                TokenError::Lifetime(_) => ErrorCode::BadRequest,
             };
-            ApiError::new(status, e.to_string())
+            ApiError::new(code, e.to_string())
         })?;
     Ok(reply::ok_json(&serde_json::json!({ "token": t })))
 }
@@ -299,7 +299,7 @@ async fn status_all(ctx: &Ctx, q: &Query) -> Result<Resp, ApiError> {
         let failures = results.iter().filter(|r| r.is_err()).count();
         if failures == total {
             if let Some(Err(e)) = results.into_iter().next() {
-                return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.message));
+                return Err(ApiError::new(ErrorCode::Internal, e.message));
             }
             return Ok(reply::no_content());
         }
@@ -373,7 +373,7 @@ pub async fn read_body(
     } else {
         tokio::time::timeout(timeout, collect).await.map_err(|_| {
             ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
+                ErrorCode::RequestTimeout,
                 format!("the request body was not received within read_timeout ({timeout:?})"),
             )
         })?

@@ -9,6 +9,7 @@ use futures::{stream, StreamExt};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use ipfs_cluster_api as api;
+use ipfs_cluster_runtime::ErrorCode;
 
 use crate::{
     backend::Backends,
@@ -54,7 +55,7 @@ pub async fn handle(
         (["health"], _) | (["token"], _) | (["pins"], _) | (["pins", _], _) => {
             Ok(reply::method_not_allowed())
         }
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not found")),
+        _ => Err(ApiError::new(ErrorCode::NotFound, "not found")),
     };
     res.unwrap_or_else(|e| reply::pinsvc_error(&e))
 }
@@ -162,7 +163,7 @@ async fn get(b: &Backends, id: &str) -> Result<api::PinStatus, ApiError> {
     let g = b.status_global(cid, "Status").await.ok();
     g.as_ref()
         .and_then(from_global)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "pin not found"))
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "pin not found"))
 }
 
 async fn remove(b: &Backends, id: &str) -> Result<Response<Body>, ApiError> {
@@ -306,7 +307,7 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(
-            (e.status.as_u16(), e.message.as_str()),
+            (e.status().as_u16(), e.message.as_str()),
             (500, "error decoding 'status' query param: no valid filter")
         );
         let l = parse_list(&Query::parse(Some(""))).ok().unwrap();

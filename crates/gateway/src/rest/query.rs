@@ -77,7 +77,7 @@ mod tests {
             .pin_options()
             .unwrap_err();
         assert_eq!(
-            (e.status.as_u16(), e.message.as_str()),
+            (e.status().as_u16(), e.message.as_str()),
             (400, "parameter replication-min invalid")
         );
         assert!(cid_param("nope")

@@ -465,7 +465,6 @@ pub async fn start(tune: impl FnOnce(&mut ipfs_cluster_gateway::HttpApiOptions))
         replication_factor_min: -1,
         alert_check_interval: ipfs_cluster_runtime::monitor::DEFAULT_CHECK_INTERVAL,
         follower_mode: false,
-        http_metrics: None,
     };
     let backends = ipfs_cluster_gateway::backend::Backends::connect(&opts, &token);
     let metrics = backends.peer_metrics.clone();

@@ -27,6 +27,7 @@ use tokio::net::{TcpListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 use ipfs_cluster_runtime::access_log::{AccessLog, Endpoint};
+use ipfs_cluster_runtime::{ApiError, ErrorCode};
 
 use crate::kubo::{Kubo, NodeAddr};
 use headers::Extracted;
@@ -135,12 +136,17 @@ pub(crate) fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
     r
 }
 
-/// Kubo's error shape.
-pub(crate) fn kubo_error(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
-    json(
-        status,
-        serde_json::json!({"Message": msg.into(), "Code": 0, "Type": "error"}),
-    )
+/// An error in Kubo's shape (`ApiError::kubo_body`), as upstream's proxy answers.
+pub(crate) fn kubo_error(code: ErrorCode, msg: impl Into<String>) -> Response<Body> {
+    let e = ApiError::new(code, msg);
+    let mut r = Response::new(full(e.kubo_body()));
+    *r.status_mut() = e.status();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(header::SERVER, server_header());
+    r
 }
 
 /// All values of `key` in a query string (percent-decoded).
@@ -251,7 +257,7 @@ impl Proxy {
         if let Err(msg) =
             ipfs_cluster_config::host_header::check_loopback_host(host.as_deref(), loopback_only)
         {
-            return kubo_error(StatusCode::FORBIDDEN, msg.to_string());
+            return kubo_error(ErrorCode::Forbidden, msg.to_string());
         }
         let Some(r) = route(req.method(), &path, &query) else {
             // The daemon applies its own Origin policy to what we forward.
@@ -274,7 +280,7 @@ impl Proxy {
             preflight = Some(cors);
             if !same_origin && !allowed {
                 return kubo_error(
-                    StatusCode::FORBIDDEN,
+                    ErrorCode::Forbidden,
                     format!(
                         "cross-origin {method} from {} refused: the IPFS daemon's CORS settings (API.HTTPHeaders) do not allow this origin",
                         o.to_str().unwrap_or("(not text)")
@@ -286,7 +292,7 @@ impl Proxy {
         // cluster (Pin, Unpin, BlockAllocate), before the daemon stores anything.
         if self.cfg.follower_mode && r.writes() {
             return kubo_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
                 ipfs_cluster_config::FOLLOWER_MODE_ERROR,
             );
         }
@@ -304,7 +310,7 @@ impl Proxy {
                     // cluster pin of the roots.
                     let options = match ipfs_cluster_api::PinOptions::from_query(&query) {
                         Ok(o) => o.into(),
-                        Err(e) => return kubo_error(StatusCode::BAD_REQUEST, e.0),
+                        Err(e) => return kubo_error(ErrorCode::BadRequest, e.0),
                     };
                     let req = with_query_param(req, "pin", "false");
                     self.forward_and_pin(req, Roots::Add { wrap }, options)
@@ -339,11 +345,11 @@ impl Proxy {
     ) -> Result<String, Response<Body>> {
         let arg = arg.unwrap_or_default();
         let path = ipfs_cluster_api::path_or_cid_path(&arg)
-            .map_err(|e| kubo_error(StatusCode::INTERNAL_SERVER_ERROR, format!("{prefix}{e}")))?;
+            .map_err(|e| kubo_error(ErrorCode::Internal, format!("{prefix}{e}")))?;
         self.kubo
             .resolve(&path)
             .await
-            .map_err(|e| kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+            .map_err(|e| kubo_error(ErrorCode::Internal, e.to_string()))
     }
 
     async fn pin_add(&self, rest: &str, query: &str) -> Response<Body> {
@@ -369,7 +375,7 @@ impl Proxy {
             .await
         {
             Ok(_) => json(StatusCode::OK, serde_json::json!({"Pins": [cid]})),
-            Err(e) => kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()),
+            Err(e) => kubo_error(ErrorCode::Internal, e.message().to_string()),
         }
     }
 
@@ -378,13 +384,10 @@ impl Proxy {
     async fn pin_update(&self, query: &str) -> Response<Body> {
         let args = query_all(query, "arg");
         let Some(from) = args.first().cloned() else {
-            return kubo_error(
-                StatusCode::BAD_REQUEST,
-                "argument \"from-path\" is required",
-            );
+            return kubo_error(ErrorCode::BadRequest, "argument \"from-path\" is required");
         };
         let Some(to) = args.get(1).cloned() else {
-            return kubo_error(StatusCode::BAD_REQUEST, "argument \"to-path\" is required");
+            return kubo_error(ErrorCode::BadRequest, "argument \"to-path\" is required");
         };
         let unpin = flag(query, "unpin", true);
         let from = match self
@@ -417,7 +420,7 @@ impl Proxy {
             .pin(PinRequest { pin: Some(pin) })
             .await
         {
-            return kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string());
+            return kubo_error(ErrorCode::Internal, e.message().to_string());
         }
         if unpin {
             if let Err(e) = self
@@ -426,7 +429,7 @@ impl Proxy {
                 .unpin(UnpinRequest { cid: from.clone() })
                 .await
             {
-                return kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string());
+                return kubo_error(ErrorCode::Internal, e.message().to_string());
             }
         }
         json(StatusCode::OK, serde_json::json!({"Pins": [from, to]}))
@@ -448,7 +451,7 @@ impl Proxy {
         {
             Ok(_) => json(StatusCode::OK, serde_json::json!({"Pins": [cid]})),
             // Upstream answers the cluster's error ("pin is not part of the pinset").
-            Err(e) => kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()),
+            Err(e) => kubo_error(ErrorCode::Internal, e.message().to_string()),
         }
     }
 
@@ -470,7 +473,7 @@ impl Proxy {
                 Ok(c) => c,
                 Err(e) => {
                     return kubo_error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
+                        ErrorCode::Internal,
                         ipfs_cluster_api::go_cid_error(&arg, &e.to_string()),
                     )
                 }
@@ -498,10 +501,10 @@ impl Proxy {
                     }
                 }
                 Err(e) if e.code() == tonic::Code::NotFound => kubo_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
                     format!("Error: path '{arg}' is not pinned"),
                 ),
-                Err(e) => kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()),
+                Err(e) => kubo_error(ErrorCode::Internal, e.message().to_string()),
             };
         }
         let mut list = match self
@@ -511,9 +514,7 @@ impl Proxy {
             .await
         {
             Ok(s) => s.into_inner(),
-            Err(e) => {
-                return kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string())
-            }
+            Err(e) => return kubo_error(ErrorCode::Internal, e.message().to_string()),
         };
         if stream {
             let (tx, rx) =
@@ -570,9 +571,7 @@ impl Proxy {
                     keys.insert(p.cid, serde_json::json!({"Type": "recursive"}));
                 }
                 Ok(None) => break,
-                Err(e) => {
-                    return kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string())
-                }
+                Err(e) => return kubo_error(ErrorCode::Internal, e.message().to_string()),
             }
         }
         json(StatusCode::OK, serde_json::json!({ "Keys": keys }))
@@ -640,7 +639,7 @@ impl Proxy {
                 Response::from_parts(parts, body.map_err(|e| -> BoxError { Box::new(e) }).boxed())
             }
             Err(e) => kubo_error(
-                StatusCode::BAD_GATEWAY,
+                ErrorCode::BadGateway,
                 format!(
                     "ipfs-cluster proxy: cannot reach the IPFS daemon at {}: {e}",
                     self.cfg.node

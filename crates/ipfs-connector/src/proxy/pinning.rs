@@ -13,6 +13,7 @@ use ipfs_cluster_proto::{
     transport::v1::PeerCallManyRequest,
     types::v1::{Empty, Pin, PinOptions, PinType},
 };
+use ipfs_cluster_runtime::ErrorCode;
 use prost::Message;
 use tokio::sync::mpsc;
 
@@ -187,7 +188,7 @@ impl Proxy {
 pub(crate) async fn repo_stat(p: &Proxy) -> Response<Body> {
     let peers = match p.members().await {
         Ok(m) => m,
-        Err(e) => return kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()),
+        Err(e) => return kubo_error(ErrorCode::Internal, e.message().to_string()),
     };
     let req = PeerCallManyRequest {
         peers,
@@ -198,7 +199,7 @@ pub(crate) async fn repo_stat(p: &Proxy) -> Response<Body> {
     };
     let res = match p.transport.clone().call_many(req).await {
         Ok(r) => r.into_inner(),
-        Err(e) => return kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()),
+        Err(e) => return kubo_error(ErrorCode::Internal, e.message().to_string()),
     };
     let (mut size, mut max) = (0u64, 0u64);
     for r in res.results {
@@ -223,7 +224,7 @@ pub(crate) async fn repo_gc(p: &Proxy, query: &str) -> Response<Body> {
     let stream_errors = super::flag(query, "stream-errors", false);
     let peers = match p.members().await {
         Ok(m) => m,
-        Err(e) => return kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()),
+        Err(e) => return kubo_error(ErrorCode::Internal, e.message().to_string()),
     };
     let req = PeerCallManyRequest {
         peers,
@@ -234,7 +235,7 @@ pub(crate) async fn repo_gc(p: &Proxy, query: &str) -> Response<Body> {
     };
     let res = match p.transport.clone().call_many(req).await {
         Ok(r) => r.into_inner(),
-        Err(e) => return kubo_error(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()),
+        Err(e) => return kubo_error(ErrorCode::Internal, e.message().to_string()),
     };
     let mut out = Vec::new();
     let mut errors = Vec::new();

@@ -1,8 +1,8 @@
 //! The IPFS connector's Prometheus families (docs/operations.md, Observability): the pin tracker's
 //! queues (the tracker's counters, at scrape time), items in error and the pins this peer
 //! holds (status passes, cached for `PASS_CACHE`); and the Kubo client's requests with
-//! their latency (`crate::kubo::prometheus`, recorded by the client). All no-ops when
-//! metrics are off.
+//! their latency (`crate::kubo::prometheus`, recorded by the client). Registered only
+//! when metrics are on (`Settings::metrics`).
 
 use std::{
     sync::Mutex,
@@ -11,7 +11,7 @@ use std::{
 
 use ipfs_cluster_observability::{
     prometheus_client::metrics::{family::Family, gauge::Gauge},
-    Labels,
+    Labels, Metrics,
 };
 use ipfs_cluster_proto::types::v1::TrackerStatus;
 use tokio::sync::mpsc;
@@ -22,11 +22,8 @@ use super::Tracker;
 /// (plus an IPFS `pin/ls`): at most this often.
 pub const PASS_CACHE: Duration = Duration::from_secs(5);
 
-/// Registers the connector's families on the process registry (if metrics are on).
-pub fn register(t: &Tracker) {
-    let Some(m) = ipfs_cluster_observability::global() else {
-        return;
-    };
+/// Registers the connector's families on the service's registry.
+pub fn register(t: &Tracker, m: &Metrics) {
     t.kubo().record_metrics(m);
 
     let queued: Family<Labels, Gauge> = Family::default();
