@@ -79,29 +79,48 @@ pub struct TransportBlocks {
     pub client: TransportClient,
 }
 
-impl BlockSource for TransportBlocks {
-    fn block(&self, peer: &str, cid: &str) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+impl TransportBlocks {
+    /// A `Consensus/<method>` peer call to `peer` within FETCH_TIMEOUT: the answer's payload.
+    fn call(
+        &self,
+        peer: &str,
+        method: &str,
+        payload: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Vec<u8>, String>> {
         let mut c = self.client.clone();
         let req = PeerCallRequest {
             peer: peer.to_string(),
             service: names::CONSENSUS.to_string(),
-            method: "CrdtBlock".into(),
-            payload: CrdtBlockRequest {
-                cid: cid.to_string(),
-            }
-            .encode_to_vec(),
+            method: method.to_string(),
+            payload,
             timeout_ms: FETCH_TIMEOUT.as_millis() as u32,
         };
         let peer = peer.to_string();
         Box::pin(async move {
             let mut r = tonic::Request::new(req);
             r.set_timeout(FETCH_TIMEOUT + Duration::from_secs(1));
-            let payload = c
-                .call(r)
+            Ok(c.call(r)
                 .await
                 .map_err(|e| format!("peer {peer}: {}", e.message()))?
                 .into_inner()
-                .payload;
+                .payload)
+        })
+    }
+}
+
+impl BlockSource for TransportBlocks {
+    fn block(&self, peer: &str, cid: &str) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+        let call = self.call(
+            peer,
+            "CrdtBlock",
+            CrdtBlockRequest {
+                cid: cid.to_string(),
+            }
+            .encode_to_vec(),
+        );
+        let peer = peer.to_string();
+        Box::pin(async move {
+            let payload = call.await?;
             CrdtBlockResponse::decode(payload.as_slice())
                 .map(|r| r.data)
                 .map_err(|e| format!("peer {peer}: undecodable CrdtBlock answer: {e}"))
@@ -109,24 +128,10 @@ impl BlockSource for TransportBlocks {
     }
 
     fn heads(&self, peer: &str) -> BoxFuture<'static, Result<Vec<cid::Cid>, String>> {
-        let mut c = self.client.clone();
-        let req = PeerCallRequest {
-            peer: peer.to_string(),
-            service: names::CONSENSUS.to_string(),
-            method: "CrdtHeads".into(),
-            payload: CrdtHeadsRequest {}.encode_to_vec(),
-            timeout_ms: FETCH_TIMEOUT.as_millis() as u32,
-        };
+        let call = self.call(peer, "CrdtHeads", CrdtHeadsRequest {}.encode_to_vec());
         let peer = peer.to_string();
         Box::pin(async move {
-            let mut r = tonic::Request::new(req);
-            r.set_timeout(FETCH_TIMEOUT + Duration::from_secs(1));
-            let payload = c
-                .call(r)
-                .await
-                .map_err(|e| format!("peer {peer}: {}", e.message()))?
-                .into_inner()
-                .payload;
+            let payload = call.await?;
             let heads = CrdtHeadsResponse::decode(payload.as_slice())
                 .map_err(|e| format!("peer {peer}: undecodable CrdtHeads answer: {e}"))?
                 .heads;

@@ -437,30 +437,12 @@ impl Backends {
     /// and `origins` null (upstream fills it from an empty pin made on the spot).
     async fn unpinned_everywhere(&self, cid: api::Cid) -> Result<api::GlobalPinInfo, ApiError> {
         let now = api::Time::now();
+        // upstream's api.PinCid(h): no name, allocations [], no origins or metadata.
+        let mut empty = api::Pin::new_data(cid, api::PinOptions::default());
+        empty.timestamp = now;
         let mut g = None;
         for peer in self.status_peers().await? {
-            let pv = self.peer_metrics.ping_info(&peer).unwrap_or_default();
-            let info = api::PinInfo {
-                cid,
-                name: String::new(),
-                peer: peer.clone(),
-                allocations: Some(vec![]),
-                origins: None,
-                created: now,
-                metadata: None,
-                short: api::PinInfoShort {
-                    peername: pv.peer_name,
-                    ipfs_peer_id: pv.ipfs_id,
-                    ipfs_peer_addresses: pv
-                        .ipfs_addresses
-                        .iter()
-                        .filter_map(|a| api::parse_multiaddr(a).ok())
-                        .collect(),
-                    status: api::TrackerStatus::Unpinned,
-                    timestamp: now,
-                    ..Default::default()
-                },
-            };
+            let info = self.local_info(&empty, &peer, api::TrackerStatus::Unpinned, now);
             from_grpc::merge(&mut g, info);
         }
         g.ok_or_else(|| ApiError::internal("the cluster has no members"))
