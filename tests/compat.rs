@@ -2040,7 +2040,24 @@ async fn peer_down_checks(w: &World, r: &mut Report, all: &[String]) {
     ] {
         w.rest(r, m, p, all, s).await;
     }
-    // A pin while a member is down: allocated to the live peers.
+    // A pin while a member is down: allocated to the live peers. Both allocators still
+    // count the stopped peer until its freespace metric expires (its TTL); wait for that
+    // on both sides so the allocation is not a race with the clock.
+    for side in [&w.ours, &w.up] {
+        let url = format!("{}/monitor/metrics/freespace", side.peers[0].rest());
+        let ok = wait_for(Duration::from_secs(90), || async {
+            get_json(&url)
+                .await
+                .map(|v| v.as_array().map_or(0, Vec::len) == PEERS - 1)
+                .unwrap_or(false)
+        })
+        .await;
+        assert!(
+            ok.is_ok(),
+            "{}: the stopped peer's freespace metric never expired",
+            side.which.label()
+        );
+    }
     w.ctl_a(r, &case("pin add --replication 2 --wait {cid11}"), all)
         .await;
     // The stopped member, then a live one, taken out of the cluster.
