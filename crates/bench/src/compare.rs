@@ -722,6 +722,14 @@ pub async fn run(opts: &Options) -> Result<Comparison> {
     let tmp = tempfile::Builder::new()
         .prefix("ipfs-cluster-bench-cmp")
         .tempdir()?;
+    // BENCH_KEEP=1 keeps the peers' folders (configs, daemon.log) for a diagnosis.
+    let tmp = if std::env::var_os("BENCH_KEEP").is_some() {
+        let kept = tmp.keep();
+        eprintln!("bench: keeping the peers' folders in {}", kept.display());
+        Keep::Kept(kept)
+    } else {
+        Keep::Temp(tmp)
+    };
     if opts.impls.contains(&Impl::Ours)
         && opts.bin_dir.components().any(|c| c.as_os_str() == "debug")
     {
@@ -762,8 +770,11 @@ pub async fn run(opts: &Options) -> Result<Comparison> {
             eprintln!("bench: {}: add", imp.label());
             add(&mut cmp, imp, opts, &up_dir, &root.join("add"), &mut roots).await?;
         }
-        // Each implementation's folders go as soon as it is done (disk is shared).
-        let _ = std::fs::remove_dir_all(&root);
+        // Each implementation's folders go as soon as it is done (disk is shared), unless
+        // they are kept for a diagnosis.
+        if matches!(tmp, Keep::Temp(_)) {
+            let _ = std::fs::remove_dir_all(&root);
+        }
     }
     let panics = UPSTREAM_START_PANICS.load(std::sync::atomic::Ordering::Relaxed);
     if panics > 0 {
@@ -862,6 +873,21 @@ async fn cold(
         "",
     );
     Ok(())
+}
+
+/// The run's folder: removed at the end, or kept (`BENCH_KEEP`).
+enum Keep {
+    Temp(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl Keep {
+    fn path(&self) -> &Path {
+        match self {
+            Keep::Temp(t) => t.path(),
+            Keep::Kept(p) => p,
+        }
+    }
 }
 
 async fn ingest_and_ctl(

@@ -211,7 +211,12 @@ impl PeerDir {
                 .arg("daemon")
                 .args(extra)
                 .envs(self.env.iter().map(|(k, v)| (k, v)))
-                .env("RUST_LOG", "warn")
+                // BENCH_PEER_LOG: the peers' RUST_LOG (e.g. the consensus write path's
+                // debug timings) when a run is being diagnosed; warn otherwise.
+                .env(
+                    "RUST_LOG",
+                    std::env::var("BENCH_PEER_LOG").unwrap_or_else(|_| "warn".into()),
+                )
                 .stdout(log.try_clone()?)
                 .stderr(log),
         )

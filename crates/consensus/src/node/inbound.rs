@@ -189,7 +189,15 @@ impl Node {
         let body = match decode_raft_request(&req)? {
             RaftMessage::AppendEntries(rpc) => {
                 check(rpc.vote.leader_id.node_id)?;
-                enc(&self.raft.append_entries(*rpc).await)?
+                let started = std::time::Instant::now();
+                let n = rpc.entries.len();
+                let r = self.raft.append_entries(*rpc).await;
+                tracing::debug!(
+                    entries = n,
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "append entries handled"
+                );
+                enc(&r)?
             }
             RaftMessage::Vote(rpc) => {
                 check(rpc.vote.leader_id.node_id)?;

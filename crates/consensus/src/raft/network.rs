@@ -164,15 +164,22 @@ impl Conn {
             .hard_ttl()
             .min(self.timeout)
             .max(Duration::from_millis(50));
-        match raft_call::<Req, Resp, RaftError<NodeId, E>>(
+        let started = std::time::Instant::now();
+        let res = raft_call::<Req, Resp, RaftError<NodeId, E>>(
             &*self.carrier,
             &self.peer,
             kind,
             req,
             timeout,
         )
-        .await
-        {
+        .await;
+        tracing::debug!(
+            ?kind,
+            peer = %self.peer,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "raft call answered"
+        );
+        match res {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(
                 crate::raft::ids::node_id(&self.peer),
