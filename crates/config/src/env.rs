@@ -228,25 +228,40 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-fn convert(kind: Kind, val: &str) -> std::result::Result<Value, String> {
+/// Why an environment variable's value does not fit the kind of its key (reported as
+/// [`ConfigError::Env`], which names the variable).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum EnvValueError {
+    #[error("must be true or false, got {0:?}")]
+    NotBool(String),
+    #[error("must be an integer, got {0:?}")]
+    NotInteger(String),
+    #[error("must be a number, got {0:?}")]
+    NotNumber(String),
+    #[error("must be a finite number, got {0:?}")]
+    NotFinite(String),
+    #[error("expected key:value pairs separated by commas, got {0:?}")]
+    NotPair(String),
+}
+
+fn convert(kind: Kind, val: &str) -> std::result::Result<Value, EnvValueError> {
+    let bad = |f: fn(String) -> EnvValueError| move || f(val.to_string());
     Ok(match kind {
         Str => Value::String(val.to_string()),
-        Bool => Value::Bool(
-            parse_bool(val).ok_or_else(|| format!("must be true or false, got {val:?}"))?,
-        ),
+        Bool => Value::Bool(parse_bool(val).ok_or_else(bad(EnvValueError::NotBool))?),
         Int => Value::from(
             val.trim()
                 .parse::<i64>()
-                .map_err(|_| format!("must be an integer, got {val:?}"))?,
+                .map_err(|_| bad(EnvValueError::NotInteger)())?,
         ),
         Float => {
             let f: f64 = val
                 .trim()
                 .parse()
-                .map_err(|_| format!("must be a number, got {val:?}"))?;
+                .map_err(|_| bad(EnvValueError::NotNumber)())?;
             serde_json::Number::from_f64(f)
                 .map(Value::Number)
-                .ok_or_else(|| format!("must be a finite number, got {val:?}"))?
+                .ok_or_else(bad(EnvValueError::NotFinite))?
         }
         List => {
             if val.trim().is_empty() {
@@ -262,9 +277,9 @@ fn convert(kind: Kind, val: &str) -> std::result::Result<Value, String> {
         Map => {
             let mut m = Map::new();
             for pair in val.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                let (k, v) = pair.split_once(':').ok_or_else(|| {
-                    format!("expected key:value pairs separated by commas, got {pair:?}")
-                })?;
+                let (k, v) = pair
+                    .split_once(':')
+                    .ok_or_else(|| EnvValueError::NotPair(pair.to_string()))?;
                 m.insert(k.to_string(), Value::String(v.to_string()));
             }
             Value::Object(m)
@@ -291,9 +306,9 @@ fn apply_obj(
             continue;
         }
         if let Some(val) = lookup(&var) {
-            let v = convert(*kind, &val).map_err(|msg| ConfigError::Env {
+            let v = convert(*kind, &val).map_err(|e| ConfigError::Env {
                 var: var.clone(),
-                msg,
+                msg: e.to_string(),
             })?;
             obj.insert(key.to_string(), v);
             set.push((path, var));
