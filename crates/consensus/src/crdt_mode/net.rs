@@ -23,7 +23,6 @@ use ipfs_cluster_proto::{
     transport::v1::{
         BitswapGetRequest, PeerCallRequest, PeersRequest, PublishRequest, SubscribeRequest,
     },
-    types::v1::Metric,
 };
 
 use super::node::{Broadcaster, CrdtNode};
@@ -41,6 +40,35 @@ const FIRST_SYNC_APPLY: Duration = Duration::from_secs(60);
 /// Heads sent at most this often in answer to empty broadcasts.
 const ANSWER_EVERY: Duration = Duration::from_secs(1);
 
+/// Why a crdt broadcast did not go out or a block or heads fetch failed. Logged, or
+/// joined into the [`FetchError`] the crdt store retries on.
+#[derive(Debug, thiserror::Error)]
+pub enum CrdtNetError {
+    /// The local transport refused or did not answer `Publish`.
+    #[error("transport Publish: {0}")]
+    Publish(String),
+    /// The peer call failed or the peer answered an error (the transport's words).
+    #[error("peer {peer}: {message}")]
+    Call { peer: String, message: String },
+    #[error("peer {peer}: undecodable {method} answer: {error}")]
+    Undecodable {
+        peer: String,
+        method: &'static str,
+        #[source]
+        error: prost::DecodeError,
+    },
+    #[error("peer {peer}: CrdtHeads named {head:?}, not a CID: {error}")]
+    BadHead {
+        peer: String,
+        head: String,
+        #[source]
+        error: cid::Error,
+    },
+    /// The transport's `BitswapGet` found no connected peer with the block.
+    #[error("bitswap: {0}")]
+    Bitswap(String),
+}
+
 /// Publishes on the cluster's crdt topic through the local transport.
 pub struct TransportBroadcaster {
     pub client: TransportClient,
@@ -48,7 +76,7 @@ pub struct TransportBroadcaster {
 }
 
 impl Broadcaster for TransportBroadcaster {
-    fn publish(&self, data: Vec<u8>) -> BoxFuture<'static, Result<(), String>> {
+    fn publish(&self, data: Vec<u8>) -> BoxFuture<'static, Result<(), CrdtNetError>> {
         let mut c = self.client.clone();
         let topic = self.topic.clone();
         Box::pin(async move {
@@ -57,22 +85,22 @@ impl Broadcaster for TransportBroadcaster {
             c.publish(r)
                 .await
                 .map(|_| ())
-                .map_err(|e| format!("transport Publish: {}", e.message()))
+                .map_err(|e| CrdtNetError::Publish(e.message().to_string()))
         })
     }
 }
 
 /// Something that answers `CrdtBlock` for a peer (the transport's peer call in production).
 pub trait BlockSource: Send + Sync + 'static {
-    fn block(&self, peer: &str, cid: &str) -> BoxFuture<'static, Result<Vec<u8>, String>>;
+    fn block(&self, peer: &str, cid: &str) -> BoxFuture<'static, Result<Vec<u8>, CrdtNetError>>;
     /// The block over bitswap from any connected peer (upstream peers serve delta nodes
     /// only this way); None when this source has no bitswap.
-    fn bitswap(&self, _cid: &str) -> Option<BoxFuture<'static, Result<Vec<u8>, String>>> {
+    fn bitswap(&self, _cid: &str) -> Option<BoxFuture<'static, Result<Vec<u8>, CrdtNetError>>> {
         None
     }
     /// `peer`'s current heads (`Consensus/CrdtHeads`). Peers of ours only: upstream peers
     /// do not answer it.
-    fn heads(&self, peer: &str) -> BoxFuture<'static, Result<Vec<cid::Cid>, String>>;
+    fn heads(&self, peer: &str) -> BoxFuture<'static, Result<Vec<cid::Cid>, CrdtNetError>>;
 }
 
 pub struct TransportBlocks {
@@ -86,7 +114,7 @@ impl TransportBlocks {
         peer: &str,
         method: &str,
         payload: Vec<u8>,
-    ) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+    ) -> BoxFuture<'static, Result<Vec<u8>, CrdtNetError>> {
         let mut c = self.client.clone();
         let req = PeerCallRequest {
             peer: peer.to_string(),
@@ -101,7 +129,10 @@ impl TransportBlocks {
             r.set_timeout(FETCH_TIMEOUT + Duration::from_secs(1));
             Ok(c.call(r)
                 .await
-                .map_err(|e| format!("peer {peer}: {}", e.message()))?
+                .map_err(|e| CrdtNetError::Call {
+                    peer,
+                    message: e.message().to_string(),
+                })?
                 .into_inner()
                 .payload)
         })
@@ -109,7 +140,7 @@ impl TransportBlocks {
 }
 
 impl BlockSource for TransportBlocks {
-    fn block(&self, peer: &str, cid: &str) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+    fn block(&self, peer: &str, cid: &str) -> BoxFuture<'static, Result<Vec<u8>, CrdtNetError>> {
         let call = self.call(
             peer,
             "CrdtBlock",
@@ -123,29 +154,40 @@ impl BlockSource for TransportBlocks {
             let payload = call.await?;
             CrdtBlockResponse::decode(payload.as_slice())
                 .map(|r| r.data)
-                .map_err(|e| format!("peer {peer}: undecodable CrdtBlock answer: {e}"))
+                .map_err(|error| CrdtNetError::Undecodable {
+                    peer,
+                    method: "CrdtBlock",
+                    error,
+                })
         })
     }
 
-    fn heads(&self, peer: &str) -> BoxFuture<'static, Result<Vec<cid::Cid>, String>> {
+    fn heads(&self, peer: &str) -> BoxFuture<'static, Result<Vec<cid::Cid>, CrdtNetError>> {
         let call = self.call(peer, "CrdtHeads", CrdtHeadsRequest {}.encode_to_vec());
         let peer = peer.to_string();
         Box::pin(async move {
             let payload = call.await?;
             let heads = CrdtHeadsResponse::decode(payload.as_slice())
-                .map_err(|e| format!("peer {peer}: undecodable CrdtHeads answer: {e}"))?
+                .map_err(|error| CrdtNetError::Undecodable {
+                    peer: peer.clone(),
+                    method: "CrdtHeads",
+                    error,
+                })?
                 .heads;
             heads
                 .iter()
                 .map(|h| {
-                    cid::Cid::try_from(h.as_str())
-                        .map_err(|e| format!("peer {peer}: CrdtHeads named {h:?}, not a CID: {e}"))
+                    cid::Cid::try_from(h.as_str()).map_err(|error| CrdtNetError::BadHead {
+                        peer: peer.clone(),
+                        head: h.clone(),
+                        error,
+                    })
                 })
                 .collect()
         })
     }
 
-    fn bitswap(&self, cid: &str) -> Option<BoxFuture<'static, Result<Vec<u8>, String>>> {
+    fn bitswap(&self, cid: &str) -> Option<BoxFuture<'static, Result<Vec<u8>, CrdtNetError>>> {
         let mut c = self.client.clone();
         let req = BitswapGetRequest {
             cid: cid.to_string(),
@@ -158,7 +200,7 @@ impl BlockSource for TransportBlocks {
             c.bitswap_get(r)
                 .await
                 .map(|r| r.into_inner().data)
-                .map_err(|e| format!("bitswap: {}", e.message()))
+                .map_err(|e| CrdtNetError::Bitswap(e.message().to_string()))
         }))
     }
 }
@@ -190,7 +232,11 @@ impl NodeFetcher for PeerFetcher {
         Err(FetchError(if errors.is_empty() {
             "no peer to fetch it from".into()
         } else {
-            errors.join("; ")
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
         }))
     }
 }
@@ -564,25 +610,6 @@ pub fn spawn_repair(node: Arc<CrdtNode>, source: Arc<dyn BlockSource>, interval:
                 return;
             }
             tokio::time::sleep(interval).await;
-        }
-    });
-}
-
-/// Follows the transport's metrics topic into the allocator's metric store (the peerset
-/// is the set of peers with a live `peerset_metric`).
-pub fn spawn_peer_metrics(node: Arc<CrdtNode>, mut client: TransportClient) {
-    tokio::spawn(async move {
-        loop {
-            let topic = ipfs_cluster_proto::METRICS_TOPIC.to_string();
-            if let Ok(s) = client.subscribe(SubscribeRequest { topic }).await {
-                let mut s = s.into_inner();
-                while let Some(Ok(m)) = s.next().await {
-                    if let Ok(metric) = Metric::decode(m.data.as_slice()) {
-                        node.peer_metrics.add(metric);
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
 }
