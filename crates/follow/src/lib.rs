@@ -1,4 +1,4 @@
-//! `ipfs-cluster-follow`: runs follower peers of collaborative clusters (issue 19), with
+//! `ipfs-cluster-follow`: runs follower peers of collaborative (crdt) clusters, with
 //! upstream's commands and words. A follower is one of our crdt peers with
 //! `cluster.follower_mode` on: it replicates and pins what the cluster's trusted peers
 //! write and can change nothing. Each followed cluster has its folder under
