@@ -30,6 +30,7 @@
 
 pub mod apipin;
 pub mod net;
+pub mod net_error;
 pub mod node;
 pub mod service;
 

@@ -25,6 +25,7 @@ use ipfs_cluster_proto::{
     },
 };
 
+pub use super::net_error::CrdtNetError;
 use super::node::{Broadcaster, CrdtNode};
 
 /// One block fetch from one peer.
@@ -39,35 +40,6 @@ const FIRST_SYNC_ALONE: Duration = Duration::from_secs(10);
 const FIRST_SYNC_APPLY: Duration = Duration::from_secs(60);
 /// Heads sent at most this often in answer to empty broadcasts.
 const ANSWER_EVERY: Duration = Duration::from_secs(1);
-
-/// Why a crdt broadcast did not go out or a block or heads fetch failed. Logged, or
-/// joined into the [`FetchError`] the crdt store retries on.
-#[derive(Debug, thiserror::Error)]
-pub enum CrdtNetError {
-    /// The local transport refused or did not answer `Publish`.
-    #[error("transport Publish: {0}")]
-    Publish(String),
-    /// The peer call failed or the peer answered an error (the transport's words).
-    #[error("peer {peer}: {message}")]
-    Call { peer: String, message: String },
-    #[error("peer {peer}: undecodable {method} answer: {error}")]
-    Undecodable {
-        peer: String,
-        method: &'static str,
-        #[source]
-        error: prost::DecodeError,
-    },
-    #[error("peer {peer}: CrdtHeads named {head:?}, not a CID: {error}")]
-    BadHead {
-        peer: String,
-        head: String,
-        #[source]
-        error: cid::Error,
-    },
-    /// The transport's `BitswapGet` found no connected peer with the block.
-    #[error("bitswap: {0}")]
-    Bitswap(String),
-}
 
 /// Publishes on the cluster's crdt topic through the local transport.
 pub struct TransportBroadcaster {

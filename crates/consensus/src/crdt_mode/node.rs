@@ -34,7 +34,7 @@ pub trait Broadcaster: Send + Sync + 'static {
     fn publish(
         &self,
         data: Vec<u8>,
-    ) -> futures::future::BoxFuture<'static, Result<(), super::net::CrdtNetError>>;
+    ) -> futures::future::BoxFuture<'static, Result<(), super::net_error::CrdtNetError>>;
 }
 
 /// What the crdt node needs to know about this peer.
