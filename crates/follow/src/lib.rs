@@ -125,12 +125,9 @@ pub async fn run(args: Vec<String>) -> i32 {
     }
 }
 
-/// Logs of the running follower to stderr (`RUST_LOG`, default info).
+/// Logs of the running follower to stderr (`RUST_LOG`, default info), as every service
+/// and the launcher log.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    use ipfs_cluster_runtime::logging;
+    logging::init(&logging::env_filter_or("info"), None);
 }
