@@ -229,39 +229,40 @@ fn parse_bool(s: &str) -> Option<bool> {
 }
 
 /// Why an environment variable's value does not fit the kind of its key (reported as
-/// [`ConfigError::Env`], which names the variable).
+/// [`ConfigError::Env`], which names the variable): each variant is the kind that was
+/// expected, with the value given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 enum EnvValueError {
     #[error("must be true or false, got {0:?}")]
-    NotBool(String),
+    Bool(String),
     #[error("must be an integer, got {0:?}")]
-    NotInteger(String),
+    Integer(String),
     #[error("must be a number, got {0:?}")]
-    NotNumber(String),
+    Number(String),
     #[error("must be a finite number, got {0:?}")]
-    NotFinite(String),
+    Finite(String),
     #[error("expected key:value pairs separated by commas, got {0:?}")]
-    NotPair(String),
+    Pair(String),
 }
 
 fn convert(kind: Kind, val: &str) -> std::result::Result<Value, EnvValueError> {
     let bad = |f: fn(String) -> EnvValueError| move || f(val.to_string());
     Ok(match kind {
         Str => Value::String(val.to_string()),
-        Bool => Value::Bool(parse_bool(val).ok_or_else(bad(EnvValueError::NotBool))?),
+        Bool => Value::Bool(parse_bool(val).ok_or_else(bad(EnvValueError::Bool))?),
         Int => Value::from(
             val.trim()
                 .parse::<i64>()
-                .map_err(|_| bad(EnvValueError::NotInteger)())?,
+                .map_err(|_| bad(EnvValueError::Integer)())?,
         ),
         Float => {
             let f: f64 = val
                 .trim()
                 .parse()
-                .map_err(|_| bad(EnvValueError::NotNumber)())?;
+                .map_err(|_| bad(EnvValueError::Number)())?;
             serde_json::Number::from_f64(f)
                 .map(Value::Number)
-                .ok_or_else(bad(EnvValueError::NotFinite))?
+                .ok_or_else(bad(EnvValueError::Finite))?
         }
         List => {
             if val.trim().is_empty() {
@@ -279,7 +280,7 @@ fn convert(kind: Kind, val: &str) -> std::result::Result<Value, EnvValueError> {
             for pair in val.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 let (k, v) = pair
                     .split_once(':')
-                    .ok_or_else(|| EnvValueError::NotPair(pair.to_string()))?;
+                    .ok_or_else(|| EnvValueError::Pair(pair.to_string()))?;
                 m.insert(k.to_string(), Value::String(v.to_string()));
             }
             Value::Object(m)

@@ -362,13 +362,11 @@ impl Bitswap {
             };
             tokio::time::timeout(timeout, wait)
                 .await
-                .unwrap_or_else(|_| {
-                    Err(BitswapError::Timeout {
-                        cid,
-                        timeout,
-                        asked: asked.len(),
-                    })
-                })
+                .unwrap_or(Err(BitswapError::Timeout {
+                    cid,
+                    timeout,
+                    asked: asked.len(),
+                }))
         };
         {
             let mut w = self.lock();
