@@ -35,7 +35,7 @@ pub use crdt::{CrdtBatchingConfig, CrdtConfig};
 pub use duration::GoDuration;
 pub use env::var_name as env_var_name;
 pub use error::ConfigError;
-pub use identity::Identity;
+pub use identity::{write_private, Identity};
 pub use internal::{InternalConfig, ServiceKind};
 pub use libp2p::{multiaddr::Protocol, Multiaddr, PeerId};
 pub use peer::{
