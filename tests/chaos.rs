@@ -2447,7 +2447,7 @@ fn kill_services_and_peers_under_load() {
     });
 }
 
-/// `kill_services_and_peers_under_load` on a crdt cluster (issue 19): services and whole
+/// `kill_services_and_peers_under_load` on a crdt cluster: services and whole
 /// peers SIGKILLed and peers SIGSTOPped under the workload, then the same checker (no
 /// acknowledged pin lost, no acknowledged unpin back, all peers agree, IPFS nodes hold
 /// their pins). crdt has no leader and no quorum: those faults do not apply.

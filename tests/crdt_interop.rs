@@ -1,4 +1,4 @@
-//! Interoperability with upstream IPFS Cluster v1.1.6 crdt peers (issue 19 item 6).
+//! Interoperability with upstream IPFS Cluster v1.1.6 crdt peers.
 //!
 //! * `our_follower_follows_an_upstream_crdt_cluster`: two upstream trusted peers
 //!   (`ipfs-cluster-service init --consensus crdt`, each with its own Kubo node) and one

@@ -1,4 +1,4 @@
-//! `ipfs-cluster-follow` (issue 19): the binary as users run it.
+//! `ipfs-cluster-follow`: the binary as users run it.
 //!
 //! * `follow_cli_says_what_upstream_says`: help texts, the first-start and
 //!   not-initialized messages, missing-URL and usage errors, compared with upstream's

@@ -1,4 +1,4 @@
-//! Follower peers (`cluster.follower_mode`, issue 19): crdt clusters started by the real
+//! Follower peers (`cluster.follower_mode`): crdt clusters started by the real
 //! launcher on loopback, two trusted peers and a follower that trusts them.
 //!
 //! * The follower is in the trusted peers' peerset (its ping metric) and gets

@@ -27,6 +27,12 @@ const MAX_TEXT: usize = 139;
 /// Longest binary CID the fast path decodes (86 bytes, see `MAX_TEXT`).
 const MAX_BYTES: usize = 86;
 
+/// A CID whose canonical text does not fit a [`Cid`] (`cid::Cid` holds 64-byte digests at
+/// most, so only text that is no CID of the `cid` crate gets here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("CID text longer than {MAX_TEXT} characters")]
+struct TooLong;
+
 /// A validated CID, held as its canonical text. Equality and hashing are those of the CID
 /// (the canonical text is unique per CID); ordering is by canonical text.
 #[derive(Clone, Copy)]
@@ -42,13 +48,12 @@ impl Cid {
         if let Some(c) = canonical_v1(s).or_else(|| canonical_v0(s)) {
             return Ok(c);
         }
-        cid::Cid::try_from(s)
-            .map_err(|e| e.to_string())
-            .and_then(|c| Cid::from_text(&c.to_string()))
-            .map_err(|reason| Error::InvalidCid {
-                input: s.to_string(),
-                reason,
-            })
+        let invalid = |reason: String| Error::InvalidCid {
+            input: s.to_string(),
+            reason,
+        };
+        let c = cid::Cid::try_from(s).map_err(|e| invalid(e.to_string()))?;
+        Cid::from_text(&c.to_string()).map_err(|e| invalid(e.to_string()))
     }
 
     /// The canonical text (`Qm…` or `b…`).
@@ -64,10 +69,10 @@ impl Cid {
         cid::Cid::try_from(self.as_str()).unwrap_or_default()
     }
 
-    fn from_text(canonical: &str) -> Result<Cid, String> {
+    fn from_text(canonical: &str) -> Result<Cid, TooLong> {
         let b = canonical.as_bytes();
         if b.len() > MAX_TEXT {
-            return Err(format!("CID text longer than {MAX_TEXT} characters"));
+            return Err(TooLong);
         }
         let mut text = [0u8; MAX_TEXT];
         text[..b.len()].copy_from_slice(b);

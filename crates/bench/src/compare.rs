@@ -1,4 +1,4 @@
-//! Side by side with upstream (issue 18, item 1): the same workloads, the same load
+//! Side by side with upstream: the same workloads, the same load
 //! generator and the same settings against our peers (raft) and upstream v1.1.6 peers
 //! (raft and crdt), in one run on one machine, each peer with its own Kubo node. Every
 //! row is printed as `ours / upstream = ratio` and compared with the issue's target.
@@ -53,8 +53,10 @@ impl Impl {
 /// A group of figures `--workloads` selects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Workload {
-    /// Issue 10's figures of ours against their absolute targets (the `## Whole peer` block)
-    Issue10,
+    /// The whole-peer figures of ours against their absolute targets (the `## Whole peer`
+    /// block); `issue10` is its former name
+    #[value(name = "whole-peer", alias = "issue10")]
+    WholePeer,
     /// Cold start of a whole peer, and its resident memory idle
     Cold,
     /// REST ingest, 1 and 3 peers: to acknowledged, and to `pinned` on every Kubo
@@ -79,7 +81,7 @@ pub struct Options {
     pub sizes: Vec<u64>,
     pub cold_starts: usize,
     pub ctl_reps: usize,
-    /// Cluster sizes of the ingest rows (issue 18's cost curve: 1, 3, 5, 7).
+    /// Cluster sizes of the ingest rows (the cost curve: 1, 3, 5, 7).
     pub ingest_peers: Vec<usize>,
     pub fill: Fill,
 }
@@ -934,7 +936,7 @@ async fn ingest_and_ctl(
             .await?;
             let catch_up = wait_pinned(&peers, &cids(&r.acked)).await?;
             let pinned_rate = r.ok as f64 / (r.elapsed + catch_up).as_secs_f64();
-            // Issue 18's ingest targets are for 1 and 3 peers; the other sizes (the cost
+            // The ingest targets are for 1 and 3 peers; the other sizes (the cost
             // curve) must be no worse than upstream.
             let (t_ack, t_pin) = match n {
                 1 => (Target::Best(5.0), Target::nothing_worse()),

@@ -56,7 +56,7 @@ enum Cmd {
         /// (POST /pins through the REST API, as users do; slow: sizes must grow)
         #[arg(long, value_enum, default_value = "import")]
         fill: suite::Fill,
-        /// Implementations for the side-by-side figures (issue 18)
+        /// Implementations for the side-by-side figures
         #[arg(
             long = "impl",
             value_enum,
@@ -64,13 +64,13 @@ enum Cmd {
             default_value = "ours,upstream-raft,upstream-crdt"
         )]
         impls: Vec<compare::Impl>,
-        /// Which figures to run: `issue10` is ours against issue 10's absolute targets
+        /// Which figures to run: `whole-peer` is ours against the whole-peer targets
         /// (`## Whole peer`); the others are side by side with upstream
         #[arg(
             long,
             value_enum,
             value_delimiter = ',',
-            default_value = "issue10,cold,ingest,ctl,state,add"
+            default_value = "whole-peer,cold,ingest,ctl,state,add"
         )]
         workloads: Vec<compare::Workload>,
         /// Folder with upstream's ipfs-cluster-service / -ctl v1.1.6 (default:
@@ -260,7 +260,7 @@ fn main() -> Result<()> {
                 .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
                 .collect::<Vec<_>>()
                 .join(" ");
-            if ours && workloads.contains(&compare::Workload::Issue10) {
+            if ours && workloads.contains(&compare::Workload::WholePeer) {
                 let started = chrono::Utc::now();
                 let t0 = std::time::Instant::now();
                 let res = rt.block_on(suite::run(&opts))?;
@@ -272,7 +272,7 @@ fn main() -> Result<()> {
             let side: Vec<compare::Workload> = workloads
                 .iter()
                 .copied()
-                .filter(|w| *w != compare::Workload::Issue10)
+                .filter(|w| *w != compare::Workload::WholePeer)
                 .collect();
             if side.is_empty() {
                 return Ok(());
@@ -413,7 +413,7 @@ when `GET /id` answers 200 and `GET /allocations` has streamed its first item (p
 recovery). After each restart the listing must hold the whole pinset. **Cold start**: a freshly `init`-ed peer, `daemon` until `GET /id` is 200 (median of \
 {cold}).\n\
 - **Memory**: VmRSS from `/proc/PID/status` of each child of the launcher.\n\
-- **Side by side with upstream** (issue 18): the same generator and settings against \
+- **Side by side with upstream**: the same generator and settings against \
 upstream IPFS Cluster v1.1.6 in raft and crdt mode, each peer with its own Kubo node; \
 its block says how (`## Side by side with upstream`).\n\
 - **Profiles**: `perf stat -e instructions` is not supported in this VM, so missed targets \

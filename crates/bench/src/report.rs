@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 
 pub const WHOLE_PEER: &str = "whole-peer";
 pub const METHOD: &str = "method";
-/// The side-by-side block (issue 18) and its heading.
+/// The side-by-side block and its heading.
 pub const SIDE_BY_SIDE: &str = "side-by-side";
 pub const SIDE_HEADING: &str = "## Side by side with upstream";
 

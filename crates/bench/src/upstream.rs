@@ -1,5 +1,5 @@
 //! Upstream IPFS Cluster v1.1.6 peers (the Go implementation we replace) for the side-by-side
-//! figures of issue 18: `ipfs-cluster-service -c DIR init --consensus raft|crdt`, then the
+//! figures: `ipfs-cluster-service -c DIR init --consensus raft|crdt`, then the
 //! generated `service.json` rewritten to free loopback ports, the benchmark's secret, this
 //! peer's own Kubo node, and (crdt) the batching settings upstream recommends for
 //! throughput. The binaries come from `deploy/local/upstream.sh` (pinned, built from the Go

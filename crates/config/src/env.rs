@@ -228,25 +228,41 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-fn convert(kind: Kind, val: &str) -> std::result::Result<Value, String> {
+/// Why an environment variable's value does not fit the kind of its key (reported as
+/// [`ConfigError::Env`], which names the variable): each variant is the kind that was
+/// expected, with the value given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum EnvValueError {
+    #[error("must be true or false, got {0:?}")]
+    Bool(String),
+    #[error("must be an integer, got {0:?}")]
+    Integer(String),
+    #[error("must be a number, got {0:?}")]
+    Number(String),
+    #[error("must be a finite number, got {0:?}")]
+    Finite(String),
+    #[error("expected key:value pairs separated by commas, got {0:?}")]
+    Pair(String),
+}
+
+fn convert(kind: Kind, val: &str) -> std::result::Result<Value, EnvValueError> {
+    let bad = |f: fn(String) -> EnvValueError| move || f(val.to_string());
     Ok(match kind {
         Str => Value::String(val.to_string()),
-        Bool => Value::Bool(
-            parse_bool(val).ok_or_else(|| format!("must be true or false, got {val:?}"))?,
-        ),
+        Bool => Value::Bool(parse_bool(val).ok_or_else(bad(EnvValueError::Bool))?),
         Int => Value::from(
             val.trim()
                 .parse::<i64>()
-                .map_err(|_| format!("must be an integer, got {val:?}"))?,
+                .map_err(|_| bad(EnvValueError::Integer)())?,
         ),
         Float => {
             let f: f64 = val
                 .trim()
                 .parse()
-                .map_err(|_| format!("must be a number, got {val:?}"))?;
+                .map_err(|_| bad(EnvValueError::Number)())?;
             serde_json::Number::from_f64(f)
                 .map(Value::Number)
-                .ok_or_else(|| format!("must be a finite number, got {val:?}"))?
+                .ok_or_else(bad(EnvValueError::Finite))?
         }
         List => {
             if val.trim().is_empty() {
@@ -262,9 +278,9 @@ fn convert(kind: Kind, val: &str) -> std::result::Result<Value, String> {
         Map => {
             let mut m = Map::new();
             for pair in val.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                let (k, v) = pair.split_once(':').ok_or_else(|| {
-                    format!("expected key:value pairs separated by commas, got {pair:?}")
-                })?;
+                let (k, v) = pair
+                    .split_once(':')
+                    .ok_or_else(|| EnvValueError::Pair(pair.to_string()))?;
                 m.insert(k.to_string(), Value::String(v.to_string()));
             }
             Value::Object(m)
@@ -291,9 +307,9 @@ fn apply_obj(
             continue;
         }
         if let Some(val) = lookup(&var) {
-            let v = convert(*kind, &val).map_err(|msg| ConfigError::Env {
+            let v = convert(*kind, &val).map_err(|e| ConfigError::Env {
                 var: var.clone(),
-                msg,
+                msg: e.to_string(),
             })?;
             obj.insert(key.to_string(), v);
             set.push((path, var));

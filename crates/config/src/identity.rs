@@ -129,8 +129,9 @@ impl Identity {
     }
 }
 
-/// Writes a new file readable only by its owner (replacing any old one).
-pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<(), ConfigError> {
+/// Writes a new file readable only by its owner (replacing any old one), followed by a
+/// newline: identity.json, service.json and the internal token.
+pub fn write_private(path: &Path, data: &[u8]) -> Result<(), ConfigError> {
     let err = |source| ConfigError::Write {
         path: path.to_path_buf(),
         source,

@@ -35,9 +35,9 @@ pub use crdt::{CrdtBatchingConfig, CrdtConfig};
 pub use duration::GoDuration;
 pub use env::var_name as env_var_name;
 pub use error::ConfigError;
-pub use identity::Identity;
+pub use identity::{write_private, Identity};
 pub use internal::{InternalConfig, ServiceKind};
-pub use libp2p::{Multiaddr, PeerId};
+pub use libp2p::{multiaddr::Protocol, Multiaddr, PeerId};
 pub use peer::{
     init, init_from, read_peerstore, resolve_config_dir, write_peerstore, InitOptions, InitReport,
     Peer, DEFAULT_PEERSTORE, IDENTITY_JSON, SERVICE_JSON,

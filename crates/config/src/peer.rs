@@ -106,7 +106,7 @@ impl Peer {
             // A folder made by upstream's `init` has no internal token (upstream is one
             // process): create it, so upstream's folders run unchanged (drop-in).
             let t = InternalToken::generate();
-            t.write(&token_path)?;
+            write_private(&token_path, t.as_str().as_bytes())?;
             tracing::info!(path = %token_path.display(), "created the internal token (this folder had none: made by upstream's init?)");
             t
         };
@@ -456,7 +456,7 @@ pub fn init_from(
     // service.json holds the cluster secret: owner-only, like identity.json.
     write_private(&service_json, config.to_json_pretty().trim_end().as_bytes())?;
     identity.save(&identity_json)?;
-    InternalToken::generate().write(&token_file)?;
+    write_private(&token_file, InternalToken::generate().as_str().as_bytes())?;
     if let Some(p) = &peerstore {
         write_peerstore(p, &opts.peers)?;
     }

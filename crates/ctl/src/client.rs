@@ -15,7 +15,7 @@ use multiaddr::{Multiaddr, Protocol};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::error::{ApiError, CtlError, LocalError};
+use crate::error::{CtlError, LocalError, RestError};
 
 pub type ReqBody = BoxBody<Bytes, std::io::Error>;
 
@@ -181,9 +181,9 @@ impl Client {
         method: Method,
         path: &str,
         body: Body,
-    ) -> Result<Response<Incoming>, ApiError> {
+    ) -> Result<Response<Incoming>, RestError> {
         let mut body = Some(body);
-        let mut last = ApiError::transport("no endpoint tried");
+        let mut last = RestError::transport("no endpoint tried");
         let mut tried = 0;
         for ep in &self.cfg.endpoints {
             let (b, ct) = match body.take() {
@@ -237,10 +237,10 @@ impl Client {
         path: &str,
         body: ReqBody,
         content_type: Option<String>,
-    ) -> Result<Response<Incoming>, ApiError> {
+    ) -> Result<Response<Incoming>, RestError> {
         let url = self.url(ep, path);
         let verb = go_verb(&method);
-        let fail = |msg: String| ApiError::transport(format!("{verb} \"{url}\": {msg}"));
+        let fail = |msg: String| RestError::transport(format!("{verb} \"{url}\": {msg}"));
         // `TE: trailers` lets a hyper HTTP/1 server send the X-Stream-Error trailers.
         let mut req = Request::builder()
             .method(method)
@@ -270,16 +270,16 @@ impl Client {
                             .connect(name, tcp)
                             .await
                             .map_err(|e| fail(tls_error_words(&e)))?;
-                        exchange(tls, req).await.map_err(&fail)
+                        exchange(tls, req).await.map_err(|e| fail(e.to_string()))
                     }
-                    None => exchange(tcp, req).await.map_err(&fail),
+                    None => exchange(tcp, req).await.map_err(|e| fail(e.to_string())),
                 }
             }
             Endpoint::Unix(path) => {
                 let sock = tokio::net::UnixStream::connect(path)
                     .await
                     .map_err(|e| fail(format!("dial unix {path}: {}", io_msg(&e))))?;
-                exchange(sock, req).await.map_err(fail)
+                exchange(sock, req).await.map_err(|e| fail(e.to_string()))
             }
             Endpoint::P2p { addr, peer } => {
                 let client = self
@@ -287,7 +287,7 @@ impl Client {
                     .await
                     .map_err(|e| fail(e.to_string()))?;
                 let stream = client.open().await.map_err(|e| fail(e.to_string()))?;
-                exchange(stream, req).await.map_err(fail)
+                exchange(stream, req).await.map_err(|e| fail(e.to_string()))
             }
         }
     }
@@ -321,7 +321,7 @@ impl Client {
         match self.cfg.timeout {
             Some(t) if !t.is_zero() => match tokio::time::timeout(t, fut).await {
                 Ok(r) => r,
-                Err(_) => Err(ApiError::transport(format!(
+                Err(_) => Err(RestError::transport(format!(
                     "{what}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
                 ))
                 .into()),
@@ -349,7 +349,7 @@ impl Client {
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| ApiError {
+                .map_err(|e| RestError {
                     code: status.as_u16() as i64,
                     message: e.to_string(),
                 })?
@@ -363,7 +363,7 @@ impl Client {
             serde_json::from_slice::<Value>(&bytes)
                 .map(Some)
                 .map_err(|e| {
-                    ApiError {
+                    RestError {
                         code: status.as_u16() as i64,
                         message: e.to_string(),
                     }
@@ -411,7 +411,7 @@ pub async fn read_stream(
         return Err(error_from_body(status, &bytes).into());
     }
     if status != StatusCode::OK && status != StatusCode::NO_CONTENT {
-        return Err(ApiError {
+        return Err(RestError {
             code: status.as_u16() as i64,
             message: "expected streaming response with code 200/204".into(),
         }
@@ -420,12 +420,12 @@ pub async fn read_stream(
     let mut body = resp.into_body();
     let mut buf: Vec<u8> = Vec::new();
     let mut trailer_errors: Vec<String> = Vec::new();
-    let decode_err = |e: String| ApiError {
+    let decode_err = |e: String| RestError {
         code: status.as_u16() as i64,
         message: e,
     };
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::transport(e.to_string()))?;
+        let frame = frame.map_err(|e| RestError::transport(e.to_string()))?;
         if let Some(data) = frame.data_ref() {
             buf.extend_from_slice(data);
             let consumed = drain_values(&buf, on_item, false).map_err(|e| match e {
@@ -447,7 +447,7 @@ pub async fn read_stream(
         DrainError::Cb(e) => e,
     })?;
     if !trailer_errors.is_empty() {
-        return Err(ApiError {
+        return Err(RestError {
             code: 500,
             message: trailer_errors.join("; "),
         }
@@ -483,9 +483,9 @@ fn drain_values(
 }
 
 /// Go client rule: a JSON `{code,message}` body, else the raw body with the HTTP status.
-pub fn error_from_body(status: StatusCode, body: &[u8]) -> ApiError {
+pub fn error_from_body(status: StatusCode, body: &[u8]) -> RestError {
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => ApiError {
+        Ok(Value::Object(m)) => RestError {
             code: m.get("code").and_then(Value::as_i64).unwrap_or(0),
             message: m
                 .get("message")
@@ -493,24 +493,22 @@ pub fn error_from_body(status: StatusCode, body: &[u8]) -> ApiError {
                 .unwrap_or("")
                 .to_string(),
         },
-        _ => ApiError {
+        _ => RestError {
             code: status.as_u16() as i64,
             message: String::from_utf8_lossy(body).to_string(),
         },
     }
 }
 
-async fn exchange<S>(io: S, req: Request<ReqBody>) -> Result<Response<Incoming>, String>
+async fn exchange<S>(io: S, req: Request<ReqBody>) -> Result<Response<Incoming>, hyper::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    sender.send_request(req).await.map_err(|e| e.to_string())
+    sender.send_request(req).await
 }
 
 fn go_verb(m: &Method) -> String {
@@ -699,7 +697,7 @@ mod tests {
         );
         assert_eq!(
             e,
-            ApiError {
+            RestError {
                 code: 404,
                 message: "pin is not part of the pinset".into()
             }
@@ -707,7 +705,7 @@ mod tests {
         let e = error_from_body(StatusCode::METHOD_NOT_ALLOWED, b"");
         assert_eq!(
             e,
-            ApiError {
+            RestError {
                 code: 405,
                 message: "".into()
             }

@@ -1,23 +1,25 @@
-//! The two kinds of failure upstream's ctl distinguishes: an API error (printed on
+//! The two kinds of failure upstream's ctl distinguishes: a REST API error (printed on
 //! stdout as an error block; exit 1 when the request never completed, code 0, else 2) and a
 //! local error (printed on stderr as `error <doing>: <err>`; exit 1, 62 on deadline, 125 on
 //! cancel).
 
 use serde::{Deserialize, Serialize};
 
-/// An `api.Error` as the Go client builds it: `code` 0 means the request never completed.
+/// What the REST API (or reaching it) failed with, as the Go client's `api.Error`: `code`
+/// is the HTTP status, 0 when the request never completed. Not the services' own
+/// `ipfs_cluster_runtime::ApiError`, which builds those answers on the gateway's side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message} ({code})")]
-pub struct ApiError {
+pub struct RestError {
     #[serde(default)]
     pub code: i64,
     #[serde(default)]
     pub message: String,
 }
 
-impl ApiError {
+impl RestError {
     pub fn transport(message: impl Into<String>) -> Self {
-        ApiError {
+        RestError {
             code: 0,
             message: message.into(),
         }
@@ -64,7 +66,7 @@ impl LocalError {
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Rest(#[from] RestError),
     #[error(transparent)]
     Local(#[from] LocalError),
 }
@@ -112,9 +114,9 @@ mod tests {
 
     #[test]
     fn exit_codes_follow_upstream() {
-        assert_eq!(ApiError::transport("connection refused").exit_code(), 1);
+        assert_eq!(RestError::transport("connection refused").exit_code(), 1);
         assert_eq!(
-            ApiError {
+            RestError {
                 code: 404,
                 message: "x".into()
             }
@@ -122,7 +124,7 @@ mod tests {
             2
         );
         assert_eq!(
-            ApiError {
+            RestError {
                 code: 500,
                 message: "x".into()
             }

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::ApiError;
+use crate::error::RestError;
 use crate::go_text::{humanize_bytes, humanize_time, is_zero_time, parse_time, render_time};
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -314,14 +314,14 @@ pub fn repo_gc(v: &Value) -> String {
 }
 
 /// The error block printed on stdout.
-pub fn error_text(e: &ApiError) -> String {
+pub fn error_text(e: &RestError) -> String {
     format!(
         "An error occurred:\n  Code: {}\n  Message: {}\n",
         e.code, e.message
     )
 }
 
-pub fn error_json(e: &ApiError) -> String {
+pub fn error_json(e: &RestError) -> String {
     json_pretty(e)
 }
 
@@ -450,7 +450,7 @@ mod tests {
 
     #[test]
     fn error_block_and_json() {
-        let e = ApiError {
+        let e = RestError {
             code: 404,
             message: "pin is not part of the pinset".into(),
         };

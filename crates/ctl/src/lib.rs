@@ -18,7 +18,7 @@ use std::io::Write;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, FromArgMatches};
 
-pub use error::{ApiError, ArgError, CtlError, LocalError};
+pub use error::{ArgError, CtlError, LocalError, RestError};
 
 /// The version printed by `--version`; the same number as ipfs-cluster-service.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -118,7 +118,7 @@ pub async fn run_async(args: Vec<OsString>, stdout: &mut dyn Write, stderr: &mut
 /// Prints an error the way upstream does and returns its exit code.
 pub fn report(e: &CtlError, json: bool, stdout: &mut dyn Write, stderr: &mut dyn Write) -> i32 {
     match e {
-        CtlError::Api(a) => {
+        CtlError::Rest(a) => {
             let text = if json {
                 format::error_json(a)
             } else {

@@ -299,8 +299,8 @@ pub async fn init(
         let token = paths
             .dir
             .join(ipfs_cluster_config::InternalConfig::default().token_file);
-        ipfs_cluster_proto::InternalToken::generate()
-            .write(&token)
+        let secret = ipfs_cluster_proto::InternalToken::generate();
+        ipfs_cluster_config::write_private(&token, secret.as_str().as_bytes())
             .map_err(|e| anyhow!("saving {}: {e}", token.display()))?;
         Ok::<_, anyhow::Error>(())
     }

@@ -1,4 +1,4 @@
-//! `ipfs-cluster-follow`: runs follower peers of collaborative clusters (issue 19), with
+//! `ipfs-cluster-follow`: runs follower peers of collaborative (crdt) clusters, with
 //! upstream's commands and words. A follower is one of our crdt peers with
 //! `cluster.follower_mode` on: it replicates and pins what the cluster's trusted peers
 //! write and can change nothing. Each followed cluster has its folder under
@@ -125,12 +125,9 @@ pub async fn run(args: Vec<String>) -> i32 {
     }
 }
 
-/// Logs of the running follower to stderr (`RUST_LOG`, default info).
+/// Logs of the running follower to stderr (`RUST_LOG`, default info), as every service
+/// and the launcher log.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    use ipfs_cluster_runtime::logging;
+    logging::init(&logging::env_filter_or("info"), None);
 }

@@ -35,6 +35,9 @@ pub enum TemplateError {
     Invalid { source_url: String, msg: String },
     #[error("{path}: {msg}")]
     Local { path: PathBuf, msg: String },
+    /// No free loopback port for the follower's internal endpoints.
+    #[error("cannot find a free port on 127.0.0.1 for the follower's internal endpoints: {0} (free some local ports and run again)")]
+    NoFreePort(#[source] std::io::Error),
 }
 
 /// Where `init <template>` takes the configuration from, as upstream decides it, plus
@@ -130,16 +133,12 @@ impl Source {
     }
 }
 
-/// A free loopback port.
-fn free_loopback() -> Result<u16, String> {
-    ipfs_cluster_config::ports::free_listen_port(IpAddr::V4(Ipv4Addr::LOCALHOST))
-        .map_err(|e| format!("cannot find a free port on 127.0.0.1: {e}"))
-}
-
-fn loopback(port: u16) -> Result<Multiaddr, String> {
-    format!("/ip4/127.0.0.1/tcp/{port}")
-        .parse()
-        .map_err(|e| format!("{e}"))
+/// A free loopback port's address.
+fn free_loopback() -> Result<Multiaddr, TemplateError> {
+    let port =
+        ipfs_cluster_config::ports::free_loopback_port().map_err(TemplateError::NoFreePort)?;
+    Ok(Multiaddr::from(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .with(ipfs_cluster_config::Protocol::Tcp(port)))
 }
 
 /// The REST API's unix socket in a follower's folder (upstream's `api-socket`).
@@ -194,7 +193,7 @@ pub fn resolve(
                 &mut i.ipfs_connector_listen_multiaddress,
                 &mut i.gateway_listen_multiaddress,
             ] {
-                *a = loopback(free_loopback().map_err(&invalid)?).map_err(&invalid)?;
+                *a = free_loopback()?;
             }
             i
         }

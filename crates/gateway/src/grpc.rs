@@ -63,15 +63,12 @@ impl Gateway for GatewayService {
             .peer()
             .unwrap_or("local")
             .to_string();
-        let inbound = req.into_inner().map(|m| {
-            m.map(|d| Bytes::from(d.data))
-                .map_err(|e| e.message().to_string())
-        });
+        let inbound = req.into_inner().map(|m| m.map(|d| Bytes::from(d.data)));
         let out = crate::libp2p_http::serve_tunnel(tunnel, peer, inbound).map(|r| {
             r.map(|data| TunnelData {
                 data: data.to_vec(),
             })
-            .map_err(Status::aborted)
+            .map_err(|e| Status::aborted(e.to_string()))
         });
         Ok(Response::new(Box::pin(out)))
     }

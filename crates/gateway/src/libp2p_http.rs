@@ -32,14 +32,16 @@ pub struct Tunnel {
 
 /// Serves one tunnelled stream: the bytes from `inbound` feed an in-memory connection
 /// served by [`crate::server::serve_libp2p`] for `peer`; its answers come out as the
-/// returned stream. Nothing listens on a socket for this.
-pub fn serve_tunnel<In>(
+/// returned stream. Nothing listens on a socket for this. An error on `inbound` ends the
+/// request side (as its end does); an error reading the answers ends the returned stream.
+pub fn serve_tunnel<In, E>(
     tunnel: &Tunnel,
     peer: String,
     mut inbound: In,
-) -> tokio_stream::wrappers::ReceiverStream<Result<Bytes, String>>
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<Bytes>>
 where
-    In: futures::Stream<Item = Result<Bytes, String>> + Unpin + Send + 'static,
+    In: futures::Stream<Item = Result<Bytes, E>> + Unpin + Send + 'static,
+    E: Send + 'static,
 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const BUF: usize = 64 << 10;
@@ -69,7 +71,7 @@ where
                     }
                 }
                 Err(e) => {
-                    let _ = tx.send(Err(e.to_string())).await;
+                    let _ = tx.send(Err(e)).await;
                     return;
                 }
             }
@@ -250,7 +252,7 @@ mod tests {
 
     /// Everything the tunnel answers until it closes (or 10 s pass).
     async fn answers(
-        mut out: tokio_stream::wrappers::ReceiverStream<Result<Bytes, String>>,
+        mut out: tokio_stream::wrappers::ReceiverStream<std::io::Result<Bytes>>,
     ) -> String {
         let mut text = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(10), async {
@@ -266,7 +268,7 @@ mod tests {
     async fn tunnelled_streams_are_served_in_process_with_deadlines() {
         let (t, _stop) = tunnel(Duration::from_millis(300));
         // A request is answered; the stream then stays open for the next one...
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
         tx.send(Ok(Bytes::from_static(
             b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
         )))
@@ -287,7 +289,7 @@ mod tests {
             "an idle stream was kept"
         );
         // A stream that never sends a byte is closed at the same deadline.
-        let (tx2, rx2) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(1);
+        let (tx2, rx2) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
         let started = std::time::Instant::now();
         let out = serve_tunnel(
             &t,

@@ -37,6 +37,15 @@ pub struct Round {
     pub connected: usize,
 }
 
+/// Why a round could not ask the other members (retried next round).
+#[derive(Debug, thiserror::Error)]
+pub enum SwarmsError {
+    #[error("asking consensus for the members: {} (is the consensus service running?)", .0.message())]
+    Members(tonic::Status),
+    #[error("asking the members for their IPFS ids: {} (is the transport service running?)", .0.message())]
+    IpfsIds(tonic::Status),
+}
+
 /// Starts the background task; `delay` zero means never (upstream's "0 = off").
 pub fn start(
     kubo: Kubo,
@@ -78,12 +87,12 @@ pub async fn connect_once(
     transport: &TransportClient,
     own_id: &str,
     timeout: Duration,
-) -> Result<Round, String> {
+) -> Result<Round, SwarmsError> {
     let members = consensus
         .clone()
         .members(MembersRequest {})
         .await
-        .map_err(|s| format!("asking consensus for the members: {}", s.message()))?
+        .map_err(SwarmsError::Members)?
         .into_inner()
         .members;
     let peers: Vec<String> = members
@@ -104,7 +113,7 @@ pub async fn connect_once(
             timeout_ms: timeout.as_millis().clamp(1_000, 60_000) as u32,
         })
         .await
-        .map_err(|s| format!("asking the members for their IPFS ids: {}", s.message()))?
+        .map_err(SwarmsError::IpfsIds)?
         .into_inner();
     let mut round = Round::default();
     for r in res.results {

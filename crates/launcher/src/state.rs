@@ -705,8 +705,8 @@ mod tests {
             bin_dir: None,
         };
         let raft = Peer::load(tmp.path()).unwrap().raft_dir();
-        let staging = PathBuf::from(format!("{}.staging", raft.display()));
-        let removed = PathBuf::from(format!("{}.removed", raft.display()));
+        let staging = peer_folder::staging_marker(&raft);
+        let removed = peer_folder::removed_marker(&raft);
         // Without a raft folder: only the markers go.
         std::fs::write(&staging, "").unwrap();
         std::fs::write(&removed, "").unwrap();

@@ -20,7 +20,6 @@ use ipfs_cluster_config::Peer;
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
-    signal::unix::{signal, SignalKind},
 };
 use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
@@ -127,20 +126,16 @@ pub async fn run_daemon(mut opts: DaemonOptions) -> Result<()> {
         }
     }
 
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    // A closed terminal or SSH session (and many stop scripts) send SIGHUP: stop the
-    // services cleanly instead of dying and leaving them behind.
-    let mut sighup = signal(SignalKind::hangup())?;
+    // SIGTERM, SIGINT and also SIGHUP (a closed terminal or SSH session, many stop
+    // scripts): stop the services cleanly instead of dying and leaving them behind.
+    let mut signals = ipfs_cluster_runtime::shutdown::StopSignals::new()?;
     let mut running: Vec<Running> = Vec::new();
 
     for spec in SERVICES {
         let addr = (spec.addr)(&peer)?;
         let started = tokio::select! {
             r = start_and_wait(&bin_dir, &opts, spec, addr, true) => r,
-            _ = sigterm.recv() => Err(anyhow!("interrupted by SIGTERM during start-up")),
-            _ = sigint.recv() => Err(anyhow!("interrupted by SIGINT during start-up")),
-            _ = sighup.recv() => Err(anyhow!("interrupted by SIGHUP during start-up")),
+            reason = signals.recv() => Err(anyhow!("interrupted by {reason} during start-up")),
         };
         match started {
             Ok(r) => running.push(r),
@@ -169,9 +164,7 @@ pub async fn run_daemon(mut opts: DaemonOptions) -> Result<()> {
 
     let outcome = loop {
         tokio::select! {
-            _ = sigterm.recv() => break Ok("SIGTERM"),
-            _ = sigint.recv() => break Ok("SIGINT"),
-            _ = sighup.recv() => break Ok("SIGHUP"),
+            reason = signals.recv() => break Ok(reason.as_str()),
             (idx, status) = wait_any(&mut running) => {
                 let r = &mut running[idx];
                 if r.spec.name == "consensus" && status.success() {

@@ -1,8 +1,9 @@
-//! The per-peer internal token. `init` writes it (mode 0600); every service reads it, and
-//! every internal gRPC call carries it as `authorization: Bearer <token>`. A local process
-//! that cannot read the file controls nothing.
+//! The per-peer internal token. `init` writes it (mode 0600, with the other private files
+//! of ipfs-cluster-config); every service reads it, and every internal gRPC call carries
+//! it as `authorization: Bearer <token>`. A local process that cannot read the file
+//! controls nothing.
 
-use std::{fmt, fs, io::Write, path::Path};
+use std::{fmt, fs, path::Path};
 
 use rand::RngCore;
 
@@ -15,11 +16,6 @@ pub enum TokenError {
     },
     #[error("internal token file {path} is empty or not 64 hex characters; delete it and run `ipfs-cluster-service init --force`")]
     Malformed { path: String },
-    #[error("cannot write internal token file {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
 }
 
 /// A 32-byte random secret, hex encoded. Debug output never shows it.
@@ -65,26 +61,6 @@ impl InternalToken {
         })
     }
 
-    /// Writes the token to a new file created with mode 0600 (replacing any old file).
-    pub fn write(&self, path: &Path) -> Result<(), TokenError> {
-        let err = |source| TokenError::Write {
-            path: path.display().to_string(),
-            source,
-        };
-        let _ = fs::remove_file(path);
-        let mut opts = fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(path).map_err(err)?;
-        f.write_all(self.0.as_bytes()).map_err(err)?;
-        f.write_all(b"\n").map_err(err)?;
-        f.sync_all().map_err(err)
-    }
-
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -116,20 +92,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn write_load_roundtrip_with_mode_0600() {
+    fn load_reads_what_init_writes() {
+        // `ipfs-cluster-service init` writes the token and a newline, mode 0600
+        // (ipfs-cluster-config's tests check the mode).
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("internal.token");
         let t = InternalToken::generate();
-        t.write(&p).unwrap();
+        fs::write(&p, format!("{}\n", t.as_str())).unwrap();
         assert_eq!(InternalToken::load(&p).unwrap(), t);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
-        }
     }
 
     #[test]

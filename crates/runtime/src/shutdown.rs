@@ -28,14 +28,50 @@ pub enum StopReason {
     LauncherGone,
 }
 
-impl std::fmt::Display for StopReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl StopReason {
+    /// The signal's name (`SIGTERM`…), or what happened to the launcher.
+    pub fn as_str(self) -> &'static str {
+        match self {
             StopReason::Terminate => "SIGTERM",
             StopReason::Interrupt => "SIGINT",
             StopReason::Hangup => "SIGHUP",
             StopReason::LauncherGone => "the launcher that started this service is gone",
+        }
+    }
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The three signals that mean "stop now, gracefully" (SIGTERM, SIGINT, SIGHUP), for the
+/// services and the launcher alike.
+pub struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers; fails only when the runtime cannot register them.
+    pub fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
         })
+    }
+
+    /// The next of the three signals to arrive.
+    pub async fn recv(&mut self) -> StopReason {
+        tokio::select! {
+            _ = self.term.recv() => StopReason::Terminate,
+            _ = self.int.recv() => StopReason::Interrupt,
+            _ = self.hup.recv() => StopReason::Hangup,
+        }
     }
 }
 
@@ -52,7 +88,6 @@ pub async fn stop_requested() -> StopReason {
 }
 
 async fn wait_for_stop() -> StopReason {
-    use tokio::signal::unix::{signal, SignalKind};
     let launcher = launcher_pid();
     let launcher_gone = async move {
         let Some(pid) = launcher else {
@@ -65,21 +100,14 @@ async fn wait_for_stop() -> StopReason {
             tokio::time::sleep(PARENT_CHECK).await;
         }
     };
-    let (term, int, hup) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    );
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (term, int, hup) else {
+    let Ok(mut signals) = StopSignals::new() else {
         // Without signal handlers only the launcher check (if any) can stop us; the
         // default dispositions still end the process on those signals.
         launcher_gone.await;
         return StopReason::LauncherGone;
     };
     tokio::select! {
-        _ = term.recv() => StopReason::Terminate,
-        _ = int.recv() => StopReason::Interrupt,
-        _ = hup.recv() => StopReason::Hangup,
+        reason = signals.recv() => reason,
         _ = launcher_gone => StopReason::LauncherGone,
     }
 }

@@ -29,12 +29,12 @@ use std::{
 
 use cid::Cid;
 use futures::{future::BoxFuture, AsyncRead, AsyncReadExt, AsyncWriteExt, StreamExt};
+use ipfs_cluster_runtime::{ErrorCode, ServiceError};
 use libp2p::{PeerId, StreamProtocol};
 use multihash::Multihash;
 use prost::Message as _;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Semaphore};
-use tonic::Status;
 
 pub const BITSWAP_120: StreamProtocol = StreamProtocol::new("/ipfs/bitswap/1.2.0");
 pub const BITSWAP_110: StreamProtocol = StreamProtocol::new("/ipfs/bitswap/1.1.0");
@@ -113,6 +113,54 @@ pub mod pb {
 pub trait BlockSource: Send + Sync + 'static {
     /// The block's bytes, or None when this peer does not have it.
     fn get(&self, cid: Cid) -> BoxFuture<'static, Option<Vec<u8>>>;
+}
+
+/// Why a bitswap message or fetch failed. The transport's `BitswapGet` answers it as a
+/// gRPC status at its edge ([`ServiceError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum BitswapError {
+    #[error("bitswap: {0} does not use sha2-256 (the only hash checked here)")]
+    UnsupportedHash(Cid),
+    #[error("bitswap: no connected peer to ask for {0}")]
+    NoPeer(Cid),
+    #[error("bitswap: no peer accepted a want for {cid} (asked {asked})")]
+    NotSent { cid: Cid, asked: usize },
+    #[error("bitswap: none of the {asked} peers asked has {cid}")]
+    NotFound { cid: Cid, asked: usize },
+    #[error("bitswap: stopped")]
+    Stopped,
+    #[error("bitswap: no peer sent {cid} within {timeout:?} (asked {asked})")]
+    Timeout {
+        cid: Cid,
+        timeout: Duration,
+        asked: usize,
+    },
+    /// The peer speaks none of the bitswap versions we send (1.2.0, 1.1.0), or the
+    /// stream could not be opened (not connected).
+    #[error("bitswap: cannot open a stream ({protocol}): {error}")]
+    Open {
+        protocol: StreamProtocol,
+        error: String,
+    },
+    #[error("bitswap: cannot write the message: {0}")]
+    Write(#[source] std::io::Error),
+    #[error("bitswap: the peer did not take the message within {0:?}")]
+    SendTimeout(Duration),
+}
+
+impl ServiceError for BitswapError {
+    fn error_code(&self) -> ErrorCode {
+        match self {
+            BitswapError::UnsupportedHash(_) => ErrorCode::BadRequest,
+            BitswapError::NotFound { .. } => ErrorCode::NotFound,
+            BitswapError::Timeout { .. } | BitswapError::SendTimeout(_) => ErrorCode::Timeout,
+            BitswapError::NoPeer(_)
+            | BitswapError::NotSent { .. }
+            | BitswapError::Stopped
+            | BitswapError::Open { .. }
+            | BitswapError::Write(_) => ErrorCode::Unavailable,
+        }
+    }
 }
 
 /// What a waiting [`Bitswap::get`] hears about its CID.
@@ -226,26 +274,31 @@ impl Bitswap {
     }
 
     /// Sends one message to `peer` on a new stream (1.2.0, else 1.1.0).
-    pub async fn send(&self, peer: PeerId, m: &pb::Message) -> Result<(), String> {
+    pub async fn send(&self, peer: PeerId, m: &pb::Message) -> Result<(), BitswapError> {
         let frame = encode_frame(m);
         let mut control = self.control.clone();
         let go = async {
-            let mut last = String::new();
-            for proto in [BITSWAP_120, BITSWAP_110] {
-                match control.open_stream(peer, proto.clone()).await {
+            let mut last = None;
+            for protocol in [BITSWAP_120, BITSWAP_110] {
+                match control.open_stream(peer, protocol.clone()).await {
                     Ok(mut s) => {
-                        s.write_all(&frame).await.map_err(|e| e.to_string())?;
-                        s.close().await.map_err(|e| e.to_string())?;
+                        s.write_all(&frame).await.map_err(BitswapError::Write)?;
+                        s.close().await.map_err(BitswapError::Write)?;
                         return Ok(());
                     }
-                    Err(e) => last = format!("{proto}: {e}"),
+                    Err(e) => {
+                        last = Some(BitswapError::Open {
+                            protocol,
+                            error: e.to_string(),
+                        })
+                    }
                 }
             }
-            Err(last)
+            Err(last.unwrap_or(BitswapError::Stopped))
         };
         tokio::time::timeout(SEND_TIMEOUT, go)
             .await
-            .unwrap_or_else(|_| Err("timed out".into()))
+            .unwrap_or(Err(BitswapError::SendTimeout(SEND_TIMEOUT)))
     }
 
     /// Fetches `cid` from `peers`: the block's bytes (checked against the CID) and the
@@ -255,16 +308,12 @@ impl Bitswap {
         cid: Cid,
         peers: Vec<PeerId>,
         timeout: Duration,
-    ) -> Result<(PeerId, Vec<u8>), Status> {
+    ) -> Result<(PeerId, Vec<u8>), BitswapError> {
         if cid.hash().code() != SHA2_256 {
-            return Err(Status::invalid_argument(format!(
-                "bitswap: {cid} does not use sha2-256 (the only hash checked here)"
-            )));
+            return Err(BitswapError::UnsupportedHash(cid));
         }
         if peers.is_empty() {
-            return Err(Status::unavailable(format!(
-                "bitswap: no connected peer to ask for {cid}"
-            )));
+            return Err(BitswapError::NoPeer(cid));
         }
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -286,10 +335,10 @@ impl Bitswap {
             ok
         };
         let result = if asked.is_empty() {
-            Err(Status::unavailable(format!(
-                "bitswap: no peer accepted a want for {cid} (asked {})",
-                peers.len()
-            )))
+            Err(BitswapError::NotSent {
+                cid,
+                asked: peers.len(),
+            })
         } else {
             let wait = async {
                 let mut dont_have = std::collections::HashSet::new();
@@ -301,24 +350,23 @@ impl Bitswap {
                                 dont_have.insert(p);
                             }
                             if dont_have.len() == asked.len() {
-                                return Err(Status::not_found(format!(
-                                    "bitswap: none of the {} peers asked has {cid}",
-                                    asked.len()
-                                )));
+                                return Err(BitswapError::NotFound {
+                                    cid,
+                                    asked: asked.len(),
+                                });
                             }
                         }
                     }
                 }
-                Err(Status::unavailable("bitswap: stopped"))
+                Err(BitswapError::Stopped)
             };
             tokio::time::timeout(timeout, wait)
                 .await
-                .unwrap_or_else(|_| {
-                    Err(Status::deadline_exceeded(format!(
-                        "bitswap: no peer sent {cid} within {timeout:?} (asked {})",
-                        asked.len()
-                    )))
-                })
+                .unwrap_or(Err(BitswapError::Timeout {
+                    cid,
+                    timeout,
+                    asked: asked.len(),
+                }))
         };
         {
             let mut w = self.lock();

@@ -85,9 +85,18 @@ pub fn spawn(
     })
 }
 
+/// Why a `/libp2p-http` stream was closed before its tunnel opened.
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    #[error("the local gateway (REST API) did not answer Gateway.Info: {0} (is the gateway service running on this peer?)")]
+    NoGateway(String),
+    #[error("the local gateway sent a malformed Gateway.Info: {0}")]
+    Malformed(#[source] prost::DecodeError),
+}
+
 /// Whether the local gateway's REST API checks credentials (`Gateway.Info`); an error
 /// when no gateway answers (then the stream is closed).
-async fn gateway_auth(local: &LocalServices) -> Result<bool, String> {
+async fn gateway_auth(local: &LocalServices) -> Result<bool, TunnelError> {
     let raw = local
         .unary(
             names::GATEWAY,
@@ -96,14 +105,8 @@ async fn gateway_auth(local: &LocalServices) -> Result<bool, String> {
             CONNECT_TIMEOUT,
         )
         .await
-        .map_err(|e| {
-            format!(
-                "the local gateway (REST API) did not answer Gateway.Info: {}",
-                e.message()
-            )
-        })?;
-    let info = InfoResponse::decode(raw)
-        .map_err(|e| format!("the local gateway sent a malformed Gateway.Info: {e}"))?;
+        .map_err(|e| TunnelError::NoGateway(e.message().to_string()))?;
+    let info = InfoResponse::decode(raw).map_err(TunnelError::Malformed)?;
     Ok(info.rest_auth_required)
 }
 

@@ -15,6 +15,7 @@ use ipfs_cluster_proto::{
     },
     types::v1::Empty,
 };
+use ipfs_cluster_runtime::ServiceError;
 use libp2p::{Multiaddr, PeerId};
 use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
 use tonic::{Request, Response, Status};
@@ -129,31 +130,51 @@ pub async fn admit_metric(
     trust: &crate::trust::Trust,
     local: &PeerId,
     m: &BroadcastMessage,
-) -> Result<(), String> {
+) -> Result<(), MetricRefused> {
     use prost::Message;
     if m.data.len() > MAX_METRIC_BYTES {
-        return Err(format!(
-            "metric of {} bytes exceeds the limit of {MAX_METRIC_BYTES} bytes",
-            m.data.len()
-        ));
+        return Err(MetricRefused::TooLarge(m.data.len()));
     }
     let metric = ipfs_cluster_proto::types::v1::Metric::decode(m.data.as_slice())
-        .map_err(|e| format!("undecodable metric: {e}"))?;
+        .map_err(MetricRefused::Undecodable)?;
     if metric.peer != m.from {
-        return Err(format!(
-            "metric {:?} names peer {:?} but was published by {}",
-            metric.name, metric.peer, m.from
-        ));
+        return Err(MetricRefused::NotAboutSender {
+            name: metric.name,
+            peer: metric.peer,
+            from: m.from.clone(),
+        });
     }
-    let from = PeerId::from_str(&m.from).map_err(|e| format!("unsigned metric: {e}"))?;
+    let from = PeerId::from_str(&m.from).map_err(MetricRefused::Unsigned)?;
     if from == *local || trust.open_metrics() {
         return Ok(());
     }
     match trust.is_member(&from).await {
         Ok(true) => Ok(()),
-        Ok(false) => Err(format!("peer {from} is not a cluster member")),
-        Err(e) => Err(e.to_string()),
+        Ok(false) => Err(MetricRefused::NotMember(from)),
+        Err(e) => Err(MetricRefused::Trust(e)),
     }
+}
+
+/// Why [`admit_metric`] dropped a gossip metric (logged at debug level; the sender is not
+/// told).
+#[derive(Debug, thiserror::Error)]
+pub enum MetricRefused {
+    #[error("metric of {0} bytes exceeds the limit of {MAX_METRIC_BYTES} bytes")]
+    TooLarge(usize),
+    #[error("undecodable metric: {0}")]
+    Undecodable(#[source] prost::DecodeError),
+    #[error("metric {name:?} names peer {peer:?} but was published by {from}")]
+    NotAboutSender {
+        name: String,
+        peer: String,
+        from: String,
+    },
+    #[error("unsigned metric: {0}")]
+    Unsigned(#[source] libp2p::identity::ParseError),
+    #[error("peer {0} is not a cluster member")]
+    NotMember(PeerId),
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
 }
 
 #[tonic::async_trait]
@@ -203,7 +224,11 @@ impl transport_server::Transport for TransportService {
             0 => Duration::from_secs(10),
             ms => Duration::from_millis(u64::from(ms)),
         };
-        let (peer, data) = self.bitswap.get(cid, peers, timeout).await?;
+        let (peer, data) = self
+            .bitswap
+            .get(cid, peers, timeout)
+            .await
+            .map_err(|e| e.to_status())?;
         Ok(Response::new(BitswapGetResponse {
             data,
             peer: peer.to_string(),

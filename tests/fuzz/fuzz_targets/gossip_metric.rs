@@ -75,7 +75,7 @@ fuzz_target!(|data: &[u8]| {
                 alloc_store.add(m.clone());
                 gw_store.add(m);
             }
-            Err(e) => assert!(!e.is_empty()),
+            Err(e) => assert!(!e.to_string().is_empty()),
         }
     }
 

@@ -75,13 +75,42 @@ struct WireMetadata {
     value: String,
 }
 
-fn cid_bytes(what: &str, s: &str) -> Result<Vec<u8>, String> {
+/// Why a pin could not be written in upstream's encoding or a stored value not read.
+#[derive(Debug, thiserror::Error)]
+pub enum PinCodecError {
+    #[error("{field} {text:?} is not a CID: {error}")]
+    NotACid {
+        field: &'static str,
+        text: String,
+        #[source]
+        error: cid::Error,
+    },
+    #[error("origin {text:?} is not a multiaddr: {error}")]
+    NotAMultiaddr {
+        text: String,
+        #[source]
+        error: multiaddr::Error,
+    },
+    /// Neither upstream's `api.Pin` protobuf nor our earlier encoding.
+    #[error("{0}")]
+    Undecodable(#[from] prost::DecodeError),
+    #[error("origin: not multiaddr bytes: {0}")]
+    OriginBytes(#[source] multiaddr::Error),
+    #[error("allocation: not a peer id: {0}")]
+    Allocation(String),
+}
+
+fn cid_bytes(field: &'static str, s: &str) -> Result<Vec<u8>, PinCodecError> {
     if s.is_empty() {
         return Ok(Vec::new());
     }
     cid::Cid::try_from(s)
         .map(|c| c.to_bytes())
-        .map_err(|e| format!("{what} {s:?} is not a CID: {e}"))
+        .map_err(|error| PinCodecError::NotACid {
+            field,
+            text: s.to_string(),
+            error,
+        })
 }
 
 /// A peer id's binary form. Something else (only the unit tests' short peer names) keeps its
@@ -94,7 +123,7 @@ fn peer_bytes(s: &str) -> Vec<u8> {
 
 /// `pin` in upstream's `api.Pin` protobuf (`Pin.ProtoMarshal`). Fails only on a field that
 /// upstream's types cannot hold (a CID or multiaddr that does not parse).
-pub fn encode(pin: &Pin) -> Result<Vec<u8>, String> {
+pub fn encode(pin: &Pin) -> Result<Vec<u8>, PinCodecError> {
     let o = pin.options.clone().unwrap_or_default();
     let mut keys: Vec<&String> = o.metadata.keys().collect();
     keys.sort();
@@ -102,9 +131,12 @@ pub fn encode(pin: &Pin) -> Result<Vec<u8>, String> {
         .origins
         .iter()
         .map(|a| {
-            a.parse::<Multiaddr>()
-                .map(|m| m.to_vec())
-                .map_err(|e| format!("origin {a:?} is not a multiaddr: {e}"))
+            a.parse::<Multiaddr>().map(|m| m.to_vec()).map_err(|error| {
+                PinCodecError::NotAMultiaddr {
+                    text: a.clone(),
+                    error,
+                }
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let w = WirePin {
@@ -137,23 +169,21 @@ pub fn encode(pin: &Pin) -> Result<Vec<u8>, String> {
 }
 
 /// A stored value: upstream's `api.Pin` protobuf, or our earlier text encoding.
-pub fn decode(value: &[u8]) -> Result<Pin, String> {
-    let w = WirePin::decode(value).map_err(|e| e.to_string())?;
+pub fn decode(value: &[u8]) -> Result<Pin, PinCodecError> {
+    let w = WirePin::decode(value)?;
     // Our old encoding wrote the CID as text, which is never valid binary CID bytes (a
     // text CID starts with 'Q', 'b', 'z', 'f'...: no CID version or sha2-256 multihash).
     let legacy = !w.cid.is_empty()
         && cid::Cid::try_from(w.cid.as_slice()).is_err()
         && std::str::from_utf8(&w.cid).is_ok_and(|s| cid::Cid::try_from(s).is_ok());
     if legacy {
-        return Pin::decode(value).map_err(|e| e.to_string());
+        return Ok(Pin::decode(value)?);
     }
-    let cid_text = |what: &str, b: &[u8]| -> Result<String, String> {
-        if b.is_empty() {
-            return Ok(String::new());
-        }
+    // Upstream reads a CID that does not parse as undefined (and so do we).
+    let cid_text = |b: &[u8]| -> String {
         cid::Cid::try_from(b)
             .map(|c| c.to_string())
-            .map_err(|e| format!("{what}: not binary CID bytes: {e}"))
+            .unwrap_or_default()
     };
     let o = w.options.unwrap_or_default();
     let mut metadata = o.metadata;
@@ -166,7 +196,7 @@ pub fn decode(value: &[u8]) -> Result<Pin, String> {
         .map(|b| {
             Multiaddr::try_from(b.clone())
                 .map(|m| m.to_string())
-                .map_err(|e| format!("origin: not multiaddr bytes: {e}"))
+                .map_err(PinCodecError::OriginBytes)
         })
         .collect::<Result<_, _>>()?;
     let allocations =
@@ -175,16 +205,15 @@ pub fn decode(value: &[u8]) -> Result<Pin, String> {
             .map(|b| match PeerId::from_bytes(b) {
                 Ok(p) => Ok(p.to_base58()),
                 Err(e) => String::from_utf8(b.clone())
-                    .map_err(|_| format!("allocation: not a peer id: {e}")),
+                    .map_err(|_| PinCodecError::Allocation(e.to_string())),
             })
             .collect::<Result<_, _>>()?;
     Ok(Pin {
-        // Upstream reads a CID that does not parse as undefined (and so do we).
-        cid: cid_text("cid", &w.cid).unwrap_or_default(),
+        cid: cid_text(&w.cid),
         r#type: w.r#type,
         allocations,
         max_depth: w.max_depth,
-        reference: cid_text("reference", &w.reference).unwrap_or_default(),
+        reference: cid_text(&w.reference),
         options: Some(PinOptions {
             replication_factor_min: o.replication_factor_min,
             replication_factor_max: o.replication_factor_max,
@@ -192,7 +221,7 @@ pub fn decode(value: &[u8]) -> Result<Pin, String> {
             shard_size: o.shard_size,
             user_allocations: Vec::new(),
             metadata,
-            pin_update: cid_text("pin_update", &o.pin_update).unwrap_or_default(),
+            pin_update: cid_text(&o.pin_update),
             expire_at: i64::try_from(o.expire_at).unwrap_or(0),
             origins,
         }),
@@ -340,7 +369,10 @@ mod tests {
     fn refuses_what_upstream_cannot_hold() {
         let mut p = cases().remove(1).1;
         p.options.as_mut().unwrap().origins = vec!["not-a-multiaddr".into()];
-        assert!(encode(&p).unwrap_err().contains("not-a-multiaddr"));
+        assert!(encode(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("not-a-multiaddr"));
         assert!(decode(b"\xff\xff").is_err());
         // Short test names as allocations come back as they went.
         let mut p = cases().remove(1).1;

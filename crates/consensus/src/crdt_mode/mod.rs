@@ -30,6 +30,7 @@
 
 pub mod apipin;
 pub mod net;
+pub mod net_error;
 pub mod node;
 pub mod service;
 
@@ -138,7 +139,12 @@ pub async fn run(
     let blocks = Arc::new(TransportBlocks {
         client: transport.clone(),
     });
-    net::spawn_peer_metrics(node.clone(), transport.clone());
+    // The allocator's metric store; the peerset is the set of peers with a live
+    // `peerset_metric`.
+    let metrics_node = node.clone();
+    ipfs_cluster_runtime::monitor::follow_peer_metrics(transport.clone(), move |m| {
+        metrics_node.peer_metrics.add(m)
+    });
     net::spawn_subscriber(
         node.clone(),
         transport.clone(),

@@ -23,9 +23,9 @@ use ipfs_cluster_proto::{
     transport::v1::{
         BitswapGetRequest, PeerCallRequest, PeersRequest, PublishRequest, SubscribeRequest,
     },
-    types::v1::Metric,
 };
 
+pub use super::net_error::CrdtNetError;
 use super::node::{Broadcaster, CrdtNode};
 
 /// One block fetch from one peer.
@@ -48,7 +48,7 @@ pub struct TransportBroadcaster {
 }
 
 impl Broadcaster for TransportBroadcaster {
-    fn publish(&self, data: Vec<u8>) -> BoxFuture<'static, Result<(), String>> {
+    fn publish(&self, data: Vec<u8>) -> BoxFuture<'static, Result<(), CrdtNetError>> {
         let mut c = self.client.clone();
         let topic = self.topic.clone();
         Box::pin(async move {
@@ -57,22 +57,22 @@ impl Broadcaster for TransportBroadcaster {
             c.publish(r)
                 .await
                 .map(|_| ())
-                .map_err(|e| format!("transport Publish: {}", e.message()))
+                .map_err(|e| CrdtNetError::Publish(e.message().to_string()))
         })
     }
 }
 
 /// Something that answers `CrdtBlock` for a peer (the transport's peer call in production).
 pub trait BlockSource: Send + Sync + 'static {
-    fn block(&self, peer: &str, cid: &str) -> BoxFuture<'static, Result<Vec<u8>, String>>;
+    fn block(&self, peer: &str, cid: &str) -> BoxFuture<'static, Result<Vec<u8>, CrdtNetError>>;
     /// The block over bitswap from any connected peer (upstream peers serve delta nodes
     /// only this way); None when this source has no bitswap.
-    fn bitswap(&self, _cid: &str) -> Option<BoxFuture<'static, Result<Vec<u8>, String>>> {
+    fn bitswap(&self, _cid: &str) -> Option<BoxFuture<'static, Result<Vec<u8>, CrdtNetError>>> {
         None
     }
     /// `peer`'s current heads (`Consensus/CrdtHeads`). Peers of ours only: upstream peers
     /// do not answer it.
-    fn heads(&self, peer: &str) -> BoxFuture<'static, Result<Vec<cid::Cid>, String>>;
+    fn heads(&self, peer: &str) -> BoxFuture<'static, Result<Vec<cid::Cid>, CrdtNetError>>;
 }
 
 pub struct TransportBlocks {
@@ -86,7 +86,7 @@ impl TransportBlocks {
         peer: &str,
         method: &str,
         payload: Vec<u8>,
-    ) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+    ) -> BoxFuture<'static, Result<Vec<u8>, CrdtNetError>> {
         let mut c = self.client.clone();
         let req = PeerCallRequest {
             peer: peer.to_string(),
@@ -101,7 +101,10 @@ impl TransportBlocks {
             r.set_timeout(FETCH_TIMEOUT + Duration::from_secs(1));
             Ok(c.call(r)
                 .await
-                .map_err(|e| format!("peer {peer}: {}", e.message()))?
+                .map_err(|e| CrdtNetError::Call {
+                    peer,
+                    message: e.message().to_string(),
+                })?
                 .into_inner()
                 .payload)
         })
@@ -109,7 +112,7 @@ impl TransportBlocks {
 }
 
 impl BlockSource for TransportBlocks {
-    fn block(&self, peer: &str, cid: &str) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+    fn block(&self, peer: &str, cid: &str) -> BoxFuture<'static, Result<Vec<u8>, CrdtNetError>> {
         let call = self.call(
             peer,
             "CrdtBlock",
@@ -123,29 +126,40 @@ impl BlockSource for TransportBlocks {
             let payload = call.await?;
             CrdtBlockResponse::decode(payload.as_slice())
                 .map(|r| r.data)
-                .map_err(|e| format!("peer {peer}: undecodable CrdtBlock answer: {e}"))
+                .map_err(|error| CrdtNetError::Undecodable {
+                    peer,
+                    method: "CrdtBlock",
+                    error,
+                })
         })
     }
 
-    fn heads(&self, peer: &str) -> BoxFuture<'static, Result<Vec<cid::Cid>, String>> {
+    fn heads(&self, peer: &str) -> BoxFuture<'static, Result<Vec<cid::Cid>, CrdtNetError>> {
         let call = self.call(peer, "CrdtHeads", CrdtHeadsRequest {}.encode_to_vec());
         let peer = peer.to_string();
         Box::pin(async move {
             let payload = call.await?;
             let heads = CrdtHeadsResponse::decode(payload.as_slice())
-                .map_err(|e| format!("peer {peer}: undecodable CrdtHeads answer: {e}"))?
+                .map_err(|error| CrdtNetError::Undecodable {
+                    peer: peer.clone(),
+                    method: "CrdtHeads",
+                    error,
+                })?
                 .heads;
             heads
                 .iter()
                 .map(|h| {
-                    cid::Cid::try_from(h.as_str())
-                        .map_err(|e| format!("peer {peer}: CrdtHeads named {h:?}, not a CID: {e}"))
+                    cid::Cid::try_from(h.as_str()).map_err(|error| CrdtNetError::BadHead {
+                        peer: peer.clone(),
+                        head: h.clone(),
+                        error,
+                    })
                 })
                 .collect()
         })
     }
 
-    fn bitswap(&self, cid: &str) -> Option<BoxFuture<'static, Result<Vec<u8>, String>>> {
+    fn bitswap(&self, cid: &str) -> Option<BoxFuture<'static, Result<Vec<u8>, CrdtNetError>>> {
         let mut c = self.client.clone();
         let req = BitswapGetRequest {
             cid: cid.to_string(),
@@ -158,7 +172,7 @@ impl BlockSource for TransportBlocks {
             c.bitswap_get(r)
                 .await
                 .map(|r| r.into_inner().data)
-                .map_err(|e| format!("bitswap: {}", e.message()))
+                .map_err(|e| CrdtNetError::Bitswap(e.message().to_string()))
         }))
     }
 }
@@ -190,7 +204,11 @@ impl NodeFetcher for PeerFetcher {
         Err(FetchError(if errors.is_empty() {
             "no peer to fetch it from".into()
         } else {
-            errors.join("; ")
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
         }))
     }
 }
@@ -564,25 +582,6 @@ pub fn spawn_repair(node: Arc<CrdtNode>, source: Arc<dyn BlockSource>, interval:
                 return;
             }
             tokio::time::sleep(interval).await;
-        }
-    });
-}
-
-/// Follows the transport's metrics topic into the allocator's metric store (the peerset
-/// is the set of peers with a live `peerset_metric`).
-pub fn spawn_peer_metrics(node: Arc<CrdtNode>, mut client: TransportClient) {
-    tokio::spawn(async move {
-        loop {
-            let topic = ipfs_cluster_proto::METRICS_TOPIC.to_string();
-            if let Ok(s) = client.subscribe(SubscribeRequest { topic }).await {
-                let mut s = s.into_inner();
-                while let Some(Ok(m)) = s.next().await {
-                    if let Ok(metric) = Metric::decode(m.data.as_slice()) {
-                        node.peer_metrics.add(metric);
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
 }

@@ -31,7 +31,10 @@ pub const FIRST_SYNC_WRITE_WAIT: Duration = Duration::from_secs(20);
 
 /// Where published heads go (the transport's Publish in production, a channel in tests).
 pub trait Broadcaster: Send + Sync + 'static {
-    fn publish(&self, data: Vec<u8>) -> futures::future::BoxFuture<'static, Result<(), String>>;
+    fn publish(
+        &self,
+        data: Vec<u8>,
+    ) -> futures::future::BoxFuture<'static, Result<(), super::net_error::CrdtNetError>>;
 }
 
 /// What the crdt node needs to know about this peer.

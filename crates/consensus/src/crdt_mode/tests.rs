@@ -22,7 +22,7 @@ use ipfs_cluster_proto::{
 use tokio_stream::StreamExt;
 
 use super::{
-    net::{BlockSource, PeerFetcher},
+    net::{BlockSource, CrdtNetError, PeerFetcher},
     node::{Broadcaster, CrdtNode, CrdtOptions},
     service::CrdtConsensusService,
 };
@@ -31,7 +31,7 @@ use crate::pinning::PinDefaults;
 struct ChanBroadcaster(mpsc::UnboundedSender<Vec<u8>>);
 
 impl Broadcaster for ChanBroadcaster {
-    fn publish(&self, data: Vec<u8>) -> BoxFuture<'static, Result<(), String>> {
+    fn publish(&self, data: Vec<u8>) -> BoxFuture<'static, Result<(), CrdtNetError>> {
         let _ = self.0.send(data);
         Box::pin(async { Ok(()) })
     }
@@ -42,27 +42,38 @@ impl Broadcaster for ChanBroadcaster {
 struct Stores(Arc<Mutex<HashMap<String, CrdtStore>>>);
 
 impl BlockSource for Stores {
-    fn block(&self, peer: &str, cid: &str) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+    fn block(&self, peer: &str, cid: &str) -> BoxFuture<'static, Result<Vec<u8>, CrdtNetError>> {
         let s = self.0.lock().unwrap().get(peer).cloned();
         let cid: cid::Cid = cid.parse().unwrap();
+        let fail = failure(peer);
         Box::pin(async move {
-            s.ok_or("unknown peer".to_string())?
+            s.ok_or_else(|| fail("unknown peer"))?
                 .get_block(&cid)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| "not found".to_string())
+                .map_err(|e| fail(&e.to_string()))?
+                .ok_or_else(|| fail("not found"))
         })
     }
 
-    fn heads(&self, peer: &str) -> BoxFuture<'static, Result<Vec<cid::Cid>, String>> {
+    fn heads(&self, peer: &str) -> BoxFuture<'static, Result<Vec<cid::Cid>, CrdtNetError>> {
         let s = self.0.lock().unwrap().get(peer).cloned();
+        let fail = failure(peer);
         Box::pin(async move {
-            Ok(s.ok_or("unknown peer".to_string())?
+            Ok(s.ok_or_else(|| fail("unknown peer"))?
                 .heads()
-                .map_err(|e| e.to_string())?
+                .map_err(|e| fail(&e.to_string()))?
                 .into_iter()
                 .map(|(c, _)| c)
                 .collect())
         })
+    }
+}
+
+/// What the transport's peer call would answer when `peer` cannot serve a block.
+fn failure(peer: &str) -> impl Fn(&str) -> CrdtNetError {
+    let peer = peer.to_string();
+    move |message| CrdtNetError::Call {
+        peer: peer.clone(),
+        message: message.to_string(),
     }
 }
 

@@ -73,6 +73,16 @@ pub enum Joined {
     AlreadyMember,
 }
 
+/// Why a join can never succeed (each address was dropped as unusable, or none given).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    #[error("no --bootstrap address given")]
+    NoAddress,
+    /// Each `address: reason`.
+    #[error("could not join the cluster: no usable --bootstrap address ({})", .0.join("; "))]
+    NoUsableAddress(Vec<String>),
+}
+
 /// Tries every address in turn, round after round, waiting `backoff` between rounds, until
 /// one joins (`Ok`) or none is left that could ever work (`Err`, naming why). Before each
 /// round `member()` is asked whether a leader already added us.
@@ -81,7 +91,7 @@ pub async fn join_until<A, AF, M, MF>(
     mut backoff: Backoff,
     mut attempt: A,
     mut member: M,
-) -> Result<Joined, String>
+) -> Result<Joined, JoinError>
 where
     A: FnMut(String) -> AF,
     AF: Future<Output = Attempt>,
@@ -95,12 +105,9 @@ where
     loop {
         if live.is_empty() {
             return Err(if unusable.is_empty() {
-                "no --bootstrap address given".to_string()
+                JoinError::NoAddress
             } else {
-                format!(
-                    "could not join the cluster: no usable --bootstrap address ({})",
-                    unusable.join("; ")
-                )
+                JoinError::NoUsableAddress(unusable)
             });
         }
         round += 1;
@@ -285,7 +292,8 @@ mod tests {
             || async { false },
         )
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("could not join the cluster")
                 && e.contains("/dns4/q/udp/1/quic-v1: not supported"),

@@ -318,7 +318,7 @@ fn spawn_join(
                 let _ = joined.send(());
             }
             Err(e) => {
-                let _ = fail.send(e).await;
+                let _ = fail.send(e.to_string()).await;
             }
         }
     });

@@ -14,7 +14,7 @@ use ipfs_cluster_api as api;
 
 use crate::cli::{self, Cli, Command, HealthCmd, IpfsCmd, PeersCmd, PinCmd, WaitArgs};
 use crate::client::{Body, Client, ClientConfig, Endpoint};
-use crate::error::{ApiError, ArgError, CtlError, CtlResult, LocalError};
+use crate::error::{ArgError, CtlError, CtlResult, LocalError, RestError};
 use crate::format;
 use crate::go_text;
 
@@ -386,7 +386,7 @@ fn print_list<T: DeserializeOwned + Serialize>(
 /// is an error `{code: 200, message: <decode error>}`.
 pub fn decode<T: DeserializeOwned>(v: &Value) -> CtlResult<T> {
     serde_json::from_value(v.clone()).map_err(|e| {
-        ApiError {
+        RestError {
             code: 200,
             message: e.to_string(),
         }
@@ -465,7 +465,7 @@ pub async fn wait_for(
                 )
                 .await
                 .map_err(|e| match e {
-                    CtlError::Api(a) => CtlError::local("waiting for pin status", a),
+                    CtlError::Rest(a) => CtlError::local("waiting for pin status", a),
                     other => other,
                 })?
                 .unwrap_or(Value::Null);
@@ -758,9 +758,9 @@ pub fn default_host() -> &'static str {
     cli::DEFAULT_HOST
 }
 
-/// A transport-level ApiError (code 0) for callers outside this module.
-pub fn transport_error(msg: &str) -> ApiError {
-    ApiError::transport(msg)
+/// A transport-level RestError (code 0) for callers outside this module.
+pub fn transport_error(msg: &str) -> RestError {
+    RestError::transport(msg)
 }
 
 #[cfg(test)]
@@ -904,29 +904,42 @@ fn local_in_client(e: ArgError) -> CtlError {
     CtlError::local("", e)
 }
 
-/// Go's `hex.DecodeString`, with its error words: the first invalid byte (as `%#U` of the
-/// byte), checked before an odd length.
-fn go_hex_decode(s: &str) -> Result<Vec<u8>, String> {
-    fn nibble(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).map(|d| d as u8)
+/// Go's `hex.DecodeString` errors, in its words (`InvalidByteError`, `ErrLength`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum GoHexError {
+    /// The byte as Go's `%#U` of the rune it turns the byte into (Latin-1).
+    #[error("invalid byte: U+{:04X}{}", .0, quoted(*.0))]
+    InvalidByte(u8),
+    #[error("odd length hex string")]
+    OddLength,
+}
+
+/// ` 'c'` after the code point for a printable byte, as `%#U` adds it.
+fn quoted(b: u8) -> String {
+    let c = b as char;
+    if c.is_control() {
+        String::new()
+    } else {
+        format!(" '{c}'")
     }
-    let invalid = |b: u8| {
-        let c = b as char; // Go turns the byte into a rune (Latin-1)
-        if c.is_control() {
-            format!("invalid byte: U+{:04X}", b)
-        } else {
-            format!("invalid byte: U+{:04X} '{c}'", b)
-        }
-    };
+}
+
+/// Go's `hex.DecodeString`: the first invalid byte is reported before an odd length.
+fn go_hex_decode(s: &str) -> Result<Vec<u8>, GoHexError> {
+    fn nibble(b: u8) -> Result<u8, GoHexError> {
+        (b as char)
+            .to_digit(16)
+            .map(|d| d as u8)
+            .ok_or(GoHexError::InvalidByte(b))
+    }
     let src = s.as_bytes();
     let mut out = Vec::with_capacity(src.len() / 2);
     for pair in src.chunks(2) {
-        let hi = nibble(pair[0]).ok_or_else(|| invalid(pair[0]))?;
+        let hi = nibble(pair[0])?;
         let Some(&lo) = pair.get(1) else {
-            return Err("odd length hex string".into());
+            return Err(GoHexError::OddLength);
         };
-        let lo = nibble(lo).ok_or_else(|| invalid(lo))?;
-        out.push(hi << 4 | lo);
+        out.push(hi << 4 | nibble(lo)?);
     }
     Ok(out)
 }
@@ -937,19 +950,19 @@ mod hex_tests {
     #[test]
     fn go_hex_words() {
         assert_eq!(
-            super::go_hex_decode("zz").unwrap_err(),
+            super::go_hex_decode("zz").unwrap_err().to_string(),
             "invalid byte: U+007A 'z'"
         );
         assert_eq!(
-            super::go_hex_decode("1").unwrap_err(),
+            super::go_hex_decode("1").unwrap_err().to_string(),
             "odd length hex string"
         );
         assert_eq!(
-            super::go_hex_decode("\u{1}1").unwrap_err(),
+            super::go_hex_decode("\u{1}1").unwrap_err().to_string(),
             "invalid byte: U+0001"
         );
         assert_eq!(
-            super::go_hex_decode("é1").unwrap_err(),
+            super::go_hex_decode("é1").unwrap_err().to_string(),
             "invalid byte: U+00C3 'Ã'"
         );
         assert_eq!(super::go_hex_decode("0aFf").unwrap(), vec![0x0a, 0xff]);

@@ -31,6 +31,16 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(15);
 /// Deadline for writes that go through consensus (leader forwarding, commit).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Why a member's `Gateway.Id` gave no answer ([`Backends::ids_of`]).
+#[derive(Debug, thiserror::Error)]
+pub enum MemberIdError {
+    /// The peer call failed (the transport's words).
+    #[error("{0}")]
+    Call(String),
+    #[error("cannot decode the ID answer: {0}")]
+    Undecodable(#[source] prost::DecodeError),
+}
+
 #[derive(Clone)]
 pub struct Backends {
     pub consensus: ConsensusClient,
@@ -156,11 +166,11 @@ impl Backends {
         self.member_ids().await
     }
 
-    /// Every member's Gateway.Id answer (or the error text), in member order.
+    /// Every member's Gateway.Id answer (or why there is none), in member order.
     pub async fn ids_of(
         &self,
         peers: Vec<String>,
-    ) -> Result<Vec<(String, Result<gpb::IdResponse, String>)>, ApiError> {
+    ) -> Result<Vec<(String, Result<gpb::IdResponse, MemberIdError>)>, ApiError> {
         let results = self
             .call_many(peers, names::GATEWAY, "Id", &gpb::IdRequest {})
             .await?;
@@ -169,9 +179,9 @@ impl Backends {
             .map(|r| {
                 let v = if r.code == 0 {
                     gpb::IdResponse::decode(r.payload.as_slice())
-                        .map_err(|e| format!("cannot decode the ID answer: {e}"))
+                        .map_err(MemberIdError::Undecodable)
                 } else {
-                    Err(r.error)
+                    Err(MemberIdError::Call(r.error))
                 };
                 (r.peer, v)
             })

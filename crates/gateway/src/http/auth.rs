@@ -53,7 +53,7 @@ impl Scope {
 
 /// Why `POST /token` could not issue a token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
+pub enum TokenIssueError {
     #[error("unauthorized: no token can be issued for a user with an empty password")]
     EmptyPassword,
     #[error("forbidden: user {0:?} is read-only (read_only_users) and can only get a token with scope=read")]
@@ -238,19 +238,19 @@ impl Credentials {
         user: &str,
         scope: Option<Scope>,
         lifetime: Option<Duration>,
-    ) -> Result<String, TokenError> {
-        let password = self.users.get(user).ok_or(TokenError::EmptyPassword)?;
+    ) -> Result<String, TokenIssueError> {
+        let password = self.users.get(user).ok_or(TokenIssueError::EmptyPassword)?;
         if password.is_empty() {
-            return Err(TokenError::EmptyPassword);
+            return Err(TokenIssueError::EmptyPassword);
         }
         let user_scope = self.scope_of(user);
         let scope = scope.unwrap_or(user_scope);
         if scope > user_scope {
-            return Err(TokenError::ScopeTooWide(user.to_string()));
+            return Err(TokenIssueError::ScopeTooWide(user.to_string()));
         }
         let lifetime = lifetime.unwrap_or(DEFAULT_TOKEN_LIFETIME);
         if lifetime < Duration::from_secs(1) || lifetime > MAX_TOKEN_LIFETIME {
-            return Err(TokenError::Lifetime(lifetime));
+            return Err(TokenIssueError::Lifetime(lifetime));
         }
         let now = chrono::Utc::now().timestamp();
         let claims = serde_json::json!({
@@ -468,11 +468,11 @@ mod tests {
         let c = creds();
         assert_eq!(
             c.issue_token("userwithoutpass", None, None),
-            Err(TokenError::EmptyPassword)
+            Err(TokenIssueError::EmptyPassword)
         );
         assert_eq!(
             c.issue_token("nobody", None, None),
-            Err(TokenError::EmptyPassword)
+            Err(TokenIssueError::EmptyPassword)
         );
         // Forge exactly what upstream would accept: HS256 with an empty key.
         let far = chrono::Utc::now().timestamp() + 3600;
@@ -536,7 +536,7 @@ mod tests {
             .is_ok());
         for bad in [Duration::ZERO, MAX_TOKEN_LIFETIME + Duration::from_secs(1)] {
             let e = c.issue_token("alice", None, Some(bad)).unwrap_err();
-            assert_eq!(e, TokenError::Lifetime(bad));
+            assert_eq!(e, TokenIssueError::Lifetime(bad));
             assert!(e.to_string().contains("720h0m0s"), "{e}");
         }
     }
@@ -564,7 +564,7 @@ mod tests {
         assert_eq!(c.check(Some(&bearer(&t))), Ok(bob.clone()));
         assert_eq!(
             c.issue_token("bob", Some(Scope::Write), None),
-            Err(TokenError::ScopeTooWide("bob".into()))
+            Err(TokenIssueError::ScopeTooWide("bob".into()))
         );
         // A write token made with bob's password (as if issued before bob became
         // read-only) is narrowed to the user's current scope.

@@ -185,7 +185,7 @@ pub fn token(
     who: Option<&crate::http::auth::Principal>,
     q: &Query,
 ) -> Result<Resp, ApiError> {
-    use crate::http::auth::{Scope, TokenError};
+    use crate::http::auth::{Scope, TokenIssueError};
     let (Some(creds), Some(who)) = (creds, who) else {
         return Err(ApiError::new(ErrorCode::Unauthenticated, "unauthorized"));
     };
@@ -223,9 +223,9 @@ pub fn token(
         .issue_token(&who.user, Some(scope), lifetime)
         .map_err(|e| {
             let code = match e {
-                TokenError::EmptyPassword => ErrorCode::Unauthenticated,
-                TokenError::ScopeTooWide(_) => ErrorCode::Forbidden,
-                TokenError::Lifetime(_) => ErrorCode::BadRequest,
+                TokenIssueError::EmptyPassword => ErrorCode::Unauthenticated,
+                TokenIssueError::ScopeTooWide(_) => ErrorCode::Forbidden,
+                TokenIssueError::Lifetime(_) => ErrorCode::BadRequest,
             };
             ApiError::new(code, e.to_string())
         })?;

@@ -401,10 +401,10 @@ impl Kubo {
         let req = b
             .body(Full::new(bytes))
             .map_err(|e| KuboError::Invalid(format!("bad request for {path}: {e}")))?;
-        let unreachable = |reason: String| KuboError::Unreachable {
+        let unreachable = |reason: ExchangeError| KuboError::Unreachable {
             addr: self.inner.addr.to_string(),
             path: path.to_string(),
-            reason,
+            reason: reason.to_string(),
         };
         let sent = match &self.inner.addr {
             NodeAddr::Tcp(a) => match TcpStream::connect(a.as_str()).await {
@@ -412,11 +412,11 @@ impl Kubo {
                     let _ = s.set_nodelay(true);
                     send(s, req).await
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(ExchangeError::Connect(e)),
             },
             NodeAddr::Unix(p) => match UnixStream::connect(p).await {
                 Ok(s) => send(s, req).await,
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(ExchangeError::Connect(e)),
             },
         };
         let resp = match sent {
@@ -866,26 +866,56 @@ pub fn canonical_cid(s: &str) -> String {
         .unwrap_or_else(|_| s.to_string())
 }
 
-async fn send<T>(io: T, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, String>
+/// Why an HTTP request to the IPFS daemon got no answer (the Kubo client's
+/// [`KuboError::Unreachable`], the IPFS proxy's 502).
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("{0}")]
+    Connect(#[source] std::io::Error),
+    #[error("{0}")]
+    Http(#[from] hyper::Error),
+    /// The pooled client (the proxy over TCP): its text and that of its cause (the
+    /// connect error), which hyper-util keeps apart.
+    #[error("{}", with_cause(.0))]
+    Pool(#[source] hyper_util::client::legacy::Error),
+    #[error("bad request path {path:?}: {error}")]
+    BadPath {
+        path: String,
+        #[source]
+        error: http::uri::InvalidUri,
+    },
+}
+
+/// `e: cause` when `e` has a cause, else `e`.
+fn with_cause(e: &hyper_util::client::legacy::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(s) => format!("{e}: {s}"),
+        None => e.to_string(),
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection `io` (TCP or unix socket).
+pub(crate) async fn send<T, B>(io: T, req: Request<B>) -> Result<Response<Incoming>, ExchangeError>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!("IPFS connection closed: {e}");
         }
     });
-    sender.send_request(req).await.map_err(|e| e.to_string())
+    Ok(sender.send_request(req).await?)
 }
 
-async fn read_limited(mut body: Incoming, limit: usize) -> Result<Bytes, String> {
+/// The body, cut after the first frame that takes it past `limit` bytes.
+async fn read_limited(mut body: Incoming, limit: usize) -> Result<Bytes, hyper::Error> {
     let mut out = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| e.to_string())?;
-        if let Ok(d) = frame.into_data() {
+        if let Ok(d) = frame?.into_data() {
             out.extend_from_slice(&d);
             if out.len() > limit {
                 break;

@@ -14,7 +14,7 @@ use hyper::{body::Incoming, Request, Response};
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
-    rt::{TokioExecutor, TokioIo},
+    rt::TokioExecutor,
 };
 use ipfs_cluster_proto::{
     client::{ConsensusClient, TransportClient},
@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use ipfs_cluster_runtime::access_log::{AccessLog, Endpoint};
 use ipfs_cluster_runtime::{ApiError, ErrorCode};
 
-use crate::kubo::{Kubo, NodeAddr};
+use crate::kubo::{send, ExchangeError, Kubo, NodeAddr};
 use headers::Extracted;
 pub use server::ProxyConfig;
 
@@ -582,7 +582,7 @@ impl Proxy {
         &self,
         path_and_query: &str,
         req: Request<ReqBody>,
-    ) -> Result<Response<Incoming>, String> {
+    ) -> Result<Response<Incoming>, ExchangeError> {
         let (mut parts, body) = req.into_parts();
         let host = match &self.cfg.node {
             NodeAddr::Tcp(a) => a.clone(),
@@ -596,20 +596,19 @@ impl Proxy {
                 let scheme = if self.cfg.node_https { "https" } else { "http" };
                 parts.uri = format!("{scheme}://{a}{path_and_query}")
                     .parse()
-                    .map_err(|e| format!("bad request path {path_and_query:?}: {e}"))?;
+                    .map_err(|error| bad_path(path_and_query, error))?;
                 self.pool
                     .request(Request::from_parts(parts, body))
                     .await
-                    .map_err(|e| match std::error::Error::source(&e) {
-                        Some(s) => format!("{e}: {s}"),
-                        None => e.to_string(),
-                    })
+                    .map_err(ExchangeError::Pool)
             }
             NodeAddr::Unix(p) => {
                 parts.uri = path_and_query
                     .parse()
-                    .map_err(|e| format!("bad request path {path_and_query:?}: {e}"))?;
-                let s = UnixStream::connect(p).await.map_err(|e| e.to_string())?;
+                    .map_err(|error| bad_path(path_and_query, error))?;
+                let s = UnixStream::connect(p)
+                    .await
+                    .map_err(ExchangeError::Connect)?;
                 send(s, Request::from_parts(parts, body)).await
             }
         }
@@ -646,6 +645,13 @@ impl Proxy {
                 ),
             ),
         }
+    }
+}
+
+fn bad_path(path: &str, error: http::uri::InvalidUri) -> ExchangeError {
+    ExchangeError::BadPath {
+        path: path.to_string(),
+        error,
     }
 }
 
@@ -752,19 +758,6 @@ pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, request: bool) {
     if te_trailers {
         h.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-}
-
-async fn send<T>(io: T, req: Request<ReqBody>) -> Result<Response<Incoming>, String>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    sender.send_request(req).await.map_err(|e| e.to_string())
 }
 
 /// Opens the access log (`log_file`, or tracing).
