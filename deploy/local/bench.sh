@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# `make bench`: build release, run the whole-peer benchmark (crates/bench: issue 10's
-# figures, then the same workloads side by side with upstream IPFS Cluster v1.1.6 in raft
-# and crdt mode, issue 18) and every owner's benchmark example that exists; each rewrites
+# `make bench`: build release, run the whole-peer benchmark (crates/bench: the
+# whole-peer figures, then the same workloads side by side with upstream IPFS Cluster v1.1.6 in raft
+# and crdt mode) and every owner's benchmark example that exists; each rewrites
 # its own section of docs/benchmarks.md. Extra arguments go to `ipfs-cluster-bench run`
 # (e.g. --sizes 100000, --impl ours,upstream-raft, --workloads ingest,state).
 # Budget: about 60 minutes on the 2-core dev machine with upstream included (20 of them
-# for issue 10's figures; `--fill rest` builds the big pinsets through REST instead of
+# for the whole-peer figures; `--fill rest` builds the big pinsets through REST instead of
 # Consensus.Import / `state import`: add the time of 1M pins at each one's ingest rate).
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# docs/chaos.md's figures come from a results file, never from hand-copied numbers (issue 17):
+# docs/chaos.md's figures come from a results file, never from hand-copied numbers:
 #   deploy/local/chaos-doc.sh RESULTS_FILE
 # copies RESULTS_FILE (written by deploy/local/chaos.sh) to docs/chaos-results.txt and
 # rewrites the block between `<!-- chaos-figures:begin -->` and `<!-- chaos-figures:end -->`

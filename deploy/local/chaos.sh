@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long fault-injection runs (`make chaos`, issues 9 and 17): repeated clusters (each peer
+# The long fault-injection runs (`make chaos`): repeated clusters (each peer
 # its own Kubo node, started by the real launcher) under a steady stream of pins/unpins while
 # services, whole peers and IPFS nodes are killed, peers stopped, several peers taken down at
 # once (the leader among them, a majority too), partitioned and their disks filled; plus the
@@ -19,7 +19,7 @@
 #   CHAOS_CONTENT=0        1 pin in 20 of real content that must move between IPFS nodes
 #   CHAOS_LOAD_SECONDS=0   a phase of 32 back-to-back connections (the ingest benchmark's)
 #   CHAOS_OVERLAP=1        several peers down at once, leader crashes, quorum losses
-#   CHAOS_CONSENSUS=raft   raft, or crdt (issue 19): `init --consensus crdt` peers; no leader
+#   CHAOS_CONSENSUS=raft   raft, or crdt: `init --consensus crdt` peers; no leader
 #                          crashes, no quorum losses and no partition test (raft notions);
 #                          the checker is the same
 # Every run's figures go to the results file $CHAOS_RESULTS (default

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ingest profile of issue 10 (figure 1) beside `make bench`: starts fresh release peers with
+# Ingest profile of the whole-peer benchmark beside `make bench`: starts fresh release peers with
 # `ipfs-cluster-bench hold`, runs the ingest load RUNS times and prints, per run, the rate
 # and the CPU each kind of service used (utime+stime from /proc, in clock ticks), so that
 # two builds can be compared on the same machine:
