@@ -50,6 +50,24 @@ pub struct World {
 }
 
 impl World {
+    /// What Kubo's block/put does for the connector: hash (sha2-256), store, answer.
+    fn block_put(&self, r: ipb::BlockPutRequest) -> ipb::BlockPutResponse {
+        let codec = if r.format == "raw" { 0x55 } else { 0x70 };
+        let digest = ring::digest::digest(&ring::digest::SHA256, &r.data);
+        let mh = cid::multihash::Multihash::<64>::wrap(0x12, digest.as_ref()).unwrap();
+        let c = if r.cid_version == 0 {
+            cid::Cid::new_v0(mh).unwrap()
+        } else {
+            cid::Cid::new_v1(codec, mh)
+        };
+        let size = r.data.len() as u64;
+        self.blocks.lock().unwrap().insert(c.to_string(), r.data);
+        ipb::BlockPutResponse {
+            cid: c.to_string(),
+            size,
+        }
+    }
+
     /// What the connector double answers for a CID: pinned when in the state.
     fn status(&self, cid: &str) -> pb::PinInfo {
         let (status, opts, created) = match self.consensus.pin(cid) {
@@ -139,6 +157,12 @@ impl ipb::ipfs_connector_server::IpfsConnector for FakeConnector {
     ) -> Result<GResp<ipb::BlockPutResponse>, Status> {
         Err(Status::unimplemented("not in this double"))
     }
+    async fn block_put_many(
+        &self,
+        _r: GReq<ipb::BlockPutManyRequest>,
+    ) -> Result<GResp<ipb::BlockPutManyResponse>, Status> {
+        Err(Status::unimplemented("not in this double"))
+    }
     async fn resolve(
         &self,
         r: GReq<ipb::ResolveRequest>,
@@ -199,23 +223,17 @@ impl FakeTransport {
             (names::IPFS_CONNECTOR, "BlockPut") => {
                 let r = ipb::BlockPutRequest::decode(payload)
                     .map_err(|e| Status::invalid_argument(e.to_string()))?;
-                let codec = if r.format == "raw" { 0x55 } else { 0x70 };
-                let digest = ring::digest::digest(&ring::digest::SHA256, &r.data);
-                let mh = cid::multihash::Multihash::<64>::wrap(0x12, digest.as_ref()).unwrap();
-                let c = if r.cid_version == 0 {
-                    cid::Cid::new_v0(mh).unwrap()
-                } else {
-                    cid::Cid::new_v1(codec, mh)
-                };
-                let size = r.data.len() as u64;
-                self.world
-                    .blocks
-                    .lock()
-                    .unwrap()
-                    .insert(c.to_string(), r.data);
-                Ok(ipb::BlockPutResponse {
-                    cid: c.to_string(),
-                    size,
+                Ok(self.world.block_put(r).encode_to_vec())
+            }
+            (names::IPFS_CONNECTOR, "BlockPutMany") => {
+                let r = ipb::BlockPutManyRequest::decode(payload)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                Ok(ipb::BlockPutManyResponse {
+                    blocks: r
+                        .blocks
+                        .into_iter()
+                        .map(|b| self.world.block_put(b))
+                        .collect(),
                 }
                 .encode_to_vec())
             }
