@@ -9,7 +9,13 @@
 //! Every answer is checked block by block (the multihash Kubo computed must be the one
 //! of the CID we built). When a peer fails a batch, its blocks are retried one by one
 //! with `BlockPut` on that peer: the error then names the block, and a peer that does
-//! not know `BlockPutMany` (an older version) still gets every block.
+//! not know `BlockPutMany` (an older version: its RPC policy denies it, or its connector
+//! does not implement it) still gets every block, one by one from then on.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+};
 
 use ipfs_cluster_proto::{ipfsconnector::v1 as ipb, names, transport::v1 as tpb};
 use prost::Message;
@@ -42,6 +48,8 @@ pub struct Sender {
     pending: Vec<Block>,
     pending_bytes: usize,
     in_flight: JoinSet<Result<(), AddError>>,
+    /// Peers that refused `BlockPutMany` as unknown: they get `BlockPut` per block.
+    legacy: Legacy,
     /// Prefixed to errors (what these blocks are for).
     context: &'static str,
 }
@@ -54,6 +62,7 @@ impl Sender {
             pending: Vec::new(),
             pending_bytes: 0,
             in_flight: JoinSet::new(),
+            legacy: Legacy::default(),
             context,
         }
     }
@@ -92,9 +101,13 @@ impl Sender {
         }
         let batch = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
-        let (backends, peers) = (self.backends.clone(), self.peers.clone());
+        let (backends, peers, legacy) = (
+            self.backends.clone(),
+            self.peers.clone(),
+            self.legacy.clone(),
+        );
         self.in_flight
-            .spawn(async move { put_batch(&backends, &peers, &batch).await });
+            .spawn(async move { put_batch(&backends, &peers, &batch, &legacy).await });
         Ok(())
     }
 
@@ -113,6 +126,25 @@ impl Sender {
             }
         })
     }
+}
+
+/// The peers of one add that do not know `BlockPutMany`.
+#[derive(Clone, Default)]
+pub struct Legacy(Arc<Mutex<HashSet<String>>>);
+
+impl Legacy {
+    fn contains(&self, peer: &str) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).contains(peer)
+    }
+    fn insert(&self, peer: String) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(peer);
+    }
+}
+
+/// How a peer without `BlockPutMany` answers it: its RPC policy denies the unknown
+/// method, or its connector does not implement it.
+fn unknown_method(code: i32) -> bool {
+    code == tonic::Code::PermissionDenied as i32 || code == tonic::Code::Unimplemented as i32
 }
 
 fn put_request(b: &Block) -> ipb::BlockPutRequest {
@@ -166,21 +198,31 @@ async fn call_many(
 }
 
 /// `IpfsConnector.BlockPutMany` of `batch` on every peer of `peers`, checking each CID;
-/// a peer that fails the batch gets its blocks one by one (`put_block`).
+/// a peer that fails the batch, or is known not to have the method (`legacy`), gets the
+/// blocks one by one (`put_block`).
 pub async fn put_batch(
     backends: &Backends,
     peers: &[String],
     batch: &[Block],
+    legacy: &Legacy,
 ) -> Result<(), AddError> {
     let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
         return Ok(());
     };
+    let (mut retry, peers): (Vec<String>, Vec<String>) =
+        peers.iter().cloned().partition(|p| legacy.contains(p));
+    if peers.is_empty() {
+        for b in batch {
+            put_block(backends, &retry, b).await?;
+        }
+        return Ok(());
+    }
     let req = ipb::BlockPutManyRequest {
         blocks: batch.iter().map(put_request).collect(),
     };
     let results = call_many(
         backends,
-        peers,
+        &peers,
         "BlockPutMany",
         req.encode_to_vec(),
         BATCH_TIMEOUT_MS,
@@ -195,10 +237,12 @@ pub async fn put_batch(
             s.message()
         )
     })?;
-    let mut retry = Vec::new();
     for res in results {
         if res.code != 0 {
             tracing::debug!(peer = %res.peer, code = res.code, error = %res.error, blocks = batch.len(), "add: BlockPutMany failed; retrying block by block");
+            if unknown_method(res.code) {
+                legacy.insert(res.peer.clone());
+            }
             retry.push(res.peer);
             continue;
         }

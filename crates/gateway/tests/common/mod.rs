@@ -35,6 +35,8 @@ use tonic::{Request as GReq, Response as GResp, Status};
 
 pub const SELF_PEER: &str = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
 pub const DOWN_PEER: &str = "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N";
+/// A peer of an older version: its RPC policy denies IpfsConnector.BlockPutMany.
+pub const OLD_PEER: &str = "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo";
 pub const IPFS_PEER: &str = "12D3KooWPVbVt9cxfsWgX8ppcHGQB6NgpTbzkJZYfjJwY8YxeHXn";
 pub const CID1: &str = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG";
 pub const CID2: &str = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi";
@@ -47,6 +49,8 @@ pub struct World {
     pub consensus: FakeConsensus,
     /// Blocks stored through IpfsConnector.BlockPut (CID string → bytes).
     pub blocks: Mutex<BTreeMap<String, Vec<u8>>>,
+    /// BlockPutMany calls OLD_PEER refused.
+    pub denied: std::sync::atomic::AtomicUsize,
 }
 
 impl World {
@@ -212,6 +216,12 @@ impl FakeTransport {
         if peer == DOWN_PEER {
             return Err(Status::unavailable(format!(
                 "failed to dial {DOWN_PEER}: no addresses"
+            )));
+        }
+        if peer == OLD_PEER && method == "BlockPutMany" {
+            self.world.denied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(Status::permission_denied(format!(
+                "{service}/{method} is not in the RPC policy"
             )));
         }
         match (service, method) {
@@ -456,7 +466,9 @@ pub async fn start(tune: impl FnOnce(&mut ipfs_cluster_gateway::HttpApiOptions))
     tokio::spawn(ipfs_cluster_runtime::serve(
         lt,
         token.clone(),
-        TransportServer::from_arc(transport.clone()),
+        // The real transport's limit (16 MiB and some): block batches are larger than 4 MiB.
+        TransportServer::from_arc(transport.clone())
+            .max_decoding_message_size((16 << 20) + 4096),
         stop(rx.clone()),
     ));
     tokio::spawn(ipfs_cluster_runtime::serve(
