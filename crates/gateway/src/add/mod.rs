@@ -309,6 +309,8 @@ impl Adder {
     async fn run(&self, mut mp: Multipart, wrap: bool) -> Result<Option<Link>, AddError> {
         let mut tree: BTreeMap<String, Node> = BTreeMap::new();
         let mut order: Vec<String> = Vec::new();
+        // Top-level names already in `order` (an add of many files lists each once).
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         while let Some(ev) = mp.next().await? {
             let Event::Part(h) = ev else { continue };
             let path = part_path(h.filename.as_deref().unwrap_or(""));
@@ -317,7 +319,7 @@ impl Adder {
                     "a multipart part has no file name (Content-Disposition filename)".into(),
                 );
             }
-            if !order.contains(&path[0]) {
+            if seen.insert(path[0].clone()) {
                 order.push(path[0].clone());
             }
             let name = path.join("/");
