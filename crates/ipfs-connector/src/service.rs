@@ -8,9 +8,9 @@ use futures::Stream;
 use ipfs_cluster_proto::{
     ipfsconnector::v1::{
         ipfs_connector_server::{IpfsConnector, IpfsConnectorServer},
-        BlockPutManyRequest, BlockPutManyResponse, BlockPutRequest, BlockPutResponse, IpfsIdResponse, PinNowRequest, RepoGcKey,
-        RepoGcResponse, RepoStatResponse, ResolveRequest, ResolveResponse, StatusAllRequest,
-        StatusRequest, SwarmPeersResponse,
+        BlockPutManyRequest, BlockPutManyResponse, BlockPutRequest, BlockPutResponse,
+        IpfsIdResponse, PinNowRequest, RepoGcKey, RepoGcResponse, RepoStatResponse, ResolveRequest,
+        ResolveResponse, StatusAllRequest, StatusRequest, SwarmPeersResponse,
     },
     types::v1::{Empty, PinInfo},
 };

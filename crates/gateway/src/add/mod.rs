@@ -29,8 +29,8 @@ use crate::{
 };
 use chunker::ChunkerSpec;
 use dag::{Block, DagError, DagParams, FileBuilder, HashFn, Layout, Link};
-use sender::Sender;
 use multipart::{AddError, Event, Multipart};
+use sender::Sender;
 use spool::Spool;
 
 /// Encoded outputs waiting for a slow client.

@@ -134,10 +134,16 @@ pub struct Legacy(Arc<Mutex<HashSet<String>>>);
 
 impl Legacy {
     fn contains(&self, peer: &str) -> bool {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).contains(peer)
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(peer)
     }
     fn insert(&self, peer: String) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(peer);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(peer);
     }
 }
 

@@ -219,7 +219,9 @@ impl FakeTransport {
             )));
         }
         if peer == OLD_PEER && method == "BlockPutMany" {
-            self.world.denied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.world
+                .denied
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err(Status::permission_denied(format!(
                 "{service}/{method} is not in the RPC policy"
             )));
@@ -467,8 +469,7 @@ pub async fn start(tune: impl FnOnce(&mut ipfs_cluster_gateway::HttpApiOptions))
         lt,
         token.clone(),
         // The real transport's limit (16 MiB and some): block batches are larger than 4 MiB.
-        TransportServer::from_arc(transport.clone())
-            .max_decoding_message_size((16 << 20) + 4096),
+        TransportServer::from_arc(transport.clone()).max_decoding_message_size((16 << 20) + 4096),
         stop(rx.clone()),
     ));
     tokio::spawn(ipfs_cluster_runtime::serve(

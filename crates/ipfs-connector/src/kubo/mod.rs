@@ -883,10 +883,7 @@ impl Kubo {
         if got != run.len() {
             return Err(KuboError::Decode {
                 path: PATH.into(),
-                reason: format!(
-                    "{got} answers for the {} blocks of one request",
-                    run.len()
-                ),
+                reason: format!("{got} answers for the {} blocks of one request", run.len()),
             });
         }
         Ok(())
