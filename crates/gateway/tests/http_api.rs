@@ -967,6 +967,25 @@ async fn add_blocks_reach_peers_without_block_put_many() {
     let h = start(|_| {}).await;
     // 21 distinct leaves of 256 KiB (more than one batch) and the root.
     let a: Vec<u8> = (0..262_144 * 20 + 7).map(|i| (i % 253) as u8).collect();
+    // To this peer: batches close at 4 MiB (16 leaves), the rest and the root follow.
+    let r = post_add(
+        &h,
+        "stream-channels=false",
+        &[("a.bin", "application/octet-stream", &a)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut batches: Vec<usize> = h
+        .world
+        .batches
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| b.0)
+        .collect();
+    batches.sort();
+    assert_eq!(batches, vec![6, 16]);
+    h.world.blocks.lock().unwrap().clear();
     let r = post_add(
         &h,
         &format!("stream-channels=false&user-allocations={OLD_PEER}"),

@@ -51,6 +51,8 @@ pub struct World {
     pub blocks: Mutex<BTreeMap<String, Vec<u8>>>,
     /// BlockPutMany calls OLD_PEER refused.
     pub denied: std::sync::atomic::AtomicUsize,
+    /// (blocks, data bytes) of every BlockPutMany served.
+    pub batches: Mutex<Vec<(usize, usize)>>,
 }
 
 impl World {
@@ -240,6 +242,11 @@ impl FakeTransport {
             (names::IPFS_CONNECTOR, "BlockPutMany") => {
                 let r = ipb::BlockPutManyRequest::decode(payload)
                     .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                self.world
+                    .batches
+                    .lock()
+                    .unwrap()
+                    .push((r.blocks.len(), r.blocks.iter().map(|b| b.data.len()).sum()));
                 Ok(ipb::BlockPutManyResponse {
                     blocks: r
                         .blocks
