@@ -959,6 +959,68 @@ async fn add_files_and_directories() {
     assert!(r.text().contains("\"cid\":\"bafkrei"), "{}", r.text());
 }
 
+/// Blocks go to IPFS in batches (BlockPutMany); a peer of an older version, whose RPC
+/// policy refuses that method, still gets every block (one by one), and a peer that
+/// cannot be reached fails the add with an error naming a block and the peer.
+#[tokio::test]
+async fn add_blocks_reach_peers_without_block_put_many() {
+    let h = start(|_| {}).await;
+    // 21 distinct leaves of 256 KiB (more than one batch) and the root.
+    let a: Vec<u8> = (0..262_144 * 20 + 7).map(|i| (i % 253) as u8).collect();
+    // To this peer: batches close at 4 MiB (16 leaves), the rest and the root follow.
+    let r = post_add(
+        &h,
+        "stream-channels=false",
+        &[("a.bin", "application/octet-stream", &a)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut batches: Vec<usize> = h
+        .world
+        .batches
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| b.0)
+        .collect();
+    batches.sort();
+    assert_eq!(batches, vec![6, 16]);
+    h.world.blocks.lock().unwrap().clear();
+    let r = post_add(
+        &h,
+        &format!("stream-channels=false&user-allocations={OLD_PEER}"),
+        &[("a.bin", "application/octet-stream", &a)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let root = v[0]["cid"].as_str().unwrap().to_string();
+    assert_eq!(v[0]["allocations"], serde_json::json!([OLD_PEER]));
+    assert!(
+        h.world.denied.load(std::sync::atomic::Ordering::Relaxed) >= 1,
+        "BlockPutMany was tried first"
+    );
+    {
+        let blocks = h.world.blocks.lock().unwrap();
+        assert_eq!(blocks.len(), 22, "every leaf and the root");
+        assert!(blocks.contains_key(&root));
+    }
+    assert!(h.pins().contains_key(&root));
+
+    let r = post_add(
+        &h,
+        &format!("stream-channels=false&user-allocations={DOWN_PEER}"),
+        &[("b.txt", "application/octet-stream", b"not stored")],
+    )
+    .await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(
+        r.text().contains("storing block Qm") && r.text().contains(DOWN_PEER),
+        "{}",
+        r.text()
+    );
+}
+
 #[tokio::test]
 async fn add_errors() {
     let h = start(|_| {}).await;

@@ -18,7 +18,7 @@ pub mod settings;
 pub mod swarms;
 pub mod tracker;
 
-pub use kubo::{parse_node_multiaddress, Kubo, KuboError, NodeAddr, Timeouts};
+pub use kubo::{parse_node_multiaddress, BlockToPut, Kubo, KuboError, NodeAddr, Timeouts};
 pub use options::Options;
 pub use service::ConnectorService;
 pub use tracker::Tracker;

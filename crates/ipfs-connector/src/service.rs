@@ -8,9 +8,9 @@ use futures::Stream;
 use ipfs_cluster_proto::{
     ipfsconnector::v1::{
         ipfs_connector_server::{IpfsConnector, IpfsConnectorServer},
-        BlockPutRequest, BlockPutResponse, IpfsIdResponse, PinNowRequest, RepoGcKey,
-        RepoGcResponse, RepoStatResponse, ResolveRequest, ResolveResponse, StatusAllRequest,
-        StatusRequest, SwarmPeersResponse,
+        BlockPutManyRequest, BlockPutManyResponse, BlockPutRequest, BlockPutResponse,
+        IpfsIdResponse, PinNowRequest, RepoGcKey, RepoGcResponse, RepoStatResponse, ResolveRequest,
+        ResolveResponse, StatusAllRequest, StatusRequest, SwarmPeersResponse,
     },
     types::v1::{Empty, PinInfo},
 };
@@ -19,7 +19,10 @@ use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::{kubo::parse_cid, tracker::Tracker};
+use crate::{
+    kubo::{parse_cid, BlockToPut},
+    tracker::Tracker,
+};
 use ipfs_cluster_runtime::ServiceError;
 
 #[derive(Clone)]
@@ -171,6 +174,42 @@ impl IpfsConnector for ConnectorService {
             .await
             .map_err(|e| e.to_status())?;
         Ok(Response::new(BlockPutResponse { cid, size }))
+    }
+
+    async fn block_put_many(
+        &self,
+        req: Request<BlockPutManyRequest>,
+    ) -> Result<Response<BlockPutManyResponse>, Status> {
+        let blocks: Vec<BlockToPut> = req
+            .into_inner()
+            .blocks
+            .into_iter()
+            .map(|b| BlockToPut {
+                data: b.data.into(),
+                format: b.format,
+                mhtype: b.mhtype,
+                cid_version: b.cid_version,
+            })
+            .collect();
+        let n = blocks.len();
+        let put = self
+            .tracker
+            .kubo()
+            .block_put_many(&blocks)
+            .await
+            .map_err(|e| {
+                let mut s = e.to_status();
+                if n > 1 {
+                    s = Status::new(s.code(), format!("one of {n} blocks: {}", s.message()));
+                }
+                s
+            })?;
+        Ok(Response::new(BlockPutManyResponse {
+            blocks: put
+                .into_iter()
+                .map(|(cid, size)| BlockPutResponse { cid, size })
+                .collect(),
+        }))
     }
 
     async fn resolve(

@@ -3,7 +3,7 @@
 //! CID that is not pinned (Kubo's texts), pin/add streaming `Progress` while it fetches
 //! from another node, the no-progress watchdog on content nobody has, pin/update, pin/ls
 //! streaming hundreds of pins, repo/gc, block/put with each codec and CID version (and
-//! several parts in one request), swarm/connect and swarm/peers, resolve.
+//! several parts in one request, `block_put_many`), swarm/connect and swarm/peers, resolve.
 
 mod common;
 
@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use common::Ipfs;
 use ipfs_cluster_ipfs_connector::{
     kubo::{KuboError, NdJson, PinKind},
-    Kubo, NodeAddr, Timeouts,
+    BlockToPut, Kubo, NodeAddr, Timeouts,
 };
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -252,6 +252,39 @@ async fn kubo_answers_what_the_connector_expects() {
     for (k, p) in keys.iter().zip(&parts) {
         let c = cid::Cid::try_from(k.as_str()).unwrap();
         assert_eq!(c.hash().digest(), &Sha256::digest(p)[..]);
+    }
+
+    // block_put_many: one request per run of blocks with the same parameters, answers in
+    // the order of the blocks.
+    let dag_pb = |d: &[u8]| {
+        let mut v = vec![0x0a, d.len() as u8];
+        v.extend_from_slice(d);
+        v
+    };
+    let many: Vec<BlockToPut> = [
+        ("raw", 1, bytes(100, seed() + 200)),
+        ("raw", 1, bytes(120, seed() + 201)),
+        ("dag-pb", 0, dag_pb(&bytes(30, seed() + 202))),
+        ("dag-pb", 0, dag_pb(&bytes(40, seed() + 203))),
+        ("raw", 1, Vec::new()),
+    ]
+    .into_iter()
+    .map(|(format, cid_version, data)| BlockToPut {
+        data: data.into(),
+        format: format.into(),
+        mhtype: "sha2-256".into(),
+        cid_version,
+    })
+    .collect();
+    let before = ka.requests_sent();
+    let answers = ka.block_put_many(&many).await.unwrap();
+    assert_eq!(ka.requests_sent() - before, 3, "one request per run");
+    assert_eq!(answers.len(), many.len());
+    for (b, (k, size)) in many.iter().zip(&answers) {
+        let c = cid::Cid::try_from(k.as_str()).unwrap();
+        assert_eq!(c.hash().digest(), &Sha256::digest(&b.data)[..], "{k}");
+        assert_eq!(c.version() as i32, b.cid_version, "{k}");
+        assert_eq!(*size, b.data.len() as u64);
     }
 
     // resolve: a path below a directory resolves to the file's CID.

@@ -70,6 +70,7 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     (IPFS_CONNECTOR, "RepoStat", Trusted),
     (IPFS_CONNECTOR, "RepoGc", Trusted),
     (IPFS_CONNECTOR, "BlockPut", Trusted),
+    (IPFS_CONNECTOR, "BlockPutMany", Trusted),
     (IPFS_CONNECTOR, "Resolve", Closed),
     (IPFS_CONNECTOR, "PinNow", Trusted),
     (IPFS_CONNECTOR, "UnpinNow", Trusted),
@@ -159,6 +160,7 @@ mod tests {
             "RepoStat",
             "SwarmPeers",
             "BlockPut",
+            "BlockPutMany",
             "PinNow",
             "UnpinNow",
         ] {

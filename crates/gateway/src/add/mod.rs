@@ -1,6 +1,7 @@
 //! `POST /add`: a multipart upload turned into a UnixFS DAG with Kubo's CIDs, its
-//! blocks stored on the destination peers' IPFS through their ipfs connectors
-//! (`Transport.CallMany(..., IpfsConnector.BlockPut)`), then cluster-pinned (recursive).
+//! blocks stored on the destination peers' IPFS through their ipfs connectors in
+//! batches (`Transport.CallMany(..., IpfsConnector.BlockPutMany)`, see `sender`), then
+//! cluster-pinned (recursive).
 //! Output is NDJSON of AddedOutput in upstream's order (files as they complete, then
 //! directories depth-first children first, then the wrapper), or one JSON array with
 //! `stream-channels=false`. Failures after the 200 go to the `X-Stream-Error` trailer.
@@ -10,6 +11,7 @@ pub mod chunker;
 pub mod dag;
 pub mod hamt;
 pub mod multipart;
+pub mod sender;
 pub mod spool;
 
 use std::{collections::BTreeMap, convert::Infallible};
@@ -19,8 +21,6 @@ use http::{header, HeaderMap, HeaderValue, Response};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use ipfs_cluster_api as api;
-use ipfs_cluster_proto::{ipfsconnector::v1 as ipb, names, transport::v1 as tpb};
-use prost::Message;
 use tokio::sync::mpsc;
 
 use crate::{
@@ -30,14 +30,11 @@ use crate::{
 use chunker::ChunkerSpec;
 use dag::{Block, DagError, DagParams, FileBuilder, HashFn, Layout, Link};
 use multipart::{AddError, Event, Multipart};
+use sender::Sender;
 use spool::Spool;
 
 /// Encoded outputs waiting for a slow client.
 const OUTPUT_QUEUE: usize = 64;
-
-/// Blocks sent at once when replaying the spool to the other allocated peers (bounded
-/// memory: at most this many chunks of up to 1 MiB).
-const REPLAY_IN_FLIGHT: usize = 8;
 
 /// Options this gateway refuses before reading the upload (400).
 fn refused(p: &api::AddParams) -> Result<(), ApiError> {
@@ -141,21 +138,31 @@ struct Adder {
     /// Kept when the allocations are the consensus's choice (not `local`, no
     /// user-allocations) so the blocks can follow the pin to every allocated peer.
     spool: tokio::sync::Mutex<Option<Spool>>,
+    /// Batches the blocks to the destinations (flushed before pinning).
+    sender: tokio::sync::Mutex<Sender>,
     out: mpsc::Sender<api::AddedOutput>,
 }
 
 impl Adder {
     /// Stores blocks on the destinations, and keeps them in the spool when one is kept.
+    /// Batched (see `sender`): a block is stored once `flush` returns.
     async fn put(&self, blocks: Vec<Block>) -> Result<(), AddError> {
+        let mut spool = self.spool.lock().await;
+        let mut sender = self.sender.lock().await;
         for b in blocks {
-            put_block(&self.backends, &self.destinations, &b.cid, &b.data).await?;
-            if let Some(s) = self.spool.lock().await.as_mut() {
+            if let Some(s) = spool.as_mut() {
                 s.push(&b.cid, &b.data)
                     .await
                     .map_err(|e| format!("keeping block {} in the add spool: {e}", b.cid))?;
             }
+            sender.push(b).await?;
         }
         Ok(())
+    }
+
+    /// Waits until every block put so far is stored on the destinations.
+    async fn flush(&self) -> Result<(), AddError> {
+        self.sender.lock().await.flush().await
     }
 
     async fn emit(&self, name: &str, link: &Link) {
@@ -302,6 +309,8 @@ impl Adder {
     async fn run(&self, mut mp: Multipart, wrap: bool) -> Result<Option<Link>, AddError> {
         let mut tree: BTreeMap<String, Node> = BTreeMap::new();
         let mut order: Vec<String> = Vec::new();
+        // Top-level names already in `order` (an add of many files lists each once).
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         while let Some(ev) = mp.next().await? {
             let Event::Part(h) = ev else { continue };
             let path = part_path(h.filename.as_deref().unwrap_or(""));
@@ -310,7 +319,7 @@ impl Adder {
                     "a multipart part has no file name (Content-Disposition filename)".into(),
                 );
             }
-            if !order.contains(&path[0]) {
+            if seen.insert(path[0].clone()) {
                 order.push(path[0].clone());
             }
             let name = path.join("/");
@@ -371,76 +380,19 @@ impl Adder {
     }
 }
 
-/// `IpfsConnector.BlockPut` of one block on every peer of `peers`, checking the CID.
-async fn put_block(
-    backends: &Backends,
-    peers: &[String],
-    cid: &cid::Cid,
-    data: &[u8],
-) -> Result<(), AddError> {
-    let req = ipb::BlockPutRequest {
-        data: data.to_vec(),
-        format: crate::add::car::codec_name(cid.codec())
-            .unwrap_or("dag-pb")
-            .into(),
-        mhtype: HashFn::from_code(cid.hash().code())
-            .map(HashFn::name)
-            .unwrap_or_else(|| "identity".into()),
-        cid_version: cid.version() as i32,
-    };
-    let r = backends
-        .transport
-        .clone()
-        .call_many(tpb::PeerCallManyRequest {
-            peers: peers.to_vec(),
-            service: names::IPFS_CONNECTOR.to_string(),
-            method: "BlockPut".into(),
-            payload: req.encode_to_vec(),
-            timeout_ms: 60_000,
-        })
-        .await
-        .map_err(|s| {
-            format!(
-                "storing block {cid}: the local transport service: {}",
-                s.message()
-            )
-        })?
-        .into_inner();
-    for res in r.results {
-        if res.code != 0 {
-            return Err(format!("storing block {cid} on {}: {}", res.peer, res.error).into());
-        }
-        let got = ipb::BlockPutResponse::decode(res.payload.as_slice()).map_err(|e| {
-            format!(
-                "storing block {cid} on {}: undecodable answer: {e}",
-                res.peer
-            )
-        })?;
-        let same = cid::Cid::try_from(got.cid.as_str()).is_ok_and(|c| c.hash() == cid.hash());
-        if !same {
-            return Err(format!(
-                "storing block {cid} on {}: IPFS answered a different CID {:?}",
-                res.peer, got.cid
-            )
-            .into());
-        }
-    }
-    Ok(())
-}
-
 /// After the add: the peers of `targets` (the pin's allocations, or every member) that
 /// the add did not reach get every spooled block (upstream sends blocks to all
-/// allocations before pinning; see `spool`).
+/// allocations before pinning; see `spool`), in batches as during the add.
 async fn send_spool(
     backends: &Backends,
     spool: Spool,
     targets: &[String],
     reached: &[String],
 ) -> Result<(), AddError> {
-    let allocated = targets.to_vec();
-    let missing: Vec<String> = allocated
-        .into_iter()
+    let missing: Vec<String> = targets
+        .iter()
         .filter(|p| !reached.contains(p))
+        .cloned()
         .collect();
     if missing.is_empty() || spool.is_empty() {
         return Ok(());
@@ -450,31 +402,24 @@ async fn send_spool(
         .replay()
         .await
         .map_err(|e| format!("reading the add spool: {e}"))?;
-    loop {
-        // A few blocks in flight: each BlockPut is a round trip through two services.
-        let mut batch = Vec::with_capacity(REPLAY_IN_FLIGHT);
-        while batch.len() < REPLAY_IN_FLIGHT {
-            match r
-                .next()
-                .await
-                .map_err(|e| format!("reading the add spool: {e}"))?
-            {
-                Some(b) => batch.push(b),
-                None => break,
-            }
-        }
-        if batch.is_empty() {
-            break;
-        }
-        let puts = batch
-            .iter()
-            .map(|(cid, data)| put_block(backends, &missing, cid, data));
-        for res in futures::future::join_all(puts).await {
-            res.map_err(|e| {
-                format!("sending the added blocks to the other peers failed (the local peer has them): {e}")
-            })?;
-        }
+    let mut sender = Sender::new(
+        backends.clone(),
+        missing.clone(),
+        "sending the added blocks to the other peers failed (the local peer has them)",
+    );
+    while let Some((cid, data)) = r
+        .next()
+        .await
+        .map_err(|e| format!("reading the add spool: {e}"))?
+    {
+        sender
+            .push(Block {
+                cid,
+                data: data.into(),
+            })
+            .await?;
     }
+    sender.flush().await?;
     tracing::debug!(blocks, peers = ?missing, "add: blocks sent to the other allocated peers");
     Ok(())
 }
@@ -588,12 +533,14 @@ pub async fn handle(
     pin_opts.mode = api::PinMode::Recursive;
     let (no_pin, wrap) = (params.no_pin, params.wrap);
     let work = async move {
+        let sender = Sender::new(backends.clone(), destinations.clone(), "");
         let adder = Adder {
             backends,
             params: dag?,
             destinations,
             reported,
             spool: tokio::sync::Mutex::new(spool),
+            sender: tokio::sync::Mutex::new(sender),
             out: tx,
         };
         let root = if is_car {
@@ -601,6 +548,7 @@ pub async fn handle(
         } else {
             adder.run(mp, wrap).await?
         };
+        adder.flush().await?;
         let Some(root) = root else { return Ok(()) };
         if no_pin {
             // No pin: the blocks still go where upstream would have sent them.

@@ -11,6 +11,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 /// Largest block we accept back from the file (chunks are at most 1 MiB plus a header).
 const MAX_RECORD: usize = 4 << 20;
 
+/// Write and read buffer: one blocking file operation per MiB, not per 8 KiB (an add of
+/// many small files pushes two small writes per block).
+const BUFFER: usize = 1 << 20;
+
 pub struct Spool {
     file: BufWriter<tokio::fs::File>,
     path: tempfile::TempPath,
@@ -25,7 +29,7 @@ impl Spool {
     pub async fn new(max_bytes: u64) -> io::Result<Self> {
         let (f, path) = tempfile::NamedTempFile::new()?.into_parts();
         Ok(Self {
-            file: BufWriter::new(tokio::fs::File::from_std(f)),
+            file: BufWriter::with_capacity(BUFFER, tokio::fs::File::from_std(f)),
             path,
             blocks: 0,
             written: 0,
@@ -65,7 +69,7 @@ impl Spool {
         self.file.flush().await?;
         let f = tokio::fs::File::open(&self.path).await?;
         Ok(Replay {
-            file: BufReader::new(f),
+            file: BufReader::with_capacity(BUFFER, f),
             _path: self.path,
         })
     }

@@ -35,6 +35,8 @@ use tonic::{Request as GReq, Response as GResp, Status};
 
 pub const SELF_PEER: &str = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
 pub const DOWN_PEER: &str = "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N";
+/// A peer of an older version: its RPC policy denies IpfsConnector.BlockPutMany.
+pub const OLD_PEER: &str = "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo";
 pub const IPFS_PEER: &str = "12D3KooWPVbVt9cxfsWgX8ppcHGQB6NgpTbzkJZYfjJwY8YxeHXn";
 pub const CID1: &str = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG";
 pub const CID2: &str = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi";
@@ -47,9 +49,31 @@ pub struct World {
     pub consensus: FakeConsensus,
     /// Blocks stored through IpfsConnector.BlockPut (CID string → bytes).
     pub blocks: Mutex<BTreeMap<String, Vec<u8>>>,
+    /// BlockPutMany calls OLD_PEER refused.
+    pub denied: std::sync::atomic::AtomicUsize,
+    /// (blocks, data bytes) of every BlockPutMany served.
+    pub batches: Mutex<Vec<(usize, usize)>>,
 }
 
 impl World {
+    /// What Kubo's block/put does for the connector: hash (sha2-256), store, answer.
+    fn block_put(&self, r: ipb::BlockPutRequest) -> ipb::BlockPutResponse {
+        let codec = if r.format == "raw" { 0x55 } else { 0x70 };
+        let digest = ring::digest::digest(&ring::digest::SHA256, &r.data);
+        let mh = cid::multihash::Multihash::<64>::wrap(0x12, digest.as_ref()).unwrap();
+        let c = if r.cid_version == 0 {
+            cid::Cid::new_v0(mh).unwrap()
+        } else {
+            cid::Cid::new_v1(codec, mh)
+        };
+        let size = r.data.len() as u64;
+        self.blocks.lock().unwrap().insert(c.to_string(), r.data);
+        ipb::BlockPutResponse {
+            cid: c.to_string(),
+            size,
+        }
+    }
+
     /// What the connector double answers for a CID: pinned when in the state.
     fn status(&self, cid: &str) -> pb::PinInfo {
         let (status, opts, created) = match self.consensus.pin(cid) {
@@ -139,6 +163,12 @@ impl ipb::ipfs_connector_server::IpfsConnector for FakeConnector {
     ) -> Result<GResp<ipb::BlockPutResponse>, Status> {
         Err(Status::unimplemented("not in this double"))
     }
+    async fn block_put_many(
+        &self,
+        _r: GReq<ipb::BlockPutManyRequest>,
+    ) -> Result<GResp<ipb::BlockPutManyResponse>, Status> {
+        Err(Status::unimplemented("not in this double"))
+    }
     async fn resolve(
         &self,
         r: GReq<ipb::ResolveRequest>,
@@ -190,6 +220,14 @@ impl FakeTransport {
                 "failed to dial {DOWN_PEER}: no addresses"
             )));
         }
+        if peer == OLD_PEER && method == "BlockPutMany" {
+            self.world
+                .denied
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(Status::permission_denied(format!(
+                "{service}/{method} is not in the RPC policy"
+            )));
+        }
         match (service, method) {
             (names::IPFS_CONNECTOR, "Status") | (names::IPFS_CONNECTOR, "Recover") => {
                 let r = ipb::StatusRequest::decode(payload)
@@ -199,23 +237,22 @@ impl FakeTransport {
             (names::IPFS_CONNECTOR, "BlockPut") => {
                 let r = ipb::BlockPutRequest::decode(payload)
                     .map_err(|e| Status::invalid_argument(e.to_string()))?;
-                let codec = if r.format == "raw" { 0x55 } else { 0x70 };
-                let digest = ring::digest::digest(&ring::digest::SHA256, &r.data);
-                let mh = cid::multihash::Multihash::<64>::wrap(0x12, digest.as_ref()).unwrap();
-                let c = if r.cid_version == 0 {
-                    cid::Cid::new_v0(mh).unwrap()
-                } else {
-                    cid::Cid::new_v1(codec, mh)
-                };
-                let size = r.data.len() as u64;
+                Ok(self.world.block_put(r).encode_to_vec())
+            }
+            (names::IPFS_CONNECTOR, "BlockPutMany") => {
+                let r = ipb::BlockPutManyRequest::decode(payload)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
                 self.world
-                    .blocks
+                    .batches
                     .lock()
                     .unwrap()
-                    .insert(c.to_string(), r.data);
-                Ok(ipb::BlockPutResponse {
-                    cid: c.to_string(),
-                    size,
+                    .push((r.blocks.len(), r.blocks.iter().map(|b| b.data.len()).sum()));
+                Ok(ipb::BlockPutManyResponse {
+                    blocks: r
+                        .blocks
+                        .into_iter()
+                        .map(|b| self.world.block_put(b))
+                        .collect(),
                 }
                 .encode_to_vec())
             }
@@ -438,7 +475,8 @@ pub async fn start(tune: impl FnOnce(&mut ipfs_cluster_gateway::HttpApiOptions))
     tokio::spawn(ipfs_cluster_runtime::serve(
         lt,
         token.clone(),
-        TransportServer::from_arc(transport.clone()),
+        // The real transport's limit (16 MiB and some): block batches are larger than 4 MiB.
+        TransportServer::from_arc(transport.clone()).max_decoding_message_size((16 << 20) + 4096),
         stop(rx.clone()),
     ));
     tokio::spawn(ipfs_cluster_runtime::serve(

@@ -247,6 +247,42 @@ impl PinKind {
     }
 }
 
+/// One block for `block_put_many`: its bytes and how Kubo should hash it.
+#[derive(Debug, Clone)]
+pub struct BlockToPut {
+    pub data: Bytes,
+    /// Codec name ("raw", "dag-pb", ...); empty = raw.
+    pub format: String,
+    /// Multihash name; empty = sha2-256.
+    pub mhtype: String,
+    pub cid_version: i32,
+}
+
+impl BlockToPut {
+    /// The `block/put` query for this block (upstream's `blockPutQuery`, see `block_put`).
+    fn query(&self) -> String {
+        let codec = if self.format.is_empty() {
+            "raw"
+        } else {
+            &self.format
+        };
+        let mhtype = if self.mhtype.is_empty() {
+            "sha2-256"
+        } else {
+            &self.mhtype
+        };
+        if self.cid_version == 0 && codec == "dag-pb" && mhtype == "sha2-256" {
+            "format=v0&mhtype=sha2-256&mhlen=-1&pin=false&allow-big-block=true".to_string()
+        } else {
+            format!(
+                "cid-codec={}&mhtype={}&mhlen=-1&pin=false&allow-big-block=true",
+                q(codec),
+                q(mhtype)
+            )
+        }
+    }
+}
+
 /// Timeouts of the client.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -758,37 +794,58 @@ impl Kubo {
         mhtype: &str,
         cid_version: i32,
     ) -> Result<(String, u64), KuboError> {
-        let codec = if format.is_empty() { "raw" } else { format };
-        let mhtype = if mhtype.is_empty() {
-            "sha2-256"
-        } else {
-            mhtype
-        };
-        let query = if cid_version == 0 && codec == "dag-pb" && mhtype == "sha2-256" {
-            "format=v0&mhtype=sha2-256&mhlen=-1&pin=false&allow-big-block=true".to_string()
-        } else {
-            format!(
-                "cid-codec={}&mhtype={}&mhlen=-1&pin=false&allow-big-block=true",
-                q(codec),
-                q(mhtype)
-            )
-        };
-        let boundary = "ipfsclusterblockboundary7b3e1f";
-        let mut body = BytesMut::new();
-        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"block\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
-        body.extend_from_slice(&data);
-        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        let b = self
-            .call(
-                "block/put",
-                &query,
-                Some((
-                    format!("multipart/form-data; boundary={boundary}"),
-                    body.freeze(),
-                )),
-                self.inner.timeouts.request,
-            )
+        let mut r = self
+            .block_put_many(&[BlockToPut {
+                data,
+                format: format.to_string(),
+                mhtype: mhtype.to_string(),
+                cid_version,
+            }])
             .await?;
+        r.pop().ok_or_else(|| KuboError::Decode {
+            path: "block/put".into(),
+            reason: "no answer for the block".into(),
+        })
+    }
+
+    /// Puts many blocks with as few `block/put` requests as their parameters allow: one
+    /// multipart request (one part per block, as upstream's `BlockStream`) per run of
+    /// consecutive blocks with the same query (see `block_put`). Kubo answers one JSON
+    /// object per part, in order; the answers are returned in the order of `blocks`. Each
+    /// request is bounded by `ipfs_request_timeout`; callers bound the batch size.
+    pub async fn block_put_many(
+        &self,
+        blocks: &[BlockToPut],
+    ) -> Result<Vec<(String, u64)>, KuboError> {
+        let mut out = Vec::with_capacity(blocks.len());
+        let mut rest = blocks;
+        while let Some(first) = rest.first() {
+            let query = first.query();
+            let n = rest.iter().take_while(|b| b.query() == query).count();
+            let (run, tail) = rest.split_at(n);
+            self.block_put_run(run, &query, &mut out).await?;
+            rest = tail;
+        }
+        Ok(out)
+    }
+
+    /// One multipart `block/put` of blocks sharing `query`.
+    async fn block_put_run(
+        &self,
+        run: &[BlockToPut],
+        query: &str,
+        out: &mut Vec<(String, u64)>,
+    ) -> Result<(), KuboError> {
+        const PATH: &str = "block/put";
+        let boundary = "ipfsclusterblockboundary7b3e1f";
+        let size: usize = run.iter().map(|b| b.data.len() + 160).sum();
+        let mut body = BytesMut::with_capacity(size + 64);
+        for (i, b) in run.iter().enumerate() {
+            body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"block{i}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
+            body.extend_from_slice(&b.data);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
         #[derive(Deserialize)]
         struct R {
             #[serde(rename = "Key")]
@@ -796,12 +853,40 @@ impl Kubo {
             #[serde(rename = "Size")]
             size: u64,
         }
-        let first = b
-            .split(|c| *c == b'\n')
-            .find(|l| !l.iter().all(u8::is_ascii_whitespace))
-            .unwrap_or(&[]);
-        let r: R = Self::decode("block/put", first)?;
-        Ok((r.key, r.size))
+        let to = self.inner.timeouts.request;
+        let before = out.len();
+        let fut = async {
+            let resp = self
+                .post(
+                    PATH,
+                    query,
+                    Some((
+                        format!("multipart/form-data; boundary={boundary}"),
+                        body.freeze(),
+                    )),
+                )
+                .await?;
+            let mut lines = NdJson::new(resp.into_body(), PATH);
+            while let Some(line) = lines.next_line().await? {
+                let r: R = Self::decode(PATH, &line)?;
+                out.push((r.key, r.size));
+            }
+            Ok::<(), KuboError>(())
+        };
+        tokio::time::timeout(to, fut).await.unwrap_or_else(|_| {
+            Err(KuboError::Timeout {
+                path: PATH.into(),
+                after: to,
+            })
+        })?;
+        let got = out.len() - before;
+        if got != run.len() {
+            return Err(KuboError::Decode {
+                path: PATH.into(),
+                reason: format!("{got} answers for the {} blocks of one request", run.len()),
+            });
+        }
+        Ok(())
     }
 
     /// Resolves an IPFS path to a CID; `/ipfs/<cid>` without sub-path never asks the daemon.
