@@ -7,6 +7,9 @@
 # Budget: about 60 minutes on the 2-core dev machine with upstream included (20 of them
 # for the whole-peer figures; `--fill rest` builds the big pinsets through REST instead of
 # Consensus.Import / `state import`: add the time of 1M pins at each one's ingest rate).
+# Diagnosis: BENCH_PEER_LOG sets the peers' RUST_LOG (e.g.
+# "warn,ipfs_cluster_consensus::node=debug,ipfs_cluster_consensus::raft=debug" for the raft
+# write path's timings) and BENCH_KEEP=1 keeps their folders (daemon.log) after the run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CARGO="${CARGO:-cargo}"
