@@ -392,7 +392,7 @@ impl Peer {
             .arg(&self.pd.dir)
             .arg("daemon")
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", ipfs_cluster_testkit::peer_log_filter())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -1293,7 +1293,8 @@ impl Cluster {
     }
 
     async fn start_layout(n: usize, l: Layout) -> Result<Self> {
-        let tmp = tempfile::tempdir()?;
+        // KEEP_TEST_DIRS=1 keeps every peer's folder (daemon.log, stores) for a post-mortem.
+        let tmp = ipfs_cluster_testkit::test_dir()?;
         let secret = "c4".repeat(32);
         let mut ipfs_nodes = Vec::new();
         let mut starts = Vec::new();
