@@ -392,7 +392,7 @@ impl Peer {
             .arg(&self.pd.dir)
             .arg("daemon")
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", ipfs_cluster_testkit::peer_log_filter())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -1293,7 +1293,8 @@ impl Cluster {
     }
 
     async fn start_layout(n: usize, l: Layout) -> Result<Self> {
-        let tmp = tempfile::tempdir()?;
+        // KEEP_TEST_DIRS=1 keeps every peer's folder (daemon.log, stores) for a post-mortem.
+        let tmp = ipfs_cluster_testkit::test_dir()?;
         let secret = "c4".repeat(32);
         let mut ipfs_nodes = Vec::new();
         let mut starts = Vec::new();
@@ -2452,7 +2453,6 @@ fn kill_services_and_peers_under_load() {
 /// acknowledged pin lost, no acknowledged unpin back, all peers agree, IPFS nodes hold
 /// their pins). crdt has no leader and no quorum: those faults do not apply.
 #[test]
-#[ignore = "failed once in a loaded CI run (ipfs_missing=1: a replication -1 pin on 2 of 3 Kubo nodes after the 120 s settle; docs/chaos.md, crdt mode); passes alone; run with --ignored until the cause is found"]
 fn crdt_kill_and_stop_peers_under_load() {
     let _g = serial();
     runtime().block_on(async {

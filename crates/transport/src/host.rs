@@ -406,6 +406,11 @@ pub struct HostConfig {
     pub limits: Limits,
     pub gossip_heartbeat: Duration,
     pub ping_interval: Duration,
+    /// `cluster.peer_addresses` (and `--bootstrap`): the peers dialled again whenever they
+    /// are not connected (those with `/p2p/<id>`).
+    pub bootstrap: Vec<Multiaddr>,
+    /// How often known peers that are not connected are dialled again.
+    pub rebootstrap_interval: Duration,
 }
 
 /// Builds the host, starts listening (waits for the first listen address) and spawns the
@@ -573,6 +578,18 @@ pub async fn start(
         topics: HashMap::new(),
         announce: cfg.announce,
         external: Vec::new(),
+        priority: cfg
+            .bootstrap
+            .iter()
+            .filter_map(|a| match a.iter().last() {
+                Some(Protocol::P2p(p)) if p != local_peer_id && !unsupported(a) => {
+                    Some((p, strip_p2p(a)))
+                }
+                _ => None,
+            })
+            .collect(),
+        rebootstrap_interval: cfg.rebootstrap_interval,
+        redials: HashSet::new(),
     };
     task.refresh_announced();
     if task.announce.is_fixed() {
@@ -620,6 +637,11 @@ struct Task {
     /// The announced addresses given to the swarm as external addresses (identify sends
     /// these and no listen address).
     external: Vec<Multiaddr>,
+    /// The `cluster.peer_addresses` (and `--bootstrap`) peers with their given address.
+    priority: Vec<(PeerId, Multiaddr)>,
+    rebootstrap_interval: Duration,
+    /// Dials started by `rebootstrap` (logged when they connect).
+    redials: HashSet<ConnectionId>,
 }
 
 impl Task {
@@ -630,6 +652,12 @@ impl Task {
         mut valid_rx: mpsc::Receiver<GossipVerdict>,
     ) {
         let mut save_tick = tokio::time::interval(Duration::from_secs(5));
+        // The start-up bootstrap (lib.rs) dials first; this one takes over after it.
+        let mut rebootstrap_tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.rebootstrap_interval,
+            self.rebootstrap_interval,
+        );
+        rebootstrap_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown_reply = loop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_event(ev),
@@ -661,6 +689,7 @@ impl Task {
                         self.save_peerstore().await;
                     }
                 }
+                _ = rebootstrap_tick.tick() => self.rebootstrap(),
             }
         };
         self.save_peerstore().await;
@@ -741,6 +770,49 @@ impl Task {
         self.external = now;
     }
 
+    /// Dials every known cluster peer that is not connected (upstream's `reBootstrap`):
+    /// the `peer_addresses`/`--bootstrap` peers, the peerstore file's, and those dialled on
+    /// purpose (`Transport.Dial`), at the addresses the book holds for them. A connection
+    /// that closed (the other side crashed, was stopped, or its transport restarted) is
+    /// otherwise opened again only if that side dials us, and while it is not, no gossip
+    /// (metrics, crdt heads) flows between the two peers.
+    fn rebootstrap(&mut self) {
+        let mut known: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+        for (p, a) in &self.priority {
+            known.entry(*p).or_default().push(a.clone());
+        }
+        for p in self.dialled.iter().chain(self.loaded.iter()) {
+            known.entry(*p).or_default();
+        }
+        for (peer, given) in known {
+            if peer == self.local || self.swarm.is_connected(&peer) {
+                continue;
+            }
+            let mut addrs: Vec<Multiaddr> = self
+                .book
+                .get(&peer)
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default();
+            for a in given {
+                if !addrs.contains(&a) {
+                    addrs.push(a);
+                }
+            }
+            if addrs.is_empty() {
+                continue;
+            }
+            let opts = DialOpts::peer_id(peer)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .addresses(addrs)
+                .build();
+            let id = opts.connection_id();
+            if self.swarm.dial(opts).is_ok() {
+                tracing::debug!(%peer, "dialling a known cluster peer that is not connected");
+                self.redials.insert(id);
+            }
+        }
+    }
+
     fn remember(&mut self, peer: PeerId, addr: &Multiaddr) {
         if peer == self.local || !dialable(addr) {
             return;
@@ -817,8 +889,14 @@ impl Task {
                 reply,
             } => {
                 let _ = self.swarm.disconnect_peer_id(peer);
-                if forget && self.book.remove(&peer).is_some() {
-                    self.dirty = true;
+                if forget {
+                    // Nor dialled again (rebootstrap).
+                    self.dialled.remove(&peer);
+                    self.loaded.remove(&peer);
+                    self.priority.retain(|(p, _)| *p != peer);
+                    if self.book.remove(&peer).is_some() {
+                        self.dirty = true;
+                    }
                 }
                 let _ = reply.send(());
             }
@@ -965,6 +1043,9 @@ impl Task {
                     self.dialled.insert(peer_id);
                     let _ = reply.send(Ok(peer_id));
                 }
+                if self.redials.remove(&connection_id) {
+                    tracing::info!(peer = %peer_id, "reconnected to a known cluster peer");
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -990,6 +1071,7 @@ impl Task {
                 error,
             } => {
                 tracing::debug!(peer = ?peer_id, %error, "dial failed");
+                self.redials.remove(&connection_id);
                 if let Some(p) = peer_id {
                     if self.dial_errors.len() >= 1024 {
                         self.dial_errors.clear();

@@ -131,6 +131,8 @@ pub async fn start(opts: TransportOptions) -> Result<Running, Error> {
             limits: opts.limits,
             gossip_heartbeat: opts.gossip_heartbeat,
             ping_interval: opts.ping_interval,
+            bootstrap: opts.bootstrap.clone(),
+            rebootstrap_interval: opts.rebootstrap_interval,
         },
         inbound,
     )

@@ -71,6 +71,11 @@ pub struct TransportOptions {
     pub limits: Limits,
     pub gossip_heartbeat: Duration,
     pub ping_interval: Duration,
+    /// How often the known cluster peers that are not connected are dialled again
+    /// (upstream's `reBootstrapInterval`, 30 s): the `bootstrap` peers, the peerstore's and
+    /// those dialled on purpose. Bootstrap alone stops at the first connection, so a peer
+    /// whose connection later closed was met again only if it dialled us.
+    pub rebootstrap_interval: Duration,
     /// The peer runs crdt consensus (`consensus.crdt`): see `trust::Trust::with_crdt`.
     pub crdt: bool,
     /// Where the service records its peer calls (Prometheus; `None` when metrics are off).
@@ -101,6 +106,7 @@ impl TransportOptions {
             limits: Limits::default(),
             gossip_heartbeat: Duration::from_secs(1),
             ping_interval: Duration::from_secs(15),
+            rebootstrap_interval: Duration::from_secs(30),
             crdt: false,
             peer_calls: None,
             grpc_observer: None,

@@ -1064,3 +1064,61 @@ async fn bitswap_fetches_the_consensus_blocks_of_connected_peers() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Whether `n` lists `p` among its connected peers within `within`.
+async fn connected_within(n: &Node, p: PeerId, within: Duration) -> bool {
+    let mut c = n.client();
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let peers = c
+            .peers(ipfs_cluster_proto::transport::v1::PeersRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .peers;
+        if peers.iter().any(|e| e.peer_id == p.to_string()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// A peer listed in `peer_addresses` whose connection closed (it crashed, or its
+/// transport restarted) and that comes back without dialling us (it does not list us,
+/// or its own dials failed) is dialled again within `rebootstrap_interval`, as upstream's
+/// reBootstrap does; the start-up bootstrap alone stops at the first connection, and
+/// gossip (metrics, crdt heads) between the two stayed cut until the other side dialled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_peer_that_comes_back_is_dialled_again() {
+    let key = Keypair::generate_ed25519();
+    let b = node_with(limits(), Some(SECRET_A), key.clone(), None, None, vec![]).await;
+    let b_addr = b.addr.clone();
+    let a = node_tweaked(
+        limits(),
+        Some(SECRET_A),
+        Keypair::generate_ed25519(),
+        None,
+        None,
+        vec![b_addr.clone()],
+        |o| o.rebootstrap_interval = Duration::from_secs(1),
+    )
+    .await;
+    assert!(
+        connected_within(&a, b.peer, Duration::from_secs(10)).await,
+        "a did not bootstrap to b"
+    );
+    let port = tcp_port(&b_addr);
+    b.stop().await;
+    // b back on the same address, dialling nobody.
+    let b = node_tweaked(limits(), Some(SECRET_A), key, None, None, vec![], |o| {
+        o.listen = vec![format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()]
+    })
+    .await;
+    assert!(
+        connected_within(&a, b.peer, Duration::from_secs(20)).await,
+        "a never dialled the peer back"
+    );
+    a.stop().await;
+    b.stop().await;
+}
