@@ -30,6 +30,10 @@ use crate::http::reply::{ApiError, NOT_IN_PINSET};
 pub const READ_TIMEOUT: Duration = Duration::from_secs(15);
 /// Deadline for writes that go through consensus (leader forwarding, commit).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long each peer's IPFS repo GC may take (`POST /ipfs/gc`): as long as upstream's
+/// default IPFS request timeout (`ipfshttp.request_timeout`, 5 min). A GC that deletes many
+/// blocks takes far longer than a read, and upstream waits for it.
+pub const GC_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Why a member's `Gateway.Id` gave no answer ([`Backends::ids_of`]).
 #[derive(Debug, thiserror::Error)]
@@ -372,6 +376,30 @@ impl Backends {
         method: &str,
         payload: &Req,
     ) -> Result<Vec<tpb::PeerCallResult>, ApiError> {
+        self.call_many_within(peers, service, method, payload, READ_TIMEOUT)
+            .await
+    }
+
+    /// `connector_on_members` for a call that may run long on each peer (a repo GC).
+    pub async fn connector_on_members_within<Req: Message>(
+        &self,
+        peers: Vec<String>,
+        method: &str,
+        payload: &Req,
+        timeout: Duration,
+    ) -> Result<Vec<tpb::PeerCallResult>, ApiError> {
+        self.call_many_within(peers, names::IPFS_CONNECTOR, method, payload, timeout)
+            .await
+    }
+
+    async fn call_many_within<Req: Message>(
+        &self,
+        peers: Vec<String>,
+        service: &str,
+        method: &str,
+        payload: &Req,
+        timeout: Duration,
+    ) -> Result<Vec<tpb::PeerCallResult>, ApiError> {
         let r = self
             .transport
             .clone()
@@ -381,9 +409,9 @@ impl Backends {
                     service: service.to_string(),
                     method: method.to_string(),
                     payload: payload.encode_to_vec(),
-                    timeout_ms: READ_TIMEOUT.as_millis() as u32,
+                    timeout_ms: timeout.as_millis() as u32,
                 },
-                READ_TIMEOUT + Duration::from_secs(5),
+                timeout + Duration::from_secs(5),
             ))
             .await
             .map_err(|s| status_error(Local::Transport, &s))?;

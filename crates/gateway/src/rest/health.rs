@@ -55,7 +55,7 @@ pub async fn gc(b: &Backends, local: bool) -> Result<api::GlobalRepoGc, ApiError
     let peers = b.member_list().await?;
     let (ids, results) = tokio::join!(
         b.ids_of(peers.clone()),
-        b.connector_on_members(peers, "RepoGc", &pb::Empty {})
+        b.connector_on_members_within(peers, "RepoGc", &pb::Empty {}, crate::backend::GC_TIMEOUT)
     );
     let names: BTreeMap<String, String> = ids?
         .into_iter()
