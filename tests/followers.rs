@@ -130,6 +130,14 @@ fn a_follower_cannot_change_the_pinset_by_any_route() {
             a.len() == 1 && (a[0] == c.ids[0] || a[0] == c.ids[1]),
             "pin_only_on_trusted_peers allocated to {a:?}"
         );
+        // crdt writes converge: peer 0 must hold peer 1's pin before it can unpin it.
+        let written: BTreeMap<String, Vec<String>> = [
+            (content.clone(), vec![c.ids[2].clone()]),
+            (trusted_only.clone(), a.clone()),
+        ]
+        .into_iter()
+        .collect();
+        c.wait_states(&[0, 1], &written).await;
         for cid in [&content, &trusted_only] {
             let (st, body) = http("DELETE", &format!("{}/pins/{cid}", c.rest(0)), None)
                 .await
