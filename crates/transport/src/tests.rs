@@ -592,28 +592,12 @@ async fn peerstore_survives_restart_and_bootstraps() {
         .await
         .unwrap();
     // bootstrap from peer_addresses
-    let connected = |n: &Node, p: PeerId| {
-        let mut c = n.client();
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                let peers = c
-                    .peers(ipfs_cluster_proto::transport::v1::PeersRequest {})
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .peers;
-                if peers.iter().any(|e| e.peer_id == p.to_string()) {
-                    return true;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            false
-        }
-    };
-    assert!(connected(&a, b.peer).await, "a did not bootstrap to b");
     assert!(
-        connected(&a, stranger.peer).await,
+        connected_within(&a, b.peer, Duration::from_secs(5)).await,
+        "a did not bootstrap to b"
+    );
+    assert!(
+        connected_within(&a, stranger.peer, Duration::from_secs(5)).await,
         "the stranger did not connect"
     );
     // Identify has told a the stranger's addresses by now; let a periodic save run.
@@ -645,7 +629,7 @@ async fn peerstore_survives_restart_and_bootstraps() {
     )
     .await;
     assert!(
-        connected(&a, b.peer).await,
+        connected_within(&a, b.peer, Duration::from_secs(5)).await,
         "a did not reconnect from its peerstore"
     );
     a.stop().await;
